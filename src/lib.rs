@@ -1,0 +1,12 @@
+//! commitlog: a distributed commit log service.
+//!
+//! See `ARCHITECTURE.md` for the map of modules and their invariants.
+
+pub mod client;
+pub mod gossip;
+pub mod net;
+pub mod raft;
+pub mod storage;
+pub mod sync;
+pub mod types;
+pub mod wire;
