@@ -1,0 +1,597 @@
+//! Framing, and the request/response codecs.
+//!
+//! A frame is `u32 length | payload`, where `length` counts the payload bytes only.
+//! [`frame_len`] looks at the front of a receive buffer and says whether a whole
+//! frame is there, without copying; the caller then hands exactly that many bytes to
+//! [`decode_request`] / [`decode_response`].
+//!
+//! Request payload: `u16 api_key | u16 api_version | u32 correlation_id | body`.
+//! Response payload: `u32 correlation_id | u16 error_code | body`, where the body is
+//! the API's response body when `error_code == 0` and an [`ErrorBody`] otherwise.
+//!
+//! Invariants:
+//! - Decoders never panic and never allocate more than a small constant times the
+//!   frame's length (lengths and counts are checked against the remaining bytes
+//!   first). Version-0 bodies have an exact layout: trailing bytes are `Malformed`.
+//! - The encoding is canonical: for every frame `f` that decodes,
+//!   `encode(decode(f)) == f` byte for byte (the fuzz target checks this).
+//! - Encoders append to the caller's `Vec` and back-patch the length prefix, so a
+//!   server can reuse one output buffer for many responses.
+
+use crate::types::{NodeId, Offset, RecordKind, Term};
+
+use super::buf::{
+    begin_frame, end_frame, len_u32, put_bytes, put_str, put_u16, put_u32, put_u64, put_u8, Reader,
+};
+use super::errors::{DecodeError, ErrorBody, ErrorCode, LeaderHint};
+use super::messages::{
+    ApiKey, RecordView, Request, RequestFrame, ResponseBody, ResponseFrame, ServerInfo, ServerRole,
+    StatusInfo, WireRecord,
+};
+use super::{Limits, MAX_FRAME_BYTES_CAP};
+
+/// Bytes of the length prefix.
+pub const LEN_PREFIX_BYTES: usize = 4;
+/// Bytes of a request header (`api_key, api_version, correlation_id`).
+pub const REQUEST_HEADER_BYTES: usize = 8;
+/// Bytes of a response header (`correlation_id, error_code`).
+pub const RESPONSE_HEADER_BYTES: usize = 6;
+/// Bytes of a record before its value (`offset, term, kind, value_len`).
+pub const RECORD_HEADER_BYTES: usize = 8 + 8 + 1 + 4;
+/// Smallest encoded `Server` entry (empty strings).
+const MIN_SERVER_BYTES: usize = 8 + 2 + 2 + 1 + 1;
+/// Bytes of a Fetch response up to the first record (prefix, header, hw, count).
+pub const FETCH_RESPONSE_PREFIX_BYTES: usize = LEN_PREFIX_BYTES + RESPONSE_HEADER_BYTES + 8 + 4;
+
+/// Looks at the front of `buf`: `Ok(Some(total))` when a whole frame of `total`
+/// bytes (prefix included) is there, `Ok(None)` when more bytes are needed, and
+/// `FrameTooLarge` when the length prefix exceeds `limits` (or the hard cap). Copies
+/// nothing. Any connection whose first byte is not 0x00 fails here, since the hard
+/// cap is below 16 MiB.
+pub fn frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, DecodeError> {
+    let Some(prefix) = buf.get(..LEN_PREFIX_BYTES) else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+    let max = limits.effective_max_frame_bytes();
+    if len > max {
+        return Err(DecodeError::FrameTooLarge { len, max });
+    }
+    let total = LEN_PREFIX_BYTES + len as usize;
+    Ok((buf.len() >= total).then_some(total))
+}
+
+/// Checks that `frame` is exactly one whole frame and returns its payload.
+fn payload(frame: &[u8]) -> Result<&[u8], DecodeError> {
+    let Some(prefix) = frame.get(..LEN_PREFIX_BYTES) else {
+        return Err(DecodeError::Incomplete {
+            needed: LEN_PREFIX_BYTES - frame.len(),
+        });
+    };
+    let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+    if len > MAX_FRAME_BYTES_CAP {
+        return Err(DecodeError::FrameTooLarge {
+            len,
+            max: MAX_FRAME_BYTES_CAP,
+        });
+    }
+    let total = LEN_PREFIX_BYTES + len as usize;
+    if frame.len() < total {
+        return Err(DecodeError::Incomplete {
+            needed: total - frame.len(),
+        });
+    }
+    if frame.len() > total {
+        return Err(DecodeError::Malformed {
+            correlation_id: None,
+            reason: format!(
+                "{} bytes after the end of the frame (pass exactly one frame)",
+                frame.len() - total
+            ),
+        });
+    }
+    Ok(&frame[LEN_PREFIX_BYTES..])
+}
+
+/// Decodes one whole frame (length prefix included, nothing after it).
+///
+/// Errors after the header carry the correlation id so the server can answer.
+pub fn decode_request(frame: &[u8]) -> Result<RequestFrame, DecodeError> {
+    let payload = payload(frame)?;
+    if payload.len() < REQUEST_HEADER_BYTES {
+        return Err(DecodeError::Malformed {
+            correlation_id: None,
+            reason: format!(
+                "request payload of {} bytes is shorter than the {REQUEST_HEADER_BYTES}-byte header",
+                payload.len()
+            ),
+        });
+    }
+    let mut r = Reader::new(payload);
+    let api_key = r.u16("api_key")?;
+    let api_version = r.u16("api_version")?;
+    let correlation_id = r.u32("correlation_id")?;
+    r.set_correlation_id(correlation_id);
+    let Some(api) = ApiKey::from_u16(api_key) else {
+        return Err(DecodeError::UnsupportedApi {
+            correlation_id,
+            api_key,
+        });
+    };
+    if api_version > api.max_version() {
+        return Err(DecodeError::UnsupportedVersion {
+            correlation_id,
+            api_key: api,
+            version: api_version,
+        });
+    }
+    let request = decode_request_body(api, &mut r)?;
+    r.finish(api.name())?;
+    Ok(RequestFrame {
+        api_version,
+        correlation_id,
+        request,
+    })
+}
+
+fn decode_request_body(api: ApiKey, r: &mut Reader<'_>) -> Result<Request, DecodeError> {
+    Ok(match api {
+        ApiKey::Ping => Request::Ping,
+        ApiKey::Produce => Request::Produce {
+            value: r.bytes("Produce value")?.to_vec(),
+        },
+        ApiKey::ProduceBatch => {
+            let count = r.count(4, "ProduceBatch count")?;
+            let mut values = Vec::with_capacity(count);
+            for _ in 0..count {
+                values.push(r.bytes("ProduceBatch value")?.to_vec());
+            }
+            Request::ProduceBatch { values }
+        }
+        ApiKey::Consume => Request::Consume {
+            offset: Offset(r.u64("Consume offset")?),
+        },
+        ApiKey::Fetch => Request::Fetch {
+            offset: Offset(r.u64("Fetch offset")?),
+            max_bytes: r.u32("Fetch max_bytes")?,
+            max_wait_ms: r.u32("Fetch max_wait_ms")?,
+        },
+        ApiKey::GetServers => Request::GetServers,
+        ApiKey::Status => Request::Status,
+        ApiKey::RaftMessage => Request::Raft {
+            payload: r.rest().to_vec(),
+        },
+        ApiKey::PeerHandshake => Request::PeerHandshake {
+            cluster_name: r.string("PeerHandshake cluster_name")?.to_string(),
+            node_id: NodeId(r.u64("PeerHandshake node_id")?),
+            node_name: r.string("PeerHandshake node_name")?.to_string(),
+        },
+    })
+}
+
+/// Appends one request frame to `out`.
+///
+/// # Panics
+/// If a value exceeds 4 GiB (callers check record sizes against their limits first;
+/// see [`request_frame_len`]).
+pub fn encode_request(frame: &RequestFrame, out: &mut Vec<u8>) {
+    let start = begin_frame(out);
+    put_u16(out, frame.request.api_key().as_u16());
+    put_u16(out, frame.api_version);
+    put_u32(out, frame.correlation_id);
+    match &frame.request {
+        Request::Ping | Request::GetServers | Request::Status => {}
+        Request::Produce { value } => put_bytes(out, value),
+        Request::ProduceBatch { values } => {
+            put_u32(out, len_u32(values.len()));
+            for value in values {
+                put_bytes(out, value);
+            }
+        }
+        Request::Consume { offset } => put_u64(out, offset.0),
+        Request::Fetch {
+            offset,
+            max_bytes,
+            max_wait_ms,
+        } => {
+            put_u64(out, offset.0);
+            put_u32(out, *max_bytes);
+            put_u32(out, *max_wait_ms);
+        }
+        Request::Raft { payload } => out.extend_from_slice(payload),
+        Request::PeerHandshake {
+            cluster_name,
+            node_id,
+            node_name,
+        } => {
+            put_str(out, cluster_name);
+            put_u64(out, node_id.0);
+            put_str(out, node_name);
+        }
+    }
+    end_frame(out, start);
+}
+
+/// Size of the encoded frame (prefix included), without encoding it. A client
+/// compares it with the server's `max_frame_bytes` before sending.
+pub fn request_frame_len(frame: &RequestFrame) -> usize {
+    let body = match &frame.request {
+        Request::Ping | Request::GetServers | Request::Status => 0,
+        Request::Produce { value } => 4 + value.len(),
+        Request::ProduceBatch { values } => 4 + values.iter().map(|v| 4 + v.len()).sum::<usize>(),
+        Request::Consume { .. } => 8,
+        Request::Fetch { .. } => 16,
+        Request::Raft { payload } => payload.len(),
+        Request::PeerHandshake {
+            cluster_name,
+            node_name,
+            ..
+        } => {
+            let s = |s: &str| 2 + s.len().min(usize::from(u16::MAX));
+            s(cluster_name) + 8 + s(node_name)
+        }
+    };
+    LEN_PREFIX_BYTES + REQUEST_HEADER_BYTES + body
+}
+
+/// Decodes one whole response frame to a request of API `api` (responses do not
+/// carry their API key; the client knows what it asked).
+pub fn decode_response(frame: &[u8], api: ApiKey) -> Result<ResponseFrame, DecodeError> {
+    let payload = payload(frame)?;
+    if payload.len() < RESPONSE_HEADER_BYTES {
+        return Err(DecodeError::Malformed {
+            correlation_id: None,
+            reason: format!(
+                "response payload of {} bytes is shorter than the {RESPONSE_HEADER_BYTES}-byte header",
+                payload.len()
+            ),
+        });
+    }
+    let mut r = Reader::new(payload);
+    let correlation_id = r.u32("correlation_id")?;
+    r.set_correlation_id(correlation_id);
+    let code = r.u16("error_code")?;
+    let result = if code == 0 {
+        let body = decode_response_body(api, &mut r)?;
+        r.finish(api.name())?;
+        Ok(body)
+    } else {
+        let Some(code) = ErrorCode::from_u16(code) else {
+            return Err(r.malformed(format!("unknown error code {code}")));
+        };
+        let body = decode_error_body(code, &mut r)?;
+        r.finish("error")?;
+        Err(body)
+    };
+    Ok(ResponseFrame {
+        correlation_id,
+        result,
+    })
+}
+
+fn decode_error_body(code: ErrorCode, r: &mut Reader<'_>) -> Result<ErrorBody, DecodeError> {
+    let message = r.string("error message")?.to_string();
+    let leader_hint = if code == ErrorCode::NotLeader {
+        let leader_id = NodeId(r.u64("leader_id")?);
+        let addr = r.string("leader addr")?.to_string();
+        Some(LeaderHint { leader_id, addr })
+    } else {
+        None
+    };
+    Ok(ErrorBody {
+        code,
+        message,
+        leader_hint,
+    })
+}
+
+fn decode_record(r: &mut Reader<'_>) -> Result<WireRecord, DecodeError> {
+    let offset = Offset(r.u64("record offset")?);
+    let term = Term(r.u64("record term")?);
+    let kind_byte = r.u8("record kind")?;
+    let Some(kind) = RecordKind::from_u8(kind_byte) else {
+        return Err(r.malformed(format!("record kind {kind_byte} is not 0, 1 or 2")));
+    };
+    let value = r.bytes("record value")?.to_vec();
+    Ok(WireRecord {
+        offset,
+        term,
+        kind,
+        value,
+    })
+}
+
+fn decode_role(r: &mut Reader<'_>, what: &str) -> Result<ServerRole, DecodeError> {
+    let byte = r.u8(what)?;
+    ServerRole::from_u8(byte).ok_or_else(|| r.malformed(format!("{what} {byte} is not 0..=3")))
+}
+
+fn decode_response_body(api: ApiKey, r: &mut Reader<'_>) -> Result<ResponseBody, DecodeError> {
+    Ok(match api {
+        ApiKey::Ping => ResponseBody::Ping,
+        ApiKey::Produce => ResponseBody::Produce {
+            offset: Offset(r.u64("Produce offset")?),
+        },
+        ApiKey::ProduceBatch => ResponseBody::ProduceBatch {
+            first_offset: Offset(r.u64("ProduceBatch first_offset")?),
+            count: r.u32("ProduceBatch count")?,
+        },
+        ApiKey::Consume => ResponseBody::Consume {
+            record: decode_record(r)?,
+        },
+        ApiKey::Fetch => {
+            let high_watermark = Offset(r.u64("Fetch high_watermark")?);
+            let count = r.count(RECORD_HEADER_BYTES, "Fetch record count")?;
+            let mut records = Vec::with_capacity(count);
+            for _ in 0..count {
+                records.push(decode_record(r)?);
+            }
+            ResponseBody::Fetch {
+                high_watermark,
+                records,
+            }
+        }
+        ApiKey::GetServers => {
+            let count = r.count(MIN_SERVER_BYTES, "GetServers count")?;
+            let mut servers = Vec::with_capacity(count);
+            for _ in 0..count {
+                let id = NodeId(r.u64("server id")?);
+                let name = r.string("server name")?.to_string();
+                let rpc_addr = r.string("server rpc_addr")?.to_string();
+                let role = decode_role(r, "server role")?;
+                let live = match r.u8("server live")? {
+                    0 => false,
+                    1 => true,
+                    other => return Err(r.malformed(format!("server live {other} is not 0 or 1"))),
+                };
+                servers.push(ServerInfo {
+                    id,
+                    name,
+                    rpc_addr,
+                    role,
+                    live,
+                });
+            }
+            ResponseBody::GetServers { servers }
+        }
+        ApiKey::Status => ResponseBody::Status(StatusInfo {
+            node_name: r.string("Status node_name")?.to_string(),
+            role: decode_role(r, "Status role")?,
+            term: Term(r.u64("Status term")?),
+            commit_index: Offset(r.u64("Status commit_index")?),
+            last_index: Offset(r.u64("Status last_index")?),
+            first_index: Offset(r.u64("Status first_index")?),
+        }),
+        ApiKey::RaftMessage => ResponseBody::Raft {
+            payload: r.rest().to_vec(),
+        },
+        ApiKey::PeerHandshake => ResponseBody::PeerHandshake,
+    })
+}
+
+/// Appends one response frame to `out`.
+///
+/// An `Err` body with code [`ErrorCode::None`] is a caller bug; it is sent as
+/// `INTERNAL` (and asserts in debug builds).
+pub fn encode_response(frame: &ResponseFrame, out: &mut Vec<u8>) {
+    match &frame.result {
+        Ok(ResponseBody::Fetch {
+            high_watermark,
+            records,
+        }) => encode_fetch_response(frame.correlation_id, *high_watermark, records, out),
+        Ok(body) => {
+            let start = begin_frame(out);
+            put_u32(out, frame.correlation_id);
+            put_u16(out, 0);
+            encode_response_body(body, out);
+            end_frame(out, start);
+        }
+        Err(err) => encode_error_response(frame.correlation_id, err, out),
+    }
+}
+
+/// Appends an error response frame to `out` (see [`encode_response`]).
+pub fn encode_error_response(correlation_id: u32, err: &ErrorBody, out: &mut Vec<u8>) {
+    debug_assert!(err.code != ErrorCode::None, "error body with code NONE");
+    let code = match err.code {
+        ErrorCode::None => ErrorCode::Internal,
+        code => code,
+    };
+    let start = begin_frame(out);
+    put_u32(out, correlation_id);
+    put_u16(out, code.as_u16());
+    put_str(out, &err.message);
+    if code == ErrorCode::NotLeader {
+        let unknown = LeaderHint::default();
+        let hint = err.leader_hint.as_ref().unwrap_or(&unknown);
+        put_u64(out, hint.leader_id.0);
+        put_str(out, &hint.addr);
+    }
+    end_frame(out, start);
+}
+
+fn put_record_header(out: &mut Vec<u8>, offset: Offset, term: Term, kind: RecordKind, len: u32) {
+    put_u64(out, offset.0);
+    put_u64(out, term.0);
+    put_u8(out, kind as u8);
+    put_u32(out, len);
+}
+
+fn encode_record<R: RecordView + ?Sized>(record: &R, out: &mut Vec<u8>) {
+    let value = record.value();
+    put_record_header(
+        out,
+        record.offset(),
+        record.term(),
+        record.kind(),
+        len_u32(value.len()),
+    );
+    out.extend_from_slice(value);
+}
+
+fn encode_response_body(body: &ResponseBody, out: &mut Vec<u8>) {
+    match body {
+        ResponseBody::Ping | ResponseBody::PeerHandshake => {}
+        ResponseBody::Produce { offset } => put_u64(out, offset.0),
+        ResponseBody::ProduceBatch {
+            first_offset,
+            count,
+        } => {
+            put_u64(out, first_offset.0);
+            put_u32(out, *count);
+        }
+        ResponseBody::Consume { record } => encode_record(record, out),
+        ResponseBody::Fetch {
+            high_watermark,
+            records,
+        } => {
+            put_u64(out, high_watermark.0);
+            put_u32(out, len_u32(records.len()));
+            for record in records {
+                encode_record(record, out);
+            }
+        }
+        ResponseBody::GetServers { servers } => {
+            put_u32(out, len_u32(servers.len()));
+            for s in servers {
+                put_u64(out, s.id.0);
+                put_str(out, &s.name);
+                put_str(out, &s.rpc_addr);
+                put_u8(out, s.role as u8);
+                put_u8(out, u8::from(s.live));
+            }
+        }
+        ResponseBody::Status(s) => {
+            put_str(out, &s.node_name);
+            put_u8(out, s.role as u8);
+            put_u64(out, s.term.0);
+            put_u64(out, s.commit_index.0);
+            put_u64(out, s.last_index.0);
+            put_u64(out, s.first_index.0);
+        }
+        ResponseBody::Raft { payload } => out.extend_from_slice(payload),
+    }
+}
+
+/// Fast path for the hot read: appends a Fetch response whose records are borrowed
+/// ([`RecordView`]), with no allocation besides growing `out`.
+pub fn encode_fetch_response<R: RecordView>(
+    correlation_id: u32,
+    high_watermark: Offset,
+    records: &[R],
+    out: &mut Vec<u8>,
+) {
+    let record_bytes: usize = records
+        .iter()
+        .map(|r| RECORD_HEADER_BYTES + r.value().len())
+        .sum();
+    out.reserve(FETCH_RESPONSE_PREFIX_BYTES + record_bytes);
+    let mut writer = FetchResponseWriter::begin(out, correlation_id, high_watermark);
+    for record in records {
+        writer.push(
+            record.offset(),
+            record.term(),
+            record.kind(),
+            record.value(),
+        );
+    }
+    writer.finish();
+}
+
+/// Streams a Fetch response into a buffer record by record, so a server can copy
+/// values straight from storage and stop at `max_bytes`. The count and the length
+/// prefix are back-patched by [`FetchResponseWriter::finish`] (or on drop).
+pub struct FetchResponseWriter<'a> {
+    out: &'a mut Vec<u8>,
+    start: usize,
+    count: u32,
+}
+
+impl<'a> FetchResponseWriter<'a> {
+    /// Writes the frame header; records follow with [`FetchResponseWriter::push`].
+    pub fn begin(out: &'a mut Vec<u8>, correlation_id: u32, high_watermark: Offset) -> Self {
+        let start = begin_frame(out);
+        put_u32(out, correlation_id);
+        put_u16(out, 0);
+        put_u64(out, high_watermark.0);
+        put_u32(out, 0); // count, patched at the end
+        FetchResponseWriter {
+            out,
+            start,
+            count: 0,
+        }
+    }
+
+    /// Appends one record.
+    ///
+    /// # Panics
+    /// After `u32::MAX` records or a value over 4 GiB (both far beyond any frame).
+    pub fn push(&mut self, offset: Offset, term: Term, kind: RecordKind, value: &[u8]) {
+        self.count = self.count.checked_add(1).unwrap_or_else(|| {
+            panic!("more than u32::MAX records in one Fetch response");
+        });
+        put_record_header(self.out, offset, term, kind, len_u32(value.len()));
+        self.out.extend_from_slice(value);
+    }
+
+    /// Records pushed so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Frame bytes written so far (prefix included): compare with `max_bytes` and
+    /// the frame limit before pushing more.
+    pub fn frame_bytes(&self) -> usize {
+        self.out.len() - self.start
+    }
+
+    /// Patches the count and length prefix.
+    pub fn finish(self) {
+        // Drop does the work.
+    }
+}
+
+impl Drop for FetchResponseWriter<'_> {
+    fn drop(&mut self) {
+        let count_at = self.start + FETCH_RESPONSE_PREFIX_BYTES - 4;
+        self.out[count_at..count_at + 4].copy_from_slice(&self.count.to_be_bytes());
+        end_frame(self.out, self.start);
+    }
+}
+
+/// The bytes of a Fetch response before its first record, for vectored writes
+/// (`prefix`, then per record [`record_header`] and the value slice).
+/// `records_bytes` is the total of `RECORD_HEADER_BYTES + value.len()` over records.
+///
+/// # Panics
+/// If the frame would exceed 4 GiB.
+pub fn fetch_response_prefix(
+    correlation_id: u32,
+    high_watermark: Offset,
+    count: u32,
+    records_bytes: usize,
+) -> [u8; FETCH_RESPONSE_PREFIX_BYTES] {
+    let len = len_u32(FETCH_RESPONSE_PREFIX_BYTES - LEN_PREFIX_BYTES + records_bytes);
+    let mut out = [0u8; FETCH_RESPONSE_PREFIX_BYTES];
+    out[0..4].copy_from_slice(&len.to_be_bytes());
+    out[4..8].copy_from_slice(&correlation_id.to_be_bytes());
+    // error_code 0 at 8..10
+    out[10..18].copy_from_slice(&high_watermark.0.to_be_bytes());
+    out[18..22].copy_from_slice(&count.to_be_bytes());
+    out
+}
+
+/// A record's bytes before its value (`offset, term, kind, value_len`).
+pub fn record_header(
+    offset: Offset,
+    term: Term,
+    kind: RecordKind,
+    value_len: u32,
+) -> [u8; RECORD_HEADER_BYTES] {
+    let mut out = [0u8; RECORD_HEADER_BYTES];
+    out[0..8].copy_from_slice(&offset.0.to_be_bytes());
+    out[8..16].copy_from_slice(&term.0.to_be_bytes());
+    out[16] = kind as u8;
+    out[17..21].copy_from_slice(&value_len.to_be_bytes());
+    out
+}
