@@ -31,7 +31,10 @@ fn replay(target: &str, check: fn(&[u8])) -> usize {
         .filter(|(_, data)| std::panic::catch_unwind(|| check(data)).is_err())
         .map(|(path, _)| path.display().to_string())
         .collect();
-    assert!(failures.is_empty(), "{target} corpus failures: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "{target} corpus failures: {failures:?}"
+    );
     files.len()
 }
 

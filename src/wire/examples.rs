@@ -195,7 +195,10 @@ mod tests {
         };
         let bytes = unxxd(&text_block_after("<!-- layout: not-leader -->"));
         assert_eq!(bytes, encoded(frame.clone()));
-        assert_eq!(crate::wire::decode_response(&bytes, ApiKey::Produce), Ok(frame));
+        assert_eq!(
+            crate::wire::decode_response(&bytes, ApiKey::Produce),
+            Ok(frame)
+        );
     }
 
     #[test]

@@ -438,7 +438,9 @@ fn invalid_utf8_is_malformed() {
 }
 
 /// Counts that promise more elements than the frame could hold are rejected before
-/// any `Vec::with_capacity` (a 4-billion-element promise in a 16-byte frame).
+/// any `Vec::with_capacity` (a 4-billion-element promise in a 16-byte frame). Were
+/// the count trusted, `Vec::with_capacity` would ask for ~100 GB and abort the whole
+/// test binary, so passing here shows the check comes first.
 #[test]
 fn huge_counts_are_rejected_before_allocating() {
     let mut batch = vec![0, 0, 0, 16, 0, 2, 0, 0, 0, 0, 0, 1];
