@@ -36,5 +36,10 @@ loom: ## model-check the cross-thread hand-offs with loom
 	RUSTFLAGS="--cfg commitlog_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
 		$(CARGO) test --release --lib loom_
 
+fuzz: ## fuzz the frame decoder for FUZZ_SECS seconds (nightly + cargo-fuzz; installs cargo-fuzz if missing)
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	mkdir -p fuzz/target/corpus/frame_decoder
+	$(CARGO) +nightly fuzz run frame_decoder fuzz/target/corpus/frame_decoder fuzz/corpus/frame_decoder -- -max_total_time=$(FUZZ_SECS)
+
 clean: ## remove build output
 	$(CARGO) clean
