@@ -74,6 +74,16 @@ impl Server {
         config: ServerConfig,
         service: Arc<dyn Service>,
     ) -> io::Result<Server> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        Server::from_listener(listener, config, service)
+    }
+
+    /// Serves on an already bound listener (so the caller can learn the port first).
+    pub fn from_listener(
+        listener: std::net::TcpListener,
+        config: ServerConfig,
+        service: Arc<dyn Service>,
+    ) -> io::Result<Server> {
         if config.max_frame_bytes > super::MAX_FRAME_BYTES_LIMIT {
             return Err(io::Error::new(
                 ErrorKind::InvalidInput,
@@ -85,7 +95,8 @@ impl Server {
             ));
         }
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
         let local_addr = listener.local_addr()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
