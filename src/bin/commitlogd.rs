@@ -225,7 +225,7 @@ fn run(args: Args) -> Result<(), String> {
     let listen = resolve(&args.listen)?;
     let max_frame_bytes = u32::try_from(args.max_frame_bytes)
         .ok()
-        .filter(|&n| n <= commitlog::net::MAX_FRAME_BYTES_LIMIT && n >= 1024)
+        .filter(|n| (1024..=commitlog::net::MAX_FRAME_BYTES_LIMIT).contains(n))
         .ok_or_else(|| {
             format!(
                 "--max-frame-bytes must be between 1024 and {}",

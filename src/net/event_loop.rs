@@ -394,6 +394,7 @@ impl Server {
                 log::debug!("deregister listener: {e}");
             }
         }
+        self.service.begin_shutdown();
         for (index, slot) in self.conns.iter_mut().enumerate() {
             if let Some(conn) = slot.as_mut() {
                 conn.closing = true;

@@ -128,4 +128,9 @@ pub struct ConnContext {
 pub trait Service: Send + Sync + 'static {
     /// Starts handling one request.
     fn call(&self, request: RequestFrame, ctx: &ConnContext, reply: Responder);
+
+    /// Called once on the event-loop thread when graceful shutdown begins (no new
+    /// requests will be started). Requests that could wait a long time, such as
+    /// parked long-polls, should be answered now so the drain finishes quickly.
+    fn begin_shutdown(&self) {}
 }

@@ -281,11 +281,7 @@ impl LogService {
         self.shared.closing.store(true, Ordering::SeqCst);
         // The writer handles everything queued before Stop, then exits.
         let _ = self.produce_tx.send(WriterMsg::Stop);
-        {
-            let mut parked = self.shared.lock_parked();
-            parked.stopping = true;
-        }
-        self.shared.parked_changed.notify_all();
+        self.release_parked();
         if let Some(stop) = lock(&self.retention_stop).take() {
             drop(stop);
         }
@@ -383,9 +379,19 @@ impl Service for LogService {
             }
         }
     }
+
+    fn begin_shutdown(&self) {
+        self.release_parked();
+    }
 }
 
 impl LogService {
+    /// Answers every parked long-poll now (empty) and parks no new ones.
+    fn release_parked(&self) {
+        self.shared.lock_parked().stopping = true;
+        self.shared.parked_changed.notify_all();
+    }
+
     fn enqueue_produce(&self, values: Values, reply: Responder) {
         match self
             .produce_tx
