@@ -843,3 +843,11 @@ fn sealed_view(segment: &SealedSegment, offset: u64) -> Result<View<'_>> {
         next: segment.base + segment.count,
     })
 }
+
+#[cfg(test)]
+impl Log {
+    /// Sealed segments currently open in the cache.
+    pub(crate) fn open_sealed_segments(&self) -> usize {
+        self.cache.lock().map_or(0, |c| c.len())
+    }
+}
