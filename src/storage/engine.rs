@@ -11,7 +11,9 @@ use super::cache::{SegmentCache, SEALED_CACHE_CAPACITY};
 use super::error::{Result, StorageError};
 use super::index::{self, SLOT_BYTES};
 use super::publish::Publication;
-use super::record::{encode_into, encoded_bytes, to_record, NewRecord, Record, RECORD_HEADER_BYTES};
+use super::record::{
+    encode_into, encoded_bytes, to_record, NewRecord, Record, RECORD_HEADER_BYTES,
+};
 use super::recovery::{self, SealedMeta};
 use super::retention;
 use super::segment::{self, ActiveSegment, FrameReader, SealedSegment, Step};
@@ -293,7 +295,8 @@ impl Log {
             taken += 1;
         }
         if let Err(e) = active.store.write_all_at(&w.buf, start) {
-            let error = StorageError::io(format!("appending to {}", active.store_path.display()), e);
+            let error =
+                StorageError::io(format!("appending to {}", active.store_path.display()), e);
             // Nothing was published; drop any partial write so the next append
             // starts on a record boundary.
             return match active.store.set_len(start) {
@@ -364,7 +367,13 @@ impl Log {
             sealed_segment = self.sealed_segment(&segments, offset.0)?;
             sealed_view(&sealed_segment, offset.0)?
         };
-        let mut reader = FrameReader::new(view.file, view.path, view.position, view.end, SINGLE_READ_CHUNK_BYTES);
+        let mut reader = FrameReader::new(
+            view.file,
+            view.path,
+            view.position,
+            view.end,
+            SINGLE_READ_CHUNK_BYTES,
+        );
         match reader.next_step()? {
             Step::Record {
                 position,
@@ -375,12 +384,19 @@ impl Log {
                     return Err(StorageError::corrupt(
                         view.path,
                         position,
-                        format!("index points at offset {} when {offset} was asked", header.offset),
+                        format!(
+                            "index points at offset {} when {offset} was asked",
+                            header.offset
+                        ),
                     ));
                 }
                 Ok(to_record(&header, frame))
             }
-            Step::End => Err(StorageError::corrupt(view.path, view.position, "index points past the store end")),
+            Step::End => Err(StorageError::corrupt(
+                view.path,
+                view.position,
+                "index points past the store end",
+            )),
             Step::Invalid {
                 position, reason, ..
             } => Err(StorageError::corrupt(view.path, position, reason)),
@@ -439,7 +455,10 @@ impl Log {
                             return Err(StorageError::corrupt(
                                 view.path,
                                 position,
-                                format!("record holds offset {} where {offset} belongs", header.offset),
+                                format!(
+                                    "record holds offset {} where {offset} belongs",
+                                    header.offset
+                                ),
                             ));
                         }
                         let value_bytes = u64::from(header.value_len);
@@ -468,15 +487,20 @@ impl Log {
 
     /// Opens (or takes from the cache) the sealed segment holding `offset`.
     fn sealed_segment(&self, segments: &Segments, offset: u64) -> Result<Arc<SealedSegment>> {
-        let i = segments
-            .sealed_holding(offset)
-            .ok_or_else(|| StorageError::corrupt(&self.dir, 0, "no segment holds a readable offset"))?;
+        let i = segments.sealed_holding(offset).ok_or_else(|| {
+            StorageError::corrupt(&self.dir, 0, "no segment holds a readable offset")
+        })?;
         let meta = segments.sealed[i];
         if let Some(segment) = lock!(self.cache).get(meta.base) {
             return Ok(segment);
         }
         let count = segments.sealed_next(i) - meta.base;
-        let segment = Arc::new(SealedSegment::open(&self.dir, meta.base, count, meta.store_bytes)?);
+        let segment = Arc::new(SealedSegment::open(
+            &self.dir,
+            meta.base,
+            count,
+            meta.store_bytes,
+        )?);
         lock!(self.cache).insert(segment.clone());
         Ok(segment)
     }
@@ -536,7 +560,12 @@ impl Log {
         Ok(self.durable_offset())
     }
 
-    fn sync_files(&self, active: &ActiveSegment, pending: &[PendingSeal], creations: u64) -> Result<()> {
+    fn sync_files(
+        &self,
+        active: &ActiveSegment,
+        pending: &[PendingSeal],
+        creations: u64,
+    ) -> Result<()> {
         for seal in pending {
             let store_path = segment::store_path(&self.dir, seal.base);
             let index_path = segment::index_path(&self.dir, seal.base);
@@ -631,15 +660,16 @@ impl Log {
         cache: &mut SegmentCache,
         new_next: u64,
     ) -> Result<()> {
-        let t = segments
-            .sealed_holding(new_next)
-            .ok_or_else(|| StorageError::corrupt(&self.dir, 0, "no segment holds the truncation point"))?;
+        let t = segments.sealed_holding(new_next).ok_or_else(|| {
+            StorageError::corrupt(&self.dir, 0, "no segment holds the truncation point")
+        })?;
         let meta = segments.sealed[t];
         let count = segments.sealed_next(t) - meta.base;
         let position = if new_next == meta.base {
             0
         } else {
-            SealedSegment::open(&self.dir, meta.base, count, meta.store_bytes)?.position(new_next - meta.base)?
+            SealedSegment::open(&self.dir, meta.base, count, meta.store_bytes)?
+                .position(new_next - meta.base)?
         };
         // Newest first, so a crash in between leaves a contiguous log.
         let doomed: Vec<u64> = segments.sealed[t + 1..]
@@ -652,7 +682,11 @@ impl Log {
             cache.remove(*base);
         }
         // Grown back to the active size before it is mapped (mmap invariant).
-        let fresh = Arc::new(ActiveSegment::open(&self.dir, meta.base, self.index_capacity.max(count))?);
+        let fresh = Arc::new(ActiveSegment::open(
+            &self.dir,
+            meta.base,
+            self.index_capacity.max(count),
+        )?);
         fresh
             .store
             .set_len(position)
@@ -697,7 +731,8 @@ impl Log {
         }
         w.pending_seal.retain(|p| !bases.contains(&p.base));
         segments.sealed.drain(..n);
-        self.first_offset.store(segments.first_offset(), Ordering::Release);
+        self.first_offset
+            .store(segments.first_offset(), Ordering::Release);
         let result = recovery::remove_segments_oldest_first(&self.dir, &bases)
             .and_then(|()| segment::sync_dir(&self.dir));
         if let Err(error) = result {
@@ -771,10 +806,9 @@ impl Log {
             .map(|i| segments.sealed_bytes(i))
             .collect();
         let active_bytes = w.store_bytes + (w.next_offset - w.active.base) * SLOT_BYTES;
-        let by_bytes = self
-            .config
-            .retention_bytes
-            .map_or(0, |limit| retention::drop_for_bytes(&sizes, active_bytes, limit));
+        let by_bytes = self.config.retention_bytes.map_or(0, |limit| {
+            retention::drop_for_bytes(&sizes, active_bytes, limit)
+        });
         let by_age = match self.config.retention_age {
             None => 0,
             Some(max_age) => {

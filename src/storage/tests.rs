@@ -49,7 +49,9 @@ fn small_config() -> LogConfig {
 
 /// The value of record `i` (varying lengths, 0..=40 bytes).
 fn value_of(i: u64) -> Vec<u8> {
-    (0..(i * 7 % 41)).map(|k| (i as u8).wrapping_mul(31) ^ k as u8).collect()
+    (0..(i * 7 % 41))
+        .map(|k| (i as u8).wrapping_mul(31) ^ k as u8)
+        .collect()
 }
 
 fn term_of(i: u64) -> Term {
@@ -168,7 +170,11 @@ fn round_trip_across_segment_boundaries() {
         assert_eq!(offset, Offset(i));
     }
     append_range(&log, 40, 200, 7);
-    assert!(log.segment_count() > 10, "small segments roll: {}", log.segment_count());
+    assert!(
+        log.segment_count() > 10,
+        "small segments roll: {}",
+        log.segment_count()
+    );
     assert_eq!(log.last_offset(), Some(Offset(199)));
     check_range(&log, 0, 200);
     for from in [0, 3, 57, 150, 199] {
@@ -195,7 +201,10 @@ fn round_trip_across_segment_boundaries() {
     ));
     assert!(matches!(
         log.read(Offset(200)),
-        Err(StorageError::OffsetOutOfRange { next: Offset(200), .. })
+        Err(StorageError::OffsetOutOfRange {
+            next: Offset(200),
+            ..
+        })
     ));
 }
 
@@ -219,7 +228,10 @@ fn record_too_large_is_rejected_and_nothing_is_appended() {
     ];
     assert!(matches!(
         log.append_batch(&batch),
-        Err(StorageError::RecordTooLarge { bytes: 284, max_bytes: 256 })
+        Err(StorageError::RecordTooLarge {
+            bytes: 284,
+            max_bytes: 256
+        })
     ));
     assert_eq!(log.next_offset(), Offset(0));
     // The largest record that fits gets a segment of its own.
@@ -296,8 +308,20 @@ fn sync_reports_durable_offset() {
     // Rolled segments are sealed on disk by the sync.
     let indexes = segment_files(dir.path(), "index");
     for (i, index) in indexes.iter().enumerate().take(indexes.len() - 1) {
-        let base: u64 = index.file_stem().unwrap().to_str().unwrap().parse().unwrap();
-        let next: u64 = indexes[i + 1].file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        let base: u64 = index
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let next: u64 = indexes[i + 1]
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(fs::metadata(index).unwrap().len(), 8 * (next - base));
     }
     log.truncate_suffix(Some(Offset(9))).unwrap();
@@ -347,7 +371,13 @@ fn unsynced_rolled_segment_with_torn_tail_is_cut() {
     let stores = segment_files(dir.path(), "store");
     assert!(stores.len() > 4);
     let victim = &stores[2];
-    let victim_base: u64 = victim.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let victim_base: u64 = victim
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let len = fs::metadata(victim).unwrap().len();
     fs::OpenOptions::new()
         .write(true)
@@ -357,7 +387,10 @@ fn unsynced_rolled_segment_with_torn_tail_is_cut() {
         .unwrap();
     let log = Log::open(dir.path(), small_config()).unwrap();
     let next = log.next_offset().0;
-    assert!(next > victim_base && next < 60, "cut inside segment {victim_base}: {next}");
+    assert!(
+        next > victim_base && next < 60,
+        "cut inside segment {victim_base}: {next}"
+    );
     assert_eq!(log.segment_count(), 3);
     check_range(&log, 0, next);
     append_range(&log, next, next + 5, 2);
@@ -393,7 +426,13 @@ fn corruption_in_a_sealed_segment_is_reported() {
     log.close().unwrap();
     let stores = segment_files(dir.path(), "store");
     let victim = &stores[1];
-    let base: u64 = victim.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let base: u64 = victim
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut bytes = fs::read(victim).unwrap();
     bytes[RECORD_HEADER_BYTES - 1] ^= 1; // reserved byte of its first record
     fs::write(victim, &bytes).unwrap();
@@ -409,7 +448,13 @@ fn corruption_in_a_sealed_segment_is_reported() {
 
     // A sealed store that lost its tail is caught when the segment is opened.
     let victim = &stores[2];
-    let base: u64 = victim.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let base: u64 = victim
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let len = fs::metadata(victim).unwrap().len();
     fs::OpenOptions::new()
         .write(true)
@@ -461,7 +506,13 @@ fn index_rebuilt_when_deleted_or_corrupted() {
     let len = fs::metadata(&indexes[3]).unwrap().len() as usize;
     fs::write(&indexes[3], vec![0x11u8; len]).unwrap();
     let log = Log::open(dir.path(), small_config()).unwrap();
-    let base: u64 = indexes[3].file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let base: u64 = indexes[3]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(is_corrupt(&log.read(Offset(base + 1))));
 }
 
@@ -483,7 +534,11 @@ fn random_byte_flips_are_never_returned_as_data() {
     for trial in 0..150 {
         let copy = TempDir::new("flip");
         copy_dir(dir.path(), copy.path());
-        let file = copy.path().join(files[rng.below(files.len() as u64) as usize].file_name().unwrap());
+        let file = copy.path().join(
+            files[rng.below(files.len() as u64) as usize]
+                .file_name()
+                .unwrap(),
+        );
         let mut bytes = fs::read(&file).unwrap();
         if bytes.is_empty() {
             continue;
@@ -500,7 +555,10 @@ fn random_byte_flips_are_never_returned_as_data() {
             Err(other) => panic!("trial {trial}: unexpected error {other}"),
         };
         let next = log.next_offset().0;
-        assert!(next == 50 || next == 49, "trial {trial}: only a torn last record may go");
+        assert!(
+            next == 50 || next == 49,
+            "trial {trial}: only a torn last record may go"
+        );
         for i in 0..next {
             match log.read(Offset(i)) {
                 Ok(record) => assert_eq!(record, expected(i), "trial {trial}"),
@@ -519,7 +577,10 @@ fn random_byte_flips_are_never_returned_as_data() {
             Err(other) => panic!("trial {trial}: unexpected error {other}"),
         }
     }
-    assert!(corrupt_on_open + corrupt_on_read > 50, "flips were detected");
+    assert!(
+        corrupt_on_open + corrupt_on_read > 50,
+        "flips were detected"
+    );
 }
 
 #[test]
@@ -663,7 +724,14 @@ fn initial_offset_of_a_new_log() {
     check_range(&log, 1, 20);
     log.close().unwrap();
     // initial_offset only applies to a brand-new log.
-    let log = Log::open(dir.path(), LogConfig { initial_offset: Offset(7), ..config }).unwrap();
+    let log = Log::open(
+        dir.path(),
+        LogConfig {
+            initial_offset: Offset(7),
+            ..config
+        },
+    )
+    .unwrap();
     assert_eq!(log.first_offset(), Offset(1));
 }
 
@@ -681,7 +749,10 @@ fn retention_by_bytes() {
     let freed = log.apply_retention(SystemTime::now()).unwrap();
     assert_eq!(log.size_bytes(), before - freed);
     assert!(log.size_bytes() <= 1_000, "{}", log.size_bytes());
-    assert!(log.size_bytes() > 1_000 - 300, "only whole segments, only as needed");
+    assert!(
+        log.size_bytes() > 1_000 - 300,
+        "only whole segments, only as needed"
+    );
     let first = log.first_offset().0;
     check_range(&log, first, 200);
     assert_eq!(log.apply_retention(SystemTime::now()).unwrap(), 0);
@@ -692,7 +763,11 @@ fn retention_by_bytes() {
     let dir2 = TempDir::new("retention-off");
     let log = Log::open(dir2.path(), small_config()).unwrap();
     append_range(&log, 0, 100, 10);
-    assert_eq!(log.apply_retention(SystemTime::now() + Duration::from_secs(1 << 30)).unwrap(), 0);
+    assert_eq!(
+        log.apply_retention(SystemTime::now() + Duration::from_secs(1 << 30))
+            .unwrap(),
+        0
+    );
     assert_eq!(log.first_offset(), Offset(0));
 }
 
@@ -707,7 +782,9 @@ fn retention_by_age() {
     append_range(&log, 0, 100, 10);
     let now = SystemTime::now();
     assert_eq!(log.apply_retention(now).unwrap(), 0);
-    let freed = log.apply_retention(now + Duration::from_secs(7_200)).unwrap();
+    let freed = log
+        .apply_retention(now + Duration::from_secs(7_200))
+        .unwrap();
     assert!(freed > 0);
     // Every sealed segment was older than an hour by then; the active one stays.
     assert_eq!(log.segment_count(), 1);
@@ -729,7 +806,11 @@ fn sealed_segments_are_opened_lazily_and_cached_boundedly() {
     assert_eq!(log.segment_count(), 400, "one record per segment");
     log.close().unwrap();
     let log = Log::open(dir.path(), config).unwrap();
-    assert_eq!(log.open_sealed_segments(), 0, "open does not open sealed segments");
+    assert_eq!(
+        log.open_sealed_segments(),
+        0,
+        "open does not open sealed segments"
+    );
     check_range(&log, 0, 400);
     assert!(log.open_sealed_segments() <= cache::SEALED_CACHE_CAPACITY);
 }
@@ -739,11 +820,17 @@ fn sealed_segments_are_opened_lazily_and_cached_boundedly() {
 #[test]
 fn concurrent_reader_and_appender() {
     let dir = TempDir::new("concurrent");
-    let log = Arc::new(Log::open(dir.path(), LogConfig {
-        max_store_bytes: 4096,
-        max_index_bytes: 512,
-        ..LogConfig::default()
-    }).unwrap());
+    let log = Arc::new(
+        Log::open(
+            dir.path(),
+            LogConfig {
+                max_store_bytes: 4096,
+                max_index_bytes: 512,
+                ..LogConfig::default()
+            },
+        )
+        .unwrap(),
+    );
     const N: u64 = 20_000;
     let appender = {
         let log = log.clone();
@@ -817,5 +904,8 @@ fn a_million_small_records() {
             cursor += 1;
         }
     }
-    assert_eq!(log.read(Offset(777_777)).unwrap().value[..8], 777_777u64.to_le_bytes());
+    assert_eq!(
+        log.read(Offset(777_777)).unwrap().value[..8],
+        777_777u64.to_le_bytes()
+    );
 }
