@@ -160,6 +160,8 @@ impl Log {
         let index_capacity = index::capacity_slots(config.max_index_bytes);
         fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         let recovered = recovery::recover(dir, index_capacity, config.initial_offset.0)?;
+        // Recovery fsynced every file it kept; make their directory entries durable too.
+        segment::sync_dir(dir)?;
         let active = Arc::new(recovered.active);
         let next_offset = active.base + recovered.active_count;
         let segments = Segments {
@@ -708,18 +710,30 @@ impl Log {
     pub fn truncate_prefix(&self, before: Offset) -> Result<u64> {
         self.check_open()?;
         let _sync = lock!(self.sync_lock);
-        let mut w = lock!(self.writer);
-        let mut segments = write_lock!(self.segments);
-        let n = (0..segments.sealed.len())
-            .take_while(|&i| segments.sealed_next(i) <= before.0)
-            .count();
-        self.drop_oldest(&mut w, &mut segments, n)
+        let (bases, freed) = {
+            let mut w = lock!(self.writer);
+            let mut segments = write_lock!(self.segments);
+            let n = (0..segments.sealed.len())
+                .take_while(|&i| segments.sealed_next(i) <= before.0)
+                .count();
+            self.detach_oldest(&mut w, &mut segments, n)?
+        };
+        self.delete_detached(&bases, freed)?;
+        Ok(freed)
     }
 
-    /// Deletes the `n` oldest sealed segments (oldest first) and fsyncs the directory.
-    fn drop_oldest(&self, w: &mut Writer, segments: &mut Segments, n: usize) -> Result<u64> {
+    /// Removes the `n` oldest sealed segments from the in-memory log (readers stop
+    /// seeing them at once) and returns their bases and size. The caller deletes
+    /// the files with [`Log::delete_detached`] after releasing `writer` and
+    /// `segments`, still holding `sync` (so no sync touches them meanwhile).
+    fn detach_oldest(
+        &self,
+        w: &mut Writer,
+        segments: &mut Segments,
+        n: usize,
+    ) -> Result<(Vec<u64>, u64)> {
         if n == 0 {
-            return Ok(0);
+            return Ok((Vec::new(), 0));
         }
         let freed: u64 = (0..n).map(|i| segments.sealed_bytes(i)).sum();
         let bases: Vec<u64> = segments.sealed[..n].iter().map(|m| m.base).collect();
@@ -733,17 +747,27 @@ impl Log {
         segments.sealed.drain(..n);
         self.first_offset
             .store(segments.first_offset(), Ordering::Release);
-        let result = recovery::remove_segments_oldest_first(&self.dir, &bases)
+        Ok((bases, freed))
+    }
+
+    /// Deletes detached segments, oldest first (a crash leaves a contiguous log),
+    /// and fsyncs the directory.
+    fn delete_detached(&self, bases: &[u64], freed: u64) -> Result<()> {
+        if bases.is_empty() {
+            return Ok(());
+        }
+        let result = recovery::remove_segments_oldest_first(&self.dir, bases)
             .and_then(|()| segment::sync_dir(&self.dir));
         if let Err(error) = result {
             return Err(self.fail(error));
         }
         log::info!(
-            "log {}: removed {n} segment(s), {freed} bytes; first offset now {}",
+            "log {}: removed {} segment(s), {freed} bytes; first offset now {}",
             self.dir.display(),
-            segments.first_offset()
+            bases.len(),
+            self.first_offset()
         );
-        Ok(freed)
+        Ok(())
     }
 
     /// Drops everything and leaves an empty log whose next offset is `start`
@@ -800,28 +824,32 @@ impl Log {
             return Ok(0);
         }
         let _sync = lock!(self.sync_lock);
-        let mut w = lock!(self.writer);
-        let mut segments = write_lock!(self.segments);
-        let sizes: Vec<u64> = (0..segments.sealed.len())
-            .map(|i| segments.sealed_bytes(i))
-            .collect();
-        let active_bytes = w.store_bytes + (w.next_offset - w.active.base) * SLOT_BYTES;
-        let by_bytes = self.config.retention_bytes.map_or(0, |limit| {
-            retention::drop_for_bytes(&sizes, active_bytes, limit)
-        });
-        let by_age = match self.config.retention_age {
-            None => 0,
-            Some(max_age) => {
-                let mut modified = |i: usize| -> Result<SystemTime> {
-                    let path = segment::store_path(&self.dir, segments.sealed[i].base);
-                    fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .map_err(io_err("stat", &path))
-                };
-                retention::drop_for_age(sizes.len(), max_age, now, &mut modified)?
-            }
+        let (bases, freed) = {
+            let mut w = lock!(self.writer);
+            let mut segments = write_lock!(self.segments);
+            let sizes: Vec<u64> = (0..segments.sealed.len())
+                .map(|i| segments.sealed_bytes(i))
+                .collect();
+            let active_bytes = w.store_bytes + (w.next_offset - w.active.base) * SLOT_BYTES;
+            let by_bytes = self.config.retention_bytes.map_or(0, |limit| {
+                retention::drop_for_bytes(&sizes, active_bytes, limit)
+            });
+            let by_age = match self.config.retention_age {
+                None => 0,
+                Some(max_age) => {
+                    let mut modified = |i: usize| -> Result<SystemTime> {
+                        let path = segment::store_path(&self.dir, segments.sealed[i].base);
+                        fs::metadata(&path)
+                            .and_then(|m| m.modified())
+                            .map_err(io_err("stat", &path))
+                    };
+                    retention::drop_for_age(sizes.len(), max_age, now, &mut modified)?
+                }
+            };
+            self.detach_oldest(&mut w, &mut segments, by_bytes.max(by_age))?
         };
-        self.drop_oldest(&mut w, &mut segments, by_bytes.max(by_age))
+        self.delete_detached(&bases, freed)?;
+        Ok(freed)
     }
 
     /// Bytes the log occupies: store bytes plus used index bytes of every segment.
