@@ -11,7 +11,9 @@ use super::cache::{SegmentCache, SEALED_CACHE_CAPACITY};
 use super::error::{Result, StorageError};
 use super::index::{self, SLOT_BYTES};
 use super::publish::Publication;
-use super::record::{encode_into, encoded_bytes, to_record, NewRecord, Record, RECORD_HEADER_BYTES};
+use super::record::{
+    encode_into, encoded_bytes, to_record, NewRecord, Record, RECORD_HEADER_BYTES,
+};
 use super::recovery::{self, SealedMeta};
 use super::retention;
 use super::segment::{self, ActiveSegment, FrameReader, SealedSegment, Step};
@@ -158,6 +160,8 @@ impl Log {
         let index_capacity = index::capacity_slots(config.max_index_bytes);
         fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         let recovered = recovery::recover(dir, index_capacity, config.initial_offset.0)?;
+        // Recovery fsynced every file it kept; make their directory entries durable too.
+        segment::sync_dir(dir)?;
         let active = Arc::new(recovered.active);
         let next_offset = active.base + recovered.active_count;
         let segments = Segments {
@@ -293,7 +297,8 @@ impl Log {
             taken += 1;
         }
         if let Err(e) = active.store.write_all_at(&w.buf, start) {
-            let error = StorageError::io(format!("appending to {}", active.store_path.display()), e);
+            let error =
+                StorageError::io(format!("appending to {}", active.store_path.display()), e);
             // Nothing was published; drop any partial write so the next append
             // starts on a record boundary.
             return match active.store.set_len(start) {
@@ -364,7 +369,13 @@ impl Log {
             sealed_segment = self.sealed_segment(&segments, offset.0)?;
             sealed_view(&sealed_segment, offset.0)?
         };
-        let mut reader = FrameReader::new(view.file, view.path, view.position, view.end, SINGLE_READ_CHUNK_BYTES);
+        let mut reader = FrameReader::new(
+            view.file,
+            view.path,
+            view.position,
+            view.end,
+            SINGLE_READ_CHUNK_BYTES,
+        );
         match reader.next_step()? {
             Step::Record {
                 position,
@@ -375,12 +386,19 @@ impl Log {
                     return Err(StorageError::corrupt(
                         view.path,
                         position,
-                        format!("index points at offset {} when {offset} was asked", header.offset),
+                        format!(
+                            "index points at offset {} when {offset} was asked",
+                            header.offset
+                        ),
                     ));
                 }
                 Ok(to_record(&header, frame))
             }
-            Step::End => Err(StorageError::corrupt(view.path, view.position, "index points past the store end")),
+            Step::End => Err(StorageError::corrupt(
+                view.path,
+                view.position,
+                "index points past the store end",
+            )),
             Step::Invalid {
                 position, reason, ..
             } => Err(StorageError::corrupt(view.path, position, reason)),
@@ -439,7 +457,10 @@ impl Log {
                             return Err(StorageError::corrupt(
                                 view.path,
                                 position,
-                                format!("record holds offset {} where {offset} belongs", header.offset),
+                                format!(
+                                    "record holds offset {} where {offset} belongs",
+                                    header.offset
+                                ),
                             ));
                         }
                         let value_bytes = u64::from(header.value_len);
@@ -468,15 +489,20 @@ impl Log {
 
     /// Opens (or takes from the cache) the sealed segment holding `offset`.
     fn sealed_segment(&self, segments: &Segments, offset: u64) -> Result<Arc<SealedSegment>> {
-        let i = segments
-            .sealed_holding(offset)
-            .ok_or_else(|| StorageError::corrupt(&self.dir, 0, "no segment holds a readable offset"))?;
+        let i = segments.sealed_holding(offset).ok_or_else(|| {
+            StorageError::corrupt(&self.dir, 0, "no segment holds a readable offset")
+        })?;
         let meta = segments.sealed[i];
         if let Some(segment) = lock!(self.cache).get(meta.base) {
             return Ok(segment);
         }
         let count = segments.sealed_next(i) - meta.base;
-        let segment = Arc::new(SealedSegment::open(&self.dir, meta.base, count, meta.store_bytes)?);
+        let segment = Arc::new(SealedSegment::open(
+            &self.dir,
+            meta.base,
+            count,
+            meta.store_bytes,
+        )?);
         lock!(self.cache).insert(segment.clone());
         Ok(segment)
     }
@@ -536,7 +562,12 @@ impl Log {
         Ok(self.durable_offset())
     }
 
-    fn sync_files(&self, active: &ActiveSegment, pending: &[PendingSeal], creations: u64) -> Result<()> {
+    fn sync_files(
+        &self,
+        active: &ActiveSegment,
+        pending: &[PendingSeal],
+        creations: u64,
+    ) -> Result<()> {
         for seal in pending {
             let store_path = segment::store_path(&self.dir, seal.base);
             let index_path = segment::index_path(&self.dir, seal.base);
@@ -631,15 +662,16 @@ impl Log {
         cache: &mut SegmentCache,
         new_next: u64,
     ) -> Result<()> {
-        let t = segments
-            .sealed_holding(new_next)
-            .ok_or_else(|| StorageError::corrupt(&self.dir, 0, "no segment holds the truncation point"))?;
+        let t = segments.sealed_holding(new_next).ok_or_else(|| {
+            StorageError::corrupt(&self.dir, 0, "no segment holds the truncation point")
+        })?;
         let meta = segments.sealed[t];
         let count = segments.sealed_next(t) - meta.base;
         let position = if new_next == meta.base {
             0
         } else {
-            SealedSegment::open(&self.dir, meta.base, count, meta.store_bytes)?.position(new_next - meta.base)?
+            SealedSegment::open(&self.dir, meta.base, count, meta.store_bytes)?
+                .position(new_next - meta.base)?
         };
         // Newest first, so a crash in between leaves a contiguous log.
         let doomed: Vec<u64> = segments.sealed[t + 1..]
@@ -652,7 +684,11 @@ impl Log {
             cache.remove(*base);
         }
         // Grown back to the active size before it is mapped (mmap invariant).
-        let fresh = Arc::new(ActiveSegment::open(&self.dir, meta.base, self.index_capacity.max(count))?);
+        let fresh = Arc::new(ActiveSegment::open(
+            &self.dir,
+            meta.base,
+            self.index_capacity.max(count),
+        )?);
         fresh
             .store
             .set_len(position)
@@ -674,18 +710,30 @@ impl Log {
     pub fn truncate_prefix(&self, before: Offset) -> Result<u64> {
         self.check_open()?;
         let _sync = lock!(self.sync_lock);
-        let mut w = lock!(self.writer);
-        let mut segments = write_lock!(self.segments);
-        let n = (0..segments.sealed.len())
-            .take_while(|&i| segments.sealed_next(i) <= before.0)
-            .count();
-        self.drop_oldest(&mut w, &mut segments, n)
+        let (bases, freed) = {
+            let mut w = lock!(self.writer);
+            let mut segments = write_lock!(self.segments);
+            let n = (0..segments.sealed.len())
+                .take_while(|&i| segments.sealed_next(i) <= before.0)
+                .count();
+            self.detach_oldest(&mut w, &mut segments, n)?
+        };
+        self.delete_detached(&bases, freed)?;
+        Ok(freed)
     }
 
-    /// Deletes the `n` oldest sealed segments (oldest first) and fsyncs the directory.
-    fn drop_oldest(&self, w: &mut Writer, segments: &mut Segments, n: usize) -> Result<u64> {
+    /// Removes the `n` oldest sealed segments from the in-memory log (readers stop
+    /// seeing them at once) and returns their bases and size. The caller deletes
+    /// the files with [`Log::delete_detached`] after releasing `writer` and
+    /// `segments`, still holding `sync` (so no sync touches them meanwhile).
+    fn detach_oldest(
+        &self,
+        w: &mut Writer,
+        segments: &mut Segments,
+        n: usize,
+    ) -> Result<(Vec<u64>, u64)> {
         if n == 0 {
-            return Ok(0);
+            return Ok((Vec::new(), 0));
         }
         let freed: u64 = (0..n).map(|i| segments.sealed_bytes(i)).sum();
         let bases: Vec<u64> = segments.sealed[..n].iter().map(|m| m.base).collect();
@@ -697,18 +745,29 @@ impl Log {
         }
         w.pending_seal.retain(|p| !bases.contains(&p.base));
         segments.sealed.drain(..n);
-        self.first_offset.store(segments.first_offset(), Ordering::Release);
-        let result = recovery::remove_segments_oldest_first(&self.dir, &bases)
+        self.first_offset
+            .store(segments.first_offset(), Ordering::Release);
+        Ok((bases, freed))
+    }
+
+    /// Deletes detached segments, oldest first (a crash leaves a contiguous log),
+    /// and fsyncs the directory.
+    fn delete_detached(&self, bases: &[u64], freed: u64) -> Result<()> {
+        if bases.is_empty() {
+            return Ok(());
+        }
+        let result = recovery::remove_segments_oldest_first(&self.dir, bases)
             .and_then(|()| segment::sync_dir(&self.dir));
         if let Err(error) = result {
             return Err(self.fail(error));
         }
         log::info!(
-            "log {}: removed {n} segment(s), {freed} bytes; first offset now {}",
+            "log {}: removed {} segment(s), {freed} bytes; first offset now {}",
             self.dir.display(),
-            segments.first_offset()
+            bases.len(),
+            self.first_offset()
         );
-        Ok(freed)
+        Ok(())
     }
 
     /// Drops everything and leaves an empty log whose next offset is `start`
@@ -765,29 +824,32 @@ impl Log {
             return Ok(0);
         }
         let _sync = lock!(self.sync_lock);
-        let mut w = lock!(self.writer);
-        let mut segments = write_lock!(self.segments);
-        let sizes: Vec<u64> = (0..segments.sealed.len())
-            .map(|i| segments.sealed_bytes(i))
-            .collect();
-        let active_bytes = w.store_bytes + (w.next_offset - w.active.base) * SLOT_BYTES;
-        let by_bytes = self
-            .config
-            .retention_bytes
-            .map_or(0, |limit| retention::drop_for_bytes(&sizes, active_bytes, limit));
-        let by_age = match self.config.retention_age {
-            None => 0,
-            Some(max_age) => {
-                let mut modified = |i: usize| -> Result<SystemTime> {
-                    let path = segment::store_path(&self.dir, segments.sealed[i].base);
-                    fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .map_err(io_err("stat", &path))
-                };
-                retention::drop_for_age(sizes.len(), max_age, now, &mut modified)?
-            }
+        let (bases, freed) = {
+            let mut w = lock!(self.writer);
+            let mut segments = write_lock!(self.segments);
+            let sizes: Vec<u64> = (0..segments.sealed.len())
+                .map(|i| segments.sealed_bytes(i))
+                .collect();
+            let active_bytes = w.store_bytes + (w.next_offset - w.active.base) * SLOT_BYTES;
+            let by_bytes = self.config.retention_bytes.map_or(0, |limit| {
+                retention::drop_for_bytes(&sizes, active_bytes, limit)
+            });
+            let by_age = match self.config.retention_age {
+                None => 0,
+                Some(max_age) => {
+                    let mut modified = |i: usize| -> Result<SystemTime> {
+                        let path = segment::store_path(&self.dir, segments.sealed[i].base);
+                        fs::metadata(&path)
+                            .and_then(|m| m.modified())
+                            .map_err(io_err("stat", &path))
+                    };
+                    retention::drop_for_age(sizes.len(), max_age, now, &mut modified)?
+                }
+            };
+            self.detach_oldest(&mut w, &mut segments, by_bytes.max(by_age))?
         };
-        self.drop_oldest(&mut w, &mut segments, by_bytes.max(by_age))
+        self.delete_detached(&bases, freed)?;
+        Ok(freed)
     }
 
     /// Bytes the log occupies: store bytes plus used index bytes of every segment.
@@ -842,4 +904,12 @@ fn sealed_view(segment: &SealedSegment, offset: u64) -> Result<View<'_>> {
         position: segment.position(offset - segment.base)?,
         next: segment.base + segment.count,
     })
+}
+
+#[cfg(test)]
+impl Log {
+    /// Sealed segments currently open in the cache.
+    pub(crate) fn open_sealed_segments(&self) -> usize {
+        self.cache.lock().map_or(0, |c| c.len())
+    }
 }

@@ -46,7 +46,10 @@ mod tests {
         assert_eq!(&v.to_le_bytes()[..4], &7u32.to_le_bytes());
         assert_eq!(decode_slot(v, 7), Ok(0xdead_beef));
         assert!(decode_slot(v, 8).is_err());
-        assert!(decode_slot(0, 3).is_err(), "a zeroed slot is only valid for slot 0");
+        assert!(
+            decode_slot(0, 3).is_err(),
+            "a zeroed slot is only valid for slot 0"
+        );
         assert_eq!(decode_slot(0, 0), Ok(0));
     }
 

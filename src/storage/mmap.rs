@@ -87,7 +87,6 @@ impl IndexMap {
             None => false,
         }
     }
-
 }
 
 #[cfg(test)]

@@ -94,9 +94,9 @@
 //!   exactly the expected records gets its index rebuilt (and a warning).
 
 mod cache;
+mod engine;
 mod error;
 mod index;
-mod engine;
 mod mmap;
 mod publish;
 mod record;
@@ -107,8 +107,8 @@ mod segment;
 #[cfg(test)]
 mod tests;
 
-pub use self::error::{Result, StorageError};
 pub use self::engine::Log;
+pub use self::error::{Result, StorageError};
 pub use self::record::{NewRecord, Record, RECORD_HEADER_BYTES};
 pub use crate::types::{Offset, RecordKind, Term};
 

@@ -13,8 +13,7 @@ use super::error::{Result, StorageError};
 use super::index::{self, SLOT_BYTES};
 use super::record::RECORD_HEADER_BYTES;
 use super::segment::{
-    self, index_path, parse_file_name, store_path, ActiveSegment,
-    FileKind, FrameReader, Step,
+    self, index_path, parse_file_name, store_path, ActiveSegment, FileKind, FrameReader, Step,
 };
 
 /// Bytes read per `pread` while scanning a store.
@@ -76,7 +75,10 @@ pub(crate) fn scan_store(file: &File, path: &Path, store_bytes: u64, base: u64) 
                     return Err(StorageError::corrupt(
                         path,
                         position,
-                        format!("record holds offset {} where {expected} belongs", header.offset),
+                        format!(
+                            "record holds offset {} where {expected} belongs",
+                            header.offset
+                        ),
                     ));
                 }
                 let position = u32::try_from(position).map_err(|_| {
@@ -98,11 +100,15 @@ pub(crate) fn scan_store(file: &File, path: &Path, store_bytes: u64, base: u64) 
             } => {
                 if let Some(value_len) = value_len {
                     let next = position + RECORD_HEADER_BYTES as u64 + u64::from(value_len);
-                    if next < store_bytes && valid_record_at(file, path, next, store_bytes, expected + 1)? {
+                    if next < store_bytes
+                        && valid_record_at(file, path, next, store_bytes, expected + 1)?
+                    {
                         return Err(StorageError::corrupt(
                             path,
                             position,
-                            format!("{reason} in record {expected}, which is followed by valid records"),
+                            format!(
+                                "{reason} in record {expected}, which is followed by valid records"
+                            ),
                         ));
                     }
                 }
@@ -236,12 +242,20 @@ pub(crate) fn recover(dir: &Path, index_capacity: u64, initial_offset: u64) -> R
             let store = open_store(&spath)?;
             let scan = scan_store(&store, &spath, files.store.unwrap_or(0), base)?;
             drop(store);
-            let recovered = activate_last(dir, base, index_capacity, &scan, files.store.unwrap_or(0))?;
-            return Ok(Recovered { sealed, ..recovered });
+            let recovered =
+                activate_last(dir, base, index_capacity, &scan, files.store.unwrap_or(0))?;
+            return Ok(Recovered {
+                sealed,
+                ..recovered
+            });
         };
         let expected = next_base - base;
         let Some(store_bytes) = files.store else {
-            return Err(StorageError::corrupt(&spath, 0, "store file of a sealed segment is missing"));
+            return Err(StorageError::corrupt(
+                &spath,
+                0,
+                "store file of a sealed segment is missing",
+            ));
         };
         if files.index == Some(index::sealed_file_bytes(expected)) {
             sealed.push(SealedMeta { base, store_bytes });
@@ -289,7 +303,10 @@ pub(crate) fn recover(dir: &Path, index_capacity: u64, initial_offset: u64) -> R
         );
         let recovered = activate_last(dir, base, index_capacity, &scan, store_bytes)?;
         segment::sync_dir(dir)?;
-        return Ok(Recovered { sealed, ..recovered });
+        return Ok(Recovered {
+            sealed,
+            ..recovered
+        });
     }
     Err(StorageError::InvalidConfig {
         reason: "internal: segment list ended without a last segment".into(),
@@ -326,7 +343,11 @@ fn activate_last(
         if active.position(slot).ok() != Some(u64::from(pos)) {
             fixed += 1;
             if !active.set_position(slot, u64::from(pos)) {
-                return Err(StorageError::corrupt(&active.index_path, slot * SLOT_BYTES, "index too small"));
+                return Err(StorageError::corrupt(
+                    &active.index_path,
+                    slot * SLOT_BYTES,
+                    "index too small",
+                ));
             }
         }
     }

@@ -52,20 +52,40 @@ mod tests {
         assert_eq!(drop_for_bytes(&[10, 10, 10], 5, 100), 0);
         assert_eq!(drop_for_bytes(&[10, 10, 10], 5, 25), 1);
         assert_eq!(drop_for_bytes(&[10, 10, 10], 5, 5), 3);
-        assert_eq!(drop_for_bytes(&[10, 10, 10], 50, 5), 3, "never the active one");
+        assert_eq!(
+            drop_for_bytes(&[10, 10, 10], 50, 5),
+            3,
+            "never the active one"
+        );
         assert_eq!(drop_for_bytes(&[], 50, 5), 0);
     }
 
     #[test]
     fn age_policy_stops_at_first_young_segment() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let times = [t0, t0 + Duration::from_secs(50), t0 + Duration::from_secs(10)];
+        let times = [
+            t0,
+            t0 + Duration::from_secs(50),
+            t0 + Duration::from_secs(10),
+        ];
         let mut modified = |i: usize| Ok(times[i]);
         let now = t0 + Duration::from_secs(100);
-        assert_eq!(drop_for_age(3, Duration::from_secs(60), now, &mut modified).unwrap(), 1);
-        assert_eq!(drop_for_age(3, Duration::from_secs(200), now, &mut modified).unwrap(), 0);
-        assert_eq!(drop_for_age(3, Duration::from_secs(1), now, &mut modified).unwrap(), 3);
+        assert_eq!(
+            drop_for_age(3, Duration::from_secs(60), now, &mut modified).unwrap(),
+            1
+        );
+        assert_eq!(
+            drop_for_age(3, Duration::from_secs(200), now, &mut modified).unwrap(),
+            0
+        );
+        assert_eq!(
+            drop_for_age(3, Duration::from_secs(1), now, &mut modified).unwrap(),
+            3
+        );
         // A clock behind the files expires nothing.
-        assert_eq!(drop_for_age(3, Duration::from_secs(1), t0, &mut modified).unwrap(), 0);
+        assert_eq!(
+            drop_for_age(3, Duration::from_secs(1), t0, &mut modified).unwrap(),
+            0
+        );
     }
 }

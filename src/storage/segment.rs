@@ -118,7 +118,11 @@ impl ActiveSegment {
     /// Store position of the record in `slot`.
     pub fn position(&self, slot: u64) -> Result<u64> {
         let value = self.index.load(slot).ok_or_else(|| {
-            StorageError::corrupt(&self.index_path, slot * SLOT_BYTES, "slot past the index end")
+            StorageError::corrupt(
+                &self.index_path,
+                slot * SLOT_BYTES,
+                "slot past the index end",
+            )
         })?;
         index::decode_slot(value, slot)
             .map_err(|reason| StorageError::corrupt(&self.index_path, slot * SLOT_BYTES, reason))
@@ -192,7 +196,11 @@ impl SealedSegment {
         let pos = segment.position(last)?;
         let mut header = [0u8; RECORD_HEADER_BYTES];
         if pos + RECORD_HEADER_BYTES as u64 > store_bytes {
-            return Err(StorageError::corrupt(&segment.store_path, pos, "last record outside the store"));
+            return Err(StorageError::corrupt(
+                &segment.store_path,
+                pos,
+                "last record outside the store",
+            ));
         }
         read_exact_at(&segment.store, &segment.store_path, &mut header, pos)?;
         let value_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
@@ -211,7 +219,11 @@ impl SealedSegment {
     /// Store position of the record in `slot` (one `pread` of the index).
     pub fn position(&self, slot: u64) -> Result<u64> {
         if slot >= self.count {
-            return Err(StorageError::corrupt(&self.index_path, slot * SLOT_BYTES, "slot past the index end"));
+            return Err(StorageError::corrupt(
+                &self.index_path,
+                slot * SLOT_BYTES,
+                "slot past the index end",
+            ));
         }
         let mut bytes = [0u8; SLOT_BYTES as usize];
         read_exact_at(&self.index, &self.index_path, &mut bytes, slot * SLOT_BYTES)?;
@@ -254,7 +266,13 @@ pub(crate) struct FrameReader<'f> {
 }
 
 impl<'f> FrameReader<'f> {
-    pub fn new(file: &'f File, path: &'f Path, start: u64, end: u64, chunk_bytes: u64) -> FrameReader<'f> {
+    pub fn new(
+        file: &'f File,
+        path: &'f Path,
+        start: u64,
+        end: u64,
+        chunk_bytes: u64,
+    ) -> FrameReader<'f> {
         FrameReader {
             file,
             path,
@@ -299,7 +317,11 @@ impl<'f> FrameReader<'f> {
                 }
             }
         }
-        Err(StorageError::corrupt(self.path, self.position(), "record framing did not converge"))
+        Err(StorageError::corrupt(
+            self.path,
+            self.position(),
+            "record framing did not converge",
+        ))
     }
 
     /// Drops consumed bytes and reads until at least `needed_bytes` unconsumed
@@ -308,7 +330,9 @@ impl<'f> FrameReader<'f> {
         self.buf.drain(..self.consumed);
         self.buf_pos += self.consumed as u64;
         self.consumed = 0;
-        let want = needed_bytes.max(self.chunk_bytes).min(self.end - self.buf_pos);
+        let want = needed_bytes
+            .max(self.chunk_bytes)
+            .min(self.end - self.buf_pos);
         let have = self.buf.len() as u64;
         if want <= have {
             return Ok(());
@@ -318,7 +342,12 @@ impl<'f> FrameReader<'f> {
         })?;
         let have = self.buf.len();
         self.buf.resize(want, 0);
-        read_exact_at(self.file, self.path, &mut self.buf[have..], self.buf_pos + have as u64)
+        read_exact_at(
+            self.file,
+            self.path,
+            &mut self.buf[have..],
+            self.buf_pos + have as u64,
+        )
     }
 }
 

@@ -169,6 +169,44 @@ mod tests {
         found
     }
 
+    /// The lines of the ```text block right after `marker`.
+    fn text_block_after(marker: &str) -> Vec<&'static str> {
+        let lines: Vec<&'static str> = SPEC.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| *l == marker)
+            .unwrap_or_else(|| panic!("{marker} missing from wire-spec.md"));
+        assert_eq!(lines[at + 1], "```text", "{marker}");
+        let len = lines[at + 2..]
+            .iter()
+            .position(|l| *l == "```")
+            .expect("closed block");
+        lines[at + 2..at + 2 + len].to_vec()
+    }
+
+    #[test]
+    fn spec_not_leader_layout_is_what_the_codec_writes() {
+        let frame = ResponseFrame {
+            correlation_id: 2,
+            result: Err(ErrorBody {
+                message: "not the leader".to_string(),
+                ..ErrorBody::not_leader(crate::types::NodeId(3), "127.0.0.3:8400")
+            }),
+        };
+        let bytes = unxxd(&text_block_after("<!-- layout: not-leader -->"));
+        assert_eq!(bytes, encoded(frame.clone()));
+        assert_eq!(
+            crate::wire::decode_response(&bytes, ApiKey::Produce),
+            Ok(frame)
+        );
+    }
+
+    #[test]
+    fn spec_help_text_is_the_help_reply() {
+        let doc = text_block_after("<!-- help -->").join("\r\n") + "\r\n";
+        assert_eq!(doc, crate::wire::text::HELP_TEXT);
+    }
+
     #[test]
     fn spec_document_examples_equal_the_table() {
         let in_spec = examples_in_spec();

@@ -24,6 +24,7 @@ use super::buf::{
     begin_frame, end_frame, len_u32, put_bytes, put_str, put_u16, put_u32, put_u64, put_u8, Reader,
 };
 use super::errors::{DecodeError, ErrorBody, ErrorCode, LeaderHint};
+use super::fetch::{encode_fetch_response, BorrowedRecord};
 use super::messages::{
     ApiKey, RecordView, Request, RequestFrame, ResponseBody, ResponseFrame, ServerInfo, ServerRole,
     StatusInfo, WireRecord,
@@ -40,8 +41,6 @@ pub const RESPONSE_HEADER_BYTES: usize = 6;
 pub const RECORD_HEADER_BYTES: usize = 8 + 8 + 1 + 4;
 /// Smallest encoded `Server` entry (empty strings).
 const MIN_SERVER_BYTES: usize = 8 + 2 + 2 + 1 + 1;
-/// Bytes of a Fetch response up to the first record (prefix, header, hw, count).
-pub const FETCH_RESPONSE_PREFIX_BYTES: usize = LEN_PREFIX_BYTES + RESPONSE_HEADER_BYTES + 8 + 4;
 
 /// Looks at the front of `buf`: `Ok(Some(total))` when a whole frame of `total`
 /// bytes (prefix included) is there, `Ok(None)` when more bytes are needed, and
@@ -62,7 +61,7 @@ pub fn frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, DecodeErr
 }
 
 /// Checks that `frame` is exactly one whole frame and returns its payload.
-fn payload(frame: &[u8]) -> Result<&[u8], DecodeError> {
+pub(crate) fn payload(frame: &[u8]) -> Result<&[u8], DecodeError> {
     let Some(prefix) = frame.get(..LEN_PREFIX_BYTES) else {
         return Err(DecodeError::Incomplete {
             needed: LEN_PREFIX_BYTES - frame.len(),
@@ -269,7 +268,10 @@ pub fn decode_response(frame: &[u8], api: ApiKey) -> Result<ResponseFrame, Decod
     })
 }
 
-fn decode_error_body(code: ErrorCode, r: &mut Reader<'_>) -> Result<ErrorBody, DecodeError> {
+pub(crate) fn decode_error_body(
+    code: ErrorCode,
+    r: &mut Reader<'_>,
+) -> Result<ErrorBody, DecodeError> {
     let message = r.string("error message")?.to_string();
     let leader_hint = if code == ErrorCode::NotLeader {
         let leader_id = NodeId(r.u64("leader_id")?);
@@ -286,14 +288,19 @@ fn decode_error_body(code: ErrorCode, r: &mut Reader<'_>) -> Result<ErrorBody, D
 }
 
 fn decode_record(r: &mut Reader<'_>) -> Result<WireRecord, DecodeError> {
+    decode_record_ref(r).map(|rec| rec.to_owned())
+}
+
+/// One record, borrowing its value from the frame.
+pub(crate) fn decode_record_ref<'a>(r: &mut Reader<'a>) -> Result<BorrowedRecord<'a>, DecodeError> {
     let offset = Offset(r.u64("record offset")?);
     let term = Term(r.u64("record term")?);
     let kind_byte = r.u8("record kind")?;
     let Some(kind) = RecordKind::from_u8(kind_byte) else {
         return Err(r.malformed(format!("record kind {kind_byte} is not 0, 1 or 2")));
     };
-    let value = r.bytes("record value")?.to_vec();
-    Ok(WireRecord {
+    let value = r.bytes("record value")?;
+    Ok(BorrowedRecord {
         offset,
         term,
         kind,
@@ -410,7 +417,13 @@ pub fn encode_error_response(correlation_id: u32, err: &ErrorBody, out: &mut Vec
     end_frame(out, start);
 }
 
-fn put_record_header(out: &mut Vec<u8>, offset: Offset, term: Term, kind: RecordKind, len: u32) {
+pub(crate) fn put_record_header(
+    out: &mut Vec<u8>,
+    offset: Offset,
+    term: Term,
+    kind: RecordKind,
+    len: u32,
+) {
     put_u64(out, offset.0);
     put_u64(out, term.0);
     put_u8(out, kind as u8);
@@ -471,127 +484,4 @@ fn encode_response_body(body: &ResponseBody, out: &mut Vec<u8>) {
         }
         ResponseBody::Raft { payload } => out.extend_from_slice(payload),
     }
-}
-
-/// Fast path for the hot read: appends a Fetch response whose records are borrowed
-/// ([`RecordView`]), with no allocation besides growing `out`.
-pub fn encode_fetch_response<R: RecordView>(
-    correlation_id: u32,
-    high_watermark: Offset,
-    records: &[R],
-    out: &mut Vec<u8>,
-) {
-    let record_bytes: usize = records
-        .iter()
-        .map(|r| RECORD_HEADER_BYTES + r.value().len())
-        .sum();
-    out.reserve(FETCH_RESPONSE_PREFIX_BYTES + record_bytes);
-    let mut writer = FetchResponseWriter::begin(out, correlation_id, high_watermark);
-    for record in records {
-        writer.push(
-            record.offset(),
-            record.term(),
-            record.kind(),
-            record.value(),
-        );
-    }
-    writer.finish();
-}
-
-/// Streams a Fetch response into a buffer record by record, so a server can copy
-/// values straight from storage and stop at `max_bytes`. The count and the length
-/// prefix are back-patched by [`FetchResponseWriter::finish`] (or on drop).
-pub struct FetchResponseWriter<'a> {
-    out: &'a mut Vec<u8>,
-    start: usize,
-    count: u32,
-}
-
-impl<'a> FetchResponseWriter<'a> {
-    /// Writes the frame header; records follow with [`FetchResponseWriter::push`].
-    pub fn begin(out: &'a mut Vec<u8>, correlation_id: u32, high_watermark: Offset) -> Self {
-        let start = begin_frame(out);
-        put_u32(out, correlation_id);
-        put_u16(out, 0);
-        put_u64(out, high_watermark.0);
-        put_u32(out, 0); // count, patched at the end
-        FetchResponseWriter {
-            out,
-            start,
-            count: 0,
-        }
-    }
-
-    /// Appends one record.
-    ///
-    /// # Panics
-    /// After `u32::MAX` records or a value over 4 GiB (both far beyond any frame).
-    pub fn push(&mut self, offset: Offset, term: Term, kind: RecordKind, value: &[u8]) {
-        self.count = self.count.checked_add(1).unwrap_or_else(|| {
-            panic!("more than u32::MAX records in one Fetch response");
-        });
-        put_record_header(self.out, offset, term, kind, len_u32(value.len()));
-        self.out.extend_from_slice(value);
-    }
-
-    /// Records pushed so far.
-    pub fn count(&self) -> u32 {
-        self.count
-    }
-
-    /// Frame bytes written so far (prefix included): compare with `max_bytes` and
-    /// the frame limit before pushing more.
-    pub fn frame_bytes(&self) -> usize {
-        self.out.len() - self.start
-    }
-
-    /// Patches the count and length prefix.
-    pub fn finish(self) {
-        // Drop does the work.
-    }
-}
-
-impl Drop for FetchResponseWriter<'_> {
-    fn drop(&mut self) {
-        let count_at = self.start + FETCH_RESPONSE_PREFIX_BYTES - 4;
-        self.out[count_at..count_at + 4].copy_from_slice(&self.count.to_be_bytes());
-        end_frame(self.out, self.start);
-    }
-}
-
-/// The bytes of a Fetch response before its first record, for vectored writes
-/// (`prefix`, then per record [`record_header`] and the value slice).
-/// `records_bytes` is the total of `RECORD_HEADER_BYTES + value.len()` over records.
-///
-/// # Panics
-/// If the frame would exceed 4 GiB.
-pub fn fetch_response_prefix(
-    correlation_id: u32,
-    high_watermark: Offset,
-    count: u32,
-    records_bytes: usize,
-) -> [u8; FETCH_RESPONSE_PREFIX_BYTES] {
-    let len = len_u32(FETCH_RESPONSE_PREFIX_BYTES - LEN_PREFIX_BYTES + records_bytes);
-    let mut out = [0u8; FETCH_RESPONSE_PREFIX_BYTES];
-    out[0..4].copy_from_slice(&len.to_be_bytes());
-    out[4..8].copy_from_slice(&correlation_id.to_be_bytes());
-    // error_code 0 at 8..10
-    out[10..18].copy_from_slice(&high_watermark.0.to_be_bytes());
-    out[18..22].copy_from_slice(&count.to_be_bytes());
-    out
-}
-
-/// A record's bytes before its value (`offset, term, kind, value_len`).
-pub fn record_header(
-    offset: Offset,
-    term: Term,
-    kind: RecordKind,
-    value_len: u32,
-) -> [u8; RECORD_HEADER_BYTES] {
-    let mut out = [0u8; RECORD_HEADER_BYTES];
-    out[0..8].copy_from_slice(&offset.0.to_be_bytes());
-    out[8..16].copy_from_slice(&term.0.to_be_bytes());
-    out[16] = kind as u8;
-    out[17..21].copy_from_slice(&value_len.to_be_bytes());
-    out
 }

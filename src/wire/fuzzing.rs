@@ -5,8 +5,8 @@
 
 use super::text::{self, TextCommand, MAX_LINE_BYTES};
 use super::{
-    decode_request, decode_response, encode_request, encode_response, frame_len, ApiKey,
-    DecodeError, Limits,
+    decode_fetch_response, decode_request, decode_response, encode_request, encode_response,
+    frame_len, ApiKey, DecodeError, Limits, ResponseBody, WireRecord,
 };
 
 /// Feeds `data` to [`frame_len`] (default and tiny limits), [`decode_request`] and
@@ -47,6 +47,8 @@ pub fn check_frame_decoder(data: &[u8]) {
         Err(err) => check_error(&err, data),
     }
 
+    check_fetch_view_agrees(data);
+
     for api in ApiKey::ALL {
         match decode_response(data, api) {
             Ok(frame) => {
@@ -63,6 +65,36 @@ pub fn check_frame_decoder(data: &[u8]) {
             }
             Err(err) => check_error(&err, data),
         }
+    }
+}
+
+/// The borrowing Fetch decoder accepts exactly what the owning one accepts, with the
+/// same values.
+pub fn check_fetch_view_agrees(data: &[u8]) {
+    let owned = decode_response(data, ApiKey::Fetch);
+    let view = decode_fetch_response(data);
+    match (owned, view) {
+        (Ok(owned), Ok(view)) => {
+            assert_eq!(owned.correlation_id, view.correlation_id);
+            match (owned.result, view.result) {
+                (
+                    Ok(ResponseBody::Fetch {
+                        high_watermark,
+                        records,
+                    }),
+                    Ok(body),
+                ) => {
+                    assert_eq!(high_watermark, body.high_watermark);
+                    assert_eq!(records.len(), body.records.len());
+                    let borrowed: Vec<WireRecord> = body.records.map(|r| r.to_owned()).collect();
+                    assert_eq!(records, borrowed);
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b),
+                (a, b) => panic!("Fetch decoders disagree: {a:?} vs {b:?}"),
+            }
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        (a, b) => panic!("Fetch decoders disagree: {a:?} vs {b:?}"),
     }
 }
 

@@ -18,7 +18,10 @@
 //! # Files
 //!
 //! - `frame.rs`: [`frame_len`], [`decode_request`], [`encode_request`],
-//!   [`decode_response`], [`encode_response`], the Fetch fast path.
+//!   [`decode_response`], [`encode_response`].
+//! - `fetch.rs`: the Fetch fast paths: a streaming, allocation-free encoder
+//!   ([`FetchResponseWriter`]), pieces for vectored writes, and a decoder that
+//!   borrows record values from the frame ([`decode_fetch_response`]).
 //! - `messages.rs`: [`ApiKey`], [`Request`], [`ResponseBody`] and friends.
 //! - `errors.rs`: [`ErrorCode`], [`ErrorBody`], [`DecodeError`].
 //! - `text.rs`: the line protocol (`PING`, `PRODUCE`, `CONSUME`, …).
@@ -39,6 +42,7 @@
 mod buf;
 mod errors;
 mod examples;
+mod fetch;
 mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -50,11 +54,15 @@ mod tests;
 
 pub use errors::{offset_out_of_range_message, DecodeError, ErrorBody, ErrorCode, LeaderHint};
 pub use examples::{SpecExample, SPEC_EXAMPLES};
+pub use fetch::{
+    decode_fetch_response, encode_fetch_response, fetch_response_prefix, record_header,
+    BorrowedRecord, FetchBody, FetchRecords, FetchResponseView, FetchResponseWriter,
+    FETCH_RESPONSE_PREFIX_BYTES,
+};
 pub use frame::{
-    decode_request, decode_response, encode_error_response, encode_fetch_response, encode_request,
-    encode_response, fetch_response_prefix, frame_len, record_header, request_frame_len,
-    FetchResponseWriter, FETCH_RESPONSE_PREFIX_BYTES, LEN_PREFIX_BYTES, RECORD_HEADER_BYTES,
-    REQUEST_HEADER_BYTES, RESPONSE_HEADER_BYTES,
+    decode_request, decode_response, encode_error_response, encode_request, encode_response,
+    frame_len, request_frame_len, LEN_PREFIX_BYTES, RECORD_HEADER_BYTES, REQUEST_HEADER_BYTES,
+    RESPONSE_HEADER_BYTES,
 };
 pub use messages::{
     ApiKey, RecordView, Request, RequestFrame, ResponseBody, ResponseFrame, ServerInfo, ServerRole,

@@ -199,6 +199,7 @@ fn random_responses_round_trip() {
             Ok(frame.clone()),
             "seed 2 case {i}"
         );
+        fuzzing::check_fetch_view_agrees(&bytes);
     }
 }
 
@@ -438,7 +439,9 @@ fn invalid_utf8_is_malformed() {
 }
 
 /// Counts that promise more elements than the frame could hold are rejected before
-/// any `Vec::with_capacity` (a 4-billion-element promise in a 16-byte frame).
+/// any `Vec::with_capacity` (a 4-billion-element promise in a 16-byte frame). Were
+/// the count trusted, `Vec::with_capacity` would ask for ~100 GB and abort the whole
+/// test binary, so passing here shows the check comes first.
 #[test]
 fn huge_counts_are_rejected_before_allocating() {
     let mut batch = vec![0, 0, 0, 16, 0, 2, 0, 0, 0, 0, 0, 1];
@@ -587,4 +590,50 @@ fn the_shared_fuzz_checks_accept_valid_and_hostile_input() {
     }
     fuzzing::check_text_decoder(b"PRODUCE a\\x00b\r\n");
     fuzzing::check_text_decoder(b"consume 12\n");
+}
+
+#[test]
+fn fetch_view_borrows_values_from_the_frame() {
+    let records: Vec<WireRecord> = (0..3)
+        .map(|i| WireRecord {
+            offset: Offset(10 + 2 * i),
+            term: Term(2),
+            kind: RecordKind::Data,
+            value: vec![i as u8; 5],
+        })
+        .collect();
+    let mut frame = Vec::new();
+    encode_fetch_response(9, Offset(16), &records, &mut frame);
+    let view = decode_fetch_response(&frame).unwrap();
+    assert_eq!(view.correlation_id, 9);
+    let body = view.result.unwrap();
+    assert_eq!(body.high_watermark, Offset(16));
+    assert_eq!(body.records.len(), 3);
+    let frame_range = frame.as_ptr_range();
+    for (got, want) in body.records.zip(&records) {
+        assert_eq!(got.to_owned(), *want);
+        assert!(
+            frame_range.contains(&got.value.as_ptr()),
+            "value was copied"
+        );
+    }
+    // Errors come through typed, like decode_response.
+    let mut err = Vec::new();
+    encode_response(
+        &ResponseFrame {
+            correlation_id: 4,
+            result: Err(ErrorBody::offset_out_of_range(
+                Offset(9),
+                Offset(0),
+                Offset(3),
+            )),
+        },
+        &mut err,
+    );
+    let view = decode_fetch_response(&err).unwrap();
+    assert_eq!(view.result.unwrap_err().code, ErrorCode::OffsetOutOfRange);
+    assert!(matches!(
+        decode_fetch_response(&frame[..frame.len() - 1]),
+        Err(DecodeError::Incomplete { needed: 1 })
+    ));
 }
