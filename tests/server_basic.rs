@@ -219,3 +219,21 @@ fn tls_handshake_gets_an_alert_and_a_close() {
     assert_eq!(bytes.first(), Some(&0x15));
     assert_eq!(bytes.get(5), Some(&0x02));
 }
+
+#[test]
+fn an_empty_batch_is_answered_with_count_zero() {
+    let server = Server::start(&[]);
+    let mut client = server.client();
+    client.produce(b"x").unwrap();
+    let id = client
+        .send(wire::Request::ProduceBatch { values: Vec::new() })
+        .unwrap();
+    let (got, result) = client.recv().unwrap();
+    assert_eq!(got, id);
+    match result.unwrap() {
+        wire::ResponseBody::ProduceBatch { count, .. } => assert_eq!(count, 0),
+        other => panic!("unexpected {other:?}"),
+    }
+    // Nothing was written.
+    assert_eq!(client.status().unwrap().commit_index, Offset(1));
+}

@@ -24,6 +24,8 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// connection cannot starve the others; a connection that hits it is driven again on
 /// the next loop iteration.
 const MAX_ROUNDS_PER_DRIVE: usize = 32;
+/// The response size assumed for a connection before any response was seen.
+const INITIAL_RESPONSE_ESTIMATE_BYTES: usize = 4096;
 /// Connections over `max_connections` held just long enough to be told why.
 const MAX_REJECTING: usize = 64;
 /// How long a rejected connection may take to send its first bytes.
@@ -283,6 +285,7 @@ impl Server {
                 continue; // the connection closed; its successor must not see this
             }
             conn.in_flight = conn.in_flight.saturating_sub(1);
+            conn.avg_response_bytes = (conn.avg_response_bytes * 7 + completion.bytes.len()) / 8;
             conn.wbuf.extend_from_slice(&completion.bytes);
             to_drive.push(completion.key.index);
         }
@@ -450,6 +453,9 @@ struct Conn {
     closing: bool,
     last_progress: Instant,
     next_text_id: u32,
+    /// Moving average (1/8 weight) of this connection's response sizes, used to
+    /// bound the bytes its in-flight requests will add to the write buffer.
+    avg_response_bytes: usize,
     /// Closing because of an error: half-close and drain before closing.
     linger: bool,
     linger_since: Option<Instant>,
@@ -474,6 +480,7 @@ impl Conn {
             closing: false,
             last_progress: now,
             next_text_id: 0,
+            avg_response_bytes: INITIAL_RESPONSE_ESTIMATE_BYTES,
             linger: false,
             linger_since: None,
         }
@@ -568,6 +575,20 @@ impl Conn {
             }
         }
         Ok(Drive::Again)
+    }
+
+    /// Whether another request may be started: under the in-flight cap, and the
+    /// unsent bytes plus the expected size of the responses in flight stay under
+    /// `max_conn_buffer_bytes` (one request is always allowed when none is in flight).
+    fn may_start_request(&self, config: &ServerConfig) -> bool {
+        if self.in_flight == 0 {
+            return true;
+        }
+        let expected = self.pending_out().saturating_add(
+            self.in_flight
+                .saturating_mul(self.avg_response_bytes.max(1)),
+        );
+        self.in_flight < config.max_in_flight_per_conn && expected < config.max_conn_buffer_bytes
     }
 
     fn may_read(&self, config: &ServerConfig) -> bool {
@@ -730,7 +751,7 @@ impl Conn {
     /// Handles one binary frame if a whole one is buffered. Returns false if it needs
     /// more bytes or may not start another request now.
     fn process_frame(&mut self, env: &Env<'_>) -> bool {
-        if self.in_flight >= env.config.max_in_flight_per_conn {
+        if !self.may_start_request(env.config) {
             return false;
         }
         let frame_len = match wire::frame_len(self.unread(), &env.limits) {
@@ -738,10 +759,10 @@ impl Conn {
             Ok(None) => return false,
             Err(e) => {
                 // Only FrameTooLarge is possible here: the stream cannot be resynced.
+                // wire-spec.md: answered with correlation id 0, payload unread.
                 log::info!("{}: {e}; closing", self.peer);
-                let correlation_id = read_correlation_id(self.unread()).unwrap_or(0);
                 self.fail(
-                    correlation_id,
+                    0,
                     ErrorCode::FrameTooLarge,
                     format!(
                         "{e}; split the request (e.g. smaller batches) or raise --max-frame-bytes"
@@ -816,8 +837,8 @@ impl Conn {
         };
         let line_len = consumed;
         let line = &unread[..line_len];
-        let parsed = if line.iter().all(|b| b.is_ascii_whitespace()) {
-            None
+        let parsed = if self.peer_closed && line.is_empty() {
+            None // nothing after the last line terminator
         } else {
             Some(wire::text::parse_line(line))
         };

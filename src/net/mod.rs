@@ -37,10 +37,13 @@
 //!   correlation id of its first request, or a `-ERR` line), and is closed. At most 64
 //!   such connections are held; beyond that they are closed at once.
 //! - `max_conn_buffer_bytes`: while a connection's unsent response bytes exceed this,
-//!   the loop stops reading from it and stops starting its buffered requests, so a
-//!   client that never reads cannot make the server buffer without limit (completions
-//!   of requests already in flight are still accepted: the true bound is this cap plus
-//!   `max_in_flight_per_conn` responses).
+//!   the loop stops reading from it, so a client that never reads cannot make the
+//!   server buffer without limit. A request is started only while the unsent bytes
+//!   plus `in_flight × (moving average of this connection's response sizes)` stay
+//!   under the cap (one request may always run), so the bound holds for responses
+//!   still being computed too: it overshoots by at most the responses in flight when
+//!   they turn out larger than the average (at worst one `max_frame_bytes` response
+//!   when a single request is in flight).
 //! - `max_in_flight_per_conn`: at most this many requests of one connection are in the
 //!   service at once; further frames stay in the (bounded) read buffer, and once that
 //!   is full the loop stops reading the socket, so TCP pushes back on the client.

@@ -320,10 +320,11 @@ impl Service for LogService {
             Request::Produce { value } => self.enqueue_produce(Values::One(value), reply),
             Request::ProduceBatch { values } => {
                 if values.is_empty() {
-                    reply.error(
-                        ErrorCode::Malformed,
-                        "empty batch: send at least one record",
-                    );
+                    // wire-spec.md: an empty batch is answered with count 0.
+                    reply.ok(ResponseBody::ProduceBatch {
+                        first_offset: shared.hw(),
+                        count: 0,
+                    });
                 } else {
                     self.enqueue_produce(Values::Many(values), reply)
                 }
