@@ -112,6 +112,10 @@ struct BenchArgs {
     /// Records in total (produce), or to read (consume; default: all up to the end).
     #[arg(long)]
     count: Option<u64>,
+    /// First offset to read with --consume (e.g. skip W1's records to read only
+    /// the W2+W3 stream).
+    #[arg(long, default_value_t = 0)]
+    from: u64,
     /// Fetch size in bytes for --consume.
     #[arg(long, default_value_t = 4 << 20)]
     max_bytes: u32,
@@ -468,7 +472,7 @@ fn bench_consume(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), O
     let mut client = connect(cli)?;
     let deadline = Instant::now() + Duration::from_secs(args.max_secs);
     let started = Instant::now();
-    let mut next = Offset(0);
+    let mut next = Offset(args.from);
     let mut records = 0u64;
     let mut bytes = 0u64;
     let want = args.count;
@@ -476,9 +480,12 @@ fn bench_consume(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), O
     while Instant::now() < deadline {
         let fetched = match client.fetch(next, args.max_bytes, 0) {
             Ok(f) => f,
-            Err(e) if e.code() == Some(ErrorCode::OffsetOutOfRange) && next.0 == 0 => {
+            Err(e) if e.code() == Some(ErrorCode::OffsetOutOfRange) && records == 0 => {
                 // The log's start was removed by retention: begin at the first offset.
                 let status = client.status().map_err(|e| explain(&cli.addr, e))?;
+                if status.first_index <= next {
+                    return Err(explain(&cli.addr, e).into());
+                }
                 next = status.first_index;
                 continue;
             }

@@ -208,6 +208,13 @@ impl DevDir {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    // Installed first, so a SIGTERM during start-up is queued, not fatal: the signal
+    // thread started below picks it up and shuts down as soon as the server exists.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let (data_dir, dev_dir) = match (&args.data_dir, args.dev) {
         (Some(dir), _) => (dir.clone(), None),
         (None, true) => {
@@ -297,11 +304,6 @@ fn run(args: Args) -> Result<(), String> {
     .map_err(|e| format!("cannot start the event loop: {e}"))?;
 
     let handle = server.handle();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     std::thread::Builder::new()
         .name("commitlogd-signals".into())
         .spawn(move || {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::responder::{encode_for, error_body, Completion, CompletionSink, ConnKey};
+use super::responder::{encode_for, error_body, Completion, CompletionSink, ConnKey, WakeFlag};
 use super::{ConnContext, Protocol, Responder, ServerConfig, Service};
 use crate::wire::{self, ErrorCode, Limits, ResponseFrame};
 
@@ -113,7 +113,7 @@ impl Server {
             sink: Arc::new(CompletionSink {
                 tx,
                 waker,
-                pending: Arc::new(AtomicBool::new(false)),
+                wake: WakeFlag::new(),
             }),
             completions: rx,
             shutdown: Arc::new(AtomicBool::new(false)),
@@ -173,7 +173,7 @@ impl Server {
                 accept_retry = self.accept_all();
             }
             // Completions: cheap to check every iteration, and required after a wake.
-            self.sink.pending.swap(false, Ordering::AcqRel);
+            self.sink.wake.clear();
             self.take_completions(&mut to_drive);
             to_drive.sort_unstable();
             to_drive.dedup();

@@ -65,6 +65,8 @@
 mod event_loop;
 pub mod pool;
 pub mod responder;
+#[cfg(test)]
+mod tests;
 
 pub use event_loop::{Server, ServerHandle};
 pub use pool::{PoolSubmitter, WorkerPool};
