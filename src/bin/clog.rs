@@ -74,7 +74,8 @@ struct ConsumeArgs {
     /// First offset to read.
     #[arg(long, default_value_t = 0)]
     from: u64,
-    /// Stop after this many records (default: everything up to the current end).
+    /// Stop after this many records, waiting for new ones if needed (default: print
+    /// everything up to the current end, then exit).
     #[arg(long)]
     count: Option<u64>,
     /// Print values only, without the offset column.

@@ -24,6 +24,9 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// connection cannot starve the others; a connection that hits it is driven again on
 /// the next loop iteration.
 const MAX_ROUNDS_PER_DRIVE: usize = 32;
+/// Buffers larger than this are freed once empty, so an idle connection that once
+/// moved a big frame does not keep its memory.
+const RETAINED_BUFFER_BYTES: usize = 1 << 20;
 /// The response size assumed for a connection before any response was seen.
 const INITIAL_RESPONSE_ESTIMATE_BYTES: usize = 4096;
 /// Connections over `max_connections` held just long enough to be told why.
@@ -618,6 +621,9 @@ impl Conn {
         if self.wpos == self.wbuf.len() {
             self.wbuf.clear();
             self.wpos = 0;
+            if self.wbuf.capacity() > RETAINED_BUFFER_BYTES {
+                self.wbuf = Vec::new(); // give a burst's memory back
+            }
         } else if self.wpos > (1 << 20) && self.wpos > self.wbuf.len() / 2 {
             self.wbuf.drain(..self.wpos);
             self.wpos = 0;
@@ -630,6 +636,9 @@ impl Conn {
         if self.rstart > 0 {
             self.rbuf.drain(..self.rstart);
             self.rstart = 0;
+        }
+        if self.rbuf.is_empty() && self.rbuf.capacity() > RETAINED_BUFFER_BYTES {
+            self.rbuf = Vec::new(); // give a big frame's memory back
         }
         let cap = self.read_cap(env.config);
         let mut progress = false;
