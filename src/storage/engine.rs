@@ -130,6 +130,8 @@ struct View<'a> {
 /// has returned an offset above them.
 #[derive(Debug)]
 pub struct Log {
+    /// Holds an exclusive `flock` on `<dir>/LOCK` while the log is open.
+    lock_file: fs::File,
     dir: PathBuf,
     config: LogConfig,
     index_capacity: u64,
@@ -143,6 +145,34 @@ pub struct Log {
     closed: AtomicBool,
 }
 
+/// Name of the lock file in a log directory.
+pub(crate) const LOCK_FILE_NAME: &str = "LOCK";
+
+/// Takes an exclusive advisory lock on the directory, so a second `Log` (in this
+/// or another process) cannot open it and break the mmap invariant.
+fn lock_dir(dir: &Path) -> Result<fs::File> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err("creating", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(StorageError::io(
+            format!("locking {}", path.display()),
+            std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "the log is already open (in this or another process)",
+            ),
+        )),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(StorageError::io(format!("locking {}", path.display()), e))
+        }
+    }
+}
+
 fn io_err(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
     let context = format!("{what} {}", path.display());
     move |e| StorageError::io(context, e)
@@ -152,7 +182,8 @@ impl Log {
     /// Opens the log in `dir`, creating the directory and an empty log starting at
     /// `config.initial_offset` if needed, and recovers it (see the module doc).
     ///
-    /// The directory must not be open in another `Log` or process at the same time.
+    /// The directory is locked (`flock` on `LOCK`) while open: a second `open` of the
+    /// same directory fails with an `Io` error of kind `WouldBlock`.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log> {
         if config.max_store_bytes > u64::from(u32::MAX)
             || config.max_store_bytes < RECORD_HEADER_BYTES as u64
@@ -167,6 +198,7 @@ impl Log {
         }
         let index_capacity = index::capacity_slots(config.max_index_bytes);
         fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        let lock_file = lock_dir(dir)?;
         let recovered = recovery::recover(dir, index_capacity, config.initial_offset.0)?;
         // Recovery fsynced every file it kept; make their directory entries durable too.
         segment::sync_dir(dir)?;
@@ -183,6 +215,7 @@ impl Log {
             segments.sealed.len() + 1
         );
         Ok(Log {
+            lock_file,
             dir: dir.to_path_buf(),
             index_capacity,
             sync_lock: Mutex::new(()),
@@ -861,8 +894,9 @@ impl Log {
             (w.active.index_path.clone(), w.next_offset - w.active.base)
         };
         let dir = self.dir.clone();
-        // Unmaps the index: only then may it be shrunk (mmap invariant).
-        drop(self);
+        // Unmaps the index (only then may it be shrunk, see the mmap invariant) but
+        // keeps the directory locked until the trim is done.
+        let Log { lock_file, .. } = self;
         let index = OpenOptions::new()
             .write(true)
             .open(&index_path)
@@ -872,6 +906,7 @@ impl Log {
             .and_then(|()| index.sync_all())
             .map_err(io_err("trimming", &index_path))?;
         segment::sync_dir(&dir)?;
+        drop(lock_file);
         log::info!("closed log {}", dir.display());
         Ok(())
     }

@@ -11,6 +11,9 @@
 //!   memory-mapped (through [`mmap`], the only module with `unsafe`) while the
 //!   segment is active.
 //!
+//! The directory also holds `LOCK`, on which an open log keeps an exclusive
+//! `flock`, so the same log cannot be opened twice at once.
+//!
 //! Only the newest segment (the *active* one) is written. A new segment starts when
 //! the next record would push the active store past `max_store_bytes` or its index
 //! past `max_index_bytes`. Older (*sealed*) segments are immutable; they are opened

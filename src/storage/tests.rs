@@ -271,6 +271,11 @@ fn reopen_after_clean_close_and_after_drop() {
     assert_eq!(log.next_offset(), Offset(100));
     assert_eq!(log.durable_offset(), Offset(100));
     check_range(&log, 0, 100);
+    // The directory is locked while the log is open.
+    assert!(matches!(
+        Log::open(dir.path(), small_config()),
+        Err(StorageError::Io { .. })
+    ));
     append_range(&log, 100, 150, 4);
     // No close and no sync: a process crash (the page cache survives).
     drop(log);
@@ -480,10 +485,14 @@ fn index_rebuilt_when_deleted_or_corrupted() {
     append_range(&log, 0, 60, 5);
     log.close().unwrap();
     let indexes = segment_files(dir.path(), "index");
+    // A temporary file left by a crash during an index rebuild is removed.
+    let temp = dir.path().join("00000000000000000000.index.tmp");
+    fs::write(&temp, b"partial").unwrap();
     // The last segment's index: deleted, then overwritten with garbage.
     let last = indexes.last().unwrap().clone();
     fs::remove_file(&last).unwrap();
     let log = Log::open(dir.path(), small_config()).unwrap();
+    assert!(!temp.exists());
     check_range(&log, 0, 60);
     log.close().unwrap();
     let len = fs::metadata(&last).unwrap().len() as usize;
