@@ -270,8 +270,13 @@ impl Log {
 
     /// Appends records with contiguous offsets; returns the offset of the first
     /// (the next offset if `records` is empty). The batch is encoded into one buffer
-    /// and written with one positioned write per segment it lands in. Either all
-    /// records are appended or, on error, none is visible.
+    /// and written with one positioned write per segment it lands in, then
+    /// published to readers.
+    ///
+    /// On error nothing of the batch is visible and the log stays usable, except
+    /// when the batch spans segments and fails after its first part was published:
+    /// then the log closes itself (fail-stop; reopening recovers a consistent log
+    /// holding a prefix of the batch).
     pub fn append_batch(&self, records: &[NewRecord<'_>]) -> Result<Offset> {
         self.check_open()?;
         let max_bytes = self.config.max_store_bytes;
@@ -295,11 +300,15 @@ impl Log {
         while !rest.is_empty() {
             let need = encoded_bytes(rest[0].value.len());
             let count = w.next_offset - w.active.base;
+            let mut step = Ok(());
             if count > 0 && (w.store_bytes + need > max_bytes || count >= w.active.capacity) {
-                self.roll(w)?;
+                step = self.roll(w);
             }
-            let written = self.append_chunk(w, rest)?;
-            rest = &rest[written..];
+            match step.and_then(|()| self.append_chunk(w, rest)) {
+                Ok(written) => rest = &rest[written..],
+                Err(error) if w.next_offset == first => return Err(error),
+                Err(error) => return Err(self.fail(error)),
+            }
         }
         if w.buf.capacity() > KEEP_BUFFER_BYTES {
             w.buf = Vec::new();
