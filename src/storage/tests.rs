@@ -279,9 +279,12 @@ fn reopen_after_clean_close_and_after_drop() {
     append_range(&log, 100, 150, 4);
     // No close and no sync: a process crash (the page cache survives).
     drop(log);
+    // Files that are not segments are left alone.
+    fs::write(dir.path().join("notes.txt"), b"not a segment").unwrap();
     let log = Log::open(dir.path(), small_config()).unwrap();
     assert_eq!(log.next_offset(), Offset(150));
     check_range(&log, 0, 150);
+    assert!(dir.path().join("notes.txt").exists());
 }
 
 #[test]
