@@ -45,12 +45,13 @@ impl Row {
         } else {
             format!("{:>12}", "-")
         };
+        let disk_mib_s = self.disk_bytes as f64 / MIB / secs;
         let of_raw = raw_mib_s.map_or("-".to_string(), |raw| {
-            format!("{:.0}%", 100.0 * mib_s / raw)
+            format!("{:.0}%", 100.0 * disk_mib_s / raw)
         });
         println!(
-            "{:<42} {:>10.1} {} {:>8} {:>9.2}",
-            self.case, mib_s, records, of_raw, secs
+            "{:<44} {:>10.1} {:>9.1} {} {:>7} {:>8.2}",
+            self.case, mib_s, disk_mib_s, records, of_raw, secs
         );
     }
 }
@@ -171,7 +172,7 @@ fn main() {
         total_mib
     );
     println!(
-        "{:<44} {:>9} {:>9} {:>12} {:>7} {:>8}",
+        "{:<44} {:>10} {:>9} {:>12} {:>7} {:>8}",
         "case", "value MB/s", "file MB/s", "records/s", "of raw", "seconds"
     );
 
