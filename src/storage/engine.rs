@@ -1,31 +1,24 @@
-//! [`Log`]: the segmented log itself (appends, reads, truncation, sync, retention).
-//! The design, formats and lock order are in the module doc of [`crate::storage`].
+//! [`Log`]: the segmented log itself. This file holds the state, `open`, the
+//! append path, `sync` and `close`; `engine/read.rs` the read path;
+//! `engine/maintenance.rs` truncation, reset and retention. The design, formats
+//! and lock order are in the module doc of [`crate::storage`].
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use super::cache::{SegmentCache, SEALED_CACHE_CAPACITY};
 use super::error::{Result, StorageError};
 use super::index::{self, SLOT_BYTES};
 use super::publish::Publication;
-use super::record::{
-    encode_into, encoded_bytes, to_record, NewRecord, Record, RECORD_HEADER_BYTES,
-};
+use super::record::{encode_into, encoded_bytes, NewRecord, RECORD_HEADER_BYTES};
 use super::recovery::{self, SealedMeta};
-use super::retention;
-use super::segment::{self, ActiveSegment, FrameReader, SealedSegment, Step};
+use super::segment::{self, ActiveSegment};
 use super::LogConfig;
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, RwLock};
 use crate::types::Offset;
 
-/// Smallest and largest chunk read by one `pread` in `read_range`.
-const MIN_READ_CHUNK_BYTES: u64 = 64 * 1024;
-const MAX_READ_CHUNK_BYTES: u64 = 8 * 1024 * 1024;
-/// Bytes read with the header of a single record (usually the whole record).
-const SINGLE_READ_CHUNK_BYTES: u64 = 4096;
 /// The append buffer is shrunk back to this after a larger batch.
 const KEEP_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 
@@ -45,6 +38,9 @@ macro_rules! write_lock {
         $rwlock.write().map_err(|_| StorageError::Closed)?
     };
 }
+
+mod maintenance;
+mod read;
 
 /// A sealed segment rolled in this process whose files are not yet fsynced and
 /// whose index is not yet trimmed; the next [`Log::sync`] seals it on disk.
@@ -103,18 +99,6 @@ impl Segments {
     }
 }
 
-/// Where one segment's readable records are.
-struct View<'a> {
-    file: &'a std::fs::File,
-    path: &'a Path,
-    /// Readable bytes of the store.
-    end: u64,
-    /// Store position of the first record wanted.
-    position: u64,
-    /// One past the last readable offset in this segment.
-    next: u64,
-}
-
 /// A segmented, crash-safe, append-only log. `Send + Sync`: share it as `Arc<Log>`.
 ///
 /// Appends are serialized internally; reads run concurrently with appends and
@@ -122,6 +106,8 @@ struct View<'a> {
 /// has returned an offset above them.
 #[derive(Debug)]
 pub struct Log {
+    /// Holds an exclusive `flock` on `<dir>/LOCK` while the log is open.
+    lock_file: fs::File,
     dir: PathBuf,
     config: LogConfig,
     index_capacity: u64,
@@ -135,6 +121,34 @@ pub struct Log {
     closed: AtomicBool,
 }
 
+/// Name of the lock file in a log directory.
+pub(crate) const LOCK_FILE_NAME: &str = "LOCK";
+
+/// Takes an exclusive advisory lock on the directory, so a second `Log` (in this
+/// or another process) cannot open it and break the mmap invariant.
+fn lock_dir(dir: &Path) -> Result<fs::File> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err("creating", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(StorageError::io(
+            format!("locking {}", path.display()),
+            std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "the log is already open (in this or another process)",
+            ),
+        )),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(StorageError::io(format!("locking {}", path.display()), e))
+        }
+    }
+}
+
 fn io_err(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
     let context = format!("{what} {}", path.display());
     move |e| StorageError::io(context, e)
@@ -144,7 +158,8 @@ impl Log {
     /// Opens the log in `dir`, creating the directory and an empty log starting at
     /// `config.initial_offset` if needed, and recovers it (see the module doc).
     ///
-    /// The directory must not be open in another `Log` or process at the same time.
+    /// The directory is locked (`flock` on `LOCK`) while open: a second `open` of the
+    /// same directory fails with an `Io` error of kind `WouldBlock`.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log> {
         if config.max_store_bytes > u64::from(u32::MAX)
             || config.max_store_bytes < RECORD_HEADER_BYTES as u64
@@ -159,6 +174,7 @@ impl Log {
         }
         let index_capacity = index::capacity_slots(config.max_index_bytes);
         fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        let lock_file = lock_dir(dir)?;
         let recovered = recovery::recover(dir, index_capacity, config.initial_offset.0)?;
         // Recovery fsynced every file it kept; make their directory entries durable too.
         segment::sync_dir(dir)?;
@@ -175,6 +191,7 @@ impl Log {
             segments.sealed.len() + 1
         );
         Ok(Log {
+            lock_file,
             dir: dir.to_path_buf(),
             index_capacity,
             sync_lock: Mutex::new(()),
@@ -229,8 +246,13 @@ impl Log {
 
     /// Appends records with contiguous offsets; returns the offset of the first
     /// (the next offset if `records` is empty). The batch is encoded into one buffer
-    /// and written with one positioned write per segment it lands in. Either all
-    /// records are appended or, on error, none is visible.
+    /// and written with one positioned write per segment it lands in, then
+    /// published to readers.
+    ///
+    /// On error nothing of the batch is visible and the log stays usable, except
+    /// when the batch spans segments and fails after its first part was published:
+    /// then the log closes itself (fail-stop; reopening recovers a consistent log
+    /// holding a prefix of the batch).
     pub fn append_batch(&self, records: &[NewRecord<'_>]) -> Result<Offset> {
         self.check_open()?;
         let max_bytes = self.config.max_store_bytes;
@@ -254,11 +276,15 @@ impl Log {
         while !rest.is_empty() {
             let need = encoded_bytes(rest[0].value.len());
             let count = w.next_offset - w.active.base;
+            let mut step = Ok(());
             if count > 0 && (w.store_bytes + need > max_bytes || count >= w.active.capacity) {
-                self.roll(w)?;
+                step = self.roll(w);
             }
-            let written = self.append_chunk(w, rest)?;
-            rest = &rest[written..];
+            match step.and_then(|()| self.append_chunk(w, rest)) {
+                Ok(written) => rest = &rest[written..],
+                Err(error) if w.next_offset == first => return Err(error),
+                Err(error) => return Err(self.fail(error)),
+            }
         }
         if w.buf.capacity() > KEEP_BUFFER_BYTES {
             w.buf = Vec::new();
@@ -340,171 +366,6 @@ impl Log {
         w.unsynced_creations += 1;
         log::debug!("log {}: rolled to segment {base}", self.dir.display());
         Ok(())
-    }
-
-    /// The record at `offset`.
-    pub fn read(&self, offset: Offset) -> Result<Record> {
-        self.check_open()?;
-        let segments = read_lock!(self.segments);
-        let snapshot = self.publication.snapshot();
-        let first = self.first_offset.load(Ordering::Acquire);
-        if offset.0 < first || offset.0 >= snapshot.next_offset {
-            return Err(StorageError::OffsetOutOfRange {
-                offset,
-                first: Offset(first),
-                next: Offset(snapshot.next_offset),
-            });
-        }
-        let sealed_segment;
-        let view = if offset.0 >= segments.active.base {
-            let active = &segments.active;
-            View {
-                file: &active.store,
-                path: &active.store_path,
-                end: snapshot.active_store_end,
-                position: active.position(offset.0 - active.base)?,
-                next: snapshot.next_offset,
-            }
-        } else {
-            sealed_segment = self.sealed_segment(&segments, offset.0)?;
-            sealed_view(&sealed_segment, offset.0)?
-        };
-        let mut reader = FrameReader::new(
-            view.file,
-            view.path,
-            view.position,
-            view.end,
-            SINGLE_READ_CHUNK_BYTES,
-        );
-        match reader.next_step()? {
-            Step::Record {
-                position,
-                header,
-                frame,
-            } => {
-                if header.offset != offset.0 {
-                    return Err(StorageError::corrupt(
-                        view.path,
-                        position,
-                        format!(
-                            "index points at offset {} when {offset} was asked",
-                            header.offset
-                        ),
-                    ));
-                }
-                Ok(to_record(&header, frame))
-            }
-            Step::End => Err(StorageError::corrupt(
-                view.path,
-                view.position,
-                "index points past the store end",
-            )),
-            Step::Invalid {
-                position, reason, ..
-            } => Err(StorageError::corrupt(view.path, position, reason)),
-        }
-    }
-
-    /// Records from `from` on, stopping before `max_bytes` of record values would
-    /// be exceeded, but always at least one record if `from < next_offset()`; empty
-    /// if `from == next_offset()`. Every record's crc and offset are checked.
-    pub fn read_range(&self, from: Offset, max_bytes: u64) -> Result<Vec<Record>> {
-        self.check_open()?;
-        let segments = read_lock!(self.segments);
-        let snapshot = self.publication.snapshot();
-        let first = self.first_offset.load(Ordering::Acquire);
-        if from.0 == snapshot.next_offset && from.0 >= first {
-            return Ok(Vec::new());
-        }
-        if from.0 < first || from.0 > snapshot.next_offset {
-            return Err(StorageError::OffsetOutOfRange {
-                offset: from,
-                first: Offset(first),
-                next: Offset(snapshot.next_offset),
-            });
-        }
-        let mut out = Vec::new();
-        let mut budget = max_bytes;
-        let mut offset = from.0;
-        // Bounded: every iteration moves to a later segment or returns.
-        while offset < snapshot.next_offset {
-            let sealed_segment;
-            let view = if offset >= segments.active.base {
-                let active = &segments.active;
-                View {
-                    file: &active.store,
-                    path: &active.store_path,
-                    end: snapshot.active_store_end,
-                    position: active.position(offset - active.base)?,
-                    next: snapshot.next_offset,
-                }
-            } else {
-                sealed_segment = self.sealed_segment(&segments, offset)?;
-                sealed_view(&sealed_segment, offset)?
-            };
-            let chunk = budget
-                .saturating_add(budget / 2)
-                .clamp(MIN_READ_CHUNK_BYTES, MAX_READ_CHUNK_BYTES);
-            let mut reader = FrameReader::new(view.file, view.path, view.position, view.end, chunk);
-            while offset < view.next {
-                match reader.next_step()? {
-                    Step::Record {
-                        position,
-                        header,
-                        frame,
-                    } => {
-                        if header.offset != offset {
-                            return Err(StorageError::corrupt(
-                                view.path,
-                                position,
-                                format!(
-                                    "record holds offset {} where {offset} belongs",
-                                    header.offset
-                                ),
-                            ));
-                        }
-                        let value_bytes = u64::from(header.value_len);
-                        if value_bytes > budget && !out.is_empty() {
-                            return Ok(out);
-                        }
-                        budget = budget.saturating_sub(value_bytes);
-                        out.push(to_record(&header, frame));
-                        offset += 1;
-                    }
-                    Step::End => {
-                        return Err(StorageError::corrupt(
-                            view.path,
-                            reader.position(),
-                            format!("store ends before offset {offset}"),
-                        ))
-                    }
-                    Step::Invalid {
-                        position, reason, ..
-                    } => return Err(StorageError::corrupt(view.path, position, reason)),
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Opens (or takes from the cache) the sealed segment holding `offset`.
-    fn sealed_segment(&self, segments: &Segments, offset: u64) -> Result<Arc<SealedSegment>> {
-        let i = segments.sealed_holding(offset).ok_or_else(|| {
-            StorageError::corrupt(&self.dir, 0, "no segment holds a readable offset")
-        })?;
-        let meta = segments.sealed[i];
-        if let Some(segment) = lock!(self.cache).get(meta.base) {
-            return Ok(segment);
-        }
-        let count = segments.sealed_next(i) - meta.base;
-        let segment = Arc::new(SealedSegment::open(
-            &self.dir,
-            meta.base,
-            count,
-            meta.store_bytes,
-        )?);
-        lock!(self.cache).insert(segment.clone());
-        Ok(segment)
     }
 
     /// First readable offset.
@@ -597,261 +458,6 @@ impl Log {
         Ok(())
     }
 
-    /// Drops every record after `keep_through` (`None`: every record), e.g. when a
-    /// Raft leader overwrites a conflicting suffix. The next append gets offset
-    /// `keep_through + 1`. Durable on return (files cut and fsynced, directory
-    /// fsynced); `durable_offset` is lowered to the new end if it was above it.
-    pub fn truncate_suffix(&self, keep_through: Option<Offset>) -> Result<()> {
-        self.check_open()?;
-        let _sync = lock!(self.sync_lock);
-        let mut guard = lock!(self.writer);
-        let w = &mut *guard;
-        let first = self.first_offset.load(Ordering::Acquire);
-        let next = w.next_offset;
-        let new_next = match keep_through {
-            None => first,
-            Some(k) => k.0.saturating_add(1),
-        };
-        if new_next >= next {
-            return Ok(());
-        }
-        if new_next < first {
-            return Err(StorageError::OffsetOutOfRange {
-                offset: keep_through.unwrap_or(Offset(first)),
-                first: Offset(first),
-                next: Offset(next),
-            });
-        }
-        let mut segments = write_lock!(self.segments);
-        let mut cache = lock!(self.cache);
-        let result = if new_next >= w.active.base {
-            self.cut_active(w, new_next)
-        } else {
-            self.cut_into_sealed(w, &mut segments, &mut cache, new_next)
-        };
-        if let Err(error) = result {
-            return Err(self.fail(error));
-        }
-        w.next_offset = new_next;
-        self.publication.publish(new_next, w.store_bytes);
-        self.durable_offset.fetch_min(new_next, Ordering::AcqRel);
-        log::info!(
-            "log {}: truncated after {:?} (next offset {new_next})",
-            self.dir.display(),
-            keep_through
-        );
-        Ok(())
-    }
-
-    fn cut_active(&self, w: &mut Writer, new_next: u64) -> Result<()> {
-        let active = &w.active;
-        let position = active.position(new_next - active.base)?;
-        active
-            .store
-            .set_len(position)
-            .and_then(|()| active.store.sync_data())
-            .map_err(io_err("truncating", &active.store_path))?;
-        w.store_bytes = position;
-        Ok(())
-    }
-
-    fn cut_into_sealed(
-        &self,
-        w: &mut Writer,
-        segments: &mut Segments,
-        cache: &mut SegmentCache,
-        new_next: u64,
-    ) -> Result<()> {
-        let t = segments.sealed_holding(new_next).ok_or_else(|| {
-            StorageError::corrupt(&self.dir, 0, "no segment holds the truncation point")
-        })?;
-        let meta = segments.sealed[t];
-        let count = segments.sealed_next(t) - meta.base;
-        let position = if new_next == meta.base {
-            0
-        } else {
-            SealedSegment::open(&self.dir, meta.base, count, meta.store_bytes)?
-                .position(new_next - meta.base)?
-        };
-        // Newest first, so a crash in between leaves a contiguous log.
-        let doomed: Vec<u64> = segments.sealed[t + 1..]
-            .iter()
-            .map(|m| m.base)
-            .chain(std::iter::once(w.active.base))
-            .collect();
-        recovery::remove_segments_newest_first(&self.dir, &doomed)?;
-        for base in doomed.iter().chain(std::iter::once(&meta.base)) {
-            cache.remove(*base);
-        }
-        // Grown back to the active size before it is mapped (mmap invariant).
-        let fresh = Arc::new(ActiveSegment::open(
-            &self.dir,
-            meta.base,
-            self.index_capacity.max(count),
-        )?);
-        fresh
-            .store
-            .set_len(position)
-            .and_then(|()| fresh.store.sync_data())
-            .map_err(io_err("truncating", &fresh.store_path))?;
-        segment::sync_dir(&self.dir)?;
-        segments.sealed.truncate(t);
-        segments.active = fresh.clone();
-        w.active = fresh;
-        w.store_bytes = position;
-        w.pending_seal.retain(|p| p.base < meta.base);
-        Ok(())
-    }
-
-    /// Drops whole segments whose records are all below `before` (never the active
-    /// segment), e.g. after a snapshot or for retention; returns the bytes freed.
-    /// `first_offset` becomes the base of the oldest remaining segment, which may
-    /// still be below `before`.
-    pub fn truncate_prefix(&self, before: Offset) -> Result<u64> {
-        self.check_open()?;
-        let _sync = lock!(self.sync_lock);
-        let (bases, freed) = {
-            let mut w = lock!(self.writer);
-            let mut segments = write_lock!(self.segments);
-            let n = (0..segments.sealed.len())
-                .take_while(|&i| segments.sealed_next(i) <= before.0)
-                .count();
-            self.detach_oldest(&mut w, &mut segments, n)?
-        };
-        self.delete_detached(&bases, freed)?;
-        Ok(freed)
-    }
-
-    /// Removes the `n` oldest sealed segments from the in-memory log (readers stop
-    /// seeing them at once) and returns their bases and size. The caller deletes
-    /// the files with [`Log::delete_detached`] after releasing `writer` and
-    /// `segments`, still holding `sync` (so no sync touches them meanwhile).
-    fn detach_oldest(
-        &self,
-        w: &mut Writer,
-        segments: &mut Segments,
-        n: usize,
-    ) -> Result<(Vec<u64>, u64)> {
-        if n == 0 {
-            return Ok((Vec::new(), 0));
-        }
-        let freed: u64 = (0..n).map(|i| segments.sealed_bytes(i)).sum();
-        let bases: Vec<u64> = segments.sealed[..n].iter().map(|m| m.base).collect();
-        {
-            let mut cache = lock!(self.cache);
-            for base in &bases {
-                cache.remove(*base);
-            }
-        }
-        w.pending_seal.retain(|p| !bases.contains(&p.base));
-        segments.sealed.drain(..n);
-        self.first_offset
-            .store(segments.first_offset(), Ordering::Release);
-        Ok((bases, freed))
-    }
-
-    /// Deletes detached segments, oldest first (a crash leaves a contiguous log),
-    /// and fsyncs the directory.
-    fn delete_detached(&self, bases: &[u64], freed: u64) -> Result<()> {
-        if bases.is_empty() {
-            return Ok(());
-        }
-        let result = recovery::remove_segments_oldest_first(&self.dir, bases)
-            .and_then(|()| segment::sync_dir(&self.dir));
-        if let Err(error) = result {
-            return Err(self.fail(error));
-        }
-        log::info!(
-            "log {}: removed {} segment(s), {freed} bytes; first offset now {}",
-            self.dir.display(),
-            bases.len(),
-            self.first_offset()
-        );
-        Ok(())
-    }
-
-    /// Drops everything and leaves an empty log whose next offset is `start`
-    /// (InstallSnapshot). Not atomic across a crash: a crash during reset leaves the
-    /// old log minus some of its oldest segments, or an empty log at
-    /// `config.initial_offset`, or the new empty log; the caller's snapshot metadata
-    /// must say which state it expects and reset again if needed.
-    pub fn reset(&self, start: Offset) -> Result<()> {
-        self.check_open()?;
-        let _sync = lock!(self.sync_lock);
-        let mut guard = lock!(self.writer);
-        let w = &mut *guard;
-        let mut segments = write_lock!(self.segments);
-        lock!(self.cache).clear();
-        let mut bases: Vec<u64> = segments.sealed.iter().map(|m| m.base).collect();
-        bases.push(segments.active.base);
-        let result = recovery::remove_segments_oldest_first(&self.dir, &bases)
-            .and_then(|()| segment::sync_dir(&self.dir))
-            .and_then(|()| ActiveSegment::open(&self.dir, start.0, self.index_capacity))
-            .and_then(|fresh| {
-                // Old files were unlinked above, so this is a new, empty file.
-                fresh
-                    .store
-                    .set_len(0)
-                    .map_err(io_err("clearing", &fresh.store_path))?;
-                segment::sync_dir(&self.dir)?;
-                Ok(fresh)
-            });
-        let fresh = match result {
-            Ok(fresh) => Arc::new(fresh),
-            Err(error) => return Err(self.fail(error)),
-        };
-        segments.sealed.clear();
-        segments.active = fresh.clone();
-        w.active = fresh;
-        w.next_offset = start.0;
-        w.store_bytes = 0;
-        w.pending_seal.clear();
-        w.unsynced_creations = 0;
-        self.first_offset.store(start.0, Ordering::Release);
-        self.publication.publish(start.0, 0);
-        self.durable_offset.store(start.0, Ordering::Release);
-        log::info!("log {}: reset to start at {start}", self.dir.display());
-        Ok(())
-    }
-
-    /// Applies the configured retention (total bytes and/or age, both off by
-    /// default): drops the oldest whole sealed segments, never the active one.
-    /// A segment's age is measured from its store file's modification time (its
-    /// last write) to `now`. Returns the bytes freed.
-    pub fn apply_retention(&self, now: SystemTime) -> Result<u64> {
-        self.check_open()?;
-        if self.config.retention_bytes.is_none() && self.config.retention_age.is_none() {
-            return Ok(0);
-        }
-        let _sync = lock!(self.sync_lock);
-        let (bases, freed) = {
-            let mut w = lock!(self.writer);
-            let mut segments = write_lock!(self.segments);
-            let sizes: Vec<u64> = (0..segments.sealed.len())
-                .map(|i| segments.sealed_bytes(i))
-                .collect();
-            let active_bytes = w.store_bytes + (w.next_offset - w.active.base) * SLOT_BYTES;
-            let by_bytes = self.config.retention_bytes.map_or(0, |limit| {
-                retention::drop_for_bytes(&sizes, active_bytes, limit)
-            });
-            let by_age = match self.config.retention_age {
-                None => 0,
-                Some(max_age) => {
-                    let mut modified = |i: usize| -> Result<SystemTime> {
-                        let path = segment::store_path(&self.dir, segments.sealed[i].base);
-                        fs::metadata(&path)
-                            .and_then(|m| m.modified())
-                            .map_err(io_err("stat", &path))
-                    };
-                    retention::drop_for_age(sizes.len(), max_age, now, &mut modified)?
-                }
-            };
-            self.detach_oldest(&mut w, &mut segments, by_bytes.max(by_age))?
-        };
-        self.delete_detached(&bases, freed)?;
-        Ok(freed)
-    }
-
     /// Bytes the log occupies: store bytes plus used index bytes of every segment.
     pub fn size_bytes(&self) -> u64 {
         let Ok(segments) = self.segments.read() else {
@@ -879,8 +485,9 @@ impl Log {
             (w.active.index_path.clone(), w.next_offset - w.active.base)
         };
         let dir = self.dir.clone();
-        // Unmaps the index: only then may it be shrunk (mmap invariant).
-        drop(self);
+        // Unmaps the index (only then may it be shrunk, see the mmap invariant) but
+        // keeps the directory locked until the trim is done.
+        let Log { lock_file, .. } = self;
         let index = OpenOptions::new()
             .write(true)
             .open(&index_path)
@@ -890,20 +497,10 @@ impl Log {
             .and_then(|()| index.sync_all())
             .map_err(io_err("trimming", &index_path))?;
         segment::sync_dir(&dir)?;
+        drop(lock_file);
         log::info!("closed log {}", dir.display());
         Ok(())
     }
-}
-
-/// The view of sealed `segment` starting at `offset`.
-fn sealed_view(segment: &SealedSegment, offset: u64) -> Result<View<'_>> {
-    Ok(View {
-        file: &segment.store,
-        path: &segment.store_path,
-        end: segment.store_bytes,
-        position: segment.position(offset - segment.base)?,
-        next: segment.base + segment.count,
-    })
 }
 
 #[cfg(test)]

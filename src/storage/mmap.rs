@@ -9,8 +9,9 @@
 //!   close), and a segment is re-mapped only after its file has been grown back
 //!   (truncating into a sealed segment). Shrinking a mapped file would make
 //!   accesses fault with SIGBUS.
-//! * Only this process writes the log directory while it is open (the log is not
-//!   safe to open twice, and other programs must not modify its files).
+//! * Only this `Log` writes the log directory while it is open: `Log::open` takes an
+//!   exclusive `flock` on `<dir>/LOCK`, so a second `Log` (in this or another
+//!   process) cannot open it; other programs must not modify its files.
 //! * The mapping is page-aligned, so every slot is 8-byte aligned, and every access
 //!   goes through `AtomicU64`: concurrent readers and the writer never form a data
 //!   race, whatever the caller does. (Readers only look at slots that were published

@@ -8,8 +8,11 @@
 //!
 //! * `00000000000000000000.store`: the records, back to back (format below);
 //! * `00000000000000000000.index`: relative offset → position in the store,
-//!   memory-mapped (through [`mmap`], the only module with `unsafe`) while the
+//!   memory-mapped (through `storage/mmap.rs`, the only module with `unsafe`) while the
 //!   segment is active.
+//!
+//! The directory also holds `LOCK`, on which an open log keeps an exclusive
+//! `flock`, so the same log cannot be opened twice at once.
 //!
 //! Only the newest segment (the *active* one) is written. A new segment starts when
 //! the next record would push the active store past `max_store_bytes` or its index
@@ -68,7 +71,7 @@
 //! shared for the duration of a read and never take `writer` or `sync`, so they do
 //! not wait for appends or fsyncs. The *readable end* (next offset and end of the
 //! active store) is published with Release after the bytes and index slots are
-//! written and loaded with Acquire by readers ([`publish`], checked by a loom
+//! written and loaded with Acquire by readers (`storage/publish.rs`, checked by a loom
 //! model). Truncation, reset, retention and rolls take `segments` exclusively, so
 //! a reader never observes bytes being rewritten.
 //!

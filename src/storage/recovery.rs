@@ -198,9 +198,17 @@ fn open_store(path: &Path) -> Result<File> {
         .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))
 }
 
-/// Writes a sealed index (exactly `positions.len()` slots) and fsyncs it.
+/// Suffix of the temporary file a rebuilt sealed index is written to.
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Writes a sealed index (exactly `positions.len()` slots) the crash-safe way:
+/// write a temporary file, fsync it, rename it over the index, fsync the directory.
+/// A crash at any point leaves either the old index or the complete new one.
 fn write_sealed_index(dir: &Path, base: u64, positions: &[u32]) -> Result<()> {
     let path = index_path(dir, base);
+    let mut temp = path.clone().into_os_string();
+    temp.push(TEMP_SUFFIX);
+    let temp = std::path::PathBuf::from(temp);
     let mut bytes = Vec::with_capacity(positions.len() * SLOT_BYTES as usize);
     for (slot, &pos) in positions.iter().enumerate() {
         let rel = u32::try_from(slot)
@@ -211,15 +219,41 @@ fn write_sealed_index(dir: &Path, base: u64, positions: &[u32]) -> Result<()> {
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&path)
-        .map_err(|e| StorageError::io(format!("creating {}", path.display()), e))?;
+        .open(&temp)
+        .map_err(|e| StorageError::io(format!("creating {}", temp.display()), e))?;
     file.write_all(&bytes)
         .and_then(|()| file.sync_all())
-        .map_err(|e| StorageError::io(format!("writing {}", path.display()), e))
+        .map_err(|e| StorageError::io(format!("writing {}", temp.display()), e))?;
+    drop(file);
+    fs::rename(&temp, &path)
+        .map_err(|e| StorageError::io(format!("renaming {}", temp.display()), e))?;
+    segment::sync_dir(dir)
+}
+
+/// Removes temporary files a crash may have left behind.
+fn remove_temp_files(dir: &Path) -> Result<()> {
+    let entries =
+        fs::read_dir(dir).map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
+        let name = entry.file_name();
+        let is_ours = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(TEMP_SUFFIX))
+            .and_then(parse_file_name)
+            .is_some();
+        if is_ours {
+            log::warn!("removing leftover {:?} in {}", name, dir.display());
+            fs::remove_file(entry.path())
+                .map_err(|e| StorageError::io(format!("removing {:?}", entry.path()), e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Opens or creates the log in `dir` (which exists) and recovers it.
 pub(crate) fn recover(dir: &Path, index_capacity: u64, initial_offset: u64) -> Result<Recovered> {
+    remove_temp_files(dir)?;
     let found = list_segments(dir)?;
     let bases: Vec<u64> = found.keys().copied().collect();
     if bases.is_empty() {
