@@ -144,3 +144,36 @@ fn sigkill_during_concurrent_produces_loses_no_acknowledged_record() {
         assert_eq!(&record.value, value, "offset {offset} changed");
     }
 }
+
+#[test]
+fn retention_runs_periodically_and_drops_old_segments() {
+    let server = Server::start(&[
+        "--segment-max-bytes",
+        "4KiB",
+        "--retention-bytes",
+        "8KiB",
+        "--retention-interval",
+        "50ms",
+    ]);
+    let mut client = server.client();
+    let value = vec![b'r'; 100];
+    let values: Vec<&[u8]> = (0..200).map(|_| value.as_slice()).collect();
+    client.produce_batch(&values).unwrap();
+    // Wait (bounded) for the retention thread to drop the oldest segments.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        let status = client.status().unwrap();
+        if status.first_index > Offset(0) {
+            break status.first_index;
+        }
+        assert!(Instant::now() < deadline, "retention never ran: {status:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(first < Offset(200));
+    let err = client.consume(Offset(0)).unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(commitlog::wire::ErrorCode::OffsetOutOfRange)
+    );
+    assert_eq!(client.consume(Offset(199)).unwrap().value, value);
+}
