@@ -18,7 +18,7 @@ use commitlog::wire::ErrorCode;
 /// Examples:
 ///   clog produce hello world          # two records, prints their offsets
 ///   seq 1000 | clog produce           # one record per stdin line, sent in batches
-///   clog consume --from 0 --count 10  # offset<TAB>value per line
+///   clog consume --from 0 --count 10  # "offset TAB value" per line
 ///   clog tail -f                      # last 10 records, then follow
 ///   clog bench --producers 16 --size 1024 --count 100000
 #[derive(Parser, Debug)]

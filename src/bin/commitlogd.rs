@@ -43,7 +43,7 @@ struct Args {
     #[arg(long, env = "COMMITLOGD_READY_FILE")]
     ready_file: Option<PathBuf>,
 
-    /// This node's name, reported by `clog servers` (default: node-<id>).
+    /// This node's name, reported by `clog servers` (default: node-N for --node-id N).
     #[arg(long, env = "COMMITLOGD_NODE_NAME")]
     node_name: Option<String>,
 
