@@ -240,7 +240,10 @@ fn produce(cli: &Cli, args: &ProduceArgs, out: &mut Out<'_>) -> Result<(), Outpu
             .transpose()
             .map_err(|e| Failure(format!("reading stdin: {e}")))?;
         let end = line.is_none();
-        if let Some(line) = line {
+        if let Some(mut line) = line {
+            if line.ends_with('\r') {
+                line.pop(); // CRLF input
+            }
             batch_bytes += line.len();
             batch.push(line);
         }
