@@ -6,6 +6,7 @@ pub mod client;
 pub mod gossip;
 pub mod net;
 pub mod raft;
+pub mod service;
 pub mod storage;
 pub mod sync;
 pub mod types;

@@ -1,1 +1,524 @@
-fn main() {}
+//! `clog`: the commitlog command-line client (produce, consume, tail, servers,
+//! health, bench). Flags and output only; the protocol lives in `commitlog::client`.
+
+use std::io::{self, BufRead, Write};
+use std::process::ExitCode;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+
+use commitlog::client::histogram::Histogram;
+use commitlog::client::{Client, ClientError, Pipeline};
+use commitlog::types::Offset;
+use commitlog::wire::ErrorCode;
+
+/// Command-line client for commitlog.
+///
+/// Examples:
+///   clog produce hello world          # two records, prints their offsets
+///   seq 1000 | clog produce           # one record per stdin line, sent in batches
+///   clog consume --from 0 --count 10  # "offset TAB value" per line
+///   clog tail -f                      # last 10 records, then follow
+///   clog bench --producers 16 --size 1024 --count 100000
+#[derive(Parser, Debug)]
+#[command(name = "clog", version, verbatim_doc_comment)]
+struct Cli {
+    /// Server address, host:port.
+    #[arg(
+        long,
+        global = true,
+        env = "CLOG_ADDR",
+        default_value = "127.0.0.1:8400"
+    )]
+    addr: String,
+
+    /// Give up on connecting or on a response after this many milliseconds.
+    #[arg(long, global = true, env = "CLOG_TIMEOUT_MS", default_value_t = 10_000)]
+    timeout_ms: u64,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Append records: each argument is one record; without arguments, each line of
+    /// stdin is one record (sent in batches). Prints each offset (arguments) or a
+    /// summary (stdin).
+    Produce(ProduceArgs),
+    /// Print records from an offset: `offset<TAB>value` per line (or values only).
+    Consume(ConsumeArgs),
+    /// Print the last records; with -f keep printing new ones as they arrive.
+    Tail(TailArgs),
+    /// List the cluster's servers.
+    Servers,
+    /// Check that the server answers; prints its status. Exit code 0 when healthy.
+    Health,
+    /// Measure produce throughput and latency (or consume throughput with
+    /// --consume) and print a RESULT line like peerbench.
+    Bench(BenchArgs),
+}
+
+#[derive(ClapArgs, Debug)]
+struct ProduceArgs {
+    /// Record values. Without any, stdin lines are produced.
+    values: Vec<String>,
+    /// Records per batch when reading stdin.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+}
+
+#[derive(ClapArgs, Debug)]
+struct ConsumeArgs {
+    /// First offset to read.
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    /// Stop after this many records, waiting for new ones if needed (default: print
+    /// everything up to the current end, then exit).
+    #[arg(long)]
+    count: Option<u64>,
+    /// Print values only, without the offset column.
+    #[arg(long)]
+    values_only: bool,
+}
+
+#[derive(ClapArgs, Debug)]
+struct TailArgs {
+    /// Keep waiting for and printing new records (Ctrl-C to stop).
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// How many of the last records to print first.
+    #[arg(short = 'n', long, default_value_t = 10)]
+    lines: u64,
+    /// Print values only, without the offset column.
+    #[arg(long)]
+    values_only: bool,
+}
+
+#[derive(ClapArgs, Debug)]
+struct BenchArgs {
+    /// Read everything from offset 0 with big fetches instead of producing (W4).
+    #[arg(long)]
+    consume: bool,
+    /// Producer connections (one thread each).
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    /// Produces each producer keeps in flight (1 = synchronous).
+    #[arg(long, default_value_t = 1)]
+    window: usize,
+    /// Record size in bytes.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Records in total (produce), or to read (consume; default: all up to the end).
+    #[arg(long)]
+    count: Option<u64>,
+    /// First offset to read with --consume (e.g. skip W1's records to read only
+    /// the W2+W3 stream).
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    /// Fetch size in bytes for --consume.
+    #[arg(long, default_value_t = 4 << 20)]
+    max_bytes: u32,
+    /// Stop after this many seconds even if not done.
+    #[arg(long, default_value_t = 90)]
+    max_secs: u64,
+    /// Free-form label echoed in the RESULT line (e.g. W1).
+    #[arg(long, default_value = "-")]
+    label: String,
+}
+
+/// An error for the user: what happened and what to do next.
+struct Failure(String);
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Failure {
+        Failure(format!("{e}"))
+    }
+}
+
+fn explain(addr: &str, e: ClientError) -> Failure {
+    let hint = match &e {
+        ClientError::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => {
+            format!("is commitlogd running at {addr}? start one with `commitlogd --dev`, or point --addr / CLOG_ADDR at it")
+        }
+        ClientError::Io(_) => format!("check that {addr} is a commitlogd server and retry"),
+        ClientError::Timeout => {
+            "the server did not answer in time; check it is healthy (`clog health`) or raise --timeout-ms".to_string()
+        }
+        ClientError::Server { code, .. } => match code {
+            ErrorCode::OffsetOutOfRange => "use an offset inside the range above".to_string(),
+            ErrorCode::FrameTooLarge => "send smaller records or batches".to_string(),
+            c if c.is_retriable() => "retry in a moment".to_string(),
+            _ => "see the server log for details".to_string(),
+        },
+        ClientError::Protocol(_) => format!("is {addr} really a commitlogd server? versions may differ"),
+    };
+    Failure(format!("{e} ({hint})"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("clog: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn connect(cli: &Cli) -> Result<Client, Failure> {
+    Client::connect(cli.addr.as_str(), Duration::from_millis(cli.timeout_ms))
+        .map_err(|e| explain(&cli.addr, e))
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let result = match &cli.command {
+        Command::Produce(args) => produce(cli, args, &mut out),
+        Command::Consume(args) => consume(cli, args, &mut out),
+        Command::Tail(args) => tail(cli, args, &mut out),
+        Command::Servers => servers(cli, &mut out),
+        Command::Health => health(cli, &mut out),
+        Command::Bench(args) => bench(cli, args, &mut out),
+    };
+    let flushed = out.flush();
+    match (result, flushed) {
+        // `clog consume | head`: the reader went away; that is not an error.
+        (Err(Output::Io(e)), _) | (Ok(()), Err(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+            Ok(())
+        }
+        (Err(Output::Io(e)), _) => Err(Failure(format!("writing output: {e}"))),
+        (Err(Output::Fail(f)), _) => Err(f),
+        (Ok(()), Err(e)) => Err(Failure(format!("writing output: {e}"))),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+/// Output errors (broken pipe is quiet) versus real failures.
+enum Output {
+    Io(io::Error),
+    Fail(Failure),
+}
+
+impl From<io::Error> for Output {
+    fn from(e: io::Error) -> Output {
+        Output::Io(e)
+    }
+}
+
+impl From<Failure> for Output {
+    fn from(f: Failure) -> Output {
+        Output::Fail(f)
+    }
+}
+
+type Out<'a> = io::BufWriter<io::StdoutLock<'a>>;
+
+fn produce(cli: &Cli, args: &ProduceArgs, out: &mut Out<'_>) -> Result<(), Output> {
+    let mut client = connect(cli)?;
+    if !args.values.is_empty() {
+        for value in &args.values {
+            let offset = client
+                .produce(value.as_bytes())
+                .map_err(|e| explain(&cli.addr, e))?;
+            writeln!(out, "{offset}")?;
+        }
+        return Ok(());
+    }
+    let batch_max = args.batch.clamp(1, 100_000);
+    let stdin = io::stdin();
+    let mut lines = stdin.lock().lines();
+    let mut batch: Vec<String> = Vec::with_capacity(batch_max);
+    let mut batch_bytes = 0usize;
+    let (mut produced, mut first, mut last) = (0u64, None::<Offset>, None::<Offset>);
+    loop {
+        let line = lines
+            .next()
+            .transpose()
+            .map_err(|e| Failure(format!("reading stdin: {e}")))?;
+        let end = line.is_none();
+        if let Some(mut line) = line {
+            if line.ends_with('\r') {
+                line.pop(); // CRLF input
+            }
+            batch_bytes += line.len();
+            batch.push(line);
+        }
+        if !batch.is_empty() && (end || batch.len() >= batch_max || batch_bytes >= 1 << 20) {
+            let values: Vec<&[u8]> = batch.iter().map(|s| s.as_bytes()).collect();
+            let offset = client
+                .produce_batch(&values)
+                .map_err(|e| explain(&cli.addr, e))?;
+            produced += values.len() as u64;
+            first.get_or_insert(offset);
+            last = Some(Offset(offset.0 + values.len() as u64 - 1));
+            batch.clear();
+            batch_bytes = 0;
+        }
+        if end {
+            break;
+        }
+    }
+    match (first, last) {
+        (Some(f), Some(l)) => writeln!(out, "produced {produced} records at offsets {f}..={l}")?,
+        _ => writeln!(out, "produced 0 records (stdin was empty)")?,
+    }
+    Ok(())
+}
+
+fn print_record(
+    out: &mut Out<'_>,
+    offset: Offset,
+    value: &[u8],
+    values_only: bool,
+) -> io::Result<()> {
+    if !values_only {
+        write!(out, "{offset}\t")?;
+    }
+    out.write_all(value)?;
+    out.write_all(b"\n")
+}
+
+fn consume(cli: &Cli, args: &ConsumeArgs, out: &mut Out<'_>) -> Result<(), Output> {
+    let mut client = connect(cli)?;
+    let mut next = Offset(args.from);
+    let mut printed = 0u64;
+    let want = args.count.unwrap_or(u64::MAX);
+    // Bounded: each fetch returns at least one record or we stop at the end.
+    while printed < want {
+        let wait_ms = if args.count.is_some() { 1000 } else { 0 };
+        let fetched = client
+            .fetch(next, 1 << 20, wait_ms)
+            .map_err(|e| explain(&cli.addr, e))?;
+        if fetched.records.is_empty() {
+            if args.count.is_none() || next >= fetched.high_watermark && wait_ms == 0 {
+                break;
+            }
+            continue;
+        }
+        for record in fetched.records {
+            if printed >= want {
+                break;
+            }
+            print_record(out, record.offset, &record.value, args.values_only)?;
+            next = Offset(record.offset.0 + 1);
+            printed += 1;
+        }
+    }
+    Ok(())
+}
+
+fn tail(cli: &Cli, args: &TailArgs, out: &mut Out<'_>) -> Result<(), Output> {
+    let mut client = connect(cli)?;
+    let status = client.status().map_err(|e| explain(&cli.addr, e))?;
+    let end = status.commit_index;
+    let mut next = Offset(end.0.saturating_sub(args.lines).max(status.first_index.0));
+    loop {
+        let wait_ms = if args.follow { 5_000 } else { 0 };
+        let fetched = client
+            .fetch(next, 1 << 20, wait_ms)
+            .map_err(|e| explain(&cli.addr, e))?;
+        for record in &fetched.records {
+            print_record(out, record.offset, &record.value, args.values_only)?;
+            next = Offset(record.offset.0 + 1);
+        }
+        if args.follow {
+            out.flush()?;
+        } else if fetched.records.is_empty() || next >= end {
+            return Ok(());
+        }
+    }
+}
+
+fn servers(cli: &Cli, out: &mut Out<'_>) -> Result<(), Output> {
+    let mut client = connect(cli)?;
+    let servers = client.servers().map_err(|e| explain(&cli.addr, e))?;
+    writeln!(
+        out,
+        "{:<6} {:<16} {:<24} {:<9} live",
+        "id", "name", "address", "role"
+    )?;
+    for s in servers {
+        writeln!(
+            out,
+            "{:<6} {:<16} {:<24} {:<9} {}",
+            s.id,
+            s.name,
+            s.rpc_addr,
+            s.role.name(),
+            if s.live { "yes" } else { "no" }
+        )?;
+    }
+    Ok(())
+}
+
+fn health(cli: &Cli, out: &mut Out<'_>) -> Result<(), Output> {
+    let started = Instant::now();
+    let mut client = connect(cli)?;
+    client.ping().map_err(|e| explain(&cli.addr, e))?;
+    let rtt_us = started.elapsed().as_micros();
+    let s = client.status().map_err(|e| explain(&cli.addr, e))?;
+    writeln!(
+        out,
+        "ok {} at {}: role={} term={} commit={} first={} last={} (connect+ping {rtt_us} us)",
+        s.node_name, cli.addr, s.role, s.term, s.commit_index, s.first_index, s.last_index
+    )?;
+    Ok(())
+}
+
+struct ProducerReport {
+    acked: u64,
+    histogram: Histogram,
+    error: Option<String>,
+}
+
+fn bench(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
+    if args.consume {
+        return bench_consume(cli, args, out);
+    }
+    let producers = args.producers.clamp(1, 1024);
+    let total = args.count.unwrap_or(20_000);
+    let deadline = Instant::now() + Duration::from_secs(args.max_secs);
+    let barrier = Arc::new(Barrier::new(producers + 1));
+    let mut handles = Vec::new();
+    for p in 0..producers {
+        // Split the count as evenly as possible.
+        let share = total / producers as u64 + u64::from((p as u64) < total % producers as u64);
+        let mut client = connect(cli)?;
+        let barrier = Arc::clone(&barrier);
+        let size = args.size;
+        let window = args.window.clamp(1, 65_536);
+        handles.push(std::thread::spawn(move || {
+            let value: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+            let mut report = ProducerReport {
+                acked: 0,
+                histogram: Histogram::new(),
+                error: None,
+            };
+            barrier.wait();
+            let mut pipeline = Pipeline::new(&mut client, window);
+            let record = |ack: commitlog::client::Ack, report: &mut ProducerReport| match ack.result
+            {
+                Ok(_) => {
+                    report.acked += 1;
+                    report.histogram.record(ack.latency.as_micros() as u64);
+                }
+                Err(e) => {
+                    report.error.get_or_insert_with(|| e.to_string());
+                }
+            };
+            for _ in 0..share {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                match pipeline.produce(&value) {
+                    Ok(Some(ack)) => record(ack, &mut report),
+                    Ok(None) => {}
+                    Err(e) => {
+                        report.error = Some(e.to_string());
+                        return report;
+                    }
+                }
+            }
+            match pipeline.drain() {
+                Ok(acks) => acks.into_iter().for_each(|ack| record(ack, &mut report)),
+                Err(e) => report.error = Some(e.to_string()),
+            }
+            report
+        }));
+    }
+    barrier.wait();
+    let started = Instant::now();
+    let mut histogram = Histogram::new();
+    let mut acked = 0u64;
+    let mut first_error = None;
+    for handle in handles {
+        match handle.join() {
+            Ok(report) => {
+                acked += report.acked;
+                histogram.merge(&report.histogram);
+                if first_error.is_none() {
+                    first_error = report.error;
+                }
+            }
+            Err(_) => first_error = Some("a producer thread panicked".to_string()),
+        }
+    }
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let rps = acked as f64 / secs;
+    let mbps = acked as f64 * args.size as f64 / secs / 1e6;
+    let (p50, p99, p999, max) = (
+        histogram.quantile(0.5),
+        histogram.quantile(0.99),
+        histogram.quantile(0.999),
+        histogram.max(),
+    );
+    writeln!(
+        out,
+        "produce: {acked} records of {} B in {secs:.3} s with {producers} producer(s) x window {}: {rps:.0} records/s, {mbps:.2} MB/s, latency p50 {p50} us, p99 {p99} us, p99.9 {p999} us, max {max} us",
+        args.size, args.window
+    )?;
+    writeln!(
+        out,
+        "RESULT\tCommitlog\tProduce\t{}\t{acked}\t{secs:.3}\t{rps:.0}\t{mbps:.2}\t{p50}\t{p99}\t{p999}\t{max}",
+        args.label
+    )?;
+    if let Some(e) = first_error {
+        return Err(Failure(format!("{e} (some produces failed; see the server log)")).into());
+    }
+    Ok(())
+}
+
+fn bench_consume(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
+    let mut client = connect(cli)?;
+    let deadline = Instant::now() + Duration::from_secs(args.max_secs);
+    let started = Instant::now();
+    let mut next = Offset(args.from);
+    let mut records = 0u64;
+    let mut bytes = 0u64;
+    let want = args.count;
+    // Bounded by the deadline and by reaching the end.
+    while Instant::now() < deadline {
+        let fetched = match client.fetch(next, args.max_bytes, 0) {
+            Ok(f) => f,
+            Err(e) if e.code() == Some(ErrorCode::OffsetOutOfRange) && records == 0 => {
+                // The log's start was removed by retention: begin at the first offset.
+                let status = client.status().map_err(|e| explain(&cli.addr, e))?;
+                if status.first_index <= next {
+                    return Err(explain(&cli.addr, e).into());
+                }
+                next = status.first_index;
+                continue;
+            }
+            Err(e) => return Err(explain(&cli.addr, e).into()),
+        };
+        for record in &fetched.records {
+            records += 1;
+            bytes += record.value.len() as u64;
+            next = Offset(record.offset.0 + 1);
+        }
+        let done = match want {
+            Some(n) => records >= n,
+            None => next >= fetched.high_watermark,
+        };
+        if done || fetched.records.is_empty() {
+            break;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let rps = records as f64 / secs;
+    let mbps = bytes as f64 / secs / 1e6;
+    writeln!(
+        out,
+        "consume: {records} records ({bytes} B) in {secs:.3} s: {rps:.0} records/s, {mbps:.2} MB/s"
+    )?;
+    writeln!(
+        out,
+        "RESULT\tCommitlog\tConsume\t{}\t{records}\t{secs:.3}\t{rps:.0}\t{mbps:.2}\t0\t0\t0\t0",
+        args.label
+    )?;
+    Ok(())
+}

@@ -1,1 +1,377 @@
-fn main() {}
+//! `commitlogd`: the commitlog server. Flags and process lifecycle only; the work is
+//! in `commitlog::net` (event loop) and `commitlog::service` (single-node handler).
+
+use std::io::Write as _;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use commitlog::net::{Server, ServerConfig, Service};
+use commitlog::service::{FsyncPolicy, LogService, ServiceConfig};
+use commitlog::storage::{Log, LogConfig};
+use commitlog::types::{NodeId, Offset};
+
+/// The commitlog server: an append-only log that clients produce to and consume
+/// from by offset.
+///
+/// Every flag can also be set through the environment variable shown in brackets.
+/// `commitlogd --dev` starts a throw-away single node on 127.0.0.1:8400.
+#[derive(Parser, Debug)]
+#[command(name = "commitlogd", version)]
+struct Args {
+    /// Development mode: a single node on 127.0.0.1:8400 with a fresh temporary data
+    /// directory that is removed on clean exit. --listen and --data-dir override.
+    #[arg(long, env = "COMMITLOGD_DEV")]
+    dev: bool,
+
+    /// Directory holding the log's segment files (created if missing). Required
+    /// unless --dev.
+    #[arg(long, env = "COMMITLOGD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Address to serve clients on, host:port. Port 0 picks a free port (see the
+    /// `listening on` log line and --ready-file).
+    #[arg(long, env = "COMMITLOGD_LISTEN", default_value = "127.0.0.1:8400")]
+    listen: String,
+
+    /// Once serving, write the bound address (host:port) to this file, atomically
+    /// (write to a temporary file, then rename).
+    #[arg(long, env = "COMMITLOGD_READY_FILE")]
+    ready_file: Option<PathBuf>,
+
+    /// This node's name, reported by `clog servers` (default: node-N for --node-id N).
+    #[arg(long, env = "COMMITLOGD_NODE_NAME")]
+    node_name: Option<String>,
+
+    /// This node's numeric id.
+    #[arg(long, env = "COMMITLOGD_NODE_ID", default_value_t = 1)]
+    node_id: u64,
+
+    /// Largest segment store file; a new segment starts when it is full. Sizes take
+    /// suffixes KiB, MiB, GiB (or K, M, G).
+    #[arg(long, env = "COMMITLOGD_SEGMENT_MAX_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
+    segment_max_bytes: u64,
+
+    /// Largest segment index file (8 bytes per record).
+    #[arg(long, env = "COMMITLOGD_INDEX_MAX_BYTES", default_value = "10MiB", value_parser = parse_bytes)]
+    index_max_bytes: u64,
+
+    /// Delete the oldest whole segments while the log is larger than this.
+    /// Default: keep everything.
+    #[arg(long, env = "COMMITLOGD_RETENTION_BYTES", value_parser = parse_bytes)]
+    retention_bytes: Option<u64>,
+
+    /// Delete whole segments last written longer ago than this, e.g. 7d, 12h, 30m,
+    /// 45s. Default: keep everything.
+    #[arg(long, env = "COMMITLOGD_RETENTION_AGE", value_parser = parse_duration)]
+    retention_age: Option<Duration>,
+
+    /// How often retention runs, e.g. 1m, 30s.
+    #[arg(long, env = "COMMITLOGD_RETENTION_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    retention_interval: Duration,
+
+    /// When a produce is acknowledged. `always` (default): after the record is
+    /// fsynced to disk (many produces share one fsync). `never`: as soon as it is
+    /// in the OS page cache. WARNING: with `never`, ACKNOWLEDGED RECORDS CAN BE LOST
+    /// on power failure or kernel crash. Use it only for benchmarks.
+    #[arg(long, env = "COMMITLOGD_FSYNC", value_enum, default_value_t = FsyncArg::Always)]
+    fsync: FsyncArg,
+
+    /// Most client connections at once; more get TOO_MANY_CONNECTIONS and are closed.
+    #[arg(long, env = "COMMITLOGD_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+
+    /// Largest request/response frame (at most 16777215). Larger frames get
+    /// FRAME_TOO_LARGE and the connection is closed.
+    #[arg(long, env = "COMMITLOGD_MAX_FRAME_BYTES", default_value = "8MiB", value_parser = parse_bytes)]
+    max_frame_bytes: u64,
+
+    /// Close connections that made no progress (no complete request, no response
+    /// bytes taken) for this many milliseconds while nothing was in flight.
+    #[arg(long, env = "COMMITLOGD_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    idle_timeout_ms: u64,
+
+    /// Stop reading from a connection while its unsent responses exceed this.
+    #[arg(long, env = "COMMITLOGD_MAX_CONN_BUFFER_BYTES", default_value = "16MiB", value_parser = parse_bytes)]
+    max_conn_buffer_bytes: u64,
+
+    /// Most requests of one connection being served at once (pipelining window).
+    #[arg(
+        long,
+        env = "COMMITLOGD_MAX_IN_FLIGHT_PER_CONN",
+        default_value_t = 1024
+    )]
+    max_in_flight_per_conn: usize,
+
+    /// Threads serving reads (Consume/Fetch).
+    #[arg(long, env = "COMMITLOGD_READ_THREADS", default_value_t = 2)]
+    read_threads: usize,
+
+    /// Log filter (error, warn, info, debug, trace, or env_logger syntax such as
+    /// `commitlog=debug`). Default: RUST_LOG, else info.
+    #[arg(long, env = "COMMITLOGD_LOG_LEVEL")]
+    log_level: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FsyncArg {
+    /// fsync before acknowledging (crash-safe).
+    Always,
+    /// Acknowledge from the page cache: acknowledged records can be lost on power failure.
+    Never,
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size; use e.g. 1048576, 64MiB, 512KiB, 1GiB"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => return Err(format!("unknown size unit `{other}`; use KiB, MiB or GiB")),
+    };
+    n.checked_mul(multiplier)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration; use e.g. 7d, 12h, 30m, 45s, 500ms"))?;
+    let ms: u64 = match unit {
+        "ms" => 1,
+        "s" | "" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}`; use ms, s, m, h, d or w"
+            ))
+        }
+    };
+    n.checked_mul(ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{s}` is too long"))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = args
+        .log_level
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".to_string());
+    env_logger::Builder::new()
+        .parse_filters(&filter)
+        .format_timestamp_millis()
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            log::error!("{message}");
+            eprintln!("commitlogd: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A data directory `--dev` created and removes on clean exit.
+struct DevDir(PathBuf);
+
+impl DevDir {
+    fn create() -> Result<DevDir, String> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("commitlogd-dev-{}-{nanos:08x}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(DevDir(dir))
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    // Installed first, so a SIGTERM during start-up is queued, not fatal: the signal
+    // thread started below picks it up and shuts down as soon as the server exists.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let (data_dir, dev_dir) = match (&args.data_dir, args.dev) {
+        (Some(dir), _) => (dir.clone(), None),
+        (None, true) => {
+            let dev = DevDir::create()?;
+            log::info!("dev mode: temporary data dir {}", dev.0.display());
+            (dev.0.clone(), Some(dev))
+        }
+        (None, false) => {
+            return Err(
+                "--data-dir is required (or COMMITLOGD_DATA_DIR); for a throw-away node run `commitlogd --dev`"
+                    .to_string(),
+            )
+        }
+    };
+    let listen = resolve(&args.listen)?;
+    let max_frame_bytes = u32::try_from(args.max_frame_bytes)
+        .ok()
+        .filter(|n| (1024..=commitlog::net::MAX_FRAME_BYTES_LIMIT).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "--max-frame-bytes must be between 1024 and {}",
+                commitlog::net::MAX_FRAME_BYTES_LIMIT
+            )
+        })?;
+    if args.fsync == FsyncArg::Never {
+        log::warn!("--fsync never: acknowledged records can be lost on power failure");
+    }
+
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
+    let log_config = LogConfig {
+        max_store_bytes: args.segment_max_bytes,
+        max_index_bytes: args.index_max_bytes,
+        initial_offset: Offset(0),
+        retention_bytes: args.retention_bytes,
+        retention_age: args.retention_age,
+    };
+    let log = Arc::new(
+        Log::open(&data_dir, log_config)
+            .map_err(|e| format!("cannot open the log in {}: {e}", data_dir.display()))?,
+    );
+    log::info!(
+        "log open in {}: offsets [{}, {})",
+        data_dir.display(),
+        log.first_offset(),
+        log.next_offset()
+    );
+
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| format!("cannot listen on {listen}: {e}; is another server running there?"))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+
+    let service_config = ServiceConfig {
+        node_id: NodeId(args.node_id),
+        node_name: args
+            .node_name
+            .clone()
+            .unwrap_or_else(|| format!("node-{}", args.node_id)),
+        advertise_addr: local_addr.to_string(),
+        fsync: match args.fsync {
+            FsyncArg::Always => FsyncPolicy::Always,
+            FsyncArg::Never => FsyncPolicy::Never,
+        },
+        read_threads: args.read_threads.max(1),
+        max_fetch_bytes: max_frame_bytes.saturating_sub(64 * 1024).max(512),
+        retention_interval_ms: u64::try_from(args.retention_interval.as_millis())
+            .unwrap_or(u64::MAX),
+        ..ServiceConfig::default()
+    };
+    let service = LogService::start(Arc::clone(&log), service_config)
+        .map_err(|e| format!("cannot start the service: {e}"))?;
+    let server_config = ServerConfig {
+        max_frame_bytes,
+        max_connections: args.max_connections.max(1),
+        idle_timeout_ms: args.idle_timeout_ms.max(1),
+        max_conn_buffer_bytes: usize::try_from(args.max_conn_buffer_bytes).unwrap_or(usize::MAX),
+        max_in_flight_per_conn: args.max_in_flight_per_conn.max(1),
+        ..ServerConfig::default()
+    };
+    let server = Server::from_listener(
+        listener,
+        server_config,
+        Arc::clone(&service) as Arc<dyn Service>,
+    )
+    .map_err(|e| format!("cannot start the event loop: {e}"))?;
+
+    let handle = server.handle();
+    std::thread::Builder::new()
+        .name("commitlogd-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                log::info!("received signal {signal}; shutting down");
+                handle.shutdown();
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+
+    log::info!("listening on {local_addr}");
+    if let Some(path) = &args.ready_file {
+        write_ready_file(path, &local_addr)?;
+    }
+    let served = server.run();
+    // The server (and its reference to the service) is gone; stop the service.
+    let stopped = service.shutdown();
+    drop(service);
+    served.map_err(|e| format!("event loop failed: {e}"))?;
+    stopped.map_err(|e| format!("final fsync failed: {e}"))?;
+    match Arc::try_unwrap(log) {
+        Ok(log) => log
+            .close()
+            .map_err(|e| format!("closing the log failed: {e}"))?,
+        Err(_) => log::warn!("log still referenced at exit; it was synced but not closed"),
+    }
+    log::info!("log synced and closed");
+    if let Some(dev) = dev_dir {
+        match std::fs::remove_dir_all(&dev.0) {
+            Ok(()) => log::info!("removed dev data dir {}", dev.0.display()),
+            Err(e) => log::warn!("could not remove {}: {e}", dev.0.display()),
+        }
+    }
+    Ok(())
+}
+
+fn resolve(listen: &str) -> Result<SocketAddr, String> {
+    listen
+        .to_socket_addrs()
+        .map_err(|e| format!("bad --listen `{listen}`: {e}; use host:port, e.g. 127.0.0.1:8400"))?
+        .next()
+        .ok_or_else(|| format!("--listen `{listen}` resolved to no address"))
+}
+
+fn write_ready_file(path: &Path, addr: &SocketAddr) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        writeln!(f, "{addr}")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| format!("cannot write ready file {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1024"), Ok(1024));
+        assert_eq!(parse_bytes("2k"), Ok(2048));
+        assert!(parse_bytes("lots").is_err());
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("5 fortnights").is_err());
+    }
+}

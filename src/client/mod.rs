@@ -1,1 +1,534 @@
-//! client (under construction).
+//! A blocking client for commitlog's binary protocol.
+//!
+//! [`Client`] owns one TCP connection to one server. The simple calls
+//! ([`Client::produce`], [`Client::consume`], [`Client::fetch`], …) send one request
+//! and wait for its response. For throughput, [`Client::send`] and [`Client::recv`]
+//! pipeline: many requests may be in flight on the connection and responses come
+//! back **in completion order** (the server may answer a later request first), each
+//! matched to its request by correlation id. [`Pipeline`] wraps that with a bounded
+//! window. A simple call made while pipelined requests are outstanding keeps their
+//! responses aside (bounded by the number in flight) for later `recv` calls.
+//!
+//! Every call is bounded in time by the client's timeout (plus `max_wait_ms` for a
+//! long-polling fetch); a timeout leaves the connection in an unknown state, so the
+//! caller should reconnect. Errors are typed ([`ClientError`]): I/O, timeout, an
+//! error answered by the server (with its stable code and, for `NOT_LEADER`, a leader
+//! hint), or a protocol violation by the server.
+//!
+//! Cluster-aware routing (discover with `GetServers`, send produces to the leader,
+//! follow `NOT_LEADER` hints) is a later layer over this type: it only needs
+//! [`Client::connect`], the typed errors and [`ClientError::leader_hint`].
+
+pub mod histogram;
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use crate::types::{Offset, Term};
+use crate::wire::{
+    self, ApiKey, ErrorBody, ErrorCode, LeaderHint, Limits, Request, RequestFrame, ResponseBody,
+    ServerInfo, StatusInfo, WireRecord,
+};
+
+/// What can go wrong talking to a server.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The connection failed (refused, reset, closed by the server, …).
+    Io(io::Error),
+    /// No response within the timeout. Reconnect before reusing the client.
+    Timeout,
+    /// The server answered with an error.
+    Server {
+        /// Stable error code.
+        code: ErrorCode,
+        /// What happened and what to do.
+        message: String,
+        /// Where the leader is, with `NOT_LEADER`.
+        leader_hint: Option<LeaderHint>,
+    },
+    /// The server sent bytes this client cannot make sense of.
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The server's error code, if the server answered with an error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The leader hint of a `NOT_LEADER` error.
+    pub fn leader_hint(&self) -> Option<&LeaderHint> {
+        match self {
+            ClientError::Server { leader_hint, .. } => leader_hint.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn from_body(body: ErrorBody) -> ClientError {
+        ClientError::Server {
+            code: body.code,
+            message: body.message,
+            leader_hint: body.leader_hint,
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Io(e) => write!(f, "connection error: {e}"),
+            ClientError::Timeout => write!(f, "timed out waiting for the server"),
+            ClientError::Server { code, message, .. } => write!(f, "{code}: {message}"),
+            ClientError::Protocol(m) => write!(f, "protocol error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<io::Error> for ClientError {
+    fn from(e: io::Error) -> ClientError {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout,
+            _ => ClientError::Io(e),
+        }
+    }
+}
+
+/// Result of client calls.
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// A record as read from the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Its offset.
+    pub offset: Offset,
+    /// The Raft term it was written in (0 on a single node).
+    pub term: Term,
+    /// The value.
+    pub value: Vec<u8>,
+}
+
+impl From<WireRecord> for Record {
+    fn from(r: WireRecord) -> Record {
+        Record {
+            offset: r.offset,
+            term: r.term,
+            value: r.value,
+        }
+    }
+}
+
+/// The answer to a [`Client::fetch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchResult {
+    /// Consumers can read up to here (exclusive).
+    pub high_watermark: Offset,
+    /// Records at increasing offsets ≥ the one asked (possibly none).
+    pub records: Vec<Record>,
+}
+
+/// Options of a [`Client`].
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Bound on connecting and on waiting for each response.
+    pub timeout: Duration,
+    /// Largest response frame accepted.
+    pub max_frame_bytes: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            timeout: Duration::from_secs(10),
+            max_frame_bytes: wire::MAX_FRAME_BYTES_CAP,
+        }
+    }
+}
+
+/// A blocking connection to one server.
+pub struct Client {
+    stream: TcpStream,
+    addr: SocketAddr,
+    config: ClientConfig,
+    next_correlation_id: u32,
+    /// API of every request sent and not yet answered, by correlation id.
+    pending: HashMap<u32, ApiKey>,
+    /// Responses received while waiting for another one (bounded by `pending`).
+    parked: VecDeque<(u32, Result<ResponseBody>)>,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+}
+
+impl Client {
+    /// Connects to the first address of `addr` that accepts within `timeout`.
+    pub fn connect(addr: impl ToSocketAddrs, timeout: Duration) -> Result<Client> {
+        Client::connect_with(
+            addr,
+            ClientConfig {
+                timeout,
+                ..ClientConfig::default()
+            },
+        )
+    }
+
+    /// Connects with explicit options.
+    pub fn connect_with(addr: impl ToSocketAddrs, config: ClientConfig) -> Result<Client> {
+        let mut last_err = None;
+        for addr in addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&addr, config.timeout) {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    stream.set_write_timeout(Some(config.timeout))?;
+                    return Ok(Client {
+                        stream,
+                        addr,
+                        config,
+                        next_correlation_id: 1,
+                        pending: HashMap::new(),
+                        parked: VecDeque::new(),
+                        rbuf: Vec::with_capacity(64 * 1024),
+                        wbuf: Vec::new(),
+                    });
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err
+            .map(ClientError::from)
+            .unwrap_or_else(|| ClientError::Protocol("address resolved to nothing".into())))
+    }
+
+    /// The server's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Requests sent and not yet received.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Liveness check.
+    pub fn ping(&mut self) -> Result<()> {
+        match self.call(Request::Ping, Duration::ZERO)? {
+            ResponseBody::Ping => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Appends one record; returns its offset once it is durable.
+    pub fn produce(&mut self, value: &[u8]) -> Result<Offset> {
+        match self.call(
+            Request::Produce {
+                value: value.to_vec(),
+            },
+            Duration::ZERO,
+        )? {
+            ResponseBody::Produce { offset } => Ok(offset),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Appends records at contiguous offsets (all or none); returns the first offset.
+    pub fn produce_batch(&mut self, values: &[&[u8]]) -> Result<Offset> {
+        let request = Request::ProduceBatch {
+            values: values.iter().map(|v| v.to_vec()).collect(),
+        };
+        match self.call(request, Duration::ZERO)? {
+            ResponseBody::ProduceBatch {
+                first_offset,
+                count,
+            } if count as usize == values.len() => Ok(first_offset),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The first record at an offset ≥ `offset`.
+    pub fn consume(&mut self, offset: Offset) -> Result<Record> {
+        match self.call(Request::Consume { offset }, Duration::ZERO)? {
+            ResponseBody::Consume { record } => Ok(record.into()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Records from `offset` on, up to about `max_bytes`; if none is available yet,
+    /// the server waits up to `max_wait_ms` for some.
+    pub fn fetch(
+        &mut self,
+        offset: Offset,
+        max_bytes: u32,
+        max_wait_ms: u32,
+    ) -> Result<FetchResult> {
+        let request = Request::Fetch {
+            offset,
+            max_bytes,
+            max_wait_ms,
+        };
+        let extra = Duration::from_millis(u64::from(max_wait_ms));
+        match self.call(request, extra)? {
+            ResponseBody::Fetch {
+                high_watermark,
+                records,
+            } => Ok(FetchResult {
+                high_watermark,
+                records: records.into_iter().map(Record::from).collect(),
+            }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The cluster's servers.
+    pub fn servers(&mut self) -> Result<Vec<ServerInfo>> {
+        match self.call(Request::GetServers, Duration::ZERO)? {
+            ResponseBody::GetServers { servers } => Ok(servers),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The server's status.
+    pub fn status(&mut self) -> Result<StatusInfo> {
+        match self.call(Request::Status, Duration::ZERO)? {
+            ResponseBody::Status(status) => Ok(status),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Sends one request without waiting; returns its correlation id.
+    pub fn send(&mut self, request: Request) -> Result<u32> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
+        let api = request.api_key();
+        self.wbuf.clear();
+        wire::encode_request(&RequestFrame::new(correlation_id, request), &mut self.wbuf);
+        self.stream.write_all(&self.wbuf)?;
+        self.pending.insert(correlation_id, api);
+        Ok(correlation_id)
+    }
+
+    /// Sends a produce of `value` without waiting; returns its correlation id.
+    pub fn send_produce(&mut self, value: &[u8]) -> Result<u32> {
+        self.send(Request::Produce {
+            value: value.to_vec(),
+        })
+    }
+
+    /// Receives the next response to any pipelined request, in completion order:
+    /// `(correlation_id, result)`. Waits up to the client timeout.
+    pub fn recv(&mut self) -> Result<(u32, Result<ResponseBody>)> {
+        if let Some(parked) = self.parked.pop_front() {
+            return Ok(parked);
+        }
+        if self.pending.is_empty() {
+            return Err(ClientError::Protocol(
+                "recv with no request in flight".to_string(),
+            ));
+        }
+        let deadline = Instant::now() + self.config.timeout;
+        self.read_response(deadline)
+    }
+
+    /// Sends `request` and waits for its response, up to the timeout plus `extra`.
+    fn call(&mut self, request: Request, extra: Duration) -> Result<ResponseBody> {
+        let correlation_id = self.send(request)?;
+        let deadline = Instant::now() + self.config.timeout + extra;
+        // Bounded: every iteration consumes one response of a pending request.
+        loop {
+            let (id, result) = self.read_response(deadline)?;
+            if id == correlation_id {
+                return result;
+            }
+            self.parked.push_back((id, result));
+        }
+    }
+
+    /// Reads one response frame and matches it to a pending request.
+    fn read_response(&mut self, deadline: Instant) -> Result<(u32, Result<ResponseBody>)> {
+        let frame_len = self.read_frame(deadline)?;
+        let frame = &self.rbuf[..frame_len];
+        let correlation_id = frame
+            .get(4..8)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(|| ClientError::Protocol("short response frame".into()))?;
+        let api = match self.pending.remove(&correlation_id) {
+            Some(api) => api,
+            None => {
+                // Not ours: a connection-level error (correlation id 0), e.g.
+                // TOO_MANY_CONNECTIONS or MALFORMED, ends the conversation.
+                let decoded = wire::decode_response(frame, ApiKey::Ping);
+                self.rbuf.drain(..frame_len);
+                return match decoded {
+                    Ok(wire::ResponseFrame {
+                        result: Err(body), ..
+                    }) => Err(ClientError::from_body(body)),
+                    _ => Err(ClientError::Protocol(format!(
+                        "response with unknown correlation id {correlation_id}"
+                    ))),
+                };
+            }
+        };
+        let decoded = wire::decode_response(frame, api);
+        self.rbuf.drain(..frame_len);
+        match decoded {
+            Ok(response) => Ok((
+                correlation_id,
+                response.result.map_err(ClientError::from_body),
+            )),
+            Err(e) => Err(ClientError::Protocol(format!("bad {api} response: {e}"))),
+        }
+    }
+
+    /// Reads until `rbuf` starts with a whole frame; returns its length.
+    fn read_frame(&mut self, deadline: Instant) -> Result<usize> {
+        let limits = Limits {
+            max_frame_bytes: self.config.max_frame_bytes,
+        };
+        // Bounded by the deadline: every read either adds bytes or times out.
+        loop {
+            match wire::frame_len(&self.rbuf, &limits) {
+                Ok(Some(n)) => return Ok(n),
+                Ok(None) => {}
+                Err(e) => {
+                    if self.rbuf.starts_with(b"-ERR") {
+                        return Err(text_error(&self.rbuf));
+                    }
+                    return Err(ClientError::Protocol(format!("bad response frame: {e}")));
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ClientError::Timeout);
+            }
+            self.stream.set_read_timeout(Some(deadline - now))?;
+            let start = self.rbuf.len();
+            self.rbuf.resize(start + 64 * 1024, 0);
+            let read = self.stream.read(&mut self.rbuf[start..]);
+            match read {
+                Ok(0) => {
+                    self.rbuf.truncate(start);
+                    if self.rbuf.starts_with(b"-ERR") {
+                        return Err(text_error(&self.rbuf));
+                    }
+                    return Err(ClientError::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection",
+                    )));
+                }
+                Ok(n) => self.rbuf.truncate(start + n),
+                Err(e) => {
+                    self.rbuf.truncate(start);
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+}
+
+/// A server that refused the connection before knowing its protocol answers with a
+/// text line (`-ERR TOO_MANY_CONNECTIONS ...`).
+fn text_error(buf: &[u8]) -> ClientError {
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = String::from_utf8_lossy(&buf[..line_end]);
+    let mut words = line.trim_end().splitn(3, ' ');
+    let _ = words.next();
+    let name = words.next().unwrap_or("");
+    let code = ErrorCode::ALL
+        .iter()
+        .copied()
+        .find(|c| c.name() == name)
+        .unwrap_or(ErrorCode::Internal);
+    ClientError::Server {
+        code,
+        message: words.next().unwrap_or("").to_string(),
+        leader_hint: None,
+    }
+}
+
+fn unexpected(body: &ResponseBody) -> ClientError {
+    ClientError::Protocol(format!("unexpected {} response", body.api_key()))
+}
+
+/// Keeps up to `window` produces in flight on one client, for benchmarks and bulk
+/// loads. Acknowledgements arrive in completion order.
+pub struct Pipeline<'a> {
+    client: &'a mut Client,
+    window: usize,
+    sent_at: HashMap<u32, Instant>,
+}
+
+/// One acknowledged (or failed) produce of a [`Pipeline`].
+#[derive(Debug)]
+pub struct Ack {
+    /// The request's correlation id.
+    pub correlation_id: u32,
+    /// Its offset, or the error.
+    pub result: Result<Offset>,
+    /// Time from send to acknowledgement.
+    pub latency: Duration,
+}
+
+impl<'a> Pipeline<'a> {
+    /// A pipeline over `client` with at most `window` (≥ 1) requests in flight.
+    pub fn new(client: &'a mut Client, window: usize) -> Pipeline<'a> {
+        Pipeline {
+            client,
+            window: window.max(1),
+            sent_at: HashMap::new(),
+        }
+    }
+
+    /// Requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.sent_at.len()
+    }
+
+    /// Sends a produce, first waiting for one acknowledgement if the window is full
+    /// (returned, so the caller can record it).
+    pub fn produce(&mut self, value: &[u8]) -> Result<Option<Ack>> {
+        let ack = if self.sent_at.len() >= self.window {
+            Some(self.next_ack()?)
+        } else {
+            None
+        };
+        let id = self.client.send_produce(value)?;
+        self.sent_at.insert(id, Instant::now());
+        Ok(ack)
+    }
+
+    /// Waits for the next acknowledgement (`Protocol` error if none is in flight).
+    pub fn next_ack(&mut self) -> Result<Ack> {
+        let (correlation_id, result) = self.client.recv()?;
+        let latency = self
+            .sent_at
+            .remove(&correlation_id)
+            .map_or(Duration::ZERO, |t| t.elapsed());
+        let result = result.and_then(|body| match body {
+            ResponseBody::Produce { offset } => Ok(offset),
+            other => Err(unexpected(&other)),
+        });
+        Ok(Ack {
+            correlation_id,
+            result,
+            latency,
+        })
+    }
+
+    /// Waits for every outstanding acknowledgement.
+    pub fn drain(&mut self) -> Result<Vec<Ack>> {
+        let mut acks = Vec::with_capacity(self.sent_at.len());
+        // Bounded by the number in flight.
+        while !self.sent_at.is_empty() {
+            acks.push(self.next_ack()?);
+        }
+        Ok(acks)
+    }
+}

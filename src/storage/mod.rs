@@ -1,1 +1,152 @@
-//! storage (under construction).
+//! The segmented, crash-safe log that is both the commit log and the Raft log.
+//!
+//! # Shape
+//!
+//! A log is a directory of *segments*. Each segment covers a contiguous run of
+//! offsets starting at its *base offset* and is two files named after that base,
+//! zero-padded to 20 digits:
+//!
+//! * `00000000000000000000.store`: the records, back to back (format below);
+//! * `00000000000000000000.index`: relative offset → position in the store,
+//!   memory-mapped (through `storage/mmap.rs`, the only module with `unsafe`) while the
+//!   segment is active.
+//!
+//! The directory also holds `LOCK`, on which an open log keeps an exclusive
+//! `flock`, so the same log cannot be opened twice at once.
+//!
+//! Only the newest segment (the *active* one) is written. A new segment starts when
+//! the next record would push the active store past `max_store_bytes` or its index
+//! past `max_index_bytes`. Older (*sealed*) segments are immutable; they are opened
+//! lazily on read and kept in a small bounded cache, so a log with thousands of
+//! segments costs neither thousands of fds nor thousands of mappings.
+//!
+//! # Record format (store file)
+//!
+//! Every record is a 28-byte header followed by the value; all integers are
+//! little-endian:
+//!
+//! ```text
+//! byte  0..4   crc32c    u32  CRC-32C (Castagnoli) of bytes 4..28+len (rest of header + value)
+//! byte  4..8   len       u32  value length in bytes
+//! byte  8..16  offset    u64  the record's absolute offset (its Raft index)
+//! byte 16..24  term      u64  the Raft term (0 for a standalone log)
+//! byte 24      kind      u8   RecordKind: 0 data, 1 no-op, 2 config; others are corrupt
+//! byte 25..28  reserved  3 bytes, written as zero and required to be zero
+//! byte 28..    value     `len` bytes
+//! ```
+//!
+//! The crc is checked on every read path (single reads, range reads, recovery
+//! scans), and the header's offset must equal the offset asked for, so a flipped
+//! byte or a stale index entry yields [`StorageError::Corrupt`], never wrong data.
+//!
+//! # Index format
+//!
+//! Slot `i` (8 bytes at byte `8 * i`) describes the record with relative offset
+//! `i` (absolute offset `base + i`): `u32` LE relative offset (must equal `i`),
+//! then `u32` LE byte position of the record in the store. Store files are therefore
+//! limited to `u32::MAX` bytes. The index file of the active segment is
+//! preallocated to `(capacity + 1) * 8` bytes (one spare slot that is never used);
+//! *sealing* a segment fsyncs its store and index and then trims the index to
+//! exactly `count * 8` bytes. An index whose length is exactly eight times the
+//! number of records the segment must hold is therefore the on-disk mark of a
+//! segment whose contents are durable.
+//!
+//! # Durability and group commit
+//!
+//! [`Log::append`] and [`Log::append_batch`] write into the page cache (one
+//! positioned write per batch per segment) and publish the records to readers;
+//! they are durable only after [`Log::sync`], which fsyncs without holding the
+//! append lock so appends continue meanwhile. Rolling to a new segment does not
+//! fsync inline: the sealed segment is queued and the next `sync` fsyncs it, trims
+//! its index (sealing it on disk) and fsyncs the directory, before reporting any
+//! offset as durable. Removing segments (truncation, retention, reset) fsyncs the
+//! directory immediately.
+//!
+//! # Concurrency
+//!
+//! Four locks, always taken in this order: `sync` (serializes `sync` with
+//! structural changes), `writer` (the append path), `segments` (an `RwLock` over the
+//! segment list) and the sealed-segment cache. Appends take only `writer`, except
+//! for the short exclusive section of a segment roll. Readers take `segments`
+//! shared for the duration of a read and never take `writer` or `sync`, so they do
+//! not wait for appends or fsyncs. The *readable end* (next offset and end of the
+//! active store) is published with Release after the bytes and index slots are
+//! written and loaded with Acquire by readers (`storage/publish.rs`, checked by a loom
+//! model). Truncation, reset, retention and rolls take `segments` exclusively, so
+//! a reader never observes bytes being rewritten.
+//!
+//! # Recovery rule (on [`Log::open`])
+//!
+//! * Sealed segments (index length exactly `8 * count`, where `count` is the next
+//!   segment's base minus this base) are trusted and not scanned; reads still check
+//!   every crc, and opening one lazily checks that its last record ends exactly at
+//!   the end of its store.
+//! * The last segment, and any segment whose index is not sealed (it was rolled but
+//!   not yet synced when the process died), is scanned record by record and its
+//!   index rebuilt. The first invalid record there ends the log: the store is cut
+//!   back to the last whole valid record, later segments are deleted, and a
+//!   `log::warn!` says how many bytes were dropped. Such bytes were never reported
+//!   durable, because `sync` fsyncs segments in order.
+//! * Exceptions, reported as [`StorageError::Corrupt`] instead of cut: an invalid
+//!   record whose length field is intact and which is *followed by a valid record
+//!   with the next offset* (a flipped byte in the middle, not a torn write); a valid
+//!   record carrying the wrong offset; a non-last segment whose index is missing or
+//!   shorter than the records it must hold and whose store does not contain exactly
+//!   those records (a hole in the log).
+//! * A sealed segment whose index is missing or damaged but whose store holds
+//!   exactly the expected records gets its index rebuilt (and a warning).
+
+mod cache;
+mod engine;
+mod error;
+mod index;
+mod mmap;
+mod publish;
+mod record;
+mod recovery;
+mod retention;
+mod segment;
+
+#[cfg(test)]
+mod tests;
+
+pub use self::engine::Log;
+pub use self::error::{Result, StorageError};
+pub use self::record::{NewRecord, Record, RECORD_HEADER_BYTES};
+pub use crate::types::{Offset, RecordKind, Term};
+
+/// Configuration of a [`Log`].
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// Maximum size of one segment's store file, in bytes (at most `u32::MAX`).
+    /// A record larger than this (header included) is rejected. Default 64 MiB.
+    pub max_store_bytes: u64,
+    /// Maximum size of one segment's index file, in bytes (8 bytes per record,
+    /// plus one spare slot while the segment is active). Default 10 MiB.
+    pub max_index_bytes: u64,
+    /// First offset of a brand-new empty log (0 standalone, 1 for Raft).
+    pub initial_offset: Offset,
+    /// Retention by total size: drop the oldest whole segments while the log is
+    /// larger than this. `None` (the default) keeps everything.
+    pub retention_bytes: Option<u64>,
+    /// Retention by age: drop the oldest whole segments last written longer ago than
+    /// this. `None` (the default) keeps everything.
+    pub retention_age: Option<std::time::Duration>,
+}
+
+/// Default maximum store file size: 64 MiB.
+pub const DEFAULT_MAX_STORE_BYTES: u64 = 64 * 1024 * 1024;
+/// Default maximum index file size: 10 MiB.
+pub const DEFAULT_MAX_INDEX_BYTES: u64 = 10 * 1024 * 1024;
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            max_store_bytes: DEFAULT_MAX_STORE_BYTES,
+            max_index_bytes: DEFAULT_MAX_INDEX_BYTES,
+            initial_offset: Offset(0),
+            retention_bytes: None,
+            retention_age: None,
+        }
+    }
+}

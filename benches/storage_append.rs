@@ -1,0 +1,226 @@
+//! Storage engine throughput, compared with the raw sequential-write bandwidth of
+//! the same disk. Run with `cargo bench --bench storage_append`.
+//!
+//! Environment:
+//! * `COMMITLOG_BENCH_DIR`: where to write (default `target/bench-storage`); it
+//!   should be on the disk you care about. Everything written is removed at the end.
+//! * `COMMITLOG_BENCH_MB`: MiB of record values per no-fsync case (default 1024);
+//!   the fsync-per-batch cases write a quarter of that.
+//!
+//! Every append figure includes a final `sync()`, and the raw figure includes its
+//! final fsync, so all numbers are "bytes made durable per second". Columns:
+//! "value MB/s" counts record values only; "file MB/s" counts what reached the
+//! files (values + 28-byte record headers + 8-byte index slots; for reads, the
+//! store bytes parsed); "of raw" compares file MB/s of an append case with the
+//! best of three raw-write runs (two before the log cases, one after). MB = MiB.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use commitlog::storage::{
+    Log, LogConfig, NewRecord, Offset, RecordKind, Term, RECORD_HEADER_BYTES,
+};
+
+const BATCH_RECORDS: usize = 256;
+const MIB: f64 = 1024.0 * 1024.0;
+
+struct Row {
+    case: String,
+    /// Payload bytes (record values, or raw blocks).
+    bytes: u64,
+    /// Bytes that reached the files (values + record headers + index slots).
+    disk_bytes: u64,
+    records: u64,
+    elapsed: Duration,
+}
+
+impl Row {
+    fn print(&self, raw_mib_s: Option<f64>) {
+        let secs = self.elapsed.as_secs_f64();
+        let mib_s = self.bytes as f64 / MIB / secs;
+        let records = if self.records > 0 {
+            format!("{:>12.0}", self.records as f64 / secs)
+        } else {
+            format!("{:>12}", "-")
+        };
+        let disk_mib_s = self.disk_bytes as f64 / MIB / secs;
+        let of_raw = raw_mib_s.map_or("-".to_string(), |raw| {
+            format!("{:.0}%", 100.0 * disk_mib_s / raw)
+        });
+        println!(
+            "{:<44} {:>10.1} {:>9.1} {} {:>7} {:>8.2}",
+            self.case, mib_s, disk_mib_s, records, of_raw, secs
+        );
+    }
+}
+
+fn raw_write(dir: &Path, total_bytes: u64) -> Row {
+    let path = dir.join("raw-bandwidth.bin");
+    let block = vec![0x5au8; 1024 * 1024];
+    let start = Instant::now();
+    let mut file = File::create(&path).expect("create raw file");
+    let mut written = 0;
+    while written < total_bytes {
+        file.write_all(&block).expect("raw write");
+        written += block.len() as u64;
+    }
+    file.sync_data().expect("raw fsync"); // fdatasync, as `Log::sync` uses
+    let elapsed = start.elapsed();
+    drop(file);
+    let _ = fs::remove_file(&path);
+    Row {
+        case: "raw write, 1 MiB blocks + fdatasync".into(),
+        bytes: written,
+        disk_bytes: written,
+        records: 0,
+        elapsed,
+    }
+}
+
+/// Appends `total_value_bytes` of `value_bytes`-byte records in batches; with
+/// `fsync_each_batch`, calls `sync()` after every batch. Returns the row and leaves
+/// the log open for the read case.
+fn append_case(
+    dir: &Path,
+    value_bytes: usize,
+    total_value_bytes: u64,
+    fsync_each_batch: bool,
+) -> (Row, Log) {
+    let log = Log::open(dir, LogConfig::default()).expect("open log");
+    let values: Vec<Vec<u8>> = (0..BATCH_RECORDS)
+        .map(|i| (0..value_bytes).map(|k| (i * 31 + k) as u8).collect())
+        .collect();
+    let batch: Vec<NewRecord<'_>> = values
+        .iter()
+        .map(|v| NewRecord {
+            term: Term(1),
+            kind: RecordKind::Data,
+            value: v,
+        })
+        .collect();
+    let batches = total_value_bytes.div_ceil((value_bytes * BATCH_RECORDS) as u64);
+    let start = Instant::now();
+    for _ in 0..batches {
+        log.append_batch(&batch).expect("append");
+        if fsync_each_batch {
+            log.sync().expect("sync");
+        }
+    }
+    let durable = log.sync().expect("sync");
+    let elapsed = start.elapsed();
+    let records = batches * BATCH_RECORDS as u64;
+    assert_eq!(durable, Offset(records));
+    let mode = if fsync_each_batch {
+        "fsync every batch"
+    } else {
+        "one final fsync"
+    };
+    let row = Row {
+        case: format!("append {value_bytes} B x {BATCH_RECORDS}/batch, {mode}"),
+        bytes: records * value_bytes as u64,
+        disk_bytes: records * (value_bytes as u64 + RECORD_HEADER_BYTES as u64 + 8),
+        records,
+        elapsed,
+    };
+    (row, log)
+}
+
+fn read_case(log: &Log, value_bytes: usize) -> Row {
+    let start = Instant::now();
+    let mut offset = log.first_offset();
+    let mut bytes = 0u64;
+    let mut records = 0u64;
+    while offset < log.next_offset() {
+        let got = log.read_range(offset, 1024 * 1024).expect("read_range");
+        records += got.len() as u64;
+        bytes += got.iter().map(|r| r.value.len() as u64).sum::<u64>();
+        offset = Offset(offset.0 + got.len() as u64);
+    }
+    Row {
+        case: format!("read_range {value_bytes} B records, 1 MiB per call"),
+        bytes,
+        disk_bytes: records * (value_bytes as u64 + RECORD_HEADER_BYTES as u64),
+        records,
+        elapsed: start.elapsed(),
+    }
+}
+
+fn reopen_case(dir: &Path) -> Duration {
+    let start = Instant::now();
+    let log = Log::open(dir, LogConfig::default()).expect("reopen");
+    let elapsed = start.elapsed();
+    drop(log);
+    elapsed
+}
+
+fn main() {
+    let base: PathBuf = std::env::var_os("COMMITLOG_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-storage"));
+    let total_mib: u64 = std::env::var("COMMITLOG_BENCH_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1024);
+    let total_bytes = total_mib * 1024 * 1024;
+    let _ = fs::remove_dir_all(&base);
+    fs::create_dir_all(&base).expect("create bench dir");
+    println!(
+        "storage_append: {} ({} MiB per case)\n",
+        base.display(),
+        total_mib
+    );
+    println!(
+        "{:<44} {:>10} {:>9} {:>12} {:>7} {:>8}",
+        "case", "value MB/s", "file MB/s", "records/s", "of raw", "seconds"
+    );
+
+    // The disk's bandwidth drifts (shared virtual disks especially), so measure it
+    // twice before and once after the log cases and compare against the best run.
+    let raw_first = raw_write(&base, total_bytes);
+    let mut raw_before = raw_write(&base, total_bytes);
+    raw_before.case = "raw write again".into();
+    let mut rows = Vec::new();
+    let mut reopen = None;
+    for (value_bytes, fsync_each_batch) in [(100, false), (1024, false), (100, true), (1024, true)]
+    {
+        let dir = base.join(format!("log-{value_bytes}-{fsync_each_batch}"));
+        let bytes = if fsync_each_batch {
+            total_bytes / 4
+        } else {
+            total_bytes
+        };
+        let (row, log) = append_case(&dir, value_bytes, bytes, fsync_each_batch);
+        rows.push((row, true));
+        if !fsync_each_batch {
+            rows.push((read_case(&log, value_bytes), false));
+        }
+        let size = log.size_bytes();
+        log.close().expect("close");
+        if value_bytes == 1024 && !fsync_each_batch {
+            reopen = Some((size, reopen_case(&dir)));
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+    let mut raw_after = raw_write(&base, total_bytes);
+    raw_after.case = "raw write again, after the log cases".into();
+    let mib_s = |row: &Row| row.bytes as f64 / MIB / row.elapsed.as_secs_f64();
+    let raw_mib_s = mib_s(&raw_first)
+        .max(mib_s(&raw_before))
+        .max(mib_s(&raw_after));
+    raw_first.print(None);
+    raw_before.print(None);
+    raw_after.print(None);
+    for (row, is_append) in &rows {
+        row.print(is_append.then_some(raw_mib_s));
+    }
+    if let Some((size, elapsed)) = reopen {
+        println!(
+            "\nreopen of a {:.0} MiB log: {:.1} ms",
+            size as f64 / MIB,
+            elapsed.as_secs_f64() * 1e3
+        );
+    }
+    let _ = fs::remove_dir_all(&base);
+}

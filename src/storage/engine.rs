@@ -1,0 +1,512 @@
+//! [`Log`]: the segmented log itself. This file holds the state, `open`, the
+//! append path, `sync` and `close`; `engine/read.rs` the read path;
+//! `engine/maintenance.rs` truncation, reset and retention. The design, formats
+//! and lock order are in the module doc of [`crate::storage`].
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::cache::{SegmentCache, SEALED_CACHE_CAPACITY};
+use super::error::{Result, StorageError};
+use super::index::{self, SLOT_BYTES};
+use super::publish::Publication;
+use super::record::{encode_into, encoded_bytes, NewRecord, RECORD_HEADER_BYTES};
+use super::recovery::{self, SealedMeta};
+use super::segment::{self, ActiveSegment};
+use super::LogConfig;
+use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, RwLock};
+use crate::types::Offset;
+
+/// The append buffer is shrunk back to this after a larger batch.
+const KEEP_BUFFER_BYTES: usize = 16 * 1024 * 1024;
+
+/// Takes a lock; a poisoned lock (a panic while holding it, i.e. a bug) closes the log.
+macro_rules! lock {
+    ($mutex:expr) => {
+        $mutex.lock().map_err(|_| StorageError::Closed)?
+    };
+}
+macro_rules! read_lock {
+    ($rwlock:expr) => {
+        $rwlock.read().map_err(|_| StorageError::Closed)?
+    };
+}
+macro_rules! write_lock {
+    ($rwlock:expr) => {
+        $rwlock.write().map_err(|_| StorageError::Closed)?
+    };
+}
+
+mod maintenance;
+mod read;
+
+/// A sealed segment rolled in this process whose files are not yet fsynced and
+/// whose index is not yet trimmed; the next [`Log::sync`] seals it on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PendingSeal {
+    base: u64,
+    count: u64,
+}
+
+/// State of the append path, behind the `writer` mutex.
+#[derive(Debug)]
+struct Writer {
+    active: Arc<ActiveSegment>,
+    next_offset: u64,
+    /// Bytes written to the active store.
+    store_bytes: u64,
+    /// Reused encoding buffer: one batch (per segment) becomes one write.
+    buf: Vec<u8>,
+    pending_seal: Vec<PendingSeal>,
+    /// Segments created since the directory was last fsynced.
+    unsynced_creations: u64,
+}
+
+/// The segment list readers consult, behind the `segments` RwLock.
+#[derive(Debug)]
+struct Segments {
+    /// Oldest first; the active segment follows the last one.
+    sealed: Vec<SealedMeta>,
+    active: Arc<ActiveSegment>,
+}
+
+impl Segments {
+    /// First offset after sealed segment `i`.
+    fn sealed_next(&self, i: usize) -> u64 {
+        self.sealed
+            .get(i + 1)
+            .map_or(self.active.base, |meta| meta.base)
+    }
+
+    fn first_offset(&self) -> u64 {
+        self.sealed
+            .first()
+            .map_or(self.active.base, |meta| meta.base)
+    }
+
+    /// Index of the sealed segment holding `offset` (which is below the active base).
+    fn sealed_holding(&self, offset: u64) -> Option<usize> {
+        self.sealed
+            .partition_point(|meta| meta.base <= offset)
+            .checked_sub(1)
+    }
+
+    fn sealed_bytes(&self, i: usize) -> u64 {
+        let meta = self.sealed[i];
+        meta.store_bytes + (self.sealed_next(i) - meta.base) * SLOT_BYTES
+    }
+}
+
+/// A segmented, crash-safe, append-only log. `Send + Sync`: share it as `Arc<Log>`.
+///
+/// Appends are serialized internally; reads run concurrently with appends and
+/// fsyncs and see only fully written records. Records are durable once [`Log::sync`]
+/// has returned an offset above them.
+#[derive(Debug)]
+pub struct Log {
+    /// Holds an exclusive `flock` on `<dir>/LOCK` while the log is open.
+    lock_file: fs::File,
+    dir: PathBuf,
+    config: LogConfig,
+    index_capacity: u64,
+    sync_lock: Mutex<()>,
+    writer: Mutex<Writer>,
+    segments: RwLock<Segments>,
+    cache: Mutex<SegmentCache>,
+    publication: Publication,
+    first_offset: AtomicU64,
+    durable_offset: AtomicU64,
+    closed: AtomicBool,
+}
+
+/// Name of the lock file in a log directory.
+pub(crate) const LOCK_FILE_NAME: &str = "LOCK";
+
+/// Takes an exclusive advisory lock on the directory, so a second `Log` (in this
+/// or another process) cannot open it and break the mmap invariant.
+fn lock_dir(dir: &Path) -> Result<fs::File> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err("creating", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(StorageError::io(
+            format!("locking {}", path.display()),
+            std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "the log is already open (in this or another process)",
+            ),
+        )),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(StorageError::io(format!("locking {}", path.display()), e))
+        }
+    }
+}
+
+fn io_err(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
+    let context = format!("{what} {}", path.display());
+    move |e| StorageError::io(context, e)
+}
+
+impl Log {
+    /// Opens the log in `dir`, creating the directory and an empty log starting at
+    /// `config.initial_offset` if needed, and recovers it (see the module doc).
+    ///
+    /// The directory is locked (`flock` on `LOCK`) while open: a second `open` of the
+    /// same directory fails with an `Io` error of kind `WouldBlock`.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Log> {
+        if config.max_store_bytes > u64::from(u32::MAX)
+            || config.max_store_bytes < RECORD_HEADER_BYTES as u64
+        {
+            return Err(StorageError::InvalidConfig {
+                reason: format!(
+                    "max_store_bytes must be between {RECORD_HEADER_BYTES} and {} (got {})",
+                    u32::MAX,
+                    config.max_store_bytes
+                ),
+            });
+        }
+        let index_capacity = index::capacity_slots(config.max_index_bytes);
+        fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        let lock_file = lock_dir(dir)?;
+        let recovered = recovery::recover(dir, index_capacity, config.initial_offset.0)?;
+        // Recovery fsynced every file it kept; make their directory entries durable too.
+        segment::sync_dir(dir)?;
+        let active = Arc::new(recovered.active);
+        let next_offset = active.base + recovered.active_count;
+        let segments = Segments {
+            sealed: recovered.sealed,
+            active: active.clone(),
+        };
+        let first_offset = segments.first_offset();
+        log::info!(
+            "opened log {}: offsets [{first_offset}, {next_offset}) in {} segment(s)",
+            dir.display(),
+            segments.sealed.len() + 1
+        );
+        Ok(Log {
+            lock_file,
+            dir: dir.to_path_buf(),
+            index_capacity,
+            sync_lock: Mutex::new(()),
+            writer: Mutex::new(Writer {
+                active,
+                next_offset,
+                store_bytes: recovered.active_store_bytes,
+                buf: Vec::new(),
+                pending_seal: Vec::new(),
+                unsynced_creations: 0,
+            }),
+            segments: RwLock::new(segments),
+            cache: Mutex::new(SegmentCache::new(SEALED_CACHE_CAPACITY)),
+            publication: Publication::new(next_offset, recovered.active_store_bytes),
+            first_offset: AtomicU64::new(first_offset),
+            // Recovery fsynced everything it kept.
+            durable_offset: AtomicU64::new(next_offset),
+            closed: AtomicBool::new(false),
+            config,
+        })
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The configuration the log was opened with.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(StorageError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Marks the log unusable after a failure that left the disk in an unknown state.
+    fn fail(&self, error: StorageError) -> StorageError {
+        log::error!("log {} shuts down after: {error}", self.dir.display());
+        self.closed.store(true, Ordering::Release);
+        error
+    }
+
+    /// Appends one record; returns its offset.
+    pub fn append(&self, record: NewRecord<'_>) -> Result<Offset> {
+        self.append_batch(std::slice::from_ref(&record))
+    }
+
+    /// Appends records with contiguous offsets; returns the offset of the first
+    /// (the next offset if `records` is empty). The batch is encoded into one buffer
+    /// and written with one positioned write per segment it lands in, then
+    /// published to readers.
+    ///
+    /// On error nothing of the batch is visible and the log stays usable, except
+    /// when the batch spans segments and fails after its first part was published:
+    /// then the log closes itself (fail-stop; reopening recovers a consistent log
+    /// holding a prefix of the batch).
+    pub fn append_batch(&self, records: &[NewRecord<'_>]) -> Result<Offset> {
+        self.check_open()?;
+        let max_bytes = self.config.max_store_bytes;
+        for record in records {
+            let bytes = encoded_bytes(record.value.len());
+            if bytes > max_bytes {
+                return Err(StorageError::RecordTooLarge { bytes, max_bytes });
+            }
+        }
+        let mut guard = lock!(self.writer);
+        self.check_open()?;
+        let w = &mut *guard;
+        let first = w.next_offset;
+        if first.checked_add(records.len() as u64).is_none() {
+            return Err(StorageError::InvalidConfig {
+                reason: "offsets would overflow u64".into(),
+            });
+        }
+        let mut rest = records;
+        // Bounded: every iteration appends at least one record.
+        while !rest.is_empty() {
+            let need = encoded_bytes(rest[0].value.len());
+            let count = w.next_offset - w.active.base;
+            let mut step = Ok(());
+            if count > 0 && (w.store_bytes + need > max_bytes || count >= w.active.capacity) {
+                step = self.roll(w);
+            }
+            match step.and_then(|()| self.append_chunk(w, rest)) {
+                Ok(written) => rest = &rest[written..],
+                Err(error) if w.next_offset == first => return Err(error),
+                Err(error) => return Err(self.fail(error)),
+            }
+        }
+        if w.buf.capacity() > KEEP_BUFFER_BYTES {
+            w.buf = Vec::new();
+        }
+        Ok(Offset(first))
+    }
+
+    /// Writes as many of `records` as fit in the active segment (at least one; the
+    /// caller rolled if needed) and publishes them. Returns how many.
+    fn append_chunk(&self, w: &mut Writer, records: &[NewRecord<'_>]) -> Result<usize> {
+        let max_bytes = self.config.max_store_bytes;
+        let active = w.active.clone();
+        let start = w.store_bytes;
+        let mut position = start;
+        let mut offset = w.next_offset;
+        w.buf.clear();
+        let mut taken = 0;
+        for record in records {
+            let need = encoded_bytes(record.value.len());
+            let slot = offset - active.base;
+            if taken > 0 && (position + need > max_bytes || slot >= active.capacity) {
+                break;
+            }
+            // Index slots of unpublished records are invisible to readers, so they
+            // can be written before the bytes they point at.
+            if !active.set_position(slot, position) {
+                return Err(StorageError::corrupt(
+                    &active.index_path,
+                    slot * SLOT_BYTES,
+                    "internal: index slot out of range",
+                ));
+            }
+            encode_into(&mut w.buf, offset, record);
+            position += need;
+            offset += 1;
+            taken += 1;
+        }
+        if let Err(e) = active.store.write_all_at(&w.buf, start) {
+            let error =
+                StorageError::io(format!("appending to {}", active.store_path.display()), e);
+            // Nothing was published; drop any partial write so the next append
+            // starts on a record boundary.
+            return match active.store.set_len(start) {
+                Ok(()) => Err(error),
+                Err(_) => Err(self.fail(error)),
+            };
+        }
+        w.store_bytes = position;
+        w.next_offset = offset;
+        self.publication.publish(offset, position);
+        Ok(taken)
+    }
+
+    /// Seals the active segment (in memory; on disk at the next sync) and starts a
+    /// new one at the next offset.
+    fn roll(&self, w: &mut Writer) -> Result<()> {
+        let base = w.next_offset;
+        let fresh = ActiveSegment::open(&self.dir, base, self.index_capacity)?;
+        fresh
+            .store
+            .set_len(0)
+            .map_err(io_err("clearing", &fresh.store_path))?;
+        let fresh = Arc::new(fresh);
+        let old = std::mem::replace(&mut w.active, fresh.clone());
+        {
+            let mut segments = write_lock!(self.segments);
+            segments.sealed.push(SealedMeta {
+                base: old.base,
+                store_bytes: w.store_bytes,
+            });
+            segments.active = fresh;
+            self.publication.publish(base, 0);
+        }
+        w.pending_seal.push(PendingSeal {
+            base: old.base,
+            count: base - old.base,
+        });
+        w.store_bytes = 0;
+        w.unsynced_creations += 1;
+        log::debug!("log {}: rolled to segment {base}", self.dir.display());
+        Ok(())
+    }
+
+    /// First readable offset.
+    pub fn first_offset(&self) -> Offset {
+        Offset(self.first_offset.load(Ordering::Acquire))
+    }
+
+    /// One past the last appended (and readable) record.
+    pub fn next_offset(&self) -> Offset {
+        Offset(self.publication.next_offset())
+    }
+
+    /// The last appended record's offset, `None` when the log is empty.
+    pub fn last_offset(&self) -> Option<Offset> {
+        let next = self.publication.next_offset();
+        (next > self.first_offset.load(Ordering::Acquire)).then(|| Offset(next - 1))
+    }
+
+    /// The offset below which every record is durable (fsynced).
+    pub fn durable_offset(&self) -> Offset {
+        Offset(self.durable_offset.load(Ordering::Acquire))
+    }
+
+    /// fsyncs everything appended so far and returns the offset below which
+    /// everything is durable. Appends continue while it runs (the append lock is
+    /// held only to take a snapshot), so many appends share one fsync: group commit.
+    /// Segments rolled since the last sync are sealed on disk first (store and index
+    /// fsynced, index trimmed) and the directory is fsynced if segments were created.
+    ///
+    /// An fsync failure closes the log (after a failed fsync the kernel may have
+    /// dropped the dirty pages, so retrying could falsely report success).
+    pub fn sync(&self) -> Result<Offset> {
+        self.check_open()?;
+        let _sync = lock!(self.sync_lock);
+        let (active, target, pending, creations) = {
+            let w = lock!(self.writer);
+            (
+                w.active.clone(),
+                w.next_offset,
+                w.pending_seal.clone(),
+                w.unsynced_creations,
+            )
+        };
+        let result = self.sync_files(&active, &pending, creations);
+        drop(active);
+        if let Err(error) = result {
+            return Err(self.fail(error));
+        }
+        {
+            let mut w = lock!(self.writer);
+            w.pending_seal.retain(|p| !pending.contains(p));
+            w.unsynced_creations -= creations;
+        }
+        self.durable_offset.fetch_max(target, Ordering::AcqRel);
+        Ok(self.durable_offset())
+    }
+
+    fn sync_files(
+        &self,
+        active: &ActiveSegment,
+        pending: &[PendingSeal],
+        creations: u64,
+    ) -> Result<()> {
+        for seal in pending {
+            let store_path = segment::store_path(&self.dir, seal.base);
+            let index_path = segment::index_path(&self.dir, seal.base);
+            std::fs::File::open(&store_path)
+                .and_then(|f| f.sync_data())
+                .map_err(io_err("fsyncing", &store_path))?;
+            // The index is no longer mapped (it was unmapped at the roll, and the only
+            // other holder of the mapping, a previous sync, has finished), so it may
+            // be trimmed: this is what marks the segment sealed on disk.
+            let index = OpenOptions::new()
+                .write(true)
+                .open(&index_path)
+                .map_err(io_err("opening", &index_path))?;
+            index
+                .sync_data()
+                .and_then(|()| index.set_len(index::sealed_file_bytes(seal.count)))
+                .and_then(|()| index.sync_all())
+                .map_err(io_err("sealing", &index_path))?;
+        }
+        active
+            .store
+            .sync_data()
+            .map_err(io_err("fsyncing", &active.store_path))?;
+        if creations > 0 || !pending.is_empty() {
+            segment::sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes the log occupies: store bytes plus used index bytes of every segment.
+    pub fn size_bytes(&self) -> u64 {
+        let Ok(segments) = self.segments.read() else {
+            return 0;
+        };
+        let snapshot = self.publication.snapshot();
+        let sealed: u64 = (0..segments.sealed.len())
+            .map(|i| segments.sealed_bytes(i))
+            .sum();
+        let active_count = snapshot.next_offset.saturating_sub(segments.active.base);
+        sealed + snapshot.active_store_end + active_count * SLOT_BYTES
+    }
+
+    /// Number of segments (sealed + the active one).
+    pub fn segment_count(&self) -> usize {
+        self.segments.read().map_or(0, |s| s.sealed.len() + 1)
+    }
+
+    /// fsyncs, then trims the active index to its used length. Reopening a closed
+    /// log still validates the last segment.
+    pub fn close(self) -> Result<()> {
+        self.sync()?;
+        let (index_path, count) = {
+            let w = lock!(self.writer);
+            (w.active.index_path.clone(), w.next_offset - w.active.base)
+        };
+        let dir = self.dir.clone();
+        // Unmaps the index (only then may it be shrunk, see the mmap invariant) but
+        // keeps the directory locked until the trim is done.
+        let Log { lock_file, .. } = self;
+        let index = OpenOptions::new()
+            .write(true)
+            .open(&index_path)
+            .map_err(io_err("opening", &index_path))?;
+        index
+            .set_len(index::sealed_file_bytes(count))
+            .and_then(|()| index.sync_all())
+            .map_err(io_err("trimming", &index_path))?;
+        segment::sync_dir(&dir)?;
+        drop(lock_file);
+        log::info!("closed log {}", dir.display());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Log {
+    /// Sealed segments currently open in the cache.
+    pub(crate) fn open_sealed_segments(&self) -> usize {
+        self.cache.lock().map_or(0, |c| c.len())
+    }
+}

@@ -1,0 +1,274 @@
+//! Structural changes: suffix and prefix truncation, reset, retention. Each takes
+//! the `sync` lock (so no fsync runs meanwhile), then `writer`, then `segments`
+//! exclusively, so neither appends nor reads observe a half-done change.
+
+use std::fs;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::{io_err, Log, Segments, Writer};
+use crate::storage::cache::SegmentCache;
+use crate::storage::error::{Result, StorageError};
+use crate::storage::index::SLOT_BYTES;
+use crate::storage::recovery;
+use crate::storage::retention;
+use crate::storage::segment::{self, ActiveSegment, SealedSegment};
+use crate::sync::Ordering;
+use crate::types::Offset;
+
+impl Log {
+    /// Drops every record after `keep_through` (`None`: every record), e.g. when a
+    /// Raft leader overwrites a conflicting suffix. The next append gets offset
+    /// `keep_through + 1`. Durable on return (files cut and fsynced, directory
+    /// fsynced); `durable_offset` is lowered to the new end if it was above it.
+    pub fn truncate_suffix(&self, keep_through: Option<Offset>) -> Result<()> {
+        self.check_open()?;
+        let _sync = lock!(self.sync_lock);
+        let mut guard = lock!(self.writer);
+        let w = &mut *guard;
+        let first = self.first_offset.load(Ordering::Acquire);
+        let next = w.next_offset;
+        let new_next = match keep_through {
+            None => first,
+            Some(k) => k.0.saturating_add(1),
+        };
+        if new_next >= next {
+            return Ok(());
+        }
+        if new_next < first {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: keep_through.unwrap_or(Offset(first)),
+                first: Offset(first),
+                next: Offset(next),
+            });
+        }
+        let mut segments = write_lock!(self.segments);
+        let mut cache = lock!(self.cache);
+        let result = if new_next >= w.active.base {
+            self.cut_active(w, new_next)
+        } else {
+            self.cut_into_sealed(w, &mut segments, &mut cache, new_next)
+        };
+        if let Err(error) = result {
+            return Err(self.fail(error));
+        }
+        w.next_offset = new_next;
+        self.publication.publish(new_next, w.store_bytes);
+        self.durable_offset.fetch_min(new_next, Ordering::AcqRel);
+        log::info!(
+            "log {}: truncated after {:?} (next offset {new_next})",
+            self.dir.display(),
+            keep_through
+        );
+        Ok(())
+    }
+
+    fn cut_active(&self, w: &mut Writer, new_next: u64) -> Result<()> {
+        let active = &w.active;
+        let position = active.position(new_next - active.base)?;
+        active
+            .store
+            .set_len(position)
+            .and_then(|()| active.store.sync_data())
+            .map_err(io_err("truncating", &active.store_path))?;
+        w.store_bytes = position;
+        Ok(())
+    }
+
+    fn cut_into_sealed(
+        &self,
+        w: &mut Writer,
+        segments: &mut Segments,
+        cache: &mut SegmentCache,
+        new_next: u64,
+    ) -> Result<()> {
+        let t = segments.sealed_holding(new_next).ok_or_else(|| {
+            StorageError::corrupt(&self.dir, 0, "no segment holds the truncation point")
+        })?;
+        let meta = segments.sealed[t];
+        let count = segments.sealed_next(t) - meta.base;
+        let position = if new_next == meta.base {
+            0
+        } else {
+            SealedSegment::open(&self.dir, meta.base, count, meta.store_bytes)?
+                .position(new_next - meta.base)?
+        };
+        // Newest first, so a crash in between leaves a contiguous log.
+        let doomed: Vec<u64> = segments.sealed[t + 1..]
+            .iter()
+            .map(|m| m.base)
+            .chain(std::iter::once(w.active.base))
+            .collect();
+        recovery::remove_segments_newest_first(&self.dir, &doomed)?;
+        for base in doomed.iter().chain(std::iter::once(&meta.base)) {
+            cache.remove(*base);
+        }
+        // Grown back to the active size before it is mapped (mmap invariant).
+        let fresh = Arc::new(ActiveSegment::open(
+            &self.dir,
+            meta.base,
+            self.index_capacity.max(count),
+        )?);
+        fresh
+            .store
+            .set_len(position)
+            .and_then(|()| fresh.store.sync_data())
+            .map_err(io_err("truncating", &fresh.store_path))?;
+        segment::sync_dir(&self.dir)?;
+        segments.sealed.truncate(t);
+        segments.active = fresh.clone();
+        w.active = fresh;
+        w.store_bytes = position;
+        w.pending_seal.retain(|p| p.base < meta.base);
+        Ok(())
+    }
+
+    /// Drops whole segments whose records are all below `before` (never the active
+    /// segment), e.g. after a snapshot or for retention; returns the bytes freed.
+    /// `first_offset` becomes the base of the oldest remaining segment, which may
+    /// still be below `before`.
+    pub fn truncate_prefix(&self, before: Offset) -> Result<u64> {
+        self.check_open()?;
+        let _sync = lock!(self.sync_lock);
+        let (bases, freed) = {
+            let mut w = lock!(self.writer);
+            let mut segments = write_lock!(self.segments);
+            let n = (0..segments.sealed.len())
+                .take_while(|&i| segments.sealed_next(i) <= before.0)
+                .count();
+            self.detach_oldest(&mut w, &mut segments, n)?
+        };
+        self.delete_detached(&bases, freed)?;
+        Ok(freed)
+    }
+
+    /// Removes the `n` oldest sealed segments from the in-memory log (readers stop
+    /// seeing them at once) and returns their bases and size. The caller deletes
+    /// the files with [`Log::delete_detached`] after releasing `writer` and
+    /// `segments`, still holding `sync` (so no sync touches them meanwhile).
+    fn detach_oldest(
+        &self,
+        w: &mut Writer,
+        segments: &mut Segments,
+        n: usize,
+    ) -> Result<(Vec<u64>, u64)> {
+        if n == 0 {
+            return Ok((Vec::new(), 0));
+        }
+        let freed: u64 = (0..n).map(|i| segments.sealed_bytes(i)).sum();
+        let bases: Vec<u64> = segments.sealed[..n].iter().map(|m| m.base).collect();
+        {
+            let mut cache = lock!(self.cache);
+            for base in &bases {
+                cache.remove(*base);
+            }
+        }
+        w.pending_seal.retain(|p| !bases.contains(&p.base));
+        segments.sealed.drain(..n);
+        self.first_offset
+            .store(segments.first_offset(), Ordering::Release);
+        Ok((bases, freed))
+    }
+
+    /// Deletes detached segments, oldest first (a crash leaves a contiguous log),
+    /// and fsyncs the directory.
+    fn delete_detached(&self, bases: &[u64], freed: u64) -> Result<()> {
+        if bases.is_empty() {
+            return Ok(());
+        }
+        let result = recovery::remove_segments_oldest_first(&self.dir, bases)
+            .and_then(|()| segment::sync_dir(&self.dir));
+        if let Err(error) = result {
+            return Err(self.fail(error));
+        }
+        log::info!(
+            "log {}: removed {} segment(s), {freed} bytes; first offset now {}",
+            self.dir.display(),
+            bases.len(),
+            self.first_offset()
+        );
+        Ok(())
+    }
+
+    /// Drops everything and leaves an empty log whose next offset is `start`
+    /// (InstallSnapshot). Not atomic across a crash: a crash during reset leaves the
+    /// old log minus some of its oldest segments, or an empty log at
+    /// `config.initial_offset`, or the new empty log; the caller's snapshot metadata
+    /// must say which state it expects and reset again if needed.
+    pub fn reset(&self, start: Offset) -> Result<()> {
+        self.check_open()?;
+        let _sync = lock!(self.sync_lock);
+        let mut guard = lock!(self.writer);
+        let w = &mut *guard;
+        let mut segments = write_lock!(self.segments);
+        lock!(self.cache).clear();
+        let mut bases: Vec<u64> = segments.sealed.iter().map(|m| m.base).collect();
+        bases.push(segments.active.base);
+        let result = recovery::remove_segments_oldest_first(&self.dir, &bases)
+            .and_then(|()| segment::sync_dir(&self.dir))
+            .and_then(|()| ActiveSegment::open(&self.dir, start.0, self.index_capacity))
+            .and_then(|fresh| {
+                // Old files were unlinked above, so this is a new, empty file.
+                fresh
+                    .store
+                    .set_len(0)
+                    .map_err(io_err("clearing", &fresh.store_path))?;
+                segment::sync_dir(&self.dir)?;
+                Ok(fresh)
+            });
+        let fresh = match result {
+            Ok(fresh) => Arc::new(fresh),
+            Err(error) => return Err(self.fail(error)),
+        };
+        segments.sealed.clear();
+        segments.active = fresh.clone();
+        w.active = fresh;
+        w.next_offset = start.0;
+        w.store_bytes = 0;
+        w.pending_seal.clear();
+        w.unsynced_creations = 0;
+        self.first_offset.store(start.0, Ordering::Release);
+        self.publication.publish(start.0, 0);
+        self.durable_offset.store(start.0, Ordering::Release);
+        log::info!("log {}: reset to start at {start}", self.dir.display());
+        Ok(())
+    }
+
+    /// Applies the configured retention (total bytes and/or age, both off by
+    /// default): drops the oldest whole sealed segments, never the active one.
+    /// A segment's age is measured from its store file's modification time (its
+    /// last write) to `now`. Returns the bytes freed.
+    pub fn apply_retention(&self, now: SystemTime) -> Result<u64> {
+        self.check_open()?;
+        if self.config.retention_bytes.is_none() && self.config.retention_age.is_none() {
+            return Ok(0);
+        }
+        let _sync = lock!(self.sync_lock);
+        let (bases, freed) = {
+            let mut w = lock!(self.writer);
+            let mut segments = write_lock!(self.segments);
+            let sizes: Vec<u64> = (0..segments.sealed.len())
+                .map(|i| segments.sealed_bytes(i))
+                .collect();
+            let active_bytes = w.store_bytes + (w.next_offset - w.active.base) * SLOT_BYTES;
+            let by_bytes = self.config.retention_bytes.map_or(0, |limit| {
+                retention::drop_for_bytes(&sizes, active_bytes, limit)
+            });
+            let by_age = match self.config.retention_age {
+                None => 0,
+                Some(max_age) => {
+                    let mut modified = |i: usize| -> Result<SystemTime> {
+                        let path = segment::store_path(&self.dir, segments.sealed[i].base);
+                        fs::metadata(&path)
+                            .and_then(|m| m.modified())
+                            .map_err(io_err("stat", &path))
+                    };
+                    retention::drop_for_age(sizes.len(), max_age, now, &mut modified)?
+                }
+            };
+            self.detach_oldest(&mut w, &mut segments, by_bytes.max(by_age))?
+        };
+        self.delete_detached(&bases, freed)?;
+        Ok(freed)
+    }
+}

@@ -1,0 +1,400 @@
+//! Segment files: naming, the active segment (store + mapped index), lazily opened
+//! sealed segments (store + index read with `pread`), and a sequential frame
+//! reader shared by reads and recovery.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::error::{Result, StorageError};
+use super::index::{self, SLOT_BYTES};
+use super::mmap::IndexMap;
+use super::record::{parse_frame, Frame, Header, RECORD_HEADER_BYTES};
+
+/// Extension of store files.
+pub(crate) const STORE_EXT: &str = "store";
+/// Extension of index files.
+pub(crate) const INDEX_EXT: &str = "index";
+
+/// `dir/<base, 20 digits>.store`.
+pub(crate) fn store_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.{STORE_EXT}"))
+}
+
+/// `dir/<base, 20 digits>.index`.
+pub(crate) fn index_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.{INDEX_EXT}"))
+}
+
+/// Which file of a segment a directory entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FileKind {
+    Store,
+    Index,
+}
+
+/// Parses `<20 digits>.store` / `<20 digits>.index`; anything else is `None`.
+pub(crate) fn parse_file_name(name: &str) -> Option<(u64, FileKind)> {
+    let (stem, ext) = name.split_once('.')?;
+    let kind = match ext {
+        STORE_EXT => FileKind::Store,
+        INDEX_EXT => FileKind::Index,
+        _ => return None,
+    };
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((stem.parse().ok()?, kind))
+}
+
+fn open_rw(path: &Path, create: bool) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(path)
+}
+
+/// fsyncs a directory (after creating, renaming or removing entries in it).
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io(format!("fsyncing directory {}", dir.display()), e))
+}
+
+/// Reads `buf.len()` bytes at `pos`; a short file is corruption, not an I/O error.
+pub(crate) fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], pos: u64) -> Result<()> {
+    file.read_exact_at(buf, pos).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            StorageError::corrupt(path, pos, "file is shorter than the log expects")
+        } else {
+            StorageError::io(format!("reading {}", path.display()), e)
+        }
+    })
+}
+
+/// The segment being appended to: its store file and its memory-mapped index.
+#[derive(Debug)]
+pub(crate) struct ActiveSegment {
+    pub base: u64,
+    pub store: File,
+    pub store_path: PathBuf,
+    pub index: IndexMap,
+    pub index_path: PathBuf,
+    /// Records this index can hold before the segment must roll.
+    pub capacity: u64,
+}
+
+impl ActiveSegment {
+    /// Opens (creating if needed) the files of segment `base` for appending, grows
+    /// or sets its index file to the active size for `capacity` records, and maps it.
+    /// The store is left as is; the caller cuts it to its valid length.
+    pub fn open(dir: &Path, base: u64, capacity: u64) -> Result<ActiveSegment> {
+        let store_path = store_path(dir, base);
+        let index_path = index_path(dir, base);
+        let store = open_rw(&store_path, true)
+            .map_err(|e| StorageError::io(format!("opening {}", store_path.display()), e))?;
+        let index_file = open_rw(&index_path, true)
+            .map_err(|e| StorageError::io(format!("opening {}", index_path.display()), e))?;
+        let index_bytes = index::active_file_bytes(capacity);
+        // Not mapped yet, so resizing it is allowed (see the mmap invariant).
+        index_file
+            .set_len(index_bytes)
+            .map_err(|e| StorageError::io(format!("sizing {}", index_path.display()), e))?;
+        let index = IndexMap::map(&index_file, index_bytes / SLOT_BYTES)
+            .map_err(|e| StorageError::io(format!("mapping {}", index_path.display()), e))?;
+        Ok(ActiveSegment {
+            base,
+            store,
+            store_path,
+            index,
+            index_path,
+            capacity,
+        })
+    }
+
+    /// Store position of the record in `slot`.
+    pub fn position(&self, slot: u64) -> Result<u64> {
+        let value = self.index.load(slot).ok_or_else(|| {
+            StorageError::corrupt(
+                &self.index_path,
+                slot * SLOT_BYTES,
+                "slot past the index end",
+            )
+        })?;
+        index::decode_slot(value, slot)
+            .map_err(|reason| StorageError::corrupt(&self.index_path, slot * SLOT_BYTES, reason))
+    }
+
+    /// Records where the record in `slot` starts.
+    pub fn set_position(&self, slot: u64, position: u64) -> bool {
+        match (u32::try_from(slot), u32::try_from(position)) {
+            (Ok(rel), Ok(pos)) => self.index.store(slot, index::encode_slot(rel, pos)),
+            _ => false,
+        }
+    }
+}
+
+/// A sealed (immutable) segment opened for reading.
+#[derive(Debug)]
+pub(crate) struct SealedSegment {
+    pub base: u64,
+    pub count: u64,
+    pub store: File,
+    pub store_path: PathBuf,
+    pub store_bytes: u64,
+    index: File,
+    index_path: PathBuf,
+}
+
+impl SealedSegment {
+    /// Opens sealed segment `base`, which must hold `count` records in
+    /// `store_bytes` bytes, and checks that its index and store agree at the end
+    /// (the last record starts where the index says and ends at the store's end).
+    pub fn open(dir: &Path, base: u64, count: u64, store_bytes: u64) -> Result<SealedSegment> {
+        let store_path = store_path(dir, base);
+        let index_path = index_path(dir, base);
+        let store = File::open(&store_path)
+            .map_err(|e| StorageError::io(format!("opening {}", store_path.display()), e))?;
+        let index = File::open(&index_path)
+            .map_err(|e| StorageError::io(format!("opening {}", index_path.display()), e))?;
+        let len = |f: &File, p: &Path| {
+            f.metadata()
+                .map(|m| m.len())
+                .map_err(|e| StorageError::io(format!("stat {}", p.display()), e))
+        };
+        let actual_store = len(&store, &store_path)?;
+        if actual_store != store_bytes {
+            return Err(StorageError::corrupt(
+                &store_path,
+                actual_store,
+                format!("sealed store is {actual_store} bytes, expected {store_bytes}"),
+            ));
+        }
+        // A segment sealed in this process may still have its preallocated index
+        // (it is trimmed at the next sync), so only a short index is wrong.
+        let index_bytes = len(&index, &index_path)?;
+        if count == 0 || index_bytes < index::sealed_file_bytes(count) {
+            return Err(StorageError::corrupt(
+                &index_path,
+                index_bytes,
+                format!("sealed index is too short for {count} records"),
+            ));
+        }
+        let segment = SealedSegment {
+            base,
+            count,
+            store,
+            store_path,
+            store_bytes,
+            index,
+            index_path,
+        };
+        let last = count - 1;
+        let pos = segment.position(last)?;
+        let mut header = [0u8; RECORD_HEADER_BYTES];
+        if pos + RECORD_HEADER_BYTES as u64 > store_bytes {
+            return Err(StorageError::corrupt(
+                &segment.store_path,
+                pos,
+                "last record outside the store",
+            ));
+        }
+        read_exact_at(&segment.store, &segment.store_path, &mut header, pos)?;
+        let value_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let end = pos + RECORD_HEADER_BYTES as u64 + u64::from(value_len);
+        let offset = u64::from_le_bytes(header[8..16].try_into().unwrap_or([0xff; 8]));
+        if end != store_bytes || offset != base + last {
+            return Err(StorageError::corrupt(
+                &segment.store_path,
+                pos,
+                "last indexed record does not end the sealed store",
+            ));
+        }
+        Ok(segment)
+    }
+
+    /// Store position of the record in `slot` (one `pread` of the index).
+    pub fn position(&self, slot: u64) -> Result<u64> {
+        if slot >= self.count {
+            return Err(StorageError::corrupt(
+                &self.index_path,
+                slot * SLOT_BYTES,
+                "slot past the index end",
+            ));
+        }
+        let mut bytes = [0u8; SLOT_BYTES as usize];
+        read_exact_at(&self.index, &self.index_path, &mut bytes, slot * SLOT_BYTES)?;
+        index::decode_slot(u64::from_le_bytes(bytes), slot)
+            .map_err(|reason| StorageError::corrupt(&self.index_path, slot * SLOT_BYTES, reason))
+    }
+}
+
+/// One step of a [`FrameReader`].
+#[derive(Debug)]
+pub(crate) enum Step<'a> {
+    /// A valid record starting at `position`; `frame` is header + value.
+    Record {
+        position: u64,
+        header: Header,
+        frame: &'a [u8],
+    },
+    /// Reached the end.
+    End,
+    /// The bytes at `position` are not a valid record.
+    Invalid {
+        position: u64,
+        reason: &'static str,
+        value_len: Option<u32>,
+    },
+}
+
+/// Reads records sequentially from `file[start..end)` in large chunks: one `pread`
+/// per chunk, then parsing in memory. The buffer can be handed in and taken back
+/// ([`FrameReader::with_buffer`], [`FrameReader::into_buffer`]) so a reader thread
+/// reuses one allocation instead of allocating and zeroing a chunk per call.
+pub(crate) struct FrameReader<'f> {
+    file: &'f File,
+    path: &'f Path,
+    /// `buf[..filled]` holds file bytes from `buf_pos` on; the rest is scratch.
+    buf: Vec<u8>,
+    filled: usize,
+    /// File position of `buf[0]`.
+    buf_pos: u64,
+    /// Bytes of `buf` already handed out.
+    consumed: usize,
+    end: u64,
+    chunk_bytes: u64,
+}
+
+impl<'f> FrameReader<'f> {
+    pub fn new(
+        file: &'f File,
+        path: &'f Path,
+        start: u64,
+        end: u64,
+        chunk_bytes: u64,
+    ) -> FrameReader<'f> {
+        FrameReader::with_buffer(file, path, start, end, chunk_bytes, Vec::new())
+    }
+
+    /// Like [`FrameReader::new`], reusing `buf`'s allocation.
+    pub fn with_buffer(
+        file: &'f File,
+        path: &'f Path,
+        start: u64,
+        end: u64,
+        chunk_bytes: u64,
+        buf: Vec<u8>,
+    ) -> FrameReader<'f> {
+        FrameReader {
+            file,
+            path,
+            buf,
+            filled: 0,
+            buf_pos: start,
+            consumed: 0,
+            end,
+            chunk_bytes: chunk_bytes.max(RECORD_HEADER_BYTES as u64),
+        }
+    }
+
+    /// Gives the buffer back for reuse.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+
+    /// File position of the next record.
+    pub fn position(&self) -> u64 {
+        self.buf_pos + self.consumed as u64
+    }
+
+    /// The next record, the end, or the reason the bytes here are invalid.
+    pub fn next_step(&mut self) -> Result<Step<'_>> {
+        // Two refills at most: the first may only complete the header.
+        for _ in 0..3 {
+            let position = self.position();
+            if position >= self.end {
+                return Ok(Step::End);
+            }
+            match parse_frame(&self.buf[self.consumed..self.filled], self.end - position) {
+                Frame::Valid(header) => {
+                    let start = self.consumed;
+                    self.consumed += header.total_bytes() as usize;
+                    return Ok(Step::Record {
+                        position,
+                        header,
+                        frame: &self.buf[start..self.consumed],
+                    });
+                }
+                Frame::Short { needed_bytes } => self.refill(needed_bytes)?,
+                Frame::Invalid { reason, value_len } => {
+                    return Ok(Step::Invalid {
+                        position,
+                        reason,
+                        value_len,
+                    })
+                }
+            }
+        }
+        Err(StorageError::corrupt(
+            self.path,
+            self.position(),
+            "record framing did not converge",
+        ))
+    }
+
+    /// Drops consumed bytes and reads until at least `needed_bytes` unconsumed
+    /// bytes are buffered (the caller checked they exist before `end`).
+    fn refill(&mut self, needed_bytes: u64) -> Result<()> {
+        self.buf.copy_within(self.consumed..self.filled, 0);
+        self.filled -= self.consumed;
+        self.buf_pos += self.consumed as u64;
+        self.consumed = 0;
+        let want = needed_bytes
+            .max(self.chunk_bytes)
+            .min(self.end - self.buf_pos);
+        let want = usize::try_from(want).map_err(|_| {
+            StorageError::corrupt(self.path, self.buf_pos, "record larger than memory")
+        })?;
+        if want <= self.filled {
+            return Ok(());
+        }
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        let filled = self.filled;
+        read_exact_at(
+            self.file,
+            self.path,
+            &mut self.buf[filled..want],
+            self.buf_pos + filled as u64,
+        )?;
+        self.filled = want;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let dir = Path::new("/x");
+        let p = store_path(dir, 42);
+        assert_eq!(p, Path::new("/x/00000000000000000042.store"));
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap();
+        assert_eq!(parse_file_name(name), Some((42, FileKind::Store)));
+        assert_eq!(
+            parse_file_name("18446744073709551615.index"),
+            Some((u64::MAX, FileKind::Index))
+        );
+        assert_eq!(parse_file_name("42.store"), None);
+        assert_eq!(parse_file_name("0000000000000000004x.store"), None);
+        assert_eq!(parse_file_name("00000000000000000042.tmp"), None);
+        assert_eq!(parse_file_name("99999999999999999999.store"), None);
+    }
+}
