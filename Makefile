@@ -36,6 +36,9 @@ loom: ## model-check the cross-thread hand-offs with loom
 	RUSTFLAGS="--cfg commitlog_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
 		$(CARGO) test --release --lib loom_
 
+bench: ## storage append benchmark + clog bench W1-W4 against a release commitlogd (see BENCHMARKS.md)
+	./scripts/bench.sh
+
 fuzz: ## fuzz the frame decoder for FUZZ_SECS seconds (nightly + cargo-fuzz; installs cargo-fuzz if missing)
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	mkdir -p fuzz/target/corpus/frame_decoder
