@@ -158,6 +158,7 @@ fn round_trip_across_segment_boundaries() {
     assert_eq!(log.first_offset(), Offset(0));
     assert_eq!(log.last_offset(), None);
     assert!(log.read_range(Offset(0), 100).unwrap().is_empty());
+    assert_eq!(log.append_batch(&[]).unwrap(), Offset(0), "empty batch");
     for i in 0..40 {
         let v = value_of(i);
         let offset = log
