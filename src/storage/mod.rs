@@ -95,6 +95,10 @@
 //!   those records (a hole in the log).
 //! * A sealed segment whose index is missing or damaged but whose store holds
 //!   exactly the expected records gets its index rebuilt (and a warning).
+//! * [`Log::open_and_repair`] turns those `Corrupt` reports into cuts (the log
+//!   ends just before the damage, with a warning), for a node that can re-fetch
+//!   the lost records (a Raft follower). Damage inside sealed segments surfaces as
+//!   `Corrupt` on read; `truncate_suffix` to just before it removes it.
 
 mod cache;
 mod engine;

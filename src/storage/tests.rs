@@ -425,6 +425,14 @@ fn damage_followed_by_valid_records_is_corrupt_not_cut() {
     assert!(is_corrupt(&opened), "{opened:?}");
     // The file was not cut.
     assert_eq!(fs::read(&store).unwrap().len(), bytes.len());
+    // Repairing cuts the log just before the damaged record.
+    let log = Log::open_and_repair(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(log.next_offset(), Offset(5));
+    check_range(&log, 0, 5);
+    append_range(&log, 5, 8, 3);
+    drop(log);
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    check_range(&log, 0, 8);
 }
 
 #[test]
@@ -480,6 +488,20 @@ fn corruption_in_a_sealed_segment_is_reported() {
     assert!(is_corrupt(&Log::open(dir.path(), small_config())));
     fs::remove_file(stores[3].with_extension("index")).unwrap();
     assert!(is_corrupt(&Log::open(dir.path(), small_config())));
+    // Repairing ends the log before the hole; here one record earlier, because the
+    // segment before the hole lost its last byte above (with the hole, its index no
+    // longer matches, so it is scanned).
+    let hole: u64 = stores[3]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let log = Log::open_and_repair(dir.path(), small_config()).unwrap();
+    assert_eq!(log.next_offset(), Offset(hole - 1));
+    assert_eq!(log.read(Offset(hole - 2)).unwrap(), expected(hole - 2));
+    assert_eq!(segment_files(dir.path(), "store").len(), 3);
 }
 
 #[test]
@@ -921,4 +943,31 @@ fn a_million_small_records() {
         log.read(Offset(777_777)).unwrap().value[..8],
         777_777u64.to_le_bytes()
     );
+}
+
+#[test]
+fn a_hole_between_segments_is_corrupt_and_repair_cuts_before_it() {
+    let dir = TempDir::new("hole");
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    append_range(&log, 0, 60, 6);
+    log.close().unwrap();
+    let stores = segment_files(dir.path(), "store");
+    let hole: u64 = stores[3]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    fs::remove_file(&stores[3]).unwrap();
+    fs::remove_file(stores[3].with_extension("index")).unwrap();
+    assert!(is_corrupt(&Log::open(dir.path(), small_config())));
+    let log = Log::open_and_repair(dir.path(), small_config()).unwrap();
+    assert_eq!(log.next_offset(), Offset(hole));
+    check_range(&log, 0, hole);
+    assert_eq!(segment_files(dir.path(), "store").len(), 3);
+    append_range(&log, hole, hole + 4, 4);
+    drop(log);
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    check_range(&log, 0, hole + 4);
 }
