@@ -20,7 +20,8 @@ impl Log {
     /// Drops every record after `keep_through` (`None`: every record), e.g. when a
     /// Raft leader overwrites a conflicting suffix. The next append gets offset
     /// `keep_through + 1`. Durable on return (files cut and fsynced, directory
-    /// fsynced); `durable_offset` is lowered to the new end if it was above it.
+    /// fsynced; readers are held off only while files are cut, not during the
+    /// fsyncs); `durable_offset` is lowered to the new end if it was above it.
     pub fn truncate_suffix(&self, keep_through: Option<Offset>) -> Result<()> {
         self.check_open()?;
         let _sync = lock!(self.sync_lock);
@@ -42,19 +43,39 @@ impl Log {
                 next: Offset(next),
             });
         }
-        let mut segments = write_lock!(self.segments);
-        let mut cache = lock!(self.cache);
-        let result = if new_next >= w.active.base {
-            self.cut_active(w, new_next)
-        } else {
-            self.cut_into_sealed(w, &mut segments, &mut cache, new_next)
+        let removed_segments = {
+            let mut segments = write_lock!(self.segments);
+            let mut cache = lock!(self.cache);
+            let result = if new_next >= w.active.base {
+                self.cut_active(w, new_next).map(|()| false)
+            } else {
+                self.cut_into_sealed(w, &mut segments, &mut cache, new_next)
+                    .map(|()| true)
+            };
+            match result {
+                Ok(removed) => removed,
+                Err(error) => return Err(self.fail(error)),
+            }
         };
-        if let Err(error) = result {
-            return Err(self.fail(error));
-        }
         w.next_offset = new_next;
         self.publication.publish(new_next, w.store_bytes);
         self.durable_offset.fetch_min(new_next, Ordering::AcqRel);
+        // Readers already see the new end; make it durable without blocking them.
+        let active = &w.active;
+        let result = active
+            .store
+            .sync_data()
+            .map_err(io_err("fsyncing", &active.store_path))
+            .and_then(|()| {
+                if removed_segments {
+                    segment::sync_dir(&self.dir)
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(error) = result {
+            return Err(self.fail(error));
+        }
         log::info!(
             "log {}: truncated after {:?} (next offset {new_next})",
             self.dir.display(),
@@ -69,7 +90,6 @@ impl Log {
         active
             .store
             .set_len(position)
-            .and_then(|()| active.store.sync_data())
             .map_err(io_err("truncating", &active.store_path))?;
         w.store_bytes = position;
         Ok(())
@@ -112,9 +132,7 @@ impl Log {
         fresh
             .store
             .set_len(position)
-            .and_then(|()| fresh.store.sync_data())
             .map_err(io_err("truncating", &fresh.store_path))?;
-        segment::sync_dir(&self.dir)?;
         segments.sealed.truncate(t);
         segments.active = fresh.clone();
         w.active = fresh;
