@@ -971,3 +971,45 @@ fn a_hole_between_segments_is_corrupt_and_repair_cuts_before_it() {
     let log = Log::open(dir.path(), small_config()).unwrap();
     check_range(&log, 0, hole + 4);
 }
+
+/// `truncate_suffix` to just before a damaged record removes it, even when the
+/// damage is in the last record of a sealed segment (which makes that segment
+/// unreadable as a whole until then).
+#[test]
+fn truncate_suffix_removes_damage_in_a_sealed_segment() {
+    let dir = TempDir::new("truncate-damage");
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    append_range(&log, 0, 60, 6);
+    log.close().unwrap();
+    let stores = segment_files(dir.path(), "store");
+    let victim = &stores[2];
+    let base: u64 = victim
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let next_base: u64 = stores[3]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut bytes = fs::read(victim).unwrap();
+    // The length field of the segment's last record.
+    let last_start = bytes.len() - RECORD_HEADER_BYTES - value_of(next_base - 1).len();
+    bytes[last_start + 4] ^= 0x10;
+    fs::write(victim, &bytes).unwrap();
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    assert!(is_corrupt(&log.read(Offset(base))));
+    assert!(is_corrupt(&log.read(Offset(next_base - 1))));
+    log.truncate_suffix(Some(Offset(next_base - 2))).unwrap();
+    assert_eq!(log.next_offset(), Offset(next_base - 1));
+    check_range(&log, 0, next_base - 1);
+    append_range(&log, next_base - 1, next_base + 10, 4);
+    drop(log);
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    check_range(&log, 0, next_base + 10);
+}

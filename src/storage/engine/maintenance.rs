@@ -12,9 +12,18 @@ use crate::storage::error::{Result, StorageError};
 use crate::storage::index::SLOT_BYTES;
 use crate::storage::recovery;
 use crate::storage::retention;
-use crate::storage::segment::{self, ActiveSegment, SealedSegment};
+use crate::storage::segment::{self, ActiveSegment};
 use crate::sync::Ordering;
 use crate::types::Offset;
+
+/// Where `truncate_suffix` cuts.
+#[derive(Clone, Copy, Debug)]
+enum Cut {
+    /// In the active segment, at this store position.
+    Active { position: u64 },
+    /// In sealed segment `index` (which becomes active), at this store position.
+    Sealed { index: usize, position: u64 },
+}
 
 impl Log {
     /// Drops every record after `keep_through` (`None`: every record), e.g. when a
@@ -45,12 +54,14 @@ impl Log {
         }
         let removed_segments = {
             let mut segments = write_lock!(self.segments);
+            // Errors up to here changed nothing; after this they close the log.
+            let cut = self.plan_cut(w, &segments, new_next)?;
             let mut cache = lock!(self.cache);
-            let result = if new_next >= w.active.base {
-                self.cut_active(w, new_next).map(|()| false)
-            } else {
-                self.cut_into_sealed(w, &mut segments, &mut cache, new_next)
-                    .map(|()| true)
+            let result = match cut {
+                Cut::Active { position } => self.cut_active(w, position).map(|()| false),
+                Cut::Sealed { index, position } => self
+                    .cut_into_sealed(w, &mut segments, &mut cache, index, position)
+                    .map(|()| true),
             };
             match result {
                 Ok(removed) => removed,
@@ -84,13 +95,50 @@ impl Log {
         Ok(())
     }
 
-    fn cut_active(&self, w: &mut Writer, new_next: u64) -> Result<()> {
+    /// Where the log must be cut so that `new_next` is the next offset: the end of
+    /// record `new_next - 1`, which is read and checked (so a damaged record at or
+    /// after the cut, or a damaged index slot for it, does not get in the way).
+    fn plan_cut(&self, w: &Writer, segments: &Segments, new_next: u64) -> Result<Cut> {
         let active = &w.active;
-        let position = active.position(new_next - active.base)?;
-        active
+        if new_next >= active.base {
+            let position = match (new_next - active.base).checked_sub(1) {
+                None => 0,
+                Some(prev) => segment::record_end(
+                    &active.store,
+                    &active.store_path,
+                    active.position(prev)?,
+                    w.store_bytes,
+                    new_next - 1,
+                )?,
+            };
+            return Ok(Cut::Active { position });
+        }
+        let index = segments.sealed_holding(new_next).ok_or_else(|| {
+            StorageError::corrupt(&self.dir, 0, "no segment holds the truncation point")
+        })?;
+        let meta = segments.sealed[index];
+        let position = match (new_next - meta.base).checked_sub(1) {
+            None => 0,
+            Some(prev) => {
+                let store_path = segment::store_path(&self.dir, meta.base);
+                let store = fs::File::open(&store_path).map_err(io_err("opening", &store_path))?;
+                segment::record_end(
+                    &store,
+                    &store_path,
+                    segment::read_index_slot(&self.dir, meta.base, prev)?,
+                    meta.store_bytes,
+                    new_next - 1,
+                )?
+            }
+        };
+        Ok(Cut::Sealed { index, position })
+    }
+
+    fn cut_active(&self, w: &mut Writer, position: u64) -> Result<()> {
+        w.active
             .store
             .set_len(position)
-            .map_err(io_err("truncating", &active.store_path))?;
+            .map_err(io_err("truncating", &w.active.store_path))?;
         w.store_bytes = position;
         Ok(())
     }
@@ -100,19 +148,11 @@ impl Log {
         w: &mut Writer,
         segments: &mut Segments,
         cache: &mut SegmentCache,
-        new_next: u64,
+        t: usize,
+        position: u64,
     ) -> Result<()> {
-        let t = segments.sealed_holding(new_next).ok_or_else(|| {
-            StorageError::corrupt(&self.dir, 0, "no segment holds the truncation point")
-        })?;
         let meta = segments.sealed[t];
         let count = segments.sealed_next(t) - meta.base;
-        let position = if new_next == meta.base {
-            0
-        } else {
-            SealedSegment::open(&self.dir, meta.base, count, meta.store_bytes)?
-                .position(new_next - meta.base)?
-        };
         // Newest first, so a crash in between leaves a contiguous log.
         let doomed: Vec<u64> = segments.sealed[t + 1..]
             .iter()
