@@ -1,5 +1,7 @@
 //! Storage engine throughput, compared with the raw sequential-write bandwidth of
-//! the same disk. Run with `cargo bench --bench storage_append`.
+//! the same disk. Run with `cargo bench --bench storage_append`. Without the
+//! `--bench` argument that `cargo bench` passes (e.g. under
+//! `cargo test --all-targets`) it runs as a smoke test with 4 MiB per case.
 //!
 //! Environment:
 //! * `COMMITLOG_BENCH_DIR`: where to write (default `target/bench-storage`); it
@@ -156,20 +158,36 @@ fn reopen_case(dir: &Path) -> Duration {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary
+    // without it, and then it is only a quick smoke test of the benchmark itself.
+    let smoke_test = !std::env::args().any(|arg| arg == "--bench");
     let base: PathBuf = std::env::var_os("COMMITLOG_BENCH_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-storage"));
+        .unwrap_or_else(|| {
+            let name = if smoke_test {
+                "target/bench-storage-smoke"
+            } else {
+                "target/bench-storage"
+            };
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
+        });
+    let default_mib = if smoke_test { 4 } else { 1024 };
     let total_mib: u64 = std::env::var("COMMITLOG_BENCH_MB")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1024);
+        .unwrap_or(default_mib);
     let total_bytes = total_mib * 1024 * 1024;
     let _ = fs::remove_dir_all(&base);
     fs::create_dir_all(&base).expect("create bench dir");
     println!(
-        "storage_append: {} ({} MiB per case)\n",
+        "storage_append: {} ({} MiB per case{})\n",
         base.display(),
-        total_mib
+        total_mib,
+        if smoke_test {
+            "; smoke test only, `cargo bench --bench storage_append` measures"
+        } else {
+            ""
+        }
     );
     println!(
         "{:<44} {:>10} {:>9} {:>12} {:>7} {:>8}",
