@@ -455,7 +455,10 @@ impl Log {
                 .map_err(io_err("fsyncing", &store_path))?;
             // The index is no longer mapped (it was unmapped at the roll, and the only
             // other holder of the mapping, a previous sync, has finished), so it may
-            // be trimmed: this is what marks the segment sealed on disk.
+            // be trimmed: this is what marks the segment sealed on disk. The trim
+            // comes after the index data is durable, so a trimmed index is always a
+            // valid one; the trim itself needs no fsync: if a crash loses it, the
+            // segment merely looks unsealed and recovery scans and re-seals it.
             let index = OpenOptions::new()
                 .write(true)
                 .open(&index_path)
@@ -463,7 +466,6 @@ impl Log {
             index
                 .sync_data()
                 .and_then(|()| index.set_len(index::sealed_file_bytes(seal.count)))
-                .and_then(|()| index.sync_all())
                 .map_err(io_err("sealing", &index_path))?;
         }
         active
