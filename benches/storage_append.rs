@@ -6,6 +6,7 @@
 //! Environment:
 //! * `COMMITLOG_BENCH_DIR`: where to write (default `target/bench-storage`); it
 //!   should be on the disk you care about. Everything written is removed at the end.
+//! * `COMMITLOG_BENCH_VERBOSE`: if set, also print how long the final sync took.
 //! * `COMMITLOG_BENCH_MB`: MiB of record values per no-fsync case (default 1024);
 //!   the fsync-per-batch cases write a quarter of that.
 //!
@@ -111,8 +112,16 @@ fn append_case(
             log.sync().expect("sync");
         }
     }
+    let appended = start.elapsed();
     let durable = log.sync().expect("sync");
     let elapsed = start.elapsed();
+    if std::env::var_os("COMMITLOG_BENCH_VERBOSE").is_some() {
+        eprintln!(
+            "  ({value_bytes} B, fsync per batch {fsync_each_batch}: appends {:.3} s, final sync {:.3} s)",
+            appended.as_secs_f64(),
+            (elapsed - appended).as_secs_f64()
+        );
+    }
     let records = batches * BATCH_RECORDS as u64;
     assert_eq!(durable, Offset(records));
     let mode = if fsync_each_batch {
