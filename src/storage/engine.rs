@@ -13,7 +13,7 @@ use super::error::{Result, StorageError};
 use super::index::{self, SLOT_BYTES};
 use super::publish::Publication;
 use super::record::{encode_into, encoded_bytes, NewRecord, RECORD_HEADER_BYTES};
-use super::recovery::{self, SealedMeta};
+use super::recovery::{self, Mode, SealedMeta};
 use super::segment::{self, ActiveSegment};
 use super::LogConfig;
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, RwLock};
@@ -161,6 +161,24 @@ impl Log {
     /// The directory is locked (`flock` on `LOCK`) while open: a second `open` of the
     /// same directory fails with an `Io` error of kind `WouldBlock`.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log> {
+        Log::open_with(dir, config, Mode::Strict)
+    }
+
+    /// Like [`Log::open`], but corruption that recovery finds in the scanned tail
+    /// (a damaged record followed by valid ones, a record holding the wrong offset)
+    /// or a hole between segments is cut off instead of reported: the log ends just
+    /// before it, later segments are deleted, and a warning says what was dropped.
+    ///
+    /// Records after the cut are lost, so use it only where they can be fetched
+    /// again (a Raft follower re-fetches from the leader), typically after `open`
+    /// returned [`StorageError::Corrupt`]. Sealed segments are still not scanned:
+    /// damage there shows up as `Corrupt` on read, and `truncate_suffix` to just
+    /// before the damaged offset removes it.
+    pub fn open_and_repair(dir: &Path, config: LogConfig) -> Result<Log> {
+        Log::open_with(dir, config, Mode::Repair)
+    }
+
+    fn open_with(dir: &Path, config: LogConfig, mode: Mode) -> Result<Log> {
         if config.max_store_bytes > u64::from(u32::MAX)
             || config.max_store_bytes < RECORD_HEADER_BYTES as u64
         {
@@ -175,7 +193,7 @@ impl Log {
         let index_capacity = index::capacity_slots(config.max_index_bytes);
         fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         let lock_file = lock_dir(dir)?;
-        let recovered = recovery::recover(dir, index_capacity, config.initial_offset.0)?;
+        let recovered = recovery::recover(dir, index_capacity, config.initial_offset.0, mode)?;
         // Recovery fsynced every file it kept; make their directory entries durable too.
         segment::sync_dir(dir)?;
         let active = Arc::new(recovered.active);
@@ -437,7 +455,10 @@ impl Log {
                 .map_err(io_err("fsyncing", &store_path))?;
             // The index is no longer mapped (it was unmapped at the roll, and the only
             // other holder of the mapping, a previous sync, has finished), so it may
-            // be trimmed: this is what marks the segment sealed on disk.
+            // be trimmed: this is what marks the segment sealed on disk. The trim
+            // comes after the index data is durable, so a trimmed index is always a
+            // valid one; the trim itself needs no fsync: if a crash loses it, the
+            // segment merely looks unsealed and recovery scans and re-seals it.
             let index = OpenOptions::new()
                 .write(true)
                 .open(&index_path)
@@ -445,7 +466,6 @@ impl Log {
             index
                 .sync_data()
                 .and_then(|()| index.set_len(index::sealed_file_bytes(seal.count)))
-                .and_then(|()| index.sync_all())
                 .map_err(io_err("sealing", &index_path))?;
         }
         active

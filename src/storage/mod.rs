@@ -8,8 +8,8 @@
 //!
 //! * `00000000000000000000.store`: the records, back to back (format below);
 //! * `00000000000000000000.index`: relative offset → position in the store,
-//!   memory-mapped (through `storage/mmap.rs`, the only module with `unsafe`) while the
-//!   segment is active.
+//!   memory-mapped while the segment is active (through `storage/mmap.rs`, the
+//!   only module with `unsafe`), read with `pread` once it is sealed.
 //!
 //! The directory also holds `LOCK`, on which an open log keeps an exclusive
 //! `flock`, so the same log cannot be opened twice at once.
@@ -71,8 +71,8 @@
 //! shared for the duration of a read and never take `writer` or `sync`, so they do
 //! not wait for appends or fsyncs. The *readable end* (next offset and end of the
 //! active store) is published with Release after the bytes and index slots are
-//! written and loaded with Acquire by readers (`storage/publish.rs`, checked by a loom
-//! model). Truncation, reset, retention and rolls take `segments` exclusively, so
+//! written and loaded with Acquire by readers (`storage/publish.rs`, checked by a
+//! loom model). Truncation, reset, retention and rolls take `segments` exclusively, so
 //! a reader never observes bytes being rewritten.
 //!
 //! # Recovery rule (on [`Log::open`])
@@ -92,9 +92,15 @@
 //!   with the next offset* (a flipped byte in the middle, not a torn write); a valid
 //!   record carrying the wrong offset; a non-last segment whose index is missing or
 //!   shorter than the records it must hold and whose store does not contain exactly
-//!   those records (a hole in the log).
+//!   those records (a hole in the log). (After a power loss, out-of-order
+//!   writeback of never-synced data can, rarely, look like the first case; the
+//!   node then needs `open_and_repair`.)
 //! * A sealed segment whose index is missing or damaged but whose store holds
 //!   exactly the expected records gets its index rebuilt (and a warning).
+//! * [`Log::open_and_repair`] turns those `Corrupt` reports into cuts (the log
+//!   ends just before the damage, with a warning), for a node that can re-fetch
+//!   the lost records (a Raft follower). Damage inside sealed segments surfaces as
+//!   `Corrupt` on read; `truncate_suffix` to just before it removes it.
 
 mod cache;
 mod engine;

@@ -19,6 +19,16 @@ use super::segment::{
 /// Bytes read per `pread` while scanning a store.
 const SCAN_CHUNK_BYTES: u64 = 1024 * 1024;
 
+/// What recovery does with corruption it finds while scanning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Report it as `Corrupt` (the default: never lose data silently).
+    Strict,
+    /// Cut the log just before it (and warn): for a node that can re-fetch the
+    /// lost records, e.g. a Raft follower.
+    Repair,
+}
+
 /// A sealed segment as the log tracks it without opening it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SealedMeta {
@@ -60,8 +70,15 @@ pub(crate) struct Scan {
 
 /// Scans the store of the segment starting at `base`: every record's crc and
 /// offset are checked. A record with a valid crc but the wrong offset, or an invalid
-/// record followed by a valid record with the next offset, is `Corrupt`.
-pub(crate) fn scan_store(file: &File, path: &Path, store_bytes: u64, base: u64) -> Result<Scan> {
+/// record followed by a valid record with the next offset, is `Corrupt` in
+/// [`Mode::Strict`] and ends the scan (like a torn tail) in [`Mode::Repair`].
+pub(crate) fn scan_store(
+    file: &File,
+    path: &Path,
+    store_bytes: u64,
+    base: u64,
+    mode: Mode,
+) -> Result<Scan> {
     let mut reader = FrameReader::new(file, path, 0, store_bytes, SCAN_CHUNK_BYTES);
     let mut positions = Vec::new();
     // Bounded: every iteration consumes at least one header's worth of bytes.
@@ -71,6 +88,16 @@ pub(crate) fn scan_store(file: &File, path: &Path, store_bytes: u64, base: u64) 
             Step::Record {
                 position, header, ..
             } => {
+                if header.offset != expected && mode == Mode::Repair {
+                    return Ok(Scan {
+                        positions,
+                        valid_bytes: position,
+                        tail: Tail::Torn {
+                            position,
+                            reason: "record holds the wrong offset",
+                        },
+                    });
+                }
                 if header.offset != expected {
                     return Err(StorageError::corrupt(
                         path,
@@ -98,7 +125,7 @@ pub(crate) fn scan_store(file: &File, path: &Path, store_bytes: u64, base: u64) 
                 reason,
                 value_len,
             } => {
-                if let Some(value_len) = value_len {
+                if let (Some(value_len), Mode::Strict) = (value_len, mode) {
                     let next = position + RECORD_HEADER_BYTES as u64 + u64::from(value_len);
                     if next < store_bytes
                         && valid_record_at(file, path, next, store_bytes, expected + 1)?
@@ -252,7 +279,12 @@ fn remove_temp_files(dir: &Path) -> Result<()> {
 }
 
 /// Opens or creates the log in `dir` (which exists) and recovers it.
-pub(crate) fn recover(dir: &Path, index_capacity: u64, initial_offset: u64) -> Result<Recovered> {
+pub(crate) fn recover(
+    dir: &Path,
+    index_capacity: u64,
+    initial_offset: u64,
+    mode: Mode,
+) -> Result<Recovered> {
     remove_temp_files(dir)?;
     let found = list_segments(dir)?;
     let bases: Vec<u64> = found.keys().copied().collect();
@@ -274,7 +306,7 @@ pub(crate) fn recover(dir: &Path, index_capacity: u64, initial_offset: u64) -> R
         let Some(&next_base) = bases.get(i + 1) else {
             // The last segment: always scanned.
             let store = open_store(&spath)?;
-            let scan = scan_store(&store, &spath, files.store.unwrap_or(0), base)?;
+            let scan = scan_store(&store, &spath, files.store.unwrap_or(0), base, mode)?;
             drop(store);
             let recovered =
                 activate_last(dir, base, index_capacity, &scan, files.store.unwrap_or(0))?;
@@ -284,12 +316,17 @@ pub(crate) fn recover(dir: &Path, index_capacity: u64, initial_offset: u64) -> R
             });
         };
         let expected = next_base - base;
-        let Some(store_bytes) = files.store else {
-            return Err(StorageError::corrupt(
-                &spath,
-                0,
-                "store file of a sealed segment is missing",
-            ));
+        // Repair treats a missing store as an empty one, so the log is cut here.
+        let store_bytes = match (files.store, mode) {
+            (Some(bytes), _) => bytes,
+            (None, Mode::Repair) => 0,
+            (None, Mode::Strict) => {
+                return Err(StorageError::corrupt(
+                    &spath,
+                    0,
+                    "store file of a sealed segment is missing",
+                ))
+            }
         };
         if files.index == Some(index::sealed_file_bytes(expected)) {
             sealed.push(SealedMeta { base, store_bytes });
@@ -297,7 +334,7 @@ pub(crate) fn recover(dir: &Path, index_capacity: u64, initial_offset: u64) -> R
         }
         // Not sealed on disk: scan it.
         let store = open_store(&spath)?;
-        let scan = scan_store(&store, &spath, store_bytes, base)?;
+        let scan = scan_store(&store, &spath, store_bytes, base, mode)?;
         let count = scan.positions.len() as u64;
         if count == expected && scan.tail == Tail::Clean {
             store
@@ -314,7 +351,7 @@ pub(crate) fn recover(dir: &Path, index_capacity: u64, initial_offset: u64) -> R
         let unsynced = files
             .index
             .is_some_and(|len| len > index::sealed_file_bytes(expected));
-        if count > expected || !unsynced {
+        if count > expected || (!unsynced && mode == Mode::Strict) {
             return Err(StorageError::corrupt(
                 &spath,
                 scan.valid_bytes,
@@ -324,12 +361,13 @@ pub(crate) fn recover(dir: &Path, index_capacity: u64, initial_offset: u64) -> R
                 ),
             ));
         }
-        // The unsynced tail starts here: cut it and drop the later segments.
+        // The unsynced tail (or, repairing, the damage) starts here: cut it and
+        // drop the later segments.
         drop(store);
         remove_segments_newest_first(dir, &bases[i + 1..])?;
         log::warn!(
-            "log {}: segment {base} was never synced and ends early ({:?}); dropping it after \
-             offset {} and removing {} later segment(s)",
+            "log {}: segment {base} was never synced or is damaged and ends early ({:?}); \
+             dropping it from offset {} and removing {} later segment(s)",
             dir.display(),
             scan.tail,
             base + count,

@@ -232,6 +232,49 @@ impl SealedSegment {
     }
 }
 
+/// Checks the record at `position` (crc, and that it holds offset `expected`) and
+/// returns the position where it ends.
+pub(crate) fn record_end(
+    file: &File,
+    path: &Path,
+    position: u64,
+    store_end: u64,
+    expected: u64,
+) -> Result<u64> {
+    let mut reader = FrameReader::new(file, path, position, store_end, 4096);
+    match reader.next_step()? {
+        Step::Record { header, .. } if header.offset == expected => {
+            Ok(position + header.total_bytes())
+        }
+        Step::Record { header, .. } => Err(StorageError::corrupt(
+            path,
+            position,
+            format!(
+                "record holds offset {} where {expected} belongs",
+                header.offset
+            ),
+        )),
+        Step::End => Err(StorageError::corrupt(
+            path,
+            position,
+            "index points past the store end",
+        )),
+        Step::Invalid { reason, .. } => Err(StorageError::corrupt(path, position, reason)),
+    }
+}
+
+/// Reads one slot of the index of segment `base` without opening the segment for
+/// reads (no end-of-segment check), and returns the store position it holds.
+pub(crate) fn read_index_slot(dir: &Path, base: u64, slot: u64) -> Result<u64> {
+    let path = index_path(dir, base);
+    let file = File::open(&path)
+        .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
+    let mut bytes = [0u8; SLOT_BYTES as usize];
+    read_exact_at(&file, &path, &mut bytes, slot * SLOT_BYTES)?;
+    index::decode_slot(u64::from_le_bytes(bytes), slot)
+        .map_err(|reason| StorageError::corrupt(&path, slot * SLOT_BYTES, reason))
+}
+
 /// One step of a [`FrameReader`].
 #[derive(Debug)]
 pub(crate) enum Step<'a> {

@@ -158,6 +158,7 @@ fn round_trip_across_segment_boundaries() {
     assert_eq!(log.first_offset(), Offset(0));
     assert_eq!(log.last_offset(), None);
     assert!(log.read_range(Offset(0), 100).unwrap().is_empty());
+    assert_eq!(log.append_batch(&[]).unwrap(), Offset(0), "empty batch");
     for i in 0..40 {
         let v = value_of(i);
         let offset = log
@@ -424,6 +425,14 @@ fn damage_followed_by_valid_records_is_corrupt_not_cut() {
     assert!(is_corrupt(&opened), "{opened:?}");
     // The file was not cut.
     assert_eq!(fs::read(&store).unwrap().len(), bytes.len());
+    // Repairing cuts the log just before the damaged record.
+    let log = Log::open_and_repair(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(log.next_offset(), Offset(5));
+    check_range(&log, 0, 5);
+    append_range(&log, 5, 8, 3);
+    drop(log);
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    check_range(&log, 0, 8);
 }
 
 #[test]
@@ -479,6 +488,20 @@ fn corruption_in_a_sealed_segment_is_reported() {
     assert!(is_corrupt(&Log::open(dir.path(), small_config())));
     fs::remove_file(stores[3].with_extension("index")).unwrap();
     assert!(is_corrupt(&Log::open(dir.path(), small_config())));
+    // Repairing ends the log before the hole; here one record earlier, because the
+    // segment before the hole lost its last byte above (with the hole, its index no
+    // longer matches, so it is scanned).
+    let hole: u64 = stores[3]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let log = Log::open_and_repair(dir.path(), small_config()).unwrap();
+    assert_eq!(log.next_offset(), Offset(hole - 1));
+    assert_eq!(log.read(Offset(hole - 2)).unwrap(), expected(hole - 2));
+    assert_eq!(segment_files(dir.path(), "store").len(), 3);
 }
 
 #[test]
@@ -920,4 +943,73 @@ fn a_million_small_records() {
         log.read(Offset(777_777)).unwrap().value[..8],
         777_777u64.to_le_bytes()
     );
+}
+
+#[test]
+fn a_hole_between_segments_is_corrupt_and_repair_cuts_before_it() {
+    let dir = TempDir::new("hole");
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    append_range(&log, 0, 60, 6);
+    log.close().unwrap();
+    let stores = segment_files(dir.path(), "store");
+    let hole: u64 = stores[3]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    fs::remove_file(&stores[3]).unwrap();
+    fs::remove_file(stores[3].with_extension("index")).unwrap();
+    assert!(is_corrupt(&Log::open(dir.path(), small_config())));
+    let log = Log::open_and_repair(dir.path(), small_config()).unwrap();
+    assert_eq!(log.next_offset(), Offset(hole));
+    check_range(&log, 0, hole);
+    assert_eq!(segment_files(dir.path(), "store").len(), 3);
+    append_range(&log, hole, hole + 4, 4);
+    drop(log);
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    check_range(&log, 0, hole + 4);
+}
+
+/// `truncate_suffix` to just before a damaged record removes it, even when the
+/// damage is in the last record of a sealed segment (which makes that segment
+/// unreadable as a whole until then).
+#[test]
+fn truncate_suffix_removes_damage_in_a_sealed_segment() {
+    let dir = TempDir::new("truncate-damage");
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    append_range(&log, 0, 60, 6);
+    log.close().unwrap();
+    let stores = segment_files(dir.path(), "store");
+    let victim = &stores[2];
+    let base: u64 = victim
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let next_base: u64 = stores[3]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut bytes = fs::read(victim).unwrap();
+    // The length field of the segment's last record.
+    let last_start = bytes.len() - RECORD_HEADER_BYTES - value_of(next_base - 1).len();
+    bytes[last_start + 4] ^= 0x10;
+    fs::write(victim, &bytes).unwrap();
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    assert!(is_corrupt(&log.read(Offset(base))));
+    assert!(is_corrupt(&log.read(Offset(next_base - 1))));
+    log.truncate_suffix(Some(Offset(next_base - 2))).unwrap();
+    assert_eq!(log.next_offset(), Offset(next_base - 1));
+    check_range(&log, 0, next_base - 1);
+    append_range(&log, next_base - 1, next_base + 10, 4);
+    drop(log);
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    check_range(&log, 0, next_base + 10);
 }

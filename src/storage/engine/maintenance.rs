@@ -12,15 +12,25 @@ use crate::storage::error::{Result, StorageError};
 use crate::storage::index::SLOT_BYTES;
 use crate::storage::recovery;
 use crate::storage::retention;
-use crate::storage::segment::{self, ActiveSegment, SealedSegment};
+use crate::storage::segment::{self, ActiveSegment};
 use crate::sync::Ordering;
 use crate::types::Offset;
+
+/// Where `truncate_suffix` cuts.
+#[derive(Clone, Copy, Debug)]
+enum Cut {
+    /// In the active segment, at this store position.
+    Active { position: u64 },
+    /// In sealed segment `index` (which becomes active), at this store position.
+    Sealed { index: usize, position: u64 },
+}
 
 impl Log {
     /// Drops every record after `keep_through` (`None`: every record), e.g. when a
     /// Raft leader overwrites a conflicting suffix. The next append gets offset
     /// `keep_through + 1`. Durable on return (files cut and fsynced, directory
-    /// fsynced); `durable_offset` is lowered to the new end if it was above it.
+    /// fsynced; readers are held off only while files are cut, not during the
+    /// fsyncs); `durable_offset` is lowered to the new end if it was above it.
     pub fn truncate_suffix(&self, keep_through: Option<Offset>) -> Result<()> {
         self.check_open()?;
         let _sync = lock!(self.sync_lock);
@@ -42,19 +52,41 @@ impl Log {
                 next: Offset(next),
             });
         }
-        let mut segments = write_lock!(self.segments);
-        let mut cache = lock!(self.cache);
-        let result = if new_next >= w.active.base {
-            self.cut_active(w, new_next)
-        } else {
-            self.cut_into_sealed(w, &mut segments, &mut cache, new_next)
+        let removed_segments = {
+            let mut segments = write_lock!(self.segments);
+            // Errors up to here changed nothing; after this they close the log.
+            let cut = self.plan_cut(w, &segments, new_next)?;
+            let mut cache = lock!(self.cache);
+            let result = match cut {
+                Cut::Active { position } => self.cut_active(w, position).map(|()| false),
+                Cut::Sealed { index, position } => self
+                    .cut_into_sealed(w, &mut segments, &mut cache, index, position)
+                    .map(|()| true),
+            };
+            match result {
+                Ok(removed) => removed,
+                Err(error) => return Err(self.fail(error)),
+            }
         };
-        if let Err(error) = result {
-            return Err(self.fail(error));
-        }
         w.next_offset = new_next;
         self.publication.publish(new_next, w.store_bytes);
         self.durable_offset.fetch_min(new_next, Ordering::AcqRel);
+        // Readers already see the new end; make it durable without blocking them.
+        let active = &w.active;
+        let result = active
+            .store
+            .sync_data()
+            .map_err(io_err("fsyncing", &active.store_path))
+            .and_then(|()| {
+                if removed_segments {
+                    segment::sync_dir(&self.dir)
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(error) = result {
+            return Err(self.fail(error));
+        }
         log::info!(
             "log {}: truncated after {:?} (next offset {new_next})",
             self.dir.display(),
@@ -63,14 +95,50 @@ impl Log {
         Ok(())
     }
 
-    fn cut_active(&self, w: &mut Writer, new_next: u64) -> Result<()> {
+    /// Where the log must be cut so that `new_next` is the next offset: the end of
+    /// record `new_next - 1`, which is read and checked (so a damaged record at or
+    /// after the cut, or a damaged index slot for it, does not get in the way).
+    fn plan_cut(&self, w: &Writer, segments: &Segments, new_next: u64) -> Result<Cut> {
         let active = &w.active;
-        let position = active.position(new_next - active.base)?;
-        active
+        if new_next >= active.base {
+            let position = match (new_next - active.base).checked_sub(1) {
+                None => 0,
+                Some(prev) => segment::record_end(
+                    &active.store,
+                    &active.store_path,
+                    active.position(prev)?,
+                    w.store_bytes,
+                    new_next - 1,
+                )?,
+            };
+            return Ok(Cut::Active { position });
+        }
+        let index = segments.sealed_holding(new_next).ok_or_else(|| {
+            StorageError::corrupt(&self.dir, 0, "no segment holds the truncation point")
+        })?;
+        let meta = segments.sealed[index];
+        let position = match (new_next - meta.base).checked_sub(1) {
+            None => 0,
+            Some(prev) => {
+                let store_path = segment::store_path(&self.dir, meta.base);
+                let store = fs::File::open(&store_path).map_err(io_err("opening", &store_path))?;
+                segment::record_end(
+                    &store,
+                    &store_path,
+                    segment::read_index_slot(&self.dir, meta.base, prev)?,
+                    meta.store_bytes,
+                    new_next - 1,
+                )?
+            }
+        };
+        Ok(Cut::Sealed { index, position })
+    }
+
+    fn cut_active(&self, w: &mut Writer, position: u64) -> Result<()> {
+        w.active
             .store
             .set_len(position)
-            .and_then(|()| active.store.sync_data())
-            .map_err(io_err("truncating", &active.store_path))?;
+            .map_err(io_err("truncating", &w.active.store_path))?;
         w.store_bytes = position;
         Ok(())
     }
@@ -80,19 +148,11 @@ impl Log {
         w: &mut Writer,
         segments: &mut Segments,
         cache: &mut SegmentCache,
-        new_next: u64,
+        t: usize,
+        position: u64,
     ) -> Result<()> {
-        let t = segments.sealed_holding(new_next).ok_or_else(|| {
-            StorageError::corrupt(&self.dir, 0, "no segment holds the truncation point")
-        })?;
         let meta = segments.sealed[t];
         let count = segments.sealed_next(t) - meta.base;
-        let position = if new_next == meta.base {
-            0
-        } else {
-            SealedSegment::open(&self.dir, meta.base, count, meta.store_bytes)?
-                .position(new_next - meta.base)?
-        };
         // Newest first, so a crash in between leaves a contiguous log.
         let doomed: Vec<u64> = segments.sealed[t + 1..]
             .iter()
@@ -112,9 +172,7 @@ impl Log {
         fresh
             .store
             .set_len(position)
-            .and_then(|()| fresh.store.sync_data())
             .map_err(io_err("truncating", &fresh.store_path))?;
-        segment::sync_dir(&self.dir)?;
         segments.sealed.truncate(t);
         segments.active = fresh.clone();
         w.active = fresh;
