@@ -13,7 +13,7 @@ W3_COUNT=${W3_COUNT:-200000}
 
 cargo build --release --bins
 if [ "${SKIP_STORAGE:-0}" != 1 ]; then
-  BENCH_DIR="$BENCH_DIR/storage" cargo bench --bench storage_append
+  COMMITLOG_BENCH_DIR="$BENCH_DIR/storage" cargo bench --bench storage_append
 fi
 
 rm -rf "$BENCH_DIR/node"
