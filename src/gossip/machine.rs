@@ -71,6 +71,10 @@ use crate::types::NodeId;
 /// Remembered (address, sync id) pairs already answered, so a chunked request gets one
 /// reply.
 const RECENT_SYNC_REPLIES: usize = 64;
+/// After a join succeeds, this many extra state exchanges with random alive members
+/// follow (one per `join_retry_ms`), so a lost reply chunk does not leave the joiner
+/// with a partial view until the next periodic push-pull.
+const JOIN_FOLLOWUPS: u8 = 2;
 
 /// Something the owner must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,6 +175,8 @@ pub struct Gossip {
     relays: VecDeque<Relay>,
     next_seq: u32,
     seeds: Vec<SocketAddr>,
+    /// Extra state exchanges with random members still due after a join.
+    join_followups: u8,
     next_sync_id: u32,
     recent_sync_replies: VecDeque<(SocketAddr, u32)>,
     started: bool,
@@ -221,6 +227,7 @@ impl Gossip {
             relays: VecDeque::new(),
             next_seq: 0,
             seeds: Vec::new(),
+            join_followups: 0,
             next_sync_id: 0,
             recent_sync_replies: VecDeque::new(),
             started: false,
@@ -307,10 +314,11 @@ impl Gossip {
             self.send_sync(seed, SYNC_REPLY_WANTED | SYNC_JOIN);
         }
         self.next_join_ms = self.now_ms.saturating_add(self.config.join_retry_ms);
+        self.join_followups = JOIN_FOLLOWUPS;
     }
 
     /// Leaves gracefully: broadcasts a `Leave` at the current incarnation (sent right
-    /// away to `gossip_nodes` random live members and then gossiped), stops probing
+    /// away to every live member and then gossiped), stops probing
     /// and never refutes again. Keep ticking for a few gossip intervals before
     /// shutting down so the news spreads.
     pub fn leave(&mut self) {
@@ -323,8 +331,14 @@ impl Gossip {
             id: self.me.id,
             incarnation: self.me.incarnation,
         });
+        // Tell every live member directly (one small packet each, bounded by
+        // `max_members`), then keep gossiping it like any update.
+        let live = self.ids_where(|e| e.member.state.is_live());
+        for id in live {
+            let addr = self.addr_of(id);
+            self.send(addr, std::slice::from_ref(&msg), false);
+        }
         self.broadcasts.push(self.me.id, msg);
-        self.gossip_round();
     }
 
     /// Publishes new tags: bumps the incarnation and broadcasts `Alive`.
@@ -373,11 +387,20 @@ impl Gossip {
                 self.send_sync(addr, SYNC_REPLY_WANTED);
             }
         }
-        if now >= self.next_join_ms && !self.seeds.is_empty() && self.live_count() == 1 {
+        if now >= self.next_join_ms && !self.seeds.is_empty() {
             self.next_join_ms = now + self.config.join_retry_ms;
-            let seeds = self.seeds.clone();
-            for seed in seeds {
-                self.send_sync(seed, SYNC_REPLY_WANTED | SYNC_JOIN);
+            if self.live_count() == 1 {
+                let seeds = self.seeds.clone();
+                for seed in seeds {
+                    self.send_sync(seed, SYNC_REPLY_WANTED | SYNC_JOIN);
+                }
+            } else if self.join_followups > 0 {
+                self.join_followups -= 1;
+                let alive = self.ids_where(|e| e.member.state == MemberState::Alive);
+                if let Some(&id) = self.rng.sample(&alive, 1).first() {
+                    let addr = self.addr_of(id);
+                    self.send_sync(addr, SYNC_REPLY_WANTED);
+                }
             }
         }
         if now >= self.next_reconnect_ms {
@@ -754,9 +777,7 @@ impl Gossip {
             // act in lockstep.
             self.next_probe_ms = now + self.rng.below(self.config.probe_interval_ms);
             self.next_gossip_ms = now + self.rng.below(self.config.gossip_interval_ms);
-            self.next_push_pull_ms = now
-                + self.config.push_pull_interval_ms
-                + self.rng.below(self.config.push_pull_interval_ms);
+            self.next_push_pull_ms = now + self.rng.below(self.config.push_pull_interval_ms);
             self.next_reconnect_ms = now
                 + self.config.reconnect_interval_ms
                 + self.rng.below(self.config.reconnect_interval_ms);

@@ -21,6 +21,7 @@ pub mod crypto;
 pub mod machine;
 pub mod member;
 pub mod rng;
+pub mod sim;
 pub mod suspicion;
 
 pub use config::GossipConfig;
