@@ -789,7 +789,10 @@ mod tests {
         let mut nonces = CounterNonces::new(1);
         let sealed = seal_packet(&plain, Some((&cipher, &mut nonces))).unwrap();
         assert_eq!(sealed.len(), wire.len() + SEAL_OVERHEAD_BYTES);
-        assert_eq!(decode_packet(&sealed, Some(&cipher)).unwrap().messages, msgs);
+        assert_eq!(
+            decode_packet(&sealed, Some(&cipher)).unwrap().messages,
+            msgs
+        );
         // Key / no-key mismatches and a wrong key are authentication failures.
         assert_eq!(decode_packet(&sealed, None), Err(PacketError::Auth));
         assert_eq!(decode_packet(&wire, Some(&cipher)), Err(PacketError::Auth));
@@ -839,10 +842,7 @@ mod tests {
             decode_packet(&[1, 4], None),
             Err(PacketError::Decode(DecodeError::BadFlags(4)))
         );
-        assert_eq!(
-            decode_plain(&[65]),
-            Err(DecodeError::ClusterNameTooLong)
-        );
+        assert_eq!(decode_plain(&[65]), Err(DecodeError::ClusterNameTooLong));
         // Bad address family inside an indirect ping.
         let mut plain = PacketBuilder::new("c", NodeId(1), 1400).into_plain();
         plain.extend_from_slice(&[T_INDIRECT_PING, 0, 13]);

@@ -17,6 +17,10 @@ pub const MIN_PACKET_BYTES: usize = 1024;
 /// Largest accepted `max_packet_bytes` (largest UDP payload over IPv4).
 pub const MAX_PACKET_BYTES: usize = 65_507;
 
+// A member entry with a full tag set (plus ids, address and every header, sealed)
+// must fit in the smallest allowed packet.
+const _: () = assert!(MAX_TAGS_BYTES + 256 < MIN_PACKET_BYTES);
+
 /// Tunables of the SWIM state machine. All durations are milliseconds of the
 /// caller-supplied clock.
 #[derive(Clone)]
@@ -149,12 +153,9 @@ impl GossipConfig {
         if !(MIN_PACKET_BYTES..=MAX_PACKET_BYTES).contains(&self.max_packet_bytes) {
             return bad("max_packet_bytes must be in 1024..=65507");
         }
-        if self.max_members < 2 || self.max_pending_outputs < 16 || self.max_pending_relays == 0
-        {
+        if self.max_members < 2 || self.max_pending_outputs < 16 || self.max_pending_relays == 0 {
             return bad("max_members >= 2, max_pending_outputs >= 16, max_pending_relays >= 1");
         }
-        // A full tag set must fit in one packet with all headers.
-        debug_assert!(MAX_TAGS_BYTES + 256 < MIN_PACKET_BYTES);
         Ok(())
     }
 
@@ -198,7 +199,10 @@ impl fmt::Debug for GossipConfig {
             .field("probe_timeout_ms", &self.probe_timeout_ms)
             .field("indirect_checks", &self.indirect_checks)
             .field("suspicion_mult", &self.suspicion_mult)
-            .field("suspicion_max_timeout_mult", &self.suspicion_max_timeout_mult)
+            .field(
+                "suspicion_max_timeout_mult",
+                &self.suspicion_max_timeout_mult,
+            )
             .field("retransmit_mult", &self.retransmit_mult)
             .field("gossip_interval_ms", &self.gossip_interval_ms)
             .field("gossip_nodes", &self.gossip_nodes)

@@ -159,7 +159,10 @@ mod tests {
         assert_eq!(c.open(b"hd", &sealed).unwrap(), b"hello gossip");
         // Wrong AAD, wrong key, flipped bit, truncation: all fail.
         assert_eq!(c.open(b"hX", &sealed), Err(AuthError));
-        assert_eq!(Cipher::new(&[2; KEY_BYTES]).open(b"hd", &sealed), Err(AuthError));
+        assert_eq!(
+            Cipher::new(&[2; KEY_BYTES]).open(b"hd", &sealed),
+            Err(AuthError)
+        );
         let mut flipped = sealed.clone();
         flipped[15] ^= 1;
         assert_eq!(c.open(b"hd", &flipped), Err(AuthError));

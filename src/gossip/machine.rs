@@ -798,7 +798,9 @@ impl Gossip {
     }
 
     fn addr_of(&self, id: NodeId) -> SocketAddr {
-        self.members.get(&id).map_or(self.me.addr, |e| e.member.addr)
+        self.members
+            .get(&id)
+            .map_or(self.me.addr, |e| e.member.addr)
     }
 
     fn add_to_probe_order(&mut self, id: NodeId) {
@@ -827,7 +829,11 @@ impl Gossip {
             }
             let id = self.probe_order[self.probe_index];
             self.probe_index += 1;
-            if self.members.get(&id).is_some_and(|e| e.member.state.is_live()) {
+            if self
+                .members
+                .get(&id)
+                .is_some_and(|e| e.member.state.is_live())
+            {
                 return Some(id);
             }
         }
@@ -852,7 +858,11 @@ impl Gossip {
             acked: false,
         });
         self.stats.probes_sent += 1;
-        self.send(addr, &[encode_message(&Message::Ping { seq, target })], true);
+        self.send(
+            addr,
+            &[encode_message(&Message::Ping { seq, target })],
+            true,
+        );
     }
 
     fn maybe_send_indirect(&mut self) {
@@ -1070,7 +1080,13 @@ impl Gossip {
         }
     }
 
-    fn send_sync_chunk(&mut self, to: SocketAddr, sync_id: u32, flags: u8, entries: Vec<SyncEntry>) {
+    fn send_sync_chunk(
+        &mut self,
+        to: SocketAddr,
+        sync_id: u32,
+        flags: u8,
+        entries: Vec<SyncEntry>,
+    ) {
         let msg = encode_message(&Message::Sync {
             sync_id,
             flags,

@@ -18,6 +18,7 @@ pub mod broadcast;
 pub mod codec;
 pub mod config;
 pub mod crypto;
+pub mod driver;
 pub mod machine;
 pub mod member;
 pub mod rng;
@@ -25,5 +26,6 @@ pub mod sim;
 pub mod suspicion;
 
 pub use config::GossipConfig;
+pub use driver::{DriverConfig, DriverStats, GossipHandle};
 pub use machine::{Gossip, GossipStats, Output};
 pub use member::{Member, MemberEvent, MemberEventKind, MemberState, Tags, TAG_RPC_ADDR};

@@ -75,7 +75,10 @@ mod tests {
     fn timeout_shrinks_from_max_to_min_with_independent_confirmations() {
         let mut s = Suspicion::new(NodeId(1), 1_000, 4_000, 24_000, 3);
         assert_eq!(s.deadline_ms(), 25_000);
-        assert!(!s.confirm(NodeId(1)), "the first suspector does not confirm");
+        assert!(
+            !s.confirm(NodeId(1)),
+            "the first suspector does not confirm"
+        );
         assert!(s.confirm(NodeId(2)));
         let one = s.deadline_ms();
         assert!(one < 25_000 && one > 5_000);
