@@ -3,7 +3,7 @@ CARGO ?= cargo
 SEEDS ?= 100000
 FUZZ_SECS ?= 60
 
-.PHONY: help build release run dev test lint fmt loom sim bench fuzz clean
+.PHONY: help build release run dev test lint fmt loom sim bench fuzz clean gossip-sim gossip-bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,12 @@ fmt: ## format the code
 loom: ## model-check the cross-thread hand-offs with loom
 	RUSTFLAGS="--cfg commitlog_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
 		$(CARGO) test --release --lib loom_
+
+gossip-sim: ## long gossip simulations (100 nodes, 1 h virtual time at 10% loss, more seeds)
+	GOSSIP_SIM_LONG=1 $(CARGO) test --release --lib gossip::sim
+
+gossip-bench: ## gossip convergence / detection / bandwidth table from the simulator
+	$(CARGO) bench --bench gossip_sim
 
 clean: ## remove build output
 	$(CARGO) clean

@@ -20,6 +20,7 @@
 //! 7 Leave         id:u64 | incarnation:u64
 //! 8 Sync          sync_id:u32 | flags:u8 (bit0 reply wanted, bit1 join) | entry*
 //!   entry         := id:u64 | incarnation:u64 | state:u8 | addr | tags
+//! 9 Nack          seq:u32   (a ping-req helper got no ack from the target in time)
 //! ```
 //! A packet is a compound: one or more messages, e.g. a ping followed by piggy-backed
 //! membership updates. The encoder ([`PacketBuilder`]) never exceeds the byte budget it
@@ -55,6 +56,7 @@ const T_SUSPECT: u8 = 5;
 const T_DEAD: u8 = 6;
 const T_LEAVE: u8 = 7;
 const T_SYNC: u8 = 8;
+const T_NACK: u8 = 9;
 
 /// Sync flag: the receiver should answer with its own full state.
 pub const SYNC_REPLY_WANTED: u8 = 0x01;
@@ -99,6 +101,12 @@ pub enum Message {
     /// Answer to a ping.
     Ack {
         /// The ping's sequence number.
+        seq: u32,
+    },
+    /// Lifeguard: a ping-req helper reports that the target did not answer it in
+    /// time. Receiving the expected nacks tells the prober its own network is fine.
+    Nack {
+        /// The requester's sequence number.
         seq: u32,
     },
     /// `id` is alive at `incarnation` with this address and tags.
@@ -321,6 +329,10 @@ pub fn encode_message(msg: &Message) -> Vec<u8> {
         Message::Ack { seq } => {
             out.extend_from_slice(&seq.to_be_bytes());
             T_ACK
+        }
+        Message::Nack { seq } => {
+            out.extend_from_slice(&seq.to_be_bytes());
+            T_NACK
         }
         Message::Alive {
             id,
@@ -580,6 +592,9 @@ fn decode_message(msg_type: u8, payload: &[u8]) -> Result<Option<Message>, Decod
         T_ACK => Message::Ack {
             seq: r.u32("ack seq")?,
         },
+        T_NACK => Message::Nack {
+            seq: r.u32("nack seq")?,
+        },
         T_ALIVE => Message::Alive {
             id: r.node("alive id")?,
             incarnation: r.u64("alive incarnation")?,
@@ -724,6 +739,7 @@ mod tests {
                 target_addr: addr6(),
             },
             Message::Ack { seq: 0 },
+            Message::Nack { seq: 12 },
             Message::Alive {
                 id: NodeId(4),
                 incarnation: 9,

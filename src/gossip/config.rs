@@ -36,6 +36,10 @@ pub struct GossipConfig {
     pub probe_timeout_ms: u64,
     /// Members asked to probe indirectly (ping-req) after a missed direct ack (3).
     pub indirect_checks: usize,
+    /// Lifeguard local health: the probe interval and timeout stretch up to this many
+    /// times while this node itself seems slow or lossy (missed nacks, refutations)
+    /// (8).
+    pub awareness_max_multiplier: u64,
     /// Suspicion timeout multiplier: min timeout is
     /// `suspicion_mult · max(1, log10(n + 1)) · probe_interval_ms` (4).
     pub suspicion_mult: u64,
@@ -89,6 +93,7 @@ impl GossipConfig {
             probe_interval_ms: 1_000,
             probe_timeout_ms: 500,
             indirect_checks: 3,
+            awareness_max_multiplier: 8,
             suspicion_mult: 4,
             suspicion_max_timeout_mult: 6,
             retransmit_mult: 4,
@@ -146,6 +151,9 @@ impl GossipConfig {
         }
         if self.suspicion_mult == 0 || self.suspicion_max_timeout_mult == 0 {
             return bad("suspicion multipliers must be > 0");
+        }
+        if self.awareness_max_multiplier == 0 {
+            return bad("awareness_max_multiplier must be > 0");
         }
         if self.retransmit_mult == 0 {
             return bad("retransmit_mult must be > 0");

@@ -18,6 +18,12 @@
 //! declared dead (`Fail` event). A suspected member that hears of the suspicion (it is
 //! gossiped like any update) refutes with a higher incarnation.
 //!
+//! Lifeguard local health: a ping-req helper whose target stays silent for 80% of the
+//! probe timeout sends a `Nack`. A probe that fails *and* misses expected nacks, or a
+//! refutation, raises this node's health score (at most `awareness_max_multiplier -
+//! 1`); a successful probe lowers it. The probe interval and timeout are multiplied by
+//! `score + 1`, so a node that is itself slow or cut off probes (and accuses) less.
+//!
 //! ## Update rules (per member, `i` = known incarnation)
 //! - `Alive(j)` wins if `j > i` (or the member is unknown: `Join`).
 //! - `Suspect(j)` wins over `Alive` if `j >= i`; over `Suspect` it only confirms.
@@ -129,6 +135,11 @@ pub struct GossipStats {
     pub syncs_started: u64,
     /// Full state exchanges answered.
     pub syncs_answered: u64,
+    /// Nacks sent as a ping-req helper whose target did not answer.
+    pub nacks_sent: u64,
+    /// Gauge, not a counter: Lifeguard local health score (0 = healthy); the probe
+    /// interval and timeout are multiplied by `health_score + 1`.
+    pub health_score: u64,
 }
 
 #[derive(Debug)]
@@ -147,6 +158,8 @@ struct Probe {
     started_ms: u64,
     indirect_sent: bool,
     acked: bool,
+    expected_nacks: u64,
+    nacks: u64,
 }
 
 #[derive(Debug)]
@@ -154,6 +167,8 @@ struct Relay {
     seq: u32,
     origin: SocketAddr,
     origin_seq: u32,
+    nack_at_ms: u64,
+    nacked: bool,
     expires_ms: u64,
 }
 
@@ -359,8 +374,8 @@ impl Gossip {
         let now = self.now_ms;
 
         if now >= self.next_probe_ms {
-            self.next_probe_ms = now + self.config.probe_interval_ms;
             self.finish_probe();
+            self.next_probe_ms = now + self.scaled(self.config.probe_interval_ms);
             self.forget_old_members();
             if !self.left {
                 self.start_probe();
@@ -470,10 +485,13 @@ impl Gossip {
                 target_addr,
             } => {
                 let relay_seq = self.take_seq();
+                // Lifeguard: nack at 80% of the probe timeout if the target is silent.
                 self.relays.push_back(Relay {
                     seq: relay_seq,
                     origin: from,
                     origin_seq: seq,
+                    nack_at_ms: self.now_ms + self.config.probe_timeout_ms * 4 / 5,
+                    nacked: false,
                     expires_ms: self.now_ms + self.config.probe_interval_ms,
                 });
                 while self.relays.len() > self.config.max_pending_relays {
@@ -493,6 +511,11 @@ impl Gossip {
                         let ack = encode_message(&Message::Ack { seq: r.origin_seq });
                         self.send(r.origin, &[ack], true);
                     }
+                }
+            }
+            Message::Nack { seq } => {
+                if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq) {
+                    p.nacks += 1;
                 }
             }
             Message::Alive {
@@ -723,6 +746,8 @@ impl Gossip {
         }
         self.me.incarnation = incarnation.max(self.me.incarnation).saturating_add(1);
         self.stats.refutes += 1;
+        // Lifeguard: being suspected hints that this node is the slow one.
+        self.adjust_health(1);
         log::debug!(
             "gossip: node {} refutes at incarnation {}",
             self.me.id,
@@ -856,6 +881,8 @@ impl Gossip {
             started_ms: self.now_ms,
             indirect_sent: false,
             acked: false,
+            expected_nacks: 0,
+            nacks: 0,
         });
         self.stats.probes_sent += 1;
         self.send(
@@ -870,7 +897,7 @@ impl Gossip {
             Some(p) => {
                 !p.acked
                     && !p.indirect_sent
-                    && self.now_ms >= p.started_ms + self.config.probe_timeout_ms
+                    && self.now_ms >= p.started_ms + self.scaled(self.config.probe_timeout_ms)
             }
             None => false,
         };
@@ -886,6 +913,9 @@ impl Gossip {
         let helpers =
             self.ids_where(|e| e.member.state == MemberState::Alive && e.member.id != target);
         let chosen = self.rng.sample(&helpers, self.config.indirect_checks);
+        if let Some(p) = self.probe.as_mut() {
+            p.expected_nacks = chosen.len() as u64;
+        }
         let msg = encode_message(&Message::IndirectPing {
             seq,
             target,
@@ -903,8 +933,17 @@ impl Gossip {
             return;
         };
         if p.acked {
+            self.adjust_health(-1);
             return;
         }
+        // Lifeguard: helpers that did not even nack suggest the problem is here.
+        let missed_nacks = p.expected_nacks.saturating_sub(p.nacks);
+        let delta = if p.expected_nacks > 0 {
+            missed_nacks
+        } else {
+            1
+        };
+        self.adjust_health(delta as i64);
         // Only suspect the incarnation we probed; a refutation meanwhile wins.
         let still_same = self
             .members
@@ -917,7 +956,30 @@ impl Gossip {
         }
     }
 
+    /// `base_ms` stretched by the local health score (Lifeguard).
+    fn scaled(&self, base_ms: u64) -> u64 {
+        base_ms.saturating_mul(self.stats.health_score + 1)
+    }
+
+    fn adjust_health(&mut self, delta: i64) {
+        let max = self.config.awareness_max_multiplier - 1;
+        let score = self.stats.health_score as i64 + delta;
+        self.stats.health_score = score.clamp(0, max as i64) as u64;
+    }
+
     fn expire_relays(&mut self) {
+        let now = self.now_ms;
+        let mut nacks = Vec::new();
+        for r in self.relays.iter_mut() {
+            if !r.nacked && now >= r.nack_at_ms {
+                r.nacked = true;
+                nacks.push((r.origin, r.origin_seq));
+            }
+        }
+        for (origin, seq) in nacks {
+            self.stats.nacks_sent += 1;
+            self.send(origin, &[encode_message(&Message::Nack { seq })], true);
+        }
         while self
             .relays
             .front()
@@ -1095,3 +1157,7 @@ impl Gossip {
         self.send(to, &[msg], false);
     }
 }
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;
