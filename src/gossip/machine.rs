@@ -375,7 +375,7 @@ impl Gossip {
 
         if now >= self.next_probe_ms {
             self.finish_probe();
-            self.next_probe_ms = now + self.scaled(self.config.probe_interval_ms);
+            self.next_probe_ms = now.saturating_add(self.scaled(self.config.probe_interval_ms));
             self.forget_old_members();
             if !self.left {
                 self.start_probe();
@@ -388,14 +388,14 @@ impl Gossip {
             self.expire_suspicions();
         }
         if now >= self.next_gossip_ms {
-            self.next_gossip_ms = now + self.config.gossip_interval_ms;
+            self.next_gossip_ms = now.saturating_add(self.config.gossip_interval_ms);
             self.gossip_round();
         }
         if self.left {
             return;
         }
         if now >= self.next_push_pull_ms {
-            self.next_push_pull_ms = now + self.config.push_pull_interval_ms;
+            self.next_push_pull_ms = now.saturating_add(self.config.push_pull_interval_ms);
             let alive = self.ids_where(|e| e.member.state == MemberState::Alive);
             if let Some(&id) = self.rng.sample(&alive, 1).first() {
                 let addr = self.addr_of(id);
@@ -403,7 +403,7 @@ impl Gossip {
             }
         }
         if now >= self.next_join_ms && !self.seeds.is_empty() {
-            self.next_join_ms = now + self.config.join_retry_ms;
+            self.next_join_ms = now.saturating_add(self.config.join_retry_ms);
             if self.live_count() == 1 {
                 let seeds = self.seeds.clone();
                 for seed in seeds {
@@ -419,7 +419,7 @@ impl Gossip {
             }
         }
         if now >= self.next_reconnect_ms {
-            self.next_reconnect_ms = now + self.config.reconnect_interval_ms;
+            self.next_reconnect_ms = now.saturating_add(self.config.reconnect_interval_ms);
             let dead = self.ids_where(|e| e.member.state == MemberState::Dead);
             if let Some(&id) = self.rng.sample(&dead, 1).first() {
                 let addr = self.addr_of(id);
@@ -490,9 +490,11 @@ impl Gossip {
                     seq: relay_seq,
                     origin: from,
                     origin_seq: seq,
-                    nack_at_ms: self.now_ms + self.config.probe_timeout_ms * 4 / 5,
+                    nack_at_ms: self
+                        .now_ms
+                        .saturating_add(self.config.probe_timeout_ms / 5 * 4),
                     nacked: false,
-                    expires_ms: self.now_ms + self.config.probe_interval_ms,
+                    expires_ms: self.now_ms.saturating_add(self.config.probe_interval_ms),
                 });
                 while self.relays.len() > self.config.max_pending_relays {
                     self.relays.pop_front();
@@ -800,12 +802,14 @@ impl Gossip {
             let now = self.now_ms;
             // Jitter the first probe and gossip so nodes started together do not
             // act in lockstep.
-            self.next_probe_ms = now + self.rng.below(self.config.probe_interval_ms);
-            self.next_gossip_ms = now + self.rng.below(self.config.gossip_interval_ms);
-            self.next_push_pull_ms = now + self.rng.below(self.config.push_pull_interval_ms);
+            self.next_probe_ms = now.saturating_add(self.rng.below(self.config.probe_interval_ms));
+            self.next_gossip_ms =
+                now.saturating_add(self.rng.below(self.config.gossip_interval_ms));
+            self.next_push_pull_ms =
+                now.saturating_add(self.rng.below(self.config.push_pull_interval_ms));
             self.next_reconnect_ms = now
-                + self.config.reconnect_interval_ms
-                + self.rng.below(self.config.reconnect_interval_ms);
+                .saturating_add(self.config.reconnect_interval_ms)
+                .saturating_add(self.rng.below(self.config.reconnect_interval_ms));
         }
     }
 
@@ -897,7 +901,9 @@ impl Gossip {
             Some(p) => {
                 !p.acked
                     && !p.indirect_sent
-                    && self.now_ms >= p.started_ms + self.scaled(self.config.probe_timeout_ms)
+                    && self.now_ms
+                        >= p.started_ms
+                            .saturating_add(self.scaled(self.config.probe_timeout_ms))
             }
             None => false,
         };

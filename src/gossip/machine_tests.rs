@@ -397,3 +397,22 @@ fn output_queue_is_bounded() {
     }
     assert_eq!(n, 16);
 }
+
+#[test]
+fn clock_extremes_do_not_panic() {
+    // A clock that jumps to the end of time (every timer fires) or backwards (time
+    // never decreases inside) leaves a machine that still answers pings.
+    let mut g = with_members(4);
+    for now in [u64::MAX - 1, u64::MAX, 5, u64::MAX] {
+        g.tick(now);
+        let ping = Message::Ping {
+            seq: 9,
+            target: NodeId(1),
+        };
+        g.handle_packet(addr(2), &packet_from(2, &[ping]), now);
+        let (sends, _) = drain(&mut g);
+        assert!(sends
+            .iter()
+            .any(|(to, _, m)| *to == addr(2) && m.first() == Some(&Message::Ack { seq: 9 })));
+    }
+}

@@ -136,6 +136,22 @@ fn crashed_member_is_declared_failed_on_every_node_within_bound() {
                 .map(|i| sim.fail_events_about(sim.id(i)))
                 .sum::<usize>();
             check(&sim, test, others == 0, "a live node was declared failed");
+            if n == 5 {
+                // Dead members are forgotten after dead_retention_ms (10 min).
+                sim.run_for(GossipConfig::lan().dead_retention_ms + 2 * PERIOD_MS);
+                check(
+                    &sim,
+                    test,
+                    sim.all_see(victim, &[], true),
+                    "dead member not forgotten",
+                );
+                check(
+                    &sim,
+                    test,
+                    sim.fail_events_about(victim_id) == n - 1,
+                    "repeated Fail events",
+                );
+            }
         }
     }
 }
