@@ -84,6 +84,7 @@ fn false_positives(n: usize, seed: u64, hours: u64) {
         loss: 0.10,
         min_delay_ms: 1,
         max_delay_ms: 20,
+        duplicate: 0.0,
     };
     let mut sim = Sim::new(seed, n, GossipConfig::lan(), lossy);
     sim.join_all_via(0);

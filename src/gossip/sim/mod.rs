@@ -2,7 +2,8 @@
 //!
 //! N [`Gossip`] nodes exchange packets through a simulated network driven by one
 //! seeded [`Rng`] and a virtual millisecond clock: packets are dropped with a given
-//! probability, delayed uniformly within a range (so they reorder), dropped across
+//! probability, duplicated with another, delayed uniformly within a range (so they
+//! reorder), dropped across
 //! partitions, and dropped when the destination is crashed. Nothing here touches a
 //! socket, a thread or the wall clock, so a seed replays exactly.
 //!
@@ -35,6 +36,8 @@ pub struct NetConfig {
     pub min_delay_ms: u64,
     /// Maximum one-way delay (uniform in between).
     pub max_delay_ms: u64,
+    /// Probability that a delivered packet is delivered twice (independent delays).
+    pub duplicate: f64,
 }
 
 impl Default for NetConfig {
@@ -43,6 +46,7 @@ impl Default for NetConfig {
             loss: 0.0,
             min_delay_ms: 1,
             max_delay_ms: 5,
+            duplicate: 0.0,
         }
     }
 }
@@ -361,16 +365,23 @@ impl Sim {
                         self.packets_lost += 1;
                         continue;
                     }
-                    let spread = self.net.max_delay_ms.saturating_sub(self.net.min_delay_ms);
-                    let delay = self.net.min_delay_ms.max(1) + self.rng.below(spread + 1);
-                    self.next_order += 1;
-                    self.in_flight.push(Reverse(InFlight {
-                        deliver_ms: self.now_ms + delay,
-                        order: self.next_order,
-                        to: dst,
-                        from,
-                        bytes: packet,
-                    }));
+                    let copies = if self.rng.chance(self.net.duplicate) {
+                        2
+                    } else {
+                        1
+                    };
+                    for _ in 0..copies {
+                        let spread = self.net.max_delay_ms.saturating_sub(self.net.min_delay_ms);
+                        let delay = self.net.min_delay_ms.max(1) + self.rng.below(spread + 1);
+                        self.next_order += 1;
+                        self.in_flight.push(Reverse(InFlight {
+                            deliver_ms: self.now_ms + delay,
+                            order: self.next_order,
+                            to: dst,
+                            from,
+                            bytes: packet.clone(),
+                        }));
+                    }
                 }
             }
         }

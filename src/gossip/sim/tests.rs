@@ -171,6 +171,7 @@ fn no_false_failures_under_ten_percent_loss() {
             loss: 0.10,
             min_delay_ms: 1,
             max_delay_ms: 20,
+            duplicate: 0.01,
         };
         let (mut sim, _) = formed(seed, n, lossy, test);
         sim.run_for(periods * PERIOD_MS);
@@ -456,6 +457,7 @@ fn same_seed_replays_identically() {
             loss: 0.05,
             min_delay_ms: 1,
             max_delay_ms: 30,
+            duplicate: 0.05,
         };
         let mut sim = Sim::new(seed, 8, GossipConfig::lan(), lossy);
         sim.join_all_via(0);
