@@ -662,8 +662,7 @@ impl Gossip {
         }
         let deadline = match e.member.state {
             MemberState::Dead | MemberState::Left => return,
-            MemberState::Suspect => {
-                e.member.incarnation = incarnation;
+            MemberState::Suspect if incarnation == e.member.incarnation => {
                 let Some(s) = e.suspicion.as_mut() else {
                     return;
                 };
@@ -672,7 +671,10 @@ impl Gossip {
                 }
                 s.deadline_ms()
             }
-            MemberState::Alive => {
+            // A suspicion of a newer incarnation is a new suspicion: the member
+            // refuted the old one (this node just missed the refutation), so the old
+            // timer and its confirmations must not carry over.
+            MemberState::Suspect | MemberState::Alive => {
                 e.member.incarnation = incarnation;
                 e.member.state = MemberState::Suspect;
                 e.state_change_ms = now;

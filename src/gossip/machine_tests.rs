@@ -416,3 +416,33 @@ fn clock_extremes_do_not_panic() {
             .any(|(to, _, m)| *to == addr(2) && m.first() == Some(&Message::Ack { seq: 9 })));
     }
 }
+
+#[test]
+fn suspicion_of_a_newer_incarnation_restarts_the_timer() {
+    // Regression (found by the 100-node loss simulation): a node that missed a
+    // refutation kept its old suspicion timer when a fresh suspicion of the newer
+    // incarnation arrived, and declared the member dead at once.
+    let mut g = with_members(6);
+    let id = NodeId(2);
+    let suspect = |inc| Message::Suspect {
+        id,
+        incarnation: inc,
+        from: NodeId(3),
+    };
+    g.handle_packet(addr(3), &packet_from(3, &[suspect(0)]), 1_000);
+    // Just before the old timer (4 s min .. 24 s max) would fire, a suspicion of
+    // incarnation 1 arrives (this node missed Alive(1)).
+    g.tick(24_990);
+    assert_eq!(g.member(id).map(|m| m.state), Some(MemberState::Suspect));
+    g.handle_packet(addr(4), &packet_from(4, &[suspect(1)]), 24_995);
+    g.tick(25_100);
+    assert_eq!(
+        g.member(id).map(|m| (m.state, m.incarnation)),
+        Some((MemberState::Suspect, 1)),
+        "a fresh suspicion gets a fresh timer"
+    );
+    g.tick(24_995 + 23_000);
+    assert_eq!(g.member(id).map(|m| m.state), Some(MemberState::Suspect));
+    g.tick(24_995 + 24_001);
+    assert_eq!(g.member(id).map(|m| m.state), Some(MemberState::Dead));
+}
