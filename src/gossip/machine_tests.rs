@@ -446,3 +446,62 @@ fn suspicion_of_a_newer_incarnation_restarts_the_timer() {
     g.tick(24_995 + 24_001);
     assert_eq!(g.member(id).map(|m| m.state), Some(MemberState::Dead));
 }
+
+#[test]
+fn stale_suspicion_is_answered_with_the_newer_alive() {
+    let mut g = with_members(4);
+    g.handle_packet(addr(2), &packet_from(2, &[alive(2, 3)]), 10);
+    drain(&mut g);
+    // Node 4 missed Alive(3) and gossips Suspect(2) about node 2.
+    let stale = Message::Suspect {
+        id: NodeId(2),
+        incarnation: 2,
+        from: NodeId(4),
+    };
+    g.handle_packet(addr(4), &packet_from(4, &[stale]), 20);
+    let (sends, _) = drain(&mut g);
+    assert!(sends
+        .iter()
+        .any(|(to, _, m)| *to == addr(4) && m.contains(&alive(2, 3))));
+    assert_eq!(
+        g.member(NodeId(2)).map(|m| m.state),
+        Some(MemberState::Alive)
+    );
+    assert_eq!(g.stats().corrections_sent, 1);
+    // The same about this node itself: answered with its own current Alive.
+    g.handle_packet(
+        addr(3),
+        &packet_from(
+            3,
+            &[Message::Suspect {
+                id: NodeId(1),
+                incarnation: 0,
+                from: NodeId(3),
+            }],
+        ),
+        30,
+    );
+    assert_eq!(g.local().incarnation, 1, "refuted once");
+    drain(&mut g);
+    g.handle_packet(
+        addr(4),
+        &packet_from(
+            4,
+            &[Message::Dead {
+                id: NodeId(1),
+                incarnation: 0,
+                from: NodeId(4),
+            }],
+        ),
+        40,
+    );
+    let (sends, _) = drain(&mut g);
+    assert!(sends
+        .iter()
+        .any(|(to, _, m)| *to == addr(4) && m.contains(&alive(1, 1))));
+    assert_eq!(
+        g.local().incarnation,
+        1,
+        "a stale notice needs no new incarnation"
+    );
+}
