@@ -117,7 +117,8 @@ fn join_tag_update_and_graceful_leave() {
     );
     let stats = a.stats();
     assert_eq!(stats.gossip.dropped_auth + stats.gossip.dropped_decode, 0);
-    assert!(stats.gossip.packets_received > 0 && stats.gossip.probes_sent > 0);
+    // The whole scenario can finish within one probe period, so no probe count here.
+    assert!(stats.gossip.packets_received > 0 && stats.gossip.packets_sent > 0);
     b.shutdown();
     a.shutdown();
 }

@@ -76,6 +76,10 @@ pub struct GossipConfig {
     pub max_pending_outputs: usize,
     /// Bound of in-flight relayed (indirect) probes this node runs for others.
     pub max_pending_relays: usize,
+    /// Full-state replies (join / push-pull answers) per protocol period; requests
+    /// beyond it are refused and counted, bounding the amplification a small spoofed
+    /// request can cause (64).
+    pub max_sync_replies_per_period: u32,
 }
 
 impl Default for GossipConfig {
@@ -109,6 +113,7 @@ impl GossipConfig {
             max_members: 4_096,
             max_pending_outputs: 16_384,
             max_pending_relays: 256,
+            max_sync_replies_per_period: 64,
         }
     }
 
@@ -161,8 +166,12 @@ impl GossipConfig {
         if !(MIN_PACKET_BYTES..=MAX_PACKET_BYTES).contains(&self.max_packet_bytes) {
             return bad("max_packet_bytes must be in 1024..=65507");
         }
-        if self.max_members < 2 || self.max_pending_outputs < 16 || self.max_pending_relays == 0 {
-            return bad("max_members >= 2, max_pending_outputs >= 16, max_pending_relays >= 1");
+        if self.max_members < 2
+            || self.max_pending_outputs < 16
+            || self.max_pending_relays == 0
+            || self.max_sync_replies_per_period == 0
+        {
+            return bad("max_members >= 2, max_pending_outputs >= 16, max_pending_relays >= 1, max_sync_replies_per_period >= 1");
         }
         Ok(())
     }

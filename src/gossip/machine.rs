@@ -142,6 +142,8 @@ pub struct GossipStats {
     pub syncs_started: u64,
     /// Full state exchanges answered.
     pub syncs_answered: u64,
+    /// Full state exchange requests not answered (per-period reply cap reached).
+    pub syncs_refused: u64,
     /// Nacks sent as a ping-req helper whose target did not answer.
     pub nacks_sent: u64,
     /// Newer `Alive` records sent back to senders of stale suspicions.
@@ -203,6 +205,7 @@ pub struct Gossip {
     join_followups: u8,
     next_sync_id: u32,
     recent_sync_replies: VecDeque<(SocketAddr, u32)>,
+    sync_replies_this_period: u32,
     started: bool,
     now_ms: u64,
     next_probe_ms: u64,
@@ -254,6 +257,7 @@ impl Gossip {
             join_followups: 0,
             next_sync_id: 0,
             recent_sync_replies: VecDeque::new(),
+            sync_replies_this_period: 0,
             started: false,
             now_ms: 0,
             next_probe_ms: 0,
@@ -384,6 +388,7 @@ impl Gossip {
 
         if now >= self.next_probe_ms {
             self.finish_probe();
+            self.sync_replies_this_period = 0;
             self.next_probe_ms = now.saturating_add(self.scaled(self.config.probe_interval_ms));
             self.forget_old_members();
             if !self.left {
@@ -567,8 +572,16 @@ impl Gossip {
                     if self.recent_sync_replies.len() > RECENT_SYNC_REPLIES {
                         self.recent_sync_replies.pop_front();
                     }
-                    self.stats.syncs_answered += 1;
-                    self.send_sync(from, 0);
+                    // A small request buys a full-state reply (many packets): cap the
+                    // replies per protocol period so spoofed requests cannot turn this
+                    // node into an amplifier. Refused joiners retry.
+                    if self.sync_replies_this_period < self.config.max_sync_replies_per_period {
+                        self.sync_replies_this_period += 1;
+                        self.stats.syncs_answered += 1;
+                        self.send_sync(from, 0);
+                    } else {
+                        self.stats.syncs_refused += 1;
+                    }
                 }
             }
         }

@@ -505,3 +505,28 @@ fn stale_suspicion_is_answered_with_the_newer_alive() {
         "a stale notice needs no new incarnation"
     );
 }
+
+#[test]
+fn full_state_replies_are_capped_per_period() {
+    let mut g = with_members(3);
+    let join = |i: u32| Message::Sync {
+        sync_id: i,
+        flags: SYNC_REPLY_WANTED | SYNC_JOIN,
+        entries: vec![],
+    };
+    // Within one protocol period (no probe tick in between): 64 answered, 6 refused.
+    for i in 0..70u32 {
+        g.handle_packet(addr(1000 + i as u16), &packet_from(600, &[join(i)]), 1);
+    }
+    let replied = drain(&mut g)
+        .0
+        .iter()
+        .filter(|(to, _, _)| to.port() >= 8000)
+        .count();
+    assert_eq!(replied, 64);
+    assert_eq!((g.stats().syncs_answered, g.stats().syncs_refused), (64, 6));
+    // The next period has a fresh allowance.
+    g.tick(5_000);
+    g.handle_packet(addr(1100), &packet_from(600, &[join(100)]), 5_001);
+    assert_eq!(g.stats().syncs_answered, 65);
+}
