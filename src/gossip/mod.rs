@@ -9,7 +9,8 @@
 //! - [`codec`]: the packet format (documented there); the decoder never panics;
 //! - [`crypto`]: AES-256-GCM sealing, nonce sources and the nonce-uniqueness argument;
 //! - [`broadcast`]: the bounded piggy-back queue; [`suspicion`]: Lifeguard timers;
-//! - [`machine`]: the [`Gossip`] state machine (protocol and update rules there);
+//! - [`machine`]: the [`Gossip`] state machine (protocol and update rules in its
+//!   module doc; `messages`, `timers`, `sending` hold the parts of its `impl`);
 //! - [`driver`]: UDP socket + thread + bounded event channel around the machine;
 //! - [`sim`]: deterministic simulator (seeded PRNG, virtual clock, lossy network).
 //!
