@@ -4,6 +4,10 @@
 //! packet that decodes re-encodes to one that decodes to the same messages; and a
 //! state machine fed the bytes (cluster name "" so fuzzed packets reach the message
 //! handlers) never panics and keeps its bounded queues bounded.
+//!
+//! Run: `cargo +nightly fuzz run gossip_packet` (from the project root). The
+//! minimized corpus in `fuzz/corpus/gossip_packet/` is replayed by the normal test
+//! suite (`gossip::machine::tests::fuzz_corpus_replays_without_panics`).
 #![no_main]
 
 use commitlog::gossip::codec::{decode_packet, decode_plain, encode_message, PacketBuilder};

@@ -530,3 +530,36 @@ fn full_state_replies_are_capped_per_period() {
     g.handle_packet(addr(1100), &packet_from(600, &[join(100)]), 5_001);
     assert_eq!(g.stats().syncs_answered, 65);
 }
+
+/// Replays the committed cargo-fuzz corpus (`fuzz/corpus/gossip_packet`) through the
+/// same properties as the fuzz target, so CI checks it without a nightly toolchain.
+#[test]
+fn fuzz_corpus_replays_without_panics() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/gossip_packet");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return; // No corpus checked out (e.g. a trimmed source package).
+    };
+    let cipher = crate::gossip::crypto::Cipher::new(&[0x42; 32]);
+    let mut replayed = 0;
+    for entry in entries.flatten().take(10_000) {
+        let Ok(data) = std::fs::read(entry.path()) else {
+            continue;
+        };
+        let _ = decode_packet(&data, Some(&cipher));
+        if let Ok(packet) = decode_packet(&data, None) {
+            let mut b = PacketBuilder::new(&packet.cluster, packet.sender, 65_507);
+            for m in &packet.messages {
+                assert!(b.try_push(&encode_message(m)));
+            }
+            assert_eq!(codec::decode_plain(&b.into_plain()).as_ref(), Ok(&packet));
+        }
+        let mut config = GossipConfig::lan();
+        config.cluster_name = String::new();
+        let mut g = Gossip::new(config, member(1), 7).expect("config");
+        g.handle_packet(addr(2), &data, 1);
+        g.tick(2_000);
+        while g.poll_output().is_some() {}
+        replayed += 1;
+    }
+    assert!(replayed > 0, "corpus directory exists but is empty");
+}
