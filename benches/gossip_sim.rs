@@ -106,6 +106,42 @@ fn false_positives(n: usize, seeds: u64, hours: u64) {
     );
 }
 
+/// A 50/50 partition until both halves declare each other dead, then heal: time until
+/// every node sees every other alive again.
+fn partition_merge(n: usize, seeds: u64) {
+    let mut merged_ms = Vec::new();
+    for seed in 0..seeds {
+        let mut sim = Sim::new(3_000 + seed, n, GossipConfig::lan(), NetConfig::default());
+        sim.join_all_via(0);
+        if sim.run_until(LIMIT_MS, Sim::converged).is_none() {
+            continue;
+        }
+        let groups: Vec<u32> = (0..n).map(|i| u32::from(i >= n / 2)).collect();
+        sim.partition(&groups);
+        let split = sim.run_until(LIMIT_MS, |s| {
+            (0..n).all(|i| {
+                (0..n).all(|j| {
+                    groups[i] == groups[j] || s.state_seen(i, j) == Some(MemberState::Dead)
+                })
+            })
+        });
+        if split.is_none() {
+            continue;
+        }
+        sim.heal();
+        if let Some(t) = sim.run_until(LIMIT_MS, Sim::converged) {
+            merged_ms.push(t);
+        }
+    }
+    let (mean, max) = stats(&merged_ms);
+    println!(
+        "| {n} | {}/{seeds} | {:.1} / {:.1} |",
+        merged_ms.len(),
+        mean / 1_000.0,
+        max as f64 / 1_000.0
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary
     // without it, and CI should not spend time on measurements.
@@ -119,7 +155,7 @@ fn main() {
         .unwrap_or(5);
     println!("Gossip simulator, memberlist LAN defaults (1 s period), {seeds} seeds per size, 1-5 ms one-way delay, no loss.");
     println!();
-    println!("| nodes | formation (periods, mean/max) | one join (periods, mean/max) | first suspicion after crash (s) | failure known everywhere (s, mean/max) | bytes/s/node steady |");
+    println!("| nodes | formation (periods = s, mean/max) | one join (periods = s, mean/max) | first suspicion after crash (s) | failure known everywhere (s, mean/max) | bytes/s/node steady |");
     println!("|---|---|---|---|---|---|");
     for n in [5usize, 20, 100] {
         let mut row = Row {
@@ -160,4 +196,11 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     false_positives(20, seeds, 1);
     false_positives(100, seeds, 1);
+    println!();
+    println!("Healed 50/50 partition (after both halves declared each other dead; reconnect interval 30 s):");
+    println!();
+    println!("| nodes | merged | time to full view after heal (s, mean/max) |");
+    println!("|---|---|---|");
+    partition_merge(10, seeds);
+    partition_merge(50, seeds);
 }
