@@ -97,6 +97,8 @@ pub struct Sim {
     next_order: u64,
     /// Partition group per node; packets between different groups are dropped.
     groups: Vec<u32>,
+    /// Extra loss probability on every packet to or from a node (a degraded host).
+    node_loss: Vec<f64>,
     events: Vec<SimEvent>,
     packets_delivered: u64,
     packets_lost: u64,
@@ -131,6 +133,7 @@ impl Sim {
             in_flight: BinaryHeap::new(),
             next_order: 0,
             groups: vec![0; n],
+            node_loss: vec![0.0; n],
             events: Vec::new(),
             packets_delivered: 0,
             packets_lost: 0,
@@ -273,6 +276,12 @@ impl Sim {
         self.groups.resize(self.nodes.len(), 0);
     }
 
+    /// Degrades node `i`: every packet it sends or receives is also lost with
+    /// probability `loss`.
+    pub fn set_node_loss(&mut self, i: usize, loss: f64) {
+        self.node_loss[i] = loss;
+    }
+
     /// Removes any partition.
     pub fn heal(&mut self) {
         self.groups = vec![0; self.nodes.len()];
@@ -361,7 +370,11 @@ impl Sim {
                         self.packets_lost += 1;
                         continue;
                     };
-                    if self.groups[i] != self.groups[dst] || self.rng.chance(self.net.loss) {
+                    let degraded = self.node_loss[i].max(self.node_loss[dst]);
+                    if self.groups[i] != self.groups[dst]
+                        || self.rng.chance(self.net.loss)
+                        || (degraded > 0.0 && self.rng.chance(degraded))
+                    {
                         self.packets_lost += 1;
                         continue;
                     }

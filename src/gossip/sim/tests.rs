@@ -471,3 +471,51 @@ fn same_seed_replays_identically() {
     assert!(!a.0.is_empty());
     assert_ne!(a.1, run(100).1, "different seeds gave identical traffic");
 }
+
+#[test]
+fn degraded_node_backs_off_and_healthy_members_stay_alive() {
+    // Lifeguard: a node that cannot hear nacks from its ping-req helpers (its own
+    // network is bad) raises its health score and probes less often; the healthy
+    // members never declare each other failed.
+    let test = "degraded_node_backs_off_and_healthy_members_stay_alive";
+    let n = 10;
+    for seed in seeds(&[81, 82]) {
+        let (mut sim, _) = formed(seed, n, NetConfig::default(), test);
+        let bad = 3;
+        sim.set_node_loss(bad, 0.5);
+        let mut max_health = 0;
+        for _ in 0..300 {
+            sim.run_for(PERIOD_MS);
+            max_health = max_health.max(sim.node(bad).map_or(0, |g| g.stats().health_score));
+        }
+        check(
+            &sim,
+            test,
+            max_health > 0,
+            "the degraded node never raised its health score",
+        );
+        let healthy_failed = sim
+            .events()
+            .iter()
+            .filter(|e| {
+                e.event.kind == MemberEventKind::Fail
+                    && e.node != bad
+                    && e.event.member.id != sim.id(bad)
+            })
+            .count();
+        check(
+            &sim,
+            test,
+            healthy_failed == 0,
+            &format!("{healthy_failed} Fail events among healthy members"),
+        );
+        let probes = sim.node(bad).map_or(0, |g| g.stats().probes_sent);
+        let healthy_probes = sim.node(0).map_or(0, |g| g.stats().probes_sent);
+        check(
+            &sim,
+            test,
+            probes < healthy_probes,
+            &format!("degraded node probed {probes} times, a healthy one {healthy_probes}"),
+        );
+    }
+}
