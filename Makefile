@@ -2,8 +2,9 @@
 CARGO ?= cargo
 SEEDS ?= 100000
 FUZZ_SECS ?= 60
+FUZZ_TARGETS ?= frame_decoder text_decoder gossip_packet
 
-.PHONY: help build release run dev test lint fmt loom sim bench fuzz clean
+.PHONY: help build release run dev test lint fmt loom sim bench fuzz clean gossip-sim gossip-bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,10 +40,18 @@ loom: ## model-check the cross-thread hand-offs with loom
 bench: ## storage append benchmark + clog bench W1-W4 against a release commitlogd (see BENCHMARKS.md)
 	./scripts/bench.sh
 
-fuzz: ## fuzz the frame decoder for FUZZ_SECS seconds (nightly + cargo-fuzz; installs cargo-fuzz if missing)
+fuzz: ## fuzz each decoder in FUZZ_TARGETS for FUZZ_SECS seconds (nightly + cargo-fuzz, installed if missing)
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	mkdir -p fuzz/target/corpus/frame_decoder
-	$(CARGO) +nightly fuzz run frame_decoder fuzz/target/corpus/frame_decoder fuzz/corpus/frame_decoder -- -max_total_time=$(FUZZ_SECS)
+	for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/target/corpus/$$t fuzz/corpus/$$t && \
+		$(CARGO) +nightly fuzz run $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECS) || exit 1; \
+	done
+
+gossip-sim: ## long gossip simulations (100 nodes, 1 h virtual time at 10% loss, more seeds)
+	GOSSIP_SIM_LONG=1 $(CARGO) test --release --lib gossip::sim
+
+gossip-bench: ## gossip convergence / detection / bandwidth table from the simulator
+	$(CARGO) bench --bench gossip_sim
 
 clean: ## remove build output
 	$(CARGO) clean
