@@ -44,6 +44,9 @@ pub struct Config {
 pub(crate) struct Bugs {
     /// Commit entries of earlier terms by counting replicas (Figure 8 violation).
     pub commit_old_term_by_counting: bool,
+    /// Do not append a no-op entry on election (so old-term entries are only
+    /// committed by later proposals; makes Figure 8 reachable in random runs).
+    pub skip_leader_noop: bool,
     /// Vote and send the vote before the vote is durable, and never persist it.
     pub forget_to_persist_vote: bool,
     /// Grant votes without the "candidate's log is at least as up-to-date" check.

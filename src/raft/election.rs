@@ -192,6 +192,10 @@ impl<S: Storage> RaftNode<S> {
         // Entries of earlier terms may hold uncommitted configuration changes: block
         // new ones until everything up to here commits.
         self.pending_conf_index = last;
+        #[cfg(test)]
+        if self.cfg.bugs.skip_leader_noop {
+            return self.bcast_append();
+        }
         // §5.4.2 / §8: a no-op in the new term commits everything before it.
         self.append_local(vec![Entry {
             index: last + 1,

@@ -150,6 +150,7 @@ impl<S: Storage> RaftNode<S> {
                 index,
                 ..
             } => {
+                let was_paused = pr.is_paused();
                 let updated = pr.maybe_update(index);
                 match pr.state {
                     ProgressState::Probe if updated => pr.become_replicate(),
@@ -163,6 +164,9 @@ impl<S: Storage> RaftNode<S> {
                             return Ok(());
                         }
                         self.bcast_append()?;
+                    } else if was_paused {
+                        // It may have missed the commit index while paused.
+                        self.send_append(from, true)?;
                     }
                     // Fill the window (bounded by max_inflight_msgs).
                     for _ in 0..self.cfg.max_inflight_msgs {

@@ -89,6 +89,10 @@ pub(crate) struct Cluster {
     pub(crate) instant_persist: bool,
     seed: u64,
     last_role: BTreeMap<NodeId, (Role, u64)>,
+    /// How to replay this run (printed in failure reports).
+    pub(crate) replay_hint: Option<String>,
+    /// AppendEntries rejections delivered (scenario tests check back-tracking cost).
+    pub(crate) rejections_delivered: u64,
 }
 
 /// Trace length kept for failure reports.
@@ -144,6 +148,8 @@ impl Cluster {
             instant_persist: true,
             seed,
             last_role: BTreeMap::new(),
+            replay_hint: None,
+            rejections_delivered: 0,
         };
         let all: Vec<NodeId> = c.nodes.keys().copied().collect();
         for id in all {
@@ -245,11 +251,18 @@ impl Cluster {
                 }
             }
         }
-        let _ = writeln!(
-            s,
-            "replay: RAFT_SIM_SEED={} cargo test --lib raft::sim::tests::replay_seed -- --nocapture",
-            self.seed
-        );
+        match &self.replay_hint {
+            Some(h) => {
+                let _ = writeln!(s, "replay: {h}");
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "replay: RAFT_SIM_SEED={} cargo test --lib raft::sim::tests::replay_seed -- --nocapture",
+                    self.seed
+                );
+            }
+        }
         s
     }
 
@@ -366,6 +379,9 @@ impl Cluster {
             self.record(Event::Drop(m.from, m.to, m.body.name()));
             return Ok(());
         }
+        if matches!(m.body, MessageBody::AppendEntriesResponse { reject: true, .. }) {
+            self.rejections_delivered += 1;
+        }
         self.record(Event::Deliver(m.clone()));
         let to = m.to;
         let node = self.nodes.get_mut(&to).and_then(|n| n.raft.as_mut());
@@ -405,6 +421,11 @@ impl Cluster {
         if let Err(e) = self.deliver(m) {
             panic!("{}", self.report(&e));
         }
+    }
+
+    /// Like `inject`, returning the checker's verdict instead of panicking.
+    pub(crate) fn try_inject(&mut self, m: Message) -> Result<(), String> {
+        self.deliver(m)
     }
 
     // ------------------------------------------------------------ time & disk

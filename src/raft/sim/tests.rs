@@ -18,6 +18,12 @@ pub(crate) struct Plan {
     pub crash_pct: u64,
     pub membership: bool,
     pub bugs: Bugs,
+    /// Overrides `max_size_per_msg` (1 = one entry per AppendEntries).
+    pub max_size_per_msg: Option<u64>,
+    /// Chance per tick of a client proposal.
+    pub propose_pct: u64,
+    /// Chance per tick of a partition (when healed) and of healing it.
+    pub partition_pct: u64,
 }
 
 impl Plan {
@@ -27,6 +33,9 @@ impl Plan {
             crash_pct: 1,
             membership: true,
             bugs: Bugs::default(),
+            max_size_per_msg: None,
+            propose_pct: 40,
+            partition_pct: 2,
         }
     }
 }
@@ -50,8 +59,14 @@ pub(crate) fn run_seed(seed: u64, plan: Plan) -> Result<RunStats, String> {
         let mut cfg = sim_config(id);
         cfg.pre_vote = pre_vote;
         cfg.bugs = bugs;
+        if let Some(m) = plan.max_size_per_msg {
+            cfg.max_size_per_msg = m;
+        }
         cfg
     });
+    if plan.bugs != Bugs::default() {
+        c.replay_hint = Some(format!("a bug-switch run ({:?}), seed {seed}", plan.bugs));
+    }
     c.instant_persist = false;
     c.drop_pct = rng.below(8);
     c.dup_pct = rng.below(5);
@@ -100,7 +115,7 @@ fn chaos(c: &mut Cluster, rng: &mut SplitMix64, plan: Plan) -> Result<(), String
         tick_once(c, rng, 60)?;
         let ids = c.ids();
         // Clients.
-        if rng.chance(40) {
+        if rng.chance(plan.propose_pct) {
             let target = match c.leaders().first() {
                 Some(l) if rng.chance(90) => *l,
                 _ => ids[rng.below(ids.len() as u64) as usize],
@@ -130,7 +145,7 @@ fn chaos(c: &mut Cluster, rng: &mut SplitMix64, plan: Plan) -> Result<(), String
             }
         }
         // Partitions.
-        if !partitioned && rng.chance(2) {
+        if !partitioned && rng.chance(plan.partition_pct) {
             let k = 1 + rng.below(ids.len() as u64 / 2) as usize;
             let mut group = ids.clone();
             for i in (1..group.len()).rev() {
@@ -302,6 +317,9 @@ fn find_violation(bugs: Bugs, crash_pct: u64, max_seeds: u64) -> (u64, String) {
         crash_pct,
         membership: false,
         bugs,
+        max_size_per_msg: Some(1),
+        propose_pct: 15,
+        partition_pct: 10,
     };
     for seed in 0..max_seeds {
         if let Err(report) = run_seed(seed, plan) {
@@ -315,10 +333,11 @@ fn find_violation(bugs: Bugs, crash_pct: u64, max_seeds: u64) -> (u64, String) {
 fn checker_catches_committing_old_term_entries_by_counting() {
     let bugs = Bugs {
         commit_old_term_by_counting: true,
+        skip_leader_noop: true,
         ..Bugs::default()
     };
-    let (seed, report) = find_violation(bugs, 2, 400);
-    eprintln!("commit_old_term_by_counting caught at seed {seed}");
+    let (seed, report) = find_violation(bugs, 5, 3000);
+    eprintln!("commit_old_term_by_counting caught at seed {seed}:\n{report}");
     assert!(report.contains("violated"), "{report}");
 }
 
