@@ -28,8 +28,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use super::types::{
-    Entry, Index, LogStart, Membership, Message, MessageBody, NodeId, RecordKind, Term,
-    MAX_MEMBERS,
+    Entry, Index, LogStart, Membership, Message, MessageBody, NodeId, RecordKind, Term, MAX_MEMBERS,
 };
 
 /// Bytes of an entry's header on the wire (term, kind, length).
@@ -65,7 +64,10 @@ impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CodecError::Truncated { at, needed } => {
-                write!(f, "truncated raft message: {needed} more bytes needed at {at}")
+                write!(
+                    f,
+                    "truncated raft message: {needed} more bytes needed at {at}"
+                )
             }
             CodecError::UnknownType(t) => write!(f, "unknown raft message type {t}"),
             CodecError::BadFlags(b) => write!(f, "unknown flag bits {b:#04x}"),
@@ -440,7 +442,10 @@ mod tests {
             let mut buf = Vec::new();
             encode_message(&m, &mut buf);
             for cut in 0..buf.len() {
-                assert!(decode_message(&buf[..cut]).is_err(), "cut at {cut} of {m:?}");
+                assert!(
+                    decode_message(&buf[..cut]).is_err(),
+                    "cut at {cut} of {m:?}"
+                );
             }
             buf.push(0);
             assert_eq!(decode_message(&buf), Err(CodecError::TrailingBytes(1)));

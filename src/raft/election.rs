@@ -286,8 +286,8 @@ impl<S: Storage> RaftNode<S> {
             || (self.vote.is_none() && self.leader.is_none())
             || (pre_vote && term > self.term);
         #[cfg(test)]
-        let log_ok = self.cfg.bugs.vote_without_log_check
-            || self.log.is_up_to_date(last_index, last_term);
+        let log_ok =
+            self.cfg.bugs.vote_without_log_check || self.log.is_up_to_date(last_index, last_term);
         #[cfg(not(test))]
         let log_ok = self.log.is_up_to_date(last_index, last_term);
         if can_vote && log_ok {
@@ -339,10 +339,8 @@ impl<S: Storage> RaftNode<S> {
                     _ => !pre_vote && m.term == self.term,
                 };
                 // A rejected pre-vote carries the voter's term (== ours here).
-                let stale_reject = self.role == Role::PreCandidate
-                    && pre_vote
-                    && !granted
-                    && m.term == self.term;
+                let stale_reject =
+                    self.role == Role::PreCandidate && pre_vote && !granted && m.term == self.term;
                 if !expected && !stale_reject {
                     return Ok(());
                 }

@@ -227,8 +227,8 @@ impl<S: Storage> RaftLog<S> {
         }
         let stable_through = self.persisted.min(self.write_from - 1);
         if stable_through >= self.unstable_offset {
-            let n = ((stable_through.0 - self.unstable_offset.0 + 1) as usize)
-                .min(self.unstable.len());
+            let n =
+                ((stable_through.0 - self.unstable_offset.0 + 1) as usize).min(self.unstable.len());
             self.unstable.drain(..n);
             self.unstable_offset = self.unstable_offset + n as u64;
         }

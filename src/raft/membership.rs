@@ -156,7 +156,9 @@ impl<S: Storage> RaftNode<S> {
                 m.learners.remove(&id);
                 m.voters.remove(&id);
                 if m.voters.is_empty() {
-                    return Err(ProposeError::InvalidConfChange("cannot remove the last voter"));
+                    return Err(ProposeError::InvalidConfChange(
+                        "cannot remove the last voter",
+                    ));
                 }
             }
         }

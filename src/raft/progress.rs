@@ -224,7 +224,10 @@ mod tests {
         p.become_replicate();
         p.sent_entries(Index(8), 4);
         assert_eq!(p.next, Index(9));
-        assert!(!p.maybe_decr_to(Index(4), Index(0)), "at or below match is stale");
+        assert!(
+            !p.maybe_decr_to(Index(4), Index(0)),
+            "at or below match is stale"
+        );
         assert!(p.maybe_decr_to(Index(8), Index(6)));
         assert_eq!(p.state, ProgressState::Probe);
         assert_eq!(p.next, Index(5));

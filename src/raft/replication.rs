@@ -11,7 +11,11 @@ impl<S: Storage> RaftNode<S> {
     /// Sends the next batch of entries to `to` if its flow control allows. With
     /// `send_if_empty`, sends an empty AppendEntries (carrying the commit index, or
     /// probing) when there is nothing new. Returns true if something was sent.
-    pub(crate) fn send_append(&mut self, to: NodeId, send_if_empty: bool) -> Result<bool, RaftError> {
+    pub(crate) fn send_append(
+        &mut self,
+        to: NodeId,
+        send_if_empty: bool,
+    ) -> Result<bool, RaftError> {
         let Some(pr) = self.progress.get(&to) else {
             return Ok(false);
         };
@@ -61,7 +65,11 @@ impl<S: Storage> RaftNode<S> {
             return false;
         };
         pr.become_snapshot(start.index);
-        log::debug!("raft {}: sending log start {} to {to}", self.id, start.index);
+        log::debug!(
+            "raft {}: sending log start {} to {to}",
+            self.id,
+            start.index
+        );
         self.send(to, MessageBody::InstallSnapshot { start });
         true
     }

@@ -238,7 +238,11 @@ mod tests {
         assert_eq!(s.term(Index(3)), Ok(Term(2)));
         assert_eq!(s.last_index(), Index(4));
         assert!(s.append(&[e(9, 2)]).is_err(), "gap refused");
-        assert_eq!(s.entries(Index(1), Index(5), 0).unwrap().len(), 1, "at least one");
+        assert_eq!(
+            s.entries(Index(1), Index(5), 0).unwrap().len(),
+            1,
+            "at least one"
+        );
         assert_eq!(s.entries(Index(1), Index(5), 46).unwrap().len(), 2);
         s.compact(LogStart {
             index: Index(2),

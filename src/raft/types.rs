@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::ops::{Add, Sub};
 
-pub use crate::types::{NodeId, RecordKind, Term};
 use crate::types::Offset;
+pub use crate::types::{NodeId, RecordKind, Term};
 
 /// A position in the Raft log. Raft indexes ARE log offsets (DESIGN decision 1); this
 /// newtype exists so Raft arithmetic (`index + 1`, `index - 1`) reads naturally, and it

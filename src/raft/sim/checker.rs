@@ -70,17 +70,17 @@ impl Checker {
         format!("v{}", self.payload_counter).into_bytes()
     }
 
-    /// Highest index known committed anywhere.
-    pub(crate) fn max_committed(&self) -> Index {
-        Index(self.committed.len() as u64)
-    }
-
     pub(crate) fn on_boot(&mut self, id: NodeId, commit: Index) {
         self.commit_seen.insert(id, commit);
     }
 
     /// A Ready of `id` appends `ents`, whose predecessor has `prev_term`.
-    pub(crate) fn on_append(&mut self, id: NodeId, prev_term: Term, ents: &[Entry]) -> Result<(), String> {
+    pub(crate) fn on_append(
+        &mut self,
+        id: NodeId,
+        prev_term: Term,
+        ents: &[Entry],
+    ) -> Result<(), String> {
         let mut prev = prev_term;
         for e in ents {
             let c = content(e);

@@ -23,11 +23,11 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
-use super::{
-    Config, Entry, HardState, Index, LogStart, Membership, Message, MessageBody, NodeId,
-    RaftNode, ReadyAck, Role, SplitMix64, Storage,
-};
 use super::MemStorage;
+use super::{
+    Config, Entry, HardState, Index, LogStart, Membership, Message, MessageBody, NodeId, RaftNode,
+    ReadyAck, Role, SplitMix64, Storage,
+};
 use checker::Checker;
 
 /// One write a Ready asked for, not yet on "disk".
@@ -346,11 +346,6 @@ impl Cluster {
         }
     }
 
-    /// Number of messages in flight.
-    pub(crate) fn in_flight(&self) -> usize {
-        self.net.len()
-    }
-
     /// Delivers one message (the oldest due one when `random` is false, a random
     /// due one otherwise). Returns false when none is due.
     pub(crate) fn deliver_one(&mut self, random: bool) -> Result<bool, String> {
@@ -379,14 +374,18 @@ impl Cluster {
             self.record(Event::Drop(m.from, m.to, m.body.name()));
             return Ok(());
         }
-        if matches!(m.body, MessageBody::AppendEntriesResponse { reject: true, .. }) {
+        if matches!(
+            m.body,
+            MessageBody::AppendEntriesResponse { reject: true, .. }
+        ) {
             self.rejections_delivered += 1;
         }
         self.record(Event::Deliver(m.clone()));
         let to = m.to;
         let node = self.nodes.get_mut(&to).and_then(|n| n.raft.as_mut());
         if let Some(r) = node {
-            r.step(m).map_err(|e| format!("node {to} step failed: {e}"))?;
+            r.step(m)
+                .map_err(|e| format!("node {to} step failed: {e}"))?;
         }
         self.settle(to)
     }
@@ -433,7 +432,8 @@ impl Cluster {
     /// Ticks one node.
     pub(crate) fn tick_node(&mut self, id: NodeId) -> Result<(), String> {
         if let Some(r) = self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut()) {
-            r.tick().map_err(|e| format!("node {id} tick failed: {e}"))?;
+            r.tick()
+                .map_err(|e| format!("node {id} tick failed: {e}"))?;
             self.settle(id)?;
         }
         Ok(())

@@ -5,7 +5,7 @@
 
 use super::{disk_with, sim_config, Cluster};
 use crate::raft::{
-    Config, ConfChange, Index, MessageBody, NodeId, ProposeError, RaftNode, ReadyAck, Role, Term,
+    ConfChange, Config, Index, MessageBody, NodeId, ProposeError, RaftNode, ReadyAck, Role, Term,
 };
 
 fn cluster(n: u64) -> Cluster {
@@ -54,9 +54,17 @@ fn figure_7_followers_with_missing_and_extra_entries_converge_to_the_leader() {
     elect(&mut c, 1);
     assert_eq!(c.node(1).term(), Term(8));
     let leader = terms_of(&c, 1);
-    assert_eq!(leader, vec![1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 8], "no-op appended");
+    assert_eq!(
+        leader,
+        vec![1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 8],
+        "no-op appended"
+    );
     for id in 2..=7 {
-        assert_eq!(terms_of(&c, id), leader, "follower {id} duplicates the leader");
+        assert_eq!(
+            terms_of(&c, id),
+            leader,
+            "follower {id} duplicates the leader"
+        );
         assert_eq!(c.node(id).commit_index(), Index(11));
     }
     assert!(
@@ -89,7 +97,9 @@ fn figure_8(bug: bool) -> Result<(), String> {
         cfg
     });
     // (c) S1 wins term 4 with votes from S2 and S3, S4 (S5's log is more up to date).
-    c.node_mut(1).campaign(false, false).map_err(|e| e.to_string())?;
+    c.node_mut(1)
+        .campaign(false, false)
+        .map_err(|e| e.to_string())?;
     c.settle(NodeId(1))?;
     for _ in 0..50 {
         let msgs = c.take_messages();
@@ -113,7 +123,11 @@ fn figure_8(bug: bool) -> Result<(), String> {
     }
     assert_eq!(c.node(1).role(), Role::Leader);
     assert_eq!(c.node(1).term(), Term(4));
-    assert_eq!(c.node(3).term_at(Index(2)), Ok(Term(2)), "S3 has index 2 now");
+    assert_eq!(
+        c.node(3).term_at(Index(2)),
+        Ok(Term(2)),
+        "S3 has index 2 now"
+    );
     if !bug {
         assert_eq!(
             c.node(1).commit_index(),
@@ -124,7 +138,9 @@ fn figure_8(bug: bool) -> Result<(), String> {
     // (d) S1 crashes; S5 is elected (votes from S2, S3, S4) and overwrites index 2.
     c.crash(NodeId(1));
     c.clear_network();
-    c.node_mut(5).campaign(false, false).map_err(|e| e.to_string())?;
+    c.node_mut(5)
+        .campaign(false, false)
+        .map_err(|e| e.to_string())?;
     c.settle(NodeId(5))?;
     for _ in 0..100 {
         let msgs = c.take_messages();
@@ -137,7 +153,11 @@ fn figure_8(bug: bool) -> Result<(), String> {
     }
     assert_eq!(c.node(5).role(), Role::Leader);
     for id in 2..=4 {
-        assert_eq!(c.node(id).term_at(Index(2)), Ok(Term(3)), "S{id} follows S5");
+        assert_eq!(
+            c.node(id).term_at(Index(2)),
+            Ok(Term(3)),
+            "S{id} follows S5"
+        );
     }
     Ok(())
 }
@@ -173,7 +193,11 @@ fn figure_8_current_term_entry_commits_the_older_ones_too() {
     });
     c.block_one_way(1, 5);
     elect(&mut c, 1);
-    assert_eq!(c.node(1).commit_index(), Index(3), "no-op of term 4 commits 1..=3");
+    assert_eq!(
+        c.node(1).commit_index(),
+        Index(3),
+        "no-op of term 4 commits 1..=3"
+    );
     c.crash(NodeId(1));
     c.node_mut(5).campaign(false, false).expect("campaign");
     c.settle(NodeId(5)).expect("settle");
@@ -223,7 +247,11 @@ fn pre_vote_keeps_an_isolated_node_from_disrupting_and_does_not_reset_timers() {
             granted: true
         }
     )));
-    assert_eq!(fresh.node(2).election_elapsed, 5, "pre-vote grant kept the timer");
+    assert_eq!(
+        fresh.node(2).election_elapsed,
+        5,
+        "pre-vote grant kept the timer"
+    );
     assert_eq!(fresh.node(2).term(), Term(0), "pre-vote changed no term");
     let real = crate::raft::Message {
         body: MessageBody::RequestVote {
@@ -235,7 +263,11 @@ fn pre_vote_keeps_an_isolated_node_from_disrupting_and_does_not_reset_timers() {
         ..pre
     };
     fresh.inject(real);
-    assert_eq!(fresh.node(2).election_elapsed, 0, "a real vote resets the timer");
+    assert_eq!(
+        fresh.node(2).election_elapsed,
+        0,
+        "a real vote resets the timer"
+    );
 }
 
 /// Thesis §6.2 (check-quorum): "a leader steps down if an election timeout elapses
@@ -260,14 +292,22 @@ fn check_quorum_isolated_leader_steps_down_and_followers_ignore_disruptive_votes
             last_term: Term(term.0 + 4),
         },
     });
-    assert_eq!(c.node(2).term(), term, "vote request ignored within the lease");
+    assert_eq!(
+        c.node(2).term(),
+        term,
+        "vote request ignored within the lease"
+    );
     // Isolated leader steps down within one election timeout (checked every
     // election_tick ticks, so at most two periods).
     c.isolate(1);
     for _ in 0..20 {
         c.tick(1, 1);
     }
-    assert_eq!(c.node(1).role(), Role::Follower, "lost quorum: stepped down");
+    assert_eq!(
+        c.node(1).role(),
+        Role::Follower,
+        "lost quorum: stepped down"
+    );
 }
 
 /// Thesis §3.10 (leadership transfer): the leader brings the target up to date, sends
@@ -316,9 +356,17 @@ fn learner_catches_up_without_voting_and_is_promoted() {
     c.settle(NodeId(1)).expect("settle");
     c.tick_all(3);
     assert!(c.node(4).membership().learners.contains(&NodeId(4)));
-    assert_eq!(c.node(4).last_index(), c.node(1).last_index(), "learner caught up");
+    assert_eq!(
+        c.node(4).last_index(),
+        c.node(1).last_index(),
+        "learner caught up"
+    );
     let st = c.node(1).status();
-    let f4 = st.followers.iter().find(|f| f.id == NodeId(4)).expect("tracked");
+    let f4 = st
+        .followers
+        .iter()
+        .find(|f| f.id == NodeId(4))
+        .expect("tracked");
     assert!(!f4.voter);
     assert_eq!(f4.lag_entries, 0);
     // The learner never campaigns.
@@ -332,7 +380,10 @@ fn learner_catches_up_without_voting_and_is_promoted() {
     let i = c.propose(1, 1).expect("propose");
     c.stabilize();
     assert_eq!(c.node(4).last_index(), i, "learner has it");
-    assert!(c.node(1).commit_index() < i, "leader + learner is not a quorum of voters");
+    assert!(
+        c.node(1).commit_index() < i,
+        "leader + learner is not a quorum of voters"
+    );
     c.heal();
     c.tick_all(3);
     assert!(c.node(1).commit_index() >= i);
@@ -343,7 +394,12 @@ fn learner_catches_up_without_voting_and_is_promoted() {
     c.settle(NodeId(1)).expect("settle");
     c.tick_all(3);
     assert!(c.node(4).membership().voters.contains(&NodeId(4)));
-    assert!(c.node(1).status().followers.iter().any(|f| f.id == NodeId(4) && f.voter));
+    assert!(c
+        .node(1)
+        .status()
+        .followers
+        .iter()
+        .any(|f| f.id == NodeId(4) && f.voter));
 }
 
 /// Thesis §4.2.2: a leader removed from the configuration keeps managing the cluster
@@ -357,16 +413,25 @@ fn removing_the_leader_steps_it_down_after_the_removal_commits() {
         .node_mut(1)
         .propose_conf_change(ConfChange::Remove(NodeId(1)))
         .expect("remove self");
-    assert_eq!(c.node(1).role(), Role::Leader, "still leading until committed");
     assert_eq!(
-        c.node_mut(1).propose_conf_change(ConfChange::Remove(NodeId(2))),
+        c.node(1).role(),
+        Role::Leader,
+        "still leading until committed"
+    );
+    assert_eq!(
+        c.node_mut(1)
+            .propose_conf_change(ConfChange::Remove(NodeId(2))),
         Err(ProposeError::ConfChangePending),
         "one change at a time"
     );
     c.settle(NodeId(1)).expect("settle");
     c.stabilize();
     assert!(c.node(2).commit_index() >= idx);
-    assert_ne!(c.node(1).role(), Role::Leader, "stepped down once committed");
+    assert_ne!(
+        c.node(1).role(),
+        Role::Leader,
+        "stepped down once committed"
+    );
     c.tick_all(25);
     let leaders = c.leaders();
     assert_eq!(leaders.len(), 1);
@@ -376,7 +441,11 @@ fn removing_the_leader_steps_it_down_after_the_removal_commits() {
     c.stabilize();
     assert!(c.node(2).commit_index() >= i && c.node(3).commit_index() >= i);
     c.tick(1, 100);
-    assert_eq!(c.node(1).role(), Role::Follower, "removed node never campaigns");
+    assert_eq!(
+        c.node(1).role(),
+        Role::Follower,
+        "removed node never campaigns"
+    );
 }
 
 /// Log-prefix snapshots (§7, in our form "the log starts at N"): a follower that needs
@@ -394,7 +463,10 @@ fn snapshot_install_brings_a_far_behind_follower_back() {
     let commit = c.node(1).commit_index();
     assert_eq!(commit, Index(21));
     let start = c.node_mut(1).compact(Index(15)).expect("compact");
-    c.node_mut(1).storage_mut().compact(start).expect("storage compact");
+    c.node_mut(1)
+        .storage_mut()
+        .compact(start)
+        .expect("storage compact");
     assert_eq!(c.node(1).first_index(), Index(16));
     c.heal();
     c.tick_all(4);
@@ -405,7 +477,11 @@ fn snapshot_install_brings_a_far_behind_follower_back() {
     let i = c.propose(1, 1).expect("propose");
     c.stabilize();
     c.tick_all(1);
-    assert_eq!(c.node(3).commit_index(), i, "replication continues after the snapshot");
+    assert_eq!(
+        c.node(3).commit_index(),
+        i,
+        "replication continues after the snapshot"
+    );
     // The follower restarts from what it persisted: the log start and later entries.
     c.crash(NodeId(3));
     c.start(NodeId(3)).expect("restart");
@@ -452,7 +528,10 @@ fn ready_holds_back_messages_until_persisted_and_leader_commits_only_durable_ent
     let p = solo.propose(vec![b"a".to_vec()]).expect("propose");
     let rd = solo.ready();
     assert!(rd.entries.iter().any(|e| e.index == p.last));
-    assert!(solo.commit_index() < p.last, "not durable yet: not committed");
+    assert!(
+        solo.commit_index() < p.last,
+        "not durable yet: not committed"
+    );
     solo.storage_mut().append(&rd.entries).expect("append");
     solo.advance(ReadyAck { seq: rd.seq }).expect("advance");
     assert_eq!(solo.commit_index(), p.last, "committed once durable");

@@ -267,9 +267,10 @@ fn liveness(c: &mut Cluster, rng: &mut SplitMix64) -> Result<u64, String> {
 impl Cluster {
     /// True if some running node has committed `payload` at index `i`.
     fn committed_with(&self, i: Index, payload: &[u8]) -> bool {
-        self.nodes.values().filter_map(|n| n.raft.as_ref()).any(|r| {
-            r.commit_index() >= i && r.entry_at(i).is_ok_and(|e| e.data == payload)
-        })
+        self.nodes
+            .values()
+            .filter_map(|n| n.raft.as_ref())
+            .any(|r| r.commit_index() >= i && r.entry_at(i).is_ok_and(|e| e.data == payload))
     }
 }
 
