@@ -244,11 +244,13 @@ impl<S: Storage> RaftNode<S> {
                     // from this and steps down.
                     self.send(m.from, MessageBody::HeartbeatResponse);
                 }
-                MessageBody::RequestVote { pre_vote: true, .. } => {
+                MessageBody::RequestVote { pre_vote, .. } => {
+                    // Reject with our term so a stale candidate catches up at once
+                    // (otherwise it may keep campaigning in terms nobody accepts).
                     self.send(
                         m.from,
                         MessageBody::RequestVoteResponse {
-                            pre_vote: true,
+                            pre_vote,
                             granted: false,
                         },
                     );

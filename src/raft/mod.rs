@@ -64,7 +64,7 @@
 //!
 //! # Simulator and replaying a seed
 //! `cargo test --lib raft::sim` runs thousands of seeded runs (count from
-//! `RAFT_SIM_SEEDS`, default 2000) of 3- and 5-node clusters under message loss,
+//! `RAFT_SIM_SEEDS`, default 4000) of 3- and 5-node clusters under message loss,
 //! duplication, reordering, partitions, crashes (losing unacknowledged writes),
 //! membership changes and leadership transfers, checking Raft's safety properties
 //! after every step and liveness after healing. A failure prints the seed, the last

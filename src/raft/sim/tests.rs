@@ -1,7 +1,7 @@
 //! Randomized simulation over many seeds, the replay entry point, and proof that the
 //! checker catches deliberately broken Raft variants.
 //!
-//! * `many_seeds`: `RAFT_SIM_SEEDS` seeds (default 2000) from `RAFT_SIM_SEED_BASE`
+//! * `many_seeds`: `RAFT_SIM_SEEDS` seeds (default 4000) from `RAFT_SIM_SEED_BASE`
 //!   (default 0). Soak: `RAFT_SIM_SEEDS=100000 cargo test --release --lib
 //!   raft::sim::tests::many_seeds` (`make sim SEEDS=100000`).
 //! * `replay_seed`: `RAFT_SIM_SEED=<seed> cargo test --lib raft::sim::tests::replay_seed
@@ -283,7 +283,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 #[test]
 fn many_seeds() {
-    let n = env_u64("RAFT_SIM_SEEDS", 2000);
+    let n = env_u64("RAFT_SIM_SEEDS", 4000);
     let base = env_u64("RAFT_SIM_SEED_BASE", 0);
     let mut commits = 0;
     let mut worst_liveness = 0;
@@ -338,7 +338,7 @@ fn checker_catches_committing_old_term_entries_by_counting() {
         ..Bugs::default()
     };
     let (seed, report) = find_violation(bugs, 5, 3000);
-    eprintln!("commit_old_term_by_counting caught at seed {seed}:\n{report}");
+    eprintln!("commit_old_term_by_counting caught at seed {seed}");
     assert!(report.contains("violated"), "{report}");
 }
 
