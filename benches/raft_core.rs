@@ -128,7 +128,10 @@ fn main() {
     let wall = wall0.elapsed().as_secs_f64();
     let committed = c.nodes[0].commit_index().0 - start_commit;
     println!("raft_core: 3 nodes, batches of {BATCH_ENTRIES} x {ENTRY_BYTES} B, instant delivery + persistence");
-    println!("  committed {committed} entries in {wall:.2} s wall: {:.0} entries/s wall", committed as f64 / wall);
+    println!(
+        "  committed {committed} entries in {wall:.2} s wall: {:.0} entries/s wall",
+        committed as f64 / wall
+    );
     match (cpu0, cpu_seconds()) {
         (Some(a), Some(b)) if b > a => println!(
             "  CPU {:.2} s: {:.0} entries per CPU-second (all 3 nodes on one thread)",
