@@ -36,5 +36,8 @@ loom: ## model-check the cross-thread hand-offs with loom
 	RUSTFLAGS="--cfg commitlog_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
 		$(CARGO) test --release --lib loom_
 
+sim: ## raft simulator soak: SEEDS seeds in release (replay a seed: see src/raft/mod.rs)
+	RAFT_SIM_SEEDS=$(SEEDS) $(CARGO) test --release --lib raft::sim::tests::many_seeds -- --nocapture
+
 clean: ## remove build output
 	$(CARGO) clean

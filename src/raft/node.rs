@@ -176,6 +176,13 @@ pub struct Ready {
 }
 
 impl Ready {
+    /// Where the caller must cut its log before appending `entries`: stored entries
+    /// with index >= this are discarded (nothing is discarded when appending at the
+    /// end). `None` when there are no entries.
+    pub fn truncate_from(&self) -> Option<Index> {
+        self.entries.first().map(|e| e.index)
+    }
+
     /// True if this Ready carries anything that must be made durable.
     pub fn must_persist(&self) -> bool {
         self.hard_state.is_some() || self.snapshot.is_some() || !self.entries.is_empty()

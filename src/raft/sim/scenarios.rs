@@ -538,3 +538,46 @@ fn ready_holds_back_messages_until_persisted_and_leader_commits_only_durable_ent
     let rd = solo.ready();
     assert_eq!(rd.committed, Some((Index(1), p.last)));
 }
+
+/// Operator-facing API: status shows each follower's lag; refusals are typed.
+#[test]
+fn status_compaction_and_transfer_refusals_are_reported() {
+    let mut c = cluster(3);
+    elect(&mut c, 1);
+    c.block_one_way(1, 3);
+    c.propose(1, 4).expect("propose");
+    c.stabilize();
+    let st = c.node(1).status();
+    assert_eq!(st.role, Role::Leader);
+    assert_eq!(st.followers.len(), 2);
+    let f3 = st.followers.iter().find(|f| f.id == NodeId(3)).expect("node 3");
+    assert_eq!(f3.lag_entries, 4, "node 3 missed the batch");
+    assert!(c.node(2).status().followers.is_empty(), "followers report no progress");
+    assert_eq!(
+        c.node_mut(2).transfer_leadership(NodeId(3)),
+        Err(crate::raft::TransferError::NotLeader)
+    );
+    assert_eq!(
+        c.node_mut(1).transfer_leadership(NodeId(9)),
+        Err(crate::raft::TransferError::InvalidTarget)
+    );
+    assert_eq!(
+        c.node_mut(2).propose(vec![b"x".to_vec()]),
+        Err(ProposeError::NotLeader {
+            leader: Some(NodeId(1))
+        })
+    );
+    let beyond = c.node(1).commit_index() + 1;
+    assert_eq!(
+        c.node_mut(1).compact(beyond),
+        Err(crate::raft::CompactError::NotCommittedOrDurable)
+    );
+    assert_eq!(
+        c.node_mut(1).compact(Index(0)),
+        Err(crate::raft::CompactError::AlreadyCompacted)
+    );
+    assert_eq!(
+        c.node_mut(1).propose_conf_change(ConfChange::AddVoter(NodeId(2))),
+        Err(ProposeError::InvalidConfChange("already a voter"))
+    );
+}
