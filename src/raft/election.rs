@@ -129,7 +129,7 @@ impl<S: Storage> RaftNode<S> {
             .filter(|(id, g)| !**g && self.membership.voters.contains(id))
             .count();
         let voters = self.membership.voters.len();
-        rejected > voters - self.membership.quorum()
+        rejected > voters.saturating_sub(self.membership.quorum())
     }
 
     fn reset(&mut self, term: Term) {

@@ -54,6 +54,8 @@ impl SplitMix64 {
 pub enum RaftError {
     /// The log could not be read.
     Storage(StorageError),
+    /// The configuration is invalid.
+    Config(super::config::ConfigError),
     /// Stored or received data violates an invariant (e.g. an undecodable
     /// configuration entry, or a leader asking to overwrite a committed entry).
     Corrupt(String),
@@ -69,6 +71,7 @@ impl fmt::Display for RaftError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RaftError::Storage(e) => write!(f, "raft storage: {e}"),
+            RaftError::Config(e) => e.fmt(f),
             RaftError::Corrupt(e) => write!(f, "raft invariant violated: {e}"),
         }
     }
@@ -292,8 +295,7 @@ impl<S: Storage> RaftNode<S> {
     /// persisted. `seed` seeds the election-timeout jitter (use different seeds on
     /// different nodes, e.g. from the OS at start-up or from the simulator).
     pub fn new(cfg: Config, storage: S, seed: u64) -> Result<RaftNode<S>, RaftError> {
-        cfg.validate()
-            .map_err(|e| RaftError::Corrupt(e.to_string()))?;
+        cfg.validate().map_err(RaftError::Config)?;
         let (hs, start) = storage.initial_state()?;
         let config_indexes = storage.config_entry_indexes()?;
         let log = RaftLog::new(storage, start.clone(), hs.commit);

@@ -550,9 +550,16 @@ fn status_compaction_and_transfer_refusals_are_reported() {
     let st = c.node(1).status();
     assert_eq!(st.role, Role::Leader);
     assert_eq!(st.followers.len(), 2);
-    let f3 = st.followers.iter().find(|f| f.id == NodeId(3)).expect("node 3");
+    let f3 = st
+        .followers
+        .iter()
+        .find(|f| f.id == NodeId(3))
+        .expect("node 3");
     assert_eq!(f3.lag_entries, 4, "node 3 missed the batch");
-    assert!(c.node(2).status().followers.is_empty(), "followers report no progress");
+    assert!(
+        c.node(2).status().followers.is_empty(),
+        "followers report no progress"
+    );
     assert_eq!(
         c.node_mut(2).transfer_leadership(NodeId(3)),
         Err(crate::raft::TransferError::NotLeader)
@@ -577,7 +584,8 @@ fn status_compaction_and_transfer_refusals_are_reported() {
         Err(crate::raft::CompactError::AlreadyCompacted)
     );
     assert_eq!(
-        c.node_mut(1).propose_conf_change(ConfChange::AddVoter(NodeId(2))),
+        c.node_mut(1)
+            .propose_conf_change(ConfChange::AddVoter(NodeId(2))),
         Err(ProposeError::InvalidConfChange("already a voter"))
     );
 }
