@@ -241,3 +241,89 @@ impl<S: Storage> RaftLog<S> {
         last_term > my_term || (last_term == my_term && last_index >= self.last_index())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::storage::MemStorage;
+    use crate::raft::types::RecordKind;
+
+    fn e(i: u64, t: u64) -> Entry {
+        Entry {
+            index: Index(i),
+            term: Term(t),
+            kind: RecordKind::Data,
+            data: vec![0; 8],
+        }
+    }
+
+    fn log() -> RaftLog<MemStorage> {
+        RaftLog::new(
+            MemStorage::new(LogStart::default()),
+            LogStart::default(),
+            Index(0),
+        )
+    }
+
+    #[test]
+    fn acknowledgement_of_a_truncated_write_does_not_advance_persisted() {
+        let mut l = log();
+        l.append(&[e(1, 1), e(2, 1), e(3, 1)]);
+        let (_, w1, mark1) = l.take_unwritten();
+        assert_eq!(w1.len(), 3);
+        // Before the first write is durable, entries 2.. are replaced by term 2.
+        assert_eq!(l.append(&[e(2, 2)]), Some(Index(2)));
+        let (_, w2, mark2) = l.take_unwritten();
+        assert_eq!(w2, vec![e(2, 2)]);
+        // The caller applies write 1, acks it: entry 3/1 is gone from this log.
+        l.storage.append(&w1).unwrap();
+        let (i, t) = mark1.unwrap();
+        l.on_persisted(i, t);
+        assert_eq!(l.persisted, Index(0), "3/1 is not in this log any more");
+        l.storage.append(&w2).unwrap();
+        let (i, t) = mark2.unwrap();
+        l.on_persisted(i, t);
+        assert_eq!(l.persisted, Index(2));
+        assert_eq!(l.term(Index(2)), Ok(Term(2)));
+        assert_eq!(l.last_index(), Index(2));
+        assert_eq!(l.entries(Index(1), Index(3), u64::MAX).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn reads_span_storage_and_unstable_tail_within_byte_limit() {
+        let mut l = log();
+        l.append(&[e(1, 1), e(2, 1)]);
+        let (_, w, mark) = l.take_unwritten();
+        l.storage.append(&w).unwrap();
+        let (i, t) = mark.unwrap();
+        l.on_persisted(i, t);
+        l.append(&[e(3, 1), e(4, 2)]);
+        assert_eq!(l.entries(Index(1), Index(5), u64::MAX).unwrap().len(), 4);
+        assert_eq!(l.entries(Index(2), Index(5), 21 * 2).unwrap().len(), 2);
+        assert_eq!(l.entries(Index(1), Index(5), 0).unwrap().len(), 1);
+        assert_eq!(l.find_conflict_by_term(Index(4), Term(1)), Index(3));
+        assert_eq!(l.find_conflict(&[e(3, 1), e(4, 3)]), Some(1));
+        assert!(l.is_up_to_date(Index(4), Term(2)));
+        assert!(!l.is_up_to_date(Index(9), Term(1)));
+    }
+
+    #[test]
+    fn restore_discards_the_log_and_compaction_hides_the_prefix() {
+        let mut l = log();
+        l.append(&[e(1, 1), e(2, 1)]);
+        l.restore(LogStart {
+            index: Index(10),
+            term: Term(3),
+            membership: Default::default(),
+        });
+        assert_eq!((l.first_index(), l.last_index()), (Index(11), Index(10)));
+        assert_eq!(l.committed, Index(10));
+        assert_eq!(l.term(Index(10)), Ok(Term(3)));
+        assert_eq!(l.term(Index(2)), Err(StorageError::Compacted));
+        let (snap, ents, mark) = l.take_unwritten();
+        assert!(snap.is_some() && ents.is_empty());
+        assert_eq!(mark, Some((Index(10), Term(3))));
+        l.on_persisted(Index(10), Term(3));
+        assert_eq!(l.persisted, Index(10));
+    }
+}

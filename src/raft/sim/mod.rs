@@ -285,13 +285,30 @@ impl Cluster {
     }
 
     /// Crashes a node: unacknowledged writes are lost; the disk survives.
+    ///
+    /// Some of the pending writes may have reached the disk without the node hearing
+    /// about it (the fsync finished, the process died before the acknowledgement): a
+    /// random prefix of them is applied, the rest is lost. Storage may legitimately
+    /// hold more than was acknowledged.
     pub(crate) fn crash(&mut self, id: NodeId) {
+        let written = self.rng.below(3) as usize;
         let Some(n) = self.nodes.get_mut(&id) else {
             return;
         };
         if let Some(r) = n.raft.take() {
-            n.down_disk = Some(r.into_storage());
-            n.pending.clear();
+            let mut disk = r.into_storage();
+            for w in n.pending.drain(..).take(written) {
+                if let Some(s) = w.snapshot {
+                    disk.install(s);
+                }
+                if disk.append(&w.entries).is_err() {
+                    break;
+                }
+                if let Some(hs) = w.hard_state {
+                    disk.set_hard_state(hs);
+                }
+            }
+            n.down_disk = Some(disk);
             self.last_role.remove(&id);
             self.record(Event::Crash(id));
         }

@@ -589,3 +589,38 @@ fn status_compaction_and_transfer_refusals_are_reported() {
         Err(ProposeError::InvalidConfChange("already a voter"))
     );
 }
+
+/// Thesis §4.1: "a server always uses the latest configuration in its log, regardless
+/// of whether the entry is committed" — so when an uncommitted configuration entry is
+/// truncated by a new leader, the server falls back to the previous configuration.
+#[test]
+fn an_uncommitted_configuration_takes_effect_when_appended_and_reverts_when_truncated() {
+    let mut c = Cluster::new(5, &[1, 2, 3, 4], &[1, 2, 3], sim_config);
+    elect(&mut c, 1);
+    // Node 1 appends "add learner 4" but nobody receives it.
+    c.isolate(1);
+    c.node_mut(1)
+        .propose_conf_change(ConfChange::AddLearner(NodeId(4)))
+        .expect("conf change");
+    c.settle(NodeId(1)).expect("settle");
+    c.stabilize();
+    assert!(
+        c.node(1).membership().learners.contains(&NodeId(4)),
+        "in effect once appended"
+    );
+    // Nodes 2 and 3 elect node 2, which commits a new entry at the same index.
+    c.crash(NodeId(1));
+    c.heal();
+    c.tick_all(40);
+    let l = c.leaders()[0].0;
+    assert_ne!(l, 1);
+    c.propose(l, 1).expect("propose");
+    c.stabilize();
+    c.start(NodeId(1)).expect("restart");
+    c.tick_all(5);
+    assert!(
+        c.node(1).membership().learners.is_empty(),
+        "truncated configuration reverted"
+    );
+    assert_eq!(c.node(1).last_index(), c.node(l).last_index());
+}

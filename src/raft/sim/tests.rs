@@ -338,7 +338,10 @@ fn checker_catches_committing_old_term_entries_by_counting() {
         ..Bugs::default()
     };
     let (seed, report) = find_violation(bugs, 5, 3000);
-    eprintln!("commit_old_term_by_counting caught at seed {seed}");
+    eprintln!(
+        "commit_old_term_by_counting caught at seed {seed}: {}",
+        report.lines().next().unwrap_or("")
+    );
     assert!(report.contains("violated"), "{report}");
 }
 
@@ -348,8 +351,11 @@ fn checker_catches_unpersisted_votes() {
         forget_to_persist_vote: true,
         ..Bugs::default()
     };
-    let (seed, report) = find_violation(bugs, 5, 400);
-    eprintln!("forget_to_persist_vote caught at seed {seed}");
+    let (seed, report) = find_violation(bugs, 5, 3000);
+    eprintln!(
+        "forget_to_persist_vote caught at seed {seed}: {}",
+        report.lines().next().unwrap_or("")
+    );
     assert!(report.contains("violated"), "{report}");
 }
 
@@ -359,8 +365,11 @@ fn checker_catches_votes_without_log_check() {
         vote_without_log_check: true,
         ..Bugs::default()
     };
-    let (seed, report) = find_violation(bugs, 1, 400);
-    eprintln!("vote_without_log_check caught at seed {seed}");
+    let (seed, report) = find_violation(bugs, 1, 3000);
+    eprintln!(
+        "vote_without_log_check caught at seed {seed}: {}",
+        report.lines().next().unwrap_or("")
+    );
     assert!(report.contains("violated"), "{report}");
 }
 
@@ -370,7 +379,10 @@ fn checker_catches_acks_before_persistence() {
         ack_before_persist: true,
         ..Bugs::default()
     };
-    let (seed, report) = find_violation(bugs, 5, 400);
-    eprintln!("ack_before_persist caught at seed {seed}");
+    let (seed, report) = find_violation(bugs, 5, 3000);
+    eprintln!(
+        "ack_before_persist caught at seed {seed}: {}",
+        report.lines().next().unwrap_or("")
+    );
     assert!(report.contains("violated"), "{report}");
 }
