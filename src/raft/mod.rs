@@ -59,6 +59,43 @@
 //!    the consumers' high-water mark (DESIGN decision 2). After a restart the first
 //!    Ready reports the range from the log start again.
 //!
+//! ```
+//! use commitlog::raft::*;
+//! let disk = MemStorage::new(LogStart {
+//!     membership: Membership::with_voters([1]),
+//!     ..LogStart::default()
+//! });
+//! let mut node = RaftNode::new(Config::new(NodeId(1)), disk, 42)?;
+//! let mut served_through = Index(0);
+//! for _ in 0..100 {
+//!     node.tick()?;
+//!     while node.has_ready() {
+//!         let rd = node.ready();
+//!         // 1-3: persist (the segmented log appends and fsyncs here).
+//!         let disk = node.storage_mut();
+//!         if let Some(start) = rd.snapshot.clone() {
+//!             disk.install(start);
+//!         }
+//!         disk.append(&rd.entries)?;
+//!         if let Some(hs) = rd.hard_state {
+//!             disk.set_hard_state(hs);
+//!         }
+//!         // 4: send rd.messages to peers (none in a one-node cluster).
+//!         // 5: acknowledge durability.
+//!         node.advance(ReadyAck { seq: rd.seq })?;
+//!         // 6: advance the consumers' high-water mark.
+//!         if let Some((_, hi)) = rd.committed {
+//!             served_through = hi;
+//!         }
+//!     }
+//!     if node.role() == Role::Leader && served_through == Index(1) {
+//!         node.propose(vec![b"hello".to_vec()])?; // index 1 is the leader's no-op
+//!     }
+//! }
+//! assert_eq!(served_through, Index(2));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Compaction is caller-initiated: [`RaftNode::compact`]`(through)` returns the
 //! [`LogStart`] to persist; then the caller drops entries ≤ `through` from its log.
 //!

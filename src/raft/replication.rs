@@ -158,6 +158,16 @@ impl<S: Storage> RaftNode<S> {
                 index,
                 ..
             } => {
+                if index > self.log.last_index() {
+                    log::warn!(
+                        "raft {}: {from} acknowledged {index}, beyond our log",
+                        self.id
+                    );
+                    return Ok(());
+                }
+                let Some(pr) = self.progress.get_mut(&from) else {
+                    return Ok(());
+                };
                 let was_paused = pr.is_paused();
                 let updated = pr.maybe_update(index);
                 match pr.state {

@@ -624,3 +624,35 @@ fn an_uncommitted_configuration_takes_effect_when_appended_and_reverts_when_trun
     );
     assert_eq!(c.node(1).last_index(), c.node(l).last_index());
 }
+
+/// Nonsense from a peer (acknowledging entries the leader never had, a commit index
+/// beyond the follower's log) is ignored rather than trusted or crashing the node.
+#[test]
+fn out_of_range_acknowledgements_and_commit_indexes_are_ignored() {
+    let mut c = cluster(3);
+    elect(&mut c, 1);
+    let commit = c.node(1).commit_index();
+    c.inject(crate::raft::Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: c.node(1).term(),
+        body: MessageBody::AppendEntriesResponse {
+            reject: false,
+            index: Index(1_000_000),
+            hint_index: Index(0),
+            hint_term: Term(0),
+        },
+    });
+    assert_eq!(c.node(1).commit_index(), commit);
+    assert_eq!(c.node(1).role(), Role::Leader);
+    let term = c.node(2).term();
+    c.inject(crate::raft::Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term,
+        body: MessageBody::Heartbeat {
+            commit: Index(u64::MAX),
+        },
+    });
+    assert_eq!(c.node(2).commit_index(), c.node(2).last_index());
+}
