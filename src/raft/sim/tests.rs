@@ -54,10 +54,15 @@ pub(crate) fn run_seed(seed: u64, plan: Plan) -> Result<RunStats, String> {
     let ids: Vec<u64> = (1..=n + 1).collect();
     let voters: Vec<u64> = (1..=n).collect();
     let pre_vote = rng.chance(75);
+    // At least one of pre-vote and check-quorum: with neither, a removed server that
+    // missed its removal disrupts elections forever (thesis §4.2.3) and liveness is
+    // not expected.
+    let check_quorum = !pre_vote || rng.chance(75);
     let bugs = plan.bugs;
     let mut c = Cluster::new(seed, &ids, &voters, |id| {
         let mut cfg = sim_config(id);
         cfg.pre_vote = pre_vote;
+        cfg.check_quorum = check_quorum;
         cfg.bugs = bugs;
         if let Some(m) = plan.max_size_per_msg {
             cfg.max_size_per_msg = m;
