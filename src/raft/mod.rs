@@ -111,6 +111,8 @@
 //! `RAFT_SIM_SEEDS=100000 cargo test --release --lib raft::sim::tests::many_seeds`
 //! (`RAFT_SIM_SEED_BASE` shifts the seed range).
 
+#![warn(missing_docs)]
+
 mod codec;
 mod config;
 mod election;

@@ -292,17 +292,22 @@ fn many_seeds() {
     let base = env_u64("RAFT_SIM_SEED_BASE", 0);
     let mut commits = 0;
     let mut worst_liveness = 0;
+    let mut worst_seed = base;
     for seed in base..base + n {
         match run_seed(seed, Plan::normal()) {
             Ok(s) => {
                 commits += s.commits;
-                worst_liveness = worst_liveness.max(s.liveness_ticks);
+                if s.liveness_ticks > worst_liveness {
+                    worst_liveness = s.liveness_ticks;
+                    worst_seed = seed;
+                }
             }
             Err(report) => panic!("{report}"),
         }
     }
     eprintln!(
-        "raft sim: {n} seeds ok, {commits} commitments checked, worst liveness {worst_liveness} ticks"
+        "raft sim: {n} seeds ok, {commits} commitments checked, \
+         worst liveness {worst_liveness} ticks (seed {worst_seed})"
     );
     assert!(commits > n, "the runs commit entries");
 }
