@@ -106,7 +106,8 @@
 //! membership changes and leadership transfers, checking Raft's safety properties
 //! after every step and liveness after healing. A failure prints the seed, the last
 //! events, and the command that replays it:
-//! `RAFT_SIM_SEED=<seed> cargo test --lib raft::sim::tests::replay_seed -- --nocapture`.
+//! `RAFT_SIM_SEED=<seed> cargo test --lib raft::sim::tests::replay_seed -- --nocapture`
+//! (add `RAFT_SIM_TRACE=1` to print the trace tail of a passing seed too).
 //! The long soak: `make sim SEEDS=100000`, i.e.
 //! `RAFT_SIM_SEEDS=100000 cargo test --release --lib raft::sim::tests::many_seeds`
 //! (`RAFT_SIM_SEED_BASE` shifts the seed range).
