@@ -53,5 +53,8 @@ gossip-sim: ## long gossip simulations (100 nodes, 1 h virtual time at 10% loss,
 gossip-bench: ## gossip convergence / detection / bandwidth table from the simulator
 	$(CARGO) bench --bench gossip_sim
 
+sim: ## raft simulator soak: SEEDS seeds in release (replay a seed: see src/raft/mod.rs)
+	RAFT_SIM_SEEDS=$(SEEDS) $(CARGO) test --release --lib raft::sim::tests::many_seeds -- --nocapture
+
 clean: ## remove build output
 	$(CARGO) clean

@@ -1,0 +1,530 @@
+//! Compact binary encoding of Raft messages: the body of wire api key 32
+//! (RaftMessage). std-only, big-endian, every length checked against the bytes that
+//! remain before anything is allocated; decoding never panics and returns
+//! [`CodecError`] for any malformed input. The whole buffer must be consumed.
+//!
+//! ```text
+//! message   := type:u8 from:u64 to:u64 term:u64 body
+//! type 1  RequestVote           flags:u8 (bit0 pre_vote, bit1 transfer)
+//!                               last_index:u64 last_term:u64
+//! type 2  RequestVoteResponse   flags:u8 (bit0 pre_vote, bit1 granted)
+//! type 3  AppendEntries         prev_index:u64 prev_term:u64 commit:u64
+//!                               count:u32 count × entry
+//!         entry                 term:u64 kind:u8 (0 data, 1 no-op, 2 config)
+//!                               len:u32 data:len bytes
+//!                               (index is implicit: prev_index + 1 + position)
+//! type 4  AppendEntriesResponse flags:u8 (bit0 reject) index:u64
+//!                               hint_index:u64 hint_term:u64
+//! type 5  Heartbeat             commit:u64
+//! type 6  HeartbeatResponse     (empty)
+//! type 7  InstallSnapshot       index:u64 term:u64 membership
+//! type 8  TimeoutNow            (empty)
+//! membership := voters:u32 voters × id:u64  learners:u32 learners × id:u64
+//!               (ascending, no duplicates, no id in both, at most 1024 in total)
+//! ```
+//! Unknown types, unknown flag bits, unknown kinds and trailing bytes are errors.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use super::types::{
+    Entry, Index, LogStart, Membership, Message, MessageBody, NodeId, RecordKind, Term, MAX_MEMBERS,
+};
+
+/// Bytes of an entry's header on the wire (term, kind, length).
+pub const ENTRY_HEADER_BYTES: usize = 13;
+
+/// Why bytes could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodecError {
+    /// The input ended early: `needed` more bytes at offset `at`.
+    Truncated {
+        /// Offset where reading failed.
+        at: usize,
+        /// Bytes that were needed there.
+        needed: usize,
+    },
+    /// Unknown message type byte.
+    UnknownType(u8),
+    /// Flag bits that no version defines.
+    BadFlags(u8),
+    /// Unknown record kind byte.
+    BadKind(u8),
+    /// A count or length larger than the remaining input allows.
+    BadLength(u64),
+    /// Entry indexes would overflow u64.
+    IndexOverflow,
+    /// A membership list is unsorted, has duplicates, overlaps or is too long.
+    BadMembership,
+    /// Bytes left after the message.
+    TrailingBytes(usize),
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodecError::Truncated { at, needed } => {
+                write!(
+                    f,
+                    "truncated raft message: {needed} more bytes needed at {at}"
+                )
+            }
+            CodecError::UnknownType(t) => write!(f, "unknown raft message type {t}"),
+            CodecError::BadFlags(b) => write!(f, "unknown flag bits {b:#04x}"),
+            CodecError::BadKind(k) => write!(f, "unknown record kind {k}"),
+            CodecError::BadLength(n) => write!(f, "length {n} exceeds the message"),
+            CodecError::IndexOverflow => f.write_str("entry index overflows"),
+            CodecError::BadMembership => f.write_str("malformed membership list"),
+            CodecError::TrailingBytes(n) => write!(f, "{n} trailing bytes"),
+        }
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+const T_VOTE: u8 = 1;
+const T_VOTE_RESP: u8 = 2;
+const T_APPEND: u8 = 3;
+const T_APPEND_RESP: u8 = 4;
+const T_HEARTBEAT: u8 = 5;
+const T_HEARTBEAT_RESP: u8 = 6;
+const T_SNAPSHOT: u8 = 7;
+const T_TIMEOUT_NOW: u8 = 8;
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+fn flags(bits: &[bool]) -> u8 {
+    bits.iter()
+        .enumerate()
+        .fold(0u8, |acc, (i, b)| acc | (u8::from(*b) << i))
+}
+
+/// Appends the encoding of `m` to `out`.
+pub fn encode_message(m: &Message, out: &mut Vec<u8>) {
+    let ty = match m.body {
+        MessageBody::RequestVote { .. } => T_VOTE,
+        MessageBody::RequestVoteResponse { .. } => T_VOTE_RESP,
+        MessageBody::AppendEntries { .. } => T_APPEND,
+        MessageBody::AppendEntriesResponse { .. } => T_APPEND_RESP,
+        MessageBody::Heartbeat { .. } => T_HEARTBEAT,
+        MessageBody::HeartbeatResponse => T_HEARTBEAT_RESP,
+        MessageBody::InstallSnapshot { .. } => T_SNAPSHOT,
+        MessageBody::TimeoutNow => T_TIMEOUT_NOW,
+    };
+    out.push(ty);
+    put_u64(out, m.from.0);
+    put_u64(out, m.to.0);
+    put_u64(out, m.term.0);
+    match &m.body {
+        MessageBody::RequestVote {
+            pre_vote,
+            transfer,
+            last_index,
+            last_term,
+        } => {
+            out.push(flags(&[*pre_vote, *transfer]));
+            put_u64(out, last_index.0);
+            put_u64(out, last_term.0);
+        }
+        MessageBody::RequestVoteResponse { pre_vote, granted } => {
+            out.push(flags(&[*pre_vote, *granted]));
+        }
+        MessageBody::AppendEntries {
+            prev_index,
+            prev_term,
+            commit,
+            entries,
+        } => {
+            put_u64(out, prev_index.0);
+            put_u64(out, prev_term.0);
+            put_u64(out, commit.0);
+            out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+            for e in entries {
+                put_u64(out, e.term.0);
+                out.push(e.kind as u8);
+                out.extend_from_slice(&(e.data.len() as u32).to_be_bytes());
+                out.extend_from_slice(&e.data);
+            }
+        }
+        MessageBody::AppendEntriesResponse {
+            reject,
+            index,
+            hint_index,
+            hint_term,
+        } => {
+            out.push(flags(&[*reject]));
+            put_u64(out, index.0);
+            put_u64(out, hint_index.0);
+            put_u64(out, hint_term.0);
+        }
+        MessageBody::Heartbeat { commit } => put_u64(out, commit.0),
+        MessageBody::HeartbeatResponse | MessageBody::TimeoutNow => {}
+        MessageBody::InstallSnapshot { start } => {
+            put_u64(out, start.index.0);
+            put_u64(out, start.term.0);
+            start.membership.encode(out);
+        }
+    }
+}
+
+/// Decodes one message occupying all of `buf`.
+pub fn decode_message(buf: &[u8]) -> Result<Message, CodecError> {
+    let mut r = Reader::new(buf);
+    let ty = r.u8()?;
+    let from = NodeId(r.u64()?);
+    let to = NodeId(r.u64()?);
+    let term = Term(r.u64()?);
+    let body = match ty {
+        T_VOTE => {
+            let f = r.flags(2)?;
+            MessageBody::RequestVote {
+                pre_vote: f & 1 != 0,
+                transfer: f & 2 != 0,
+                last_index: Index(r.u64()?),
+                last_term: Term(r.u64()?),
+            }
+        }
+        T_VOTE_RESP => {
+            let f = r.flags(2)?;
+            MessageBody::RequestVoteResponse {
+                pre_vote: f & 1 != 0,
+                granted: f & 2 != 0,
+            }
+        }
+        T_APPEND => {
+            let prev_index = Index(r.u64()?);
+            let prev_term = Term(r.u64()?);
+            let commit = Index(r.u64()?);
+            let count = r.u32()? as usize;
+            if count > r.remaining() / ENTRY_HEADER_BYTES {
+                return Err(CodecError::BadLength(count as u64));
+            }
+            let mut entries = Vec::with_capacity(count);
+            for i in 0..count {
+                let index = prev_index
+                    .0
+                    .checked_add(i as u64 + 1)
+                    .ok_or(CodecError::IndexOverflow)?;
+                let term = Term(r.u64()?);
+                let k = r.u8()?;
+                let kind = RecordKind::from_u8(k).ok_or(CodecError::BadKind(k))?;
+                let len = r.u32()? as usize;
+                let data = r.bytes(len)?.to_vec();
+                entries.push(Entry {
+                    index: Index(index),
+                    term,
+                    kind,
+                    data,
+                });
+            }
+            MessageBody::AppendEntries {
+                prev_index,
+                prev_term,
+                commit,
+                entries,
+            }
+        }
+        T_APPEND_RESP => {
+            let f = r.flags(1)?;
+            MessageBody::AppendEntriesResponse {
+                reject: f & 1 != 0,
+                index: Index(r.u64()?),
+                hint_index: Index(r.u64()?),
+                hint_term: Term(r.u64()?),
+            }
+        }
+        T_HEARTBEAT => MessageBody::Heartbeat {
+            commit: Index(r.u64()?),
+        },
+        T_HEARTBEAT_RESP => MessageBody::HeartbeatResponse,
+        T_SNAPSHOT => MessageBody::InstallSnapshot {
+            start: LogStart {
+                index: Index(r.u64()?),
+                term: Term(r.u64()?),
+                membership: r.membership()?,
+            },
+        },
+        T_TIMEOUT_NOW => MessageBody::TimeoutNow,
+        other => return Err(CodecError::UnknownType(other)),
+    };
+    r.finish()?;
+    Ok(Message {
+        from,
+        to,
+        term,
+        body,
+    })
+}
+
+/// A bounds-checked big-endian cursor.
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Reader<'a> {
+        Reader { buf, pos: 0 }
+    }
+
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
+        if n > self.remaining() {
+            return Err(CodecError::Truncated {
+                at: self.pos,
+                needed: n - self.remaining(),
+            });
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Result<u8, CodecError> {
+        Ok(self.bytes(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, CodecError> {
+        let b = self.bytes(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, CodecError> {
+        let b = self.bytes(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+
+    fn flags(&mut self, defined_bits: u32) -> Result<u8, CodecError> {
+        let f = self.u8()?;
+        if u32::from(f) >> defined_bits != 0 {
+            return Err(CodecError::BadFlags(f));
+        }
+        Ok(f)
+    }
+
+    fn id_set(&mut self, limit: usize) -> Result<BTreeSet<NodeId>, CodecError> {
+        let n = self.u32()? as usize;
+        if n > limit {
+            return Err(CodecError::BadMembership);
+        }
+        if n > self.remaining() / 8 {
+            return Err(CodecError::BadLength(n as u64));
+        }
+        let mut set = BTreeSet::new();
+        let mut prev: Option<u64> = None;
+        for _ in 0..n {
+            let id = self.u64()?;
+            if prev.is_some_and(|p| p >= id) {
+                return Err(CodecError::BadMembership);
+            }
+            prev = Some(id);
+            set.insert(NodeId(id));
+        }
+        Ok(set)
+    }
+
+    pub(crate) fn membership(&mut self) -> Result<Membership, CodecError> {
+        let voters = self.id_set(MAX_MEMBERS)?;
+        let learners = self.id_set(MAX_MEMBERS - voters.len())?;
+        if voters.iter().any(|v| learners.contains(v)) {
+            return Err(CodecError::BadMembership);
+        }
+        Ok(Membership { voters, learners })
+    }
+
+    pub(crate) fn finish(&self) -> Result<(), CodecError> {
+        match self.remaining() {
+            0 => Ok(()),
+            n => Err(CodecError::TrailingBytes(n)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::node::SplitMix64;
+
+    fn random_message(rng: &mut SplitMix64) -> Message {
+        let body = match rng.below(8) {
+            0 => MessageBody::RequestVote {
+                pre_vote: rng.chance(50),
+                transfer: rng.chance(50),
+                last_index: Index(rng.next_u64()),
+                last_term: Term(rng.next_u64()),
+            },
+            1 => MessageBody::RequestVoteResponse {
+                pre_vote: rng.chance(50),
+                granted: rng.chance(50),
+            },
+            2 => {
+                let prev = rng.below(1 << 40);
+                let n = rng.below(5);
+                MessageBody::AppendEntries {
+                    prev_index: Index(prev),
+                    prev_term: Term(rng.below(100)),
+                    commit: Index(rng.below(1 << 40)),
+                    entries: (0..n)
+                        .map(|i| Entry {
+                            index: Index(prev + 1 + i),
+                            term: Term(rng.below(100)),
+                            kind: RecordKind::from_u8(rng.below(3) as u8).unwrap(),
+                            data: (0..rng.below(40)).map(|_| rng.next_u64() as u8).collect(),
+                        })
+                        .collect(),
+                }
+            }
+            3 => MessageBody::AppendEntriesResponse {
+                reject: rng.chance(50),
+                index: Index(rng.next_u64()),
+                hint_index: Index(rng.next_u64()),
+                hint_term: Term(rng.next_u64()),
+            },
+            4 => MessageBody::Heartbeat {
+                commit: Index(rng.next_u64()),
+            },
+            5 => MessageBody::HeartbeatResponse,
+            6 => {
+                let mut m = Membership::default();
+                for _ in 0..rng.below(6) {
+                    let id = NodeId(rng.below(20));
+                    if rng.chance(50) {
+                        m.learners.remove(&id);
+                        m.voters.insert(id);
+                    } else if !m.voters.contains(&id) {
+                        m.learners.insert(id);
+                    }
+                }
+                MessageBody::InstallSnapshot {
+                    start: LogStart {
+                        index: Index(rng.next_u64()),
+                        term: Term(rng.next_u64()),
+                        membership: m,
+                    },
+                }
+            }
+            _ => MessageBody::TimeoutNow,
+        };
+        Message {
+            from: NodeId(rng.next_u64()),
+            to: NodeId(rng.next_u64()),
+            term: Term(rng.next_u64()),
+            body,
+        }
+    }
+
+    #[test]
+    fn every_message_type_round_trips() {
+        let mut rng = SplitMix64::new(7);
+        let mut seen = BTreeSet::new();
+        for _ in 0..2000 {
+            let m = random_message(&mut rng);
+            let mut buf = Vec::new();
+            encode_message(&m, &mut buf);
+            seen.insert(buf[0]);
+            assert_eq!(decode_message(&buf), Ok(m));
+        }
+        assert_eq!(seen.len(), 8, "all message types generated");
+    }
+
+    #[test]
+    fn every_truncation_and_trailing_byte_is_a_typed_error() {
+        let mut rng = SplitMix64::new(9);
+        for _ in 0..300 {
+            let m = random_message(&mut rng);
+            let mut buf = Vec::new();
+            encode_message(&m, &mut buf);
+            for cut in 0..buf.len() {
+                assert!(
+                    decode_message(&buf[..cut]).is_err(),
+                    "cut at {cut} of {m:?}"
+                );
+            }
+            buf.push(0);
+            assert_eq!(decode_message(&buf), Err(CodecError::TrailingBytes(1)));
+        }
+    }
+
+    #[test]
+    fn hostile_lengths_and_bytes_are_refused_without_allocation() {
+        // AppendEntries claiming 2^32-1 entries in a 40-byte message.
+        let mut buf = vec![T_APPEND];
+        buf.extend_from_slice(&[0; 24 + 24]);
+        buf.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(
+            decode_message(&buf),
+            Err(CodecError::BadLength(u32::MAX as u64))
+        );
+        // Entry with an absurd data length.
+        let mut buf = vec![T_APPEND];
+        buf.extend_from_slice(&[0; 48]);
+        buf.extend_from_slice(&1u32.to_be_bytes());
+        buf.extend_from_slice(&[0; 9]);
+        buf.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            decode_message(&buf),
+            Err(CodecError::Truncated { .. })
+        ));
+        // Index overflow.
+        let mut buf = vec![T_APPEND];
+        buf.extend_from_slice(&[0; 24]);
+        buf.extend_from_slice(&u64::MAX.to_be_bytes());
+        buf.extend_from_slice(&[0; 16]);
+        buf.extend_from_slice(&1u32.to_be_bytes());
+        buf.extend_from_slice(&[0; 13]);
+        assert_eq!(decode_message(&buf), Err(CodecError::IndexOverflow));
+        // Unknown type, flags, kind.
+        let mut buf = vec![99];
+        buf.extend_from_slice(&[0; 24]);
+        assert_eq!(decode_message(&buf), Err(CodecError::UnknownType(99)));
+        let mut buf = vec![T_VOTE_RESP];
+        buf.extend_from_slice(&[0; 24]);
+        buf.push(0x80);
+        assert_eq!(decode_message(&buf), Err(CodecError::BadFlags(0x80)));
+        // Membership with a duplicate voter.
+        let mut buf = vec![T_SNAPSHOT];
+        buf.extend_from_slice(&[0; 40]);
+        buf.extend_from_slice(&2u32.to_be_bytes());
+        buf.extend_from_slice(&5u64.to_be_bytes());
+        buf.extend_from_slice(&5u64.to_be_bytes());
+        buf.extend_from_slice(&0u32.to_be_bytes());
+        assert_eq!(decode_message(&buf), Err(CodecError::BadMembership));
+    }
+
+    #[test]
+    fn random_bytes_never_panic_and_valid_decodes_re_encode_identically() {
+        let mut rng = SplitMix64::new(11);
+        let mut ok = 0;
+        for _ in 0..20_000 {
+            let len = rng.below(80) as usize;
+            let mut buf: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            if !buf.is_empty() {
+                buf[0] = 1 + rng.below(8) as u8;
+            }
+            if let Ok(m) = decode_message(&buf) {
+                ok += 1;
+                let mut again = Vec::new();
+                encode_message(&m, &mut again);
+                assert_eq!(again, buf);
+            }
+        }
+        assert!(ok > 0, "some random inputs decode");
+    }
+
+    #[test]
+    fn membership_encoding_round_trips() {
+        let m = Membership {
+            voters: [1, 2, 3].into_iter().map(NodeId).collect(),
+            learners: [9].into_iter().map(NodeId).collect(),
+        };
+        assert_eq!(Membership::decode(&m.to_bytes()), Ok(m));
+        assert!(Membership::decode(&[0, 0, 0]).is_err());
+    }
+}

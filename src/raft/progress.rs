@@ -1,0 +1,235 @@
+//! The leader's view of each follower: how much of the log it holds (`matched`), what to
+//! send next (`next`), the flow-control state and the window of in-flight
+//! AppendEntries.
+//!
+//! States (as in etcd-io/raft):
+//! * `Probe`: the leader does not know where the follower's log diverges; it sends at
+//!   most one AppendEntries per heartbeat interval and waits for the answer.
+//! * `Replicate`: the follower accepted an append; the leader streams entries
+//!   optimistically (advancing `next` at send time) with at most
+//!   `max_inflight_msgs` unacknowledged messages.
+//! * `Snapshot`: an InstallSnapshot is outstanding; nothing else is sent until the
+//!   follower answers (or a heartbeat response shows it is still behind).
+
+use std::collections::VecDeque;
+
+use super::types::Index;
+
+/// Flow-control state of one follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressState {
+    /// Finding the point where the logs match, one message at a time.
+    Probe,
+    /// Streaming entries with a bounded in-flight window.
+    Replicate,
+    /// Waiting for the follower to install a log start at the given index.
+    Snapshot(Index),
+}
+
+/// A bounded FIFO of the last index carried by each unacknowledged AppendEntries.
+#[derive(Clone, Debug)]
+pub struct Inflights {
+    cap: usize,
+    last_indexes: VecDeque<Index>,
+}
+
+impl Inflights {
+    /// A window of at most `cap` messages.
+    pub fn new(cap: usize) -> Inflights {
+        Inflights {
+            cap,
+            last_indexes: VecDeque::with_capacity(cap.min(64)),
+        }
+    }
+
+    /// True when no more messages may be sent.
+    pub fn full(&self) -> bool {
+        self.last_indexes.len() >= self.cap
+    }
+
+    /// Number of messages in flight.
+    pub fn len(&self) -> usize {
+        self.last_indexes.len()
+    }
+
+    /// True when nothing is in flight.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn is_empty(&self) -> bool {
+        self.last_indexes.is_empty()
+    }
+
+    /// Records a message whose last entry is `last`. Callers check `full()` first.
+    pub fn add(&mut self, last: Index) {
+        debug_assert!(!self.full());
+        self.last_indexes.push_back(last);
+    }
+
+    /// Frees every message whose last entry is <= `index` (acknowledged).
+    pub fn free_le(&mut self, index: Index) {
+        while self.last_indexes.front().is_some_and(|&i| i <= index) {
+            self.last_indexes.pop_front();
+        }
+    }
+
+    /// Frees the oldest message (assumed lost), so a stalled window can make progress.
+    pub fn free_first_one(&mut self) {
+        self.last_indexes.pop_front();
+    }
+
+    /// Forgets everything in flight.
+    pub fn reset(&mut self) {
+        self.last_indexes.clear();
+    }
+}
+
+/// The leader's bookkeeping for one member (including itself).
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// Highest index known to be durable on the member and to match the leader's log.
+    pub matched: Index,
+    /// Next index to send.
+    pub next: Index,
+    /// Flow-control state.
+    pub state: ProgressState,
+    /// In probe state: a message was sent this heartbeat interval; wait.
+    pub probe_sent: bool,
+    /// Unacknowledged messages in replicate state.
+    pub inflights: Inflights,
+    /// Heard from during the current check-quorum period.
+    pub recent_active: bool,
+}
+
+impl Progress {
+    /// A fresh progress for a member when the leader's last index is `last`.
+    pub fn new(last: Index, max_inflight: usize) -> Progress {
+        Progress {
+            matched: Index(0),
+            next: last + 1,
+            state: ProgressState::Probe,
+            probe_sent: false,
+            inflights: Inflights::new(max_inflight),
+            recent_active: false,
+        }
+    }
+
+    /// Enters probe state (after a rejection, a snapshot, or a lost connection).
+    pub fn become_probe(&mut self) {
+        if let ProgressState::Snapshot(at) = self.state {
+            self.next = self.matched.max(at) + 1;
+        } else {
+            self.next = self.matched + 1;
+        }
+        self.state = ProgressState::Probe;
+        self.probe_sent = false;
+        self.inflights.reset();
+    }
+
+    /// Enters replicate state (the follower accepted an append).
+    pub fn become_replicate(&mut self) {
+        self.state = ProgressState::Replicate;
+        self.next = self.matched + 1;
+        self.probe_sent = false;
+        self.inflights.reset();
+    }
+
+    /// Enters snapshot state: an InstallSnapshot at `at` was sent.
+    pub fn become_snapshot(&mut self, at: Index) {
+        self.state = ProgressState::Snapshot(at);
+        self.probe_sent = false;
+        self.inflights.reset();
+    }
+
+    /// True when nothing may be sent now.
+    pub fn is_paused(&self) -> bool {
+        match self.state {
+            ProgressState::Probe => self.probe_sent,
+            ProgressState::Replicate => self.inflights.full(),
+            ProgressState::Snapshot(_) => true,
+        }
+    }
+
+    /// The follower acknowledged `index`; returns true if `matched` advanced.
+    pub fn maybe_update(&mut self, index: Index) -> bool {
+        let updated = index > self.matched;
+        if updated {
+            self.matched = index;
+            self.probe_sent = false;
+        }
+        if self.next < index + 1 {
+            self.next = index + 1;
+        }
+        updated
+    }
+
+    /// Records that entries through `last` were sent (optimistic in replicate state).
+    pub fn sent_entries(&mut self, last: Index, count: usize) {
+        match self.state {
+            ProgressState::Replicate => {
+                if count > 0 {
+                    self.next = last + 1;
+                    self.inflights.add(last);
+                }
+            }
+            ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Snapshot(_) => {}
+        }
+    }
+
+    /// The follower rejected an append at `rejected`; its log has nothing matching
+    /// above `hint` (already translated into the leader's log). Returns false if the
+    /// rejection is stale (answers an older message).
+    pub fn maybe_decr_to(&mut self, rejected: Index, hint: Index) -> bool {
+        if self.state == ProgressState::Replicate {
+            if rejected <= self.matched {
+                return false;
+            }
+            self.become_probe();
+            return true;
+        }
+        if self.next - 1 != rejected {
+            return false;
+        }
+        self.next = rejected.min(hint + 1).max(self.matched + 1).max(Index(1));
+        self.probe_sent = false;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inflight_window_is_bounded_and_frees_in_order() {
+        let mut w = Inflights::new(3);
+        for i in [5, 7, 9] {
+            assert!(!w.full());
+            w.add(Index(i));
+        }
+        assert!(w.full());
+        w.free_le(Index(7));
+        assert_eq!(w.len(), 1);
+        w.free_first_one();
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn probe_back_tracks_with_hint_and_ignores_stale_rejections() {
+        let mut p = Progress::new(Index(10), 4);
+        assert_eq!(p.next, Index(11));
+        assert!(!p.maybe_decr_to(Index(3), Index(0)), "stale: next-1 != 3");
+        assert!(p.maybe_decr_to(Index(10), Index(4)));
+        assert_eq!(p.next, Index(5));
+        assert!(p.maybe_update(Index(4)));
+        p.become_replicate();
+        p.sent_entries(Index(8), 4);
+        assert_eq!(p.next, Index(9));
+        assert!(
+            !p.maybe_decr_to(Index(4), Index(0)),
+            "at or below match is stale"
+        );
+        assert!(p.maybe_decr_to(Index(8), Index(6)));
+        assert_eq!(p.state, ProgressState::Probe);
+        assert_eq!(p.next, Index(5));
+    }
+}

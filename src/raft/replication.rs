@@ -1,0 +1,357 @@
+//! Log replication (§5.3): the leader's AppendEntries pipeline with per-follower flow
+//! control and fast back-tracking, heartbeats, InstallSnapshot for followers behind
+//! the leader's log start, commitment (§5.4.2), and the follower side of all three.
+
+use super::node::{RaftError, RaftNode};
+use super::progress::ProgressState;
+use super::storage::{Storage, StorageError};
+use super::types::{Entry, Index, LogStart, Message, MessageBody, NodeId, Role, Term};
+
+impl<S: Storage> RaftNode<S> {
+    /// Sends the next batch of entries to `to` if its flow control allows. With
+    /// `send_if_empty`, sends an empty AppendEntries (carrying the commit index, or
+    /// probing) when there is nothing new. Returns true if something was sent.
+    pub(crate) fn send_append(
+        &mut self,
+        to: NodeId,
+        send_if_empty: bool,
+    ) -> Result<bool, RaftError> {
+        let Some(pr) = self.progress.get(&to) else {
+            return Ok(false);
+        };
+        if pr.is_paused() {
+            return Ok(false);
+        }
+        let next = pr.next;
+        let prev = next - 1;
+        let last = self.log.last_index();
+        let prev_term = match self.log.term(prev) {
+            Ok(t) => t,
+            Err(StorageError::Compacted) => return Ok(self.send_snapshot(to)),
+            Err(e) => return Err(e.into()),
+        };
+        let entries = if next <= last {
+            match self.log.entries(next, last + 1, self.cfg.max_size_per_msg) {
+                Ok(e) => e,
+                Err(StorageError::Compacted) => return Ok(self.send_snapshot(to)),
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            Vec::new()
+        };
+        if entries.is_empty() && !send_if_empty {
+            return Ok(false);
+        }
+        let n = entries.len();
+        if let Some(pr) = self.progress.get_mut(&to) {
+            pr.sent_entries(prev + n as u64, n);
+        }
+        let commit = self.log.committed;
+        self.send(
+            to,
+            MessageBody::AppendEntries {
+                prev_index: prev,
+                prev_term,
+                commit,
+                entries,
+            },
+        );
+        Ok(true)
+    }
+
+    fn send_snapshot(&mut self, to: NodeId) -> bool {
+        let start = self.log.start.clone();
+        let Some(pr) = self.progress.get_mut(&to) else {
+            return false;
+        };
+        pr.become_snapshot(start.index);
+        log::debug!(
+            "raft {}: sending log start {} to {to}",
+            self.id,
+            start.index
+        );
+        self.send(to, MessageBody::InstallSnapshot { start });
+        true
+    }
+
+    /// Sends entries (or an empty append carrying the commit index) to every follower.
+    pub(crate) fn bcast_append(&mut self) -> Result<(), RaftError> {
+        let ids: Vec<NodeId> = self.progress.keys().copied().collect();
+        for id in ids {
+            if id != self.id {
+                self.send_append(id, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn bcast_heartbeat(&mut self) {
+        let committed = self.log.committed;
+        let targets: Vec<(NodeId, Index)> = self
+            .progress
+            .iter()
+            .filter(|(id, _)| **id != self.id)
+            .map(|(id, pr)| (*id, pr.matched.min(committed)))
+            .collect();
+        for (id, commit) in targets {
+            // min(match, commit): never tell a follower to commit an entry it may not
+            // hold or that differs from ours.
+            self.send(id, MessageBody::Heartbeat { commit });
+        }
+    }
+
+    /// Advances the commit index to the highest index durable on a quorum of voters,
+    /// but only if that entry is from the current term (§5.4.2, Figure 8).
+    pub(crate) fn maybe_commit(&mut self) -> Result<bool, RaftError> {
+        let mut matched: Vec<Index> = self
+            .membership
+            .voters
+            .iter()
+            .map(|v| self.progress.get(v).map_or(Index(0), |p| p.matched))
+            .collect();
+        if matched.is_empty() {
+            return Ok(false);
+        }
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let q = matched[self.membership.quorum() - 1];
+        if q <= self.log.committed {
+            return Ok(false);
+        }
+        #[cfg(test)]
+        let any_term = self.cfg.bugs.commit_old_term_by_counting;
+        #[cfg(not(test))]
+        let any_term = false;
+        if !any_term && self.log.term(q)? != self.term {
+            return Ok(false);
+        }
+        self.log.commit_to(q);
+        self.check_self_removal();
+        Ok(true)
+    }
+
+    pub(crate) fn step_leader(&mut self, m: Message) -> Result<(), RaftError> {
+        let from = m.from;
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return Ok(());
+        };
+        pr.recent_active = true;
+        match m.body {
+            MessageBody::AppendEntriesResponse {
+                reject: true,
+                index,
+                hint_index,
+                hint_term,
+            } => {
+                let mut next_probe = hint_index;
+                if hint_term.0 > 0 {
+                    next_probe = self.log.find_conflict_by_term(hint_index, hint_term);
+                }
+                let Some(pr) = self.progress.get_mut(&from) else {
+                    return Ok(());
+                };
+                if pr.maybe_decr_to(index, next_probe) {
+                    self.send_append(from, true)?;
+                }
+            }
+            MessageBody::AppendEntriesResponse {
+                reject: false,
+                index,
+                ..
+            } => {
+                if index > self.log.last_index() {
+                    log::warn!(
+                        "raft {}: {from} acknowledged {index}, beyond our log",
+                        self.id
+                    );
+                    return Ok(());
+                }
+                let Some(pr) = self.progress.get_mut(&from) else {
+                    return Ok(());
+                };
+                let was_paused = pr.is_paused();
+                let updated = pr.maybe_update(index);
+                match pr.state {
+                    ProgressState::Probe if updated => pr.become_replicate(),
+                    ProgressState::Snapshot(at) if pr.matched >= at => pr.become_replicate(),
+                    ProgressState::Replicate => pr.inflights.free_le(index),
+                    _ => {}
+                }
+                if updated {
+                    if self.maybe_commit()? {
+                        if self.role != Role::Leader {
+                            return Ok(());
+                        }
+                        self.bcast_append()?;
+                    } else if was_paused {
+                        // It may have missed the commit index while paused.
+                        self.send_append(from, true)?;
+                    }
+                    // Fill the window (bounded by max_inflight_msgs).
+                    for _ in 0..self.cfg.max_inflight_msgs {
+                        if !self.send_append(from, false)? {
+                            break;
+                        }
+                    }
+                }
+                self.maybe_send_timeout_now(from);
+            }
+            MessageBody::HeartbeatResponse => {
+                pr.probe_sent = false;
+                match pr.state {
+                    ProgressState::Snapshot(_) => pr.become_probe(),
+                    ProgressState::Replicate if pr.inflights.full() => {
+                        pr.inflights.free_first_one()
+                    }
+                    _ => {}
+                }
+                if pr.matched < self.log.last_index() {
+                    self.send_append(from, true)?;
+                }
+                self.maybe_send_timeout_now(from);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn maybe_send_timeout_now(&mut self, from: NodeId) {
+        if self.lead_transferee != Some(from) {
+            return;
+        }
+        let caught_up = self
+            .progress
+            .get(&from)
+            .is_some_and(|p| p.matched == self.log.last_index());
+        if caught_up {
+            log::info!("raft {}: {from} caught up, sending TimeoutNow", self.id);
+            self.send(from, MessageBody::TimeoutNow);
+        }
+    }
+
+    pub(crate) fn step_follower(&mut self, m: Message) -> Result<(), RaftError> {
+        match m.body {
+            MessageBody::AppendEntries {
+                prev_index,
+                prev_term,
+                commit,
+                entries,
+            } => {
+                self.election_elapsed = 0;
+                self.leader = Some(m.from);
+                self.handle_append(m.from, prev_index, prev_term, commit, entries)
+            }
+            MessageBody::Heartbeat { commit } => {
+                self.election_elapsed = 0;
+                self.leader = Some(m.from);
+                let c = commit.min(self.log.last_index());
+                self.log.commit_to(c);
+                self.send(m.from, MessageBody::HeartbeatResponse);
+                Ok(())
+            }
+            MessageBody::InstallSnapshot { start } => {
+                self.election_elapsed = 0;
+                self.leader = Some(m.from);
+                self.handle_snapshot(m.from, start);
+                Ok(())
+            }
+            MessageBody::TimeoutNow => {
+                if self.promotable() {
+                    log::info!("raft {}: TimeoutNow from {}, campaigning", self.id, m.from);
+                    // Leadership transfer skips pre-vote (thesis §3.10).
+                    self.campaign(false, true)?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_index: Index,
+        prev_term: Term,
+        commit: Index,
+        entries: Vec<Entry>,
+    ) -> Result<(), RaftError> {
+        let contiguous = entries
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.index == prev_index + (i as u64 + 1));
+        if !contiguous {
+            log::warn!("raft {}: non-contiguous AppendEntries from {from}", self.id);
+            return Ok(());
+        }
+        if prev_index < self.log.committed {
+            let committed = self.log.committed;
+            self.send_append_response(from, false, committed, Index(0), Term(0));
+            return Ok(());
+        }
+        if self.log.match_term(prev_index, prev_term) {
+            let last_new = prev_index + entries.len() as u64;
+            if let Some(ci) = self.log.find_conflict(&entries) {
+                let first = entries[ci].index;
+                if first <= self.log.committed {
+                    return Err(RaftError::Corrupt(format!(
+                        "leader {from} overwrites committed index {first}"
+                    )));
+                }
+                self.log_append(&entries[ci..])?;
+            }
+            self.log.commit_to(commit.min(last_new));
+            self.send_append_response(from, false, last_new, Index(0), Term(0));
+        } else {
+            let hint = self
+                .log
+                .find_conflict_by_term(prev_index.min(self.log.last_index()), prev_term);
+            let hint_term = self.log.term(hint)?;
+            self.send_append_response(from, true, prev_index, hint, hint_term);
+        }
+        Ok(())
+    }
+
+    fn send_append_response(
+        &mut self,
+        to: NodeId,
+        reject: bool,
+        index: Index,
+        hint_index: Index,
+        hint_term: Term,
+    ) {
+        let body = MessageBody::AppendEntriesResponse {
+            reject,
+            index,
+            hint_index,
+            hint_term,
+        };
+        #[cfg(test)]
+        if self.cfg.bugs.ack_before_persist {
+            self.send_ungated(to, body);
+            return;
+        }
+        self.send(to, body);
+    }
+
+    fn handle_snapshot(&mut self, from: NodeId, start: LogStart) {
+        if start.index <= self.log.committed {
+            let committed = self.log.committed;
+            self.send_append_response(from, false, committed, Index(0), Term(0));
+            return;
+        }
+        if self.log.match_term(start.index, start.term) {
+            // We already hold the prefix: just learn that it is committed.
+            self.log.commit_to(start.index);
+        } else {
+            log::info!(
+                "raft {}: installing log start {} (term {}) from {from}",
+                self.id,
+                start.index,
+                start.term
+            );
+            self.configs.clear();
+            self.membership = start.membership.clone();
+            self.log.restore(start.clone());
+        }
+        self.send_append_response(from, false, start.index, Index(0), Term(0));
+    }
+}
