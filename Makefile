@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SEEDS ?= 100000
 FUZZ_SECS ?= 60
-FUZZ_TARGETS ?= frame_decoder text_decoder gossip_packet
+FUZZ_TARGETS ?= frame_decoder text_decoder gossip_packet raft_message
 
 .PHONY: help build release run dev test lint fmt loom sim bench fuzz clean gossip-sim gossip-bench
 
