@@ -75,3 +75,21 @@ fn named_seeds_decode_as_named() {
         }
     }
 }
+
+/// The Raft message decoder's property, as `fuzz/fuzz_targets/raft_message.rs` checks
+/// it: never panic, and whatever decodes re-encodes to exactly the same bytes.
+fn check_raft_message(data: &[u8]) {
+    use commitlog::raft::{decode_message, encode_message};
+    if let Ok(message) = decode_message(data) {
+        let mut out = Vec::new();
+        encode_message(&message, &mut out);
+        assert_eq!(out.as_slice(), data, "re-encoding is canonical");
+        assert_eq!(decode_message(&out).ok(), Some(message));
+    }
+}
+
+#[test]
+fn raft_message_corpus_replays_clean() {
+    let n = replay("raft_message", check_raft_message);
+    assert!((20..300).contains(&n), "{n} corpus files");
+}
