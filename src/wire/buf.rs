@@ -15,6 +15,7 @@ use super::errors::DecodeError;
 
 /// Cursor over a frame payload. Carries the correlation id once it is known, so every
 /// error raised after the header can still be answered.
+#[derive(Clone)]
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,

@@ -14,9 +14,9 @@
 use crate::types::{Offset, RecordKind, Term};
 
 use super::buf::{begin_frame, end_frame, len_u32, put_u16, put_u32, put_u64, Reader};
-use super::errors::{DecodeError, ErrorBody, ErrorCode};
+use super::errors::{DecodeError, ErrorBody};
 use super::frame::{
-    decode_error_body, decode_record_ref, payload, put_record_header, LEN_PREFIX_BYTES,
+    decode_record_ref, decode_response_header, put_record_header, LEN_PREFIX_BYTES,
     RECORD_HEADER_BYTES, RESPONSE_HEADER_BYTES,
 };
 #[cfg(doc)]
@@ -116,26 +116,8 @@ pub struct FetchResponseView<'a> {
 
 /// Decodes one whole Fetch response frame without copying record values.
 pub fn decode_fetch_response(frame: &[u8]) -> Result<FetchResponseView<'_>, DecodeError> {
-    let payload = payload(frame)?;
-    if payload.len() < RESPONSE_HEADER_BYTES {
-        return Err(DecodeError::Malformed {
-            correlation_id: None,
-            reason: format!(
-                "response payload of {} bytes is shorter than the {RESPONSE_HEADER_BYTES}-byte header",
-                payload.len()
-            ),
-        });
-    }
-    let mut r = Reader::new(payload);
-    let correlation_id = r.u32("correlation_id")?;
-    r.set_correlation_id(correlation_id);
-    let code = r.u16("error_code")?;
-    if code != 0 {
-        let Some(code) = ErrorCode::from_u16(code) else {
-            return Err(r.malformed(format!("unknown error code {code}")));
-        };
-        let body = decode_error_body(code, &mut r)?;
-        r.finish("error")?;
+    let (mut r, correlation_id, error) = decode_response_header(frame)?;
+    if let Some(body) = error {
         return Ok(FetchResponseView {
             correlation_id,
             result: Err(body),
@@ -143,7 +125,7 @@ pub fn decode_fetch_response(frame: &[u8]) -> Result<FetchResponseView<'_>, Deco
     }
     let high_watermark = Offset(r.u64("Fetch high_watermark")?);
     let count = r.count(RECORD_HEADER_BYTES, "Fetch record count")?;
-    let records_start = payload.len() - r.remaining();
+    let records = r.clone().rest();
     for _ in 0..count {
         decode_record_ref(&mut r)?;
     }
@@ -153,7 +135,7 @@ pub fn decode_fetch_response(frame: &[u8]) -> Result<FetchResponseView<'_>, Deco
         result: Ok(FetchBody {
             high_watermark,
             records: FetchRecords {
-                buf: &payload[records_start..],
+                buf: records,
                 // `count` fits: it was read from a u32.
                 remaining: count as u32,
             },

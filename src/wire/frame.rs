@@ -236,6 +236,27 @@ pub fn request_frame_len(frame: &RequestFrame) -> usize {
 /// Decodes one whole response frame to a request of API `api` (responses do not
 /// carry their API key; the client knows what it asked).
 pub fn decode_response(frame: &[u8], api: ApiKey) -> Result<ResponseFrame, DecodeError> {
+    let (mut r, correlation_id, error) = decode_response_header(frame)?;
+    let result = match error {
+        None => {
+            let body = decode_response_body(api, &mut r)?;
+            r.finish(api.name())?;
+            Ok(body)
+        }
+        Some(body) => Err(body),
+    };
+    Ok(ResponseFrame {
+        correlation_id,
+        result,
+    })
+}
+
+/// Reads a response frame's header. Returns a reader positioned at the body, the
+/// correlation id, and the decoded error body when the error code is not 0 (the
+/// reader is then fully consumed).
+pub(crate) fn decode_response_header(
+    frame: &[u8],
+) -> Result<(Reader<'_>, u32, Option<ErrorBody>), DecodeError> {
     let payload = payload(frame)?;
     if payload.len() < RESPONSE_HEADER_BYTES {
         return Err(DecodeError::Malformed {
@@ -250,22 +271,15 @@ pub fn decode_response(frame: &[u8], api: ApiKey) -> Result<ResponseFrame, Decod
     let correlation_id = r.u32("correlation_id")?;
     r.set_correlation_id(correlation_id);
     let code = r.u16("error_code")?;
-    let result = if code == 0 {
-        let body = decode_response_body(api, &mut r)?;
-        r.finish(api.name())?;
-        Ok(body)
-    } else {
-        let Some(code) = ErrorCode::from_u16(code) else {
-            return Err(r.malformed(format!("unknown error code {code}")));
-        };
-        let body = decode_error_body(code, &mut r)?;
-        r.finish("error")?;
-        Err(body)
+    if code == 0 {
+        return Ok((r, correlation_id, None));
+    }
+    let Some(code) = ErrorCode::from_u16(code) else {
+        return Err(r.malformed(format!("unknown error code {code}")));
     };
-    Ok(ResponseFrame {
-        correlation_id,
-        result,
-    })
+    let body = decode_error_body(code, &mut r)?;
+    r.finish("error")?;
+    Ok((r, correlation_id, Some(body)))
 }
 
 pub(crate) fn decode_error_body(
