@@ -264,10 +264,7 @@ mod tests {
         assert_eq!(listener.recv(), "READY=1");
         let message = format!("READY=1\n{}", status_line("serving on 127.0.0.1:8400"));
         send_to(path.as_os_str(), &message).unwrap();
-        assert_eq!(
-            listener.recv(),
-            "READY=1\nSTATUS=serving on 127.0.0.1:8400"
-        );
+        assert_eq!(listener.recv(), "READY=1\nSTATUS=serving on 127.0.0.1:8400");
         assert!(send_from_env(Some(path.as_os_str()), "STOPPING=1").unwrap());
         assert_eq!(listener.recv(), "STOPPING=1");
     }
@@ -324,7 +321,10 @@ mod tests {
             Err(NotifyError::TooLong { len_bytes }) if len_bytes == MAX_MESSAGE_BYTES + 1
         ));
         // The logging wrappers swallow the same failure.
-        log_failure("READY=1", send_to(missing.as_os_str(), "READY=1").map(|()| true));
+        log_failure(
+            "READY=1",
+            send_to(missing.as_os_str(), "READY=1").map(|()| true),
+        );
     }
 
     #[test]
