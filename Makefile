@@ -89,6 +89,7 @@ deploy-check: $(DEPLOY_STAMP) ## check systemd unit (systemd-analyze), Dockerfil
 	deploy/test/check_systemd.sh
 	$(DEPLOY_PY) deploy/test/check_dockerfile.py
 	$(DEPLOY_PY) deploy/test/test_chart.py
+	DEPLOY_PY=$(DEPLOY_PY) deploy/test/test_checks.sh
 	@mkdir -p target/chart
 	$(DEPLOY_PY) deploy/test/render_chart.py --output target/chart/default.yaml --validate $(K8S_VERSIONS)
 	$(DEPLOY_PY) deploy/test/render_chart.py --set tls.enabled=true --output target/chart/tls.yaml --validate $(K8S_VERSIONS)

@@ -27,8 +27,9 @@ import subprocess
 import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-DOCKERFILE = os.path.join(ROOT, "deploy", "Dockerfile")
-DOCKERIGNORE = os.path.join(ROOT, ".dockerignore")
+# Overridable so the checker's own tests can feed it broken copies.
+DOCKERFILE = os.environ.get("CHECK_DOCKERFILE", os.path.join(ROOT, "deploy", "Dockerfile"))
+DOCKERIGNORE = os.environ.get("CHECK_DOCKERIGNORE", os.path.join(ROOT, ".dockerignore"))
 MAKEFILE = os.path.join(ROOT, "Makefile")
 STAGE_DIR = os.path.join(ROOT, "target", "docker-context")
 

@@ -10,7 +10,7 @@
 # Skips (exit 0, saying why) where systemd-analyze is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-unit=deploy/systemd/commitlogd.service
+unit="${CHECK_UNIT:-deploy/systemd/commitlogd.service}"  # overridable for this script's own tests
 if ! command -v systemd-analyze >/dev/null 2>&1; then
   echo "check_systemd: SKIP: systemd-analyze not installed (Debian: apt-get install systemd)"
   exit 0
