@@ -73,7 +73,10 @@ fn commitlogd_notifies_ready_after_serving_and_stopping_on_sigterm() {
     let second = recv(&socket);
     let status = child.wait().unwrap();
     assert!(ready, "first notification was {first:?}, not READY=1");
-    assert!(connected, "READY=1 arrived before {addr:?} accepted connections");
+    assert!(
+        connected,
+        "READY=1 arrived before {addr:?} accepted connections"
+    );
     assert!(kill.success());
     assert!(
         second.lines().any(|l| l == "STOPPING=1"),
