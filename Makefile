@@ -58,3 +58,52 @@ sim: ## raft simulator soak: SEEDS seeds in release (replay a seed: see src/raft
 
 clean: ## remove build output
 	$(CARGO) clean
+
+# ---- Deployment (deploy/; README "Operating commitlog") ------------------------------
+# The container image's build stage runs exactly this command; `make deploy-check`
+# fails if deploy/Dockerfile's RUN line differs, `make docker-build-stage` runs it.
+DOCKER_CARGO_BUILD := cargo build --release --locked --bins
+DOCKER ?= docker
+IMAGE ?= commitlog:0.1.0
+NAMESPACE ?= default
+SET ?=
+# Python tools for the chart checks, pinned, in a venv under target/ (pip, first run only).
+DEPLOY_VENV ?= target/deploy-venv
+DEPLOY_PY := $(DEPLOY_VENV)/bin/python
+KUBERNETES_VALIDATE_VERSION ?= 1.37.0
+YAMLLINT_VERSION ?= 1.38.0
+# Kubernetes versions the rendered chart is validated against (kubernetes-validate
+# 1.37.0 ships schemas for 1.25 to 1.37).
+K8S_VERSIONS ?= 1.29.0,1.37.0
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed-kv$(KUBERNETES_VALIDATE_VERSION)-yl$(YAMLLINT_VERSION)
+
+.PHONY: deploy-check docker docker-build-stage chart
+
+$(DEPLOY_STAMP):
+	@python3 -m venv $(DEPLOY_VENV) || { echo "cannot create a venv: install python3-venv (Debian: apt-get install python3-venv)"; exit 1; }
+	$(DEPLOY_VENV)/bin/pip install --quiet --disable-pip-version-check \
+		kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION) yamllint==$(YAMLLINT_VERSION)
+	@touch $@
+
+deploy-check: $(DEPLOY_STAMP) ## check systemd unit (systemd-analyze), Dockerfile build command, Helm chart (render + k8s schemas)
+	deploy/test/check_systemd.sh
+	$(DEPLOY_PY) deploy/test/check_dockerfile.py
+	$(DEPLOY_PY) deploy/test/test_chart.py
+	DEPLOY_PY=$(DEPLOY_PY) deploy/test/test_checks.sh
+	@mkdir -p target/chart
+	$(DEPLOY_PY) deploy/test/render_chart.py --output target/chart/default.yaml --validate $(K8S_VERSIONS)
+	$(DEPLOY_PY) deploy/test/render_chart.py --set tls.enabled=true --output target/chart/tls.yaml --validate $(K8S_VERSIONS)
+	$(DEPLOY_VENV)/bin/yamllint --strict -c deploy/test/yamllint.yaml \
+		deploy/helm/commitlog/Chart.yaml deploy/helm/commitlog/values.yaml target/chart/default.yaml target/chart/tls.yaml
+
+docker: ## build the container image IMAGE (default commitlog:0.1.0) from deploy/Dockerfile; needs a Docker engine
+	$(DOCKER) build -f deploy/Dockerfile -t $(IMAGE) .
+
+docker-build-stage: ## run the Dockerfile's build-stage command on exactly its build context, without Docker
+	python3 deploy/test/check_dockerfile.py --build
+
+chart: $(DEPLOY_STAMP) ## render the Helm chart to target/chart/commitlog.yaml (NAMESPACE=ns SET="tls.enabled=true replicas=5")
+	@mkdir -p target/chart
+	$(DEPLOY_PY) deploy/test/render_chart.py --namespace $(NAMESPACE) $(foreach s,$(SET),--set $(s)) \
+		--output target/chart/commitlog.yaml --validate $(K8S_VERSIONS)
+	@echo "apply with: kubectl create namespace $(NAMESPACE); kubectl apply -n $(NAMESPACE) -f target/chart/commitlog.yaml"

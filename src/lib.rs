@@ -5,6 +5,7 @@
 pub mod client;
 pub mod gossip;
 pub mod net;
+pub mod notify;
 pub mod raft;
 pub mod service;
 pub mod storage;
