@@ -20,11 +20,12 @@ dev: release ## run a single --dev node on 127.0.0.1:8400 (temp data dir)
 
 run: dev ## run the service locally (a --dev node until the cluster lands)
 
-test: ## everything CI runs: format, lints, unit + integration tests, loom model
+test: ## everything CI runs: format, lints, unit + integration tests, loom models, deploy checks
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets
 	$(MAKE) loom
+	$(MAKE) deploy-check
 
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
