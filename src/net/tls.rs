@@ -407,6 +407,9 @@ impl Link {
                 Err(e) => return Err(e), // WouldBlock included: the socket is drained
             }
             if let Err(e) = tls.conn.process_new_packets() {
+                if let Ok(peer) = self.tcp.peer_addr() {
+                    log::info!("{peer}: TLS error, closing: {e}");
+                }
                 let _ = self.flush_tls(); // deliver the alert rustls queued
                 return Err(io::Error::new(ErrorKind::InvalidData, format!("TLS: {e}")));
             }
