@@ -27,11 +27,17 @@ impl std::error::Error for KeyFileError {}
 /// Reads and parses a gossip key file (reads at most 1 KiB: a key file is tiny).
 pub fn load_gossip_key(path: &Path) -> Result<[u8; KEY_BYTES], KeyFileError> {
     let file = std::fs::File::open(path).map_err(|e| {
-        KeyFileError(format!("cannot read --gossip-key-file {}: {e}", path.display()))
+        KeyFileError(format!(
+            "cannot read --gossip-key-file {}: {e}",
+            path.display()
+        ))
     })?;
     let mut bytes = Vec::with_capacity(128);
     file.take(1024).read_to_end(&mut bytes).map_err(|e| {
-        KeyFileError(format!("cannot read --gossip-key-file {}: {e}", path.display()))
+        KeyFileError(format!(
+            "cannot read --gossip-key-file {}: {e}",
+            path.display()
+        ))
     })?;
     parse_gossip_key(&bytes)
         .map_err(|why| KeyFileError(format!("--gossip-key-file {}: {why}", path.display())))
@@ -98,8 +104,14 @@ mod tests {
         assert_eq!(key[0..3], [0x00, 0x11, 0x22]);
         assert_eq!(key[16], 0xFF);
         assert_eq!(key[31], 0x00);
-        assert_eq!(parse_gossip_key(format!("{hex}\n").as_bytes()).unwrap(), key);
-        assert_eq!(parse_gossip_key(format!("{hex}\r\n").as_bytes()).unwrap(), key);
+        assert_eq!(
+            parse_gossip_key(format!("{hex}\n").as_bytes()).unwrap(),
+            key
+        );
+        assert_eq!(
+            parse_gossip_key(format!("{hex}\r\n").as_bytes()).unwrap(),
+            key
+        );
     }
 
     #[test]
@@ -124,7 +136,10 @@ mod tests {
         let bad = dir.join("bad.key");
         std::fs::write(&bad, b"not a key").unwrap();
         let err = load_gossip_key(&bad).unwrap_err().to_string();
-        assert!(err.contains("bad.key") && err.contains("found 9 bytes"), "{err}");
+        assert!(
+            err.contains("bad.key") && err.contains("found 9 bytes"),
+            "{err}"
+        );
         let good = dir.join("good.key");
         std::fs::write(&good, "ab".repeat(32) + "\n").unwrap();
         assert_eq!(load_gossip_key(&good).unwrap(), [0xAB; 32]);

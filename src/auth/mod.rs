@@ -272,7 +272,10 @@ fn build(source: &AclSource) -> Result<Enforcer, AclError> {
         AclSource::Files { model, policy } => {
             let (model_text, model_label) = match model {
                 Some(path) => (read_acl_file(path, "--acl-model-file")?, label(path)),
-                None => (DEFAULT_MODEL.to_string(), "built-in certs/model.conf".into()),
+                None => (
+                    DEFAULT_MODEL.to_string(),
+                    "built-in certs/model.conf".into(),
+                ),
             };
             let (policy_text, policy_label) = match policy {
                 Some(path) => (read_acl_file(path, "--acl-policy-file")?, label(path)),
@@ -315,8 +318,8 @@ fn enforcer_from_text(
     check_policy(policy, policy_label)?;
     let model = pollster::block_on(DefaultModel::from_str(model))
         .map_err(|e| AclError(format!("ACL model {model_label} is invalid: {e}")))?;
-    let enforcer = pollster::block_on(Enforcer::new(model, StringAdapter::new(policy)))
-        .map_err(|e| {
+    let enforcer =
+        pollster::block_on(Enforcer::new(model, StringAdapter::new(policy))).map_err(|e| {
             AclError(format!(
                 "ACL model {model_label} with policy {policy_label} cannot be loaded: {e}"
             ))

@@ -90,7 +90,10 @@ fn denied_message_says_who_what_and_how_to_fix() {
     assert!(m.contains("`nobody`") && m.contains("`produce`"), "{m}");
     assert!(m.contains("p, nobody, *, produce"), "{m}");
     let m = denied_message(ANONYMOUS, Action::Consume, ApiKey::Fetch);
-    assert!(m.contains("client certificate") && m.contains("consume"), "{m}");
+    assert!(
+        m.contains("client certificate") && m.contains("consume"),
+        "{m}"
+    );
 }
 
 struct TempFiles(std::path::PathBuf);
@@ -139,7 +142,10 @@ fn loading_errors_name_the_file() {
     let err = Authorizer::load(files(None, Some(bad_line)))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("bad-line.csv") && err.contains("line 2"), "{err}");
+    assert!(
+        err.contains("bad-line.csv") && err.contains("line 2"),
+        "{err}"
+    );
 
     let typo = tmp.write("typo.csv", "# comment\n\np, root, *, produse\n");
     let err = Authorizer::load(files(None, Some(typo)))
@@ -193,7 +199,10 @@ fn reload_swaps_the_policy_and_keeps_it_on_error() {
 
     tmp.write("policy.csv", "this is not a policy\n");
     let err = authz.reload().unwrap_err().to_string();
-    assert!(err.contains("policy.csv") && err.contains("line 1"), "{err}");
+    assert!(
+        err.contains("policy.csv") && err.contains("line 1"),
+        "{err}"
+    );
     assert_eq!(authz.generation(), generation + 1);
     assert!(authz.allows("alice", Action::Produce), "old policy kept");
 }

@@ -146,17 +146,29 @@ struct Args {
     /// With TLS on, also accept plaintext connections. They have no verified identity
     /// and are checked by the ACL as `anonymous` (the default policy allows them only
     /// Ping). Meant for migrations; without it plaintext gets `-ERR UNAUTHENTICATED`.
-    #[arg(long, env = "COMMITLOGD_ALLOW_PLAINTEXT", requires = "server_tls_cert_file")]
+    #[arg(
+        long,
+        env = "COMMITLOGD_ALLOW_PLAINTEXT",
+        requires = "server_tls_cert_file"
+    )]
     allow_plaintext: bool,
 
     /// casbin ACL model (default: the built-in copy of certs/model.conf). Only used
     /// with TLS: without TLS there is no identity and the ACL is off.
-    #[arg(long, env = "COMMITLOGD_ACL_MODEL_FILE", requires = "server_tls_cert_file")]
+    #[arg(
+        long,
+        env = "COMMITLOGD_ACL_MODEL_FILE",
+        requires = "server_tls_cert_file"
+    )]
     acl_model_file: Option<PathBuf>,
 
     /// casbin ACL policy, lines `p, <certificate CN>, *, <produce|consume|describe|replicate>`
     /// (default: the built-in copy of certs/policy.csv). Reloaded on SIGHUP.
-    #[arg(long, env = "COMMITLOGD_ACL_POLICY_FILE", requires = "server_tls_cert_file")]
+    #[arg(
+        long,
+        env = "COMMITLOGD_ACL_POLICY_FILE",
+        requires = "server_tls_cert_file"
+    )]
     acl_policy_file: Option<PathBuf>,
 
     /// Gossip encryption key: 32 raw bytes or 64 hex characters (`openssl rand -hex 32`).

@@ -82,7 +82,8 @@ impl Stream {
             .server_name
             .clone()
             .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
-        let conn = ClientConnection::new(Arc::clone(&tls.config), name).map_err(io::Error::other)?;
+        let conn =
+            ClientConnection::new(Arc::clone(&tls.config), name).map_err(io::Error::other)?;
         let mut stream = StreamOwned::new(conn, tcp);
         stream.sock.set_read_timeout(Some(timeout))?;
         // Bounded: each complete_io round trip makes handshake progress or fails or

@@ -729,7 +729,10 @@ impl Conn {
                 return; // the first decrypted byte picks the protocol
             }
             if !env.security.is_some_and(|s| s.allow_plaintext) {
-                log::info!("{}: plaintext connection to a TLS server; refusing", self.peer);
+                log::info!(
+                    "{}: plaintext connection to a TLS server; refusing",
+                    self.peer
+                );
                 self.queue(super::tls::PLAINTEXT_REFUSAL.as_bytes());
                 self.rstart = self.rbuf.len();
                 self.closing = true;
@@ -742,7 +745,9 @@ impl Conn {
             wire::Protocol::Text => self.mode = Mode::Text,
             wire::Protocol::Tls if self.stream.is_tls() => {
                 log::info!("{}: TLS inside TLS; closing", self.peer);
-                self.queue(b"-ERR MALFORMED TLS is already on: send binary frames or text commands\r\n");
+                self.queue(
+                    b"-ERR MALFORMED TLS is already on: send binary frames or text commands\r\n",
+                );
                 self.rstart = self.rbuf.len();
                 self.closing = true;
                 self.linger = true;

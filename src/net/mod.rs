@@ -75,9 +75,9 @@
 mod event_loop;
 pub mod pool;
 pub mod responder;
-pub mod tls;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 pub use event_loop::{Server, ServerHandle};
 pub use pool::{PoolSubmitter, WorkerPool};

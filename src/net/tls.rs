@@ -155,9 +155,12 @@ pub fn load_roots(cas: &[(&Path, &str)]) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for (path, flag) in cas {
         for cert in load_certs(path, flag)? {
-            roots
-                .add(cert)
-                .map_err(|e| TlsError(format!("{flag} {}: not a CA certificate: {e}", path.display())))?;
+            roots.add(cert).map_err(|e| {
+                TlsError(format!(
+                    "{flag} {}: not a CA certificate: {e}",
+                    path.display()
+                ))
+            })?;
         }
     }
     Ok(roots)
@@ -193,11 +196,14 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// A file and the flag that named it (for error messages).
+pub type FlaggedPath<'a> = (&'a Path, &'a str);
+
 /// A client-side mTLS configuration: trust the CA in `ca`, present `cert`/`key` when
 /// given. Each path comes with the flag that named it, for error messages.
 pub fn client_config(
-    ca: (&Path, &str),
-    cert_key: Option<((&Path, &str), (&Path, &str))>,
+    ca: FlaggedPath<'_>,
+    cert_key: Option<(FlaggedPath<'_>, FlaggedPath<'_>)>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let roots = load_roots(&[ca])?;
     let builder = rustls::ClientConfig::builder_with_provider(provider())
@@ -247,8 +253,12 @@ pub fn load_peer_tls(files: &TlsFiles) -> Result<PeerTls, TlsError> {
         )),
     )?;
     let certs = load_certs(&files.cert, "--peer-tls-cert-file")?;
-    let identity = auth::common_name(certs[0].as_ref())
-        .map_err(|e| TlsError(format!("--peer-tls-cert-file {}: {e}", files.cert.display())))?;
+    let identity = auth::common_name(certs[0].as_ref()).map_err(|e| {
+        TlsError(format!(
+            "--peer-tls-cert-file {}: {e}",
+            files.cert.display()
+        ))
+    })?;
     Ok(PeerTls {
         files: files.clone(),
         client,
@@ -471,7 +481,10 @@ impl Write for Link {
         if n == 0 {
             // rustls' send buffer is full: wait for the socket.
             flushed?;
-            return Err(io::Error::new(ErrorKind::WouldBlock, "TLS send buffer full"));
+            return Err(io::Error::new(
+                ErrorKind::WouldBlock,
+                "TLS send buffer full",
+            ));
         }
         match flushed {
             Err(e) if e.kind() != ErrorKind::WouldBlock => Err(e),

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use commitlog::client::tls::{client_config, ClientTls};
 use commitlog::client::{Client, ClientConfig, ClientError};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
