@@ -304,3 +304,37 @@ fn bad_tls_files_fail_start_with_a_message_naming_the_file() {
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("do not form a usable pair"), "{err}");
 }
+
+#[test]
+fn stalled_or_garbage_handshakes_do_not_block_the_loop() {
+    let pki = Pki::generate();
+    let server = pki.start_server(&["--idle-timeout-ms", "300"]);
+    // A client that starts a TLS record and then stalls mid-ClientHello.
+    let mut stalled = server.tcp();
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    // A client that sends a handshake record holding an undecodable ClientHello.
+    let mut junk = server.tcp();
+    junk.write_all(&[
+        0x16, 0x03, 0x03, 0x00, 0x08, 0x01, 0x00, 0x00, 0x04, 0xde, 0xad, 0xbe, 0xef,
+    ])
+    .unwrap();
+    // Meanwhile a real client is served at once.
+    let mut root = pki.client(server.addr, Some("root")).unwrap();
+    root.produce(b"not blocked").unwrap();
+    // The junk gets a fatal alert (content type 0x15) and a close.
+    let (bytes, closed) = read_to_close(&mut junk, Duration::from_secs(10));
+    assert!(closed, "junk handshake closed");
+    assert_eq!(
+        bytes.first(),
+        Some(&0x15),
+        "a TLS alert record: {bytes:02x?}"
+    );
+    // The stalled one is closed by the idle timeout, not left hanging.
+    let (_, closed) = read_to_close(&mut stalled, Duration::from_secs(10));
+    assert!(closed, "stalled handshake closed by the idle timeout");
+    // (root idled too and was closed the same way; a new connection is served.)
+    let mut again = pki.client(server.addr, Some("root")).unwrap();
+    assert_eq!(again.consume(Offset(0)).unwrap().value, b"not blocked");
+}
