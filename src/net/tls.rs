@@ -473,23 +473,24 @@ impl Read for Link {
 
 impl Write for Link {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let Some(tls) = self.tls.as_mut() else {
+        if self.tls.is_none() {
             return self.tcp.write(buf);
+        }
+        // Make room first: if rustls' buffer is still full afterwards, the socket
+        // returned WouldBlock, so a writable event will come (edge-triggered safe).
+        self.flush_tls()?;
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(0);
         };
         let n = tls.conn.writer().write(buf)?;
-        let flushed = self.flush_tls();
         if n == 0 {
-            // rustls' send buffer is full: wait for the socket.
-            flushed?;
             return Err(io::Error::new(
                 ErrorKind::WouldBlock,
                 "TLS send buffer full",
             ));
         }
-        match flushed {
-            Err(e) if e.kind() != ErrorKind::WouldBlock => Err(e),
-            _ => Ok(n),
-        }
+        self.flush_tls()?;
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
