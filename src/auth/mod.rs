@@ -156,6 +156,33 @@ pub enum AclSource {
         /// `--acl-policy-file`.
         policy: Option<PathBuf>,
     },
+    /// Model and policy text given directly (tests, embedding); a reload rebuilds
+    /// the same text.
+    Inline {
+        /// The model text.
+        model: String,
+        /// The policy text.
+        policy: String,
+    },
+}
+
+impl fmt::Display for AclSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |p: &Option<PathBuf>, default: &str| match p {
+            Some(p) => p.display().to_string(),
+            None => format!("built-in {default}"),
+        };
+        match self {
+            AclSource::Builtin => f.write_str("built-in certs/model.conf + certs/policy.csv"),
+            AclSource::Files { model, policy } => write!(
+                f,
+                "model {}, policy {}",
+                show(model, "certs/model.conf"),
+                show(policy, "certs/policy.csv")
+            ),
+            AclSource::Inline { .. } => f.write_str("inline model and policy"),
+        }
+    }
 }
 
 /// The casbin enforcer behind a lock (swapped on reload), with a generation counter.
@@ -185,13 +212,11 @@ impl Authorizer {
         })
     }
 
-    /// Builds an authorizer from model and policy text (`label` names them in errors).
-    pub fn from_text(model: &str, policy: &str, label: &str) -> Result<Authorizer, AclError> {
-        let enforcer = enforcer_from_text(model, label, policy, label)?;
-        Ok(Authorizer {
-            enforcer: RwLock::new(enforcer),
-            generation: AtomicU64::new(1),
-            source: AclSource::Builtin,
+    /// Builds an authorizer from model and policy text.
+    pub fn from_text(model: &str, policy: &str) -> Result<Authorizer, AclError> {
+        Authorizer::load(AclSource::Inline {
+            model: model.to_string(),
+            policy: policy.to_string(),
         })
     }
 
@@ -285,6 +310,9 @@ fn build(source: &AclSource) -> Result<Enforcer, AclError> {
                 ),
             };
             enforcer_from_text(&model_text, &model_label, &policy_text, &policy_label)
+        }
+        AclSource::Inline { model, policy } => {
+            enforcer_from_text(model, "inline model", policy, "inline policy")
         }
     }
 }

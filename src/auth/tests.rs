@@ -55,7 +55,7 @@ fn default_policy_allows_root_and_peer_and_nobody_else() {
 
 #[test]
 fn wildcard_action_in_a_policy() {
-    let authz = Authorizer::from_text(DEFAULT_MODEL, "p, admin, *, *\n", "test").unwrap();
+    let authz = Authorizer::from_text(DEFAULT_MODEL, "p, admin, *, *\n").unwrap();
     for action in Action::ALL {
         assert!(authz.allows("admin", action));
         assert!(!authz.allows("root", action));

@@ -345,7 +345,7 @@ fn load_security(args: &Args) -> Result<(Option<Security>, ClusterSecurity), Str
     };
     let authorizer = Authorizer::load(source).map_err(|e| e.to_string())?;
     log::info!(
-        "TLS on: client certificates required (CA {}); ACL {:?}{}",
+        "TLS on: client certificates required (CA {}); ACL: {}{}",
         ca.display(),
         authorizer.source(),
         if args.allow_plaintext {
