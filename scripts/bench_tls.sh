@@ -2,7 +2,8 @@
 # make bench-tls: produce throughput (W2-, W3-like) and connection set-up rate with and
 # without TLS, against a release single-node commitlogd (--fsync always) on 127.0.0.1.
 # Env: BENCH_DIR (default target/bench-tls), PORT (default 18401), W2_COUNT, W3_COUNT,
-#      HANDSHAKES (default 1000).
+#      HANDSHAKES (default 1000), NODE_FLAGS (extra commitlogd flags for both runs, e.g.
+#      "--fsync never" to isolate the CPU cost of TLS from fsync waits).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH_DIR=${BENCH_DIR:-$PWD/target/bench-tls}
@@ -22,7 +23,7 @@ start() { # start <extra commitlogd flags...>
   rm -rf "$BENCH_DIR/node" "$BENCH_DIR/ready"
   mkdir -p "$BENCH_DIR/node"
   ./target/release/commitlogd --data-dir "$BENCH_DIR/node" --listen "127.0.0.1:$PORT" \
-    --log-level warn --ready-file "$BENCH_DIR/ready" "$@" &
+    --log-level warn --ready-file "$BENCH_DIR/ready" ${NODE_FLAGS:-} "$@" &
   PID=$!
   for _ in $(seq 100); do [ -s "$BENCH_DIR/ready" ] && break; sleep 0.1; done
   [ -s "$BENCH_DIR/ready" ] || { echo "commitlogd did not start" >&2; exit 1; }

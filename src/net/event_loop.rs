@@ -340,6 +340,7 @@ impl Server {
         let Some(mut conn) = slot.take() else {
             return;
         };
+        conn.stream.close_notify();
         if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
             log::debug!("{}: deregister failed: {e}", conn.peer);
         }

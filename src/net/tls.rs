@@ -343,6 +343,15 @@ impl Link {
         self.tls.as_ref().is_some_and(|t| t.conn.wants_write())
     }
 
+    /// Before dropping a TLS connection: send `close_notify` (best effort, never
+    /// blocks), so the client sees a clean end of stream rather than a truncation.
+    pub(crate) fn close_notify(&mut self) {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.conn.send_close_notify();
+            let _ = self.flush_tls();
+        }
+    }
+
     /// Half-closes: a TLS `close_notify` first, then the TCP write side.
     pub(crate) fn shutdown(&mut self, how: std::net::Shutdown) -> io::Result<()> {
         if let Some(tls) = self.tls.as_mut() {
