@@ -19,8 +19,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
+use rustls_pki_types::ServerName;
 
 use crate::net::tls::{self as net_tls, TlsError};
 

@@ -46,10 +46,10 @@ use std::sync::Arc;
 
 use mio::net::TcpStream;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConnection};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::auth::{self, Action, Authorizer, DecisionCache};
 use crate::wire::{ApiKey, ErrorCode};
@@ -433,7 +433,15 @@ impl Link {
                 return Err(io::Error::new(ErrorKind::InvalidData, format!("TLS: {e}")));
             }
             if tls.identity.is_none() && !tls.conn.is_handshaking() {
-                tls.identity = Some(client_identity(&tls.conn)?);
+                match client_identity(&tls.conn) {
+                    Ok(identity) => tls.identity = Some(identity),
+                    Err(e) => {
+                        if let Ok(peer) = self.tcp.peer_addr() {
+                            log::info!("{peer}: closing: {e}");
+                        }
+                        return Err(e);
+                    }
+                }
             }
             self.flush_tls()?;
         }
@@ -528,5 +536,77 @@ impl mio::event::Source for Link {
 
     fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
         self.tcp.deregister(registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("commitlog-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn pem_errors_name_flag_and_file() {
+        let missing = std::env::temp_dir().join("commitlog-no-such-cert.pem");
+        let err = load_certs(&missing, "--cert").unwrap_err().to_string();
+        assert!(
+            err.contains("--cert") && err.contains("commitlog-no-such-cert.pem"),
+            "{err}"
+        );
+
+        let not_pem = temp_file("not-pem.pem", "hello\n");
+        let err = load_certs(&not_pem, "--server-tls-cert-file")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--server-tls-cert-file") && err.contains("no `BEGIN CERTIFICATE`"),
+            "{err}"
+        );
+        let err = load_key(&not_pem, "--key").unwrap_err().to_string();
+        assert!(
+            err.contains("--key") && err.contains("not-pem.pem"),
+            "{err}"
+        );
+        let err = load_roots(&[(not_pem.as_path(), "--ca")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--ca"), "{err}");
+    }
+
+    #[test]
+    fn certificates_and_keys_load_and_pair_up() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let cert_path = temp_file("self.pem", &cert.pem());
+        let key_path = temp_file("self-key.pem", &key.serialize_pem());
+        assert_eq!(load_certs(&cert_path, "--cert").unwrap().len(), 1);
+        load_key(&key_path, "--key").unwrap();
+        // A self-signed leaf is its own CA here: the server config builds.
+        let files = TlsFiles {
+            cert: cert_path.clone(),
+            key: key_path,
+            ca: cert_path.clone(),
+        };
+        server_config(&files, &[]).unwrap();
+        // A key that does not match the certificate is refused at load time.
+        let other = rcgen::KeyPair::generate().unwrap();
+        let other_path = temp_file("other-key.pem", &other.serialize_pem());
+        let err = server_config(
+            &TlsFiles {
+                key: other_path,
+                ..files
+            },
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("do not form a usable pair"), "{err}");
     }
 }
