@@ -338,3 +338,26 @@ fn stalled_or_garbage_handshakes_do_not_block_the_loop() {
     let mut again = pki.client(server.addr, Some("root")).unwrap();
     assert_eq!(again.consume(Offset(0)).unwrap().value, b"not blocked");
 }
+
+#[test]
+fn pipelined_produces_over_tls() {
+    let pki = Pki::generate();
+    let server = pki.start_server(&[]);
+    let mut root = pki.client(server.addr, Some("root")).unwrap();
+    let value = vec![b'p'; 1024];
+    let mut acks = Vec::new();
+    {
+        let mut pipeline = commitlog::client::Pipeline::new(&mut root, 128);
+        for _ in 0..2000 {
+            if let Some(ack) = pipeline.produce(&value).unwrap() {
+                acks.push(ack);
+            }
+        }
+        acks.extend(pipeline.drain().unwrap());
+    }
+    let mut offsets: Vec<u64> = acks.iter().map(|a| a.result.as_ref().unwrap().0).collect();
+    offsets.sort_unstable();
+    assert_eq!(offsets, (0..2000).collect::<Vec<u64>>());
+    let fetched = root.fetch(Offset(0), 8 << 20, 0).unwrap();
+    assert_eq!(fetched.records.len(), 2000);
+}
