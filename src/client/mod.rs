@@ -15,6 +15,11 @@
 //! error answered by the server (with its stable code and, for `NOT_LEADER`, a leader
 //! hint), or a protocol violation by the server.
 //!
+//! With [`ClientConfig::tls`] set, the connection is TLS with a client certificate
+//! (module [`tls`]); everything else is unchanged. A server that requires TLS answers
+//! a plaintext client with one `-ERR UNAUTHENTICATED` line, surfaced as
+//! [`ClientError::Server`] with [`ErrorCode::Unauthenticated`].
+//!
 //! Cluster-aware routing (discover with `GetServers`, send produces to the leader,
 //! follow `NOT_LEADER` hints) is a later layer over this type: it only needs
 //! [`Client::connect`], the typed errors and [`ClientError::leader_hint`].
@@ -26,10 +31,9 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-
-use self::tls::{ClientTls, Stream};
 use std::time::{Duration, Instant};
 
+use self::tls::{ClientTls, Stream};
 use crate::types::{Offset, Term};
 use crate::wire::{
     self, ApiKey, ErrorBody, ErrorCode, LeaderHint, Limits, Request, RequestFrame, ResponseBody,

@@ -3,7 +3,7 @@
 //! # Detection
 //! A connection starts plaintext. If its first byte is `0x16` (a TLS handshake record)
 //! and the server has TLS configured, the loop hands the bytes read so far to a fresh
-//! `rustls::ServerConnection` ([`Link::start_tls`]) and from then on every read and
+//! `rustls::ServerConnection` (`Link::start_tls`) and from then on every read and
 //! write of that connection goes through it. After the handshake, the first
 //! *decrypted* byte picks the binary or text protocol exactly as on a plaintext
 //! connection (so `openssl s_client` + `PING` works). With TLS configured, a
@@ -19,7 +19,7 @@
 //! once when the handshake completes.
 //!
 //! # Driving rustls without blocking
-//! [`Link`] implements `Read`/`Write` over the non-blocking mio `TcpStream`:
+//! `Link` implements `Read`/`Write` over the non-blocking mio `TcpStream`:
 //! - `read`: hand out buffered plaintext (`reader()`); when there is none, move TLS
 //!   bytes from the socket into rustls (`read_tls`), decrypt (`process_new_packets`),
 //!   send what the handshake wants to send (`write_tls`), and try again. `WouldBlock`
@@ -28,8 +28,8 @@
 //! - `write`: plaintext goes into rustls (`writer()`), records go out with
 //!   `write_tls` until the socket would block; when rustls' buffer is full the write
 //!   reports `WouldBlock` and the loop retries on the next writable event.
-//! - [`Link::flush_tls`] pushes records rustls still holds (the loop calls it on every
-//!   drive) and [`Link::wants_write`] keeps a connection open until they are out.
+//! - `Link::flush_tls` pushes records rustls still holds (the loop calls it on every
+//!   drive) and `Link::wants_write` keeps a connection open until they are out.
 //!
 //! # Bounds
 //! rustls keeps at most 16 KiB of decrypted but unread plaintext (its own limit; we
@@ -57,7 +57,7 @@ use crate::wire::{ApiKey, ErrorCode};
 /// Most plaintext + TLS record bytes a connection's rustls session buffers for sending.
 pub const TLS_SEND_BUFFER_BYTES: usize = 256 * 1024;
 
-/// Socket reads without any decrypted byte in one [`Link`] read before the connection
+/// Socket reads without any decrypted byte in one connection read before the connection
 /// is considered abusive (a handshake needs a handful).
 pub const MAX_RECORDS_WITHOUT_DATA: usize = 256;
 
