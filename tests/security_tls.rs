@@ -308,7 +308,7 @@ fn bad_tls_files_fail_start_with_a_message_naming_the_file() {
 #[test]
 fn stalled_or_garbage_handshakes_do_not_block_the_loop() {
     let pki = Pki::generate();
-    let server = pki.start_server(&["--idle-timeout-ms", "300"]);
+    let server = pki.start_server(&["--idle-timeout-ms", "1000"]);
     // A client that starts a TLS record and then stalls mid-ClientHello.
     let mut stalled = server.tcp();
     stalled
