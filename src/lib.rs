@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` for the map of modules and their invariants.
 
+pub mod auth;
 pub mod client;
 pub mod gossip;
 pub mod net;

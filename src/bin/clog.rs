@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
 use commitlog::client::histogram::Histogram;
-use commitlog::client::{Client, ClientError, Pipeline};
+use commitlog::client::tls::{client_config as client_config_tls, host_of, ClientTls};
+use commitlog::client::{Client, ClientConfig, ClientError, Pipeline};
 use commitlog::types::Offset;
 use commitlog::wire::ErrorCode;
 
@@ -36,6 +37,20 @@ struct Cli {
     /// Give up on connecting or on a response after this many milliseconds.
     #[arg(long, global = true, env = "CLOG_TIMEOUT_MS", default_value_t = 10_000)]
     timeout_ms: u64,
+
+    /// Speak TLS, trusting the server certificate issued by this CA (PEM). The name
+    /// checked is the host of --addr (an IP address or a DNS name).
+    #[arg(long, global = true, env = "CLOG_CA")]
+    ca: Option<std::path::PathBuf>,
+
+    /// Client certificate (PEM) to present with --ca; its CN is your identity in the
+    /// server's ACL. TLS servers require one.
+    #[arg(long, global = true, env = "CLOG_CERT", requires_all = ["ca", "key"])]
+    cert: Option<std::path::PathBuf>,
+
+    /// Private key (PEM) of --cert.
+    #[arg(long, global = true, env = "CLOG_KEY", requires_all = ["ca", "cert"])]
+    key: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -126,6 +141,10 @@ struct BenchArgs {
     /// Free-form label echoed in the RESULT line (e.g. W1).
     #[arg(long, default_value = "-")]
     label: String,
+    /// Instead of producing, open this many connections one after another (each
+    /// connect + TLS handshake when --ca is given + Ping) and report connections/s.
+    #[arg(long)]
+    handshakes: Option<u64>,
 }
 
 /// An error for the user: what happened and what to do next.
@@ -142,6 +161,9 @@ fn explain(addr: &str, e: ClientError) -> Failure {
         ClientError::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => {
             format!("is commitlogd running at {addr}? start one with `commitlogd --dev`, or point --addr / CLOG_ADDR at it")
         }
+        ClientError::Io(io) if io.kind() == io::ErrorKind::InvalidData => {
+            "TLS failed: check --ca (the CA of the server's certificate), --cert and --key (a client certificate the server's CA issued, not expired), and that --addr's host is in the server certificate".to_string()
+        }
         ClientError::Io(_) => format!("check that {addr} is a commitlogd server and retry"),
         ClientError::Timeout => {
             "the server did not answer in time; check it is healthy (`clog health`) or raise --timeout-ms".to_string()
@@ -149,6 +171,10 @@ fn explain(addr: &str, e: ClientError) -> Failure {
         ClientError::Server { code, .. } => match code {
             ErrorCode::OffsetOutOfRange => "use an offset inside the range above".to_string(),
             ErrorCode::FrameTooLarge => "send smaller records or batches".to_string(),
+            ErrorCode::Unauthenticated => {
+                "this server requires TLS: pass --ca, --cert and --key (or CLOG_CA, CLOG_CERT, CLOG_KEY)".to_string()
+            }
+            ErrorCode::PermissionDenied => "do not retry; see the message above".to_string(),
             c if c.is_retriable() => "retry in a moment".to_string(),
             _ => "see the server log for details".to_string(),
         },
@@ -168,9 +194,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Client options from the flags: timeout and, with --ca, TLS.
+fn client_config(cli: &Cli) -> Result<ClientConfig, Failure> {
+    let mut config = ClientConfig {
+        timeout: Duration::from_millis(cli.timeout_ms),
+        ..ClientConfig::default()
+    };
+    if let Some(ca) = &cli.ca {
+        let cert_key = match (&cli.cert, &cli.key) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            _ => None,
+        };
+        let rustls_config = client_config_tls(ca, cert_key).map_err(|e| Failure(e.to_string()))?;
+        let tls = ClientTls::for_host(rustls_config, host_of(&cli.addr))
+            .map_err(|e| Failure(e.to_string()))?;
+        config.tls = Some(tls);
+    }
+    Ok(config)
+}
+
 fn connect(cli: &Cli) -> Result<Client, Failure> {
-    Client::connect(cli.addr.as_str(), Duration::from_millis(cli.timeout_ms))
-        .map_err(|e| explain(&cli.addr, e))
+    let config = client_config(cli)?;
+    Client::connect_with(cli.addr.as_str(), config).map_err(|e| explain(&cli.addr, e))
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
@@ -379,6 +424,9 @@ fn bench(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
     if args.consume {
         return bench_consume(cli, args, out);
     }
+    if let Some(n) = args.handshakes {
+        return bench_handshakes(cli, n, args, out);
+    }
     let producers = args.producers.clamp(1, 1024);
     let total = args.count.unwrap_or(20_000);
     let deadline = Instant::now() + Duration::from_secs(args.max_secs);
@@ -469,6 +517,42 @@ fn bench(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
     if let Some(e) = first_error {
         return Err(Failure(format!("{e} (some produces failed; see the server log)")).into());
     }
+    Ok(())
+}
+
+/// Sequential connect (+ TLS handshake) + Ping, `n` times: connection set-up cost.
+fn bench_handshakes(cli: &Cli, n: u64, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
+    let config = client_config(cli)?;
+    let deadline = Instant::now() + Duration::from_secs(args.max_secs);
+    let mut histogram = Histogram::new();
+    let started = Instant::now();
+    let mut done = 0u64;
+    // Bounded by n and the deadline.
+    while done < n && Instant::now() < deadline {
+        let t0 = Instant::now();
+        let mut client = Client::connect_with(cli.addr.as_str(), config.clone())
+            .map_err(|e| explain(&cli.addr, e))?;
+        client.ping().map_err(|e| explain(&cli.addr, e))?;
+        histogram.record(t0.elapsed().as_micros() as u64);
+        done += 1;
+    }
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let rate = done as f64 / secs;
+    let (p50, p99, max) = (
+        histogram.quantile(0.5),
+        histogram.quantile(0.99),
+        histogram.max(),
+    );
+    let kind = if cli.ca.is_some() { "TLS" } else { "plaintext" };
+    writeln!(
+        out,
+        "handshakes: {done} {kind} connections (connect+handshake+ping) in {secs:.3} s: {rate:.0}/s, p50 {p50} us, p99 {p99} us, max {max} us"
+    )?;
+    writeln!(
+        out,
+        "RESULT\tCommitlog\tHandshake\t{}\t{done}\t{secs:.3}\t{rate:.0}\t0\t{p50}\t{p99}\t0\t{max}",
+        args.label
+    )?;
     Ok(())
 }
 

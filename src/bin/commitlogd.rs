@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use commitlog::net::{Server, ServerConfig, Service};
+use commitlog::auth::{AclSource, Authorizer};
+use commitlog::gossip::GossipConfig;
+use commitlog::net::tls::{self, PeerTls};
+use commitlog::net::{Security, Server, ServerConfig, Service, TlsFiles};
 use commitlog::service::{FsyncPolicy, LogService, ServiceConfig};
 use commitlog::storage::{Log, LogConfig};
 use commitlog::types::{NodeId, Offset};
@@ -111,6 +114,69 @@ struct Args {
     #[arg(long, env = "COMMITLOGD_READ_THREADS", default_value_t = 2)]
     read_threads: usize,
 
+    /// TLS certificate (PEM chain) this server presents to clients. With the three
+    /// --server-tls-* files, every connection must use TLS with a client certificate
+    /// issued by --server-tls-ca-file, and the ACL (--acl-*) is enforced.
+    #[arg(long, env = "COMMITLOGD_SERVER_TLS_CERT_FILE", requires_all = ["server_tls_key_file", "server_tls_ca_file"])]
+    server_tls_cert_file: Option<PathBuf>,
+
+    /// Private key (PEM) of --server-tls-cert-file.
+    #[arg(long, env = "COMMITLOGD_SERVER_TLS_KEY_FILE", requires_all = ["server_tls_cert_file", "server_tls_ca_file"])]
+    server_tls_key_file: Option<PathBuf>,
+
+    /// CA certificate(s) (PEM) that issue client certificates.
+    #[arg(long, env = "COMMITLOGD_SERVER_TLS_CA_FILE", requires_all = ["server_tls_cert_file", "server_tls_key_file"])]
+    server_tls_ca_file: Option<PathBuf>,
+
+    /// Certificate this node presents to other nodes (its CN is the peer identity the
+    /// ACL grants `replicate`, e.g. commitlog-peer). Validated at start; used by the
+    /// cluster's outgoing peer connections once the Raft cluster runs in commitlogd.
+    #[arg(long, env = "COMMITLOGD_PEER_TLS_CERT_FILE", requires_all = ["peer_tls_key_file", "peer_tls_ca_file", "server_tls_cert_file"])]
+    peer_tls_cert_file: Option<PathBuf>,
+
+    /// Private key (PEM) of --peer-tls-cert-file.
+    #[arg(long, env = "COMMITLOGD_PEER_TLS_KEY_FILE", requires_all = ["peer_tls_cert_file", "peer_tls_ca_file"])]
+    peer_tls_key_file: Option<PathBuf>,
+
+    /// CA certificate(s) (PEM) of the peers' certificates: trusted for incoming peer
+    /// connections, and to verify peers this node dials.
+    #[arg(long, env = "COMMITLOGD_PEER_TLS_CA_FILE", requires_all = ["peer_tls_cert_file", "peer_tls_key_file"])]
+    peer_tls_ca_file: Option<PathBuf>,
+
+    /// With TLS on, also accept plaintext connections. They have no verified identity
+    /// and are checked by the ACL as `anonymous` (the default policy allows them only
+    /// Ping). Meant for migrations; without it plaintext gets `-ERR UNAUTHENTICATED`.
+    #[arg(
+        long,
+        env = "COMMITLOGD_ALLOW_PLAINTEXT",
+        requires = "server_tls_cert_file"
+    )]
+    allow_plaintext: bool,
+
+    /// casbin ACL model (default: the built-in copy of certs/model.conf). Only used
+    /// with TLS: without TLS there is no identity and the ACL is off.
+    #[arg(
+        long,
+        env = "COMMITLOGD_ACL_MODEL_FILE",
+        requires = "server_tls_cert_file"
+    )]
+    acl_model_file: Option<PathBuf>,
+
+    /// casbin ACL policy, lines `p, <certificate CN>, *, <produce|consume|describe|replicate>`
+    /// (default: the built-in copy of certs/policy.csv). Reloaded on SIGHUP.
+    #[arg(
+        long,
+        env = "COMMITLOGD_ACL_POLICY_FILE",
+        requires = "server_tls_cert_file"
+    )]
+    acl_policy_file: Option<PathBuf>,
+
+    /// Gossip encryption key: 32 raw bytes or 64 hex characters (`openssl rand -hex 32`).
+    /// Validated at start; seals gossip packets once commitlogd runs gossip (the
+    /// cluster work). Every node needs the same key.
+    #[arg(long, env = "COMMITLOGD_GOSSIP_KEY_FILE")]
+    gossip_key_file: Option<PathBuf>,
+
     /// Log filter (error, warn, info, debug, trace, or env_logger syntax such as
     /// `commitlog=debug`). Default: RUST_LOG, else info.
     #[arg(long, env = "COMMITLOGD_LOG_LEVEL")]
@@ -207,14 +273,124 @@ impl DevDir {
     }
 }
 
+/// Settings for the cluster (peer TLS, gossip key), loaded and validated at start so a
+/// bad file fails now; the Raft-backed cluster work starts the peer connections and
+/// the gossip driver with them.
+#[derive(Debug)]
+struct ClusterSecurity {
+    peer_tls: Option<PeerTls>,
+    gossip: GossipConfig,
+}
+
+/// Loads the TLS files, the ACL and the gossip key named by the flags.
+fn load_security(args: &Args) -> Result<(Option<Security>, ClusterSecurity), String> {
+    let peer_files = match (
+        &args.peer_tls_cert_file,
+        &args.peer_tls_key_file,
+        &args.peer_tls_ca_file,
+    ) {
+        (Some(cert), Some(key), Some(ca)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: ca.clone(),
+        }),
+        _ => None,
+    };
+    let peer_tls = match &peer_files {
+        Some(files) => {
+            let peer = tls::load_peer_tls(files).map_err(|e| e.to_string())?;
+            log::info!(
+                "peer TLS loaded (identity `{}`); used for node-to-node connections once the cluster runs",
+                peer.identity
+            );
+            Some(peer)
+        }
+        None => None,
+    };
+    let mut gossip = GossipConfig::default();
+    if let Some(path) = &args.gossip_key_file {
+        let key = commitlog::auth::keyfile::load_gossip_key(path).map_err(|e| e.to_string())?;
+        gossip.secret_key = Some(key);
+        log::info!(
+            "gossip key loaded from {}; it seals gossip packets once this node runs gossip",
+            path.display()
+        );
+    }
+    let cluster = ClusterSecurity { peer_tls, gossip };
+
+    let (Some(cert), Some(key), Some(ca)) = (
+        &args.server_tls_cert_file,
+        &args.server_tls_key_file,
+        &args.server_tls_ca_file,
+    ) else {
+        return Ok((None, cluster));
+    };
+    let files = TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        ca: ca.clone(),
+    };
+    let extra_cas: Vec<(&Path, &str)> = peer_files
+        .iter()
+        .map(|f| (f.ca.as_path(), "--peer-tls-ca-file"))
+        .collect();
+    let server_tls = tls::server_config(&files, &extra_cas).map_err(|e| e.to_string())?;
+    let source = if args.acl_model_file.is_none() && args.acl_policy_file.is_none() {
+        AclSource::Builtin
+    } else {
+        AclSource::Files {
+            model: args.acl_model_file.clone(),
+            policy: args.acl_policy_file.clone(),
+        }
+    };
+    let authorizer = Authorizer::load(source).map_err(|e| e.to_string())?;
+    log::info!(
+        "TLS on: client certificates required (CA {}); ACL: {}{}",
+        ca.display(),
+        authorizer.source(),
+        if args.allow_plaintext {
+            "; plaintext connections allowed as `anonymous`"
+        } else {
+            ""
+        }
+    );
+    Ok((
+        Some(Security {
+            tls: Some(server_tls),
+            allow_plaintext: args.allow_plaintext,
+            authorizer: Some(Arc::new(authorizer)),
+        }),
+        cluster,
+    ))
+}
+
 fn run(args: Args) -> Result<(), String> {
     // Installed first, so a SIGTERM during start-up is queued, not fatal: the signal
     // thread started below picks it up and shuts down as soon as the server exists.
+    // SIGHUP reloads the ACL policy.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    // Certificates, keys and the ACL are checked before anything is created.
+    let (security, cluster) = load_security(&args)?;
+    if security.is_none() {
+        log::info!("TLS off: plaintext only, no client identity, ACL off");
+    }
+    log::debug!(
+        "cluster security (kept for the cluster work): peer TLS {}, gossip encryption {}",
+        cluster
+            .peer_tls
+            .as_ref()
+            .map_or("off".to_string(), |p| format!("as `{}`", p.identity)),
+        if cluster.gossip.secret_key.is_some() {
+            "on"
+        } else {
+            "off"
+        }
+    );
     let (data_dir, dev_dir) = match (&args.data_dir, args.dev) {
         (Some(dir), _) => (dir.clone(), None),
         (None, true) => {
@@ -296,20 +472,35 @@ fn run(args: Args) -> Result<(), String> {
         max_in_flight_per_conn: args.max_in_flight_per_conn.max(1),
         ..ServerConfig::default()
     };
-    let server = Server::from_listener(
+    let mut server = Server::from_listener(
         listener,
         server_config,
         Arc::clone(&service) as Arc<dyn Service>,
     )
     .map_err(|e| format!("cannot start the event loop: {e}"))?;
+    let authorizer = security.as_ref().and_then(|s| s.authorizer.clone());
+    if let Some(security) = security {
+        server = server.with_security(security);
+    }
 
     let handle = server.handle();
     std::thread::Builder::new()
         .name("commitlogd-signals".into())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
+            for signal in signals.forever() {
+                if signal == signal_hook::consts::SIGHUP {
+                    match &authorizer {
+                        Some(a) => match a.reload() {
+                            Ok(()) => log::info!("SIGHUP: ACL policy reloaded"),
+                            Err(e) => log::error!("SIGHUP: {e}; keeping the previous policy"),
+                        },
+                        None => log::info!("SIGHUP: no ACL to reload (TLS is off)"),
+                    }
+                    continue;
+                }
                 log::info!("received signal {signal}; shutting down");
                 handle.shutdown();
+                break;
             }
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;

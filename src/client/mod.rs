@@ -15,11 +15,17 @@
 //! error answered by the server (with its stable code and, for `NOT_LEADER`, a leader
 //! hint), or a protocol violation by the server.
 //!
+//! With [`ClientConfig::tls`] set, the connection is TLS with a client certificate
+//! (module [`tls`]); everything else is unchanged. A server that requires TLS answers
+//! a plaintext client with one `-ERR UNAUTHENTICATED` line, surfaced as
+//! [`ClientError::Server`] with [`ErrorCode::Unauthenticated`].
+//!
 //! Cluster-aware routing (discover with `GetServers`, send produces to the leader,
 //! follow `NOT_LEADER` hints) is a later layer over this type: it only needs
 //! [`Client::connect`], the typed errors and [`ClientError::leader_hint`].
 
 pub mod histogram;
+pub mod tls;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -27,6 +33,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use self::tls::{ClientTls, Stream};
 use crate::types::{Offset, Term};
 use crate::wire::{
     self, ApiKey, ErrorBody, ErrorCode, LeaderHint, Limits, Request, RequestFrame, ResponseBody,
@@ -141,6 +148,8 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Largest response frame accepted.
     pub max_frame_bytes: u32,
+    /// Speak TLS (see [`tls`]); `None` for plaintext.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -148,13 +157,14 @@ impl Default for ClientConfig {
         ClientConfig {
             timeout: Duration::from_secs(10),
             max_frame_bytes: wire::MAX_FRAME_BYTES_CAP,
+            tls: None,
         }
     }
 }
 
 /// A blocking connection to one server.
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     addr: SocketAddr,
     config: ClientConfig,
     next_correlation_id: u32,
@@ -186,6 +196,10 @@ impl Client {
                 Ok(stream) => {
                     stream.set_nodelay(true)?;
                     stream.set_write_timeout(Some(config.timeout))?;
+                    let stream = match &config.tls {
+                        Some(tls) => Stream::tls(stream, addr, tls, config.timeout)?,
+                        None => Stream::Plain(stream),
+                    };
                     return Ok(Client {
                         stream,
                         addr,
@@ -405,7 +419,7 @@ impl Client {
             if now >= deadline {
                 return Err(ClientError::Timeout);
             }
-            self.stream.set_read_timeout(Some(deadline - now))?;
+            self.stream.tcp().set_read_timeout(Some(deadline - now))?;
             let start = self.rbuf.len();
             self.rbuf.resize(start + 64 * 1024, 0);
             let read = self.stream.read(&mut self.rbuf[start..]);

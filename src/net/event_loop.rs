@@ -12,6 +12,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::responder::{encode_for, error_body, Completion, CompletionSink, ConnKey, WakeFlag};
+use super::tls::{Link, Security};
 use super::{ConnContext, Protocol, Responder, ServerConfig, Service};
 use crate::wire::{self, ErrorCode, Limits, ResponseFrame};
 
@@ -53,6 +54,7 @@ pub struct Server {
     next_generation: u64,
     active: usize,
     rejecting: usize,
+    security: Option<Security>,
 }
 
 /// Asks a running server to shut down gracefully, from any thread.
@@ -125,7 +127,14 @@ impl Server {
             next_generation: 0,
             active: 0,
             rejecting: 0,
+            security: None,
         })
+    }
+
+    /// Enables TLS and/or the ACL (see [`super::tls`]). Without this, plaintext only.
+    pub fn with_security(mut self, security: Security) -> Server {
+        self.security = Some(security);
+        self
     }
 
     /// The address actually bound.
@@ -304,6 +313,7 @@ impl Server {
             config: &self.config,
             service: &*self.service,
             sink: &self.sink,
+            security: self.security.as_ref(),
             limits: Limits {
                 max_frame_bytes: self.config.max_frame_bytes,
             },
@@ -330,6 +340,7 @@ impl Server {
         let Some(mut conn) = slot.take() else {
             return;
         };
+        conn.stream.close_notify();
         if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
             log::debug!("{}: deregister failed: {e}", conn.peer);
         }
@@ -416,6 +427,7 @@ struct Env<'a> {
     config: &'a ServerConfig,
     service: &'a dyn Service,
     sink: &'a Arc<CompletionSink>,
+    security: Option<&'a Security>,
     limits: Limits,
     now: Instant,
 }
@@ -439,7 +451,8 @@ enum Mode {
 
 struct Conn {
     key: ConnKey,
-    stream: TcpStream,
+    /// The socket, or a TLS session over it.
+    stream: Link,
     peer: SocketAddr,
     mode: Mode,
     /// Over the connection limit: only told so, then closed.
@@ -469,7 +482,7 @@ impl Conn {
         let now = Instant::now();
         Conn {
             key,
-            stream,
+            stream: Link::plain(stream),
             peer,
             mode: Mode::Detect,
             rejected,
@@ -505,6 +518,7 @@ impl Conn {
         ConnContext {
             conn_id: self.key.generation,
             peer_addr: self.peer,
+            identity: self.stream.identity(),
             protocol: if self.mode == Mode::Text {
                 Protocol::Text
             } else {
@@ -531,7 +545,8 @@ impl Conn {
             // Nothing more can happen until an event: is the connection finished?
             let finished = (self.closing || self.peer_closed)
                 && self.in_flight == 0
-                && self.pending_out() == 0;
+                && self.pending_out() == 0
+                && !self.stream.wants_write();
             if !finished {
                 return Ok(Drive::Idle);
             }
@@ -604,7 +619,10 @@ impl Conn {
 
     /// Writes until the buffer is empty or the socket would block.
     fn flush(&mut self, now: Instant) -> Result<bool, String> {
-        let mut progress = false;
+        let mut progress = match self.stream.flush_tls() {
+            Ok(wrote) => wrote,
+            Err(e) => return Err(format!("TLS write failed: {e}")),
+        };
         while self.wpos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err("write returned 0".to_string()),
@@ -686,7 +704,7 @@ impl Conn {
             }
             let step = match self.mode {
                 Mode::Detect => {
-                    self.detect(first);
+                    self.detect(first, env);
                     true
                 }
                 Mode::Binary => self.process_frame(env),
@@ -699,10 +717,42 @@ impl Conn {
         }
     }
 
-    fn detect(&mut self, first: u8) {
+    fn detect(&mut self, first: u8, env: &Env<'_>) {
+        let tls = env.security.and_then(|s| s.tls.as_ref());
+        if let (Some(config), false) = (tls, self.stream.is_tls()) {
+            if first == 0x16 {
+                let hello = self.rbuf.split_off(self.rstart);
+                self.rstart = self.rbuf.len();
+                if let Err(e) = self.stream.start_tls(config, &hello) {
+                    log::info!("{}: TLS handshake failed: {e}", self.peer);
+                    self.closing = true;
+                }
+                return; // the first decrypted byte picks the protocol
+            }
+            if !env.security.is_some_and(|s| s.allow_plaintext) {
+                log::info!(
+                    "{}: plaintext connection to a TLS server; refusing",
+                    self.peer
+                );
+                self.queue(super::tls::PLAINTEXT_REFUSAL.as_bytes());
+                self.rstart = self.rbuf.len();
+                self.closing = true;
+                self.linger = true;
+                return;
+            }
+        }
         match wire::Protocol::detect(first) {
             wire::Protocol::Binary => self.mode = Mode::Binary,
             wire::Protocol::Text => self.mode = Mode::Text,
+            wire::Protocol::Tls if self.stream.is_tls() => {
+                log::info!("{}: TLS inside TLS; closing", self.peer);
+                self.queue(
+                    b"-ERR MALFORMED TLS is already on: send binary frames or text commands\r\n",
+                );
+                self.rstart = self.rbuf.len();
+                self.closing = true;
+                self.linger = true;
+            }
             wire::Protocol::Tls => {
                 log::info!(
                     "{}: client started a TLS handshake, but TLS is not enabled; sending an alert",
@@ -786,6 +836,9 @@ impl Conn {
         self.last_progress = env.now;
         match decoded {
             Ok(frame) => {
+                if !self.authorized(env, frame.request.api_key(), frame.correlation_id) {
+                    return true;
+                }
                 self.in_flight += 1;
                 let responder = Responder::new(
                     self.key,
@@ -865,6 +918,9 @@ impl Conn {
                 self.closing = true;
             }
             Some(Ok(wire::text::TextCommand::Request(request))) => {
+                if !self.authorized(env, request.api_key(), 0) {
+                    return true;
+                }
                 let correlation_id = self.next_text_id;
                 self.next_text_id = self.next_text_id.wrapping_add(1);
                 self.in_flight += 1;
@@ -893,6 +949,23 @@ impl Conn {
             }
         }
         true
+    }
+
+    /// Checks the ACL (a no-op without [`Security`]); a denied request is answered
+    /// here in the connection's protocol and never reaches the service.
+    fn authorized(&mut self, env: &Env<'_>, api: wire::ApiKey, correlation_id: u32) -> bool {
+        let Some(security) = env.security else {
+            return true;
+        };
+        match self.stream.authorize(security, api, self.peer) {
+            Ok(()) => true,
+            Err((code, message)) => {
+                let protocol = self.ctx().protocol;
+                let bytes = encode_for(protocol, correlation_id, Err(error_body(code, message)));
+                self.queue(&bytes);
+                false
+            }
+        }
     }
 
     /// Answers with an error and keeps the connection.

@@ -18,8 +18,18 @@
 //! `0x00` is a binary frame (the high byte of a length below 16 MiB), an ASCII letter
 //! or whitespace starts inline text commands (`PING`, `PRODUCE <text>`,
 //! `CONSUME <offset>`, `SERVERS`, `HELP`; one per line, answered with one line), and
-//! `0x16` (a TLS handshake) is answered with a TLS `handshake_failure` alert and closed
-//! because TLS is not enabled. Anything else gets a one-line `-ERR MALFORMED` and a close.
+//! `0x16` is a TLS handshake: with TLS configured ([`Server::with_security`], see
+//! [`tls`]) the connection becomes a rustls session and its first *decrypted* byte
+//! picks binary or text; without TLS it is answered with a TLS `handshake_failure`
+//! alert and closed. Anything else gets a one-line `-ERR MALFORMED` and a close. With
+//! TLS configured, a plaintext first byte gets `-ERR UNAUTHENTICATED …` and a close
+//! (unless plaintext is allowed).
+//!
+//! # Authorization
+//! With [`Security::authorizer`] set, every decoded request is checked against the
+//! casbin ACL ([`crate::auth`]) on the loop thread, before [`Service::call`]: a denied
+//! request is answered `PERMISSION_DENIED` in the connection's protocol and never
+//! reaches the service, so nothing is written. Decisions are cached per connection.
 //!
 //! # Ordering
 //! Binary requests on one connection are pipelined: up to
@@ -67,10 +77,12 @@ pub mod pool;
 pub mod responder;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 pub use event_loop::{Server, ServerHandle};
 pub use pool::{PoolSubmitter, WorkerPool};
 pub use responder::{error_body, Protocol, Responder};
+pub use tls::{Security, TlsFiles};
 
 use std::net::SocketAddr;
 
@@ -120,6 +132,8 @@ pub struct ConnContext {
     pub conn_id: u64,
     /// The client's address.
     pub peer_addr: SocketAddr,
+    /// The verified TLS client identity (certificate CN); `None` on plaintext.
+    pub identity: Option<std::sync::Arc<str>>,
     /// The protocol the connection speaks.
     pub protocol: Protocol,
 }

@@ -1,0 +1,465 @@
+//! Authorization: who may do what, decided by a casbin ACL over TLS identities.
+//!
+//! # Identity
+//! A TLS connection's identity is the subject **common name (CN)** of the client
+//! certificate the handshake verified ([`common_name`]). A plaintext connection has no
+//! verified identity: on a server without TLS the ACL is off (every request is
+//! allowed, as before this module existed); on a TLS server started with
+//! `--allow-plaintext`, a plaintext connection is checked as [`ANONYMOUS`], which the
+//! default policy allows nothing but `Ping`.
+//!
+//! # Actions
+//! Every API maps to one [`Action`] ([`Action::for_api`]): `Produce`/`ProduceBatch` →
+//! `produce`, `Consume`/`Fetch` → `consume`, `GetServers`/`Status` → `describe`, the
+//! peer RPCs `RaftMessage`/`PeerHandshake` (api keys 32, 33) → `replicate`. `Ping` is
+//! open to every connection that got this far (it reveals nothing). A casbin request is
+//! `(identity, "*", action)`; the object is `*` because a cluster holds one log, as in
+//! the Go original (`p, root, *, produce`).
+//!
+//! # Loading and reloading
+//! [`Authorizer::load`] reads `model.conf` and `policy.csv` with std and builds the
+//! casbin `Enforcer` synchronously (`pollster::block_on` over casbin's async
+//! constructors; no runtime is started). Errors name the file. The policy is checked
+//! line by line first, because casbin silently ignores lines it cannot place: a
+//! policy line that is not `p, <sub>, <obj>, <act>` (or a `g` role line) is an error.
+//! [`Authorizer::reload`] (SIGHUP) builds a new enforcer from the same files and swaps
+//! it in under a write lock; a broken file keeps the old policy. Every swap bumps a
+//! generation counter, which invalidates per-connection [`DecisionCache`]s.
+//!
+//! # Cost
+//! `enforce` is synchronous and takes microseconds; the event loop calls it at most
+//! once per (connection, action, policy generation) thanks to [`DecisionCache`], so
+//! the check never blocks the loop. A denied request never reaches the service, so
+//! nothing is written.
+
+pub mod keyfile;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+
+use casbin::{CoreApi, DefaultModel, Enforcer, StringAdapter};
+
+use crate::wire::ApiKey;
+
+/// The identity of a plaintext connection on a TLS server (`--allow-plaintext`).
+pub const ANONYMOUS: &str = "anonymous";
+
+/// The casbin object of every request: the cluster's one log.
+pub const OBJECT: &str = "*";
+
+/// The default ACL model, the file `certs/model.conf` (used when TLS is on and no
+/// `--acl-model-file` is given).
+pub const DEFAULT_MODEL: &str = include_str!("../../certs/model.conf");
+
+/// The default ACL policy, the file `certs/policy.csv`: `root` may produce, consume
+/// and describe; `commitlog-peer` may replicate and describe.
+pub const DEFAULT_POLICY: &str = include_str!("../../certs/policy.csv");
+
+/// Longest policy file accepted (a policy is a few lines; this bounds start-up work).
+pub const MAX_ACL_FILE_BYTES: u64 = 4 << 20;
+
+/// What a request wants to do, the `act` of a casbin request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Append records (`Produce`, `ProduceBatch`).
+    Produce,
+    /// Read records (`Consume`, `Fetch`).
+    Consume,
+    /// Read cluster metadata (`GetServers`, `Status`).
+    Describe,
+    /// Peer RPCs (`RaftMessage`, `PeerHandshake`).
+    Replicate,
+}
+
+impl Action {
+    /// Every action, in [`Action::index`] order.
+    pub const ALL: [Action; 4] = [
+        Action::Produce,
+        Action::Consume,
+        Action::Describe,
+        Action::Replicate,
+    ];
+
+    /// The action name used in policy files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Produce => "produce",
+            Action::Consume => "consume",
+            Action::Describe => "describe",
+            Action::Replicate => "replicate",
+        }
+    }
+
+    /// A dense index (0..4), for per-connection caches.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The action an API needs; `None` for APIs open to every connection (`Ping`).
+    pub fn for_api(api: ApiKey) -> Option<Action> {
+        match api {
+            ApiKey::Ping => None,
+            ApiKey::Produce | ApiKey::ProduceBatch => Some(Action::Produce),
+            ApiKey::Consume | ApiKey::Fetch => Some(Action::Consume),
+            ApiKey::GetServers | ApiKey::Status => Some(Action::Describe),
+            ApiKey::RaftMessage | ApiKey::PeerHandshake => Some(Action::Replicate),
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The message of a `PERMISSION_DENIED` answer: who lacks what, and what to do.
+pub fn denied_message(identity: &str, action: Action, api: ApiKey) -> String {
+    if identity == ANONYMOUS {
+        format!(
+            "{api} needs the `{action}` permission, and this plaintext connection has no identity (`{ANONYMOUS}`); \
+             connect with TLS and a client certificate whose CN the ACL policy allows, \
+             or add `p, {ANONYMOUS}, *, {action}` to the server's --acl-policy-file"
+        )
+    } else {
+        format!(
+            "identity `{identity}` (client certificate CN) may not `{action}` ({api}); \
+             ask the operator to add `p, {identity}, *, {action}` to the server's --acl-policy-file \
+             (then SIGHUP), or use a certificate with an allowed CN"
+        )
+    }
+}
+
+/// A problem with the ACL files. The message names the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclError(String);
+
+impl fmt::Display for AclError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AclError {}
+
+/// Where the ACL came from, for reloads and messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AclSource {
+    /// The defaults compiled in from `certs/`.
+    Builtin,
+    /// A model file and a policy file (either may be `None`: that part uses the default).
+    Files {
+        /// `--acl-model-file`.
+        model: Option<PathBuf>,
+        /// `--acl-policy-file`.
+        policy: Option<PathBuf>,
+    },
+    /// Model and policy text given directly (tests, embedding); a reload rebuilds
+    /// the same text.
+    Inline {
+        /// The model text.
+        model: String,
+        /// The policy text.
+        policy: String,
+    },
+}
+
+impl fmt::Display for AclSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |p: &Option<PathBuf>, default: &str| match p {
+            Some(p) => p.display().to_string(),
+            None => format!("built-in {default}"),
+        };
+        match self {
+            AclSource::Builtin => f.write_str("built-in certs/model.conf + certs/policy.csv"),
+            AclSource::Files { model, policy } => write!(
+                f,
+                "model {}, policy {}",
+                show(model, "certs/model.conf"),
+                show(policy, "certs/policy.csv")
+            ),
+            AclSource::Inline { .. } => f.write_str("inline model and policy"),
+        }
+    }
+}
+
+/// The casbin enforcer behind a lock (swapped on reload), with a generation counter.
+pub struct Authorizer {
+    enforcer: RwLock<Enforcer>,
+    generation: AtomicU64,
+    source: AclSource,
+}
+
+impl fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authorizer")
+            .field("source", &self.source)
+            .field("generation", &self.generation())
+            .finish()
+    }
+}
+
+impl Authorizer {
+    /// Loads the ACL from `source` (files are read now, synchronously).
+    pub fn load(source: AclSource) -> Result<Authorizer, AclError> {
+        let enforcer = build(&source)?;
+        Ok(Authorizer {
+            enforcer: RwLock::new(enforcer),
+            generation: AtomicU64::new(1),
+            source,
+        })
+    }
+
+    /// Builds an authorizer from model and policy text.
+    pub fn from_text(model: &str, policy: &str) -> Result<Authorizer, AclError> {
+        Authorizer::load(AclSource::Inline {
+            model: model.to_string(),
+            policy: policy.to_string(),
+        })
+    }
+
+    /// Re-reads the files and swaps the new policy in. On error the old policy stays.
+    pub fn reload(&self) -> Result<(), AclError> {
+        let fresh = build(&self.source)?;
+        let mut guard = self
+            .enforcer
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *guard = fresh;
+        self.generation.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Bumped by every successful [`reload`](Authorizer::reload).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Where the policy came from.
+    pub fn source(&self) -> &AclSource {
+        &self.source
+    }
+
+    /// Whether `identity` may perform `action`. An enforcer error denies (and logs).
+    pub fn allows(&self, identity: &str, action: Action) -> bool {
+        let guard = self
+            .enforcer
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match guard.enforce((identity, OBJECT, action.name())) {
+            Ok(allowed) => allowed,
+            Err(e) => {
+                log::error!("ACL check ({identity}, {OBJECT}, {action}) failed, denying: {e}");
+                false
+            }
+        }
+    }
+}
+
+/// Per-connection memo of ACL decisions: at most one `enforce` per action and policy
+/// generation. The identity of a connection never changes, so it is not part of the key.
+#[derive(Clone, Debug, Default)]
+pub struct DecisionCache {
+    generation: u64,
+    decisions: [Option<bool>; 4],
+}
+
+impl DecisionCache {
+    /// Whether `identity` may perform `action`, asking `authorizer` only on a miss.
+    pub fn allows(&mut self, authorizer: &Authorizer, identity: &str, action: Action) -> bool {
+        let generation = authorizer.generation();
+        if generation != self.generation {
+            self.generation = generation;
+            self.decisions = [None; 4];
+        }
+        let slot = &mut self.decisions[action.index()];
+        match *slot {
+            Some(decision) => decision,
+            None => {
+                let decision = authorizer.allows(identity, action);
+                *slot = Some(decision);
+                decision
+            }
+        }
+    }
+}
+
+fn build(source: &AclSource) -> Result<Enforcer, AclError> {
+    match source {
+        AclSource::Builtin => enforcer_from_text(
+            DEFAULT_MODEL,
+            "built-in certs/model.conf",
+            DEFAULT_POLICY,
+            "built-in certs/policy.csv",
+        ),
+        AclSource::Files { model, policy } => {
+            let (model_text, model_label) = match model {
+                Some(path) => (read_acl_file(path, "--acl-model-file")?, label(path)),
+                None => (
+                    DEFAULT_MODEL.to_string(),
+                    "built-in certs/model.conf".into(),
+                ),
+            };
+            let (policy_text, policy_label) = match policy {
+                Some(path) => (read_acl_file(path, "--acl-policy-file")?, label(path)),
+                None => (
+                    DEFAULT_POLICY.to_string(),
+                    "built-in certs/policy.csv".into(),
+                ),
+            };
+            enforcer_from_text(&model_text, &model_label, &policy_text, &policy_label)
+        }
+        AclSource::Inline { model, policy } => {
+            enforcer_from_text(model, "inline model", policy, "inline policy")
+        }
+    }
+}
+
+fn label(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn read_acl_file(path: &Path, flag: &str) -> Result<String, AclError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| AclError(format!("cannot read {flag} {}: {e}", path.display())))?;
+    if meta.len() > MAX_ACL_FILE_BYTES {
+        return Err(AclError(format!(
+            "{flag} {} is {} bytes, more than the {} byte limit; is it the right file?",
+            path.display(),
+            meta.len(),
+            MAX_ACL_FILE_BYTES
+        )));
+    }
+    std::fs::read_to_string(path)
+        .map_err(|e| AclError(format!("cannot read {flag} {}: {e}", path.display())))
+}
+
+fn enforcer_from_text(
+    model: &str,
+    model_label: &str,
+    policy: &str,
+    policy_label: &str,
+) -> Result<Enforcer, AclError> {
+    check_model(model, model_label)?;
+    check_policy(policy, policy_label)?;
+    let model = pollster::block_on(DefaultModel::from_str(model))
+        .map_err(|e| AclError(format!("ACL model {model_label} is invalid: {e}")))?;
+    let enforcer =
+        pollster::block_on(Enforcer::new(model, StringAdapter::new(policy))).map_err(|e| {
+            AclError(format!(
+                "ACL model {model_label} with policy {policy_label} cannot be loaded: {e}"
+            ))
+        })?;
+    // One trial decision, so a matcher that does not evaluate fails at start, not on
+    // the first request.
+    enforcer
+        .enforce((ANONYMOUS, OBJECT, Action::Produce.name()))
+        .map_err(|e| {
+            AclError(format!(
+                "ACL model {model_label} does not evaluate a request (sub, obj, act): {e}"
+            ))
+        })?;
+    Ok(enforcer)
+}
+
+/// casbin accepts a model without the sections a request needs and fails later; say
+/// which section is missing now.
+fn check_model(model: &str, label: &str) -> Result<(), AclError> {
+    for section in [
+        "[request_definition]",
+        "[policy_definition]",
+        "[policy_effect]",
+        "[matchers]",
+    ] {
+        if !model.contains(section) {
+            return Err(AclError(format!(
+                "ACL model {label} has no {section} section; start from certs/model.conf"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Policy lines must be `p, sub, obj, act` or `g, member, role[, domain]`; casbin
+/// would silently drop anything else (a typo would then deny without a word).
+fn check_policy(policy: &str, label: &str) -> Result<(), AclError> {
+    for (number, line) in policy.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let ok = match fields[0] {
+            "p" => fields.len() == 4,
+            "g" | "g2" => fields.len() == 3 || fields.len() == 4,
+            _ => false,
+        } && fields.iter().all(|f| !f.is_empty());
+        if !ok {
+            return Err(AclError(format!(
+                "ACL policy {label} line {}: `{line}` is not `p, <identity>, <object>, <action>` \
+                 (e.g. `p, root, *, produce`)",
+                number + 1
+            )));
+        }
+        if fields[0] == "p" {
+            let action = fields[3];
+            if action != "*" && !Action::ALL.iter().any(|a| a.name() == action) {
+                return Err(AclError(format!(
+                    "ACL policy {label} line {}: unknown action `{action}`; \
+                     the actions are produce, consume, describe, replicate (or *)",
+                    number + 1
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why a certificate's subject CN could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertNameError(String);
+
+impl fmt::Display for CertNameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CertNameError {}
+
+/// The subject common name (OID 2.5.4.3) of a DER certificate: the ACL identity. With
+/// several CNs the first one counts. Errors for undecodable certificates, a subject
+/// without CN, or a CN that is not a UTF-8/printable/IA5 string.
+pub fn common_name(cert_der: &[u8]) -> Result<String, CertNameError> {
+    use x509_cert::der::asn1::ObjectIdentifier;
+    use x509_cert::der::{Decode, Tag, Tagged};
+
+    const CN: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+    let cert = x509_cert::Certificate::from_der(cert_der)
+        .map_err(|e| CertNameError(format!("cannot decode the certificate: {e}")))?;
+    for rdn in cert.tbs_certificate.subject.0.iter() {
+        for attr in rdn.0.iter() {
+            if attr.oid != CN {
+                continue;
+            }
+            return match attr.value.tag() {
+                Tag::Utf8String | Tag::PrintableString | Tag::Ia5String => {
+                    std::str::from_utf8(attr.value.value())
+                        .map(str::to_string)
+                        .map_err(|_| CertNameError("the subject CN is not valid UTF-8".into()))
+                }
+                other => Err(CertNameError(format!(
+                    "the subject CN has an unsupported string type {other}"
+                ))),
+            };
+        }
+    }
+    Err(CertNameError(
+        "the certificate's subject has no common name (CN); issue it with CN=<identity>".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests;
