@@ -10,6 +10,15 @@
 //! * `COMMITLOG_BENCH_MB`: MiB of record values per no-fsync case (default 1024);
 //!   the fsync-per-batch cases write a quarter of that.
 //!
+//! Before anything else it probes the disk's fsync rate, in the same process:
+//! (a) 100-byte appends to a growing file, `fdatasync` after each (what the log
+//! and Redis' AOF do: each sync also commits the file-size change to the journal);
+//! (b) 4 KiB overwrites of a preallocated, zero-written file, `fdatasync` after each
+//! (no metadata to commit: the best case, as fio measures it); (c) 100-byte writes
+//! at increasing positions of a preallocated, zero-written file (what a log whose
+//! store is pre-zeroed ahead of the write position would see). Each runs for about
+//! `COMMITLOG_BENCH_PROBE_MS` ms (default 2000) and prints ops/s, mean and p99.
+//!
 //! Every append figure includes a final `sync()`, and the raw figure includes its
 //! final fsync, so all numbers are "bytes made durable per second". Columns:
 //! "value MB/s" counts record values only; "file MB/s" counts what reached the
@@ -57,6 +66,81 @@ impl Row {
             "{:<44} {:>10.1} {:>9.1} {} {:>7} {:>8.2}",
             self.case, mib_s, disk_mib_s, records, of_raw, secs
         );
+    }
+}
+
+/// One fsync-rate probe: ops/s, mean and p99 of write + fdatasync.
+struct Probe {
+    case: &'static str,
+    ops: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Probe {
+    fn print(&mut self) {
+        self.latencies_us.sort_unstable();
+        let n = self.latencies_us.len().max(1);
+        let mean = self.latencies_us.iter().sum::<u64>() as f64 / n as f64;
+        let p99 = self.latencies_us.get(n * 99 / 100).copied().unwrap_or(0);
+        let max = self.latencies_us.last().copied().unwrap_or(0);
+        println!(
+            "{:<60} {:>9.0} ops/s  mean {:>6.0} us  p99 {:>6} us  max {:>6} us",
+            self.case,
+            self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9),
+            mean,
+            p99,
+            max
+        );
+    }
+}
+
+/// Writes `write_bytes` at increasing positions (wrapping inside `prefill_bytes`
+/// when that is non-zero) with an `fdatasync` after each, for `duration`. With
+/// `prefill_bytes == 0` the file grows with every write.
+fn fsync_probe(
+    dir: &Path,
+    case: &'static str,
+    write_bytes: usize,
+    prefill_bytes: u64,
+    duration: Duration,
+) -> Probe {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("fsync-probe.bin");
+    let _ = fs::remove_file(&path);
+    let file = File::create(&path).expect("create probe file");
+    if prefill_bytes > 0 {
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = 0;
+        while at < prefill_bytes {
+            file.write_all_at(&zeros, at).expect("prefill");
+            at += zeros.len() as u64;
+        }
+        file.sync_all().expect("prefill fsync");
+    }
+    let block = vec![0x5au8; write_bytes];
+    let mut latencies_us = Vec::new();
+    let mut position = 0u64;
+    let start = Instant::now();
+    // Bounded by `duration`.
+    while start.elapsed() < duration {
+        let t = Instant::now();
+        file.write_all_at(&block, position).expect("probe write");
+        file.sync_data().expect("probe fdatasync");
+        latencies_us.push(t.elapsed().as_micros() as u64);
+        position += write_bytes as u64;
+        if prefill_bytes > 0 && position + write_bytes as u64 > prefill_bytes {
+            position = 0;
+        }
+    }
+    let elapsed = start.elapsed();
+    drop(file);
+    let _ = fs::remove_file(&path);
+    Probe {
+        case,
+        ops: latencies_us.len() as u64,
+        elapsed,
+        latencies_us,
     }
 }
 
@@ -199,6 +283,33 @@ fn main() {
             ""
         }
     );
+    let probe_ms: u64 = std::env::var("COMMITLOG_BENCH_PROBE_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if smoke_test { 50 } else { 2000 });
+    let probe = Duration::from_millis(probe_ms);
+    println!("disk fsync rate (write + fdatasync, one at a time):");
+    let mut probes = [
+        fsync_probe(&base, "(a) 100 B appends to a growing file", 100, 0, probe),
+        fsync_probe(
+            &base,
+            "(b) 4 KiB overwrites, preallocated zero-written file",
+            4096,
+            64 << 20,
+            probe,
+        ),
+        fsync_probe(
+            &base,
+            "(c) 100 B appends inside a preallocated zero-written file",
+            100,
+            64 << 20,
+            probe,
+        ),
+    ];
+    for p in &mut probes {
+        p.print();
+    }
+    println!();
     println!(
         "{:<44} {:>10} {:>9} {:>12} {:>7} {:>8}",
         "case", "value MB/s", "file MB/s", "records/s", "of raw", "seconds"
