@@ -482,8 +482,15 @@ fn bench_consume(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), O
     let want = args.count;
     // Bounded by the deadline and by reaching the end.
     while Instant::now() < deadline {
-        let fetched = match client.fetch(next, args.max_bytes, 0) {
-            Ok(f) => f,
+        // Records are looked at in place in the response frame (no copies).
+        let mut got = 0u64;
+        let fetched = client.fetch_with(next, args.max_bytes, 0, |record| {
+            got += 1;
+            bytes += record.value.len() as u64;
+            next = Offset(record.offset.0 + 1);
+        });
+        let high_watermark = match fetched {
+            Ok((high_watermark, _)) => high_watermark,
             Err(e) if e.code() == Some(ErrorCode::OffsetOutOfRange) && records == 0 => {
                 // The log's start was removed by retention: begin at the first offset.
                 let status = client.status().map_err(|e| explain(&cli.addr, e))?;
@@ -495,16 +502,12 @@ fn bench_consume(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), O
             }
             Err(e) => return Err(explain(&cli.addr, e).into()),
         };
-        for record in &fetched.records {
-            records += 1;
-            bytes += record.value.len() as u64;
-            next = Offset(record.offset.0 + 1);
-        }
+        records += got;
         let done = match want {
             Some(n) => records >= n,
-            None => next >= fetched.high_watermark,
+            None => next >= high_watermark,
         };
-        if done || fetched.records.is_empty() {
+        if done || got == 0 {
             break;
         }
     }

@@ -289,7 +289,13 @@ impl Server {
             }
             conn.in_flight = conn.in_flight.saturating_sub(1);
             conn.avg_response_bytes = (conn.avg_response_bytes * 7 + completion.bytes.len()) / 8;
-            conn.wbuf.extend_from_slice(&completion.bytes);
+            if conn.pending_out() == 0 && completion.bytes.len() > conn.wbuf.capacity() {
+                // A big response (a Fetch) becomes the write buffer: no copy.
+                conn.wbuf = completion.bytes;
+                conn.wpos = 0;
+            } else {
+                conn.wbuf.extend_from_slice(&completion.bytes);
+            }
             to_drive.push(completion.key.index);
         }
     }
@@ -445,8 +451,12 @@ struct Conn {
     /// Over the connection limit: only told so, then closed.
     rejected: bool,
     accepted_at: Instant,
+    /// Read buffer: `rbuf[rstart..rend]` is received and not yet processed. The
+    /// bytes past `rend` stay initialized between reads, so reading does not
+    /// zero the buffer again every time.
     rbuf: Vec<u8>,
     rstart: usize,
+    rend: usize,
     wbuf: Vec<u8>,
     wpos: usize,
     in_flight: usize,
@@ -476,6 +486,7 @@ impl Conn {
             accepted_at: now,
             rbuf: Vec::new(),
             rstart: 0,
+            rend: 0,
             wbuf: Vec::new(),
             wpos: 0,
             in_flight: 0,
@@ -490,7 +501,7 @@ impl Conn {
     }
 
     fn unread(&self) -> &[u8] {
-        &self.rbuf[self.rstart..]
+        &self.rbuf[self.rstart..self.rend]
     }
 
     fn pending_out(&self) -> usize {
@@ -634,37 +645,36 @@ impl Conn {
     /// Reads until `WouldBlock`, EOF or the read-buffer cap.
     fn read_some(&mut self, env: &Env<'_>) -> Result<bool, String> {
         if self.rstart > 0 {
-            self.rbuf.drain(..self.rstart);
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            self.rend -= self.rstart;
             self.rstart = 0;
         }
-        if self.rbuf.is_empty() && self.rbuf.capacity() > RETAINED_BUFFER_BYTES {
+        if self.rend == 0 && self.rbuf.len() > RETAINED_BUFFER_BYTES {
             self.rbuf = Vec::new(); // give a big frame's memory back
         }
         let cap = self.read_cap(env.config);
         let mut progress = false;
-        while self.rbuf.len() < cap {
-            let start = self.rbuf.len();
+        while self.rend < cap {
+            let start = self.rend;
             let want = READ_CHUNK_BYTES.min(cap - start);
-            self.rbuf.resize(start + want, 0);
-            let result = self.stream.read(&mut self.rbuf[start..]);
+            if self.rbuf.len() < start + want {
+                self.rbuf.resize(start + want, 0);
+            }
+            let result = self.stream.read(&mut self.rbuf[start..start + want]);
             match result {
                 Ok(0) => {
-                    self.rbuf.truncate(start);
                     self.peer_closed = true;
                     return Ok(true);
                 }
                 Ok(n) => {
-                    self.rbuf.truncate(start + n);
+                    self.rend = start + n;
                     progress = true;
                 }
-                Err(e) => {
-                    self.rbuf.truncate(start);
-                    match e.kind() {
-                        ErrorKind::WouldBlock => break,
-                        ErrorKind::Interrupted => continue,
-                        _ => return Err(format!("read failed: {e}")),
-                    }
-                }
+                Err(e) => match e.kind() {
+                    ErrorKind::WouldBlock => break,
+                    ErrorKind::Interrupted => continue,
+                    _ => return Err(format!("read failed: {e}")),
+                },
             }
         }
         Ok(progress)
@@ -709,7 +719,7 @@ impl Conn {
                     self.peer
                 );
                 self.queue(&TLS_HANDSHAKE_FAILURE_ALERT);
-                self.rstart = self.rbuf.len();
+                self.rstart = self.rend;
                 self.closing = true;
                 self.linger = true;
             }
@@ -723,7 +733,7 @@ impl Conn {
                     "-ERR MALFORMED unrecognized protocol (first byte {b:#04x}): send binary frames (first byte 0x00, see wire-spec.md) or text commands such as PING\r\n"
                 );
                 self.queue(line.as_bytes());
-                self.rstart = self.rbuf.len();
+                self.rstart = self.rend;
                 self.closing = true;
                 self.linger = true;
             }
@@ -751,7 +761,7 @@ impl Conn {
         } else {
             self.queue(&too_many_text());
         }
-        self.rstart = self.rbuf.len();
+        self.rstart = self.rend;
         self.closing = true;
         self.linger = true;
         true
@@ -811,7 +821,7 @@ impl Conn {
                 self.queue(&bytes);
                 if closes {
                     log::info!("{}: bad request: {e}; closing", self.peer);
-                    self.rstart = self.rbuf.len();
+                    self.rstart = self.rend;
                     self.closing = true;
                     self.linger = true;
                 } else {
@@ -838,7 +848,7 @@ impl Conn {
                 let mut bytes = Vec::new();
                 wire::text::format_error(&err, &mut bytes);
                 self.queue(&bytes);
-                self.rstart = self.rbuf.len();
+                self.rstart = self.rend;
                 self.closing = true;
                 self.linger = true;
                 return true;
@@ -861,7 +871,7 @@ impl Conn {
                 self.queue(&bytes);
             }
             Some(Ok(wire::text::TextCommand::Quit)) => {
-                self.rstart = self.rbuf.len();
+                self.rstart = self.rend;
                 self.closing = true;
             }
             Some(Ok(wire::text::TextCommand::Request(request))) => {
@@ -908,7 +918,7 @@ impl Conn {
     /// Answers with an error and closes the connection once it is flushed.
     fn fail(&mut self, correlation_id: u32, code: ErrorCode, message: String) {
         self.answer_error(correlation_id, code, message);
-        self.rstart = self.rbuf.len();
+        self.rstart = self.rend;
         self.closing = true;
         self.linger = true;
     }

@@ -70,7 +70,7 @@ mod tests;
 
 pub use event_loop::{Server, ServerHandle};
 pub use pool::{PoolSubmitter, WorkerPool};
-pub use responder::{error_body, Protocol, Responder};
+pub use responder::{error_body, FetchBuilder, Protocol, Responder};
 
 use std::net::SocketAddr;
 
