@@ -167,6 +167,10 @@ pub struct Client {
     rbuf: Vec<u8>,
     rlen: usize,
     wbuf: Vec<u8>,
+    /// The socket's current read timeout (changing it is a system call, so it is
+    /// only lowered when a deadline needs it, and raised when it became far too
+    /// short; a read that times out early just tries again until the deadline).
+    read_timeout: Option<Duration>,
 }
 
 impl Client {
@@ -199,6 +203,7 @@ impl Client {
                         rbuf: Vec::new(),
                         rlen: 0,
                         wbuf: Vec::new(),
+                        read_timeout: None,
                     });
                 }
                 Err(e) => last_err = Some(e),
@@ -317,10 +322,15 @@ impl Client {
     }
 
     /// Sends a produce of `value` without waiting; returns its correlation id.
+    /// The frame is encoded straight from `value` (no copy into a request).
     pub fn send_produce(&mut self, value: &[u8]) -> Result<u32> {
-        self.send(Request::Produce {
-            value: value.to_vec(),
-        })
+        let correlation_id = self.next_correlation_id;
+        self.wbuf.clear();
+        encode_produce(correlation_id, value, &mut self.wbuf)?;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
+        self.stream.write_all(&self.wbuf)?;
+        self.pending.insert(correlation_id, ApiKey::Produce);
+        Ok(correlation_id)
     }
 
     /// Receives the next response to any pipelined request, in completion order:
@@ -479,7 +489,18 @@ impl Client {
             if now >= deadline {
                 return Err(ClientError::Timeout);
             }
-            self.stream.set_read_timeout(Some(deadline - now))?;
+            let remaining = deadline - now;
+            let reset = match self.read_timeout {
+                None => true,
+                Some(current) => current > remaining || current < remaining / 4,
+            };
+            if reset {
+                // Half the remaining time (at least 1 ms): consecutive calls with the
+                // same timeout then keep it without another system call.
+                let timeout = (remaining / 2).max(Duration::from_millis(1)).min(remaining);
+                self.stream.set_read_timeout(Some(timeout))?;
+                self.read_timeout = Some(timeout);
+            }
             let start = self.rlen;
             if self.rbuf.len() < start + want {
                 self.rbuf.resize(start + want, 0);
@@ -497,8 +518,12 @@ impl Client {
                 }
                 Ok(n) => self.rlen = start + n,
                 Err(e) => {
-                    if e.kind() == io::ErrorKind::Interrupted {
-                        continue;
+                    let early_timeout = matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    );
+                    if e.kind() == io::ErrorKind::Interrupted || early_timeout {
+                        continue; // the deadline check above ends the wait
                     }
                     return Err(e.into());
                 }
@@ -511,6 +536,24 @@ impl Client {
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// A read buffer grown past this (by a big response) is freed once empty.
 const RETAINED_READ_BUFFER_BYTES: usize = 16 << 20;
+
+/// Appends a `Produce` request frame for `value`: the bytes
+/// `wire::encode_request` writes for `Request::Produce`, without owning the value.
+fn encode_produce(correlation_id: u32, value: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    let too_big =
+        || ClientError::Protocol(format!("a record of {} bytes is too large", value.len()));
+    let value_len = u32::try_from(value.len()).map_err(|_| too_big())?;
+    let frame_len =
+        u32::try_from(wire::REQUEST_HEADER_BYTES + 4 + value.len()).map_err(|_| too_big())?;
+    out.reserve(wire::LEN_PREFIX_BYTES + frame_len as usize);
+    out.extend_from_slice(&frame_len.to_be_bytes());
+    out.extend_from_slice(&ApiKey::Produce.as_u16().to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes()); // api_version
+    out.extend_from_slice(&correlation_id.to_be_bytes());
+    out.extend_from_slice(&value_len.to_be_bytes());
+    out.extend_from_slice(value);
+    Ok(())
+}
 
 /// The correlation id of a response frame (`u32 len | u32 correlation_id | ...`).
 fn frame_correlation_id(frame: &[u8]) -> Result<u32> {
@@ -617,5 +660,29 @@ impl<'a> Pipeline<'a> {
             acks.push(self.next_ack()?);
         }
         Ok(acks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_produce_matches_the_wire_encoder() {
+        for value in [&b""[..], b"x", &[7u8; 1000][..]] {
+            let mut ours = Vec::new();
+            encode_produce(0xdead_beef, value, &mut ours).unwrap();
+            let mut theirs = Vec::new();
+            wire::encode_request(
+                &RequestFrame::new(
+                    0xdead_beef,
+                    Request::Produce {
+                        value: value.to_vec(),
+                    },
+                ),
+                &mut theirs,
+            );
+            assert_eq!(ours, theirs);
+        }
     }
 }

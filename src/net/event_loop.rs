@@ -169,7 +169,12 @@ impl Server {
                 match event.token() {
                     LISTENER => accept_retry = true,
                     WAKER => {}
-                    Token(index) => to_drive.push(index),
+                    Token(index) => {
+                        if let Some(Some(conn)) = self.conns.get_mut(index) {
+                            conn.read_drained = false;
+                        }
+                        to_drive.push(index)
+                    }
                 }
             }
             if accept_retry && self.listener.is_some() {
@@ -457,6 +462,10 @@ struct Conn {
     rbuf: Vec<u8>,
     rstart: usize,
     rend: usize,
+    /// The last read returned less than asked (or `WouldBlock`): the socket had
+    /// nothing more, and the next readiness event (edge-triggered: one per arrival)
+    /// clears this. Saves the `read` that would only return `WouldBlock`.
+    read_drained: bool,
     wbuf: Vec<u8>,
     wpos: usize,
     in_flight: usize,
@@ -487,6 +496,7 @@ impl Conn {
             rbuf: Vec::new(),
             rstart: 0,
             rend: 0,
+            read_drained: false,
             wbuf: Vec::new(),
             wpos: 0,
             in_flight: 0,
@@ -533,7 +543,7 @@ impl Conn {
         for _ in 0..MAX_ROUNDS_PER_DRIVE {
             let mut progress = self.flush(env.now)?;
             progress |= self.process(env);
-            if self.may_read(env.config) {
+            if !self.read_drained && self.may_read(env.config) {
                 progress |= self.read_some(env)?;
             }
             if progress {
@@ -669,9 +679,16 @@ impl Conn {
                 Ok(n) => {
                     self.rend = start + n;
                     progress = true;
+                    if n < want {
+                        self.read_drained = true;
+                        break;
+                    }
                 }
                 Err(e) => match e.kind() {
-                    ErrorKind::WouldBlock => break,
+                    ErrorKind::WouldBlock => {
+                        self.read_drained = true;
+                        break;
+                    }
                     ErrorKind::Interrupted => continue,
                     _ => return Err(format!("read failed: {e}")),
                 },
