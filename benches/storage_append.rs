@@ -19,6 +19,12 @@
 //! store is pre-zeroed ahead of the write position would see). Each runs for about
 //! `COMMITLOG_BENCH_PROBE_MS` ms (default 2000) and prints ops/s, mean and p99.
 //!
+//! Scale mode (`COMMITLOG_BENCH_SCALE_RECORDS=N`, optionally
+//! `COMMITLOG_BENCH_SCALE_VALUE_BYTES`, default 100): instead of the table, appends N
+//! records in batches of 256 with no fsync but a final one (like `--fsync never`),
+//! printing the append rate of every millionth-record window and the resident
+//! memory as it goes, then closes the log, reopens it (timed) and deletes it.
+//!
 //! Every append figure includes a final `sync()`, and the raw figure includes its
 //! final fsync, so all numbers are "bytes made durable per second". Columns:
 //! "value MB/s" counts record values only; "file MB/s" counts what reached the
@@ -251,6 +257,119 @@ fn reopen_case(dir: &Path) -> Duration {
     elapsed
 }
 
+/// Resident memory of this process, from `/proc/self/status` (0 if unknown).
+fn rss_mib() -> f64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Scale mode: see the module doc.
+fn scale_case(base: &Path, total_records: u64, value_bytes: usize) {
+    const WINDOW: u64 = 1_000_000;
+    let dir = base.join("scale");
+    let log = Log::open(&dir, LogConfig::default()).expect("open log");
+    let values: Vec<Vec<u8>> = (0..BATCH_RECORDS)
+        .map(|i| (0..value_bytes).map(|k| (i * 31 + k) as u8).collect())
+        .collect();
+    let batch: Vec<NewRecord<'_>> = values
+        .iter()
+        .map(|v| NewRecord {
+            term: Term(1),
+            kind: RecordKind::Data,
+            value: v,
+        })
+        .collect();
+    println!(
+        "scale: {total_records} records of {value_bytes} B, {BATCH_RECORDS} per append_batch, one final fsync"
+    );
+    println!(
+        "{:>12} {:>12} {:>10} {:>9} {:>9}",
+        "records", "records/s", "MB/s", "RSS MiB", "segments"
+    );
+    let start = Instant::now();
+    let mut window_start = Instant::now();
+    let mut written = 0u64;
+    let mut in_window = 0u64;
+    let mut first_window_rate = None;
+    // Bounded by `total_records`.
+    while written < total_records {
+        log.append_batch(&batch).expect("append");
+        written += BATCH_RECORDS as u64;
+        in_window += BATCH_RECORDS as u64;
+        if in_window >= WINDOW || written >= total_records {
+            let secs = window_start.elapsed().as_secs_f64();
+            first_window_rate.get_or_insert(in_window as f64 / secs);
+            println!(
+                "{:>12} {:>12.0} {:>10.1} {:>9.1} {:>9}",
+                written,
+                in_window as f64 / secs,
+                in_window as f64 * value_bytes as f64 / secs / 1e6,
+                rss_mib(),
+                log.segment_count()
+            );
+            in_window = 0;
+            window_start = Instant::now();
+        }
+    }
+    log.sync().expect("sync");
+    let elapsed = start.elapsed().as_secs_f64();
+    // The windows above are paced by the kernel's dirty-page writeback once the
+    // page cache fills; append one more window to the now clean, big log so it can
+    // be compared with the first window of the empty log on equal terms.
+    let more = Instant::now();
+    let mut appended = 0u64;
+    while appended < WINDOW {
+        log.append_batch(&batch).expect("append");
+        appended += BATCH_RECORDS as u64;
+    }
+    let more_rate = appended as f64 / more.elapsed().as_secs_f64();
+    log.sync().expect("sync");
+    written += appended;
+    println!(
+        "append rate of {appended} more records to the synced {total_records}-record log: {more_rate:.0} records/s; first {WINDOW} of the empty log: {:.0} records/s ({:+.1}%)",
+        first_window_rate.unwrap_or(0.0),
+        100.0 * (more_rate / first_window_rate.unwrap_or(more_rate) - 1.0)
+    );
+    let size = log.size_bytes();
+    println!(
+        "total: {written} records, {:.2} GiB on disk, {:.1} s, {:.0} records/s overall, RSS {:.1} MiB",
+        size as f64 / (1u64 << 30) as f64,
+        elapsed,
+        written as f64 / elapsed,
+        rss_mib()
+    );
+    log.close().expect("close");
+    let rss_before = rss_mib();
+    let reopen = Instant::now();
+    let log = Log::open(&dir, LogConfig::default()).expect("reopen");
+    let reopen = reopen.elapsed();
+    println!(
+        "reopen of the {:.2} GiB log: {:.1} ms; RSS {:.1} MiB before, {:.1} MiB after",
+        size as f64 / (1u64 << 30) as f64,
+        reopen.as_secs_f64() * 1e3,
+        rss_before,
+        rss_mib()
+    );
+    // Reading the last records proves the reopened log is whole.
+    let last = log.next_offset().0 - 1;
+    assert_eq!(
+        log.read(Offset(last)).expect("read last").offset,
+        Offset(last)
+    );
+    drop(log);
+    let _ = fs::remove_dir_all(&dir);
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary
     // without it, and then it is only a quick smoke test of the benchmark itself.
@@ -273,6 +392,18 @@ fn main() {
     let total_bytes = total_mib * 1024 * 1024;
     let _ = fs::remove_dir_all(&base);
     fs::create_dir_all(&base).expect("create bench dir");
+    let scale_records: Option<u64> = std::env::var("COMMITLOG_BENCH_SCALE_RECORDS")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    if let Some(records) = scale_records {
+        let value_bytes = std::env::var("COMMITLOG_BENCH_SCALE_VALUE_BYTES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(100);
+        scale_case(&base, records, value_bytes);
+        let _ = fs::remove_dir_all(&base);
+        return;
+    }
     println!(
         "storage_append: {} ({} MiB per case{})\n",
         base.display(),
