@@ -418,16 +418,67 @@ impl Client {
         offset: Offset,
         max_bytes: u32,
         max_wait_ms: u32,
+        visit: F,
+    ) -> Result<(Offset, u64)>
+    where
+        F: FnMut(wire::BorrowedRecord<'_>),
+    {
+        let correlation_id = self.send_fetch(offset, max_bytes, max_wait_ms)?;
+        self.recv_fetch_with(correlation_id, max_wait_ms, visit)
+    }
+
+    /// Sends a `Fetch` without waiting (see [`Client::recv_fetch_with`]); returns
+    /// its correlation id. With two in flight a consumer overlaps the server's work
+    /// on the next batch with its own on the current one.
+    pub fn send_fetch(&mut self, offset: Offset, max_bytes: u32, max_wait_ms: u32) -> Result<u32> {
+        self.send(Request::Fetch {
+            offset,
+            max_bytes,
+            max_wait_ms,
+        })
+    }
+
+    /// Waits for the response to the `Fetch` sent as `correlation_id` and lends its
+    /// records to `visit` as [`Client::fetch_with`] does. Responses to other
+    /// requests that arrive first are kept for [`Client::recv`].
+    pub fn recv_fetch_with<F>(
+        &mut self,
+        correlation_id: u32,
+        max_wait_ms: u32,
         mut visit: F,
     ) -> Result<(Offset, u64)>
     where
         F: FnMut(wire::BorrowedRecord<'_>),
     {
-        let correlation_id = self.send(Request::Fetch {
-            offset,
-            max_bytes,
-            max_wait_ms,
-        })?;
+        if let Some(i) = self.parked.iter().position(|(id, _)| *id == correlation_id) {
+            // Already received (decoded) while waiting for something else.
+            let parked = self.parked.remove(i).map(|(_, result)| result);
+            return match parked {
+                Some(Ok(ResponseBody::Fetch {
+                    high_watermark,
+                    records,
+                })) => {
+                    let count = records.len() as u64;
+                    for r in &records {
+                        visit(wire::BorrowedRecord {
+                            offset: r.offset,
+                            term: r.term,
+                            kind: r.kind,
+                            value: &r.value,
+                        });
+                    }
+                    Ok((high_watermark, count))
+                }
+                Some(Ok(other)) => Err(unexpected(&other)),
+                Some(Err(e)) => Err(e),
+                None => Err(ClientError::Protocol("lost a parked response".into())),
+            };
+        }
+        if !self.pending.contains_key(&correlation_id) {
+            return Err(ClientError::Protocol(format!(
+                "no Fetch {correlation_id} in flight"
+            )));
+        }
         let deadline =
             Instant::now() + self.config.timeout + Duration::from_millis(u64::from(max_wait_ms));
         // Bounded: every iteration consumes one response of a pending request.
