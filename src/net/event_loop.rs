@@ -652,7 +652,8 @@ impl Conn {
         Ok(progress)
     }
 
-    /// Reads until `WouldBlock`, EOF or the read-buffer cap.
+    /// Reads until `WouldBlock`, a short read (the socket is drained), EOF or the
+    /// read-buffer cap.
     fn read_some(&mut self, env: &Env<'_>) -> Result<bool, String> {
         if self.rstart > 0 {
             self.rbuf.copy_within(self.rstart..self.rend, 0);

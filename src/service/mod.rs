@@ -24,6 +24,12 @@
 //! record at or above it, so nothing a reader saw can disappear in a crash. Offsets of
 //! acknowledged records are below the high watermark when the acknowledgement is sent.
 //!
+//! # Fetch path
+//! A `Fetch` is answered from the storage read buffer: `Log::read_range_with` lends
+//! each record (crc checked) to a visitor that pushes it into the response frame
+//! (`Responder::fetch_builder`), so each value is copied once in user space, and the
+//! event loop adopts the finished frame as the connection's write buffer.
+//!
 //! # Long-polling fetch
 //! A `Fetch` at the high watermark with `max_wait_ms > 0` is parked in a bounded list
 //! (`max_parked_fetches`; when full it is answered empty at once) without occupying a
