@@ -1,6 +1,7 @@
 //! `clog`: the commitlog command-line client (produce, consume, tail, servers,
 //! health, bench). Flags and output only; the protocol lives in `commitlog::client`.
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
 use std::sync::{Arc, Barrier};
@@ -132,8 +133,10 @@ struct BenchArgs {
     /// the W2+W3 stream).
     #[arg(long, default_value_t = 0)]
     from: u64,
-    /// Fetch size in bytes for --consume.
-    #[arg(long, default_value_t = 4 << 20)]
+    /// Fetch size in bytes for --consume (two fetches are kept in flight; 512 KiB
+    /// measured fastest on a 2-core machine: 2.2-2.5 GB/s vs 1.8-2.1 at 1 MiB and
+    /// 1.4-1.7 at 4 MiB).
+    #[arg(long, default_value_t = 512 << 10)]
     max_bytes: u32,
     /// Stop after this many seconds even if not done.
     #[arg(long, default_value_t = 90)]
@@ -564,31 +567,74 @@ fn bench_consume(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), O
     let mut records = 0u64;
     let mut bytes = 0u64;
     let want = args.count;
+    // Two fetches in flight: while one response is read here, the server prepares
+    // the next one, which starts where this one is predicted to end (the previous
+    // response's record count further on). A wrong guess costs only a round trip:
+    // records already counted are skipped, and a response that starts past `next`
+    // (it would leave a hole) is dropped and the fetch sent again from `next`.
+    let mut in_flight: VecDeque<(u32, Offset)> = VecDeque::new();
+    let mut ahead = next; // start of the latest fetch sent
+    let mut per_fetch = 0u64;
+    let mut high_watermark: Option<Offset> = None;
+    let fail = |e| -> Output { explain(&cli.addr, e).into() };
     // Bounded by the deadline and by reaching the end.
     while Instant::now() < deadline {
-        let fetched = match client.fetch(next, args.max_bytes, 0) {
-            Ok(f) => f,
+        if in_flight.is_empty() {
+            let id = client.send_fetch(next, args.max_bytes, 0).map_err(fail)?;
+            in_flight.push_back((id, next));
+            ahead = next;
+        }
+        let guess = Offset(ahead.0 + per_fetch);
+        let room = want.is_none_or(|n| records + per_fetch < n);
+        if in_flight.len() < 2
+            && per_fetch > 0
+            && room
+            && high_watermark.is_some_and(|hw| guess < hw)
+        {
+            let id = client.send_fetch(guess, args.max_bytes, 0).map_err(fail)?;
+            in_flight.push_back((id, guess));
+            ahead = guess;
+        }
+        let Some((id, from)) = in_flight.pop_front() else {
+            break;
+        };
+        let usable = from <= next;
+        // Records are looked at in place in the response frame (no copies).
+        let mut got = 0u64;
+        let fetched = client.recv_fetch_with(id, 0, |record| {
+            if usable && record.offset >= next {
+                got += 1;
+                bytes += record.value.len() as u64;
+                next = Offset(record.offset.0 + 1);
+            }
+        });
+        let count = match fetched {
+            Ok((hw, count)) => {
+                high_watermark = Some(hw);
+                count
+            }
             Err(e) if e.code() == Some(ErrorCode::OffsetOutOfRange) && records == 0 => {
                 // The log's start was removed by retention: begin at the first offset.
-                let status = client.status().map_err(|e| explain(&cli.addr, e))?;
+                let status = client.status().map_err(fail)?;
                 if status.first_index <= next {
-                    return Err(explain(&cli.addr, e).into());
+                    return Err(fail(e));
                 }
                 next = status.first_index;
                 continue;
             }
-            Err(e) => return Err(explain(&cli.addr, e).into()),
+            Err(_) if !usable => continue, // a guess past the end; `next` is re-sent
+            Err(e) => return Err(fail(e)),
         };
-        for record in &fetched.records {
-            records += 1;
-            bytes += record.value.len() as u64;
-            next = Offset(record.offset.0 + 1);
+        if !usable {
+            continue;
         }
+        records += got;
+        per_fetch = count;
         let done = match want {
             Some(n) => records >= n,
-            None => next >= fetched.high_watermark,
+            None => high_watermark.is_some_and(|hw| next >= hw),
         };
-        if done || fetched.records.is_empty() {
+        if done || count == 0 {
             break;
         }
     }

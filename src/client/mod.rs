@@ -172,8 +172,15 @@ pub struct Client {
     pending: HashMap<u32, ApiKey>,
     /// Responses received while waiting for another one (bounded by `pending`).
     parked: VecDeque<(u32, Result<ResponseBody>)>,
+    /// `rbuf[..rlen]` is received and not yet decoded; the rest stays initialized
+    /// between reads so reading does not zero it again.
     rbuf: Vec<u8>,
+    rlen: usize,
     wbuf: Vec<u8>,
+    /// The socket's current read timeout (changing it is a system call, so it is
+    /// only lowered when a deadline needs it, and raised when it became far too
+    /// short; a read that times out early just tries again until the deadline).
+    read_timeout: Option<Duration>,
 }
 
 impl Client {
@@ -207,8 +214,10 @@ impl Client {
                         next_correlation_id: 1,
                         pending: HashMap::new(),
                         parked: VecDeque::new(),
-                        rbuf: Vec::with_capacity(64 * 1024),
+                        rbuf: Vec::new(),
+                        rlen: 0,
                         wbuf: Vec::new(),
+                        read_timeout: None,
                     });
                 }
                 Err(e) => last_err = Some(e),
@@ -327,10 +336,15 @@ impl Client {
     }
 
     /// Sends a produce of `value` without waiting; returns its correlation id.
+    /// The frame is encoded straight from `value` (no copy into a request).
     pub fn send_produce(&mut self, value: &[u8]) -> Result<u32> {
-        self.send(Request::Produce {
-            value: value.to_vec(),
-        })
+        let correlation_id = self.next_correlation_id;
+        self.wbuf.clear();
+        encode_produce(correlation_id, value, &mut self.wbuf)?;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
+        self.stream.write_all(&self.wbuf)?;
+        self.pending.insert(correlation_id, ApiKey::Produce);
+        Ok(correlation_id)
     }
 
     /// Receives the next response to any pipelined request, in completion order:
@@ -365,18 +379,21 @@ impl Client {
     /// Reads one response frame and matches it to a pending request.
     fn read_response(&mut self, deadline: Instant) -> Result<(u32, Result<ResponseBody>)> {
         let frame_len = self.read_frame(deadline)?;
+        self.take_response(frame_len)
+    }
+
+    /// Decodes the response frame of `frame_len` bytes at the front of the read
+    /// buffer, matches it to a pending request and consumes it.
+    fn take_response(&mut self, frame_len: usize) -> Result<(u32, Result<ResponseBody>)> {
         let frame = &self.rbuf[..frame_len];
-        let correlation_id = frame
-            .get(4..8)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-            .ok_or_else(|| ClientError::Protocol("short response frame".into()))?;
+        let correlation_id = frame_correlation_id(frame)?;
         let api = match self.pending.remove(&correlation_id) {
             Some(api) => api,
             None => {
                 // Not ours: a connection-level error (correlation id 0), e.g.
                 // TOO_MANY_CONNECTIONS or MALFORMED, ends the conversation.
                 let decoded = wire::decode_response(frame, ApiKey::Ping);
-                self.rbuf.drain(..frame_len);
+                self.consume_front(frame_len);
                 return match decoded {
                     Ok(wire::ResponseFrame {
                         result: Err(body), ..
@@ -388,7 +405,7 @@ impl Client {
             }
         };
         let decoded = wire::decode_response(frame, api);
-        self.rbuf.drain(..frame_len);
+        self.consume_front(frame_len);
         match decoded {
             Ok(response) => Ok((
                 correlation_id,
@@ -398,53 +415,217 @@ impl Client {
         }
     }
 
-    /// Reads until `rbuf` starts with a whole frame; returns its length.
+    /// Drops the first `n` received bytes.
+    fn consume_front(&mut self, n: usize) {
+        self.rbuf.copy_within(n..self.rlen, 0);
+        self.rlen -= n;
+        if self.rlen == 0 && self.rbuf.len() > RETAINED_READ_BUFFER_BYTES {
+            self.rbuf = Vec::new();
+        }
+    }
+
+    /// Like [`Client::fetch`], but lends each record to `visit` straight from the
+    /// response frame instead of copying it (no allocation per record), and returns
+    /// the high watermark and the number of records. For fast consumers.
+    pub fn fetch_with<F>(
+        &mut self,
+        offset: Offset,
+        max_bytes: u32,
+        max_wait_ms: u32,
+        visit: F,
+    ) -> Result<(Offset, u64)>
+    where
+        F: FnMut(wire::BorrowedRecord<'_>),
+    {
+        let correlation_id = self.send_fetch(offset, max_bytes, max_wait_ms)?;
+        self.recv_fetch_with(correlation_id, max_wait_ms, visit)
+    }
+
+    /// Sends a `Fetch` without waiting (see [`Client::recv_fetch_with`]); returns
+    /// its correlation id. With two in flight a consumer overlaps the server's work
+    /// on the next batch with its own on the current one.
+    pub fn send_fetch(&mut self, offset: Offset, max_bytes: u32, max_wait_ms: u32) -> Result<u32> {
+        self.send(Request::Fetch {
+            offset,
+            max_bytes,
+            max_wait_ms,
+        })
+    }
+
+    /// Waits for the response to the `Fetch` sent as `correlation_id` and lends its
+    /// records to `visit` as [`Client::fetch_with`] does. Responses to other
+    /// requests that arrive first are kept for [`Client::recv`].
+    pub fn recv_fetch_with<F>(
+        &mut self,
+        correlation_id: u32,
+        max_wait_ms: u32,
+        mut visit: F,
+    ) -> Result<(Offset, u64)>
+    where
+        F: FnMut(wire::BorrowedRecord<'_>),
+    {
+        if let Some(i) = self.parked.iter().position(|(id, _)| *id == correlation_id) {
+            // Already received (decoded) while waiting for something else.
+            let parked = self.parked.remove(i).map(|(_, result)| result);
+            return match parked {
+                Some(Ok(ResponseBody::Fetch {
+                    high_watermark,
+                    records,
+                })) => {
+                    let count = records.len() as u64;
+                    for r in &records {
+                        visit(wire::BorrowedRecord {
+                            offset: r.offset,
+                            term: r.term,
+                            kind: r.kind,
+                            value: &r.value,
+                        });
+                    }
+                    Ok((high_watermark, count))
+                }
+                Some(Ok(other)) => Err(unexpected(&other)),
+                Some(Err(e)) => Err(e),
+                None => Err(ClientError::Protocol("lost a parked response".into())),
+            };
+        }
+        if !self.pending.contains_key(&correlation_id) {
+            return Err(ClientError::Protocol(format!(
+                "no Fetch {correlation_id} in flight"
+            )));
+        }
+        let deadline =
+            Instant::now() + self.config.timeout + Duration::from_millis(u64::from(max_wait_ms));
+        // Bounded: every iteration consumes one response of a pending request.
+        loop {
+            let frame_len = self.read_frame(deadline)?;
+            let id = frame_correlation_id(&self.rbuf[..frame_len])?;
+            if id != correlation_id {
+                let parked = self.take_response(frame_len)?;
+                self.parked.push_back(parked);
+                continue;
+            }
+            self.pending.remove(&correlation_id);
+            let result = match wire::decode_fetch_response(&self.rbuf[..frame_len]) {
+                Ok(view) => match view.result {
+                    Ok(body) => {
+                        let mut count = 0u64;
+                        for record in body.records {
+                            visit(record);
+                            count += 1;
+                        }
+                        Ok((body.high_watermark, count))
+                    }
+                    Err(body) => Err(ClientError::from_body(body)),
+                },
+                Err(e) => Err(ClientError::Protocol(format!("bad Fetch response: {e}"))),
+            };
+            self.consume_front(frame_len);
+            return result;
+        }
+    }
+
+    /// Reads until the read buffer starts with a whole frame; returns its length.
     fn read_frame(&mut self, deadline: Instant) -> Result<usize> {
         let limits = Limits {
             max_frame_bytes: self.config.max_frame_bytes,
         };
         // Bounded by the deadline: every read either adds bytes or times out.
         loop {
-            match wire::frame_len(&self.rbuf, &limits) {
+            let received = &self.rbuf[..self.rlen];
+            let want = match wire::frame_len(received, &limits) {
                 Ok(Some(n)) => return Ok(n),
-                Ok(None) => {}
+                // Read the rest of a frame whose length is known in one go.
+                Ok(None) if received.len() >= 4 => {
+                    let len =
+                        u32::from_be_bytes([received[0], received[1], received[2], received[3]]);
+                    (len as usize + 4)
+                        .saturating_sub(received.len())
+                        .max(READ_CHUNK_BYTES)
+                }
+                Ok(None) => READ_CHUNK_BYTES,
                 Err(e) => {
-                    if self.rbuf.starts_with(b"-ERR") {
-                        return Err(text_error(&self.rbuf));
+                    if received.starts_with(b"-ERR") {
+                        return Err(text_error(received));
                     }
                     return Err(ClientError::Protocol(format!("bad response frame: {e}")));
                 }
-            }
+            };
             let now = Instant::now();
             if now >= deadline {
                 return Err(ClientError::Timeout);
             }
-            self.stream.tcp().set_read_timeout(Some(deadline - now))?;
-            let start = self.rbuf.len();
-            self.rbuf.resize(start + 64 * 1024, 0);
+            let remaining = deadline - now;
+            let reset = match self.read_timeout {
+                None => true,
+                Some(current) => current > remaining || current < remaining / 4,
+            };
+            if reset {
+                // Half the remaining time (at least 1 ms): consecutive calls with the
+                // same timeout then keep it without another system call.
+                let timeout = (remaining / 2).max(Duration::from_millis(1)).min(remaining);
+                self.stream.tcp().set_read_timeout(Some(timeout))?;
+                self.read_timeout = Some(timeout);
+            }
+            let start = self.rlen;
+            if self.rbuf.len() < start + want {
+                self.rbuf.resize(start + want, 0);
+            }
             let read = self.stream.read(&mut self.rbuf[start..]);
             match read {
                 Ok(0) => {
-                    self.rbuf.truncate(start);
-                    if self.rbuf.starts_with(b"-ERR") {
-                        return Err(text_error(&self.rbuf));
+                    if self.rbuf[..self.rlen].starts_with(b"-ERR") {
+                        return Err(text_error(&self.rbuf[..self.rlen]));
                     }
                     return Err(ClientError::Io(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "the server closed the connection",
                     )));
                 }
-                Ok(n) => self.rbuf.truncate(start + n),
+                Ok(n) => self.rlen = start + n,
                 Err(e) => {
-                    self.rbuf.truncate(start);
-                    if e.kind() == io::ErrorKind::Interrupted {
-                        continue;
+                    let early_timeout = matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    );
+                    if e.kind() == io::ErrorKind::Interrupted || early_timeout {
+                        continue; // the deadline check above ends the wait
                     }
                     return Err(e.into());
                 }
             }
         }
     }
+}
+
+/// Bytes asked of the socket per read when no bigger frame is known to be coming.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// A read buffer grown past this (by a big response) is freed once empty.
+const RETAINED_READ_BUFFER_BYTES: usize = 16 << 20;
+
+/// Appends a `Produce` request frame for `value`: the bytes
+/// `wire::encode_request` writes for `Request::Produce`, without owning the value.
+fn encode_produce(correlation_id: u32, value: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    let too_big =
+        || ClientError::Protocol(format!("a record of {} bytes is too large", value.len()));
+    let value_len = u32::try_from(value.len()).map_err(|_| too_big())?;
+    let frame_len =
+        u32::try_from(wire::REQUEST_HEADER_BYTES + 4 + value.len()).map_err(|_| too_big())?;
+    out.reserve(wire::LEN_PREFIX_BYTES + frame_len as usize);
+    out.extend_from_slice(&frame_len.to_be_bytes());
+    out.extend_from_slice(&ApiKey::Produce.as_u16().to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes()); // api_version
+    out.extend_from_slice(&correlation_id.to_be_bytes());
+    out.extend_from_slice(&value_len.to_be_bytes());
+    out.extend_from_slice(value);
+    Ok(())
+}
+
+/// The correlation id of a response frame (`u32 len | u32 correlation_id | ...`).
+fn frame_correlation_id(frame: &[u8]) -> Result<u32> {
+    frame
+        .get(4..8)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| ClientError::Protocol("short response frame".into()))
 }
 
 /// A server that refused the connection before knowing its protocol answers with a
@@ -544,5 +725,29 @@ impl<'a> Pipeline<'a> {
             acks.push(self.next_ack()?);
         }
         Ok(acks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_produce_matches_the_wire_encoder() {
+        for value in [&b""[..], b"x", &[7u8; 1000][..]] {
+            let mut ours = Vec::new();
+            encode_produce(0xdead_beef, value, &mut ours).unwrap();
+            let mut theirs = Vec::new();
+            wire::encode_request(
+                &RequestFrame::new(
+                    0xdead_beef,
+                    Request::Produce {
+                        value: value.to_vec(),
+                    },
+                ),
+                &mut theirs,
+            );
+            assert_eq!(ours, theirs);
+        }
     }
 }

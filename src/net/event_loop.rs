@@ -178,7 +178,12 @@ impl Server {
                 match event.token() {
                     LISTENER => accept_retry = true,
                     WAKER => {}
-                    Token(index) => to_drive.push(index),
+                    Token(index) => {
+                        if let Some(Some(conn)) = self.conns.get_mut(index) {
+                            conn.read_drained = false;
+                        }
+                        to_drive.push(index)
+                    }
                 }
             }
             if accept_retry && self.listener.is_some() {
@@ -298,7 +303,13 @@ impl Server {
             }
             conn.in_flight = conn.in_flight.saturating_sub(1);
             conn.avg_response_bytes = (conn.avg_response_bytes * 7 + completion.bytes.len()) / 8;
-            conn.wbuf.extend_from_slice(&completion.bytes);
+            if conn.pending_out() == 0 && completion.bytes.len() > conn.wbuf.capacity() {
+                // A big response (a Fetch) becomes the write buffer: no copy.
+                conn.wbuf = completion.bytes;
+                conn.wpos = 0;
+            } else {
+                conn.wbuf.extend_from_slice(&completion.bytes);
+            }
             to_drive.push(completion.key.index);
         }
     }
@@ -458,8 +469,16 @@ struct Conn {
     /// Over the connection limit: only told so, then closed.
     rejected: bool,
     accepted_at: Instant,
+    /// Read buffer: `rbuf[rstart..rend]` is received and not yet processed. The
+    /// bytes past `rend` stay initialized between reads, so reading does not
+    /// zero the buffer again every time.
     rbuf: Vec<u8>,
     rstart: usize,
+    rend: usize,
+    /// The last read returned less than asked (or `WouldBlock`): the socket had
+    /// nothing more, and the next readiness event (edge-triggered: one per arrival)
+    /// clears this. Saves the `read` that would only return `WouldBlock`.
+    read_drained: bool,
     wbuf: Vec<u8>,
     wpos: usize,
     in_flight: usize,
@@ -489,6 +508,8 @@ impl Conn {
             accepted_at: now,
             rbuf: Vec::new(),
             rstart: 0,
+            rend: 0,
+            read_drained: false,
             wbuf: Vec::new(),
             wpos: 0,
             in_flight: 0,
@@ -503,7 +524,7 @@ impl Conn {
     }
 
     fn unread(&self) -> &[u8] {
-        &self.rbuf[self.rstart..]
+        &self.rbuf[self.rstart..self.rend]
     }
 
     fn pending_out(&self) -> usize {
@@ -536,7 +557,7 @@ impl Conn {
         for _ in 0..MAX_ROUNDS_PER_DRIVE {
             let mut progress = self.flush(env.now)?;
             progress |= self.process(env);
-            if self.may_read(env.config) {
+            if !self.read_drained && self.may_read(env.config) {
                 progress |= self.read_some(env)?;
             }
             if progress {
@@ -649,40 +670,49 @@ impl Conn {
         Ok(progress)
     }
 
-    /// Reads until `WouldBlock`, EOF or the read-buffer cap.
+    /// Reads until `WouldBlock`, a short read (the socket is drained), EOF or the
+    /// read-buffer cap.
     fn read_some(&mut self, env: &Env<'_>) -> Result<bool, String> {
         if self.rstart > 0 {
-            self.rbuf.drain(..self.rstart);
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            self.rend -= self.rstart;
             self.rstart = 0;
         }
-        if self.rbuf.is_empty() && self.rbuf.capacity() > RETAINED_BUFFER_BYTES {
+        if self.rend == 0 && self.rbuf.len() > RETAINED_BUFFER_BYTES {
             self.rbuf = Vec::new(); // give a big frame's memory back
         }
         let cap = self.read_cap(env.config);
         let mut progress = false;
-        while self.rbuf.len() < cap {
-            let start = self.rbuf.len();
+        while self.rend < cap {
+            let start = self.rend;
             let want = READ_CHUNK_BYTES.min(cap - start);
-            self.rbuf.resize(start + want, 0);
-            let result = self.stream.read(&mut self.rbuf[start..]);
+            if self.rbuf.len() < start + want {
+                self.rbuf.resize(start + want, 0);
+            }
+            let result = self.stream.read(&mut self.rbuf[start..start + want]);
             match result {
                 Ok(0) => {
-                    self.rbuf.truncate(start);
                     self.peer_closed = true;
                     return Ok(true);
                 }
                 Ok(n) => {
-                    self.rbuf.truncate(start + n);
+                    self.rend = start + n;
                     progress = true;
-                }
-                Err(e) => {
-                    self.rbuf.truncate(start);
-                    match e.kind() {
-                        ErrorKind::WouldBlock => break,
-                        ErrorKind::Interrupted => continue,
-                        _ => return Err(format!("read failed: {e}")),
+                    // A short read drained a plain socket; over TLS it only says
+                    // how much plaintext rustls had, so keep reading until WouldBlock.
+                    if n < want && !self.stream.is_tls() {
+                        self.read_drained = true;
+                        break;
                     }
                 }
+                Err(e) => match e.kind() {
+                    ErrorKind::WouldBlock => {
+                        self.read_drained = true;
+                        break;
+                    }
+                    ErrorKind::Interrupted => continue,
+                    _ => return Err(format!("read failed: {e}")),
+                },
             }
         }
         Ok(progress)
@@ -721,8 +751,8 @@ impl Conn {
         let tls = env.security.and_then(|s| s.tls.as_ref());
         if let (Some(config), false) = (tls, self.stream.is_tls()) {
             if first == 0x16 {
-                let hello = self.rbuf.split_off(self.rstart);
-                self.rstart = self.rbuf.len();
+                let hello = self.rbuf[self.rstart..self.rend].to_vec();
+                self.rstart = self.rend;
                 if let Err(e) = self.stream.start_tls(config, &hello) {
                     log::info!("{}: TLS handshake failed: {e}", self.peer);
                     self.closing = true;
@@ -735,7 +765,7 @@ impl Conn {
                     self.peer
                 );
                 self.queue(super::tls::PLAINTEXT_REFUSAL.as_bytes());
-                self.rstart = self.rbuf.len();
+                self.rstart = self.rend;
                 self.closing = true;
                 self.linger = true;
                 return;
@@ -749,7 +779,7 @@ impl Conn {
                 self.queue(
                     b"-ERR MALFORMED TLS is already on: send binary frames or text commands\r\n",
                 );
-                self.rstart = self.rbuf.len();
+                self.rstart = self.rend;
                 self.closing = true;
                 self.linger = true;
             }
@@ -759,7 +789,7 @@ impl Conn {
                     self.peer
                 );
                 self.queue(&TLS_HANDSHAKE_FAILURE_ALERT);
-                self.rstart = self.rbuf.len();
+                self.rstart = self.rend;
                 self.closing = true;
                 self.linger = true;
             }
@@ -773,7 +803,7 @@ impl Conn {
                     "-ERR MALFORMED unrecognized protocol (first byte {b:#04x}): send binary frames (first byte 0x00, see wire-spec.md) or text commands such as PING\r\n"
                 );
                 self.queue(line.as_bytes());
-                self.rstart = self.rbuf.len();
+                self.rstart = self.rend;
                 self.closing = true;
                 self.linger = true;
             }
@@ -801,7 +831,7 @@ impl Conn {
         } else {
             self.queue(&too_many_text());
         }
-        self.rstart = self.rbuf.len();
+        self.rstart = self.rend;
         self.closing = true;
         self.linger = true;
         true
@@ -864,7 +894,7 @@ impl Conn {
                 self.queue(&bytes);
                 if closes {
                     log::info!("{}: bad request: {e}; closing", self.peer);
-                    self.rstart = self.rbuf.len();
+                    self.rstart = self.rend;
                     self.closing = true;
                     self.linger = true;
                 } else {
@@ -891,7 +921,7 @@ impl Conn {
                 let mut bytes = Vec::new();
                 wire::text::format_error(&err, &mut bytes);
                 self.queue(&bytes);
-                self.rstart = self.rbuf.len();
+                self.rstart = self.rend;
                 self.closing = true;
                 self.linger = true;
                 return true;
@@ -914,7 +944,7 @@ impl Conn {
                 self.queue(&bytes);
             }
             Some(Ok(wire::text::TextCommand::Quit)) => {
-                self.rstart = self.rbuf.len();
+                self.rstart = self.rend;
                 self.closing = true;
             }
             Some(Ok(wire::text::TextCommand::Request(request))) => {
@@ -981,7 +1011,7 @@ impl Conn {
     /// Answers with an error and closes the connection once it is flushed.
     fn fail(&mut self, correlation_id: u32, code: ErrorCode, message: String) {
         self.answer_error(correlation_id, code, message);
-        self.rstart = self.rbuf.len();
+        self.rstart = self.rend;
         self.closing = true;
         self.linger = true;
     }

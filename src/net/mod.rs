@@ -81,7 +81,7 @@ pub mod tls;
 
 pub use event_loop::{Server, ServerHandle};
 pub use pool::{PoolSubmitter, WorkerPool};
-pub use responder::{error_body, Protocol, Responder};
+pub use responder::{error_body, FetchBuilder, Protocol, Responder};
 pub use tls::{Security, TlsFiles};
 
 use std::net::SocketAddr;

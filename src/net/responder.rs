@@ -25,9 +25,10 @@ use std::sync::Arc;
 
 use mio::Waker;
 
-use crate::types::Offset;
+use crate::types::{Offset, RecordKind, Term};
 use crate::wire::{
     self, ApiKey, ErrorBody, ErrorCode, RecordView, ResponseBody, ResponseFrame, WireRecord,
+    FETCH_RESPONSE_PREFIX_BYTES,
 };
 
 /// Which protocol a connection speaks, decided by its first byte.
@@ -188,6 +189,64 @@ impl Responder {
         });
     }
 
+    /// A builder for this request's `Fetch` response, for records that are only
+    /// borrowed while they are pushed (e.g. straight out of a storage read buffer).
+    /// `capacity_hint_bytes` pre-sizes the buffer (record bytes expected).
+    pub fn fetch_builder(&self, capacity_hint_bytes: usize) -> FetchBuilder {
+        match self.protocol {
+            Protocol::Binary => {
+                let mut out = Vec::with_capacity(FETCH_RESPONSE_PREFIX_BYTES + capacity_hint_bytes);
+                out.resize(FETCH_RESPONSE_PREFIX_BYTES, 0);
+                FetchBuilder {
+                    out,
+                    text: None,
+                    count: 0,
+                }
+            }
+            Protocol::Text => FetchBuilder {
+                out: Vec::new(),
+                text: Some(Vec::new()),
+                count: 0,
+            },
+        }
+    }
+
+    /// Answers a `Fetch` with the records pushed into `builder` (made by
+    /// [`Responder::fetch_builder`] of this responder).
+    pub fn respond_fetch_built(mut self, high_watermark: Offset, builder: FetchBuilder) {
+        self.done = true;
+        let FetchBuilder {
+            mut out,
+            text,
+            count,
+        } = builder;
+        let bytes = match (self.protocol, text) {
+            (Protocol::Binary, None) => {
+                let records_bytes = out.len() - FETCH_RESPONSE_PREFIX_BYTES;
+                let prefix = wire::fetch_response_prefix(
+                    self.correlation_id,
+                    high_watermark,
+                    count,
+                    records_bytes,
+                );
+                out[..FETCH_RESPONSE_PREFIX_BYTES].copy_from_slice(&prefix);
+                out
+            }
+            (_, text) => encode_for(
+                self.protocol,
+                self.correlation_id,
+                Ok(ResponseBody::Fetch {
+                    high_watermark,
+                    records: text.unwrap_or_default(),
+                }),
+            ),
+        };
+        self.sink.deliver(Completion {
+            key: self.key,
+            bytes,
+        });
+    }
+
     /// Shorthand for a successful response.
     pub fn ok(self, body: ResponseBody) {
         self.respond(Ok(body));
@@ -221,6 +280,50 @@ impl Drop for Responder {
                 bytes,
             });
         }
+    }
+}
+
+/// The records of a `Fetch` response being built (see [`Responder::fetch_builder`]):
+/// binary connections get the frame encoded as records are pushed (one copy of
+/// each value), text connections collect records for their lines.
+pub struct FetchBuilder {
+    /// Binary: the frame, its prefix patched at the end.
+    out: Vec<u8>,
+    /// Text: the records.
+    text: Option<Vec<WireRecord>>,
+    count: u32,
+}
+
+impl FetchBuilder {
+    /// Appends one record.
+    ///
+    /// # Panics
+    /// After `u32::MAX` records or a value over 4 GiB (both far beyond any frame).
+    pub fn push(&mut self, offset: Offset, term: Term, kind: RecordKind, value: &[u8]) {
+        self.count = self
+            .count
+            .checked_add(1)
+            .unwrap_or_else(|| panic!("more than u32::MAX records in one Fetch response"));
+        match &mut self.text {
+            None => {
+                let len = u32::try_from(value.len())
+                    .unwrap_or_else(|_| panic!("a record value over 4 GiB"));
+                self.out
+                    .extend_from_slice(&wire::record_header(offset, term, kind, len));
+                self.out.extend_from_slice(value);
+            }
+            Some(records) => records.push(WireRecord {
+                offset,
+                term,
+                kind,
+                value: value.to_vec(),
+            }),
+        }
+    }
+
+    /// Records pushed so far.
+    pub fn count(&self) -> u32 {
+        self.count
     }
 }
 

@@ -24,6 +24,12 @@
 //! record at or above it, so nothing a reader saw can disappear in a crash. Offsets of
 //! acknowledged records are below the high watermark when the acknowledgement is sent.
 //!
+//! # Fetch path
+//! A `Fetch` is answered from the storage read buffer: `Log::read_range_with` lends
+//! each record (crc checked) to a visitor that pushes it into the response frame
+//! (`Responder::fetch_builder`), so each value is copied once in user space, and the
+//! event loop adopts the finished frame as the connection's write buffer.
+//!
 //! # Long-polling fetch
 //! A `Fetch` at the high watermark with `max_wait_ms > 0` is parked in a bounded list
 //! (`max_parked_fetches`; when full it is answered empty at once) without occupying a
@@ -50,8 +56,8 @@ use crate::net::{ConnContext, PoolSubmitter, Responder, Service, WorkerPool};
 use crate::storage::{Log, NewRecord, Record, StorageError};
 use crate::types::{NodeId, Offset, RecordKind, Term};
 use crate::wire::{
-    self, ErrorCode, RecordView, Request, RequestFrame, ResponseBody, ServerInfo, ServerRole,
-    StatusInfo, WireRecord,
+    self, ErrorCode, Request, RequestFrame, ResponseBody, ServerInfo, ServerRole, StatusInfo,
+    WireRecord,
 };
 
 /// Whether produces wait for an fsync before they are acknowledged.
@@ -768,52 +774,31 @@ impl Shared {
     fn fetch(&self, offset: Offset, max_bytes: u32, reply: Responder) {
         let hw = self.hw();
         let budget = u64::from(max_bytes.min(self.config.max_fetch_bytes));
-        match self.log.read_range(offset, budget) {
-            Ok(records) => {
-                let mut used = 0u64;
-                let mut keep = 0usize;
-                for record in &records {
-                    if record.offset >= hw {
-                        break;
-                    }
-                    let size = record.value.len() as u64 + FETCH_RECORD_OVERHEAD_BYTES;
-                    if keep > 0 && used + size > budget {
-                        break;
-                    }
-                    used += size;
-                    keep += 1;
-                }
-                let visible: Vec<StoredRecord<'_>> = records[..keep]
-                    .iter()
-                    .filter(|r| !r.kind.is_internal())
-                    .map(StoredRecord)
-                    .collect();
-                reply.respond_fetch(hw, &visible);
+        // Records are encoded straight from the storage read buffer: one copy each.
+        let hint = usize::try_from(budget).unwrap_or(usize::MAX);
+        let mut builder = reply.fetch_builder(hint);
+        let mut used = 0u64;
+        let read = self.log.read_range_with(offset, budget, |record| {
+            if record.offset >= hw {
+                return false;
             }
+            let size = record.value.len() as u64 + FETCH_RECORD_OVERHEAD_BYTES;
+            if used > 0 && used + size > budget {
+                return false;
+            }
+            used += size;
+            if !record.kind.is_internal() {
+                builder.push(record.offset, record.term, record.kind, record.value);
+            }
+            true
+        });
+        match read {
+            Ok(_) => reply.respond_fetch_built(hw, builder),
             Err(e) => {
                 let (code, message) = self.storage_error(&e, offset);
                 reply.error(code, message);
             }
         }
-    }
-}
-
-/// A storage record seen through the wire's [`RecordView`], so a fetch response is
-/// encoded straight from what storage returned.
-struct StoredRecord<'a>(&'a Record);
-
-impl RecordView for StoredRecord<'_> {
-    fn offset(&self) -> Offset {
-        self.0.offset
-    }
-    fn term(&self) -> Term {
-        self.0.term
-    }
-    fn kind(&self) -> RecordKind {
-        self.0.kind
-    }
-    fn value(&self) -> &[u8] {
-        &self.0.value
     }
 }
 

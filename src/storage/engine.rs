@@ -42,6 +42,8 @@ macro_rules! write_lock {
 mod maintenance;
 mod read;
 
+pub use read::RecordRef;
+
 /// A sealed segment rolled in this process whose files are not yet fsynced and
 /// whose index is not yet trimmed; the next [`Log::sync`] seals it on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

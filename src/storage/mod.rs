@@ -116,7 +116,7 @@ mod segment;
 #[cfg(test)]
 mod tests;
 
-pub use self::engine::Log;
+pub use self::engine::{Log, RecordRef};
 pub use self::error::{Result, StorageError};
 pub use self::record::{NewRecord, Record, RECORD_HEADER_BYTES};
 pub use crate::types::{Offset, RecordKind, Term};

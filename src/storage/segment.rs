@@ -310,6 +310,8 @@ pub(crate) struct FrameReader<'f> {
     consumed: usize,
     end: u64,
     chunk_bytes: u64,
+    /// Chunk size of the refills after the first (defaults to `chunk_bytes`).
+    later_chunk_bytes: u64,
 }
 
 impl<'f> FrameReader<'f> {
@@ -341,7 +343,15 @@ impl<'f> FrameReader<'f> {
             consumed: 0,
             end,
             chunk_bytes: chunk_bytes.max(RECORD_HEADER_BYTES as u64),
+            later_chunk_bytes: chunk_bytes.max(RECORD_HEADER_BYTES as u64),
         }
+    }
+
+    /// Reads `chunk_bytes` at the first refill, then `later_chunk_bytes` per refill:
+    /// a range read sized for its budget tops up with small reads instead of
+    /// reading a whole second chunk it will mostly not use.
+    pub fn set_later_chunk_bytes(&mut self, later_chunk_bytes: u64) {
+        self.later_chunk_bytes = later_chunk_bytes.max(RECORD_HEADER_BYTES as u64);
     }
 
     /// Gives the buffer back for reuse.
@@ -399,6 +409,7 @@ impl<'f> FrameReader<'f> {
         let want = needed_bytes
             .max(self.chunk_bytes)
             .min(self.end - self.buf_pos);
+        self.chunk_bytes = self.later_chunk_bytes;
         let want = usize::try_from(want).map_err(|_| {
             StorageError::corrupt(self.path, self.buf_pos, "record larger than memory")
         })?;

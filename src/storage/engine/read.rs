@@ -7,10 +7,36 @@ use std::sync::Arc;
 
 use super::{Log, Segments};
 use crate::storage::error::{Result, StorageError};
-use crate::storage::record::{to_record, Record};
+use crate::storage::record::{to_record, Header, Record, RECORD_HEADER_BYTES};
 use crate::storage::segment::{FrameReader, SealedSegment, Step};
 use crate::sync::Ordering;
-use crate::types::Offset;
+use crate::types::{Offset, RecordKind, Term};
+
+/// A record borrowed from the log's read buffer, handed to the visitor of
+/// [`Log::read_range_with`]. Its value is valid only during the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// Its offset (Raft index).
+    pub offset: Offset,
+    /// Its Raft term.
+    pub term: Term,
+    /// Data, no-op or config.
+    pub kind: RecordKind,
+    /// The payload (crc already checked).
+    pub value: &'a [u8],
+}
+
+impl<'a> RecordRef<'a> {
+    fn new(header: &Header, frame: &'a [u8]) -> RecordRef<'a> {
+        let end = header.total_bytes() as usize;
+        RecordRef {
+            offset: Offset(header.offset),
+            term: Term(header.term),
+            kind: header.kind,
+            value: &frame[RECORD_HEADER_BYTES..end],
+        }
+    }
+}
 
 /// Smallest and largest chunk read by one `pread` in `read_range`.
 const MIN_READ_CHUNK_BYTES: u64 = 64 * 1024;
@@ -106,12 +132,36 @@ impl Log {
     /// be exceeded, but always at least one record if `from < next_offset()`; empty
     /// if `from == next_offset()`. Every record's crc and offset are checked.
     pub fn read_range(&self, from: Offset, max_bytes: u64) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        self.read_range_with(from, max_bytes, |record| {
+            out.push(Record {
+                offset: record.offset,
+                term: record.term,
+                kind: record.kind,
+                value: record.value.to_vec(),
+            });
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Like [`Log::read_range`], but lends each record to `visit` instead of
+    /// allocating it, so a server can encode a response straight from the read
+    /// buffer. `visit` returns false to stop before taking that record (it is then
+    /// not counted). Returns how many records were taken.
+    ///
+    /// The same limits apply: at most `max_bytes` of values, but at least one
+    /// record (if `visit` takes it) when `from < next_offset()`.
+    pub fn read_range_with<F>(&self, from: Offset, max_bytes: u64, mut visit: F) -> Result<u64>
+    where
+        F: FnMut(RecordRef<'_>) -> bool,
+    {
         self.check_open()?;
         let segments = read_lock!(self.segments);
         let snapshot = self.publication.snapshot();
         let first = self.first_offset.load(Ordering::Acquire);
         if from.0 == snapshot.next_offset && from.0 >= first {
-            return Ok(Vec::new());
+            return Ok(0);
         }
         if from.0 < first || from.0 > snapshot.next_offset {
             return Err(StorageError::OffsetOutOfRange {
@@ -120,7 +170,7 @@ impl Log {
                 next: Offset(snapshot.next_offset),
             });
         }
-        let mut out = Vec::new();
+        let mut taken = 0u64;
         let mut budget = max_bytes;
         let mut offset = from.0;
         // Bounded: every iteration moves to a later segment or returns.
@@ -139,23 +189,34 @@ impl Log {
                 sealed_segment = self.sealed_segment(&segments, offset)?;
                 sealed_view(&sealed_segment, offset)?
             };
+            // The first read covers the budget plus headers of records of 1 KiB or
+            // more; smaller records need top-ups of a quarter of the budget, so at
+            // most about a quarter of the bytes read goes unused.
             let chunk = budget
-                .saturating_add(budget / 2)
+                .saturating_add(budget / 8)
+                .saturating_add(MIN_READ_CHUNK_BYTES)
                 .clamp(MIN_READ_CHUNK_BYTES, MAX_READ_CHUNK_BYTES);
+            let top_up = (budget / 4).clamp(MIN_READ_CHUNK_BYTES, MAX_READ_CHUNK_BYTES);
             let buf = READ_BUFFER.with(|b| b.take());
             let mut reader =
                 FrameReader::with_buffer(view.file, view.path, view.position, view.end, chunk, buf);
-            let result = read_segment(&mut reader, &view, &mut offset, &mut budget, &mut out);
+            reader.set_later_chunk_bytes(top_up);
+            let mut cursor = Cursor {
+                offset: &mut offset,
+                budget: &mut budget,
+                taken: &mut taken,
+            };
+            let result = read_segment(&mut reader, &view, &mut cursor, &mut visit);
             let mut buf = reader.into_buffer();
             if buf.len() > KEEP_READ_BUFFER_BYTES {
                 buf = Vec::new();
             }
             READ_BUFFER.with(|b| b.set(buf));
             if !result? {
-                return Ok(out);
+                return Ok(taken);
             }
         }
-        Ok(out)
+        Ok(taken)
     }
 
     /// Opens (or takes from the cache) the sealed segment holding `offset`.
@@ -179,46 +240,59 @@ impl Log {
     }
 }
 
-/// Appends the records of one segment from `*offset` on to `out`, within `*budget`
-/// value bytes (but at least one record overall). Returns false when the budget
-/// stopped it, true when it reached the end of the segment's readable records.
-fn read_segment(
+/// Where a range read stands: next offset, value bytes left, records taken.
+struct Cursor<'a> {
+    offset: &'a mut u64,
+    budget: &'a mut u64,
+    taken: &'a mut u64,
+}
+
+/// Lends the records of one segment from `*cursor.offset` on to `visit`, within the
+/// value-byte budget (but at least one record overall). Returns false when the
+/// budget or `visit` stopped it, true when it reached the end of the segment's
+/// readable records.
+fn read_segment<F>(
     reader: &mut FrameReader<'_>,
     view: &View<'_>,
-    offset: &mut u64,
-    budget: &mut u64,
-    out: &mut Vec<Record>,
-) -> Result<bool> {
-    while *offset < view.next {
+    cursor: &mut Cursor<'_>,
+    visit: &mut F,
+) -> Result<bool>
+where
+    F: FnMut(RecordRef<'_>) -> bool,
+{
+    while *cursor.offset < view.next {
         match reader.next_step()? {
             Step::Record {
                 position,
                 header,
                 frame,
             } => {
-                if header.offset != *offset {
+                if header.offset != *cursor.offset {
                     return Err(StorageError::corrupt(
                         view.path,
                         position,
                         format!(
-                            "record holds offset {} where {offset} belongs",
-                            header.offset
+                            "record holds offset {} where {} belongs",
+                            header.offset, cursor.offset
                         ),
                     ));
                 }
                 let value_bytes = u64::from(header.value_len);
-                if value_bytes > *budget && !out.is_empty() {
+                if value_bytes > *cursor.budget && *cursor.taken > 0 {
                     return Ok(false);
                 }
-                *budget = budget.saturating_sub(value_bytes);
-                out.push(to_record(&header, frame));
-                *offset += 1;
+                if !visit(RecordRef::new(&header, frame)) {
+                    return Ok(false);
+                }
+                *cursor.budget = cursor.budget.saturating_sub(value_bytes);
+                *cursor.taken += 1;
+                *cursor.offset += 1;
             }
             Step::End => {
                 return Err(StorageError::corrupt(
                     view.path,
                     reader.position(),
-                    format!("store ends before offset {offset}"),
+                    format!("store ends before offset {}", cursor.offset),
                 ))
             }
             Step::Invalid {
