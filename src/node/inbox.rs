@@ -34,6 +34,10 @@ pub(crate) enum Control {
     TransferLeadership,
     /// Exit the loop.
     Stop,
+    /// The syncer made every Ready up to this seq durable.
+    Synced(u64),
+    /// The syncer's fsync failed (fail-stop).
+    SyncFailed,
 }
 
 #[derive(Default)]

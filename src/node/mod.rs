@@ -43,6 +43,7 @@ mod peers;
 mod raft_loop;
 pub mod raft_storage;
 mod reads;
+mod syncer;
 
 pub use cluster_service::ClusterService;
 pub use membership::{TAG_DECOMMISSION, TAG_NAME};
@@ -73,6 +74,7 @@ use peers::Peers;
 use raft_loop::{RaftLoop, Recovering};
 use raft_storage::LogStorage;
 use reads::Reads;
+use syncer::Syncer;
 
 /// How the node enters the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -257,6 +259,8 @@ pub struct Node {
     gossip: Arc<Mutex<Option<GossipHandle>>>,
     gossip_addr: SocketAddr,
     raft_thread: Mutex<Option<JoinHandle<()>>>,
+    syncer: Arc<Syncer>,
+    syncer_thread: Mutex<Option<JoinHandle<()>>>,
     membership_thread: Mutex<Option<JoinHandle<()>>>,
     membership_stop: Arc<AtomicBool>,
     log: Arc<Log>,
@@ -435,6 +439,14 @@ impl Node {
         };
 
         let fatal = Arc::new(AtomicBool::new(false));
+        let syncer = Arc::new(Syncer::new());
+        let syncer_thread = {
+            let (syncer, log, inbox) = (Arc::clone(&syncer), Arc::clone(&log), Arc::clone(&inbox));
+            std::thread::Builder::new()
+                .name("fsync".into())
+                .spawn(move || syncer.run(log, inbox))
+                .map_err(|e| format!("cannot start the fsync thread: {e}"))?
+        };
         let raft = RaftLoop::new(
             node,
             Arc::clone(&shared),
@@ -442,6 +454,7 @@ impl Node {
             Arc::clone(&reads),
             Arc::clone(&peers),
             recovering,
+            Arc::clone(&syncer),
         );
         let raft_thread = {
             let fatal = Arc::clone(&fatal);
@@ -477,6 +490,8 @@ impl Node {
             gossip,
             gossip_addr,
             raft_thread: Mutex::new(Some(raft_thread)),
+            syncer,
+            syncer_thread: Mutex::new(Some(syncer_thread)),
             membership_thread: Mutex::new(Some(membership_thread)),
             membership_stop,
             log,
@@ -538,6 +553,10 @@ impl Node {
         self.shared.closing.store(true, Ordering::Release);
         self.inbox.push_control(Control::Stop);
         if let Some(t) = lock(&self.raft_thread).take() {
+            let _ = t.join();
+        }
+        self.syncer.stop();
+        if let Some(t) = lock(&self.syncer_thread).take() {
             let _ = t.join();
         }
         self.reads.shutdown();
