@@ -263,6 +263,14 @@ fn restarted_follower_catches_up_and_leader_hands_over_on_sigterm() {
     let first: Vec<String> = (0..10).map(|i| format!("before-{i}")).collect();
     produce_all(&nodes, &first);
     nodes[f].terminate();
+    // SIGTERM is a restart, not a decommission: the node stays a voter.
+    let fid = nodes[f].id;
+    wait_for("stopped follower listed as not live", || {
+        let servers = nodes[l].client().servers().ok()?;
+        let s = servers.iter().find(|s| s.id.0 == fid)?;
+        assert_eq!(s.role, ServerRole::Follower, "still a voter");
+        (!s.live).then_some(())
+    });
     let during: Vec<String> = (0..50).map(|i| format!("during-{i}")).collect();
     let offsets = produce_all(&nodes, &during);
     let seed = nodes[l].gossip;
@@ -391,4 +399,30 @@ fn killed_leader_is_replaced_quickly_and_catches_up_after_restart() {
         });
         assert_eq!(got, v.as_bytes());
     }
+}
+
+#[test]
+fn a_node_added_through_gossip_is_promoted_and_removed_by_a_decommissioning_leave() {
+    let root = TempDir::new("node-membership");
+    let mut nodes = three_nodes(root.path());
+    produce_all(&nodes, &["before".to_string()]);
+    let seed = nodes[0].gossip;
+    nodes.push(Node::start_with(root.path(), 4, Some(seed), &["--leave-on-shutdown"]));
+    let voter4 = |nodes: &[Node]| {
+        let l = leader_index(nodes);
+        let servers = nodes[l].client().servers().ok()?;
+        Some(servers.iter().find(|s| s.id.0 == 4).map(|s| s.role))
+    };
+    wait_for("node 4 promoted to voter", || {
+        (voter4(&nodes)? == Some(ServerRole::Follower)).then_some(())
+    });
+    let offsets = produce_all(&nodes, &["with-four".to_string()]);
+    let got = wait_for("node 4 replicates", || read_at(&nodes[3], offsets[0]));
+    assert_eq!(got, b"with-four");
+    // A plain SIGTERM of node 4 with --leave-on-shutdown: the leader removes it.
+    nodes[3].terminate();
+    wait_for("node 4 removed from the configuration", || {
+        (voter4(&nodes[..3])?.is_none()).then_some(())
+    });
+    produce_all(&nodes[..3], &["after".to_string()]);
 }

@@ -123,6 +123,8 @@ pub struct NodeConfig {
     pub max_pending_produces: usize,
     /// Peer messages queued for the raft thread before they are dropped.
     pub max_pending_peer_msgs: usize,
+    /// Entry bytes of peer messages queued for the raft thread before they are dropped.
+    pub max_pending_peer_bytes: usize,
     /// Most records in one group-commit proposal.
     pub max_batch_records: usize,
     /// Most payload bytes in one group-commit proposal.
@@ -167,6 +169,7 @@ impl NodeConfig {
             },
             max_pending_produces: 16 * 1024,
             max_pending_peer_msgs: 64 * 1024,
+            max_pending_peer_bytes: 128 << 20,
             max_batch_records: 8 * 1024,
             max_batch_bytes: 4 << 20,
             max_frame_bytes: crate::wire::DEFAULT_MAX_FRAME_BYTES,
@@ -321,6 +324,9 @@ impl Node {
         raft_cfg.election_tick = cfg.election_ticks;
         raft_cfg.heartbeat_tick = cfg.heartbeat_ticks;
         raft_cfg.max_size_per_msg = (u64::from(cfg.max_frame_bytes) / 2).clamp(4096, 1 << 20);
+        // 64 x 1 MiB in flight per follower: enough to stream a catch-up, and within
+        // the receiver's inbox byte bound.
+        raft_cfg.max_inflight_msgs = 64;
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -398,6 +404,7 @@ impl Node {
         }));
         let inbox = Arc::new(Inbox::new(
             cfg.max_pending_peer_msgs,
+            cfg.max_pending_peer_bytes,
             cfg.max_pending_produces,
         ));
 

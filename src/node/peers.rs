@@ -228,7 +228,7 @@ impl Writer {
             while approx < self.cfg.max_batch_bytes && batch.len() < self.cfg.queue_cap {
                 match rx.try_recv() {
                     Ok(m) => {
-                        approx += approx_bytes(&m);
+                        approx += super::inbox::message_bytes(&m);
                         batch.push(m);
                     }
                     Err(_) => break,
@@ -353,17 +353,6 @@ impl Writer {
             reader: Some(reader),
             broken,
         })
-    }
-}
-
-fn approx_bytes(m: &Message) -> usize {
-    match &m.body {
-        crate::raft::MessageBody::AppendEntries { entries, .. } => entries
-            .iter()
-            .map(|e| e.size_bytes() as usize)
-            .sum::<usize>()
-            .saturating_add(64),
-        _ => 64,
     }
 }
 
