@@ -9,11 +9,15 @@
 //!    entries, one AppendEntries per follower, one fsync).
 //! 4. Drain Readies (module `raft` contract): for each, install a snapshot, append
 //!    entries (truncating first), send messages — the leader's AppendEntries go out
-//!    before its own fsync, so leader and follower fsyncs overlap (DESIGN 3) — then
-//!    ONE `Log::sync` for the whole batch of Readies, then the hard state if term or
-//!    vote changed (after the entries, so a persisted commit never points past the
-//!    durable log), then `advance`, then raise the high-water mark to the committed
-//!    index and answer the produces whose entries are committed.
+//!    before its own fsync, so leader and follower fsyncs overlap (DESIGN 3). Then
+//!    hand the whole batch of Readies to the fsync thread (`syncer`): ONE
+//!    `Log::sync` per batch, and while it runs this thread keeps stepping
+//!    acknowledgements and appending the next batch. When the syncer reports the
+//!    batch durable (`Control::Synced`), `advance` acknowledges it; `Ready::committed`
+//!    (committed AND locally durable) raises the high-water mark and answers the
+//!    produces whose entries are committed. Readies that change term or vote, or
+//!    install a snapshot, are made durable synchronously (fsync, then the hard-state
+//!    file) before `advance`, so no message depending on them leaves first.
 //! 5. Every tick: publish the status view, expire produces past their deadline
 //!    (TIMEOUT), reconcile membership with gossip (leader), compact per retention.
 //!
