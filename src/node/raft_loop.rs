@@ -10,9 +10,10 @@
 //! 4. Drain Readies (module `raft` contract): for each, install a snapshot, append
 //!    entries (truncating first), send messages — the leader's AppendEntries go out
 //!    before its own fsync, so leader and follower fsyncs overlap (DESIGN 3). Then
-//!    hand the whole batch of Readies to the fsync thread (`syncer`): ONE
-//!    `Log::sync` per batch, and while it runs this thread keeps stepping
-//!    acknowledgements and appending the next batch. When the syncer reports the
+//!    ONE `Log::sync` for the whole batch of Readies: inline when no fsync is in
+//!    progress (lowest latency for a lone producer), otherwise handed to the fsync
+//!    thread (`syncer`) so this thread keeps stepping acknowledgements and appending
+//!    the next batch while the previous one is being synced. When the syncer reports the
 //!    batch durable (`Control::Synced`), `advance` acknowledges it; `Ready::committed`
 //!    (committed AND locally durable) raises the high-water mark and answers the
 //!    produces whose entries are committed. Readies that change term or vote, or
@@ -451,7 +452,14 @@ impl RaftLoop {
                 }
                 self.sync_done = self.sync_done.max(last_seq);
                 self.node.advance(ReadyAck { seq: last_seq })?;
+            } else if need_sync && self.sync_requested <= self.sync_done {
+                // No fsync in progress: sync inline (two thread hand-offs fewer, which
+                // is what a lone synchronous producer waits for).
+                self.node.storage().sync()?;
+                self.sync_done = last_seq;
+                self.node.advance(ReadyAck { seq: last_seq })?;
             } else if need_sync {
+                // An fsync is running: queue this batch behind it and keep going.
                 self.sync_requested = last_seq;
                 self.syncer.request(last_seq);
             } else if self.sync_requested <= self.sync_done {
