@@ -407,7 +407,12 @@ fn a_node_added_through_gossip_is_promoted_and_removed_by_a_decommissioning_leav
     let mut nodes = three_nodes(root.path());
     produce_all(&nodes, &["before".to_string()]);
     let seed = nodes[0].gossip;
-    nodes.push(Node::start_with(root.path(), 4, Some(seed), &["--leave-on-shutdown"]));
+    nodes.push(Node::start_with(
+        root.path(),
+        4,
+        Some(seed),
+        &["--leave-on-shutdown"],
+    ));
     let voter4 = |nodes: &[Node]| {
         let l = leader_index(nodes);
         let servers = nodes[l].client().servers().ok()?;
