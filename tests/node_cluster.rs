@@ -431,3 +431,27 @@ fn a_node_added_through_gossip_is_promoted_and_removed_by_a_decommissioning_leav
     });
     produce_all(&nodes[..3], &["after".to_string()]);
 }
+
+#[test]
+fn a_wiped_follower_catches_up_without_new_produces() {
+    let root = TempDir::new("node-wiped");
+    let mut nodes = three_nodes(root.path());
+    let values: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
+    let offsets = produce_all(&nodes, &values);
+    let l = leader_index(&nodes);
+    let f = (l + 2) % 3;
+    nodes[f].kill();
+    std::fs::remove_dir_all(nodes[f].dir.join("data")).unwrap();
+    let seed = nodes[l].gossip;
+    nodes[f].spawn(Some(seed));
+    // No produce after the restart: the leader re-probes the reconnected follower.
+    for (off, v) in offsets.iter().zip(&values) {
+        let got = wait_for("wiped follower refilled", || read_at(&nodes[f], *off));
+        assert_eq!(got, v.as_bytes());
+    }
+    assert!(
+        nodes[f].stderr().contains("recovered"),
+        "{}",
+        nodes[f].stderr()
+    );
+}

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::inbox::{Inbox, ProduceJob};
+use super::inbox::{Control, Inbox, ProduceJob};
 use super::reads::Reads;
 use super::{lock, Shared};
 use crate::net::{ConnContext, Responder, Service};
@@ -222,6 +222,7 @@ impl Service for ClusterService {
                     ctx.peer_addr
                 );
                 self.add_peer(ctx.conn_id);
+                self.inbox.push_control(Control::PeerConnected(node_id));
                 reply.ok(ResponseBody::PeerHandshake)
             }
             Request::Raft { payload } => {

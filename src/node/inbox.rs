@@ -7,7 +7,9 @@
 //!   entry bytes) are dropped (Raft tolerates loss and resends).
 //! * Produces beyond `produce_cap` are handed back to the caller, which answers
 //!   `UNAVAILABLE`.
-//! * Control requests (stop, leadership transfer) are few and always accepted.
+//! * Control requests (stop, leadership transfer, fsync done) are few and always
+//!   accepted; "a peer connected" notices (from the network) are dropped beyond
+//!   [`MAX_QUEUED_CONTROLS`].
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -15,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use crate::net::Responder;
 use crate::raft::Message;
+
+/// Bound on queued control requests for network-triggered ones.
+pub const MAX_QUEUED_CONTROLS: usize = 256;
 
 /// A client produce waiting for the raft thread.
 pub(crate) struct ProduceJob {
@@ -35,6 +40,8 @@ pub(crate) enum Control {
     TransferLeadership,
     /// Exit the loop.
     Stop,
+    /// A peer opened a new connection to us (it may have restarted).
+    PeerConnected(crate::raft::NodeId),
     /// The syncer made every Ready up to this seq durable.
     Synced(u64),
     /// The syncer's fsync failed (fail-stop).
@@ -122,7 +129,13 @@ impl Inbox {
 
     /// Queues a control request.
     pub(crate) fn push_control(&self, c: Control) {
-        self.lock().control.push_back(c);
+        let mut s = self.lock();
+        // Peer connections come from the network: bound them (the others are few).
+        if matches!(c, Control::PeerConnected(_)) && s.control.len() >= MAX_QUEUED_CONTROLS {
+            return;
+        }
+        s.control.push_back(c);
+        drop(s);
         self.ready.notify_one();
     }
 

@@ -201,6 +201,7 @@ impl RaftLoop {
                     Control::Stop => stop = true,
                     Control::TransferLeadership => self.transfer_leadership(),
                     Control::Synced(seq) => self.on_synced(seq)?,
+                    Control::PeerConnected(id) => self.node.reset_follower(id)?,
                     Control::SyncFailed => {
                         return Err(Fatal::Write(WriteError::Invariant(
                             "fsync failed; the log is closed".into(),
