@@ -455,3 +455,35 @@ fn a_wiped_follower_catches_up_without_new_produces() {
         nodes[f].stderr()
     );
 }
+
+#[test]
+fn the_first_node_restarted_with_unchanged_bootstrap_flags_rejoins() {
+    let root = TempDir::new("node-rebootstrap");
+    let mut nodes = three_nodes(root.path());
+    let before = produce_all(&nodes, &["a".to_string()]);
+    nodes[0].terminate();
+    let during = produce_all(&nodes[1..], &["b".to_string()]);
+    // Same flags as the first start (--bootstrap, no --join): a restart, not a new
+    // cluster; it finds the others through the gossip seeds it recorded.
+    nodes[0].spawn(None);
+    for (off, v) in [(before[0], "a"), (during[0], "b")] {
+        let deadline = Instant::now() + DEADLINE;
+        let got = loop {
+            if let Some(got) = read_at(&nodes[0], off) {
+                break got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "restarted first node lacks offset {off}: {}",
+                nodes[0].stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(got, v.as_bytes());
+    }
+    let after = produce_all(&nodes, &["c".to_string()]);
+    let got = wait_for("first node follows new writes", || {
+        read_at(&nodes[0], after[0])
+    });
+    assert_eq!(got, b"c");
+}

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::peers::Peers;
-use super::{lock, GossipMember, Shared};
+use super::{lock, meta, GossipMember, Shared};
 use crate::gossip::{GossipHandle, Member, MemberEvent, TAG_RPC_ADDR};
 
 /// Gossip tag with the node's name.
@@ -50,6 +50,7 @@ pub(crate) fn run(
                     ev.member.state
                 );
                 apply(&shared, &peers, &ev.member);
+                record_seeds(&shared);
             }
             Err(RecvTimeoutError::Timeout) => refresh(&shared, &peers, &gossip),
             Err(RecvTimeoutError::Disconnected) => return,
@@ -67,6 +68,25 @@ fn refresh(shared: &Shared, peers: &Peers, gossip: &Mutex<Option<GossipHandle>>)
     }
     // Forget members gossip itself has forgotten (bounds the table).
     lock(&shared.members).retain(|id, _| members.iter().any(|m| m.id == *id));
+    record_seeds(shared);
+}
+
+/// Remembers where live members gossip, as seeds for the next start (written only
+/// when the set changes).
+fn record_seeds(shared: &Shared) {
+    let mut seeds: Vec<SocketAddr> = lock(&shared.members)
+        .values()
+        .filter(|g| g.live)
+        .map(|g| g.gossip_addr)
+        .collect();
+    seeds.sort();
+    let mut last = lock(&shared.last_seeds);
+    if !seeds.is_empty() && *last != seeds {
+        match meta::write_seeds(&shared.cfg.data_dir, &seeds) {
+            Ok(()) => *last = seeds,
+            Err(e) => log::warn!("cannot record gossip seeds: {e}"),
+        }
+    }
 }
 
 fn apply(shared: &Shared, peers: &Peers, m: &Member) {
@@ -81,6 +101,7 @@ fn apply(shared: &Shared, peers: &Peers, m: &Member) {
         peers.set_addr(m.id, addr);
     }
     let entry = GossipMember {
+        gossip_addr: m.addr,
         name: m.tags.get(TAG_NAME).unwrap_or_default().to_string(),
         rpc_addr,
         live: m.state.is_live(),

@@ -7,6 +7,10 @@
 //!   real commit index, see `raft_storage`).
 //! * `raft.logstart` — the log-start ("snapshot") record: the log starts after
 //!   `index`, whose term and configuration are recorded here.
+//! * `gossip.seeds` — gossip addresses of the members last seen alive (at most
+//!   [`MAX_SEEDS`], one per line), used as extra join seeds after a restart so a
+//!   node whose flags name no live seed (the first node, restarted with
+//!   `--bootstrap`) still finds the cluster.
 //!
 //! # Format
 //! Every file is one record:
@@ -34,6 +38,10 @@ pub const IDENTITY_FILE: &str = "node.meta";
 pub const HARD_STATE_FILE: &str = "raft.hardstate";
 /// Name of the log-start file.
 pub const LOG_START_FILE: &str = "raft.logstart";
+/// Name of the file with the gossip addresses of the last known members.
+pub const SEEDS_FILE: &str = "gossip.seeds";
+/// Most addresses kept in the seeds file.
+pub const MAX_SEEDS: usize = 64;
 
 const MAGIC: &[u8; 4] = b"CLGM";
 const FORMAT_VERSION: u8 = 1;
@@ -45,6 +53,7 @@ const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 const KIND_IDENTITY: u8 = 1;
 const KIND_HARD_STATE: u8 = 2;
 const KIND_LOG_START: u8 = 3;
+const KIND_SEEDS: u8 = 4;
 
 /// Why a metadata file could not be read or written.
 #[derive(Debug)]
@@ -307,6 +316,33 @@ pub fn read_log_start(dir: &Path) -> Result<Option<LogStart>, MetaError> {
         term,
         membership,
     }))
+}
+
+/// Writes the seeds file (at most [`MAX_SEEDS`] addresses).
+pub fn write_seeds(dir: &Path, seeds: &[std::net::SocketAddr]) -> Result<(), MetaError> {
+    let text: Vec<String> = seeds
+        .iter()
+        .take(MAX_SEEDS)
+        .map(|a| a.to_string())
+        .collect();
+    write_atomic(
+        dir,
+        SEEDS_FILE,
+        &encode(KIND_SEEDS, text.join("\n").as_bytes()),
+    )
+}
+
+/// Reads the seeds file (empty if never written).
+pub fn read_seeds(dir: &Path) -> Result<Vec<std::net::SocketAddr>, MetaError> {
+    let Some(p) = read_record(dir, SEEDS_FILE, KIND_SEEDS)? else {
+        return Ok(Vec::new());
+    };
+    let text = std::str::from_utf8(&p).map_err(|_| bad(dir, SEEDS_FILE, "not UTF-8"))?;
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .take(MAX_SEEDS)
+        .map(|l| l.parse().map_err(|_| bad(dir, SEEDS_FILE, "bad address")))
+        .collect()
 }
 
 #[cfg(test)]

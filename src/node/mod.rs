@@ -179,8 +179,9 @@ impl NodeConfig {
 }
 
 /// A member as gossip sees it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct GossipMember {
+    pub gossip_addr: SocketAddr,
     pub name: String,
     pub rpc_addr: Option<String>,
     pub live: bool,
@@ -211,6 +212,8 @@ pub(crate) struct Shared {
     pub view: Mutex<View>,
     /// Gossip member table (bounded by gossip's own `max_members`).
     pub members: Mutex<BTreeMap<NodeId, GossipMember>>,
+    /// Gossip seeds last written to the data dir.
+    pub last_seeds: Mutex<Vec<SocketAddr>>,
     pub closing: AtomicBool,
 }
 
@@ -378,6 +381,7 @@ impl Node {
                 recovering: recovering.is_some(),
             }),
             members: Mutex::new(BTreeMap::new()),
+            last_seeds: Mutex::new(Vec::new()),
             closing: AtomicBool::new(false),
             cfg: cfg.clone(),
         });
@@ -417,10 +421,21 @@ impl Node {
             .with(TAG_RPC_ADDR, &cfg.rpc_addr.to_string())
             .and_then(|t| t.with(TAG_NAME, &cfg.node_name))
             .map_err(|e| format!("bad gossip tags: {e:?}"))?;
-        let seeds = match &cfg.mode {
+        let mut seeds = match &cfg.mode {
             StartMode::Join(s) => s.clone(),
             StartMode::Bootstrap => Vec::new(),
         };
+        // After a restart, also try the members last seen alive.
+        match meta::read_seeds(&dir) {
+            Ok(known) => {
+                for a in known {
+                    if !seeds.contains(&a) {
+                        seeds.push(a);
+                    }
+                }
+            }
+            Err(e) => log::warn!("ignoring the recorded gossip seeds: {e}"),
+        }
         let (handle, events) = gossip::driver::start(
             gcfg,
             cfg.node_id,
@@ -468,7 +483,10 @@ impl Node {
             std::thread::Builder::new()
                 .name("raft".into())
                 .spawn(move || {
-                    if raft.run().is_err() {
+                    // A panic is a bug: treat it like a fail-stop error (the process
+                    // shuts down) rather than serving without a raft thread.
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| raft.run()));
+                    if !matches!(run, Ok(Ok(()))) {
                         fatal.store(true, Ordering::Release);
                         on_fatal();
                     }
