@@ -487,3 +487,37 @@ fn the_first_node_restarted_with_unchanged_bootstrap_flags_rejoins() {
     });
     assert_eq!(got, b"c");
 }
+
+#[test]
+fn a_follower_with_a_damaged_log_refetches_and_only_then_votes() {
+    let root = TempDir::new("node-damaged");
+    let mut nodes = three_nodes(root.path());
+    let values: Vec<String> = (0..200).map(|i| format!("value-{i:04}")).collect();
+    let offsets = produce_all(&nodes, &values);
+    let l = leader_index(&nodes);
+    let f = (l + 1) % 3;
+    // Make sure f has everything, then stop it gracefully (its commit is persisted).
+    let last = *offsets.last().unwrap();
+    wait_for("follower has the last record", || read_at(&nodes[f], last));
+    nodes[f].terminate();
+    let store = nodes[f]
+        .dir
+        .join("data/log")
+        .join(format!("{:020}.store", 1));
+    let mut bytes = std::fs::read(&store).expect("store file");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&store, &bytes).unwrap();
+    let seed = nodes[l].gossip;
+    nodes[f].spawn(Some(seed));
+    for (off, v) in offsets.iter().zip(&values) {
+        let got = wait_for("refetched record", || read_at(&nodes[f], *off));
+        assert_eq!(got, v.as_bytes());
+    }
+    let stderr = nodes[f].stderr();
+    assert!(stderr.contains("not voting until"), "{stderr}");
+    assert!(
+        stderr.contains("recovered: log durable through"),
+        "{stderr}"
+    );
+}

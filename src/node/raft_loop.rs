@@ -35,8 +35,9 @@
 //! it cut may have been acknowledged to a leader and counted toward a commit quorum;
 //! if the node then voted with its shorter log it could help elect a leader that lacks
 //! committed entries. So the node starts *recovering* when its log was repaired or
-//! ends below its persisted commit index: it drops vote and pre-vote requests and
-//! does not tick (so it never campaigns) until it has heard an AppendEntries from a
+//! ends below its persisted commit index, or its data dir is fresh (a wiped node
+//! rejoining under its old id): it drops vote and pre-vote requests and TimeoutNow,
+//! and does not tick (so it never campaigns) until it has heard an AppendEntries from a
 //! leader (whose commit index covers everything this node could have acknowledged)
 //! and its durable log reaches that commit index. A single-voter cluster has nobody
 //! to re-fetch from: it logs the loss and continues.
@@ -242,8 +243,8 @@ impl RaftLoop {
     fn step(&mut self, m: Message) -> Result<(), Fatal> {
         if let Some(r) = &mut self.recovering {
             match &m.body {
-                MessageBody::RequestVote { .. } => {
-                    log::debug!("recovering: ignoring a vote request from {}", m.from);
+                MessageBody::RequestVote { .. } | MessageBody::TimeoutNow => {
+                    log::debug!("recovering: ignoring {} from {}", m.body.name(), m.from);
                     return Ok(());
                 }
                 MessageBody::AppendEntries { commit, .. } if r.need_leader => {
