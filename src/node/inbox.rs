@@ -142,9 +142,19 @@ impl Inbox {
     /// Waits up to `timeout` for anything, then takes every peer message and
     /// control request and the oldest produces up to `max_records` values /
     /// `max_bytes` payload bytes (at least one produce if any is queued).
-    pub(crate) fn take(&self, timeout: Duration, max_records: usize, max_bytes: usize) -> Taken {
+    /// With `take_produces` false, produces stay queued (and do not end the wait).
+    pub(crate) fn take(
+        &self,
+        timeout: Duration,
+        take_produces: bool,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Taken {
         let mut s = self.lock();
-        if s.peer.is_empty() && s.produce.is_empty() && s.control.is_empty() && !timeout.is_zero() {
+        let idle = |s: &State| {
+            s.peer.is_empty() && s.control.is_empty() && (!take_produces || s.produce.is_empty())
+        };
+        if idle(&s) && !timeout.is_zero() {
             s = match self.ready.wait_timeout(s, timeout) {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
@@ -157,7 +167,7 @@ impl Inbox {
             produce: Vec::new(),
         };
         let (mut records, mut bytes) = (0usize, 0usize);
-        while let Some(job) = s.produce.front() {
+        while let Some(job) = s.produce.front().filter(|_| take_produces) {
             let n = job.values.len();
             let b: usize = job.values.iter().map(Vec::len).sum();
             if !out.produce.is_empty() && (records + n > max_records || bytes + b > max_bytes) {

@@ -6,7 +6,11 @@
 //!    peer message and control request and the queued produces (bounded batch).
 //! 2. Step peer messages; tick if due (`raft_tick_ms`).
 //! 3. Group commit: all produces taken are proposed as ONE `propose` (one batch of
-//!    entries, one AppendEntries per follower, one fsync).
+//!    entries, one AppendEntries per follower, one fsync per node). While a batch
+//!    is uncommitted ([`MAX_UNCOMMITTED_BATCHES`]), new produces wait in the inbox
+//!    and form the next, bigger batch: with 16 synchronous producers that turns ~4
+//!    records per fsync into ~16 (measured W2: 6.3k/s → 12k/s), and a lone producer
+//!    is not delayed at all.
 //! 4. Drain Readies (module `raft` contract): for each, install a snapshot, append
 //!    entries (truncating first), send messages — the leader's AppendEntries go out
 //!    before its own fsync, so leader and follower fsyncs overlap (DESIGN 3). Then
@@ -71,6 +75,9 @@ const MAX_READIES_PER_SYNC: usize = 64;
 const MAX_SYNC_ROUNDS: usize = 16;
 /// A learner within this many entries of the leader's last index is promoted.
 pub const PROMOTE_MAX_LAG_ENTRIES: u64 = 1000;
+/// Proposal batches that may be uncommitted at once before new produces wait to
+/// form a bigger batch (1 measured best: W2 12.2k/s vs 9.9k/s with 2).
+pub const MAX_UNCOMMITTED_BATCHES: usize = 1;
 /// Lazy commit persistence period.
 const COMMIT_PERSIST_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -127,6 +134,8 @@ pub(crate) struct RaftLoop {
     pub recovering: Option<Recovering>,
     pub syncer: Arc<Syncer>,
     pending: VecDeque<Pending>,
+    /// Last index of each proposal batch not yet committed (leader).
+    uncommitted_batches: VecDeque<Index>,
     /// Highest Ready seq handed to the syncer.
     sync_requested: u64,
     /// Highest Ready seq known durable.
@@ -162,6 +171,7 @@ impl RaftLoop {
             recovering,
             syncer,
             pending: VecDeque::new(),
+            uncommitted_batches: VecDeque::new(),
             sync_requested: 0,
             sync_done: 0,
             issued: 0,
@@ -191,8 +201,24 @@ impl RaftLoop {
         self.publish(true);
         loop {
             let now = Instant::now();
+            // Group commit across round trips: while MAX_UNCOMMITTED_BATCHES
+            // proposals are uncommitted, new produces keep queueing and form one
+            // bigger batch (fewer fsyncs on every node) instead of many small ones.
+            let commit = self.commit;
+            while self
+                .uncommitted_batches
+                .front()
+                .is_some_and(|l| *l <= commit)
+            {
+                self.uncommitted_batches.pop_front();
+            }
+            if self.node.role() != Role::Leader {
+                self.uncommitted_batches.clear();
+            }
+            let take_produces = self.uncommitted_batches.len() < MAX_UNCOMMITTED_BATCHES;
             let taken = self.inbox.take(
                 next_tick.saturating_duration_since(now),
+                take_produces,
                 self.shared.cfg.max_batch_records,
                 self.shared.cfg.max_batch_bytes,
             );
@@ -291,6 +317,7 @@ impl RaftLoop {
         }
         match self.node.propose(values) {
             Ok(p) => {
+                self.uncommitted_batches.push_back(p.last);
                 let mut at = p.first;
                 for (job, n) in jobs.into_iter().zip(counts) {
                     self.pending.push_back(Pending {
