@@ -41,7 +41,7 @@ bench: ## storage append benchmark + clog bench W1-W4 against a release commitlo
 	./scripts/bench.sh
 
 bench-cluster: ## 3-node replicated W1-W3 against the leader, W4 from a follower, wiped-follower catch-up MB/s
-	cargo build --release --bins
+	$(CARGO) build --release --bins
 	./scripts/bench-cluster.sh
 
 fuzz: ## fuzz each decoder in FUZZ_TARGETS for FUZZ_SECS seconds (nightly + cargo-fuzz, installed if missing)
