@@ -505,6 +505,10 @@ fn run_cluster(args: Args) -> Result<(), String> {
     if let Ok(mut g) = fatal_handle.lock() {
         *g = Some(handle.clone());
     }
+    if node.failed() {
+        // The raft thread failed before the handle was registered.
+        handle.shutdown();
+    }
     {
         let node = Arc::clone(&node);
         std::thread::Builder::new()
