@@ -50,7 +50,7 @@ pub(crate) struct RunStats {
 /// Runs one seed; `Err` carries the failure report (with the replay command).
 pub(crate) fn run_seed(seed: u64, plan: Plan) -> Result<RunStats, String> {
     let mut rng = SplitMix64::new(seed ^ 0xA5A5_5A5A_0F0F_F0F0);
-    let n: u64 = if seed % 2 == 0 { 3 } else { 5 };
+    let n: u64 = if seed.is_multiple_of(2) { 3 } else { 5 };
     let ids: Vec<u64> = (1..=n + 1).collect();
     let voters: Vec<u64> = (1..=n).collect();
     let pre_vote = rng.chance(75);
