@@ -521,3 +521,39 @@ fn a_follower_with_a_damaged_log_refetches_and_only_then_votes() {
         "{stderr}"
     );
 }
+
+#[test]
+fn without_a_quorum_produces_fail_within_the_request_timeout() {
+    let root = TempDir::new("node-noquorum");
+    let mut nodes = three_nodes(root.path());
+    produce_all(&nodes, &["ok".to_string()]);
+    let l = leader_index(&nodes);
+    for i in 0..3 {
+        if i != l {
+            nodes[i].kill();
+        }
+    }
+    // Requests time out after 3000 ms (--request-timeout-ms in these tests).
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let err = nodes[l].client().produce(b"lost").unwrap_err();
+        let took = t0.elapsed();
+        assert!(
+            matches!(
+                err.code(),
+                Some(ErrorCode::Timeout | ErrorCode::Unavailable | ErrorCode::NotLeader)
+            ),
+            "{err}"
+        );
+        assert!(
+            took < Duration::from_millis(4500),
+            "answered after {took:?}"
+        );
+    }
+    let status = nodes[l].client().status().expect("status");
+    assert_ne!(
+        status.role,
+        ServerRole::Leader,
+        "a leader without quorum steps down"
+    );
+}

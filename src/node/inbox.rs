@@ -182,6 +182,20 @@ impl Inbox {
         out
     }
 
+    /// Takes the queued produces whose deadline passed before they were proposed.
+    pub(crate) fn take_expired(&self, now: Instant) -> Vec<ProduceJob> {
+        let mut s = self.lock();
+        if !s.produce.iter().any(|j| j.deadline <= now) {
+            return Vec::new();
+        }
+        let (expired, keep): (VecDeque<ProduceJob>, VecDeque<ProduceJob>) =
+            std::mem::take(&mut s.produce)
+                .into_iter()
+                .partition(|j| j.deadline <= now);
+        s.produce = keep;
+        expired.into_iter().collect()
+    }
+
     /// Takes every queued produce (shutdown: they are answered UNAVAILABLE).
     pub(crate) fn drain_produces(&self) -> Vec<ProduceJob> {
         self.lock().produce.drain(..).collect()

@@ -397,6 +397,16 @@ impl RaftLoop {
 
     fn expire_pending(&mut self) {
         let now = Instant::now();
+        for job in self.inbox.take_expired(now) {
+            job.reply.error(
+                ErrorCode::Unavailable,
+                format!(
+                    "not proposed within {} ms (replication is stalled); it was not written: \
+                     retry with backoff",
+                    self.shared.cfg.request_timeout_ms
+                ),
+            );
+        }
         if !self.pending.iter().any(|p| p.job.deadline <= now) {
             return;
         }
