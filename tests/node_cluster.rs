@@ -528,9 +528,9 @@ fn without_a_quorum_produces_fail_within_the_request_timeout() {
     let mut nodes = three_nodes(root.path());
     produce_all(&nodes, &["ok".to_string()]);
     let l = leader_index(&nodes);
-    for i in 0..3 {
+    for (i, n) in nodes.iter_mut().enumerate() {
         if i != l {
-            nodes[i].kill();
+            n.kill();
         }
     }
     // Requests time out after 3000 ms (--request-timeout-ms in these tests).
