@@ -4,7 +4,7 @@ SEEDS ?= 100000
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= frame_decoder text_decoder gossip_packet raft_message
 
-.PHONY: help build release run dev run-tls gencert bench-tls test lint fmt loom sim bench fuzz clean gossip-sim gossip-bench
+.PHONY: help build release run dev run-tls gencert bench-tls test lint fmt loom sim bench bench-cluster fuzz clean gossip-sim gossip-bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -58,6 +58,10 @@ bench: ## storage append benchmark + clog bench W1-W4 against a release commitlo
 
 bench-tls: ## produce throughput (W2/W3-like) and handshakes/s, plaintext vs TLS, against a release node
 	./scripts/bench_tls.sh
+
+bench-cluster: ## 3-node replicated W1-W3 against the leader, W4 from a follower, wiped-follower catch-up MB/s
+	$(CARGO) build --release --bins
+	./scripts/bench-cluster.sh
 
 fuzz: ## fuzz each decoder in FUZZ_TARGETS for FUZZ_SECS seconds (nightly + cargo-fuzz, installed if missing)
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod client;
 pub mod gossip;
 pub mod net;
+pub mod node;
 pub mod notify;
 pub mod raft;
 pub mod service;

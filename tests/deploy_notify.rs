@@ -1,10 +1,6 @@
 //! systemd `Type=notify` contract of a real `commitlogd` process: with `NOTIFY_SOCKET`
 //! set, it sends `READY=1` only once it serves clients, and `STOPPING=1` when SIGTERM
 //! starts the graceful shutdown (deploy/systemd/commitlogd.service relies on both).
-//!
-//! Ignored until `src/bin/commitlogd.rs` calls `commitlog::notify::ready()` after it
-//! serves (and, in cluster mode, has joined) and `commitlog::notify::stopping()` when a
-//! signal arrives; remove the `#[ignore]` in the same change.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
@@ -28,7 +24,6 @@ fn recv(socket: &UnixDatagram) -> String {
 }
 
 #[test]
-#[ignore = "enable once commitlogd calls notify::ready() / notify::stopping()"]
 fn commitlogd_notifies_ready_after_serving_and_stopping_on_sigterm() {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

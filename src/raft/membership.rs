@@ -184,6 +184,30 @@ impl<S: Storage> RaftNode<S> {
         Ok(index)
     }
 
+    /// Leader only: follower `id` reconnected (it may have restarted, possibly with a
+    /// lost log). Forgets its match index and probes it again from the end of the log:
+    /// a follower whose log is intact acknowledges at once and regains its match; one
+    /// that lost its log rejects, and replication restarts from where its log ends
+    /// (without waiting for a new proposal). Commit never decreases, so this can only
+    /// delay a commit by one round trip.
+    pub fn reset_follower(&mut self, id: NodeId) -> Result<(), RaftError> {
+        if self.role != Role::Leader || id == self.id {
+            return Ok(());
+        }
+        let last = self.log.last_index();
+        let Some(pr) = self.progress.get_mut(&id) else {
+            return Ok(());
+        };
+        if matches!(pr.state, super::progress::ProgressState::Snapshot(_)) {
+            return Ok(());
+        }
+        pr.matched = Index(0);
+        pr.become_probe();
+        pr.next = last + 1;
+        self.send_append(id, true)?;
+        Ok(())
+    }
+
     /// Starts a leadership transfer to voter `to` (graceful shutdown, rolling
     /// restarts). New proposals are refused until it completes or an election timeout
     /// passes; once `to` has the whole log it gets TimeoutNow and campaigns at once.

@@ -1,0 +1,215 @@
+//! The raft thread's bounded inbox: peer messages, client produces and control
+//! requests in separate bounded queues behind one lock and one condvar, so the raft
+//! thread waits on a single thing (with a timeout: its next tick) and a flood of
+//! produces can never crowd out the Raft messages that keep the leader in office.
+//!
+//! * Peer messages beyond `peer_cap` messages or `peer_max_bytes` (approximate
+//!   entry bytes) are dropped (Raft tolerates loss and resends).
+//! * Produces beyond `produce_cap` are handed back to the caller, which answers
+//!   `UNAVAILABLE`.
+//! * Control requests (stop, leadership transfer, fsync done) are few and always
+//!   accepted; "a peer connected" notices (from the network) are dropped beyond
+//!   [`MAX_QUEUED_CONTROLS`].
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::net::Responder;
+use crate::raft::Message;
+
+/// Bound on queued control requests for network-triggered ones.
+pub const MAX_QUEUED_CONTROLS: usize = 256;
+
+/// A client produce waiting for the raft thread.
+pub(crate) struct ProduceJob {
+    /// The values (one for Produce, n for ProduceBatch).
+    pub values: Vec<Vec<u8>>,
+    /// Answer as Produce (true) or ProduceBatch (false).
+    pub single: bool,
+    /// Where the answer goes.
+    pub reply: Responder,
+    /// Past this the produce is answered TIMEOUT.
+    pub deadline: Instant,
+}
+
+/// Requests to the raft thread from the node's owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Control {
+    /// Hand leadership to the most caught-up voter (graceful shutdown).
+    TransferLeadership,
+    /// Exit the loop.
+    Stop,
+    /// A peer opened a new connection to us (it may have restarted).
+    PeerConnected(crate::raft::NodeId),
+    /// The syncer made every Ready up to this seq durable.
+    Synced(u64),
+    /// The syncer's fsync failed (fail-stop).
+    SyncFailed,
+}
+
+#[derive(Default)]
+pub(crate) struct Taken {
+    pub peer: Vec<Message>,
+    pub produce: Vec<ProduceJob>,
+    pub control: Vec<Control>,
+}
+
+struct State {
+    peer: VecDeque<Message>,
+    produce: VecDeque<ProduceJob>,
+    control: VecDeque<Control>,
+    peer_dropped: u64,
+    /// Approximate bytes of queued peer messages.
+    peer_bytes: usize,
+}
+
+pub(crate) struct Inbox {
+    state: Mutex<State>,
+    ready: Condvar,
+    peer_cap: usize,
+    peer_max_bytes: usize,
+    produce_cap: usize,
+}
+
+impl Inbox {
+    pub(crate) fn new(peer_cap: usize, peer_max_bytes: usize, produce_cap: usize) -> Inbox {
+        Inbox {
+            state: Mutex::new(State {
+                peer: VecDeque::new(),
+                produce: VecDeque::new(),
+                control: VecDeque::new(),
+                peer_dropped: 0,
+                peer_bytes: 0,
+            }),
+            ready: Condvar::new(),
+            peer_cap: peer_cap.max(1),
+            peer_max_bytes: peer_max_bytes.max(1),
+            produce_cap: produce_cap.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a peer message, dropping it if the queue is full.
+    pub(crate) fn push_peer(&self, m: Message) {
+        let bytes = message_bytes(&m);
+        let mut s = self.lock();
+        if s.peer.len() >= self.peer_cap
+            || (s.peer_bytes > 0 && s.peer_bytes + bytes > self.peer_max_bytes)
+        {
+            s.peer_dropped += 1;
+            if s.peer_dropped.is_power_of_two() {
+                log::warn!(
+                    "raft inbox full: {} peer message(s) dropped",
+                    s.peer_dropped
+                );
+            }
+            return;
+        }
+        s.peer_bytes += bytes;
+        s.peer.push_back(m);
+        drop(s);
+        self.ready.notify_one();
+    }
+
+    /// Queues a produce; gives it back when the queue is full.
+    pub(crate) fn push_produce(&self, job: ProduceJob) -> Result<(), ProduceJob> {
+        let mut s = self.lock();
+        if s.produce.len() >= self.produce_cap {
+            return Err(job);
+        }
+        s.produce.push_back(job);
+        drop(s);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Queues a control request.
+    pub(crate) fn push_control(&self, c: Control) {
+        let mut s = self.lock();
+        // Peer connections come from the network: bound them (the others are few).
+        if matches!(c, Control::PeerConnected(_)) && s.control.len() >= MAX_QUEUED_CONTROLS {
+            return;
+        }
+        s.control.push_back(c);
+        drop(s);
+        self.ready.notify_one();
+    }
+
+    /// Waits up to `timeout` for anything, then takes every peer message and
+    /// control request and the oldest produces up to `max_records` values /
+    /// `max_bytes` payload bytes (at least one produce if any is queued).
+    /// With `take_produces` false, produces stay queued (and do not end the wait).
+    pub(crate) fn take(
+        &self,
+        timeout: Duration,
+        take_produces: bool,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Taken {
+        let mut s = self.lock();
+        let idle = |s: &State| {
+            s.peer.is_empty() && s.control.is_empty() && (!take_produces || s.produce.is_empty())
+        };
+        if idle(&s) && !timeout.is_zero() {
+            s = match self.ready.wait_timeout(s, timeout) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        s.peer_bytes = 0;
+        let mut out = Taken {
+            peer: s.peer.drain(..).collect(),
+            control: s.control.drain(..).collect(),
+            produce: Vec::new(),
+        };
+        let (mut records, mut bytes) = (0usize, 0usize);
+        while let Some(job) = s.produce.front().filter(|_| take_produces) {
+            let n = job.values.len();
+            let b: usize = job.values.iter().map(Vec::len).sum();
+            if !out.produce.is_empty() && (records + n > max_records || bytes + b > max_bytes) {
+                break;
+            }
+            records += n;
+            bytes += b;
+            if let Some(job) = s.produce.pop_front() {
+                out.produce.push(job);
+            }
+        }
+        out
+    }
+
+    /// Takes the queued produces whose deadline passed before they were proposed.
+    pub(crate) fn take_expired(&self, now: Instant) -> Vec<ProduceJob> {
+        let mut s = self.lock();
+        if !s.produce.iter().any(|j| j.deadline <= now) {
+            return Vec::new();
+        }
+        let (expired, keep): (VecDeque<ProduceJob>, VecDeque<ProduceJob>) =
+            std::mem::take(&mut s.produce)
+                .into_iter()
+                .partition(|j| j.deadline <= now);
+        s.produce = keep;
+        expired.into_iter().collect()
+    }
+
+    /// Takes every queued produce (shutdown: they are answered UNAVAILABLE).
+    pub(crate) fn drain_produces(&self) -> Vec<ProduceJob> {
+        self.lock().produce.drain(..).collect()
+    }
+}
+
+/// Approximate memory of a message: its entries' payloads plus a fixed overhead.
+pub(crate) fn message_bytes(m: &Message) -> usize {
+    match &m.body {
+        crate::raft::MessageBody::AppendEntries { entries, .. } => entries
+            .iter()
+            .map(|e| e.size_bytes() as usize)
+            .sum::<usize>()
+            .saturating_add(64),
+        _ => 64,
+    }
+}
