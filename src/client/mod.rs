@@ -16,9 +16,10 @@
 //! hint), or a protocol violation by the server.
 //!
 //! Cluster-aware routing (discover with `GetServers`, send produces to the leader,
-//! follow `NOT_LEADER` hints) is a later layer over this type: it only needs
-//! [`Client::connect`], the typed errors and [`ClientError::leader_hint`].
+//! spread reads, follow `NOT_LEADER` hints, retry with back-off) is the layer above
+//! this type: [`cluster::ClusterClient`].
 
+pub mod cluster;
 pub mod histogram;
 
 use std::collections::{HashMap, VecDeque};
