@@ -1,6 +1,8 @@
 //! `clog`: the commitlog command-line client (produce, consume, tail, servers,
-//! health, bench). Flags and output only; the protocol lives in `commitlog::client`.
+//! status, health, bench). Flags and output only; the protocol and the cluster
+//! routing live in `commitlog::client` (`client::cluster::ClusterClient`).
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
 use std::sync::{Arc, Barrier};
@@ -8,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
+use commitlog::client::cluster::{report, ClusterClient, ClusterConfig, RetryPolicy};
 use commitlog::client::histogram::Histogram;
-use commitlog::client::{Client, ClientError, Pipeline};
+use commitlog::client::{Client, ClientError, Pipeline, Record};
 use commitlog::types::Offset;
 use commitlog::wire::ErrorCode;
 
@@ -20,11 +23,18 @@ use commitlog::wire::ErrorCode;
 ///   seq 1000 | clog produce           # one record per stdin line, sent in batches
 ///   clog consume --from 0 --count 10  # "offset TAB value" per line
 ///   clog tail -f                      # last 10 records, then follow
+///   clog servers                      # the cluster's members and their roles
+///   clog status                       # every member's term, commit, last index, lag
+///   clog --addr 127.0.0.1:8400,127.0.0.1:8401 produce x   # several seeds
 ///   clog bench --producers 16 --size 1024 --count 100000
+///
+/// Produces go to the leader, reads are spread over followers; NOT_LEADER, UNAVAILABLE
+/// and connection errors are retried with back-off (see --retry-ms).
 #[derive(Parser, Debug)]
 #[command(name = "clog", version, verbatim_doc_comment)]
 struct Cli {
-    /// Server address, host:port.
+    /// Seed server address(es), host:port, comma-separated. Any member of a cluster
+    /// will do: the client discovers the others (GetServers).
     #[arg(
         long,
         global = true,
@@ -36,6 +46,12 @@ struct Cli {
     /// Give up on connecting or on a response after this many milliseconds.
     #[arg(long, global = true, env = "CLOG_TIMEOUT_MS", default_value_t = 10_000)]
     timeout_ms: u64,
+
+    /// Keep retrying a request that failed for a transient reason (no leader, no
+    /// quorum, a server down) for up to this many milliseconds, with exponential
+    /// back-off. 0 disables retries.
+    #[arg(long, global = true, env = "CLOG_RETRY_MS", default_value_t = 15_000)]
+    retry_ms: u64,
 
     #[command(subcommand)]
     command: Command,
@@ -51,8 +67,11 @@ enum Command {
     Consume(ConsumeArgs),
     /// Print the last records; with -f keep printing new ones as they arrive.
     Tail(TailArgs),
-    /// List the cluster's servers.
+    /// List the cluster's servers: id, name, address, role, live (gossip).
     Servers,
+    /// Ask every server for its own Raft view: role, term, commit index, last and
+    /// first index, and each follower's lag behind the leader's last index.
+    Status,
     /// Check that the server answers; prints its status. Exit code 0 when healthy.
     Health,
     /// Measure produce throughput and latency (or consume throughput with
@@ -168,9 +187,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn connect(cli: &Cli) -> Result<Client, Failure> {
-    Client::connect(cli.addr.as_str(), Duration::from_millis(cli.timeout_ms))
-        .map_err(|e| explain(&cli.addr, e))
+/// A cluster client over the seeds in --addr, with --timeout-ms and --retry-ms.
+fn connect(cli: &Cli) -> Result<ClusterClient, Failure> {
+    let retry = if cli.retry_ms == 0 {
+        RetryPolicy::none()
+    } else {
+        RetryPolicy {
+            max_total: Duration::from_millis(cli.retry_ms),
+            ..RetryPolicy::default()
+        }
+    };
+    let config = ClusterConfig::new(&cli.addr)
+        .timeout(Duration::from_millis(cli.timeout_ms))
+        .retry(retry);
+    ClusterClient::connect(config).map_err(|e| explain(&cli.addr, e))
+}
+
+/// A plain connection to the first seed (for `health`, which checks one server).
+fn connect_first(cli: &Cli) -> Result<Client, Failure> {
+    let first = cli.addr.split(',').next().unwrap_or("").trim();
+    Client::connect(first, Duration::from_millis(cli.timeout_ms)).map_err(|e| explain(first, e))
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
@@ -181,6 +217,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Consume(args) => consume(cli, args, &mut out),
         Command::Tail(args) => tail(cli, args, &mut out),
         Command::Servers => servers(cli, &mut out),
+        Command::Status => status(cli, &mut out),
         Command::Health => health(cli, &mut out),
         Command::Bench(args) => bench(cli, args, &mut out),
     };
@@ -311,53 +348,82 @@ fn consume(cli: &Cli, args: &ConsumeArgs, out: &mut Out<'_>) -> Result<(), Outpu
     Ok(())
 }
 
+/// How much further back than `-n` offsets `tail` starts: offsets held by internal
+/// Raft entries (no-ops, configuration changes) carry no record.
+const TAIL_SLACK_OFFSETS: u64 = 64;
+
 fn tail(cli: &Cli, args: &TailArgs, out: &mut Out<'_>) -> Result<(), Output> {
     let mut client = connect(cli)?;
-    let status = client.status().map_err(|e| explain(&cli.addr, e))?;
-    let end = status.commit_index;
-    let mut next = Offset(end.0.saturating_sub(args.lines).max(status.first_index.0));
-    loop {
-        let wait_ms = if args.follow { 5_000 } else { 0 };
+    let first = client
+        .leader_status()
+        .map_err(|e| explain(&cli.addr, e))?
+        .first_index;
+    // The high-water mark (exclusive end) as a reader sees it.
+    let end = client
+        .fetch(first, 1, 0)
+        .map_err(|e| explain(&cli.addr, e))?
+        .high_watermark;
+    let lines = usize::try_from(args.lines.min(1_000_000)).unwrap_or(1_000_000);
+    let mut next = Offset(
+        end.0
+            .saturating_sub(args.lines.saturating_add(TAIL_SLACK_OFFSETS))
+            .max(first.0),
+    );
+    // Keep only the last `lines` records seen up to the end (bounded memory).
+    let mut last: VecDeque<Record> = VecDeque::with_capacity(lines.min(4096));
+    // Bounded: every fetch returns records (advancing `next`) or we stop.
+    while next < end && lines > 0 {
         let fetched = client
-            .fetch(next, 1 << 20, wait_ms)
+            .fetch(next, 1 << 20, 0)
+            .map_err(|e| explain(&cli.addr, e))?;
+        if fetched.records.is_empty() {
+            break;
+        }
+        for record in fetched.records {
+            next = Offset(record.offset.0 + 1);
+            if last.len() == lines {
+                last.pop_front();
+            }
+            last.push_back(record);
+        }
+    }
+    for record in &last {
+        print_record(out, record.offset, &record.value, args.values_only)?;
+    }
+    if lines == 0 {
+        next = end;
+    }
+    // Follow: long-poll for new records until interrupted.
+    while args.follow {
+        out.flush()?;
+        let fetched = client
+            .fetch(next, 1 << 20, 5_000)
             .map_err(|e| explain(&cli.addr, e))?;
         for record in &fetched.records {
             print_record(out, record.offset, &record.value, args.values_only)?;
             next = Offset(record.offset.0 + 1);
         }
-        if args.follow {
-            out.flush()?;
-        } else if fetched.records.is_empty() || next >= end {
-            return Ok(());
-        }
     }
+    Ok(())
 }
 
 fn servers(cli: &Cli, out: &mut Out<'_>) -> Result<(), Output> {
     let mut client = connect(cli)?;
-    let servers = client.servers().map_err(|e| explain(&cli.addr, e))?;
-    writeln!(
-        out,
-        "{:<6} {:<16} {:<24} {:<9} live",
-        "id", "name", "address", "role"
-    )?;
-    for s in servers {
-        writeln!(
-            out,
-            "{:<6} {:<16} {:<24} {:<9} {}",
-            s.id,
-            s.name,
-            s.rpc_addr,
-            s.role.name(),
-            if s.live { "yes" } else { "no" }
-        )?;
-    }
+    let members = client.servers().map_err(|e| explain(&cli.addr, e))?;
+    out.write_all(report::servers_table(&members).as_bytes())?;
+    Ok(())
+}
+
+fn status(cli: &Cli, out: &mut Out<'_>) -> Result<(), Output> {
+    let mut client = connect(cli)?;
+    let rows = client.status_all().map_err(|e| explain(&cli.addr, e))?;
+    out.write_all(report::status_table(&rows).as_bytes())?;
     Ok(())
 }
 
 fn health(cli: &Cli, out: &mut Out<'_>) -> Result<(), Output> {
     let started = Instant::now();
-    let mut client = connect(cli)?;
+    let mut client = connect_first(cli)?;
     client.ping().map_err(|e| explain(&cli.addr, e))?;
     let rtt_us = started.elapsed().as_micros();
     let s = client.status().map_err(|e| explain(&cli.addr, e))?;
@@ -384,10 +450,13 @@ fn bench(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
     let deadline = Instant::now() + Duration::from_secs(args.max_secs);
     let barrier = Arc::new(Barrier::new(producers + 1));
     let mut handles = Vec::new();
+    let mut cluster = connect(cli)?;
     for p in 0..producers {
         // Split the count as evenly as possible.
         let share = total / producers as u64 + u64::from((p as u64) < total % producers as u64);
-        let mut client = connect(cli)?;
+        let mut client = cluster
+            .leader_connection()
+            .map_err(|e| explain(&cli.addr, e))?;
         let barrier = Arc::clone(&barrier);
         let size = args.size;
         let window = args.window.clamp(1, 65_536);
@@ -473,7 +542,10 @@ fn bench(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
 }
 
 fn bench_consume(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
-    let mut client = connect(cli)?;
+    // One connection to one read target (a follower when there is one).
+    let mut client = connect(cli)?
+        .read_connection()
+        .map_err(|e| explain(&cli.addr, e))?;
     let deadline = Instant::now() + Duration::from_secs(args.max_secs);
     let started = Instant::now();
     let mut next = Offset(args.from);

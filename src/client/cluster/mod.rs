@@ -26,6 +26,7 @@
 //! Reads are served up to the answering node's commit index, so a read from a
 //! follower may briefly not see a record the leader already acknowledged.
 
+pub mod report;
 pub mod retry;
 pub mod routing;
 
@@ -451,14 +452,20 @@ mod tests {
             Duration::from_millis(1234),
         );
         assert_eq!(e.code(), Some(ErrorCode::Unavailable));
-        assert!(e.to_string().contains("gave up after 5 attempts in 1234 ms"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("gave up after 5 attempts in 1234 ms"),
+            "{e}"
+        );
         let e = give_up(ClientError::Timeout, 1, Duration::ZERO);
         assert!(matches!(e, ClientError::Timeout));
     }
 
     #[test]
     fn connecting_with_no_seeds_is_a_clear_error() {
-        let err = ClusterClient::connect(ClusterConfig::new(" ")).err().unwrap();
+        let err = ClusterClient::connect(ClusterConfig::new(" "))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("no seed address"), "{err}");
     }
 

@@ -245,7 +245,11 @@ mod tests {
             ErrorCode::UnsupportedApi,
             ErrorCode::Internal,
         ] {
-            assert_eq!(classify(&server_err(code, None), false), Next::Fail, "{code}");
+            assert_eq!(
+                classify(&server_err(code, None), false),
+                Next::Fail,
+                "{code}"
+            );
         }
         assert_eq!(
             classify(&ClientError::Protocol("x".into()), false),
@@ -277,7 +281,10 @@ mod tests {
             let low = b.clone().next_delay(Duration::ZERO, 0).unwrap();
             let high = b.clone().next_delay(Duration::ZERO, u64::MAX - 1).unwrap();
             let d = b.next_delay(Duration::ZERO, 12345).unwrap();
-            assert!(low >= Duration::from_micros(expected_full_ms * 500), "{low:?}");
+            assert!(
+                low >= Duration::from_micros(expected_full_ms * 500),
+                "{low:?}"
+            );
             assert!(high <= Duration::from_millis(expected_full_ms), "{high:?}");
             assert!(low <= d && d <= Duration::from_millis(expected_full_ms));
             expected_full_ms = (expected_full_ms * 2).min(100);

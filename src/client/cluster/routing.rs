@@ -189,7 +189,10 @@ impl Router {
         if let Some(l) = &self.leader {
             push(l);
         }
-        self.members.iter().filter(|m| m.live).for_each(|m| push(&m.addr));
+        self.members
+            .iter()
+            .filter(|m| m.live)
+            .for_each(|m| push(&m.addr));
         self.members.iter().for_each(|m| push(&m.addr));
         self.seeds.iter().for_each(|s| push(s));
         order
