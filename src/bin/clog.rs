@@ -393,8 +393,11 @@ fn tail(cli: &Cli, args: &TailArgs, out: &mut Out<'_>) -> Result<(), Output> {
     if lines == 0 {
         next = end;
     }
+    if !args.follow {
+        return Ok(());
+    }
     // Follow: long-poll for new records until interrupted.
-    while args.follow {
+    loop {
         out.flush()?;
         let fetched = client
             .fetch(next, 1 << 20, 5_000)
@@ -404,7 +407,6 @@ fn tail(cli: &Cli, args: &TailArgs, out: &mut Out<'_>) -> Result<(), Output> {
             next = Offset(record.offset.0 + 1);
         }
     }
-    Ok(())
 }
 
 fn servers(cli: &Cli, out: &mut Out<'_>) -> Result<(), Output> {
