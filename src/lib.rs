@@ -5,6 +5,7 @@
 pub mod client;
 pub mod gossip;
 pub mod net;
+pub mod node;
 pub mod raft;
 pub mod service;
 pub mod storage;

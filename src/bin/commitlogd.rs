@@ -1,5 +1,8 @@
 //! `commitlogd`: the commitlog server. Flags and process lifecycle only; the work is
-//! in `commitlog::net` (event loop) and `commitlog::service` (single-node handler).
+//! in `commitlog::net` (event loop), `commitlog::service` (single-node handler, the
+//! default and `--dev`) and `commitlog::node` (cluster node: `--bootstrap` or
+//! `--join`). In cluster mode the ready file holds two lines, `rpc=IP:PORT` and
+//! `gossip=IP:PORT`; in single-node mode just the address.
 
 use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -11,6 +14,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use commitlog::net::{Server, ServerConfig, Service};
+use commitlog::node::{Node, NodeConfig, StartMode};
 use commitlog::service::{FsyncPolicy, LogService, ServiceConfig};
 use commitlog::storage::{Log, LogConfig};
 use commitlog::types::{NodeId, Offset};
@@ -111,6 +115,60 @@ struct Args {
     #[arg(long, env = "COMMITLOGD_READ_THREADS", default_value_t = 2)]
     read_threads: usize,
 
+    /// Cluster mode: start a new cluster with this node as its only voter. Refused
+    /// on a data dir that holds another node's (or a joined node's) state.
+    #[arg(long, env = "COMMITLOGD_BOOTSTRAP", conflicts_with_all = ["join", "dev"])]
+    bootstrap: bool,
+
+    /// Cluster mode: join an existing cluster through these gossip addresses
+    /// (comma-separated host:port).
+    #[arg(
+        long,
+        env = "COMMITLOGD_JOIN",
+        value_delimiter = ',',
+        conflicts_with = "dev"
+    )]
+    join: Vec<String>,
+
+    /// Gossip (UDP) address, host:port; port 0 picks a free port. Cluster mode only.
+    #[arg(
+        long,
+        env = "COMMITLOGD_GOSSIP_LISTEN",
+        default_value = "127.0.0.1:8401"
+    )]
+    gossip_listen: String,
+
+    /// Name of the cluster; peers and gossip packets of another cluster are refused.
+    #[arg(long, env = "COMMITLOGD_CLUSTER_NAME", default_value = "commitlog")]
+    cluster_name: String,
+
+    /// Length of one Raft tick in milliseconds (heartbeats and elections count ticks).
+    #[arg(long, env = "COMMITLOGD_RAFT_TICK_MS", default_value_t = 100)]
+    raft_tick_ms: u64,
+
+    /// Election timeout in ticks (randomized in [n, 2n)).
+    #[arg(long, env = "COMMITLOGD_ELECTION_TICKS", default_value_t = 10)]
+    election_ticks: u32,
+
+    /// Leader heartbeat interval in ticks.
+    #[arg(long, env = "COMMITLOGD_HEARTBEAT_TICKS", default_value_t = 1)]
+    heartbeat_ticks: u32,
+
+    /// Gossip probe interval in milliseconds; the other gossip timings scale with it.
+    #[arg(long, env = "COMMITLOGD_GOSSIP_INTERVAL_MS", default_value_t = 1000)]
+    gossip_interval_ms: u64,
+
+    /// A produce not committed within this many milliseconds is answered TIMEOUT
+    /// (it may or may not be written).
+    #[arg(long, env = "COMMITLOGD_REQUEST_TIMEOUT_MS", default_value_t = 5000)]
+    request_timeout_ms: u64,
+
+    /// On shutdown, leave the cluster for good: the leader removes this node from
+    /// the Raft configuration. Without it, SIGTERM is a restart (the node stays a
+    /// member).
+    #[arg(long, env = "COMMITLOGD_LEAVE_ON_SHUTDOWN")]
+    leave_on_shutdown: bool,
+
     /// Log filter (error, warn, info, debug, trace, or env_logger syntax such as
     /// `commitlog=debug`). Default: RUST_LOG, else info.
     #[arg(long, env = "COMMITLOGD_LOG_LEVEL")]
@@ -208,6 +266,9 @@ impl DevDir {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    if args.bootstrap || !args.join.is_empty() {
+        return run_cluster(args);
+    }
     // Installed first, so a SIGTERM during start-up is queued, not fatal: the signal
     // thread started below picks it up and shuts down as soon as the server exists.
     let mut signals = signal_hook::iterator::Signals::new([
@@ -338,6 +399,156 @@ fn run(args: Args) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Cluster mode (`--bootstrap` or `--join`): a Raft node (`commitlog::node`).
+fn run_cluster(args: Args) -> Result<(), String> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let data_dir = args.data_dir.clone().ok_or_else(|| {
+        "--data-dir is required in cluster mode (or COMMITLOGD_DATA_DIR)".to_string()
+    })?;
+    if args.fsync == FsyncArg::Never {
+        return Err("--fsync never is not supported in cluster mode".to_string());
+    }
+    let listen = resolve(&args.listen)?;
+    let gossip_listen = resolve(&args.gossip_listen)?;
+    let mut seeds = Vec::new();
+    for seed in &args.join {
+        let seed = seed.trim();
+        if seed.is_empty() {
+            continue;
+        }
+        seeds.push(resolve(seed).map_err(|e| format!("bad --join address: {e}"))?);
+    }
+    let max_frame_bytes = u32::try_from(args.max_frame_bytes)
+        .ok()
+        .filter(|n| (64 * 1024 + 1024..=commitlog::net::MAX_FRAME_BYTES_LIMIT).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "--max-frame-bytes must be between {} and {} in cluster mode",
+                64 * 1024 + 1024,
+                commitlog::net::MAX_FRAME_BYTES_LIMIT
+            )
+        })?;
+    if args.election_ticks <= args.heartbeat_ticks || args.heartbeat_ticks == 0 {
+        return Err("--election-ticks must be greater than --heartbeat-ticks (> 0)".into());
+    }
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| format!("cannot listen on {listen}: {e}; is another server running there?"))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    let mode = if args.bootstrap {
+        StartMode::Bootstrap
+    } else {
+        StartMode::Join(seeds)
+    };
+    let mut cfg = NodeConfig::new(
+        NodeId(args.node_id),
+        data_dir,
+        local_addr,
+        gossip_listen,
+        mode,
+    );
+    cfg.node_name = args
+        .node_name
+        .clone()
+        .unwrap_or_else(|| format!("node-{}", args.node_id));
+    cfg.cluster_name = args.cluster_name.clone();
+    cfg.raft_tick_ms = args.raft_tick_ms.max(1);
+    cfg.election_ticks = args.election_ticks;
+    cfg.heartbeat_ticks = args.heartbeat_ticks;
+    cfg.gossip_interval_ms = args.gossip_interval_ms.max(1);
+    cfg.request_timeout_ms = args.request_timeout_ms.max(1);
+    cfg.log = LogConfig {
+        max_store_bytes: args.segment_max_bytes,
+        max_index_bytes: args.index_max_bytes,
+        initial_offset: Offset(1),
+        retention_bytes: args.retention_bytes,
+        retention_age: args.retention_age,
+    };
+    cfg.retention_interval_ms =
+        u64::try_from(args.retention_interval.as_millis()).unwrap_or(u64::MAX);
+    cfg.read.threads = args.read_threads.max(1);
+    cfg.read.max_fetch_bytes = max_frame_bytes.saturating_sub(64 * 1024).max(512);
+    cfg.max_frame_bytes = max_frame_bytes;
+    cfg.leave_on_shutdown = args.leave_on_shutdown;
+    let transfer_wait = Duration::from_millis(cfg.raft_tick_ms * u64::from(cfg.election_ticks) * 3)
+        .clamp(Duration::from_millis(200), Duration::from_secs(10));
+
+    let fatal_handle: Arc<std::sync::Mutex<Option<commitlog::net::ServerHandle>>> =
+        Arc::new(std::sync::Mutex::new(None));
+    let on_fatal = {
+        let h = Arc::clone(&fatal_handle);
+        Box::new(move || {
+            if let Some(h) = h.lock().ok().and_then(|g| g.clone()) {
+                h.shutdown();
+            }
+        })
+    };
+    let node = Arc::new(Node::start(cfg, on_fatal)?);
+    let server_config = ServerConfig {
+        max_frame_bytes,
+        max_connections: args.max_connections.max(1),
+        idle_timeout_ms: args.idle_timeout_ms.max(1),
+        max_conn_buffer_bytes: usize::try_from(args.max_conn_buffer_bytes).unwrap_or(usize::MAX),
+        max_in_flight_per_conn: args.max_in_flight_per_conn.max(1),
+        ..ServerConfig::default()
+    };
+    let server = Server::from_listener(listener, server_config, node.service() as Arc<dyn Service>)
+        .map_err(|e| format!("cannot start the event loop: {e}"))?;
+    let handle = server.handle();
+    if let Ok(mut g) = fatal_handle.lock() {
+        *g = Some(handle.clone());
+    }
+    {
+        let node = Arc::clone(&node);
+        std::thread::Builder::new()
+            .name("commitlogd-signals".into())
+            .spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    log::info!("received signal {signal}; shutting down");
+                    node.prepare_shutdown(transfer_wait);
+                    handle.shutdown();
+                }
+            })
+            .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    }
+    log::info!(
+        "listening on {local_addr}, gossip on {}",
+        node.gossip_addr()
+    );
+    if let Some(path) = &args.ready_file {
+        write_ready_text(
+            path,
+            &format!("rpc={local_addr}\ngossip={}\n", node.gossip_addr()),
+        )?;
+    }
+    let served = server.run();
+    let stopped = node.shutdown();
+    let failed = node.failed();
+    served.map_err(|e| format!("event loop failed: {e}"))?;
+    stopped?;
+    if failed {
+        return Err("the raft thread stopped after a fatal error (see above)".into());
+    }
+    log::info!("node stopped");
+    Ok(())
+}
+
+fn write_ready_text(path: &Path, text: &str) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| format!("cannot write ready file {}: {e}", path.display()))
 }
 
 fn resolve(listen: &str) -> Result<SocketAddr, String> {

@@ -305,28 +305,49 @@ impl Log {
         let (bases, freed) = {
             let mut w = lock!(self.writer);
             let mut segments = write_lock!(self.segments);
-            let sizes: Vec<u64> = (0..segments.sealed.len())
-                .map(|i| segments.sealed_bytes(i))
-                .collect();
-            let active_bytes = w.store_bytes + (w.next_offset - w.active.base) * SLOT_BYTES;
-            let by_bytes = self.config.retention_bytes.map_or(0, |limit| {
-                retention::drop_for_bytes(&sizes, active_bytes, limit)
-            });
-            let by_age = match self.config.retention_age {
-                None => 0,
-                Some(max_age) => {
-                    let mut modified = |i: usize| -> Result<SystemTime> {
-                        let path = segment::store_path(&self.dir, segments.sealed[i].base);
-                        fs::metadata(&path)
-                            .and_then(|m| m.modified())
-                            .map_err(io_err("stat", &path))
-                    };
-                    retention::drop_for_age(sizes.len(), max_age, now, &mut modified)?
-                }
-            };
-            self.detach_oldest(&mut w, &mut segments, by_bytes.max(by_age))?
+            let n = self.retention_count(&w, &segments, now)?;
+            self.detach_oldest(&mut w, &mut segments, n)?
         };
         self.delete_detached(&bases, freed)?;
         Ok(freed)
+    }
+
+    /// The first offset that [`Log::apply_retention`] would keep at `now` (the
+    /// current first offset when it would drop nothing), without dropping anything.
+    /// A Raft node uses it to pick its compaction point: it compacts its committed
+    /// prefix up to there, then calls [`Log::truncate_prefix`].
+    pub fn retention_point(&self, now: SystemTime) -> Result<Offset> {
+        self.check_open()?;
+        let w = lock!(self.writer);
+        let segments = read_lock!(self.segments);
+        let n = self.retention_count(&w, &segments, now)?;
+        if n == 0 {
+            return Ok(Offset(segments.first_offset()));
+        }
+        Ok(Offset(segments.sealed_next(n - 1)))
+    }
+
+    /// How many of the oldest sealed segments the configured retention drops.
+    fn retention_count(&self, w: &Writer, segments: &Segments, now: SystemTime) -> Result<usize> {
+        let sizes: Vec<u64> = (0..segments.sealed.len())
+            .map(|i| segments.sealed_bytes(i))
+            .collect();
+        let active_bytes = w.store_bytes + (w.next_offset - w.active.base) * SLOT_BYTES;
+        let by_bytes = self.config.retention_bytes.map_or(0, |limit| {
+            retention::drop_for_bytes(&sizes, active_bytes, limit)
+        });
+        let by_age = match self.config.retention_age {
+            None => 0,
+            Some(max_age) => {
+                let mut modified = |i: usize| -> Result<SystemTime> {
+                    let path = segment::store_path(&self.dir, segments.sealed[i].base);
+                    fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .map_err(io_err("stat", &path))
+                };
+                retention::drop_for_age(sizes.len(), max_age, now, &mut modified)?
+            }
+        };
+        Ok(by_bytes.max(by_age))
     }
 }

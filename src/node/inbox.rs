@@ -1,0 +1,151 @@
+//! The raft thread's bounded inbox: peer messages, client produces and control
+//! requests in separate bounded queues behind one lock and one condvar, so the raft
+//! thread waits on a single thing (with a timeout: its next tick) and a flood of
+//! produces can never crowd out the Raft messages that keep the leader in office.
+//!
+//! * Peer messages beyond `peer_cap` are dropped (Raft tolerates loss).
+//! * Produces beyond `produce_cap` are handed back to the caller, which answers
+//!   `UNAVAILABLE`.
+//! * Control requests (stop, leadership transfer) are few and always accepted.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::net::Responder;
+use crate::raft::Message;
+
+/// A client produce waiting for the raft thread.
+pub(crate) struct ProduceJob {
+    /// The values (one for Produce, n for ProduceBatch).
+    pub values: Vec<Vec<u8>>,
+    /// Answer as Produce (true) or ProduceBatch (false).
+    pub single: bool,
+    /// Where the answer goes.
+    pub reply: Responder,
+    /// Past this the produce is answered TIMEOUT.
+    pub deadline: Instant,
+}
+
+/// Requests to the raft thread from the node's owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Control {
+    /// Hand leadership to the most caught-up voter (graceful shutdown).
+    TransferLeadership,
+    /// Exit the loop.
+    Stop,
+}
+
+#[derive(Default)]
+pub(crate) struct Taken {
+    pub peer: Vec<Message>,
+    pub produce: Vec<ProduceJob>,
+    pub control: Vec<Control>,
+}
+
+struct State {
+    peer: VecDeque<Message>,
+    produce: VecDeque<ProduceJob>,
+    control: VecDeque<Control>,
+    peer_dropped: u64,
+}
+
+pub(crate) struct Inbox {
+    state: Mutex<State>,
+    ready: Condvar,
+    peer_cap: usize,
+    produce_cap: usize,
+}
+
+impl Inbox {
+    pub(crate) fn new(peer_cap: usize, produce_cap: usize) -> Inbox {
+        Inbox {
+            state: Mutex::new(State {
+                peer: VecDeque::new(),
+                produce: VecDeque::new(),
+                control: VecDeque::new(),
+                peer_dropped: 0,
+            }),
+            ready: Condvar::new(),
+            peer_cap: peer_cap.max(1),
+            produce_cap: produce_cap.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a peer message, dropping it if the queue is full.
+    pub(crate) fn push_peer(&self, m: Message) {
+        let mut s = self.lock();
+        if s.peer.len() >= self.peer_cap {
+            s.peer_dropped += 1;
+            if s.peer_dropped.is_power_of_two() {
+                log::warn!(
+                    "raft inbox full: {} peer message(s) dropped",
+                    s.peer_dropped
+                );
+            }
+            return;
+        }
+        s.peer.push_back(m);
+        drop(s);
+        self.ready.notify_one();
+    }
+
+    /// Queues a produce; gives it back when the queue is full.
+    pub(crate) fn push_produce(&self, job: ProduceJob) -> Result<(), ProduceJob> {
+        let mut s = self.lock();
+        if s.produce.len() >= self.produce_cap {
+            return Err(job);
+        }
+        s.produce.push_back(job);
+        drop(s);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Queues a control request.
+    pub(crate) fn push_control(&self, c: Control) {
+        self.lock().control.push_back(c);
+        self.ready.notify_one();
+    }
+
+    /// Waits up to `timeout` for anything, then takes every peer message and
+    /// control request and the oldest produces up to `max_records` values /
+    /// `max_bytes` payload bytes (at least one produce if any is queued).
+    pub(crate) fn take(&self, timeout: Duration, max_records: usize, max_bytes: usize) -> Taken {
+        let mut s = self.lock();
+        if s.peer.is_empty() && s.produce.is_empty() && s.control.is_empty() && !timeout.is_zero() {
+            s = match self.ready.wait_timeout(s, timeout) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        let mut out = Taken {
+            peer: s.peer.drain(..).collect(),
+            control: s.control.drain(..).collect(),
+            produce: Vec::new(),
+        };
+        let (mut records, mut bytes) = (0usize, 0usize);
+        while let Some(job) = s.produce.front() {
+            let n = job.values.len();
+            let b: usize = job.values.iter().map(Vec::len).sum();
+            if !out.produce.is_empty() && (records + n > max_records || bytes + b > max_bytes) {
+                break;
+            }
+            records += n;
+            bytes += b;
+            if let Some(job) = s.produce.pop_front() {
+                out.produce.push(job);
+            }
+        }
+        out
+    }
+
+    /// Takes every queued produce (shutdown: they are answered UNAVAILABLE).
+    pub(crate) fn drain_produces(&self) -> Vec<ProduceJob> {
+        self.lock().produce.drain(..).collect()
+    }
+}

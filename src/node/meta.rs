@@ -1,0 +1,397 @@
+//! Small metadata files of a cluster node, written atomically.
+//!
+//! # Files (in the node's data directory)
+//! * `node.meta` — the node's identity: node id, cluster name, and how the data dir
+//!   was created (bootstrap or join). Written once, on first start.
+//! * `raft.hardstate` — Raft's term, vote and a commit index (a lower bound of the
+//!   real commit index, see `raft_storage`).
+//! * `raft.logstart` — the log-start ("snapshot") record: the log starts after
+//!   `index`, whose term and configuration are recorded here.
+//!
+//! # Format
+//! Every file is one record:
+//! `magic "CLGM" | u8 format version (1) | u8 kind | u32 payload length | payload |
+//! u32 crc32c(kind byte .. end of payload)`, integers big-endian. A file with a bad
+//! magic, unknown version, wrong kind, impossible length, trailing bytes or a crc
+//! mismatch is reported as [`MetaError::Corrupt`] naming the file: a node never
+//! guesses its term or vote.
+//!
+//! # Atomic update (etcd#13766)
+//! [`write_atomic`]: write `<name>.tmp`, fsync it, rename it over `<name>`, fsync the
+//! directory. A crash leaves either the old or the new file, never a mix; a leftover
+//! `.tmp` is ignored (and overwritten by the next write).
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::raft::{HardState, Index, LogStart, Membership, NodeId, Term};
+
+/// Name of the identity file.
+pub const IDENTITY_FILE: &str = "node.meta";
+/// Name of the hard-state file.
+pub const HARD_STATE_FILE: &str = "raft.hardstate";
+/// Name of the log-start file.
+pub const LOG_START_FILE: &str = "raft.logstart";
+
+const MAGIC: &[u8; 4] = b"CLGM";
+const FORMAT_VERSION: u8 = 1;
+/// Header: magic, version, kind, payload length.
+const HEADER_BYTES: usize = 4 + 1 + 1 + 4;
+/// Largest payload any metadata file holds (a configuration of 1024 members is ~16 KiB).
+const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+const KIND_IDENTITY: u8 = 1;
+const KIND_HARD_STATE: u8 = 2;
+const KIND_LOG_START: u8 = 3;
+
+/// Why a metadata file could not be read or written.
+#[derive(Debug)]
+pub enum MetaError {
+    /// The file system failed.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The file exists but does not hold a valid record.
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl fmt::Display for MetaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetaError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            MetaError::Corrupt { path, reason } => write!(
+                f,
+                "{} is corrupt ({reason}); the node cannot trust its Raft state: \
+                 restore the file or wipe the data dir and re-add the node",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for MetaError {}
+
+/// How the data directory was first initialized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// `--bootstrap`: the first node of a new cluster.
+    Bootstrap,
+    /// `--join`: added to an existing cluster through gossip.
+    Join,
+}
+
+/// The node's identity, stored once in `node.meta`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Node id (the gossip member id too).
+    pub node_id: NodeId,
+    /// Cluster name.
+    pub cluster_name: String,
+    /// How the data dir was created.
+    pub origin: Origin,
+}
+
+/// Writes `bytes` to `dir/name` atomically: temp file, fsync, rename, fsync dir.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), MetaError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let io_err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| MetaError::Io { path: p, source }
+    };
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    Ok(())
+}
+
+fn encode(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_BYTES + payload.len() + 4);
+    out.extend_from_slice(MAGIC);
+    out.push(FORMAT_VERSION);
+    out.push(kind);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    let crc = crc32c::crc32c(&out[5..]);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// Reads `dir/name`: `Ok(None)` if it does not exist, the payload if valid.
+fn read_record(dir: &Path, name: &str, kind: u8) -> Result<Option<Vec<u8>>, MetaError> {
+    let path = dir.join(name);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(MetaError::Io { path, source }),
+    };
+    let corrupt = |reason: String| MetaError::Corrupt {
+        path: path.clone(),
+        reason,
+    };
+    if bytes.len() < HEADER_BYTES + 4 {
+        return Err(corrupt(format!("{} bytes is too short", bytes.len())));
+    }
+    if &bytes[..4] != MAGIC {
+        return Err(corrupt("bad magic".into()));
+    }
+    if bytes[4] != FORMAT_VERSION {
+        return Err(corrupt(format!("unknown format version {}", bytes[4])));
+    }
+    if bytes[5] != kind {
+        return Err(corrupt(format!(
+            "holds record kind {}, expected {kind}",
+            bytes[5]
+        )));
+    }
+    let len = u32::from_be_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]) as usize;
+    if len > MAX_PAYLOAD_BYTES || bytes.len() != HEADER_BYTES + len + 4 {
+        return Err(corrupt(format!(
+            "payload length {len} does not match the file size {}",
+            bytes.len()
+        )));
+    }
+    let end = HEADER_BYTES + len;
+    let stored = u32::from_be_bytes([bytes[end], bytes[end + 1], bytes[end + 2], bytes[end + 3]]);
+    if crc32c::crc32c(&bytes[5..end]) != stored {
+        return Err(corrupt("checksum mismatch".into()));
+    }
+    Ok(Some(bytes[HEADER_BYTES..end].to_vec()))
+}
+
+/// A bounds-checked big-endian reader over a payload.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.buf.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Some(u64::from_be_bytes(a))
+    }
+    fn rest(&mut self) -> &'a [u8] {
+        let s = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        s
+    }
+    fn done(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+}
+
+fn bad(dir: &Path, name: &str, reason: &str) -> MetaError {
+    MetaError::Corrupt {
+        path: dir.join(name),
+        reason: reason.to_string(),
+    }
+}
+
+/// Writes the identity file.
+pub fn write_identity(dir: &Path, id: &Identity) -> Result<(), MetaError> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&id.node_id.0.to_be_bytes());
+    p.push(match id.origin {
+        Origin::Bootstrap => 0,
+        Origin::Join => 1,
+    });
+    p.extend_from_slice(id.cluster_name.as_bytes());
+    write_atomic(dir, IDENTITY_FILE, &encode(KIND_IDENTITY, &p))
+}
+
+/// Reads the identity file (`None` if the data dir has none yet).
+pub fn read_identity(dir: &Path) -> Result<Option<Identity>, MetaError> {
+    let Some(p) = read_record(dir, IDENTITY_FILE, KIND_IDENTITY)? else {
+        return Ok(None);
+    };
+    let mut r = Reader { buf: &p, pos: 0 };
+    let err = || bad(dir, IDENTITY_FILE, "truncated identity");
+    let node_id = NodeId(r.u64().ok_or_else(err)?);
+    let origin = match r.u8().ok_or_else(err)? {
+        0 => Origin::Bootstrap,
+        1 => Origin::Join,
+        _ => return Err(bad(dir, IDENTITY_FILE, "unknown origin")),
+    };
+    let cluster_name = std::str::from_utf8(r.rest())
+        .map_err(|_| bad(dir, IDENTITY_FILE, "cluster name is not UTF-8"))?
+        .to_string();
+    Ok(Some(Identity {
+        node_id,
+        cluster_name,
+        origin,
+    }))
+}
+
+/// Writes the hard state file.
+pub fn write_hard_state(dir: &Path, hs: &HardState) -> Result<(), MetaError> {
+    let mut p = Vec::with_capacity(25);
+    p.extend_from_slice(&hs.term.0.to_be_bytes());
+    p.extend_from_slice(&hs.vote.map_or(0, |v| v.0).to_be_bytes());
+    p.extend_from_slice(&hs.commit.0.to_be_bytes());
+    write_atomic(dir, HARD_STATE_FILE, &encode(KIND_HARD_STATE, &p))
+}
+
+/// Reads the hard state (`None` if never written).
+pub fn read_hard_state(dir: &Path) -> Result<Option<HardState>, MetaError> {
+    let Some(p) = read_record(dir, HARD_STATE_FILE, KIND_HARD_STATE)? else {
+        return Ok(None);
+    };
+    let mut r = Reader { buf: &p, pos: 0 };
+    let err = || bad(dir, HARD_STATE_FILE, "hard state must be 24 bytes");
+    let term = Term(r.u64().ok_or_else(err)?);
+    let vote = r.u64().ok_or_else(err)?;
+    let commit = Index(r.u64().ok_or_else(err)?);
+    if !r.done() {
+        return Err(err());
+    }
+    Ok(Some(HardState {
+        term,
+        vote: (vote != 0).then_some(NodeId(vote)),
+        commit,
+    }))
+}
+
+/// Writes the log-start file.
+pub fn write_log_start(dir: &Path, start: &LogStart) -> Result<(), MetaError> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&start.index.0.to_be_bytes());
+    p.extend_from_slice(&start.term.0.to_be_bytes());
+    start.membership.encode(&mut p);
+    write_atomic(dir, LOG_START_FILE, &encode(KIND_LOG_START, &p))
+}
+
+/// Reads the log-start record (`None` if never written).
+pub fn read_log_start(dir: &Path) -> Result<Option<LogStart>, MetaError> {
+    let Some(p) = read_record(dir, LOG_START_FILE, KIND_LOG_START)? else {
+        return Ok(None);
+    };
+    let mut r = Reader { buf: &p, pos: 0 };
+    let err = || bad(dir, LOG_START_FILE, "truncated log start");
+    let index = Index(r.u64().ok_or_else(err)?);
+    let term = Term(r.u64().ok_or_else(err)?);
+    let membership = Membership::decode(r.rest())
+        .map_err(|e| bad(dir, LOG_START_FILE, &format!("bad configuration: {e}")))?;
+    Ok(Some(LogStart {
+        index,
+        term,
+        membership,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "commitlog-meta-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn records_round_trip_and_missing_files_read_as_none() {
+        let d = tmp("roundtrip");
+        assert!(read_identity(&d).unwrap().is_none());
+        assert!(read_hard_state(&d).unwrap().is_none());
+        assert!(read_log_start(&d).unwrap().is_none());
+        let id = Identity {
+            node_id: NodeId(7),
+            cluster_name: "prod-eu".into(),
+            origin: Origin::Join,
+        };
+        write_identity(&d, &id).unwrap();
+        assert_eq!(read_identity(&d).unwrap(), Some(id));
+        let hs = HardState {
+            term: Term(5),
+            vote: Some(NodeId(3)),
+            commit: Index(99),
+        };
+        write_hard_state(&d, &hs).unwrap();
+        assert_eq!(read_hard_state(&d).unwrap(), Some(hs));
+        let hs2 = HardState { vote: None, ..hs };
+        write_hard_state(&d, &hs2).unwrap();
+        assert_eq!(read_hard_state(&d).unwrap(), Some(hs2), "overwrite");
+        let mut m = Membership::with_voters([1, 2, 3]);
+        m.learners.insert(NodeId(4));
+        let start = LogStart {
+            index: Index(1000),
+            term: Term(4),
+            membership: m,
+        };
+        write_log_start(&d, &start).unwrap();
+        assert_eq!(read_log_start(&d).unwrap(), Some(start));
+        assert!(
+            !d.join("raft.logstart.tmp").exists(),
+            "temp file renamed away"
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn every_damaged_byte_and_every_truncation_is_a_clear_error() {
+        let d = tmp("corrupt");
+        let hs = HardState {
+            term: Term(2),
+            vote: Some(NodeId(1)),
+            commit: Index(10),
+        };
+        write_hard_state(&d, &hs).unwrap();
+        let good = fs::read(d.join(HARD_STATE_FILE)).unwrap();
+        for i in 0..good.len() {
+            let mut b = good.clone();
+            b[i] ^= 0x40;
+            fs::write(d.join(HARD_STATE_FILE), &b).unwrap();
+            let err = read_hard_state(&d).unwrap_err();
+            assert!(matches!(err, MetaError::Corrupt { .. }), "flip at {i}");
+            assert!(err.to_string().contains("raft.hardstate"), "{err}");
+        }
+        for len in 0..good.len() {
+            fs::write(d.join(HARD_STATE_FILE), &good[..len]).unwrap();
+            assert!(read_hard_state(&d).is_err(), "cut at {len}");
+        }
+        // A file of another kind is refused too.
+        fs::write(d.join(HARD_STATE_FILE), &good).unwrap();
+        fs::copy(d.join(HARD_STATE_FILE), d.join(IDENTITY_FILE)).unwrap();
+        assert!(read_identity(&d).is_err());
+        // A stale temp file does not matter.
+        fs::write(d.join("raft.hardstate.tmp"), b"garbage").unwrap();
+        assert_eq!(read_hard_state(&d).unwrap(), Some(hs));
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,633 @@
+//! The replicated cluster node: storage + Raft + gossip + net wired into one server.
+//!
+//! # Threads
+//! * **raft** (`raft_loop`): owns `RaftNode<LogStorage>`, the only log writer; ticks,
+//!   steps peer messages, proposes produces in batches (group commit), persists and
+//!   fsyncs each batch of Readies once, raises the commit high-water mark.
+//! * **read pool + fetch timer** (`reads`): Consume / Fetch up to the commit index.
+//! * **peer writers** (`peers`): one per peer, bounded queue, reconnect with backoff.
+//! * **gossip driver** (`gossip::driver`) and **membership** (`membership`): member
+//!   table and peer addresses from gossip; the leader turns joins into learners,
+//!   promotes caught-up learners, removes decommissioned nodes.
+//! * The event loop (`net::Server`) calls [`ClusterService`].
+//!
+//! # Data directory
+//! `node.meta` (identity: node id, cluster name, bootstrap or join), `raft.hardstate`,
+//! `raft.logstart` (see `meta`), and `log/` (the segmented log; offsets are Raft
+//! indexes, the first entry is offset 1). A restart with the same data dir keeps the
+//! identity and the log; a `--node-id` or `--cluster-name` that differs from the
+//! stored identity is a start-up error.
+//!
+//! # Bootstrap and join
+//! `--bootstrap` on an empty data dir creates a log start whose configuration has this
+//! node as the only voter. On a data dir that already holds state it is refused, unless
+//! that state is this same node's own bootstrap (restarting the first node with
+//! unchanged flags is a restart, not a second bootstrap). `--join` starts with an empty
+//! configuration; the node never campaigns until a leader has added it.
+//!
+//! # Shutdown: restart versus decommission
+//! SIGTERM/SIGINT means "this node stops for now" (rolling restart, upgrade):
+//! the leader first hands leadership to the most caught-up voter (bounded wait), then
+//! the node leaves gossip (so others see it as left, not failed) and closes. It STAYS
+//! in the Raft configuration: the leader ignores gossip leaves unless the node set the
+//! `decommission` tag. With `--leave-on-shutdown` the node sets that tag before
+//! leaving, and the leader removes it from the configuration: a permanent removal.
+//! Removing and re-adding members on every restart would make a rolling restart a
+//! sequence of membership changes, each one shrinking fault tolerance for a while.
+
+mod cluster_service;
+mod inbox;
+mod membership;
+pub mod meta;
+mod peers;
+mod raft_loop;
+pub mod raft_storage;
+mod reads;
+
+pub use cluster_service::ClusterService;
+pub use membership::{TAG_DECOMMISSION, TAG_NAME};
+pub use peers::PeerConfig;
+pub use raft_loop::PROMOTE_MAX_LAG_ENTRIES;
+pub use reads::ReadConfig;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::gossip::{self, GossipConfig, GossipHandle, Tags, TAG_RPC_ADDR};
+use crate::net::Responder;
+use crate::raft::{
+    Config as RaftConfig, FollowerStatus, Index, LogStart, Membership, RaftNode, Role, Term,
+};
+use crate::storage::{Log, LogConfig, Offset, StorageError};
+use crate::types::NodeId;
+use crate::wire::{ErrorBody, ErrorCode};
+
+use inbox::{Control, Inbox};
+use meta::{Identity, Origin};
+use peers::Peers;
+use raft_loop::{RaftLoop, Recovering};
+use raft_storage::LogStorage;
+use reads::Reads;
+
+/// How the node enters the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartMode {
+    /// First node of a new cluster.
+    Bootstrap,
+    /// Join through these gossip addresses.
+    Join(Vec<SocketAddr>),
+}
+
+/// Everything a cluster node needs to start.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Node id (never 0); also the gossip member id.
+    pub node_id: NodeId,
+    /// Human-readable name.
+    pub node_name: String,
+    /// Cluster name (peer handshake and gossip packets).
+    pub cluster_name: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// The bound client/peer address (advertised to others; outgoing peer
+    /// connections bind to its IP).
+    pub rpc_addr: SocketAddr,
+    /// Gossip UDP bind address (port 0 allowed).
+    pub gossip_addr: SocketAddr,
+    /// Bootstrap or join.
+    pub mode: StartMode,
+    /// Length of one Raft tick.
+    pub raft_tick_ms: u64,
+    /// Election timeout in ticks.
+    pub election_ticks: u32,
+    /// Heartbeat interval in ticks.
+    pub heartbeat_ticks: u32,
+    /// Gossip probe interval (other gossip timings scale with it).
+    pub gossip_interval_ms: u64,
+    /// A produce not committed within this is answered TIMEOUT.
+    pub request_timeout_ms: u64,
+    /// Segment sizes and retention (the initial offset is forced to 1).
+    pub log: LogConfig,
+    /// How often retention runs.
+    pub retention_interval_ms: u64,
+    /// Read pool and long-poll limits.
+    pub read: ReadConfig,
+    /// Produces queued for the raft thread before UNAVAILABLE.
+    pub max_pending_produces: usize,
+    /// Peer messages queued for the raft thread before they are dropped.
+    pub max_pending_peer_msgs: usize,
+    /// Most records in one group-commit proposal.
+    pub max_batch_records: usize,
+    /// Most payload bytes in one group-commit proposal.
+    pub max_batch_bytes: usize,
+    /// Largest frame the server accepts (bounds Raft messages and produce sizes).
+    pub max_frame_bytes: u32,
+    /// Set the decommission tag before leaving gossip at shutdown (the leader then
+    /// removes this node from the configuration).
+    pub leave_on_shutdown: bool,
+}
+
+impl NodeConfig {
+    /// Defaults for everything but identity and addresses.
+    pub fn new(
+        node_id: NodeId,
+        data_dir: PathBuf,
+        rpc_addr: SocketAddr,
+        gossip_addr: SocketAddr,
+        mode: StartMode,
+    ) -> NodeConfig {
+        NodeConfig {
+            node_id,
+            node_name: format!("node-{node_id}"),
+            cluster_name: "commitlog".into(),
+            data_dir,
+            rpc_addr,
+            gossip_addr,
+            mode,
+            raft_tick_ms: 100,
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            gossip_interval_ms: 1000,
+            request_timeout_ms: 5000,
+            log: LogConfig::default(),
+            retention_interval_ms: 60_000,
+            read: ReadConfig {
+                threads: 2,
+                queue_cap: 4096,
+                max_parked: 4096,
+                max_wait_ms: 30_000,
+                max_fetch_bytes: crate::wire::DEFAULT_MAX_FRAME_BYTES - 64 * 1024,
+            },
+            max_pending_produces: 16 * 1024,
+            max_pending_peer_msgs: 64 * 1024,
+            max_batch_records: 8 * 1024,
+            max_batch_bytes: 4 << 20,
+            max_frame_bytes: crate::wire::DEFAULT_MAX_FRAME_BYTES,
+            leave_on_shutdown: false,
+        }
+    }
+}
+
+/// A member as gossip sees it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GossipMember {
+    pub name: String,
+    pub rpc_addr: Option<String>,
+    pub live: bool,
+    pub decommission: bool,
+}
+
+/// The raft thread's published state, for Status / GetServers / produce routing.
+#[derive(Clone, Debug)]
+pub(crate) struct View {
+    pub role: Role,
+    pub term: Term,
+    pub leader: Option<NodeId>,
+    pub commit: Index,
+    pub first: Index,
+    pub last: Index,
+    pub membership: Membership,
+    pub followers: Vec<FollowerStatus>,
+    pub recovering: bool,
+}
+
+/// State shared by the node's threads.
+pub(crate) struct Shared {
+    pub cfg: NodeConfig,
+    /// Exclusive high-water mark: commit index + 1.
+    pub hw: Arc<AtomicU64>,
+    /// Raft log start + 1 (reads below it are out of range).
+    pub raft_first: Arc<AtomicU64>,
+    pub view: Mutex<View>,
+    /// Gossip member table (bounded by gossip's own `max_members`).
+    pub members: Mutex<BTreeMap<NodeId, GossipMember>>,
+    pub closing: AtomicBool,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn hw(&self) -> Offset {
+        Offset(self.hw.load(Ordering::Acquire))
+    }
+
+    /// Answers NOT_LEADER with the leader's address, or UNAVAILABLE if none is known.
+    pub(crate) fn reply_not_leader(&self, reply: Responder, leader: Option<NodeId>) {
+        let Some(id) = leader.filter(|l| *l != self.cfg.node_id) else {
+            return reply.error(
+                ErrorCode::Unavailable,
+                "no leader known (election in progress or no quorum); retry with backoff",
+            );
+        };
+        let addr = lock(&self.members)
+            .get(&id)
+            .and_then(|g| g.rpc_addr.clone())
+            .unwrap_or_default();
+        reply.respond(Err(ErrorBody::not_leader(id, addr)));
+    }
+
+    /// Largest record value accepted (it must fit a segment and a Raft frame).
+    pub(crate) fn max_record_value_bytes(&self) -> usize {
+        let seg = usize::try_from(self.cfg.log.max_store_bytes)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(cluster_service::RECORD_OVERHEAD_BYTES);
+        seg.min(self.max_produce_bytes())
+    }
+
+    /// Largest total payload of one produce (leaves room for the Raft frame headers).
+    pub(crate) fn max_produce_bytes(&self) -> usize {
+        (self.cfg.max_frame_bytes as usize).saturating_sub(64 * 1024)
+    }
+}
+
+/// A running cluster node. Serve [`Node::service`] with a `net::Server`.
+pub struct Node {
+    shared: Arc<Shared>,
+    service: Arc<ClusterService>,
+    inbox: Arc<Inbox>,
+    reads: Arc<Reads>,
+    peers: Arc<Peers>,
+    gossip: Arc<Mutex<Option<GossipHandle>>>,
+    gossip_addr: SocketAddr,
+    raft_thread: Mutex<Option<JoinHandle<()>>>,
+    membership_thread: Mutex<Option<JoinHandle<()>>>,
+    membership_stop: Arc<AtomicBool>,
+    log: Arc<Log>,
+    fatal: Arc<AtomicBool>,
+}
+
+impl Node {
+    /// Opens (or creates) the data dir, checks the identity, and starts every thread.
+    /// `on_fatal` is called (from the raft thread) if the node hits a fail-stop error;
+    /// the owner should shut the server down.
+    pub fn start(cfg: NodeConfig, on_fatal: Box<dyn Fn() + Send + Sync>) -> Result<Node, String> {
+        if cfg.node_id.0 == 0 {
+            return Err("--node-id must not be 0".into());
+        }
+        let dir = cfg.data_dir.clone();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
+        let bootstrap = cfg.mode == StartMode::Bootstrap;
+        check_identity(&cfg)?;
+        let log_dir = dir.join("log");
+        let log_config = LogConfig {
+            initial_offset: Offset(1),
+            ..cfg.log.clone()
+        };
+        let (log, repaired) = match Log::open(&log_dir, log_config.clone()) {
+            Ok(l) => (l, false),
+            Err(StorageError::Corrupt {
+                path,
+                position,
+                reason,
+            }) => {
+                log::warn!(
+                    "log corrupt at {}:{position} ({reason}); cutting it there and re-fetching \
+                     from the leader (this node will not vote until it has caught up)",
+                    path.display()
+                );
+                let l = Log::open_and_repair(&log_dir, log_config)
+                    .map_err(|e| format!("cannot repair the log in {}: {e}", log_dir.display()))?;
+                (l, true)
+            }
+            Err(e) => return Err(format!("cannot open the log in {}: {e}", log_dir.display())),
+        };
+        let log = Arc::new(log);
+        let default_start = LogStart {
+            membership: if bootstrap {
+                Membership::with_voters([cfg.node_id.0])
+            } else {
+                Membership::default()
+            },
+            ..LogStart::default()
+        };
+        let storage = LogStorage::open(&dir, Arc::clone(&log), default_start)
+            .map_err(|e| format!("cannot open the raft state in {}: {e}", dir.display()))?;
+        let persisted_commit = storage.hard_state().commit;
+        let start_index = storage.log_start().index;
+        let last = crate::raft::Storage::last_index(&storage);
+        let mut raft_cfg = RaftConfig::new(cfg.node_id);
+        raft_cfg.election_tick = cfg.election_ticks;
+        raft_cfg.heartbeat_tick = cfg.heartbeat_ticks;
+        raft_cfg.max_size_per_msg = (u64::from(cfg.max_frame_bytes) / 2).clamp(4096, 1 << 20);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ u64::from(std::process::id()).rotate_left(32);
+        let node = RaftNode::new(raft_cfg, storage, seed)
+            .map_err(|e| format!("cannot start raft: {e}"))?;
+        let single_voter =
+            node.membership().voters.len() == 1 && node.membership().voters.contains(&cfg.node_id);
+        let recovering = if (repaired || last < persisted_commit) && !single_voter {
+            log::warn!(
+                "log ends at {last} but the persisted commit index is {persisted_commit}{}: \
+                 not voting until caught up from a leader",
+                if repaired { " (log was repaired)" } else { "" }
+            );
+            Some(Recovering {
+                min_commit: persisted_commit,
+                need_leader: true,
+            })
+        } else {
+            if repaired || last < persisted_commit {
+                log::error!(
+                    "single-voter cluster lost committed entries (log ends at {last}, commit \
+                     was {persisted_commit}); continuing with what is left"
+                );
+            }
+            None
+        };
+
+        let shared = Arc::new(Shared {
+            hw: Arc::new(AtomicU64::new(start_index.0 + 1)),
+            raft_first: Arc::new(AtomicU64::new(start_index.0 + 1)),
+            view: Mutex::new(View {
+                role: Role::Follower,
+                term: node.term(),
+                leader: None,
+                commit: start_index,
+                first: node.first_index(),
+                last: node.last_index(),
+                membership: node.membership().clone(),
+                followers: Vec::new(),
+                recovering: recovering.is_some(),
+            }),
+            members: Mutex::new(BTreeMap::new()),
+            closing: AtomicBool::new(false),
+            cfg: cfg.clone(),
+        });
+        let reads = Arc::new(
+            Reads::start(
+                Arc::clone(&log),
+                Arc::clone(&shared.hw),
+                Arc::clone(&shared.raft_first),
+                cfg.read.clone(),
+            )
+            .map_err(|e| format!("cannot start the read pool: {e}"))?,
+        );
+        let peers = Arc::new(Peers::new(PeerConfig {
+            node_id: cfg.node_id,
+            node_name: cfg.node_name.clone(),
+            cluster_name: cfg.cluster_name.clone(),
+            bind_ip: cfg.rpc_addr.ip(),
+            queue_cap: 4096,
+            max_batch_bytes: 4 << 20,
+            backoff_min_ms: (cfg.raft_tick_ms / 2).clamp(5, 100),
+            backoff_max_ms: (cfg.raft_tick_ms * u64::from(cfg.election_ticks)).clamp(50, 2000),
+            connect_timeout_ms: 1000,
+            write_timeout_ms: 2000,
+        }));
+        let inbox = Arc::new(Inbox::new(
+            cfg.max_pending_peer_msgs,
+            cfg.max_pending_produces,
+        ));
+
+        // Gossip.
+        let mut gcfg = GossipConfig::scaled_down((1000 / cfg.gossip_interval_ms.max(1)).max(1));
+        gcfg.probe_interval_ms = cfg.gossip_interval_ms.max(1);
+        gcfg.probe_timeout_ms = gcfg.probe_timeout_ms.clamp(1, gcfg.probe_interval_ms);
+        gcfg.cluster_name = cfg.cluster_name.clone();
+        let tags = Tags::new()
+            .with(TAG_RPC_ADDR, &cfg.rpc_addr.to_string())
+            .and_then(|t| t.with(TAG_NAME, &cfg.node_name))
+            .map_err(|e| format!("bad gossip tags: {e:?}"))?;
+        let seeds = match &cfg.mode {
+            StartMode::Join(s) => s.clone(),
+            StartMode::Bootstrap => Vec::new(),
+        };
+        let (handle, events) = gossip::driver::start(
+            gcfg,
+            cfg.node_id,
+            tags,
+            gossip::DriverConfig::new(cfg.gossip_addr),
+            &seeds,
+        )
+        .map_err(|e| format!("cannot start gossip on {}: {e}", cfg.gossip_addr))?;
+        let gossip_addr = handle.local_addr();
+        let gossip = Arc::new(Mutex::new(Some(handle)));
+        let membership_stop = Arc::new(AtomicBool::new(false));
+        let membership_thread = {
+            let (shared, peers, gossip, stop) = (
+                Arc::clone(&shared),
+                Arc::clone(&peers),
+                Arc::clone(&gossip),
+                Arc::clone(&membership_stop),
+            );
+            std::thread::Builder::new()
+                .name("membership".into())
+                .spawn(move || membership::run(shared, peers, gossip, events, stop))
+                .map_err(|e| format!("cannot start the membership thread: {e}"))?
+        };
+
+        let fatal = Arc::new(AtomicBool::new(false));
+        let raft = RaftLoop::new(
+            node,
+            Arc::clone(&shared),
+            Arc::clone(&inbox),
+            Arc::clone(&reads),
+            Arc::clone(&peers),
+            recovering,
+        );
+        let raft_thread = {
+            let fatal = Arc::clone(&fatal);
+            std::thread::Builder::new()
+                .name("raft".into())
+                .spawn(move || {
+                    if raft.run().is_err() {
+                        fatal.store(true, Ordering::Release);
+                        on_fatal();
+                    }
+                })
+                .map_err(|e| format!("cannot start the raft thread: {e}"))?
+        };
+        let service = Arc::new(ClusterService::new(
+            Arc::clone(&shared),
+            Arc::clone(&inbox),
+            Arc::clone(&reads),
+        ));
+        log::info!(
+            "cluster node {} ({}) of `{}`: rpc {}, gossip {gossip_addr}, log [{}, {last}]",
+            cfg.node_id,
+            cfg.node_name,
+            cfg.cluster_name,
+            cfg.rpc_addr,
+            start_index.0 + 1
+        );
+        Ok(Node {
+            shared,
+            service,
+            inbox,
+            reads,
+            peers,
+            gossip,
+            gossip_addr,
+            raft_thread: Mutex::new(Some(raft_thread)),
+            membership_thread: Mutex::new(Some(membership_thread)),
+            membership_stop,
+            log,
+            fatal,
+        })
+    }
+
+    /// The request handler to serve.
+    pub fn service(&self) -> Arc<ClusterService> {
+        Arc::clone(&self.service)
+    }
+
+    /// The bound gossip address.
+    pub fn gossip_addr(&self) -> SocketAddr {
+        self.gossip_addr
+    }
+
+    /// True once the raft thread stopped on a fail-stop error.
+    pub fn failed(&self) -> bool {
+        self.fatal.load(Ordering::Acquire)
+    }
+
+    /// First half of a graceful shutdown, while the server still runs: a leader hands
+    /// leadership to the most caught-up voter (waiting up to `max_wait`), then the
+    /// node leaves gossip (with the decommission tag if `leave_on_shutdown`).
+    pub fn prepare_shutdown(&self, max_wait: Duration) {
+        let deadline = Instant::now() + max_wait;
+        if lock(&self.shared.view).role == Role::Leader {
+            self.inbox.push_control(Control::TransferLeadership);
+            // Bounded: polls until the role changes or the deadline passes.
+            while Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+                let v = lock(&self.shared.view);
+                if v.role != Role::Leader {
+                    log::info!("leadership handed over (leader now {:?})", v.leader);
+                    break;
+                }
+            }
+        }
+        let g = lock(&self.gossip);
+        if let Some(g) = g.as_ref() {
+            if self.shared.cfg.leave_on_shutdown {
+                let mut tags = Tags::new();
+                let _ = tags.insert(TAG_RPC_ADDR, &self.shared.cfg.rpc_addr.to_string());
+                let _ = tags.insert(TAG_NAME, &self.shared.cfg.node_name);
+                let _ = tags.insert(TAG_DECOMMISSION, "1");
+                g.set_tags(tags);
+                // Give the tag a few gossip rounds to spread before the leave.
+                let spread = Duration::from_millis(self.shared.cfg.gossip_interval_ms.max(1) * 3);
+                std::thread::sleep(spread.min(deadline.saturating_duration_since(Instant::now())));
+            }
+            g.leave();
+        }
+    }
+
+    /// Second half: stops the raft thread, readers, peers and gossip, and syncs the
+    /// log. Call after the network server stopped. Idempotent.
+    pub fn shutdown(&self) -> Result<(), String> {
+        self.shared.closing.store(true, Ordering::Release);
+        self.inbox.push_control(Control::Stop);
+        if let Some(t) = lock(&self.raft_thread).take() {
+            let _ = t.join();
+        }
+        self.reads.shutdown();
+        self.peers.shutdown();
+        self.membership_stop.store(true, Ordering::Release);
+        if let Some(g) = lock(&self.gossip).take() {
+            g.shutdown();
+        }
+        if let Some(t) = lock(&self.membership_thread).take() {
+            let _ = t.join();
+        }
+        self.log
+            .sync()
+            .map(|_| ())
+            .map_err(|e| format!("final fsync failed: {e}"))
+    }
+}
+
+/// Checks (or creates) the stored identity against the flags.
+fn check_identity(cfg: &NodeConfig) -> Result<(), String> {
+    let dir = &cfg.data_dir;
+    let stored = meta::read_identity(dir).map_err(|e| e.to_string())?;
+    let bootstrap = cfg.mode == StartMode::Bootstrap;
+    match stored {
+        Some(id) => {
+            if id.node_id != cfg.node_id {
+                return Err(format!(
+                    "data dir {} belongs to node {}, but --node-id is {}; use the right \
+                     data dir or node id",
+                    dir.display(),
+                    id.node_id,
+                    cfg.node_id
+                ));
+            }
+            if id.cluster_name != cfg.cluster_name {
+                return Err(format!(
+                    "data dir {} belongs to cluster `{}`, but --cluster-name is `{}`",
+                    dir.display(),
+                    id.cluster_name,
+                    cfg.cluster_name
+                ));
+            }
+            if bootstrap && id.origin != Origin::Bootstrap {
+                return Err(format!(
+                    "refusing to --bootstrap over existing state: data dir {} holds node {} \
+                     that joined cluster `{}`; restart it with --join, or wipe the data dir \
+                     to create a new cluster",
+                    dir.display(),
+                    id.node_id,
+                    id.cluster_name
+                ));
+            }
+            if bootstrap {
+                log::info!(
+                    "data dir {} already holds this node's bootstrapped state; restarting \
+                     from it (not bootstrapping again)",
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
+        None => {
+            let has_state = std::fs::read_dir(dir)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false);
+            if has_state && bootstrap {
+                return Err(format!(
+                    "refusing to --bootstrap over existing state: data dir {} is not empty \
+                     but holds no node identity; use an empty data dir",
+                    dir.display()
+                ));
+            }
+            if has_state
+                && meta::read_log_start(dir)
+                    .map_err(|e| e.to_string())?
+                    .is_some()
+            {
+                return Err(format!(
+                    "data dir {} holds Raft state but no node identity ({} missing); \
+                     refusing to guess who this node is",
+                    dir.display(),
+                    meta::IDENTITY_FILE
+                ));
+            }
+            meta::write_identity(
+                dir,
+                &Identity {
+                    node_id: cfg.node_id,
+                    cluster_name: cfg.cluster_name.clone(),
+                    origin: if bootstrap {
+                        Origin::Bootstrap
+                    } else {
+                        Origin::Join
+                    },
+                },
+            )
+            .map_err(|e| e.to_string())
+        }
+    }
+}

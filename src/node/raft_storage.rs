@@ -1,0 +1,448 @@
+//! The segmented [`Log`] as the Raft [`Storage`] (DESIGN decision 1: a record's offset
+//! IS its Raft index, so the cluster log starts at offset 1 and Raft index 0 is the
+//! "before the first entry" position).
+//!
+//! # What lives where
+//! * Entries: the segmented log, one record per entry (term and kind in the record
+//!   header). Readers (Consume/Fetch) read the same records, up to the commit index.
+//! * Hard state and log start: `raft.hardstate` / `raft.logstart` (see `meta`).
+//!
+//! # Invariants (checked at [`LogStorage::open`])
+//! * Raft's log is `start.index + 1 ..= log.next_offset() - 1`. The segmented log may
+//!   hold older records below `start.index + 1` (prefix truncation drops whole
+//!   segments only, and a crash may fall between the log-start write and the
+//!   truncation); they are invisible to Raft (`Compacted`).
+//! * If the log does not reach `start.index + 1` contiguously (a crash during an
+//!   InstallSnapshot reset, which is not atomic), it is reset to start there: the
+//!   log-start file is written *before* the log is reset, so it is the truth.
+//!
+//! # Write order for one Ready (the caller, `raft_loop`, follows it)
+//! `install` (log-start file, then `Log::reset`), `append` (truncate the suffix
+//! first if the entries overwrite, then `append_batch`), hard state, then one
+//! `Log::sync` for the whole batch of Readies.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::meta::{self, MetaError};
+use crate::raft::{
+    Entry, HardState, Index, LogStart, Storage, StorageError as RaftStorageError, Term,
+};
+use crate::storage::{Log, NewRecord, Offset, StorageError};
+
+/// Failure of a write to the Raft storage: fail-stop for the node.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The segmented log failed.
+    Log(StorageError),
+    /// A metadata file could not be written or read.
+    Meta(MetaError),
+    /// The caller asked for something that would break the log's contiguity.
+    Invariant(String),
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Log(e) => write!(f, "raft log: {e}"),
+            WriteError::Meta(e) => write!(f, "raft metadata: {e}"),
+            WriteError::Invariant(e) => write!(f, "raft storage invariant: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+impl From<StorageError> for WriteError {
+    fn from(e: StorageError) -> WriteError {
+        WriteError::Log(e)
+    }
+}
+
+impl From<MetaError> for WriteError {
+    fn from(e: MetaError) -> WriteError {
+        WriteError::Meta(e)
+    }
+}
+
+/// The segmented log plus the metadata files, seen as Raft storage.
+#[derive(Debug)]
+pub struct LogStorage {
+    log: Arc<Log>,
+    meta_dir: PathBuf,
+    hard_state: HardState,
+    start: LogStart,
+}
+
+impl LogStorage {
+    /// Opens the Raft storage over `log` with the metadata files in `meta_dir`
+    /// (missing files mean a fresh node: hard state zero, log start `default_start`).
+    /// Reconciles the log with the log-start record (see module docs).
+    pub fn open(
+        meta_dir: &Path,
+        log: Arc<Log>,
+        default_start: LogStart,
+    ) -> Result<LogStorage, WriteError> {
+        let start = match meta::read_log_start(meta_dir)? {
+            Some(s) => s,
+            None => {
+                meta::write_log_start(meta_dir, &default_start)?;
+                default_start
+            }
+        };
+        let hard_state = meta::read_hard_state(meta_dir)?.unwrap_or(HardState {
+            term: start.term,
+            vote: None,
+            commit: start.index,
+        });
+        let want_first = start.index.0 + 1;
+        let (first, next) = (log.first_offset().0, log.next_offset().0);
+        if next < want_first || first > want_first {
+            log::warn!(
+                "raft log holds [{first}, {next}) but the log start says it begins at \
+                 {want_first}: resetting the log to start there"
+            );
+            log.reset(Offset(want_first))?;
+        }
+        Ok(LogStorage {
+            log,
+            meta_dir: meta_dir.to_path_buf(),
+            hard_state,
+            start,
+        })
+    }
+
+    /// The shared segmented log.
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    /// The persisted log-start record.
+    pub fn log_start(&self) -> &LogStart {
+        &self.start
+    }
+
+    /// The persisted hard state.
+    pub fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    /// Discards stored entries with index >= `entries[0].index`, then appends
+    /// `entries` (not yet durable: call [`LogStorage::sync`]).
+    pub fn append(&mut self, entries: &[Entry]) -> Result<(), WriteError> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        let next = self.log.next_offset().0;
+        if first.index.0 <= self.start.index.0 || first.index.0 > next {
+            return Err(WriteError::Invariant(format!(
+                "append at {} outside the log [{}, {next}]",
+                first.index,
+                self.start.index.0 + 1
+            )));
+        }
+        if first.index.0 < next {
+            self.log.truncate_suffix(Some(Offset(first.index.0 - 1)))?;
+        }
+        let records: Vec<NewRecord<'_>> = entries
+            .iter()
+            .map(|e| NewRecord {
+                term: e.term,
+                kind: e.kind,
+                value: &e.data,
+            })
+            .collect();
+        let at = self.log.append_batch(&records)?;
+        if at.0 != first.index.0 {
+            return Err(WriteError::Invariant(format!(
+                "entry {} was written at offset {at}",
+                first.index
+            )));
+        }
+        Ok(())
+    }
+
+    /// Persists the hard state (atomic file write, fsynced).
+    pub fn set_hard_state(&mut self, hs: HardState) -> Result<(), WriteError> {
+        meta::write_hard_state(&self.meta_dir, &hs)?;
+        self.hard_state = hs;
+        Ok(())
+    }
+
+    /// InstallSnapshot: records the new log start, then drops the whole log and
+    /// restarts it at `start.index + 1`.
+    pub fn install(&mut self, start: LogStart) -> Result<(), WriteError> {
+        meta::write_log_start(&self.meta_dir, &start)?;
+        self.log.reset(Offset(start.index.0 + 1))?;
+        self.start = start;
+        Ok(())
+    }
+
+    /// Prefix compaction: records `start` (from `RaftNode::compact`), then drops
+    /// the whole segments below `start.index + 1`. Returns the bytes freed.
+    pub fn compact(&mut self, start: LogStart) -> Result<u64, WriteError> {
+        if start.index <= self.start.index {
+            return Ok(0);
+        }
+        meta::write_log_start(&self.meta_dir, &start)?;
+        self.start = start;
+        Ok(self.log.truncate_prefix(Offset(self.start.index.0 + 1))?)
+    }
+
+    /// fsyncs the log; returns the durable end.
+    pub fn sync(&self) -> Result<Offset, WriteError> {
+        Ok(self.log.sync()?)
+    }
+}
+
+fn io(e: StorageError) -> RaftStorageError {
+    RaftStorageError::Io(e.to_string())
+}
+
+impl Storage for LogStorage {
+    fn initial_state(&self) -> Result<(HardState, LogStart), RaftStorageError> {
+        Ok((self.hard_state, self.start.clone()))
+    }
+
+    fn first_index(&self) -> Index {
+        self.start.index + 1
+    }
+
+    fn last_index(&self) -> Index {
+        Index(self.log.next_offset().0.saturating_sub(1)).max(self.start.index)
+    }
+
+    fn term(&self, index: Index) -> Result<Term, RaftStorageError> {
+        if index == self.start.index {
+            return Ok(self.start.term);
+        }
+        if index < self.start.index {
+            return Err(RaftStorageError::Compacted);
+        }
+        if index > self.last_index() {
+            return Err(RaftStorageError::Unavailable);
+        }
+        self.log.read(Offset(index.0)).map(|r| r.term).map_err(io)
+    }
+
+    fn entries(
+        &self,
+        lo: Index,
+        hi: Index,
+        max_bytes: u64,
+    ) -> Result<Vec<Entry>, RaftStorageError> {
+        if lo >= hi {
+            return Ok(Vec::new());
+        }
+        if lo <= self.start.index {
+            return Err(RaftStorageError::Compacted);
+        }
+        if hi - 1 > self.last_index() {
+            return Err(RaftStorageError::Unavailable);
+        }
+        let mut out: Vec<Entry> = Vec::new();
+        let mut bytes = 0u64;
+        let mut at = lo;
+        // Bounded: every round reads at least one record and moves `at` past it.
+        while at < hi {
+            let budget = max_bytes.saturating_sub(bytes).max(1);
+            let records = self.log.read_range(Offset(at.0), budget).map_err(io)?;
+            if records.is_empty() {
+                return Err(RaftStorageError::Unavailable);
+            }
+            for r in records {
+                if r.offset.0 != at.0 {
+                    return Err(RaftStorageError::Io(format!(
+                        "expected entry {at}, read offset {}",
+                        r.offset
+                    )));
+                }
+                if at >= hi {
+                    return Ok(out);
+                }
+                let size = r.value.len() as u64 + 13;
+                if !out.is_empty() && bytes + size > max_bytes {
+                    return Ok(out);
+                }
+                bytes += size;
+                out.push(Entry {
+                    index: at,
+                    term: r.term,
+                    kind: r.kind,
+                    data: r.value,
+                });
+                at = at + 1;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::{Membership, RecordKind};
+    use crate::storage::LogConfig;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("commitlog-raftstore-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn cfg() -> LogConfig {
+        LogConfig {
+            max_store_bytes: 4096,
+            initial_offset: Offset(1),
+            ..LogConfig::default()
+        }
+    }
+
+    fn e(i: u64, t: u64, kind: RecordKind) -> Entry {
+        Entry {
+            index: Index(i),
+            term: Term(t),
+            kind,
+            data: vec![i as u8; 100],
+        }
+    }
+
+    fn open(d: &Path) -> LogStorage {
+        let log = Arc::new(Log::open_and_repair(&d.join("log"), cfg()).unwrap());
+        LogStorage::open(
+            d,
+            log,
+            LogStart {
+                membership: Membership::with_voters([1]),
+                ..LogStart::default()
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn append_truncate_term_entries_and_restart() {
+        let d = dir("basic");
+        let mut s = open(&d);
+        assert_eq!((s.first_index(), s.last_index()), (Index(1), Index(0)));
+        assert_eq!(s.term(Index(0)), Ok(Term(0)));
+        s.append(&[
+            e(1, 1, RecordKind::NoOp),
+            e(2, 1, RecordKind::Data),
+            e(3, 1, RecordKind::Config),
+        ])
+        .unwrap();
+        // Overwrite a conflicting suffix.
+        s.append(&[e(3, 2, RecordKind::Data), e(4, 2, RecordKind::Data)])
+            .unwrap();
+        assert!(s.append(&[e(9, 2, RecordKind::Data)]).is_err(), "gap");
+        assert!(s.append(&[e(0, 2, RecordKind::Data)]).is_err(), "log start");
+        assert_eq!(s.term(Index(3)), Ok(Term(2)));
+        assert_eq!(s.term(Index(5)), Err(RaftStorageError::Unavailable));
+        assert_eq!(s.last_index(), Index(4));
+        let all = s.entries(Index(1), Index(5), u64::MAX).unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[0].kind, RecordKind::NoOp);
+        assert_eq!(all[2], e(3, 2, RecordKind::Data));
+        // Byte limit: 113 bytes each, at least one.
+        assert_eq!(s.entries(Index(1), Index(5), 0).unwrap().len(), 1);
+        assert_eq!(s.entries(Index(1), Index(5), 226).unwrap().len(), 2);
+        assert_eq!(s.entries(Index(2), Index(4), u64::MAX).unwrap().len(), 2);
+        assert_eq!(
+            s.entries(Index(2), Index(6), 1),
+            Err(RaftStorageError::Unavailable)
+        );
+        assert_eq!(s.config_entry_indexes(), Ok(vec![]));
+        let hs = HardState {
+            term: Term(2),
+            vote: Some(crate::raft::NodeId(1)),
+            commit: Index(4),
+        };
+        s.set_hard_state(hs).unwrap();
+        s.sync().unwrap();
+        drop(s);
+        let s = open(&d);
+        assert_eq!(s.initial_state().unwrap().0, hs);
+        assert_eq!(s.last_index(), Index(4));
+        assert_eq!(s.term(Index(4)), Ok(Term(2)));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn compaction_and_install_move_the_log_start_durably() {
+        let d = dir("compact");
+        let mut s = open(&d);
+        // ~40 records of 128 bytes per 4 KiB segment: 200 entries span 5+ segments.
+        let ents: Vec<Entry> = (1..=200).map(|i| e(i, 1, RecordKind::Data)).collect();
+        s.append(&ents).unwrap();
+        s.sync().unwrap();
+        let start = LogStart {
+            index: Index(150),
+            term: Term(1),
+            membership: Membership::with_voters([1, 2]),
+        };
+        let freed = s.compact(start.clone()).unwrap();
+        assert!(freed > 0, "whole segments below 151 are dropped");
+        assert_eq!(s.first_index(), Index(151));
+        assert_eq!(s.term(Index(150)), Ok(Term(1)));
+        assert_eq!(s.term(Index(149)), Err(RaftStorageError::Compacted));
+        assert_eq!(
+            s.entries(Index(100), Index(160), 1),
+            Err(RaftStorageError::Compacted)
+        );
+        assert!(s.log().first_offset().0 <= 151);
+        drop(s);
+        let mut s = open(&d);
+        assert_eq!(
+            s.initial_state().unwrap().1,
+            start,
+            "log start survives restart"
+        );
+        assert_eq!(s.last_index(), Index(200));
+        // InstallSnapshot past the end: the log restarts after index 500.
+        let snap = LogStart {
+            index: Index(500),
+            term: Term(3),
+            membership: Membership::with_voters([1, 2, 3]),
+        };
+        s.install(snap.clone()).unwrap();
+        assert_eq!((s.first_index(), s.last_index()), (Index(501), Index(500)));
+        assert_eq!(s.term(Index(500)), Ok(Term(3)));
+        s.append(&[e(501, 3, RecordKind::Data)]).unwrap();
+        s.sync().unwrap();
+        drop(s);
+        let s = open(&d);
+        assert_eq!(s.last_index(), Index(501));
+        assert_eq!(s.term(Index(501)), Ok(Term(3)));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_crash_between_log_start_write_and_reset_is_repaired_at_open() {
+        let d = dir("crashreset");
+        let mut s = open(&d);
+        s.append(&[e(1, 1, RecordKind::Data), e(2, 1, RecordKind::Data)])
+            .unwrap();
+        s.sync().unwrap();
+        drop(s);
+        // The log-start file says 1000 but the log was never reset.
+        meta::write_log_start(
+            &d,
+            &LogStart {
+                index: Index(1000),
+                term: Term(5),
+                membership: Membership::with_voters([1]),
+            },
+        )
+        .unwrap();
+        let s = open(&d);
+        assert_eq!(
+            (s.first_index(), s.last_index()),
+            (Index(1001), Index(1000))
+        );
+        assert_eq!(s.log().next_offset(), Offset(1001));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,424 @@
+//! Consume and Fetch on a cluster node: served from the local log up to the commit
+//! index (DESIGN decision 2), internal entries (no-op, config) skipped.
+//!
+//! Same design as the single-node service: a bounded worker pool reads; a Fetch at
+//! the high-water mark parks (no thread held, bounded list) until the raft thread
+//! raises the high-water mark ([`Reads::on_hw_raised`]) or its `max_wait_ms` runs out
+//! (the timer thread answers it empty). The parker re-checks the high-water mark under
+//! the parked-list lock and the raft thread raises it before taking that lock, so no
+//! wake-up is lost.
+//!
+//! The high-water mark is exclusive: `commit index + 1`. The first readable offset is
+//! `max(log.first_offset(), raft log start + 1)`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::net::{PoolSubmitter, Responder, WorkerPool};
+use crate::storage::{Log, Record, StorageError};
+use crate::types::{Offset, RecordKind, Term};
+use crate::wire::{self, ErrorCode, RecordView, ResponseBody, WireRecord};
+
+/// Most read rounds one Consume or Fetch makes while skipping internal entries.
+const MAX_SCAN_ROUNDS: usize = 64;
+
+/// Read-side limits.
+#[derive(Clone, Debug)]
+pub struct ReadConfig {
+    /// Threads serving reads.
+    pub threads: usize,
+    /// Reads queued before new ones get UNAVAILABLE.
+    pub queue_cap: usize,
+    /// Most parked long-polls.
+    pub max_parked: usize,
+    /// Upper bound on a fetch's wait.
+    pub max_wait_ms: u64,
+    /// Upper bound on the record bytes of one fetch response.
+    pub max_fetch_bytes: u32,
+}
+
+pub(crate) struct Reads {
+    shared: Arc<ReadShared>,
+    submit: PoolSubmitter<Job>,
+    pool: Mutex<Option<WorkerPool<Job>>>,
+    timer: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct ReadShared {
+    log: Arc<Log>,
+    /// Exclusive high-water mark (commit + 1).
+    hw: Arc<AtomicU64>,
+    /// Raft log start + 1.
+    raft_first: Arc<AtomicU64>,
+    cfg: ReadConfig,
+    parked: Mutex<Parked>,
+    changed: Condvar,
+}
+
+struct Parked {
+    fetches: Vec<ParkedFetch>,
+    stopping: bool,
+}
+
+struct ParkedFetch {
+    offset: Offset,
+    max_bytes: u32,
+    deadline: Instant,
+    reply: Responder,
+}
+
+enum Job {
+    Consume {
+        offset: Offset,
+        reply: Responder,
+    },
+    Fetch {
+        offset: Offset,
+        max_bytes: u32,
+        reply: Responder,
+    },
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Reads {
+    pub(crate) fn start(
+        log: Arc<Log>,
+        hw: Arc<AtomicU64>,
+        raft_first: Arc<AtomicU64>,
+        cfg: ReadConfig,
+    ) -> std::io::Result<Reads> {
+        let shared = Arc::new(ReadShared {
+            log,
+            hw,
+            raft_first,
+            parked: Mutex::new(Parked {
+                fetches: Vec::new(),
+                stopping: false,
+            }),
+            changed: Condvar::new(),
+            cfg,
+        });
+        let pool_shared = Arc::clone(&shared);
+        let pool = WorkerPool::start(
+            "commitlog-read",
+            shared.cfg.threads.max(1),
+            shared.cfg.queue_cap.max(1),
+            move |job| pool_shared.run(job),
+        )?;
+        let timer_shared = Arc::clone(&shared);
+        let timer = std::thread::Builder::new()
+            .name("commitlog-fetch-timer".into())
+            .spawn(move || timer_shared.timer_loop())?;
+        Ok(Reads {
+            submit: pool.submitter(),
+            shared,
+            pool: Mutex::new(Some(pool)),
+            timer: Mutex::new(Some(timer)),
+        })
+    }
+
+    pub(crate) fn consume(&self, offset: Offset, reply: Responder) {
+        let s = &self.shared;
+        let (first, hw) = (s.first(), s.hw());
+        if offset < first || offset >= hw {
+            return reply.error(ErrorCode::OffsetOutOfRange, s.out_of_range(offset));
+        }
+        self.submit(Job::Consume { offset, reply });
+    }
+
+    pub(crate) fn fetch(&self, offset: Offset, max_bytes: u32, max_wait_ms: u32, reply: Responder) {
+        let s = &self.shared;
+        let (first, hw) = (s.first(), s.hw());
+        if offset < first || offset > hw {
+            reply.error(ErrorCode::OffsetOutOfRange, s.out_of_range(offset));
+        } else if offset < hw {
+            self.submit(Job::Fetch {
+                offset,
+                max_bytes,
+                reply,
+            });
+        } else if max_wait_ms == 0 {
+            reply.ok(ResponseBody::Fetch {
+                high_watermark: hw,
+                records: Vec::new(),
+            });
+        } else {
+            let wait_ms = u64::from(max_wait_ms).min(s.cfg.max_wait_ms);
+            self.park(offset, max_bytes, Duration::from_millis(wait_ms), reply);
+        }
+    }
+
+    fn submit(&self, job: Job) {
+        if let Err(job) = self.submit.try_submit(job) {
+            let (Job::Consume { reply, .. } | Job::Fetch { reply, .. }) = job;
+            reply.error(
+                ErrorCode::Unavailable,
+                "too many reads queued; retry with backoff",
+            );
+        }
+    }
+
+    fn park(&self, offset: Offset, max_bytes: u32, wait: Duration, reply: Responder) {
+        let s = &self.shared;
+        let mut parked = lock(&s.parked);
+        let hw = s.hw();
+        if offset < hw {
+            drop(parked);
+            return self.submit(Job::Fetch {
+                offset,
+                max_bytes,
+                reply,
+            });
+        }
+        if parked.stopping || parked.fetches.len() >= s.cfg.max_parked {
+            drop(parked);
+            return reply.ok(ResponseBody::Fetch {
+                high_watermark: hw,
+                records: Vec::new(),
+            });
+        }
+        parked.fetches.push(ParkedFetch {
+            offset,
+            max_bytes,
+            deadline: Instant::now() + wait,
+            reply,
+        });
+        drop(parked);
+        s.changed.notify_all();
+    }
+
+    /// Called by the raft thread after it raised the high-water mark: parked fetches
+    /// below it move to the pool.
+    pub(crate) fn on_hw_raised(&self) {
+        let hw = self.shared.hw();
+        let ready: Vec<ParkedFetch> = {
+            let mut parked = lock(&self.shared.parked);
+            if parked.fetches.iter().all(|f| f.offset >= hw) {
+                return;
+            }
+            let (ready, waiting) = std::mem::take(&mut parked.fetches)
+                .into_iter()
+                .partition(|f| f.offset < hw);
+            parked.fetches = waiting;
+            ready
+        };
+        for f in ready {
+            let job = Job::Fetch {
+                offset: f.offset,
+                max_bytes: f.max_bytes,
+                reply: f.reply,
+            };
+            if let Err(job) = self.submit.try_submit(job) {
+                let (Job::Fetch { reply, .. } | Job::Consume { reply, .. }) = job;
+                reply.ok(ResponseBody::Fetch {
+                    high_watermark: hw,
+                    records: Vec::new(),
+                });
+            }
+        }
+    }
+
+    /// Answers every parked fetch now and parks no new ones (graceful shutdown).
+    pub(crate) fn release_parked(&self) {
+        lock(&self.shared.parked).stopping = true;
+        self.shared.changed.notify_all();
+    }
+
+    /// Stops the timer and the pool (after the network server stopped).
+    pub(crate) fn shutdown(&self) {
+        self.release_parked();
+        if let Some(t) = lock(&self.timer).take() {
+            let _ = t.join();
+        }
+        if let Some(pool) = lock(&self.pool).take() {
+            pool.join();
+        }
+    }
+}
+
+impl ReadShared {
+    fn hw(&self) -> Offset {
+        Offset(self.hw.load(Ordering::Acquire))
+    }
+
+    fn first(&self) -> Offset {
+        Offset(
+            self.log
+                .first_offset()
+                .0
+                .max(self.raft_first.load(Ordering::Acquire)),
+        )
+    }
+
+    fn out_of_range(&self, offset: Offset) -> String {
+        wire::offset_out_of_range_message(offset, self.first(), self.hw())
+    }
+
+    fn storage_error(&self, e: &StorageError, offset: Offset) -> (ErrorCode, String) {
+        match e {
+            StorageError::OffsetOutOfRange { .. } => {
+                (ErrorCode::OffsetOutOfRange, self.out_of_range(offset))
+            }
+            StorageError::Closed => (
+                ErrorCode::Unavailable,
+                "the log is closed; the server is shutting down".to_string(),
+            ),
+            other => {
+                log::error!("read failed: {other}");
+                (
+                    ErrorCode::Internal,
+                    format!("storage error: {other}; see the server log"),
+                )
+            }
+        }
+    }
+
+    fn run(&self, job: Job) {
+        match job {
+            Job::Consume { offset, reply } => self.consume(offset, reply),
+            Job::Fetch {
+                offset,
+                max_bytes,
+                reply,
+            } => self.fetch(offset, max_bytes, reply),
+        }
+    }
+
+    /// The first data record at an offset >= `offset` below the high-water mark.
+    fn consume(&self, offset: Offset, reply: Responder) {
+        let hw = self.hw();
+        let mut at = offset;
+        for _ in 0..MAX_SCAN_ROUNDS {
+            if at >= hw {
+                break;
+            }
+            let records = match self.log.read_range(at, 1) {
+                Ok(r) => r,
+                Err(e) => {
+                    let (code, msg) = self.storage_error(&e, offset);
+                    return reply.error(code, msg);
+                }
+            };
+            let Some(last) = records.last().map(|r| r.offset) else {
+                break;
+            };
+            if let Some(r) = records.into_iter().find(|r| !r.kind.is_internal()) {
+                if r.offset < hw {
+                    return reply.ok(ResponseBody::Consume {
+                        record: WireRecord {
+                            offset: r.offset,
+                            term: r.term,
+                            kind: r.kind,
+                            value: r.value,
+                        },
+                    });
+                }
+                break;
+            }
+            at = Offset(last.0 + 1);
+        }
+        reply.error(ErrorCode::OffsetOutOfRange, self.out_of_range(offset))
+    }
+
+    /// Data records from `offset` below the high-water mark. If a read returns only
+    /// internal entries, reading continues after them (bounded), so an empty answer
+    /// with `high_watermark > offset` never makes a consumer skip data records.
+    fn fetch(&self, offset: Offset, max_bytes: u32, reply: Responder) {
+        let hw = self.hw();
+        let budget = u64::from(max_bytes.min(self.cfg.max_fetch_bytes)).max(1);
+        let mut at = offset;
+        for _ in 0..MAX_SCAN_ROUNDS {
+            let records = match self.log.read_range(at, budget) {
+                Ok(r) => r,
+                Err(e) => {
+                    let (code, msg) = self.storage_error(&e, offset);
+                    return reply.error(code, msg);
+                }
+            };
+            let mut used = 0u64;
+            let mut keep = 0usize;
+            for r in &records {
+                if r.offset >= hw {
+                    break;
+                }
+                let size = r.value.len() as u64 + wire::RECORD_HEADER_BYTES as u64;
+                if keep > 0 && used + size > budget {
+                    break;
+                }
+                used += size;
+                keep += 1;
+            }
+            let visible: Vec<Stored<'_>> = records[..keep]
+                .iter()
+                .filter(|r| !r.kind.is_internal())
+                .map(Stored)
+                .collect();
+            let next = records[..keep].last().map(|r| Offset(r.offset.0 + 1));
+            match next {
+                Some(next) if visible.is_empty() && next < hw => at = next,
+                _ => return reply.respond_fetch(hw, &visible),
+            }
+        }
+        // Only internal entries for MAX_SCAN_ROUNDS rounds: answer empty with a
+        // (conservative) high-water mark of `at`, where the consumer continues.
+        reply.respond_fetch::<Stored<'_>>(at, &[])
+    }
+
+    fn timer_loop(self: Arc<Self>) {
+        let mut parked = lock(&self.parked);
+        loop {
+            let now = Instant::now();
+            let stopping = parked.stopping;
+            let (expired, waiting): (Vec<ParkedFetch>, Vec<ParkedFetch>) =
+                std::mem::take(&mut parked.fetches)
+                    .into_iter()
+                    .partition(|f| stopping || f.deadline <= now);
+            parked.fetches = waiting;
+            let next_deadline = parked.fetches.iter().map(|f| f.deadline).min();
+            if !expired.is_empty() {
+                drop(parked);
+                let hw = self.hw();
+                for f in expired {
+                    f.reply.ok(ResponseBody::Fetch {
+                        high_watermark: hw,
+                        records: Vec::new(),
+                    });
+                }
+                parked = lock(&self.parked);
+                continue;
+            }
+            if stopping {
+                return;
+            }
+            let wait = next_deadline
+                .map_or(Duration::from_secs(1), |d| d.saturating_duration_since(now))
+                .min(Duration::from_secs(1));
+            parked = match self.changed.wait_timeout(parked, wait) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+}
+
+struct Stored<'a>(&'a Record);
+
+impl RecordView for Stored<'_> {
+    fn offset(&self) -> Offset {
+        self.0.offset
+    }
+    fn term(&self) -> Term {
+        self.0.term
+    }
+    fn kind(&self) -> RecordKind {
+        self.0.kind
+    }
+    fn value(&self) -> &[u8] {
+        &self.0.value
+    }
+}

@@ -1,0 +1,303 @@
+//! Real 3-node clusters on 127.0.0.1 (OS-assigned ports, fast Raft/gossip timings):
+//! formation through bootstrap + gossip joins, replication to every follower,
+//! NOT_LEADER from followers, a follower restart that catches up, graceful leader
+//! hand-over, and a refused bootstrap over existing state. Every wait is bounded.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use commitlog::client::Client;
+use commitlog::types::Offset;
+use commitlog::wire::{ErrorCode, ServerRole};
+use common::TempDir;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+struct Node {
+    id: u64,
+    child: Option<Child>,
+    dir: PathBuf,
+    rpc: SocketAddr,
+    gossip: SocketAddr,
+    starts: u32,
+}
+
+impl Node {
+    fn start(root: &Path, id: u64, join: Option<SocketAddr>) -> Node {
+        let mut n = Node {
+            id,
+            child: None,
+            dir: root.join(format!("n{id}")),
+            rpc: "127.0.0.1:0".parse().unwrap(),
+            gossip: "127.0.0.1:0".parse().unwrap(),
+            starts: 0,
+        };
+        n.spawn(join);
+        n
+    }
+
+    fn spawn(&mut self, join: Option<SocketAddr>) {
+        self.starts += 1;
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let ready = self.dir.join(format!("ready-{}", self.starts));
+        let stderr =
+            std::fs::File::create(self.dir.join(format!("stderr-{}", self.starts))).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_commitlogd"));
+        cmd.args(["--node-id", &self.id.to_string()])
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .args(["--listen", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0"])
+            .args(["--raft-tick-ms", "10", "--gossip-interval-ms", "100"])
+            .args(["--request-timeout-ms", "3000"])
+            .arg("--ready-file")
+            .arg(&ready);
+        match join {
+            Some(seed) => cmd.args(["--join", &seed.to_string()]),
+            None => cmd.arg("--bootstrap"),
+        };
+        let child = cmd
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn commitlogd");
+        self.child = Some(child);
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                let get = |k: &str| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(k))
+                        .and_then(|v| v.parse::<SocketAddr>().ok())
+                };
+                if let (Some(r), Some(g)) = (get("rpc="), get("gossip=")) {
+                    self.rpc = r;
+                    self.gossip = g;
+                    return;
+                }
+            }
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "node {} exited during start ({st}): {}",
+                    self.id,
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} not ready: {}",
+                self.id,
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("stderr-{}", self.starts)))
+            .unwrap_or_default()
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(self.rpc, Duration::from_secs(5)).expect("connect")
+    }
+
+    fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + DEADLINE;
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    return;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("node {} did not exit: {}", self.id, self.stderr());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `f` every 20 ms until it returns Some, or panics after DEADLINE.
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn three_nodes(root: &Path) -> Vec<Node> {
+    let n1 = Node::start(root, 1, None);
+    let n2 = Node::start(root, 2, Some(n1.gossip));
+    let n3 = Node::start(root, 3, Some(n1.gossip));
+    let nodes = vec![n1, n2, n3];
+    // Formed: every node sees one leader and two followers (all voters).
+    for n in &nodes {
+        wait_for("3 voters with a leader", || {
+            let servers = Client::connect(n.rpc, Duration::from_secs(2))
+                .ok()?
+                .servers()
+                .ok()?;
+            let leaders = servers
+                .iter()
+                .filter(|s| s.role == ServerRole::Leader)
+                .count();
+            let followers = servers
+                .iter()
+                .filter(|s| s.role == ServerRole::Follower)
+                .count();
+            (leaders == 1 && followers == 2 && servers.iter().all(|s| s.live)).then_some(())
+        });
+    }
+    nodes
+}
+
+fn leader_index(nodes: &[Node]) -> usize {
+    wait_for("a leader", || {
+        nodes.iter().position(|n| {
+            n.child.is_some()
+                && Client::connect(n.rpc, Duration::from_secs(2))
+                    .and_then(|mut c| c.status())
+                    .is_ok_and(|s| s.role == ServerRole::Leader)
+        })
+    })
+}
+
+/// Produces `values` on the leader (retrying UNAVAILABLE / NOT_LEADER briefly).
+fn produce_all(nodes: &[Node], values: &[String]) -> Vec<Offset> {
+    let mut out = Vec::new();
+    for v in values {
+        let off = wait_for("produce", || {
+            let l = leader_index(nodes);
+            nodes[l].client().produce(v.as_bytes()).ok()
+        });
+        out.push(off);
+    }
+    out
+}
+
+fn read_at(n: &Node, off: Offset) -> Option<Vec<u8>> {
+    let mut c = Client::connect(n.rpc, Duration::from_secs(2)).ok()?;
+    c.consume(off)
+        .ok()
+        .filter(|r| r.offset == off)
+        .map(|r| r.value)
+}
+
+#[test]
+fn three_node_cluster_replicates_to_every_follower() {
+    let root = TempDir::new("node-cluster");
+    let nodes = three_nodes(root.path());
+    let values: Vec<String> = (0..20).map(|i| format!("record-{i}")).collect();
+    let offsets = produce_all(&nodes, &values);
+    assert!(
+        offsets.windows(2).all(|w| w[0] < w[1]),
+        "offsets increase: {offsets:?}"
+    );
+    assert!(
+        offsets[0].0 >= 1,
+        "cluster offsets are Raft indexes (from 1)"
+    );
+    for n in &nodes {
+        for (off, v) in offsets.iter().zip(&values) {
+            let got = wait_for("replicated record", || read_at(n, *off));
+            assert_eq!(got, v.as_bytes(), "node {} offset {off}", n.id);
+        }
+        // Fetch from the first offset returns only data records, in order.
+        let mut c = n.client();
+        let fetched = c.fetch(offsets[0], 1 << 20, 0).expect("fetch");
+        let got: Vec<Vec<u8>> = fetched.records.iter().map(|r| r.value.clone()).collect();
+        let want: Vec<Vec<u8>> = values.iter().map(|v| v.as_bytes().to_vec()).collect();
+        assert_eq!(got, want, "node {}", n.id);
+    }
+    // A produce on a follower is refused with the leader's id and address.
+    let l = leader_index(&nodes);
+    let follower = &nodes[(l + 1) % 3];
+    let err = follower.client().produce(b"nope").unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotLeader), "{err}");
+    let hint = err.leader_hint().expect("leader hint");
+    assert_eq!(hint.leader_id.0, nodes[l].id);
+    assert_eq!(hint.addr, nodes[l].rpc.to_string());
+}
+
+#[test]
+fn restarted_follower_catches_up_and_leader_hands_over_on_sigterm() {
+    let root = TempDir::new("node-restart");
+    let mut nodes = three_nodes(root.path());
+    let l = leader_index(&nodes);
+    let f = (l + 1) % 3;
+    let first: Vec<String> = (0..10).map(|i| format!("before-{i}")).collect();
+    produce_all(&nodes, &first);
+    nodes[f].terminate();
+    let during: Vec<String> = (0..50).map(|i| format!("during-{i}")).collect();
+    let offsets = produce_all(&nodes, &during);
+    let seed = nodes[l].gossip;
+    nodes[f].spawn(Some(seed));
+    for (off, v) in offsets.iter().zip(&during) {
+        let got = wait_for("caught-up record", || read_at(&nodes[f], *off));
+        assert_eq!(got, v.as_bytes());
+    }
+    // SIGTERM on the leader hands leadership to another voter first.
+    nodes[l].terminate();
+    let stderr = nodes[l].stderr();
+    assert!(stderr.contains("leadership handed over"), "{stderr}");
+    let new_leader = leader_index(&nodes);
+    assert_ne!(new_leader, l);
+    let after = produce_all(&nodes, &["after".to_string()]);
+    assert!(after[0] > *offsets.last().unwrap());
+}
+
+#[test]
+fn bootstrap_is_refused_over_a_joined_node_and_identity_mismatch_is_an_error() {
+    let root = TempDir::new("node-refuse");
+    let nodes = three_nodes(root.path());
+    drop(nodes); // SIGKILL all three
+    let dir = root.path().join("n2").join("data");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_commitlogd"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--listen", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .expect("run commitlogd")
+    };
+    let out = run(&["--node-id", "2", "--bootstrap"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to --bootstrap over existing state"),
+        "{err}"
+    );
+    let out = run(&["--node-id", "9", "--join", "127.0.0.1:9"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("belongs to node 2"), "{err}");
+}
