@@ -92,3 +92,33 @@ fn partitioned_leader_commits_nothing_majority_continues_and_it_converges_after_
     let old_status = cluster.nodes[old].status().expect("old leader answers");
     assert!(old_status.term >= leader_term, "{old_status:?}");
 }
+
+#[test]
+fn the_iptables_chain_is_removed_even_when_the_test_panics() {
+    if let Some(why) = partition::unavailable_reason() {
+        eprintln!("SKIPPED partition test: {why}");
+        return;
+    }
+    let mut chain = String::new();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let cut = Partition::new(&["127.0.0.9"], &["127.0.0.10"]);
+        chain = cut.chain().to_string();
+        assert!(iptables_rules().contains(&chain), "chain was not created");
+        panic!("a failing test");
+    }));
+    assert!(outcome.is_err());
+    assert!(!chain.is_empty());
+    assert!(
+        !iptables_rules().contains(&chain),
+        "chain {chain} left behind:\n{}",
+        iptables_rules()
+    );
+}
+
+fn iptables_rules() -> String {
+    let out = std::process::Command::new("iptables")
+        .args(["-w", "-S"])
+        .output()
+        .expect("iptables -S");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
