@@ -36,7 +36,11 @@ fn three_nodes_produce_on_the_leader_and_consume_from_every_follower() {
     for (i, v) in batch.iter().enumerate() {
         acked.push((Offset(first.0 + i as u64), v.clone()));
     }
-    assert!(acked[0].0 .0 >= 1, "cluster offsets start at 1, got {}", acked[0].0);
+    assert!(
+        acked[0].0 .0 >= 1,
+        "cluster offsets start at 1, got {}",
+        acked[0].0
+    );
     let need = checker.required_hwm().expect("acked something");
 
     // Every follower serves the same records at the same offsets (plain
@@ -65,7 +69,9 @@ fn three_nodes_produce_on_the_leader_and_consume_from_every_follower() {
 
     // A follower refuses produces with a hint naming the leader.
     let mut direct = cluster.nodes[followers[0]].client();
-    let err = direct.produce(b"to-a-follower").expect_err("follower must refuse");
+    let err = direct
+        .produce(b"to-a-follower")
+        .expect_err("follower must refuse");
     assert_eq!(err.code(), Some(ErrorCode::NotLeader), "{err}");
     let hint = err.leader_hint().expect("NOT_LEADER carries a hint");
     assert_eq!(hint.addr, leader_addr);
@@ -87,7 +93,11 @@ fn clog_routes_through_the_cluster_and_reports_servers_and_status() {
     // Seeded with a follower only: the produce still lands (on the leader).
     let seed = cluster.nodes[follower].addr();
     let out = common::clog(&seed, &["produce", "one", "two"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let offsets: Vec<u64> = stdout(&out)
         .lines()
         .map(|l| l.parse().expect("an offset per line"))
@@ -96,8 +106,16 @@ fn clog_routes_through_the_cluster_and_reports_servers_and_status() {
     assert!(offsets[0] >= 1 && offsets[1] > offsets[0], "{offsets:?}");
     let lines: String = (0..300).map(|i| format!("line-{i}\n")).collect();
     let out = common::clog(&seed, &["produce"], Some(lines.as_bytes()));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout(&out).starts_with("produced 300 records"), "{}", stdout(&out));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).starts_with("produced 300 records"),
+        "{}",
+        stdout(&out)
+    );
 
     // Several seeds, the first of them dead: consume still works.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
@@ -111,13 +129,21 @@ fn clog_routes_through_the_cluster_and_reports_servers_and_status() {
         &["consume", "--from", &offsets[0].to_string(), "--count", "3"],
         None,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = stdout(&out);
     let values: Vec<&str> = text.lines().filter_map(|l| l.split('\t').nth(1)).collect();
     assert_eq!(values, ["one", "two", "line-0"], "{text}");
 
     let out = common::clog(&seed, &["tail", "-n", "2", "--values-only"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(stdout(&out), "line-298\nline-299\n");
 
     let out = common::clog(&seed, &["servers"], None);

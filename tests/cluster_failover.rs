@@ -18,7 +18,13 @@ fn leader_sigkill_under_produce_then_the_killed_node_restarts_and_catches_up() {
     let old = cluster.wait_leader();
     let old_term = cluster.nodes[old].status().expect("status").term;
 
-    let producer = Producer::start(&cluster, &checker, "kill", 1_000_000, Duration::from_secs(90));
+    let producer = Producer::start(
+        &cluster,
+        &checker,
+        "kill",
+        1_000_000,
+        Duration::from_secs(90),
+    );
     producer.wait_acked(0, 100, SETTLE_DEADLINE);
 
     // SIGKILL the leader mid-stream.
@@ -27,7 +33,10 @@ fn leader_sigkill_under_produce_then_the_killed_node_restarts_and_catches_up() {
     let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
     let new = cluster.wait_leader_among(&others);
     let new_term = cluster.nodes[new].status().expect("status").term;
-    assert!(new_term > old_term, "new leader's term {new_term} vs {old_term}");
+    assert!(
+        new_term > old_term,
+        "new leader's term {new_term} vs {old_term}"
+    );
 
     // The client rides out the election (retries) and continues.
     producer.wait_acked(at_kill, 100, SETTLE_DEADLINE);

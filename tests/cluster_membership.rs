@@ -17,7 +17,13 @@ use commitlog::wire::ServerRole;
 fn a_node_joins_through_gossip_while_producing_and_leaves_gracefully() {
     let mut cluster = Cluster::start(3);
     let checker = Arc::new(Checker::new());
-    let producer = Producer::start(&cluster, &checker, "member", 1_000_000, Duration::from_secs(90));
+    let producer = Producer::start(
+        &cluster,
+        &checker,
+        "member",
+        1_000_000,
+        Duration::from_secs(90),
+    );
     producer.wait_acked(0, 100, SETTLE_DEADLINE);
 
     // Join: gossip tells the leader, which adds a learner and promotes it.
@@ -48,15 +54,19 @@ fn a_node_joins_through_gossip_while_producing_and_leaves_gracefully() {
     // Graceful leave: the leader removes it from the configuration.
     let status = cluster.nodes[added].terminate();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
-    wait_for("the leader to drop the node that left", SETTLE_DEADLINE, || {
-        let leader = cluster.try_leader()?;
-        let servers = cluster.nodes[leader].servers()?;
-        let gone = servers
-            .iter()
-            .find(|s| s.id.0 == added_id)
-            .is_none_or(|s| !matches!(s.role, ServerRole::Leader | ServerRole::Follower));
-        gone.then_some(())
-    });
+    wait_for(
+        "the leader to drop the node that left",
+        SETTLE_DEADLINE,
+        || {
+            let leader = cluster.try_leader()?;
+            let servers = cluster.nodes[leader].servers()?;
+            let gone = servers
+                .iter()
+                .find(|s| s.id.0 == added_id)
+                .is_none_or(|s| !matches!(s.role, ServerRole::Leader | ServerRole::Follower));
+            gone.then_some(())
+        },
+    );
 
     // Three voters remain: losing one of them still leaves a quorum.
     let leader = cluster.wait_leader();
@@ -70,5 +80,8 @@ fn a_node_joins_through_gossip_while_producing_and_leaves_gracefully() {
     let running = cluster.running();
     let report = checker.verify(&cluster.addrs(&running), SETTLE_DEADLINE);
     assert_eq!(report.acked as u64, acked);
-    eprintln!("membership: {acked} acknowledged; logs {:?}", report.per_node);
+    eprintln!(
+        "membership: {acked} acknowledged; logs {:?}",
+        report.per_node
+    );
 }

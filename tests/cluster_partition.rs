@@ -28,7 +28,10 @@ fn partitioned_leader_commits_nothing_majority_continues_and_it_converges_after_
     let mut client = cluster.client();
     for i in 0..20 {
         let value = format!("before-{i}");
-        checker.ack(client.produce(value.as_bytes()).expect("produce"), value.as_bytes());
+        checker.ack(
+            client.produce(value.as_bytes()).expect("produce"),
+            value.as_bytes(),
+        );
     }
     let old = cluster.wait_leader();
     let majority: Vec<usize> = (0..3).filter(|&i| i != old).collect();
@@ -57,7 +60,11 @@ fn partitioned_leader_commits_nothing_majority_continues_and_it_converges_after_
         let (via, offset) = majority_client
             .produce_via(value.as_bytes())
             .expect("the majority accepts writes");
-        assert_ne!(via, cluster.nodes[old].addr(), "acknowledged by the cut-off node");
+        assert_ne!(
+            via,
+            cluster.nodes[old].addr(),
+            "acknowledged by the cut-off node"
+        );
         checker.ack(offset, value.as_bytes());
     }
 
@@ -85,7 +92,12 @@ fn partitioned_leader_commits_nothing_majority_continues_and_it_converges_after_
     let leader_term = cluster.nodes[leader].status().expect("status").term;
     for i in 0..20 {
         let value = format!("after-{i}");
-        checker.ack(client.produce(value.as_bytes()).expect("produce after healing"), value.as_bytes());
+        checker.ack(
+            client
+                .produce(value.as_bytes())
+                .expect("produce after healing"),
+            value.as_bytes(),
+        );
     }
     let report = checker.verify(&cluster.addrs(&[0, 1, 2]), SETTLE_DEADLINE);
     assert_eq!(report.acked, 70);

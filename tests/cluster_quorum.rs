@@ -19,7 +19,10 @@ fn five_nodes_survive_losing_two_and_refuse_writes_without_a_quorum() {
     let mut client = cluster.client();
     for i in 0..20 {
         let value = format!("five-{i}");
-        checker.ack(client.produce(value.as_bytes()).expect("produce"), value.as_bytes());
+        checker.ack(
+            client.produce(value.as_bytes()).expect("produce"),
+            value.as_bytes(),
+        );
     }
 
     // Lose two: the leader and one follower.
@@ -41,7 +44,10 @@ fn five_nodes_survive_losing_two_and_refuse_writes_without_a_quorum() {
     cluster.wait_caught_up(&survivors, checker.required_hwm().expect("acked"));
 
     // Lose a third (a follower: the leader stays, without a quorum).
-    let third = *survivors.iter().find(|&&i| i != new_leader).expect("a follower");
+    let third = *survivors
+        .iter()
+        .find(|&&i| i != new_leader)
+        .expect("a follower");
     cluster.nodes[third].kill();
     let remaining = cluster.running();
     assert_eq!(remaining.len(), 2);
@@ -55,7 +61,9 @@ fn five_nodes_survive_losing_two_and_refuse_writes_without_a_quorum() {
         max_total: budget,
     });
     let started = Instant::now();
-    let err = limited.produce(b"no-quorum").expect_err("2 of 5 must refuse writes");
+    let err = limited
+        .produce(b"no-quorum")
+        .expect_err("2 of 5 must refuse writes");
     let took = started.elapsed();
     assert!(is_refusal(&err), "not a clear refusal: {err}");
     let bound = budget + Duration::from_millis(REQUEST_TIMEOUT_MS) + Duration::from_secs(3);
@@ -66,12 +74,19 @@ fn five_nodes_survive_losing_two_and_refuse_writes_without_a_quorum() {
     for &i in &remaining {
         let started = Instant::now();
         let limit = Duration::from_millis(REQUEST_TIMEOUT_MS) + Duration::from_secs(2);
-        let result = Client::connect(cluster.nodes[i].addr().as_str(), limit + Duration::from_secs(3))
-            .and_then(|mut c| c.produce(b"no-quorum-direct"));
+        let result = Client::connect(
+            cluster.nodes[i].addr().as_str(),
+            limit + Duration::from_secs(3),
+        )
+        .and_then(|mut c| c.produce(b"no-quorum-direct"));
         let took = started.elapsed();
         let err = result.expect_err("no quorum, no acknowledgement");
         assert!(is_refusal(&err), "node {}: {err}", cluster.nodes[i].id);
-        assert!(took < limit, "node {} answered after {took:?}", cluster.nodes[i].id);
+        assert!(
+            took < limit,
+            "node {} answered after {took:?}",
+            cluster.nodes[i].id
+        );
         eprintln!("node {} refused in {took:?}: {err}", cluster.nodes[i].id);
     }
 
@@ -81,7 +96,9 @@ fn five_nodes_survive_losing_two_and_refuse_writes_without_a_quorum() {
     for i in 0..10 {
         let value = format!("again-{i}");
         checker.ack(
-            client.produce(value.as_bytes()).expect("writes resume with a quorum"),
+            client
+                .produce(value.as_bytes())
+                .expect("writes resume with a quorum"),
             value.as_bytes(),
         );
     }

@@ -72,7 +72,10 @@ impl Checker {
 
     /// Marks `value` as one that must never appear in any node's committed log.
     pub fn forbid(&self, value: &[u8]) {
-        self.forbidden.lock().expect("checker lock").push(value.to_vec());
+        self.forbidden
+            .lock()
+            .expect("checker lock")
+            .push(value.to_vec());
     }
 
     /// Number of acknowledged records.
@@ -97,7 +100,10 @@ impl Checker {
     /// the properties in the module doc. Panics with details on a violation.
     pub fn verify(&self, addrs: &[String], deadline: Duration) -> Verified {
         let acked = self.acked.lock().expect("checker lock").clone();
-        let need = acked.keys().next_back().map_or(Offset(0), |o| Offset(o + 1));
+        let need = acked
+            .keys()
+            .next_back()
+            .map_or(Offset(0), |o| Offset(o + 1));
         let mut logs: Vec<(String, BTreeMap<u64, Vec<u8>>)> = Vec::new();
         for addr in addrs {
             logs.push((addr.clone(), read_log(addr, need, deadline)));

@@ -64,7 +64,10 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         std::thread::sleep(POLL);
     }
 }
@@ -173,7 +176,10 @@ impl Node {
                 let _ = child.kill();
                 let _ = child.wait();
                 self.child = None;
-                panic!("node {} did not exit within {EXIT_DEADLINE:?} of SIGTERM", self.id);
+                panic!(
+                    "node {} did not exit within {EXIT_DEADLINE:?} of SIGTERM",
+                    self.id
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -266,9 +272,7 @@ impl Cluster {
         let log = std::fs::File::create(node.log_path(node.starts)).expect("log file");
         // First start: port 0 (the OS picks). Restarts reuse the same ports so the
         // other members' view of the node's addresses stays right.
-        let listen = node
-            .rpc
-            .map_or(format!("{}:0", node.ip), |a| a.to_string());
+        let listen = node.rpc.map_or(format!("{}:0", node.ip), |a| a.to_string());
         let gossip = node
             .gossip
             .map_or(format!("{}:0", node.ip), |a| a.to_string());
@@ -328,7 +332,13 @@ impl Cluster {
                 node.gossip = Some(gossip);
                 return;
             }
-            if let Some(status) = node.child.as_mut().expect("child").try_wait().expect("wait") {
+            if let Some(status) = node
+                .child
+                .as_mut()
+                .expect("child")
+                .try_wait()
+                .expect("wait")
+            {
                 node.child = None;
                 panic!(
                     "node {} exited during start-up ({status}):\n{}",
@@ -416,9 +426,9 @@ impl Cluster {
             let leader = self.try_leader()?;
             let servers = self.nodes[leader].servers()?;
             let ok = servers.len() == n
-                && servers.iter().all(|s| {
-                    s.live && matches!(s.role, ServerRole::Leader | ServerRole::Follower)
-                });
+                && servers
+                    .iter()
+                    .all(|s| s.live && matches!(s.role, ServerRole::Leader | ServerRole::Follower));
             ok.then_some(())
         });
     }

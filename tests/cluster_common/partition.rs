@@ -28,13 +28,18 @@ pub fn unavailable_reason() -> Option<String> {
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         return Some("not running as root (iptables needs it)".into());
     }
-    match Command::new("iptables").args(["-w", "-S", "INPUT"]).output() {
+    match Command::new("iptables")
+        .args(["-w", "-S", "INPUT"])
+        .output()
+    {
         Ok(o) if o.status.success() => None,
         Ok(o) => Some(format!(
             "`iptables -S INPUT` failed: {}",
             String::from_utf8_lossy(&o.stderr).trim()
         )),
-        Err(e) => Some(format!("iptables is not installed ({e}); apt-get install -y iptables")),
+        Err(e) => Some(format!(
+            "iptables is not installed ({e}); apt-get install -y iptables"
+        )),
     }
 }
 
@@ -102,7 +107,10 @@ impl Partition {
         }
         let _ = iptables(&["-F", &self.chain]);
         if let Err(e) = iptables(&["-X", &self.chain]) {
-            eprintln!("warning: could not delete iptables chain {}: {e}", self.chain);
+            eprintln!(
+                "warning: could not delete iptables chain {}: {e}",
+                self.chain
+            );
         }
     }
 }
