@@ -28,6 +28,7 @@ fn leader_sigkill_under_produce_then_the_killed_node_restarts_and_catches_up() {
     producer.wait_acked(0, 100, SETTLE_DEADLINE);
 
     // SIGKILL the leader mid-stream.
+    let retries_before = producer.retries();
     cluster.nodes[old].kill();
     let at_kill = producer.acked();
     let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
@@ -40,6 +41,10 @@ fn leader_sigkill_under_produce_then_the_killed_node_restarts_and_catches_up() {
 
     // The client rides out the election (retries) and continues.
     producer.wait_acked(at_kill, 100, SETTLE_DEADLINE);
+    assert!(
+        producer.retries() > retries_before,
+        "the produce after the kill must have been retried"
+    );
 
     // Every acknowledged record so far is on both survivors.
     let mid = checker.verify(&cluster.addrs(&others), SETTLE_DEADLINE);

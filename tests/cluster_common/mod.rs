@@ -41,13 +41,14 @@ pub const SETTLE_DEADLINE: Duration = Duration::from_secs(30);
 /// Poll interval of [`wait_for`].
 const POLL: Duration = Duration::from_millis(25);
 
-/// Node timings for tests: fast elections and gossip, so failures are noticed in a
-/// few hundred milliseconds (tests run in parallel on 2 loaded cores, so not faster).
+/// Node timings for tests: fast elections and gossip, so failures are noticed in
+/// about a second (tests run in parallel on 2 loaded cores, so not faster).
 pub const RAFT_TICK_MS: u64 = 20;
-/// Election timeout in ticks (randomized by the node in [1x, 2x)).
-pub const ELECTION_TICKS: u64 = 10;
+/// Election timeout in ticks (randomized by the node in [1x, 2x)): 0.5–1 s, long
+/// enough that a loaded CI machine does not trigger spurious elections.
+pub const ELECTION_TICKS: u64 = 25;
 /// Heartbeat interval in ticks.
-pub const HEARTBEAT_TICKS: u64 = 2;
+pub const HEARTBEAT_TICKS: u64 = 3;
 /// Gossip probe interval.
 pub const GOSSIP_INTERVAL_MS: u64 = 100;
 /// How long a node waits for a produce to commit before answering UNAVAILABLE.
@@ -513,6 +514,8 @@ pub struct ProducerStats {
     pub failed: AtomicU64,
     /// The latest failure, for messages.
     pub last_error: Mutex<Option<String>>,
+    /// Retried attempts of the producer's cluster client.
+    pub retries: AtomicU64,
 }
 
 /// A background producer: unique values `"<tag>-<n>"` through a cluster client,
@@ -554,6 +557,7 @@ impl Producer {
                     Ok(offset) => {
                         checker.ack(offset, value.as_bytes());
                         stats2.acked.fetch_add(1, Ordering::SeqCst);
+                        stats2.retries.store(client.retries(), Ordering::SeqCst);
                     }
                     Err(e) => {
                         stats2.failed.fetch_add(1, Ordering::SeqCst);
@@ -567,6 +571,11 @@ impl Producer {
             stats,
             handle: Some(handle),
         }
+    }
+
+    /// Retried attempts of its client so far (as of the latest acknowledgement).
+    pub fn retries(&self) -> u64 {
+        self.stats.retries.load(Ordering::SeqCst)
     }
 
     /// Acknowledged so far.

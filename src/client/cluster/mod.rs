@@ -104,6 +104,7 @@ pub struct ClusterClient {
     conns: HashMap<String, Client>,
     recent_failures: VecDeque<String>,
     jitter: Jitter,
+    retries: u64,
 }
 
 impl ClusterClient {
@@ -126,6 +127,7 @@ impl ClusterClient {
             conns: HashMap::new(),
             recent_failures: VecDeque::new(),
             jitter: Jitter::new(seed),
+            retries: 0,
         };
         match client.refresh() {
             Ok(()) => Ok(client),
@@ -150,6 +152,12 @@ impl ClusterClient {
     /// The options.
     pub fn config(&self) -> &ClusterConfig {
         &self.config
+    }
+
+    /// Attempts made beyond the first one of each call, over this client's life
+    /// (following a leader hint counts as one).
+    pub fn retries(&self) -> u64 {
+        self.retries
     }
 
     /// Asks for the member list once: the believed leader first, then live members,
@@ -335,6 +343,7 @@ impl ClusterClient {
                     if self.router.follow_hint(&target, &leader)
                         && backoff.try_immediate(started.elapsed())
                     {
+                        self.retries += 1;
                         forced = Some(leader);
                         continue;
                     }
@@ -343,6 +352,7 @@ impl ClusterClient {
                     let leader = self.router.leader().map(str::to_string);
                     match leader {
                         Some(l) if l != target && backoff.try_immediate(started.elapsed()) => {
+                            self.retries += 1;
                             forced = Some(l);
                             continue;
                         }
@@ -358,7 +368,10 @@ impl ClusterClient {
                 }
             }
             match backoff.next_delay(started.elapsed(), self.jitter.next_u64()) {
-                Some(wait) => std::thread::sleep(wait),
+                Some(wait) => {
+                    self.retries += 1;
+                    std::thread::sleep(wait);
+                }
                 None => return Err(give_up(err, backoff.attempts(), started.elapsed())),
             }
         }
