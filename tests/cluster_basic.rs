@@ -159,6 +159,49 @@ fn clog_routes_through_the_cluster_and_reports_servers_and_status() {
     );
     assert_eq!(stdout(&out), "line-298\nline-299\n");
 
+    // bench produces at the leader (pipelined connections) and reads from a follower.
+    let out = common::clog(
+        &seed,
+        &[
+            "bench",
+            "--count",
+            "300",
+            "--producers",
+            "2",
+            "--window",
+            "8",
+            "--size",
+            "64",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).contains("RESULT\tCommitlog\tProduce"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).starts_with("produce: 300 records"),
+        "{}",
+        stdout(&out)
+    );
+    let out = common::clog(&seed, &["bench", "--consume", "--count", "300"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).contains("RESULT\tCommitlog\tConsume"),
+        "{}",
+        stdout(&out)
+    );
+
     let out = common::clog(&seed, &["servers"], None);
     assert!(out.status.success());
     let text = stdout(&out);
