@@ -72,7 +72,8 @@ enum Command {
     /// Ask every server for its own Raft view: role, term, commit index, last and
     /// first index, and each follower's lag behind the leader's last index.
     Status,
-    /// Check that the server answers; prints its status. Exit code 0 when healthy.
+    /// Check that one server (the first --addr) answers; prints its status. Exit code
+    /// 0 when healthy.
     Health,
     /// Measure produce throughput and latency (or consume throughput with
     /// --consume) and print a RESULT line like peerbench.
@@ -117,10 +118,11 @@ struct TailArgs {
 
 #[derive(ClapArgs, Debug)]
 struct BenchArgs {
-    /// Read everything from offset 0 with big fetches instead of producing (W4).
+    /// Read everything from offset 0 with big fetches instead of producing (W4), from
+    /// one follower (the leader if there is none).
     #[arg(long)]
     consume: bool,
-    /// Producer connections (one thread each).
+    /// Producer connections to the leader (one thread each).
     #[arg(long, default_value_t = 1)]
     producers: usize,
     /// Produces each producer keeps in flight (1 = synchronous).
