@@ -278,7 +278,7 @@ impl ClusterClient {
             .map(|(_, f)| f)
     }
 
-    /// The leader's status (with retries).
+    /// The leader's status (while no leader is known: some member's), with retries.
     pub fn leader_status(&mut self) -> Result<StatusInfo> {
         self.run(Route::Write, |c| c.status()).map(|(_, s)| s)
     }
