@@ -15,7 +15,8 @@
 //!
 //! The decisions live in two pure modules tested without sockets: [`routing`] (which
 //! server) and [`retry`] (retry or not, how long to wait). This file is the I/O
-//! shell: connections (one cached [`Client`] per server, bounded), sleeping, clocks.
+//! shell: connections (one cached [`Client`] per server, bounded), sleeping, clocks;
+//! `shell_tests.rs` drives it against scripted fake servers on 127.0.0.1.
 //!
 //! Guarantees and bounds: a call makes at most [`RetryPolicy::max_attempts`]
 //! attempts and starts none after [`RetryPolicy::max_total`]; each attempt is bounded
@@ -29,6 +30,8 @@
 pub mod report;
 pub mod retry;
 pub mod routing;
+#[cfg(test)]
+mod shell_tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
