@@ -275,7 +275,7 @@ impl Node {
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
         let bootstrap = cfg.mode == StartMode::Bootstrap;
-        check_identity(&cfg)?;
+        let fresh = check_identity(&cfg)?;
         let log_dir = dir.join("log");
         let log_config = LogConfig {
             initial_offset: Offset(1),
@@ -326,7 +326,14 @@ impl Node {
             .map_err(|e| format!("cannot start raft: {e}"))?;
         let single_voter =
             node.membership().voters.len() == 1 && node.membership().voters.contains(&cfg.node_id);
-        let recovering = if (repaired || last < persisted_commit) && !single_voter {
+        let recovering = if fresh && !bootstrap {
+            // A fresh data dir may replace a wiped one whose entries counted toward
+            // commits: do not vote before catching up with a leader.
+            Some(Recovering {
+                min_commit: Index(0),
+                need_leader: true,
+            })
+        } else if (repaired || last < persisted_commit) && !single_voter {
             log::warn!(
                 "log ends at {last} but the persisted commit index is {persisted_commit}{}: \
                  not voting until caught up from a leader",
@@ -550,7 +557,8 @@ impl Node {
 }
 
 /// Checks (or creates) the stored identity against the flags.
-fn check_identity(cfg: &NodeConfig) -> Result<(), String> {
+/// Returns true if the identity was just created (a fresh data dir).
+fn check_identity(cfg: &NodeConfig) -> Result<bool, String> {
     let dir = &cfg.data_dir;
     let stored = meta::read_identity(dir).map_err(|e| e.to_string())?;
     let bootstrap = cfg.mode == StartMode::Bootstrap;
@@ -590,7 +598,7 @@ fn check_identity(cfg: &NodeConfig) -> Result<(), String> {
                     dir.display()
                 );
             }
-            Ok(())
+            Ok(false)
         }
         None => {
             let has_state = std::fs::read_dir(dir)
@@ -627,7 +635,8 @@ fn check_identity(cfg: &NodeConfig) -> Result<(), String> {
                     },
                 },
             )
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+            Ok(true)
         }
     }
 }

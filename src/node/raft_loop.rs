@@ -124,6 +124,7 @@ pub(crate) struct RaftLoop {
     latest_hs: HardState,
     last_hs_write: Instant,
     last_retention: Instant,
+    last_progress_log: Instant,
 }
 
 impl RaftLoop {
@@ -150,6 +151,7 @@ impl RaftLoop {
             latest_hs: hs,
             last_hs_write: Instant::now(),
             last_retention: Instant::now(),
+            last_progress_log: Instant::now(),
         }
     }
 
@@ -465,6 +467,16 @@ impl RaftLoop {
         }
         if self.node.role() == Role::Leader {
             self.reconcile_membership();
+            if self.last_progress_log.elapsed() >= Duration::from_secs(5) {
+                self.last_progress_log = Instant::now();
+                for f in self.node.status().followers {
+                    log::debug!(
+                        "follower {}: match {} next {} {:?} lag {} inflight {} active {}",
+                        f.id, f.matched, f.next, f.state, f.lag_entries, f.inflight_msgs,
+                        f.recent_active
+                    );
+                }
+            }
         }
         let interval = Duration::from_millis(self.shared.cfg.retention_interval_ms.max(10));
         if self.last_retention.elapsed() >= interval {

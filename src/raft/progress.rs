@@ -189,6 +189,14 @@ impl Progress {
         if self.next - 1 != rejected {
             return false;
         }
+        if rejected <= self.matched {
+            // The follower no longer holds an entry it acknowledged: it lost its log
+            // (a wiped data dir). Replicate again from where its log ends; that node
+            // itself refuses to vote until it has caught up (see `node::raft_loop`).
+            // A stale rejection taking this path only delays commit: match rises
+            // again with the next acknowledgement, and commit never decreases.
+            self.matched = hint.min(rejected - 1);
+        }
         self.next = rejected.min(hint + 1).max(self.matched + 1).max(Index(1));
         self.probe_sent = false;
         true
@@ -231,5 +239,8 @@ mod tests {
         assert!(p.maybe_decr_to(Index(8), Index(6)));
         assert_eq!(p.state, ProgressState::Probe);
         assert_eq!(p.next, Index(5));
+        // A probe rejected at or below match: the follower lost its log.
+        assert!(p.maybe_decr_to(Index(4), Index(0)));
+        assert_eq!((p.matched, p.next), (Index(0), Index(1)));
     }
 }

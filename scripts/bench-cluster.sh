@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Replicated benchmark: a 3-node cluster (release build, fsync always, default Raft
+# timings) on 127.0.0.1, peerbench workloads W1-W3 against the leader, then the
+# catch-up speed of a wiped follower (MB/s of log replicated until its commit index
+# reaches the leader's).
+# Env: BENCH_DIR (default target/bench-cluster), W1_COUNT W2_COUNT W3_COUNT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH_DIR=${BENCH_DIR:-$PWD/target/bench-cluster}
+W1_COUNT=${W1_COUNT:-20000}
+W2_COUNT=${W2_COUNT:-100000}
+W3_COUNT=${W3_COUNT:-200000}
+D=./target/release/commitlogd
+C=./target/release/clog
+
+rm -rf "$BENCH_DIR"; mkdir -p "$BENCH_DIR"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+start() { # id, extra args...
+  local id=$1; shift
+  rm -f "$BENCH_DIR/ready$id"
+  $D --node-id "$id" --data-dir "$BENCH_DIR/n$id" --listen 127.0.0.1:0 \
+    --gossip-listen 127.0.0.1:0 --ready-file "$BENCH_DIR/ready$id" --log-level warn "$@" \
+    2>"$BENCH_DIR/stderr$id" &
+  PIDS+=($!)
+  eval "PID$id=$!"
+  for _ in $(seq 200); do [ -s "$BENCH_DIR/ready$id" ] && break; sleep 0.05; done
+  [ -s "$BENCH_DIR/ready$id" ] || { echo "node $id did not start" >&2; cat "$BENCH_DIR/stderr$id"; exit 1; }
+}
+rpc() { grep '^rpc=' "$BENCH_DIR/ready$1" | cut -d= -f2; }
+gsp() { grep '^gossip=' "$BENCH_DIR/ready$1" | cut -d= -f2; }
+
+start 1 --bootstrap
+start 2 --join "$(gsp 1)"
+start 3 --join "$(gsp 1)"
+for _ in $(seq 100); do
+  [ "$($C --addr "$(rpc 1)" servers | grep -c follower)" = 2 ] && break; sleep 0.1
+done
+L=$(rpc 1)
+$C --addr "$L" bench --producers 1 --window 1 --size 100 --count "$W1_COUNT" --label W1
+$C --addr "$L" bench --producers 16 --window 1 --size 1024 --count "$W2_COUNT" --label W2
+$C --addr "$L" bench --producers 4 --window 256 --size 1024 --count "$W3_COUNT" --label W3
+$C --addr "$(rpc 2)" bench --consume --from 1 --label W4-follower
+
+# Catch-up: wipe node 3 and time until its commit index equals the leader's.
+kill -9 "$PID3"; wait "$PID3" 2>/dev/null || true
+rm -rf "$BENCH_DIR/n3"
+BYTES=$(du -sb "$BENCH_DIR/n1/log" | cut -f1)
+TARGET=$($C --addr "$L" health | sed -n 's/.*commit=\([0-9]*\).*/\1/p')
+T0=$(date +%s.%N)
+start 3 --join "$(gsp 1)"
+for _ in $(seq 6000); do
+  C3=$($C --addr "$(rpc 3)" health 2>/dev/null | sed -n 's/.*commit=\([0-9]*\).*/\1/p')
+  [ -n "$C3" ] && [ "$C3" -ge "$TARGET" ] && break
+  sleep 0.05
+done
+T1=$(date +%s.%N)
+python3 -c "b=$BYTES; t=$T1-$T0; print(f'RESULT catch-up bytes={b} secs={t:.2f} MBps={b/t/1e6:.0f}')"
