@@ -97,10 +97,12 @@ start_node() {
     mkdir -p "$dir"
     rm -f "$dir/ready"
     local mode=()
-    if ((i == 1)); then
-        # The node treats its own earlier bootstrap as a restart.
+    if ((i == 1)) && [[ -z "$(ls -A "$dir/data" 2>/dev/null)" ]]; then
+        # First run: n1 creates the cluster.
         mode=(--bootstrap)
     else
+        # Everyone else, and n1 on later runs (its Raft state is on disk; --join gives
+        # it gossip seeds so the others see it alive again).
         local join=()
         for j in $(seq 1 $NODES); do ((j != i)) && join+=("$(gossip_addr "$j")"); done
         mode=(--join "$(IFS=,; echo "${join[*]}")")
@@ -134,7 +136,7 @@ wait_ready() {
 
 for i in $(seq 1 $NODES); do
     start_node "$i"
-    # n1 first: the others join through its gossip address.
+    # n1 first: on a first run the others join through its gossip address.
     ((i == 1)) && wait_ready 1
 done
 for i in $(seq 2 $NODES); do wait_ready "$i"; done

@@ -472,7 +472,12 @@ impl RaftLoop {
                 for f in self.node.status().followers {
                     log::debug!(
                         "follower {}: match {} next {} {:?} lag {} inflight {} active {}",
-                        f.id, f.matched, f.next, f.state, f.lag_entries, f.inflight_msgs,
+                        f.id,
+                        f.matched,
+                        f.next,
+                        f.state,
+                        f.lag_entries,
+                        f.inflight_msgs,
                         f.recent_active
                     );
                 }

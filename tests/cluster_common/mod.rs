@@ -302,9 +302,12 @@ impl Cluster {
             .arg(GOSSIP_INTERVAL_MS.to_string())
             .arg("--request-timeout-ms")
             .arg(REQUEST_TIMEOUT_MS.to_string());
-        // Node 1 bootstraps, and restarts with the same flag (the node treats its own
-        // bootstrap state as a restart); the others join through gossip every time.
-        if index == 0 {
+        // Node 1 bootstraps on its first start; every other start (node 1's restarts
+        // included) joins through the others' gossip addresses. A restart keeps its
+        // Raft state either way (the bootstrap configuration is persisted), but only
+        // `--join` gives a restarted node 1 gossip seeds: restarted with `--bootstrap`
+        // after a graceful leave, the others would list it as not live forever.
+        if index == 0 && node.starts == 1 {
             cmd.arg("--bootstrap");
         } else {
             assert!(!join.is_empty(), "node {} has nobody to join", node.id);
@@ -423,15 +426,27 @@ impl Cluster {
     /// Waits until the leader lists exactly `n` members, all voters (leader or
     /// follower), all live.
     pub fn wait_voters(&self, n: usize) {
-        wait_for(&format!("{n} live voters"), SETTLE_DEADLINE, || {
-            let leader = self.try_leader()?;
-            let servers = self.nodes[leader].servers()?;
-            let ok = servers.len() == n
-                && servers
-                    .iter()
-                    .all(|s| s.live && matches!(s.role, ServerRole::Leader | ServerRole::Follower));
-            ok.then_some(())
-        });
+        let end = Instant::now() + SETTLE_DEADLINE;
+        let mut last_seen: Option<Vec<ServerInfo>> = None;
+        // Bounded by the deadline.
+        loop {
+            if let Some(servers) = self.try_leader().and_then(|l| self.nodes[l].servers()) {
+                let ok = servers.len() == n
+                    && servers.iter().all(|s| {
+                        s.live && matches!(s.role, ServerRole::Leader | ServerRole::Follower)
+                    });
+                if ok {
+                    return;
+                }
+                last_seen = Some(servers);
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out after {SETTLE_DEADLINE:?} waiting for {n} live voters; the leader \
+                 last listed {last_seen:#?}"
+            );
+            std::thread::sleep(POLL);
+        }
     }
 
     /// The running node that says it is leader with the highest term, if any.
@@ -516,6 +531,8 @@ pub struct ProducerStats {
     pub last_error: Mutex<Option<String>>,
     /// Retried attempts of the producer's cluster client.
     pub retries: AtomicU64,
+    /// Longest time one produce call took (retries included), in microseconds.
+    pub max_latency_us: AtomicU64,
 }
 
 /// A background producer: unique values `"<tag>-<n>"` through a cluster client,
@@ -553,7 +570,11 @@ impl Producer {
                     break;
                 }
                 let value = format!("{tag}-{n}");
-                match client.produce(value.as_bytes()) {
+                let started = Instant::now();
+                let result = client.produce(value.as_bytes());
+                let took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                stats2.max_latency_us.fetch_max(took_us, Ordering::SeqCst);
+                match result {
                     Ok(offset) => {
                         checker.ack(offset, value.as_bytes());
                         stats2.acked.fetch_add(1, Ordering::SeqCst);
@@ -576,6 +597,11 @@ impl Producer {
     /// Retried attempts of its client so far (as of the latest acknowledgement).
     pub fn retries(&self) -> u64 {
         self.stats.retries.load(Ordering::SeqCst)
+    }
+
+    /// Longest single produce call so far (retries included).
+    pub fn max_latency(&self) -> Duration {
+        Duration::from_micros(self.stats.max_latency_us.load(Ordering::SeqCst))
     }
 
     /// Acknowledged so far.
