@@ -70,11 +70,28 @@ fn three_nodes_produce_on_the_leader_and_consume_from_every_follower() {
         }
     }
     // The cluster client's reads (spread over followers) see them too.
+    let mut readers: Vec<String> = Vec::new();
     for (offset, value) in acked.iter().take(10) {
         let consumed = client.consume(*offset).expect("routed consume");
         assert_eq!((consumed.offset, &consumed.value), (*offset, value));
+        readers.extend(client.last_served_by().map(str::to_string));
         let fetched = client.fetch(*offset, 1 << 20, 0).expect("routed fetch");
         assert_eq!(fetched.records.first().map(|r| &r.value), Some(value));
+        readers.extend(client.last_served_by().map(str::to_string));
+    }
+    // Round-robin over the two followers, never the leader (while it leads).
+    if stable {
+        let mut follower_addrs = cluster.addrs(&followers);
+        follower_addrs.sort();
+        let mut seen = readers.clone();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen, follower_addrs, "reads served by {readers:?}");
+        let per_node: Vec<usize> = follower_addrs
+            .iter()
+            .map(|a| readers.iter().filter(|r| *r == a).count())
+            .collect();
+        assert_eq!(per_node, [10, 10], "reads served by {readers:?}");
     }
 
     // A follower refuses produces with a hint naming the leader.

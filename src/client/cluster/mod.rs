@@ -108,6 +108,7 @@ pub struct ClusterClient {
     recent_failures: VecDeque<String>,
     jitter: Jitter,
     retries: u64,
+    last_served_by: Option<String>,
 }
 
 impl ClusterClient {
@@ -131,6 +132,7 @@ impl ClusterClient {
             recent_failures: VecDeque::new(),
             jitter: Jitter::new(seed),
             retries: 0,
+            last_served_by: None,
         };
         match client.refresh() {
             Ok(()) => Ok(client),
@@ -155,6 +157,11 @@ impl ClusterClient {
     /// The options.
     pub fn config(&self) -> &ClusterConfig {
         &self.config
+    }
+
+    /// The server that answered the latest successful call.
+    pub fn last_served_by(&self) -> Option<&str> {
+        self.last_served_by.as_deref()
     }
 
     /// Attempts made beyond the first one of each call, over this client's life
@@ -330,6 +337,7 @@ impl ClusterClient {
             let err = match self.conn(&target).and_then(&mut op) {
                 Ok(v) => {
                     self.forget_failure(&target);
+                    self.last_served_by = Some(target.clone());
                     return Ok((target, v));
                 }
                 Err(e) => e,
