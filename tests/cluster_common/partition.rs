@@ -9,7 +9,10 @@
 //! The test process itself talks from 127.0.0.1 and is never cut off.
 //!
 //! The chain is ALWAYS removed: on [`Partition::heal`] and in `Drop` (so also when
-//! the test panics). Removal is idempotent and ignores "does not exist" errors.
+//! the test panics). Removal is idempotent and ignores "does not exist" errors. A
+//! test process killed outright (SIGKILL, no `Drop`) would leave its chain behind,
+//! so [`Partition::new`] first removes every `CLOGTEST-<pid>-*` chain whose process
+//! no longer exists.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -59,9 +62,38 @@ fn iptables(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Removes chains left by test processes that no longer exist.
+fn remove_stale_chains() {
+    let Ok(out) = Command::new("iptables").args(["-w", "-S"]).output() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for line in text.lines() {
+        let Some(chain) = line.strip_prefix("-N ") else {
+            continue;
+        };
+        let Some(pid) = chain
+            .strip_prefix("CLOGTEST-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            eprintln!("removing iptables chain {chain} left by dead test process {pid}");
+            let mut stale = Partition {
+                chain: chain.to_string(),
+                active: true,
+            };
+            stale.remove();
+        }
+    }
+}
+
 impl Partition {
     /// Cuts every address in `side_a` off from every address in `side_b`, both ways.
     pub fn new(side_a: &[&str], side_b: &[&str]) -> Partition {
+        remove_stale_chains();
         let chain = format!(
             "CLOGTEST-{}-{}",
             std::process::id(),
