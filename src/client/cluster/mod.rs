@@ -34,7 +34,9 @@ pub mod routing;
 mod shell_tests;
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use retry::{classify, Backoff, Jitter, Next, RetryPolicy};
@@ -64,6 +66,28 @@ pub struct ClusterConfig {
     pub retry: RetryPolicy,
     /// Most connections kept open at once (one per server).
     pub max_connections: usize,
+    /// Adjusts [`ClusterConfig::client`] for each address dialled, e.g. to verify
+    /// that server's own host name in its TLS certificate (members of a cluster live
+    /// on different hosts). `None`: the same options for every server.
+    pub per_target: Option<PerTarget>,
+}
+
+/// A hook that adjusts the connection options for one server address (see
+/// [`ClusterConfig::per_target`]).
+#[derive(Clone)]
+pub struct PerTarget(pub Arc<dyn Fn(&str, &mut ClientConfig) + Send + Sync>);
+
+impl PerTarget {
+    /// Wraps `f(addr, options)`.
+    pub fn new(f: impl Fn(&str, &mut ClientConfig) + Send + Sync + 'static) -> PerTarget {
+        PerTarget(Arc::new(f))
+    }
+}
+
+impl fmt::Debug for PerTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PerTarget(..)")
+    }
 }
 
 impl ClusterConfig {
@@ -74,6 +98,7 @@ impl ClusterConfig {
             client: ClientConfig::default(),
             retry: RetryPolicy::default(),
             max_connections: 16,
+            per_target: None,
         }
     }
 
@@ -243,7 +268,7 @@ impl ClusterClient {
     /// It does not follow leader changes: errors on it are the caller's to handle.
     pub fn leader_connection(&mut self) -> Result<Client> {
         let leader = self.find_leader()?;
-        Client::connect_with(leader.as_str(), self.config.client.clone())
+        Client::connect_with(leader.as_str(), self.options_for(&leader))
     }
 
     /// A new connection of its own to the next read target (a follower if any).
@@ -252,7 +277,7 @@ impl ClusterClient {
             self.refresh_with_retry()?;
         }
         let target = self.router.read_target().ok_or_else(no_server)?;
-        Client::connect_with(target.as_str(), self.config.client.clone())
+        Client::connect_with(target.as_str(), self.options_for(&target))
     }
 
     /// Appends one record at the leader; returns its offset once committed.
@@ -397,12 +422,21 @@ impl ClusterClient {
                     self.conns.remove(&victim);
                 }
             }
-            let client = Client::connect_with(addr, self.config.client.clone())?;
+            let client = Client::connect_with(addr, self.options_for(addr))?;
             self.conns.insert(addr.to_string(), client);
         }
         self.conns
             .get_mut(addr)
             .ok_or_else(|| ClientError::Protocol("connection vanished".into()))
+    }
+
+    /// The connection options for `addr` ([`ClusterConfig::per_target`] applied).
+    fn options_for(&self, addr: &str) -> ClientConfig {
+        let mut options = self.config.client.clone();
+        if let Some(PerTarget(adjust)) = &self.config.per_target {
+            adjust(addr, &mut options);
+        }
+        options
     }
 
     fn note_failure(&mut self, addr: &str) {

@@ -334,3 +334,30 @@ fn reads_go_to_the_follower_and_an_out_of_range_there_is_checked_with_the_leader
     assert_eq!(err.code(), Some(ErrorCode::OffsetOutOfRange));
     assert_eq!(client.retries(), 2);
 }
+
+#[test]
+fn the_per_target_hook_sees_every_address_dialled() {
+    let (l, a) = Fake::bind();
+    let a2 = a.clone();
+    let _fake = Fake::serve(
+        l,
+        Arc::new(move |r| match r {
+            Request::GetServers => Ok(ResponseBody::GetServers {
+                servers: vec![server(1, &a2, ServerRole::Leader)],
+            }),
+            _ => Ok(ResponseBody::Produce { offset: Offset(1) }),
+        }),
+    );
+    let dialled: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let seen = Arc::clone(&dialled);
+    let mut cfg = config(&a, fast_policy(3, 1_000));
+    cfg.per_target = Some(PerTarget::new(move |addr, options| {
+        seen.lock().expect("lock").push(addr.to_string());
+        options.timeout = Duration::from_secs(3);
+    }));
+    let mut client = ClusterClient::connect(cfg).expect("connect");
+    client.produce(b"x").expect("produce");
+    let _own = client.leader_connection().expect("own connection");
+    // Once for the cached connection, once for the dedicated one.
+    assert_eq!(*dialled.lock().expect("lock"), vec![a.clone(), a]);
+}
