@@ -75,7 +75,10 @@ pub struct ClusterConfig {
 /// A hook that adjusts the connection options for one server address (see
 /// [`ClusterConfig::per_target`]).
 #[derive(Clone)]
-pub struct PerTarget(pub Arc<dyn Fn(&str, &mut ClientConfig) + Send + Sync>);
+pub struct PerTarget(pub Arc<AdjustOptions>);
+
+/// The function inside a [`PerTarget`]: `f(addr, options)`.
+pub type AdjustOptions = dyn Fn(&str, &mut ClientConfig) + Send + Sync;
 
 impl PerTarget {
     /// Wraps `f(addr, options)`.
