@@ -47,10 +47,11 @@ $C --addr "$(rpc 2)" bench --consume --from 1 --label W4-follower
 # Catch-up: wipe node 3 and time until its commit index equals the leader's.
 kill -9 "$PID3"; wait "$PID3" 2>/dev/null || true
 rm -rf "$BENCH_DIR/n3"
-BYTES=$(du -sb "$BENCH_DIR/n1/log" | cut -f1)
-TARGET=$($C --addr "$L" health | sed -n 's/.*commit=\([0-9]*\).*/\1/p')
+BYTES=$(cat "$BENCH_DIR"/n1/log/*.store | wc -c)
 T0=$(date +%s.%N)
 start 3 --join "$(gsp 1)"
+# The leader notices the lost log on its next AppendEntries: produce one record.
+TARGET=$($C --addr "$L" produce catch-up-kick)
 for _ in $(seq 6000); do
   C3=$($C --addr "$(rpc 3)" health 2>/dev/null | sed -n 's/.*commit=\([0-9]*\).*/\1/p')
   [ -n "$C3" ] && [ "$C3" -ge "$TARGET" ] && break

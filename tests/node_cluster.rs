@@ -24,11 +24,13 @@ struct Node {
     rpc: SocketAddr,
     gossip: SocketAddr,
     starts: u32,
+    extra: Vec<String>,
 }
 
 impl Node {
-    fn start(root: &Path, id: u64, join: Option<SocketAddr>) -> Node {
+    fn start_with(root: &Path, id: u64, join: Option<SocketAddr>, extra: &[&str]) -> Node {
         let mut n = Node {
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             id,
             child: None,
             dir: root.join(format!("n{id}")),
@@ -54,7 +56,8 @@ impl Node {
             .args(["--raft-tick-ms", "10", "--gossip-interval-ms", "100"])
             .args(["--request-timeout-ms", "3000"])
             .arg("--ready-file")
-            .arg(&ready);
+            .arg(&ready)
+            .args(&self.extra);
         match join {
             Some(seed) => cmd.args(["--join", &seed.to_string()]),
             None => cmd.arg("--bootstrap"),
@@ -154,9 +157,13 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 fn three_nodes(root: &Path) -> Vec<Node> {
-    let n1 = Node::start(root, 1, None);
-    let n2 = Node::start(root, 2, Some(n1.gossip));
-    let n3 = Node::start(root, 3, Some(n1.gossip));
+    three_nodes_with(root, &[])
+}
+
+fn three_nodes_with(root: &Path, extra: &[&str]) -> Vec<Node> {
+    let n1 = Node::start_with(root, 1, None, extra);
+    let n2 = Node::start_with(root, 2, Some(n1.gossip), extra);
+    let n3 = Node::start_with(root, 3, Some(n1.gossip), extra);
     let nodes = vec![n1, n2, n3];
     // Formed: every node sees one leader and two followers (all voters).
     for n in &nodes {
@@ -256,6 +263,14 @@ fn restarted_follower_catches_up_and_leader_hands_over_on_sigterm() {
     let first: Vec<String> = (0..10).map(|i| format!("before-{i}")).collect();
     produce_all(&nodes, &first);
     nodes[f].terminate();
+    // SIGTERM is a restart, not a decommission: the node stays a voter.
+    let fid = nodes[f].id;
+    wait_for("stopped follower listed as not live", || {
+        let servers = nodes[l].client().servers().ok()?;
+        let s = servers.iter().find(|s| s.id.0 == fid)?;
+        assert_eq!(s.role, ServerRole::Follower, "still a voter");
+        (!s.live).then_some(())
+    });
     let during: Vec<String> = (0..50).map(|i| format!("during-{i}")).collect();
     let offsets = produce_all(&nodes, &during);
     let seed = nodes[l].gossip;
@@ -300,4 +315,119 @@ fn bootstrap_is_refused_over_a_joined_node_and_identity_mismatch_is_an_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("belongs to node 2"), "{err}");
+}
+
+#[test]
+fn retention_compacts_cluster_wide_and_a_lagging_follower_gets_a_snapshot() {
+    let root = TempDir::new("node-retention");
+    let extra = [
+        "--segment-max-bytes",
+        "32KiB",
+        "--index-max-bytes",
+        "16KiB",
+        "--retention-bytes",
+        "64KiB",
+        "--retention-interval",
+        "50ms",
+    ];
+    let mut nodes = three_nodes_with(root.path(), &extra);
+    let l = leader_index(&nodes);
+    let f = (l + 1) % 3;
+    nodes[f].kill();
+    // ~1 MB through 32 KiB segments: the leader keeps only the newest ~64 KiB.
+    let value = vec![b'x'; 500];
+    let mut last = Offset(0);
+    let mut c = nodes[l].client();
+    for chunk in 0..40 {
+        let values: Vec<&[u8]> = (0..50).map(|_| value.as_slice()).collect();
+        let first = c.produce_batch(&values).expect("produce batch");
+        last = Offset(first.0 + 49);
+        assert!(chunk == 0 || first.0 > 1);
+    }
+    let leader_first = wait_for("leader compaction", || {
+        let s = nodes[l].client().status().ok()?;
+        (s.first_index.0 > 1000).then_some(s.first_index)
+    });
+    let err = nodes[l].client().consume(Offset(1)).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::OffsetOutOfRange), "{err}");
+    // The restarted follower is behind the leader's first index: InstallSnapshot.
+    let seed = nodes[l].gossip;
+    nodes[f].spawn(Some(seed));
+    let kick = nodes[l]
+        .client()
+        .produce(b"after-snapshot")
+        .expect("produce");
+    let got = wait_for("follower caught up through a snapshot", || {
+        read_at(&nodes[f], kick)
+    });
+    assert_eq!(got, b"after-snapshot");
+    let s = nodes[f].client().status().expect("status");
+    assert!(
+        s.first_index >= leader_first,
+        "follower log starts at {}",
+        s.first_index
+    );
+    assert_eq!(read_at(&nodes[f], last).as_deref(), Some(value.as_slice()));
+    assert!(
+        nodes[f].stderr().contains("installing log start"),
+        "{}",
+        nodes[f].stderr()
+    );
+}
+
+#[test]
+fn killed_leader_is_replaced_quickly_and_catches_up_after_restart() {
+    let root = TempDir::new("node-kill");
+    let mut nodes = three_nodes(root.path());
+    let before = produce_all(&nodes, &["one".to_string(), "two".to_string()]);
+    let l = leader_index(&nodes);
+    nodes[l].kill();
+    let t0 = Instant::now();
+    let new_leader = leader_index(&nodes);
+    let elected_in = t0.elapsed();
+    assert_ne!(new_leader, l);
+    assert!(
+        elected_in < Duration::from_secs(5),
+        "election took {elected_in:?}"
+    );
+    let after = produce_all(&nodes, &["three".to_string()]);
+    let seed = nodes[new_leader].gossip;
+    nodes[l].spawn(Some(seed));
+    for (off, v) in before.iter().chain(&after).zip(["one", "two", "three"]) {
+        let got = wait_for("restarted node has every record", || {
+            read_at(&nodes[l], *off)
+        });
+        assert_eq!(got, v.as_bytes());
+    }
+}
+
+#[test]
+fn a_node_added_through_gossip_is_promoted_and_removed_by_a_decommissioning_leave() {
+    let root = TempDir::new("node-membership");
+    let mut nodes = three_nodes(root.path());
+    produce_all(&nodes, &["before".to_string()]);
+    let seed = nodes[0].gossip;
+    nodes.push(Node::start_with(
+        root.path(),
+        4,
+        Some(seed),
+        &["--leave-on-shutdown"],
+    ));
+    let voter4 = |nodes: &[Node]| {
+        let l = leader_index(nodes);
+        let servers = nodes[l].client().servers().ok()?;
+        Some(servers.iter().find(|s| s.id.0 == 4).map(|s| s.role))
+    };
+    wait_for("node 4 promoted to voter", || {
+        (voter4(&nodes)? == Some(ServerRole::Follower)).then_some(())
+    });
+    let offsets = produce_all(&nodes, &["with-four".to_string()]);
+    let got = wait_for("node 4 replicates", || read_at(&nodes[3], offsets[0]));
+    assert_eq!(got, b"with-four");
+    // A plain SIGTERM of node 4 with --leave-on-shutdown: the leader removes it.
+    nodes[3].terminate();
+    wait_for("node 4 removed from the configuration", || {
+        (voter4(&nodes[..3])?.is_none()).then_some(())
+    });
+    produce_all(&nodes[..3], &["after".to_string()]);
 }

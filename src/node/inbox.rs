@@ -3,7 +3,8 @@
 //! thread waits on a single thing (with a timeout: its next tick) and a flood of
 //! produces can never crowd out the Raft messages that keep the leader in office.
 //!
-//! * Peer messages beyond `peer_cap` are dropped (Raft tolerates loss).
+//! * Peer messages beyond `peer_cap` messages or `peer_max_bytes` (approximate
+//!   entry bytes) are dropped (Raft tolerates loss and resends).
 //! * Produces beyond `produce_cap` are handed back to the caller, which answers
 //!   `UNAVAILABLE`.
 //! * Control requests (stop, leadership transfer) are few and always accepted.
@@ -34,6 +35,10 @@ pub(crate) enum Control {
     TransferLeadership,
     /// Exit the loop.
     Stop,
+    /// The syncer made every Ready up to this seq durable.
+    Synced(u64),
+    /// The syncer's fsync failed (fail-stop).
+    SyncFailed,
 }
 
 #[derive(Default)]
@@ -48,26 +53,31 @@ struct State {
     produce: VecDeque<ProduceJob>,
     control: VecDeque<Control>,
     peer_dropped: u64,
+    /// Approximate bytes of queued peer messages.
+    peer_bytes: usize,
 }
 
 pub(crate) struct Inbox {
     state: Mutex<State>,
     ready: Condvar,
     peer_cap: usize,
+    peer_max_bytes: usize,
     produce_cap: usize,
 }
 
 impl Inbox {
-    pub(crate) fn new(peer_cap: usize, produce_cap: usize) -> Inbox {
+    pub(crate) fn new(peer_cap: usize, peer_max_bytes: usize, produce_cap: usize) -> Inbox {
         Inbox {
             state: Mutex::new(State {
                 peer: VecDeque::new(),
                 produce: VecDeque::new(),
                 control: VecDeque::new(),
                 peer_dropped: 0,
+                peer_bytes: 0,
             }),
             ready: Condvar::new(),
             peer_cap: peer_cap.max(1),
+            peer_max_bytes: peer_max_bytes.max(1),
             produce_cap: produce_cap.max(1),
         }
     }
@@ -78,8 +88,11 @@ impl Inbox {
 
     /// Queues a peer message, dropping it if the queue is full.
     pub(crate) fn push_peer(&self, m: Message) {
+        let bytes = message_bytes(&m);
         let mut s = self.lock();
-        if s.peer.len() >= self.peer_cap {
+        if s.peer.len() >= self.peer_cap
+            || (s.peer_bytes > 0 && s.peer_bytes + bytes > self.peer_max_bytes)
+        {
             s.peer_dropped += 1;
             if s.peer_dropped.is_power_of_two() {
                 log::warn!(
@@ -89,6 +102,7 @@ impl Inbox {
             }
             return;
         }
+        s.peer_bytes += bytes;
         s.peer.push_back(m);
         drop(s);
         self.ready.notify_one();
@@ -123,6 +137,7 @@ impl Inbox {
                 Err(p) => p.into_inner().0,
             };
         }
+        s.peer_bytes = 0;
         let mut out = Taken {
             peer: s.peer.drain(..).collect(),
             control: s.control.drain(..).collect(),
@@ -147,5 +162,17 @@ impl Inbox {
     /// Takes every queued produce (shutdown: they are answered UNAVAILABLE).
     pub(crate) fn drain_produces(&self) -> Vec<ProduceJob> {
         self.lock().produce.drain(..).collect()
+    }
+}
+
+/// Approximate memory of a message: its entries' payloads plus a fixed overhead.
+pub(crate) fn message_bytes(m: &Message) -> usize {
+    match &m.body {
+        crate::raft::MessageBody::AppendEntries { entries, .. } => entries
+            .iter()
+            .map(|e| e.size_bytes() as usize)
+            .sum::<usize>()
+            .saturating_add(64),
+        _ => 64,
     }
 }

@@ -65,6 +65,8 @@ fn refresh(shared: &Shared, peers: &Peers, gossip: &Mutex<Option<GossipHandle>>)
     for m in &members {
         apply(shared, peers, m);
     }
+    // Forget members gossip itself has forgotten (bounds the table).
+    lock(&shared.members).retain(|id, _| members.iter().any(|m| m.id == *id));
 }
 
 fn apply(shared: &Shared, peers: &Peers, m: &Member) {

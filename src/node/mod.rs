@@ -43,6 +43,7 @@ mod peers;
 mod raft_loop;
 pub mod raft_storage;
 mod reads;
+mod syncer;
 
 pub use cluster_service::ClusterService;
 pub use membership::{TAG_DECOMMISSION, TAG_NAME};
@@ -73,6 +74,7 @@ use peers::Peers;
 use raft_loop::{RaftLoop, Recovering};
 use raft_storage::LogStorage;
 use reads::Reads;
+use syncer::Syncer;
 
 /// How the node enters the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +123,8 @@ pub struct NodeConfig {
     pub max_pending_produces: usize,
     /// Peer messages queued for the raft thread before they are dropped.
     pub max_pending_peer_msgs: usize,
+    /// Entry bytes of peer messages queued for the raft thread before they are dropped.
+    pub max_pending_peer_bytes: usize,
     /// Most records in one group-commit proposal.
     pub max_batch_records: usize,
     /// Most payload bytes in one group-commit proposal.
@@ -165,6 +169,7 @@ impl NodeConfig {
             },
             max_pending_produces: 16 * 1024,
             max_pending_peer_msgs: 64 * 1024,
+            max_pending_peer_bytes: 128 << 20,
             max_batch_records: 8 * 1024,
             max_batch_bytes: 4 << 20,
             max_frame_bytes: crate::wire::DEFAULT_MAX_FRAME_BYTES,
@@ -257,6 +262,8 @@ pub struct Node {
     gossip: Arc<Mutex<Option<GossipHandle>>>,
     gossip_addr: SocketAddr,
     raft_thread: Mutex<Option<JoinHandle<()>>>,
+    syncer: Arc<Syncer>,
+    syncer_thread: Mutex<Option<JoinHandle<()>>>,
     membership_thread: Mutex<Option<JoinHandle<()>>>,
     membership_stop: Arc<AtomicBool>,
     log: Arc<Log>,
@@ -317,6 +324,9 @@ impl Node {
         raft_cfg.election_tick = cfg.election_ticks;
         raft_cfg.heartbeat_tick = cfg.heartbeat_ticks;
         raft_cfg.max_size_per_msg = (u64::from(cfg.max_frame_bytes) / 2).clamp(4096, 1 << 20);
+        // 64 x 1 MiB in flight per follower: enough to stream a catch-up, and within
+        // the receiver's inbox byte bound.
+        raft_cfg.max_inflight_msgs = 64;
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -394,6 +404,7 @@ impl Node {
         }));
         let inbox = Arc::new(Inbox::new(
             cfg.max_pending_peer_msgs,
+            cfg.max_pending_peer_bytes,
             cfg.max_pending_produces,
         ));
 
@@ -435,6 +446,14 @@ impl Node {
         };
 
         let fatal = Arc::new(AtomicBool::new(false));
+        let syncer = Arc::new(Syncer::new());
+        let syncer_thread = {
+            let (syncer, log, inbox) = (Arc::clone(&syncer), Arc::clone(&log), Arc::clone(&inbox));
+            std::thread::Builder::new()
+                .name("fsync".into())
+                .spawn(move || syncer.run(log, inbox))
+                .map_err(|e| format!("cannot start the fsync thread: {e}"))?
+        };
         let raft = RaftLoop::new(
             node,
             Arc::clone(&shared),
@@ -442,6 +461,7 @@ impl Node {
             Arc::clone(&reads),
             Arc::clone(&peers),
             recovering,
+            Arc::clone(&syncer),
         );
         let raft_thread = {
             let fatal = Arc::clone(&fatal);
@@ -477,6 +497,8 @@ impl Node {
             gossip,
             gossip_addr,
             raft_thread: Mutex::new(Some(raft_thread)),
+            syncer,
+            syncer_thread: Mutex::new(Some(syncer_thread)),
             membership_thread: Mutex::new(Some(membership_thread)),
             membership_stop,
             log,
@@ -538,6 +560,10 @@ impl Node {
         self.shared.closing.store(true, Ordering::Release);
         self.inbox.push_control(Control::Stop);
         if let Some(t) = lock(&self.raft_thread).take() {
+            let _ = t.join();
+        }
+        self.syncer.stop();
+        if let Some(t) = lock(&self.syncer_thread).take() {
             let _ = t.join();
         }
         self.reads.shutdown();

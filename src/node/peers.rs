@@ -228,7 +228,7 @@ impl Writer {
             while approx < self.cfg.max_batch_bytes && batch.len() < self.cfg.queue_cap {
                 match rx.try_recv() {
                     Ok(m) => {
-                        approx += approx_bytes(&m);
+                        approx += super::inbox::message_bytes(&m);
                         batch.push(m);
                     }
                     Err(_) => break,
@@ -267,18 +267,9 @@ impl Writer {
                 }
             }
             buf.clear();
-            let mut payload = Vec::new();
             for m in &batch {
-                payload.clear();
-                encode_message(m, &mut payload);
                 correlation = correlation.wrapping_add(1);
-                let frame = RequestFrame::new(
-                    correlation,
-                    Request::Raft {
-                        payload: std::mem::take(&mut payload),
-                    },
-                );
-                wire::encode_request(&frame, &mut buf);
+                encode_raft_frame(m, correlation, &mut buf);
             }
             let Some(c) = conn.as_mut() else {
                 continue;
@@ -356,15 +347,18 @@ impl Writer {
     }
 }
 
-fn approx_bytes(m: &Message) -> usize {
-    match &m.body {
-        crate::raft::MessageBody::AppendEntries { entries, .. } => entries
-            .iter()
-            .map(|e| e.size_bytes() as usize)
-            .sum::<usize>()
-            .saturating_add(64),
-        _ => 64,
-    }
+/// Appends a RaftMessage request frame (wire-spec section 3: length, api key 32,
+/// version 0, correlation id, then the raft encoding as the body), encoding the
+/// message straight into `out` (no intermediate payload copy).
+fn encode_raft_frame(m: &Message, correlation: u32, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&wire::ApiKey::RaftMessage.as_u16().to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes());
+    out.extend_from_slice(&correlation.to_be_bytes());
+    encode_message(m, out);
+    let len = u32::try_from(out.len() - start - 4).unwrap_or(u32::MAX);
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
 /// Reads responses until the connection closes; an error response marks the
@@ -416,4 +410,38 @@ fn drain_responses(peer: NodeId, mut stream: TcpStream, broken: &AtomicBool) {
         pending.drain(..at);
     }
     broken.store(true, Ordering::Release);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::{Entry, Index, MessageBody, RecordKind, Term};
+
+    #[test]
+    fn raft_frames_decode_as_wire_requests_and_raft_messages() {
+        let m = Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(3),
+            body: MessageBody::AppendEntries {
+                prev_index: Index(4),
+                prev_term: Term(2),
+                commit: Index(4),
+                entries: vec![Entry {
+                    index: Index(5),
+                    term: Term(3),
+                    kind: RecordKind::Data,
+                    data: b"hello".to_vec(),
+                }],
+            },
+        };
+        let mut buf = Vec::new();
+        encode_raft_frame(&m, 77, &mut buf);
+        let frame = wire::decode_request(&buf).expect("a valid request frame");
+        assert_eq!(frame.correlation_id, 77);
+        let Request::Raft { payload } = frame.request else {
+            panic!("not a Raft request");
+        };
+        assert_eq!(crate::raft::decode_message(&payload), Ok(m));
+    }
 }

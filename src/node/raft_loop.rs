@@ -9,11 +9,16 @@
 //!    entries, one AppendEntries per follower, one fsync).
 //! 4. Drain Readies (module `raft` contract): for each, install a snapshot, append
 //!    entries (truncating first), send messages — the leader's AppendEntries go out
-//!    before its own fsync, so leader and follower fsyncs overlap (DESIGN 3) — then
-//!    ONE `Log::sync` for the whole batch of Readies, then the hard state if term or
-//!    vote changed (after the entries, so a persisted commit never points past the
-//!    durable log), then `advance`, then raise the high-water mark to the committed
-//!    index and answer the produces whose entries are committed.
+//!    before its own fsync, so leader and follower fsyncs overlap (DESIGN 3). Then
+//!    ONE `Log::sync` for the whole batch of Readies: inline when no fsync is in
+//!    progress (lowest latency for a lone producer), otherwise handed to the fsync
+//!    thread (`syncer`) so this thread keeps stepping acknowledgements and appending
+//!    the next batch while the previous one is being synced. When the syncer reports the
+//!    batch durable (`Control::Synced`), `advance` acknowledges it; `Ready::committed`
+//!    (committed AND locally durable) raises the high-water mark and answers the
+//!    produces whose entries are committed. Readies that change term or vote, or
+//!    install a snapshot, are made durable synchronously (fsync, then the hard-state
+//!    file) before `advance`, so no message depending on them leaves first.
 //! 5. Every tick: publish the status view, expire produces past their deadline
 //!    (TIMEOUT), reconcile membership with gossip (leader), compact per retention.
 //!
@@ -50,6 +55,7 @@ use super::inbox::{Control, Inbox, ProduceJob};
 use super::peers::Peers;
 use super::raft_storage::{LogStorage, WriteError};
 use super::reads::Reads;
+use super::syncer::Syncer;
 use super::{lock, Shared, View};
 use crate::raft::{
     ConfChange, HardState, Index, Message, MessageBody, ProposeError, RaftError, RaftNode,
@@ -118,7 +124,14 @@ pub(crate) struct RaftLoop {
     pub reads: Arc<Reads>,
     pub peers: Arc<Peers>,
     pub recovering: Option<Recovering>,
+    pub syncer: Arc<Syncer>,
     pending: VecDeque<Pending>,
+    /// Highest Ready seq handed to the syncer.
+    sync_requested: u64,
+    /// Highest Ready seq known durable.
+    sync_done: u64,
+    /// Highest Ready seq issued.
+    issued: u64,
     commit: Index,
     persisted_hs: HardState,
     latest_hs: HardState,
@@ -135,6 +148,7 @@ impl RaftLoop {
         reads: Arc<Reads>,
         peers: Arc<Peers>,
         recovering: Option<Recovering>,
+        syncer: Arc<Syncer>,
     ) -> RaftLoop {
         let hs = node.storage().hard_state();
         let commit = node.log_start().index;
@@ -145,7 +159,11 @@ impl RaftLoop {
             reads,
             peers,
             recovering,
+            syncer,
             pending: VecDeque::new(),
+            sync_requested: 0,
+            sync_done: 0,
+            issued: 0,
             commit,
             persisted_hs: hs,
             latest_hs: hs,
@@ -182,6 +200,12 @@ impl RaftLoop {
                 match c {
                     Control::Stop => stop = true,
                     Control::TransferLeadership => self.transfer_leadership(),
+                    Control::Synced(seq) => self.on_synced(seq)?,
+                    Control::SyncFailed => {
+                        return Err(Fatal::Write(WriteError::Invariant(
+                            "fsync failed; the log is closed".into(),
+                        )))
+                    }
                 }
             }
             for m in taken.peer {
@@ -376,6 +400,7 @@ impl RaftLoop {
             let mut hard_state = None;
             let mut committed = None;
             let mut soft = None;
+            let mut snapshot_installed = false;
             for _ in 0..MAX_READIES_PER_SYNC {
                 if !self.node.has_ready() {
                     break;
@@ -393,7 +418,7 @@ impl RaftLoop {
                     let first = start.index.0 + 1;
                     self.node.storage_mut().install(start)?;
                     self.shared.raft_first.store(first, Ordering::Release);
-                    need_sync = true;
+                    snapshot_installed = true;
                 }
                 if !rd.entries.is_empty() {
                     self.node.storage_mut().append(&rd.entries)?;
@@ -410,16 +435,38 @@ impl RaftLoop {
                 }
                 last_seq = rd.seq;
             }
-            if need_sync {
-                self.node.storage().sync()?;
-            }
+            self.issued = last_seq;
+            let mut sync_now = snapshot_installed;
             if let Some(hs) = hard_state {
                 self.latest_hs = hs;
-                if hs.term != self.persisted_hs.term || hs.vote != self.persisted_hs.vote {
-                    self.write_hard_state(hs)?;
-                }
+                sync_now |= hs.term != self.persisted_hs.term || hs.vote != self.persisted_hs.vote;
             }
-            self.node.advance(ReadyAck { seq: last_seq })?;
+            if sync_now {
+                // Term/vote changes and snapshots are rare: make everything durable
+                // here (covering batches the syncer has not finished), then ack all.
+                self.node.storage().sync()?;
+                if let Some(hs) = hard_state {
+                    if hs.term != self.persisted_hs.term || hs.vote != self.persisted_hs.vote {
+                        self.write_hard_state(hs)?;
+                    }
+                }
+                self.sync_done = self.sync_done.max(last_seq);
+                self.node.advance(ReadyAck { seq: last_seq })?;
+            } else if need_sync && self.sync_requested <= self.sync_done {
+                // No fsync in progress: sync inline (two thread hand-offs fewer, which
+                // is what a lone synchronous producer waits for).
+                self.node.storage().sync()?;
+                self.sync_done = last_seq;
+                self.node.advance(ReadyAck { seq: last_seq })?;
+            } else if need_sync {
+                // An fsync is running: queue this batch behind it and keep going.
+                self.sync_requested = last_seq;
+                self.syncer.request(last_seq);
+            } else if self.sync_requested <= self.sync_done {
+                self.node.advance(ReadyAck { seq: last_seq })?;
+            }
+            // Otherwise an fsync is outstanding: `on_synced` acknowledges this Ready
+            // together with the batch it covers.
             if let Some(s) = soft {
                 self.on_soft_state(s);
             }
@@ -435,7 +482,30 @@ impl RaftLoop {
         Ok(())
     }
 
+    /// The syncer made every Ready up to `seq` durable.
+    fn on_synced(&mut self, seq: u64) -> Result<(), Fatal> {
+        self.sync_done = self.sync_done.max(seq);
+        // Readies issued after the last fsync request persist nothing: ack them too.
+        let ack = if self.sync_requested <= seq {
+            self.issued
+        } else {
+            seq
+        };
+        self.node.advance(ReadyAck { seq: ack })?;
+        Ok(())
+    }
+
+    /// The hard state as it may be persisted: its commit clamped to what is
+    /// committed AND durable here, so a persisted commit never points past the log.
+    fn durable_hs(&self, hs: HardState) -> HardState {
+        HardState {
+            commit: hs.commit.min(self.commit),
+            ..hs
+        }
+    }
+
     fn write_hard_state(&mut self, hs: HardState) -> Result<(), Fatal> {
+        let hs = self.durable_hs(hs);
         self.node.storage_mut().set_hard_state(hs)?;
         self.persisted_hs = hs;
         self.last_hs_write = Instant::now();
@@ -618,7 +688,7 @@ impl RaftLoop {
                 "the server is shutting down; retry on another node",
             );
         }
-        if self.latest_hs != self.persisted_hs {
+        if self.durable_hs(self.latest_hs) != self.persisted_hs {
             let hs = self.latest_hs;
             if let Err(e) = self.write_hard_state(hs) {
                 log::warn!("could not persist the final hard state: {e}");
