@@ -4,7 +4,7 @@ SEEDS ?= 100000
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= frame_decoder text_decoder gossip_packet raft_message
 
-.PHONY: help build release run dev run-tls gencert bench-tls test lint fmt loom sim bench bench-cluster fuzz clean gossip-sim gossip-bench
+.PHONY: help build release run run-clean dev run-tls gencert bench-tls test lint fmt loom sim bench bench-cluster fuzz clean gossip-sim gossip-bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -18,7 +18,11 @@ release: ## optimized binaries in target/release
 dev: release ## run a single --dev node on 127.0.0.1:8400 (temp data dir)
 	RUST_LOG=$${RUST_LOG:-info} ./target/release/commitlogd --dev
 
-run: dev ## run the service locally (a --dev node until the cluster lands)
+run: ## local 3-node cluster in the foreground (rpc BASE_PORT+0..2, gossip +10..12; BASE_PORT=8400)
+	./scripts/run-cluster.sh
+
+run-clean: ## wipe the data of the local cluster of `make run` (target/cluster)
+	rm -rf target/cluster
 
 CERTS ?= certs/out
 

@@ -1,5 +1,6 @@
 //! `clog`: the commitlog command-line client (produce, consume, tail, servers,
-//! health, bench). Flags and output only; the protocol lives in `commitlog::client`.
+//! status, health, bench). Flags and output only; the protocol and the cluster
+//! routing live in `commitlog::client` (`client::cluster::ClusterClient`).
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Write};
@@ -9,9 +10,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
+use commitlog::client::cluster::PerTarget;
+use commitlog::client::cluster::{report, ClusterClient, ClusterConfig, RetryPolicy};
 use commitlog::client::histogram::Histogram;
 use commitlog::client::tls::{client_config as client_config_tls, host_of, ClientTls};
-use commitlog::client::{Client, ClientConfig, ClientError, Pipeline};
+use commitlog::client::{Client, ClientConfig, ClientError, Pipeline, Record};
 use commitlog::types::Offset;
 use commitlog::wire::ErrorCode;
 
@@ -22,11 +25,18 @@ use commitlog::wire::ErrorCode;
 ///   seq 1000 | clog produce           # one record per stdin line, sent in batches
 ///   clog consume --from 0 --count 10  # "offset TAB value" per line
 ///   clog tail -f                      # last 10 records, then follow
+///   clog servers                      # the cluster's members and their roles
+///   clog status                       # every member's term, commit, last index, lag
+///   clog --addr 127.0.0.1:8400,127.0.0.1:8401 produce x   # several seeds
 ///   clog bench --producers 16 --size 1024 --count 100000
+///
+/// Produces go to the leader, reads are spread over followers; NOT_LEADER, UNAVAILABLE
+/// and connection errors are retried with back-off (see --retry-ms).
 #[derive(Parser, Debug)]
 #[command(name = "clog", version, verbatim_doc_comment)]
 struct Cli {
-    /// Server address, host:port.
+    /// Seed server address(es), host:port, comma-separated. Any member of a cluster
+    /// will do: the client discovers the others (GetServers).
     #[arg(
         long,
         global = true,
@@ -53,6 +63,12 @@ struct Cli {
     #[arg(long, global = true, env = "CLOG_KEY", requires_all = ["ca", "cert"])]
     key: Option<std::path::PathBuf>,
 
+    /// Keep retrying a request that failed for a transient reason (no leader, no
+    /// quorum, a server down) for up to this many milliseconds, with exponential
+    /// back-off. 0 disables retries.
+    #[arg(long, global = true, env = "CLOG_RETRY_MS", default_value_t = 15_000)]
+    retry_ms: u64,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -67,9 +83,13 @@ enum Command {
     Consume(ConsumeArgs),
     /// Print the last records; with -f keep printing new ones as they arrive.
     Tail(TailArgs),
-    /// List the cluster's servers.
+    /// List the cluster's servers: id, name, address, role, live (gossip).
     Servers,
-    /// Check that the server answers; prints its status. Exit code 0 when healthy.
+    /// Ask every server for its own Raft view: role, term, commit index, last and
+    /// first index, and each follower's lag behind the leader's last index.
+    Status,
+    /// Check that one server (the first --addr) answers; prints its status. Exit code
+    /// 0 when healthy.
     Health,
     /// Measure produce throughput and latency (or consume throughput with
     /// --consume) and print a RESULT line like peerbench.
@@ -114,10 +134,11 @@ struct TailArgs {
 
 #[derive(ClapArgs, Debug)]
 struct BenchArgs {
-    /// Read everything from offset 0 with big fetches instead of producing (W4).
+    /// Read everything from offset 0 with big fetches instead of producing (W4), from
+    /// one follower (the leader if there is none).
     #[arg(long)]
     consume: bool,
-    /// Producer connections (one thread each).
+    /// Producer connections to the leader (one thread each).
     #[arg(long, default_value_t = 1)]
     producers: usize,
     /// Produces each producer keeps in flight (1 = synchronous).
@@ -197,7 +218,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Client options from the flags: timeout and, with --ca, TLS.
+/// Client options from the flags: timeout and, with --ca, TLS (the name checked is
+/// the host of the first seed; other members are checked against their own host).
 fn client_config(cli: &Cli) -> Result<ClientConfig, Failure> {
     let mut config = ClientConfig {
         timeout: Duration::from_millis(cli.timeout_ms),
@@ -209,16 +231,48 @@ fn client_config(cli: &Cli) -> Result<ClientConfig, Failure> {
             _ => None,
         };
         let rustls_config = client_config_tls(ca, cert_key).map_err(|e| Failure(e.to_string()))?;
-        let tls = ClientTls::for_host(rustls_config, host_of(&cli.addr))
+        let tls = ClientTls::for_host(rustls_config, host_of(first_seed(cli)))
             .map_err(|e| Failure(e.to_string()))?;
         config.tls = Some(tls);
     }
     Ok(config)
 }
 
-fn connect(cli: &Cli) -> Result<Client, Failure> {
-    let config = client_config(cli)?;
-    Client::connect_with(cli.addr.as_str(), config).map_err(|e| explain(&cli.addr, e))
+/// The first address of --addr.
+fn first_seed(cli: &Cli) -> &str {
+    cli.addr.split(',').next().unwrap_or("").trim()
+}
+
+/// A cluster client over the seeds in --addr, with --timeout-ms, --retry-ms and TLS.
+fn connect(cli: &Cli) -> Result<ClusterClient, Failure> {
+    let retry = if cli.retry_ms == 0 {
+        RetryPolicy::none()
+    } else {
+        RetryPolicy {
+            max_total: Duration::from_millis(cli.retry_ms),
+            ..RetryPolicy::default()
+        }
+    };
+    let mut config = ClusterConfig::new(&cli.addr)
+        .timeout(Duration::from_millis(cli.timeout_ms))
+        .retry(retry);
+    config.client = client_config(cli)?;
+    if config.client.tls.is_some() {
+        config.per_target = Some(PerTarget::new(|addr, options| {
+            if let Some(tls) = &mut options.tls {
+                if let Ok(for_addr) = ClientTls::for_host(tls.config.clone(), host_of(addr)) {
+                    *tls = for_addr;
+                }
+            }
+        }));
+    }
+    ClusterClient::connect(config).map_err(|e| explain(&cli.addr, e))
+}
+
+/// A plain connection to the first seed (for `health`, which checks one server).
+fn connect_first(cli: &Cli) -> Result<Client, Failure> {
+    let first = first_seed(cli);
+    Client::connect_with(first, client_config(cli)?).map_err(|e| explain(first, e))
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
@@ -229,6 +283,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Consume(args) => consume(cli, args, &mut out),
         Command::Tail(args) => tail(cli, args, &mut out),
         Command::Servers => servers(cli, &mut out),
+        Command::Status => status(cli, &mut out),
         Command::Health => health(cli, &mut out),
         Command::Bench(args) => bench(cli, args, &mut out),
     };
@@ -359,53 +414,84 @@ fn consume(cli: &Cli, args: &ConsumeArgs, out: &mut Out<'_>) -> Result<(), Outpu
     Ok(())
 }
 
+/// How much further back than `-n` offsets `tail` starts: offsets held by internal
+/// Raft entries (no-ops, configuration changes) carry no record.
+const TAIL_SLACK_OFFSETS: u64 = 64;
+
 fn tail(cli: &Cli, args: &TailArgs, out: &mut Out<'_>) -> Result<(), Output> {
     let mut client = connect(cli)?;
-    let status = client.status().map_err(|e| explain(&cli.addr, e))?;
-    let end = status.commit_index;
-    let mut next = Offset(end.0.saturating_sub(args.lines).max(status.first_index.0));
-    loop {
-        let wait_ms = if args.follow { 5_000 } else { 0 };
+    let first = client
+        .leader_status()
+        .map_err(|e| explain(&cli.addr, e))?
+        .first_index;
+    // The high-water mark (exclusive end) as a reader sees it.
+    let end = client
+        .fetch(first, 1, 0)
+        .map_err(|e| explain(&cli.addr, e))?
+        .high_watermark;
+    let lines = usize::try_from(args.lines.min(1_000_000)).unwrap_or(1_000_000);
+    let mut next = Offset(
+        end.0
+            .saturating_sub(args.lines.saturating_add(TAIL_SLACK_OFFSETS))
+            .max(first.0),
+    );
+    // Keep only the last `lines` records seen up to the end (bounded memory).
+    let mut last: VecDeque<Record> = VecDeque::with_capacity(lines.min(4096));
+    // Bounded: every fetch returns records (advancing `next`) or we stop.
+    while next < end && lines > 0 {
         let fetched = client
-            .fetch(next, 1 << 20, wait_ms)
+            .fetch(next, 1 << 20, 0)
+            .map_err(|e| explain(&cli.addr, e))?;
+        if fetched.records.is_empty() {
+            break;
+        }
+        for record in fetched.records {
+            next = Offset(record.offset.0 + 1);
+            if last.len() == lines {
+                last.pop_front();
+            }
+            last.push_back(record);
+        }
+    }
+    for record in &last {
+        print_record(out, record.offset, &record.value, args.values_only)?;
+    }
+    if lines == 0 {
+        next = end;
+    }
+    if !args.follow {
+        return Ok(());
+    }
+    // Follow: long-poll for new records until interrupted.
+    loop {
+        out.flush()?;
+        let fetched = client
+            .fetch(next, 1 << 20, 5_000)
             .map_err(|e| explain(&cli.addr, e))?;
         for record in &fetched.records {
             print_record(out, record.offset, &record.value, args.values_only)?;
             next = Offset(record.offset.0 + 1);
-        }
-        if args.follow {
-            out.flush()?;
-        } else if fetched.records.is_empty() || next >= end {
-            return Ok(());
         }
     }
 }
 
 fn servers(cli: &Cli, out: &mut Out<'_>) -> Result<(), Output> {
     let mut client = connect(cli)?;
-    let servers = client.servers().map_err(|e| explain(&cli.addr, e))?;
-    writeln!(
-        out,
-        "{:<6} {:<16} {:<24} {:<9} live",
-        "id", "name", "address", "role"
-    )?;
-    for s in servers {
-        writeln!(
-            out,
-            "{:<6} {:<16} {:<24} {:<9} {}",
-            s.id,
-            s.name,
-            s.rpc_addr,
-            s.role.name(),
-            if s.live { "yes" } else { "no" }
-        )?;
-    }
+    let members = client.servers().map_err(|e| explain(&cli.addr, e))?;
+    out.write_all(report::servers_table(&members).as_bytes())?;
+    Ok(())
+}
+
+fn status(cli: &Cli, out: &mut Out<'_>) -> Result<(), Output> {
+    let mut client = connect(cli)?;
+    let rows = client.status_all().map_err(|e| explain(&cli.addr, e))?;
+    out.write_all(report::status_table(&rows).as_bytes())?;
     Ok(())
 }
 
 fn health(cli: &Cli, out: &mut Out<'_>) -> Result<(), Output> {
     let started = Instant::now();
-    let mut client = connect(cli)?;
+    let mut client = connect_first(cli)?;
     client.ping().map_err(|e| explain(&cli.addr, e))?;
     let rtt_us = started.elapsed().as_micros();
     let s = client.status().map_err(|e| explain(&cli.addr, e))?;
@@ -435,10 +521,13 @@ fn bench(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
     let deadline = Instant::now() + Duration::from_secs(args.max_secs);
     let barrier = Arc::new(Barrier::new(producers + 1));
     let mut handles = Vec::new();
+    let mut cluster = connect(cli)?;
     for p in 0..producers {
         // Split the count as evenly as possible.
         let share = total / producers as u64 + u64::from((p as u64) < total % producers as u64);
-        let mut client = connect(cli)?;
+        let mut client = cluster
+            .leader_connection()
+            .map_err(|e| explain(&cli.addr, e))?;
         let barrier = Arc::clone(&barrier);
         let size = args.size;
         let window = args.window.clamp(1, 65_536);
@@ -560,7 +649,10 @@ fn bench_handshakes(cli: &Cli, n: u64, args: &BenchArgs, out: &mut Out<'_>) -> R
 }
 
 fn bench_consume(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
-    let mut client = connect(cli)?;
+    // One connection to one read target (a follower when there is one).
+    let mut client = connect(cli)?
+        .read_connection()
+        .map_err(|e| explain(&cli.addr, e))?;
     let deadline = Instant::now() + Duration::from_secs(args.max_secs);
     let started = Instant::now();
     let mut next = Offset(args.from);

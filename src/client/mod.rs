@@ -21,9 +21,10 @@
 //! [`ClientError::Server`] with [`ErrorCode::Unauthenticated`].
 //!
 //! Cluster-aware routing (discover with `GetServers`, send produces to the leader,
-//! follow `NOT_LEADER` hints) is a later layer over this type: it only needs
-//! [`Client::connect`], the typed errors and [`ClientError::leader_hint`].
+//! spread reads, follow `NOT_LEADER` hints, retry with back-off) is the layer above
+//! this type: [`cluster::ClusterClient`].
 
+pub mod cluster;
 pub mod histogram;
 pub mod tls;
 
