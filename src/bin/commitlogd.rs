@@ -133,8 +133,9 @@ struct Args {
     server_tls_ca_file: Option<PathBuf>,
 
     /// Certificate this node presents to other nodes (its CN is the peer identity the
-    /// ACL grants `replicate`, e.g. commitlog-peer). Validated at start; used by the
-    /// cluster's outgoing peer connections once the Raft cluster runs in commitlogd.
+    /// ACL grants `replicate`, e.g. commitlog-peer). Cluster mode: the client
+    /// certificate of this node's outgoing peer connections (required there with
+    /// --server-tls-*). Single node: validated only.
     #[arg(long, env = "COMMITLOGD_PEER_TLS_CERT_FILE", requires_all = ["peer_tls_key_file", "peer_tls_ca_file", "server_tls_cert_file"])]
     peer_tls_cert_file: Option<PathBuf>,
 
@@ -143,7 +144,8 @@ struct Args {
     peer_tls_key_file: Option<PathBuf>,
 
     /// CA certificate(s) (PEM) of the peers' certificates: trusted for incoming peer
-    /// connections, and to verify peers this node dials.
+    /// connections, and to verify the server certificate of peers this node dials
+    /// (checked against the IP of the peer's rpc address).
     #[arg(long, env = "COMMITLOGD_PEER_TLS_CA_FILE", requires_all = ["peer_tls_cert_file", "peer_tls_key_file"])]
     peer_tls_ca_file: Option<PathBuf>,
 
@@ -358,7 +360,7 @@ fn load_security(args: &Args) -> Result<(Option<Security>, ClusterSecurity), Str
         Some(files) => {
             let peer = tls::load_peer_tls(files).map_err(|e| e.to_string())?;
             log::info!(
-                "peer TLS loaded (identity `{}`); used for node-to-node connections once the cluster runs",
+                "peer TLS loaded (identity `{}`); used for outgoing node-to-node connections in cluster mode",
                 peer.identity
             );
             Some(peer)
@@ -599,6 +601,7 @@ fn run_cluster(args: Args) -> Result<(), String> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let data_dir = args.data_dir.clone().ok_or_else(|| {
@@ -607,14 +610,22 @@ fn run_cluster(args: Args) -> Result<(), String> {
     if args.fsync == FsyncArg::Never {
         return Err("--fsync never is not supported in cluster mode".to_string());
     }
-    if args.server_tls_cert_file.is_some() || args.peer_tls_cert_file.is_some() {
-        // Peer connections do not speak TLS yet, so a TLS cluster could not form;
-        // refuse rather than silently serving plaintext.
+    // Certificates, keys and the ACL are checked before anything is created. The
+    // server side is the same as a single node's; outgoing peer connections use the
+    // peer certificate.
+    let (security, cluster) = load_security(&args)?;
+    if security.is_some() && cluster.peer_tls.is_none() {
         return Err(
-            "TLS (--server-tls-*/--peer-tls-*) is not supported in cluster mode yet; \
-                    run the cluster without TLS on a trusted network, or a single TLS node"
+            "cluster mode with --server-tls-* also needs --peer-tls-cert-file, \
+             --peer-tls-key-file and --peer-tls-ca-file: every node requires client \
+             certificates, so without a peer certificate this node's peer connections \
+             could not authenticate and the cluster could not form"
                 .to_string(),
         );
+    }
+    match &cluster.peer_tls {
+        Some(p) => log::info!("peer connections: TLS as `{}`", p.identity),
+        None => log::info!("TLS off: plaintext clients and peers, ACL off"),
     }
     let gossip_key = match &args.gossip_key_file {
         Some(path) => {
@@ -686,6 +697,7 @@ fn run_cluster(args: Args) -> Result<(), String> {
     cfg.max_frame_bytes = max_frame_bytes;
     cfg.leave_on_shutdown = args.leave_on_shutdown;
     cfg.gossip_key = gossip_key;
+    cfg.peer_tls = cluster.peer_tls.map(|p| p.client);
     let transfer_wait = Duration::from_millis(cfg.raft_tick_ms * u64::from(cfg.election_ticks) * 3)
         .clamp(Duration::from_millis(200), Duration::from_secs(10));
 
@@ -708,8 +720,13 @@ fn run_cluster(args: Args) -> Result<(), String> {
         max_in_flight_per_conn: args.max_in_flight_per_conn.max(1),
         ..ServerConfig::default()
     };
-    let server = Server::from_listener(listener, server_config, node.service() as Arc<dyn Service>)
-        .map_err(|e| format!("cannot start the event loop: {e}"))?;
+    let mut server =
+        Server::from_listener(listener, server_config, node.service() as Arc<dyn Service>)
+            .map_err(|e| format!("cannot start the event loop: {e}"))?;
+    let authorizer = security.as_ref().and_then(|s| s.authorizer.clone());
+    if let Some(security) = security {
+        server = server.with_security(security);
+    }
     let handle = server.handle();
     if let Ok(mut g) = fatal_handle.lock() {
         *g = Some(handle.clone());
@@ -723,11 +740,22 @@ fn run_cluster(args: Args) -> Result<(), String> {
         std::thread::Builder::new()
             .name("commitlogd-signals".into())
             .spawn(move || {
-                if let Some(signal) = signals.forever().next() {
+                for signal in signals.forever() {
+                    if signal == signal_hook::consts::SIGHUP {
+                        match &authorizer {
+                            Some(a) => match a.reload() {
+                                Ok(()) => log::info!("SIGHUP: ACL policy reloaded"),
+                                Err(e) => log::error!("SIGHUP: {e}; keeping the previous policy"),
+                            },
+                            None => log::info!("SIGHUP: no ACL to reload (TLS is off)"),
+                        }
+                        continue;
+                    }
                     log::info!("received signal {signal}; shutting down");
                     commitlog::notify::stopping();
                     node.prepare_shutdown(transfer_wait);
                     handle.shutdown();
+                    break;
                 }
             })
             .map_err(|e| format!("cannot start the signal thread: {e}"))?;

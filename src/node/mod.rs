@@ -137,6 +137,10 @@ pub struct NodeConfig {
     /// AES-256-GCM key sealing every gossip packet (`--gossip-key-file`); every
     /// member needs the same key. None: gossip is plaintext.
     pub gossip_key: Option<[u8; 32]>,
+    /// TLS for outgoing peer connections (`--peer-tls-*`, see `peers`); None:
+    /// plaintext. Incoming peer connections are the server's business
+    /// (`net::Security`, which must then trust the peer CA).
+    pub peer_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl NodeConfig {
@@ -178,6 +182,7 @@ impl NodeConfig {
             max_frame_bytes: crate::wire::DEFAULT_MAX_FRAME_BYTES,
             leave_on_shutdown: false,
             gossip_key: None,
+            peer_tls: None,
         }
     }
 }
@@ -409,6 +414,7 @@ impl Node {
             backoff_max_ms: (cfg.raft_tick_ms * u64::from(cfg.election_ticks)).clamp(50, 2000),
             connect_timeout_ms: 1000,
             write_timeout_ms: 2000,
+            tls: cfg.peer_tls.clone(),
         }));
         let inbox = Arc::new(Inbox::new(
             cfg.max_pending_peer_msgs,

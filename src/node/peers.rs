@@ -18,9 +18,22 @@
 //!   PERMISSION_DENIED for a wrong cluster name) is logged and closes the connection.
 //! * Writes have a timeout (`write_timeout_ms`): a peer that stops reading (SIGSTOP)
 //!   costs its own writer a reconnect, nothing else.
+//! * TLS ([`PeerConfig::tls`], from `--peer-tls-*`): the connection is a rustls client
+//!   session presenting the peer certificate and verifying the peer's server
+//!   certificate against the peer CA, with the server name = the IP of the peer's rpc
+//!   address (certificates carry SANs for it). The handshake runs in the writer
+//!   thread before the PeerHandshake frame (bounded by `connect_timeout_ms`); a failed
+//!   handshake is a failed connect (logged, retried with the backoff). Afterwards the
+//!   `rustls::StreamOwned` sits in a mutex shared by the writer and the response
+//!   reader: the reader blocks on its own clone of the socket *without* the lock,
+//!   then takes it only to feed the bytes read into rustls and drain the plaintext;
+//!   the writer takes it to encrypt and send a batch. A connection the other side
+//!   closes soon after it was established (e.g. it rejected our certificate after
+//!   the handshake, or refused the PeerHandshake) also counts as a failure for the
+//!   backoff, so a misconfigured node never reconnects in a tight loop.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -28,6 +41,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, StreamOwned};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::raft::{encode_message, Message, NodeId};
@@ -56,6 +71,9 @@ pub struct PeerConfig {
     pub connect_timeout_ms: u64,
     /// A write blocked this long drops the connection.
     pub write_timeout_ms: u64,
+    /// TLS for outgoing peer connections (`--peer-tls-*`): presents the peer
+    /// certificate, trusts the peer CA. None: plaintext.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 #[derive(Default)]
@@ -193,20 +211,71 @@ struct Writer {
     counters: Arc<Counters>,
 }
 
+/// A TLS peer connection: shared by the writer and the response reader.
+type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+
+enum Transport {
+    Plain(TcpStream),
+    Tls(Arc<Mutex<TlsStream>>),
+}
+
 struct Conn {
-    stream: TcpStream,
+    transport: Transport,
+    /// A clone of the socket, to shut it down (which also ends the reader).
+    ctl: TcpStream,
     addr: SocketAddr,
+    opened_at: Instant,
     reader: Option<JoinHandle<()>>,
     broken: Arc<AtomicBool>,
 }
 
+/// Plaintext bytes rustls takes per `writer()` call (below its default 64 KiB send
+/// buffer limit, and flushed after each, so every chunk is accepted).
+const TLS_WRITE_CHUNK_BYTES: usize = 16 * 1024;
+
 impl Conn {
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match &mut self.transport {
+            Transport::Plain(stream) => stream.write_all(buf),
+            Transport::Tls(shared) => {
+                let mut guard = lock(shared);
+                let tls = &mut *guard;
+                for chunk in buf.chunks(TLS_WRITE_CHUNK_BYTES) {
+                    tls.conn.writer().write_all(chunk)?;
+                    flush_tls(&mut tls.conn, &mut tls.sock)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn close(mut self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
+        if let Transport::Tls(shared) = &self.transport {
+            // Best effort; bounded by the socket's write timeout.
+            let mut guard = lock(shared);
+            let tls = &mut *guard;
+            tls.conn.send_close_notify();
+            let _ = flush_tls(&mut tls.conn, &mut tls.sock);
+        }
+        let _ = self.ctl.shutdown(Shutdown::Both);
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
     }
+}
+
+/// Sends every TLS record rustls holds (bounded: each round writes some bytes, and
+/// the socket has a write timeout).
+fn flush_tls(conn: &mut ClientConnection, sock: &mut TcpStream) -> std::io::Result<()> {
+    while conn.wants_write() {
+        if conn.write_tls(sock)? == 0 {
+            return Err(std::io::Error::new(
+                ErrorKind::WriteZero,
+                "peer socket accepted no bytes",
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Writer {
@@ -236,9 +305,20 @@ impl Writer {
             }
             let want = *lock(&self.addr);
             if let Some(c) = &conn {
-                if c.broken.load(Ordering::Acquire) || Some(c.addr) != want {
+                let broken = c.broken.load(Ordering::Acquire);
+                if broken || Some(c.addr) != want {
+                    let lived = c.opened_at.elapsed();
                     if let Some(c) = conn.take() {
                         c.close();
+                    }
+                    if broken && lived < Duration::from_millis(self.cfg.backoff_max_ms.max(1)) {
+                        // Refused soon after connecting (certificate rejected after
+                        // the handshake, PeerHandshake refused): back off as for a
+                        // failed connect.
+                        next_attempt = Instant::now() + Duration::from_millis(backoff_ms);
+                        backoff_ms = (backoff_ms * 2).min(self.cfg.backoff_max_ms.max(1));
+                    } else {
+                        backoff_ms = self.cfg.backoff_min_ms.max(1);
                     }
                 }
             }
@@ -253,12 +333,20 @@ impl Writer {
                 }
                 match self.connect(addr) {
                     Ok(c) => {
-                        log::info!("peer {}: connected to {addr}", self.peer);
-                        backoff_ms = self.cfg.backoff_min_ms.max(1);
+                        log::info!(
+                            "peer {}: connected to {addr}{}",
+                            self.peer,
+                            if self.cfg.tls.is_some() { " (TLS)" } else { "" }
+                        );
                         conn = Some(c);
                     }
                     Err(e) => {
-                        log::debug!("peer {}: connect to {addr} failed: {e}", self.peer);
+                        if e.kind() == ErrorKind::InvalidData {
+                            // TLS handshake failures are configuration problems: visible.
+                            log::warn!("peer {}: connect to {addr} failed: {e}", self.peer);
+                        } else {
+                            log::debug!("peer {}: connect to {addr} failed: {e}", self.peer);
+                        }
                         next_attempt = Instant::now() + Duration::from_millis(backoff_ms);
                         backoff_ms = (backoff_ms * 2).min(self.cfg.backoff_max_ms.max(1));
                         self.drop_batch(batch.len());
@@ -274,7 +362,7 @@ impl Writer {
             let Some(c) = conn.as_mut() else {
                 continue;
             };
-            match c.stream.write_all(&buf) {
+            match c.write_all(&buf) {
                 Ok(()) => {
                     self.counters
                         .sent
@@ -313,11 +401,19 @@ impl Writer {
             &addr.into(),
             Duration::from_millis(self.cfg.connect_timeout_ms.max(1)),
         )?;
-        let mut stream: TcpStream = socket.into();
+        let stream: TcpStream = socket.into();
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(Duration::from_millis(
             self.cfg.write_timeout_ms.max(1),
         )))?;
+        let ctl = stream.try_clone()?;
+        let reader_stream = stream.try_clone()?;
+        let transport = match &self.cfg.tls {
+            None => Transport::Plain(stream),
+            Some(config) => {
+                Transport::Tls(Arc::new(Mutex::new(self.handshake(config, addr, stream)?)))
+            }
+        };
         let mut hello = Vec::new();
         wire::encode_request(
             &RequestFrame::new(
@@ -330,20 +426,78 @@ impl Writer {
             ),
             &mut hello,
         );
-        stream.write_all(&hello)?;
         let broken = Arc::new(AtomicBool::new(false));
-        let reader_stream = stream.try_clone()?;
         let reader_broken = Arc::clone(&broken);
         let peer = self.peer;
+        let reader_tls = match &transport {
+            Transport::Plain(_) => None,
+            Transport::Tls(shared) => Some(Arc::clone(shared)),
+        };
+        let mut conn = Conn {
+            transport,
+            ctl,
+            addr,
+            opened_at: Instant::now(),
+            reader: None,
+            broken,
+        };
+        if let Err(e) = conn.write_all(&hello) {
+            conn.close();
+            return Err(e);
+        }
         let reader = std::thread::Builder::new()
             .name(format!("peer-{peer}-rx"))
-            .spawn(move || drain_responses(peer, reader_stream, &reader_broken))?;
-        Ok(Conn {
-            stream,
-            addr,
-            reader: Some(reader),
-            broken,
-        })
+            .spawn(move || drain_responses(peer, reader_stream, reader_tls, &reader_broken));
+        match reader {
+            Ok(r) => {
+                conn.reader = Some(r);
+                Ok(conn)
+            }
+            Err(e) => {
+                conn.close();
+                Err(e)
+            }
+        }
+    }
+
+    /// The client side of a TLS handshake with `addr`, bounded by the connect timeout.
+    /// The server name checked against the peer's certificate is the peer's IP.
+    /// Failures are `InvalidData` (certificate problems) or I/O errors.
+    fn handshake(
+        &self,
+        config: &Arc<rustls::ClientConfig>,
+        addr: SocketAddr,
+        stream: TcpStream,
+    ) -> std::io::Result<TlsStream> {
+        let timeout = Duration::from_millis(self.cfg.connect_timeout_ms.max(1));
+        let name = ServerName::from(addr.ip());
+        let conn = ClientConnection::new(Arc::clone(config), name)
+            .map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
+        stream.set_read_timeout(Some(timeout))?;
+        let mut tls = StreamOwned::new(conn, stream);
+        let deadline = Instant::now() + timeout;
+        // Bounded: each round blocks at most `timeout` (socket timeouts), and the
+        // deadline ends the loop.
+        while tls.conn.is_handshaking() {
+            if Instant::now() >= deadline {
+                return Err(std::io::Error::new(
+                    ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                ));
+            }
+            if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+                // Send the alert rustls may have queued (best effort).
+                let _ = flush_tls(&mut tls.conn, &mut tls.sock);
+                let kind = if e.kind() == ErrorKind::InvalidData {
+                    ErrorKind::InvalidData
+                } else {
+                    e.kind()
+                };
+                return Err(std::io::Error::new(kind, format!("TLS handshake: {e}")));
+            }
+        }
+        tls.sock.set_read_timeout(None)?;
+        Ok(tls)
     }
 }
 
@@ -361,17 +515,94 @@ fn encode_raft_frame(m: &Message, correlation: u32, out: &mut Vec<u8>) {
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
-/// Reads responses until the connection closes; an error response marks the
-/// connection broken (the writer reconnects).
-fn drain_responses(peer: NodeId, mut stream: TcpStream, broken: &AtomicBool) {
+/// Reads responses until the connection closes; an error response (or a TLS error)
+/// marks the connection broken (the writer reconnects). With TLS the socket is read
+/// without the session lock; the lock is held only to decrypt what was read.
+fn drain_responses(
+    peer: NodeId,
+    mut stream: TcpStream,
+    tls: Option<Arc<Mutex<TlsStream>>>,
+    broken: &AtomicBool,
+) {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut pending: Vec<u8> = Vec::new();
+    let mut plain = vec![0u8; 64 * 1024];
+    let mut responses = Responses {
+        peer,
+        pending: Vec::new(),
+    };
     loop {
         let n = match stream.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        pending.extend_from_slice(&buf[..n]);
+        let ok = match &tls {
+            None => responses.feed(&buf[..n]),
+            Some(shared) => decrypt(peer, shared, &buf[..n], &mut plain, &mut responses),
+        };
+        if !ok {
+            break;
+        }
+    }
+    broken.store(true, Ordering::Release);
+}
+
+/// Feeds `raw` TLS bytes to the session and the plaintext to `responses`. Returns
+/// false when the connection must be closed.
+fn decrypt(
+    peer: NodeId,
+    shared: &Mutex<TlsStream>,
+    mut raw: &[u8],
+    plain: &mut [u8],
+    responses: &mut Responses,
+) -> bool {
+    let mut guard = lock(shared);
+    let tls = &mut *guard;
+    // Bounded: every round consumes bytes of `raw` or returns.
+    while !raw.is_empty() {
+        match tls.conn.read_tls(&mut raw) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(e) => {
+                log::warn!("peer {peer}: TLS read failed: {e}; reconnecting");
+                return false;
+            }
+        }
+        if let Err(e) = tls.conn.process_new_packets() {
+            log::warn!("peer {peer}: TLS error: {e}; reconnecting");
+            let _ = flush_tls(&mut tls.conn, &mut tls.sock);
+            return false;
+        }
+        // Bounded: rustls holds at most its received-plaintext limit.
+        loop {
+            match tls.conn.reader().read(plain) {
+                Ok(0) => return false, // close_notify
+                Ok(m) => {
+                    if !responses.feed(&plain[..m]) {
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => return false,
+            }
+        }
+    }
+    // Whatever the session wants to send in reply (key updates).
+    flush_tls(&mut tls.conn, &mut tls.sock).is_ok()
+}
+
+/// Response frames of one connection, parsed as they arrive.
+struct Responses {
+    peer: NodeId,
+    pending: Vec<u8>,
+}
+
+impl Responses {
+    /// Consumes response bytes; false when the peer refused our traffic or sent a bad
+    /// frame (the connection is closed).
+    fn feed(&mut self, bytes: &[u8]) -> bool {
+        let peer = self.peer;
+        let pending = &mut self.pending;
+        pending.extend_from_slice(bytes);
         // Frames: u32 length | u32 correlation | u16 error code | body.
         let mut at = 0usize;
         while pending.len() - at >= 4 {
@@ -383,8 +614,7 @@ fn drain_responses(peer: NodeId, mut stream: TcpStream, broken: &AtomicBool) {
             ]) as usize;
             if len > wire::MAX_FRAME_BYTES_CAP as usize || len < 6 {
                 log::warn!("peer {peer}: bad response frame length {len}; closing");
-                broken.store(true, Ordering::Release);
-                return;
+                return false;
             }
             if pending.len() - at < 4 + len {
                 break;
@@ -402,14 +632,13 @@ fn drain_responses(peer: NodeId, mut stream: TcpStream, broken: &AtomicBool) {
                     Err(_) => String::new(),
                 };
                 log::warn!("peer {peer}: refused our traffic (error {code}: {msg}); reconnecting");
-                broken.store(true, Ordering::Release);
-                return;
+                return false;
             }
             at += 4 + len;
         }
         pending.drain(..at);
+        true
     }
-    broken.store(true, Ordering::Release);
 }
 
 #[cfg(test)]

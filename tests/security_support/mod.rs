@@ -1,7 +1,7 @@
 //! Certificates for the security tests, generated at run time with rcgen (nothing that
 //! can expire is committed): a CA; a server certificate for 127.0.0.1/localhost; client
 //! certificates for `root`, `nobody` and the peer identity `commitlog-peer`; an expired
-//! `root`; and a `root` issued by another CA. Plus helpers to start a TLS `commitlogd`
+//! `root`; and a `root` and a `commitlog-peer` issued by another CA. Plus helpers to start a TLS `commitlogd`
 //! and to connect with the client library or a raw rustls stream.
 #![allow(dead_code)]
 
@@ -94,6 +94,7 @@ impl Pki {
         leaf(d, &main, "expired-root", "root", false, true);
         let other = ca(d, "other-ca");
         leaf(d, &other, "stranger-root", "root", false, false);
+        leaf(d, &other, "stranger-peer", "commitlog-peer", true, false);
         Pki { dir }
     }
 
