@@ -488,12 +488,8 @@ impl Writer {
             if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
                 // Send the alert rustls may have queued (best effort).
                 let _ = flush_tls(&mut tls.conn, &mut tls.sock);
-                let kind = if e.kind() == ErrorKind::InvalidData {
-                    ErrorKind::InvalidData
-                } else {
-                    e.kind()
-                };
-                return Err(std::io::Error::new(kind, format!("TLS handshake: {e}")));
+                // rustls reports certificate and protocol errors as InvalidData.
+                return Err(std::io::Error::new(e.kind(), format!("TLS handshake: {e}")));
             }
         }
         tls.sock.set_read_timeout(None)?;
