@@ -137,6 +137,9 @@ pub struct NodeConfig {
     /// AES-256-GCM key sealing every gossip packet (`--gossip-key-file`); every
     /// member needs the same key. None: gossip is plaintext.
     pub gossip_key: Option<[u8; 32]>,
+    /// Where fsyncs, Raft state and gossip members are published (see
+    /// [`crate::metrics`]); `None`: not counted.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl NodeConfig {
@@ -178,6 +181,7 @@ impl NodeConfig {
             max_frame_bytes: crate::wire::DEFAULT_MAX_FRAME_BYTES,
             leave_on_shutdown: false,
             gossip_key: None,
+            metrics: None,
         }
     }
 }
@@ -466,7 +470,7 @@ impl Node {
         };
 
         let fatal = Arc::new(AtomicBool::new(false));
-        let syncer = Arc::new(Syncer::new());
+        let syncer = Arc::new(Syncer::new(cfg.metrics.clone()));
         let syncer_thread = {
             let (syncer, log, inbox) = (Arc::clone(&syncer), Arc::clone(&log), Arc::clone(&inbox));
             std::thread::Builder::new()
