@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod client;
 pub mod gossip;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod notify;

@@ -134,7 +134,10 @@ class RenderedChart(unittest.TestCase):
         self.assertTrue(c["securityContext"]["readOnlyRootFilesystem"])
         self.assertFalse(c["securityContext"]["allowPrivilegeEscalation"])
         self.assertEqual(c["securityContext"]["capabilities"]["drop"], ["ALL"])
-        self.assertIn("clog", c["readinessProbe"]["exec"]["command"])
+        probe = c["readinessProbe"]["httpGet"]
+        self.assertEqual((probe["path"], probe["port"]), ("/readyz", "metrics"))
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        self.assertIn("COMMITLOGD_METRICS_ADDR", env)
         self.assertEqual(c["livenessProbe"]["tcpSocket"]["port"], "rpc")
         self.assertEqual(c["resources"]["requests"], {"cpu": "250m", "memory": "256Mi"})
         self.assertIn("memory", c["resources"]["limits"])

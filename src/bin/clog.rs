@@ -3,8 +3,9 @@
 //! routing live in `commitlog::client` (`client::cluster::ClusterClient`).
 
 use std::collections::VecDeque;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -169,6 +170,65 @@ struct BenchArgs {
     /// connect + TLS handshake when --ca is given + Ping) and report connections/s.
     #[arg(long)]
     handshakes: Option<u64>,
+    /// Print progress (records done / total, current records/s) to stderr about once
+    /// a second. On by default when stderr is a terminal.
+    #[arg(long)]
+    progress: bool,
+}
+
+/// Live progress of a bench on stderr, printed by a helper thread about once a second.
+struct Progress {
+    done: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    /// Starts printing if `--progress` was given or stderr is a terminal.
+    fn start(forced: bool, total: Option<u64>) -> Progress {
+        let done = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let enabled = forced || io::stderr().is_terminal();
+        let thread = enabled.then(|| {
+            let (done, stop) = (Arc::clone(&done), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut last = (Instant::now(), 0u64);
+                // Ends when the bench stops it (the bench itself is bounded by --max-secs).
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..10 {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    let now = (Instant::now(), done.load(Ordering::Relaxed));
+                    let secs = now.0.duration_since(last.0).as_secs_f64().max(1e-9);
+                    let rate = now.1.saturating_sub(last.1) as f64 / secs;
+                    let total = total.map_or("?".to_string(), |t| t.to_string());
+                    eprintln!("bench: {}/{total} records, {rate:.0} records/s", now.1);
+                    last = now;
+                }
+            })
+        });
+        Progress { done, stop, thread }
+    }
+
+    /// A counter the workers add finished records to.
+    fn counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.done)
+    }
+
+    /// Stops the printing (also on drop, so early error returns stop it too).
+    fn finish(self) {}
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// An error for the user: what happened and what to do next.
@@ -520,6 +580,7 @@ fn bench(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
     let total = args.count.unwrap_or(20_000);
     let deadline = Instant::now() + Duration::from_secs(args.max_secs);
     let barrier = Arc::new(Barrier::new(producers + 1));
+    let progress = Progress::start(args.progress, Some(total));
     let mut handles = Vec::new();
     let mut cluster = connect(cli)?;
     for p in 0..producers {
@@ -529,6 +590,7 @@ fn bench(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
             .leader_connection()
             .map_err(|e| explain(&cli.addr, e))?;
         let barrier = Arc::clone(&barrier);
+        let done = progress.counter();
         let size = args.size;
         let window = args.window.clamp(1, 65_536);
         handles.push(std::thread::spawn(move || {
@@ -544,6 +606,7 @@ fn bench(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
             {
                 Ok(_) => {
                     report.acked += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
                     report.histogram.record(ack.latency.as_micros() as u64);
                 }
                 Err(e) => {
@@ -587,6 +650,7 @@ fn bench(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
             Err(_) => first_error = Some("a producer thread panicked".to_string()),
         }
     }
+    progress.finish();
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let rps = acked as f64 / secs;
     let mbps = acked as f64 * args.size as f64 / secs / 1e6;
@@ -659,6 +723,8 @@ fn bench_consume(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), O
     let mut records = 0u64;
     let mut bytes = 0u64;
     let want = args.count;
+    let progress = Progress::start(args.progress, want);
+    let progress_done = progress.counter();
     // Two fetches in flight: while one response is read here, the server prepares
     // the next one, which starts where this one is predicted to end (the previous
     // response's record count further on). A wrong guess costs only a round trip:
@@ -721,6 +787,7 @@ fn bench_consume(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), O
             continue;
         }
         records += got;
+        progress_done.store(records, Ordering::Relaxed);
         per_fetch = count;
         let done = match want {
             Some(n) => records >= n,
@@ -733,6 +800,7 @@ fn bench_consume(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), O
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let rps = records as f64 / secs;
     let mbps = bytes as f64 / secs / 1e6;
+    progress.finish();
     writeln!(
         out,
         "consume: {records} records ({bytes} B) in {secs:.3} s: {rps:.0} records/s, {mbps:.2} MB/s"

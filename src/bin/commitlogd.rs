@@ -15,6 +15,7 @@ use clap::{Parser, ValueEnum};
 
 use commitlog::auth::{AclSource, Authorizer};
 use commitlog::gossip::GossipConfig;
+use commitlog::metrics::Metrics;
 use commitlog::net::tls::{self, PeerTls};
 use commitlog::net::{Security, Server, ServerConfig, Service, TlsFiles};
 use commitlog::node::{Node, NodeConfig, StartMode};
@@ -49,6 +50,13 @@ struct Args {
     /// (write to a temporary file, then rename).
     #[arg(long, env = "COMMITLOGD_READY_FILE")]
     ready_file: Option<PathBuf>,
+
+    /// Serve Prometheus metrics (`/metrics`) and health checks (`/healthz`,
+    /// `/readyz`) over HTTP on this address, IP:PORT (port 0 picks a free port; see
+    /// the `metrics on` log line, and the `metrics=` line of a cluster ready file).
+    /// Off by default.
+    #[arg(long, env = "COMMITLOGD_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
 
     /// This node's name, reported by `clog servers` (default: node-N for --node-id N).
     #[arg(long, env = "COMMITLOGD_NODE_NAME")]
@@ -508,6 +516,7 @@ fn run(args: Args) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
 
+    let metrics = start_metrics(&args)?.map(|(m, _)| m);
     let service_config = ServiceConfig {
         node_id: NodeId(args.node_id),
         node_name: args
@@ -523,6 +532,7 @@ fn run(args: Args) -> Result<(), String> {
         max_fetch_bytes: max_frame_bytes.saturating_sub(64 * 1024).max(512),
         retention_interval_ms: u64::try_from(args.retention_interval.as_millis())
             .unwrap_or(u64::MAX),
+        metrics: metrics.clone(),
         ..ServiceConfig::default()
     };
     let service = LogService::start(Arc::clone(&log), service_config)
@@ -545,6 +555,10 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(security) = security {
         server = server.with_security(security);
     }
+    if let Some(m) = &metrics {
+        server = server.with_metrics(Arc::clone(m));
+    }
+    let signal_metrics = metrics.clone();
 
     let handle = server.handle();
     std::thread::Builder::new()
@@ -563,6 +577,9 @@ fn run(args: Args) -> Result<(), String> {
                 }
                 log::info!("received signal {signal}; shutting down");
                 commitlog::notify::stopping();
+                if let Some(m) = &signal_metrics {
+                    m.set_serving(false);
+                }
                 handle.shutdown();
                 break;
             }
@@ -574,6 +591,9 @@ fn run(args: Args) -> Result<(), String> {
         write_ready_file(path, &local_addr)?;
     }
     commitlog::notify::ready_with_status(&format!("serving on {local_addr}"));
+    if let Some(m) = &metrics {
+        m.set_serving(true);
+    }
     let served = server.run();
     // The server (and its reference to the service) is gone; stop the service.
     let stopped = service.shutdown();
@@ -698,6 +718,8 @@ fn run_cluster(args: Args) -> Result<(), String> {
     cfg.leave_on_shutdown = args.leave_on_shutdown;
     cfg.gossip_key = gossip_key;
     cfg.peer_tls = cluster.peer_tls.map(|p| p.client);
+    let metrics = start_metrics(&args)?;
+    cfg.metrics = metrics.as_ref().map(|(m, _)| Arc::clone(m));
     let transfer_wait = Duration::from_millis(cfg.raft_tick_ms * u64::from(cfg.election_ticks) * 3)
         .clamp(Duration::from_millis(200), Duration::from_secs(10));
 
@@ -723,6 +745,9 @@ fn run_cluster(args: Args) -> Result<(), String> {
     let mut server =
         Server::from_listener(listener, server_config, node.service() as Arc<dyn Service>)
             .map_err(|e| format!("cannot start the event loop: {e}"))?;
+    if let Some((m, _)) = &metrics {
+        server = server.with_metrics(Arc::clone(m));
+    }
     let authorizer = security.as_ref().and_then(|s| s.authorizer.clone());
     if let Some(security) = security {
         server = server.with_security(security);
@@ -737,6 +762,7 @@ fn run_cluster(args: Args) -> Result<(), String> {
     }
     {
         let node = Arc::clone(&node);
+        let signal_metrics = metrics.as_ref().map(|(m, _)| Arc::clone(m));
         std::thread::Builder::new()
             .name("commitlogd-signals".into())
             .spawn(move || {
@@ -753,6 +779,9 @@ fn run_cluster(args: Args) -> Result<(), String> {
                     }
                     log::info!("received signal {signal}; shutting down");
                     commitlog::notify::stopping();
+                    if let Some(m) = &signal_metrics {
+                        m.set_serving(false);
+                    }
                     node.prepare_shutdown(transfer_wait);
                     handle.shutdown();
                     break;
@@ -765,15 +794,19 @@ fn run_cluster(args: Args) -> Result<(), String> {
         node.gossip_addr()
     );
     if let Some(path) = &args.ready_file {
-        write_ready_text(
-            path,
-            &format!("rpc={local_addr}\ngossip={}\n", node.gossip_addr()),
-        )?;
+        let mut text = format!("rpc={local_addr}\ngossip={}\n", node.gossip_addr());
+        if let Some((_, addr)) = &metrics {
+            text.push_str(&format!("metrics={addr}\n"));
+        }
+        write_ready_text(path, &text)?;
     }
     commitlog::notify::ready_with_status(&format!(
         "serving on {local_addr}, gossip on {}",
         node.gossip_addr()
     ));
+    if let Some((m, _)) = &metrics {
+        m.set_serving(true);
+    }
     let served = server.run();
     let stopped = node.shutdown();
     let failed = node.failed();
@@ -784,6 +817,19 @@ fn run_cluster(args: Args) -> Result<(), String> {
     }
     log::info!("node stopped");
     Ok(())
+}
+
+/// Starts the metrics/health HTTP server if `--metrics-addr` is set.
+fn start_metrics(args: &Args) -> Result<Option<(Arc<Metrics>, SocketAddr)>, String> {
+    let Some(addr) = args.metrics_addr else {
+        return Ok(None);
+    };
+    let metrics = Arc::new(Metrics::new());
+    let bound = commitlog::metrics::http::serve(addr, Arc::clone(&metrics)).map_err(|e| {
+        format!("cannot serve metrics on {addr}: {e}; pick another --metrics-addr or free it")
+    })?;
+    log::info!("metrics on http://{bound}/metrics (also /healthz, /readyz)");
+    Ok(Some((metrics, bound)))
 }
 
 fn write_ready_text(path: &Path, text: &str) -> Result<(), String> {

@@ -119,6 +119,7 @@ impl Server {
                 tx,
                 waker,
                 wake: WakeFlag::new(),
+                metrics: std::sync::OnceLock::new(),
             }),
             completions: rx,
             shutdown: Arc::new(AtomicBool::new(false)),
@@ -134,6 +135,15 @@ impl Server {
     /// Enables TLS and/or the ACL (see [`super::tls`]). Without this, plaintext only.
     pub fn with_security(mut self, security: Security) -> Server {
         self.security = Some(security);
+        self
+    }
+
+    /// Counts requests, latencies, produced/consumed records and open connections
+    /// into `metrics` (see [`crate::metrics`]). Without this, nothing is counted.
+    pub fn with_metrics(self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Server {
+        if self.sink.metrics.set(metrics).is_err() {
+            log::warn!("metrics were already set for this server; keeping the first");
+        }
         self
     }
 
@@ -286,6 +296,9 @@ impl Server {
                 );
             } else {
                 self.active += 1;
+                if let Some(m) = self.sink.metrics.get() {
+                    m.set_open_connections(self.active);
+                }
                 log::debug!("{peer}: accepted connection {}", key.generation);
             }
             self.conns[index] = Some(conn);
@@ -359,6 +372,9 @@ impl Server {
             self.rejecting -= 1;
         } else {
             self.active -= 1;
+            if let Some(m) = self.sink.metrics.get() {
+                m.set_open_connections(self.active);
+            }
         }
         log::debug!(
             "{}: closed connection {} ({reason})",
@@ -870,13 +886,14 @@ impl Conn {
                     return true;
                 }
                 self.in_flight += 1;
-                let responder = Responder::new(
+                let mut responder = Responder::new(
                     self.key,
                     frame.correlation_id,
                     frame.request.api_key(),
                     Protocol::Binary,
                     Arc::clone(env.sink),
                 );
+                responder.set_produce_size(crate::metrics::produce_size(&frame.request));
                 let ctx = self.ctx();
                 env.service.call(frame, &ctx, responder);
             }
@@ -954,13 +971,14 @@ impl Conn {
                 let correlation_id = self.next_text_id;
                 self.next_text_id = self.next_text_id.wrapping_add(1);
                 self.in_flight += 1;
-                let responder = Responder::new(
+                let mut responder = Responder::new(
                     self.key,
                     correlation_id,
                     request.api_key(),
                     Protocol::Text,
                     Arc::clone(env.sink),
                 );
+                responder.set_produce_size(crate::metrics::produce_size(&request));
                 let ctx = self.ctx();
                 env.service.call(
                     wire::RequestFrame {

@@ -21,7 +21,8 @@
 //! connections are capped per server.
 
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use mio::Waker;
 
@@ -84,6 +85,8 @@ pub(crate) struct CompletionSink {
     pub(crate) tx: Sender<Completion>,
     pub(crate) waker: Arc<Waker>,
     pub(crate) wake: WakeFlag,
+    /// Set once by [`Server::with_metrics`](super::Server::with_metrics).
+    pub(crate) metrics: OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 impl CompletionSink {
@@ -112,6 +115,10 @@ pub struct Responder {
     protocol: Protocol,
     sink: Arc<CompletionSink>,
     done: bool,
+    /// When the request was decoded (only taken with metrics on).
+    started: Option<Instant>,
+    /// Records and value bytes of a produce request, counted on success.
+    produce: Option<(u64, u64)>,
 }
 
 impl Responder {
@@ -127,8 +134,32 @@ impl Responder {
             correlation_id,
             api_key,
             protocol,
+            started: sink.metrics.get().map(|_| Instant::now()),
             sink,
             done: false,
+            produce: None,
+        }
+    }
+
+    /// Notes the size of a produce request (for the produce metrics).
+    pub(crate) fn set_produce_size(&mut self, size: Option<(u64, u64)>) {
+        self.produce = size;
+    }
+
+    /// Counts this response in the metrics (if on): request, latency, and the
+    /// produced or consumed records (`consumed`: records and value bytes returned).
+    fn count(&self, code: ErrorCode, consumed: Option<(u64, u64)>) {
+        let (Some(m), Some(started)) = (self.sink.metrics.get(), self.started) else {
+            return;
+        };
+        m.record_request(self.api_key, code, started.elapsed());
+        if code == ErrorCode::None {
+            if let Some((records, bytes)) = self.produce {
+                m.add_produced(records, bytes);
+            }
+            if let Some((records, bytes)) = consumed {
+                m.add_consumed(records, bytes);
+            }
         }
     }
 
@@ -145,6 +176,20 @@ impl Responder {
     /// Sends the response (encoded for the connection's protocol) to the event loop.
     pub fn respond(mut self, result: Result<ResponseBody, ErrorBody>) {
         self.done = true;
+        match &result {
+            Ok(ResponseBody::Consume { record }) => {
+                self.count(ErrorCode::None, Some((1, record.value.len() as u64)))
+            }
+            Ok(ResponseBody::Fetch { records, .. }) => self.count(
+                ErrorCode::None,
+                Some((
+                    records.len() as u64,
+                    records.iter().map(|r| r.value.len() as u64).sum(),
+                )),
+            ),
+            Ok(_) => self.count(ErrorCode::None, None),
+            Err(e) => self.count(e.code, None),
+        }
         let bytes = encode_for(self.protocol, self.correlation_id, result);
         self.sink.deliver(Completion {
             key: self.key,
@@ -157,6 +202,13 @@ impl Responder {
     /// the usual lines.
     pub fn respond_fetch<R: RecordView>(mut self, high_watermark: Offset, records: &[R]) {
         self.done = true;
+        self.count(
+            ErrorCode::None,
+            Some((
+                records.len() as u64,
+                records.iter().map(|r| r.value().len() as u64).sum(),
+            )),
+        );
         let bytes = match self.protocol {
             Protocol::Binary => {
                 let mut out = Vec::new();
@@ -220,6 +272,15 @@ impl Responder {
             text,
             count,
         } = builder;
+        let value_bytes = match &text {
+            Some(records) => records.iter().map(|r| r.value.len() as u64).sum(),
+            None => out
+                .len()
+                .saturating_sub(FETCH_RESPONSE_PREFIX_BYTES)
+                .saturating_sub(count as usize * wire::RECORD_HEADER_BYTES)
+                as u64,
+        };
+        self.count(ErrorCode::None, Some((u64::from(count), value_bytes)));
         let bytes = match (self.protocol, text) {
             (Protocol::Binary, None) => {
                 let records_bytes = out.len() - FETCH_RESPONSE_PREFIX_BYTES;
@@ -262,6 +323,7 @@ impl Drop for Responder {
     fn drop(&mut self) {
         if !self.done {
             self.done = true;
+            self.count(ErrorCode::Internal, None);
             log::error!(
                 "request {} ({:?}) dropped without a response",
                 self.correlation_id,

@@ -141,6 +141,9 @@ pub struct NodeConfig {
     /// plaintext. Incoming peer connections are the server's business
     /// (`net::Security`, which must then trust the peer CA).
     pub peer_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Where fsyncs, Raft state and gossip members are published (see
+    /// [`crate::metrics`]); `None`: not counted.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl NodeConfig {
@@ -183,6 +186,7 @@ impl NodeConfig {
             leave_on_shutdown: false,
             gossip_key: None,
             peer_tls: None,
+            metrics: None,
         }
     }
 }
@@ -472,7 +476,7 @@ impl Node {
         };
 
         let fatal = Arc::new(AtomicBool::new(false));
-        let syncer = Arc::new(Syncer::new());
+        let syncer = Arc::new(Syncer::new(cfg.metrics.clone()));
         let syncer_thread = {
             let (syncer, log, inbox) = (Arc::clone(&syncer), Arc::clone(&log), Arc::clone(&inbox));
             std::thread::Builder::new()

@@ -483,7 +483,7 @@ impl RaftLoop {
             if sync_now {
                 // Term/vote changes and snapshots are rare: make everything durable
                 // here (covering batches the syncer has not finished), then ack all.
-                self.node.storage().sync()?;
+                self.timed_sync()?;
                 if let Some(hs) = hard_state {
                     if hs.term != self.persisted_hs.term || hs.vote != self.persisted_hs.vote {
                         self.write_hard_state(hs)?;
@@ -494,7 +494,7 @@ impl RaftLoop {
             } else if need_sync && self.sync_requested <= self.sync_done {
                 // No fsync in progress: sync inline (two thread hand-offs fewer, which
                 // is what a lone synchronous producer waits for).
-                self.node.storage().sync()?;
+                self.timed_sync()?;
                 self.sync_done = last_seq;
                 self.node.advance(ReadyAck { seq: last_seq })?;
             } else if need_sync {
@@ -551,7 +551,21 @@ impl RaftLoop {
         Ok(())
     }
 
+    /// The inline fsync, observed in the fsync metrics.
+    fn timed_sync(&mut self) -> Result<(), Fatal> {
+        let started = Instant::now();
+        let synced = self.node.storage().sync();
+        if let Some(m) = &self.shared.cfg.metrics {
+            m.observe_fsync(started.elapsed());
+        }
+        synced?;
+        Ok(())
+    }
+
     fn on_soft_state(&mut self, s: SoftState) {
+        if let Some(m) = &self.shared.cfg.metrics {
+            m.observe_leader(s.leader.map(|l| l.0));
+        }
         log::info!(
             "raft: {} in term {} (leader: {})",
             s.role,
@@ -710,6 +724,62 @@ impl RaftLoop {
             v.membership = status.membership;
             v.followers = status.followers;
         }
+        drop(v);
+        // Per tick (`full`), not per iteration: the leader's lag needs `status()`.
+        if let (true, Some(m)) = (full, &self.shared.cfg.metrics) {
+            self.publish_metrics(m);
+        }
+    }
+
+    /// Raft gauges, readiness and gossip member counts for the metrics (every tick;
+    /// only the leader asks for the follower lag).
+    fn publish_metrics(&self, m: &crate::metrics::Metrics) {
+        use crate::metrics::{RaftGauges, Readiness};
+        let me = self.shared.cfg.node_id;
+        let membership = self.node.membership();
+        let readiness = if self.recovering.is_some() {
+            Readiness::Recovering
+        } else if self.node.leader().is_none() {
+            Readiness::NoLeader
+        } else if membership.voters.contains(&me) {
+            Readiness::Ready
+        } else if membership.learners.contains(&me) {
+            Readiness::Learner
+        } else {
+            Readiness::NotMember
+        };
+        let mut gossip = [0u64; 3];
+        for member in lock(&self.shared.members).values() {
+            let slot = if member.decommission {
+                2
+            } else if member.live {
+                0
+            } else {
+                1
+            };
+            gossip[slot] += 1;
+        }
+        let lag: Vec<(u64, u64)> = if self.node.role() == Role::Leader {
+            self.node
+                .status()
+                .followers
+                .iter()
+                .map(|f| (f.id.0, f.lag_entries))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        m.publish_raft(
+            &RaftGauges {
+                term: self.node.term().0,
+                commit: self.commit.0,
+                last: self.node.last_index().0,
+                role: self.node.role(),
+                readiness,
+                gossip,
+            },
+            &lag,
+        );
     }
 
     /// On exit: answer everything still waiting, persist the latest commit.

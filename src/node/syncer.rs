@@ -25,16 +25,18 @@ struct State {
 pub(crate) struct Syncer {
     state: Mutex<State>,
     wake: Condvar,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl Syncer {
-    pub(crate) fn new() -> Syncer {
+    pub(crate) fn new(metrics: Option<std::sync::Arc<crate::metrics::Metrics>>) -> Syncer {
         Syncer {
             state: Mutex::new(State {
                 requested: 0,
                 stop: false,
             }),
             wake: Condvar::new(),
+            metrics,
         }
     }
 
@@ -70,7 +72,12 @@ impl Syncer {
                 }
                 s.requested
             };
-            match log.sync() {
+            let started = std::time::Instant::now();
+            let synced = log.sync();
+            if let Some(m) = &self.metrics {
+                m.observe_fsync(started.elapsed());
+            }
+            match synced {
                 Ok(_) => {
                     done = target;
                     inbox.push_control(Control::Synced(target));

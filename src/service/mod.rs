@@ -99,6 +99,8 @@ pub struct ServiceConfig {
     pub max_fetch_bytes: u32,
     /// How often retention runs.
     pub retention_interval_ms: u64,
+    /// Where fsyncs are counted (see [`crate::metrics`]); `None`: not counted.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Default for ServiceConfig {
@@ -117,6 +119,7 @@ impl Default for ServiceConfig {
             max_fetch_wait_ms: 30_000,
             max_fetch_bytes: wire::DEFAULT_MAX_FRAME_BYTES - 64 * 1024,
             retention_interval_ms: 60_000,
+            metrics: None,
         }
     }
 }
@@ -599,7 +602,7 @@ impl Shared {
         };
         let end = first + count;
         let durable_end = match self.config.fsync {
-            FsyncPolicy::Always => match self.log.sync() {
+            FsyncPolicy::Always => match self.timed_sync() {
                 Ok(durable) => durable.0,
                 Err(e) => {
                     log::error!("fsync failed: {e}; {count} record(s) not acknowledged");
@@ -634,6 +637,16 @@ impl Shared {
             }
             offset += n;
         }
+    }
+
+    /// `Log::sync`, observed in the fsync metrics.
+    fn timed_sync(&self) -> Result<Offset, StorageError> {
+        let started = std::time::Instant::now();
+        let synced = self.log.sync();
+        if let Some(m) = &self.config.metrics {
+            m.observe_fsync(started.elapsed());
+        }
+        synced
     }
 
     /// Moves parked fetches whose offset is now below the high watermark to the pool.
