@@ -18,7 +18,10 @@ release: ## optimized binaries in target/release
 dev: release ## run a single --dev node on 127.0.0.1:8400 (temp data dir)
 	RUST_LOG=$${RUST_LOG:-info} ./target/release/commitlogd --dev
 
-run: ## local 3-node cluster in the foreground (rpc BASE_PORT+0..2, gossip +10..12; BASE_PORT=8400)
+run: ## local 3-node cluster in the foreground (rpc BASE_PORT+0..2, gossip +10..12; BASE_PORT=8400); creates certs/out when missing
+	@if [ ! -f $(CERTS)/ca.pem ] && command -v openssl >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory gencert || echo "warning: could not create certs/out (make gencert); the plaintext cluster does not need them"; \
+	fi
 	./scripts/run-cluster.sh
 
 run-clean: ## wipe the data of the local cluster of `make run` (target/cluster)
