@@ -439,7 +439,7 @@ fn run(args: Args) -> Result<(), String> {
     // Installed first, so a SIGTERM during start-up is queued, not fatal: the signal
     // thread started below picks it up and shuts down as soon as the server exists.
     // SIGHUP reloads the ACL policy.
-    let mut signals = signal_hook::iterator::Signals::new([
+    let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
@@ -561,30 +561,9 @@ fn run(args: Args) -> Result<(), String> {
     let signal_metrics = metrics.clone();
 
     let handle = server.handle();
-    std::thread::Builder::new()
-        .name("commitlogd-signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                if signal == signal_hook::consts::SIGHUP {
-                    match &authorizer {
-                        Some(a) => match a.reload() {
-                            Ok(()) => log::info!("SIGHUP: ACL policy reloaded"),
-                            Err(e) => log::error!("SIGHUP: {e}; keeping the previous policy"),
-                        },
-                        None => log::info!("SIGHUP: no ACL to reload (TLS is off)"),
-                    }
-                    continue;
-                }
-                log::info!("received signal {signal}; shutting down");
-                commitlog::notify::stopping();
-                if let Some(m) = &signal_metrics {
-                    m.set_serving(false);
-                }
-                handle.shutdown();
-                break;
-            }
-        })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    spawn_signal_thread(signals, authorizer, signal_metrics, move || {
+        handle.shutdown()
+    })?;
 
     log::info!("listening on {local_addr}");
     if let Some(path) = &args.ready_file {
@@ -618,7 +597,7 @@ fn run(args: Args) -> Result<(), String> {
 
 /// Cluster mode (`--bootstrap` or `--join`): a Raft node (`commitlog::node`).
 fn run_cluster(args: Args) -> Result<(), String> {
-    let mut signals = signal_hook::iterator::Signals::new([
+    let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
@@ -763,31 +742,10 @@ fn run_cluster(args: Args) -> Result<(), String> {
     {
         let node = Arc::clone(&node);
         let signal_metrics = metrics.as_ref().map(|(m, _)| Arc::clone(m));
-        std::thread::Builder::new()
-            .name("commitlogd-signals".into())
-            .spawn(move || {
-                for signal in signals.forever() {
-                    if signal == signal_hook::consts::SIGHUP {
-                        match &authorizer {
-                            Some(a) => match a.reload() {
-                                Ok(()) => log::info!("SIGHUP: ACL policy reloaded"),
-                                Err(e) => log::error!("SIGHUP: {e}; keeping the previous policy"),
-                            },
-                            None => log::info!("SIGHUP: no ACL to reload (TLS is off)"),
-                        }
-                        continue;
-                    }
-                    log::info!("received signal {signal}; shutting down");
-                    commitlog::notify::stopping();
-                    if let Some(m) = &signal_metrics {
-                        m.set_serving(false);
-                    }
-                    node.prepare_shutdown(transfer_wait);
-                    handle.shutdown();
-                    break;
-                }
-            })
-            .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        spawn_signal_thread(signals, authorizer, signal_metrics, move || {
+            node.prepare_shutdown(transfer_wait);
+            handle.shutdown();
+        })?;
     }
     log::info!(
         "listening on {local_addr}, gossip on {}",
@@ -860,6 +818,41 @@ fn write_ready_file(path: &Path, addr: &SocketAddr) -> Result<(), String> {
         std::fs::rename(&tmp, path)
     };
     write().map_err(|e| format!("cannot write ready file {}: {e}", path.display()))
+}
+
+/// The signal thread: SIGHUP reloads the ACL policy; the first SIGINT/SIGTERM tells
+/// systemd and the metrics that the node is stopping, then runs `stop` once.
+fn spawn_signal_thread(
+    mut signals: signal_hook::iterator::Signals,
+    authorizer: Option<Arc<Authorizer>>,
+    metrics: Option<Arc<commitlog::metrics::Metrics>>,
+    stop: impl FnOnce() + Send + 'static,
+) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("commitlogd-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal == signal_hook::consts::SIGHUP {
+                    match &authorizer {
+                        Some(a) => match a.reload() {
+                            Ok(()) => log::info!("SIGHUP: ACL policy reloaded"),
+                            Err(e) => log::error!("SIGHUP: {e}; keeping the previous policy"),
+                        },
+                        None => log::info!("SIGHUP: no ACL to reload (TLS is off)"),
+                    }
+                    continue;
+                }
+                log::info!("received signal {signal}; shutting down");
+                commitlog::notify::stopping();
+                if let Some(m) = &metrics {
+                    m.set_serving(false);
+                }
+                stop();
+                break;
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the signal thread: {e}"))
 }
 
 #[cfg(test)]
