@@ -149,11 +149,22 @@ fn encode(kind: u8, payload: &[u8]) -> Vec<u8> {
 /// Reads `dir/name`: `Ok(None)` if it does not exist, the payload if valid.
 fn read_record(dir: &Path, name: &str, kind: u8) -> Result<Option<Vec<u8>>, MetaError> {
     let path = dir.join(name);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
+    // Read at most one byte more than the largest valid file, so a damaged (huge)
+    // file is reported as corrupt without being read into memory.
+    let max_file_bytes = HEADER_BYTES + MAX_PAYLOAD_BYTES + 4;
+    let mut bytes = Vec::new();
+    match File::open(&path) {
+        Ok(file) => {
+            if let Err(source) = io::Read::read_to_end(
+                &mut io::Read::take(file, max_file_bytes as u64 + 1),
+                &mut bytes,
+            ) {
+                return Err(MetaError::Io { path, source });
+            }
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(MetaError::Io { path, source }),
-    };
+    }
     let corrupt = |reason: String| MetaError::Corrupt {
         path: path.clone(),
         reason,
@@ -429,5 +440,23 @@ mod tests {
         fs::write(d.join("raft.hardstate.tmp"), b"garbage").unwrap();
         assert_eq!(read_hard_state(&d).unwrap(), Some(hs));
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_oversized_file_is_corrupt_without_being_read_whole() {
+        let d = tmp("oversized");
+        // A sparse 1 GiB file where a few dozen bytes belong.
+        let f = File::create(d.join(HARD_STATE_FILE)).unwrap();
+        f.set_len(1 << 30).unwrap();
+        match read_hard_state(&d) {
+            Err(MetaError::Corrupt { reason, .. }) => {
+                assert!(
+                    reason.contains("bad magic") || reason.contains("length"),
+                    "{reason}"
+                )
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        let _ = fs::remove_dir_all(&d);
     }
 }
