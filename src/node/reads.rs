@@ -17,9 +17,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::net::{PoolSubmitter, Responder, WorkerPool};
-use crate::storage::{Log, Record, StorageError};
-use crate::types::{Offset, RecordKind, Term};
-use crate::wire::{self, ErrorCode, RecordView, ResponseBody, WireRecord};
+use crate::storage::{Log, StorageError};
+use crate::types::Offset;
+use crate::wire::{self, ErrorCode, ResponseBody, WireRecord};
 
 /// Most read rounds one Consume or Fetch makes while skipping internal entries.
 const MAX_SCAN_ROUNDS: usize = 64;
@@ -331,42 +331,40 @@ impl ReadShared {
     fn fetch(&self, offset: Offset, max_bytes: u32, reply: Responder) {
         let hw = self.hw();
         let budget = u64::from(max_bytes.min(self.cfg.max_fetch_bytes)).max(1);
+        // Records are encoded straight from the storage read buffer (one copy each),
+        // as on a single node.
+        let mut builder = reply.fetch_builder(usize::try_from(budget).unwrap_or(usize::MAX));
         let mut at = offset;
         for _ in 0..MAX_SCAN_ROUNDS {
-            let records = match self.log.read_range(at, budget) {
-                Ok(r) => r,
-                Err(e) => {
-                    let (code, msg) = self.storage_error(&e, offset);
-                    return reply.error(code, msg);
-                }
-            };
             let mut used = 0u64;
-            let mut keep = 0usize;
-            for r in &records {
-                if r.offset >= hw {
-                    break;
+            let mut next: Option<Offset> = None;
+            let read = self.log.read_range_with(at, budget, |record| {
+                if record.offset >= hw {
+                    return false;
                 }
-                let size = r.value.len() as u64 + wire::RECORD_HEADER_BYTES as u64;
-                if keep > 0 && used + size > budget {
-                    break;
+                let size = record.value.len() as u64 + wire::RECORD_HEADER_BYTES as u64;
+                if next.is_some() && used + size > budget {
+                    return false;
                 }
                 used += size;
-                keep += 1;
+                next = Some(Offset(record.offset.0 + 1));
+                if !record.kind.is_internal() {
+                    builder.push(record.offset, record.term, record.kind, record.value);
+                }
+                true
+            });
+            if let Err(e) = read {
+                let (code, msg) = self.storage_error(&e, offset);
+                return reply.error(code, msg);
             }
-            let visible: Vec<Stored<'_>> = records[..keep]
-                .iter()
-                .filter(|r| !r.kind.is_internal())
-                .map(Stored)
-                .collect();
-            let next = records[..keep].last().map(|r| Offset(r.offset.0 + 1));
             match next {
-                Some(next) if visible.is_empty() && next < hw => at = next,
-                _ => return reply.respond_fetch(hw, &visible),
+                Some(next) if builder.count() == 0 && next < hw => at = next,
+                _ => return reply.respond_fetch_built(hw, builder),
             }
         }
         // Only internal entries for MAX_SCAN_ROUNDS rounds: answer empty with a
         // (conservative) high-water mark of `at`, where the consumer continues.
-        reply.respond_fetch::<Stored<'_>>(at, &[])
+        reply.respond_fetch_built(at, builder)
     }
 
     fn timer_loop(self: Arc<Self>) {
@@ -403,22 +401,5 @@ impl ReadShared {
                 Err(p) => p.into_inner().0,
             };
         }
-    }
-}
-
-struct Stored<'a>(&'a Record);
-
-impl RecordView for Stored<'_> {
-    fn offset(&self) -> Offset {
-        self.0.offset
-    }
-    fn term(&self) -> Term {
-        self.0.term
-    }
-    fn kind(&self) -> RecordKind {
-        self.0.kind
-    }
-    fn value(&self) -> &[u8] {
-        &self.0.value
     }
 }
