@@ -10,7 +10,6 @@ pub mod net;
 pub mod node;
 pub mod notify;
 pub mod raft;
-pub mod service;
 pub mod storage;
 pub mod sync;
 pub mod types;

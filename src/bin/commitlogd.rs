@@ -1,8 +1,8 @@
 //! `commitlogd`: the commitlog server. Flags and process lifecycle only; the work is
-//! in `commitlog::net` (event loop), `commitlog::service` (single-node handler, the
-//! default and `--dev`) and `commitlog::node` (cluster node: `--bootstrap` or
-//! `--join`). In cluster mode the ready file holds two lines, `rpc=IP:PORT` and
-//! `gossip=IP:PORT`; in single-node mode just the address.
+//! in `commitlog::net` (event loop) and `commitlog::node` (the node). Every mode runs
+//! the same node: without `--bootstrap`/`--join` it is a one-voter Raft cluster
+//! (`--dev` too). The ready file holds `rpc=IP:PORT`, `gossip=IP:PORT` and, with
+//! `--metrics-addr`, `metrics=IP:PORT`, one per line.
 
 use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -18,9 +18,8 @@ use commitlog::gossip::GossipConfig;
 use commitlog::metrics::Metrics;
 use commitlog::net::tls::{self, PeerTls};
 use commitlog::net::{Security, Server, ServerConfig, Service, TlsFiles};
-use commitlog::node::{Node, NodeConfig, StartMode};
-use commitlog::service::{FsyncPolicy, LogService, ServiceConfig};
-use commitlog::storage::{Log, LogConfig};
+use commitlog::node::{FsyncPolicy, Node, NodeConfig, StartMode};
+use commitlog::storage::LogConfig;
 use commitlog::types::{NodeId, Offset};
 
 /// The commitlog server: an append-only log that clients produce to and consume
@@ -206,13 +205,11 @@ struct Args {
     )]
     join: Vec<String>,
 
-    /// Gossip (UDP) address, host:port; port 0 picks a free port. Cluster mode only.
-    #[arg(
-        long,
-        env = "COMMITLOGD_GOSSIP_LISTEN",
-        default_value = "127.0.0.1:8401"
-    )]
-    gossip_listen: String,
+    /// Gossip (UDP) address, host:port; port 0 picks a free port. Default:
+    /// 127.0.0.1:8401 with --bootstrap or --join; for a single node, a free port on
+    /// the --listen IP (set it explicitly if others are to --join this node later).
+    #[arg(long, env = "COMMITLOGD_GOSSIP_LISTEN")]
+    gossip_listen: Option<String>,
 
     /// Name of the cluster; peers and gossip packets of another cluster are refused.
     #[arg(long, env = "COMMITLOGD_CLUSTER_NAME", default_value = "commitlog")]
@@ -302,6 +299,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .map(Duration::from_millis)
         .ok_or_else(|| format!("`{s}` is too long"))
 }
+
+/// Gossip address of --bootstrap / --join nodes when --gossip-listen is not set.
+const DEFAULT_GOSSIP_LISTEN: &str = "127.0.0.1:8401";
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -433,35 +433,6 @@ fn load_security(args: &Args) -> Result<(Option<Security>, ClusterSecurity), Str
 }
 
 fn run(args: Args) -> Result<(), String> {
-    if args.bootstrap || !args.join.is_empty() {
-        return run_cluster(args);
-    }
-    // Installed first, so a SIGTERM during start-up is queued, not fatal: the signal
-    // thread started below picks it up and shuts down as soon as the server exists.
-    // SIGHUP reloads the ACL policy.
-    let signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ])
-    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    // Certificates, keys and the ACL are checked before anything is created.
-    let (security, cluster) = load_security(&args)?;
-    if security.is_none() {
-        log::info!("TLS off: plaintext only, no client identity, ACL off");
-    }
-    log::debug!(
-        "cluster security (kept for the cluster work): peer TLS {}, gossip encryption {}",
-        cluster
-            .peer_tls
-            .as_ref()
-            .map_or("off".to_string(), |p| format!("as `{}`", p.identity)),
-        if cluster.gossip.secret_key.is_some() {
-            "on"
-        } else {
-            "off"
-        }
-    );
     let (data_dir, dev_dir) = match (&args.data_dir, args.dev) {
         (Some(dir), _) => (dir.clone(), None),
         (None, true) => {
@@ -471,149 +442,86 @@ fn run(args: Args) -> Result<(), String> {
         }
         (None, false) => {
             return Err(
-                "--data-dir is required (or COMMITLOGD_DATA_DIR); for a throw-away node run `commitlogd --dev`"
+                "--data-dir is required (or COMMITLOGD_DATA_DIR); for a throw-away node run \
+                 `commitlogd --dev`"
                     .to_string(),
             )
         }
     };
-    let listen = resolve(&args.listen)?;
-    let max_frame_bytes = u32::try_from(args.max_frame_bytes)
-        .ok()
-        .filter(|n| (1024..=commitlog::net::MAX_FRAME_BYTES_LIMIT).contains(n))
-        .ok_or_else(|| {
-            format!(
-                "--max-frame-bytes must be between 1024 and {}",
-                commitlog::net::MAX_FRAME_BYTES_LIMIT
-            )
-        })?;
-    if args.fsync == FsyncArg::Never {
-        log::warn!("--fsync never: acknowledged records can be lost on power failure");
-    }
-
-    std::fs::create_dir_all(&data_dir)
-        .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
-    let log_config = LogConfig {
-        max_store_bytes: args.segment_max_bytes,
-        max_index_bytes: args.index_max_bytes,
-        initial_offset: Offset(0),
-        retention_bytes: args.retention_bytes,
-        retention_age: args.retention_age,
-    };
-    let log = Arc::new(
-        Log::open(&data_dir, log_config)
-            .map_err(|e| format!("cannot open the log in {}: {e}", data_dir.display()))?,
-    );
-    log::info!(
-        "log open in {}: offsets [{}, {})",
-        data_dir.display(),
-        log.first_offset(),
-        log.next_offset()
-    );
-
-    let listener = std::net::TcpListener::bind(listen)
-        .map_err(|e| format!("cannot listen on {listen}: {e}; is another server running there?"))?;
-    let local_addr = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the bound address: {e}"))?;
-
-    let metrics = start_metrics(&args)?.map(|(m, _)| m);
-    let service_config = ServiceConfig {
-        node_id: NodeId(args.node_id),
-        node_name: args
-            .node_name
-            .clone()
-            .unwrap_or_else(|| format!("node-{}", args.node_id)),
-        advertise_addr: local_addr.to_string(),
-        fsync: match args.fsync {
-            FsyncArg::Always => FsyncPolicy::Always,
-            FsyncArg::Never => FsyncPolicy::Never,
-        },
-        read_threads: args.read_threads.max(1),
-        max_fetch_bytes: max_frame_bytes.saturating_sub(64 * 1024).max(512),
-        retention_interval_ms: u64::try_from(args.retention_interval.as_millis())
-            .unwrap_or(u64::MAX),
-        metrics: metrics.clone(),
-        ..ServiceConfig::default()
-    };
-    let service = LogService::start(Arc::clone(&log), service_config)
-        .map_err(|e| format!("cannot start the service: {e}"))?;
-    let server_config = ServerConfig {
-        max_frame_bytes,
-        max_connections: args.max_connections.max(1),
-        idle_timeout_ms: args.idle_timeout_ms.max(1),
-        max_conn_buffer_bytes: usize::try_from(args.max_conn_buffer_bytes).unwrap_or(usize::MAX),
-        max_in_flight_per_conn: args.max_in_flight_per_conn.max(1),
-        ..ServerConfig::default()
-    };
-    let mut server = Server::from_listener(
-        listener,
-        server_config,
-        Arc::clone(&service) as Arc<dyn Service>,
-    )
-    .map_err(|e| format!("cannot start the event loop: {e}"))?;
-    let authorizer = security.as_ref().and_then(|s| s.authorizer.clone());
-    if let Some(security) = security {
-        server = server.with_security(security);
-    }
-    if let Some(m) = &metrics {
-        server = server.with_metrics(Arc::clone(m));
-    }
-    let signal_metrics = metrics.clone();
-
-    let handle = server.handle();
-    spawn_signal_thread(signals, authorizer, signal_metrics, move || {
-        handle.shutdown()
-    })?;
-
-    log::info!("listening on {local_addr}");
-    if let Some(path) = &args.ready_file {
-        write_ready_file(path, &local_addr)?;
-    }
-    commitlog::notify::ready_with_status(&format!("serving on {local_addr}"));
-    if let Some(m) = &metrics {
-        m.set_serving(true);
-    }
-    let served = server.run();
-    // The server (and its reference to the service) is gone; stop the service.
-    let stopped = service.shutdown();
-    drop(service);
-    served.map_err(|e| format!("event loop failed: {e}"))?;
-    stopped.map_err(|e| format!("final fsync failed: {e}"))?;
-    match Arc::try_unwrap(log) {
-        Ok(log) => log
-            .close()
-            .map_err(|e| format!("closing the log failed: {e}"))?,
-        Err(_) => log::warn!("log still referenced at exit; it was synced but not closed"),
-    }
-    log::info!("log synced and closed");
+    let served = run_node(args, data_dir);
     if let Some(dev) = dev_dir {
+        // Also after a failed start (port taken): a throw-away dir never outlives us.
         match std::fs::remove_dir_all(&dev.0) {
             Ok(()) => log::info!("removed dev data dir {}", dev.0.display()),
             Err(e) => log::warn!("could not remove {}: {e}", dev.0.display()),
         }
     }
-    Ok(())
+    served
 }
 
-/// Cluster mode (`--bootstrap` or `--join`): a Raft node (`commitlog::node`).
-fn run_cluster(args: Args) -> Result<(), String> {
+/// How this process enters a cluster: alone (a one-voter cluster, the default),
+/// as the first node of a new cluster, or by joining through gossip seeds.
+fn start_mode(args: &Args) -> Result<StartMode, String> {
+    if args.bootstrap {
+        return Ok(StartMode::Bootstrap);
+    }
+    let mut seeds = Vec::new();
+    for seed in args.join.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        seeds.push(resolve(seed).map_err(|e| format!("bad --join address: {e}"))?);
+    }
+    if seeds.is_empty() {
+        Ok(StartMode::Single)
+    } else {
+        Ok(StartMode::Join(seeds))
+    }
+}
+
+/// The gossip address: the flag, else 127.0.0.1:8401 for --bootstrap/--join, else a
+/// free port on the listen IP (a single node needs gossip only once others join it).
+fn gossip_listen(args: &Args, mode: &StartMode, listen: SocketAddr) -> Result<SocketAddr, String> {
+    match (&args.gossip_listen, mode) {
+        (Some(g), _) => resolve(g),
+        (None, StartMode::Single) => Ok(SocketAddr::new(listen.ip(), 0)),
+        (None, _) => resolve(DEFAULT_GOSSIP_LISTEN),
+    }
+}
+
+/// Checks the security flags and loads their files (before anything is created).
+fn node_security(args: &Args) -> Result<(Option<Security>, ClusterSecurity), String> {
+    let (security, cluster) = load_security(args)?;
+    if security.is_some() && cluster.peer_tls.is_none() && !args.dev {
+        log::warn!(
+            "TLS without --peer-tls-*: this node cannot dial peers, so it can run only as \
+             a single node; others cannot join it"
+        );
+    }
+    match (&security, &cluster.peer_tls) {
+        (_, Some(p)) => log::info!("peer connections: TLS as `{}`", p.identity),
+        (None, None) => log::info!("TLS off: plaintext clients and peers, ACL off"),
+        (Some(_), None) => {}
+    }
+    Ok((security, cluster))
+}
+
+/// Every mode runs the same node: a single node is a one-voter Raft cluster.
+fn run_node(args: Args, data_dir: PathBuf) -> Result<(), String> {
     let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let data_dir = args.data_dir.clone().ok_or_else(|| {
-        "--data-dir is required in cluster mode (or COMMITLOGD_DATA_DIR)".to_string()
-    })?;
-    if args.fsync == FsyncArg::Never {
-        return Err("--fsync never is not supported in cluster mode".to_string());
+    let mode = start_mode(&args)?;
+    if args.fsync == FsyncArg::Never && mode != StartMode::Single {
+        return Err("--fsync never is only for a single node (benchmarks); a cluster \
+                    acknowledges only what a majority has on disk"
+            .to_string());
     }
-    // Certificates, keys and the ACL are checked before anything is created. The
-    // server side is the same as a single node's; outgoing peer connections use the
-    // peer certificate.
-    let (security, cluster) = load_security(&args)?;
-    if security.is_some() && cluster.peer_tls.is_none() {
+    if args.fsync == FsyncArg::Never {
+        log::warn!("--fsync never: acknowledged records can be lost on power failure");
+    }
+    let (security, cluster) = node_security(&args)?;
+    if security.is_some() && cluster.peer_tls.is_none() && mode != StartMode::Single {
         return Err(
             "cluster mode with --server-tls-* also needs --peer-tls-cert-file, \
              --peer-tls-key-file and --peer-tls-ca-file: every node requires client \
@@ -622,36 +530,9 @@ fn run_cluster(args: Args) -> Result<(), String> {
                 .to_string(),
         );
     }
-    match &cluster.peer_tls {
-        Some(p) => log::info!("peer connections: TLS as `{}`", p.identity),
-        None => log::info!("TLS off: plaintext clients and peers, ACL off"),
-    }
-    let gossip_key = match &args.gossip_key_file {
-        Some(path) => {
-            Some(commitlog::auth::keyfile::load_gossip_key(path).map_err(|e| e.to_string())?)
-        }
-        None => None,
-    };
     let listen = resolve(&args.listen)?;
-    let gossip_listen = resolve(&args.gossip_listen)?;
-    let mut seeds = Vec::new();
-    for seed in &args.join {
-        let seed = seed.trim();
-        if seed.is_empty() {
-            continue;
-        }
-        seeds.push(resolve(seed).map_err(|e| format!("bad --join address: {e}"))?);
-    }
-    let max_frame_bytes = u32::try_from(args.max_frame_bytes)
-        .ok()
-        .filter(|n| (64 * 1024 + 1024..=commitlog::net::MAX_FRAME_BYTES_LIMIT).contains(n))
-        .ok_or_else(|| {
-            format!(
-                "--max-frame-bytes must be between {} and {} in cluster mode",
-                64 * 1024 + 1024,
-                commitlog::net::MAX_FRAME_BYTES_LIMIT
-            )
-        })?;
+    let gossip_listen = gossip_listen(&args, &mode, listen)?;
+    let max_frame_bytes = max_frame_bytes(&args)?;
     if args.election_ticks <= args.heartbeat_ticks || args.heartbeat_ticks == 0 {
         return Err("--election-ticks must be greater than --heartbeat-ticks (> 0)".into());
     }
@@ -660,44 +541,15 @@ fn run_cluster(args: Args) -> Result<(), String> {
     let local_addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
-    let mode = if args.bootstrap {
-        StartMode::Bootstrap
-    } else {
-        StartMode::Join(seeds)
-    };
-    let mut cfg = NodeConfig::new(
-        NodeId(args.node_id),
-        data_dir,
-        local_addr,
-        gossip_listen,
-        mode,
-    );
-    cfg.node_name = args
-        .node_name
-        .clone()
-        .unwrap_or_else(|| format!("node-{}", args.node_id));
-    cfg.cluster_name = args.cluster_name.clone();
-    cfg.raft_tick_ms = args.raft_tick_ms.max(1);
-    cfg.election_ticks = args.election_ticks;
-    cfg.heartbeat_ticks = args.heartbeat_ticks;
-    cfg.gossip_interval_ms = args.gossip_interval_ms.max(1);
-    cfg.request_timeout_ms = args.request_timeout_ms.max(1);
-    cfg.log = LogConfig {
-        max_store_bytes: args.segment_max_bytes,
-        max_index_bytes: args.index_max_bytes,
-        initial_offset: Offset(1),
-        retention_bytes: args.retention_bytes,
-        retention_age: args.retention_age,
-    };
-    cfg.retention_interval_ms =
-        u64::try_from(args.retention_interval.as_millis()).unwrap_or(u64::MAX);
-    cfg.read.threads = args.read_threads.max(1);
-    cfg.read.max_fetch_bytes = max_frame_bytes.saturating_sub(64 * 1024).max(512);
-    cfg.max_frame_bytes = max_frame_bytes;
-    cfg.leave_on_shutdown = args.leave_on_shutdown;
-    cfg.gossip_key = gossip_key;
-    cfg.peer_tls = cluster.peer_tls.map(|p| p.client);
     let metrics = start_metrics(&args)?;
+    let mut cfg = node_config(&args, data_dir, local_addr, gossip_listen, mode);
+    cfg.max_frame_bytes = max_frame_bytes;
+    let headroom = commitlog::node::frame_headroom_bytes(max_frame_bytes as usize);
+    cfg.read.max_fetch_bytes = max_frame_bytes
+        .saturating_sub(u32::try_from(headroom).unwrap_or(u32::MAX))
+        .max(512);
+    cfg.peer_tls = cluster.peer_tls.map(|p| p.client);
+    cfg.gossip_key = cluster.gossip.secret_key;
     cfg.metrics = metrics.as_ref().map(|(m, _)| Arc::clone(m));
     let transfer_wait = Duration::from_millis(cfg.raft_tick_ms * u64::from(cfg.election_ticks) * 3)
         .clamp(Duration::from_millis(200), Duration::from_secs(10));
@@ -747,21 +599,7 @@ fn run_cluster(args: Args) -> Result<(), String> {
             handle.shutdown();
         })?;
     }
-    log::info!(
-        "listening on {local_addr}, gossip on {}",
-        node.gossip_addr()
-    );
-    if let Some(path) = &args.ready_file {
-        let mut text = format!("rpc={local_addr}\ngossip={}\n", node.gossip_addr());
-        if let Some((_, addr)) = &metrics {
-            text.push_str(&format!("metrics={addr}\n"));
-        }
-        write_ready_text(path, &text)?;
-    }
-    commitlog::notify::ready_with_status(&format!(
-        "serving on {local_addr}, gossip on {}",
-        node.gossip_addr()
-    ));
+    announce(&args, &node, local_addr, metrics.as_ref().map(|(_, a)| *a))?;
     if let Some((m, _)) = &metrics {
         m.set_serving(true);
     }
@@ -774,6 +612,76 @@ fn run_cluster(args: Args) -> Result<(), String> {
         return Err("the raft thread stopped after a fatal error (see above)".into());
     }
     log::info!("node stopped");
+    Ok(())
+}
+
+/// The frame limit, checked.
+fn max_frame_bytes(args: &Args) -> Result<u32, String> {
+    u32::try_from(args.max_frame_bytes)
+        .ok()
+        .filter(|n| (4096..=commitlog::net::MAX_FRAME_BYTES_LIMIT).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "--max-frame-bytes must be between 4096 and {}",
+                commitlog::net::MAX_FRAME_BYTES_LIMIT
+            )
+        })
+}
+
+/// The node settings the flags name (security and limits are filled in by the caller).
+fn node_config(
+    args: &Args,
+    data_dir: PathBuf,
+    rpc: SocketAddr,
+    gossip: SocketAddr,
+    mode: StartMode,
+) -> NodeConfig {
+    let mut cfg = NodeConfig::new(NodeId(args.node_id), data_dir, rpc, gossip, mode);
+    cfg.node_name = args
+        .node_name
+        .clone()
+        .unwrap_or_else(|| format!("node-{}", args.node_id));
+    cfg.cluster_name = args.cluster_name.clone();
+    cfg.raft_tick_ms = args.raft_tick_ms.max(1);
+    cfg.election_ticks = args.election_ticks;
+    cfg.heartbeat_ticks = args.heartbeat_ticks;
+    cfg.gossip_interval_ms = args.gossip_interval_ms.max(1);
+    cfg.request_timeout_ms = args.request_timeout_ms.max(1);
+    cfg.log = LogConfig {
+        max_store_bytes: args.segment_max_bytes,
+        max_index_bytes: args.index_max_bytes,
+        initial_offset: Offset(1),
+        retention_bytes: args.retention_bytes,
+        retention_age: args.retention_age,
+    };
+    cfg.retention_interval_ms =
+        u64::try_from(args.retention_interval.as_millis()).unwrap_or(u64::MAX);
+    cfg.read.threads = args.read_threads.max(1);
+    cfg.leave_on_shutdown = args.leave_on_shutdown;
+    cfg.fsync = match args.fsync {
+        FsyncArg::Always => FsyncPolicy::Always,
+        FsyncArg::Never => FsyncPolicy::Never,
+    };
+    cfg
+}
+
+/// Says where the node serves: log line, ready file, systemd.
+fn announce(
+    args: &Args,
+    node: &Node,
+    rpc: SocketAddr,
+    metrics: Option<SocketAddr>,
+) -> Result<(), String> {
+    let gossip = node.gossip_addr();
+    log::info!("listening on {rpc}, gossip on {gossip}");
+    if let Some(path) = &args.ready_file {
+        let mut text = format!("rpc={rpc}\ngossip={gossip}\n");
+        if let Some(addr) = metrics {
+            text.push_str(&format!("metrics={addr}\n"));
+        }
+        write_ready_text(path, &text)?;
+    }
+    commitlog::notify::ready_with_status(&format!("serving on {rpc}, gossip on {gossip}"));
     Ok(())
 }
 
@@ -807,17 +715,6 @@ fn resolve(listen: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("bad --listen `{listen}`: {e}; use host:port, e.g. 127.0.0.1:8400"))?
         .next()
         .ok_or_else(|| format!("--listen `{listen}` resolved to no address"))
-}
-
-fn write_ready_file(path: &Path, addr: &SocketAddr) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        writeln!(f, "{addr}")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| format!("cannot write ready file {}: {e}", path.display()))
 }
 
 /// The signal thread: SIGHUP reloads the ACL policy; the first SIGINT/SIGTERM tells

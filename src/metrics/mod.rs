@@ -3,7 +3,7 @@
 //!
 //! # Design
 //! One [`Metrics`] value per process, shared as `Arc<Metrics>` through the existing
-//! configuration structs (`ServiceConfig::metrics`, `NodeConfig::metrics`,
+//! configuration structs (`NodeConfig::metrics`,
 //! [`Server::with_metrics`](crate::net::Server::with_metrics)); `None` means no
 //! counting at all. Every label set is known up front, so the hot path never
 //! allocates or locks: requests are an array indexed by `[api][error code]`, latency

@@ -79,10 +79,31 @@ use syncer::Syncer;
 /// How the node enters the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StartMode {
+    /// A single node: a one-voter cluster on a fresh data dir (like `Bootstrap`), and
+    /// a plain restart of whatever the data dir holds otherwise (also a node that
+    /// joined others since, or was joined by them).
+    Single,
     /// First node of a new cluster.
     Bootstrap,
     /// Join through these gossip addresses.
     Join(Vec<SocketAddr>),
+}
+
+impl StartMode {
+    /// True if a fresh data dir starts a new one-voter cluster.
+    fn creates_cluster(&self) -> bool {
+        matches!(self, StartMode::Single | StartMode::Bootstrap)
+    }
+}
+
+/// When a produce is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// After the entries are fsynced (crash-safe; many produces share one fsync).
+    Always,
+    /// As soon as they are in the page cache: acknowledged records can be lost on
+    /// power failure. Benchmarks only; allowed only for a one-voter cluster.
+    Never,
 }
 
 /// Everything a cluster node needs to start.
@@ -141,6 +162,8 @@ pub struct NodeConfig {
     /// plaintext. Incoming peer connections are the server's business
     /// (`net::Security`, which must then trust the peer CA).
     pub peer_tls: Option<Arc<rustls::ClientConfig>>,
+    /// When produces are acknowledged (see [`FsyncPolicy`]).
+    pub fsync: FsyncPolicy,
     /// Where fsyncs, Raft state and gossip members are published (see
     /// [`crate::metrics`]); `None`: not counted.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
@@ -186,6 +209,7 @@ impl NodeConfig {
             leave_on_shutdown: false,
             gossip_key: None,
             peer_tls: None,
+            fsync: FsyncPolicy::Always,
             metrics: None,
         }
     }
@@ -264,8 +288,15 @@ impl Shared {
 
     /// Largest total payload of one produce (leaves room for the Raft frame headers).
     pub(crate) fn max_produce_bytes(&self) -> usize {
-        (self.cfg.max_frame_bytes as usize).saturating_sub(64 * 1024)
+        let frame = self.cfg.max_frame_bytes as usize;
+        frame.saturating_sub(frame_headroom_bytes(frame))
     }
+}
+
+/// Bytes of a frame kept for headers around records (Raft message, response header):
+/// 64 KiB, or a quarter of a small frame.
+pub fn frame_headroom_bytes(max_frame_bytes: usize) -> usize {
+    (64 * 1024).min(max_frame_bytes / 4)
 }
 
 /// A running cluster node. Serve [`Node::service`] with a `net::Server`.
@@ -297,7 +328,7 @@ impl Node {
         let dir = cfg.data_dir.clone();
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
-        let bootstrap = cfg.mode == StartMode::Bootstrap;
+        let bootstrap = cfg.mode.creates_cluster();
         let fresh = check_identity(&cfg)?;
         let log_dir = dir.join("log");
         let log_config = LogConfig {
@@ -438,7 +469,7 @@ impl Node {
             .map_err(|e| format!("bad gossip tags: {e:?}"))?;
         let mut seeds = match &cfg.mode {
             StartMode::Join(s) => s.clone(),
-            StartMode::Bootstrap => Vec::new(),
+            StartMode::Bootstrap | StartMode::Single => Vec::new(),
         };
         // After a restart, also try the members last seen alive.
         match meta::read_seeds(&dir) {
@@ -619,75 +650,16 @@ impl Node {
 /// Returns true if the identity was just created (a fresh data dir).
 fn check_identity(cfg: &NodeConfig) -> Result<bool, String> {
     let dir = &cfg.data_dir;
-    let stored = meta::read_identity(dir).map_err(|e| e.to_string())?;
-    let bootstrap = cfg.mode == StartMode::Bootstrap;
-    match stored {
-        Some(id) => {
-            if id.node_id != cfg.node_id {
-                return Err(format!(
-                    "data dir {} belongs to node {}, but --node-id is {}; use the right \
-                     data dir or node id",
-                    dir.display(),
-                    id.node_id,
-                    cfg.node_id
-                ));
-            }
-            if id.cluster_name != cfg.cluster_name {
-                return Err(format!(
-                    "data dir {} belongs to cluster `{}`, but --cluster-name is `{}`",
-                    dir.display(),
-                    id.cluster_name,
-                    cfg.cluster_name
-                ));
-            }
-            if bootstrap && id.origin != Origin::Bootstrap {
-                return Err(format!(
-                    "refusing to --bootstrap over existing state: data dir {} holds node {} \
-                     that joined cluster `{}`; restart it with --join, or wipe the data dir \
-                     to create a new cluster",
-                    dir.display(),
-                    id.node_id,
-                    id.cluster_name
-                ));
-            }
-            if bootstrap {
-                log::info!(
-                    "data dir {} already holds this node's bootstrapped state; restarting \
-                     from it (not bootstrapping again)",
-                    dir.display()
-                );
-            }
-            Ok(false)
-        }
+    match meta::read_identity(dir).map_err(|e| e.to_string())? {
+        Some(id) => check_stored_identity(cfg, &id).map(|()| false),
         None => {
-            let has_state = std::fs::read_dir(dir)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(false);
-            if has_state && bootstrap {
-                return Err(format!(
-                    "refusing to --bootstrap over existing state: data dir {} is not empty \
-                     but holds no node identity; use an empty data dir",
-                    dir.display()
-                ));
-            }
-            if has_state
-                && meta::read_log_start(dir)
-                    .map_err(|e| e.to_string())?
-                    .is_some()
-            {
-                return Err(format!(
-                    "data dir {} holds Raft state but no node identity ({} missing); \
-                     refusing to guess who this node is",
-                    dir.display(),
-                    meta::IDENTITY_FILE
-                ));
-            }
+            refuse_unknown_state(cfg)?;
             meta::write_identity(
                 dir,
                 &Identity {
                     node_id: cfg.node_id,
                     cluster_name: cfg.cluster_name.clone(),
-                    origin: if bootstrap {
+                    origin: if cfg.mode.creates_cluster() {
                         Origin::Bootstrap
                     } else {
                         Origin::Join
@@ -698,4 +670,105 @@ fn check_identity(cfg: &NodeConfig) -> Result<bool, String> {
             Ok(true)
         }
     }
+}
+
+/// The stored identity must match the flags; `--bootstrap` restarts only its own
+/// bootstrapped node (a single node restarts whatever it holds).
+fn check_stored_identity(cfg: &NodeConfig, id: &Identity) -> Result<(), String> {
+    let dir = &cfg.data_dir;
+    if id.node_id != cfg.node_id {
+        return Err(format!(
+            "data dir {} belongs to node {}, but --node-id is {}; use the right \
+             data dir or node id",
+            dir.display(),
+            id.node_id,
+            cfg.node_id
+        ));
+    }
+    if id.cluster_name != cfg.cluster_name {
+        return Err(format!(
+            "data dir {} belongs to cluster `{}`, but --cluster-name is `{}`",
+            dir.display(),
+            id.cluster_name,
+            cfg.cluster_name
+        ));
+    }
+    if cfg.mode == StartMode::Bootstrap && id.origin != Origin::Bootstrap {
+        return Err(format!(
+            "refusing to --bootstrap over existing state: data dir {} holds node {} \
+             that joined cluster `{}`; restart it with --join, or wipe the data dir \
+             to create a new cluster",
+            dir.display(),
+            id.node_id,
+            id.cluster_name
+        ));
+    }
+    if cfg.mode == StartMode::Bootstrap {
+        log::info!(
+            "data dir {} already holds this node's bootstrapped state; restarting \
+             from it (not bootstrapping again)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// A data dir without an identity must be empty (or hold only a fresh joiner's
+/// files): never guess whose state it is. A log written by the old single-node
+/// engine (segments directly in the data dir, offsets from 0) gets its own message.
+fn refuse_unknown_state(cfg: &NodeConfig) -> Result<(), String> {
+    let dir = &cfg.data_dir;
+    if is_legacy_single_node_dir(dir) {
+        return Err(format!(
+            "data dir {} holds a log written by the old single-node engine (segment \
+             files directly in the data dir, offsets from 0). Every node now runs as a \
+             Raft group whose offsets start at 1, and such a log cannot be used in place. \
+             Start on an empty data dir; to keep the old records, serve the old dir with \
+             the previous commitlogd release and copy them \
+             (`clog consume --from 0 --count N | clog produce` against the new node), \
+             then remove the old dir",
+            dir.display()
+        ));
+    }
+    let has_state = std::fs::read_dir(dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if has_state && cfg.mode.creates_cluster() {
+        let how = if cfg.mode == StartMode::Bootstrap {
+            "refusing to --bootstrap over existing state"
+        } else {
+            "refusing to start a new single node over existing state"
+        };
+        return Err(format!(
+            "{how}: data dir {} is not empty but holds no node identity ({} missing); \
+             use an empty data dir",
+            dir.display(),
+            meta::IDENTITY_FILE
+        ));
+    }
+    if has_state
+        && meta::read_log_start(dir)
+            .map_err(|e| e.to_string())?
+            .is_some()
+    {
+        return Err(format!(
+            "data dir {} holds Raft state but no node identity ({} missing); \
+             refusing to guess who this node is",
+            dir.display(),
+            meta::IDENTITY_FILE
+        ));
+    }
+    Ok(())
+}
+
+/// True if `dir` holds segment files of the old single-node engine: `.store` files
+/// directly in the data dir (nodes keep their log in `log/`).
+fn is_legacy_single_node_dir(dir: &std::path::Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries
+        .flatten()
+        .take(100_000)
+        .any(|e| e.path().extension().is_some_and(|x| x == "store"))
 }

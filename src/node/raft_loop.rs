@@ -197,6 +197,10 @@ impl RaftLoop {
     fn run_inner(&mut self) -> Result<(), Fatal> {
         let tick = Duration::from_millis(self.shared.cfg.raft_tick_ms.max(1));
         let mut next_tick = Instant::now() + tick;
+        // A one-voter cluster (a single node) serves from its first iteration.
+        if self.recovering.is_none() && self.node.campaign_if_sole_voter()? {
+            log::info!("only voter of the configuration: elected without waiting");
+        }
         self.process_readies()?;
         self.publish(true);
         loop {
@@ -551,8 +555,21 @@ impl RaftLoop {
         Ok(())
     }
 
+    /// True when produces are acknowledged from the page cache (`--fsync never`),
+    /// which is honoured only while this node is the only voter: with peers, an
+    /// acknowledgement must mean "on disk on a majority".
+    fn skip_fsync(&self) -> bool {
+        let voters = &self.node.membership().voters;
+        self.shared.cfg.fsync == super::FsyncPolicy::Never
+            && voters.len() == 1
+            && voters.contains(&self.node.id())
+    }
+
     /// The inline fsync, observed in the fsync metrics.
     fn timed_sync(&mut self) -> Result<(), Fatal> {
+        if self.skip_fsync() {
+            return Ok(());
+        }
         let started = Instant::now();
         let synced = self.node.storage().sync();
         if let Some(m) = &self.shared.cfg.metrics {

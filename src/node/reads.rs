@@ -9,7 +9,8 @@
 //! wake-up is lost.
 //!
 //! The high-water mark is exclusive: `commit index + 1`. The first readable offset is
-//! `max(log.first_offset(), raft log start + 1)`.
+//! `max(log.first_offset(), raft log start + 1)`. Offset 0 is never a record's
+//! offset; a read at 0 starts at the first readable offset.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -123,6 +124,7 @@ impl Reads {
     }
 
     pub(crate) fn consume(&self, offset: Offset, reply: Responder) {
+        let offset = self.shared.resolve(offset);
         let s = &self.shared;
         let (first, hw) = (s.first(), s.hw());
         if offset < first || offset >= hw {
@@ -132,6 +134,7 @@ impl Reads {
     }
 
     pub(crate) fn fetch(&self, offset: Offset, max_bytes: u32, max_wait_ms: u32, reply: Responder) {
+        let offset = self.shared.resolve(offset);
         let s = &self.shared;
         let (first, hw) = (s.first(), s.hw());
         if offset < first || offset > hw {
@@ -253,6 +256,16 @@ impl ReadShared {
                 .0
                 .max(self.raft_first.load(Ordering::Acquire)),
         )
+    }
+
+    /// Offset 0 is never a record's offset (a log starts at 1): reading at 0 means
+    /// "from the first retained offset", on every deployment (wire-spec §5).
+    fn resolve(&self, offset: Offset) -> Offset {
+        if offset.0 == 0 {
+            self.first()
+        } else {
+            offset
+        }
     }
 
     fn out_of_range(&self, offset: Offset) -> String {

@@ -364,6 +364,18 @@ impl<S: Storage> RaftNode<S> {
         }
     }
 
+    /// Elects this node at once if it is the only voter of its configuration (a
+    /// single node is a one-voter cluster; nobody else could vote, so waiting an
+    /// election timeout would only delay serving). Returns true if it campaigned.
+    pub fn campaign_if_sole_voter(&mut self) -> Result<bool, RaftError> {
+        let sole = self.membership.voters.len() == 1 && self.membership.voters.contains(&self.id);
+        if !sole || self.role == Role::Leader {
+            return Ok(false);
+        }
+        self.campaign(self.cfg.pre_vote, false)?;
+        Ok(true)
+    }
+
     /// Feeds a message received from a peer. Messages for another node or from a
     /// stale term are ignored (or answered with the current term).
     pub fn step(&mut self, m: Message) -> Result<(), RaftError> {
