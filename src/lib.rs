@@ -10,6 +10,7 @@ pub mod net;
 pub mod node;
 pub mod notify;
 pub mod raft;
+pub mod replica;
 pub mod storage;
 pub mod sync;
 pub mod types;

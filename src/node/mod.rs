@@ -35,6 +35,7 @@
 //! Removing and re-adding members on every restart would make a rolling restart a
 //! sequence of membership changes, each one shrinking fault tolerance for a while.
 
+mod answer;
 mod cluster_service;
 mod inbox;
 mod membership;
@@ -48,7 +49,7 @@ mod syncer;
 pub use cluster_service::ClusterService;
 pub use membership::{TAG_DECOMMISSION, TAG_NAME};
 pub use peers::PeerConfig;
-pub use raft_loop::PROMOTE_MAX_LAG_ENTRIES;
+pub use crate::replica::PROMOTE_MAX_LAG_ENTRIES;
 pub use reads::ReadConfig;
 
 use std::collections::BTreeMap;
@@ -71,7 +72,8 @@ use crate::wire::{ErrorBody, ErrorCode};
 use inbox::{Control, Inbox};
 use meta::{Identity, Origin};
 use peers::Peers;
-use raft_loop::{RaftLoop, Recovering};
+use crate::replica::{Driver, DriverConfig, Recovering};
+use raft_loop::RaftLoop;
 use raft_storage::LogStorage;
 use reads::Reads;
 use syncer::Syncer;
@@ -515,13 +517,16 @@ impl Node {
                 .spawn(move || syncer.run(log, inbox))
                 .map_err(|e| format!("cannot start the fsync thread: {e}"))?
         };
+        let driver_cfg = DriverConfig {
+            skip_fsync_when_alone: cfg.fsync == FsyncPolicy::Never,
+            ..DriverConfig::default()
+        };
         let raft = RaftLoop::new(
-            node,
+            Driver::new(node, driver_cfg, recovering),
             Arc::clone(&shared),
             Arc::clone(&inbox),
             Arc::clone(&reads),
             Arc::clone(&peers),
-            recovering,
             Arc::clone(&syncer),
         );
         let raft_thread = {

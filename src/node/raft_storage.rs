@@ -446,3 +446,27 @@ mod tests {
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
+
+impl crate::replica::ReplicaStorage for LogStorage {
+    type Error = WriteError;
+
+    fn append_entries(&mut self, entries: &[Entry]) -> Result<(), WriteError> {
+        self.append(entries)
+    }
+
+    fn install_start(&mut self, start: LogStart) -> Result<(), WriteError> {
+        self.install(start)
+    }
+
+    fn compact_start(&mut self, start: LogStart) -> Result<u64, WriteError> {
+        self.compact(start)
+    }
+
+    fn persist_hard_state(&mut self, hs: HardState) -> Result<(), WriteError> {
+        self.set_hard_state(hs)
+    }
+
+    fn persisted_hard_state(&self) -> HardState {
+        self.hard_state
+    }
+}

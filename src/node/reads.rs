@@ -273,22 +273,7 @@ impl ReadShared {
     }
 
     fn storage_error(&self, e: &StorageError, offset: Offset) -> (ErrorCode, String) {
-        match e {
-            StorageError::OffsetOutOfRange { .. } => {
-                (ErrorCode::OffsetOutOfRange, self.out_of_range(offset))
-            }
-            StorageError::Closed => (
-                ErrorCode::Unavailable,
-                "the log is closed; the server is shutting down".to_string(),
-            ),
-            other => {
-                log::error!("read failed: {other}");
-                (
-                    ErrorCode::Internal,
-                    format!("storage error: {other}; see the server log"),
-                )
-            }
-        }
+        super::answer::read_error(e, || self.out_of_range(offset))
     }
 
     fn run(&self, job: Job) {

@@ -101,11 +101,9 @@ impl Server {
         self.child = Some(child);
         let deadline = Instant::now() + START_DEADLINE;
         loop {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                if let Ok(addr) = text.trim().parse() {
-                    self.addr = addr;
-                    return;
-                }
+            if let Some(addr) = read_ready_rpc(&ready) {
+                self.addr = addr;
+                return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!(
@@ -257,4 +255,12 @@ pub fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];
     stream.read_exact(&mut buf).expect("read response bytes");
     buf
+}
+
+/// The `rpc=IP:PORT` line of a ready file, once the file is complete.
+pub fn read_ready_rpc(path: &std::path::Path) -> Option<std::net::SocketAddr> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("rpc="))
+        .and_then(|a| a.trim().parse().ok())
 }
