@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -18,7 +18,7 @@ use commitlog::gossip::GossipConfig;
 use commitlog::metrics::Metrics;
 use commitlog::net::tls::{self, PeerTls};
 use commitlog::net::{Security, Server, ServerConfig, Service, TlsFiles};
-use commitlog::node::{FsyncPolicy, Node, NodeConfig, StartMode};
+use commitlog::node::{FsyncPolicy, Gate, Node, NodeConfig, StartMode};
 use commitlog::storage::LogConfig;
 use commitlog::types::{NodeId, Offset};
 
@@ -553,18 +553,8 @@ fn run_node(args: Args, data_dir: PathBuf) -> Result<(), String> {
     cfg.metrics = metrics.as_ref().map(|(m, _)| Arc::clone(m));
     let transfer_wait = Duration::from_millis(cfg.raft_tick_ms * u64::from(cfg.election_ticks) * 3)
         .clamp(Duration::from_millis(200), Duration::from_secs(10));
-
-    let fatal_handle: Arc<std::sync::Mutex<Option<commitlog::net::ServerHandle>>> =
-        Arc::new(std::sync::Mutex::new(None));
-    let on_fatal = {
-        let h = Arc::clone(&fatal_handle);
-        Box::new(move || {
-            if let Some(h) = h.lock().ok().and_then(|g| g.clone()) {
-                h.shutdown();
-            }
-        })
-    };
-    let node = Arc::new(Node::start(cfg, on_fatal)?);
+    // The port answers from now on: "starting" until the node has opened its log.
+    let gate = Arc::new(Gate::new());
     let server_config = ServerConfig {
         max_frame_bytes,
         max_connections: args.max_connections.max(1),
@@ -574,7 +564,7 @@ fn run_node(args: Args, data_dir: PathBuf) -> Result<(), String> {
         ..ServerConfig::default()
     };
     let mut server =
-        Server::from_listener(listener, server_config, node.service() as Arc<dyn Service>)
+        Server::from_listener(listener, server_config, Arc::clone(&gate) as Arc<dyn Service>)
             .map_err(|e| format!("cannot start the event loop: {e}"))?;
     if let Some((m, _)) = &metrics {
         server = server.with_metrics(Arc::clone(m));
@@ -584,34 +574,77 @@ fn run_node(args: Args, data_dir: PathBuf) -> Result<(), String> {
         server = server.with_security(security);
     }
     let handle = server.handle();
-    if let Ok(mut g) = fatal_handle.lock() {
-        *g = Some(handle.clone());
-    }
-    if node.failed() {
-        // The raft thread failed before the handle was registered.
-        handle.shutdown();
-    }
+    let started: Arc<OnceLock<Arc<Node>>> = Arc::new(OnceLock::new());
     {
-        let node = Arc::clone(&node);
+        let (node, handle) = (Arc::clone(&started), handle.clone());
         let signal_metrics = metrics.as_ref().map(|(m, _)| Arc::clone(m));
         spawn_signal_thread(signals, authorizer, signal_metrics, move || {
-            node.prepare_shutdown(transfer_wait);
+            if let Some(node) = node.get() {
+                node.prepare_shutdown(transfer_wait);
+            }
             handle.shutdown();
         })?;
     }
-    announce(&args, &node, local_addr, metrics.as_ref().map(|(_, a)| *a))?;
-    if let Some((m, _)) = &metrics {
-        m.set_serving(true);
-    }
+    let starter = {
+        let (started, handle) = (Arc::clone(&started), handle.clone());
+        let metrics_addr = metrics.as_ref().map(|(_, a)| *a);
+        let serving = metrics.as_ref().map(|(m, _)| Arc::clone(m));
+        std::thread::Builder::new()
+            .name("start".into())
+            .spawn(move || -> Result<(), String> {
+                let result = start_node(cfg, &gate, &started, &handle);
+                let announced = result.and_then(|()| {
+                    let node = started.get().ok_or("node missing after start")?;
+                    announce(&args, node, local_addr, metrics_addr)
+                });
+                match &announced {
+                    Ok(()) => {
+                        if let Some(m) = serving {
+                            m.set_serving(true);
+                        }
+                    }
+                    Err(_) => handle.shutdown(),
+                }
+                announced
+            })
+            .map_err(|e| format!("cannot start the start-up thread: {e}"))?
+    };
     let served = server.run();
-    let stopped = node.shutdown();
-    let failed = node.failed();
+    let start_result = starter
+        .join()
+        .unwrap_or_else(|_| Err("the start-up thread panicked".into()));
+    let stopped = started.get().map(|node| (node.shutdown(), node.failed()));
     served.map_err(|e| format!("event loop failed: {e}"))?;
-    stopped?;
-    if failed {
-        return Err("the raft thread stopped after a fatal error (see above)".into());
+    start_result?;
+    if let Some((stopped, failed)) = stopped {
+        stopped?;
+        if failed {
+            return Err("the raft thread stopped after a fatal error (see above)".into());
+        }
     }
     log::info!("node stopped");
+    Ok(())
+}
+
+/// Opens the node (log, Raft state, threads) and opens the gate to it. A fail-stop
+/// error later (raft thread) shuts the server down.
+fn start_node(
+    cfg: NodeConfig,
+    gate: &Gate,
+    started: &OnceLock<Arc<Node>>,
+    handle: &commitlog::net::ServerHandle,
+) -> Result<(), String> {
+    let on_fatal = {
+        let h = handle.clone();
+        Box::new(move || h.shutdown())
+    };
+    let node = Arc::new(Node::start(cfg, on_fatal)?);
+    node.wait_until_serving(Duration::from_secs(5));
+    gate.open(node.service());
+    if node.failed() {
+        handle.shutdown();
+    }
+    let _ = started.set(node);
     Ok(())
 }
 

@@ -7,6 +7,8 @@
 //!   real commit index, see `raft_storage`).
 //! * `raft.logstart` — the log-start ("snapshot") record: the log starts after
 //!   `index`, whose term and configuration are recorded here.
+//! * `raft.configs` — where the log's configuration entries are, up to an index
+//!   ([`ConfigIndex`]), so start-up reads only the log's tail, not the whole log.
 //! * `gossip.seeds` — gossip addresses of the members last seen alive (at most
 //!   [`MAX_SEEDS`], one per line), used as extra join seeds after a restart so a
 //!   node whose flags name no live seed (the first node, restarted with
@@ -354,6 +356,56 @@ pub fn read_seeds(dir: &Path) -> Result<Vec<std::net::SocketAddr>, MetaError> {
         .take(MAX_SEEDS)
         .map(|l| l.parse().map_err(|_| bad(dir, SEEDS_FILE, "bad address")))
         .collect()
+}
+
+/// Name of the configuration-entry checkpoint (see [`ConfigIndex`]).
+pub const CONFIG_INDEX_FILE: &str = "raft.configs";
+const KIND_CONFIG_INDEX: u8 = 5;
+/// Most configuration-entry indexes the checkpoint lists (fits the payload bound).
+pub const MAX_CONFIG_INDEXES: usize = 4096;
+
+/// Where the log's configuration entries are, so start-up need not scan the log:
+/// every `Config` entry at an index <= `through` is listed, and every listed index
+/// holds one. Entries above `through` are found by scanning only that tail.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigIndex {
+    /// The checkpoint covers the log up to here.
+    pub through: Index,
+    /// Indexes of `Config` entries <= `through`, ascending.
+    pub indexes: Vec<Index>,
+}
+
+/// Writes the configuration-entry checkpoint (at most [`MAX_CONFIG_INDEXES`]).
+pub fn write_config_index(dir: &Path, c: &ConfigIndex) -> Result<(), MetaError> {
+    if c.indexes.len() > MAX_CONFIG_INDEXES {
+        return Err(bad(dir, CONFIG_INDEX_FILE, "too many configuration entries"));
+    }
+    let mut p = Vec::with_capacity(8 + 8 * c.indexes.len());
+    p.extend_from_slice(&c.through.0.to_be_bytes());
+    for i in &c.indexes {
+        p.extend_from_slice(&i.0.to_be_bytes());
+    }
+    write_atomic(dir, CONFIG_INDEX_FILE, &encode(KIND_CONFIG_INDEX, &p))
+}
+
+/// Reads the configuration-entry checkpoint (`None` if never written).
+pub fn read_config_index(dir: &Path) -> Result<Option<ConfigIndex>, MetaError> {
+    let Some(p) = read_record(dir, CONFIG_INDEX_FILE, KIND_CONFIG_INDEX)? else {
+        return Ok(None);
+    };
+    if p.len() < 8 || p.len() % 8 != 0 {
+        return Err(bad(dir, CONFIG_INDEX_FILE, "length is not 8 + 8n bytes"));
+    }
+    let mut words = p
+        .chunks_exact(8)
+        .map(|w| u64::from_be_bytes(w.try_into().unwrap_or([0; 8])));
+    let through = Index(words.next().unwrap_or(0));
+    let indexes: Vec<Index> = words.map(Index).collect();
+    let ascending = indexes.windows(2).all(|w| w[0] < w[1]);
+    if !ascending || indexes.last().is_some_and(|l| *l > through) {
+        return Err(bad(dir, CONFIG_INDEX_FILE, "indexes out of order"));
+    }
+    Ok(Some(ConfigIndex { through, indexes }))
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@
 
 mod answer;
 mod cluster_service;
+mod gate;
 mod inbox;
 mod membership;
 pub mod meta;
@@ -47,6 +48,7 @@ mod reads;
 mod syncer;
 
 pub use cluster_service::ClusterService;
+pub use gate::Gate;
 pub use membership::{TAG_DECOMMISSION, TAG_NAME};
 pub use peers::PeerConfig;
 pub use crate::replica::PROMOTE_MAX_LAG_ENTRIES;
@@ -573,6 +575,25 @@ impl Node {
             log,
             fatal,
         })
+    }
+
+    /// Waits (bounded by `max_wait`) until a node that is the only voter of its
+    /// configuration leads, so that a single node announces itself ready only when
+    /// it accepts produces. Returns at once for a member of a larger cluster.
+    pub fn wait_until_serving(&self, max_wait: Duration) {
+        let deadline = Instant::now() + max_wait;
+        let me = self.shared.cfg.node_id;
+        while Instant::now() < deadline {
+            {
+                let v = lock(&self.shared.view);
+                let sole = v.membership.voters.len() == 1 && v.membership.voters.contains(&me);
+                if !sole || v.role == Role::Leader || self.failed() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        log::warn!("not leading {max_wait:?} after start-up although the only voter");
     }
 
     /// The request handler to serve.

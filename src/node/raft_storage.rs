@@ -6,6 +6,11 @@
 //! * Entries: the segmented log, one record per entry (term and kind in the record
 //!   header). Readers (Consume/Fetch) read the same records, up to the commit index.
 //! * Hard state and log start: `raft.hardstate` / `raft.logstart` (see `meta`).
+//! * Where the configuration entries are: `raft.configs`, a checkpoint covering the
+//!   log up to an index; start-up reads it and scans only the log above it, so a
+//!   node with a 10 GiB log serves without reading its log. It is lowered (written)
+//!   before entries it covers are overwritten, and raised to the durable end with
+//!   each hard-state write.
 //!
 //! # Invariants (checked at [`LogStorage::open`])
 //! * Raft's log is `start.index + 1 ..= log.next_offset() - 1`. The segmented log may
@@ -72,6 +77,10 @@ pub struct LogStorage {
     meta_dir: PathBuf,
     hard_state: HardState,
     start: LogStart,
+    /// Indexes of the `Config` entries above the log start, ascending.
+    configs: Vec<Index>,
+    /// The `raft.configs` checkpoint covers the log up to here (see `meta`).
+    configs_through: Index,
 }
 
 impl LogStorage {
@@ -104,12 +113,103 @@ impl LogStorage {
             );
             log.reset(Offset(want_first))?;
         }
-        Ok(LogStorage {
+        let mut storage = LogStorage {
             log,
             meta_dir: meta_dir.to_path_buf(),
             hard_state,
             start,
-        })
+            configs: Vec::new(),
+            configs_through: Index(0),
+        };
+        storage.load_configs()?;
+        Ok(storage)
+    }
+
+    /// Finds the configuration entries from the `raft.configs` checkpoint plus a
+    /// scan of the log's tail above it; without a usable checkpoint, scans the log.
+    fn load_configs(&mut self) -> Result<(), WriteError> {
+        let last = crate::raft::Storage::last_index(self);
+        let checkpoint = match meta::read_config_index(&self.meta_dir) {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("{e}; scanning the log for configuration entries instead");
+                None
+            }
+        };
+        let usable = checkpoint.filter(|c| c.through <= last && self.listed_are_configs(c));
+        if usable.is_none() && last > self.start.index {
+            log::info!("no usable configuration checkpoint: scanning the log once");
+        }
+        let (mut configs, from) = match usable {
+            Some(c) if c.through >= self.start.index => (c.indexes, c.through + 1),
+            _ => (Vec::new(), self.start.index + 1),
+        };
+        configs.retain(|i| *i > self.start.index);
+        configs.extend(self.scan_configs(from, last)?);
+        self.configs = configs;
+        let durable = Index(self.log.durable_offset().0.saturating_sub(1));
+        self.write_configs_checkpoint(durable.min(last).max(self.start.index))
+    }
+
+    /// True if every index the checkpoint lists above the log start holds a
+    /// `Config` entry (anything else means the checkpoint is not to be trusted).
+    fn listed_are_configs(&self, c: &meta::ConfigIndex) -> bool {
+        c.indexes
+            .iter()
+            .filter(|i| **i > self.start.index)
+            .all(|i| {
+                self.log
+                    .read(Offset(i.0))
+                    .is_ok_and(|r| r.kind == crate::types::RecordKind::Config)
+            })
+    }
+
+    /// Indexes of `Config` entries in `[lo, hi]`, reading record headers in 4 MiB
+    /// rounds (bounded: each round moves past at least one record).
+    fn scan_configs(&self, lo: Index, hi: Index) -> Result<Vec<Index>, WriteError> {
+        let mut out = Vec::new();
+        let mut at = lo;
+        while at <= hi {
+            let mut next = at;
+            self.log.read_range_with(Offset(at.0), 4 << 20, |r| {
+                if r.offset.0 > hi.0 {
+                    return false;
+                }
+                if r.kind == crate::types::RecordKind::Config {
+                    out.push(Index(r.offset.0));
+                }
+                next = Index(r.offset.0 + 1);
+                true
+            })?;
+            if next == at {
+                break;
+            }
+            at = next;
+        }
+        Ok(out)
+    }
+
+    /// Moves the `raft.configs` checkpoint up to the durable end of the log.
+    fn checkpoint_configs(&mut self) -> Result<(), WriteError> {
+        let durable = Index(self.log.durable_offset().0.saturating_sub(1));
+        let through = durable.min(crate::raft::Storage::last_index(self));
+        if through <= self.configs_through {
+            return Ok(());
+        }
+        self.write_configs_checkpoint(through)
+    }
+
+    fn write_configs_checkpoint(&mut self, through: Index) -> Result<(), WriteError> {
+        let indexes: Vec<Index> = self.configs.iter().copied().filter(|i| *i <= through).collect();
+        if indexes.len() > meta::MAX_CONFIG_INDEXES {
+            // Only a log with thousands of membership changes and no retention gets
+            // here; start-up then scans the tail above the older checkpoint.
+            log::warn!("{} configuration entries: not checkpointed", indexes.len());
+            return Ok(());
+        }
+        meta::write_config_index(&self.meta_dir, &meta::ConfigIndex { through, indexes })?;
+        self.configs_through = through;
+        Ok(())
     }
 
     /// The shared segmented log.
@@ -141,6 +241,11 @@ impl LogStorage {
                 self.start.index.0 + 1
             )));
         }
+        if first.index <= self.configs_through {
+            // The checkpoint must never claim entries that are about to be replaced.
+            self.write_configs_checkpoint(first.index - 1)?;
+        }
+        self.configs.retain(|i| *i < first.index);
         if first.index.0 < next {
             self.log.truncate_suffix(Some(Offset(first.index.0 - 1)))?;
         }
@@ -153,6 +258,12 @@ impl LogStorage {
             })
             .collect();
         let at = self.log.append_batch(&records)?;
+        self.configs.extend(
+            entries
+                .iter()
+                .filter(|e| e.kind == crate::types::RecordKind::Config)
+                .map(|e| e.index),
+        );
         if at.0 != first.index.0 {
             return Err(WriteError::Invariant(format!(
                 "entry {} was written at offset {at}",
@@ -174,8 +285,10 @@ impl LogStorage {
     pub fn install(&mut self, start: LogStart) -> Result<(), WriteError> {
         meta::write_log_start(&self.meta_dir, &start)?;
         self.log.reset(Offset(start.index.0 + 1))?;
+        self.configs.clear();
+        let through = start.index;
         self.start = start;
-        Ok(())
+        self.write_configs_checkpoint(through)
     }
 
     /// Prefix compaction: records `start` (from `RaftNode::compact`), then drops
@@ -185,6 +298,7 @@ impl LogStorage {
             return Ok(0);
         }
         meta::write_log_start(&self.meta_dir, &start)?;
+        self.configs.retain(|i| *i > start.index);
         self.start = start;
         Ok(self.log.truncate_prefix(Offset(self.start.index.0 + 1))?)
     }
@@ -200,6 +314,10 @@ fn io(e: StorageError) -> RaftStorageError {
 }
 
 impl Storage for LogStorage {
+    fn config_entry_indexes(&self) -> Result<Vec<Index>, RaftStorageError> {
+        Ok(self.configs.clone())
+    }
+
     fn initial_state(&self) -> Result<(HardState, LogStart), RaftStorageError> {
         Ok((self.hard_state, self.start.clone()))
     }
@@ -275,6 +393,33 @@ impl Storage for LogStorage {
             }
         }
         Ok(out)
+    }
+}
+
+impl crate::replica::ReplicaStorage for LogStorage {
+    type Error = WriteError;
+
+    fn append_entries(&mut self, entries: &[Entry]) -> Result<(), WriteError> {
+        self.append(entries)
+    }
+
+    fn install_start(&mut self, start: LogStart) -> Result<(), WriteError> {
+        self.install(start)
+    }
+
+    fn compact_start(&mut self, start: LogStart) -> Result<u64, WriteError> {
+        self.compact(start)
+    }
+
+    fn persist_hard_state(&mut self, hs: HardState) -> Result<(), WriteError> {
+        self.set_hard_state(hs)?;
+        // Piggy-backed on the (lazy, ≤ 1/s) hard-state write: start-up then scans
+        // at most what was written since.
+        self.checkpoint_configs()
+    }
+
+    fn persisted_hard_state(&self) -> HardState {
+        self.hard_state
     }
 }
 
@@ -445,28 +590,55 @@ mod tests {
         assert_eq!(s.log().next_offset(), Offset(1001));
         std::fs::remove_dir_all(&d).unwrap();
     }
-}
 
-impl crate::replica::ReplicaStorage for LogStorage {
-    type Error = WriteError;
 
-    fn append_entries(&mut self, entries: &[Entry]) -> Result<(), WriteError> {
-        self.append(entries)
-    }
-
-    fn install_start(&mut self, start: LogStart) -> Result<(), WriteError> {
-        self.install(start)
-    }
-
-    fn compact_start(&mut self, start: LogStart) -> Result<u64, WriteError> {
-        self.compact(start)
-    }
-
-    fn persist_hard_state(&mut self, hs: HardState) -> Result<(), WriteError> {
-        self.set_hard_state(hs)
-    }
-
-    fn persisted_hard_state(&self) -> HardState {
-        self.hard_state
+    /// A restart finds the configuration entries from the checkpoint plus the tail,
+    /// never claims overwritten ones, and falls back to a scan when the checkpoint
+    /// is damaged.
+    #[test]
+    fn configuration_entries_survive_restarts_without_a_full_scan() {
+        use crate::replica::ReplicaStorage;
+        let d = dir("configs");
+        let mut s = open(&d);
+        let kinds = |i: u64| {
+            if i % 50 == 0 {
+                RecordKind::Config
+            } else {
+                RecordKind::Data
+            }
+        };
+        let ents: Vec<Entry> = (1..=200).map(|i| e(i, 1, kinds(i))).collect();
+        s.append(&ents).unwrap();
+        s.sync().unwrap();
+        s.persist_hard_state(HardState::default()).unwrap();
+        let want: Vec<Index> = [50, 100, 150, 200].map(Index).to_vec();
+        let ck = meta::read_config_index(&d).unwrap().unwrap();
+        assert_eq!((ck.through, ck.indexes.clone()), (Index(200), want.clone()));
+        // Entries after the checkpoint are found by the tail scan.
+        s.append(&[e(201, 1, RecordKind::Config)]).unwrap();
+        s.sync().unwrap();
+        drop(s);
+        let mut s = open(&d);
+        let mut all = want.clone();
+        all.push(Index(201));
+        assert_eq!(s.config_entry_indexes(), Ok(all));
+        // Overwriting from 150 lowers the checkpoint before anything is replaced.
+        s.append(&[e(150, 2, RecordKind::Data)]).unwrap();
+        let ck = meta::read_config_index(&d).unwrap().unwrap();
+        assert!(ck.through < Index(150), "{ck:?}");
+        assert_eq!(s.config_entry_indexes(), Ok(vec![Index(50), Index(100)]));
+        s.sync().unwrap();
+        drop(s);
+        assert_eq!(
+            open(&d).config_entry_indexes(),
+            Ok(vec![Index(50), Index(100)])
+        );
+        // A damaged checkpoint is not trusted: the log is scanned instead.
+        std::fs::write(d.join(meta::CONFIG_INDEX_FILE), b"garbage").unwrap();
+        assert_eq!(
+            open(&d).config_entry_indexes(),
+            Ok(vec![Index(50), Index(100)])
+        );
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -76,8 +76,8 @@ mod tests {
         FollowerStatus {
             id: NodeId(id),
             voter,
-            matched: Index(100 - lag),
-            next: Index(101 - lag),
+            matched: Index(10_000 - lag),
+            next: Index(10_001 - lag),
             state: ProgressState::Replicate,
             lag_entries: lag,
             recent_active: active,
