@@ -9,7 +9,7 @@ use std::time::Duration;
 use commitlog::client::{Client, Pipeline};
 use commitlog::types::Offset;
 use commitlog::wire::{ErrorCode, Request, ResponseBody};
-use common::Server;
+use common::{Server, FIRST_OFFSET};
 
 #[derive(Debug)]
 enum Sent {
@@ -35,7 +35,7 @@ fn hundreds_of_mixed_requests_in_flight_are_matched_by_correlation_id() {
                 (Request::Produce { value: v.clone() }, Sent::Produce(v))
             }
             1 => {
-                let at = Offset(u64::from(i) % 20);
+                let at = Offset(FIRST_OFFSET + u64::from(i) % 20);
                 (Request::Consume { offset: at }, Sent::Consume(at))
             }
             2 => (Request::Ping, Sent::Ping),
@@ -68,7 +68,7 @@ fn hundreds_of_mixed_requests_in_flight_are_matched_by_correlation_id() {
             }
             (Sent::Consume(at), Ok(ResponseBody::Consume { record })) => {
                 assert_eq!(record.offset, at);
-                assert_eq!(record.value, seeded[at.0 as usize]);
+                assert_eq!(record.value, seeded[(at.0 - FIRST_OFFSET) as usize]);
             }
             (Sent::Ping, Ok(ResponseBody::Ping)) => {}
             (Sent::OutOfRange, Err(e)) => assert_eq!(e.code(), Some(ErrorCode::OffsetOutOfRange)),
@@ -79,7 +79,10 @@ fn hundreds_of_mixed_requests_in_flight_are_matched_by_correlation_id() {
     assert_eq!(client.in_flight(), 0);
     // Produced offsets are exactly the 150 after the seed, and hold what was sent.
     let offsets: HashSet<u64> = produced.keys().map(|o| o.0).collect();
-    assert_eq!(offsets, (20..170).collect::<HashSet<u64>>());
+    assert_eq!(
+        offsets,
+        (FIRST_OFFSET + 20..FIRST_OFFSET + 170).collect::<HashSet<u64>>()
+    );
     for (offset, v) in &produced {
         assert_eq!(&client.consume(*offset).unwrap().value, v);
     }
@@ -103,9 +106,15 @@ fn a_windowed_pipeline_acknowledges_every_produce() {
     assert_eq!(acks.len(), 2000);
     let mut offsets: Vec<u64> = acks.iter().map(|a| a.result.as_ref().unwrap().0).collect();
     offsets.sort_unstable();
-    assert_eq!(offsets, (0..2000).collect::<Vec<u64>>());
+    assert_eq!(
+        offsets,
+        (FIRST_OFFSET..FIRST_OFFSET + 2000).collect::<Vec<u64>>()
+    );
     // A simple call after pipelining still works on the same connection.
-    assert_eq!(client.status().unwrap().commit_index, Offset(2000));
+    assert_eq!(
+        client.status().unwrap().commit_index,
+        Offset(FIRST_OFFSET + 1999)
+    );
 }
 
 #[test]

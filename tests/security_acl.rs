@@ -14,6 +14,7 @@ use commitlog::client::Client;
 use commitlog::types::Offset;
 use commitlog::wire::{ErrorCode, Request};
 
+use common::FIRST_OFFSET;
 use security_support::Pki;
 
 fn assert_denied<T: std::fmt::Debug>(
@@ -42,7 +43,7 @@ fn root_may_produce_and_consume_nobody_is_denied_and_nothing_is_written() {
     let pki = Pki::generate();
     let server = pki.start_server(&[]);
     let mut root = pki.client(server.addr, Some("root")).unwrap();
-    assert_eq!(root.produce(b"first").unwrap(), Offset(0));
+    assert_eq!(root.produce(b"first").unwrap(), Offset(FIRST_OFFSET));
     let before = root.status().unwrap();
 
     let mut nobody = pki.client(server.addr, Some("nobody")).unwrap();
@@ -74,7 +75,7 @@ fn root_may_produce_and_consume_nobody_is_denied_and_nothing_is_written() {
     let fetched = root.fetch(Offset(0), 1 << 20, 0).unwrap();
     assert_eq!(fetched.records.len(), 1);
     assert_eq!(fetched.records[0].value, b"first");
-    assert_eq!(fetched.high_watermark, Offset(1));
+    assert_eq!(fetched.high_watermark, Offset(FIRST_OFFSET + 1));
     assert!(server.stderr().contains("denied Produce to `nobody`"));
 }
 
@@ -134,7 +135,10 @@ fn sighup_reloads_the_policy() {
         std::thread::sleep(Duration::from_millis(10));
     }
     // The same connection sees the new policy (its decision cache is invalidated).
-    assert_eq!(nobody.produce(b"now allowed").unwrap(), Offset(0));
+    assert_eq!(
+        nobody.produce(b"now allowed").unwrap(),
+        Offset(FIRST_OFFSET)
+    );
 
     // A broken policy keeps the previous one.
     std::fs::write(&policy, "p, nobody, produce\n").unwrap();
@@ -148,7 +152,10 @@ fn sighup_reloads_the_policy() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(server.stderr().contains("policy.csv line 1"));
-    assert_eq!(nobody.produce(b"still allowed").unwrap(), Offset(1));
+    assert_eq!(
+        nobody.produce(b"still allowed").unwrap(),
+        Offset(FIRST_OFFSET + 1)
+    );
 }
 
 /// Runs commitlogd with TLS and `extra` flags, expecting it to fail at start.
@@ -243,7 +250,7 @@ fn peer_tls_and_gossip_key_are_accepted_and_reported() {
 fn without_tls_the_acl_is_off() {
     let server = common::Server::start(&[]);
     let mut client = server.client();
-    assert_eq!(client.produce(b"open").unwrap(), Offset(0));
+    assert_eq!(client.produce(b"open").unwrap(), Offset(FIRST_OFFSET));
     assert_eq!(
         answer_code(&mut client, Request::Status),
         None,

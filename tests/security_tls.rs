@@ -15,7 +15,7 @@ use commitlog::client::ClientError;
 use commitlog::types::Offset;
 use commitlog::wire::ErrorCode;
 
-use common::{read_to_close, Server};
+use common::{read_to_close, Server, FIRST_OFFSET};
 use security_support::{text_command, Pki};
 
 /// A client rejected by the handshake fails at connect or at its first request (with
@@ -137,8 +137,14 @@ fn text_protocol_inside_tls() {
     let server = pki.start_server(&[]);
     let mut root = pki.raw(server.addr, "root");
     assert_eq!(text_command(&mut root, "PING"), "+PONG");
-    assert_eq!(text_command(&mut root, "PRODUCE hello tls"), "+OK 0");
-    assert_eq!(text_command(&mut root, "CONSUME 0"), "+0 hello tls");
+    assert_eq!(
+        text_command(&mut root, "PRODUCE hello tls"),
+        format!("+OK {FIRST_OFFSET}")
+    );
+    assert_eq!(
+        text_command(&mut root, "CONSUME 0"),
+        format!("+{FIRST_OFFSET} hello tls")
+    );
     let mut nobody = pki.raw(server.addr, "nobody");
     assert_eq!(text_command(&mut nobody, "PING"), "+PONG");
     let denied = text_command(&mut nobody, "PRODUCE nope");
@@ -149,8 +155,8 @@ fn text_protocol_inside_tls() {
     let denied = text_command(&mut nobody, "CONSUME 0");
     assert!(denied.starts_with("-ERR PERMISSION_DENIED"), "{denied}");
     assert_eq!(
-        text_command(&mut root, "CONSUME 1"),
-        "-ERR OFFSET_OUT_OF_RANGE offset 1 is out of range: the log holds [0, 1)"
+        text_command(&mut root, "CONSUME 3"),
+        "-ERR OFFSET_OUT_OF_RANGE offset 3 is out of range: the log holds [1, 3)"
     );
 }
 
@@ -220,7 +226,10 @@ fn clog_with_ca_cert_key_flags_and_env() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n1\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}\n{}\n", FIRST_OFFSET, FIRST_OFFSET + 1)
+    );
     // The same through CLOG_CA / CLOG_CERT / CLOG_KEY.
     let out = Command::new(env!("CARGO_BIN_EXE_clog"))
         .args(["--addr", &addr, "consume"])
@@ -234,7 +243,10 @@ fn clog_with_ca_cert_key_flags_and_env() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "0\tone\n1\ttwo\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}\tone\n{}\ttwo\n", FIRST_OFFSET, FIRST_OFFSET + 1)
+    );
     // nobody is told why, in one line.
     let out = common::clog(
         &addr,
@@ -357,7 +369,10 @@ fn pipelined_produces_over_tls() {
     }
     let mut offsets: Vec<u64> = acks.iter().map(|a| a.result.as_ref().unwrap().0).collect();
     offsets.sort_unstable();
-    assert_eq!(offsets, (0..2000).collect::<Vec<u64>>());
+    assert_eq!(
+        offsets,
+        (FIRST_OFFSET..FIRST_OFFSET + 2000).collect::<Vec<u64>>()
+    );
     let fetched = root.fetch(Offset(0), 8 << 20, 0).unwrap();
     assert_eq!(fetched.records.len(), 2000);
 }

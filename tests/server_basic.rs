@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use commitlog::client::ClientError;
 use commitlog::types::Offset;
 use commitlog::wire::{self, ErrorCode, ServerRole};
-use common::{read_n, read_to_close, Server};
+use common::{read_n, read_to_close, Server, FIRST_OFFSET};
 
 #[test]
 fn produce_then_consume_round_trips_records_at_their_offsets() {
@@ -24,7 +24,12 @@ fn produce_then_consume_round_trips_records_at_their_offsets() {
         offsets.push(client.produce(v).unwrap());
     }
     // Offsets are assigned in order, from 0, without gaps on a single node.
-    assert_eq!(offsets, (0..50).map(Offset).collect::<Vec<_>>());
+    assert_eq!(
+        offsets,
+        (FIRST_OFFSET..FIRST_OFFSET + 50)
+            .map(Offset)
+            .collect::<Vec<_>>()
+    );
     for (offset, v) in offsets.iter().zip(&values) {
         let record = client.consume(*offset).unwrap();
         assert_eq!(record.offset, *offset);
@@ -43,9 +48,10 @@ fn produce_batch_assigns_contiguous_offsets() {
     client.produce(b"first").unwrap();
     let values: Vec<&[u8]> = vec![b"a", b"bb", b"ccc"];
     let first = client.produce_batch(&values).unwrap();
-    assert_eq!(first, Offset(1));
-    let fetched = client.fetch(Offset(1), 1 << 20, 0).unwrap();
-    assert_eq!(fetched.high_watermark, Offset(4));
+    let at = FIRST_OFFSET + 1;
+    assert_eq!(first, Offset(at));
+    let fetched = client.fetch(Offset(at), 1 << 20, 0).unwrap();
+    assert_eq!(fetched.high_watermark, Offset(at + 3));
     let got: Vec<(u64, Vec<u8>)> = fetched
         .records
         .into_iter()
@@ -54,9 +60,9 @@ fn produce_batch_assigns_contiguous_offsets() {
     assert_eq!(
         got,
         vec![
-            (1, b"a".to_vec()),
-            (2, b"bb".to_vec()),
-            (3, b"ccc".to_vec())
+            (at, b"a".to_vec()),
+            (at + 1, b"bb".to_vec()),
+            (at + 2, b"ccc".to_vec())
         ]
     );
 }
@@ -71,15 +77,16 @@ fn out_of_range_offsets_get_a_clear_error() {
             assert_eq!(code, ErrorCode::OffsetOutOfRange);
             assert_eq!(
                 message,
-                wire::offset_out_of_range_message(Offset(7), Offset(0), Offset(1))
+                wire::offset_out_of_range_message(Offset(7), Offset(1), Offset(FIRST_OFFSET + 1))
             );
         }
         other => panic!("expected OFFSET_OUT_OF_RANGE, got {other:?}"),
     }
     let err = client.fetch(Offset(9), 1024, 0).unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::OffsetOutOfRange));
-    // The connection is still usable after an error.
+    // The connection is still usable after an error; offset 0 reads from the start.
     assert_eq!(client.consume(Offset(0)).unwrap().value, b"only");
+    assert_eq!(client.consume(Offset(0)).unwrap().offset, Offset(FIRST_OFFSET));
 }
 
 #[test]
@@ -91,14 +98,16 @@ fn fetch_long_poll_returns_early_when_data_arrives() {
     let waiter = std::thread::spawn(move || {
         let mut client = commitlog::client::Client::connect(addr, Duration::from_secs(10)).unwrap();
         let started = Instant::now();
-        let fetched = client.fetch(Offset(1), 1 << 20, 10_000).unwrap();
+        let fetched = client
+            .fetch(Offset(FIRST_OFFSET + 1), 1 << 20, 10_000)
+            .unwrap();
         (fetched, started.elapsed())
     });
     // Whether the fetch is parked before or after this produce, it must return it.
     producer.produce(b"after").unwrap();
     let (fetched, elapsed) = waiter.join().unwrap();
     assert_eq!(fetched.records.len(), 1);
-    assert_eq!(fetched.records[0].offset, Offset(1));
+    assert_eq!(fetched.records[0].offset, Offset(FIRST_OFFSET + 1));
     assert_eq!(fetched.records[0].value, b"after");
     assert!(
         elapsed < Duration::from_secs(8),
@@ -112,10 +121,11 @@ fn fetch_long_poll_returns_empty_after_max_wait() {
     let mut client = server.client();
     client.produce(b"x").unwrap();
     let started = Instant::now();
-    let fetched = client.fetch(Offset(1), 1 << 20, 300).unwrap();
+    let hw = FIRST_OFFSET + 1;
+    let fetched = client.fetch(Offset(hw), 1 << 20, 300).unwrap();
     let elapsed = started.elapsed();
     assert!(fetched.records.is_empty());
-    assert_eq!(fetched.high_watermark, Offset(1));
+    assert_eq!(fetched.high_watermark, Offset(hw));
     assert!(
         elapsed >= Duration::from_millis(300),
         "returned after {elapsed:?}"
@@ -125,7 +135,7 @@ fn fetch_long_poll_returns_empty_after_max_wait() {
         "returned after {elapsed:?}"
     );
     // max_wait_ms = 0 answers at once.
-    let fetched = client.fetch(Offset(1), 1 << 20, 0).unwrap();
+    let fetched = client.fetch(Offset(hw), 1 << 20, 0).unwrap();
     assert!(fetched.records.is_empty());
 }
 
@@ -144,10 +154,12 @@ fn servers_and_status_describe_this_node() {
     let status = client.status().unwrap();
     assert_eq!(status.node_name, "alpha");
     assert_eq!(status.role, ServerRole::Leader);
-    assert_eq!(status.term.0, 0);
-    assert_eq!(status.commit_index, Offset(2));
-    assert_eq!(status.first_index, Offset(0));
-    assert_eq!(status.last_index, Offset(1));
+    // A single node is a one-voter cluster: the same Status meaning as on many
+    // nodes (commit and last inclusive; the first entry is the leader's no-op).
+    assert_eq!(status.term.0, 1);
+    assert_eq!(status.commit_index, Offset(FIRST_OFFSET + 1));
+    assert_eq!(status.first_index, Offset(1));
+    assert_eq!(status.last_index, Offset(FIRST_OFFSET + 1));
 }
 
 #[test]
@@ -155,7 +167,7 @@ fn text_protocol_answers_one_line_per_command() {
     let server = Server::start(&[]);
     let mut tcp = server.tcp();
     tcp.write_all(
-        b"PING\r\nPRODUCE hello world\r\nCONSUME 0\r\nCONSUME 5\r\nSERVERS\r\nNOPE\r\nQUIT\r\n",
+        b"PING\r\nPRODUCE hello world\r\nCONSUME 0\r\nCONSUME 9\r\nSERVERS\r\nNOPE\r\nQUIT\r\n",
     )
     .unwrap();
     let (bytes, closed) = read_to_close(&mut tcp, Duration::from_secs(10));
@@ -163,8 +175,8 @@ fn text_protocol_answers_one_line_per_command() {
     let text = String::from_utf8(bytes).unwrap();
     let lines: Vec<&str> = text.split("\r\n").collect();
     assert_eq!(lines[0], "+PONG");
-    assert_eq!(lines[1], "+OK 0");
-    assert_eq!(lines[2], "+0 hello world");
+    assert_eq!(lines[1], format!("+OK {FIRST_OFFSET}"));
+    assert_eq!(lines[2], format!("+{FIRST_OFFSET} hello world"));
     assert!(
         lines[3].starts_with("-ERR OFFSET_OUT_OF_RANGE "),
         "{}",
@@ -235,5 +247,8 @@ fn an_empty_batch_is_answered_with_count_zero() {
         other => panic!("unexpected {other:?}"),
     }
     // Nothing was written.
-    assert_eq!(client.status().unwrap().commit_index, Offset(1));
+    assert_eq!(
+        client.status().unwrap().commit_index,
+        Offset(FIRST_OFFSET)
+    );
 }

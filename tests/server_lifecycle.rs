@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use commitlog::client::Client;
 use commitlog::types::Offset;
 use commitlog::wire::{Request, ResponseBody};
-use common::Server;
+use common::{Server, FIRST_OFFSET};
 
 #[test]
 fn sigterm_finishes_in_flight_work_exits_zero_and_keeps_the_data() {
@@ -21,7 +21,11 @@ fn sigterm_finishes_in_flight_work_exits_zero_and_keeps_the_data() {
         .map(|i| format!("value-{i}").into_bytes())
         .collect();
     let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
-    assert_eq!(client.produce_batch(&refs[..100]).unwrap(), Offset(0));
+    assert_eq!(
+        client.produce_batch(&refs[..100]).unwrap(),
+        Offset(FIRST_OFFSET)
+    );
+    let end = Offset(FIRST_OFFSET + 200);
     for v in &refs[100..] {
         client.produce(v).unwrap();
     }
@@ -32,7 +36,7 @@ fn sigterm_finishes_in_flight_work_exits_zero_and_keeps_the_data() {
         let mut c = Client::connect(addr, Duration::from_secs(20)).unwrap();
         let fetch_id = c
             .send(Request::Fetch {
-                offset: Offset(200),
+                offset: end,
                 max_bytes: 1 << 20,
                 max_wait_ms: 15_000,
             })
@@ -65,7 +69,7 @@ fn sigterm_finishes_in_flight_work_exits_zero_and_keeps_the_data() {
             high_watermark,
         }) => {
             assert!(records.is_empty());
-            assert_eq!(high_watermark, Offset(200));
+            assert_eq!(high_watermark, end);
         }
         other => panic!("long-poll during shutdown got {other:?}"),
     }
@@ -74,16 +78,17 @@ fn sigterm_finishes_in_flight_work_exits_zero_and_keeps_the_data() {
         "shutdown waited out the long-poll"
     );
     let log = server.stderr();
-    assert!(log.contains("log synced and closed"), "{log}");
+    assert!(log.contains("node stopped"), "{log}");
 
     server.restart();
     let mut client = server.client();
     let fetched = client.fetch(Offset(0), 1 << 20, 0).unwrap();
-    assert_eq!(fetched.high_watermark, Offset(200));
+    // The restarted leader's no-op takes the offset after the recovered end.
+    assert_eq!(fetched.high_watermark, Offset(end.0 + 1));
     let got: Vec<Vec<u8>> = fetched.records.into_iter().map(|r| r.value).collect();
     assert_eq!(got, values);
-    // New produces continue after the recovered end.
-    assert_eq!(client.produce(b"after restart").unwrap(), Offset(200));
+    // New produces continue after it: no acknowledged offset is reused.
+    assert_eq!(client.produce(b"after restart").unwrap(), Offset(end.0 + 1));
 }
 
 /// Acknowledged produces: (offset, value).
@@ -163,17 +168,19 @@ fn retention_runs_periodically_and_drops_old_segments() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let first = loop {
         let status = client.status().unwrap();
-        if status.first_index > Offset(0) {
+        if status.first_index > Offset(1) {
             break status.first_index;
         }
         assert!(Instant::now() < deadline, "retention never ran: {status:?}");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(first < Offset(200));
-    let err = client.consume(Offset(0)).unwrap_err();
+    assert!(first < Offset(FIRST_OFFSET + 200));
+    let err = client.consume(Offset(1)).unwrap_err();
     assert_eq!(
         err.code(),
         Some(commitlog::wire::ErrorCode::OffsetOutOfRange)
     );
+    // Offset 0 still means "from the start": the first retained record.
+    assert_eq!(client.consume(Offset(0)).unwrap().offset, first);
     assert_eq!(client.consume(Offset(199)).unwrap().value, value);
 }

@@ -26,11 +26,11 @@
 //! | `commitlog_consume_bytes_total` | counter | | value bytes of those records |
 //! | `commitlog_open_connections` | gauge | | client connections open now |
 //! | `commitlog_fsync_duration_seconds` | histogram | | every log fsync (single-node writer, cluster raft thread and syncer); `_count` is the fsync count |
-//! | `commitlog_raft_term` | gauge | | current Raft term (cluster) |
-//! | `commitlog_raft_commit_index` | gauge | | commit index known durable here (cluster) |
-//! | `commitlog_raft_last_index` | gauge | | last index in the local log (cluster) |
-//! | `commitlog_raft_role` | gauge | `role` | 1 for this node's role (`follower`, `pre_candidate`, `candidate`, `leader`), 0 for the others (cluster) |
-//! | `commitlog_raft_leader_changes_total` | counter | | times this node saw a new leader (cluster) |
+//! | `commitlog_raft_term` | gauge | | current Raft term |
+//! | `commitlog_raft_commit_index` | gauge | | commit index known durable here |
+//! | `commitlog_raft_last_index` | gauge | | last index in the local log |
+//! | `commitlog_raft_role` | gauge | `role` | 1 for this node's role (`follower`, `pre_candidate`, `candidate`, `leader`), 0 for the others |
+//! | `commitlog_raft_leader_changes_total` | counter | | times this node saw a new leader |
 //! | `commitlog_raft_follower_lag_entries` | gauge | `follower` | entries each follower lacks; only on the leader (cluster) |
 //! | `commitlog_gossip_members` | gauge | `state` | other gossip members (this node excluded) by state: `alive`, `failed`, `leaving` (decommissioning) (cluster) |
 //! | `commitlog_ready` | gauge | | 1 while `/readyz` answers 200 |

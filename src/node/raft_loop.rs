@@ -281,10 +281,7 @@ impl RaftLoop {
                     Effect::Send(m) => self.peers.send(m),
                     Effect::Sync { seq } => sync_seq = Some(seq),
                     Effect::Complete { reply, result } => answer::produce(reply, result, &self.shared),
-                    Effect::HighWater(hw) => {
-                        self.shared.hw.fetch_max(hw.0, Ordering::AcqRel);
-                        self.reads.on_hw_raised();
-                    }
+                    Effect::HighWater(hw) => self.raise_high_water(hw),
                     Effect::FirstIndex(first) => {
                         self.shared.raft_first.fetch_max(first.0, Ordering::AcqRel);
                     }
@@ -297,6 +294,18 @@ impl RaftLoop {
             }
         }
         Ok(())
+    }
+
+    /// Readers may see offsets below `hw` now. Status shows it before any produce
+    /// it covers is answered (a client that saw its offset sees it committed).
+    fn raise_high_water(&mut self, hw: Index) {
+        self.shared.hw.fetch_max(hw.0, Ordering::AcqRel);
+        {
+            let mut v = lock(&self.shared.view);
+            v.commit = v.commit.max(hw - 1);
+            v.last = v.last.max(hw - 1);
+        }
+        self.reads.on_hw_raised();
     }
 
     /// Inline when no fsync is running, else queued behind it on the fsync thread.

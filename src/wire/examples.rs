@@ -3,8 +3,9 @@
 //! Each example is one request a person can paste into `printf … | nc` and the exact
 //! bytes a fresh `commitlogd --dev` answers. They are meant to be sent **in order**,
 //! each on its own connection, to one fresh server: `produce` writes `hello` at
-//! offset 0, which `consume` and `text-consume` read back; `text-produce` writes
-//! offset 1. A unit test parses the spec's example blocks and checks they equal this
+//! offset 2 (offset 1 is the leader's no-op), which `consume` and `text-consume` read
+//! back from offset 0 ("from the first retained offset"); `text-produce` writes
+//! offset 3. A unit test parses the spec's example blocks and checks they equal this
 //! table (so the document cannot drift), and checks that the codec produces these
 //! bytes; a server integration test sends each request to a real server.
 
@@ -29,17 +30,17 @@ pub const SPEC_EXAMPLES: &[SpecExample] = &[
     SpecExample {
         name: "produce",
         request: b"\x00\x00\x00\x11\x00\x01\x00\x00\x00\x00\x00\x02\x00\x00\x00\x05hello",
-        response: b"\x00\x00\x00\x0e\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+        response: b"\x00\x00\x00\x0e\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02",
     },
     SpecExample {
         name: "consume",
         request: b"\x00\x00\x00\x10\x00\x03\x00\x00\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x00",
-        response: b"\x00\x00\x00\x20\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x05hello",
+        response: b"\x00\x00\x00\x20\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x05hello",
     },
     SpecExample {
         name: "consume-out-of-range",
         request: b"\x00\x00\x00\x10\x00\x03\x00\x00\x00\x00\x00\x04\x00\x00\x00\x00\x00\x00\x00\x05",
-        response: b"\x00\x00\x00\x36\x00\x00\x00\x04\x00\x01\x00\x2eoffset 5 is out of range: the log holds [0, 1)",
+        response: b"\x00\x00\x00\x36\x00\x00\x00\x04\x00\x01\x00\x2eoffset 5 is out of range: the log holds [1, 3)",
     },
     SpecExample {
         name: "unsupported-api",
@@ -54,12 +55,12 @@ pub const SPEC_EXAMPLES: &[SpecExample] = &[
     SpecExample {
         name: "text-consume",
         request: b"CONSUME 0\r\n",
-        response: b"+0 hello\r\n",
+        response: b"+2 hello\r\n",
     },
     SpecExample {
         name: "text-produce",
         request: b"PRODUCE world\r\n",
-        response: b"+OK 1\r\n",
+        response: b"+OK 3\r\n",
     },
 ];
 
@@ -228,7 +229,7 @@ mod tests {
     fn hello(offset: u64) -> WireRecord {
         WireRecord {
             offset: Offset(offset),
-            term: Term(0),
+            term: Term(1),
             kind: RecordKind::Data,
             value: b"hello".to_vec(),
         }
@@ -250,13 +251,13 @@ mod tests {
         };
         assert_eq!(answer("ping", Ok(ResponseBody::Ping)), Request::Ping);
         assert_eq!(
-            answer("produce", Ok(ResponseBody::Produce { offset: Offset(0) })),
+            answer("produce", Ok(ResponseBody::Produce { offset: Offset(2) })),
             Request::Produce {
                 value: b"hello".to_vec()
             }
         );
         assert_eq!(
-            answer("consume", Ok(ResponseBody::Consume { record: hello(0) })),
+            answer("consume", Ok(ResponseBody::Consume { record: hello(2) })),
             Request::Consume { offset: Offset(0) }
         );
         assert_eq!(
@@ -264,8 +265,8 @@ mod tests {
                 "consume-out-of-range",
                 Err(ErrorBody::offset_out_of_range(
                     Offset(5),
-                    Offset(0),
-                    Offset(1)
+                    Offset(1),
+                    Offset(3)
                 ))
             ),
             Request::Consume { offset: Offset(5) }
@@ -289,14 +290,14 @@ mod tests {
         assert_eq!(
             text(
                 "text-consume",
-                Ok(ResponseBody::Consume { record: hello(0) })
+                Ok(ResponseBody::Consume { record: hello(2) })
             ),
             TextCommand::Request(Request::Consume { offset: Offset(0) })
         );
         assert_eq!(
             text(
                 "text-produce",
-                Ok(ResponseBody::Produce { offset: Offset(1) })
+                Ok(ResponseBody::Produce { offset: Offset(3) })
             ),
             TextCommand::Request(Request::Produce {
                 value: b"world".to_vec()

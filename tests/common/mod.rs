@@ -264,3 +264,7 @@ pub fn read_ready_rpc(path: &std::path::Path) -> Option<std::net::SocketAddr> {
         .find_map(|l| l.strip_prefix("rpc="))
         .and_then(|a| a.trim().parse().ok())
 }
+
+/// Offset of the first record produced to a fresh node: a log starts at 1, and
+/// offset 1 holds the first leader's no-op entry (wire-spec §5).
+pub const FIRST_OFFSET: u64 = 2;
