@@ -21,25 +21,28 @@ fn produce_arguments_and_stdin_then_consume_and_tail() {
     let server = Server::start(&[]);
     let out = server.clog(&["produce", "hello", "world"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "0\n1\n");
+    assert_eq!(stdout(&out), "2\n3\n");
 
     let lines: String = (0..2500).map(|i| format!("line-{i}\n")).collect();
     let out = server.clog_stdin(&["produce", "--batch", "1000"], lines.as_bytes());
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "produced 2500 records at offsets 2..=2501\n");
+    assert_eq!(stdout(&out), "produced 2500 records at offsets 4..=2503\n");
 
-    let out = server.clog(&["consume", "--from", "1", "--count", "3"]);
+    let out = server.clog(&["consume", "--from", "3", "--count", "3"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "1\tworld\n2\tline-0\n3\tline-1\n");
+    assert_eq!(stdout(&out), "3\tworld\n4\tline-0\n5\tline-1\n");
+    // Without --from: from the first offset.
+    let out = server.clog(&["consume", "--count", "1"]);
+    assert_eq!(stdout(&out), "2\thello\n");
 
     // Without --count: everything up to the end, then exit.
-    let out = server.clog(&["consume", "--from", "2500", "--values-only"]);
+    let out = server.clog(&["consume", "--from", "2502", "--values-only"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "line-2498\nline-2499\n");
 
     let out = server.clog(&["tail", "-n", "2"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "2500\tline-2498\n2501\tline-2499\n");
+    assert_eq!(stdout(&out), "2502\tline-2498\n2503\tline-2499\n");
 }
 
 #[test]
@@ -55,11 +58,11 @@ fn tail_follow_prints_new_records() {
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
-    assert_eq!(line, "0\told\n");
+    assert_eq!(line, "2\told\n");
     server.clog(&["produce", "new"]);
     line.clear();
     reader.read_line(&mut line).unwrap();
-    assert_eq!(line, "1\tnew\n");
+    assert_eq!(line, "3\tnew\n");
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -88,7 +91,7 @@ fn failures_exit_non_zero_with_one_line_that_says_what_to_do() {
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("OFFSET_OUT_OF_RANGE") && err.contains("[0, 1)"),
+        err.contains("OFFSET_OUT_OF_RANGE") && err.contains("[1, 3)"),
         "{err}"
     );
 
@@ -122,7 +125,7 @@ fn a_closed_pipe_ends_clog_quietly() {
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
-    assert_eq!(line, "0\tr0\n");
+    assert_eq!(line, "2\tr0\n");
     drop(reader); // like `| head -1`
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "exit {:?}", out.status);
