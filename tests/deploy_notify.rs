@@ -59,7 +59,10 @@ fn commitlogd_notifies_ready_after_serving_and_stopping_on_sigterm() {
     // READY=1 comes after the node serves: the ready file (written once bound) exists
     // and the address in it accepts connections.
     let text = std::fs::read_to_string(&ready_file).unwrap_or_default();
-    let addr = text.lines().find_map(|l| l.strip_prefix("rpc=")).unwrap_or("");
+    let addr = text
+        .lines()
+        .find_map(|l| l.strip_prefix("rpc="))
+        .unwrap_or("");
     let connected = std::net::TcpStream::connect(addr.trim()).is_ok();
 
     let kill = Command::new("kill")

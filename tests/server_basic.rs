@@ -86,7 +86,10 @@ fn out_of_range_offsets_get_a_clear_error() {
     assert_eq!(err.code(), Some(ErrorCode::OffsetOutOfRange));
     // The connection is still usable after an error; offset 0 reads from the start.
     assert_eq!(client.consume(Offset(0)).unwrap().value, b"only");
-    assert_eq!(client.consume(Offset(0)).unwrap().offset, Offset(FIRST_OFFSET));
+    assert_eq!(
+        client.consume(Offset(0)).unwrap().offset,
+        Offset(FIRST_OFFSET)
+    );
 }
 
 #[test]
@@ -247,8 +250,5 @@ fn an_empty_batch_is_answered_with_count_zero() {
         other => panic!("unexpected {other:?}"),
     }
     // Nothing was written.
-    assert_eq!(
-        client.status().unwrap().commit_index,
-        Offset(FIRST_OFFSET)
-    );
+    assert_eq!(client.status().unwrap().commit_index, Offset(FIRST_OFFSET));
 }

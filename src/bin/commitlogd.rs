@@ -513,9 +513,11 @@ fn run_node(args: Args, data_dir: PathBuf) -> Result<(), String> {
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let mode = start_mode(&args)?;
     if args.fsync == FsyncArg::Never && mode != StartMode::Single {
-        return Err("--fsync never is only for a single node (benchmarks); a cluster \
+        return Err(
+            "--fsync never is only for a single node (benchmarks); a cluster \
                     acknowledges only what a majority has on disk"
-            .to_string());
+                .to_string(),
+        );
     }
     if args.fsync == FsyncArg::Never {
         log::warn!("--fsync never: acknowledged records can be lost on power failure");
@@ -563,9 +565,12 @@ fn run_node(args: Args, data_dir: PathBuf) -> Result<(), String> {
         max_in_flight_per_conn: args.max_in_flight_per_conn.max(1),
         ..ServerConfig::default()
     };
-    let mut server =
-        Server::from_listener(listener, server_config, Arc::clone(&gate) as Arc<dyn Service>)
-            .map_err(|e| format!("cannot start the event loop: {e}"))?;
+    let mut server = Server::from_listener(
+        listener,
+        server_config,
+        Arc::clone(&gate) as Arc<dyn Service>,
+    )
+    .map_err(|e| format!("cannot start the event loop: {e}"))?;
     if let Some((m, _)) = &metrics {
         server = server.with_metrics(Arc::clone(m));
     }

@@ -1,17 +1,144 @@
-//! The one adapter from domain outcomes to wire answers: produce results of the
-//! replica driver and storage read errors become response bodies and error codes
-//! here, and nowhere else in the node.
+//! The one adapter from the node's outcomes to wire answers. Every response body and
+//! error code the node sends is built here: the rest of the node speaks in domain
+//! terms ([`Refusal`], [`ProduceError`], [`StorageError`], records, views).
+//!
+//! Expected outcomes (out of range, not leader, busy, too large, starting) are
+//! per-request answers. Anything else from storage is a server fault: logged, and
+//! answered `INTERNAL` for that request only, never retried record by record here.
 
 use super::raft_loop::ProduceReply;
-use super::Shared;
 use crate::net::Responder;
+use crate::raft::NodeId;
 use crate::replica::{ProduceError, Produced};
 use crate::storage::StorageError;
 use crate::types::Offset;
-use crate::wire::{ErrorCode, ResponseBody};
+use crate::wire::{self, ErrorBody, ErrorCode, ResponseBody, ServerInfo, StatusInfo, WireRecord};
 
-/// Answers a produce with where it landed, or why not.
-pub(crate) fn produce(to: ProduceReply, result: Result<Produced, ProduceError>, shared: &Shared) {
+/// Why the node did not serve a request (expected outcomes, not faults).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Reads: `asked` is outside `[first, next)`.
+    OutOfRange {
+        /// The offset asked for.
+        asked: Offset,
+        /// First readable offset.
+        first: Offset,
+        /// High-water mark.
+        next: Offset,
+    },
+    /// Produces go to the leader (`addr` empty when unknown).
+    NotLeader {
+        /// The leader this node knows.
+        leader: NodeId,
+        /// Its client address, if gossip knows it.
+        addr: String,
+    },
+    /// No leader is known (election, no quorum).
+    NoLeader,
+    /// A bounded queue is full; `what` names it.
+    Busy(&'static str),
+    /// A produce waited in the queue past its deadline; it was not written.
+    NotProposed {
+        /// The request timeout.
+        timeout_ms: u64,
+    },
+    /// A value or batch over the limits.
+    TooLarge {
+        /// Largest value.
+        max_value_bytes: usize,
+        /// Largest batch payload.
+        max_batch_bytes: usize,
+    },
+    /// The node is opening its log.
+    Starting,
+    /// The node is stopping.
+    ShuttingDown,
+    /// A peer frame on a connection that did not hand-shake.
+    NotAPeer,
+    /// A peer of another cluster.
+    ForeignCluster {
+        /// This node's cluster.
+        ours: String,
+        /// The peer's.
+        theirs: String,
+    },
+    /// An undecodable Raft message.
+    BadRaftMessage(String),
+}
+
+/// Answers a refused request.
+pub(crate) fn refuse(reply: Responder, why: Refusal) {
+    let (code, message) = match why {
+        Refusal::OutOfRange { asked, first, next } => {
+            return reply.respond(Err(ErrorBody::offset_out_of_range(asked, first, next)))
+        }
+        Refusal::NotLeader { leader, addr } => {
+            return reply.respond(Err(ErrorBody::not_leader(leader, addr)))
+        }
+        other => code_and_message(other),
+    };
+    reply.error(code, message)
+}
+
+fn code_and_message(why: Refusal) -> (ErrorCode, String) {
+    use ErrorCode::*;
+    match why {
+        Refusal::NoLeader => (
+            Unavailable,
+            "no leader known (election in progress or no quorum); retry with backoff".into(),
+        ),
+        Refusal::Busy(what) => (Unavailable, format!("{what} full; retry with backoff")),
+        Refusal::NotProposed { timeout_ms } => (
+            Unavailable,
+            format!(
+                "not proposed within {timeout_ms} ms (replication is stalled); it was not \
+                 written: retry with backoff"
+            ),
+        ),
+        Refusal::TooLarge {
+            max_value_bytes,
+            max_batch_bytes,
+        } => (
+            RecordTooLarge,
+            format!(
+                "records must be at most {max_value_bytes} bytes and a batch at most \
+                 {max_batch_bytes} bytes; send smaller records"
+            ),
+        ),
+        Refusal::Starting => (
+            Unavailable,
+            "starting: the node is opening its log; retry in a moment".into(),
+        ),
+        Refusal::ShuttingDown => (
+            Unavailable,
+            "the server is shutting down; the request was not served: retry on another \
+             node or after the restart"
+                .into(),
+        ),
+        Refusal::NotAPeer => (
+            PermissionDenied,
+            "Raft messages are accepted only after a PeerHandshake".into(),
+        ),
+        Refusal::ForeignCluster { ours, theirs } => (
+            PermissionDenied,
+            format!("this node belongs to cluster `{ours}`, not `{theirs}`"),
+        ),
+        Refusal::BadRaftMessage(e) => (Malformed, format!("undecodable Raft message: {e}")),
+        Refusal::OutOfRange { asked, first, next } => (
+            OffsetOutOfRange,
+            wire::offset_out_of_range_message(asked, first, next),
+        ),
+        Refusal::NotLeader { .. } => (NotLeader, "not the leader".into()),
+    }
+}
+
+/// Answers a produce with where it landed, or why not. `not_leader` resolves a
+/// leader id to the refusal (it needs the member table).
+pub(crate) fn produce(
+    to: ProduceReply,
+    result: Result<Produced, ProduceError>,
+    not_leader: impl FnOnce(Option<NodeId>) -> Refusal,
+) {
     let reply = to.reply;
     match result {
         Ok(p) => {
@@ -27,35 +154,71 @@ pub(crate) fn produce(to: ProduceReply, result: Result<Produced, ProduceError>, 
             };
             reply.ok(body);
         }
-        Err(ProduceError::NotLeader { leader }) => shared.reply_not_leader(reply, leader),
+        Err(ProduceError::NotLeader { leader }) => refuse(reply, not_leader(leader)),
         Err(ProduceError::Unavailable(msg)) => reply.error(ErrorCode::Unavailable, msg),
         Err(ProduceError::Indeterminate(msg)) => reply.error(ErrorCode::Timeout, msg),
     }
 }
 
-/// A produce that was queued but never proposed, at shutdown.
-pub(crate) fn shutting_down(reply: Responder) {
-    reply.error(
-        ErrorCode::Unavailable,
-        "the server is shutting down; the record was not written: retry on another node",
-    );
+/// An empty batch: nothing written, nothing to wait for.
+pub(crate) fn empty_batch(reply: Responder, next: Offset) {
+    reply.ok(ResponseBody::ProduceBatch {
+        first_offset: next,
+        count: 0,
+    })
 }
 
-/// A storage error met while reading `offset`, as the reader's answer. Only expected
-/// outcomes are per-request errors; anything else is logged as a server fault.
-pub(crate) fn read_error(e: &StorageError, out_of_range: impl FnOnce() -> String) -> (ErrorCode, String) {
+/// A storage error met while reading, as the reader's answer.
+pub(crate) fn read_failed(reply: Responder, e: &StorageError, out_of_range: Refusal) {
     match e {
-        StorageError::OffsetOutOfRange { .. } => (ErrorCode::OffsetOutOfRange, out_of_range()),
-        StorageError::Closed => (
-            ErrorCode::Unavailable,
-            "the log is closed; the server is shutting down".to_string(),
-        ),
+        StorageError::OffsetOutOfRange { .. } => refuse(reply, out_of_range),
+        StorageError::Closed => refuse(reply, Refusal::ShuttingDown),
         other => {
             log::error!("read failed: {other}");
-            (
+            reply.error(
                 ErrorCode::Internal,
                 format!("storage error: {other}; see the server log"),
             )
         }
     }
+}
+
+/// One record for Consume.
+pub(crate) fn record(reply: Responder, record: WireRecord) {
+    reply.ok(ResponseBody::Consume { record })
+}
+
+/// A Fetch with nothing (yet) to return.
+pub(crate) fn nothing_fetched(reply: Responder, high_watermark: Offset) {
+    reply.ok(ResponseBody::Fetch {
+        high_watermark,
+        records: Vec::new(),
+    })
+}
+
+/// Ping.
+pub(crate) fn pong(reply: Responder) {
+    reply.ok(ResponseBody::Ping)
+}
+
+/// GetServers.
+pub(crate) fn servers(reply: Responder, servers: Vec<ServerInfo>) {
+    reply.ok(ResponseBody::GetServers { servers })
+}
+
+/// Status.
+pub(crate) fn status(reply: Responder, status: StatusInfo) {
+    reply.ok(ResponseBody::Status(status))
+}
+
+/// A peer's handshake was accepted.
+pub(crate) fn peer_welcome(reply: Responder) {
+    reply.ok(ResponseBody::PeerHandshake)
+}
+
+/// A Raft message was queued (fire-and-forget: the answer is empty).
+pub(crate) fn raft_queued(reply: Responder) {
+    reply.ok(ResponseBody::Raft {
+        payload: Vec::new(),
+    })
 }

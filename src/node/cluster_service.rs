@@ -13,15 +13,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::answer::{self, Refusal};
 use super::inbox::{Control, Inbox, ProduceJob};
 use super::reads::Reads;
 use super::{lock, Shared};
 use crate::net::{ConnContext, Responder, Service};
 use crate::raft::{decode_message, Role};
 use crate::storage::RECORD_HEADER_BYTES;
-use crate::wire::{
-    ErrorCode, Request, RequestFrame, ResponseBody, ServerInfo, ServerRole, StatusInfo,
-};
+use crate::wire::{Request, RequestFrame, ServerInfo, ServerRole, StatusInfo};
 
 /// Most connections remembered as handshaken peers.
 pub const MAX_PEER_CONNS: usize = 4096;
@@ -51,19 +50,16 @@ impl ClusterService {
             (v.role, v.leader)
         };
         if role != Role::Leader {
-            return s.reply_not_leader(reply, leader);
+            return answer::refuse(reply, s.not_leader(leader));
         }
         let max_value = s.max_record_value_bytes();
         let total: usize = values.iter().map(Vec::len).sum();
         if values.iter().any(|v| v.len() > max_value) || total > s.max_produce_bytes() {
-            return reply.error(
-                ErrorCode::RecordTooLarge,
-                format!(
-                    "records must be at most {max_value} bytes and a batch at most {} bytes; \
-                     send smaller records",
-                    s.max_produce_bytes()
-                ),
-            );
+            let too_large = Refusal::TooLarge {
+                max_value_bytes: max_value,
+                max_batch_bytes: s.max_produce_bytes(),
+            };
+            return answer::refuse(reply, too_large);
         }
         let job = ProduceJob {
             values,
@@ -72,9 +68,9 @@ impl ClusterService {
             deadline: Instant::now() + Duration::from_millis(s.cfg.request_timeout_ms.max(1)),
         };
         if let Err(job) = self.inbox.push_produce(job) {
-            job.reply.error(
-                ErrorCode::Unavailable,
-                "produce queue full (replication is behind); retry with backoff",
+            answer::refuse(
+                job.reply,
+                Refusal::Busy("produce queue (replication is behind)"),
             );
         }
     }
@@ -167,20 +163,14 @@ impl Service for ClusterService {
     fn call(&self, frame: RequestFrame, ctx: &ConnContext, reply: Responder) {
         let s = &self.shared;
         if s.closing.load(Ordering::Acquire) {
-            return reply.error(
-                ErrorCode::Unavailable,
-                "the server is shutting down; retry on another node or after restart",
-            );
+            return answer::refuse(reply, Refusal::ShuttingDown);
         }
         match frame.request {
-            Request::Ping => reply.ok(ResponseBody::Ping),
+            Request::Ping => answer::pong(reply),
             Request::Produce { value } => self.produce(vec![value], true, reply),
             Request::ProduceBatch { values } => {
                 if values.is_empty() {
-                    reply.ok(ResponseBody::ProduceBatch {
-                        first_offset: s.hw(),
-                        count: 0,
-                    })
+                    answer::empty_batch(reply, s.hw())
                 } else {
                     self.produce(values, false, reply)
                 }
@@ -191,10 +181,8 @@ impl Service for ClusterService {
                 max_bytes,
                 max_wait_ms,
             } => self.reads.fetch(offset, max_bytes, max_wait_ms, reply),
-            Request::GetServers => reply.ok(ResponseBody::GetServers {
-                servers: self.servers(),
-            }),
-            Request::Status => reply.ok(ResponseBody::Status(self.status())),
+            Request::GetServers => answer::servers(reply, self.servers()),
+            Request::Status => answer::status(reply, self.status()),
             Request::PeerHandshake {
                 cluster_name,
                 node_id,
@@ -208,13 +196,11 @@ impl Service for ClusterService {
                         ctx.peer_addr,
                         s.cfg.cluster_name
                     );
-                    return reply.error(
-                        ErrorCode::PermissionDenied,
-                        format!(
-                            "this node belongs to cluster `{}`, not `{cluster_name}`",
-                            s.cfg.cluster_name
-                        ),
-                    );
+                    let foreign = Refusal::ForeignCluster {
+                        ours: s.cfg.cluster_name.clone(),
+                        theirs: cluster_name,
+                    };
+                    return answer::refuse(reply, foreign);
                 }
                 log::debug!(
                     "conn {} ({}): peer {node_id} ({node_name})",
@@ -223,28 +209,18 @@ impl Service for ClusterService {
                 );
                 self.add_peer(ctx.conn_id);
                 self.inbox.push_control(Control::PeerConnected(node_id));
-                reply.ok(ResponseBody::PeerHandshake)
+                answer::peer_welcome(reply)
             }
             Request::Raft { payload } => {
                 if !self.is_peer(ctx.conn_id) {
-                    return reply.error(
-                        ErrorCode::PermissionDenied,
-                        "Raft messages are accepted only after a PeerHandshake",
-                    );
+                    return answer::refuse(reply, Refusal::NotAPeer);
                 }
                 match decode_message(&payload) {
                     Ok(m) if m.to == s.cfg.node_id => self.inbox.push_peer(m),
                     Ok(m) => log::debug!("dropping a Raft message for node {}", m.to),
-                    Err(e) => {
-                        return reply.error(
-                            ErrorCode::Malformed,
-                            format!("undecodable Raft message: {e}"),
-                        )
-                    }
+                    Err(e) => return answer::refuse(reply, Refusal::BadRaftMessage(e.to_string())),
                 }
-                reply.ok(ResponseBody::Raft {
-                    payload: Vec::new(),
-                })
+                answer::raft_queued(reply)
             }
         }
     }

@@ -5,9 +5,10 @@
 
 use std::sync::{Arc, OnceLock};
 
+use super::answer::{self, Refusal};
 use super::ClusterService;
 use crate::net::{ConnContext, Responder, Service};
-use crate::wire::{ErrorCode, Request, RequestFrame, ResponseBody};
+use crate::wire::{Request, RequestFrame};
 
 /// Serves "starting" until [`Gate::open`], then the node.
 #[derive(Default)]
@@ -36,11 +37,8 @@ impl Service for Gate {
     fn call(&self, frame: RequestFrame, ctx: &ConnContext, reply: Responder) {
         match (self.node.get(), &frame.request) {
             (Some(node), _) => node.call(frame, ctx, reply),
-            (None, Request::Ping) => reply.ok(ResponseBody::Ping),
-            (None, _) => reply.error(
-                ErrorCode::Unavailable,
-                "starting: the node is opening its log; retry in a moment",
-            ),
+            (None, Request::Ping) => answer::pong(reply),
+            (None, _) => answer::refuse(reply, Refusal::Starting),
         }
     }
 

@@ -378,7 +378,11 @@ pub struct ConfigIndex {
 /// Writes the configuration-entry checkpoint (at most [`MAX_CONFIG_INDEXES`]).
 pub fn write_config_index(dir: &Path, c: &ConfigIndex) -> Result<(), MetaError> {
     if c.indexes.len() > MAX_CONFIG_INDEXES {
-        return Err(bad(dir, CONFIG_INDEX_FILE, "too many configuration entries"));
+        return Err(bad(
+            dir,
+            CONFIG_INDEX_FILE,
+            "too many configuration entries",
+        ));
     }
     let mut p = Vec::with_capacity(8 + 8 * c.indexes.len());
     p.extend_from_slice(&c.through.0.to_be_bytes());

@@ -47,11 +47,11 @@ pub mod raft_storage;
 mod reads;
 mod syncer;
 
+pub use crate::replica::PROMOTE_MAX_LAG_ENTRIES;
 pub use cluster_service::ClusterService;
 pub use gate::Gate;
 pub use membership::{TAG_DECOMMISSION, TAG_NAME};
 pub use peers::PeerConfig;
-pub use crate::replica::PROMOTE_MAX_LAG_ENTRIES;
 pub use reads::ReadConfig;
 
 use std::collections::BTreeMap;
@@ -63,18 +63,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::gossip::{self, GossipConfig, GossipHandle, Tags, TAG_RPC_ADDR};
-use crate::net::Responder;
 use crate::raft::{
     Config as RaftConfig, FollowerStatus, Index, LogStart, Membership, RaftNode, Role, Term,
 };
 use crate::storage::{Log, LogConfig, Offset, StorageError};
 use crate::types::NodeId;
-use crate::wire::{ErrorBody, ErrorCode};
 
+use crate::replica::{Driver, DriverConfig, Recovering};
 use inbox::{Control, Inbox};
 use meta::{Identity, Origin};
 use peers::Peers;
-use crate::replica::{Driver, DriverConfig, Recovering};
 use raft_loop::RaftLoop;
 use raft_storage::LogStorage;
 use reads::Reads;
@@ -267,19 +265,17 @@ impl Shared {
         Offset(self.hw.load(Ordering::Acquire))
     }
 
-    /// Answers NOT_LEADER with the leader's address, or UNAVAILABLE if none is known.
-    pub(crate) fn reply_not_leader(&self, reply: Responder, leader: Option<NodeId>) {
+    /// Why a produce is refused here: NOT_LEADER with the leader's address, or
+    /// "no leader" when none (other than this node) is known.
+    pub(crate) fn not_leader(&self, leader: Option<NodeId>) -> answer::Refusal {
         let Some(id) = leader.filter(|l| *l != self.cfg.node_id) else {
-            return reply.error(
-                ErrorCode::Unavailable,
-                "no leader known (election in progress or no quorum); retry with backoff",
-            );
+            return answer::Refusal::NoLeader;
         };
         let addr = lock(&self.members)
             .get(&id)
             .and_then(|g| g.rpc_addr.clone())
             .unwrap_or_default();
-        reply.respond(Err(ErrorBody::not_leader(id, addr)));
+        answer::Refusal::NotLeader { leader: id, addr }
     }
 
     /// Largest record value accepted (it must fit a segment and a Raft frame).

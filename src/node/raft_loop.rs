@@ -25,12 +25,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::answer::{self, Refusal};
 use super::inbox::{Control, Inbox, ProduceJob};
 use super::peers::Peers;
 use super::raft_storage::{LogStorage, WriteError};
 use super::reads::Reads;
 use super::syncer::Syncer;
-use super::{answer, lock, Shared, View};
+use super::{lock, Shared, View};
 use crate::net::Responder;
 use crate::raft::{Index, Role, SoftState};
 use crate::replica::{Driver, DriverError, Effect, MemberView, ProduceRequest};
@@ -238,15 +239,9 @@ impl RaftLoop {
 
     /// Produces that waited in the inbox past their deadline were never proposed.
     fn expire_queued(&mut self) {
+        let timeout_ms = self.shared.cfg.request_timeout_ms;
         for job in self.inbox.take_expired(Instant::now()) {
-            job.reply.error(
-                crate::wire::ErrorCode::Unavailable,
-                format!(
-                    "not proposed within {} ms (replication is stalled); it was not written: \
-                     retry with backoff",
-                    self.shared.cfg.request_timeout_ms
-                ),
-            );
+            answer::refuse(job.reply, Refusal::NotProposed { timeout_ms });
         }
     }
 
@@ -280,7 +275,9 @@ impl RaftLoop {
                 match e {
                     Effect::Send(m) => self.peers.send(m),
                     Effect::Sync { seq } => sync_seq = Some(seq),
-                    Effect::Complete { reply, result } => answer::produce(reply, result, &self.shared),
+                    Effect::Complete { reply, result } => {
+                        answer::produce(reply, result, |l| self.shared.not_leader(l))
+                    }
                     Effect::HighWater(hw) => self.raise_high_water(hw),
                     Effect::FirstIndex(first) => {
                         self.shared.raft_first.fetch_max(first.0, Ordering::AcqRel);
@@ -417,11 +414,11 @@ impl RaftLoop {
         self.driver.finish();
         for e in self.driver.take_effects() {
             if let Effect::Complete { reply, result } = e {
-                answer::produce(reply, result, &self.shared);
+                answer::produce(reply, result, |l| self.shared.not_leader(l));
             }
         }
         for job in self.inbox.drain_produces() {
-            answer::shutting_down(job.reply);
+            answer::refuse(job.reply, Refusal::ShuttingDown);
         }
         let mut v = lock(&self.shared.view);
         *v = View {

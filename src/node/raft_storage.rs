@@ -200,7 +200,12 @@ impl LogStorage {
     }
 
     fn write_configs_checkpoint(&mut self, through: Index) -> Result<(), WriteError> {
-        let indexes: Vec<Index> = self.configs.iter().copied().filter(|i| *i <= through).collect();
+        let indexes: Vec<Index> = self
+            .configs
+            .iter()
+            .copied()
+            .filter(|i| *i <= through)
+            .collect();
         if indexes.len() > meta::MAX_CONFIG_INDEXES {
             // Only a log with thousands of membership changes and no retention gets
             // here; start-up then scans the tail above the older checkpoint.
@@ -591,7 +596,6 @@ mod tests {
         std::fs::remove_dir_all(&d).unwrap();
     }
 
-
     /// A restart finds the configuration entries from the checkpoint plus the tail,
     /// never claims overwritten ones, and falls back to a scan when the checkpoint
     /// is damaged.
@@ -601,7 +605,7 @@ mod tests {
         let d = dir("configs");
         let mut s = open(&d);
         let kinds = |i: u64| {
-            if i % 50 == 0 {
+            if i.is_multiple_of(50) {
                 RecordKind::Config
             } else {
                 RecordKind::Data

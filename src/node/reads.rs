@@ -17,10 +17,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::answer::{self, Refusal};
 use crate::net::{PoolSubmitter, Responder, WorkerPool};
-use crate::storage::{Log, StorageError};
+use crate::storage::Log;
 use crate::types::Offset;
-use crate::wire::{self, ErrorCode, ResponseBody, WireRecord};
+use crate::wire::{self, WireRecord};
 
 /// Most read rounds one Consume or Fetch makes while skipping internal entries.
 const MAX_SCAN_ROUNDS: usize = 64;
@@ -128,7 +129,7 @@ impl Reads {
         let s = &self.shared;
         let (first, hw) = (s.first(), s.hw());
         if offset < first || offset >= hw {
-            return reply.error(ErrorCode::OffsetOutOfRange, s.out_of_range(offset));
+            return answer::refuse(reply, s.out_of_range(offset));
         }
         self.submit(Job::Consume { offset, reply });
     }
@@ -138,7 +139,7 @@ impl Reads {
         let s = &self.shared;
         let (first, hw) = (s.first(), s.hw());
         if offset < first || offset > hw {
-            reply.error(ErrorCode::OffsetOutOfRange, s.out_of_range(offset));
+            answer::refuse(reply, s.out_of_range(offset));
         } else if offset < hw {
             self.submit(Job::Fetch {
                 offset,
@@ -146,10 +147,7 @@ impl Reads {
                 reply,
             });
         } else if max_wait_ms == 0 {
-            reply.ok(ResponseBody::Fetch {
-                high_watermark: hw,
-                records: Vec::new(),
-            });
+            answer::nothing_fetched(reply, hw);
         } else {
             let wait_ms = u64::from(max_wait_ms).min(s.cfg.max_wait_ms);
             self.park(offset, max_bytes, Duration::from_millis(wait_ms), reply);
@@ -159,10 +157,7 @@ impl Reads {
     fn submit(&self, job: Job) {
         if let Err(job) = self.submit.try_submit(job) {
             let (Job::Consume { reply, .. } | Job::Fetch { reply, .. }) = job;
-            reply.error(
-                ErrorCode::Unavailable,
-                "too many reads queued; retry with backoff",
-            );
+            answer::refuse(reply, Refusal::Busy("read queue"));
         }
     }
 
@@ -180,10 +175,7 @@ impl Reads {
         }
         if parked.stopping || parked.fetches.len() >= s.cfg.max_parked {
             drop(parked);
-            return reply.ok(ResponseBody::Fetch {
-                high_watermark: hw,
-                records: Vec::new(),
-            });
+            return answer::nothing_fetched(reply, hw);
         }
         parked.fetches.push(ParkedFetch {
             offset,
@@ -218,10 +210,7 @@ impl Reads {
             };
             if let Err(job) = self.submit.try_submit(job) {
                 let (Job::Fetch { reply, .. } | Job::Consume { reply, .. }) = job;
-                reply.ok(ResponseBody::Fetch {
-                    high_watermark: hw,
-                    records: Vec::new(),
-                });
+                answer::nothing_fetched(reply, hw);
             }
         }
     }
@@ -268,12 +257,12 @@ impl ReadShared {
         }
     }
 
-    fn out_of_range(&self, offset: Offset) -> String {
-        wire::offset_out_of_range_message(offset, self.first(), self.hw())
-    }
-
-    fn storage_error(&self, e: &StorageError, offset: Offset) -> (ErrorCode, String) {
-        super::answer::read_error(e, || self.out_of_range(offset))
+    fn out_of_range(&self, offset: Offset) -> Refusal {
+        Refusal::OutOfRange {
+            asked: offset,
+            first: self.first(),
+            next: self.hw(),
+        }
     }
 
     fn run(&self, job: Job) {
@@ -297,30 +286,26 @@ impl ReadShared {
             }
             let records = match self.log.read_range(at, 1) {
                 Ok(r) => r,
-                Err(e) => {
-                    let (code, msg) = self.storage_error(&e, offset);
-                    return reply.error(code, msg);
-                }
+                Err(e) => return answer::read_failed(reply, &e, self.out_of_range(offset)),
             };
             let Some(last) = records.last().map(|r| r.offset) else {
                 break;
             };
             if let Some(r) = records.into_iter().find(|r| !r.kind.is_internal()) {
                 if r.offset < hw {
-                    return reply.ok(ResponseBody::Consume {
-                        record: WireRecord {
-                            offset: r.offset,
-                            term: r.term,
-                            kind: r.kind,
-                            value: r.value,
-                        },
-                    });
+                    let record = WireRecord {
+                        offset: r.offset,
+                        term: r.term,
+                        kind: r.kind,
+                        value: r.value,
+                    };
+                    return answer::record(reply, record);
                 }
                 break;
             }
             at = Offset(last.0 + 1);
         }
-        reply.error(ErrorCode::OffsetOutOfRange, self.out_of_range(offset))
+        answer::refuse(reply, self.out_of_range(offset))
     }
 
     /// Data records from `offset` below the high-water mark. If a read returns only
@@ -352,8 +337,7 @@ impl ReadShared {
                 true
             });
             if let Err(e) = read {
-                let (code, msg) = self.storage_error(&e, offset);
-                return reply.error(code, msg);
+                return answer::read_failed(reply, &e, self.out_of_range(offset));
             }
             match next {
                 Some(next) if builder.count() == 0 && next < hw => at = next,
@@ -380,10 +364,7 @@ impl ReadShared {
                 drop(parked);
                 let hw = self.hw();
                 for f in expired {
-                    f.reply.ok(ResponseBody::Fetch {
-                        high_watermark: hw,
-                        records: Vec::new(),
-                    });
+                    answer::nothing_fetched(f.reply, hw);
                 }
                 parked = lock(&self.parked);
                 continue;

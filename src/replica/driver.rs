@@ -211,7 +211,11 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
     /// is replicating: group commit across round trips).
     pub fn wants_produces(&mut self) -> bool {
         let commit = self.commit;
-        while self.uncommitted_batches.front().is_some_and(|l| *l <= commit) {
+        while self
+            .uncommitted_batches
+            .front()
+            .is_some_and(|l| *l <= commit)
+        {
             self.uncommitted_batches.pop_front();
         }
         if self.node.role() != Role::Leader {
@@ -238,7 +242,13 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
             // Only empty batches: nothing to replicate, nothing to wait for.
             let at = self.node.last_index() + 1;
             for r in reqs {
-                self.complete(r.reply, Ok(Produced { first: at, last: at - 1 }));
+                self.complete(
+                    r.reply,
+                    Ok(Produced {
+                        first: at,
+                        last: at - 1,
+                    }),
+                );
             }
             return Ok(());
         }
@@ -303,7 +313,8 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         }
         self.process()?;
         self.expire_pending();
-        let due = now_ms.saturating_sub(self.last_hs_write_ms) >= self.cfg.commit_persist_interval_ms;
+        let due =
+            now_ms.saturating_sub(self.last_hs_write_ms) >= self.cfg.commit_persist_interval_ms;
         if due && self.durable_hs(self.latest_hs) != self.node.storage().persisted_hard_state() {
             self.write_hard_state(self.latest_hs)?;
         }
@@ -523,11 +534,15 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
             self.request_sync(round.last_seq);
         } else if round.appended && self.skip_fsync() {
             self.sync_done = round.last_seq;
-            self.node.advance(ReadyAck { seq: round.last_seq })?;
+            self.node.advance(ReadyAck {
+                seq: round.last_seq,
+            })?;
         } else if round.appended {
             self.request_sync(round.last_seq);
         } else if self.sync_requested <= self.sync_done && self.hs_after_sync.is_none() {
-            self.node.advance(ReadyAck { seq: round.last_seq })?;
+            self.node.advance(ReadyAck {
+                seq: round.last_seq,
+            })?;
         }
         // Otherwise a Sync is outstanding: `synced` acknowledges this Ready with it.
         Ok(())
@@ -657,9 +672,9 @@ struct Round {
 fn refusal(e: &ProposeError) -> ProduceError {
     match e {
         ProposeError::NotLeader { leader } => ProduceError::NotLeader { leader: *leader },
-        ProposeError::Transferring => ProduceError::Unavailable(
-            "leadership is being transferred; retry in a moment".into(),
-        ),
+        ProposeError::Transferring => {
+            ProduceError::Unavailable("leadership is being transferred; retry in a moment".into())
+        }
         ProposeError::TooManyPending => ProduceError::Unavailable(
             "too many uncommitted records (followers are behind); retry with backoff".into(),
         ),

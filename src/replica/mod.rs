@@ -50,8 +50,7 @@ mod driver;
 mod policy;
 
 pub use driver::{
-    Driver, DriverConfig, DriverError, Effect, Produced, ProduceError, ProduceRequest,
-    Recovering,
+    Driver, DriverConfig, DriverError, Effect, ProduceError, ProduceRequest, Produced, Recovering,
 };
 pub use policy::{MemberView, PROMOTE_MAX_LAG_ENTRIES};
 
