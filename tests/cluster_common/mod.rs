@@ -193,6 +193,9 @@ pub struct Cluster {
     /// The nodes; index `i` has id `i + 1`.
     pub nodes: Vec<Node>,
     ips: Vec<String>,
+    /// Node 1 starts as a plain single node (no `--bootstrap`): a one-voter cluster
+    /// that others join later.
+    plain_first: bool,
 }
 
 impl Cluster {
@@ -204,6 +207,24 @@ impl Cluster {
     /// Starts one node per address in `ips` (e.g. 127.0.0.2, .3, .4 for partition
     /// tests) and waits until they are all voters of one cluster.
     pub fn start_on(ips: &[&str]) -> Cluster {
+        let mut cluster = Cluster::empty(ips, false);
+        for ip in ips {
+            cluster.add_node_on(ip);
+        }
+        cluster.wait_voters(ips.len());
+        cluster
+    }
+
+    /// One plain `commitlogd` (no `--bootstrap`/`--join`) on `ip`, which nodes
+    /// added later ([`Cluster::add_node_on`]) join.
+    pub fn single_on(ip: &str) -> Cluster {
+        let mut cluster = Cluster::empty(&[ip], true);
+        cluster.add_node_on(ip);
+        cluster.wait_voters(1);
+        cluster
+    }
+
+    fn empty(ips: &[&str], plain_first: bool) -> Cluster {
         assert!(!ips.is_empty());
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -214,16 +235,12 @@ impl Cluster {
             COUNTER.fetch_add(1, Ordering::SeqCst)
         ));
         std::fs::create_dir_all(&root).expect("create cluster dir");
-        let mut cluster = Cluster {
+        Cluster {
             root,
             nodes: Vec::new(),
             ips: ips.iter().map(|s| s.to_string()).collect(),
-        };
-        for ip in ips {
-            cluster.add_node_on(ip);
+            plain_first,
         }
-        cluster.wait_voters(ips.len());
-        cluster
     }
 
     /// Adds and starts a node on `ip`: the first one bootstraps, later ones join
@@ -307,8 +324,10 @@ impl Cluster {
         // Raft state either way (the bootstrap configuration is persisted), but only
         // `--join` gives a restarted node 1 gossip seeds: restarted with `--bootstrap`
         // after a graceful leave, the others would list it as not live forever.
-        if index == 0 && node.starts == 1 {
+        if index == 0 && node.starts == 1 && !self.plain_first {
             cmd.arg("--bootstrap");
+        } else if join.is_empty() && self.plain_first {
+            // A plain single node, alone: it needs nobody to join.
         } else {
             assert!(!join.is_empty(), "node {} has nobody to join", node.id);
             cmd.arg("--join").arg(join.join(","));
