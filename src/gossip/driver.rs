@@ -114,7 +114,7 @@ impl Shared {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Gossip> {
         // A panic while holding the lock is a bug; keep serving with the state as is.
-        self.gossip.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.gossip)
     }
 
     /// Drains the machine's outputs (under the lock), then performs them (without it).

@@ -322,7 +322,7 @@ impl Metrics {
         for (slot, n) in self.gossip.iter().zip(g.gossip) {
             slot.store(n, Relaxed);
         }
-        let mut lag = self.follower_lag.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lag = crate::sync::lock(&self.follower_lag);
         lag.clear();
         lag.extend_from_slice(follower_lag);
     }
@@ -488,11 +488,7 @@ impl Metrics {
             "gauge",
             "Entries each follower lacks (leader only).",
         );
-        let lag = self
-            .follower_lag
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let lag = crate::sync::lock(&self.follower_lag).clone();
         for (id, entries) in lag {
             let _ = writeln!(
                 out,

@@ -90,7 +90,7 @@ impl Inbox {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Queues a peer message, dropping it if the queue is full.
@@ -155,10 +155,7 @@ impl Inbox {
             s.peer.is_empty() && s.control.is_empty() && (!take_produces || s.produce.is_empty())
         };
         if idle(&s) && !timeout.is_zero() {
-            s = match self.ready.wait_timeout(s, timeout) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
+            s = crate::sync::wait_timeout(&self.ready, s, timeout).0;
         }
         s.peer_bytes = 0;
         let mut out = Taken {

@@ -13,7 +13,9 @@
 //! offset; a read at 0 starts at the first readable offset.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
+
+use crate::sync::lock;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -83,9 +85,6 @@ enum Job {
     },
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 impl Reads {
     pub(crate) fn start(
@@ -375,10 +374,7 @@ impl ReadShared {
             let wait = next_deadline
                 .map_or(Duration::from_secs(1), |d| d.saturating_duration_since(now))
                 .min(Duration::from_secs(1));
-            parked = match self.changed.wait_timeout(parked, wait) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
+            parked = crate::sync::wait_timeout(&self.changed, parked, wait).0;
         }
     }
 }

@@ -62,10 +62,7 @@ impl Syncer {
             let target = {
                 let mut s = lock(&self.state);
                 while s.requested <= done && !s.stop {
-                    s = match self.wake.wait(s) {
-                        Ok(g) => g,
-                        Err(p) => p.into_inner(),
-                    };
+                    s = crate::sync::wait(&self.wake, s);
                 }
                 if s.requested <= done {
                     return;
