@@ -7,7 +7,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use commitlog::client::Client;
@@ -46,59 +46,28 @@ impl Node {
         self.starts += 1;
         std::fs::create_dir_all(&self.dir).unwrap();
         let ready = self.dir.join(format!("ready-{}", self.starts));
-        let stderr =
-            std::fs::File::create(self.dir.join(format!("stderr-{}", self.starts))).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_commitlogd"));
-        cmd.args(["--node-id", &self.id.to_string()])
-            .arg("--data-dir")
-            .arg(self.dir.join("data"))
-            .args(["--listen", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0"])
-            .args(["--raft-tick-ms", "10", "--gossip-interval-ms", "100"])
-            .args(["--request-timeout-ms", "3000"])
-            .arg("--ready-file")
-            .arg(&ready)
-            .args(&self.extra);
-        match join {
-            Some(seed) => cmd.args(["--join", &seed.to_string()]),
-            None => cmd.arg("--bootstrap"),
-        };
-        let child = cmd
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn commitlogd");
-        self.child = Some(child);
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                let get = |k: &str| {
-                    text.lines()
-                        .find_map(|l| l.strip_prefix(k))
-                        .and_then(|v| v.parse::<SocketAddr>().ok())
-                };
-                if let (Some(r), Some(g)) = (get("rpc="), get("gossip=")) {
-                    self.rpc = r;
-                    self.gossip = g;
-                    return;
-                }
-            }
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "node {} exited during start ({st}): {}",
-                    self.id,
-                    self.stderr()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {} not ready: {}",
-                self.id,
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
+        let log = self.dir.join(format!("stderr-{}", self.starts));
+        let mut args: Vec<String> = vec!["--node-id".into(), self.id.to_string()];
+        args.push("--data-dir".into());
+        args.push(self.dir.join("data").to_string_lossy().into_owned());
+        for a in ["--listen", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0"] {
+            args.push(a.into());
         }
+        for a in ["--raft-tick-ms", "10", "--gossip-interval-ms", "100"] {
+            args.push(a.into());
+        }
+        args.push("--request-timeout-ms".into());
+        args.push("3000".into());
+        args.extend(self.extra.iter().cloned());
+        match join {
+            Some(seed) => args.extend(["--join".to_string(), seed.to_string()]),
+            None => args.push("--bootstrap".into()),
+        }
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let (child, ready) = common::spawn::spawn_commitlogd(&args, &ready, &log, DEADLINE);
+        self.child = Some(child);
+        self.rpc = ready.rpc;
+        self.gossip = ready.gossip;
     }
 
     fn stderr(&self) -> String {

@@ -18,7 +18,7 @@ mod security_support;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use commitlog::client::Client;
@@ -141,54 +141,38 @@ impl Nodes {
         let dir = self.dir.path().join(format!("n{id}"));
         std::fs::create_dir_all(&dir).unwrap();
         let ready = dir.join("ready");
-        let log = std::fs::File::create(dir.join("log")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_commitlogd"));
-        cmd.args(["--node-id", &id.to_string()])
-            .args(["--node-name", &format!("n{id}")])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(["--listen", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0"])
-            .args(["--cluster-name", &format!("tls-{}", std::process::id())])
-            .arg("--ready-file")
-            .arg(&ready)
-            .args(["--raft-tick-ms", "20", "--election-ticks", "25"])
-            .args(["--heartbeat-ticks", "3", "--gossip-interval-ms", "100"])
-            .args(["--request-timeout-ms", "2000"])
-            .args(tls_args(pki, peer));
+        let mut args: Vec<String> = vec!["--node-id".into(), id.to_string()];
+        args.extend(["--node-name".into(), format!("n{id}")]);
+        args.extend([
+            "--data-dir".into(),
+            dir.join("data").to_string_lossy().into_owned(),
+        ]);
+        for a in ["--listen", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0"] {
+            args.push(a.into());
+        }
+        args.extend([
+            "--cluster-name".into(),
+            format!("tls-{}", std::process::id()),
+        ]);
+        for a in ["--raft-tick-ms", "20", "--election-ticks", "25"] {
+            args.push(a.into());
+        }
+        for a in ["--heartbeat-ticks", "3", "--gossip-interval-ms", "100"] {
+            args.push(a.into());
+        }
+        args.extend(["--request-timeout-ms".into(), "2000".into()]);
+        let mut args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        args.extend(tls_args(pki, peer).into_iter().map(Into::into));
         if self.nodes.is_empty() {
-            cmd.arg("--bootstrap");
+            args.push("--bootstrap".into());
         } else {
             let seeds: Vec<String> = self.nodes.iter().map(|n| n.gossip.to_string()).collect();
-            cmd.arg("--join").arg(seeds.join(","));
+            args.push("--join".into());
+            args.push(seeds.join(",").into());
         }
-        let mut child = cmd
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn commitlogd");
-        let end = Instant::now() + DEADLINE;
-        // Bounded by the deadline.
-        let (rpc, gossip) = loop {
-            let text = std::fs::read_to_string(&ready).unwrap_or_default();
-            let field = |k: &str| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix(k))
-                    .and_then(|v| v.trim().parse::<SocketAddr>().ok())
-            };
-            if let (Some(r), Some(g)) = (field("rpc="), field("gossip=")) {
-                break (r, g);
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "node {id} exited during start-up ({status}):\n{}",
-                    std::fs::read_to_string(dir.join("log")).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < end, "node {id} not ready");
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let (child, ready) =
+            common::spawn::spawn_commitlogd(&args, &ready, &dir.join("log"), DEADLINE);
+        let (rpc, gossip) = (ready.rpc, ready.gossip);
         self.nodes.push(TlsNode {
             id,
             dir,

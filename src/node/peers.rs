@@ -99,7 +99,6 @@ pub(crate) struct Peers {
     counters: Arc<Counters>,
 }
 
-
 /// Most peers a node keeps writers for (bounds threads; far above MAX voters used).
 const MAX_PEERS: usize = 256;
 

@@ -85,7 +85,6 @@ enum Job {
     },
 }
 
-
 impl Reads {
     pub(crate) fn start(
         log: Arc<Log>,

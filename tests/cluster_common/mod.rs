@@ -16,10 +16,12 @@
 
 pub mod checker;
 pub mod partition;
+#[path = "../common/spawn.rs"]
+pub mod spawn;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -287,96 +289,57 @@ impl Cluster {
         assert!(node.child.is_none(), "node {} already running", node.id);
         node.starts += 1;
         let ready = node.dir.join(format!("ready-{}", node.starts));
-        let log = std::fs::File::create(node.log_path(node.starts)).expect("log file");
         // First start: port 0 (the OS picks). Restarts reuse the same ports so the
         // other members' view of the node's addresses stays right.
         let listen = node.rpc.map_or(format!("{}:0", node.ip), |a| a.to_string());
         let gossip = node
             .gossip
             .map_or(format!("{}:0", node.ip), |a| a.to_string());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_commitlogd"));
-        cmd.arg("--node-id")
-            .arg(node.id.to_string())
-            .arg("--node-name")
-            .arg(format!("n{}", node.id))
-            .arg("--data-dir")
-            .arg(node.data_dir())
-            .arg("--listen")
-            .arg(&listen)
-            .arg("--gossip-listen")
-            .arg(&gossip)
-            .arg("--cluster-name")
-            .arg(format!("clogtest-{}", std::process::id()))
-            .arg("--ready-file")
-            .arg(&ready)
-            .arg("--raft-tick-ms")
-            .arg(RAFT_TICK_MS.to_string())
-            .arg("--election-ticks")
-            .arg(ELECTION_TICKS.to_string())
-            .arg("--heartbeat-ticks")
-            .arg(HEARTBEAT_TICKS.to_string())
-            .arg("--gossip-interval-ms")
-            .arg(GOSSIP_INTERVAL_MS.to_string())
-            .arg("--request-timeout-ms")
-            .arg(REQUEST_TIMEOUT_MS.to_string());
+        let mut args: Vec<String> = vec![
+            "--node-id".into(),
+            node.id.to_string(),
+            "--node-name".into(),
+            format!("n{}", node.id),
+            "--data-dir".into(),
+            node.data_dir().to_string_lossy().into_owned(),
+            "--listen".into(),
+            listen,
+            "--gossip-listen".into(),
+            gossip,
+            "--cluster-name".into(),
+            format!("clogtest-{}", std::process::id()),
+            "--raft-tick-ms".into(),
+            RAFT_TICK_MS.to_string(),
+            "--election-ticks".into(),
+            ELECTION_TICKS.to_string(),
+            "--heartbeat-ticks".into(),
+            HEARTBEAT_TICKS.to_string(),
+            "--gossip-interval-ms".into(),
+            GOSSIP_INTERVAL_MS.to_string(),
+            "--request-timeout-ms".into(),
+            REQUEST_TIMEOUT_MS.to_string(),
+        ];
         // Node 1 bootstraps on its first start; every other start (node 1's restarts
         // included) joins through the others' gossip addresses. A restart keeps its
         // Raft state either way (the bootstrap configuration is persisted), but only
         // `--join` gives a restarted node 1 gossip seeds: restarted with `--bootstrap`
         // after a graceful leave, the others would list it as not live forever.
         if index == 0 && node.starts == 1 && !self.plain_first {
-            cmd.arg("--bootstrap");
+            args.push("--bootstrap".into());
         } else if join.is_empty() && self.plain_first {
             // A plain single node, alone: it needs nobody to join.
         } else {
             assert!(!join.is_empty(), "node {} has nobody to join", node.id);
-            cmd.arg("--join").arg(join.join(","));
+            args.push("--join".into());
+            args.push(join.join(","));
         }
-        cmd.args(&node.extra_args);
-        let child = cmd
-            .env(
-                "RUST_LOG",
-                std::env::var("CLOGTEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn commitlogd");
+        args.extend(node.extra_args.iter().cloned());
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let log = node.log_path(node.starts);
+        let (child, ready) = spawn::spawn_commitlogd(&args, &ready, &log, START_DEADLINE);
         node.child = Some(child);
-        let end = Instant::now() + START_DEADLINE;
-        // Bounded by the deadline.
-        loop {
-            if let Some((rpc, gossip)) = std::fs::read_to_string(&ready)
-                .ok()
-                .and_then(|t| parse_ready(&t))
-            {
-                node.rpc = Some(rpc);
-                node.gossip = Some(gossip);
-                return;
-            }
-            if let Some(status) = node
-                .child
-                .as_mut()
-                .expect("child")
-                .try_wait()
-                .expect("wait")
-            {
-                node.child = None;
-                panic!(
-                    "node {} exited during start-up ({status}):\n{}",
-                    node.id,
-                    tail_lines(&node.log(), 40)
-                );
-            }
-            assert!(
-                Instant::now() < end,
-                "node {} not ready within {START_DEADLINE:?}:\n{}",
-                node.id,
-                tail_lines(&node.log(), 40)
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        node.rpc = Some(ready.rpc);
+        node.gossip = Some(ready.gossip);
     }
 
     /// Starts node `index` again on its data directory and ports.
@@ -517,20 +480,6 @@ impl Drop for Cluster {
             let _ = std::fs::remove_dir_all(&self.root);
         }
     }
-}
-
-/// Parses a ready file: `rpc=IP:PORT` and `gossip=IP:PORT` lines.
-pub fn parse_ready(text: &str) -> Option<(SocketAddr, SocketAddr)> {
-    let mut rpc = None;
-    let mut gossip = None;
-    for line in text.lines() {
-        if let Some(v) = line.trim().strip_prefix("rpc=") {
-            rpc = v.parse().ok();
-        } else if let Some(v) = line.trim().strip_prefix("gossip=") {
-            gossip = v.parse().ok();
-        }
-    }
-    Some((rpc?, gossip?))
 }
 
 /// The last `n` lines of `text`.

@@ -3,6 +3,8 @@
 //! with a deadline, stop it with SIGTERM or SIGKILL, and restart it on the same data.
 #![allow(dead_code)]
 
+pub mod spawn;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -80,44 +82,18 @@ impl Server {
         assert!(self.child.is_none(), "already running");
         self.starts += 1;
         let ready = self.root.path().join(format!("ready-{}", self.starts));
-        let stderr =
-            std::fs::File::create(self.root.path().join(format!("stderr-{}", self.starts)))
-                .expect("stderr file");
-        let child = Command::new(env!("CARGO_BIN_EXE_commitlogd"))
-            .arg("--dev")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .arg("--ready-file")
-            .arg(&ready)
-            .args(&self.extra_args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn commitlogd");
+        let log = self.root.path().join(format!("stderr-{}", self.starts));
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--dev".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            self.data_dir().into(),
+        ];
+        args.extend(self.extra_args.iter().map(Into::into));
+        let (child, ready) = spawn::spawn_commitlogd(&args, &ready, &log, START_DEADLINE);
         self.child = Some(child);
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            if let Some(addr) = read_ready_rpc(&ready) {
-                self.addr = addr;
-                return;
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "commitlogd exited during start-up ({status}): {}",
-                    self.stderr()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "commitlogd not ready in time: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.addr = ready.rpc;
     }
 
     /// The server's stderr of its latest start.
@@ -255,14 +231,6 @@ pub fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];
     stream.read_exact(&mut buf).expect("read response bytes");
     buf
-}
-
-/// The `rpc=IP:PORT` line of a ready file, once the file is complete.
-pub fn read_ready_rpc(path: &std::path::Path) -> Option<std::net::SocketAddr> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("rpc="))
-        .and_then(|a| a.trim().parse().ok())
 }
 
 /// Offset of the first record produced to a fresh node: a log starts at 1, and
