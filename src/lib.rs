@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` for the map of modules and their invariants.
 
 pub mod auth;
+pub mod bytes;
 pub mod client;
 pub mod gossip;
 pub mod metrics;
