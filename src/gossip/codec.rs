@@ -35,6 +35,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use super::config::{MAX_CLUSTER_NAME_BYTES, MAX_PACKET_BYTES};
 use super::crypto::{AuthError, Cipher, NonceSource, SEAL_OVERHEAD_BYTES};
 use super::member::{MemberState, Tags, TagsError, MAX_TAGS_BYTES};
+use crate::bytes::{ByteReader, ReadError};
 use crate::types::NodeId;
 
 /// Wire format version.
@@ -222,6 +223,19 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+impl From<ReadError> for DecodeError {
+    fn from(e: ReadError) -> DecodeError {
+        match e {
+            // No gossip field is counted up front, so a count that the bytes cannot
+            // hold is one more field the packet is too short for.
+            ReadError::Truncated { field, .. } | ReadError::CountTooLarge { field, .. } => {
+                DecodeError::Truncated { field }
+            }
+            ReadError::BadUtf8 { .. } => DecodeError::BadUtf8,
+        }
+    }
+}
+
 /// Why a received packet was dropped before its messages were read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PacketError {
@@ -235,6 +249,12 @@ pub enum PacketError {
 impl From<DecodeError> for PacketError {
     fn from(e: DecodeError) -> PacketError {
         PacketError::Decode(e)
+    }
+}
+
+impl From<ReadError> for PacketError {
+    fn from(e: ReadError) -> PacketError {
+        PacketError::Decode(e.into())
     }
 }
 
@@ -477,117 +497,65 @@ pub fn seal_packet(
 // ---------------------------------------------------------------------------
 // Decoding
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+fn read_node(r: &mut ByteReader<'_>, field: &'static str) -> Result<NodeId, DecodeError> {
+    Ok(NodeId(r.u64(field)?))
 }
 
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader { buf, pos: 0 }
-    }
+fn read_addr(r: &mut ByteReader<'_>) -> Result<SocketAddr, DecodeError> {
+    let ip = match r.u8("addr family")? {
+        4 => IpAddr::V4(Ipv4Addr::from(r.array::<4>("ipv4")?)),
+        6 => IpAddr::V6(Ipv6Addr::from(r.array::<16>("ipv6")?)),
+        other => return Err(DecodeError::BadAddrFamily(other)),
+    };
+    Ok(SocketAddr::new(ip, r.u16("port")?))
+}
 
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+fn read_tags(r: &mut ByteReader<'_>) -> Result<Tags, DecodeError> {
+    let start = r.position();
+    let count = r.u8("tag count")?;
+    let mut tags = Tags::new();
+    for _ in 0..count {
+        let k = r.str_u8("tag key")?;
+        let v = r.str_u8("tag value")?;
+        // Bounded: at most 255 iterations of at most 512 retained bytes in total,
+        // and each insert checks the limits before storing.
+        tags.insert(k, v).map_err(DecodeError::BadTags)?;
     }
+    let encoded_bytes = r.position() - start;
+    if encoded_bytes > MAX_TAGS_BYTES {
+        // Duplicate keys can make the wire form longer than the kept set; refuse.
+        return Err(DecodeError::BadTags(TagsError::TooLarge { encoded_bytes }));
+    }
+    Ok(tags)
+}
 
-    fn bytes(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
-        if n > self.remaining() {
-            return Err(DecodeError::Truncated { field });
-        }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-
-    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.bytes(N, field)?);
-        Ok(a)
-    }
-
-    fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
-        Ok(self.array::<1>(field)?[0])
-    }
-
-    fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
-        Ok(u16::from_be_bytes(self.array(field)?))
-    }
-
-    fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
-        Ok(u32::from_be_bytes(self.array(field)?))
-    }
-
-    fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
-        Ok(u64::from_be_bytes(self.array(field)?))
-    }
-
-    fn node(&mut self, field: &'static str) -> Result<NodeId, DecodeError> {
-        Ok(NodeId(self.u64(field)?))
-    }
-
-    fn str_u8(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
-        let len = usize::from(self.u8(field)?);
-        std::str::from_utf8(self.bytes(len, field)?).map_err(|_| DecodeError::BadUtf8)
-    }
-
-    fn addr(&mut self) -> Result<SocketAddr, DecodeError> {
-        let ip = match self.u8("addr family")? {
-            4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>("ipv4")?)),
-            6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>("ipv6")?)),
-            other => return Err(DecodeError::BadAddrFamily(other)),
-        };
-        Ok(SocketAddr::new(ip, self.u16("port")?))
-    }
-
-    fn tags(&mut self) -> Result<Tags, DecodeError> {
-        let start = self.pos;
-        let count = self.u8("tag count")?;
-        let mut tags = Tags::new();
-        for _ in 0..count {
-            let k = self.str_u8("tag key")?;
-            let v = self.str_u8("tag value")?;
-            // Bounded: at most 255 iterations of at most 512 retained bytes in total,
-            // and each insert checks the limits before storing.
-            tags.insert(k, v).map_err(DecodeError::BadTags)?;
-        }
-        if self.pos - start > MAX_TAGS_BYTES {
-            // Duplicate keys can make the wire form longer than the kept set; refuse.
-            return Err(DecodeError::BadTags(TagsError::TooLarge {
-                encoded_bytes: self.pos - start,
-            }));
-        }
-        Ok(tags)
-    }
-
-    fn sync_entry(&mut self) -> Result<SyncEntry, DecodeError> {
-        let id = self.node("entry id")?;
-        let incarnation = self.u64("entry incarnation")?;
-        let state_byte = self.u8("entry state")?;
-        let state = MemberState::from_u8(state_byte).ok_or(DecodeError::BadState(state_byte))?;
-        let addr = self.addr()?;
-        let tags = self.tags()?;
-        Ok(SyncEntry {
-            id,
-            incarnation,
-            state,
-            addr,
-            tags,
-        })
-    }
+fn read_sync_entry(r: &mut ByteReader<'_>) -> Result<SyncEntry, DecodeError> {
+    let id = read_node(r, "entry id")?;
+    let incarnation = r.u64("entry incarnation")?;
+    let state_byte = r.u8("entry state")?;
+    let state = MemberState::from_u8(state_byte).ok_or(DecodeError::BadState(state_byte))?;
+    let addr = read_addr(r)?;
+    let tags = read_tags(r)?;
+    Ok(SyncEntry {
+        id,
+        incarnation,
+        state,
+        addr,
+        tags,
+    })
 }
 
 fn decode_message(msg_type: u8, payload: &[u8]) -> Result<Option<Message>, DecodeError> {
-    let mut r = Reader::new(payload);
+    let mut r = ByteReader::new(payload);
     let msg = match msg_type {
         T_PING => Message::Ping {
             seq: r.u32("ping seq")?,
-            target: r.node("ping target")?,
+            target: read_node(&mut r, "ping target")?,
         },
         T_INDIRECT_PING => Message::IndirectPing {
             seq: r.u32("ping-req seq")?,
-            target: r.node("ping-req target")?,
-            target_addr: r.addr()?,
+            target: read_node(&mut r, "ping-req target")?,
+            target_addr: read_addr(&mut r)?,
         },
         T_ACK => Message::Ack {
             seq: r.u32("ack seq")?,
@@ -596,15 +564,15 @@ fn decode_message(msg_type: u8, payload: &[u8]) -> Result<Option<Message>, Decod
             seq: r.u32("nack seq")?,
         },
         T_ALIVE => Message::Alive {
-            id: r.node("alive id")?,
+            id: read_node(&mut r, "alive id")?,
             incarnation: r.u64("alive incarnation")?,
-            addr: r.addr()?,
-            tags: r.tags()?,
+            addr: read_addr(&mut r)?,
+            tags: read_tags(&mut r)?,
         },
         T_SUSPECT | T_DEAD => {
-            let id = r.node("id")?;
+            let id = read_node(&mut r, "id")?;
             let incarnation = r.u64("incarnation")?;
-            let from = r.node("from")?;
+            let from = read_node(&mut r, "from")?;
             if msg_type == T_SUSPECT {
                 Message::Suspect {
                     id,
@@ -620,7 +588,7 @@ fn decode_message(msg_type: u8, payload: &[u8]) -> Result<Option<Message>, Decod
             }
         }
         T_LEAVE => Message::Leave {
-            id: r.node("leave id")?,
+            id: read_node(&mut r, "leave id")?,
             incarnation: r.u64("leave incarnation")?,
         },
         T_SYNC => {
@@ -629,7 +597,7 @@ fn decode_message(msg_type: u8, payload: &[u8]) -> Result<Option<Message>, Decod
             let mut entries = Vec::new();
             // Each entry consumes >= 26 bytes, so this loop is bounded by the payload.
             while r.remaining() > 0 {
-                entries.push(r.sync_entry()?);
+                entries.push(read_sync_entry(&mut r)?);
             }
             Message::Sync {
                 sync_id,
@@ -640,29 +608,26 @@ fn decode_message(msg_type: u8, payload: &[u8]) -> Result<Option<Message>, Decod
         // Unknown types are skipped (room for later versions).
         _ => return Ok(None),
     };
-    if r.remaining() != 0 {
-        return Err(DecodeError::TrailingBytes { msg_type });
-    }
+    r.finish("gossip message")
+        .map_err(|_| DecodeError::TrailingBytes { msg_type })?;
     Ok(Some(msg))
 }
 
 /// Decodes a plaintext (the part after the header, unsealed).
 pub fn decode_plain(plain: &[u8]) -> Result<Packet, DecodeError> {
-    let mut r = Reader::new(plain);
+    let mut r = ByteReader::new(plain);
     let name_len = usize::from(r.u8("cluster name length")?);
     if name_len > MAX_CLUSTER_NAME_BYTES {
         return Err(DecodeError::ClusterNameTooLong);
     }
-    let cluster = std::str::from_utf8(r.bytes(name_len, "cluster name")?)
-        .map_err(|_| DecodeError::BadUtf8)?
-        .to_owned();
-    let sender = r.node("sender")?;
+    let cluster = r.str(name_len, "cluster name")?.to_owned();
+    let sender = read_node(&mut r, "sender")?;
     let mut messages = Vec::new();
     // Each message consumes >= 3 bytes: bounded by the packet size.
     while r.remaining() > 0 {
         let msg_type = r.u8("message type")?;
         let len = usize::from(r.u16("message length")?);
-        let payload = r.bytes(len, "message payload")?;
+        let payload = r.take(len, "message payload")?;
         if let Some(msg) = decode_message(msg_type, payload)? {
             messages.push(msg);
         }
@@ -681,7 +646,7 @@ pub fn open_packet(bytes: &[u8], cipher: Option<&Cipher>) -> Result<Vec<u8>, Pac
     if bytes.len() > MAX_PACKET_BYTES {
         return Err(DecodeError::TooLarge { bytes: bytes.len() }.into());
     }
-    let mut r = Reader::new(bytes);
+    let mut r = ByteReader::new(bytes);
     let version = r.u8("version")?;
     if version != VERSION {
         return Err(DecodeError::BadVersion(version).into());
@@ -859,6 +824,18 @@ mod tests {
             Err(PacketError::Decode(DecodeError::BadFlags(4)))
         );
         assert_eq!(decode_plain(&[65]), Err(DecodeError::ClusterNameTooLong));
+        // Strings that are not UTF-8: the cluster name, a tag key.
+        let mut plain = vec![2, 0xc3, 0x28];
+        plain.extend_from_slice(&[0; 8]);
+        assert_eq!(decode_plain(&plain), Err(DecodeError::BadUtf8));
+        let mut plain = PacketBuilder::new("c", NodeId(1), 1400).into_plain();
+        let mut payload = vec![0u8; 16];
+        put_addr(&mut payload, &addr4());
+        payload.extend_from_slice(&[1, 1, 0xff, 0]);
+        plain.push(T_ALIVE);
+        plain.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        plain.extend_from_slice(&payload);
+        assert_eq!(decode_plain(&plain), Err(DecodeError::BadUtf8));
         // Bad address family inside an indirect ping.
         let mut plain = PacketBuilder::new("c", NodeId(1), 1400).into_plain();
         plain.extend_from_slice(&[T_INDIRECT_PING, 0, 13]);

@@ -32,6 +32,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::bytes::{ByteReader, ReadError, TrailingBytes};
 use crate::raft::{HardState, Index, LogStart, Membership, NodeId, Term};
 
 /// Name of the identity file.
@@ -167,77 +168,71 @@ fn read_record(dir: &Path, name: &str, kind: u8) -> Result<Option<Vec<u8>>, Meta
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(MetaError::Io { path, source }),
     }
-    let corrupt = |reason: String| MetaError::Corrupt {
-        path: path.clone(),
-        reason,
-    };
+    decode_record(&bytes, kind)
+        .map(|payload| Some(payload.to_vec()))
+        .map_err(|e| e.in_file(dir, name))
+}
+
+/// Why a record or its payload does not decode; `read_*` turn it into
+/// [`MetaError::Corrupt`] naming the file.
+#[derive(Debug)]
+struct Invalid(String);
+
+impl Invalid {
+    fn in_file(self, dir: &Path, name: &str) -> MetaError {
+        MetaError::Corrupt {
+            path: dir.join(name),
+            reason: self.0,
+        }
+    }
+}
+
+impl From<ReadError> for Invalid {
+    fn from(e: ReadError) -> Invalid {
+        Invalid(e.to_string())
+    }
+}
+
+impl From<TrailingBytes> for Invalid {
+    fn from(e: TrailingBytes) -> Invalid {
+        Invalid(e.to_string())
+    }
+}
+
+/// Checks a whole file (header, length, crc) and returns its payload.
+fn decode_record(bytes: &[u8], kind: u8) -> Result<&[u8], Invalid> {
     if bytes.len() < HEADER_BYTES + 4 {
-        return Err(corrupt(format!("{} bytes is too short", bytes.len())));
+        return Err(Invalid(format!("{} bytes is too short", bytes.len())));
     }
-    if &bytes[..4] != MAGIC {
-        return Err(corrupt("bad magic".into()));
+    let mut r = ByteReader::new(bytes);
+    if r.take(MAGIC.len(), "magic")? != MAGIC {
+        return Err(Invalid("bad magic".into()));
     }
-    if bytes[4] != FORMAT_VERSION {
-        return Err(corrupt(format!("unknown format version {}", bytes[4])));
+    let version = r.u8("format version")?;
+    if version != FORMAT_VERSION {
+        return Err(Invalid(format!("unknown format version {version}")));
     }
-    if bytes[5] != kind {
-        return Err(corrupt(format!(
-            "holds record kind {}, expected {kind}",
-            bytes[5]
+    let stored_kind = r.u8("record kind")?;
+    if stored_kind != kind {
+        return Err(Invalid(format!(
+            "holds record kind {stored_kind}, expected {kind}"
         )));
     }
-    let len = u32::from_be_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]) as usize;
-    if len > MAX_PAYLOAD_BYTES || bytes.len() != HEADER_BYTES + len + 4 {
-        return Err(corrupt(format!(
+    let len = r.u32("payload length")? as usize;
+    if len > MAX_PAYLOAD_BYTES || r.remaining() != len + 4 {
+        return Err(Invalid(format!(
             "payload length {len} does not match the file size {}",
             bytes.len()
         )));
     }
-    let end = HEADER_BYTES + len;
-    let stored = u32::from_be_bytes([bytes[end], bytes[end + 1], bytes[end + 2], bytes[end + 3]]);
-    if crc32c::crc32c(&bytes[5..end]) != stored {
-        return Err(corrupt("checksum mismatch".into()));
+    let payload = r.take(len, "payload")?;
+    let stored_crc = r.u32("checksum")?;
+    r.finish("checksum")?;
+    // The crc covers the kind byte through the end of the payload.
+    if crc32c::crc32c(&bytes[5..HEADER_BYTES + len]) != stored_crc {
+        return Err(Invalid("checksum mismatch".into()));
     }
-    Ok(Some(bytes[HEADER_BYTES..end].to_vec()))
-}
-
-/// A bounds-checked big-endian reader over a payload.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let s = self.buf.get(self.pos..end)?;
-        self.pos = end;
-        Some(s)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-    fn u64(&mut self) -> Option<u64> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Some(u64::from_be_bytes(a))
-    }
-    fn rest(&mut self) -> &'a [u8] {
-        let s = &self.buf[self.pos..];
-        self.pos = self.buf.len();
-        s
-    }
-    fn done(&self) -> bool {
-        self.pos == self.buf.len()
-    }
-}
-
-fn bad(dir: &Path, name: &str, reason: &str) -> MetaError {
-    MetaError::Corrupt {
-        path: dir.join(name),
-        reason: reason.to_string(),
-    }
+    Ok(payload)
 }
 
 /// Writes the identity file.
@@ -257,22 +252,26 @@ pub fn read_identity(dir: &Path) -> Result<Option<Identity>, MetaError> {
     let Some(p) = read_record(dir, IDENTITY_FILE, KIND_IDENTITY)? else {
         return Ok(None);
     };
-    let mut r = Reader { buf: &p, pos: 0 };
-    let err = || bad(dir, IDENTITY_FILE, "truncated identity");
-    let node_id = NodeId(r.u64().ok_or_else(err)?);
-    let origin = match r.u8().ok_or_else(err)? {
+    decode_identity(&p)
+        .map(Some)
+        .map_err(|e| e.in_file(dir, IDENTITY_FILE))
+}
+
+/// `node_id:u64 | origin:u8 | cluster name (UTF-8, the rest)`.
+fn decode_identity(p: &[u8]) -> Result<Identity, Invalid> {
+    let mut r = ByteReader::new(p);
+    let node_id = NodeId(r.u64("node id")?);
+    let origin = match r.u8("origin")? {
         0 => Origin::Bootstrap,
         1 => Origin::Join,
-        _ => return Err(bad(dir, IDENTITY_FILE, "unknown origin")),
+        other => return Err(Invalid(format!("unknown origin {other}"))),
     };
-    let cluster_name = std::str::from_utf8(r.rest())
-        .map_err(|_| bad(dir, IDENTITY_FILE, "cluster name is not UTF-8"))?
-        .to_string();
-    Ok(Some(Identity {
+    let cluster_name = r.str(r.remaining(), "cluster name")?.to_string();
+    Ok(Identity {
         node_id,
         cluster_name,
         origin,
-    }))
+    })
 }
 
 /// Writes the hard state file.
@@ -289,19 +288,23 @@ pub fn read_hard_state(dir: &Path) -> Result<Option<HardState>, MetaError> {
     let Some(p) = read_record(dir, HARD_STATE_FILE, KIND_HARD_STATE)? else {
         return Ok(None);
     };
-    let mut r = Reader { buf: &p, pos: 0 };
-    let err = || bad(dir, HARD_STATE_FILE, "hard state must be 24 bytes");
-    let term = Term(r.u64().ok_or_else(err)?);
-    let vote = r.u64().ok_or_else(err)?;
-    let commit = Index(r.u64().ok_or_else(err)?);
-    if !r.done() {
-        return Err(err());
-    }
-    Ok(Some(HardState {
+    decode_hard_state(&p)
+        .map(Some)
+        .map_err(|e| e.in_file(dir, HARD_STATE_FILE))
+}
+
+/// `term:u64 | vote:u64 (0 = none) | commit:u64`, exactly.
+fn decode_hard_state(p: &[u8]) -> Result<HardState, Invalid> {
+    let mut r = ByteReader::new(p);
+    let term = Term(r.u64("term")?);
+    let vote = r.u64("vote")?;
+    let commit = Index(r.u64("commit")?);
+    r.finish("hard state")?;
+    Ok(HardState {
         term,
         vote: (vote != 0).then_some(NodeId(vote)),
         commit,
-    }))
+    })
 }
 
 /// Writes the log-start file.
@@ -318,17 +321,23 @@ pub fn read_log_start(dir: &Path) -> Result<Option<LogStart>, MetaError> {
     let Some(p) = read_record(dir, LOG_START_FILE, KIND_LOG_START)? else {
         return Ok(None);
     };
-    let mut r = Reader { buf: &p, pos: 0 };
-    let err = || bad(dir, LOG_START_FILE, "truncated log start");
-    let index = Index(r.u64().ok_or_else(err)?);
-    let term = Term(r.u64().ok_or_else(err)?);
-    let membership = Membership::decode(r.rest())
-        .map_err(|e| bad(dir, LOG_START_FILE, &format!("bad configuration: {e}")))?;
-    Ok(Some(LogStart {
+    decode_log_start(&p)
+        .map(Some)
+        .map_err(|e| e.in_file(dir, LOG_START_FILE))
+}
+
+/// `index:u64 | term:u64 | membership` (the membership fills the rest).
+fn decode_log_start(p: &[u8]) -> Result<LogStart, Invalid> {
+    let mut r = ByteReader::new(p);
+    let index = Index(r.u64("index")?);
+    let term = Term(r.u64("term")?);
+    let membership =
+        Membership::decode(r.rest()).map_err(|e| Invalid(format!("bad configuration: {e}")))?;
+    Ok(LogStart {
         index,
         term,
         membership,
-    }))
+    })
 }
 
 /// Writes the seeds file (at most [`MAX_SEEDS`] addresses).
@@ -350,11 +359,16 @@ pub fn read_seeds(dir: &Path) -> Result<Vec<std::net::SocketAddr>, MetaError> {
     let Some(p) = read_record(dir, SEEDS_FILE, KIND_SEEDS)? else {
         return Ok(Vec::new());
     };
-    let text = std::str::from_utf8(&p).map_err(|_| bad(dir, SEEDS_FILE, "not UTF-8"))?;
+    decode_seeds(&p).map_err(|e| e.in_file(dir, SEEDS_FILE))
+}
+
+/// At most [`MAX_SEEDS`] addresses, one per line.
+fn decode_seeds(p: &[u8]) -> Result<Vec<std::net::SocketAddr>, Invalid> {
+    let text = std::str::from_utf8(p).map_err(|_| Invalid("not UTF-8".into()))?;
     text.lines()
         .filter(|l| !l.is_empty())
         .take(MAX_SEEDS)
-        .map(|l| l.parse().map_err(|_| bad(dir, SEEDS_FILE, "bad address")))
+        .map(|l| l.parse().map_err(|_| Invalid("bad address".into())))
         .collect()
 }
 
@@ -496,6 +510,64 @@ mod tests {
         fs::write(d.join("raft.hardstate.tmp"), b"garbage").unwrap();
         assert_eq!(read_hard_state(&d).unwrap(), Some(hs));
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn payloads_decode_exactly_and_name_what_is_wrong() {
+        let hs = HardState {
+            term: Term(3),
+            vote: None,
+            commit: Index(7),
+        };
+        let mut p = Vec::new();
+        for v in [3u64, 0, 7] {
+            p.extend_from_slice(&v.to_be_bytes());
+        }
+        assert_eq!(decode_hard_state(&p).unwrap(), hs);
+        let short = decode_hard_state(&p[..20]).unwrap_err();
+        assert!(short.0.contains("commit needs 8 bytes"), "{short:?}");
+        p.push(0);
+        let long = decode_hard_state(&p).unwrap_err();
+        assert!(long.0.contains("1 unexpected trailing bytes"), "{long:?}");
+
+        let mut id = 9u64.to_be_bytes().to_vec();
+        id.push(0);
+        id.extend_from_slice(b"prod");
+        let decoded = decode_identity(&id).unwrap();
+        assert_eq!(
+            (
+                decoded.node_id,
+                decoded.origin,
+                decoded.cluster_name.as_str()
+            ),
+            (NodeId(9), Origin::Bootstrap, "prod")
+        );
+        id[8] = 2;
+        assert!(decode_identity(&id)
+            .unwrap_err()
+            .0
+            .contains("unknown origin 2"));
+        id[8] = 1;
+        id.push(0xff);
+        assert!(decode_identity(&id).unwrap_err().0.contains("UTF-8"));
+
+        let mut ls = [5u64.to_be_bytes(), 2u64.to_be_bytes()].concat();
+        Membership::with_voters([1, 2]).encode(&mut ls);
+        assert_eq!(decode_log_start(&ls).unwrap().index, Index(5));
+        ls.truncate(ls.len() - 1);
+        assert!(decode_log_start(&ls)
+            .unwrap_err()
+            .0
+            .contains("bad configuration"));
+
+        // The record header: payload length against the file size, never trusted.
+        let mut file = encode(KIND_SEEDS, b"127.0.0.1:1");
+        assert_eq!(decode_record(&file, KIND_SEEDS).unwrap(), b"127.0.0.1:1");
+        file[6..10].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode_record(&file, KIND_SEEDS)
+            .unwrap_err()
+            .0
+            .contains("does not match the file size"));
     }
 
     #[test]

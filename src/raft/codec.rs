@@ -27,6 +27,8 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use crate::bytes::{ByteReader, ReadError, TrailingBytes};
+
 use super::types::{
     Entry, Index, LogStart, Membership, Message, MessageBody, NodeId, RecordKind, Term, MAX_MEMBERS,
 };
@@ -58,6 +60,9 @@ pub enum CodecError {
     BadMembership,
     /// Bytes left after the message.
     TrailingBytes(usize),
+    /// A string is not UTF-8 (no message type carries a string yet; every error of
+    /// the shared reader has a variant here).
+    BadUtf8,
 }
 
 impl fmt::Display for CodecError {
@@ -76,11 +81,33 @@ impl fmt::Display for CodecError {
             CodecError::IndexOverflow => f.write_str("entry index overflows"),
             CodecError::BadMembership => f.write_str("malformed membership list"),
             CodecError::TrailingBytes(n) => write!(f, "{n} trailing bytes"),
+            CodecError::BadUtf8 => f.write_str("string is not UTF-8"),
         }
     }
 }
 
 impl std::error::Error for CodecError {}
+
+impl From<ReadError> for CodecError {
+    fn from(e: ReadError) -> CodecError {
+        match e {
+            ReadError::Truncated {
+                at, wanted, left, ..
+            } => CodecError::Truncated {
+                at,
+                needed: wanted - left,
+            },
+            ReadError::CountTooLarge { count, .. } => CodecError::BadLength(count),
+            ReadError::BadUtf8 { .. } => CodecError::BadUtf8,
+        }
+    }
+}
+
+impl From<TrailingBytes> for CodecError {
+    fn from(e: TrailingBytes) -> CodecError {
+        CodecError::TrailingBytes(e.bytes)
+    }
+}
 
 const T_VOTE: u8 = 1;
 const T_VOTE_RESP: u8 = 2;
@@ -169,87 +196,88 @@ pub fn encode_message(m: &Message, out: &mut Vec<u8>) {
     }
 }
 
+/// `count:u32 count × entry`; entry indexes follow `prev_index`.
+fn read_entries(r: &mut ByteReader<'_>, prev_index: Index) -> Result<Vec<Entry>, CodecError> {
+    let count = r.count_u32(ENTRY_HEADER_BYTES, "entry count")?;
+    let mut entries = Vec::with_capacity(count);
+    for i in 0..count {
+        let index = prev_index
+            .0
+            .checked_add(i as u64 + 1)
+            .ok_or(CodecError::IndexOverflow)?;
+        let term = Term(r.u64("entry term")?);
+        let k = r.u8("entry kind")?;
+        let kind = RecordKind::from_u8(k).ok_or(CodecError::BadKind(k))?;
+        let data = r.bytes_u32("entry data")?.to_vec();
+        entries.push(Entry {
+            index: Index(index),
+            term,
+            kind,
+            data,
+        });
+    }
+    Ok(entries)
+}
+
 /// Decodes one message occupying all of `buf`.
 pub fn decode_message(buf: &[u8]) -> Result<Message, CodecError> {
-    let mut r = Reader::new(buf);
-    let ty = r.u8()?;
-    let from = NodeId(r.u64()?);
-    let to = NodeId(r.u64()?);
-    let term = Term(r.u64()?);
+    let mut r = ByteReader::new(buf);
+    let ty = r.u8("type")?;
+    let from = NodeId(r.u64("from")?);
+    let to = NodeId(r.u64("to")?);
+    let term = Term(r.u64("term")?);
     let body = match ty {
         T_VOTE => {
-            let f = r.flags(2)?;
+            let f = read_flags(&mut r, 2)?;
             MessageBody::RequestVote {
                 pre_vote: f & 1 != 0,
                 transfer: f & 2 != 0,
-                last_index: Index(r.u64()?),
-                last_term: Term(r.u64()?),
+                last_index: Index(r.u64("last_index")?),
+                last_term: Term(r.u64("last_term")?),
             }
         }
         T_VOTE_RESP => {
-            let f = r.flags(2)?;
+            let f = read_flags(&mut r, 2)?;
             MessageBody::RequestVoteResponse {
                 pre_vote: f & 1 != 0,
                 granted: f & 2 != 0,
             }
         }
         T_APPEND => {
-            let prev_index = Index(r.u64()?);
-            let prev_term = Term(r.u64()?);
-            let commit = Index(r.u64()?);
-            let count = r.u32()? as usize;
-            if count > r.remaining() / ENTRY_HEADER_BYTES {
-                return Err(CodecError::BadLength(count as u64));
-            }
-            let mut entries = Vec::with_capacity(count);
-            for i in 0..count {
-                let index = prev_index
-                    .0
-                    .checked_add(i as u64 + 1)
-                    .ok_or(CodecError::IndexOverflow)?;
-                let term = Term(r.u64()?);
-                let k = r.u8()?;
-                let kind = RecordKind::from_u8(k).ok_or(CodecError::BadKind(k))?;
-                let len = r.u32()? as usize;
-                let data = r.bytes(len)?.to_vec();
-                entries.push(Entry {
-                    index: Index(index),
-                    term,
-                    kind,
-                    data,
-                });
-            }
+            let prev_index = Index(r.u64("prev_index")?);
+            let prev_term = Term(r.u64("prev_term")?);
+            let commit = Index(r.u64("commit")?);
             MessageBody::AppendEntries {
                 prev_index,
                 prev_term,
                 commit,
-                entries,
+                entries: read_entries(&mut r, prev_index)?,
             }
         }
         T_APPEND_RESP => {
-            let f = r.flags(1)?;
+            let f = read_flags(&mut r, 1)?;
             MessageBody::AppendEntriesResponse {
                 reject: f & 1 != 0,
-                index: Index(r.u64()?),
-                hint_index: Index(r.u64()?),
-                hint_term: Term(r.u64()?),
+                index: Index(r.u64("index")?),
+                hint_index: Index(r.u64("hint_index")?),
+                hint_term: Term(r.u64("hint_term")?),
             }
         }
         T_HEARTBEAT => MessageBody::Heartbeat {
-            commit: Index(r.u64()?),
+            commit: Index(r.u64("commit")?),
         },
         T_HEARTBEAT_RESP => MessageBody::HeartbeatResponse,
         T_SNAPSHOT => MessageBody::InstallSnapshot {
             start: LogStart {
-                index: Index(r.u64()?),
-                term: Term(r.u64()?),
-                membership: r.membership()?,
+                index: Index(r.u64("index")?),
+                term: Term(r.u64("term")?),
+                membership: read_membership(&mut r)?,
             },
         },
         T_TIMEOUT_NOW => MessageBody::TimeoutNow,
         other => return Err(CodecError::UnknownType(other)),
     };
-    r.finish()?;
+    r.finish("raft message")?;
     Ok(Message {
         from,
         to,
@@ -258,93 +286,49 @@ pub fn decode_message(buf: &[u8]) -> Result<Message, CodecError> {
     })
 }
 
-/// A bounds-checked big-endian cursor.
-pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+fn read_flags(r: &mut ByteReader<'_>, defined_bits: u32) -> Result<u8, CodecError> {
+    let f = r.u8("flags")?;
+    if u32::from(f) >> defined_bits != 0 {
+        return Err(CodecError::BadFlags(f));
+    }
+    Ok(f)
 }
 
-impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader { buf, pos: 0 }
+/// `count:u32 count × id:u64`, ascending, at most `limit` ids.
+fn read_id_set(r: &mut ByteReader<'_>, limit: usize) -> Result<BTreeSet<NodeId>, CodecError> {
+    let n = r.u32("member count")?;
+    if n as usize > limit {
+        return Err(CodecError::BadMembership);
     }
-
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
-        if n > self.remaining() {
-            return Err(CodecError::Truncated {
-                at: self.pos,
-                needed: n - self.remaining(),
-            });
-        }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-
-    fn u8(&mut self) -> Result<u8, CodecError> {
-        Ok(self.bytes(1)?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, CodecError> {
-        let b = self.bytes(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn u64(&mut self) -> Result<u64, CodecError> {
-        let b = self.bytes(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_be_bytes(a))
-    }
-
-    fn flags(&mut self, defined_bits: u32) -> Result<u8, CodecError> {
-        let f = self.u8()?;
-        if u32::from(f) >> defined_bits != 0 {
-            return Err(CodecError::BadFlags(f));
-        }
-        Ok(f)
-    }
-
-    fn id_set(&mut self, limit: usize) -> Result<BTreeSet<NodeId>, CodecError> {
-        let n = self.u32()? as usize;
-        if n > limit {
+    let n = r.checked_count(u64::from(n), 8, "member count")?;
+    let mut set = BTreeSet::new();
+    let mut prev: Option<u64> = None;
+    for _ in 0..n {
+        let id = r.u64("member id")?;
+        if prev.is_some_and(|p| p >= id) {
             return Err(CodecError::BadMembership);
         }
-        if n > self.remaining() / 8 {
-            return Err(CodecError::BadLength(n as u64));
-        }
-        let mut set = BTreeSet::new();
-        let mut prev: Option<u64> = None;
-        for _ in 0..n {
-            let id = self.u64()?;
-            if prev.is_some_and(|p| p >= id) {
-                return Err(CodecError::BadMembership);
-            }
-            prev = Some(id);
-            set.insert(NodeId(id));
-        }
-        Ok(set)
+        prev = Some(id);
+        set.insert(NodeId(id));
     }
+    Ok(set)
+}
 
-    pub(crate) fn membership(&mut self) -> Result<Membership, CodecError> {
-        let voters = self.id_set(MAX_MEMBERS)?;
-        let learners = self.id_set(MAX_MEMBERS - voters.len())?;
-        if voters.iter().any(|v| learners.contains(v)) {
-            return Err(CodecError::BadMembership);
-        }
-        Ok(Membership { voters, learners })
+fn read_membership(r: &mut ByteReader<'_>) -> Result<Membership, CodecError> {
+    let voters = read_id_set(r, MAX_MEMBERS)?;
+    let learners = read_id_set(r, MAX_MEMBERS - voters.len())?;
+    if voters.iter().any(|v| learners.contains(v)) {
+        return Err(CodecError::BadMembership);
     }
+    Ok(Membership { voters, learners })
+}
 
-    pub(crate) fn finish(&self) -> Result<(), CodecError> {
-        match self.remaining() {
-            0 => Ok(()),
-            n => Err(CodecError::TrailingBytes(n)),
-        }
-    }
+/// Decodes a membership occupying all of `buf` (see [`Membership::decode`]).
+pub(crate) fn decode_membership(buf: &[u8]) -> Result<Membership, CodecError> {
+    let mut r = ByteReader::new(buf);
+    let m = read_membership(&mut r)?;
+    r.finish("membership")?;
+    Ok(m)
 }
 
 #[cfg(test)]
@@ -524,7 +508,18 @@ mod tests {
             voters: [1, 2, 3].into_iter().map(NodeId).collect(),
             learners: [9].into_iter().map(NodeId).collect(),
         };
-        assert_eq!(Membership::decode(&m.to_bytes()), Ok(m));
+        assert_eq!(Membership::decode(&m.to_bytes()), Ok(m.clone()));
         assert!(Membership::decode(&[0, 0, 0]).is_err());
+        let mut trailing = m.to_bytes();
+        trailing.push(0);
+        assert_eq!(
+            Membership::decode(&trailing),
+            Err(CodecError::TrailingBytes(1))
+        );
+        // A voter count larger than the bytes present, under the member limit.
+        assert_eq!(
+            Membership::decode(&[0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1]),
+            Err(CodecError::BadLength(3))
+        );
     }
 }

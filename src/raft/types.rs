@@ -131,10 +131,7 @@ impl Membership {
     /// duplicates, overlap between voters and learners and more than [`MAX_MEMBERS`]
     /// members are errors.
     pub fn decode(buf: &[u8]) -> Result<Membership, crate::raft::codec::CodecError> {
-        let mut r = crate::raft::codec::Reader::new(buf);
-        let m = r.membership()?;
-        r.finish()?;
-        Ok(m)
+        crate::raft::codec::decode_membership(buf)
     }
 }
 

@@ -18,6 +18,10 @@
 //!   to them, see [`super::publish`]; the atomics make even a mistake there a wrong
 //!   value, which the crc check then catches, rather than undefined behaviour.)
 //! * The `&[AtomicU64]` handed out borrows `self`, so it cannot outlive the mapping.
+//!
+//! The crate root has `#![deny(unsafe_code)]`; `IndexMap::atomics` is the one place
+//! that allows it. Anything else that needs `unsafe` must come here, with its own
+//! line in this invariant.
 
 use std::fs::File;
 use std::io;
@@ -54,6 +58,7 @@ impl IndexMap {
         Ok(IndexMap { raw, slots })
     }
 
+    #[allow(unsafe_code)] // The crate's only allowance; see the module invariant.
     fn atomics(&self) -> &[AtomicU64] {
         // SAFETY: `raw` maps exactly `slots * 8` bytes (checked in `map`), readable
         // and writable, 8-byte aligned (checked in `map`), and stays mapped for as

@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use crate::bytes::{ReadError, TrailingBytes};
 use crate::types::{NodeId, Offset};
 
 use super::messages::ApiKey;
@@ -299,6 +300,29 @@ impl DecodeError {
             result: Err(ErrorBody::new(code, self.to_string())),
         })
     }
+
+    /// A `Malformed` error; [`DecodeError::in_frame`] adds the correlation id.
+    pub(crate) fn malformed(reason: String) -> DecodeError {
+        DecodeError::Malformed {
+            correlation_id: None,
+            reason,
+        }
+    }
+
+    /// Attaches the frame's correlation id to a `Malformed` error raised after the
+    /// header was read, so the server can still answer it.
+    pub(crate) fn in_frame(self, correlation_id: u32) -> DecodeError {
+        match self {
+            DecodeError::Malformed {
+                correlation_id: None,
+                reason,
+            } => DecodeError::Malformed {
+                correlation_id: Some(correlation_id),
+                reason,
+            },
+            other => other,
+        }
+    }
 }
 
 impl fmt::Display for DecodeError {
@@ -330,6 +354,25 @@ impl fmt::Display for DecodeError {
 }
 
 impl std::error::Error for DecodeError {}
+
+/// A field that runs past the end, a count too large or bad UTF-8: the frame is
+/// complete (the reader only ever sees whole frames), so the frame lies.
+impl From<ReadError> for DecodeError {
+    fn from(e: ReadError) -> DecodeError {
+        let reason = match e {
+            ReadError::Truncated { .. } => format!("{e} in the frame"),
+            ReadError::CountTooLarge { .. } | ReadError::BadUtf8 { .. } => e.to_string(),
+        };
+        DecodeError::malformed(reason)
+    }
+}
+
+/// Version 0 bodies have an exact layout.
+impl From<TrailingBytes> for DecodeError {
+    fn from(e: TrailingBytes) -> DecodeError {
+        DecodeError::malformed(format!("{e} body"))
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -11,9 +11,10 @@
 //! consumer does not allocate per record. It accepts exactly the frames
 //! [`super::decode_response`] accepts for [`ApiKey::Fetch`], with the same values.
 
+use crate::bytes::ByteReader;
 use crate::types::{Offset, RecordKind, Term};
 
-use super::buf::{begin_frame, end_frame, len_u32, put_u16, put_u32, put_u64, Reader};
+use super::buf::{begin_frame, end_frame, len_u32, put_u16, put_u32, put_u64};
 use super::errors::{DecodeError, ErrorBody};
 use super::frame::{
     decode_record_ref, decode_response_header, put_record_header, LEN_PREFIX_BYTES,
@@ -81,7 +82,7 @@ impl<'a> Iterator for FetchRecords<'a> {
         if self.remaining == 0 {
             return None;
         }
-        let mut r = Reader::new(self.buf);
+        let mut r = ByteReader::new(self.buf);
         // Validated up front, so this cannot fail; stop rather than panic if it did.
         let record = decode_record_ref(&mut r).ok()?;
         self.buf = r.rest();
@@ -123,13 +124,8 @@ pub fn decode_fetch_response(frame: &[u8]) -> Result<FetchResponseView<'_>, Deco
             result: Err(body),
         });
     }
-    let high_watermark = Offset(r.u64("Fetch high_watermark")?);
-    let count = r.count(RECORD_HEADER_BYTES, "Fetch record count")?;
-    let records = r.clone().rest();
-    for _ in 0..count {
-        decode_record_ref(&mut r)?;
-    }
-    r.finish("Fetch")?;
+    let (high_watermark, count, records) =
+        validate_fetch_body(&mut r).map_err(|e| e.in_frame(correlation_id))?;
     Ok(FetchResponseView {
         correlation_id,
         result: Ok(FetchBody {
@@ -141,6 +137,22 @@ pub fn decode_fetch_response(frame: &[u8]) -> Result<FetchResponseView<'_>, Deco
             },
         }),
     })
+}
+
+/// Checks a Fetch body (`high_watermark | count | records`) once, so the records can
+/// later be handed out without checks. Returns the high watermark, the record count and
+/// the record bytes.
+fn validate_fetch_body<'a>(
+    r: &mut ByteReader<'a>,
+) -> Result<(Offset, usize, &'a [u8]), DecodeError> {
+    let high_watermark = Offset(r.u64("Fetch high_watermark")?);
+    let count = r.count_u32(RECORD_HEADER_BYTES, "Fetch record count")?;
+    let records = r.clone().rest();
+    for _ in 0..count {
+        decode_record_ref(r)?;
+    }
+    r.finish("Fetch")?;
+    Ok((high_watermark, count, records))
 }
 
 /// Fast path for the hot read: appends a Fetch response whose records are borrowed

@@ -18,10 +18,11 @@
 //! - Encoders append to the caller's `Vec` and back-patch the length prefix, so a
 //!   server can reuse one output buffer for many responses.
 
+use crate::bytes::ByteReader;
 use crate::types::{NodeId, Offset, RecordKind, Term};
 
 use super::buf::{
-    begin_frame, end_frame, len_u32, put_bytes, put_str, put_u16, put_u32, put_u64, put_u8, Reader,
+    begin_frame, end_frame, len_u32, put_bytes, put_str, put_u16, put_u32, put_u64, put_u8,
 };
 use super::errors::{DecodeError, ErrorBody, ErrorCode, LeaderHint};
 use super::fetch::{encode_fetch_response, BorrowedRecord};
@@ -106,11 +107,10 @@ pub fn decode_request(frame: &[u8]) -> Result<RequestFrame, DecodeError> {
             ),
         });
     }
-    let mut r = Reader::new(payload);
+    let mut r = ByteReader::new(payload);
     let api_key = r.u16("api_key")?;
     let api_version = r.u16("api_version")?;
     let correlation_id = r.u32("correlation_id")?;
-    r.set_correlation_id(correlation_id);
     let Some(api) = ApiKey::from_u16(api_key) else {
         return Err(DecodeError::UnsupportedApi {
             correlation_id,
@@ -124,8 +124,9 @@ pub fn decode_request(frame: &[u8]) -> Result<RequestFrame, DecodeError> {
             version: api_version,
         });
     }
-    let request = decode_request_body(api, &mut r)?;
-    r.finish(api.name())?;
+    let request = decode_request_body(api, &mut r)
+        .and_then(|request| Ok(r.finish(api.name()).map(|()| request)?))
+        .map_err(|e| e.in_frame(correlation_id))?;
     Ok(RequestFrame {
         api_version,
         correlation_id,
@@ -133,17 +134,17 @@ pub fn decode_request(frame: &[u8]) -> Result<RequestFrame, DecodeError> {
     })
 }
 
-fn decode_request_body(api: ApiKey, r: &mut Reader<'_>) -> Result<Request, DecodeError> {
+fn decode_request_body(api: ApiKey, r: &mut ByteReader<'_>) -> Result<Request, DecodeError> {
     Ok(match api {
         ApiKey::Ping => Request::Ping,
         ApiKey::Produce => Request::Produce {
-            value: r.bytes("Produce value")?.to_vec(),
+            value: r.bytes_u32("Produce value")?.to_vec(),
         },
         ApiKey::ProduceBatch => {
-            let count = r.count(4, "ProduceBatch count")?;
+            let count = r.count_u32(4, "ProduceBatch count")?;
             let mut values = Vec::with_capacity(count);
             for _ in 0..count {
-                values.push(r.bytes("ProduceBatch value")?.to_vec());
+                values.push(r.bytes_u32("ProduceBatch value")?.to_vec());
             }
             Request::ProduceBatch { values }
         }
@@ -161,9 +162,9 @@ fn decode_request_body(api: ApiKey, r: &mut Reader<'_>) -> Result<Request, Decod
             payload: r.rest().to_vec(),
         },
         ApiKey::PeerHandshake => Request::PeerHandshake {
-            cluster_name: r.string("PeerHandshake cluster_name")?.to_string(),
+            cluster_name: r.str_u16("PeerHandshake cluster_name")?.to_string(),
             node_id: NodeId(r.u64("PeerHandshake node_id")?),
-            node_name: r.string("PeerHandshake node_name")?.to_string(),
+            node_name: r.str_u16("PeerHandshake node_name")?.to_string(),
         },
     })
 }
@@ -239,8 +240,9 @@ pub fn decode_response(frame: &[u8], api: ApiKey) -> Result<ResponseFrame, Decod
     let (mut r, correlation_id, error) = decode_response_header(frame)?;
     let result = match error {
         None => {
-            let body = decode_response_body(api, &mut r)?;
-            r.finish(api.name())?;
+            let body = decode_response_body(api, &mut r)
+                .and_then(|body| Ok(r.finish(api.name()).map(|()| body)?))
+                .map_err(|e| e.in_frame(correlation_id))?;
             Ok(body)
         }
         Some(body) => Err(body),
@@ -253,10 +255,11 @@ pub fn decode_response(frame: &[u8], api: ApiKey) -> Result<ResponseFrame, Decod
 
 /// Reads a response frame's header. Returns a reader positioned at the body, the
 /// correlation id, and the decoded error body when the error code is not 0 (the
-/// reader is then fully consumed).
+/// reader is then fully consumed). Errors raised later while reading the body must
+/// be given the correlation id with [`DecodeError::in_frame`].
 pub(crate) fn decode_response_header(
     frame: &[u8],
-) -> Result<(Reader<'_>, u32, Option<ErrorBody>), DecodeError> {
+) -> Result<(ByteReader<'_>, u32, Option<ErrorBody>), DecodeError> {
     let payload = payload(frame)?;
     if payload.len() < RESPONSE_HEADER_BYTES {
         return Err(DecodeError::Malformed {
@@ -267,29 +270,34 @@ pub(crate) fn decode_response_header(
             ),
         });
     }
-    let mut r = Reader::new(payload);
+    let mut r = ByteReader::new(payload);
     let correlation_id = r.u32("correlation_id")?;
-    r.set_correlation_id(correlation_id);
+    let error = decode_error_tail(&mut r).map_err(|e| e.in_frame(correlation_id))?;
+    Ok((r, correlation_id, error))
+}
+
+/// `error_code | error body`: `None` for code 0 (the API's body follows).
+fn decode_error_tail(r: &mut ByteReader<'_>) -> Result<Option<ErrorBody>, DecodeError> {
     let code = r.u16("error_code")?;
     if code == 0 {
-        return Ok((r, correlation_id, None));
+        return Ok(None);
     }
     let Some(code) = ErrorCode::from_u16(code) else {
-        return Err(r.malformed(format!("unknown error code {code}")));
+        return Err(DecodeError::malformed(format!("unknown error code {code}")));
     };
-    let body = decode_error_body(code, &mut r)?;
+    let body = decode_error_body(code, r)?;
     r.finish("error")?;
-    Ok((r, correlation_id, Some(body)))
+    Ok(Some(body))
 }
 
 pub(crate) fn decode_error_body(
     code: ErrorCode,
-    r: &mut Reader<'_>,
+    r: &mut ByteReader<'_>,
 ) -> Result<ErrorBody, DecodeError> {
-    let message = r.string("error message")?.to_string();
+    let message = r.str_u16("error message")?.to_string();
     let leader_hint = if code == ErrorCode::NotLeader {
         let leader_id = NodeId(r.u64("leader_id")?);
-        let addr = r.string("leader addr")?.to_string();
+        let addr = r.str_u16("leader addr")?.to_string();
         Some(LeaderHint { leader_id, addr })
     } else {
         None
@@ -301,19 +309,23 @@ pub(crate) fn decode_error_body(
     })
 }
 
-fn decode_record(r: &mut Reader<'_>) -> Result<WireRecord, DecodeError> {
+fn decode_record(r: &mut ByteReader<'_>) -> Result<WireRecord, DecodeError> {
     decode_record_ref(r).map(|rec| rec.to_owned())
 }
 
 /// One record, borrowing its value from the frame.
-pub(crate) fn decode_record_ref<'a>(r: &mut Reader<'a>) -> Result<BorrowedRecord<'a>, DecodeError> {
+pub(crate) fn decode_record_ref<'a>(
+    r: &mut ByteReader<'a>,
+) -> Result<BorrowedRecord<'a>, DecodeError> {
     let offset = Offset(r.u64("record offset")?);
     let term = Term(r.u64("record term")?);
     let kind_byte = r.u8("record kind")?;
     let Some(kind) = RecordKind::from_u8(kind_byte) else {
-        return Err(r.malformed(format!("record kind {kind_byte} is not 0, 1 or 2")));
+        return Err(DecodeError::malformed(format!(
+            "record kind {kind_byte} is not 0, 1 or 2"
+        )));
     };
-    let value = r.bytes("record value")?;
+    let value = r.bytes_u32("record value")?;
     Ok(BorrowedRecord {
         offset,
         term,
@@ -322,12 +334,13 @@ pub(crate) fn decode_record_ref<'a>(r: &mut Reader<'a>) -> Result<BorrowedRecord
     })
 }
 
-fn decode_role(r: &mut Reader<'_>, what: &str) -> Result<ServerRole, DecodeError> {
+fn decode_role(r: &mut ByteReader<'_>, what: &'static str) -> Result<ServerRole, DecodeError> {
     let byte = r.u8(what)?;
-    ServerRole::from_u8(byte).ok_or_else(|| r.malformed(format!("{what} {byte} is not 0..=3")))
+    ServerRole::from_u8(byte)
+        .ok_or_else(|| DecodeError::malformed(format!("{what} {byte} is not 0..=3")))
 }
 
-fn decode_response_body(api: ApiKey, r: &mut Reader<'_>) -> Result<ResponseBody, DecodeError> {
+fn decode_response_body(api: ApiKey, r: &mut ByteReader<'_>) -> Result<ResponseBody, DecodeError> {
     Ok(match api {
         ApiKey::Ping => ResponseBody::Ping,
         ApiKey::Produce => ResponseBody::Produce {
@@ -342,7 +355,7 @@ fn decode_response_body(api: ApiKey, r: &mut Reader<'_>) -> Result<ResponseBody,
         },
         ApiKey::Fetch => {
             let high_watermark = Offset(r.u64("Fetch high_watermark")?);
-            let count = r.count(RECORD_HEADER_BYTES, "Fetch record count")?;
+            let count = r.count_u32(RECORD_HEADER_BYTES, "Fetch record count")?;
             let mut records = Vec::with_capacity(count);
             for _ in 0..count {
                 records.push(decode_record(r)?);
@@ -353,17 +366,21 @@ fn decode_response_body(api: ApiKey, r: &mut Reader<'_>) -> Result<ResponseBody,
             }
         }
         ApiKey::GetServers => {
-            let count = r.count(MIN_SERVER_BYTES, "GetServers count")?;
+            let count = r.count_u32(MIN_SERVER_BYTES, "GetServers count")?;
             let mut servers = Vec::with_capacity(count);
             for _ in 0..count {
                 let id = NodeId(r.u64("server id")?);
-                let name = r.string("server name")?.to_string();
-                let rpc_addr = r.string("server rpc_addr")?.to_string();
+                let name = r.str_u16("server name")?.to_string();
+                let rpc_addr = r.str_u16("server rpc_addr")?.to_string();
                 let role = decode_role(r, "server role")?;
                 let live = match r.u8("server live")? {
                     0 => false,
                     1 => true,
-                    other => return Err(r.malformed(format!("server live {other} is not 0 or 1"))),
+                    other => {
+                        return Err(DecodeError::malformed(format!(
+                            "server live {other} is not 0 or 1"
+                        )))
+                    }
                 };
                 servers.push(ServerInfo {
                     id,
@@ -376,7 +393,7 @@ fn decode_response_body(api: ApiKey, r: &mut Reader<'_>) -> Result<ResponseBody,
             ResponseBody::GetServers { servers }
         }
         ApiKey::Status => ResponseBody::Status(StatusInfo {
-            node_name: r.string("Status node_name")?.to_string(),
+            node_name: r.str_u16("Status node_name")?.to_string(),
             role: decode_role(r, "Status role")?,
             term: Term(r.u64("Status term")?),
             commit_index: Offset(r.u64("Status commit_index")?),
