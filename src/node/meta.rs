@@ -392,11 +392,8 @@ pub struct ConfigIndex {
 /// Writes the configuration-entry checkpoint (at most [`MAX_CONFIG_INDEXES`]).
 pub fn write_config_index(dir: &Path, c: &ConfigIndex) -> Result<(), MetaError> {
     if c.indexes.len() > MAX_CONFIG_INDEXES {
-        return Err(bad(
-            dir,
-            CONFIG_INDEX_FILE,
-            "too many configuration entries",
-        ));
+        let too_many = Invalid("too many configuration entries".into());
+        return Err(too_many.in_file(dir, CONFIG_INDEX_FILE));
     }
     let mut p = Vec::with_capacity(8 + 8 * c.indexes.len());
     p.extend_from_slice(&c.through.0.to_be_bytes());
@@ -411,19 +408,26 @@ pub fn read_config_index(dir: &Path) -> Result<Option<ConfigIndex>, MetaError> {
     let Some(p) = read_record(dir, CONFIG_INDEX_FILE, KIND_CONFIG_INDEX)? else {
         return Ok(None);
     };
-    if p.len() < 8 || p.len() % 8 != 0 {
-        return Err(bad(dir, CONFIG_INDEX_FILE, "length is not 8 + 8n bytes"));
+    decode_config_index(&p)
+        .map(Some)
+        .map_err(|e| e.in_file(dir, CONFIG_INDEX_FILE))
+}
+
+/// `through:u64 | n × index:u64`, indexes ascending and <= `through`.
+fn decode_config_index(p: &[u8]) -> Result<ConfigIndex, Invalid> {
+    let mut r = ByteReader::new(p);
+    let through = Index(r.u64("through")?);
+    let n = r.checked_count((r.remaining() / 8) as u64, 8, "indexes")?;
+    let mut indexes = Vec::with_capacity(n);
+    for _ in 0..n {
+        indexes.push(Index(r.u64("index")?));
     }
-    let mut words = p
-        .chunks_exact(8)
-        .map(|w| u64::from_be_bytes(w.try_into().unwrap_or([0; 8])));
-    let through = Index(words.next().unwrap_or(0));
-    let indexes: Vec<Index> = words.map(Index).collect();
+    r.finish("configuration checkpoint")?;
     let ascending = indexes.windows(2).all(|w| w[0] < w[1]);
     if !ascending || indexes.last().is_some_and(|l| *l > through) {
-        return Err(bad(dir, CONFIG_INDEX_FILE, "indexes out of order"));
+        return Err(Invalid("indexes out of order".into()));
     }
-    Ok(Some(ConfigIndex { through, indexes }))
+    Ok(ConfigIndex { through, indexes })
 }
 
 #[cfg(test)]
