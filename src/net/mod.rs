@@ -72,16 +72,19 @@
 //! already in flight, and return once every connection is flushed and closed (or
 //! `shutdown_grace_ms` has passed). The caller then shuts the service down.
 
-mod event_loop;
+mod conn;
+mod detect;
+mod dispatch;
 pub mod pool;
 pub mod responder;
+mod server;
 #[cfg(test)]
 mod tests;
 pub mod tls;
 
-pub use event_loop::{Server, ServerHandle};
 pub use pool::{PoolSubmitter, WorkerPool};
 pub use responder::{error_body, FetchBuilder, Protocol, Responder};
+pub use server::{Server, ServerHandle};
 pub use tls::{Security, TlsFiles};
 
 use std::net::SocketAddr;
