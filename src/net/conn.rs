@@ -13,8 +13,9 @@ use super::server::Env;
 use super::tls::Link;
 use super::{ConnContext, Protocol, ServerConfig};
 
-/// Bytes read from a socket per `read` call.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes read from a socket per `read` call; also the read buffer every connection
+/// may hold even when the node's memory budget is spent (its floor).
+pub(super) const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Upper bound of read/process/write rounds per connection per wake-up, so one busy
 /// connection cannot starve the others; a connection that hits it is driven again on
 /// the next loop iteration.
@@ -76,6 +77,16 @@ pub(super) struct Conn {
     /// Closing because of an error: half-close and drain before closing.
     pub(super) linger: bool,
     pub(super) linger_since: Option<Instant>,
+    /// Bytes reserved from the memory budget for the answers in flight.
+    pub(super) reserved_out: usize,
+    /// What the node's budget counts for this connection now (the loop brings it
+    /// up to date with [`Conn::held_bytes`] after each drive).
+    pub(super) accounted: usize,
+    /// The last drive stopped for want of budget: drive again when bytes free up.
+    pub(super) wants_budget: bool,
+    /// Readiness said the peer closed its side (or errored): read until EOF, since
+    /// no further edge will come to report it.
+    pub(super) read_closed: bool,
 }
 
 impl Conn {
@@ -102,7 +113,25 @@ impl Conn {
             avg_response_bytes: INITIAL_RESPONSE_ESTIMATE_BYTES,
             linger: false,
             linger_since: None,
+            reserved_out: 0,
+            accounted: 0,
+            wants_budget: false,
+            read_closed: false,
         }
+    }
+
+    /// The bytes this connection holds against the memory budget: its read buffer,
+    /// its write buffer (allocated, sent or not) and the answers reserved in flight.
+    pub(super) fn held_bytes(&self) -> usize {
+        self.rbuf
+            .capacity()
+            .saturating_add(self.wbuf.capacity())
+            .saturating_add(self.reserved_out)
+    }
+
+    /// Bytes this connection may still add within its limit for this drive.
+    pub(super) fn room_bytes(&self, env: &Env<'_>) -> usize {
+        env.conn_limit_bytes.saturating_sub(self.held_bytes())
     }
 
     pub(super) fn unread(&self) -> &[u8] {
@@ -114,6 +143,10 @@ impl Conn {
     }
 
     pub(super) fn queue(&mut self, bytes: &[u8]) {
+        if bytes.len() > READ_CHUNK_BYTES {
+            // Big answers: no doubling slack, the budget counts the capacity.
+            self.wbuf.reserve_exact(bytes.len());
+        }
         self.wbuf.extend_from_slice(bytes);
     }
 
@@ -130,16 +163,21 @@ impl Conn {
         }
     }
 
-    /// Most bytes buffered but not yet processed.
+    /// Most bytes buffered but not yet processed: one largest frame, or for text
+    /// one longest line with its terminator.
     pub(super) fn read_cap(&self, config: &ServerConfig) -> usize {
+        if self.mode == Mode::Text {
+            return crate::wire::text::MAX_LINE_BYTES + 2;
+        }
         (config.max_frame_bytes as usize + 4).max(READ_CHUNK_BYTES)
     }
 
     pub(super) fn drive(&mut self, env: &Env<'_>) -> Result<Drive, String> {
+        self.wants_budget = false;
         for _ in 0..MAX_ROUNDS_PER_DRIVE {
             let mut progress = self.flush(env.now)?;
             progress |= self.process(env);
-            if !self.read_drained && self.may_read(env.config) {
+            if !self.read_drained && self.may_read(env) {
                 progress |= self.read_some(env)?;
             }
             if progress {
@@ -198,24 +236,11 @@ impl Conn {
         Ok(Drive::Again)
     }
 
-    /// Whether another request may be started: under the in-flight cap, and the
-    /// unsent bytes plus the expected size of the responses in flight stay under
-    /// `max_conn_buffer_bytes` (one request is always allowed when none is in flight).
-    pub(super) fn may_start_request(&self, config: &ServerConfig) -> bool {
-        if self.in_flight == 0 {
-            return true;
-        }
-        let expected = self.pending_out().saturating_add(
-            self.in_flight
-                .saturating_mul(self.avg_response_bytes.max(1)),
-        );
-        self.in_flight < config.max_in_flight_per_conn && expected < config.max_conn_buffer_bytes
-    }
-
-    pub(super) fn may_read(&self, config: &ServerConfig) -> bool {
+    pub(super) fn may_read(&self, env: &Env<'_>) -> bool {
+        let config = env.config;
         !self.peer_closed
             && !self.closing
-            && self.pending_out() < config.max_conn_buffer_bytes
+            && self.pending_out() < env.conn_limit_bytes.max(1)
             && self.unread().len() < self.read_cap(config)
             && self.in_flight < config.max_in_flight_per_conn
     }
@@ -248,6 +273,9 @@ impl Conn {
         } else if self.wpos > (1 << 20) && self.wpos > self.wbuf.len() / 2 {
             self.wbuf.drain(..self.wpos);
             self.wpos = 0;
+            // The budget counts capacity: give back what was sent.
+            self.wbuf
+                .shrink_to(self.wbuf.len().max(RETAINED_BUFFER_BYTES));
         }
         Ok(progress)
     }
@@ -263,12 +291,19 @@ impl Conn {
         if self.rend == 0 && self.rbuf.len() > RETAINED_BUFFER_BYTES {
             self.rbuf = Vec::new(); // give a big frame's memory back
         }
-        let cap = self.read_cap(env.config);
+        let cap = self.read_limit(env);
+        if self.rend >= cap && cap < self.read_cap(env.config) {
+            self.wants_budget = true;
+        }
         let mut progress = false;
         while self.rend < cap {
             let start = self.rend;
             let want = READ_CHUNK_BYTES.min(cap - start);
             if self.rbuf.len() < start + want {
+                // Grow by doubling, but never past `cap`: the budget counts capacity.
+                let target = self.rbuf.capacity().saturating_mul(2).min(cap);
+                let target = target.max(start + want);
+                self.rbuf.reserve_exact(target - self.rbuf.len());
                 self.rbuf.resize(start + want, 0);
             }
             let result = self.stream.read(&mut self.rbuf[start..start + want]);
@@ -282,7 +317,8 @@ impl Conn {
                     progress = true;
                     // A short read drained a plain socket; over TLS it only says
                     // how much plaintext rustls had, so keep reading until WouldBlock.
-                    if n < want && !self.stream.is_tls() {
+                    // After a close event, read on: the EOF gets no edge of its own.
+                    if n < want && !self.stream.is_tls() && !self.read_closed {
                         self.read_drained = true;
                         break;
                     }
@@ -300,12 +336,52 @@ impl Conn {
         Ok(progress)
     }
 
+    /// How far the read buffer may fill (after compaction, so from index 0). Every
+    /// connection may hold [`READ_CHUNK_BYTES`]; beyond that the buffer takes room
+    /// from the memory budget. A binary frame larger than the floor is taken whole
+    /// or not at all: the buffer is sized for the whole frame at once (that is the
+    /// reservation), or the frame waits unread, so no two connections can each hold
+    /// half a frame and wait for each other.
+    fn read_limit(&mut self, env: &Env<'_>) -> usize {
+        let hard = self.read_cap(env.config);
+        let others = self.held_bytes().saturating_sub(self.rbuf.capacity());
+        let allowed = env
+            .conn_limit_bytes
+            .saturating_sub(others)
+            .max(READ_CHUNK_BYTES)
+            .max(self.rbuf.capacity())
+            .min(hard);
+        let Some(frame_bytes) = self.frame_in_progress(env) else {
+            return allowed;
+        };
+        if frame_bytes > allowed {
+            return READ_CHUNK_BYTES.max(self.rbuf.capacity()).min(hard);
+        }
+        // Capacity is the reservation (the budget counts it); pages are only
+        // touched as bytes arrive.
+        self.rbuf
+            .reserve_exact(frame_bytes.saturating_sub(self.rbuf.len()));
+        allowed
+    }
+
+    /// Bytes (length prefix included) of the binary frame whose header is at the
+    /// start of the read buffer, if it is longer than what is buffered and allowed.
+    fn frame_in_progress(&self, env: &Env<'_>) -> Option<usize> {
+        if self.mode != Mode::Binary || self.rstart != 0 {
+            return None;
+        }
+        let len: [u8; 4] = self.rbuf.get(..4.min(self.rend))?.try_into().ok()?;
+        let frame_bytes = u32::from_be_bytes(len) as usize + 4;
+        let fits = frame_bytes <= env.config.max_frame_bytes as usize + 4;
+        (fits && frame_bytes > self.rend).then_some(frame_bytes)
+    }
+
     /// Starts as many buffered requests as the limits allow.
     pub(super) fn process(&mut self, env: &Env<'_>) -> bool {
         let mut progress = false;
         // Bounded by the buffered bytes: each round consumes at least one byte or stops.
         loop {
-            if self.closing || self.pending_out() >= env.config.max_conn_buffer_bytes {
+            if self.closing || self.pending_out() >= env.conn_limit_bytes.max(1) {
                 return progress;
             }
             let Some(&first) = self.unread().first() else {

@@ -9,7 +9,7 @@ use super::conn::Conn;
 use super::responder::{encode_for, error_body};
 use super::server::Env;
 use super::{Protocol, Responder};
-use crate::wire::{self, ErrorCode, ResponseFrame};
+use crate::wire::{self, ErrorCode, ResponseFrame, FETCH_RESPONSE_PREFIX_BYTES};
 
 impl Conn {
     /// A connection over the limit: answer in its protocol, then close.
@@ -42,7 +42,7 @@ impl Conn {
     /// Handles one binary frame if a whole one is buffered. Returns false if it needs
     /// more bytes or may not start another request now.
     pub(super) fn process_frame(&mut self, env: &Env<'_>) -> bool {
-        if !self.may_start_request(env.config) {
+        if self.in_flight > 0 && self.in_flight >= env.config.max_in_flight_per_conn {
             return false;
         }
         let frame_len = match wire::frame_len(self.unread(), &env.limits) {
@@ -63,6 +63,10 @@ impl Conn {
             }
         };
         let frame_end = self.rstart + frame_len;
+        let Some(reserve_bytes) = self.admit(env, &self.rbuf[self.rstart..frame_end]) else {
+            self.wants_budget = true;
+            return false; // waits, unread, until answers or other connections free bytes
+        };
         let decoded = wire::decode_request(&self.rbuf[self.rstart..frame_end]);
         self.rstart = frame_end;
         self.last_progress = env.now;
@@ -79,6 +83,7 @@ impl Conn {
                     Protocol::Binary,
                     Arc::clone(env.sink),
                 );
+                self.reserved_out += responder.set_allowance(reserve_bytes);
                 responder.set_produce_size(crate::metrics::produce_size(&frame.request));
                 let ctx = self.ctx();
                 env.service.call(frame, &ctx, responder);
@@ -157,6 +162,8 @@ impl Conn {
                 let correlation_id = self.next_text_id;
                 self.next_text_id = self.next_text_id.wrapping_add(1);
                 self.in_flight += 1;
+                // One line at a time: the answer may always take its estimate.
+                let reserve_bytes = self.avg_response_bytes.max(MIN_FETCH_ALLOWANCE_BYTES);
                 let mut responder = Responder::new(
                     self.key,
                     correlation_id,
@@ -164,6 +171,7 @@ impl Conn {
                     Protocol::Text,
                     Arc::clone(env.sink),
                 );
+                self.reserved_out += responder.set_allowance(reserve_bytes);
                 responder.set_produce_size(crate::metrics::produce_size(&request));
                 let ctx = self.ctx();
                 env.service.call(
@@ -224,6 +232,51 @@ impl Conn {
         self.closing = true;
         self.linger = true;
     }
+}
+
+/// The smallest Fetch allowance worth starting a request for while others are in
+/// flight; a connection with nothing in flight may always start one request.
+const MIN_FETCH_ALLOWANCE_BYTES: usize = 64 * 1024;
+/// The least reserved for any answer (an error frame with a message).
+const MIN_RESERVATION_BYTES: usize = 256;
+
+impl Conn {
+    /// The bytes to reserve for the answer to `frame`, or `None` if it must wait.
+    /// A Fetch reserves what it asks for (`max_bytes` plus the frame prefix) or, if
+    /// less is free, what is free (its answer is then built smaller); other answers
+    /// reserve this connection's moving average of answer sizes. One request may
+    /// always run when none is in flight, so a connection is never starved.
+    fn admit(&self, env: &Env<'_>, frame: &[u8]) -> Option<usize> {
+        let alone = self.in_flight == 0;
+        let room = self.room_bytes(env);
+        match fetch_max_bytes(frame) {
+            Some(max_bytes) => {
+                let want = (max_bytes as usize).saturating_add(FETCH_RESPONSE_PREFIX_BYTES);
+                let floor = want.min(MIN_FETCH_ALLOWANCE_BYTES);
+                if alone {
+                    Some(want.min(room.max(floor)))
+                } else {
+                    (room >= floor).then(|| want.min(room))
+                }
+            }
+            None => {
+                let estimate = self.avg_response_bytes.max(MIN_RESERVATION_BYTES);
+                (alone || room >= estimate).then_some(estimate)
+            }
+        }
+    }
+}
+
+/// A Fetch frame's `max_bytes`, read in place:
+/// `u32 len | u16 api_key | u16 version | u32 correlation_id | u64 offset | u32 max_bytes`.
+/// `None` for other APIs (and for a frame too short, which the decoder refuses).
+fn fetch_max_bytes(frame: &[u8]) -> Option<u32> {
+    let api: [u8; 2] = frame.get(4..6)?.try_into().ok()?;
+    if u16::from_be_bytes(api) != wire::ApiKey::Fetch as u16 {
+        return None;
+    }
+    let max: [u8; 4] = frame.get(20..24)?.try_into().ok()?;
+    Some(u32::from_be_bytes(max))
 }
 
 /// The correlation id of a request frame, if its header is buffered:

@@ -44,6 +44,38 @@ pub struct Server {
     active: usize,
     rejecting: usize,
     security: Option<Security>,
+    budget: Budget,
+}
+
+/// The node-wide memory budget (see "Memory budget" in the [`crate::net`] docs).
+/// Loop-thread only: every change to a connection's buffers happens while the loop
+/// drives it, and is brought into `conns_bytes` right after.
+#[derive(Default)]
+struct Budget {
+    /// Sum of every open connection's [`Conn::accounted`].
+    conns_bytes: usize,
+    /// Reservations of answers still in flight for connections already closed;
+    /// released when each answer arrives (and is dropped).
+    orphan_bytes: usize,
+    /// Bytes were released this round: drive the waiting connections again.
+    released: bool,
+    /// Connections that stopped for want of budget (deduplicated each round; at
+    /// most one entry per connection slot after that).
+    waiters: Vec<usize>,
+}
+
+impl Budget {
+    fn total(&self) -> usize {
+        self.conns_bytes.saturating_add(self.orphan_bytes)
+    }
+
+    /// Moves a connection's count from `old` to `new` bytes.
+    fn reconcile(&mut self, old: usize, new: usize) {
+        self.conns_bytes = self.conns_bytes.saturating_sub(old).saturating_add(new);
+        if new < old {
+            self.released = true;
+        }
+    }
 }
 
 /// Asks a running server to shut down gracefully, from any thread.
@@ -118,6 +150,7 @@ impl Server {
             active: 0,
             rejecting: 0,
             security: None,
+            budget: Budget::default(),
         })
     }
 
@@ -180,6 +213,7 @@ impl Server {
                     Token(index) => {
                         if let Some(Some(conn)) = self.conns.get_mut(index) {
                             conn.read_drained = false;
+                            conn.read_closed |= event.is_read_closed() || event.is_error();
                         }
                         to_drive.push(index)
                     }
@@ -199,6 +233,7 @@ impl Server {
                     retry.push(index);
                 }
             }
+            self.end_budget_round(&mut retry);
             if now >= next_sweep {
                 self.sweep(now);
                 next_sweep = now + sweep_every;
@@ -297,20 +332,32 @@ impl Server {
     fn take_completions(&mut self, to_drive: &mut Vec<usize>) {
         // Bounded: at most one completion per in-flight request.
         while let Ok(completion) = self.completions.try_recv() {
-            let Some(Some(conn)) = self.conns.get_mut(completion.key.index) else {
-                continue;
+            let conn = match self.conns.get_mut(completion.key.index) {
+                Some(Some(conn)) if conn.key == completion.key => conn,
+                // The connection closed (its successor must not see this): the
+                // answer is dropped here and its reservation released.
+                _ => {
+                    let orphans = &mut self.budget.orphan_bytes;
+                    *orphans = orphans.saturating_sub(completion.reserved_bytes);
+                    self.budget.released = true;
+                    continue;
+                }
             };
-            if conn.key != completion.key {
-                continue; // the connection closed; its successor must not see this
-            }
             conn.in_flight = conn.in_flight.saturating_sub(1);
+            conn.reserved_out = conn.reserved_out.saturating_sub(completion.reserved_bytes);
             conn.avg_response_bytes = (conn.avg_response_bytes * 7 + completion.bytes.len()) / 8;
             if conn.pending_out() == 0 && completion.bytes.len() > conn.wbuf.capacity() {
                 // A big response (a Fetch) becomes the write buffer: no copy.
                 conn.wbuf = completion.bytes;
                 conn.wpos = 0;
             } else {
-                conn.wbuf.extend_from_slice(&completion.bytes);
+                conn.queue(&completion.bytes);
+            }
+            if completion.close && !conn.closing {
+                log::info!("{}: peer handshake refused; closing", conn.peer);
+                conn.rstart = conn.rend;
+                conn.closing = true;
+                conn.linger = true;
             }
             to_drive.push(completion.key.index);
         }
@@ -322,6 +369,13 @@ impl Server {
         let Some(Some(conn)) = self.conns.get_mut(index) else {
             return false;
         };
+        // What the other connections leave of the node budget, capped per connection.
+        let others_bytes = self.budget.total().saturating_sub(conn.accounted);
+        let conn_limit_bytes = self
+            .config
+            .max_buffered_bytes
+            .saturating_sub(others_bytes)
+            .min(self.config.max_conn_buffer_bytes);
         let env = Env {
             config: &self.config,
             service: &*self.service,
@@ -331,8 +385,16 @@ impl Server {
                 max_frame_bytes: self.config.max_frame_bytes,
             },
             now,
+            conn_limit_bytes,
         };
-        match conn.drive(&env) {
+        let result = conn.drive(&env);
+        let held = conn.held_bytes();
+        self.budget.reconcile(conn.accounted, held);
+        conn.accounted = held;
+        if conn.wants_budget {
+            self.budget.waiters.push(index);
+        }
+        match result {
             Ok(Drive::Idle) => false,
             Ok(Drive::Again) => true,
             Ok(Drive::Finished(reason)) => {
@@ -354,6 +416,10 @@ impl Server {
             return;
         };
         conn.stream.close_notify();
+        // Its buffers are freed with `conn`; answers still in flight stay counted
+        // until they arrive and are dropped.
+        self.budget.reconcile(conn.accounted, 0);
+        self.budget.orphan_bytes = self.budget.orphan_bytes.saturating_add(conn.reserved_out);
         if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
             log::debug!("{}: deregister failed: {e}", conn.peer);
         }
@@ -416,6 +482,26 @@ impl Server {
         }
     }
 
+    /// After a round: publishes the budget gauge and, if bytes were released, drives
+    /// the connections waiting for budget again.
+    fn end_budget_round(&mut self, retry: &mut Vec<usize>) {
+        if let Some(m) = self.sink.metrics.get() {
+            m.set_net_buffered_bytes(self.budget.total());
+        }
+        let waiters = &mut self.budget.waiters;
+        if waiters.is_empty() {
+            self.budget.released = false;
+            return;
+        }
+        if self.budget.released {
+            retry.append(waiters);
+            self.budget.released = false;
+        } else {
+            waiters.sort_unstable();
+            waiters.dedup();
+        }
+    }
+
     /// Stops accepting and marks every connection as closing. Returns the deadline.
     fn begin_drain(&mut self, now: Instant, retry: &mut Vec<usize>) -> Instant {
         log::info!(
@@ -446,4 +532,7 @@ pub(super) struct Env<'a> {
     pub(super) security: Option<&'a Security>,
     pub(super) limits: Limits,
     pub(super) now: Instant,
+    /// The most this connection may hold now: its own cap, or less when the other
+    /// connections have spent the node's budget.
+    pub(super) conn_limit_bytes: usize,
 }
