@@ -233,11 +233,11 @@ impl Server {
                     retry.push(index);
                 }
             }
-            self.end_budget_round(&mut retry);
             if now >= next_sweep {
                 self.sweep(now);
                 next_sweep = now + sweep_every;
             }
+            self.end_budget_round(&mut retry);
             if drain_deadline.is_none() && self.shutdown.load(Ordering::SeqCst) {
                 drain_deadline = Some(self.begin_drain(now, &mut retry));
             }
