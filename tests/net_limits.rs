@@ -164,6 +164,42 @@ fn pipelined_fetches_never_read_stay_within_the_connection_share_and_are_freed()
     assert!(rss <= bound, "after close: RSS {rss} over {bound}");
 }
 
+#[test]
+fn pipelined_consumes_of_a_big_record_never_read_stay_within_the_connection_share() {
+    let metrics_addr = free_addr();
+    let server = Server::start(&["--metrics-addr", &metrics_addr.to_string()]);
+    let mut client = server.client();
+    let at = client.produce(&vec![b'c'; 4 << 20]).expect("produce 4 MiB");
+    drop(client);
+    let base = rss_bytes(server.pid());
+
+    // 200 × Consume of that 4 MiB record, never reading the answers: a Consume
+    // cannot be cut, so it must reserve the whole record before it starts.
+    let mut tcp = server.tcp();
+    let mut frames = Vec::new();
+    for id in 0..200 {
+        wire::encode_request(
+            &RequestFrame::new(id, Request::Consume { offset: at }),
+            &mut frames,
+        );
+    }
+    tcp.write_all(&frames).unwrap();
+    let bound = base + 16 * MIB + RSS_MARGIN_BYTES;
+    await_until("the connection's share to fill", || {
+        let rss = rss_bytes(server.pid());
+        assert!(rss <= bound, "RSS {rss} over {bound} (base {base})");
+        let held = buffered_bytes(metrics_addr);
+        held != u64::MAX && held >= 8 * MIB
+    });
+    server.client().ping().unwrap();
+    let rss = rss_bytes(server.pid());
+    assert!(rss <= bound, "RSS {rss} over {bound} (base {base})");
+    drop(tcp);
+    await_until("the closed connection's bytes to be released", || {
+        buffered_bytes(metrics_addr) == 0
+    });
+}
+
 /// Writes as much of `data[*sent..]` as the socket takes without blocking.
 fn push_some(tcp: &mut TcpStream, data: &[u8], sent: &mut usize) -> bool {
     let mut progress = false;

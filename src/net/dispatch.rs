@@ -243,12 +243,18 @@ const MIN_RESERVATION_BYTES: usize = 256;
 impl Conn {
     /// The bytes to reserve for the answer to `frame`, or `None` if it must wait.
     /// A Fetch reserves what it asks for (`max_bytes` plus the frame prefix) or, if
-    /// less is free, what is free (its answer is then built smaller); other answers
-    /// reserve this connection's moving average of answer sizes. One request may
-    /// always run when none is in flight, so a connection is never starved.
+    /// less is free, what is free (its answer is then built smaller). A Consume
+    /// answers one record of any size, which cannot be cut, so it reserves a whole
+    /// frame. Other answers (acks, status, server lists) are small: they reserve this
+    /// connection's moving average of answer sizes. One request may always run when
+    /// none is in flight, so a connection is never starved.
     fn admit(&self, env: &Env<'_>, frame: &[u8]) -> Option<usize> {
         let alone = self.in_flight == 0;
         let room = self.room_bytes(env);
+        if api_key(frame) == Some(wire::ApiKey::Consume as u16) {
+            let whole_frame = env.config.max_frame_bytes as usize + 4;
+            return (alone || room >= whole_frame).then_some(whole_frame);
+        }
         match fetch_max_bytes(frame) {
             Some(max_bytes) => {
                 let want = (max_bytes as usize).saturating_add(FETCH_RESPONSE_PREFIX_BYTES);
@@ -271,12 +277,17 @@ impl Conn {
 /// `u32 len | u16 api_key | u16 version | u32 correlation_id | u64 offset | u32 max_bytes`.
 /// `None` for other APIs (and for a frame too short, which the decoder refuses).
 fn fetch_max_bytes(frame: &[u8]) -> Option<u32> {
-    let api: [u8; 2] = frame.get(4..6)?.try_into().ok()?;
-    if u16::from_be_bytes(api) != wire::ApiKey::Fetch as u16 {
+    if api_key(frame)? != wire::ApiKey::Fetch as u16 {
         return None;
     }
     let max: [u8; 4] = frame.get(20..24)?.try_into().ok()?;
     Some(u32::from_be_bytes(max))
+}
+
+/// The `api_key` field of a request frame, read in place.
+fn api_key(frame: &[u8]) -> Option<u16> {
+    let api: [u8; 2] = frame.get(4..6)?.try_into().ok()?;
+    Some(u16::from_be_bytes(api))
 }
 
 /// The correlation id of a request frame, if its header is buffered:

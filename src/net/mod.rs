@@ -84,9 +84,11 @@
 //!   is free, what is free, at least 64 KiB; the [`Responder`] carries that allowance
 //!   and [`Responder::fetch_builder`] stops taking records at it (always taking the
 //!   first, so a consumer advances), so the answer is sized to what the connection
-//!   may still buffer. Other answers reserve the connection's moving average of answer
-//!   sizes (at least 256 bytes); a `Consume` of a record larger than that overshoots
-//!   by at most that one record.
+//!   may still buffer. A `Consume` answers one record that cannot be cut, so it
+//!   reserves a whole `max_frame_bytes` (pipelined Consumes run two at a time with the
+//!   defaults; streaming reads use Fetch). Other answers are small (acks, status,
+//!   server lists) and reserve the connection's moving average of answer sizes (at
+//!   least 256 bytes).
 //!
 //! A connection may hold at most `max_conn_buffer_bytes` (16 MiB by default), and
 //! all connections together at most `max_buffered_bytes` (256 MiB by default,
