@@ -143,9 +143,12 @@ impl Conn {
     }
 
     pub(super) fn queue(&mut self, bytes: &[u8]) {
-        if bytes.len() > READ_CHUNK_BYTES {
-            // Big answers: no doubling slack, the budget counts the capacity.
-            self.wbuf.reserve_exact(bytes.len());
+        let needed = self.wbuf.len().saturating_add(bytes.len());
+        if needed > self.wbuf.capacity() && needed > READ_CHUNK_BYTES {
+            // Past 64 KiB grow by a quarter, not double (still amortized O(1)): the
+            // budget counts capacity, so slack would throttle the connection.
+            let extra = bytes.len().max(self.wbuf.capacity() / 4);
+            self.wbuf.reserve_exact(extra);
         }
         self.wbuf.extend_from_slice(bytes);
     }

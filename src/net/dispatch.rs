@@ -88,29 +88,33 @@ impl Conn {
                 let ctx = self.ctx();
                 env.service.call(frame, &ctx, responder);
             }
-            Err(e) => {
-                let response = e.error_response().unwrap_or_else(|| ResponseFrame {
-                    correlation_id: e.correlation_id().unwrap_or(0),
-                    result: Err(error_body(ErrorCode::Malformed, e.to_string())),
-                });
-                let closes = match &response.result {
-                    Err(body) => body.code.closes_connection(),
-                    Ok(_) => true,
-                };
-                let mut bytes = Vec::new();
-                wire::encode_response(&response, &mut bytes);
-                self.queue(&bytes);
-                if closes {
-                    log::info!("{}: bad request: {e}; closing", self.peer);
-                    self.rstart = self.rend;
-                    self.closing = true;
-                    self.linger = true;
-                } else {
-                    log::debug!("{}: rejected request: {e}", self.peer);
-                }
-            }
+            Err(e) => self.answer_decode_error(&e),
         }
         true
+    }
+
+    /// Answers a frame that did not decode; closes unless the error allows going on
+    /// (an unknown API or version).
+    fn answer_decode_error(&mut self, e: &wire::DecodeError) {
+        let response = e.error_response().unwrap_or_else(|| ResponseFrame {
+            correlation_id: e.correlation_id().unwrap_or(0),
+            result: Err(error_body(ErrorCode::Malformed, e.to_string())),
+        });
+        let closes = match &response.result {
+            Err(body) => body.code.closes_connection(),
+            Ok(_) => true,
+        };
+        let mut bytes = Vec::new();
+        wire::encode_response(&response, &mut bytes);
+        self.queue(&bytes);
+        if closes {
+            log::info!("{}: bad request: {e}; closing", self.peer);
+            self.rstart = self.rend;
+            self.closing = true;
+            self.linger = true;
+        } else {
+            log::debug!("{}: rejected request: {e}", self.peer);
+        }
     }
 
     /// Handles one text line if a whole one is buffered (text is one request at a
@@ -155,35 +159,13 @@ impl Conn {
                 self.rstart = self.rend;
                 self.closing = true;
             }
-            Some(Ok(wire::text::TextCommand::Request(request))) => {
-                if !self.authorized(env, request.api_key(), 0) {
-                    return true;
-                }
-                let correlation_id = self.next_text_id;
-                self.next_text_id = self.next_text_id.wrapping_add(1);
-                self.in_flight += 1;
-                // One line at a time: the answer may always take its estimate.
-                let reserve_bytes = self.avg_response_bytes.max(MIN_FETCH_ALLOWANCE_BYTES);
-                let mut responder = Responder::new(
-                    self.key,
-                    correlation_id,
-                    request.api_key(),
-                    Protocol::Text,
-                    Arc::clone(env.sink),
-                );
-                self.reserved_out += responder.set_allowance(reserve_bytes);
-                responder.set_produce_size(crate::metrics::produce_size(&request));
-                let ctx = self.ctx();
-                env.service.call(
-                    wire::RequestFrame {
-                        api_version: 0,
-                        correlation_id,
-                        request,
-                    },
-                    &ctx,
-                    responder,
-                );
+            Some(Ok(wire::text::TextCommand::Request(request)))
+                if self.authorized(env, request.api_key(), 0) =>
+            {
+                self.start_text_request(env, request);
             }
+            // Denied: `authorized` has answered it.
+            Some(Ok(wire::text::TextCommand::Request(_))) => {}
             Some(Err(err)) => {
                 let mut bytes = Vec::new();
                 wire::text::format_error(&err, &mut bytes);
@@ -191,6 +173,31 @@ impl Conn {
             }
         }
         true
+    }
+
+    /// Hands one text request to the service. Text runs one line at a time, so its
+    /// answer may always take its estimate (at least 64 KiB) from the budget.
+    fn start_text_request(&mut self, env: &Env<'_>, request: wire::Request) {
+        let correlation_id = self.next_text_id;
+        self.next_text_id = self.next_text_id.wrapping_add(1);
+        self.in_flight += 1;
+        let reserve_bytes = self.avg_response_bytes.max(MIN_FETCH_ALLOWANCE_BYTES);
+        let mut responder = Responder::new(
+            self.key,
+            correlation_id,
+            request.api_key(),
+            Protocol::Text,
+            Arc::clone(env.sink),
+        );
+        self.reserved_out += responder.set_allowance(reserve_bytes);
+        responder.set_produce_size(crate::metrics::produce_size(&request));
+        let ctx = self.ctx();
+        let frame = wire::RequestFrame {
+            api_version: 0,
+            correlation_id,
+            request,
+        };
+        env.service.call(frame, &ctx, responder);
     }
 
     /// Checks the ACL (a no-op without [`Security`]); a denied request is answered

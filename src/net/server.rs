@@ -206,19 +206,7 @@ impl Server {
                 return Err(e);
             }
             let mut to_drive = std::mem::take(&mut retry);
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => accept_retry = true,
-                    WAKER => {}
-                    Token(index) => {
-                        if let Some(Some(conn)) = self.conns.get_mut(index) {
-                            conn.read_drained = false;
-                            conn.read_closed |= event.is_read_closed() || event.is_error();
-                        }
-                        to_drive.push(index)
-                    }
-                }
-            }
+            accept_retry |= self.note_events(&events, &mut to_drive);
             if accept_retry && self.listener.is_some() {
                 accept_retry = self.accept_all();
             }
@@ -262,6 +250,26 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Notes each readiness event on its connection and queues it to be driven.
+    /// Returns whether the listener is ready.
+    fn note_events(&mut self, events: &Events, to_drive: &mut Vec<usize>) -> bool {
+        let mut listener_ready = false;
+        for event in events.iter() {
+            match event.token() {
+                LISTENER => listener_ready = true,
+                WAKER => {}
+                Token(index) => {
+                    if let Some(Some(conn)) = self.conns.get_mut(index) {
+                        conn.read_drained = false;
+                        conn.read_closed |= event.is_read_closed() || event.is_error();
+                    }
+                    to_drive.push(index)
+                }
+            }
+        }
+        listener_ready
     }
 
     /// Accepts until `WouldBlock`. Returns true if accepting should be retried soon
