@@ -100,7 +100,9 @@
 //! admitted whole or not at all: the read buffer is reserved for the whole frame when
 //! its length prefix arrives, or the frame waits unread, so connections never each
 //! hold half a frame and wait for each other. When bytes are released (answers
-//! flushed, connections closed), the connections that waited are driven again.
+//! flushed, connections closed), the connections that waited are driven again. A
+//! connection that waits with nothing in flight for `idle_timeout_ms` is closed like
+//! an idle one, so budget held by slowloris clients comes back.
 //!
 //! So that small requests always flow, each connection may hold one 64 KiB read
 //! buffer and run one request (with a 64 KiB Fetch allowance) even when the budget is
@@ -117,9 +119,10 @@
 //! the loop; the process's RSS may stay higher for a while after a burst because the
 //! allocator keeps freed memory for reuse.
 //!
-//! A misbehaving connection only ever affects itself: errors are logged (`debug` for
-//! ordinary disconnects, `info` for protocol violations and limits) and that connection
-//! is closed.
+//! A misbehaving connection only ever affects itself, apart from sharing the node's
+//! memory budget (while others hold it, large requests wait; small ones still flow):
+//! errors are logged (`debug` for ordinary disconnects, `info` for protocol
+//! violations and limits) and that connection is closed.
 //!
 //! # Shutdown
 //! [`ServerHandle::shutdown`] (the binary calls it on SIGINT/SIGTERM) makes the loop
