@@ -270,3 +270,37 @@ fn many_connections_holding_big_partial_frames_stay_within_the_node_budget() {
         buffered_bytes(metrics_addr) == 0
     });
 }
+
+#[test]
+fn a_budget_smaller_than_one_frame_is_refused_at_start() {
+    let dir = common::TempDir::new("budget");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_commitlogd"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--max-buffered-bytes", "1MiB", "--max-frame-bytes", "2MiB"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn commitlogd");
+    let end = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            panic!("commitlogd kept running with a budget below one frame");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("--max-buffered-bytes"), "{stderr}");
+}

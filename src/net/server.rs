@@ -122,6 +122,17 @@ impl Server {
                 ),
             ));
         }
+        let whole_frame_bytes = config.max_frame_bytes as usize + 4;
+        if config.max_buffered_bytes < whole_frame_bytes {
+            return Err(io::Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "max_buffered_bytes {} cannot hold one whole frame of max_frame_bytes {}: \
+                     raise --max-buffered-bytes or lower --max-frame-bytes",
+                    config.max_buffered_bytes, config.max_frame_bytes
+                ),
+            ));
+        }
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
@@ -377,13 +388,18 @@ impl Server {
         let Some(Some(conn)) = self.conns.get_mut(index) else {
             return false;
         };
-        // What the other connections leave of the node budget, capped per connection.
+        // What the other connections leave of the node budget, capped per connection
+        // (a cap that always fits one whole frame, or a big frame could never start).
         let others_bytes = self.budget.total().saturating_sub(conn.accounted);
+        let conn_cap_bytes = self
+            .config
+            .max_conn_buffer_bytes
+            .max(self.config.max_frame_bytes as usize + 4);
         let conn_limit_bytes = self
             .config
             .max_buffered_bytes
             .saturating_sub(others_bytes)
-            .min(self.config.max_conn_buffer_bytes);
+            .min(conn_cap_bytes);
         let env = Env {
             config: &self.config,
             service: &*self.service,
