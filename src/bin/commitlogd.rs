@@ -120,6 +120,7 @@ struct Args {
     /// handed on, responses in flight or unsent). When it is spent, new requests
     /// wait unread and Fetch answers shrink; each connection may still use one
     /// 64 KiB read buffer and run one request, so small requests keep flowing.
+    /// Must hold one whole frame (at least --max-frame-bytes).
     #[arg(long, env = "COMMITLOGD_MAX_BUFFERED_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
     max_buffered_bytes: u64,
 
