@@ -109,9 +109,19 @@ struct Args {
     #[arg(long, env = "COMMITLOGD_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
     idle_timeout_ms: u64,
 
-    /// Stop reading from a connection while its unsent responses exceed this.
+    /// Most bytes one connection may buffer: its unread requests, its unsent
+    /// responses and the responses it has in flight. A connection at this limit is
+    /// not read from (TCP pushes back) and its Fetch answers are sized to fit.
     #[arg(long, env = "COMMITLOGD_MAX_CONN_BUFFER_BYTES", default_value = "16MiB", value_parser = parse_bytes)]
     max_conn_buffer_bytes: u64,
+
+    /// Most bytes all connections together may buffer (requests read but not yet
+    /// handed on, responses in flight or unsent). When it is spent, new requests
+    /// wait unread and Fetch answers shrink; each connection may still use one
+    /// 64 KiB read buffer and run one request, so small requests keep flowing.
+    /// Must hold one whole frame (at least --max-frame-bytes).
+    #[arg(long, env = "COMMITLOGD_MAX_BUFFERED_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    max_buffered_bytes: u64,
 
     /// Most requests of one connection being served at once (pipelining window).
     #[arg(
@@ -562,6 +572,7 @@ fn run_node(args: Args, data_dir: PathBuf) -> Result<(), String> {
         max_connections: args.max_connections.max(1),
         idle_timeout_ms: args.idle_timeout_ms.max(1),
         max_conn_buffer_bytes: usize::try_from(args.max_conn_buffer_bytes).unwrap_or(usize::MAX),
+        max_buffered_bytes: usize::try_from(args.max_buffered_bytes).unwrap_or(usize::MAX),
         max_in_flight_per_conn: args.max_in_flight_per_conn.max(1),
         ..ServerConfig::default()
     };

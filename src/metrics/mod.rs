@@ -25,6 +25,7 @@
 //! | `commitlog_consume_records_total` | counter | | records returned by `Consume`/`Fetch` |
 //! | `commitlog_consume_bytes_total` | counter | | value bytes of those records |
 //! | `commitlog_open_connections` | gauge | | client connections open now |
+//! | `commitlog_net_buffered_bytes` | gauge | | bytes the network front end holds for requests and answers (read and write buffers, answers reserved in flight), against `--max-buffered-bytes` |
 //! | `commitlog_fsync_duration_seconds` | histogram | | every log fsync (single-node writer, cluster raft thread and syncer); `_count` is the fsync count |
 //! | `commitlog_raft_term` | gauge | | current Raft term |
 //! | `commitlog_raft_commit_index` | gauge | | commit index known durable here |
@@ -197,6 +198,7 @@ pub struct Metrics {
     consume_records: AtomicU64,
     consume_bytes: AtomicU64,
     open_connections: AtomicU64,
+    net_buffered_bytes: AtomicU64,
     fsync: Histogram,
     cluster: AtomicBool,
     raft_term: AtomicU64,
@@ -245,6 +247,7 @@ impl Metrics {
             consume_records: AtomicU64::new(0),
             consume_bytes: AtomicU64::new(0),
             open_connections: AtomicU64::new(0),
+            net_buffered_bytes: AtomicU64::new(0),
             fsync: Histogram::default(),
             cluster: AtomicBool::new(false),
             raft_term: AtomicU64::new(0),
@@ -283,6 +286,11 @@ impl Metrics {
     /// Sets the open client connection gauge.
     pub fn set_open_connections(&self, n: usize) {
         self.open_connections.store(n as u64, Relaxed);
+    }
+
+    /// Sets the gauge of bytes buffered by the network front end.
+    pub fn set_net_buffered_bytes(&self, n: usize) {
+        self.net_buffered_bytes.store(n as u64, Relaxed);
     }
 
     /// Records one fsync.
@@ -416,6 +424,17 @@ impl Metrics {
             out,
             "commitlog_open_connections {}",
             self.open_connections.load(Relaxed)
+        );
+        header(
+            &mut out,
+            "commitlog_net_buffered_bytes",
+            "gauge",
+            "Bytes buffered for requests and answers across all connections.",
+        );
+        let _ = writeln!(
+            out,
+            "commitlog_net_buffered_bytes {}",
+            self.net_buffered_bytes.load(Relaxed)
         );
         header(
             &mut out,

@@ -1,14 +1,23 @@
 //! The network front end: one mio event loop that owns every socket.
 //!
+//! # Files
+//! - `server.rs`: the listener, accept, the connection table, the node-wide limits
+//!   and memory budget, completions from other threads, the idle sweep, shutdown.
+//! - `conn.rs`: one connection's I/O state machine: buffers, read, flush, close.
+//! - `detect.rs`: the first byte picks the protocol (TLS, binary, text).
+//! - `dispatch.rs`: a buffered frame or line → admission (budget) → decode → ACL →
+//!   [`Service::call`] with a [`Responder`]; error answers.
+//! - [`responder`], [`pool`], [`tls`]: see their docs.
+//!
 //! # Threads and channels
 //! - **The event loop** (one thread, [`Server::run`]) accepts connections, reads bytes,
 //!   cuts them into requests (binary frames or text lines), writes responses, and
 //!   enforces the limits below. It never blocks on anything but `Poll::poll` and never
 //!   touches storage: every decoded request goes to a [`Service`] together with a
 //!   [`Responder`].
-//! - **The service** decides where the work runs (the single-node
-//!   [`LogService`](crate::service::LogService) uses a group-commit writer thread for
-//!   produces, a [`WorkerPool`] for reads and a timer thread for parked long-polls).
+//! - **The service** decides where the work runs (the node, [`crate::node`], queues
+//!   produces for its raft thread, runs reads on a [`WorkerPool`] and parks long-polls
+//!   on a timer thread).
 //!   When the work is done, whichever thread finished it calls [`Responder::respond`]:
 //!   the response is encoded there, sent over an mpsc channel to the loop, and the loop
 //!   is woken through a `mio::Waker` (wake-ups are coalesced, see [`responder`]).
@@ -30,6 +39,10 @@
 //! casbin ACL ([`crate::auth`]) on the loop thread, before [`Service::call`]: a denied
 //! request is answered `PERMISSION_DENIED` in the connection's protocol and never
 //! reaches the service, so nothing is written. Decisions are cached per connection.
+//! An ACL denial keeps the connection open (the client may send what it is allowed).
+//! A `PeerHandshake` the service refuses with `PERMISSION_DENIED` (a foreign cluster
+//! name, wire-spec.md §5) is different: its sender is no peer of ours, so the
+//! connection is closed once that answer is flushed.
 //!
 //! # Ordering
 //! Binary requests on one connection are pipelined: up to
@@ -46,14 +59,7 @@
 //!   bytes, gets `TOO_MANY_CONNECTIONS` in its own protocol (an error frame carrying the
 //!   correlation id of its first request, or a `-ERR` line), and is closed. At most 64
 //!   such connections are held; beyond that they are closed at once.
-//! - `max_conn_buffer_bytes`: while a connection's unsent response bytes exceed this,
-//!   the loop stops reading from it, so a client that never reads cannot make the
-//!   server buffer without limit. A request is started only while the unsent bytes
-//!   plus `in_flight × (moving average of this connection's response sizes)` stay
-//!   under the cap (one request may always run), so the bound holds for responses
-//!   still being computed too: it overshoots by at most the responses in flight when
-//!   they turn out larger than the average (at worst one `max_frame_bytes` response
-//!   when a single request is in flight).
+//! - `max_conn_buffer_bytes` and `max_buffered_bytes`: the memory budget, below.
 //! - `max_in_flight_per_conn`: at most this many requests of one connection are in the
 //!   service at once; further frames stay in the (bounded) read buffer, and once that
 //!   is full the loop stops reading the socket, so TCP pushes back on the client.
@@ -61,10 +67,62 @@
 //!   a request nor accepted response bytes for this long is closed. This catches idle
 //!   clients, slowloris clients that drip a frame byte by byte, and clients that never
 //!   read their responses.
+//! - A client that closes (EOF) is noticed at once, even with half a frame buffered:
+//!   readiness reports the close, and the loop then reads until EOF instead of
+//!   trusting a short read, so the slot is freed without waiting for the idle timeout.
 //!
-//! A misbehaving connection only ever affects itself: errors are logged (`debug` for
-//! ordinary disconnects, `info` for protocol violations and limits) and that connection
-//! is closed.
+//! # Memory budget
+//! Every byte the loop buffers for a client is counted, per connection and node-wide
+//! (the `commitlog_net_buffered_bytes` gauge). A connection holds
+//! - its **read buffer** (allocated capacity): requests received and not yet handed to
+//!   the service, or a partial frame or text line;
+//! - its **write buffer** (allocated capacity): answers not yet taken by the socket;
+//! - a **reservation for each answer in flight** (in the service, the worker pool, a
+//!   parked long-poll, or the completion channel): made when the request starts,
+//!   released when its answer reaches the loop and is queued (and then counted as write
+//!   buffer). A `Fetch` reserves its `max_bytes` (plus the frame prefix) or, when less
+//!   is free, what is free, at least 64 KiB; the [`Responder`] carries that allowance
+//!   and [`Responder::fetch_builder`] stops taking records at it (always taking the
+//!   first, so a consumer advances), so the answer is sized to what the connection
+//!   may still buffer. A `Consume` answers one record that cannot be cut, so it
+//!   reserves a whole `max_frame_bytes` (pipelined Consumes run two at a time with the
+//!   defaults; streaming reads use Fetch). Other answers are small (acks, status,
+//!   server lists) and reserve the connection's moving average of answer sizes (at
+//!   least 256 bytes).
+//!
+//! A connection may hold at most `max_conn_buffer_bytes` (16 MiB by default), and
+//! all connections together at most `max_buffered_bytes` (256 MiB by default,
+//! `--max-buffered-bytes`); a connection's limit is the smaller of its own cap and
+//! what the others leave of the node's budget. At its limit a connection **waits**:
+//! the next request is not started (it stays unread in the read buffer), and once the
+//! read buffer is full the socket is not read, so TCP pushes back on the client.
+//! Nothing is refused and no memory grows. A binary frame longer than 64 KiB is
+//! admitted whole or not at all: the read buffer is reserved for the whole frame when
+//! its length prefix arrives, or the frame waits unread, so connections never each
+//! hold half a frame and wait for each other. When bytes are released (answers
+//! flushed, connections closed), the connections that waited are driven again. A
+//! connection that waits with nothing in flight for `idle_timeout_ms` is closed like
+//! an idle one, so budget held by slowloris clients comes back.
+//!
+//! So that small requests always flow, each connection may hold one 64 KiB read
+//! buffer and run one request (with a 64 KiB Fetch allowance) even when the budget is
+//! spent: the worst case is `max_buffered_bytes + connections × (64 KiB + one
+//! answer)`. Per-connection state outside the budget is fixed in size: a rustls
+//! session buffers at most [`tls::TLS_SEND_BUFFER_BYTES`] to send and one TLS record
+//! (16 KiB of plaintext) received; a text line is at most 64 KiB
+//! ([`crate::wire::text::MAX_LINE_BYTES`]).
+//!
+//! **Release.** A closed connection's buffers are freed at once; its answers still in
+//! flight stay counted until they arrive, and are then dropped unsent (parked
+//! long-polls arrive within their `max_wait_ms`). Empty buffers larger than 1 MiB are
+//! freed, smaller ones kept for reuse (and counted). The gauge shows bytes held by
+//! the loop; the process's RSS may stay higher for a while after a burst because the
+//! allocator keeps freed memory for reuse.
+//!
+//! A misbehaving connection only ever affects itself, apart from sharing the node's
+//! memory budget (while others hold it, large requests wait; small ones still flow):
+//! errors are logged (`debug` for ordinary disconnects, `info` for protocol
+//! violations and limits) and that connection is closed.
 //!
 //! # Shutdown
 //! [`ServerHandle::shutdown`] (the binary calls it on SIGINT/SIGTERM) makes the loop
@@ -72,16 +130,19 @@
 //! already in flight, and return once every connection is flushed and closed (or
 //! `shutdown_grace_ms` has passed). The caller then shuts the service down.
 
-mod event_loop;
+mod conn;
+mod detect;
+mod dispatch;
 pub mod pool;
 pub mod responder;
+mod server;
 #[cfg(test)]
 mod tests;
 pub mod tls;
 
-pub use event_loop::{Server, ServerHandle};
 pub use pool::{PoolSubmitter, WorkerPool};
 pub use responder::{error_body, FetchBuilder, Protocol, Responder};
+pub use server::{Server, ServerHandle};
 pub use tls::{Security, TlsFiles};
 
 use std::net::SocketAddr;
@@ -97,8 +158,11 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Close a connection that made no progress for this long.
     pub idle_timeout_ms: u64,
-    /// Stop reading from a connection while its unsent responses exceed this.
+    /// Most bytes one connection may buffer (unread requests, unsent responses,
+    /// responses in flight); see "Memory budget" in the module docs.
     pub max_conn_buffer_bytes: usize,
+    /// Most bytes all connections together may buffer (the node's budget).
+    pub max_buffered_bytes: usize,
     /// Most requests of one connection in the service at once.
     pub max_in_flight_per_conn: usize,
     /// On shutdown, how long to wait for in-flight requests to finish.
@@ -112,6 +176,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             idle_timeout_ms: 60_000,
             max_conn_buffer_bytes: 16 << 20,
+            max_buffered_bytes: 256 << 20,
             max_in_flight_per_conn: 1024,
             shutdown_grace_ms: 10_000,
         }
@@ -138,8 +203,7 @@ pub struct ConnContext {
     pub protocol: Protocol,
 }
 
-/// Handles decoded requests. The single-node [`LogService`](crate::service::LogService)
-/// implements it today; the Raft-backed cluster node will replace it.
+/// Handles decoded requests (the node's `Gate` and `ClusterService` implement it).
 ///
 /// `call` runs on the event-loop thread, so it must not block: it either answers at
 /// once through `reply` or hands the request (with `reply`) to another thread. Each

@@ -18,7 +18,10 @@
 //!
 //! The channel is unbounded in type but bounded in practice: at most one completion
 //! exists per in-flight request, and in-flight requests are capped per connection and
-//! connections are capped per server.
+//! connections are capped per server. Its bytes are bounded too: each request carries
+//! the byte allowance the loop reserved for its answer from the memory budget (see
+//! [`Responder::max_response_bytes`]), and a `Fetch` built with
+//! [`Responder::fetch_builder`] never grows past it (beyond its first record).
 
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, OnceLock};
@@ -53,6 +56,10 @@ pub(crate) struct ConnKey {
 pub(crate) struct Completion {
     pub(crate) key: ConnKey,
     pub(crate) bytes: Vec<u8>,
+    /// The bytes the loop reserved for this answer (released when it arrives).
+    pub(crate) reserved_bytes: usize,
+    /// Close the connection once this answer is flushed (a refused peer handshake).
+    pub(crate) close: bool,
 }
 
 /// Coalesces wake-ups of the event loop (protocol in the module docs; model-checked
@@ -117,8 +124,13 @@ pub struct Responder {
     done: bool,
     /// When the request was decoded (only taken with metrics on).
     started: Option<Instant>,
-    /// Records and value bytes of a produce request, counted on success.
-    produce: Option<(u64, u64)>,
+    /// Records and value bytes of a produce request, counted on success (0
+    /// records: not a produce). Two plain fields keep the responder small.
+    produce_records: u32,
+    produce_bytes: u64,
+    /// The bytes reserved for this answer from the connection's memory budget;
+    /// `u32::MAX`: none (no limit). A `u32` keeps the responder small.
+    allowance_bytes: u32,
 }
 
 impl Responder {
@@ -137,13 +149,58 @@ impl Responder {
             started: sink.metrics.get().map(|_| Instant::now()),
             sink,
             done: false,
-            produce: None,
+            produce_records: 0,
+            produce_bytes: 0,
+            allowance_bytes: u32::MAX,
+        }
+    }
+
+    /// Sets the bytes reserved for this answer (see [`Responder::max_response_bytes`]),
+    /// capped below 4 GiB; returns what was set, which the completion gives back.
+    pub(crate) fn set_allowance(&mut self, bytes: usize) -> usize {
+        self.allowance_bytes = u32::try_from(bytes).unwrap_or(u32::MAX - 1);
+        self.reserved_bytes()
+    }
+
+    /// The bytes the connection reserved for this answer from the node's memory
+    /// budget. A `Fetch` built with [`Responder::fetch_builder`] stays within it
+    /// (it always takes its first record); a service may also read no more than
+    /// this from storage.
+    pub fn max_response_bytes(&self) -> usize {
+        if self.allowance_bytes == u32::MAX {
+            usize::MAX
+        } else {
+            self.allowance_bytes as usize
+        }
+    }
+
+    /// Hands the encoded answer to the loop. A `PeerHandshake` refused with
+    /// `PERMISSION_DENIED` (a foreign cluster name) closes the connection
+    /// (wire-spec.md §5): its sender is not a peer of this cluster.
+    fn deliver(&self, bytes: Vec<u8>, denied: bool) {
+        self.sink.deliver(Completion {
+            key: self.key,
+            bytes,
+            reserved_bytes: self.reserved_bytes(),
+            close: denied && self.api_key == ApiKey::PeerHandshake,
+        });
+    }
+
+    /// The allowance as the loop counted it (0 when none was set).
+    fn reserved_bytes(&self) -> usize {
+        if self.allowance_bytes == u32::MAX {
+            0
+        } else {
+            self.allowance_bytes as usize
         }
     }
 
     /// Notes the size of a produce request (for the produce metrics).
     pub(crate) fn set_produce_size(&mut self, size: Option<(u64, u64)>) {
-        self.produce = size;
+        let (records, bytes) = size.unwrap_or((0, 0));
+        // A frame holds far fewer than 2^32 records.
+        self.produce_records = u32::try_from(records).unwrap_or(u32::MAX);
+        self.produce_bytes = bytes;
     }
 
     /// Counts this response in the metrics (if on): request, latency, and the
@@ -154,8 +211,8 @@ impl Responder {
         };
         m.record_request(self.api_key, code, started.elapsed());
         if code == ErrorCode::None {
-            if let Some((records, bytes)) = self.produce {
-                m.add_produced(records, bytes);
+            if self.produce_records > 0 {
+                m.add_produced(u64::from(self.produce_records), self.produce_bytes);
             }
             if let Some((records, bytes)) = consumed {
                 m.add_consumed(records, bytes);
@@ -190,11 +247,9 @@ impl Responder {
             Ok(_) => self.count(ErrorCode::None, None),
             Err(e) => self.count(e.code, None),
         }
+        let denied = matches!(&result, Err(e) if e.code == ErrorCode::PermissionDenied);
         let bytes = encode_for(self.protocol, self.correlation_id, result);
-        self.sink.deliver(Completion {
-            key: self.key,
-            bytes,
-        });
+        self.deliver(bytes, denied);
     }
 
     /// Answers a `Fetch` from borrowed records: binary connections get the frame
@@ -235,30 +290,40 @@ impl Responder {
                 )
             }
         };
-        self.sink.deliver(Completion {
-            key: self.key,
-            bytes,
-        });
+        self.deliver(bytes, false);
     }
 
     /// A builder for this request's `Fetch` response, for records that are only
     /// borrowed while they are pushed (e.g. straight out of a storage read buffer).
     /// `capacity_hint_bytes` pre-sizes the buffer (record bytes expected).
+    /// The builder takes records only while the answer stays within
+    /// [`max_response_bytes`](Responder::max_response_bytes) (the first record is
+    /// always taken, so a consumer always advances); the rest are left for the
+    /// consumer's next Fetch.
     pub fn fetch_builder(&self, capacity_hint_bytes: usize) -> FetchBuilder {
+        let limit_bytes = self.max_response_bytes();
         match self.protocol {
             Protocol::Binary => {
-                let mut out = Vec::with_capacity(FETCH_RESPONSE_PREFIX_BYTES + capacity_hint_bytes);
+                let records_limit = limit_bytes.saturating_sub(FETCH_RESPONSE_PREFIX_BYTES);
+                let capacity = capacity_hint_bytes.min(records_limit);
+                let mut out = Vec::with_capacity(FETCH_RESPONSE_PREFIX_BYTES + capacity);
                 out.resize(FETCH_RESPONSE_PREFIX_BYTES, 0);
                 FetchBuilder {
                     out,
                     text: None,
                     count: 0,
+                    used_bytes: FETCH_RESPONSE_PREFIX_BYTES,
+                    limit_bytes,
+                    full: false,
                 }
             }
             Protocol::Text => FetchBuilder {
                 out: Vec::new(),
                 text: Some(Vec::new()),
                 count: 0,
+                used_bytes: 0,
+                limit_bytes,
+                full: false,
             },
         }
     }
@@ -271,6 +336,7 @@ impl Responder {
             mut out,
             text,
             count,
+            ..
         } = builder;
         let value_bytes = match &text {
             Some(records) => records.iter().map(|r| r.value.len() as u64).sum(),
@@ -302,10 +368,7 @@ impl Responder {
                 }),
             ),
         };
-        self.sink.deliver(Completion {
-            key: self.key,
-            bytes,
-        });
+        self.deliver(bytes, false);
     }
 
     /// Shorthand for a successful response.
@@ -337,10 +400,7 @@ impl Drop for Responder {
                     "the server dropped this request; retry it",
                 )),
             );
-            self.sink.deliver(Completion {
-                key: self.key,
-                bytes,
-            });
+            self.deliver(bytes, false);
         }
     }
 }
@@ -354,14 +414,30 @@ pub struct FetchBuilder {
     /// Text: the records.
     text: Option<Vec<WireRecord>>,
     count: u32,
+    /// Bytes the answer takes so far (binary: the frame; text: headers + values).
+    used_bytes: usize,
+    /// The responder's allowance; records past it are not taken.
+    limit_bytes: usize,
+    /// A record was refused: later ones are refused too, so the answer stays a
+    /// contiguous run of the log.
+    full: bool,
 }
 
 impl FetchBuilder {
-    /// Appends one record.
+    /// Appends one record, unless it would take the answer past the responder's
+    /// allowance (the first record is always taken; after a refusal, every later
+    /// record is refused).
     ///
     /// # Panics
     /// After `u32::MAX` records or a value over 4 GiB (both far beyond any frame).
     pub fn push(&mut self, offset: Offset, term: Term, kind: RecordKind, value: &[u8]) {
+        let size = wire::RECORD_HEADER_BYTES.saturating_add(value.len());
+        if self.full || (self.count > 0 && self.used_bytes.saturating_add(size) > self.limit_bytes)
+        {
+            self.full = true;
+            return;
+        }
+        self.used_bytes = self.used_bytes.saturating_add(size);
         self.count = self
             .count
             .checked_add(1)
@@ -383,7 +459,7 @@ impl FetchBuilder {
         }
     }
 
-    /// Records pushed so far.
+    /// Records taken so far (pushes refused for the allowance are not counted).
     pub fn count(&self) -> u32 {
         self.count
     }

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::{ConnContext, Responder, Server, ServerConfig, ServerHandle, Service};
-use crate::types::Offset;
+use crate::types::{Offset, RecordKind, Term};
 use crate::wire::{self, ApiKey, ErrorCode, Request, RequestFrame, ResponseBody};
 
 /// Holds every Produce until a Ping arrives, then answers the Ping first and the
@@ -33,6 +33,15 @@ impl Service for Scripted {
                 }
             }
             Request::Consume { .. } => drop(reply),
+            Request::Fetch { .. } => {
+                // Ten 100 KiB records, pushed as a service pushes from storage.
+                let value = vec![b'f'; 100 * 1024];
+                let mut builder = reply.fetch_builder(10 * value.len());
+                for i in 0..10 {
+                    builder.push(Offset(i), Term(1), RecordKind::Data, &value);
+                }
+                reply.respond_fetch_built(Offset(10), builder);
+            }
             _ => reply.error(ErrorCode::UnsupportedApi, "not scripted"),
         }
     }
@@ -172,4 +181,41 @@ fn shutdown_waits_for_in_flight_requests_then_returns() {
     let mut rest = Vec::new();
     let _ = stream.read_to_end(&mut rest);
     assert!(rest.is_empty());
+}
+
+/// Reads one Fetch response frame; returns the offsets of its records.
+fn recv_fetch_offsets(stream: &mut TcpStream) -> Vec<u64> {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).unwrap();
+    let len = u32::from_be_bytes(prefix) as usize;
+    assert!(len < 4 << 20);
+    let mut frame = prefix.to_vec();
+    frame.resize(4 + len, 0);
+    stream.read_exact(&mut frame[4..]).unwrap();
+    match wire::decode_response(&frame, ApiKey::Fetch).unwrap().result {
+        Ok(ResponseBody::Fetch { records, .. }) => records.iter().map(|r| r.offset.0).collect(),
+        other => panic!("not a Fetch answer: {other:?}"),
+    }
+}
+
+#[test]
+fn a_fetch_answer_is_cut_to_the_allowance_but_always_takes_its_first_record() {
+    let (addr, handle, thread) = start(Arc::new(Scripted::default()));
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let fetch = |max_bytes| Request::Fetch {
+        offset: Offset(0),
+        max_bytes,
+        max_wait_ms: 0,
+    };
+    // Room for two records and their headers, not three: a contiguous prefix.
+    send(&mut stream, 1, fetch(250 * 1024));
+    assert_eq!(recv_fetch_offsets(&mut stream), vec![0, 1]);
+    // Less than one record: the first is taken anyway, so a consumer advances.
+    send(&mut stream, 2, fetch(1));
+    assert_eq!(recv_fetch_offsets(&mut stream), vec![0]);
+    handle.shutdown();
+    thread.join().unwrap();
 }
