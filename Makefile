@@ -4,7 +4,7 @@ SEEDS ?= 100000
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= frame_decoder text_decoder gossip_packet raft_message
 
-.PHONY: help build release run run-clean dev run-tls gencert bench-tls test lint fmt loom sim bench bench-cluster fuzz clean gossip-sim gossip-bench
+.PHONY: help build release install run run-clean dev run-tls gencert bench-tls test lint fmt loom sim bench bench-cluster fuzz clean gossip-sim gossip-bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -14,6 +14,19 @@ build: ## debug build of the library and both binaries
 
 release: ## optimized binaries in target/release
 	$(CARGO) build --release --bins
+
+# make install: where the binaries go. ~/.cargo/bin is on PATH wherever rustup set up
+# the toolchain; PREFIX=/usr/local (as root) installs system-wide. BUILD_DIR is where
+# the binaries are taken from (the tests install the debug build with CARGO=true).
+PREFIX ?= $(HOME)/.cargo
+BINDIR ?= $(PREFIX)/bin
+BUILD_DIR ?= target/release
+
+install: release ## install clog and commitlogd into $(PREFIX)/bin (default ~/.cargo/bin; PREFIX=/usr/local elsewhere)
+	install -d "$(BINDIR)"
+	install -m 0755 "$(BUILD_DIR)/clog" "$(BUILD_DIR)/commitlogd" "$(BINDIR)/"
+	@echo "installed clog and commitlogd in $(BINDIR)"
+	@case ":$$PATH:" in *":$(BINDIR):"*) ;; *) echo "note: $(BINDIR) is not on your PATH: add it, or call $(BINDIR)/clog";; esac
 
 dev: release ## run a single --dev node on 127.0.0.1:8400 (temp data dir)
 	RUST_LOG=$${RUST_LOG:-info} ./target/release/commitlogd --dev
