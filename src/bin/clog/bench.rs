@@ -6,12 +6,111 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use clap::Args as ClapArgs;
+
+use commitlog::client::cluster::{
+    classify, Backoff, ClusterClient, ClusterConfig, Jitter, Next, RetryPolicy,
+};
 use commitlog::client::histogram::Histogram;
-use commitlog::client::{Client, Pipeline};
+use commitlog::client::{Ack, Client, ClientError, Pipeline};
 use commitlog::types::Offset;
 use commitlog::wire::ErrorCode;
 
-use crate::{client_config, connect, explain, BenchArgs, Cli, Failure, Out, Output};
+use crate::fail::{explain, Failure};
+use crate::{connect, Out, Output, Settings};
+
+#[derive(ClapArgs, Debug)]
+pub(crate) struct BenchArgs {
+    /// Read everything from offset 0 with big fetches instead of producing (W4), from
+    /// one follower (the leader if there is none).
+    #[arg(long)]
+    consume: bool,
+    /// Producer connections to the leader (one thread each).
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    /// Produces each producer keeps in flight (1 = synchronous).
+    #[arg(long, default_value_t = 1)]
+    window: usize,
+    /// Record size in bytes.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Records in total (produce), or to read (consume; default: all up to the end).
+    #[arg(long)]
+    count: Option<u64>,
+    /// First offset to read with --consume (e.g. skip W1's records to read only
+    /// the W2+W3 stream).
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    /// Fetch size in bytes for --consume (two fetches are kept in flight; 512 KiB
+    /// measured fastest on a 2-core machine: 2.2-2.5 GB/s vs 1.8-2.1 at 1 MiB and
+    /// 1.4-1.7 at 4 MiB).
+    #[arg(long, default_value_t = 512 << 10)]
+    max_bytes: u32,
+    /// Stop after this many seconds even if not done.
+    #[arg(long, default_value_t = 90)]
+    max_secs: u64,
+    /// Free-form label echoed in the RESULT line (e.g. W1).
+    #[arg(long, default_value = "-")]
+    label: String,
+    /// Instead of producing, open this many connections one after another (each
+    /// connect + TLS handshake when --ca is given + Ping) and report connections/s.
+    #[arg(long)]
+    handshakes: Option<u64>,
+    /// Print progress (records done / total, current records/s) to stderr about once
+    /// a second. On by default when stderr is a terminal.
+    #[arg(long)]
+    progress: bool,
+}
+
+/// The retry budget of a stream of operations (a producer, the consumer): a
+/// transient failure is retried with back-off until --retry-ms passes without
+/// progress; mistakes (permissions, TLS, bad addresses) are not retried.
+struct Retrier {
+    policy: RetryPolicy,
+    backoff: Backoff,
+    failing_since: Option<Instant>,
+    jitter: Jitter,
+    retries: u64,
+}
+
+impl Retrier {
+    fn new(policy: RetryPolicy, seed: u64) -> Retrier {
+        Retrier {
+            backoff: Backoff::new(policy.clone()),
+            policy,
+            failing_since: None,
+            jitter: Jitter::new(seed ^ u64::from(std::process::id())),
+            retries: 0,
+        }
+    }
+
+    /// Something succeeded: the next failure starts a fresh budget.
+    fn progress(&mut self) {
+        if self.failing_since.take().is_some() {
+            self.backoff = Backoff::new(self.policy.clone());
+        }
+    }
+
+    /// After a failure: waits and returns `Ok` if it should be retried, else the error.
+    fn retry(&mut self, e: ClientError) -> Result<(), ClientError> {
+        if classify(&e, true) == Next::Fail {
+            return Err(e);
+        }
+        let since = *self.failing_since.get_or_insert_with(Instant::now);
+        match self
+            .backoff
+            .next_delay(since.elapsed(), self.jitter.next_u64())
+        {
+            Some(wait) => {
+                log::debug!("bench: retrying after {e} in {wait:?}");
+                std::thread::sleep(wait);
+                self.retries += 1;
+                Ok(())
+            }
+            None => Err(e),
+        }
+    }
+}
 
 /// Live progress of a bench on stderr, printed by a helper thread about once a second.
 struct Progress {
@@ -68,18 +167,31 @@ impl Drop for Progress {
     }
 }
 
+#[derive(Default)]
 struct ProducerReport {
     acked: u64,
     histogram: Histogram,
     error: Option<String>,
+    retries: u64,
 }
 
-pub(crate) fn bench(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
+/// What one producer thread needs.
+struct Producer {
+    config: ClusterConfig,
+    retry: RetryPolicy,
+    share: u64,
+    window: usize,
+    value: Vec<u8>,
+    deadline: Instant,
+    done: Arc<AtomicU64>,
+}
+
+pub(crate) fn bench(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
     if args.consume {
-        return bench_consume(cli, args, out);
+        return bench_consume(s, args, out);
     }
     if let Some(n) = args.handshakes {
-        return bench_handshakes(cli, n, args, out);
+        return bench_handshakes(s, n, args, out);
     }
     let producers = args.producers.clamp(1, 1024);
     let total = args.count.unwrap_or(20_000);
@@ -87,103 +199,172 @@ pub(crate) fn bench(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<()
     let barrier = Arc::new(Barrier::new(producers + 1));
     let progress = Progress::start(args.progress, Some(total));
     let mut handles = Vec::new();
-    let mut cluster = connect(cli)?;
+    let mut cluster = connect(s)?;
+    let config = s.cluster_config()?;
     for p in 0..producers {
         // Split the count as evenly as possible.
         let share = total / producers as u64 + u64::from((p as u64) < total % producers as u64);
-        let mut client = cluster
+        let first = cluster
             .leader_connection()
-            .map_err(|e| explain(&cli.addr, e))?;
+            .map_err(|e| explain(&s.addr, e))?;
         let barrier = Arc::clone(&barrier);
-        let done = progress.counter();
-        let size = args.size;
-        let window = args.window.clamp(1, 65_536);
+        let producer = Producer {
+            config: config.clone(),
+            retry: s.retry_policy(),
+            share,
+            window: args.window.clamp(1, 65_536),
+            value: (0..args.size).map(|i| b'a' + (i % 26) as u8).collect(),
+            deadline,
+            done: progress.counter(),
+        };
         handles.push(std::thread::spawn(move || {
-            let value: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
-            let mut report = ProducerReport {
-                acked: 0,
-                histogram: Histogram::new(),
-                error: None,
-            };
             barrier.wait();
-            let mut pipeline = Pipeline::new(&mut client, window);
-            let record = |ack: commitlog::client::Ack, report: &mut ProducerReport| match ack.result
-            {
-                Ok(_) => {
-                    report.acked += 1;
-                    done.fetch_add(1, Ordering::Relaxed);
-                    report.histogram.record(ack.latency.as_micros() as u64);
-                }
-                Err(e) => {
-                    report.error.get_or_insert_with(|| e.to_string());
-                }
-            };
-            for _ in 0..share {
-                if Instant::now() >= deadline {
-                    break;
-                }
-                match pipeline.produce(&value) {
-                    Ok(Some(ack)) => record(ack, &mut report),
-                    Ok(None) => {}
-                    Err(e) => {
-                        report.error = Some(e.to_string());
-                        return report;
-                    }
-                }
-            }
-            match pipeline.drain() {
-                Ok(acks) => acks.into_iter().for_each(|ack| record(ack, &mut report)),
-                Err(e) => report.error = Some(e.to_string()),
-            }
-            report
+            producer.run(first, p as u64)
         }));
     }
     barrier.wait();
     let started = Instant::now();
-    let mut histogram = Histogram::new();
-    let mut acked = 0u64;
-    let mut first_error = None;
+    let mut total_report = ProducerReport::default();
     for handle in handles {
         match handle.join() {
             Ok(report) => {
-                acked += report.acked;
-                histogram.merge(&report.histogram);
-                if first_error.is_none() {
-                    first_error = report.error;
+                total_report.acked += report.acked;
+                total_report.retries += report.retries;
+                total_report.histogram.merge(&report.histogram);
+                if total_report.error.is_none() {
+                    total_report.error = report.error;
                 }
             }
-            Err(_) => first_error = Some("a producer thread panicked".to_string()),
+            Err(_) => total_report.error = Some("a producer thread panicked".to_string()),
         }
     }
     progress.finish();
+    print_produce_result(out, args, producers, started, &total_report)?;
+    if let Some(e) = total_report.error {
+        return Err(Failure::new(
+            crate::fail::EXIT_UNAVAILABLE,
+            format!(
+                "{e} (some produces failed after {} retries within --retry-ms; see the server log)",
+                total_report.retries
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn print_produce_result(
+    out: &mut Out<'_>,
+    args: &BenchArgs,
+    producers: usize,
+    started: Instant,
+    report: &ProducerReport,
+) -> io::Result<()> {
+    let acked = report.acked;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let rps = acked as f64 / secs;
     let mbps = acked as f64 * args.size as f64 / secs / 1e6;
+    let h = &report.histogram;
     let (p50, p99, p999, max) = (
-        histogram.quantile(0.5),
-        histogram.quantile(0.99),
-        histogram.quantile(0.999),
-        histogram.max(),
+        h.quantile(0.5),
+        h.quantile(0.99),
+        h.quantile(0.999),
+        h.max(),
     );
     writeln!(
         out,
-        "produce: {acked} records of {} B in {secs:.3} s with {producers} producer(s) x window {}: {rps:.0} records/s, {mbps:.2} MB/s, latency p50 {p50} us, p99 {p99} us, p99.9 {p999} us, max {max} us",
-        args.size, args.window
+        "produce: {acked} records of {} B in {secs:.3} s with {producers} producer(s) x window {}: {rps:.0} records/s, {mbps:.2} MB/s, latency p50 {p50} us, p99 {p99} us, p99.9 {p999} us, max {max} us, {} retries",
+        args.size, args.window, report.retries
     )?;
     writeln!(
         out,
         "RESULT\tCommitlog\tProduce\t{}\t{acked}\t{secs:.3}\t{rps:.0}\t{mbps:.2}\t{p50}\t{p99}\t{p999}\t{max}",
         args.label
-    )?;
-    if let Some(e) = first_error {
-        return Err(Failure(format!("{e} (some produces failed; see the server log)")).into());
+    )
+}
+
+impl Producer {
+    /// Produces this producer's share, reconnecting to the (new) leader after
+    /// transient failures. Records whose acknowledgement was lost are produced again
+    /// (at-least-once); only acknowledged records are counted.
+    fn run(self, first: Client, seed: u64) -> ProducerReport {
+        let mut report = ProducerReport::default();
+        let mut retrier = Retrier::new(self.retry.clone(), seed);
+        let mut conn = Some(first);
+        let mut cluster: Option<ClusterClient> = None;
+        // Bounded by the share, the deadline and the retry budget.
+        while report.acked < self.share && Instant::now() < self.deadline {
+            let result = match conn.take() {
+                Some(mut c) => self.session(&mut c, &mut report, &mut retrier),
+                None => self.reconnect(&mut cluster).map(|c| conn = Some(c)),
+            };
+            if let Err(e) = result {
+                if let Err(e) = retrier.retry(e) {
+                    report.error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        report.retries = retrier.retries;
+        report
     }
-    Ok(())
+
+    /// A new connection to the leader as the cluster now sees it.
+    fn reconnect(&self, cluster: &mut Option<ClusterClient>) -> Result<Client, ClientError> {
+        let cluster = match cluster {
+            Some(c) => c,
+            None => cluster.insert(ClusterClient::connect(self.config.clone())?),
+        };
+        cluster.leader_connection()
+    }
+
+    /// Produces on `conn` until the share is done, the deadline passes, or an error
+    /// (the connection is then dropped with whatever was in flight).
+    fn session(
+        &self,
+        conn: &mut Client,
+        report: &mut ProducerReport,
+        retrier: &mut Retrier,
+    ) -> Result<(), ClientError> {
+        let todo = self.share - report.acked;
+        let mut pipeline = Pipeline::new(conn, self.window);
+        let mut sent = 0u64;
+        while sent < todo && Instant::now() < self.deadline {
+            if let Some(ack) = pipeline.produce(&self.value)? {
+                self.count(ack, report, retrier)?;
+            }
+            sent += 1;
+        }
+        for ack in pipeline.drain()? {
+            self.count(ack, report, retrier)?;
+        }
+        Ok(())
+    }
+
+    fn count(
+        &self,
+        ack: Ack,
+        report: &mut ProducerReport,
+        retrier: &mut Retrier,
+    ) -> Result<(), ClientError> {
+        ack.result?;
+        report.acked += 1;
+        self.done.fetch_add(1, Ordering::Relaxed);
+        report.histogram.record(ack.latency.as_micros() as u64);
+        retrier.progress();
+        Ok(())
+    }
 }
 
 /// Sequential connect (+ TLS handshake) + Ping, `n` times: connection set-up cost.
-fn bench_handshakes(cli: &Cli, n: u64, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
-    let config = client_config(cli)?;
+fn bench_handshakes(
+    s: &Settings,
+    n: u64,
+    args: &BenchArgs,
+    out: &mut Out<'_>,
+) -> Result<(), Output> {
+    let config = s.client_config()?;
+    let mut retrier = Retrier::new(s.retry_policy(), 1);
     let deadline = Instant::now() + Duration::from_secs(args.max_secs);
     let mut histogram = Histogram::new();
     let started = Instant::now();
@@ -191,9 +372,13 @@ fn bench_handshakes(cli: &Cli, n: u64, args: &BenchArgs, out: &mut Out<'_>) -> R
     // Bounded by n and the deadline.
     while done < n && Instant::now() < deadline {
         let t0 = Instant::now();
-        let mut client = Client::connect_with(cli.addr.as_str(), config.clone())
-            .map_err(|e| explain(&cli.addr, e))?;
-        client.ping().map_err(|e| explain(&cli.addr, e))?;
+        let attempt =
+            Client::connect_with(s.first_seed(), config.clone()).and_then(|mut c| c.ping());
+        if let Err(e) = attempt {
+            retrier.retry(e).map_err(|e| explain(&s.addr, e))?;
+            continue;
+        }
+        retrier.progress();
         histogram.record(t0.elapsed().as_micros() as u64);
         done += 1;
     }
@@ -204,10 +389,11 @@ fn bench_handshakes(cli: &Cli, n: u64, args: &BenchArgs, out: &mut Out<'_>) -> R
         histogram.quantile(0.99),
         histogram.max(),
     );
-    let kind = if cli.ca.is_some() { "TLS" } else { "plaintext" };
+    let kind = if s.ca.is_some() { "TLS" } else { "plaintext" };
     writeln!(
         out,
-        "handshakes: {done} {kind} connections (connect+handshake+ping) in {secs:.3} s: {rate:.0}/s, p50 {p50} us, p99 {p99} us, max {max} us"
+        "handshakes: {done} {kind} connections (connect+handshake+ping) in {secs:.3} s: {rate:.0}/s, p50 {p50} us, p99 {p99} us, max {max} us, {} retries",
+        retrier.retries
     )?;
     writeln!(
         out,
@@ -217,11 +403,12 @@ fn bench_handshakes(cli: &Cli, n: u64, args: &BenchArgs, out: &mut Out<'_>) -> R
     Ok(())
 }
 
-fn bench_consume(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
+fn bench_consume(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
+    let mut cluster = connect(s)?;
+    let mut retrier = Retrier::new(s.retry_policy(), 2);
     // One connection to one read target (a follower when there is one).
-    let mut client = connect(cli)?
-        .read_connection()
-        .map_err(|e| explain(&cli.addr, e))?;
+    let mut client =
+        read_connection(&mut cluster, &mut retrier).map_err(|e| explain(&s.addr, e))?;
     let deadline = Instant::now() + Duration::from_secs(args.max_secs);
     let started = Instant::now();
     let mut next = Offset(args.from);
@@ -239,11 +426,18 @@ fn bench_consume(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), O
     let mut ahead = next; // start of the latest fetch sent
     let mut per_fetch = 0u64;
     let mut high_watermark: Option<Offset> = None;
-    let fail = |e| -> Output { explain(&cli.addr, e).into() };
-    // Bounded by the deadline and by reaching the end.
+    let fail = |e| -> Output { explain(&s.addr, e).into() };
+    // Bounded by the deadline, by reaching the end, and by the retry budget.
     while Instant::now() < deadline {
         if in_flight.is_empty() {
-            let id = client.send_fetch(next, args.max_bytes, 0).map_err(fail)?;
+            let id = match client.send_fetch(next, args.max_bytes, 0) {
+                Ok(id) => id,
+                Err(e) => {
+                    retrier.retry(e).map_err(fail)?;
+                    client = read_connection(&mut cluster, &mut retrier).map_err(fail)?;
+                    continue;
+                }
+            };
             in_flight.push_back((id, next));
             ahead = next;
         }
@@ -254,9 +448,10 @@ fn bench_consume(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), O
             && room
             && high_watermark.is_some_and(|hw| guess < hw)
         {
-            let id = client.send_fetch(guess, args.max_bytes, 0).map_err(fail)?;
-            in_flight.push_back((id, guess));
-            ahead = guess;
+            if let Ok(id) = client.send_fetch(guess, args.max_bytes, 0) {
+                in_flight.push_back((id, guess));
+                ahead = guess;
+            } // else the receive below fails and reconnects
         }
         let Some((id, from)) = in_flight.pop_front() else {
             break;
@@ -285,9 +480,16 @@ fn bench_consume(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), O
                 next = status.first_index;
                 continue;
             }
-            Err(_) if !usable => continue, // a guess past the end; `next` is re-sent
-            Err(e) => return Err(fail(e)),
+            Err(e) if !usable && e.code().is_some() => continue, // a guess past the end; `next` is re-sent
+            Err(e) => {
+                retrier.retry(e).map_err(fail)?;
+                in_flight.clear();
+                per_fetch = 0;
+                client = read_connection(&mut cluster, &mut retrier).map_err(fail)?;
+                continue;
+            }
         };
+        retrier.progress();
         if !usable {
             continue;
         }
@@ -308,7 +510,8 @@ fn bench_consume(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), O
     progress.finish();
     writeln!(
         out,
-        "consume: {records} records ({bytes} B) in {secs:.3} s: {rps:.0} records/s, {mbps:.2} MB/s"
+        "consume: {records} records ({bytes} B) in {secs:.3} s: {rps:.0} records/s, {mbps:.2} MB/s, {} retries",
+        retrier.retries
     )?;
     writeln!(
         out,
@@ -316,4 +519,18 @@ fn bench_consume(cli: &Cli, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), O
         args.label
     )?;
     Ok(())
+}
+
+/// A connection to a read target, retried within the budget.
+fn read_connection(
+    cluster: &mut ClusterClient,
+    retrier: &mut Retrier,
+) -> Result<Client, ClientError> {
+    // Bounded by the retry budget: every failure either waits or ends the loop.
+    loop {
+        match cluster.read_connection() {
+            Ok(c) => return Ok(c),
+            Err(e) => retrier.retry(e)?,
+        }
+    }
 }

@@ -1,52 +1,58 @@
 //! `clog`: the commitlog command-line client (produce, consume, tail, servers,
 //! status, health, bench). Flags and output only; the protocol and the cluster
 //! routing live in `commitlog::client` (`client::cluster::ClusterClient`).
+//!
+//! Modules: `commands` (produce, consume, tail), `admin` (servers, status, health),
+//! `format` (record output formats and input decodings), `bench`, `fail` (messages
+//! and exit codes), `settings` (flags, environment and defaults resolved into one
+//! set of connection settings, and the member cache directory).
 
+mod admin;
 mod bench;
 mod commands;
+mod fail;
+mod format;
+mod settings;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{Args as ClapArgs, Parser, Subcommand};
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 
-use commitlog::client::cluster::PerTarget;
-use commitlog::client::cluster::{ClusterClient, ClusterConfig, RetryPolicy};
-use commitlog::client::tls::{client_config as client_config_tls, host_of, ClientTls};
-use commitlog::client::{Client, ClientConfig, ClientError};
-use commitlog::wire::ErrorCode;
+use crate::fail::{Failure, EXIT_CODES_HELP, EXIT_INTERRUPTED};
+pub(crate) use crate::settings::{connect, connect_first, Settings};
 
 /// Command-line client for commitlog.
 ///
 /// Examples:
 ///   clog produce hello world          # two records, prints their offsets
 ///   seq 1000 | clog produce           # one record per stdin line, sent in batches
-///   clog consume --from 0 --count 10  # "offset TAB value" per line
+///   clog consume                      # "offset TAB value" per line, from the start to the end
+///   clog consume --follow             # ... then wait for new records (Ctrl-C to stop)
 ///   clog tail -f                      # last 10 records, then follow
 ///   clog servers                      # the cluster's members and their roles
 ///   clog status                       # every member's term, commit, last index, lag
+///   clog health --cluster             # exit 0 only when the whole cluster is healthy
 ///   clog --addr 127.0.0.1:8400,127.0.0.1:8401 produce x   # several seeds
 ///   clog bench --producers 16 --size 1024 --count 100000
 ///
 /// Produces go to the leader, reads are spread over followers; NOT_LEADER, UNAVAILABLE
-/// and connection errors are retried with back-off (see --retry-ms).
+/// and connection errors are retried with back-off (see --retry-ms). The members
+/// learned from a cluster are remembered (in $XDG_CACHE_HOME/clog, or $CLOG_CACHE_DIR)
+/// and tried when the seeds do not answer.
 #[derive(Parser, Debug)]
-#[command(name = "clog", version, verbatim_doc_comment)]
+#[command(name = "clog", version, verbatim_doc_comment, after_help = EXIT_CODES_HELP)]
 pub(crate) struct Cli {
-    /// Seed server address(es), host:port, comma-separated. Any member of a cluster
-    /// will do: the client discovers the others (GetServers).
-    #[arg(
-        long,
-        global = true,
-        env = "CLOG_ADDR",
-        default_value = "127.0.0.1:8400"
-    )]
-    pub(crate) addr: String,
+    /// Seed server address(es), host:port, comma-separated [default: 127.0.0.1:8400].
+    /// Any member of a cluster will do: the client discovers the others (GetServers).
+    #[arg(long, global = true, env = "CLOG_ADDR")]
+    pub(crate) addr: Option<String>,
 
-    /// Give up on connecting or on a response after this many milliseconds.
-    #[arg(long, global = true, env = "CLOG_TIMEOUT_MS", default_value_t = 10_000)]
-    pub(crate) timeout_ms: u64,
+    /// Give up on connecting or on a response after this many milliseconds (≥ 1)
+    /// [default: 10000].
+    #[arg(long, global = true, env = "CLOG_TIMEOUT_MS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) timeout_ms: Option<u64>,
 
     /// Speak TLS, trusting the server certificate issued by this CA (PEM). The name
     /// checked is the host of --addr (an IP address or a DNS name).
@@ -55,67 +61,158 @@ pub(crate) struct Cli {
 
     /// Client certificate (PEM) to present with --ca; its CN is your identity in the
     /// server's ACL. TLS servers require one.
-    #[arg(long, global = true, env = "CLOG_CERT", requires_all = ["ca", "key"])]
+    #[arg(long, global = true, env = "CLOG_CERT")]
     pub(crate) cert: Option<std::path::PathBuf>,
 
     /// Private key (PEM) of --cert.
-    #[arg(long, global = true, env = "CLOG_KEY", requires_all = ["ca", "cert"])]
+    #[arg(long, global = true, env = "CLOG_KEY")]
     pub(crate) key: Option<std::path::PathBuf>,
 
     /// Keep retrying a request that failed for a transient reason (no leader, no
-    /// quorum, a server down) for up to this many milliseconds, with exponential
-    /// back-off. 0 disables retries.
-    #[arg(long, global = true, env = "CLOG_RETRY_MS", default_value_t = 15_000)]
-    pub(crate) retry_ms: u64,
+    /// quorum, a server down, a connection reset) for up to this many milliseconds,
+    /// with exponential back-off; 0 disables retries [default: 15000]. Mistakes
+    /// (unknown host, TLS certificate errors, permissions) are never retried.
+    #[arg(long, global = true, env = "CLOG_RETRY_MS")]
+    pub(crate) retry_ms: Option<u64>,
+
+    /// Output: `text` (tables, `offset TAB value`) or `json` (one JSON object per
+    /// record, member or problem, one per line).
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputKind::Text)]
+    pub(crate) output: OutputKind,
 
     #[command(subcommand)]
     pub(crate) command: Command,
 }
 
+/// `-o`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputKind {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand, Debug)]
-enum Command {
+pub(crate) enum Command {
     /// Append records: each argument is one record; without arguments, each line of
     /// stdin is one record (sent in batches). Prints each offset (arguments) or a
     /// summary (stdin).
+    #[command(after_help = "\
+Examples:
+  clog produce hello world                   # two records; prints 2 offsets
+  seq 100000 | clog produce                  # one record per line, in batches
+  find . -print0 | clog produce -0           # NUL-separated records
+  clog produce --value-file photo.jpg        # a whole file is one record
+  echo 68690a | clog produce --input-format hex   # the record is \"hi\\n\"")]
     Produce(ProduceArgs),
-    /// Print records from an offset: `offset<TAB>value` per line (or values only).
+    /// Print records from an offset (default: from the start) to the end of the log:
+    /// `offset<TAB>value` per line, flushed as records arrive. With --count N, stop
+    /// after N records (waiting for new ones unless -e); with --follow, keep waiting.
+    #[command(after_help = "\
+Examples:
+  clog consume                               # everything, then exit
+  clog consume --from 42 --count 10          # 10 records from offset 42 (waits for them)
+  clog consume --count 10 -e                 # at most 10, but stop at the end
+  clog consume --follow                      # everything, then new records as they come
+  clog consume -o json | jq .value           # one JSON object per record
+  clog consume -f '%o: %v (%s bytes)\\n'      # kcat-style format
+  clog consume --values-only -0 | xargs -0 echo")]
     Consume(ConsumeArgs),
     /// Print the last records; with -f keep printing new ones as they arrive.
+    #[command(after_help = "\
+Examples:
+  clog tail                                  # the last 10 records
+  clog tail -n 100 -f                        # the last 100, then follow (Ctrl-C to stop)
+  clog tail -o json -n 1                     # the last record as JSON")]
     Tail(TailArgs),
     /// List the cluster's servers: id, name, address, role, live (gossip).
+    #[command(after_help = "\
+Examples:
+  clog servers
+  clog servers -o json | jq -r 'select(.role == \"leader\") | .address'")]
     Servers,
     /// Ask every server for its own Raft view: role, term, commit index, last and
-    /// first index, and each follower's lag behind the leader's last index.
+    /// first index, and each follower's lag behind the leader's last index. Exit code
+    /// 3 when a member does not answer.
+    #[command(after_help = "\
+Examples:
+  clog status
+  clog status -o json")]
     Status,
-    /// Check that one server (the first --addr) answers; prints its status. Exit code
-    /// 0 when healthy.
-    Health,
+    /// Check one server (the first --addr): it answers and knows a leader; with
+    /// --cluster, every member (quorum, one leader, lag under --max-lag). Exit code
+    /// 0 only when healthy; one line per problem otherwise (exit code 3).
+    #[command(after_help = "\
+Examples:
+  clog health                                # the node at --addr
+  clog health --cluster --max-lag 1000       # the whole cluster
+  clog health --cluster -o json              # one JSON object per member and problem")]
+    Health(HealthArgs),
     /// Measure produce throughput and latency (or consume throughput with
-    /// --consume) and print a RESULT line like peerbench.
-    Bench(BenchArgs),
+    /// --consume) and print a RESULT line like peerbench. Transient errors (a leader
+    /// change) are retried within --retry-ms and counted.
+    #[command(after_help = "\
+Examples:
+  clog bench --producers 16 --window 8 --size 1024 --count 100000
+  clog bench --consume                       # read everything back
+  clog bench --handshakes 1000 --ca ca.pem --cert c.pem --key k.pem")]
+    Bench(bench::BenchArgs),
 }
 
 #[derive(ClapArgs, Debug)]
 pub(crate) struct ProduceArgs {
-    /// Record values. Without any, stdin lines are produced.
+    /// Record values. Without any (and without --value-file), stdin is read.
     pub(crate) values: Vec<String>,
+    /// A file whose whole content is one record (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) value_file: Vec<std::path::PathBuf>,
     /// Records per batch when reading stdin.
     #[arg(long, default_value_t = 1000)]
     pub(crate) batch: usize,
+    /// What separates records on stdin (escapes \n, \t, \r, \0, \\ allowed)
+    /// [default: a newline; a CR before it is dropped].
+    #[arg(long, short = 'd', conflicts_with = "null")]
+    pub(crate) delimiter: Option<String>,
+    /// Records on stdin are separated by NUL bytes (as `find -print0`).
+    #[arg(short = '0', long)]
+    pub(crate) null: bool,
+    /// How each value (argument, file or stdin record) is written: raw bytes, hex or
+    /// base64 (standard alphabet, padding optional).
+    #[arg(long, value_enum, default_value_t = format::InputFormat::Raw)]
+    pub(crate) input_format: format::InputFormat,
+}
+
+/// Output options shared by `consume` and `tail`.
+#[derive(ClapArgs, Debug)]
+pub(crate) struct RecordOutput {
+    /// Print values only (raw bytes), each followed by a newline (NUL with -0).
+    #[arg(long, conflicts_with = "format")]
+    pub(crate) values_only: bool,
+    /// End each record with NUL instead of a newline (default and --values-only).
+    #[arg(short = '0', long)]
+    pub(crate) null: bool,
 }
 
 #[derive(ClapArgs, Debug)]
 pub(crate) struct ConsumeArgs {
-    /// First offset to read.
+    /// First offset to read; 0 means the first record the log still holds.
     #[arg(long, default_value_t = 0)]
     pub(crate) from: u64,
-    /// Stop after this many records, waiting for new ones if needed (default: print
-    /// everything up to the current end, then exit).
+    /// Stop after this many records, waiting for new ones if needed (unless -e).
     #[arg(long)]
     pub(crate) count: Option<u64>,
-    /// Print values only, without the offset column.
-    #[arg(long)]
-    pub(crate) values_only: bool,
+    /// After the end, keep waiting for and printing new records (Ctrl-C to stop).
+    #[arg(long, conflicts_with = "exit_at_end")]
+    pub(crate) follow: bool,
+    /// Exit at the end of the log even if --count records were not read yet (kcat -e).
+    #[arg(short = 'e', long)]
+    pub(crate) exit_at_end: bool,
+    /// Print each record with this format (kcat style): %o offset, %v value (raw),
+    /// %s value size in bytes, %% a percent sign; \n, \t, \0 and \\ escapes. No
+    /// newline is added.
+    #[arg(short = 'f', long)]
+    pub(crate) format: Option<String>,
+    #[command(flatten)]
+    pub(crate) output: RecordOutput,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -126,169 +223,61 @@ pub(crate) struct TailArgs {
     /// How many of the last records to print first.
     #[arg(short = 'n', long, default_value_t = 10)]
     pub(crate) lines: u64,
-    /// Print values only, without the offset column.
+    /// Record format as `consume -f` (here -f is --follow, as in tail -f).
     #[arg(long)]
-    pub(crate) values_only: bool,
+    pub(crate) format: Option<String>,
+    #[command(flatten)]
+    pub(crate) output: RecordOutput,
 }
 
 #[derive(ClapArgs, Debug)]
-pub(crate) struct BenchArgs {
-    /// Read everything from offset 0 with big fetches instead of producing (W4), from
-    /// one follower (the leader if there is none).
+pub(crate) struct HealthArgs {
+    /// Check every member of the cluster instead of one server.
     #[arg(long)]
-    pub(crate) consume: bool,
-    /// Producer connections to the leader (one thread each).
-    #[arg(long, default_value_t = 1)]
-    pub(crate) producers: usize,
-    /// Produces each producer keeps in flight (1 = synchronous).
-    #[arg(long, default_value_t = 1)]
-    pub(crate) window: usize,
-    /// Record size in bytes.
-    #[arg(long, default_value_t = 100)]
-    pub(crate) size: usize,
-    /// Records in total (produce), or to read (consume; default: all up to the end).
-    #[arg(long)]
-    pub(crate) count: Option<u64>,
-    /// First offset to read with --consume (e.g. skip W1's records to read only
-    /// the W2+W3 stream).
-    #[arg(long, default_value_t = 0)]
-    pub(crate) from: u64,
-    /// Fetch size in bytes for --consume (two fetches are kept in flight; 512 KiB
-    /// measured fastest on a 2-core machine: 2.2-2.5 GB/s vs 1.8-2.1 at 1 MiB and
-    /// 1.4-1.7 at 4 MiB).
-    #[arg(long, default_value_t = 512 << 10)]
-    pub(crate) max_bytes: u32,
-    /// Stop after this many seconds even if not done.
-    #[arg(long, default_value_t = 90)]
-    pub(crate) max_secs: u64,
-    /// Free-form label echoed in the RESULT line (e.g. W1).
-    #[arg(long, default_value = "-")]
-    pub(crate) label: String,
-    /// Instead of producing, open this many connections one after another (each
-    /// connect + TLS handshake when --ca is given + Ping) and report connections/s.
-    #[arg(long)]
-    pub(crate) handshakes: Option<u64>,
-    /// Print progress (records done / total, current records/s) to stderr about once
-    /// a second. On by default when stderr is a terminal.
-    #[arg(long)]
-    pub(crate) progress: bool,
-}
-
-/// An error for the user: what happened and what to do next.
-pub(crate) struct Failure(String);
-
-impl From<io::Error> for Failure {
-    fn from(e: io::Error) -> Failure {
-        Failure(format!("{e}"))
-    }
-}
-
-pub(crate) fn explain(addr: &str, e: ClientError) -> Failure {
-    let hint = match &e {
-        ClientError::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => {
-            format!("is commitlogd running at {addr}? start one with `commitlogd --dev`, or point --addr / CLOG_ADDR at it")
-        }
-        ClientError::Io(io) if io.kind() == io::ErrorKind::InvalidData => {
-            "TLS failed: check --ca (the CA of the server's certificate), --cert and --key (a client certificate the server's CA issued, not expired), and that --addr's host is in the server certificate".to_string()
-        }
-        ClientError::Io(_) => format!("check that {addr} is a commitlogd server and retry"),
-        ClientError::Timeout => {
-            "the server did not answer in time; check it is healthy (`clog health`) or raise --timeout-ms".to_string()
-        }
-        ClientError::Server { code, .. } => match code {
-            ErrorCode::OffsetOutOfRange => "use an offset inside the range above".to_string(),
-            ErrorCode::FrameTooLarge => "send smaller records or batches".to_string(),
-            ErrorCode::Unauthenticated => {
-                "this server requires TLS: pass --ca, --cert and --key (or CLOG_CA, CLOG_CERT, CLOG_KEY)".to_string()
-            }
-            ErrorCode::PermissionDenied => "do not retry; see the message above".to_string(),
-            c if c.is_retriable() => "retry in a moment".to_string(),
-            _ => "see the server log for details".to_string(),
-        },
-        ClientError::Protocol(_) => format!("is {addr} really a commitlogd server? versions may differ"),
-    };
-    Failure(format!("{e} ({hint})"))
+    pub(crate) cluster: bool,
+    /// Largest lag (entries behind the leader's last index) a healthy follower may
+    /// have (with --cluster).
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) max_lag: u64,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    exit_130_on_ctrl_c();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(message)) => {
-            eprintln!("clog: error: {message}");
-            ExitCode::FAILURE
+        Err(f) => {
+            eprintln!("clog: error: {}", f.message);
+            ExitCode::from(f.code)
         }
     }
 }
 
-/// Client options from the flags: timeout and, with --ca, TLS (the name checked is
-/// the host of the first seed; other members are checked against their own host).
-pub(crate) fn client_config(cli: &Cli) -> Result<ClientConfig, Failure> {
-    let mut config = ClientConfig {
-        timeout: Duration::from_millis(cli.timeout_ms),
-        ..ClientConfig::default()
+/// Ctrl-C ends clog with exit code 130 (what a shell reports for SIGINT), after the
+/// records printed so far: output is flushed record batch by record batch.
+fn exit_130_on_ctrl_c() {
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT]) else {
+        return; // the default action (termination by SIGINT) remains
     };
-    if let Some(ca) = &cli.ca {
-        let cert_key = match (&cli.cert, &cli.key) {
-            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
-            _ => None,
-        };
-        let rustls_config = client_config_tls(ca, cert_key).map_err(|e| Failure(e.to_string()))?;
-        let tls = ClientTls::for_host(rustls_config, host_of(first_seed(cli)))
-            .map_err(|e| Failure(e.to_string()))?;
-        config.tls = Some(tls);
-    }
-    Ok(config)
-}
-
-/// The first address of --addr.
-pub(crate) fn first_seed(cli: &Cli) -> &str {
-    cli.addr.split(',').next().unwrap_or("").trim()
-}
-
-/// A cluster client over the seeds in --addr, with --timeout-ms, --retry-ms and TLS.
-pub(crate) fn connect(cli: &Cli) -> Result<ClusterClient, Failure> {
-    let retry = if cli.retry_ms == 0 {
-        RetryPolicy::none()
-    } else {
-        RetryPolicy {
-            max_total: Duration::from_millis(cli.retry_ms),
-            ..RetryPolicy::default()
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
         }
-    };
-    let mut config = ClusterConfig::new(&cli.addr)
-        .timeout(Duration::from_millis(cli.timeout_ms))
-        .retry(retry);
-    config.client = client_config(cli)?;
-    if config.client.tls.is_some() {
-        config.per_target = Some(PerTarget::new(|addr, options| {
-            if let Some(tls) = &mut options.tls {
-                if let Ok(for_addr) = ClientTls::for_host(tls.config.clone(), host_of(addr)) {
-                    *tls = for_addr;
-                }
-            }
-        }));
-    }
-    ClusterClient::connect(config).map_err(|e| explain(&cli.addr, e))
-}
-
-/// A plain connection to the first seed (for `health`, which checks one server).
-pub(crate) fn connect_first(cli: &Cli) -> Result<Client, Failure> {
-    let first = first_seed(cli);
-    Client::connect_with(first, client_config(cli)?).map_err(|e| explain(first, e))
+    });
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
+    let settings = Settings::resolve(cli)?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let result = match &cli.command {
-        Command::Produce(args) => commands::produce(cli, args, &mut out),
-        Command::Consume(args) => commands::consume(cli, args, &mut out),
-        Command::Tail(args) => commands::tail(cli, args, &mut out),
-        Command::Servers => commands::servers(cli, &mut out),
-        Command::Status => commands::status(cli, &mut out),
-        Command::Health => commands::health(cli, &mut out),
-        Command::Bench(args) => bench::bench(cli, args, &mut out),
+        Command::Produce(args) => commands::produce(&settings, args, &mut out),
+        Command::Consume(args) => commands::consume(&settings, args, &mut out),
+        Command::Tail(args) => commands::tail(&settings, args, &mut out),
+        Command::Servers => admin::servers(&settings, &mut out),
+        Command::Status => admin::status(&settings, &mut out),
+        Command::Health(args) => admin::health(&settings, args, &mut out),
+        Command::Bench(args) => bench::bench(&settings, args, &mut out),
     };
     let flushed = out.flush();
     match (result, flushed) {
@@ -296,9 +285,15 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         (Err(Output::Io(e)), _) | (Ok(()), Err(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
             Ok(())
         }
-        (Err(Output::Io(e)), _) => Err(Failure(format!("writing output: {e}"))),
+        (Err(Output::Io(e)), _) => Err(Failure::new(
+            fail::EXIT_OTHER,
+            format!("writing output: {e}"),
+        )),
         (Err(Output::Fail(f)), _) => Err(f),
-        (Ok(()), Err(e)) => Err(Failure(format!("writing output: {e}"))),
+        (Ok(()), Err(e)) => Err(Failure::new(
+            fail::EXIT_OTHER,
+            format!("writing output: {e}"),
+        )),
         (Ok(()), Ok(())) => Ok(()),
     }
 }
