@@ -4,7 +4,7 @@ SEEDS ?= 100000
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= frame_decoder text_decoder gossip_packet raft_message
 
-.PHONY: help build release install run run-clean dev run-tls gencert bench-tls test lint fmt loom sim bench bench-cluster fuzz clean gossip-sim gossip-bench
+.PHONY: help build release install run run-node run-clean dev run-tls gencert bench-tls test lint fmt loom sim bench bench-cluster fuzz clean gossip-sim gossip-bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ run: ## local 3-node cluster in the foreground (rpc BASE_PORT+0..2, gossip +10..
 		$(MAKE) --no-print-directory gencert || echo "warning: could not create certs/out (make gencert); the plaintext cluster does not need them"; \
 	fi
 	./scripts/run-cluster.sh
+
+run-node: ## start only node N (1-3) of the `make run` cluster, e.g. after killing it: make run-node N=2
+	./scripts/run-cluster.sh --node $(N)
 
 run-clean: ## wipe the data of the local cluster of `make run` (target/cluster)
 	rm -rf target/cluster
