@@ -341,6 +341,14 @@ impl DevDir {
     }
 }
 
+impl Drop for DevDir {
+    /// A start that fails (e.g. the port is taken) leaves no temporary directory
+    /// behind; a clean exit has already removed it (and logged so).
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Settings for the cluster (peer TLS, gossip key), loaded and validated at start so a
 /// bad file fails now; the Raft-backed cluster work starts the peer connections and
 /// the gossip driver with them.
