@@ -4,20 +4,22 @@
 //!
 //! Modules: `commands` (produce, consume, tail), `admin` (servers, status, health),
 //! `format` (record output formats and input decodings), `bench`, `fail` (messages
-//! and exit codes), `settings` (flags, environment and defaults resolved into one
-//! set of connection settings, and the member cache directory).
+//! and exit codes), `settings` (flags, environment, profile and defaults resolved
+//! into one set of connection settings, and the member cache directory), `profile`
+//! (named profiles in a TOML file).
 
 mod admin;
 mod bench;
 mod commands;
 mod fail;
 mod format;
+mod profile;
 mod settings;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
+use clap::{Args as ClapArgs, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::fail::{Failure, EXIT_CODES_HELP, EXIT_INTERRUPTED};
 pub(crate) use crate::settings::{connect, connect_first, Settings};
@@ -39,7 +41,8 @@ pub(crate) use crate::settings::{connect, connect_first, Settings};
 /// Produces go to the leader, reads are spread over followers; NOT_LEADER, UNAVAILABLE
 /// and connection errors are retried with back-off (see --retry-ms). The members
 /// learned from a cluster are remembered (in $XDG_CACHE_HOME/clog, or $CLOG_CACHE_DIR)
-/// and tried when the seeds do not answer.
+/// and tried when the seeds do not answer. Connection settings can be kept in
+/// named profiles (`clog profile --help`).
 #[derive(Parser, Debug)]
 #[command(name = "clog", version, verbatim_doc_comment, after_help = EXIT_CODES_HELP)]
 pub(crate) struct Cli {
@@ -79,6 +82,11 @@ pub(crate) struct Cli {
     /// record, member or problem, one per line).
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputKind::Text)]
     pub(crate) output: OutputKind,
+
+    /// Use this profile's settings (see `clog profile`) instead of the current one.
+    /// Flags and their CLOG_* variables still win over a profile.
+    #[arg(long, global = true, env = "CLOG_PROFILE")]
+    pub(crate) profile: Option<String>,
 
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -156,6 +164,30 @@ Examples:
   clog bench --consume                       # read everything back
   clog bench --handshakes 1000 --ca ca.pem --cert c.pem --key k.pem")]
     Bench(bench::BenchArgs),
+    /// Named connection profiles (addresses, TLS files, timeouts) in
+    /// $XDG_CONFIG_HOME/clog/profiles.toml, as `rpk profile` and `nats context`.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  clog profile create prod --addr 10.0.0.1:8400,10.0.0.2:8400 --ca ca.pem --cert me.pem --key me-key.pem
+  clog profile create local --addr 127.0.0.1:8400
+  clog profile use prod                      # from now on
+  clog --profile local produce x             # once (or CLOG_PROFILE=local)
+  clog profile list
+  clog profile delete local"
+    )]
+    Profile(profile::ProfileCommand),
+    /// Print a shell completion script for bash, zsh or fish.
+    #[command(after_help = "\
+Examples:
+  clog completions bash > ~/.local/share/bash-completion/completions/clog
+  clog completions zsh > \"${fpath[1]}/_clog\"
+  clog completions fish > ~/.config/fish/completions/clog.fish")]
+    Completions { shell: clap_complete::Shell },
+    /// Write the manual page clog.1 into DIR (used by `make man`).
+    #[command(hide = true)]
+    GenerateMan { dir: std::path::PathBuf },
 }
 
 #[derive(ClapArgs, Debug)]
@@ -267,35 +299,53 @@ fn exit_130_on_ctrl_c() {
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
-    let settings = Settings::resolve(cli)?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let result = match &cli.command {
-        Command::Produce(args) => commands::produce(&settings, args, &mut out),
-        Command::Consume(args) => commands::consume(&settings, args, &mut out),
-        Command::Tail(args) => commands::tail(&settings, args, &mut out),
-        Command::Servers => admin::servers(&settings, &mut out),
-        Command::Status => admin::status(&settings, &mut out),
-        Command::Health(args) => admin::health(&settings, args, &mut out),
-        Command::Bench(args) => bench::bench(&settings, args, &mut out),
-    };
+    let result = dispatch(cli, &mut out);
     let flushed = out.flush();
+    let writing = |e: io::Error| Failure::new(fail::EXIT_OTHER, format!("writing output: {e}"));
     match (result, flushed) {
         // `clog consume | head`: the reader went away; that is not an error.
         (Err(Output::Io(e)), _) | (Ok(()), Err(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
             Ok(())
         }
-        (Err(Output::Io(e)), _) => Err(Failure::new(
-            fail::EXIT_OTHER,
-            format!("writing output: {e}"),
-        )),
+        (Err(Output::Io(e)), _) | (Ok(()), Err(e)) => Err(writing(e)),
         (Err(Output::Fail(f)), _) => Err(f),
-        (Ok(()), Err(e)) => Err(Failure::new(
-            fail::EXIT_OTHER,
-            format!("writing output: {e}"),
-        )),
         (Ok(()), Ok(())) => Ok(()),
     }
+}
+
+fn dispatch(cli: &Cli, out: &mut Out<'_>) -> Result<(), Output> {
+    let settings = match &cli.command {
+        // Commands that do not talk to a server.
+        Command::Profile(cmd) => return profile::run(cli, cmd, out),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "clog", out);
+            return Ok(());
+        }
+        Command::GenerateMan { dir } => return generate_man(dir),
+        _ => Settings::resolve(cli)?,
+    };
+    match &cli.command {
+        Command::Produce(args) => commands::produce(&settings, args, out),
+        Command::Consume(args) => commands::consume(&settings, args, out),
+        Command::Tail(args) => commands::tail(&settings, args, out),
+        Command::Servers => admin::servers(&settings, out),
+        Command::Status => admin::status(&settings, out),
+        Command::Health(args) => admin::health(&settings, args, out),
+        Command::Bench(args) => bench::bench(&settings, args, out),
+        Command::Profile(_) | Command::Completions { .. } | Command::GenerateMan { .. } => Ok(()),
+    }
+}
+
+/// `clog generate-man DIR`: clog.1 from the clap definitions.
+fn generate_man(dir: &std::path::Path) -> Result<(), Output> {
+    let path = dir.join("clog.1");
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    std::fs::write(&path, page)
+        .map_err(|e| Failure::new(fail::EXIT_OTHER, format!("writing {}: {e}", path.display())))?;
+    Ok(())
 }
 
 /// Output errors (broken pipe is quiet) versus real failures.

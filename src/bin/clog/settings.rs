@@ -35,19 +35,32 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// Flags and environment over the defaults, checked.
+    /// Flags and environment over the profile over the defaults, checked.
     pub(crate) fn resolve(cli: &Cli) -> Result<Settings, Failure> {
-        let addr = cli.addr.clone().unwrap_or_else(|| DEFAULT_ADDR.to_string());
+        let p = crate::profile::active(cli)?.unwrap_or_default();
+        let addr = cli
+            .addr
+            .clone()
+            .or(p.addr)
+            .unwrap_or_else(|| DEFAULT_ADDR.to_string());
         let settings = Settings {
             seeds: check_addresses(&addr)?,
             addr,
-            timeout_ms: cli.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
-            retry_ms: cli.retry_ms.unwrap_or(DEFAULT_RETRY_MS),
-            ca: cli.ca.clone(),
-            cert: cli.cert.clone(),
-            key: cli.key.clone(),
+            timeout_ms: cli
+                .timeout_ms
+                .or(p.timeout_ms)
+                .unwrap_or(DEFAULT_TIMEOUT_MS),
+            retry_ms: cli.retry_ms.or(p.retry_ms).unwrap_or(DEFAULT_RETRY_MS),
+            ca: cli.ca.clone().or(p.ca),
+            cert: cli.cert.clone().or(p.cert),
+            key: cli.key.clone().or(p.key),
             output: cli.output,
         };
+        if settings.timeout_ms == 0 {
+            return Err(Failure::usage(
+                "timeout_ms must be at least 1 (the profile says 0)",
+            ));
+        }
         if settings.cert.is_some() != settings.key.is_some() {
             return Err(Failure::usage(
                 "--cert and --key go together (a client certificate and its private key)",
@@ -126,6 +139,21 @@ impl Settings {
 /// Splits and checks --addr: every item is `host:port` with a port in 1..=65535, and
 /// its host resolves. Mistakes are reported at once, naming the item and the fix.
 fn check_addresses(list: &str) -> Result<Vec<String>, Failure> {
+    let seeds = check_syntax(list)?;
+    for seed in &seeds {
+        if let Err(e) = seed.as_str().to_socket_addrs() {
+            let host = host_of(seed);
+            return Err(Failure::new(
+                EXIT_UNAVAILABLE,
+                format!("--addr `{seed}`: cannot resolve `{host}` ({e}); check the host name, or use an IP address"),
+            ));
+        }
+    }
+    Ok(seeds)
+}
+
+/// [`check_addresses`] without resolving (for `clog profile create`).
+pub(crate) fn check_syntax(list: &str) -> Result<Vec<String>, Failure> {
     let seeds = commitlog::client::cluster::parse_seeds(list);
     if seeds.is_empty() {
         return Err(Failure::usage(format!(
@@ -142,12 +170,6 @@ fn check_addresses(list: &str) -> Result<Vec<String>, Failure> {
             return Err(Failure::usage(format!(
                 "--addr `{seed}`: `{port}` is not a port (1-65535); write host:port, e.g. {host}:8400"
             )));
-        }
-        if let Err(e) = seed.as_str().to_socket_addrs() {
-            return Err(Failure::new(
-                EXIT_UNAVAILABLE,
-                format!("--addr `{seed}`: cannot resolve `{host}` ({e}); check the host name, or use an IP address"),
-            ));
         }
     }
     Ok(seeds)
