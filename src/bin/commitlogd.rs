@@ -304,6 +304,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
+    // `make man`: the manual page from the flags below (hidden, not in --help).
+    if std::env::args().nth(1).as_deref() == Some("--generate-man") {
+        return generate_man(std::env::args_os().nth(2));
+    }
     let args = Args::parse();
     let filter = args
         .log_level
@@ -861,6 +865,28 @@ fn spawn_signal_thread(
         })
         .map(|_| ())
         .map_err(|e| format!("cannot start the signal thread: {e}"))
+}
+
+/// `commitlogd --generate-man DIR`: writes DIR/commitlogd.8 from the clap definitions.
+fn generate_man(dir: Option<std::ffi::OsString>) -> ExitCode {
+    let Some(dir) = dir else {
+        eprintln!("commitlogd: --generate-man needs a directory");
+        return ExitCode::from(2);
+    };
+    let path = PathBuf::from(dir).join("commitlogd.8");
+    let command = <Args as clap::CommandFactory>::command();
+    let mut page = Vec::new();
+    let written = clap_mangen::Man::new(command)
+        .section("8")
+        .render(&mut page)
+        .and_then(|()| std::fs::write(&path, page));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("commitlogd: writing {}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(test)]
