@@ -4,7 +4,7 @@ SEEDS ?= 100000
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= frame_decoder text_decoder gossip_packet raft_message
 
-.PHONY: help build release install run run-node run-clean dev run-tls gencert bench-tls test lint fmt loom sim bench bench-cluster fuzz clean gossip-sim gossip-bench
+.PHONY: help build release install man run run-node run-clean dev run-tls gencert bench-tls test lint fmt loom sim bench bench-cluster fuzz clean gossip-sim gossip-bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,14 @@ install: release ## install clog and commitlogd into $(PREFIX)/bin (default ~/.c
 	install -m 0755 "$(BUILD_DIR)/clog" "$(BUILD_DIR)/commitlogd" "$(BINDIR)/"
 	@echo "installed clog and commitlogd in $(BINDIR)"
 	@case ":$$PATH:" in *":$(BINDIR):"*) ;; *) echo "note: $(BINDIR) is not on your PATH: add it, or call $(BINDIR)/clog";; esac
+
+MAN_DIR ?= target/man
+
+man: release ## manual pages clog.1 and commitlogd.8 into MAN_DIR (target/man), generated from the flags
+	install -d "$(MAN_DIR)"
+	"$(BUILD_DIR)/clog" generate-man "$(MAN_DIR)"
+	"$(BUILD_DIR)/commitlogd" --generate-man "$(MAN_DIR)"
+	@echo "wrote $(MAN_DIR)/clog.1 and $(MAN_DIR)/commitlogd.8 (man -l $(MAN_DIR)/clog.1)"
 
 dev: release ## run a single --dev node on 127.0.0.1:8400 (temp data dir)
 	RUST_LOG=$${RUST_LOG:-info} ./target/release/commitlogd --dev
