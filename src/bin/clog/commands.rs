@@ -193,6 +193,9 @@ pub(crate) fn consume(s: &Settings, args: &ConsumeArgs, out: &mut Out<'_>) -> Re
     let follow = args.follow || (args.count.is_some() && !args.exit_at_end);
     let want = args.count.unwrap_or(u64::MAX);
     let mut next = Offset(args.from);
+    if args.from == 0 {
+        next = first_offset(&mut client).map_err(|e| explain(&s.addr, e))?;
+    }
     let mut printed = 0u64;
     // Bounded: without `follow` every pass advances toward the end or stops.
     while printed < want {
@@ -226,8 +229,9 @@ pub(crate) fn tail(s: &Settings, args: &TailArgs, out: &mut Out<'_>) -> Result<(
     let format = record_format(s.output, args.format.as_deref(), &args.output)?;
     let mut client = connect(s)?;
     let fail = |e| -> Output { explain(&s.addr, e).into() };
-    // The high-water mark (exclusive end) as a reader sees it; offset 0 is the start.
-    let end = client.fetch(Offset(0), 1, 0).map_err(fail)?.high_watermark;
+    // The high-water mark (exclusive end) as a reader sees it.
+    let first = first_offset(&mut client).map_err(fail)?;
+    let end = client.fetch(first, 1, 0).map_err(fail)?.high_watermark;
     let lines = usize::try_from(args.lines.min(1_000_000)).unwrap_or(1_000_000);
     let start = end
         .0
@@ -253,6 +257,28 @@ pub(crate) fn tail(s: &Settings, args: &TailArgs, out: &mut Out<'_>) -> Result<(
             next = Offset(record.offset.0 + 1);
         }
         out.flush()?;
+    }
+}
+
+/// Where "from the start" begins: offset 0 where the server takes 0 to mean its
+/// first record; otherwise the start of the range its `OFFSET_OUT_OF_RANGE` names
+/// (`the log holds [1, 308)`), else 1 (a cluster log's first offset). Only the
+/// `consume` action is needed (no Status).
+fn first_offset(client: &mut ClusterClient) -> commitlog::client::Result<Offset> {
+    match client.fetch(Offset(0), 1, 0) {
+        Ok(_) => Ok(Offset(0)),
+        Err(commitlog::client::ClientError::Server {
+            code: ErrorCode::OffsetOutOfRange,
+            message,
+            ..
+        }) => {
+            let named = message
+                .split_once("holds [")
+                .and_then(|(_, rest)| rest.split(',').next())
+                .and_then(|n| n.trim().parse().ok());
+            Ok(Offset(named.unwrap_or(1)))
+        }
+        Err(e) => Err(e),
     }
 }
 
