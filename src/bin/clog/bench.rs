@@ -406,60 +406,97 @@ fn bench_handshakes(
 fn bench_consume(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
     let mut cluster = connect(s)?;
     let mut retrier = Retrier::new(s.retry_policy(), 2);
+    let fail = |e| -> Output { explain(&s.addr, e).into() };
     // One connection to one read target (a follower when there is one).
-    let mut client =
-        read_connection(&mut cluster, &mut retrier).map_err(|e| explain(&s.addr, e))?;
+    let client = read_connection(&mut cluster, &mut retrier).map_err(fail)?;
     let deadline = Instant::now() + Duration::from_secs(args.max_secs);
     let started = Instant::now();
-    let mut next = Offset(args.from);
-    let mut records = 0u64;
-    let mut bytes = 0u64;
     let want = args.count;
     let progress = Progress::start(args.progress, want);
     let progress_done = progress.counter();
-    // Two fetches in flight: while one response is read here, the server prepares
-    // the next one, which starts where this one is predicted to end (the previous
-    // response's record count further on). A wrong guess costs only a round trip:
-    // records already counted are skipped, and a response that starts past `next`
-    // (it would leave a hole) is dropped and the fetch sent again from `next`.
-    let mut in_flight: VecDeque<(u32, Offset)> = VecDeque::new();
-    let mut ahead = next; // start of the latest fetch sent
-    let mut per_fetch = 0u64;
-    let mut high_watermark: Option<Offset> = None;
-    let fail = |e| -> Output { explain(&s.addr, e).into() };
+    let mut reader = Reader {
+        client,
+        next: Offset(args.from),
+        records: 0,
+        bytes: 0,
+        in_flight: VecDeque::new(),
+        ahead: Offset(args.from),
+        per_fetch: 0,
+        high_watermark: None,
+    };
     // Bounded by the deadline, by reaching the end, and by the retry budget.
     while Instant::now() < deadline {
-        if in_flight.is_empty() {
-            let id = match client.send_fetch(next, args.max_bytes, 0) {
-                Ok(id) => id,
-                Err(e) => {
-                    retrier.retry(e).map_err(fail)?;
-                    client = read_connection(&mut cluster, &mut retrier).map_err(fail)?;
-                    continue;
+        let step = reader
+            .send(args.max_bytes, want)
+            .and_then(|()| reader.receive(want));
+        match step {
+            Ok(done) => {
+                retrier.progress();
+                progress_done.store(reader.records, Ordering::Relaxed);
+                if done {
+                    break;
                 }
-            };
-            in_flight.push_back((id, next));
-            ahead = next;
+            }
+            Err(e) => {
+                reader.client = recover(e, &mut cluster, &mut retrier).map_err(fail)?;
+                (reader.in_flight, reader.per_fetch) = (VecDeque::new(), 0);
+            }
         }
-        let guess = Offset(ahead.0 + per_fetch);
-        let room = want.is_none_or(|n| records + per_fetch < n);
-        if in_flight.len() < 2
-            && per_fetch > 0
-            && room
-            && high_watermark.is_some_and(|hw| guess < hw)
-        {
-            if let Ok(id) = client.send_fetch(guess, args.max_bytes, 0) {
-                in_flight.push_back((id, guess));
-                ahead = guess;
-            } // else the receive below fails and reconnects
+    }
+    progress.finish();
+    let counts = (reader.records, reader.bytes);
+    print_consume_result(out, args, started, counts, retrier.retries)?;
+    Ok(())
+}
+
+/// The reading state of `bench --consume`. Two fetches are kept in flight: while
+/// one response is read here, the server prepares the next one, which starts where
+/// this one is predicted to end (the previous response's record count further on).
+/// A wrong guess costs only a round trip: records already counted are skipped, and a
+/// response that starts past `next` (it would leave a hole) is dropped and the fetch
+/// sent again from `next`.
+struct Reader {
+    client: Client,
+    next: Offset,
+    records: u64,
+    bytes: u64,
+    in_flight: VecDeque<(u32, Offset)>,
+    /// Start of the latest fetch sent.
+    ahead: Offset,
+    per_fetch: u64,
+    high_watermark: Option<Offset>,
+}
+
+impl Reader {
+    /// Sends the fetch from `next` if none is in flight, and the predicted next one.
+    fn send(&mut self, max_bytes: u32, want: Option<u64>) -> Result<(), ClientError> {
+        if self.in_flight.is_empty() {
+            let id = self.client.send_fetch(self.next, max_bytes, 0)?;
+            self.in_flight.push_back((id, self.next));
+            self.ahead = self.next;
         }
-        let Some((id, from)) = in_flight.pop_front() else {
-            break;
+        let guess = Offset(self.ahead.0 + self.per_fetch);
+        let room = want.is_none_or(|n| self.records + self.per_fetch < n);
+        let below_end = self.high_watermark.is_some_and(|hw| guess < hw);
+        if self.in_flight.len() < 2 && self.per_fetch > 0 && room && below_end {
+            // A failure here shows up in the receive below, which reconnects.
+            if let Ok(id) = self.client.send_fetch(guess, max_bytes, 0) {
+                self.in_flight.push_back((id, guess));
+                self.ahead = guess;
+            }
+        }
+        Ok(())
+    }
+
+    /// Receives the oldest fetch in flight; `true` when the reading is done.
+    fn receive(&mut self, want: Option<u64>) -> Result<bool, ClientError> {
+        let Some((id, from)) = self.in_flight.pop_front() else {
+            return Ok(true);
         };
-        let usable = from <= next;
+        let usable = from <= self.next;
+        let (mut got, mut bytes, mut next) = (0u64, 0u64, self.next);
         // Records are looked at in place in the response frame (no copies).
-        let mut got = 0u64;
-        let fetched = client.recv_fetch_with(id, 0, |record| {
+        let fetched = self.client.recv_fetch_with(id, 0, |record| {
             if usable && record.offset >= next {
                 got += 1;
                 bytes += record.value.len() as u64;
@@ -468,57 +505,67 @@ fn bench_consume(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result<()
         });
         let count = match fetched {
             Ok((hw, count)) => {
-                high_watermark = Some(hw);
+                self.high_watermark = Some(hw);
                 count
             }
-            Err(e) if e.code() == Some(ErrorCode::OffsetOutOfRange) && records == 0 => {
+            Err(e) if e.code() == Some(ErrorCode::OffsetOutOfRange) && self.records == 0 => {
                 // The log's start was removed by retention: begin at the first offset.
-                let status = client.status().map_err(fail)?;
-                if status.first_index <= next {
-                    return Err(fail(e));
+                let status = self.client.status()?;
+                if status.first_index <= self.next {
+                    return Err(e);
                 }
-                next = status.first_index;
-                continue;
+                self.next = status.first_index;
+                return Ok(false);
             }
-            Err(e) if !usable && e.code().is_some() => continue, // a guess past the end; `next` is re-sent
-            Err(e) => {
-                retrier.retry(e).map_err(fail)?;
-                in_flight.clear();
-                per_fetch = 0;
-                client = read_connection(&mut cluster, &mut retrier).map_err(fail)?;
-                continue;
-            }
+            // A guess past the end; `next` is sent again.
+            Err(e) if !usable && e.code().is_some() => return Ok(false),
+            Err(e) => return Err(e),
         };
-        retrier.progress();
         if !usable {
-            continue;
+            return Ok(false);
         }
-        records += got;
-        progress_done.store(records, Ordering::Relaxed);
-        per_fetch = count;
+        self.next = next;
+        self.records += got;
+        self.bytes += bytes;
+        self.per_fetch = count;
         let done = match want {
-            Some(n) => records >= n,
-            None => high_watermark.is_some_and(|hw| next >= hw),
+            Some(n) => self.records >= n,
+            None => self.high_watermark.is_some_and(|hw| self.next >= hw),
         };
-        if done || count == 0 {
-            break;
-        }
+        Ok(done || count == 0)
     }
+}
+
+fn print_consume_result(
+    out: &mut Out<'_>,
+    args: &BenchArgs,
+    started: Instant,
+    (records, bytes): (u64, u64),
+    retries: u64,
+) -> io::Result<()> {
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let rps = records as f64 / secs;
     let mbps = bytes as f64 / secs / 1e6;
-    progress.finish();
     writeln!(
         out,
-        "consume: {records} records ({bytes} B) in {secs:.3} s: {rps:.0} records/s, {mbps:.2} MB/s, {} retries",
-        retrier.retries
+        "consume: {records} records ({bytes} B) in {secs:.3} s: {rps:.0} records/s, {mbps:.2} MB/s, {retries} retries"
     )?;
     writeln!(
         out,
         "RESULT\tCommitlog\tConsume\t{}\t{records}\t{secs:.3}\t{rps:.0}\t{mbps:.2}\t0\t0\t0\t0",
         args.label
-    )?;
-    Ok(())
+    )
+}
+
+/// After a failed fetch: waits (if the failure is transient and the budget allows)
+/// and returns a new read connection, or the error.
+fn recover(
+    e: ClientError,
+    cluster: &mut ClusterClient,
+    retrier: &mut Retrier,
+) -> Result<Client, ClientError> {
+    retrier.retry(e)?;
+    read_connection(cluster, retrier)
 }
 
 /// A connection to a read target, retried within the budget.
