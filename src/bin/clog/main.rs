@@ -54,7 +54,7 @@ pub(crate) struct Cli {
     /// Give up on connecting or on a response after this many milliseconds (≥ 1)
     /// [default: 10000].
     #[arg(long, global = true, env = "CLOG_TIMEOUT_MS",
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = parse_timeout_ms)]
     pub(crate) timeout_ms: Option<u64>,
 
     /// Speak TLS, trusting the server certificate issued by this CA (PEM). The name
@@ -271,6 +271,18 @@ pub(crate) struct HealthArgs {
     /// have (with --cluster).
     #[arg(long, default_value_t = 10_000)]
     pub(crate) max_lag: u64,
+}
+
+/// `--timeout-ms`: at least 1 (0 would fail every request at once).
+fn parse_timeout_ms(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err(
+            "0 would time out every request at once; give at least 1 (milliseconds), e.g. 10000"
+                .into(),
+        ),
+        Ok(ms) => Ok(ms),
+        Err(e) => Err(format!("{e}; give a number of milliseconds, e.g. 10000")),
+    }
 }
 
 fn main() -> ExitCode {
