@@ -243,6 +243,9 @@ fn health_servers_and_status_as_text_and_json() {
     assert_eq!(v["name"], "n1");
     assert_eq!(v["role"], "leader");
     assert_eq!(v["address"], server.addr.to_string());
+    // One stdin record: singular.
+    let out = ok(&clog(&server, &cache, &["produce"], b"solo\n"));
+    assert!(out.starts_with("produced 1 record at offset "), "{out}");
     let out = ok(&clog(&server, &cache, &["status", "-o", "json"], b""));
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["role"], "leader");
