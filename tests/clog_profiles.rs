@@ -113,11 +113,17 @@ fn completions_man_pages_and_examples_in_every_help() {
         "profile",
         "completions",
     ];
-    for cmd in commands {
-        let help = ok(&clog(&config, &[], &[cmd, "--help"]));
+    let profile_commands = ["create", "use", "list", "delete"];
+    let all = commands
+        .iter()
+        .map(|c| vec![*c])
+        .chain(profile_commands.iter().map(|c| vec!["profile", *c]));
+    for mut args in all {
+        args.push("--help");
+        let help = ok(&clog(&config, &[], &args));
         assert!(
             help.contains("Examples:\n  clog "),
-            "clog {cmd} --help:\n{help}"
+            "clog {args:?}:\n{help}"
         );
     }
     let help = ok(&clog(&config, &[], &["--help"]));

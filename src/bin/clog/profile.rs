@@ -47,12 +47,19 @@ struct Profiles {
 pub(crate) enum ProfileCommand {
     /// Save the global flags given with it (--addr, --ca, --cert, --key,
     /// --timeout-ms, --retry-ms) as profile NAME, and use it from now on.
+    #[command(
+        after_help = "Examples:\n  clog profile create local --addr 127.0.0.1:8400\n  \
+        clog profile create prod --addr 10.0.0.1:8400 --ca ca.pem --cert me.pem --key me-key.pem"
+    )]
     Create { name: String },
     /// Use profile NAME from now on (until `use` again; --profile overrides).
+    #[command(after_help = "Examples:\n  clog profile use prod")]
     Use { name: String },
     /// List the profiles; `*` marks the one in use.
+    #[command(after_help = "Examples:\n  clog profile list")]
     List,
     /// Delete profile NAME.
+    #[command(after_help = "Examples:\n  clog profile delete local")]
     Delete { name: String },
 }
 
