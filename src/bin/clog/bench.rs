@@ -495,9 +495,11 @@ impl Reader {
         };
         let usable = from <= self.next;
         let (mut got, mut bytes, mut next) = (0u64, 0u64, self.next);
-        // Records are looked at in place in the response frame (no copies).
+        let limit = want.map_or(u64::MAX, |n| n.saturating_sub(self.records));
+        // Records are looked at in place in the response frame (no copies); with
+        // --count, none past the count is counted.
         let fetched = self.client.recv_fetch_with(id, 0, |record| {
-            if usable && record.offset >= next {
+            if usable && record.offset >= next && got < limit {
                 got += 1;
                 bytes += record.value.len() as u64;
                 next = Offset(record.offset.0 + 1);
