@@ -4,7 +4,7 @@ SEEDS ?= 100000
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= frame_decoder text_decoder gossip_packet raft_message
 
-.PHONY: help build release run run-clean dev run-tls gencert bench-tls test lint fmt loom sim bench bench-cluster fuzz clean gossip-sim gossip-bench
+.PHONY: help build release install man run run-node run-clean dev run-tls gencert bench-tls test lint fmt loom sim bench bench-cluster fuzz clean gossip-sim gossip-bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -15,6 +15,27 @@ build: ## debug build of the library and both binaries
 release: ## optimized binaries in target/release
 	$(CARGO) build --release --bins
 
+# make install: where the binaries go. ~/.cargo/bin is on PATH wherever rustup set up
+# the toolchain; PREFIX=/usr/local (as root) installs system-wide. BUILD_DIR is where
+# the binaries are taken from (the tests install the debug build with CARGO=true).
+PREFIX ?= $(HOME)/.cargo
+BINDIR ?= $(PREFIX)/bin
+BUILD_DIR ?= target/release
+
+install: release ## install clog and commitlogd into $(PREFIX)/bin (default ~/.cargo/bin; PREFIX=/usr/local elsewhere)
+	install -d "$(BINDIR)"
+	install -m 0755 "$(BUILD_DIR)/clog" "$(BUILD_DIR)/commitlogd" "$(BINDIR)/"
+	@echo "installed clog and commitlogd in $(BINDIR)"
+	@case ":$$PATH:" in *":$(BINDIR):"*) ;; *) echo "note: $(BINDIR) is not on your PATH: add it, or call $(BINDIR)/clog";; esac
+
+MAN_DIR ?= target/man
+
+man: release ## manual pages clog.1 and commitlogd.8 into MAN_DIR (target/man), generated from the flags
+	install -d "$(MAN_DIR)"
+	"$(BUILD_DIR)/clog" generate-man "$(MAN_DIR)"
+	"$(BUILD_DIR)/commitlogd" --generate-man "$(MAN_DIR)"
+	@echo "wrote $(MAN_DIR)/clog.1 and $(MAN_DIR)/commitlogd.8 (man -l $(MAN_DIR)/clog.1)"
+
 dev: release ## run a single --dev node on 127.0.0.1:8400 (temp data dir)
 	RUST_LOG=$${RUST_LOG:-info} ./target/release/commitlogd --dev
 
@@ -23,6 +44,9 @@ run: ## local 3-node cluster in the foreground (rpc BASE_PORT+0..2, gossip +10..
 		$(MAKE) --no-print-directory gencert || echo "warning: could not create certs/out (make gencert); the plaintext cluster does not need them"; \
 	fi
 	./scripts/run-cluster.sh
+
+run-node: ## start only node N (1-3) of the `make run` cluster, e.g. after killing it: make run-node N=2
+	./scripts/run-cluster.sh --node $(N)
 
 run-clean: ## wipe the data of the local cluster of `make run` (target/cluster)
 	rm -rf target/cluster

@@ -32,10 +32,13 @@ trap 'rm -rf "$tmp"' EXIT
 
 key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
 
-# The CA.
+# The CA. Its name is unique (a random suffix): two CAs with one subject name make a
+# client certificate from the other CA fail as `DecryptError` (the server looks up
+# the issuer by name, then the signature does not verify) instead of `UnknownCA`.
 key "$out/ca-key.pem"
+ca_id="$(openssl rand -hex 4)"
 openssl req -x509 -new -key "$out/ca-key.pem" -sha256 -days "$days" \
-    -subj "/O=commitlog/CN=commitlog CA" \
+    -subj "/O=commitlog/CN=commitlog CA $ca_id" \
     -addext "basicConstraints=critical,CA:TRUE" \
     -addext "keyUsage=critical,keyCertSign,cRLSign" \
     -out "$out/ca.pem"

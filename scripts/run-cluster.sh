@@ -12,14 +12,24 @@
 # Data lives in target/cluster/n{1,2,3} and is kept across runs (a restart is a
 # restart: same identities, same log). `make run-clean` wipes it.
 # Logs of all three nodes go to this terminal, each line prefixed with [n1]/[n2]/[n3].
-# Ctrl-C stops all three (SIGTERM, bounded wait, then SIGKILL).
+# Ctrl-C stops all three (SIGTERM, bounded wait, then SIGKILL), shows their shutdown
+# lines, and exits 0.
+#
+# `run-cluster.sh --node N` (make run-node N=2) starts only node N of that cluster,
+# e.g. to bring back a node you killed while `make run` keeps the others running.
 #
 # Environment: BASE_PORT, HOST (127.0.0.1), DATA_ROOT (target/cluster), RUST_LOG
 # (info), START_TIMEOUT_S (30), STOP_TIMEOUT_S (15), CARGO (cargo),
-# NODE_FLAGS (extra commitlogd flags for every node).
+# NODE_FLAGS (extra commitlogd flags for every node), BIN_DIR (target/release).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+
+ONLY_NODE=
+if [[ ${1:-} == --node ]]; then
+    ONLY_NODE=${2:-}
+    [[ $ONLY_NODE =~ ^[1-3]$ ]] || { echo "run-cluster: --node needs 1, 2 or 3 (got '$ONLY_NODE')" >&2; exit 2; }
+fi
 
 BASE_PORT=${BASE_PORT:-8400}
 HOST=${HOST:-127.0.0.1}
@@ -29,8 +39,9 @@ STOP_TIMEOUT_S=${STOP_TIMEOUT_S:-15}
 CARGO=${CARGO:-cargo}
 NODE_FLAGS=${NODE_FLAGS:-}
 NODES=3
-BIN=target/release/commitlogd
-CLOG=target/release/clog
+BIN_DIR=${BIN_DIR:-target/release}
+BIN=$BIN_DIR/commitlogd
+CLOG=$BIN_DIR/clog
 
 die() {
     echo "run-cluster: $*" >&2
@@ -51,7 +62,7 @@ if ! "$BIN" --help 2>/dev/null | grep -q -- '--bootstrap'; then
 fi
 
 # Refuse to start on ports that are taken (an old cluster or a `make dev` node).
-for i in $(seq 1 $NODES); do
+for i in ${ONLY_NODE:-$(seq 1 $NODES)}; do
     port=$((BASE_PORT + i - 1))
     if (exec 3<>"/dev/tcp/$HOST/$port") 2>/dev/null; then
         die "$HOST:$port is already in use (another cluster or 'make dev'?); stop it or pick another BASE_PORT"
@@ -85,9 +96,12 @@ stop_all() {
         fi
         wait "$pid" 2>/dev/null || true
     done
+    # Let the log prefixers print the nodes' last lines before the prompt returns.
+    wait 2>/dev/null || true
     echo "run-cluster: stopped; data kept in $DATA_ROOT (make run-clean wipes it)" >&2
 }
-trap 'stop_all; exit 130' INT
+# Ctrl-C is how this is meant to end: exit 0 (make would report `Error 130`).
+trap 'stop_all; exit 0' INT
 trap 'stop_all; exit 143' TERM
 trap 'stop_all' EXIT
 
@@ -119,13 +133,13 @@ start_node() {
         --cluster-name local \
         --ready-file "$dir/ready" \
         "${mode[@]}" $NODE_FLAGS \
-        > >(sed -u "s/^/$prefix/") 2>&1 &
+        > >(trap '' INT; exec sed -u "s/^/$prefix/") 2>&1 &
     pids+=($!)
     names+=("n$i")
 }
 
 wait_ready() {
-    local i=$1 pid=${pids[$(($1 - 1))]}
+    local i=$1 pid=${2:-${pids[$(($1 - 1))]}}
     local deadline=$((SECONDS + START_TIMEOUT_S))
     while [[ ! -s "$DATA_ROOT/n$i/ready" ]]; do
         kill -0 "$pid" 2>/dev/null || die "n$i exited during start-up (see its log above)"
@@ -134,6 +148,11 @@ wait_ready() {
     done
 }
 
+if [[ -n $ONLY_NODE ]]; then
+    start_node "$ONLY_NODE"
+    wait_ready "$ONLY_NODE" "${pids[0]}"
+    echo "run-cluster: n$ONLY_NODE up at $(rpc_addr "$ONLY_NODE"); Ctrl-C stops it" >&2
+else
 for i in $(seq 1 $NODES); do
     start_node "$i"
     # n1 first: on a first run the others join through its gossip address.
@@ -148,11 +167,12 @@ run-cluster: 3 nodes up (data in $DATA_ROOT). In another terminal:
   $CLOG --addr $seeds servers
   $CLOG --addr $seeds status
   $CLOG --addr $seeds produce hello world
-  $CLOG --addr $seeds consume --from 1
+  $CLOG --addr $seeds consume
   $CLOG --addr $seeds tail -f
-Ctrl-C stops the cluster.
+Ctrl-C stops the cluster. A node you killed comes back with: make run-node N=<1|2|3>
 
 EOF
+fi
 
 # Foreground until Ctrl-C. A node that dies on its own (e.g. you kill -9 it to
 # watch a failover) is reported; the others keep running.

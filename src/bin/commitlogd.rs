@@ -314,6 +314,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 const DEFAULT_GOSSIP_LISTEN: &str = "127.0.0.1:8401";
 
 fn main() -> ExitCode {
+    // `make man`: the manual page from the flags below (hidden, not in --help).
+    if std::env::args().nth(1).as_deref() == Some("--generate-man") {
+        return generate_man(std::env::args_os().nth(2));
+    }
     let args = Args::parse();
     let filter = args
         .log_level
@@ -348,6 +352,14 @@ impl DevDir {
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         Ok(DevDir(dir))
+    }
+}
+
+impl Drop for DevDir {
+    /// A start that fails (e.g. the port is taken) leaves no temporary directory
+    /// behind; a clean exit has already removed it (and logged so).
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -799,6 +811,28 @@ fn spawn_signal_thread(
         })
         .map(|_| ())
         .map_err(|e| format!("cannot start the signal thread: {e}"))
+}
+
+/// `commitlogd --generate-man DIR`: writes DIR/commitlogd.8 from the clap definitions.
+fn generate_man(dir: Option<std::ffi::OsString>) -> ExitCode {
+    let Some(dir) = dir else {
+        eprintln!("commitlogd: --generate-man needs a directory");
+        return ExitCode::from(2);
+    };
+    let path = PathBuf::from(dir).join("commitlogd.8");
+    let command = <Args as clap::CommandFactory>::command();
+    let mut page = Vec::new();
+    let written = clap_mangen::Man::new(command)
+        .section("8")
+        .render(&mut page)
+        .and_then(|()| std::fs::write(&path, page));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("commitlogd: writing {}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(test)]

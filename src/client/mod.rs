@@ -199,7 +199,15 @@ impl Client {
     /// Connects with explicit options.
     pub fn connect_with(addr: impl ToSocketAddrs, config: ClientConfig) -> Result<Client> {
         let mut last_err = None;
-        for addr in addr.to_socket_addrs()? {
+        // A name that does not resolve is a mistake, not a passing failure: it is
+        // reported as `InvalidInput`, which the cluster client does not retry.
+        let resolved = addr.to_socket_addrs().map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot resolve the address: {e}"),
+            )
+        })?;
+        for addr in resolved {
             match TcpStream::connect_timeout(&addr, config.timeout) {
                 Ok(stream) => {
                     stream.set_nodelay(true)?;

@@ -13,6 +13,12 @@
 //!   after a bounded exponential back-off with jitter, refreshing the member list
 //!   before the next attempt.
 //!
+//! Members learned from `GetServers` can be remembered on disk ([`cache`],
+//! [`ClusterConfig::member_cache`]) and are tried after the seeds, so a client whose
+//! only seed died still finds the rest of the cluster. An identity that may not
+//! `describe` (GetServers refused) still produces and reads: the client then routes
+//! with the seeds and follows `NOT_LEADER` hints.
+//!
 //! The decisions live in two pure modules tested without sockets: [`routing`] (which
 //! server) and [`retry`] (retry or not, how long to wait). This file is the I/O
 //! shell: connections (one cached [`Client`] per server, bounded), sleeping, clocks;
@@ -27,6 +33,7 @@
 //! Reads are served up to the answering node's commit index, so a read from a
 //! follower may briefly not see a record the leader already acknowledged.
 
+pub mod cache;
 pub mod report;
 pub mod retry;
 pub mod routing;
@@ -39,6 +46,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use cache::MemberCache;
 pub use retry::{classify, Backoff, Jitter, Next, RetryPolicy};
 pub use routing::{Member, Router, MAX_MEMBERS};
 
@@ -70,6 +78,9 @@ pub struct ClusterConfig {
     /// that server's own host name in its TLS certificate (members of a cluster live
     /// on different hosts). `None`: the same options for every server.
     pub per_target: Option<PerTarget>,
+    /// Remember the members learned from the cluster here, and try them when the
+    /// seeds do not answer (see [`cache`]). `None`: know only the seeds.
+    pub member_cache: Option<MemberCache>,
 }
 
 /// A hook that adjusts the connection options for one server address (see
@@ -102,6 +113,7 @@ impl ClusterConfig {
             retry: RetryPolicy::default(),
             max_connections: 16,
             per_target: None,
+            member_cache: None,
         }
     }
 
@@ -137,6 +149,9 @@ pub struct ClusterClient {
     jitter: Jitter,
     retries: u64,
     last_served_by: Option<String>,
+    /// Why GetServers was refused, when this identity may not `describe` (reads and
+    /// produces then go to the seeds and follow `NOT_LEADER` hints).
+    discovery_denied: Option<String>,
 }
 
 impl ClusterClient {
@@ -153,14 +168,20 @@ impl ClusterClient {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
             ^ (u64::from(std::process::id()) << 32);
+        let mut known = config.seeds.clone();
+        if let Some(cache) = &config.member_cache {
+            // Members remembered from an earlier run are tried after the seeds.
+            known.extend(cache.lookup(&config.seeds));
+        }
         let mut client = ClusterClient {
-            router: Router::new(config.seeds.clone()),
+            router: Router::new(known),
             config,
             conns: HashMap::new(),
             recent_failures: VecDeque::new(),
             jitter: Jitter::new(seed),
             retries: 0,
             last_served_by: None,
+            discovery_denied: None,
         };
         match client.refresh() {
             Ok(()) => Ok(client),
@@ -200,7 +221,10 @@ impl ClusterClient {
 
     /// Asks for the member list once: the believed leader first, then live members,
     /// other members, the seeds, and recently failed addresses last; the first answer
-    /// wins. Each address is asked at most once.
+    /// wins. Each address is asked at most once. A `PERMISSION_DENIED` answer (the
+    /// identity may not `describe`) is not an error: the client then routes with the
+    /// seeds alone, and only [`ClusterClient::servers`] and
+    /// [`ClusterClient::status_all`] report the refusal.
     pub fn refresh(&mut self) -> Result<()> {
         let mut order = self.router.discovery_order();
         order.sort_by_key(|a| self.recent_failures.contains(a));
@@ -210,6 +234,19 @@ impl ClusterClient {
                 Ok(servers) => {
                     self.router.update(servers, &addr);
                     self.forget_failure(&addr);
+                    self.remember_members();
+                    return Ok(());
+                }
+                Err(ClientError::Server {
+                    code: ErrorCode::PermissionDenied,
+                    message,
+                    ..
+                }) => {
+                    // Reading needs only `consume`, producing only `produce`: without
+                    // `describe`, route with the seeds and follow NOT_LEADER hints.
+                    log::debug!("GetServers refused by {addr} ({message}); routing with the seeds");
+                    self.discovery_denied = Some(message);
+                    self.router.without_discovery();
                     return Ok(());
                 }
                 Err(e) => {
@@ -220,6 +257,32 @@ impl ClusterClient {
             }
         }
         Err(last_err.unwrap_or_else(|| ClientError::Protocol("no server to ask".into())))
+    }
+
+    /// `PERMISSION_DENIED` if GetServers was refused (see [`ClusterClient::refresh`]).
+    fn check_discovery_allowed(&self) -> Result<()> {
+        match &self.discovery_denied {
+            Some(message) => Err(ClientError::Server {
+                code: ErrorCode::PermissionDenied,
+                message: message.clone(),
+                leader_hint: None,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Saves the member addresses in the member cache, if there is one.
+    fn remember_members(&self) {
+        if let Some(cache) = &self.config.member_cache {
+            let addrs: Vec<String> = self
+                .router
+                .members()
+                .iter()
+                .filter(|m| !m.addr.is_empty())
+                .map(|m| m.addr.clone())
+                .collect();
+            cache.save(&addrs);
+        }
     }
 
     /// [`ClusterClient::refresh`] with the retry budget.
@@ -243,6 +306,7 @@ impl ClusterClient {
     /// The current member list, freshly asked (with retries).
     pub fn servers(&mut self) -> Result<Vec<Member>> {
         self.refresh_with_retry()?;
+        self.check_discovery_allowed()?;
         Ok(self.router.members().to_vec())
     }
 
@@ -251,7 +315,7 @@ impl ClusterClient {
         let started = Instant::now();
         let mut backoff = Backoff::new(self.config.retry.clone());
         loop {
-            let err = match self.refresh() {
+            let err = match self.refresh().and_then(|()| self.check_discovery_allowed()) {
                 Ok(()) => match self.router.leader() {
                     Some(l) => return Ok(l.to_string()),
                     None => ClientError::Server {
@@ -327,6 +391,7 @@ impl ClusterClient {
     /// attempt per member: a node that does not answer shows its error).
     pub fn status_all(&mut self) -> Result<Vec<(Member, Result<StatusInfo>)>> {
         self.refresh_with_retry()?;
+        self.check_discovery_allowed()?;
         let members = self.router.members().to_vec();
         let mut out = Vec::with_capacity(members.len());
         for m in members {
@@ -427,7 +492,14 @@ impl ClusterClient {
                     self.conns.remove(&victim);
                 }
             }
-            let client = Client::connect_with(addr, self.options_for(addr))?;
+            let client =
+                Client::connect_with(addr, self.options_for(addr)).map_err(|e| match e {
+                    // Say where: the caller may have tried several addresses.
+                    ClientError::Io(io) => {
+                        ClientError::Io(io::Error::new(io.kind(), format!("{addr}: {io}")))
+                    }
+                    other => other,
+                })?;
             self.conns.insert(addr.to_string(), client);
         }
         self.conns

@@ -80,6 +80,7 @@ pub enum Next {
 /// at-least-once for produces, like the protocol's `TIMEOUT` advice.
 pub fn classify(err: &ClientError, from_leader: bool) -> Next {
     match err {
+        ClientError::Io(e) if is_permanent(e) => Next::Fail,
         ClientError::Io(_) | ClientError::Timeout => Next::Retry { drop_conn: true },
         ClientError::Protocol(_) => Next::Fail,
         ClientError::Server {
@@ -96,6 +97,16 @@ pub fn classify(err: &ClientError, from_leader: bool) -> Next {
             _ => Next::Fail,
         },
     }
+}
+
+/// I/O errors that another attempt would only repeat: an address that does not
+/// resolve or parse (`InvalidInput`), and TLS failures (`InvalidData`: unknown CA,
+/// bad signature, certificate required or rejected, wrong name).
+pub fn is_permanent(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+    )
 }
 
 /// Back-off state of one logical call.
@@ -232,6 +243,16 @@ mod tests {
             classify(&ClientError::Timeout, false),
             Next::Retry { drop_conn: true }
         );
+    }
+
+    #[test]
+    fn tls_and_address_errors_are_not_retried() {
+        for kind in [io::ErrorKind::InvalidData, io::ErrorKind::InvalidInput] {
+            let e = ClientError::Io(io::Error::new(kind, "received fatal alert: UnknownCA"));
+            assert_eq!(classify(&e, true), Next::Fail);
+        }
+        let reset = ClientError::Io(io::Error::from(io::ErrorKind::ConnectionReset));
+        assert_eq!(classify(&reset, false), Next::Retry { drop_conn: true });
     }
 
     #[test]

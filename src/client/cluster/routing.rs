@@ -92,6 +92,12 @@ impl Router {
         self.stale
     }
 
+    /// The member list cannot be asked for (the identity may not `describe`): route
+    /// with the seeds alone instead of asking again before every attempt.
+    pub fn without_discovery(&mut self) {
+        self.stale = false;
+    }
+
     /// Takes a `GetServers` answer obtained from `via` (the address asked). A member
     /// advertising an unspecified host (`0.0.0.0`, `[::]`) is reached at `via`'s host.
     pub fn update(&mut self, servers: Vec<ServerInfo>, via: &str) {

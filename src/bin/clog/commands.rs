@@ -1,0 +1,317 @@
+//! The `produce`, `consume` and `tail` commands. Reads use only Fetch (the
+//! `consume` action): no Status or GetServers is needed to read.
+
+use std::collections::VecDeque;
+use std::io::{self, BufRead, IsTerminal, Read, Write};
+
+use commitlog::client::cluster::ClusterClient;
+use commitlog::client::Record;
+use commitlog::types::Offset;
+use commitlog::wire::ErrorCode;
+
+use crate::fail::{explain, Failure};
+use crate::format::{unescape, RecordFormat};
+use crate::{
+    connect, ConsumeArgs, Out, Output, OutputKind, ProduceArgs, RecordOutput, Settings, TailArgs,
+};
+
+/// Largest record `produce` reads (from stdin or a file): the server's default frame
+/// limit. Bigger input is refused as a data error instead of being held in memory.
+const MAX_RECORD_BYTES: usize = 8 << 20;
+/// Bytes asked per Fetch.
+const FETCH_BYTES: u32 = 1 << 20;
+/// How long one Fetch waits for new records when following.
+const FOLLOW_WAIT_MS: u32 = 5_000;
+
+pub(crate) fn produce(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Result<(), Output> {
+    if !args.values.is_empty() || !args.value_file.is_empty() {
+        return produce_given(s, args, out);
+    }
+    let delimiter = match (&args.delimiter, args.null) {
+        (_, true) => vec![0],
+        (Some(d), false) => unescape(d),
+        (None, false) => b"\n".to_vec(),
+    };
+    if delimiter.is_empty() {
+        return Err(Failure::usage("--delimiter must not be empty").into());
+    }
+    let strip_cr = args.delimiter.is_none() && !args.null;
+    let stdin = io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("clog: reading records from the terminal, one per line; Ctrl-D to end, Ctrl-C to cancel");
+    }
+    let mut client = connect(s)?;
+    let mut input = stdin.lock();
+    let batch_max = args.batch.clamp(1, 100_000);
+    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(batch_max.min(4096));
+    let mut batch_bytes = 0usize;
+    let (mut produced, mut first, mut last) = (0u64, None::<Offset>, None::<Offset>);
+    // Bounded by the input: each pass consumes one record or ends.
+    loop {
+        let record = read_record(
+            &mut input,
+            &delimiter,
+            strip_cr,
+            produced + batch.len() as u64 + 1,
+        )?;
+        let end = record.is_none();
+        if let Some(raw) = record {
+            let value = args.input_format.decode(&raw).map_err(|e| {
+                Failure::data(format!(
+                    "record {} of stdin: {e}",
+                    produced + batch.len() as u64 + 1
+                ))
+            })?;
+            batch_bytes += value.len();
+            batch.push(value);
+        }
+        if !batch.is_empty() && (end || batch.len() >= batch_max || batch_bytes >= 1 << 20) {
+            let values: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+            let offset = client
+                .produce_batch(&values)
+                .map_err(|e| explain(&s.addr, e))?;
+            produced += values.len() as u64;
+            first.get_or_insert(offset);
+            last = Some(Offset(offset.0 + values.len() as u64 - 1));
+            batch.clear();
+            batch_bytes = 0;
+        }
+        if end {
+            break;
+        }
+    }
+    match (first, last) {
+        (Some(f), Some(_)) if produced == 1 => writeln!(out, "produced 1 record at offset {f}")?,
+        (Some(f), Some(l)) => writeln!(out, "produced {produced} records at offsets {f}..={l}")?,
+        _ => writeln!(out, "produced 0 records (stdin was empty)")?,
+    }
+    Ok(())
+}
+
+/// Arguments and --value-file records, one produce each; prints each offset.
+fn produce_given(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Result<(), Output> {
+    let mut values = Vec::with_capacity(args.values.len() + args.value_file.len());
+    for (i, v) in args.values.iter().enumerate() {
+        let value = args
+            .input_format
+            .decode(v.as_bytes())
+            .map_err(|e| Failure::data(format!("argument {}: {e}", i + 1)))?;
+        values.push(value);
+    }
+    for path in &args.value_file {
+        let mut raw = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_RECORD_BYTES as u64 + 1).read_to_end(&mut raw))
+            .map_err(|e| Failure::usage(format!("--value-file {}: {e}", path.display())))?;
+        if raw.len() > MAX_RECORD_BYTES {
+            return Err(too_large(&format!("--value-file {}", path.display())).into());
+        }
+        let value = args
+            .input_format
+            .decode(&raw)
+            .map_err(|e| Failure::data(format!("--value-file {}: {e}", path.display())))?;
+        values.push(value);
+    }
+    let mut client = connect(s)?;
+    for value in &values {
+        let offset = client.produce(value).map_err(|e| explain(&s.addr, e))?;
+        writeln!(out, "{offset}")?;
+    }
+    Ok(())
+}
+
+fn too_large(what: &str) -> Failure {
+    Failure::data(format!(
+        "{what} is larger than {} MiB, the most one record may be; split it",
+        MAX_RECORD_BYTES >> 20
+    ))
+}
+
+/// The next record of `input` up to `delimiter` (not included), or `None` at the
+/// end. A last record without a delimiter counts; an empty input after the last
+/// delimiter does not. Bounded by [`MAX_RECORD_BYTES`].
+fn read_record(
+    input: &mut impl BufRead,
+    delimiter: &[u8],
+    strip_cr: bool,
+    number: u64,
+) -> Result<Option<Vec<u8>>, Failure> {
+    let last = delimiter[delimiter.len() - 1];
+    let mut record = Vec::new();
+    let limit = (MAX_RECORD_BYTES + delimiter.len() + 1) as u64;
+    // Bounded: each read_until adds bytes or reaches the end; the record is capped.
+    loop {
+        let room = limit.saturating_sub(record.len() as u64);
+        let n = input
+            .by_ref()
+            .take(room)
+            .read_until(last, &mut record)
+            .map_err(|e| Failure::new(crate::fail::EXIT_OTHER, format!("reading stdin: {e}")))?;
+        if record.ends_with(delimiter) {
+            record.truncate(record.len() - delimiter.len());
+            if strip_cr && record.last() == Some(&b'\r') {
+                record.pop(); // CRLF input
+            }
+            break;
+        }
+        if record.len() as u64 >= limit {
+            return Err(too_large(&format!("record {number} of stdin")));
+        }
+        if n == 0 {
+            if record.is_empty() {
+                return Ok(None);
+            }
+            break;
+        }
+    }
+    if record.len() > MAX_RECORD_BYTES {
+        return Err(too_large(&format!("record {number} of stdin")));
+    }
+    Ok(Some(record))
+}
+
+/// The record format the output flags ask for.
+pub(crate) fn record_format(
+    kind: OutputKind,
+    custom: Option<&str>,
+    flags: &RecordOutput,
+) -> Result<RecordFormat, Failure> {
+    let end = if flags.null { 0 } else { b'\n' };
+    Ok(match (custom, kind, flags.values_only) {
+        (Some(f), _, _) => RecordFormat::custom(f).map_err(Failure::usage)?,
+        (None, OutputKind::Json, _) => RecordFormat::Json,
+        (None, OutputKind::Text, true) => RecordFormat::ValuesOnly { end },
+        (None, OutputKind::Text, false) => RecordFormat::Text { end },
+    })
+}
+
+pub(crate) fn consume(s: &Settings, args: &ConsumeArgs, out: &mut Out<'_>) -> Result<(), Output> {
+    let format = record_format(s.output, args.format.as_deref(), &args.output)?;
+    let mut client = connect(s)?;
+    // Without --count: to the end, then exit (unless --follow). With --count: wait
+    // for the records (unless -e).
+    let follow = args.follow || (args.count.is_some() && !args.exit_at_end);
+    let want = args.count.unwrap_or(u64::MAX);
+    let mut next = Offset(args.from);
+    if args.from == 0 {
+        next = first_offset(&mut client).map_err(|e| explain(&s.addr, e))?;
+    }
+    let mut printed = 0u64;
+    // Bounded: without `follow` every pass advances toward the end or stops.
+    while printed < want {
+        let wait_ms = if follow { FOLLOW_WAIT_MS } else { 0 };
+        let fetched = client
+            .fetch(next, FETCH_BYTES, wait_ms)
+            .map_err(|e| explain(&s.addr, e))?;
+        let got_any = !fetched.records.is_empty();
+        for record in fetched.records {
+            if printed >= want {
+                break;
+            }
+            format.write(out, record.offset.0, &record.value)?;
+            next = Offset(record.offset.0 + 1);
+            printed += 1;
+        }
+        // Records appear as they arrive, not when a buffer fills.
+        out.flush()?;
+        if !follow && (!got_any || next >= fetched.high_watermark) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// How much further back than `-n` offsets `tail` starts: offsets held by internal
+/// Raft entries (no-ops, configuration changes) carry no record.
+const TAIL_SLACK_OFFSETS: u64 = 64;
+
+pub(crate) fn tail(s: &Settings, args: &TailArgs, out: &mut Out<'_>) -> Result<(), Output> {
+    let format = record_format(s.output, args.format.as_deref(), &args.output)?;
+    let mut client = connect(s)?;
+    let fail = |e| -> Output { explain(&s.addr, e).into() };
+    // The high-water mark (exclusive end) as a reader sees it.
+    let first = first_offset(&mut client).map_err(fail)?;
+    let end = client.fetch(first, 1, 0).map_err(fail)?.high_watermark;
+    let lines = usize::try_from(args.lines.min(1_000_000)).unwrap_or(1_000_000);
+    let start = end
+        .0
+        .saturating_sub(args.lines.saturating_add(TAIL_SLACK_OFFSETS));
+    let (last, mut next) = last_records(&mut client, Offset(start), end, lines).map_err(fail)?;
+    for record in &last {
+        format.write(out, record.offset.0, &record.value)?;
+    }
+    out.flush()?;
+    if lines == 0 {
+        next = end;
+    }
+    if !args.follow {
+        return Ok(());
+    }
+    // Follow: long-poll for new records until interrupted.
+    loop {
+        let fetched = client
+            .fetch(next, FETCH_BYTES, FOLLOW_WAIT_MS)
+            .map_err(fail)?;
+        for record in &fetched.records {
+            format.write(out, record.offset.0, &record.value)?;
+            next = Offset(record.offset.0 + 1);
+        }
+        out.flush()?;
+    }
+}
+
+/// Where "from the start" begins: offset 0 where the server takes 0 to mean its
+/// first record; otherwise the start of the range its `OFFSET_OUT_OF_RANGE` names
+/// (`the log holds [1, 308)`), else 1 (a cluster log's first offset). Only the
+/// `consume` action is needed (no Status).
+fn first_offset(client: &mut ClusterClient) -> commitlog::client::Result<Offset> {
+    match client.fetch(Offset(0), 1, 0) {
+        Ok(_) => Ok(Offset(0)),
+        Err(commitlog::client::ClientError::Server {
+            code: ErrorCode::OffsetOutOfRange,
+            message,
+            ..
+        }) => {
+            let named = message
+                .split_once("holds [")
+                .and_then(|(_, rest)| rest.split(',').next())
+                .and_then(|n| n.trim().parse().ok());
+            Ok(Offset(named.unwrap_or(1)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The last `lines` records before `end`, reading from `start` (from the log's
+/// first record if retention removed `start`); and the offset after them.
+fn last_records(
+    client: &mut ClusterClient,
+    start: Offset,
+    end: Offset,
+    lines: usize,
+) -> commitlog::client::Result<(VecDeque<Record>, Offset)> {
+    let mut next = start;
+    // Bounded memory: only the last `lines` records are kept.
+    let mut last: VecDeque<Record> = VecDeque::with_capacity(lines.min(4096));
+    // Bounded: every fetch returns records (advancing `next`) or we stop.
+    while next < end && lines > 0 {
+        let fetched = match client.fetch(next, FETCH_BYTES, 0) {
+            Err(e) if e.code() == Some(ErrorCode::OffsetOutOfRange) && next != Offset(0) => {
+                next = Offset(0);
+                continue;
+            }
+            other => other?,
+        };
+        if fetched.records.is_empty() {
+            break;
+        }
+        for record in fetched.records {
+            next = Offset(record.offset.0 + 1);
+            if last.len() == lines {
+                last.pop_front();
+            }
+            last.push_back(record);
+        }
+    }
+    Ok((last, next))
+}

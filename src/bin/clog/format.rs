@@ -1,0 +1,311 @@
+//! Record formats: how `consume` and `tail` print a record (text with escapes,
+//! raw values, kcat-style `-f`, JSON) and how `produce` decodes its input (raw, hex,
+//! base64). Pure functions over bytes; the commands do the I/O.
+
+use std::io::{self, Write};
+
+use clap::ValueEnum;
+
+/// `produce --input-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum InputFormat {
+    Raw,
+    Hex,
+    Base64,
+}
+
+impl InputFormat {
+    /// The record bytes `input` stands for (hex and base64 ignore surrounding white
+    /// space, so `echo 6869 | clog produce --input-format hex` works).
+    pub(crate) fn decode(self, input: &[u8]) -> Result<Vec<u8>, String> {
+        match self {
+            InputFormat::Raw => Ok(input.to_vec()),
+            InputFormat::Hex => decode_hex(input.trim_ascii()),
+            InputFormat::Base64 => decode_base64(input.trim_ascii()),
+        }
+    }
+}
+
+fn decode_hex(text: &[u8]) -> Result<Vec<u8>, String> {
+    if !text.len().is_multiple_of(2) {
+        return Err(format!("odd number of hex digits ({})", text.len()));
+    }
+    text.chunks(2)
+        .map(|pair| {
+            let digit = |c: u8| (c as char).to_digit(16);
+            match (digit(pair[0]), digit(pair[1])) {
+                (Some(h), Some(l)) => Ok((h * 16 + l) as u8),
+                _ => Err(format!(
+                    "`{}` is not a hex byte",
+                    String::from_utf8_lossy(pair)
+                )),
+            }
+        })
+        .collect()
+}
+
+const BASE64_ALPHABET: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 (RFC 4648), padding optional.
+pub(crate) fn encode_base64(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(BASE64_ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn decode_base64(text: &[u8]) -> Result<Vec<u8>, String> {
+    let body = text
+        .strip_suffix(b"==")
+        .or_else(|| text.strip_suffix(b"="))
+        .unwrap_or(text);
+    if body.len() % 4 == 1 {
+        return Err(format!(
+            "{} base64 characters cannot encode whole bytes",
+            body.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(body.len() / 4 * 3 + 2);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &c in body {
+        let v = BASE64_ALPHABET
+            .iter()
+            .position(|&a| a == c)
+            .ok_or_else(|| format!("`{}` is not a base64 character", c.escape_ascii()))?;
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Ok(out)
+}
+
+/// `\n`, `\t`, `\r`, `\0` and `\\` in a flag's text as the bytes they stand for.
+pub(crate) fn unescape(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match bytes.next() {
+            Some(b'n') => out.push(b'\n'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'r') => out.push(b'\r'),
+            Some(b'0') => out.push(0),
+            Some(b'\\') => out.push(b'\\'),
+            Some(other) => out.extend_from_slice(&[b'\\', other]),
+            None => out.push(b'\\'),
+        }
+    }
+    out
+}
+
+/// One piece of a `-f` format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Piece {
+    Text(Vec<u8>),
+    Offset,
+    Value,
+    Size,
+}
+
+/// How records are printed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RecordFormat {
+    /// `offset<TAB>value<end>`, the value with C-style escapes (`\n`, `\t`, `\\`,
+    /// `\xNN` for other control and non-UTF-8 bytes) so that one record is one line.
+    Text { end: u8 },
+    /// The raw value, then `end`.
+    ValuesOnly { end: u8 },
+    /// `-f`: kcat-style pieces, raw values, nothing added.
+    Custom(Vec<Piece>),
+    /// One JSON object per line: `offset`, `size`, and `value` (valid UTF-8) or
+    /// `value_base64` (anything else).
+    Json,
+}
+
+impl RecordFormat {
+    /// Parses a `-f` format: `%o` offset, `%v` value, `%s` size, `%%`; escapes as
+    /// [`unescape`]. Unknown `%x` is an error naming it.
+    pub(crate) fn custom(format: &str) -> Result<RecordFormat, String> {
+        let bytes = unescape(format);
+        let mut pieces = Vec::new();
+        let mut text = Vec::new();
+        let mut it = bytes.iter().copied();
+        while let Some(b) = it.next() {
+            if b != b'%' {
+                text.push(b);
+                continue;
+            }
+            let piece = match it.next() {
+                Some(b'%') => {
+                    text.push(b'%');
+                    continue;
+                }
+                Some(b'o') => Piece::Offset,
+                Some(b'v') => Piece::Value,
+                Some(b's') => Piece::Size,
+                Some(c) => {
+                    return Err(format!(
+                        "unknown field `%{}` in -f (known: %o offset, %v value, %s size, %% a percent sign)",
+                        c as char
+                    ))
+                }
+                None => return Err("-f ends with a lone `%` (write %% for a percent sign)".into()),
+            };
+            if !text.is_empty() {
+                pieces.push(Piece::Text(std::mem::take(&mut text)));
+            }
+            pieces.push(piece);
+        }
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text));
+        }
+        Ok(RecordFormat::Custom(pieces))
+    }
+
+    /// Writes one record.
+    pub(crate) fn write(&self, out: &mut impl Write, offset: u64, value: &[u8]) -> io::Result<()> {
+        match self {
+            RecordFormat::Text { end } => {
+                write!(out, "{offset}\t")?;
+                write_escaped(out, value)?;
+                out.write_all(&[*end])
+            }
+            RecordFormat::ValuesOnly { end } => {
+                out.write_all(value)?;
+                out.write_all(&[*end])
+            }
+            RecordFormat::Custom(pieces) => {
+                for piece in pieces {
+                    match piece {
+                        Piece::Text(t) => out.write_all(t)?,
+                        Piece::Offset => write!(out, "{offset}")?,
+                        Piece::Value => out.write_all(value)?,
+                        Piece::Size => write!(out, "{}", value.len())?,
+                    }
+                }
+                Ok(())
+            }
+            RecordFormat::Json => {
+                let mut object = serde_json::Map::new();
+                object.insert("offset".into(), offset.into());
+                object.insert("size".into(), value.len().into());
+                match std::str::from_utf8(value) {
+                    Ok(text) => object.insert("value".into(), text.into()),
+                    Err(_) => object.insert("value_base64".into(), encode_base64(value).into()),
+                };
+                serde_json::to_writer(&mut *out, &serde_json::Value::Object(object))?;
+                out.write_all(b"\n")
+            }
+        }
+    }
+}
+
+/// `value` with C-style escapes so that it stays on one line (see
+/// [`RecordFormat::Text`]).
+fn write_escaped(out: &mut impl Write, value: &[u8]) -> io::Result<()> {
+    for chunk in value.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\n' => out.write_all(b"\\n")?,
+                '\t' => out.write_all(b"\\t")?,
+                '\r' => out.write_all(b"\\r")?,
+                '\\' => out.write_all(b"\\\\")?,
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        write!(out, "\\x{b:02x}")?;
+                    }
+                }
+                c => {
+                    let mut buf = [0u8; 4];
+                    out.write_all(c.encode_utf8(&mut buf).as_bytes())?;
+                }
+            }
+        }
+        for b in chunk.invalid() {
+            write!(out, "\\x{b:02x}")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(f: &RecordFormat, offset: u64, value: &[u8]) -> String {
+        let mut out = Vec::new();
+        f.write(&mut out, offset, value).unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn base64_and_hex_round_trip() {
+        for v in [
+            &b""[..],
+            b"f",
+            b"fo",
+            b"foo",
+            b"foob",
+            &[0, 255, 10, 13][..],
+        ] {
+            let enc = encode_base64(v);
+            assert_eq!(decode_base64(enc.as_bytes()).unwrap(), v, "{enc}");
+            assert_eq!(
+                decode_base64(enc.trim_end_matches('=').as_bytes()).unwrap(),
+                v
+            );
+        }
+        assert_eq!(encode_base64(b"hi\n"), "aGkK");
+        assert!(decode_base64(b"a").is_err());
+        assert!(decode_base64(b"a*bc").is_err());
+        assert_eq!(InputFormat::Hex.decode(b" 68690a\n").unwrap(), b"hi\n");
+        assert!(InputFormat::Hex.decode(b"6").is_err());
+        assert!(InputFormat::Hex.decode(b"zz").is_err());
+    }
+
+    #[test]
+    fn text_keeps_one_record_on_one_line() {
+        let f = RecordFormat::Text { end: b'\n' };
+        assert_eq!(render(&f, 7, b"a\nb\tc\\"), "7\ta\\nb\\tc\\\\\n");
+        assert_eq!(render(&f, 1, &[0xff, b'x', 1]), "1\t\\xffx\\x01\n");
+        assert_eq!(render(&f, 2, "é".as_bytes()), "2\té\n");
+    }
+
+    #[test]
+    fn custom_formats_and_json() {
+        let f = RecordFormat::custom("%o:%s:%v%%\\n").unwrap();
+        assert_eq!(render(&f, 3, b"a\nb"), "3:3:a\nb%\n");
+        assert!(RecordFormat::custom("%k").is_err());
+        assert!(RecordFormat::custom("x%").is_err());
+        assert_eq!(
+            render(&RecordFormat::Json, 4, b"h\"i"),
+            "{\"offset\":4,\"size\":3,\"value\":\"h\\\"i\"}\n"
+        );
+        assert_eq!(
+            render(&RecordFormat::Json, 5, &[0xff]),
+            "{\"offset\":5,\"size\":1,\"value_base64\":\"/w==\"}\n"
+        );
+    }
+}
