@@ -177,7 +177,12 @@ impl Drop for Server {
 
 /// Runs `clog --addr ADDR args...`, bounded in time by clog's own timeouts.
 pub fn clog(addr: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    // Each call gets an empty member cache: a cache left by another test could name
+    // ports that some other test's server uses now.
+    let cache = TempDir::new("clog-cache");
     let mut child = Command::new(env!("CARGO_BIN_EXE_clog"))
+        .env("CLOG_CACHE_DIR", cache.path())
+        .env("CLOG_CONFIG_DIR", cache.path())
         .arg("--addr")
         .arg(addr)
         .arg("--timeout-ms")
