@@ -103,6 +103,7 @@
 //!   `Corrupt` on read; `truncate_suffix` to just before it removes it.
 
 mod cache;
+pub mod checkpoint;
 mod engine;
 mod error;
 mod index;
@@ -117,7 +118,8 @@ mod segment;
 mod tests;
 
 pub use self::engine::{Log, RecordRef};
-pub use self::error::{Result, StorageError};
+pub use self::error::{Damage, Result, StorageError};
+pub use self::recovery::TruncatedRange;
 pub use self::record::{NewRecord, Record, RECORD_HEADER_BYTES};
 pub use crate::types::{Offset, RecordKind, Term};
 
