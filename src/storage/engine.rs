@@ -188,10 +188,7 @@ impl Log {
     /// returned [`StorageError::Corrupt`]. Sealed segments are still not scanned:
     /// damage there shows up as [`StorageError::CorruptRecord`] on read (and to the
     /// scrubber), and `truncate_suffix` to just before the damaged offset removes it.
-    pub fn open_and_repair(
-        dir: &Path,
-        config: LogConfig,
-    ) -> Result<(Log, Option<TruncatedRange>)> {
+    pub fn open_and_repair(dir: &Path, config: LogConfig) -> Result<(Log, Option<TruncatedRange>)> {
         Log::open_with(dir, config, Mode::Repair)
     }
 
@@ -265,6 +262,19 @@ impl Log {
             config,
         };
         Ok((log, recovered.repaired))
+    }
+
+    /// The sealed segments as `(base, next base, indexed store bytes)`, oldest first.
+    pub(crate) fn sealed_segments(&self) -> Vec<(u64, u64, u64)> {
+        let Ok(segments) = self.segments.read() else {
+            return Vec::new();
+        };
+        (0..segments.sealed.len())
+            .map(|i| {
+                let meta = segments.sealed[i];
+                (meta.base, segments.sealed_next(i), meta.store_bytes)
+            })
+            .collect()
     }
 
     /// Base offsets of every segment, oldest first.
@@ -407,7 +417,10 @@ impl Log {
             .filter(|&k| k >= self.first_offset.load(Ordering::Acquire))
             .map(Offset);
         if let Err(e) = self.truncate_suffix(keep_through) {
-            log::error!("log {}: cannot roll back a failed batch: {e}", self.dir.display());
+            log::error!(
+                "log {}: cannot roll back a failed batch: {e}",
+                self.dir.display()
+            );
             return self.fail(error);
         }
         match self.writer.lock() {

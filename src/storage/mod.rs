@@ -111,16 +111,20 @@ mod mmap;
 mod publish;
 mod record;
 mod recovery;
+pub mod repair;
 mod retention;
+pub mod scrub;
 mod segment;
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod tests;
 
 pub use self::engine::{Log, RecordRef};
 pub use self::error::{Damage, Result, StorageError};
-pub use self::recovery::TruncatedRange;
 pub use self::record::{NewRecord, Record, RECORD_HEADER_BYTES};
+pub use self::recovery::TruncatedRange;
 pub use crate::types::{Offset, RecordKind, Term};
 
 /// Configuration of a [`Log`].

@@ -404,7 +404,9 @@ impl Finding {
             self.path.display(),
             self.position
         );
-        let to = repaired.as_ref().map_or(self.known_end, |r| r.to.0.max(self.known_end));
+        let to = repaired
+            .as_ref()
+            .map_or(self.known_end, |r| r.to.0.max(self.known_end));
         if repaired.as_ref().is_none_or(|r| self.first < r.from.0) {
             *repaired = Some(TruncatedRange {
                 from: Offset(self.first),

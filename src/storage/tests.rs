@@ -435,7 +435,9 @@ fn damage_followed_by_valid_records_is_corrupt_not_cut() {
     // The file was not cut.
     assert_eq!(fs::read(&store).unwrap().len(), bytes.len());
     // Repairing cuts the log just before the damaged record.
-    let log = Log::open_and_repair(dir.path(), LogConfig::default()).unwrap().0;
+    let log = Log::open_and_repair(dir.path(), LogConfig::default())
+        .unwrap()
+        .0;
     assert_eq!(log.next_offset(), Offset(5));
     check_range(&log, 0, 5);
     append_range(&log, 5, 8, 3);
@@ -503,7 +505,10 @@ fn corruption_in_a_sealed_segment_is_reported() {
         .unwrap();
     let log = Log::open(dir.path(), small_config()).unwrap();
     assert_eq!(log.read(Offset(base)).unwrap(), expected(base));
-    assert!(is_damaged_record(&log.read(Offset(next_base - 1)), next_base - 1));
+    assert!(is_damaged_record(
+        &log.read(Offset(next_base - 1)),
+        next_base - 1
+    ));
     assert_eq!(log.read(Offset(next_base)).unwrap(), expected(next_base));
     drop(log);
 
@@ -614,7 +619,10 @@ fn random_byte_flips_are_never_returned_as_data() {
             Err(other) => panic!("trial {trial}: unexpected error {other}"),
         };
         let next = log.next_offset().0;
-        assert_eq!(next, 50, "trial {trial}: everything was durable: nothing may go");
+        assert_eq!(
+            next, 50,
+            "trial {trial}: everything was durable: nothing may go"
+        );
         let mut first_damaged = next;
         for i in 0..next {
             match log.read(Offset(i)) {
@@ -1030,7 +1038,10 @@ fn truncate_suffix_removes_damage_in_a_sealed_segment() {
     fs::write(victim, &bytes).unwrap();
     let log = Log::open(dir.path(), small_config()).unwrap();
     assert_eq!(log.read(Offset(base)).unwrap(), expected(base));
-    assert!(is_damaged_record(&log.read(Offset(next_base - 1)), next_base - 1));
+    assert!(is_damaged_record(
+        &log.read(Offset(next_base - 1)),
+        next_base - 1
+    ));
     log.truncate_suffix(Some(Offset(next_base - 2))).unwrap();
     assert_eq!(log.next_offset(), Offset(next_base - 1));
     check_range(&log, 0, next_base - 1);

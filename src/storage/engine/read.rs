@@ -269,7 +269,10 @@ fn checked_step<'r>(
             offset,
             path,
             position,
-            format!("record holds offset {} where {offset} belongs", header.offset),
+            format!(
+                "record holds offset {} where {offset} belongs",
+                header.offset
+            ),
         )),
         Step::End => Err(StorageError::corrupt_record(
             offset,
@@ -284,11 +287,7 @@ fn checked_step<'r>(
 }
 
 /// The view of the active segment starting at `offset`.
-fn active_view<'s>(
-    segments: &'s Segments,
-    snapshot: Snapshot,
-    offset: u64,
-) -> Result<View<'s>> {
+fn active_view<'s>(segments: &'s Segments, snapshot: Snapshot, offset: u64) -> Result<View<'s>> {
     let active = &segments.active;
     Ok(View {
         file: &active.store,
