@@ -304,6 +304,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("repair") {
+        env_logger::Builder::new()
+            .parse_filters("info")
+            .format_timestamp_millis()
+            .init();
+        return ExitCode::from(commitlog::storage::repair::run_cli(
+            std::env::args().skip(2),
+        ));
+    }
     let args = Args::parse();
     let filter = args
         .log_level
