@@ -514,6 +514,17 @@ impl Shared {
                 ErrorCode::Unavailable,
                 "the log is closed; the server is shutting down".to_string(),
             ),
+            StorageError::NoSpace { .. } => {
+                log::error!("storage error: {e}");
+                (
+                    ErrorCode::StorageFull,
+                    format!("{e}; nothing was written, retry later"),
+                )
+            }
+            StorageError::CorruptRecord { .. } => {
+                log::error!("read failed: {e}");
+                (ErrorCode::CorruptRecord, e.to_string())
+            }
             other => {
                 log::error!("storage error: {other}");
                 (
@@ -586,7 +597,10 @@ impl Shared {
         let first = match appended {
             Ok(first) => first.0,
             Err(e) => {
-                let per_request = !matches!(e, StorageError::Io { .. } | StorageError::Closed);
+                let per_request = !matches!(
+                    e,
+                    StorageError::Io { .. } | StorageError::Closed | StorageError::NoSpace { .. }
+                );
                 if split_on_error && per_request && batch.len() > 1 {
                     for job in batch {
                         self.commit(vec![job], false);

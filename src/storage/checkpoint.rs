@@ -87,7 +87,7 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<Checkpoint, &'static str> {
     };
     let durable_end = u64_at(8);
     let count = u32::from_le_bytes([body[16], body[17], body[18], body[19]]) as usize;
-    if (body.len() - FIXED_BYTES) / 8 != count || (body.len() - FIXED_BYTES) % 8 != 0 {
+    if (body.len() - FIXED_BYTES) / 8 != count || !(body.len() - FIXED_BYTES).is_multiple_of(8) {
         return Err("checkpoint segment count does not match its length");
     }
     let bases: Vec<u64> = (0..count).map(|i| u64_at(FIXED_BYTES + 8 * i)).collect();

@@ -448,7 +448,7 @@ fn missing_listed(dir: &Path, cp: &Checkpoint, found: &BTreeMap<u64, Found>) -> 
 fn damage_reason(o: u64, durable_end: Option<u64>, tail: &Tail, hole: bool) -> Option<String> {
     let what = match tail {
         Tail::Clean => "the store ends".to_string(),
-        Tail::Torn { reason, .. } => format!("{reason}"),
+        Tail::Torn { reason, .. } => reason.to_string(),
     };
     if let Tail::Torn {
         evidence: Some((position, offset)),
