@@ -575,6 +575,25 @@ impl Log {
         Ok(self.durable_offset())
     }
 
+    /// fsyncs and writes the checkpoint now (durable end = everything appended):
+    /// for a clean stop that does not [`Log::close`] the log, so the next open
+    /// knows the exact durable end instead of the lazily written lower bound.
+    pub fn checkpoint(&self) -> Result<Offset> {
+        self.sync()?;
+        // Under the sync lock no truncation can lower the end meanwhile.
+        let _sync = lock!(self.sync_lock);
+        let durable_end = self.durable_offset.load(Ordering::Acquire);
+        checkpoint::write(
+            &self.dir,
+            &Checkpoint {
+                durable_end,
+                bases: self.segment_bases()?,
+            },
+        )?;
+        *lock!(self.checkpoint_written) = Some(std::time::Instant::now());
+        Ok(Offset(durable_end))
+    }
+
     fn sync_files(
         &self,
         active: &ActiveSegment,

@@ -1,0 +1,361 @@
+//! When the disk lies, with real `commitlogd` processes: corruption found at start
+//! is refused with the exact repair command (and `commitlogd repair` does what it
+//! says), damage inside sealed segments is a `CORRUPT_RECORD` for that record only,
+//! and a full disk is `STORAGE_FULL`, never a signal (on a small tmpfs, as root).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use commitlog::client::Client;
+use commitlog::types::Offset;
+use commitlog::wire::ErrorCode;
+use common::TempDir;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A `commitlogd --data-dir D` process.
+struct Node {
+    child: Option<Child>,
+    addr: SocketAddr,
+    stderr: PathBuf,
+}
+
+impl Node {
+    /// Starts a node and waits until it serves, or returns its stderr if it exits.
+    fn start(root: &Path, data: &Path, extra: &[&str]) -> Result<Node, String> {
+        let n = std::fs::read_dir(root).map(|d| d.count()).unwrap_or(0);
+        let ready = root.join(format!("ready-{n}"));
+        let stderr = root.join(format!("stderr-{n}"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_commitlogd"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("spawn commitlogd");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(addr) = std::fs::read_to_string(&ready)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                return Ok(Node {
+                    child: Some(child),
+                    addr,
+                    stderr,
+                });
+            }
+            if child.try_wait().unwrap().is_some() {
+                return Err(std::fs::read_to_string(&stderr).unwrap_or_default());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("commitlogd not ready in time");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(self.addr, Duration::from_secs(10)).expect("connect")
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// SIGTERM and a bounded wait: a clean stop.
+    fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        let ok = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let deadline = Instant::now() + DEADLINE;
+        while child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "commitlogd did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = &self.stderr;
+    }
+}
+
+fn value(i: u64) -> Vec<u8> {
+    format!("value-{i:06}").into_bytes() // 12 bytes: 40-byte records on disk
+}
+
+const RECORD_BYTES: u64 = 40;
+
+fn produce(node: &Node, n: u64) {
+    let mut client = node.client();
+    for start in (0..n).step_by(100) {
+        let values: Vec<Vec<u8>> = (start..(start + 100).min(n)).map(value).collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        assert_eq!(client.produce_batch(&refs).unwrap(), Offset(start));
+    }
+}
+
+fn repair(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_commitlogd"))
+        .arg("repair")
+        .args(args)
+        .output()
+        .expect("run commitlogd repair")
+}
+
+fn store(data: &Path, base: u64) -> PathBuf {
+    data.join(format!("{base:020}.store"))
+}
+
+fn edit(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(path).unwrap();
+    f(&mut bytes);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn damaged_length_field_is_refused_then_repaired_with_acknowledgement() {
+    let root = TempDir::new("faults-len");
+    let data = root.path().join("data");
+    let node = Node::start(root.path(), &data, &[]).unwrap();
+    produce(&node, 2000);
+    node.stop();
+    edit(&store(&data, 0), |b| {
+        b[(1000 * RECORD_BYTES + 5) as usize] = 0x5a
+    });
+
+    let stderr = Node::start(root.path(), &data, &[]).err().expect("refused");
+    assert!(stderr.contains("corrupt log data"), "{stderr}");
+    assert!(
+        stderr.contains("offsets 1000..2000 are at stake"),
+        "{stderr}"
+    );
+    let command = "--truncate-from 1000 --i-understand-records-from-1000-are-lost";
+    assert!(stderr.contains(command), "{stderr}");
+    // Still refused on the next start: nothing was cut.
+    assert!(Node::start(root.path(), &data, &[]).is_err());
+
+    let d = data.to_str().unwrap();
+    let report = repair(&["--data-dir", d]);
+    assert_eq!(report.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&report.stdout).contains(command));
+    let wrong = repair(&[
+        "--data-dir",
+        d,
+        "--truncate-from",
+        "999",
+        "--i-understand-records-from-999-are-lost",
+    ]);
+    assert_eq!(wrong.status.code(), Some(1), "another offset is refused");
+    let unacknowledged = repair(&["--data-dir", d, "--truncate-from", "1000"]);
+    assert_eq!(unacknowledged.status.code(), Some(2));
+    let done = repair(&[
+        "--data-dir",
+        d,
+        "--truncate-from",
+        "1000",
+        "--i-understand-records-from-1000-are-lost",
+    ]);
+    assert!(done.status.success(), "{done:?}");
+    assert!(String::from_utf8_lossy(&done.stderr).contains("dropped offsets 1000..2000"));
+
+    let node = Node::start(root.path(), &data, &[]).unwrap();
+    let mut client = node.client();
+    for i in [0, 500, 999] {
+        assert_eq!(client.consume(Offset(i)).unwrap().value, value(i));
+    }
+    assert_eq!(client.produce(b"after repair").unwrap(), Offset(1000));
+}
+
+#[test]
+fn truncated_store_and_missing_first_segment_are_refused() {
+    let root = TempDir::new("faults-trunc");
+    let data = root.path().join("data");
+    let small = ["--segment-max-bytes", "16KiB"];
+    let node = Node::start(root.path(), &data, &small).unwrap();
+    produce(&node, 2000);
+    node.stop();
+    // 409 records of 40 bytes per 16 KiB segment: the active one starts at 1636.
+    let active = store(&data, 1636);
+    let saved = std::fs::read(&active).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&active)
+        .unwrap()
+        .set_len(10 * RECORD_BYTES)
+        .unwrap();
+    let stderr = Node::start(root.path(), &data, &small)
+        .err()
+        .expect("refused");
+    assert!(stderr.contains("below the durable end 2000"), "{stderr}");
+    assert!(
+        stderr.contains("offsets 1646..2000 are at stake"),
+        "{stderr}"
+    );
+    std::fs::write(&active, saved).unwrap();
+    Node::start(root.path(), &data, &small).unwrap().stop();
+
+    std::fs::remove_file(store(&data, 0)).unwrap();
+    std::fs::remove_file(data.join(format!("{:020}.index", 0))).unwrap();
+    let stderr = Node::start(root.path(), &data, &small)
+        .err()
+        .expect("refused");
+    assert!(
+        stderr.contains("segment starting at offset 0 is missing"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("restore the missing files"), "{stderr}");
+}
+
+#[test]
+fn damage_in_sealed_segments_is_a_corrupt_record_for_that_record_only() {
+    let root = TempDir::new("faults-sealed");
+    let data = root.path().join("data");
+    let small = ["--segment-max-bytes", "16KiB"];
+    let node = Node::start(root.path(), &data, &small).unwrap();
+    produce(&node, 2000);
+    node.stop();
+    edit(&store(&data, 0), |b| {
+        b[(5 * RECORD_BYTES + 30) as usize] ^= 1
+    });
+    edit(&store(&data, 409), |b| b.extend([0xab; 1000]));
+
+    let node = Node::start(root.path(), &data, &small).unwrap();
+    let mut client = node.client();
+    let err = client.consume(Offset(5)).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::CorruptRecord), "{err}");
+    for i in [0, 4, 6, 408, 409, 817, 818, 1999] {
+        assert_eq!(client.consume(Offset(i)).unwrap().value, value(i), "{i}");
+    }
+    let before = client.fetch(Offset(0), 1 << 20, 0).unwrap();
+    assert_eq!(before.records.len(), 5, "a fetch stops before the damage");
+    let err = client.fetch(Offset(5), 1 << 20, 0).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::CorruptRecord), "{err}");
+    let after = client.fetch(Offset(6), 1 << 20, 0).unwrap();
+    assert_eq!(after.records.first().map(|r| r.offset), Some(Offset(6)));
+    let garbage_segment = client.fetch(Offset(409), 1 << 20, 0).unwrap();
+    assert!(
+        garbage_segment.records.len() >= 409,
+        "the garbage is not read"
+    );
+}
+
+/// Unmounts (and removes) a tmpfs on drop, also when the test panics.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(Tmpfs(at.to_path_buf()))
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+#[test]
+fn full_disk_is_storage_full_and_the_node_resumes_when_space_frees() {
+    if !is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let root = TempDir::new("faults-full");
+    let mount = match Tmpfs::mount(&root.path().join("mnt"), "64m") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("skipped: cannot mount a tmpfs: {e}");
+            return;
+        }
+    };
+    let filler = mount.0.join("filler");
+    std::fs::write(&filler, vec![1u8; 12 << 20]).unwrap();
+    let data = mount.0.join("data");
+    let mut node = Node::start(root.path(), &data, &[]).unwrap();
+    let mut client = node.client();
+
+    let mut acked: Vec<(Offset, Vec<u8>)> = Vec::new();
+    let mut full = None;
+    for batch in 0..10_000u64 {
+        let values: Vec<Vec<u8>> = (0..10)
+            .map(|k| vec![(batch * 10 + k) as u8; 20_000])
+            .collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        match client.produce_batch(&refs) {
+            Ok(first) => {
+                acked.extend((0..10).map(|k| (Offset(first.0 + k), values[k as usize].clone())))
+            }
+            Err(e) => {
+                full = Some(e);
+                break;
+            }
+        }
+    }
+    let full = full.expect("the disk filled up");
+    assert_eq!(full.code(), Some(ErrorCode::StorageFull), "{full}");
+
+    // Small records need index slots: they must not grow the mapped index into
+    // unallocated space (that was SIGBUS).
+    let empties: Vec<&[u8]> = vec![b"".as_slice(); 600];
+    for _ in 0..50 {
+        match client.produce_batch(&empties) {
+            Ok(first) => acked.extend((0..600).map(|k| (Offset(first.0 + k), Vec::new()))),
+            Err(e) => assert_eq!(e.code(), Some(ErrorCode::StorageFull), "{e}"),
+        }
+    }
+    assert!(node.alive(), "the node survived a full disk");
+    client.status().expect("still answering");
+
+    std::fs::remove_file(&filler).unwrap();
+    let after = client
+        .produce(b"space again")
+        .expect("produce after space freed");
+    acked.push((after, b"space again".to_vec()));
+    for (offset, value) in &acked {
+        assert_eq!(&client.consume(*offset).unwrap().value, value, "{offset}");
+    }
+    drop(client);
+    node.stop();
+}
