@@ -11,6 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use commitlog::client::Client;
+use commitlog::storage::RECORD_HEADER_BYTES;
 use commitlog::types::Offset;
 use commitlog::wire::ErrorCode;
 use common::TempDir;
@@ -46,7 +47,7 @@ impl Node {
         loop {
             if let Some(addr) = std::fs::read_to_string(&ready)
                 .ok()
-                .and_then(|t| t.trim().parse().ok())
+                .and_then(|t| parse_ready(&t))
             {
                 return Ok(Node {
                     child: Some(child),
@@ -94,6 +95,16 @@ impl Node {
     }
 }
 
+/// A ready file holds the client address, alone (single node) or as an `rpc=`
+/// line (cluster mode).
+fn parse_ready(text: &str) -> Option<SocketAddr> {
+    text.trim().parse().ok().or_else(|| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("rpc="))
+            .and_then(|a| a.trim().parse().ok())
+    })
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -105,18 +116,20 @@ impl Drop for Node {
 }
 
 fn value(i: u64) -> Vec<u8> {
-    format!("value-{i:06}").into_bytes() // 12 bytes: 40-byte records on disk
+    format!("value-{i:06}").into_bytes()
 }
 
-const RECORD_BYTES: u64 = 40;
-
-fn produce(node: &Node, n: u64) {
+/// Produces values `0..n` in batches; returns the offset of each.
+fn produce(node: &Node, n: u64) -> Vec<Offset> {
     let mut client = node.client();
+    let mut offsets = Vec::new();
     for start in (0..n).step_by(100) {
         let values: Vec<Vec<u8>> = (start..(start + 100).min(n)).map(value).collect();
         let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
-        assert_eq!(client.produce_batch(&refs).unwrap(), Offset(start));
+        let first = client.produce_batch(&refs).unwrap();
+        offsets.extend((0..refs.len() as u64).map(|k| Offset(first.0 + k)));
     }
+    offsets
 }
 
 fn repair(args: &[&str]) -> Output {
@@ -127,8 +140,38 @@ fn repair(args: &[&str]) -> Output {
         .expect("run commitlogd repair")
 }
 
-fn store(data: &Path, base: u64) -> PathBuf {
-    data.join(format!("{base:020}.store"))
+/// The log directory of a data directory: `D/log` (cluster layout) or `D`.
+fn log_dir(data: &Path) -> PathBuf {
+    let nested = data.join("log");
+    if nested.is_dir() {
+        nested
+    } else {
+        data.to_path_buf()
+    }
+}
+
+/// The store files, oldest first.
+fn stores(data: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(log_dir(data))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "store"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The store holding value `i` and the byte position of its record (found by
+/// content, so the test does not depend on offsets or internal records).
+fn find_record(data: &Path, i: u64) -> (PathBuf, usize) {
+    let needle = value(i);
+    for store in stores(data) {
+        let bytes = std::fs::read(&store).unwrap();
+        if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+            return (store, at - RECORD_HEADER_BYTES);
+        }
+    }
+    panic!("value {i} not found");
 }
 
 fn edit(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
@@ -142,53 +185,43 @@ fn damaged_length_field_is_refused_then_repaired_with_acknowledgement() {
     let root = TempDir::new("faults-len");
     let data = root.path().join("data");
     let node = Node::start(root.path(), &data, &[]).unwrap();
-    produce(&node, 2000);
+    let offsets = produce(&node, 2000);
     node.stop();
-    edit(&store(&data, 0), |b| {
-        b[(1000 * RECORD_BYTES + 5) as usize] = 0x5a
-    });
+    let (store, at) = find_record(&data, 1000);
+    edit(&store, |b| b[at + 5] = 0x5a); // the length field
+    let first = offsets[1000];
 
     let stderr = Node::start(root.path(), &data, &[]).err().expect("refused");
     assert!(stderr.contains("corrupt log data"), "{stderr}");
-    assert!(
-        stderr.contains("offsets 1000..2000 are at stake"),
-        "{stderr}"
-    );
-    let command = "--truncate-from 1000 --i-understand-records-from-1000-are-lost";
-    assert!(stderr.contains(command), "{stderr}");
+    assert!(stderr.contains(&format!("offsets {first}..")), "{stderr}");
+    let command = format!("--truncate-from {first} --i-understand-records-from-{first}-are-lost");
+    assert!(stderr.contains(&command), "{stderr}");
     // Still refused on the next start: nothing was cut.
     assert!(Node::start(root.path(), &data, &[]).is_err());
 
     let d = data.to_str().unwrap();
     let report = repair(&["--data-dir", d]);
     assert_eq!(report.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&report.stdout).contains(command));
-    let wrong = repair(&[
-        "--data-dir",
-        d,
-        "--truncate-from",
-        "999",
-        "--i-understand-records-from-999-are-lost",
-    ]);
+    assert!(String::from_utf8_lossy(&report.stdout).contains(&command));
+    let before = Offset(first.0 - 1).to_string();
+    let wrong_ack = format!("--i-understand-records-from-{before}-are-lost");
+    let wrong = repair(&["--data-dir", d, "--truncate-from", &before, &wrong_ack]);
     assert_eq!(wrong.status.code(), Some(1), "another offset is refused");
-    let unacknowledged = repair(&["--data-dir", d, "--truncate-from", "1000"]);
+    let first_arg = first.to_string();
+    let unacknowledged = repair(&["--data-dir", d, "--truncate-from", &first_arg]);
     assert_eq!(unacknowledged.status.code(), Some(2));
-    let done = repair(&[
-        "--data-dir",
-        d,
-        "--truncate-from",
-        "1000",
-        "--i-understand-records-from-1000-are-lost",
-    ]);
+    let ack = format!("--i-understand-records-from-{first}-are-lost");
+    let done = repair(&["--data-dir", d, "--truncate-from", &first_arg, &ack]);
     assert!(done.status.success(), "{done:?}");
-    assert!(String::from_utf8_lossy(&done.stderr).contains("dropped offsets 1000..2000"));
+    let dropped = format!("dropped offsets {first}..");
+    assert!(String::from_utf8_lossy(&done.stderr).contains(&dropped));
 
     let node = Node::start(root.path(), &data, &[]).unwrap();
     let mut client = node.client();
     for i in [0, 500, 999] {
-        assert_eq!(client.consume(Offset(i)).unwrap().value, value(i));
+        assert_eq!(client.consume(offsets[i]).unwrap().value, value(i as u64));
     }
-    assert_eq!(client.produce(b"after repair").unwrap(), Offset(1000));
+    assert!(client.produce(b"after repair").unwrap() >= first);
 }
 
 #[test]
@@ -197,37 +230,46 @@ fn truncated_store_and_missing_first_segment_are_refused() {
     let data = root.path().join("data");
     let small = ["--segment-max-bytes", "16KiB"];
     let node = Node::start(root.path(), &data, &small).unwrap();
-    produce(&node, 2000);
+    let offsets = produce(&node, 2000);
     node.stop();
-    // 409 records of 40 bytes per 16 KiB segment: the active one starts at 1636.
-    let active = store(&data, 1636);
+    // Cut the active store on the boundary of a record well below the end.
+    let (active, at) = find_record(&data, 1990);
+    assert_eq!(
+        Some(&active),
+        stores(&data).last(),
+        "1990 is in the active store"
+    );
     let saved = std::fs::read(&active).unwrap();
     std::fs::OpenOptions::new()
         .write(true)
         .open(&active)
         .unwrap()
-        .set_len(10 * RECORD_BYTES)
+        .set_len(at as u64)
         .unwrap();
     let stderr = Node::start(root.path(), &data, &small)
         .err()
         .expect("refused");
-    assert!(stderr.contains("below the durable end 2000"), "{stderr}");
-    assert!(
-        stderr.contains("offsets 1646..2000 are at stake"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("below the durable end"), "{stderr}");
+    let at_stake = format!("offsets {}..", offsets[1990]);
+    assert!(stderr.contains(&at_stake), "{stderr}");
     std::fs::write(&active, saved).unwrap();
     Node::start(root.path(), &data, &small).unwrap().stop();
 
-    std::fs::remove_file(store(&data, 0)).unwrap();
-    std::fs::remove_file(data.join(format!("{:020}.index", 0))).unwrap();
+    let first_store = stores(&data)[0].clone();
+    let base = first_store
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(&first_store).unwrap();
+    std::fs::remove_file(first_store.with_extension("index")).unwrap();
     let stderr = Node::start(root.path(), &data, &small)
         .err()
         .expect("refused");
-    assert!(
-        stderr.contains("segment starting at offset 0 is missing"),
-        "{stderr}"
-    );
+    let base: u64 = base.parse().unwrap();
+    let missing = format!("segment starting at offset {base} is missing");
+    assert!(stderr.contains(&missing), "{stderr}");
     assert!(stderr.contains("restore the missing files"), "{stderr}");
 }
 
@@ -237,31 +279,37 @@ fn damage_in_sealed_segments_is_a_corrupt_record_for_that_record_only() {
     let data = root.path().join("data");
     let small = ["--segment-max-bytes", "16KiB"];
     let node = Node::start(root.path(), &data, &small).unwrap();
-    produce(&node, 2000);
+    let offsets = produce(&node, 2000);
     node.stop();
-    edit(&store(&data, 0), |b| {
-        b[(5 * RECORD_BYTES + 30) as usize] ^= 1
-    });
-    edit(&store(&data, 409), |b| b.extend([0xab; 1000]));
+    let (store, at) = find_record(&data, 5);
+    assert_eq!(store, stores(&data)[0]);
+    edit(&store, |b| b[at + RECORD_HEADER_BYTES + 3] ^= 1); // a value byte
+    let garbage = stores(&data)[1].clone();
+    edit(&garbage, |b| b.extend([0xab; 1000]));
 
     let node = Node::start(root.path(), &data, &small).unwrap();
     let mut client = node.client();
-    let err = client.consume(Offset(5)).unwrap_err();
+    let err = client.consume(offsets[5]).unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::CorruptRecord), "{err}");
-    for i in [0, 4, 6, 408, 409, 817, 818, 1999] {
-        assert_eq!(client.consume(Offset(i)).unwrap().value, value(i), "{i}");
+    for i in [0, 4, 6, 400, 500, 800, 1999] {
+        let got = client.consume(offsets[i]).unwrap().value;
+        assert_eq!(got, value(i as u64), "{i}");
     }
-    let before = client.fetch(Offset(0), 1 << 20, 0).unwrap();
+    let before = client.fetch(offsets[0], 1 << 20, 0).unwrap();
     assert_eq!(before.records.len(), 5, "a fetch stops before the damage");
-    let err = client.fetch(Offset(5), 1 << 20, 0).unwrap_err();
+    let err = client.fetch(offsets[5], 1 << 20, 0).unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::CorruptRecord), "{err}");
-    let after = client.fetch(Offset(6), 1 << 20, 0).unwrap();
-    assert_eq!(after.records.first().map(|r| r.offset), Some(Offset(6)));
-    let garbage_segment = client.fetch(Offset(409), 1 << 20, 0).unwrap();
-    assert!(
-        garbage_segment.records.len() >= 409,
-        "the garbage is not read"
-    );
+    let after = client.fetch(offsets[6], 1 << 20, 0).unwrap();
+    assert_eq!(after.records.first().map(|r| r.offset), Some(offsets[6]));
+    let base: u64 = garbage
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let across = client.fetch(Offset(base), 1 << 20, 0).unwrap();
+    assert!(across.records.len() >= 400, "the garbage is not read");
 }
 
 /// Unmounts (and removes) a tmpfs on drop, also when the test panics.
