@@ -407,3 +407,68 @@ fn full_disk_is_storage_full_and_the_node_resumes_when_space_frees() {
     drop(client);
     node.stop();
 }
+
+/// In-process: a batch that spans segment rolls and runs out of space half-way is
+/// rolled back (nothing of it stays visible), the log stays usable, and it appends
+/// again once space is freed.
+#[test]
+fn log_batch_failing_half_way_on_a_full_disk_is_rolled_back() {
+    use commitlog::storage::{Log, LogConfig, NewRecord, RecordKind, StorageError, Term};
+    if !is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let _ = env_logger::builder().is_test(true).try_init();
+    let root = TempDir::new("faults-rollback");
+    let mount = match Tmpfs::mount(&root.path().join("mnt"), "2m") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("skipped: cannot mount a tmpfs: {e}");
+            return;
+        }
+    };
+    let filler = mount.0.join("filler");
+    std::fs::write(&filler, vec![1u8; 1 << 20]).unwrap();
+    let config = LogConfig {
+        max_store_bytes: 64 * 1024,
+        max_index_bytes: 8 * 1024,
+        ..LogConfig::default()
+    };
+    let dir = mount.0.join("log");
+    let log = Log::open(&dir, config.clone()).unwrap();
+    let values: Vec<Vec<u8>> = (0..8u8).map(|k| vec![k; 10_000]).collect();
+    let batch: Vec<NewRecord<'_>> = values
+        .iter()
+        .map(|v| NewRecord {
+            term: Term(1),
+            kind: RecordKind::Data,
+            value: v,
+        })
+        .collect();
+    let mut failed = false;
+    // 80 KB per batch, 64 KiB segments: every batch spans a roll.
+    for _ in 0..1000 {
+        let before = log.next_offset();
+        match log.append_batch(&batch) {
+            Ok(first) => assert_eq!(first, before),
+            Err(StorageError::NoSpace { .. }) => {
+                assert_eq!(log.next_offset(), before, "nothing of the batch stays");
+                failed = true;
+                break;
+            }
+            Err(other) => panic!("expected NoSpace, got {other}"),
+        }
+    }
+    assert!(failed, "the disk filled up");
+    let end = log.next_offset();
+    log.sync().unwrap();
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(log.append_batch(&batch).unwrap(), end, "appends resume");
+    log.close().unwrap();
+    let log = Log::open(&dir, config).unwrap();
+    assert_eq!(log.next_offset().0, end.0 + 8);
+    for offset in 0..log.next_offset().0 {
+        let record = log.read(Offset(offset)).unwrap();
+        assert_eq!(record.value, values[(offset % 8) as usize], "{offset}");
+    }
+}

@@ -161,15 +161,16 @@ pub(crate) fn write(dir: &Path, checkpoint: &Checkpoint) -> Result<()> {
 /// Writes the checkpoint, or, when that fails (say the disk is full), removes the
 /// old one so it cannot claim more than is true after a structural change (unlink
 /// needs no space). Without a checkpoint recovery uses the evidence rule alone.
-pub(crate) fn write_or_remove(dir: &Path, checkpoint: &Checkpoint) -> Result<()> {
+/// Returns whether the checkpoint was written (false: removed).
+pub(crate) fn write_or_remove(dir: &Path, checkpoint: &Checkpoint) -> Result<bool> {
     let Err(error) = write(dir, checkpoint) else {
-        return Ok(());
+        return Ok(true);
     };
     log::warn!(
         "log {}: cannot write the checkpoint ({error}); removing the old one",
         dir.display()
     );
-    remove(dir)
+    remove(dir).map(|()| false)
 }
 
 /// Removes the checkpoint (if any) and fsyncs the directory.

@@ -303,11 +303,12 @@ impl Log {
         let result = if required {
             checkpoint::write_or_remove(&self.dir, &checkpoint)
         } else {
-            checkpoint::write(&self.dir, &checkpoint)
+            checkpoint::write(&self.dir, &checkpoint).map(|()| true)
         };
         match result {
-            Ok(()) => {
-                *lock!(self.checkpoint_written) = Some(std::time::Instant::now());
+            Ok(written) => {
+                // Removed: the next sync writes a new one at once.
+                *lock!(self.checkpoint_written) = written.then(std::time::Instant::now);
                 Ok(())
             }
             Err(e) if !required => {

@@ -293,7 +293,7 @@ impl Log {
             bases: vec![start.0],
         };
         let result = checkpoint::write_or_remove(&self.dir, &checkpoint)
-            .and_then(|()| recovery::remove_segments_oldest_first(&self.dir, &bases))
+            .and_then(|_| recovery::remove_segments_oldest_first(&self.dir, &bases))
             .and_then(|()| segment::sync_dir(&self.dir))
             .and_then(|()| ActiveSegment::open(&self.dir, start.0, self.index_capacity, 0))
             .and_then(|fresh| {
