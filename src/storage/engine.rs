@@ -230,7 +230,8 @@ impl Log {
         // damage below this end from a torn tail.
         let mut bases: Vec<u64> = segments.sealed.iter().map(|m| m.base).collect();
         bases.push(segments.active.base);
-        checkpoint::write(
+        // A repair may have cut below the old durable end: never leave that one.
+        let written = checkpoint::write_or_remove(
             dir,
             &Checkpoint {
                 durable_end: next_offset,
@@ -258,7 +259,7 @@ impl Log {
             // Recovery fsynced everything it kept.
             durable_offset: AtomicU64::new(next_offset),
             closed: AtomicBool::new(false),
-            checkpoint_written: Mutex::new(Some(std::time::Instant::now())),
+            checkpoint_written: Mutex::new(written.then(std::time::Instant::now)),
             config,
         };
         Ok((log, recovered.repaired))
@@ -672,7 +673,13 @@ impl Log {
             .and_then(|()| index.sync_all())
             .map_err(io_err("trimming", &index_path))?;
         segment::sync_dir(&dir)?;
-        checkpoint::write(&dir, &Checkpoint { durable_end, bases })?;
+        // The previous checkpoint stays a valid lower bound if this one fails.
+        if let Err(e) = checkpoint::write(&dir, &Checkpoint { durable_end, bases }) {
+            log::warn!(
+                "log {}: checkpoint not updated at close: {e}",
+                dir.display()
+            );
+        }
         drop(lock_file);
         log::info!("closed log {}", dir.display());
         Ok(())
