@@ -358,10 +358,12 @@ impl Log {
     /// and written with one positioned write per segment it lands in, then
     /// published to readers.
     ///
-    /// On error nothing of the batch is visible and the log stays usable, except
-    /// when the batch spans segments and fails after its first part was published:
-    /// then the log closes itself (fail-stop; reopening recovers a consistent log
-    /// holding a prefix of the batch).
+    /// On error nothing of the batch stays visible and the log stays usable (a full
+    /// disk is [`StorageError::NoSpace`]; retry once space is freed). A batch that
+    /// spans segments and fails after its first part was published is truncated
+    /// back (readers may have seen that part for a moment; it was never durable);
+    /// appends meanwhile get `NoSpace`. Only if that roll-back fails does the log
+    /// close itself (fail-stop; reopening recovers a consistent log).
     pub fn append_batch(&self, records: &[NewRecord<'_>]) -> Result<Offset> {
         self.check_open()?;
         let max_bytes = self.config.max_store_bytes;
