@@ -1,7 +1,7 @@
 //! The log's checkpoint file (`CHECKPOINT` in the log directory): the segment list
 //! and a *durable end*, a lower bound of the offsets known to be fsynced. Recovery
 //! uses it as evidence: damage below the durable end, or a listed segment that is
-//! missing, is corruption, never a torn tail (rule in [`super::recovery`]).
+//! missing, is corruption, never a torn tail (rule in `storage/recovery.rs`).
 //!
 //! Layout (little-endian), [`encode`] / [`decode`] are pure functions:
 //!
@@ -17,7 +17,7 @@
 //!
 //! It is written atomically (temporary file, fsync, rename, fsync the directory)
 //! when the log opens, in the `sync` that seals a rolled segment, lazily (at most
-//! once per [`LAZY_INTERVAL`]) after other syncs, before any structural change that
+//! once per `LAZY_INTERVAL`, 1 s) after other syncs, before any structural change that
 //! lowers the end or removes segments, and on close. Between writes it only lags
 //! (a lower durable end, fewer segments), which keeps it a valid lower bound.
 

@@ -27,7 +27,8 @@
 //!    truncation: that would drop the whole log).
 //! 2. A store scan (the last segment, and any segment not sealed on disk) that
 //!    stops at `o`: corruption if `o < E`, or if a valid record lies after the
-//!    damage, or if the segment is not the last and its index was trimmed (a hole);
+//!    damage, or if the segment is not the last and its index is not the larger
+//!    active-size file of a segment rolled but never synced (a hole);
 //!    otherwise a torn tail, cut with a warning. A store that ends cleanly on a
 //!    record boundary below `E` is corruption too (truncated below the durable end).
 //! 3. Sealed segments (index exactly `8 * count` bytes) are not scanned: open checks
@@ -39,11 +40,15 @@
 //! 4. Without a checkpoint (logs written before it existed, or a damaged one) `E`
 //!    is unknown: only the evidence rules apply, exactly as above with `E = 0`.
 //!
-//! A cut never removes a record below `E`, so nothing fsynced (nothing a client was
-//! told is durable) is dropped without an error. The converse has one known false
-//! alarm: after a power loss, out-of-order writeback of never-synced data can leave
-//! a valid record after a hole at or above `E`; that is reported as corruption
-//! whose offsets are all at or above the durable end (the report says so).
+//! A cut never removes a record below `E` without an error. `E` lags the real
+//! durable end by at most the lazy interval (about a second of writes; exact after
+//! a clean close or [`Log::checkpoint`](super::Log::checkpoint)): records fsynced
+//! in that window are protected by the evidence rule only, so damage to the very
+//! end of them with nothing valid after it looks like a torn tail and is cut (with
+//! the warning). The converse has one known false alarm: after a power loss,
+//! out-of-order writeback of never-synced data can leave a valid record after a
+//! hole at or above `E`; that is reported as corruption whose offsets are all at
+//! or above the durable end (the report says so).
 //!
 //! [`Log::open_and_repair`](super::Log::open_and_repair) turns every such report
 //! into a cut just before the damage and returns what it cut, for a node that can
