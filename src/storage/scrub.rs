@@ -139,9 +139,19 @@ impl Scrubber {
                     self.next = first.0;
                     break;
                 }
+                Err(StorageError::Closed) => break,
                 Err(e) => {
+                    // The segment cannot be read at all (a file missing, short or
+                    // unreadable): all of it is a fault; go on with the next one.
                     log::warn!("scrubbing {}: {e}", self.log.dir().display());
-                    break;
+                    faults.push(Fault {
+                        kind: FaultKind::DamagedRecords,
+                        first: Offset(self.next),
+                        end: Offset(segment_end),
+                        path: super::segment::store_path(self.log.dir(), base),
+                        reason: e.to_string(),
+                    });
+                    self.next = segment_end;
                 }
             }
         }
@@ -321,6 +331,21 @@ mod tests {
             counters.bytes_verified.load(Ordering::Relaxed),
             299 * 72 + RECORD_HEADER_BYTES as u64 + 720,
         );
+    }
+
+    #[test]
+    fn an_unopenable_segment_is_one_fault_and_the_scrub_goes_on() {
+        let dir = TempDir::new("scrub-missing");
+        let log = log_with_segments(dir.path());
+        // Deleted while the log is open (it was never opened for reads, so the
+        // scrubber is the first to notice).
+        std::fs::remove_file(dir.path().join(format!("{:020}.index", 50))).unwrap();
+        let mut scrubber = Scrubber::new(log);
+        let faults = scrubber.step(u64::MAX);
+        assert_eq!(faults.len(), 1, "{faults:?}");
+        assert_eq!((faults[0].first, faults[0].end), (Offset(50), Offset(60)));
+        let counters = scrubber.counters();
+        assert_eq!(counters.bytes_verified.load(Ordering::Relaxed), 290 * 72);
     }
 
     fn log_with_segments_reopen(dir: &std::path::Path) -> Arc<Log> {

@@ -101,6 +101,10 @@ impl Log {
     /// Records from `from` on, stopping before `max_bytes` of record values would
     /// be exceeded, but always at least one record if `from < next_offset()`; empty
     /// if `from == next_offset()`. Every record's crc and offset are checked.
+    ///
+    /// A read that reaches a damaged record (or a segment that cannot be read)
+    /// after taking others returns those; a read starting at a damaged record gets
+    /// [`StorageError::CorruptRecord`]; a read starting after it works.
     pub fn read_range(&self, from: Offset, max_bytes: u64) -> Result<Vec<Record>> {
         let mut out = Vec::new();
         self.read_range_with(from, max_bytes, |record| {
@@ -149,15 +153,19 @@ impl Log {
             let view = if offset >= segments.active.base {
                 active_view(&segments, snapshot, offset)
             } else {
-                sealed_segment = self.sealed_segment(&segments, offset)?;
-                sealed_view(&sealed_segment, offset)
+                match self.sealed_segment(&segments, offset) {
+                    Ok(segment) => {
+                        sealed_segment = segment;
+                        sealed_view(&sealed_segment, offset)
+                    }
+                    Err(e) => Err(e),
+                }
             };
-            // A damaged index slot is a damaged record: stop before it, or report
-            // it when it is the first record asked for.
+            // A damaged index slot or an unreadable segment: stop before it, or
+            // report it when it holds the first record asked for.
             let view = match view {
                 Ok(view) => view,
-                Err(e @ StorageError::CorruptRecord { .. }) if taken == 0 => return Err(e),
-                Err(StorageError::CorruptRecord { .. }) => return Ok(taken),
+                Err(_) if taken > 0 => return Ok(taken),
                 Err(e) => return Err(e),
             };
             // The first read covers the budget plus headers of records of 1 KiB or
