@@ -318,6 +318,16 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("--generate-man") {
         return generate_man(std::env::args_os().nth(2));
     }
+    // `commitlogd repair --data-dir D …`: inspect or truncate a damaged log (storage::repair).
+    if std::env::args().nth(1).as_deref() == Some("repair") {
+        env_logger::Builder::new()
+            .parse_filters("info")
+            .format_timestamp_millis()
+            .init();
+        return ExitCode::from(commitlog::storage::repair::run_cli(
+            std::env::args().skip(2),
+        ));
+    }
     let args = Args::parse();
     let filter = args
         .log_level

@@ -339,13 +339,14 @@ impl Node {
                 path,
                 position,
                 reason,
+                ..
             }) => {
                 log::warn!(
                     "log corrupt at {}:{position} ({reason}); cutting it there and re-fetching \
                      from the leader (this node will not vote until it has caught up)",
                     path.display()
                 );
-                let l = Log::open_and_repair(&log_dir, log_config)
+                let (l, _cut) = Log::open_and_repair(&log_dir, log_config)
                     .map_err(|e| format!("cannot repair the log in {}: {e}", log_dir.display()))?;
                 (l, true)
             }

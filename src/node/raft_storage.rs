@@ -460,7 +460,7 @@ mod tests {
     }
 
     fn open(d: &Path) -> LogStorage {
-        let log = Arc::new(Log::open_and_repair(&d.join("log"), cfg()).unwrap());
+        let log = Arc::new(Log::open_and_repair(&d.join("log"), cfg()).unwrap().0);
         LogStorage::open(
             d,
             log,

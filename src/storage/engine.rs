@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::cache::{SegmentCache, SEALED_CACHE_CAPACITY};
+use super::checkpoint::{self, Checkpoint};
 use super::error::{Result, StorageError};
 use super::index::{self, SLOT_BYTES};
 use super::publish::Publication;
 use super::record::{encode_into, encoded_bytes, NewRecord, RECORD_HEADER_BYTES};
-use super::recovery::{self, Mode, SealedMeta};
+use super::recovery::{self, Mode, SealedMeta, TruncatedRange};
 use super::segment::{self, ActiveSegment};
 use super::LogConfig;
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, RwLock};
@@ -64,6 +65,9 @@ struct Writer {
     pending_seal: Vec<PendingSeal>,
     /// Segments created since the directory was last fsynced.
     unsynced_creations: u64,
+    /// Set while a batch that failed half-way (after a roll) is being rolled back:
+    /// appends are refused until the log is back at this offset.
+    rolling_back_to: Option<u64>,
 }
 
 /// The segment list readers consult, behind the `segments` RwLock.
@@ -121,6 +125,8 @@ pub struct Log {
     first_offset: AtomicU64,
     durable_offset: AtomicU64,
     closed: AtomicBool,
+    /// When the checkpoint was last written (only touched under the `sync` lock).
+    checkpoint_written: Mutex<Option<std::time::Instant>>,
 }
 
 /// Name of the lock file in a log directory.
@@ -162,25 +168,35 @@ impl Log {
     ///
     /// The directory is locked (`flock` on `LOCK`) while open: a second `open` of the
     /// same directory fails with an `Io` error of kind `WouldBlock`.
+    ///
+    /// Damage that is not a torn tail (see `storage/recovery.rs`) is refused with
+    /// [`StorageError::Corrupt`] whose [`StorageError::damage`] names the offsets at
+    /// stake and whether `storage::repair` can truncate it away.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log> {
-        Log::open_with(dir, config, Mode::Strict)
+        Log::open_with(dir, config, Mode::Strict).map(|(log, _)| log)
     }
 
-    /// Like [`Log::open`], but corruption that recovery finds in the scanned tail
-    /// (a damaged record followed by valid ones, a record holding the wrong offset)
-    /// or a hole between segments is cut off instead of reported: the log ends just
-    /// before it, later segments are deleted, and a warning says what was dropped.
+    /// Like [`Log::open`], but every corruption recovery would report (damage
+    /// below the durable end or followed by valid records, a missing segment, a
+    /// hole between segments) is cut off instead: the log ends just before it,
+    /// later segments are deleted, and a warning says what was dropped. Returns the
+    /// log and the range it cut (`None` when nothing was damaged; a plain torn tail
+    /// is not reported).
     ///
     /// Records after the cut are lost, so use it only where they can be fetched
     /// again (a Raft follower re-fetches from the leader), typically after `open`
     /// returned [`StorageError::Corrupt`]. Sealed segments are still not scanned:
-    /// damage there shows up as `Corrupt` on read, and `truncate_suffix` to just
-    /// before the damaged offset removes it.
-    pub fn open_and_repair(dir: &Path, config: LogConfig) -> Result<Log> {
+    /// damage there shows up as [`StorageError::CorruptRecord`] on read (and to the
+    /// scrubber), and `truncate_suffix` to just before the damaged offset removes it.
+    pub fn open_and_repair(dir: &Path, config: LogConfig) -> Result<(Log, Option<TruncatedRange>)> {
         Log::open_with(dir, config, Mode::Repair)
     }
 
-    fn open_with(dir: &Path, config: LogConfig, mode: Mode) -> Result<Log> {
+    fn open_with(
+        dir: &Path,
+        config: LogConfig,
+        mode: Mode,
+    ) -> Result<(Log, Option<TruncatedRange>)> {
         if config.max_store_bytes > u64::from(u32::MAX)
             || config.max_store_bytes < RECORD_HEADER_BYTES as u64
         {
@@ -210,7 +226,19 @@ impl Log {
             dir.display(),
             segments.sealed.len() + 1
         );
-        Ok(Log {
+        // Everything recovery kept is durable: record it, so a later open can tell
+        // damage below this end from a torn tail.
+        let mut bases: Vec<u64> = segments.sealed.iter().map(|m| m.base).collect();
+        bases.push(segments.active.base);
+        // A repair may have cut below the old durable end: never leave that one.
+        let written = checkpoint::write_or_remove(
+            dir,
+            &Checkpoint {
+                durable_end: next_offset,
+                bases,
+            },
+        )?;
+        let log = Log {
             lock_file,
             dir: dir.to_path_buf(),
             index_capacity,
@@ -222,6 +250,7 @@ impl Log {
                 buf: Vec::new(),
                 pending_seal: Vec::new(),
                 unsynced_creations: 0,
+                rolling_back_to: None,
             }),
             segments: RwLock::new(segments),
             cache: Mutex::new(SegmentCache::new(SEALED_CACHE_CAPACITY)),
@@ -230,8 +259,68 @@ impl Log {
             // Recovery fsynced everything it kept.
             durable_offset: AtomicU64::new(next_offset),
             closed: AtomicBool::new(false),
+            checkpoint_written: Mutex::new(written.then(std::time::Instant::now)),
             config,
-        })
+        };
+        Ok((log, recovered.repaired))
+    }
+
+    /// The sealed segments as `(base, next base, indexed store bytes)`, oldest first.
+    pub(crate) fn sealed_segments(&self) -> Vec<(u64, u64, u64)> {
+        let Ok(segments) = self.segments.read() else {
+            return Vec::new();
+        };
+        (0..segments.sealed.len())
+            .map(|i| {
+                let meta = segments.sealed[i];
+                (meta.base, segments.sealed_next(i), meta.store_bytes)
+            })
+            .collect()
+    }
+
+    /// Base offsets of every segment, oldest first.
+    fn segment_bases(&self) -> Result<Vec<u64>> {
+        let segments = read_lock!(self.segments);
+        let mut bases: Vec<u64> = segments.sealed.iter().map(|m| m.base).collect();
+        bases.push(segments.active.base);
+        Ok(bases)
+    }
+
+    /// Writes the checkpoint (caller holds the `sync` lock, so no structural change
+    /// races it): the current segments and `durable_end`, which must be a lower
+    /// bound of what is fsynced. `required`: the write must not leave a checkpoint
+    /// claiming more than is true (before a structural change), so on failure the
+    /// old checkpoint is removed; otherwise a failure only leaves the older, still
+    /// valid, checkpoint in place (with a warning).
+    fn write_checkpoint(&self, durable_end: u64, keep_below: u64, required: bool) -> Result<()> {
+        let checkpoint = Checkpoint {
+            durable_end,
+            bases: self
+                .segment_bases()?
+                .into_iter()
+                .filter(|&b| b <= keep_below)
+                .collect(),
+        };
+        let result = if required {
+            checkpoint::write_or_remove(&self.dir, &checkpoint)
+        } else {
+            checkpoint::write(&self.dir, &checkpoint).map(|()| true)
+        };
+        match result {
+            Ok(written) => {
+                // Removed: the next sync writes a new one at once.
+                *lock!(self.checkpoint_written) = written.then(std::time::Instant::now);
+                Ok(())
+            }
+            Err(e) if !required => {
+                log::warn!(
+                    "log {}: checkpoint not updated ({e}); the previous one stays valid",
+                    self.dir.display()
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The log's directory.
@@ -269,10 +358,12 @@ impl Log {
     /// and written with one positioned write per segment it lands in, then
     /// published to readers.
     ///
-    /// On error nothing of the batch is visible and the log stays usable, except
-    /// when the batch spans segments and fails after its first part was published:
-    /// then the log closes itself (fail-stop; reopening recovers a consistent log
-    /// holding a prefix of the batch).
+    /// On error nothing of the batch stays visible and the log stays usable (a full
+    /// disk is [`StorageError::NoSpace`]; retry once space is freed). A batch that
+    /// spans segments and fails after its first part was published is truncated
+    /// back (readers may have seen that part for a moment; it was never durable);
+    /// appends meanwhile get `NoSpace`. Only if that roll-back fails does the log
+    /// close itself (fail-stop; reopening recovers a consistent log).
     pub fn append_batch(&self, records: &[NewRecord<'_>]) -> Result<Offset> {
         self.check_open()?;
         let max_bytes = self.config.max_store_bytes;
@@ -285,6 +376,11 @@ impl Log {
         let mut guard = lock!(self.writer);
         self.check_open()?;
         let w = &mut *guard;
+        if let Some(to) = w.rolling_back_to {
+            return Err(StorageError::NoSpace {
+                context: format!("rolling back a failed batch to offset {to}; retry"),
+            });
+        }
         let first = w.next_offset;
         if first.checked_add(records.len() as u64).is_none() {
             return Err(StorageError::InvalidConfig {
@@ -303,13 +399,43 @@ impl Log {
             match step.and_then(|()| self.append_chunk(w, rest)) {
                 Ok(written) => rest = &rest[written..],
                 Err(error) if w.next_offset == first => return Err(error),
-                Err(error) => return Err(self.fail(error)),
+                Err(error) => {
+                    w.rolling_back_to = Some(first);
+                    drop(guard);
+                    return Err(self.roll_back_batch(first, error));
+                }
             }
         }
         if w.buf.capacity() > KEEP_BUFFER_BYTES {
             w.buf = Vec::new();
         }
         Ok(Offset(first))
+    }
+
+    /// A batch failed after part of it was written (it spanned a roll): removes
+    /// that part, so the failure leaves the log as it was before the batch. Returns
+    /// the batch's error; if the roll-back itself fails the log closes (fail-stop).
+    fn roll_back_batch(&self, first: u64, error: StorageError) -> StorageError {
+        let keep_through = first
+            .checked_sub(1)
+            .filter(|&k| k >= self.first_offset.load(Ordering::Acquire))
+            .map(Offset);
+        if let Err(e) = self.truncate_suffix(keep_through) {
+            log::error!(
+                "log {}: cannot roll back a failed batch: {e}",
+                self.dir.display()
+            );
+            return self.fail(error);
+        }
+        match self.writer.lock() {
+            Ok(mut w) => w.rolling_back_to = None,
+            Err(_) => return self.fail(error),
+        }
+        log::warn!(
+            "log {}: a batch failed half-way ({error}); rolled back to offset {first}",
+            self.dir.display()
+        );
+        error
     }
 
     /// Writes as many of `records` as fit in the active segment (at least one; the
@@ -329,7 +455,9 @@ impl Log {
                 break;
             }
             // Index slots of unpublished records are invisible to readers, so they
-            // can be written before the bytes they point at.
+            // can be written before the bytes they point at. The slot is backed by
+            // disk space first (a full disk is an error here, not a SIGBUS later).
+            active.allocate_through(slot)?;
             if !active.set_position(slot, position) {
                 return Err(StorageError::corrupt(
                     &active.index_path,
@@ -362,7 +490,7 @@ impl Log {
     /// new one at the next offset.
     fn roll(&self, w: &mut Writer) -> Result<()> {
         let base = w.next_offset;
-        let fresh = ActiveSegment::open(&self.dir, base, self.index_capacity)?;
+        let fresh = ActiveSegment::open(&self.dir, base, self.index_capacity, 0)?;
         fresh
             .store
             .set_len(0)
@@ -440,7 +568,34 @@ impl Log {
             w.unsynced_creations -= creations;
         }
         self.durable_offset.fetch_max(target, Ordering::AcqRel);
+        // After a roll at once (the segment list changed), otherwise lazily: the
+        // checkpoint is a lower bound, so lagging is safe and costs no fsync per
+        // group commit.
+        let due = lock!(self.checkpoint_written)
+            .is_none_or(|at| at.elapsed() >= checkpoint::LAZY_INTERVAL);
+        if due || !pending.is_empty() || creations > 0 {
+            self.write_checkpoint(self.durable_offset.load(Ordering::Acquire), u64::MAX, false)?;
+        }
         Ok(self.durable_offset())
+    }
+
+    /// fsyncs and writes the checkpoint now (durable end = everything appended):
+    /// for a clean stop that does not [`Log::close`] the log, so the next open
+    /// knows the exact durable end instead of the lazily written lower bound.
+    pub fn checkpoint(&self) -> Result<Offset> {
+        self.sync()?;
+        // Under the sync lock no truncation can lower the end meanwhile.
+        let _sync = lock!(self.sync_lock);
+        let durable_end = self.durable_offset.load(Ordering::Acquire);
+        checkpoint::write(
+            &self.dir,
+            &Checkpoint {
+                durable_end,
+                bases: self.segment_bases()?,
+            },
+        )?;
+        *lock!(self.checkpoint_written) = Some(std::time::Instant::now());
+        Ok(Offset(durable_end))
     }
 
     fn sync_files(
@@ -501,7 +656,8 @@ impl Log {
     /// fsyncs, then trims the active index to its used length. Reopening a closed
     /// log still validates the last segment.
     pub fn close(self) -> Result<()> {
-        self.sync()?;
+        let durable_end = self.sync()?.0;
+        let bases = self.segment_bases()?;
         let (index_path, count) = {
             let w = lock!(self.writer);
             (w.active.index_path.clone(), w.next_offset - w.active.base)
@@ -519,6 +675,13 @@ impl Log {
             .and_then(|()| index.sync_all())
             .map_err(io_err("trimming", &index_path))?;
         segment::sync_dir(&dir)?;
+        // The previous checkpoint stays a valid lower bound if this one fails.
+        if let Err(e) = checkpoint::write(&dir, &Checkpoint { durable_end, bases }) {
+            log::warn!(
+                "log {}: checkpoint not updated at close: {e}",
+                dir.display()
+            );
+        }
         drop(lock_file);
         log::info!("closed log {}", dir.display());
         Ok(())

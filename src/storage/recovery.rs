@@ -1,25 +1,78 @@
 //! Opening a log directory: find the segments, validate what must be validated,
-//! cut a torn tail, rebuild indexes. The rule is in the module doc of
-//! [`crate::storage`]; in short, sealed segments are trusted (reads check crcs),
-//! the unsynced tail is scanned and cut at its first invalid record, and holes or
-//! mid-log damage are reported as [`StorageError::Corrupt`].
+//! cut a torn tail, rebuild indexes, and refuse (report) anything else.
+//!
+//! # The recovery rule: torn tail or corruption, decided by evidence
+//!
+//! A crash may leave a *torn tail*: bytes written after the last completed fsync
+//! that did not all reach the disk. Only such bytes may be cut silently (with a
+//! warning). Everything else that fails validation is *corruption*: `Log::open`
+//! refuses with [`StorageError::Corrupt`] carrying a [`Damage`] (file, byte, the
+//! first damaged offset, the durable end, whether truncation repairs it).
+//!
+//! Evidence comes from two places:
+//!
+//! * **The checkpoint** (`CHECKPOINT`, see `storage/checkpoint.rs`): the segment
+//!   list and a *durable end* `E`, a lower bound of the offsets fsynced. It is
+//!   rewritten atomically when the log opens, in the `sync` that seals a rolled
+//!   segment, at most once a second after other syncs, before truncation, prefix
+//!   removal or reset, and on close, so no fsync is added to a group commit.
+//! * **What lies after the damage**: a valid record (crc intact) found anywhere
+//!   after the first invalid byte of a store, or a valid record carrying the wrong
+//!   offset, proves the damage is not a torn tail (a torn write only loses the end).
+//!
+//! Precisely, on open, with `o` the first offset that is missing or invalid:
+//!
+//! 1. A segment listed in the checkpoint with base `< E` whose store is missing is
+//!    corruption at its base (a missing first segment is not repairable by
+//!    truncation: that would drop the whole log).
+//! 2. A store scan (the last segment, and any segment not sealed on disk) that
+//!    stops at `o`: corruption if `o < E`, or if a valid record lies after the
+//!    damage, or if the segment is not the last and its index is not the larger
+//!    active-size file of a segment rolled but never synced (a hole);
+//!    otherwise a torn tail, cut with a warning. A store that ends cleanly on a
+//!    record boundary below `E` is corruption too (truncated below the durable end).
+//! 3. Sealed segments (index exactly `8 * count` bytes) are not scanned: open checks
+//!    their structure only (the last indexed record is inside the store and valid;
+//!    the store does not end before it). Bytes after the last indexed record are
+//!    reported (a warning) and never read. A damaged last record is reported and
+//!    left to reads, which return [`StorageError::CorruptRecord`] for exactly the
+//!    damaged records; a store shorter than its index is scanned under rule 2.
+//! 4. Without a checkpoint (logs written before it existed, or a damaged one) `E`
+//!    is unknown: only the evidence rules apply, exactly as above with `E = 0`.
+//!
+//! A cut never removes a record below `E` without an error. `E` lags the real
+//! durable end by at most the lazy interval (about a second of writes; exact after
+//! a clean close or [`Log::checkpoint`](super::Log::checkpoint)): records fsynced
+//! in that window are protected by the evidence rule only, so damage to the very
+//! end of them with nothing valid after it looks like a torn tail and is cut (with
+//! the warning). The converse has one known false alarm: after a power loss,
+//! out-of-order writeback of never-synced data can leave a valid record after a
+//! hole at or above `E`; that is reported as corruption whose offsets are all at
+//! or above the durable end (the report says so).
+//!
+//! [`Log::open_and_repair`](super::Log::open_and_repair) turns every such report
+//! into a cut just before the damage and returns what it cut, for a node that can
+//! refetch it; `storage::repair` does the same for one acknowledged offset.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
-use super::error::{Result, StorageError};
+use super::checkpoint::{self, Checkpoint};
+use super::error::{Damage, Result, StorageError};
 use super::index::{self, SLOT_BYTES};
 use super::record::RECORD_HEADER_BYTES;
 use super::segment::{
-    self, index_path, parse_file_name, store_path, ActiveSegment, FileKind, FrameReader, Step,
+    self, index_path, parse_file_name, read_exact_at, store_path, ActiveSegment, FileKind,
+    FrameReader, Step,
 };
+use crate::types::Offset;
 
 /// Bytes read per `pread` while scanning a store.
 const SCAN_CHUNK_BYTES: u64 = 1024 * 1024;
 
-/// What recovery does with corruption it finds while scanning.
+/// What recovery does with corruption it finds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
     /// Report it as `Corrupt` (the default: never lose data silently).
@@ -29,10 +82,23 @@ pub(crate) enum Mode {
     Repair,
 }
 
+/// What [`crate::storage::Log::open_and_repair`] cut.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TruncatedRange {
+    /// The first offset dropped (the log's next offset after the repair).
+    pub from: Offset,
+    /// One past the last offset that may have been dropped, as far as recovery
+    /// knows (at least the durable end of the checkpoint).
+    pub to: Offset,
+    /// What was damaged.
+    pub reason: String,
+}
+
 /// A sealed segment as the log tracks it without opening it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SealedMeta {
     pub base: u64,
+    /// Bytes of the store covered by its records (the indexed end).
     pub store_bytes: u64,
 }
 
@@ -47,6 +113,8 @@ pub(crate) struct Recovered {
     pub active_count: u64,
     /// Valid bytes in the active store.
     pub active_store_bytes: u64,
+    /// What [`Mode::Repair`] cut because it was damaged (`None`: nothing).
+    pub repaired: Option<TruncatedRange>,
 }
 
 /// How a store scan ended.
@@ -54,8 +122,14 @@ pub(crate) struct Recovered {
 pub(crate) enum Tail {
     /// The last record ends exactly at the end of the file.
     Clean,
-    /// Bytes from `position` on are not a whole valid record.
-    Torn { position: u64, reason: &'static str },
+    /// Bytes from `position` on are not a whole valid record. `evidence` is the
+    /// position and offset of a valid record found after them, if any: proof that
+    /// this is damage, not a torn write.
+    Torn {
+        position: u64,
+        reason: &'static str,
+        evidence: Option<(u64, u64)>,
+    },
 }
 
 /// Result of scanning a store from its start.
@@ -69,50 +143,32 @@ pub(crate) struct Scan {
 }
 
 /// Scans the store of the segment starting at `base`: every record's crc and
-/// offset are checked. A record with a valid crc but the wrong offset, or an invalid
-/// record followed by a valid record with the next offset, is `Corrupt` in
-/// [`Mode::Strict`] and ends the scan (like a torn tail) in [`Mode::Repair`].
-pub(crate) fn scan_store(
-    file: &File,
-    path: &Path,
-    store_bytes: u64,
-    base: u64,
-    mode: Mode,
-) -> Result<Scan> {
+/// offset are checked. The scan stops at the first invalid record, or at a valid
+/// record carrying the wrong offset (which is its own evidence of damage); it then
+/// looks for evidence after the damage.
+pub(crate) fn scan_store(file: &File, path: &Path, store_bytes: u64, base: u64) -> Result<Scan> {
     let mut reader = FrameReader::new(file, path, 0, store_bytes, SCAN_CHUNK_BYTES);
     let mut positions = Vec::new();
     // Bounded: every iteration consumes at least one header's worth of bytes.
     loop {
         let expected = base + positions.len() as u64;
-        match reader.next_step()? {
+        let (position, reason, evidence) = match reader.next_step()? {
             Step::Record {
                 position, header, ..
-            } => {
-                if header.offset != expected && mode == Mode::Repair {
-                    return Ok(Scan {
-                        positions,
-                        valid_bytes: position,
-                        tail: Tail::Torn {
-                            position,
-                            reason: "record holds the wrong offset",
-                        },
-                    });
-                }
-                if header.offset != expected {
-                    return Err(StorageError::corrupt(
-                        path,
-                        position,
-                        format!(
-                            "record holds offset {} where {expected} belongs",
-                            header.offset
-                        ),
-                    ));
-                }
+            } if header.offset == expected => {
                 let position = u32::try_from(position).map_err(|_| {
                     StorageError::corrupt(path, position, "store larger than 4 GiB")
                 })?;
                 positions.push(position);
+                continue;
             }
+            Step::Record {
+                position, header, ..
+            } => (
+                position,
+                "record holds the wrong offset",
+                Some((position, header.offset)),
+            ),
             Step::End => {
                 return Ok(Scan {
                     positions,
@@ -121,35 +177,71 @@ pub(crate) fn scan_store(
                 })
             }
             Step::Invalid {
+                position, reason, ..
+            } => {
+                let evidence = find_valid_record(file, path, position + 1, store_bytes, expected)?;
+                (position, reason, evidence)
+            }
+        };
+        return Ok(Scan {
+            positions,
+            valid_bytes: position,
+            tail: Tail::Torn {
                 position,
                 reason,
-                value_len,
-            } => {
-                if let (Some(value_len), Mode::Strict) = (value_len, mode) {
-                    let next = position + RECORD_HEADER_BYTES as u64 + u64::from(value_len);
-                    if next < store_bytes
-                        && valid_record_at(file, path, next, store_bytes, expected + 1)?
-                    {
-                        return Err(StorageError::corrupt(
-                            path,
-                            position,
-                            format!(
-                                "{reason} in record {expected}, which is followed by valid records"
-                            ),
-                        ));
-                    }
-                }
-                return Ok(Scan {
-                    positions,
-                    valid_bytes: position,
-                    tail: Tail::Torn { position, reason },
-                });
-            }
-        }
+                evidence,
+            },
+        });
     }
 }
 
-fn valid_record_at(file: &File, path: &Path, position: u64, end: u64, offset: u64) -> Result<bool> {
+/// Looks for a valid record (crc intact) holding an offset above `after` anywhere
+/// in `file[from..end)`: returns its position and offset. Candidate positions are
+/// filtered on the cheap header fields (a plausible offset, a known kind, zero
+/// reserved bytes, a length that fits) before the crc is computed, so the search
+/// is one linear pass; it runs only when a scan met damage.
+fn find_valid_record(
+    file: &File,
+    path: &Path,
+    from: u64,
+    end: u64,
+    after: u64,
+) -> Result<Option<(u64, u64)>> {
+    let header = RECORD_HEADER_BYTES as u64;
+    let most_records = (end.saturating_sub(from)) / header + 1;
+    let mut chunk = vec![0u8; SCAN_CHUNK_BYTES as usize];
+    let mut start = from;
+    // Bounded: `start` grows by at least one chunk minus a header per iteration.
+    while start + header <= end {
+        let len = (end - start).min(SCAN_CHUNK_BYTES) as usize;
+        read_exact_at(file, path, &mut chunk[..len], start)?;
+        let last = len.saturating_sub(RECORD_HEADER_BYTES);
+        for at in 0..=last {
+            let h = &chunk[at..at + RECORD_HEADER_BYTES];
+            let mut off = [0u8; 8];
+            off.copy_from_slice(&h[8..16]);
+            let offset = u64::from_le_bytes(off);
+            let plausible = offset > after
+                && offset - after <= most_records
+                && h[24] <= 2
+                && h[25..28] == [0, 0, 0];
+            if !plausible {
+                continue;
+            }
+            let position = start + at as u64;
+            if record_is_valid(file, path, position, end, offset)? {
+                return Ok(Some((position, offset)));
+            }
+        }
+        if len < SCAN_CHUNK_BYTES as usize {
+            break;
+        }
+        start += (len - RECORD_HEADER_BYTES + 1) as u64;
+    }
+    Ok(None)
+}
+
+fn record_is_valid(file: &File, path: &Path, position: u64, end: u64, offset: u64) -> Result<bool> {
     let mut reader = FrameReader::new(file, path, position, end, 4096);
     Ok(matches!(
         reader.next_step()?,
@@ -268,7 +360,8 @@ fn remove_temp_files(dir: &Path) -> Result<()> {
             .to_str()
             .and_then(|n| n.strip_suffix(TEMP_SUFFIX))
             .and_then(parse_file_name)
-            .is_some();
+            .is_some()
+            || name == checkpoint::TEMP_NAME;
         if is_ours {
             log::warn!("removing leftover {:?} in {}", name, dir.display());
             fs::remove_file(entry.path())
@@ -278,7 +371,159 @@ fn remove_temp_files(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Opens or creates the log in `dir` (which exists) and recovers it.
+/// Where the damage is and what it puts at stake, before it becomes an error or a cut.
+struct Finding {
+    path: std::path::PathBuf,
+    position: u64,
+    reason: String,
+    first: u64,
+    known_end: u64,
+    repairable: bool,
+}
+
+impl Finding {
+    fn into_error(self, durable_end: Option<u64>) -> StorageError {
+        StorageError::Corrupt {
+            path: self.path,
+            position: self.position,
+            reason: self.reason,
+            damage: Some(Damage {
+                first_offset: Offset(self.first),
+                durable_end: durable_end.map(Offset),
+                known_end: Offset(self.known_end),
+                repairable_by_truncation: self.repairable,
+            }),
+        }
+    }
+
+    /// In [`Mode::Repair`]: logs the cut and records it (the lowest cut wins).
+    fn repaired(self, dir: &Path, repaired: &mut Option<TruncatedRange>) {
+        log::warn!(
+            "log {}: repair cuts the log at offset {} (offsets {}..{} dropped or never \
+             present): {} in {} at byte {}",
+            dir.display(),
+            self.first,
+            self.first,
+            self.known_end,
+            self.reason,
+            self.path.display(),
+            self.position
+        );
+        let to = repaired
+            .as_ref()
+            .map_or(self.known_end, |r| r.to.0.max(self.known_end));
+        if repaired.as_ref().is_none_or(|r| self.first < r.from.0) {
+            *repaired = Some(TruncatedRange {
+                from: Offset(self.first),
+                to: Offset(to),
+                reason: self.reason,
+            });
+        } else if let Some(r) = repaired {
+            r.to = Offset(to);
+        }
+    }
+}
+
+/// Rule 1: the first segment the checkpoint lists below its durable end whose
+/// store is missing.
+fn missing_listed(dir: &Path, cp: &Checkpoint, found: &BTreeMap<u64, Found>) -> Option<Finding> {
+    let missing = cp
+        .bases
+        .iter()
+        .copied()
+        .take_while(|&b| b < cp.durable_end)
+        .find(|b| found.get(b).is_none_or(|f| f.store.is_none()))?;
+    let last_found = found.keys().next_back().copied().unwrap_or(0);
+    Some(Finding {
+        path: store_path(dir, missing),
+        position: 0,
+        reason: format!(
+            "the segment starting at offset {missing} is missing (the checkpoint lists it \
+             below the durable end {})",
+            cp.durable_end
+        ),
+        first: missing,
+        known_end: cp.durable_end.max(last_found),
+        repairable: found.keys().any(|&b| b < missing),
+    })
+}
+
+/// Rule 2: is the end of a scan at offset `o` damage rather than a torn tail?
+/// `hole`: the segment is not the last and was sealed on disk.
+fn damage_reason(o: u64, durable_end: Option<u64>, tail: &Tail, hole: bool) -> Option<String> {
+    let what = match tail {
+        Tail::Clean => "the store ends".to_string(),
+        Tail::Torn { reason, .. } => reason.to_string(),
+    };
+    if let Tail::Torn {
+        evidence: Some((position, offset)),
+        ..
+    } = tail
+    {
+        return Some(format!(
+            "{what} at offset {o}, and a valid record (offset {offset}) follows at byte \
+             {position}: damage, not a torn write"
+        ));
+    }
+    if let Some(end) = durable_end.filter(|&end| o < end) {
+        return Some(format!("{what} at offset {o}, below the durable end {end}"));
+    }
+    hole.then(|| {
+        format!("{what} at offset {o} before the next segment starts: records are missing")
+    })
+}
+
+/// Rule 3: the cheap structural check of a sealed segment of `count` records whose
+/// store is `store_len` bytes. Returns the indexed end of the store, or `None` when
+/// the store is shorter than its index says (the caller scans it).
+fn check_sealed(dir: &Path, base: u64, count: u64, store_len: u64) -> Result<Option<u64>> {
+    let last = base + count - 1;
+    let spath = store_path(dir, base);
+    let position = match segment::read_index_slot(dir, base, count - 1) {
+        Ok(position) => position,
+        Err(StorageError::Corrupt { reason, .. }) => {
+            log::warn!(
+                "log {}: the index slot of record {last} (sealed segment {base}) is damaged \
+                 ({reason}); reads of that record will fail",
+                dir.display()
+            );
+            return Ok(Some(store_len));
+        }
+        Err(e) => return Err(e),
+    };
+    if position + RECORD_HEADER_BYTES as u64 > store_len {
+        return Ok(None);
+    }
+    let store = File::open(&spath)
+        .map_err(|e| StorageError::io(format!("opening {}", spath.display()), e))?;
+    let mut reader = FrameReader::new(&store, &spath, position, store_len, 4096);
+    match reader.next_step()? {
+        Step::Record { header, .. } if header.offset == last => {
+            let end = position + header.total_bytes();
+            if end < store_len {
+                log::warn!(
+                    "log {}: {} holds {} bytes after its last indexed record (appended \
+                     garbage?); they are ignored",
+                    dir.display(),
+                    spath.display(),
+                    store_len - end
+                );
+            }
+            Ok(Some(end))
+        }
+        _ => {
+            log::warn!(
+                "log {}: the last record ({last}) of sealed segment {} is damaged; reads of \
+                 it will fail until it is repaired",
+                dir.display(),
+                spath.display()
+            );
+            Ok(Some(store_len))
+        }
+    }
+}
+
+/// Opens or creates the log in `dir` (which exists) and recovers it (rule above).
 pub(crate) fn recover(
     dir: &Path,
     index_capacity: u64,
@@ -286,98 +531,132 @@ pub(crate) fn recover(
     mode: Mode,
 ) -> Result<Recovered> {
     remove_temp_files(dir)?;
-    let found = list_segments(dir)?;
+    let cp = checkpoint::read(dir)?;
+    let durable_end = cp.as_ref().map(|c| c.durable_end);
+    let mut found = list_segments(dir)?;
+    let mut repaired = None;
+    let mut empty_start = initial_offset;
+    if let Some(finding) = cp.as_ref().and_then(|cp| missing_listed(dir, cp, &found)) {
+        if mode == Mode::Strict {
+            return Err(finding.into_error(durable_end));
+        }
+        let doomed: Vec<u64> = found.range(finding.first..).map(|(b, _)| *b).collect();
+        remove_segments_newest_first(dir, &doomed)?;
+        for base in &doomed {
+            found.remove(base);
+        }
+        empty_start = finding.first;
+        finding.repaired(dir, &mut repaired);
+    }
     let bases: Vec<u64> = found.keys().copied().collect();
     if bases.is_empty() {
-        let active = ActiveSegment::open(dir, initial_offset, index_capacity)?;
+        let active = ActiveSegment::open(dir, empty_start, index_capacity, 0)?;
         segment::sync_dir(dir)?;
         return Ok(Recovered {
             sealed: Vec::new(),
             active,
             active_count: 0,
             active_store_bytes: 0,
+            repaired,
         });
     }
-
     let mut sealed = Vec::new();
     for (i, &base) in bases.iter().enumerate() {
         let files = found.get(&base).copied().unwrap_or_default();
+        let next_base = bases.get(i + 1).copied();
+        if let (Some(next), Some(store_len)) = (next_base, files.store) {
+            if files.index == Some(index::sealed_file_bytes(next - base)) {
+                if let Some(store_bytes) = check_sealed(dir, base, next - base, store_len)? {
+                    sealed.push(SealedMeta { base, store_bytes });
+                    continue;
+                }
+            }
+        }
         let spath = store_path(dir, base);
-        let Some(&next_base) = bases.get(i + 1) else {
-            // The last segment: always scanned.
-            let store = open_store(&spath)?;
-            let scan = scan_store(&store, &spath, files.store.unwrap_or(0), base, mode)?;
-            drop(store);
-            let recovered =
-                activate_last(dir, base, index_capacity, &scan, files.store.unwrap_or(0))?;
-            return Ok(Recovered {
-                sealed,
-                ..recovered
-            });
-        };
-        let expected = next_base - base;
-        // Repair treats a missing store as an empty one, so the log is cut here.
-        let store_bytes = match (files.store, mode) {
-            (Some(bytes), _) => bytes,
-            (None, Mode::Repair) => 0,
-            (None, Mode::Strict) => {
+        if files.store.is_none() && mode == Mode::Strict {
+            let finding = Finding {
+                path: spath,
+                position: 0,
+                reason: format!("the store of segment {base} is missing"),
+                first: base,
+                known_end: durable_end.unwrap_or(0).max(next_base.unwrap_or(base)),
+                repairable: i > 0,
+            };
+            return Err(finding.into_error(durable_end));
+        }
+        let store = open_store(&spath)?;
+        let store_len = files.store.unwrap_or(0);
+        let scan = scan_store(&store, &spath, store_len, base)?;
+        drop(store);
+        let count = scan.positions.len() as u64;
+        let o = base + count;
+        if let Some(next) = next_base {
+            let expected = next - base;
+            if count > expected {
                 return Err(StorageError::corrupt(
                     &spath,
-                    0,
-                    "store file of a sealed segment is missing",
-                ))
+                    u64::from(scan.positions[expected as usize]),
+                    format!(
+                        "segment {base} holds {count} records but the next segment starts at \
+                         offset {next}"
+                    ),
+                ));
             }
-        };
-        if files.index == Some(index::sealed_file_bytes(expected)) {
-            sealed.push(SealedMeta { base, store_bytes });
-            continue;
+            if count == expected {
+                let meta = seal_scanned(dir, base, expected, &scan, &spath)?;
+                sealed.push(meta);
+                continue;
+            }
         }
-        // Not sealed on disk: scan it.
-        let store = open_store(&spath)?;
-        let scan = scan_store(&store, &spath, store_bytes, base, mode)?;
-        let count = scan.positions.len() as u64;
-        if count == expected && scan.tail == Tail::Clean {
-            store
-                .sync_data()
-                .map_err(|e| StorageError::io(format!("fsyncing {}", spath.display()), e))?;
-            write_sealed_index(dir, base, &scan.positions)?;
+        let hole = next_base.is_some()
+            && !files.index.is_some_and(|len| {
+                len > index::sealed_file_bytes(next_base.unwrap_or(base) - base)
+            });
+        if let Some(reason) = damage_reason(o, durable_end, &scan.tail, hole) {
+            let evidence_end = match scan.tail {
+                Tail::Torn {
+                    evidence: Some((_, offset)),
+                    ..
+                } => offset + 1,
+                _ => 0,
+            };
+            let finding = Finding {
+                path: spath.clone(),
+                position: scan.valid_bytes,
+                reason,
+                first: o,
+                known_end: durable_end
+                    .unwrap_or(0)
+                    .max(evidence_end)
+                    .max(next_base.unwrap_or(o)),
+                repairable: true,
+            };
+            if mode == Mode::Strict {
+                return Err(finding.into_error(durable_end));
+            }
+            finding.repaired(dir, &mut repaired);
+        }
+        // The log ends here: cut the torn tail (or, repairing, the damage) and drop
+        // the later segments.
+        let later = &bases[i + 1..];
+        if !later.is_empty() {
             log::warn!(
-                "log {}: rebuilt the index of segment {base} ({count} records)",
-                dir.display()
+                "log {}: segment {base} ends at offset {o}, before the next segment; \
+                 removing {} later segment(s) that were never durable",
+                dir.display(),
+                later.len()
             );
-            sealed.push(SealedMeta { base, store_bytes });
-            continue;
+            remove_segments_newest_first(dir, later)?;
         }
-        let unsynced = files
-            .index
-            .is_some_and(|len| len > index::sealed_file_bytes(expected));
-        if count > expected || (!unsynced && mode == Mode::Strict) {
-            return Err(StorageError::corrupt(
-                &spath,
-                scan.valid_bytes,
-                format!(
-                    "segment {base} holds {count} valid records but the next segment starts at \
-                     offset {next_base}: records are missing from the middle of the log"
-                ),
-            ));
-        }
-        // The unsynced tail (or, repairing, the damage) starts here: cut it and
-        // drop the later segments.
-        drop(store);
-        remove_segments_newest_first(dir, &bases[i + 1..])?;
-        log::warn!(
-            "log {}: segment {base} was never synced or is damaged and ends early ({:?}); \
-             dropping it from offset {} and removing {} later segment(s)",
-            dir.display(),
-            scan.tail,
-            base + count,
-            bases.len() - i - 1
-        );
-        let recovered = activate_last(dir, base, index_capacity, &scan, store_bytes)?;
+        let (active, active_store_bytes) =
+            activate_last(dir, base, index_capacity, &scan, store_len)?;
         segment::sync_dir(dir)?;
         return Ok(Recovered {
             sealed,
-            ..recovered
+            active,
+            active_count: count,
+            active_store_bytes,
+            repaired,
         });
     }
     Err(StorageError::InvalidConfig {
@@ -385,20 +664,55 @@ pub(crate) fn recover(
     })
 }
 
-/// Cuts the last segment to its valid records, rebuilds its index in place and
-/// fsyncs it.
+/// A non-last segment whose scan found all `expected` records: (re)writes its
+/// sealed index. Bytes after the last record (appended garbage) are ignored.
+fn seal_scanned(
+    dir: &Path,
+    base: u64,
+    expected: u64,
+    scan: &Scan,
+    spath: &Path,
+) -> Result<SealedMeta> {
+    let positions = &scan.positions[..expected as usize];
+    let store_bytes = scan.valid_bytes;
+    if scan.tail != Tail::Clean {
+        log::warn!(
+            "log {}: {} holds bytes after its last record (offset {}); they are ignored",
+            dir.display(),
+            spath.display(),
+            base + expected - 1
+        );
+    }
+    let store = open_store(spath)?;
+    store
+        .sync_data()
+        .map_err(|e| StorageError::io(format!("fsyncing {}", spath.display()), e))?;
+    write_sealed_index(dir, base, positions)?;
+    log::warn!(
+        "log {}: rebuilt the index of segment {base} ({expected} records)",
+        dir.display()
+    );
+    Ok(SealedMeta { base, store_bytes })
+}
+
+/// Cuts the last segment to its valid records, rewrites its index (allocating it)
+/// and fsyncs the store. Returns the segment and its valid store bytes.
 fn activate_last(
     dir: &Path,
     base: u64,
     index_capacity: u64,
     scan: &Scan,
     store_bytes: u64,
-) -> Result<Recovered> {
+) -> Result<(ActiveSegment, u64)> {
     let count = scan.positions.len() as u64;
-    let active = ActiveSegment::open(dir, base, index_capacity.max(count))?;
-    if let Tail::Torn { position, reason } = scan.tail {
+    let active = ActiveSegment::open(dir, base, index_capacity.max(count), 0)?;
+    if let Tail::Torn {
+        position, reason, ..
+    } = scan.tail
+    {
         log::warn!(
-            "log {}: torn tail in {} at byte {position} ({reason}); dropping {} bytes after offset {}",
+            "log {}: torn tail in {} at byte {position} ({reason}); dropping {} bytes after \
+             offset {} (written after the last checkpointed fsync, never reported durable)",
             dir.display(),
             active.store_path.display(),
             store_bytes - position,
@@ -409,20 +723,7 @@ fn activate_last(
             .set_len(scan.valid_bytes)
             .map_err(|e| StorageError::io(format!("cutting {}", active.store_path.display()), e))?;
     }
-    let mut fixed = 0u64;
-    for (slot, &pos) in scan.positions.iter().enumerate() {
-        let slot = slot as u64;
-        if active.position(slot).ok() != Some(u64::from(pos)) {
-            fixed += 1;
-            if !active.set_position(slot, u64::from(pos)) {
-                return Err(StorageError::corrupt(
-                    &active.index_path,
-                    slot * SLOT_BYTES,
-                    "index too small",
-                ));
-            }
-        }
-    }
+    let fixed = active.write_slots(&scan.positions)?;
     if fixed > 0 {
         log::warn!(
             "log {}: rebuilt {fixed} of {count} slots of {}",
@@ -434,10 +735,5 @@ fn activate_last(
         .store
         .sync_data()
         .map_err(|e| StorageError::io(format!("fsyncing {}", active.store_path.display()), e))?;
-    Ok(Recovered {
-        sealed: Vec::new(),
-        active,
-        active_count: count,
-        active_store_bytes: scan.valid_bytes,
-    })
+    Ok((active, scan.valid_bytes))
 }

@@ -75,23 +75,43 @@ pub(crate) fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], pos: u64) 
     })
 }
 
+/// Index bytes really allocated (written with zeros) ahead of the slot being set:
+/// one `pwrite` per this many bytes of index.
+const INDEX_ALLOCATION_BYTES: u64 = 64 * 1024;
+
 /// The segment being appended to: its store file and its memory-mapped index.
+///
+/// The index file is sized with `set_len`, which makes a sparse file: its pages
+/// get disk space only when first written. Writing a page through the mapping
+/// when the disk is full kills the process with SIGBUS, so every slot is
+/// allocated with an ordinary `pwrite` (which fails with ENOSPC instead) before
+/// the mapping touches it: `allocated` slots from the start of the file are backed.
 #[derive(Debug)]
 pub(crate) struct ActiveSegment {
     pub base: u64,
     pub store: File,
     pub store_path: PathBuf,
     pub index: IndexMap,
+    index_file: File,
     pub index_path: PathBuf,
     /// Records this index can hold before the segment must roll.
     pub capacity: u64,
+    /// Slots `0..allocated` are backed by disk space (only the writer changes it).
+    allocated: std::sync::atomic::AtomicU64,
 }
 
 impl ActiveSegment {
     /// Opens (creating if needed) the files of segment `base` for appending, grows
     /// or sets its index file to the active size for `capacity` records, and maps it.
     /// The store is left as is; the caller cuts it to its valid length.
-    pub fn open(dir: &Path, base: u64, capacity: u64) -> Result<ActiveSegment> {
+    /// `allocated_slots` slots at the start of the index are known to be written
+    /// (backed by disk space); the caller may write more with [`Self::write_slots`].
+    pub fn open(
+        dir: &Path,
+        base: u64,
+        capacity: u64,
+        allocated_slots: u64,
+    ) -> Result<ActiveSegment> {
         let store_path = store_path(dir, base);
         let index_path = index_path(dir, base);
         let store = open_rw(&store_path, true)
@@ -110,9 +130,66 @@ impl ActiveSegment {
             store,
             store_path,
             index,
+            index_file,
             index_path,
             capacity,
+            allocated: std::sync::atomic::AtomicU64::new(allocated_slots.min(capacity + 1)),
         })
+    }
+
+    /// Writes slots `0..positions.len()` with `pwrite` (allocating them), for a
+    /// rebuilt index. Returns how many differed from what the file held.
+    pub fn write_slots(&self, positions: &[u32]) -> Result<u64> {
+        let mut bytes = Vec::with_capacity(positions.len() * SLOT_BYTES as usize);
+        for (slot, &pos) in positions.iter().enumerate() {
+            let rel = u32::try_from(slot).map_err(|_| {
+                StorageError::corrupt(&self.index_path, 0, "more than 2^32 records in a segment")
+            })?;
+            bytes.extend_from_slice(&index::encode_slot(rel, pos).to_le_bytes());
+        }
+        let mut old = vec![0u8; bytes.len()];
+        read_exact_at(&self.index_file, &self.index_path, &mut old, 0)?;
+        let differing = old
+            .chunks(SLOT_BYTES as usize)
+            .zip(bytes.chunks(SLOT_BYTES as usize))
+            .filter(|(a, b)| a != b)
+            .count() as u64;
+        self.index_file
+            .write_all_at(&bytes, 0)
+            .map_err(|e| StorageError::io(format!("writing {}", self.index_path.display()), e))?;
+        let slots = positions.len() as u64;
+        self.allocated
+            .fetch_max(slots, std::sync::atomic::Ordering::Relaxed);
+        Ok(differing)
+    }
+
+    /// Makes sure `slot` is backed by disk space before the mapping writes it:
+    /// writes zeros (with `pwrite`, so a full disk is ENOSPC, not SIGBUS) from the
+    /// allocated end on, a chunk at a time. Only slots never published are zeroed.
+    pub fn allocate_through(&self, slot: u64) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let allocated = self.allocated.load(Relaxed);
+        if slot < allocated {
+            return Ok(());
+        }
+        let total_slots = self.capacity + 1;
+        let chunk_slots = INDEX_ALLOCATION_BYTES / SLOT_BYTES;
+        let until = (slot + 1).max(allocated + chunk_slots).min(total_slots);
+        if slot >= until {
+            return Err(StorageError::corrupt(
+                &self.index_path,
+                slot * SLOT_BYTES,
+                "internal: index slot out of range",
+            ));
+        }
+        let zeros = vec![0u8; ((until - allocated) * SLOT_BYTES) as usize];
+        self.index_file
+            .write_all_at(&zeros, allocated * SLOT_BYTES)
+            .map_err(|e| {
+                StorageError::io(format!("allocating {}", self.index_path.display()), e)
+            })?;
+        self.allocated.store(until, Relaxed);
+        Ok(())
     }
 
     /// Store position of the record in `slot`.
@@ -160,13 +237,10 @@ impl SealedSegment {
             .map_err(|e| StorageError::io(format!("opening {}", store_path.display()), e))?;
         let index = File::open(&index_path)
             .map_err(|e| StorageError::io(format!("opening {}", index_path.display()), e))?;
-        let len = |f: &File, p: &Path| {
-            f.metadata()
-                .map(|m| m.len())
-                .map_err(|e| StorageError::io(format!("stat {}", p.display()), e))
-        };
-        let actual_store = len(&store, &store_path)?;
-        if actual_store != store_bytes {
+        let actual_store = file_len(&store, &store_path)?;
+        // Bytes past the indexed end (appended garbage) were reported at open and
+        // are never read; a store shorter than its records is a hole.
+        if actual_store < store_bytes {
             return Err(StorageError::corrupt(
                 &store_path,
                 actual_store,
@@ -175,7 +249,7 @@ impl SealedSegment {
         }
         // A segment sealed in this process may still have its preallocated index
         // (it is trimmed at the next sync), so only a short index is wrong.
-        let index_bytes = len(&index, &index_path)?;
+        let index_bytes = file_len(&index, &index_path)?;
         if count == 0 || index_bytes < index::sealed_file_bytes(count) {
             return Err(StorageError::corrupt(
                 &index_path,
@@ -183,7 +257,7 @@ impl SealedSegment {
                 format!("sealed index is too short for {count} records"),
             ));
         }
-        let segment = SealedSegment {
+        Ok(SealedSegment {
             base,
             count,
             store,
@@ -191,29 +265,7 @@ impl SealedSegment {
             store_bytes,
             index,
             index_path,
-        };
-        let last = count - 1;
-        let pos = segment.position(last)?;
-        let mut header = [0u8; RECORD_HEADER_BYTES];
-        if pos + RECORD_HEADER_BYTES as u64 > store_bytes {
-            return Err(StorageError::corrupt(
-                &segment.store_path,
-                pos,
-                "last record outside the store",
-            ));
-        }
-        read_exact_at(&segment.store, &segment.store_path, &mut header, pos)?;
-        let value_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        let end = pos + RECORD_HEADER_BYTES as u64 + u64::from(value_len);
-        let offset = u64::from_le_bytes(header[8..16].try_into().unwrap_or([0xff; 8]));
-        if end != store_bytes || offset != base + last {
-            return Err(StorageError::corrupt(
-                &segment.store_path,
-                pos,
-                "last indexed record does not end the sealed store",
-            ));
-        }
-        Ok(segment)
+        })
     }
 
     /// Store position of the record in `slot` (one `pread` of the index).
@@ -230,6 +282,13 @@ impl SealedSegment {
         index::decode_slot(u64::from_le_bytes(bytes), slot)
             .map_err(|reason| StorageError::corrupt(&self.index_path, slot * SLOT_BYTES, reason))
     }
+}
+
+/// The length of an open file.
+pub(crate) fn file_len(file: &File, path: &Path) -> Result<u64> {
+    file.metadata()
+        .map(|m| m.len())
+        .map_err(|e| StorageError::io(format!("stat {}", path.display()), e))
 }
 
 /// Checks the record at `position` (crc, and that it holds offset `expected`) and
@@ -287,11 +346,7 @@ pub(crate) enum Step<'a> {
     /// Reached the end.
     End,
     /// The bytes at `position` are not a valid record.
-    Invalid {
-        position: u64,
-        reason: &'static str,
-        value_len: Option<u32>,
-    },
+    Invalid { position: u64, reason: &'static str },
 }
 
 /// Reads records sequentially from `file[start..end)` in large chunks: one `pread`
@@ -383,13 +438,7 @@ impl<'f> FrameReader<'f> {
                     });
                 }
                 Frame::Short { needed_bytes } => self.refill(needed_bytes)?,
-                Frame::Invalid { reason, value_len } => {
-                    return Ok(Step::Invalid {
-                        position,
-                        reason,
-                        value_len,
-                    })
-                }
+                Frame::Invalid { reason, .. } => return Ok(Step::Invalid { position, reason }),
             }
         }
         Err(StorageError::corrupt(

@@ -3,8 +3,10 @@
 //! [`ErrorCode`] values are stable: a code is never renumbered or reused. A code added
 //! later is only sent to requests whose `api_version` knows it (older versions get the
 //! closest existing code), so a decoder may reject a code it does not know as
-//! malformed. `wire-spec.md` lists each code with when it is sent and what a client
-//! should do.
+//! malformed. The one recorded exception (wire-spec §6): `STORAGE_FULL` (14) and
+//! `CORRUPT_RECORD` (15) were added to version 0 itself; clients built before them
+//! see an unknown code. `wire-spec.md` lists each code with when it is sent and what
+//! a client should do.
 
 use std::fmt;
 
@@ -54,11 +56,20 @@ pub enum ErrorCode {
     /// The server is at its connection limit; it closes the connection after this
     /// response. Do: retry later with back-off.
     TooManyConnections = 13,
+    /// The node's disk is full; nothing of the request was written and the node
+    /// stays up. Do: retry later with back-off (or on another node); an operator
+    /// must free space. (Added to version 0; see wire-spec §6.)
+    StorageFull = 14,
+    /// A record the read reached is damaged on this node's disk (its checksum or
+    /// framing failed); records before it were returned, records after it can be
+    /// read by starting after it. Do: read that offset from another replica, or
+    /// retry later (a cluster node repairs it from its peers). (Added to version 0.)
+    CorruptRecord = 15,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::None,
         ErrorCode::OffsetOutOfRange,
         ErrorCode::NotLeader,
@@ -73,6 +84,8 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::RecordTooLarge,
         ErrorCode::TooManyConnections,
+        ErrorCode::StorageFull,
+        ErrorCode::CorruptRecord,
     ];
 
     /// Decodes a wire value; `None` for codes this version does not know.
@@ -102,6 +115,8 @@ impl ErrorCode {
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::RecordTooLarge => "RECORD_TOO_LARGE",
             ErrorCode::TooManyConnections => "TOO_MANY_CONNECTIONS",
+            ErrorCode::StorageFull => "STORAGE_FULL",
+            ErrorCode::CorruptRecord => "CORRUPT_RECORD",
         }
     }
 
@@ -113,6 +128,8 @@ impl ErrorCode {
                 | ErrorCode::Unavailable
                 | ErrorCode::Timeout
                 | ErrorCode::TooManyConnections
+                | ErrorCode::StorageFull
+                | ErrorCode::CorruptRecord
         )
     }
 
@@ -384,7 +401,9 @@ mod tests {
             assert_eq!(code.as_u16() as usize, i, "{code} renumbered");
             assert_eq!(ErrorCode::from_u16(code.as_u16()), Some(*code));
         }
-        assert_eq!(ErrorCode::from_u16(14), None);
+        assert_eq!(ErrorCode::from_u16(14), Some(ErrorCode::StorageFull));
+        assert_eq!(ErrorCode::from_u16(15), Some(ErrorCode::CorruptRecord));
+        assert_eq!(ErrorCode::from_u16(16), None);
         assert_eq!(ErrorCode::from_u16(u16::MAX), None);
         assert_eq!(ErrorCode::NotLeader.to_string(), "NOT_LEADER");
         assert_eq!(ErrorCode::Malformed.as_u16(), 4);

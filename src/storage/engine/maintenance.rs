@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use super::{io_err, Log, Segments, Writer};
 use crate::storage::cache::SegmentCache;
+use crate::storage::checkpoint::{self, Checkpoint};
 use crate::storage::error::{Result, StorageError};
 use crate::storage::index::SLOT_BYTES;
 use crate::storage::recovery;
@@ -21,8 +22,13 @@ use crate::types::Offset;
 enum Cut {
     /// In the active segment, at this store position.
     Active { position: u64 },
-    /// In sealed segment `index` (which becomes active), at this store position.
-    Sealed { index: usize, position: u64 },
+    /// In sealed segment `index` (which becomes active), at this store position,
+    /// keeping its first `kept` records.
+    Sealed {
+        index: usize,
+        position: u64,
+        kept: u64,
+    },
 }
 
 impl Log {
@@ -52,6 +58,11 @@ impl Log {
                 next: Offset(next),
             });
         }
+        // The checkpoint must never claim more than the log holds: lower it first
+        // (or remove it), so a crash during the cut cannot look like corruption.
+        self.durable_offset.fetch_min(new_next, Ordering::AcqRel);
+        let durable_end = self.durable_offset.load(Ordering::Acquire);
+        self.write_checkpoint(durable_end, new_next, true)?;
         let removed_segments = {
             let mut segments = write_lock!(self.segments);
             // Errors up to here changed nothing; after this they close the log.
@@ -59,8 +70,12 @@ impl Log {
             let mut cache = lock!(self.cache);
             let result = match cut {
                 Cut::Active { position } => self.cut_active(w, position).map(|()| false),
-                Cut::Sealed { index, position } => self
-                    .cut_into_sealed(w, &mut segments, &mut cache, index, position)
+                Cut::Sealed {
+                    index,
+                    position,
+                    kept,
+                } => self
+                    .cut_into_sealed(w, &mut segments, &mut cache, (index, kept), position)
                     .map(|()| true),
             };
             match result {
@@ -131,7 +146,11 @@ impl Log {
                 )?
             }
         };
-        Ok(Cut::Sealed { index, position })
+        Ok(Cut::Sealed {
+            index,
+            position,
+            kept: new_next - meta.base,
+        })
     }
 
     fn cut_active(&self, w: &mut Writer, position: u64) -> Result<()> {
@@ -148,7 +167,7 @@ impl Log {
         w: &mut Writer,
         segments: &mut Segments,
         cache: &mut SegmentCache,
-        t: usize,
+        (t, kept): (usize, u64),
         position: u64,
     ) -> Result<()> {
         let meta = segments.sealed[t];
@@ -164,10 +183,12 @@ impl Log {
             cache.remove(*base);
         }
         // Grown back to the active size before it is mapped (mmap invariant).
+        // Its first `kept` slots were written when it was active: they are backed.
         let fresh = Arc::new(ActiveSegment::open(
             &self.dir,
             meta.base,
             self.index_capacity.max(count),
+            kept,
         )?);
         fresh
             .store
@@ -234,7 +255,11 @@ impl Log {
         if bases.is_empty() {
             return Ok(());
         }
-        let result = recovery::remove_segments_oldest_first(&self.dir, bases)
+        // The checkpoint stops listing them before they go.
+        let durable_end = self.durable_offset.load(Ordering::Acquire);
+        let result = self
+            .write_checkpoint(durable_end, u64::MAX, true)
+            .and_then(|()| recovery::remove_segments_oldest_first(&self.dir, bases))
             .and_then(|()| segment::sync_dir(&self.dir));
         if let Err(error) = result {
             return Err(self.fail(error));
@@ -262,9 +287,15 @@ impl Log {
         lock!(self.cache).clear();
         let mut bases: Vec<u64> = segments.sealed.iter().map(|m| m.base).collect();
         bases.push(segments.active.base);
-        let result = recovery::remove_segments_oldest_first(&self.dir, &bases)
+        // Nothing below `start` is required any more (written before the removal).
+        let checkpoint = Checkpoint {
+            durable_end: start.0,
+            bases: vec![start.0],
+        };
+        let result = checkpoint::write_or_remove(&self.dir, &checkpoint)
+            .and_then(|_| recovery::remove_segments_oldest_first(&self.dir, &bases))
             .and_then(|()| segment::sync_dir(&self.dir))
-            .and_then(|()| ActiveSegment::open(&self.dir, start.0, self.index_capacity))
+            .and_then(|()| ActiveSegment::open(&self.dir, start.0, self.index_capacity, 0))
             .and_then(|fresh| {
                 // Old files were unlinked above, so this is a new, empty file.
                 fresh
@@ -285,6 +316,7 @@ impl Log {
         w.store_bytes = 0;
         w.pending_seal.clear();
         w.unsynced_creations = 0;
+        w.rolling_back_to = None;
         self.first_offset.store(start.0, Ordering::Release);
         self.publication.publish(start.0, 0);
         self.durable_offset.store(start.0, Ordering::Release);

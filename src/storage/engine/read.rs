@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::{Log, Segments};
 use crate::storage::error::{Result, StorageError};
+use crate::storage::publish::Snapshot;
 use crate::storage::record::{to_record, Header, Record, RECORD_HEADER_BYTES};
 use crate::storage::segment::{FrameReader, SealedSegment, Step};
 use crate::sync::Ordering;
@@ -65,7 +66,8 @@ struct View<'a> {
 }
 
 impl Log {
-    /// The record at `offset`.
+    /// The record at `offset`. A damaged record (crc, framing, its index slot) is
+    /// [`StorageError::CorruptRecord`]; other records are not affected by it.
     pub fn read(&self, offset: Offset) -> Result<Record> {
         self.check_open()?;
         let segments = read_lock!(self.segments);
@@ -80,14 +82,7 @@ impl Log {
         }
         let sealed_segment;
         let view = if offset.0 >= segments.active.base {
-            let active = &segments.active;
-            View {
-                file: &active.store,
-                path: &active.store_path,
-                end: snapshot.active_store_end,
-                position: active.position(offset.0 - active.base)?,
-                next: snapshot.next_offset,
-            }
+            active_view(&segments, snapshot, offset.0)?
         } else {
             sealed_segment = self.sealed_segment(&segments, offset.0)?;
             sealed_view(&sealed_segment, offset.0)?
@@ -99,38 +94,17 @@ impl Log {
             view.end,
             SINGLE_READ_CHUNK_BYTES,
         );
-        match reader.next_step()? {
-            Step::Record {
-                position,
-                header,
-                frame,
-            } => {
-                if header.offset != offset.0 {
-                    return Err(StorageError::corrupt(
-                        view.path,
-                        position,
-                        format!(
-                            "index points at offset {} when {offset} was asked",
-                            header.offset
-                        ),
-                    ));
-                }
-                Ok(to_record(&header, frame))
-            }
-            Step::End => Err(StorageError::corrupt(
-                view.path,
-                view.position,
-                "index points past the store end",
-            )),
-            Step::Invalid {
-                position, reason, ..
-            } => Err(StorageError::corrupt(view.path, position, reason)),
-        }
+        let (header, frame) = checked_step(&mut reader, view.path, offset.0)?;
+        Ok(to_record(&header, frame))
     }
 
     /// Records from `from` on, stopping before `max_bytes` of record values would
     /// be exceeded, but always at least one record if `from < next_offset()`; empty
     /// if `from == next_offset()`. Every record's crc and offset are checked.
+    ///
+    /// A read that reaches a damaged record (or a segment that cannot be read)
+    /// after taking others returns those; a read starting at a damaged record gets
+    /// [`StorageError::CorruptRecord`]; a read starting after it works.
     pub fn read_range(&self, from: Offset, max_bytes: u64) -> Result<Vec<Record>> {
         let mut out = Vec::new();
         self.read_range_with(from, max_bytes, |record| {
@@ -177,17 +151,22 @@ impl Log {
         while offset < snapshot.next_offset {
             let sealed_segment;
             let view = if offset >= segments.active.base {
-                let active = &segments.active;
-                View {
-                    file: &active.store,
-                    path: &active.store_path,
-                    end: snapshot.active_store_end,
-                    position: active.position(offset - active.base)?,
-                    next: snapshot.next_offset,
-                }
+                active_view(&segments, snapshot, offset)
             } else {
-                sealed_segment = self.sealed_segment(&segments, offset)?;
-                sealed_view(&sealed_segment, offset)?
+                match self.sealed_segment(&segments, offset) {
+                    Ok(segment) => {
+                        sealed_segment = segment;
+                        sealed_view(&sealed_segment, offset)
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            // A damaged index slot or an unreadable segment: stop before it, or
+            // report it when it holds the first record asked for.
+            let view = match view {
+                Ok(view) => view,
+                Err(_) if taken > 0 => return Ok(taken),
+                Err(e) => return Err(e),
             };
             // The first read covers the budget plus headers of records of 1 KiB or
             // more; smaller records need top-ups of a quarter of the budget, so at
@@ -261,46 +240,85 @@ where
     F: FnMut(RecordRef<'_>) -> bool,
 {
     while *cursor.offset < view.next {
-        match reader.next_step()? {
-            Step::Record {
-                position,
-                header,
-                frame,
-            } => {
-                if header.offset != *cursor.offset {
-                    return Err(StorageError::corrupt(
-                        view.path,
-                        position,
-                        format!(
-                            "record holds offset {} where {} belongs",
-                            header.offset, cursor.offset
-                        ),
-                    ));
-                }
-                let value_bytes = u64::from(header.value_len);
-                if value_bytes > *cursor.budget && *cursor.taken > 0 {
-                    return Ok(false);
-                }
-                if !visit(RecordRef::new(&header, frame)) {
-                    return Ok(false);
-                }
-                *cursor.budget = cursor.budget.saturating_sub(value_bytes);
-                *cursor.taken += 1;
-                *cursor.offset += 1;
-            }
-            Step::End => {
-                return Err(StorageError::corrupt(
-                    view.path,
-                    reader.position(),
-                    format!("store ends before offset {}", cursor.offset),
-                ))
-            }
-            Step::Invalid {
-                position, reason, ..
-            } => return Err(StorageError::corrupt(view.path, position, reason)),
+        let (header, frame) = match checked_step(reader, view.path, *cursor.offset) {
+            Ok(record) => record,
+            // Records before a damaged one are returned; the next read, starting at
+            // the damaged record, gets the error.
+            Err(StorageError::CorruptRecord { .. }) if *cursor.taken > 0 => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let value_bytes = u64::from(header.value_len);
+        if value_bytes > *cursor.budget && *cursor.taken > 0 {
+            return Ok(false);
         }
+        if !visit(RecordRef::new(&header, frame)) {
+            return Ok(false);
+        }
+        *cursor.budget = cursor.budget.saturating_sub(value_bytes);
+        *cursor.taken += 1;
+        *cursor.offset += 1;
     }
     Ok(true)
+}
+
+/// The next record of `reader`, which must be the valid record `offset`; anything
+/// else is [`StorageError::CorruptRecord`] for `offset`.
+fn checked_step<'r>(
+    reader: &'r mut FrameReader<'_>,
+    path: &Path,
+    offset: u64,
+) -> Result<(Header, &'r [u8])> {
+    let start = reader.position();
+    match reader.next_step()? {
+        Step::Record { header, frame, .. } if header.offset == offset => Ok((header, frame)),
+        Step::Record {
+            position, header, ..
+        } => Err(StorageError::corrupt_record(
+            offset,
+            path,
+            position,
+            format!(
+                "record holds offset {} where {offset} belongs",
+                header.offset
+            ),
+        )),
+        Step::End => Err(StorageError::corrupt_record(
+            offset,
+            path,
+            start,
+            "the store ends before this record",
+        )),
+        Step::Invalid { position, reason } => {
+            Err(StorageError::corrupt_record(offset, path, position, reason))
+        }
+    }
+}
+
+/// The view of the active segment starting at `offset`.
+fn active_view<'s>(segments: &'s Segments, snapshot: Snapshot, offset: u64) -> Result<View<'s>> {
+    let active = &segments.active;
+    Ok(View {
+        file: &active.store,
+        path: &active.store_path,
+        end: snapshot.active_store_end,
+        position: active
+            .position(offset - active.base)
+            .map_err(|e| as_record_error(e, offset))?,
+        next: snapshot.next_offset,
+    })
+}
+
+/// A damaged index slot is a damaged record.
+fn as_record_error(e: StorageError, offset: u64) -> StorageError {
+    match e {
+        StorageError::Corrupt {
+            path,
+            position,
+            reason,
+            ..
+        } => StorageError::corrupt_record(offset, path, position, reason),
+        other => other,
+    }
 }
 
 /// The view of sealed `segment` starting at `offset`.
@@ -309,7 +327,9 @@ fn sealed_view(segment: &SealedSegment, offset: u64) -> Result<View<'_>> {
         file: &segment.store,
         path: &segment.store_path,
         end: segment.store_bytes,
-        position: segment.position(offset - segment.base)?,
+        position: segment
+            .position(offset - segment.base)
+            .map_err(|e| as_record_error(e, offset))?,
         next: segment.base + segment.count,
     })
 }
