@@ -173,6 +173,15 @@ pub(crate) fn read_failed(reply: Responder, e: &StorageError, out_of_range: Refu
     match e {
         StorageError::OffsetOutOfRange { .. } => refuse(reply, out_of_range),
         StorageError::Closed => refuse(reply, Refusal::ShuttingDown),
+        // Damage to one record on this node: that record only, never the node's end
+        // (the reader may get it from another replica; the node logs it to heal).
+        StorageError::CorruptRecord { .. } => {
+            log::error!("read hit a damaged record: {e}");
+            reply.error(
+                ErrorCode::CorruptRecord,
+                format!("{e}; read it from another replica, or skip it"),
+            )
+        }
         other => {
             log::error!("read failed: {other}");
             reply.error(

@@ -335,6 +335,15 @@ impl Node {
         };
         let (log, repaired) = match Log::open(&log_dir, log_config.clone()) {
             Ok(l) => (l, false),
+            Err(e @ StorageError::Corrupt { .. }) if !has_peers(&cfg, &dir) => {
+                // Nobody to re-fetch from: never cut acknowledged records silently
+                // (the message names the repair command and the offsets at stake).
+                return Err(format!(
+                    "cannot open the log in {}: {e}. This node has no peers to heal \
+                     from, so it does not start",
+                    log_dir.display()
+                ));
+            }
             Err(StorageError::Corrupt {
                 path,
                 position,
@@ -660,8 +669,9 @@ impl Node {
         if let Some(t) = lock(&self.membership_thread).take() {
             let _ = t.join();
         }
+        // An exact checkpoint (durable end and segments) for the next start.
         self.log
-            .sync()
+            .checkpoint()
             .map(|_| ())
             .map_err(|e| format!("final fsync failed: {e}"))
     }
@@ -792,4 +802,18 @@ fn is_legacy_single_node_dir(dir: &std::path::Path) -> bool {
         .flatten()
         .take(100_000)
         .any(|e| e.path().extension().is_some_and(|x| x == "store"))
+}
+
+/// True if this node may have peers holding copies of its log: it joined others, its
+/// log start names other members, or gossip has seen others (seeds file).
+fn has_peers(cfg: &NodeConfig, dir: &std::path::Path) -> bool {
+    if matches!(cfg.mode, StartMode::Join(_)) {
+        return true;
+    }
+    let others_in_start = meta::read_log_start(dir)
+        .ok()
+        .flatten()
+        .is_some_and(|s| s.membership.members().any(|m| m != cfg.node_id));
+    let others_seen = meta::read_seeds(dir).is_ok_and(|s| !s.is_empty());
+    others_in_start || others_seen
 }
