@@ -51,6 +51,11 @@ pub(crate) enum Refusal {
     },
     /// The node is opening its log.
     Starting,
+    /// The disk is full; `detail` says what failed.
+    StorageFull {
+        /// The write that failed.
+        detail: String,
+    },
     /// The node is stopping.
     ShuttingDown,
     /// A peer frame on a connection that did not hand-shake.
@@ -103,6 +108,13 @@ fn code_and_message(why: Refusal) -> (ErrorCode, String) {
             format!(
                 "records must be at most {max_value_bytes} bytes and a batch at most \
                  {max_batch_bytes} bytes; send smaller records"
+            ),
+        ),
+        Refusal::StorageFull { detail } => (
+            StorageFull,
+            format!(
+                "the disk is full ({detail}); records not yet acknowledged may or may not \
+                 be written: retry after space is freed, or on another node"
             ),
         ),
         Refusal::Starting => (
@@ -173,6 +185,12 @@ pub(crate) fn read_failed(reply: Responder, e: &StorageError, out_of_range: Refu
     match e {
         StorageError::OffsetOutOfRange { .. } => refuse(reply, out_of_range),
         StorageError::Closed => refuse(reply, Refusal::ShuttingDown),
+        StorageError::NoSpace { .. } => refuse(
+            reply,
+            Refusal::StorageFull {
+                detail: e.to_string(),
+            },
+        ),
         // Damage to one record on this node: that record only, never the node's end
         // (the reader may get it from another replica; the node logs it to heal).
         StorageError::CorruptRecord { .. } => {

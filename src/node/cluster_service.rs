@@ -49,7 +49,8 @@ impl ClusterService {
             let v = lock(&s.view);
             (v.role, v.leader)
         };
-        if role != Role::Leader {
+        // With a full disk the raft thread decides (it retries its writes first).
+        if role != Role::Leader && !s.disk_full.load(Ordering::Acquire) {
             return answer::refuse(reply, s.not_leader(leader));
         }
         let max_value = s.max_record_value_bytes();

@@ -254,6 +254,9 @@ pub(crate) struct Shared {
     /// Gossip seeds last written to the data dir.
     pub last_seeds: Mutex<Vec<SocketAddr>>,
     pub closing: AtomicBool,
+    /// The disk filled up: produces go to the raft thread whatever the role, which
+    /// retries its writes and answers STORAGE_FULL until space frees.
+    pub disk_full: AtomicBool,
 }
 
 pub(crate) use crate::sync::lock;
@@ -387,7 +390,7 @@ impl Node {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
             ^ u64::from(std::process::id()).rotate_left(32);
-        let node = RaftNode::new(raft_cfg, storage, seed)
+        let node = RaftNode::new(raft_cfg.clone(), storage, seed)
             .map_err(|e| format!("cannot start raft: {e}"))?;
         let single_voter =
             node.membership().voters.len() == 1 && node.membership().voters.contains(&cfg.node_id);
@@ -435,6 +438,7 @@ impl Node {
             members: Mutex::new(BTreeMap::new()),
             last_seeds: Mutex::new(Vec::new()),
             closing: AtomicBool::new(false),
+            disk_full: AtomicBool::new(false),
             cfg: cfg.clone(),
         });
         let reads = Arc::new(
@@ -528,7 +532,8 @@ impl Node {
             ..DriverConfig::default()
         };
         let raft = RaftLoop::new(
-            Driver::new(node, driver_cfg, recovering),
+            Driver::new(node, driver_cfg.clone(), recovering),
+            (raft_cfg, driver_cfg, seed),
             Arc::clone(&shared),
             Arc::clone(&inbox),
             Arc::clone(&reads),

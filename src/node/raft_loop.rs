@@ -33,8 +33,8 @@ use super::reads::Reads;
 use super::syncer::Syncer;
 use super::{lock, Shared, View};
 use crate::net::Responder;
-use crate::raft::{Index, Role, SoftState};
-use crate::replica::{Driver, DriverError, Effect, MemberView, ProduceRequest};
+use crate::raft::{Config as RaftConfig, Index, RaftNode, Role, SoftState};
+use crate::replica::{Driver, DriverConfig, DriverError, Effect, MemberView, ProduceRequest};
 
 /// Most effect rounds per iteration (each round executes what the previous released).
 const MAX_EFFECT_ROUNDS: usize = 32;
@@ -85,6 +85,11 @@ pub(crate) struct RaftLoop {
     clock: Instant,
     /// Highest Ready seq handed to the fsync thread and not reported yet (0: none).
     syncer_outstanding: u64,
+    /// What rebuilds the driver after a full disk: Raft settings, driver settings
+    /// and a seed source.
+    rebuild: (RaftConfig, DriverConfig, u64),
+    /// Set while the disk is full: when the last write was tried.
+    disk_full: Option<Instant>,
     last_retention: Instant,
     last_progress_log: Instant,
 }
@@ -92,6 +97,7 @@ pub(crate) struct RaftLoop {
 impl RaftLoop {
     pub(crate) fn new(
         driver: Driver<LogStorage, ProduceReply>,
+        rebuild: (RaftConfig, DriverConfig, u64),
         shared: Arc<Shared>,
         inbox: Arc<Inbox>,
         reads: Arc<Reads>,
@@ -107,6 +113,8 @@ impl RaftLoop {
             syncer,
             clock: Instant::now(),
             syncer_outstanding: 0,
+            rebuild,
+            disk_full: None,
             last_retention: Instant::now(),
             last_progress_log: Instant::now(),
         }
@@ -129,42 +137,134 @@ impl RaftLoop {
     fn run_inner(&mut self) -> Result<(), Fatal> {
         let tick = Duration::from_millis(self.shared.cfg.raft_tick_ms.max(1));
         let mut next_tick = Instant::now() + tick;
-        self.driver.start(self.now_ms())?;
-        self.execute()?;
+        let started = self.start_driver();
+        self.on_result(started)?;
         self.publish(true);
         loop {
-            let now = Instant::now();
-            let taken = self.inbox.take(
-                next_tick.saturating_duration_since(now),
-                self.driver.wants_produces(),
-                self.shared.cfg.max_batch_records,
-                self.shared.cfg.max_batch_bytes,
-            );
-            let mut stop = false;
-            for c in taken.control {
-                stop |= self.control(c)?;
-            }
-            for m in taken.peer {
-                self.driver.step(m)?;
-            }
-            let now = Instant::now();
-            let ticked = now >= next_tick;
-            if ticked {
-                self.tick()?;
-                next_tick += tick;
-                if next_tick < now {
-                    next_tick = now + tick;
-                }
-            }
-            if !taken.produce.is_empty() {
-                let reqs = taken.produce.into_iter().map(|j| self.request(j)).collect();
-                self.driver.propose(reqs)?;
-            }
-            self.execute()?;
-            self.publish(ticked);
-            if stop {
+            let stop = self.iteration(&mut next_tick, tick);
+            if self.on_result(stop)? == Some(true) {
                 return Ok(());
             }
+        }
+    }
+
+    fn start_driver(&mut self) -> Result<(), Fatal> {
+        self.driver.start(self.now_ms())?;
+        self.execute()
+    }
+
+    /// A full disk is not fail-stop: the node steps back to its durable state.
+    fn on_result<T>(&mut self, r: Result<T, Fatal>) -> Result<Option<T>, Fatal> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(Fatal::Driver(DriverError::NoSpace(why))) => {
+                self.enter_disk_full(&why)?;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One wait for input and its processing; true when asked to stop.
+    fn iteration(&mut self, next_tick: &mut Instant, tick: Duration) -> Result<bool, Fatal> {
+        let now = Instant::now();
+        let taken = self.inbox.take(
+            next_tick.saturating_duration_since(now),
+            self.disk_full.is_some() || self.driver.wants_produces(),
+            self.shared.cfg.max_batch_records,
+            self.shared.cfg.max_batch_bytes,
+        );
+        let mut stop = false;
+        for c in taken.control {
+            stop |= self.control(c)?;
+        }
+        if self.disk_full.is_some() && !self.try_leave_disk_full(!taken.produce.is_empty())? {
+            for job in taken.produce {
+                answer::refuse(job.reply, self.storage_full());
+            }
+            self.publish(true);
+            return Ok(stop);
+        }
+        for m in taken.peer {
+            self.driver.step(m)?;
+        }
+        let now = Instant::now();
+        let ticked = now >= *next_tick;
+        if ticked {
+            self.tick()?;
+            *next_tick += tick;
+            if *next_tick < now {
+                *next_tick = now + tick;
+            }
+        }
+        if !taken.produce.is_empty() {
+            let reqs = taken.produce.into_iter().map(|j| self.request(j)).collect();
+            self.driver.propose(reqs)?;
+        }
+        self.execute()?;
+        self.publish(ticked);
+        Ok(stop)
+    }
+
+    // ---------------------------------------------------------------- disk full
+
+    /// ENOSPC: answer what waits, make what was appended durable, and rebuild the
+    /// driver from the durable state (as a restart would). Writes are tried again
+    /// with the next produce, or after a second (a follower needs no produce).
+    fn enter_disk_full(&mut self, why: &str) -> Result<(), Fatal> {
+        if self.syncer_outstanding != 0 {
+            return Err(Fatal::Write(WriteError::Invariant(format!(
+                "disk full ({why}) while an fsync was queued"
+            ))));
+        }
+        if self.disk_full.is_none() {
+            log::warn!(
+                "disk full ({why}): produces get STORAGE_FULL until space frees; writes \
+                 are retried with each produce and every second"
+            );
+        }
+        self.disk_full = Some(Instant::now());
+        let (pending, effects) = self.driver.abandon();
+        self.execute_effects(effects)?;
+        for reply in pending {
+            answer::refuse(reply.reply, self.storage_full());
+        }
+        // Whatever was appended is made durable, then read back as after a restart.
+        let log = Arc::clone(self.driver.raft().storage().log());
+        log.sync().map_err(WriteError::from)?;
+        let start = self.driver.raft().log_start().clone();
+        let storage = LogStorage::open(&self.shared.cfg.data_dir, log, start)?;
+        let (raft_cfg, driver_cfg, seed) = self.rebuild.clone();
+        self.rebuild.2 = seed.wrapping_add(1);
+        let node = RaftNode::new(raft_cfg, storage, seed).map_err(DriverError::from)?;
+        self.driver = Driver::new(node, driver_cfg, None);
+        self.shared.disk_full.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Retries the writes (a one-voter node elects itself again, which writes) when
+    /// a produce waits or a second passed. True once the disk takes writes again.
+    fn try_leave_disk_full(&mut self, produce_waits: bool) -> Result<bool, Fatal> {
+        let due = self
+            .disk_full
+            .is_some_and(|t| t.elapsed() >= Duration::from_secs(1));
+        if !produce_waits && !due {
+            return Ok(false);
+        }
+        self.disk_full = Some(Instant::now());
+        let started = self.start_driver();
+        if self.on_result(started)?.is_none() {
+            return Ok(false);
+        }
+        log::info!("disk takes writes again: serving produces");
+        self.disk_full = None;
+        self.shared.disk_full.store(false, Ordering::Release);
+        Ok(true)
+    }
+
+    fn storage_full(&self) -> Refusal {
+        Refusal::StorageFull {
+            detail: "no space left on the log's device".into(),
         }
     }
 
@@ -270,27 +370,35 @@ impl RaftLoop {
             if effects.is_empty() {
                 return Ok(());
             }
-            let mut sync_seq = None;
-            for e in effects {
-                match e {
-                    Effect::Send(m) => self.peers.send(m),
-                    Effect::Sync { seq } => sync_seq = Some(seq),
-                    Effect::Complete { reply, result } => {
-                        answer::produce(reply, result, |l| self.shared.not_leader(l))
-                    }
-                    Effect::HighWater(hw) => self.raise_high_water(hw),
-                    Effect::FirstIndex(first) => {
-                        self.shared.raft_first.fetch_max(first.0, Ordering::AcqRel);
-                    }
-                    Effect::Role(s) => self.on_role(s),
-                }
-            }
             // One fsync for every Sync of the round, after its messages left.
-            if let Some(seq) = sync_seq {
+            if let Some(seq) = self.execute_effects(effects)? {
                 self.sync(seq)?;
             }
         }
         Ok(())
+    }
+
+    /// Executes one round of effects but the fsync; returns the Sync seq asked for.
+    fn execute_effects(
+        &mut self,
+        effects: Vec<Effect<ProduceReply>>,
+    ) -> Result<Option<u64>, Fatal> {
+        let mut sync_seq = None;
+        for e in effects {
+            match e {
+                Effect::Send(m) => self.peers.send(m),
+                Effect::Sync { seq } => sync_seq = Some(seq),
+                Effect::Complete { reply, result } => {
+                    answer::produce(reply, result, |l| self.shared.not_leader(l))
+                }
+                Effect::HighWater(hw) => self.raise_high_water(hw),
+                Effect::FirstIndex(first) => {
+                    self.shared.raft_first.fetch_max(first.0, Ordering::AcqRel);
+                }
+                Effect::Role(s) => self.on_role(s),
+            }
+        }
+        Ok(sync_seq)
     }
 
     /// Readers may see offsets below `hw` now. Status shows it before any produce

@@ -148,7 +148,12 @@ impl LogStorage {
         configs.extend(self.scan_configs(from, last)?);
         self.configs = configs;
         let durable = Index(self.log.durable_offset().0.saturating_sub(1));
-        self.write_configs_checkpoint(durable.min(last).max(self.start.index))
+        let through = durable.min(last).max(self.start.index);
+        if let Err(e) = self.write_configs_checkpoint(through) {
+            // Only a speed-up for the next start (a full disk, say): go on without.
+            log::warn!("configuration checkpoint not written: {e}");
+        }
+        Ok(())
     }
 
     /// True if every index the checkpoint lists above the log start holds a
@@ -425,6 +430,16 @@ impl crate::replica::ReplicaStorage for LogStorage {
 
     fn persisted_hard_state(&self) -> HardState {
         self.hard_state
+    }
+
+    fn is_no_space(e: &WriteError) -> bool {
+        match e {
+            WriteError::Log(StorageError::NoSpace { .. }) => true,
+            WriteError::Meta(MetaError::Io { source, .. }) => {
+                source.kind() == std::io::ErrorKind::StorageFull
+            }
+            _ => false,
+        }
     }
 }
 

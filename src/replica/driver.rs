@@ -100,13 +100,25 @@ pub enum Effect<R> {
     Role(SoftState),
 }
 
-/// A fail-stop error: the driver must not be used after it.
+/// An error after which the driver must not be used: fail-stop, except `NoSpace`,
+/// after which the caller rebuilds the driver from the durable state
+/// ([`Driver::into_parts`]) and retries once space frees.
 #[derive(Debug)]
 pub enum DriverError {
     /// The Raft core failed (corrupt state, storage read error).
     Raft(RaftError),
     /// A write failed.
     Storage(String),
+    /// A write found the disk full; nothing after the durable state counts.
+    NoSpace(String),
+}
+
+fn write_error<S: ReplicaStorage>(e: S::Error) -> DriverError {
+    if S::is_no_space(&e) {
+        DriverError::NoSpace(e.to_string())
+    } else {
+        DriverError::Storage(e.to_string())
+    }
 }
 
 impl fmt::Display for DriverError {
@@ -114,6 +126,7 @@ impl fmt::Display for DriverError {
         match self {
             DriverError::Raft(e) => e.fmt(f),
             DriverError::Storage(e) => write!(f, "log write failed: {e}"),
+            DriverError::NoSpace(e) => write!(f, "disk full: {e}"),
         }
     }
 }
@@ -387,7 +400,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
                     .node
                     .storage_mut()
                     .compact_start(start.clone())
-                    .map_err(|e| DriverError::Storage(e.to_string()))?;
+                    .map_err(write_error::<S>)?;
                 log::info!(
                     "retention: log now starts at {}; {freed} bytes freed",
                     start.index + 1
@@ -418,6 +431,17 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
                 log::warn!("could not persist the final hard state: {e}");
             }
         }
+    }
+
+    /// After [`DriverError::NoSpace`]: hands back the reply handles of produces not
+    /// answered yet and the effects not taken yet, in order. The driver must not be
+    /// used afterwards: the caller builds a new one from the durable state.
+    pub fn abandon(&mut self) -> (Vec<R>, Vec<Effect<R>>) {
+        let pending = std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|p| p.reply)
+            .collect();
+        (pending, std::mem::take(&mut self.effects))
     }
 
     // ------------------------------------------------------------ read-only view
@@ -483,7 +507,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
                 self.node
                     .storage_mut()
                     .install_start(start)
-                    .map_err(|e| DriverError::Storage(e.to_string()))?;
+                    .map_err(write_error::<S>)?;
                 self.effects.push(Effect::FirstIndex(first));
                 round.snapshot = true;
             }
@@ -491,7 +515,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
                 self.node
                     .storage_mut()
                     .append_entries(&rd.entries)
-                    .map_err(|e| DriverError::Storage(e.to_string()))?;
+                    .map_err(write_error::<S>)?;
                 round.appended = true;
             }
             round.soft = rd.soft_state.or(round.soft);
@@ -635,7 +659,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         self.node
             .storage_mut()
             .persist_hard_state(hs)
-            .map_err(|e| DriverError::Storage(e.to_string()))?;
+            .map_err(write_error::<S>)?;
         self.last_hs_write_ms = self.now_ms;
         Ok(())
     }

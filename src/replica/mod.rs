@@ -73,4 +73,7 @@ pub trait ReplicaStorage: Storage {
     fn persist_hard_state(&mut self, hs: HardState) -> Result<(), Self::Error>;
     /// The hard state last persisted.
     fn persisted_hard_state(&self) -> HardState;
+    /// True if `e` means the disk is full (ENOSPC): not fail-stop, the caller steps
+    /// back to its durable state and retries once space frees.
+    fn is_no_space(e: &Self::Error) -> bool;
 }
