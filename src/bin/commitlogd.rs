@@ -252,6 +252,12 @@ struct Args {
     #[arg(long, env = "COMMITLOGD_LEAVE_ON_SHUTDOWN")]
     leave_on_shutdown: bool,
 
+    /// Rate at which a background thread re-reads sealed segments and checks every
+    /// record's checksum, so latent disk damage is found before a read needs it
+    /// (metrics `commitlog_scrub_*`). 0 turns it off.
+    #[arg(long, env = "COMMITLOGD_SCRUB_BYTES_PER_SEC", default_value = "4MiB", value_parser = parse_bytes)]
+    scrub_bytes_per_sec: u64,
+
     /// Log filter (error, warn, info, debug, trace, or env_logger syntax such as
     /// `commitlog=debug`). Default: RUST_LOG, else info.
     #[arg(long, env = "COMMITLOGD_LOG_LEVEL")]
@@ -729,6 +735,7 @@ fn node_config(
         u64::try_from(args.retention_interval.as_millis()).unwrap_or(u64::MAX);
     cfg.read.threads = args.read_threads.max(1);
     cfg.leave_on_shutdown = args.leave_on_shutdown;
+    cfg.scrub_bytes_per_sec = args.scrub_bytes_per_sec;
     cfg.fsync = match args.fsync {
         FsyncArg::Always => FsyncPolicy::Always,
         FsyncArg::Never => FsyncPolicy::Never,

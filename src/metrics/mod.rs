@@ -26,6 +26,7 @@
 //! | `commitlog_consume_bytes_total` | counter | | value bytes of those records |
 //! | `commitlog_open_connections` | gauge | | client connections open now |
 //! | `commitlog_net_buffered_bytes` | gauge | | bytes the network front end holds for requests and answers (read and write buffers, answers reserved in flight), against `--max-buffered-bytes` |
+//! | `commitlog_scrub_bytes_verified_total`, `commitlog_scrub_faults_total`, `commitlog_scrub_passes_total` | counter | | the background scrubber (`--scrub-bytes-per-sec`): bytes of sealed segments verified, damaged ranges found, complete passes |
 //! | `commitlog_fsync_duration_seconds` | histogram | | every log fsync (single-node writer, cluster raft thread and syncer); `_count` is the fsync count |
 //! | `commitlog_raft_term` | gauge | | current Raft term |
 //! | `commitlog_raft_commit_index` | gauge | | commit index known durable here |
@@ -200,6 +201,8 @@ pub struct Metrics {
     open_connections: AtomicU64,
     net_buffered_bytes: AtomicU64,
     fsync: Histogram,
+    /// The scrubber's own counters, once it runs (read at scrape time).
+    scrub: std::sync::OnceLock<std::sync::Arc<crate::storage::scrub::ScrubCounters>>,
     cluster: AtomicBool,
     raft_term: AtomicU64,
     raft_commit: AtomicU64,
@@ -249,6 +252,7 @@ impl Metrics {
             open_connections: AtomicU64::new(0),
             net_buffered_bytes: AtomicU64::new(0),
             fsync: Histogram::default(),
+            scrub: std::sync::OnceLock::new(),
             cluster: AtomicBool::new(false),
             raft_term: AtomicU64::new(0),
             raft_commit: AtomicU64::new(0),
@@ -444,6 +448,7 @@ impl Metrics {
         );
         self.fsync
             .render(&mut out, "commitlog_fsync_duration_seconds", "");
+        self.render_scrub(&mut out);
         if self.cluster.load(Relaxed) {
             self.render_cluster(&mut out);
         }
@@ -456,6 +461,38 @@ impl Metrics {
         let ready = u8::from(self.readiness() == Readiness::Ready);
         let _ = writeln!(out, "commitlog_ready {ready}");
         out
+    }
+
+    /// Exports the scrubber's counters (see `storage::scrub`).
+    pub fn set_scrub_counters(&self, c: std::sync::Arc<crate::storage::scrub::ScrubCounters>) {
+        let _ = self.scrub.set(c);
+    }
+
+    fn render_scrub(&self, out: &mut String) {
+        let Some(c) = self.scrub.get() else {
+            return;
+        };
+        let counters = [
+            (
+                "commitlog_scrub_bytes_verified_total",
+                "Bytes of sealed segments the scrubber verified.",
+                &c.bytes_verified,
+            ),
+            (
+                "commitlog_scrub_faults_total",
+                "Damaged ranges the scrubber found.",
+                &c.faults_found,
+            ),
+            (
+                "commitlog_scrub_passes_total",
+                "Complete passes over the sealed segments.",
+                &c.passes_completed,
+            ),
+        ];
+        for (name, help, value) in counters {
+            header(out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", value.load(Relaxed));
+        }
     }
 
     fn render_cluster(&self, out: &mut String) {

@@ -166,6 +166,8 @@ pub struct NodeConfig {
     pub peer_tls: Option<Arc<rustls::ClientConfig>>,
     /// When produces are acknowledged (see [`FsyncPolicy`]).
     pub fsync: FsyncPolicy,
+    /// Rate of the background scrubber over sealed segments; 0 turns it off.
+    pub scrub_bytes_per_sec: u64,
     /// Where fsyncs, Raft state and gossip members are published (see
     /// [`crate::metrics`]); `None`: not counted.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
@@ -212,6 +214,7 @@ impl NodeConfig {
             gossip_key: None,
             peer_tls: None,
             fsync: FsyncPolicy::Always,
+            scrub_bytes_per_sec: 4 << 20,
             metrics: None,
         }
     }
@@ -316,6 +319,7 @@ pub struct Node {
     membership_stop: Arc<AtomicBool>,
     log: Arc<Log>,
     fatal: Arc<AtomicBool>,
+    scrubber: Mutex<Option<crate::storage::scrub::ScrubHandle>>,
 }
 
 impl Node {
@@ -365,6 +369,7 @@ impl Node {
             Err(e) => return Err(format!("cannot open the log in {}: {e}", log_dir.display())),
         };
         let log = Arc::new(log);
+        let scrubber = start_scrubber(&cfg, &log)?;
         let default_start = LogStart {
             membership: if bootstrap {
                 Membership::with_voters([cfg.node_id.0])
@@ -583,6 +588,7 @@ impl Node {
             membership_stop,
             log,
             fatal,
+            scrubber: Mutex::new(scrubber),
         })
     }
 
@@ -667,6 +673,9 @@ impl Node {
         }
         self.reads.shutdown();
         self.peers.shutdown();
+        if let Some(mut s) = lock(&self.scrubber).take() {
+            s.stop();
+        }
         self.membership_stop.store(true, Ordering::Release);
         if let Some(g) = lock(&self.gossip).take() {
             g.shutdown();
@@ -821,4 +830,30 @@ fn has_peers(cfg: &NodeConfig, dir: &std::path::Path) -> bool {
         .is_some_and(|s| s.membership.members().any(|m| m != cfg.node_id));
     let others_seen = meta::read_seeds(dir).is_ok_and(|s| !s.is_empty());
     others_in_start || others_seen
+}
+
+/// The background scrubber (DESIGN 10: find latent damage before a read needs it).
+fn start_scrubber(
+    cfg: &NodeConfig,
+    log: &Arc<Log>,
+) -> Result<Option<crate::storage::scrub::ScrubHandle>, String> {
+    if cfg.scrub_bytes_per_sec == 0 {
+        return Ok(None);
+    }
+    let handle = crate::storage::scrub::spawn(Arc::clone(log), cfg.scrub_bytes_per_sec, |f| {
+        log::error!(
+            "scrubber: {} offsets {}..{} ({:?}): {}; reads of it answer CORRUPT_RECORD \
+             (see README \"When the disk lies\")",
+            f.path.display(),
+            f.first,
+            f.end,
+            f.kind,
+            f.reason
+        );
+    })
+    .map_err(|e| format!("cannot start the scrubber: {e}"))?;
+    if let Some(m) = &cfg.metrics {
+        m.set_scrub_counters(handle.counters());
+    }
+    Ok(Some(handle))
 }
