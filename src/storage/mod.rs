@@ -105,6 +105,7 @@
 mod cache;
 mod engine;
 mod error;
+pub mod fuzzing;
 mod index;
 mod mmap;
 mod publish;
