@@ -328,7 +328,7 @@ pub(crate) fn recover(
                 ))
             }
         };
-        if files.index == Some(index::sealed_file_bytes(expected)) {
+        if files.store.is_some() && files.index == Some(index::sealed_file_bytes(expected)) {
             sealed.push(SealedMeta { base, store_bytes });
             continue;
         }
