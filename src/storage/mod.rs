@@ -115,6 +115,7 @@ pub mod checkpoint;
 pub mod codec;
 mod engine;
 mod error;
+pub mod fuzzing;
 mod index;
 mod mmap;
 mod publish;
