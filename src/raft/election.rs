@@ -317,6 +317,11 @@ impl<S: Storage> RaftNode<S> {
                     self.send_ungated(from, body);
                     return Ok(());
                 }
+                #[cfg(test)]
+                if self.cfg.bugs.vote_response_before_persist {
+                    self.send_ungated(from, body);
+                    return Ok(());
+                }
                 // Gated: goes out only after the vote is durable (§5.2, Figure 2
                 // "persistent state ... updated on stable storage before responding").
                 self.send(from, body);
