@@ -656,3 +656,45 @@ fn out_of_range_acknowledgements_and_commit_indexes_are_ignored() {
     });
     assert_eq!(c.node(2).commit_index(), c.node(2).last_index());
 }
+
+/// Thesis §4.2.2: a server that is not part of its own latest configuration "should
+/// still start new elections, as it might still be needed until the C_new entry is
+/// committed". Four voters, S4 down. Leader S1 appends C_new = {2, 3, 4} (removing
+/// itself) while cut off, then restarts: it holds the longest log and a configuration
+/// without itself. S2 and S3 cannot win under the old configuration (they need three
+/// of {1, 2, 3, 4}; S1 refuses them, its log is more up to date), although S1, S2, S3
+/// are a majority of both configurations. Only S1 can break the tie: it campaigns (it
+/// is a voter of the last committed configuration), wins with the votes of S2 and S3
+/// (a majority of C_new, which counts its election), commits C_new, steps down, and
+/// S2 or S3 takes over.
+#[test]
+fn a_server_removed_by_an_uncommitted_configuration_still_campaigns() {
+    let mut c = cluster(4);
+    elect(&mut c, 1);
+    c.crash(NodeId(4));
+    c.isolate(1);
+    let idx = c
+        .node_mut(1)
+        .propose_conf_change(ConfChange::Remove(NodeId(1)))
+        .expect("remove S1");
+    c.settle(NodeId(1)).expect("settle");
+    c.stabilize();
+    assert!(!c.node(1).membership().voters.contains(&NodeId(1)));
+    assert!(c.node(2).last_index() < idx && c.node(3).last_index() < idx);
+    c.crash(NodeId(1));
+    c.start(NodeId(1)).expect("restart");
+    assert_eq!(c.node(1).last_index(), idx, "S1 kept C_new on disk");
+    c.heal();
+    c.tick_all(300);
+    let leaders: Vec<u64> = c.leaders().iter().map(|l| l.0).collect();
+    assert!(
+        leaders == [2] || leaders == [3],
+        "S2 or S3 leads once S1 committed its own removal: {leaders:?}"
+    );
+    let l = leaders[0];
+    assert!(c.node(l).commit_index() >= idx, "C_new committed");
+    let i = c.propose(l, 1).expect("propose");
+    c.tick_all(2);
+    assert!(c.node(2).commit_index() >= i && c.node(3).commit_index() >= i);
+    assert_eq!(c.node(1).role(), Role::Follower, "S1 stepped down for good");
+}
