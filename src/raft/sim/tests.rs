@@ -228,7 +228,8 @@ fn chaos(c: &mut Cluster, rng: &mut SplitMix64, plan: Plan) -> Result<(), String
             if plan.membership && rng.chance(plan.membership_pct) {
                 conf_change(c, rng, l)?;
             }
-            if rng.chance(1) {
+            // An armed crash may have taken the leader down during the change.
+            if rng.chance(1) && c.is_active(l) {
                 let voters: Vec<NodeId> = c.node(l.0).membership().voters.iter().copied().collect();
                 let to = voters[rng.below(voters.len() as u64) as usize];
                 if to != l && c.node_mut(l.0).transfer_leadership(to).is_ok() {
