@@ -53,6 +53,11 @@ pub(crate) struct Bugs {
     pub vote_without_log_check: bool,
     /// Followers acknowledge appended entries before they are durable.
     pub ack_before_persist: bool,
+    /// Send a vote grant before the vote is durable (the vote is still persisted).
+    pub vote_response_before_persist: bool,
+    /// The leader counts its own appended entries toward the commit quorum before
+    /// they are durable on it.
+    pub leader_counts_unpersisted_append: bool,
 }
 
 impl Config {

@@ -8,9 +8,23 @@ use super::storage::Storage;
 use super::types::{Entry, Index, Message, MessageBody, NodeId, RecordKind, Role, Term};
 
 impl<S: Storage> RaftNode<S> {
-    /// True if this node may campaign: it is a voter in its effective configuration.
+    /// True if this node may campaign: it is a voter in its effective configuration,
+    /// or in the last configuration it knows committed. Thesis §4.2.2: a server
+    /// removed by a configuration that is not committed yet "should still start new
+    /// elections, as it might still be needed until the C_new entry is committed":
+    /// when it holds the most up-to-date log, nobody else can win. Votes are still
+    /// counted in the effective configuration, so its election needs a majority of
+    /// C_new; once elected it leads until C_new commits, then steps down
+    /// (`check_self_removal`).
     pub(crate) fn promotable(&self) -> bool {
-        self.membership.voters.contains(&self.id)
+        let committed = self.log.committed;
+        let committed_config = self
+            .configs
+            .iter()
+            .rev()
+            .find(|(i, _)| *i <= committed)
+            .map_or(&self.log.start.membership, |(_, m)| m);
+        self.membership.voters.contains(&self.id) || committed_config.voters.contains(&self.id)
     }
 
     pub(crate) fn tick_election(&mut self) -> Result<(), RaftError> {
@@ -314,6 +328,11 @@ impl<S: Storage> RaftNode<S> {
                 #[cfg(test)]
                 if self.cfg.bugs.forget_to_persist_vote {
                     self.bug_hidden_vote = Some(self.term);
+                    self.send_ungated(from, body);
+                    return Ok(());
+                }
+                #[cfg(test)]
+                if self.cfg.bugs.vote_response_before_persist {
                     self.send_ungated(from, body);
                     return Ok(());
                 }

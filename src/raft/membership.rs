@@ -66,7 +66,15 @@ impl<S: Storage> RaftNode<S> {
 
     /// Leader-side append of new entries of the current term.
     pub(crate) fn append_local(&mut self, ents: Vec<Entry>) -> Result<(), RaftError> {
-        self.log_append(&ents)
+        self.log_append(&ents)?;
+        #[cfg(test)]
+        if self.cfg.bugs.leader_counts_unpersisted_append {
+            let last = self.log.last_index();
+            if let Some(pr) = self.progress.get_mut(&self.id) {
+                pr.maybe_update(last);
+            }
+        }
+        Ok(())
     }
 
     /// The configuration in effect at `index` (latest Config entry at or below it).

@@ -102,9 +102,12 @@
 //! # Simulator and replaying a seed
 //! `cargo test --lib raft::sim` runs thousands of seeded runs (count from
 //! `RAFT_SIM_SEEDS`, default 4000) of 3- and 5-node clusters under message loss,
-//! duplication, reordering, partitions, crashes (losing unacknowledged writes),
-//! membership changes and leadership transfers, checking Raft's safety properties
-//! after every step and liveness after healing. A failure prints the seed, the last
+//! duplication, reordering, delays of several election timeouts, symmetric and
+//! one-way partitions, crashes (losing unacknowledged writes, also aimed between a
+//! send and its fsync and in the middle of an append), process pauses, wiped data
+//! dirs, membership changes and leadership transfers, checking Raft's safety
+//! properties, the Ready contract and acknowledged proposals after every step and
+//! liveness after healing. A failure prints the seed, the last
 //! events, and the command that replays it:
 //! `RAFT_SIM_SEED=<seed> cargo test --lib raft::sim::tests::replay_seed -- --nocapture`
 //! (add `RAFT_SIM_TRACE=1` to print the trace tail of a passing seed too).
