@@ -4,6 +4,7 @@
 //! node restarts on its data and catches up with the full log.
 
 mod cluster_common;
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,6 +6,7 @@
 //! more still leaves a quorum (with four voters, two of four would not be).
 
 mod cluster_common;
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,6 +7,7 @@
 //! test prints why and skips.
 
 mod cluster_common;
+mod common;
 
 use std::time::{Duration, Instant};
 

@@ -5,6 +5,7 @@
 //! writes.
 
 mod cluster_common;
+mod common;
 
 use std::time::{Duration, Instant};
 

@@ -16,8 +16,8 @@
 
 pub mod checker;
 pub mod partition;
-#[path = "../common/spawn.rs"]
-pub mod spawn;
+// The one process starter (every crate using this module also has `mod common`).
+use crate::common::spawn;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
