@@ -184,3 +184,63 @@ fn retention_runs_periodically_and_drops_old_segments() {
     assert_eq!(client.consume(Offset(0)).unwrap().offset, first);
     assert_eq!(client.consume(Offset(199)).unwrap().value, value);
 }
+
+/// Requests a client sent before a graceful shutdown closes its connection are all
+/// answered: served, or UNAVAILABLE ("shutting down", nothing written); none is met
+/// by a bare close. The node is paused while the requests and SIGTERM arrive, so the
+/// shutdown and the requests race when it resumes.
+#[test]
+fn requests_sent_around_a_graceful_shutdown_are_all_answered() {
+    use commitlog::wire::{decode_response, encode_request, ApiKey, ErrorCode, RequestFrame};
+    use std::io::Write;
+    let mut server = Server::start(&[]);
+    let mut tcp = server.tcp();
+    let signal = |sig: &str, pid: u32| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    let pid = server.pid();
+    signal("-STOP", pid);
+    let sent: u32 = 50;
+    let mut bytes = Vec::new();
+    for id in 0..sent {
+        let frame = RequestFrame {
+            api_version: 0,
+            correlation_id: id,
+            request: Request::Produce {
+                value: format!("around-shutdown-{id}").into_bytes(),
+            },
+        };
+        encode_request(&frame, &mut bytes);
+    }
+    tcp.write_all(&bytes).expect("send before the shutdown");
+    signal("-TERM", pid);
+    signal("-CONT", pid);
+    let (answers, _) = common::read_to_close(&mut tcp, Duration::from_secs(20));
+    let mut at = 0;
+    let mut answered = 0;
+    // Bounded by the bytes read.
+    while at + 4 <= answers.len() {
+        let len = u32::from_be_bytes(answers[at..at + 4].try_into().unwrap()) as usize;
+        let frame = &answers[at..at + 4 + len];
+        match decode_response(frame, ApiKey::Produce)
+            .expect("a well-formed answer")
+            .result
+        {
+            Ok(_) => {}
+            Err(e) => assert_eq!(e.code, ErrorCode::Unavailable, "{}", e.message),
+        }
+        answered += 1;
+        at += 4 + len;
+    }
+    assert_eq!(
+        answered, sent,
+        "every request sent was answered before the close"
+    );
+    let status = server.wait_exit();
+    assert!(status.success(), "exit status {status}");
+}

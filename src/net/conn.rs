@@ -69,6 +69,10 @@ pub(super) struct Conn {
     pub(super) peer_closed: bool,
     /// No new requests; close once in-flight work is answered and flushed.
     pub(super) closing: bool,
+    /// Graceful shutdown: requests already sent are read and answered UNAVAILABLE
+    /// ("shutting down") instead of started; the connection closes once nothing
+    /// more is buffered in the socket.
+    pub(super) draining: bool,
     pub(super) last_progress: Instant,
     pub(super) next_text_id: u32,
     /// Moving average (1/8 weight) of this connection's response sizes, used to
@@ -108,6 +112,7 @@ impl Conn {
             in_flight: 0,
             peer_closed: false,
             closing: false,
+            draining: false,
             last_progress: now,
             next_text_id: 0,
             avg_response_bytes: INITIAL_RESPONSE_ESTIMATE_BYTES,
@@ -187,7 +192,8 @@ impl Conn {
                 continue;
             }
             // Nothing more can happen until an event: is the connection finished?
-            let finished = (self.closing || self.peer_closed)
+            let drained = self.draining && self.read_drained;
+            let finished = (self.closing || self.peer_closed || drained)
                 && self.in_flight == 0
                 && self.pending_out() == 0
                 && !self.stream.wants_write();

@@ -72,6 +72,11 @@ impl Conn {
         self.last_progress = env.now;
         match decoded {
             Ok(frame) => {
+                if self.draining {
+                    let (code, message) = shutting_down();
+                    self.answer_error(frame.correlation_id, code, message);
+                    return true;
+                }
                 if !self.authorized(env, frame.request.api_key(), frame.correlation_id) {
                     return true;
                 }
@@ -178,6 +183,12 @@ impl Conn {
     /// Hands one text request to the service. Text runs one line at a time, so its
     /// answer may always take its estimate (at least 64 KiB) from the budget.
     fn start_text_request(&mut self, env: &Env<'_>, request: wire::Request) {
+        if self.draining {
+            let (code, message) = shutting_down();
+            let bytes = encode_for(Protocol::Text, 0, Err(error_body(code, message)));
+            self.queue(&bytes);
+            return;
+        }
         let correlation_id = self.next_text_id;
         self.next_text_id = self.next_text_id.wrapping_add(1);
         self.in_flight += 1;
@@ -316,5 +327,15 @@ pub(super) fn too_many_text() -> Vec<u8> {
             ErrorCode::TooManyConnections,
             too_many_message(),
         )),
+    )
+}
+
+/// The answer to a request read during a graceful shutdown: it was not started.
+fn shutting_down() -> (ErrorCode, String) {
+    (
+        ErrorCode::Unavailable,
+        "the server is shutting down; this request was not served (nothing written): \
+         retry on another node or after the restart"
+            .to_string(),
     )
 }

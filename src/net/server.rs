@@ -540,7 +540,10 @@ impl Server {
         self.service.begin_shutdown();
         for (index, slot) in self.conns.iter_mut().enumerate() {
             if let Some(conn) = slot.as_mut() {
-                conn.closing = true;
+                // Read what was sent before the close and answer it (UNAVAILABLE),
+                // so no client is left guessing whether its request was written.
+                conn.draining = true;
+                conn.read_drained = false;
                 retry.push(index);
             }
         }

@@ -631,7 +631,13 @@ impl Node {
     /// node leaves gossip (with the decommission tag if `leave_on_shutdown`).
     pub fn prepare_shutdown(&self, max_wait: Duration) {
         let deadline = Instant::now() + max_wait;
-        if lock(&self.shared.view).role == Role::Leader {
+        let me = self.shared.cfg.node_id;
+        let hand_over = {
+            let v = lock(&self.shared.view);
+            // A lone voter has nobody to hand over to: do not wait for it.
+            v.role == Role::Leader && v.membership.voters.iter().any(|id| *id != me)
+        };
+        if hand_over {
             self.inbox.push_control(Control::TransferLeadership);
             // Bounded: polls until the role changes or the deadline passes.
             while Instant::now() < deadline {

@@ -137,7 +137,7 @@ impl Server {
         }
     }
 
-    fn wait_exit(&mut self) -> ExitStatus {
+    pub fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + EXIT_DEADLINE;
         let child = self.child.as_mut().expect("running");
         loop {
