@@ -19,7 +19,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::{ClientConnection, StreamOwned};
 use rustls_pki_types::ServerName;
 
 use crate::net::tls::{self as net_tls, TlsError};
@@ -67,7 +66,7 @@ pub fn client_config(
 /// The client's connection: plain TCP or TLS over it.
 pub(crate) enum Stream {
     Plain(TcpStream),
-    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+    Tls(Box<net_tls::BlockingTls>),
 }
 
 impl Stream {
@@ -82,15 +81,7 @@ impl Stream {
             .server_name
             .clone()
             .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
-        let conn =
-            ClientConnection::new(Arc::clone(&tls.config), name).map_err(io::Error::other)?;
-        let mut stream = StreamOwned::new(conn, tcp);
-        stream.sock.set_read_timeout(Some(timeout))?;
-        // Bounded: each complete_io round trip makes handshake progress or fails or
-        // times out on the socket.
-        while stream.conn.is_handshaking() {
-            stream.conn.complete_io(&mut stream.sock)?;
-        }
+        let stream = net_tls::connect_blocking(&tls.config, name, tcp, timeout)?;
         Ok(Stream::Tls(Box::new(stream)))
     }
 

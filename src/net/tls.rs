@@ -243,6 +243,57 @@ pub struct PeerTls {
     pub identity: String,
 }
 
+/// A TLS client connection over a blocking socket: the one used by the client
+/// library and by a node's outgoing peer connections.
+pub type BlockingTls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+/// Opens TLS over `sock` and completes the handshake within `timeout` (each round
+/// blocks at most `timeout` on the socket; the deadline ends the loop). On failure
+/// the alert rustls queued is sent (best effort) and the error says it was the
+/// handshake. The socket keeps `timeout` as its read timeout.
+pub fn connect_blocking(
+    config: &Arc<rustls::ClientConfig>,
+    name: rustls_pki_types::ServerName<'static>,
+    sock: std::net::TcpStream,
+    timeout: std::time::Duration,
+) -> io::Result<BlockingTls> {
+    let conn = rustls::ClientConnection::new(Arc::clone(config), name)
+        .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
+    sock.set_read_timeout(Some(timeout))?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let deadline = std::time::Instant::now() + timeout;
+    while tls.conn.is_handshaking() {
+        if std::time::Instant::now() >= deadline {
+            return Err(io::Error::new(
+                ErrorKind::TimedOut,
+                "TLS handshake timed out",
+            ));
+        }
+        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+            let _ = flush_blocking(&mut tls.conn, &mut tls.sock);
+            // rustls reports certificate and protocol errors as InvalidData.
+            return Err(io::Error::new(e.kind(), format!("TLS handshake: {e}")));
+        }
+    }
+    Ok(tls)
+}
+
+/// Sends every TLS record rustls holds (bounded: each round writes some bytes).
+pub fn flush_blocking(
+    conn: &mut rustls::ClientConnection,
+    sock: &mut std::net::TcpStream,
+) -> io::Result<()> {
+    while conn.wants_write() {
+        if conn.write_tls(sock)? == 0 {
+            return Err(io::Error::new(
+                ErrorKind::WriteZero,
+                "socket accepted no bytes",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Loads and validates the peer TLS files.
 pub fn load_peer_tls(files: &TlsFiles) -> Result<PeerTls, TlsError> {
     let client = client_config(

@@ -43,8 +43,8 @@ use crate::sync::lock;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::net::tls as net_tls;
 use rustls::pki_types::ServerName;
-use rustls::{ClientConnection, StreamOwned};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::raft::{encode_message, Message, NodeId};
@@ -210,7 +210,7 @@ struct Writer {
 }
 
 /// A TLS peer connection: shared by the writer and the response reader.
-type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+type TlsStream = net_tls::BlockingTls;
 
 enum Transport {
     Plain(TcpStream),
@@ -240,7 +240,7 @@ impl Conn {
                 let tls = &mut *guard;
                 for chunk in buf.chunks(TLS_WRITE_CHUNK_BYTES) {
                     tls.conn.writer().write_all(chunk)?;
-                    flush_tls(&mut tls.conn, &mut tls.sock)?;
+                    net_tls::flush_blocking(&mut tls.conn, &mut tls.sock)?;
                 }
                 Ok(())
             }
@@ -253,27 +253,13 @@ impl Conn {
             let mut guard = lock(shared);
             let tls = &mut *guard;
             tls.conn.send_close_notify();
-            let _ = flush_tls(&mut tls.conn, &mut tls.sock);
+            let _ = net_tls::flush_blocking(&mut tls.conn, &mut tls.sock);
         }
         let _ = self.ctl.shutdown(Shutdown::Both);
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
     }
-}
-
-/// Sends every TLS record rustls holds (bounded: each round writes some bytes, and
-/// the socket has a write timeout).
-fn flush_tls(conn: &mut ClientConnection, sock: &mut TcpStream) -> std::io::Result<()> {
-    while conn.wants_write() {
-        if conn.write_tls(sock)? == 0 {
-            return Err(std::io::Error::new(
-                ErrorKind::WriteZero,
-                "peer socket accepted no bytes",
-            ));
-        }
-    }
-    Ok(())
 }
 
 impl Writer {
@@ -468,28 +454,7 @@ impl Writer {
         stream: TcpStream,
     ) -> std::io::Result<TlsStream> {
         let timeout = Duration::from_millis(self.cfg.connect_timeout_ms.max(1));
-        let name = ServerName::from(addr.ip());
-        let conn = ClientConnection::new(Arc::clone(config), name)
-            .map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
-        stream.set_read_timeout(Some(timeout))?;
-        let mut tls = StreamOwned::new(conn, stream);
-        let deadline = Instant::now() + timeout;
-        // Bounded: each round blocks at most `timeout` (socket timeouts), and the
-        // deadline ends the loop.
-        while tls.conn.is_handshaking() {
-            if Instant::now() >= deadline {
-                return Err(std::io::Error::new(
-                    ErrorKind::TimedOut,
-                    "TLS handshake timed out",
-                ));
-            }
-            if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
-                // Send the alert rustls may have queued (best effort).
-                let _ = flush_tls(&mut tls.conn, &mut tls.sock);
-                // rustls reports certificate and protocol errors as InvalidData.
-                return Err(std::io::Error::new(e.kind(), format!("TLS handshake: {e}")));
-            }
-        }
+        let tls = net_tls::connect_blocking(config, ServerName::from(addr.ip()), stream, timeout)?;
         tls.sock.set_read_timeout(None)?;
         Ok(tls)
     }
@@ -563,7 +528,7 @@ fn decrypt(
         }
         if let Err(e) = tls.conn.process_new_packets() {
             log::warn!("peer {peer}: TLS error: {e}; reconnecting");
-            let _ = flush_tls(&mut tls.conn, &mut tls.sock);
+            let _ = net_tls::flush_blocking(&mut tls.conn, &mut tls.sock);
             return false;
         }
         // Bounded: rustls holds at most its received-plaintext limit.
@@ -581,7 +546,7 @@ fn decrypt(
         }
     }
     // Whatever the session wants to send in reply (key updates).
-    flush_tls(&mut tls.conn, &mut tls.sock).is_ok()
+    net_tls::flush_blocking(&mut tls.conn, &mut tls.sock).is_ok()
 }
 
 /// Response frames of one connection, parsed as they arrive.
