@@ -518,8 +518,11 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         }
         if hs_change {
             // Term/vote changes and log starts are rare: persist the hard state once
-            // everything up to this Ready is durable, then acknowledge.
-            self.hs_after_sync = Some((round.last_seq, self.latest_hs));
+            // everything up to this Ready is durable, then acknowledge. If an earlier
+            // change still waits for its Sync, keep ITS seq (with the newer state):
+            // acknowledging that earlier Ready must write a term at least as new.
+            let seq = self.hs_after_sync.map_or(round.last_seq, |(s, _)| s);
+            self.hs_after_sync = Some((seq, self.latest_hs));
             self.request_sync(round.last_seq);
         } else if round.appended && self.skip_fsync() {
             self.sync_done = round.last_seq;
