@@ -570,7 +570,9 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
                     first: p.first,
                     last: p.last,
                 })
-            } else if self.node.term_at(p.first) == Ok(p.term) {
+            } else if self.node.term_at(p.first).map_or(true, |t| t == p.term) {
+                // Unreadable (below a log start installed from the leader) proves
+                // nothing: the records may be committed there.
                 Err(ProduceError::Indeterminate(
                     "leadership changed while the records were replicated; some may be \
                      written: retry (duplicates possible) or check by consuming"
