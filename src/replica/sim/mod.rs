@@ -234,7 +234,7 @@ impl Cluster {
             };
             nodes.insert(NodeId(id), node);
         }
-        let mut c = Cluster {
+        Cluster {
             nodes,
             net: Vec::new(),
             rng: SplitMix64::new(seed),
@@ -250,8 +250,7 @@ impl Cluster {
             seed,
             stats: Stats::default(),
             answers: Vec::new(),
-        };
-        c
+        }
     }
 
     pub(crate) fn ids(&self) -> Vec<NodeId> {

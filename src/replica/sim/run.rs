@@ -50,7 +50,7 @@ impl Plan {
 
 /// Runs one seed; `Err` is the failure report (with the replay command).
 pub(crate) fn run_seed(seed: u64, plan: &Plan, trace_cap: usize) -> Result<Stats, String> {
-    let mut rng = SplitMix64::new(seed ^ 0x5EED_0F_5EED_u64);
+    let mut rng = SplitMix64::new(seed ^ 0x005E_ED0F_5EED_u64);
     let n = if seed.is_multiple_of(2) { 3 } else { 5 };
     let mut raft_cfg = Config::new(NodeId(1));
     raft_cfg.election_tick = 10;
