@@ -3,8 +3,10 @@
 //!
 //! Raft (paper, Figure 3), over what the drivers actually wrote:
 //! * ELECTION SAFETY: at most one leader per term.
-//! * LOG MATCHING: two appended entries with the same (index, term) have the same
-//!   content and the same predecessor term (by induction: identical prefixes).
+//! * LOG MATCHING: two entries with the same (index, term) have the same content
+//!   and the same predecessor term (by induction: identical prefixes). Entries count
+//!   once they exist outside one page cache: durable on some disk, or sent in an
+//!   AppendEntries (an append lost in a crash before either never existed).
 //! * COMMITTED ENTRIES NEVER CHANGE: an index committed anywhere holds the same entry
 //!   wherever it is committed, for the whole run, and no leader of a later term
 //!   appends something else there.

@@ -100,8 +100,9 @@ pub(crate) struct SimDisk {
     /// `lazy_hard_state` knob).
     written_hs: HardState,
     /// Appends since the last sync, in order.
-    unsynced: Vec<Vec<Entry>>,
-    /// Appends not yet taken by the checker.
+    unsynced: Vec<Appended>,
+    /// Appends that became durable, not yet taken by the checker (an append lost
+    /// in a crash before it was durable or sent never existed for Raft).
     pub(crate) journal: Vec<Appended>,
     /// Broken variant: hard-state writes become durable only at the next sync.
     pub(crate) lazy_hard_state: bool,
@@ -132,8 +133,9 @@ impl SimDisk {
 
     /// fsync: every append so far (and, under the knob, the hard state) is durable.
     pub(crate) fn sync(&mut self) -> Result<(), String> {
-        for ents in std::mem::take(&mut self.unsynced) {
-            self.durable.append(&ents)?;
+        for a in std::mem::take(&mut self.unsynced) {
+            self.durable.append(&a.entries)?;
+            self.journal.push(a);
         }
         self.hard_state = self.written_hs;
         Ok(())
@@ -143,22 +145,29 @@ impl SimDisk {
     /// Returns how many appends were lost entirely.
     pub(crate) fn crash(&mut self, rng: &mut SplitMix64) -> usize {
         let pending = std::mem::take(&mut self.unsynced);
-        let kept = rng.below(pending.len() as u64 + 1) as usize;
-        for ents in &pending[..kept] {
-            if self.durable.append(ents).is_err() {
+        let total = pending.len();
+        let kept = rng.below(total as u64 + 1) as usize;
+        let mut rest = pending.into_iter();
+        for a in rest.by_ref().take(kept) {
+            if self.durable.append(&a.entries).is_err() {
                 break;
             }
+            self.journal.push(a);
         }
-        if let Some(next) = pending.get(kept) {
-            if rng.chance(30) && next.len() > 1 {
-                let part = 1 + rng.below(next.len() as u64 - 1) as usize;
-                let _ = self.durable.append(&next[..part]);
+        if let Some(next) = rest.next() {
+            if rng.chance(30) && next.entries.len() > 1 {
+                let part = 1 + rng.below(next.entries.len() as u64 - 1) as usize;
+                if self.durable.append(&next.entries[..part]).is_ok() {
+                    self.journal.push(Appended {
+                        prev_term: next.prev_term,
+                        entries: next.entries[..part].to_vec(),
+                    });
+                }
             }
         }
         self.cache = self.durable.clone();
         self.written_hs = self.hard_state;
-        self.journal.clear();
-        pending.len() - kept
+        total - kept
     }
 
     /// The data dir is replaced by an empty one (a node that joins).
@@ -235,8 +244,7 @@ impl ReplicaStorage for SimStorage {
             .term(first.index - 1)
             .ok_or_else(|| format!("append at {}: no entry before it", first.index))?;
         d.cache.append(entries)?;
-        d.unsynced.push(entries.to_vec());
-        d.journal.push(Appended {
+        d.unsynced.push(Appended {
             prev_term,
             entries: entries.to_vec(),
         });

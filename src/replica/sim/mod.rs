@@ -645,6 +645,13 @@ impl Cluster {
             let d = self.nodes[&m.from].disk.borrow();
             checker::check_send(&m, &d)?;
         }
+        if let MessageBody::AppendEntries {
+            prev_term, entries, ..
+        } = &m.body
+        {
+            // Sent entries exist outside the sender's page cache from now on.
+            self.checker.on_append(m.from, *prev_term, entries)?;
+        }
         if self.faults.drop_pct > 0 && self.rng.chance(self.faults.drop_pct) {
             self.record(Event::Drop(m.from, m.to, m.body.name(), "lost"));
             return Ok(());
