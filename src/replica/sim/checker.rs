@@ -93,6 +93,9 @@ pub(crate) struct Checker {
     /// Configurations appended anywhere (Raft uses the latest appended one, committed
     /// or not, for every commit decision).
     appended_configs: Vec<(Index, Membership)>,
+    /// The effective configuration of every running node (a leader counts with the
+    /// latest one in its log even before it is durable or sent).
+    live_configs: Vec<Membership>,
     commit_seen: HashMap<NodeId, Index>,
     requests: HashMap<u64, Request>,
     /// Value hash → (request id) of every value ever proposed.
@@ -119,6 +122,7 @@ impl Checker {
             max_committed: Index(0),
             config: (Index(0), bootstrap),
             appended_configs: Vec::new(),
+            live_configs: Vec::new(),
             commit_seen: HashMap::new(),
             requests: HashMap::new(),
             value_owner: HashMap::new(),
@@ -512,7 +516,8 @@ impl Checker {
         ))
     }
 
-    /// The committed configuration and every one appended after it.
+    /// The committed configuration, every one appended after it, and every running
+    /// node's effective one.
     pub(crate) fn configs_in_play(&self) -> Vec<&Membership> {
         let later = self
             .appended_configs
@@ -520,7 +525,13 @@ impl Checker {
             .filter(|(i, _)| *i > self.config.0);
         std::iter::once(&self.config.1)
             .chain(later.map(|(_, m)| m))
+            .chain(self.live_configs.iter())
             .collect()
+    }
+
+    /// The running nodes' effective configurations, this step.
+    pub(crate) fn set_live_configs(&mut self, configs: Vec<Membership>) {
+        self.live_configs = configs;
     }
 
     pub(crate) fn max_committed(&self) -> Index {

@@ -497,6 +497,8 @@ impl Cluster {
             }
             if let Some(seq) = sync {
                 if self.rng.below(1000) < self.faults.crash_at_sync_permille {
+                    // Check what this batch did (commits, answers) before it dies.
+                    self.check_step()?;
                     self.crash(id, true);
                     return Ok(());
                 }
@@ -850,6 +852,9 @@ impl Cluster {
             }
         }
         self.checker.check_fresh(&leaders)?;
+        let live = self.nodes.values().filter_map(|n| n.proc.as_ref());
+        let configs = live.map(|p| p.driver.raft().membership().clone()).collect();
+        self.checker.set_live_configs(configs);
         let refs: Vec<(NodeId, &SimDisk)> = disks.iter().map(|(id, d)| (*id, &**d)).collect();
         self.checker.check_durability(&refs)
     }
@@ -896,8 +901,14 @@ impl Cluster {
 
     /// The failure report: what, the trace, every node, and the replay command.
     pub(crate) fn report(&self, what: &str, variant: Option<&str>) -> String {
+        let header = format!("REPLICA SIMULATION FAILURE (seed {}): {what}", self.seed);
+        self.trace_report(&header, variant)
+    }
+
+    /// `header`, the trace, every node, and the replay command.
+    pub(crate) fn trace_report(&self, header: &str, variant: Option<&str>) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "REPLICA SIMULATION FAILURE (seed {}): {what}", self.seed);
+        let _ = writeln!(s, "{header}");
         let _ = writeln!(
             s,
             "last {} events (oldest first, virtual ms):",

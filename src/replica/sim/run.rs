@@ -86,13 +86,8 @@ pub(crate) fn run_seed(seed: u64, plan: &Plan, trace_cap: usize) -> Result<Stats
             c.stats.acked = c.checker().acked;
             c.stats.commits = c.checker().commits;
             if trace_cap > 10_000 {
-                eprintln!(
-                    "{}",
-                    c.report(
-                        "none: the seed passed (trace of the run)",
-                        variant.as_deref()
-                    )
-                );
+                let header = format!("seed {seed} passed; its trace:");
+                eprintln!("{}", c.trace_report(&header, variant.as_deref()));
             }
             Ok(c.stats)
         }
