@@ -563,7 +563,9 @@ impl Cluster {
         let Some(p) = self.proc_mut(id) else {
             return Ok(false);
         };
-        if p.inbox.is_empty() || !p.driver.wants_produces() {
+        // Asked on every poll, as the runner does each iteration (it also forgets
+        // batches of a lost leadership).
+        if !p.driver.wants_produces() || p.inbox.is_empty() {
             return Ok(false);
         }
         let n = p.inbox.len().min(MAX_BATCH_REQUESTS);
