@@ -1,6 +1,7 @@
 # commitlog developer entry points. `make help` lists them.
 CARGO ?= cargo
 SEEDS ?= 100000
+REPLICA_SEEDS ?= 20000
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= frame_decoder text_decoder gossip_packet raft_message record_format index_slots log_recovery node_meta
 
@@ -107,8 +108,9 @@ gossip-sim: ## long gossip simulations (100 nodes, 1 h virtual time at 10% loss,
 gossip-bench: ## gossip convergence / detection / bandwidth table from the simulator
 	$(CARGO) bench --bench gossip_sim
 
-sim: ## raft simulator soak: SEEDS seeds in release (replay a seed: see src/raft/mod.rs)
+sim: ## raft + replica simulator soaks: SEEDS / REPLICA_SEEDS seeds in release (replay: src/raft/mod.rs, src/replica/sim/tests.rs)
 	RAFT_SIM_SEEDS=$(SEEDS) $(CARGO) test --release --lib raft::sim::tests::many_seeds -- --nocapture
+	REPLICA_SIM_SEEDS=$(REPLICA_SEEDS) $(CARGO) test --release --lib replica::sim::tests::many_seeds -- --nocapture
 
 clean: ## remove build output
 	$(CARGO) clean

@@ -178,6 +178,9 @@ pub struct Driver<S: ReplicaStorage, R> {
     last_hs_write_ms: u64,
     now_ms: u64,
     members: BTreeMap<NodeId, MemberView>,
+    /// Messages of a term not yet durable here, sent once the hard state is written
+    /// (bounded by Raft's outbox bound: they come out of Readies).
+    held: Vec<Message>,
 }
 
 impl<S: ReplicaStorage, R> Driver<S, R> {
@@ -201,6 +204,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
             last_hs_write_ms: 0,
             now_ms: 0,
             members: BTreeMap::new(),
+            held: Vec::new(),
         }
     }
 
@@ -521,7 +525,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
             round.soft = rd.soft_state.or(round.soft);
             round.hard = rd.hard_state.or(round.hard);
             for m in rd.messages {
-                self.effects.push(Effect::Send(m));
+                self.send_or_hold(m);
             }
             if let Some((_, hi)) = rd.committed {
                 round.committed = Some(hi);
@@ -553,8 +557,11 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         }
         if hs_change {
             // Term/vote changes and log starts are rare: persist the hard state once
-            // everything up to this Ready is durable, then acknowledge.
-            self.hs_after_sync = Some((round.last_seq, self.latest_hs));
+            // everything up to this Ready is durable, then acknowledge. If an earlier
+            // change still waits for its Sync, keep ITS seq (with the newer state):
+            // acknowledging that earlier Ready must write a term at least as new.
+            let seq = self.hs_after_sync.map_or(round.last_seq, |(s, _)| s);
+            self.hs_after_sync = Some((seq, self.latest_hs));
             self.request_sync(round.last_seq);
         } else if round.appended && self.skip_fsync() {
             self.sync_done = round.last_seq;
@@ -606,7 +613,9 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
                     first: p.first,
                     last: p.last,
                 })
-            } else if self.node.term_at(p.first) == Ok(p.term) {
+            } else if self.node.term_at(p.first).map_or(true, |t| t == p.term) {
+                // Unreadable (below a log start installed from the leader) proves
+                // nothing: the records may be committed there.
                 Err(ProduceError::Indeterminate(
                     "leadership changed while the records were replicated; some may be \
                      written: retry (duplicates possible) or check by consuming"
@@ -661,7 +670,34 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
             .persist_hard_state(hs)
             .map_err(write_error::<S>)?;
         self.last_hs_write_ms = self.now_ms;
+        let (send, keep) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|m| m.term <= hs.term);
+        self.held = keep;
+        for m in send {
+            self.effects.push(Effect::Send(m));
+        }
         Ok(())
+    }
+
+    /// Sends `m` unless its term is not durable here yet. Raft lets a leader's
+    /// traffic out at once because winning took votes that left only after its term
+    /// was durable; a sole voter wins without any vote, so its first AppendEntries
+    /// would otherwise leave before its term is on disk (a crash then could elect it
+    /// again in the same term with different entries). Pre-votes carry a future term
+    /// by design and change nothing.
+    fn send_or_hold(&mut self, m: Message) {
+        let pre_vote = matches!(
+            m.body,
+            MessageBody::RequestVote { pre_vote: true, .. }
+                | MessageBody::RequestVoteResponse { pre_vote: true, .. }
+        );
+        let durable_term = self.node.storage().persisted_hard_state().term;
+        if !pre_vote && (m.term > durable_term || !self.held.is_empty()) {
+            self.held.push(m);
+        } else {
+            self.effects.push(Effect::Send(m));
+        }
     }
 
     /// Leader only: one membership change per tick, driven by gossip (DESIGN 5).

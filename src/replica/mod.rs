@@ -48,6 +48,8 @@
 
 mod driver;
 mod policy;
+#[cfg(test)]
+mod sim;
 
 pub use driver::{
     Driver, DriverConfig, DriverError, Effect, ProduceError, ProduceRequest, Produced, Recovering,
