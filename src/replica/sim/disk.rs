@@ -280,4 +280,9 @@ impl ReplicaStorage for SimStorage {
     fn persisted_hard_state(&self) -> HardState {
         self.0.borrow().written_hs
     }
+
+    fn is_no_space(_: &Self::Error) -> bool {
+        // The simulated disk never fills up (storage faults are a later step).
+        false
+    }
 }
