@@ -704,9 +704,13 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
     fn reconcile_membership(&mut self) {
         let me = self.node.id();
         let status = self.node.status();
-        let Some(change) =
-            policy::next_change(me, &status.membership, &status.followers, &self.members)
-        else {
+        let Some(change) = policy::next_change(
+            me,
+            &status.membership,
+            &status.followers,
+            &self.members,
+            self.commit,
+        ) else {
             return;
         };
         match self.node.propose_conf_change(change) {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::raft::{ConfChange, FollowerStatus, Membership, NodeId};
+use crate::raft::{ConfChange, FollowerStatus, Index, Membership, NodeId};
 
 /// A learner within this many entries of the leader's last index is promoted.
 pub const PROMOTE_MAX_LAG_ENTRIES: u64 = 1000;
@@ -22,11 +22,19 @@ pub struct MemberView {
 /// The one membership change to propose now, if any, in priority order: remove a
 /// decommissioned member; promote a caught-up, active learner; add a live member
 /// that is not in the configuration as a learner. One change at a time.
+///
+/// A learner is caught up when its durable log reaches the leader's `commit` (and
+/// it is within [`PROMOTE_MAX_LAG_ENTRIES`] of the leader's last index): a fresh
+/// learner does not vote until it holds a leader's commit index (the recovery
+/// guard), so promoting it earlier could leave a two-voter configuration whose
+/// new voter ignores every candidate after a leader restart (found by the replica
+/// simulator).
 pub fn next_change(
     me: NodeId,
     membership: &Membership,
     followers: &[FollowerStatus],
     members: &BTreeMap<NodeId, MemberView>,
+    commit: Index,
 ) -> Option<ConfChange> {
     let remove = members
         .iter()
@@ -39,6 +47,7 @@ pub fn next_change(
                 !f.voter
                     && membership.learners.contains(&f.id)
                     && f.recent_active
+                    && f.matched >= commit
                     && f.lag_entries <= PROMOTE_MAX_LAG_ENTRIES
             })
             .map(|f| ConfChange::AddVoter(f.id))
@@ -70,7 +79,7 @@ pub fn transfer_target(followers: &[FollowerStatus]) -> Option<NodeId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::{Index, ProgressState};
+    use crate::raft::ProgressState;
 
     fn follower(id: u64, voter: bool, lag: u64, active: bool) -> FollowerStatus {
         FollowerStatus {
@@ -103,21 +112,27 @@ mod tests {
         members.insert(NodeId(4), member(true, false));
         let me = NodeId(1);
         assert_eq!(
-            next_change(me, &m, &followers, &members),
+            next_change(me, &m, &followers, &members, Index(9_000)),
             Some(ConfChange::Remove(NodeId(2)))
         );
         members.insert(NodeId(2), member(true, false));
         assert_eq!(
-            next_change(me, &m, &followers, &members),
+            next_change(me, &m, &followers, &members, Index(9_000)),
             Some(ConfChange::AddVoter(NodeId(3)))
+        );
+        // Within the lag bound but below the leader's commit: not yet.
+        let below_commit = [follower(2, true, 0, true), follower(3, false, 500, true)];
+        assert_eq!(
+            next_change(me, &m, &below_commit, &members, Index(9_800)),
+            Some(ConfChange::AddLearner(NodeId(4)))
         );
         let lagging = [follower(2, true, 0, true), follower(3, false, 5000, true)];
         assert_eq!(
-            next_change(me, &m, &lagging, &members),
+            next_change(me, &m, &lagging, &members, Index(9_000)),
             Some(ConfChange::AddLearner(NodeId(4)))
         );
         members.insert(NodeId(4), member(false, false));
-        assert_eq!(next_change(me, &m, &lagging, &members), None);
+        assert_eq!(next_change(me, &m, &lagging, &members, Index(9_000)), None);
     }
 
     #[test]
