@@ -7,6 +7,8 @@
 //!   real commit index, see `raft_storage`).
 //! * `raft.logstart` — the log-start ("snapshot") record: the log starts after
 //!   `index`, whose term and configuration are recorded here.
+//! * `raft.recovering` — present while the node must not vote (it lost log entries
+//!   and is catching up from a leader); removed once caught up.
 //! * `raft.configs` — where the log's configuration entries are, up to an index
 //!   ([`ConfigIndex`]), so start-up reads only the log's tail, not the whole log.
 //! * `gossip.seeds` — gossip addresses of the members last seen alive (at most
@@ -370,6 +372,41 @@ fn decode_seeds(p: &[u8]) -> Result<Vec<std::net::SocketAddr>, Invalid> {
         .take(MAX_SEEDS)
         .map(|l| l.parse().map_err(|_| Invalid("bad address".into())))
         .collect()
+}
+
+/// Name of the marker a node keeps while its recovery guard holds (it lost log
+/// entries and must not vote until caught up): a crash during the catch-up must not
+/// bring it back as a voter with a partial log.
+pub const RECOVERING_FILE: &str = "raft.recovering";
+
+/// Writes the recovering marker (durably).
+pub fn write_recovering_marker(dir: &Path) -> Result<(), MetaError> {
+    write_atomic(
+        dir,
+        RECOVERING_FILE,
+        b"recovering: no vote until caught up\n",
+    )
+}
+
+/// True if the recovering marker exists.
+pub fn has_recovering_marker(dir: &Path) -> bool {
+    dir.join(RECOVERING_FILE).exists()
+}
+
+/// Removes the recovering marker (durably: the directory is fsynced).
+pub fn remove_recovering_marker(dir: &Path) -> Result<(), MetaError> {
+    let path = dir.join(RECOVERING_FILE);
+    match fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(MetaError::Io { path, source }),
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| MetaError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 /// Name of the configuration-entry checkpoint (see [`ConfigIndex`]).

@@ -399,7 +399,17 @@ impl Node {
             .map_err(|e| format!("cannot start raft: {e}"))?;
         let single_voter =
             node.membership().voters.len() == 1 && node.membership().voters.contains(&cfg.node_id);
-        let recovering = if fresh && !bootstrap {
+        let marked = meta::has_recovering_marker(&dir);
+        let recovering = if marked {
+            log::warn!(
+                "this node was catching up after losing log entries when it stopped: \
+                 not voting until caught up from a leader"
+            );
+            Some(Recovering {
+                min_commit: persisted_commit,
+                need_leader: true,
+            })
+        } else if fresh && !bootstrap {
             // A fresh data dir may replace a wiped one whose entries counted toward
             // commits: do not vote before catching up with a leader.
             Some(Recovering {
@@ -426,6 +436,9 @@ impl Node {
             None
         };
 
+        if recovering.is_some() && !marked {
+            meta::write_recovering_marker(&dir).map_err(|e| e.to_string())?;
+        }
         let shared = Arc::new(Shared {
             hw: Arc::new(AtomicU64::new(start_index.0 + 1)),
             raft_first: Arc::new(AtomicU64::new(start_index.0 + 1)),

@@ -90,6 +90,8 @@ pub(crate) struct RaftLoop {
     rebuild: (RaftConfig, DriverConfig, u64),
     /// Set while the disk is full: when the last write was tried.
     disk_full: Option<Instant>,
+    /// The durable recovering marker exists (removed once the guard lifts).
+    recovering_marked: bool,
     last_retention: Instant,
     last_progress_log: Instant,
 }
@@ -104,6 +106,7 @@ impl RaftLoop {
         peers: Arc<Peers>,
         syncer: Arc<Syncer>,
     ) -> RaftLoop {
+        let recovering_marked = driver.recovering();
         RaftLoop {
             driver,
             shared,
@@ -113,6 +116,7 @@ impl RaftLoop {
             syncer,
             clock: Instant::now(),
             syncer_outstanding: 0,
+            recovering_marked,
             rebuild,
             disk_full: None,
             last_retention: Instant::now(),
@@ -145,6 +149,18 @@ impl RaftLoop {
             if self.on_result(stop)? == Some(true) {
                 return Ok(());
             }
+            self.clear_recovering_marker();
+        }
+    }
+
+    /// Once the recovery guard lifts, its durable marker goes (see `meta`).
+    fn clear_recovering_marker(&mut self) {
+        if !self.recovering_marked || self.driver.recovering() {
+            return;
+        }
+        match super::meta::remove_recovering_marker(&self.shared.cfg.data_dir) {
+            Ok(()) => self.recovering_marked = false,
+            Err(e) => log::warn!("cannot remove the recovering marker (retrying): {e}"),
         }
     }
 

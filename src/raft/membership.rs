@@ -49,6 +49,7 @@ impl<S: Storage> RaftNode<S> {
             decoded.push((e.index, decode_config(e)?));
         }
         if let Some(from) = self.log.append(ents) {
+            self.drop_acks_of_replaced_entries(from);
             let before = self.configs.len();
             self.configs.retain(|(i, _)| *i < from);
             if self.configs.len() != before {

@@ -726,6 +726,19 @@ impl<S: Storage> RaftNode<S> {
         }
     }
 
+    /// Entries from `from` on are being replaced: an acknowledgement of them still
+    /// waiting for its Ready to be durable must not leave (by the time it would,
+    /// the entries it vouches for are gone, and a deposed leader of their term
+    /// could still count it). Found by the replica simulator (seed 3148).
+    pub(crate) fn drop_acks_of_replaced_entries(&mut self, from: Index) {
+        self.gated.retain(|(_, m)| {
+            !matches!(
+                m.body,
+                MessageBody::AppendEntriesResponse { reject: false, index, .. } if index >= from
+            )
+        });
+    }
+
     /// Sends without waiting for persistence (only for test-only bug switches).
     #[cfg(test)]
     pub(crate) fn send_ungated(&mut self, to: NodeId, body: MessageBody) {

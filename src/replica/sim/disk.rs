@@ -106,6 +106,10 @@ pub(crate) struct SimDisk {
     pub(crate) journal: Vec<Appended>,
     /// Broken variant: hard-state writes become durable only at the next sync.
     pub(crate) lazy_hard_state: bool,
+    /// The durable "recovering" marker (production: `node::meta`'s marker file): a
+    /// node that crashes while catching up after a wipe still does not vote when it
+    /// comes back.
+    pub(crate) recovering_marker: bool,
 }
 
 impl SimDisk {
@@ -125,6 +129,7 @@ impl SimDisk {
             cache: image,
             hard_state: hs,
             written_hs: hs,
+            recovering_marker: false,
             unsynced: Vec::new(),
             journal: Vec::new(),
             lazy_hard_state: false,

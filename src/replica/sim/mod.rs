@@ -321,9 +321,13 @@ impl Cluster {
             return Ok(());
         }
         n.incarnation += 1;
-        let (last, persisted_commit) = {
+        let (last, persisted_commit, marker) = {
             let d = n.disk.borrow();
-            (d.durable.last_index(), d.hard_state.commit)
+            (
+                d.durable.last_index(),
+                d.hard_state.commit,
+                d.recovering_marker,
+            )
         };
         let raft = RaftNode::new(cfg, SimStorage(Rc::clone(&n.disk)), seed)
             .map_err(|e| format!("node {id} cannot restart: {e}"))?;
@@ -331,9 +335,9 @@ impl Cluster {
         let single_voter = voters.len() == 1 && voters.contains(&id);
         let recovering = if skip_guard {
             None
-        } else if n.fresh {
+        } else if n.fresh || marker {
             Some(Recovering {
-                min_commit: Index(0),
+                min_commit: persisted_commit,
                 need_leader: true,
             })
         } else if last < persisted_commit && !single_voter {
@@ -345,6 +349,7 @@ impl Cluster {
             None
         };
         n.fresh = false;
+        n.disk.borrow_mut().recovering_marker = recovering.is_some();
         self.checker.on_boot(id, raft.commit_index());
         n.proc = Some(Proc {
             driver: Driver::new(raft, self.driver_cfg.clone(), recovering),
@@ -453,7 +458,17 @@ impl Cluster {
             return Ok(());
         };
         f(&mut p.driver).map_err(|e| format!("node {id}: driver failed: {e}"))?;
-        self.settle(id)
+        self.settle(id)?;
+        self.clear_marker_once_recovered(id);
+        Ok(())
+    }
+
+    /// The runner removes the durable "recovering" marker once the guard lifts.
+    fn clear_marker_once_recovered(&mut self, id: NodeId) {
+        let recovered = self.driver(id).is_some_and(|d| !d.recovering());
+        if let (true, Some(n)) = (recovered, self.nodes.get(&id)) {
+            n.disk.borrow_mut().recovering_marker = false;
+        }
     }
 
     /// Executes effects, completes fsyncs due now, proposes queued produces, until

@@ -1,7 +1,7 @@
 //! Randomized runs over many seeds, the one-command replay, and proof that the
 //! checker catches broken harness variants.
 //!
-//! * `many_seeds`: `REPLICA_SIM_SEEDS` seeds (default 300) from
+//! * `many_seeds`: `REPLICA_SIM_SEEDS` seeds (default 2000) from
 //!   `REPLICA_SIM_SEED_BASE` (default 0). Soak: `make sim` (release).
 //! * `replay_seed`: `REPLICA_SIM_SEED=<n> cargo test --lib
 //!   replica::sim::tests::replay_seed -- --nocapture` replays one seed and prints
@@ -24,7 +24,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 #[test]
 fn many_seeds() {
-    let n = env_u64("REPLICA_SIM_SEEDS", 300);
+    let n = env_u64("REPLICA_SIM_SEEDS", 2000);
     let base = env_u64("REPLICA_SIM_SEED_BASE", 0);
     let mut total = Stats::default();
     let mut worst = (0, base);
