@@ -536,6 +536,9 @@ impl RaftLoop {
     /// On exit: answer everything still waiting, persist the latest commit.
     fn finish(&mut self) {
         self.driver.finish();
+        if let Err(e) = self.driver.storage_mut().checkpoint_for_restart() {
+            log::warn!("no start-up checkpoint written at shutdown: {e}");
+        }
         for e in self.driver.take_effects() {
             if let Effect::Complete { reply, result } = e {
                 answer::produce(reply, result, |l| self.shared.not_leader(l));

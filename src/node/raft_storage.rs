@@ -194,6 +194,13 @@ impl LogStorage {
         Ok(out)
     }
 
+    /// At shutdown: fsyncs the log and moves the `raft.configs` checkpoint to its
+    /// end, so the next start scans nothing.
+    pub fn checkpoint_for_restart(&mut self) -> Result<(), WriteError> {
+        self.log.sync()?;
+        self.checkpoint_configs()
+    }
+
     /// Moves the `raft.configs` checkpoint up to the durable end of the log.
     fn checkpoint_configs(&mut self) -> Result<(), WriteError> {
         let durable = Index(self.log.durable_offset().0.saturating_sub(1));

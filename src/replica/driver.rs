@@ -455,6 +455,12 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         &self.node
     }
 
+    /// The storage, for the runner's own bookkeeping writes at shutdown (start-up
+    /// checkpoints). Never for log entries or hard state: those are the driver's.
+    pub fn storage_mut(&mut self) -> &mut S {
+        self.node.storage_mut()
+    }
+
     /// Highest index committed and durable here (readers see up to it).
     pub fn commit(&self) -> Index {
         self.commit
