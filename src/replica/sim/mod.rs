@@ -333,21 +333,14 @@ impl Cluster {
             .map_err(|e| format!("node {id} cannot restart: {e}"))?;
         let voters = &raft.membership().voters;
         let single_voter = voters.len() == 1 && voters.contains(&id);
-        let recovering = if skip_guard {
-            None
-        } else if n.fresh || marker {
-            Some(Recovering {
+        // As `node::Node::start`: a wiped node, one that stopped while catching up
+        // (the durable marker), or one whose log ends below its persisted commit.
+        let lost_entries = last < persisted_commit && !single_voter;
+        let recovering =
+            (!skip_guard && (n.fresh || marker || lost_entries)).then_some(Recovering {
                 min_commit: persisted_commit,
                 need_leader: true,
-            })
-        } else if last < persisted_commit && !single_voter {
-            Some(Recovering {
-                min_commit: persisted_commit,
-                need_leader: true,
-            })
-        } else {
-            None
-        };
+            });
         n.fresh = false;
         n.disk.borrow_mut().recovering_marker = recovering.is_some();
         self.checker.on_boot(id, raft.commit_index());
