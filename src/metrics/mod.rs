@@ -27,7 +27,7 @@
 //! | `commitlog_open_connections` | gauge | | client connections open now |
 //! | `commitlog_net_buffered_bytes` | gauge | | bytes the network front end holds for requests and answers (read and write buffers, answers reserved in flight), against `--max-buffered-bytes` |
 //! | `commitlog_scrub_bytes_verified_total`, `commitlog_scrub_faults_total`, `commitlog_scrub_passes_total` | counter | | the background scrubber (`--scrub-bytes-per-sec`): bytes of sealed segments verified, damaged ranges found, complete passes |
-//! | `commitlog_fsync_duration_seconds` | histogram | | every log fsync (single-node writer, cluster raft thread and syncer); `_count` is the fsync count |
+//! | `commitlog_fsync_duration_seconds` | histogram | | every log fsync (the raft thread); `_count` is the fsync count |
 //! | `commitlog_raft_term` | gauge | | current Raft term |
 //! | `commitlog_raft_commit_index` | gauge | | commit index known durable here |
 //! | `commitlog_raft_last_index` | gauge | | last index in the local log |

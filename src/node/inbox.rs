@@ -7,7 +7,7 @@
 //!   entry bytes) are dropped (Raft tolerates loss and resends).
 //! * Produces beyond `produce_cap` are handed back to the caller, which answers
 //!   `UNAVAILABLE`.
-//! * Control requests (stop, leadership transfer, fsync done) are few and always
+//! * Control requests (stop, leadership transfer, a peer connected) are few and always
 //!   accepted; "a peer connected" notices (from the network) are dropped beyond
 //!   [`MAX_QUEUED_CONTROLS`].
 
@@ -42,10 +42,6 @@ pub(crate) enum Control {
     Stop,
     /// A peer opened a new connection to us (it may have restarted).
     PeerConnected(crate::raft::NodeId),
-    /// The syncer made every Ready up to this seq durable.
-    Synced(u64),
-    /// The syncer's fsync failed (fail-stop).
-    SyncFailed,
 }
 
 #[derive(Default)]

@@ -45,7 +45,6 @@ mod peers;
 mod raft_loop;
 pub mod raft_storage;
 mod reads;
-mod syncer;
 
 pub use crate::replica::PROMOTE_MAX_LAG_ENTRIES;
 pub use cluster_service::ClusterService;
@@ -76,7 +75,6 @@ use peers::Peers;
 use raft_loop::RaftLoop;
 use raft_storage::LogStorage;
 use reads::Reads;
-use syncer::Syncer;
 
 /// How the node enters the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -313,8 +311,6 @@ pub struct Node {
     gossip: Arc<Mutex<Option<GossipHandle>>>,
     gossip_addr: SocketAddr,
     raft_thread: Mutex<Option<JoinHandle<()>>>,
-    syncer: Arc<Syncer>,
-    syncer_thread: Mutex<Option<JoinHandle<()>>>,
     membership_thread: Mutex<Option<JoinHandle<()>>>,
     membership_stop: Arc<AtomicBool>,
     log: Arc<Log>,
@@ -537,14 +533,6 @@ impl Node {
         };
 
         let fatal = Arc::new(AtomicBool::new(false));
-        let syncer = Arc::new(Syncer::new(cfg.metrics.clone()));
-        let syncer_thread = {
-            let (syncer, log, inbox) = (Arc::clone(&syncer), Arc::clone(&log), Arc::clone(&inbox));
-            std::thread::Builder::new()
-                .name("fsync".into())
-                .spawn(move || syncer.run(log, inbox))
-                .map_err(|e| format!("cannot start the fsync thread: {e}"))?
-        };
         let driver_cfg = DriverConfig {
             skip_fsync_when_alone: cfg.fsync == FsyncPolicy::Never,
             ..DriverConfig::default()
@@ -556,7 +544,6 @@ impl Node {
             Arc::clone(&inbox),
             Arc::clone(&reads),
             Arc::clone(&peers),
-            Arc::clone(&syncer),
         );
         let raft_thread = {
             let fatal = Arc::clone(&fatal);
@@ -595,8 +582,6 @@ impl Node {
             gossip,
             gossip_addr,
             raft_thread: Mutex::new(Some(raft_thread)),
-            syncer,
-            syncer_thread: Mutex::new(Some(syncer_thread)),
             membership_thread: Mutex::new(Some(membership_thread)),
             membership_stop,
             log,
@@ -684,10 +669,6 @@ impl Node {
         self.shared.closing.store(true, Ordering::Release);
         self.inbox.push_control(Control::Stop);
         if let Some(t) = lock(&self.raft_thread).take() {
-            let _ = t.join();
-        }
-        self.syncer.stop();
-        if let Some(t) = lock(&self.syncer_thread).take() {
             let _ = t.join();
         }
         self.reads.shutdown();

@@ -12,10 +12,9 @@
 //!    produces taken as ONE proposal.
 //! 3. Execute the effects: sends go to the peer writers at once (so the leader's
 //!    AppendEntries leave before its own fsync: leader and follower fsyncs overlap,
-//!    DESIGN 3); the `Sync` requests of a round become ONE fsync, inline when no
-//!    fsync is running (lowest latency for a lone producer), otherwise handed to the
-//!    fsync thread (`syncer`) so this thread keeps stepping acknowledgements and
-//!    appending the next batch meanwhile; completions answer the clients; the
+//!    DESIGN 3); the `Sync` requests of a round become ONE fsync on this thread (a
+//!    lone producer waits for nothing else; produces arriving meanwhile queue in the
+//!    inbox and form the next, bigger batch); completions answer the clients; the
 //!    high-water mark is published to the readers.
 //! 4. Every tick: publish the status view and metrics, expire produces that waited
 //!    in the inbox past their deadline, apply retention when due.
@@ -30,7 +29,6 @@ use super::inbox::{Control, Inbox, ProduceJob};
 use super::peers::Peers;
 use super::raft_storage::{LogStorage, WriteError};
 use super::reads::Reads;
-use super::syncer::Syncer;
 use super::{lock, Shared, View};
 use crate::net::Responder;
 use crate::raft::{Config as RaftConfig, Index, RaftNode, Role, SoftState};
@@ -80,11 +78,8 @@ pub(crate) struct RaftLoop {
     pub inbox: Arc<Inbox>,
     pub reads: Arc<Reads>,
     pub peers: Arc<Peers>,
-    pub syncer: Arc<Syncer>,
     /// Origin of the driver's millisecond clock.
     clock: Instant,
-    /// Highest Ready seq handed to the fsync thread and not reported yet (0: none).
-    syncer_outstanding: u64,
     /// What rebuilds the driver after a full disk: Raft settings, driver settings
     /// and a seed source.
     rebuild: (RaftConfig, DriverConfig, u64),
@@ -104,7 +99,6 @@ impl RaftLoop {
         inbox: Arc<Inbox>,
         reads: Arc<Reads>,
         peers: Arc<Peers>,
-        syncer: Arc<Syncer>,
     ) -> RaftLoop {
         let recovering_marked = driver.recovering();
         RaftLoop {
@@ -113,9 +107,7 @@ impl RaftLoop {
             inbox,
             reads,
             peers,
-            syncer,
             clock: Instant::now(),
-            syncer_outstanding: 0,
             recovering_marked,
             rebuild,
             disk_full: None,
@@ -228,11 +220,6 @@ impl RaftLoop {
     /// driver from the durable state (as a restart would). Writes are tried again
     /// with the next produce, or after a second (a follower needs no produce).
     fn enter_disk_full(&mut self, why: &str) -> Result<(), Fatal> {
-        if self.syncer_outstanding != 0 {
-            return Err(Fatal::Write(WriteError::Invariant(format!(
-                "disk full ({why}) while an fsync was queued"
-            ))));
-        }
         if self.disk_full.is_none() {
             log::warn!(
                 "disk full ({why}): produces get STORAGE_FULL until space frees; writes \
@@ -290,17 +277,6 @@ impl RaftLoop {
             Control::Stop => return Ok(true),
             Control::TransferLeadership => self.driver.transfer_leadership()?,
             Control::PeerConnected(id) => self.driver.peer_connected(id)?,
-            Control::Synced(seq) => {
-                if seq >= self.syncer_outstanding {
-                    self.syncer_outstanding = 0;
-                }
-                self.driver.synced(seq)?;
-            }
-            Control::SyncFailed => {
-                return Err(Fatal::Write(WriteError::Invariant(
-                    "fsync failed; the log is closed".into(),
-                )))
-            }
         }
         Ok(false)
     }
@@ -429,13 +405,8 @@ impl RaftLoop {
         self.reads.on_hw_raised();
     }
 
-    /// Inline when no fsync is running, else queued behind it on the fsync thread.
+    /// One fsync covering every Ready up to `seq`, observed in the fsync metrics.
     fn sync(&mut self, seq: u64) -> Result<(), Fatal> {
-        if self.syncer_outstanding != 0 {
-            self.syncer_outstanding = self.syncer_outstanding.max(seq);
-            self.syncer.request(seq);
-            return Ok(());
-        }
         let started = Instant::now();
         let synced = self.driver.raft().storage().sync();
         if let Some(m) = &self.shared.cfg.metrics {
