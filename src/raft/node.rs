@@ -277,6 +277,8 @@ pub struct RaftNode<S: Storage> {
     acked_seq: u64,
     /// Highest issued Ready that changed term/vote or wrote log data.
     last_change_seq: u64,
+    /// Highest issued Ready that changed term or vote.
+    term_change_seq: u64,
     /// For issued Readies with log data: the (index, term) of the last thing written.
     write_marks: VecDeque<(u64, Index, Term)>,
     /// Hard state last handed out.
@@ -335,6 +337,7 @@ impl<S: Storage> RaftNode<S> {
             next_seq: 1,
             acked_seq: 0,
             last_change_seq: 0,
+            term_change_seq: 0,
             write_marks: VecDeque::new(),
             emitted_hs: HardState {
                 term: hs.term,
@@ -456,6 +459,9 @@ impl<S: Storage> RaftNode<S> {
         let mut changed = false;
         if hs != self.emitted_hs {
             changed = hs.term != self.emitted_hs.term || hs.vote != self.emitted_hs.vote;
+            if changed {
+                self.term_change_seq = seq;
+            }
             #[allow(unused_mut)]
             let mut out = hs;
             #[cfg(test)]
@@ -690,10 +696,24 @@ impl<S: Storage> RaftNode<S> {
         }
     }
 
-    /// Queues a message. Leader replication traffic goes out at once (the leader's
-    /// term and vote were durable before it could win; DESIGN decision 3 lets it send
-    /// entries before its own append is durable). Everything else waits until the
-    /// state it depends on is durable.
+    /// The Ready seq that must be acknowledged before a message carrying the current
+    /// term may be sent.
+    fn term_barrier(&self) -> u64 {
+        let hs = self.current_hs();
+        if hs.term != self.emitted_hs.term || hs.vote != self.emitted_hs.vote {
+            self.next_seq
+        } else {
+            self.term_change_seq
+        }
+    }
+
+    /// Queues a message. Leader replication traffic waits only for the leader's term
+    /// to be durable (DESIGN decision 3 lets it send entries before its own append is
+    /// durable). With peers the term was durable before the votes that elected it
+    /// left, so it goes out at once; a sole voter wins without a vote, so its first
+    /// AppendEntries waits for its term (a crash could otherwise elect it again in the
+    /// same term with other entries). Everything else waits until the state it
+    /// depends on is durable.
     pub(crate) fn send(&mut self, to: NodeId, body: MessageBody) {
         let term = self.term;
         self.send_with_term(to, term, body);
@@ -718,8 +738,12 @@ impl<S: Storage> RaftNode<S> {
                     | MessageBody::InstallSnapshot { .. }
                     | MessageBody::TimeoutNow
             );
-        let barrier = self.persist_barrier();
-        if leader_traffic || barrier <= self.acked_seq {
+        let barrier = if leader_traffic {
+            self.term_barrier()
+        } else {
+            self.persist_barrier()
+        };
+        if barrier <= self.acked_seq {
             self.outbox.push(m);
         } else {
             self.gated.push_back((barrier, m));

@@ -178,9 +178,6 @@ pub struct Driver<S: ReplicaStorage, R> {
     last_hs_write_ms: u64,
     now_ms: u64,
     members: BTreeMap<NodeId, MemberView>,
-    /// Messages of a term not yet durable here, sent once the hard state is written
-    /// (bounded by Raft's outbox bound: they come out of Readies).
-    held: Vec<Message>,
 }
 
 impl<S: ReplicaStorage, R> Driver<S, R> {
@@ -204,7 +201,6 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
             last_hs_write_ms: 0,
             now_ms: 0,
             members: BTreeMap::new(),
-            held: Vec::new(),
         }
     }
 
@@ -531,7 +527,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
             round.soft = rd.soft_state.or(round.soft);
             round.hard = rd.hard_state.or(round.hard);
             for m in rd.messages {
-                self.send_or_hold(m);
+                self.effects.push(Effect::Send(m));
             }
             if let Some((_, hi)) = rd.committed {
                 round.committed = Some(hi);
@@ -676,34 +672,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
             .persist_hard_state(hs)
             .map_err(write_error::<S>)?;
         self.last_hs_write_ms = self.now_ms;
-        let (send, keep) = std::mem::take(&mut self.held)
-            .into_iter()
-            .partition(|m| m.term <= hs.term);
-        self.held = keep;
-        for m in send {
-            self.effects.push(Effect::Send(m));
-        }
         Ok(())
-    }
-
-    /// Sends `m` unless its term is not durable here yet. Raft lets a leader's
-    /// traffic out at once because winning took votes that left only after its term
-    /// was durable; a sole voter wins without any vote, so its first AppendEntries
-    /// would otherwise leave before its term is on disk (a crash then could elect it
-    /// again in the same term with different entries). Pre-votes carry a future term
-    /// by design and change nothing.
-    fn send_or_hold(&mut self, m: Message) {
-        let pre_vote = matches!(
-            m.body,
-            MessageBody::RequestVote { pre_vote: true, .. }
-                | MessageBody::RequestVoteResponse { pre_vote: true, .. }
-        );
-        let durable_term = self.node.storage().persisted_hard_state().term;
-        if !pre_vote && (m.term > durable_term || !self.held.is_empty()) {
-            self.held.push(m);
-        } else {
-            self.effects.push(Effect::Send(m));
-        }
     }
 
     /// Leader only: one membership change per tick, driven by gossip (DESIGN 5).
