@@ -12,7 +12,7 @@ use crate::raft::NodeId;
 use crate::replica::{ProduceError, Produced};
 use crate::storage::StorageError;
 use crate::types::Offset;
-use crate::wire::{self, ErrorBody, ErrorCode, ResponseBody, ServerInfo, StatusInfo, WireRecord};
+use crate::wire::{ErrorBody, ErrorCode, ResponseBody, ServerInfo, StatusInfo, WireRecord};
 
 /// Why the node did not serve a request (expected outcomes, not faults).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,18 +73,25 @@ pub(crate) enum Refusal {
 
 /// Answers a refused request.
 pub(crate) fn refuse(reply: Responder, why: Refusal) {
-    let (code, message) = match why {
-        Refusal::OutOfRange { asked, first, next } => {
-            return reply.respond(Err(ErrorBody::offset_out_of_range(asked, first, next)))
-        }
-        Refusal::NotLeader { leader, addr } => {
-            return reply.respond(Err(ErrorBody::not_leader(leader, addr)))
-        }
-        other => code_and_message(other),
-    };
-    reply.error(code, message)
+    reply.respond(Err(error_body(why)))
 }
 
+/// The error body of a refusal (NOT_LEADER carries the leader's id and address).
+fn error_body(why: Refusal) -> ErrorBody {
+    match why {
+        Refusal::NotLeader { leader, addr } => ErrorBody::not_leader(leader, addr),
+        Refusal::OutOfRange { asked, first, next } => {
+            ErrorBody::offset_out_of_range(asked, first, next)
+        }
+        other => {
+            let (code, message) = code_and_message(other);
+            ErrorBody::new(code, message)
+        }
+    }
+}
+
+/// Code and message of every refusal but NOT_LEADER and OUT_OF_RANGE (which have
+/// their own constructors in `wire`).
 fn code_and_message(why: Refusal) -> (ErrorCode, String) {
     use ErrorCode::*;
     match why {
@@ -136,11 +143,9 @@ fn code_and_message(why: Refusal) -> (ErrorCode, String) {
             format!("this node belongs to cluster `{ours}`, not `{theirs}`"),
         ),
         Refusal::BadRaftMessage(e) => (Malformed, format!("undecodable Raft message: {e}")),
-        Refusal::OutOfRange { asked, first, next } => (
-            OffsetOutOfRange,
-            wire::offset_out_of_range_message(asked, first, next),
-        ),
-        Refusal::NotLeader { .. } => (NotLeader, "not the leader".into()),
+        Refusal::NotLeader { .. } | Refusal::OutOfRange { .. } => {
+            (Internal, "refusal without its own wire constructor".into())
+        }
     }
 }
 
