@@ -468,9 +468,12 @@ struct Reader {
 }
 
 impl Reader {
-    /// Sends the fetch from `next` if none is in flight, and the predicted next one.
+    /// Sends the fetch from `next` unless one in flight starts at or before it (a
+    /// chain of guesses that ran ahead of `next` is abandoned, not followed: each of
+    /// its answers would be dropped), and the predicted next one.
     fn send(&mut self, max_bytes: u32, want: Option<u64>) -> Result<(), ClientError> {
-        if self.in_flight.is_empty() {
+        let covered = self.in_flight.iter().any(|&(_, from)| from <= self.next);
+        if !covered && self.in_flight.len() < 2 {
             let id = self.client.send_fetch(self.next, max_bytes, 0)?;
             self.in_flight.push_back((id, self.next));
             self.ahead = self.next;
