@@ -38,6 +38,7 @@
 mod answer;
 mod cluster_service;
 mod gate;
+pub mod heal;
 mod inbox;
 mod membership;
 pub mod meta;

@@ -81,6 +81,8 @@ pub struct LogStorage {
     configs: Vec<Index>,
     /// The `raft.configs` checkpoint covers the log up to here (see `meta`).
     configs_through: Index,
+    /// Where damaged entries met by Raft's reads are reported (the healer).
+    damage: Option<Arc<super::heal::DamageReports>>,
 }
 
 impl LogStorage {
@@ -120,6 +122,7 @@ impl LogStorage {
             start,
             configs: Vec::new(),
             configs_through: Index(0),
+            damage: None,
         };
         storage.load_configs()?;
         Ok(storage)
@@ -290,6 +293,25 @@ impl LogStorage {
         Ok(())
     }
 
+    /// Damaged entries Raft's reads meet from now on are reported to `sink`.
+    pub fn report_damage_to(&mut self, sink: Arc<super::heal::DamageReports>) {
+        self.damage = Some(sink);
+    }
+
+    /// A read error as Raft sees it: a damaged record is [`RaftStorageError::Damaged`]
+    /// (not fatal; reported to the healer), anything else fail-stop I/O.
+    fn read_error(&self, e: StorageError) -> RaftStorageError {
+        match e {
+            StorageError::CorruptRecord { offset, .. } => {
+                if let Some(sink) = &self.damage {
+                    sink.report(offset);
+                }
+                RaftStorageError::Damaged(Index(offset.0))
+            }
+            e => RaftStorageError::Io(e.to_string()),
+        }
+    }
+
     /// Persists the hard state (atomic file write, fsynced).
     pub fn set_hard_state(&mut self, hs: HardState) -> Result<(), WriteError> {
         meta::write_hard_state(&self.meta_dir, &hs)?;
@@ -326,10 +348,6 @@ impl LogStorage {
     }
 }
 
-fn io(e: StorageError) -> RaftStorageError {
-    RaftStorageError::Io(e.to_string())
-}
-
 impl Storage for LogStorage {
     fn config_entry_indexes(&self) -> Result<Vec<Index>, RaftStorageError> {
         Ok(self.configs.clone())
@@ -357,7 +375,10 @@ impl Storage for LogStorage {
         if index > self.last_index() {
             return Err(RaftStorageError::Unavailable);
         }
-        self.log.read(Offset(index.0)).map(|r| r.term).map_err(io)
+        self.log
+            .read(Offset(index.0))
+            .map(|r| r.term)
+            .map_err(|e| self.read_error(e))
     }
 
     fn entries(
@@ -381,7 +402,10 @@ impl Storage for LogStorage {
         // Bounded: every round reads at least one record and moves `at` past it.
         while at < hi {
             let budget = max_bytes.saturating_sub(bytes).max(1);
-            let records = self.log.read_range(Offset(at.0), budget).map_err(io)?;
+            let records = self
+                .log
+                .read_range(Offset(at.0), budget)
+                .map_err(|e| self.read_error(e))?;
             if records.is_empty() {
                 return Err(RaftStorageError::Unavailable);
             }

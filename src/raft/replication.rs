@@ -28,12 +28,14 @@ impl<S: Storage> RaftNode<S> {
         let prev_term = match self.log.term(prev) {
             Ok(t) => t,
             Err(StorageError::Compacted) => return Ok(self.send_snapshot(to)),
+            Err(StorageError::Damaged(at)) => return Ok(self.hold_for_heal(to, at)),
             Err(e) => return Err(e.into()),
         };
         let entries = if next <= last {
             match self.log.entries(next, last + 1, self.cfg.max_size_per_msg) {
                 Ok(e) => e,
                 Err(StorageError::Compacted) => return Ok(self.send_snapshot(to)),
+                Err(StorageError::Damaged(at)) => return Ok(self.hold_for_heal(to, at)),
                 Err(e) => return Err(e.into()),
             }
         } else {
@@ -57,6 +59,17 @@ impl<S: Storage> RaftNode<S> {
             },
         );
         Ok(true)
+    }
+
+    /// Our copy of entry `at`, which `to` needs next, is damaged: send nothing now.
+    /// The follower keeps getting heartbeats (no election), the storage layer has
+    /// reported the damage to the healer, and the next heartbeat response retries.
+    fn hold_for_heal(&self, to: NodeId, at: Index) -> bool {
+        log::debug!(
+            "raft {}: entry {at} needed by {to} is damaged here; waiting for it to be healed",
+            self.id
+        );
+        false
     }
 
     fn send_snapshot(&mut self, to: NodeId) -> bool {
@@ -121,7 +134,13 @@ impl<S: Storage> RaftNode<S> {
         let any_term = self.cfg.bugs.commit_old_term_by_counting;
         #[cfg(not(test))]
         let any_term = false;
-        if !any_term && self.log.term(q)? != self.term {
+        let term_of_q = match self.log.term(q) {
+            Ok(t) => t,
+            // Decided again once the entry is healed (or a later one is replicated).
+            Err(StorageError::Damaged(_)) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        if !any_term && term_of_q != self.term {
             return Ok(false);
         }
         self.log.commit_to(q);

@@ -26,7 +26,13 @@ pub enum StorageError {
     Compacted,
     /// The index is above the last entry.
     Unavailable,
-    /// The disk failed or data is corrupt; the node cannot continue (fail-stop).
+    /// The entry exists but this node's copy cannot be read (failed checksum,
+    /// damaged framing, a missing segment). Not fatal: the entry is still in the log
+    /// as far as Raft is concerned (it was durable and may count toward commits); the
+    /// node heals its copy from a peer (`replica::heal`) and meanwhile does not send
+    /// it or decide anything on its term.
+    Damaged(Index),
+    /// The disk failed; the node cannot continue (fail-stop).
     Io(String),
 }
 
@@ -35,6 +41,7 @@ impl fmt::Display for StorageError {
         match self {
             StorageError::Compacted => f.write_str("log index compacted"),
             StorageError::Unavailable => f.write_str("log index not yet written"),
+            StorageError::Damaged(i) => write!(f, "log entry {i} is damaged on this node"),
             StorageError::Io(e) => write!(f, "raft log I/O error: {e}"),
         }
     }

@@ -47,6 +47,7 @@
 //! simulator in `replica::sim` drives the same driver over a simulated disk.
 
 mod driver;
+pub mod heal;
 mod policy;
 #[cfg(test)]
 mod sim;
