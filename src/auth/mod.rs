@@ -11,7 +11,7 @@
 //! # Actions
 //! Every API maps to one [`Action`] ([`Action::for_api`]): `Produce`/`ProduceBatch` →
 //! `produce`, `Consume`/`Fetch` → `consume`, `GetServers`/`Status` → `describe`, the
-//! peer RPCs `RaftMessage`/`PeerHandshake` (api keys 32, 33) → `replicate`. `Ping` is
+//! peer RPCs `RaftMessage`/`PeerHandshake`/`ReadEntries` (api keys 32–34) → `replicate`. `Ping` is
 //! open to every connection that got this far (it reveals nothing). A casbin request is
 //! `(identity, "*", action)`; the object is `*` because a cluster holds one log, as in
 //! the Go original (`p, root, *, produce`).
@@ -69,7 +69,7 @@ pub enum Action {
     Consume,
     /// Read cluster metadata (`GetServers`, `Status`).
     Describe,
-    /// Peer RPCs (`RaftMessage`, `PeerHandshake`).
+    /// Peer RPCs (`RaftMessage`, `PeerHandshake`, `ReadEntries`).
     Replicate,
 }
 
@@ -104,7 +104,9 @@ impl Action {
             ApiKey::Produce | ApiKey::ProduceBatch => Some(Action::Produce),
             ApiKey::Consume | ApiKey::Fetch => Some(Action::Consume),
             ApiKey::GetServers | ApiKey::Status => Some(Action::Describe),
-            ApiKey::RaftMessage | ApiKey::PeerHandshake => Some(Action::Replicate),
+            ApiKey::RaftMessage | ApiKey::PeerHandshake | ApiKey::ReadEntries => {
+                Some(Action::Replicate)
+            }
         }
     }
 }

@@ -203,6 +203,8 @@ pub struct Metrics {
     fsync: Histogram,
     /// The scrubber's own counters, once it runs (read at scrape time).
     scrub: std::sync::OnceLock<std::sync::Arc<crate::storage::scrub::ScrubCounters>>,
+    /// The healer's counters, once it runs.
+    heal: std::sync::OnceLock<std::sync::Arc<crate::node::heal::HealCounters>>,
     cluster: AtomicBool,
     raft_term: AtomicU64,
     raft_commit: AtomicU64,
@@ -253,6 +255,7 @@ impl Metrics {
             net_buffered_bytes: AtomicU64::new(0),
             fsync: Histogram::default(),
             scrub: std::sync::OnceLock::new(),
+            heal: std::sync::OnceLock::new(),
             cluster: AtomicBool::new(false),
             raft_term: AtomicU64::new(0),
             raft_commit: AtomicU64::new(0),
@@ -449,6 +452,7 @@ impl Metrics {
         self.fsync
             .render(&mut out, "commitlog_fsync_duration_seconds", "");
         self.render_scrub(&mut out);
+        self.render_heal(&mut out);
         if self.cluster.load(Relaxed) {
             self.render_cluster(&mut out);
         }
@@ -466,6 +470,33 @@ impl Metrics {
     /// Exports the scrubber's counters (see `storage::scrub`).
     pub fn set_scrub_counters(&self, c: std::sync::Arc<crate::storage::scrub::ScrubCounters>) {
         let _ = self.scrub.set(c);
+    }
+
+    /// The healer's counters are rendered from now on.
+    pub fn set_heal_counters(&self, c: std::sync::Arc<crate::node::heal::HealCounters>) {
+        let _ = self.heal.set(c);
+    }
+
+    fn render_heal(&self, out: &mut String) {
+        let Some(c) = self.heal.get() else {
+            return;
+        };
+        let name = "commitlog_heal_entries_healed_total";
+        header(
+            out,
+            name,
+            "counter",
+            "Damaged log entries rewritten from a peer's copy.",
+        );
+        let _ = writeln!(out, "{name} {}", c.entries_healed.load(Relaxed));
+        let name = "commitlog_heal_entries_damaged";
+        header(
+            out,
+            name,
+            "gauge",
+            "Damaged log entries known and not yet healed.",
+        );
+        let _ = writeln!(out, "{name} {}", c.entries_damaged.load(Relaxed));
     }
 
     fn render_scrub(&self, out: &mut String) {

@@ -11,7 +11,7 @@ use crate::net::Responder;
 use crate::raft::NodeId;
 use crate::replica::{ProduceError, Produced};
 use crate::storage::StorageError;
-use crate::types::Offset;
+use crate::types::{Offset, Term};
 use crate::wire::{ErrorBody, ErrorCode, ResponseBody, ServerInfo, StatusInfo, WireRecord};
 
 /// Why the node did not serve a request (expected outcomes, not faults).
@@ -218,6 +218,14 @@ pub(crate) fn read_failed(reply: Responder, e: &StorageError, out_of_range: Refu
 /// One record for Consume.
 pub(crate) fn record(reply: Responder, record: WireRecord) {
     reply.ok(ResponseBody::Consume { record })
+}
+
+/// A peer's ReadEntries.
+pub(crate) fn entries(reply: Responder, anchor_term: Term, records: Vec<WireRecord>) {
+    reply.ok(ResponseBody::ReadEntries {
+        anchor_term,
+        records,
+    })
 }
 
 /// A Fetch with nothing (yet) to return.

@@ -182,6 +182,12 @@ impl Service for ClusterService {
                 max_bytes,
                 max_wait_ms,
             } => self.reads.fetch(offset, max_bytes, max_wait_ms, reply),
+            Request::ReadEntries {
+                from,
+                end,
+                anchor,
+                max_bytes,
+            } => self.reads.read_entries(from, end, anchor, max_bytes, reply),
             Request::GetServers => answer::servers(reply, self.servers()),
             Request::Status => answer::status(reply, self.status()),
             Request::PeerHandshake {

@@ -259,6 +259,8 @@ pub(crate) struct Shared {
     /// The disk filled up: produces go to the raft thread whatever the role, which
     /// retries its writes and answers STORAGE_FULL until space frees.
     pub disk_full: AtomicBool,
+    /// Damaged records found by reads, Raft and the scrubber, for the healer.
+    pub damage: Arc<heal::DamageReports>,
 }
 
 pub(crate) use crate::sync::lock;
@@ -317,6 +319,7 @@ pub struct Node {
     log: Arc<Log>,
     fatal: Arc<AtomicBool>,
     scrubber: Mutex<Option<crate::storage::scrub::ScrubHandle>>,
+    healer: Mutex<Option<heal::HealHandle>>,
 }
 
 impl Node {
@@ -366,7 +369,8 @@ impl Node {
             Err(e) => return Err(format!("cannot open the log in {}: {e}", log_dir.display())),
         };
         let log = Arc::new(log);
-        let scrubber = start_scrubber(&cfg, &log)?;
+        let damage = Arc::new(heal::DamageReports::default());
+        let scrubber = start_scrubber(&cfg, &log, &damage)?;
         let default_start = LogStart {
             membership: if bootstrap {
                 Membership::with_voters([cfg.node_id.0])
@@ -375,8 +379,9 @@ impl Node {
             },
             ..LogStart::default()
         };
-        let storage = LogStorage::open(&dir, Arc::clone(&log), default_start)
+        let mut storage = LogStorage::open(&dir, Arc::clone(&log), default_start)
             .map_err(|e| format!("cannot open the raft state in {}: {e}", dir.display()))?;
+        storage.report_damage_to(Arc::clone(&damage));
         let persisted_commit = storage.hard_state().commit;
         let start_index = storage.log_start().index;
         let last = crate::raft::Storage::last_index(&storage);
@@ -454,6 +459,7 @@ impl Node {
             last_seeds: Mutex::new(Vec::new()),
             closing: AtomicBool::new(false),
             disk_full: AtomicBool::new(false),
+            damage,
             cfg: cfg.clone(),
         });
         let reads = Arc::new(
@@ -462,6 +468,7 @@ impl Node {
                 Arc::clone(&shared.hw),
                 Arc::clone(&shared.raft_first),
                 cfg.read.clone(),
+                Arc::clone(&shared.damage),
             )
             .map_err(|e| format!("cannot start the read pool: {e}"))?,
         );
@@ -533,6 +540,18 @@ impl Node {
                 .map_err(|e| format!("cannot start the membership thread: {e}"))?
         };
 
+        let heal_counters = Arc::new(heal::HealCounters::default());
+        if let Some(m) = &cfg.metrics {
+            m.set_heal_counters(Arc::clone(&heal_counters));
+        }
+        let healer = heal::spawn(
+            Arc::clone(&log),
+            Arc::clone(&shared),
+            Arc::clone(&shared.damage),
+            heal_counters,
+        )
+        .map_err(|e| format!("cannot start the healer: {e}"))?;
+
         let fatal = Arc::new(AtomicBool::new(false));
         let driver_cfg = DriverConfig {
             skip_fsync_when_alone: cfg.fsync == FsyncPolicy::Never,
@@ -588,6 +607,7 @@ impl Node {
             log,
             fatal,
             scrubber: Mutex::new(scrubber),
+            healer: Mutex::new(Some(healer)),
         })
     }
 
@@ -674,6 +694,9 @@ impl Node {
         }
         self.reads.shutdown();
         self.peers.shutdown();
+        if let Some(h) = lock(&self.healer).take() {
+            h.stop();
+        }
         if let Some(mut s) = lock(&self.scrubber).take() {
             s.stop();
         }
@@ -837,20 +860,23 @@ fn has_peers(cfg: &NodeConfig, dir: &std::path::Path) -> bool {
 fn start_scrubber(
     cfg: &NodeConfig,
     log: &Arc<Log>,
+    damage: &Arc<heal::DamageReports>,
 ) -> Result<Option<crate::storage::scrub::ScrubHandle>, String> {
     if cfg.scrub_bytes_per_sec == 0 {
         return Ok(None);
     }
-    let handle = crate::storage::scrub::spawn(Arc::clone(log), cfg.scrub_bytes_per_sec, |f| {
+    let damage = Arc::clone(damage);
+    let handle = crate::storage::scrub::spawn(Arc::clone(log), cfg.scrub_bytes_per_sec, move |f| {
         log::error!(
             "scrubber: {} offsets {}..{} ({:?}): {}; reads of it answer CORRUPT_RECORD \
-             (see README \"When the disk lies\")",
+             until it is healed from a peer (see README \"When the disk lies\")",
             f.path.display(),
             f.first,
             f.end,
             f.kind,
             f.reason
         );
+        damage.report_range(f.first, f.end);
     })
     .map_err(|e| format!("cannot start the scrubber: {e}"))?;
     if let Some(m) = &cfg.metrics {

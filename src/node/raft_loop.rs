@@ -236,7 +236,8 @@ impl RaftLoop {
         let log = Arc::clone(self.driver.raft().storage().log());
         log.sync().map_err(WriteError::from)?;
         let start = self.driver.raft().log_start().clone();
-        let storage = LogStorage::open(&self.shared.cfg.data_dir, log, start)?;
+        let mut storage = LogStorage::open(&self.shared.cfg.data_dir, log, start)?;
+        storage.report_damage_to(Arc::clone(&self.shared.damage));
         let (raft_cfg, driver_cfg, seed) = self.rebuild.clone();
         self.rebuild.2 = seed.wrapping_add(1);
         let node = RaftNode::new(raft_cfg, storage, seed).map_err(DriverError::from)?;

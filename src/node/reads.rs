@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::answer::{self, Refusal};
+use super::heal::DamageReports;
 use crate::net::{PoolSubmitter, Responder, WorkerPool};
 use crate::storage::Log;
 use crate::types::Offset;
@@ -59,6 +60,8 @@ struct ReadShared {
     cfg: ReadConfig,
     parked: Mutex<Parked>,
     changed: Condvar,
+    /// Damaged records met by reads go to the healer.
+    damage: Arc<DamageReports>,
 }
 
 struct Parked {
@@ -83,6 +86,13 @@ enum Job {
         max_bytes: u32,
         reply: Responder,
     },
+    ReadEntries {
+        from: Offset,
+        end: Offset,
+        anchor: Offset,
+        max_bytes: u32,
+        reply: Responder,
+    },
 }
 
 impl Reads {
@@ -91,11 +101,13 @@ impl Reads {
         hw: Arc<AtomicU64>,
         raft_first: Arc<AtomicU64>,
         cfg: ReadConfig,
+        damage: Arc<DamageReports>,
     ) -> std::io::Result<Reads> {
         let shared = Arc::new(ReadShared {
             log,
             hw,
             raft_first,
+            damage,
             parked: Mutex::new(Parked {
                 fetches: Vec::new(),
                 stopping: false,
@@ -152,9 +164,30 @@ impl Reads {
         }
     }
 
+    /// A peer's `ReadEntries` (healing its copy): raw records of every kind, up to
+    /// the log's end (log matching at the anchor decides whether they are used).
+    pub(crate) fn read_entries(
+        &self,
+        from: Offset,
+        end: Offset,
+        anchor: Offset,
+        max_bytes: u32,
+        reply: Responder,
+    ) {
+        self.submit(Job::ReadEntries {
+            from,
+            end,
+            anchor,
+            max_bytes,
+            reply,
+        });
+    }
+
     fn submit(&self, job: Job) {
         if let Err(job) = self.submit.try_submit(job) {
-            let (Job::Consume { reply, .. } | Job::Fetch { reply, .. }) = job;
+            let (Job::Consume { reply, .. }
+            | Job::Fetch { reply, .. }
+            | Job::ReadEntries { reply, .. }) = job;
             answer::refuse(reply, Refusal::Busy("read queue"));
         }
     }
@@ -207,7 +240,9 @@ impl Reads {
                 reply: f.reply,
             };
             if let Err(job) = self.submit.try_submit(job) {
-                let (Job::Fetch { reply, .. } | Job::Consume { reply, .. }) = job;
+                let (Job::Fetch { reply, .. }
+                | Job::Consume { reply, .. }
+                | Job::ReadEntries { reply, .. }) = job;
                 answer::nothing_fetched(reply, hw);
             }
         }
@@ -271,7 +306,60 @@ impl ReadShared {
                 max_bytes,
                 reply,
             } => self.fetch(offset, max_bytes, reply),
+            Job::ReadEntries {
+                from,
+                end,
+                anchor,
+                max_bytes,
+                reply,
+            } => self.read_entries(from, end, anchor, max_bytes, reply),
         }
+    }
+
+    /// A read failed: damage is reported to the healer, then answered.
+    fn failed(&self, reply: Responder, e: &crate::storage::StorageError, asked: Offset) {
+        if let crate::storage::StorageError::CorruptRecord { offset, .. } = e {
+            self.damage.report(*offset);
+        }
+        answer::read_failed(reply, e, self.out_of_range(asked))
+    }
+
+    fn read_entries(
+        &self,
+        from: Offset,
+        end: Offset,
+        anchor: Offset,
+        max_bytes: u32,
+        reply: Responder,
+    ) {
+        let budget = u64::from(max_bytes.min(self.cfg.max_fetch_bytes)).max(1);
+        let mut records = Vec::new();
+        let read = self.log.read_range_with(from, budget, |r| {
+            if r.offset >= end {
+                return false;
+            }
+            records.push(WireRecord {
+                offset: r.offset,
+                term: r.term,
+                kind: r.kind,
+                value: r.value.to_vec(),
+            });
+            true
+        });
+        if let Err(e) = read {
+            return self.failed(reply, &e, from);
+        }
+        // 0 = "not held intact here": the asker then tries another peer.
+        let anchor_term = match self.log.read(anchor) {
+            Ok(r) => r.term,
+            Err(e) => {
+                if let crate::storage::StorageError::CorruptRecord { offset, .. } = e {
+                    self.damage.report(offset);
+                }
+                crate::types::Term(0)
+            }
+        };
+        answer::entries(reply, anchor_term, records)
     }
 
     /// The first data record at an offset >= `offset` below the high-water mark.
@@ -284,7 +372,7 @@ impl ReadShared {
             }
             let records = match self.log.read_range(at, 1) {
                 Ok(r) => r,
-                Err(e) => return answer::read_failed(reply, &e, self.out_of_range(offset)),
+                Err(e) => return self.failed(reply, &e, offset),
             };
             let Some(last) = records.last().map(|r| r.offset) else {
                 break;
@@ -335,7 +423,7 @@ impl ReadShared {
                 true
             });
             if let Err(e) = read {
-                return answer::read_failed(reply, &e, self.out_of_range(offset));
+                return self.failed(reply, &e, offset);
             }
             match next {
                 Some(next) if builder.count() == 0 && next < hw => at = next,

@@ -5,7 +5,8 @@
 //! each on its own connection, to one fresh server: `produce` writes `hello` at
 //! offset 2 (offset 1 is the leader's no-op), which `consume` and `text-consume` read
 //! back from offset 0 ("from the first retained offset"); `text-produce` writes
-//! offset 3. A unit test parses the spec's example blocks and checks they equal this
+//! offset 3; `read-entries` (a peer request) reads offsets 1..4 raw, the no-op
+//! included. A unit test parses the spec's example blocks and checks they equal this
 //! table (so the document cannot drift), and checks that the codec produces these
 //! bytes; a server integration test sends each request to a real server.
 
@@ -45,7 +46,7 @@ pub const SPEC_EXAMPLES: &[SpecExample] = &[
     SpecExample {
         name: "unsupported-api",
         request: b"\x00\x00\x00\x08\x00\x63\x00\x00\x00\x00\x00\x05",
-        response: b"\x00\x00\x00\x4c\x00\x00\x00\x05\x00\x05\x00\x44api key 99 is not supported; this server speaks api keys 0-6, 32, 33",
+        response: b"\x00\x00\x00\x4b\x00\x00\x00\x05\x00\x05\x00\x43api key 99 is not supported; this server speaks api keys 0-6, 32-34",
     },
     SpecExample {
         name: "text-ping",
@@ -61,6 +62,11 @@ pub const SPEC_EXAMPLES: &[SpecExample] = &[
         name: "text-produce",
         request: b"PRODUCE world\r\n",
         response: b"+OK 3\r\n",
+    },
+    SpecExample {
+        name: "read-entries",
+        request: b"\x00\x00\x00\x24\x00\x22\x00\x00\x00\x00\x00\x06\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x04\x00\x00\x00\x00\x00\x00\x00\x03\x00\x10\x00\x00",
+        response: b"\x00\x00\x00\x5b\x00\x00\x00\x06\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x05hello\x00\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x05world",
     },
 ];
 
@@ -302,6 +308,31 @@ mod tests {
             TextCommand::Request(Request::Produce {
                 value: b"world".to_vec()
             })
+        );
+        let rec = |offset: u64, kind: RecordKind, value: &[u8]| WireRecord {
+            offset: Offset(offset),
+            term: Term(1),
+            kind,
+            value: value.to_vec(),
+        };
+        assert_eq!(
+            answer(
+                "read-entries",
+                Ok(ResponseBody::ReadEntries {
+                    anchor_term: Term(1),
+                    records: vec![
+                        rec(1, RecordKind::NoOp, b""),
+                        rec(2, RecordKind::Data, b"hello"),
+                        rec(3, RecordKind::Data, b"world"),
+                    ],
+                })
+            ),
+            Request::ReadEntries {
+                from: Offset(1),
+                end: Offset(4),
+                anchor: Offset(3),
+                max_bytes: 1 << 20,
+            }
         );
         // Every binary example answers the API it asked.
         for ex in SPEC_EXAMPLES.iter().filter(|e| e.request[0] == 0) {

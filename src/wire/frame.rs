@@ -166,6 +166,12 @@ fn decode_request_body(api: ApiKey, r: &mut ByteReader<'_>) -> Result<Request, D
             node_id: NodeId(r.u64("PeerHandshake node_id")?),
             node_name: r.str_u16("PeerHandshake node_name")?.to_string(),
         },
+        ApiKey::ReadEntries => Request::ReadEntries {
+            from: Offset(r.u64("ReadEntries from")?),
+            end: Offset(r.u64("ReadEntries end")?),
+            anchor: Offset(r.u64("ReadEntries anchor")?),
+            max_bytes: r.u32("ReadEntries max_bytes")?,
+        },
     })
 }
 
@@ -208,6 +214,17 @@ pub fn encode_request(frame: &RequestFrame, out: &mut Vec<u8>) {
             put_u64(out, node_id.0);
             put_str(out, node_name);
         }
+        Request::ReadEntries {
+            from,
+            end,
+            anchor,
+            max_bytes,
+        } => {
+            put_u64(out, from.0);
+            put_u64(out, end.0);
+            put_u64(out, anchor.0);
+            put_u32(out, *max_bytes);
+        }
     }
     end_frame(out, start);
 }
@@ -221,6 +238,7 @@ pub fn request_frame_len(frame: &RequestFrame) -> usize {
         Request::ProduceBatch { values } => 4 + values.iter().map(|v| 4 + v.len()).sum::<usize>(),
         Request::Consume { .. } => 8,
         Request::Fetch { .. } => 16,
+        Request::ReadEntries { .. } => 28,
         Request::Raft { payload } => payload.len(),
         Request::PeerHandshake {
             cluster_name,
@@ -334,6 +352,19 @@ pub(crate) fn decode_record_ref<'a>(
     })
 }
 
+/// `u32 count, count × Record`; the count is checked against the bytes left.
+fn decode_records(
+    r: &mut ByteReader<'_>,
+    what: &'static str,
+) -> Result<Vec<WireRecord>, DecodeError> {
+    let count = r.count_u32(RECORD_HEADER_BYTES, what)?;
+    let mut records = Vec::with_capacity(count);
+    for _ in 0..count {
+        records.push(decode_record(r)?);
+    }
+    Ok(records)
+}
+
 fn decode_role(r: &mut ByteReader<'_>, what: &'static str) -> Result<ServerRole, DecodeError> {
     let byte = r.u8(what)?;
     ServerRole::from_u8(byte)
@@ -353,18 +384,14 @@ fn decode_response_body(api: ApiKey, r: &mut ByteReader<'_>) -> Result<ResponseB
         ApiKey::Consume => ResponseBody::Consume {
             record: decode_record(r)?,
         },
-        ApiKey::Fetch => {
-            let high_watermark = Offset(r.u64("Fetch high_watermark")?);
-            let count = r.count_u32(RECORD_HEADER_BYTES, "Fetch record count")?;
-            let mut records = Vec::with_capacity(count);
-            for _ in 0..count {
-                records.push(decode_record(r)?);
-            }
-            ResponseBody::Fetch {
-                high_watermark,
-                records,
-            }
-        }
+        ApiKey::Fetch => ResponseBody::Fetch {
+            high_watermark: Offset(r.u64("Fetch high_watermark")?),
+            records: decode_records(r, "Fetch record count")?,
+        },
+        ApiKey::ReadEntries => ResponseBody::ReadEntries {
+            anchor_term: Term(r.u64("ReadEntries anchor_term")?),
+            records: decode_records(r, "ReadEntries record count")?,
+        },
         ApiKey::GetServers => {
             let count = r.count_u32(MIN_SERVER_BYTES, "GetServers count")?;
             let mut servers = Vec::with_capacity(count);
@@ -473,6 +500,13 @@ fn encode_record<R: RecordView + ?Sized>(record: &R, out: &mut Vec<u8>) {
     out.extend_from_slice(value);
 }
 
+fn encode_records(records: &[WireRecord], out: &mut Vec<u8>) {
+    put_u32(out, len_u32(records.len()));
+    for record in records {
+        encode_record(record, out);
+    }
+}
+
 fn encode_response_body(body: &ResponseBody, out: &mut Vec<u8>) {
     match body {
         ResponseBody::Ping | ResponseBody::PeerHandshake => {}
@@ -490,10 +524,14 @@ fn encode_response_body(body: &ResponseBody, out: &mut Vec<u8>) {
             records,
         } => {
             put_u64(out, high_watermark.0);
-            put_u32(out, len_u32(records.len()));
-            for record in records {
-                encode_record(record, out);
-            }
+            encode_records(records, out);
+        }
+        ResponseBody::ReadEntries {
+            anchor_term,
+            records,
+        } => {
+            put_u64(out, anchor_term.0);
+            encode_records(records, out);
         }
         ResponseBody::GetServers { servers } => {
             put_u32(out, len_u32(servers.len()));

@@ -14,6 +14,7 @@
 //! | 6 | Status | empty | `string node_name, u8 role, u64 term, u64 commit_index, u64 last_index, u64 first_index` |
 //! | 32 | RaftMessage | opaque (rest of frame) | opaque (rest of frame) |
 //! | 33 | PeerHandshake | `string cluster_name, u64 node_id, string node_name` | empty |
+//! | 34 | ReadEntries | `u64 from, u64 end, u64 anchor, u32 max_bytes` | `u64 anchor_term, u32 count, count × Record` |
 //!
 //! `Record` = `u64 offset, u64 term, u8 kind, bytes value`;
 //! `Server` = `u64 id, string name, string rpc_addr, u8 role, u8 live`.
@@ -45,11 +46,13 @@ pub enum ApiKey {
     RaftMessage = 32,
     /// First frame on a peer connection.
     PeerHandshake = 33,
+    /// A peer's raw log records (every kind), to heal a damaged copy.
+    ReadEntries = 34,
 }
 
 impl ApiKey {
     /// Every key this codec speaks.
-    pub const ALL: [ApiKey; 9] = [
+    pub const ALL: [ApiKey; 10] = [
         ApiKey::Ping,
         ApiKey::Produce,
         ApiKey::ProduceBatch,
@@ -59,6 +62,7 @@ impl ApiKey {
         ApiKey::Status,
         ApiKey::RaftMessage,
         ApiKey::PeerHandshake,
+        ApiKey::ReadEntries,
     ];
 
     /// Decodes a wire value; `None` for unknown (including reserved) keys.
@@ -88,6 +92,7 @@ impl ApiKey {
             ApiKey::Status => "Status",
             ApiKey::RaftMessage => "RaftMessage",
             ApiKey::PeerHandshake => "PeerHandshake",
+            ApiKey::ReadEntries => "ReadEntries",
         }
     }
 
@@ -96,9 +101,9 @@ impl ApiKey {
         (32..=47).contains(&self.as_u16())
     }
 
-    /// `"0-6, 32, 33"`, for error messages.
+    /// `"0-6, 32-34"`, for error messages.
     pub(crate) fn supported_list() -> &'static str {
-        "0-6, 32, 33"
+        "0-6, 32-34"
     }
 }
 
@@ -156,6 +161,18 @@ pub enum Request {
         /// The sender's node name.
         node_name: String,
     },
+    /// The receiver's log records `from..end` (every kind, committed or not), as
+    /// many as fit `max_bytes` (at least one), and its term at `anchor`.
+    ReadEntries {
+        /// First offset wanted.
+        from: Offset,
+        /// One past the last offset wanted.
+        end: Offset,
+        /// Offset whose term the answer reports.
+        anchor: Offset,
+        /// Soft cap on record bytes returned.
+        max_bytes: u32,
+    },
 }
 
 impl Request {
@@ -171,6 +188,7 @@ impl Request {
             Request::Status => ApiKey::Status,
             Request::Raft { .. } => ApiKey::RaftMessage,
             Request::PeerHandshake { .. } => ApiKey::PeerHandshake,
+            Request::ReadEntries { .. } => ApiKey::ReadEntries,
         }
     }
 }
@@ -373,6 +391,14 @@ pub enum ResponseBody {
     },
     /// The handshake was accepted.
     PeerHandshake,
+    /// Raw log records.
+    ReadEntries {
+        /// The sender's term at the anchor; 0 if it does not hold that record intact.
+        anchor_term: Term,
+        /// Contiguous records from `from`, stopping before `end`, a damaged record
+        /// or the byte cap.
+        records: Vec<WireRecord>,
+    },
 }
 
 impl ResponseBody {
@@ -388,6 +414,7 @@ impl ResponseBody {
             ResponseBody::Status(_) => ApiKey::Status,
             ResponseBody::Raft { .. } => ApiKey::RaftMessage,
             ResponseBody::PeerHandshake => ApiKey::PeerHandshake,
+            ResponseBody::ReadEntries { .. } => ApiKey::ReadEntries,
         }
     }
 }

@@ -83,6 +83,12 @@ fn random_request(rng: &mut Rng, api: ApiKey) -> Request {
             node_id: NodeId(rng.u64_edge()),
             node_name: rng.string(12),
         },
+        ApiKey::ReadEntries => Request::ReadEntries {
+            from: Offset(rng.u64_edge()),
+            end: Offset(rng.u64_edge()),
+            anchor: Offset(rng.u64_edge()),
+            max_bytes: rng.u32_edge(),
+        },
     }
 }
 
@@ -126,6 +132,10 @@ fn random_body(rng: &mut Rng, api: ApiKey) -> ResponseBody {
             payload: rng.bytes(64),
         },
         ApiKey::PeerHandshake => ResponseBody::PeerHandshake,
+        ApiKey::ReadEntries => ResponseBody::ReadEntries {
+            anchor_term: Term(rng.u64_edge()),
+            records: (0..rng.below(5)).map(|_| rng.record()).collect(),
+        },
     }
 }
 
@@ -333,7 +343,7 @@ fn unknown_api_and_version_keep_the_correlation_id() {
         f.extend_from_slice(&0xdead_beef_u32.to_be_bytes());
         f
     };
-    for api in [7u16, 31, 34, 47, 99, u16::MAX] {
+    for api in [7u16, 31, 35, 47, 99, u16::MAX] {
         assert_eq!(
             decode_request(&frame(api, 0)),
             Err(DecodeError::UnsupportedApi {

@@ -125,7 +125,7 @@ pub fn parse_line(line: &[u8]) -> Result<TextCommand, ErrorBody> {
 
 /// Writes `cmd` as a canonical command line (upper case, `\r\n`). Returns `false`
 /// and writes nothing for requests that have no text form (`ProduceBatch`, `Fetch`,
-/// `Raft`, `PeerHandshake`).
+/// and the peer requests).
 pub fn format_command(cmd: &TextCommand, out: &mut Vec<u8>) -> bool {
     match cmd {
         TextCommand::Help => out.extend_from_slice(b"HELP"),
@@ -144,7 +144,8 @@ pub fn format_command(cmd: &TextCommand, out: &mut Vec<u8>) -> bool {
             Request::ProduceBatch { .. }
             | Request::Fetch { .. }
             | Request::Raft { .. }
-            | Request::PeerHandshake { .. } => return false,
+            | Request::PeerHandshake { .. }
+            | Request::ReadEntries { .. } => return false,
         },
     }
     out.extend_from_slice(b"\r\n");
@@ -175,7 +176,7 @@ pub fn format_response(result: &Result<ResponseBody, ErrorBody>, out: &mut Vec<u
             count,
         } => out.extend_from_slice(format!("+OK {first_offset} {count}\r\n").as_bytes()),
         ResponseBody::Consume { record } => put_record_line(record, b"+", out),
-        ResponseBody::Fetch { records, .. } => {
+        ResponseBody::Fetch { records, .. } | ResponseBody::ReadEntries { records, .. } => {
             for record in records {
                 put_record_line(record, b"", out);
             }

@@ -217,6 +217,16 @@ impl Cluster {
         cluster
     }
 
+    /// [`Cluster::start_on`] with extra `commitlogd` flags for every node.
+    pub fn start_with(ips: &[&str], extra_args: &[&str]) -> Cluster {
+        let mut cluster = Cluster::empty(ips, false);
+        for ip in ips {
+            cluster.add_node_with(ip, extra_args);
+        }
+        cluster.wait_voters(ips.len());
+        cluster
+    }
+
     /// One plain `commitlogd` (no `--bootstrap`/`--join`) on `ip`, which nodes
     /// added later ([`Cluster::add_node_on`]) join.
     pub fn single_on(ip: &str) -> Cluster {
