@@ -94,6 +94,9 @@ pub fn classify(err: &ClientError, from_leader: bool) -> Next {
             // The server closes the connection after these.
             ErrorCode::TooManyConnections => Next::Retry { drop_conn: true },
             ErrorCode::OffsetOutOfRange if !from_leader => Next::AskLeader,
+            // The record is damaged on the node that answered: another replica
+            // serves it, or this one once it has healed its copy from a peer.
+            ErrorCode::CorruptRecord => Next::Retry { drop_conn: false },
             _ => Next::Fail,
         },
     }
@@ -276,6 +279,13 @@ mod tests {
             classify(&ClientError::Protocol("x".into()), false),
             Next::Fail
         );
+    }
+
+    #[test]
+    fn a_damaged_record_is_read_again_elsewhere() {
+        let e = server_err(ErrorCode::CorruptRecord, None);
+        assert_eq!(classify(&e, false), Next::Retry { drop_conn: false });
+        assert_eq!(classify(&e, true), Next::Retry { drop_conn: false });
     }
 
     #[test]
