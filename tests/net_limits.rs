@@ -304,3 +304,29 @@ fn a_budget_smaller_than_one_frame_is_refused_at_start() {
     assert!(!status.success());
     assert!(stderr.contains("--max-buffered-bytes"), "{stderr}");
 }
+
+/// One ProduceBatch of millions of empty values used to hold the writer for seconds
+/// (everyone else's produces waited): a batch is capped at `MAX_BATCH_RECORDS`
+/// values, one more is refused with nothing written, and the cap itself is accepted.
+#[test]
+fn a_batch_of_more_than_the_record_cap_is_refused_whole() {
+    let server = Server::start(&[]);
+    let mut client = server.client();
+    let empty: Vec<&[u8]> = vec![b"".as_slice(); wire::MAX_BATCH_RECORDS + 1];
+    let err = client.produce_batch(&empty).expect_err("over the cap");
+    assert_eq!(err.code(), Some(ErrorCode::RecordTooLarge), "{err}");
+    assert!(err.to_string().contains("16384 records"), "{err}");
+    let first = client
+        .produce_batch(&empty[..wire::MAX_BATCH_RECORDS])
+        .expect("a batch at the cap");
+    assert_eq!(
+        first,
+        Offset(FIRST_OFFSET),
+        "the refused batch wrote nothing"
+    );
+    let status = client.status().expect("status");
+    assert_eq!(
+        status.last_index,
+        Offset(FIRST_OFFSET + wire::MAX_BATCH_RECORDS as u64 - 1)
+    );
+}

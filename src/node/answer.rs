@@ -48,6 +48,8 @@ pub(crate) enum Refusal {
         max_value_bytes: usize,
         /// Largest batch payload.
         max_batch_bytes: usize,
+        /// Most records in one batch.
+        max_batch_records: usize,
     },
     /// The node is opening its log.
     Starting,
@@ -110,11 +112,13 @@ fn code_and_message(why: Refusal) -> (ErrorCode, String) {
         Refusal::TooLarge {
             max_value_bytes,
             max_batch_bytes,
+            max_batch_records,
         } => (
             RecordTooLarge,
             format!(
                 "records must be at most {max_value_bytes} bytes and a batch at most \
-                 {max_batch_bytes} bytes; send smaller records"
+                 {max_batch_bytes} bytes and {max_batch_records} records; send smaller \
+                 records or split the batch"
             ),
         ),
         Refusal::StorageFull { detail } => (

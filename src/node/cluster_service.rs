@@ -20,7 +20,7 @@ use super::{lock, Shared};
 use crate::net::{ConnContext, Responder, Service};
 use crate::raft::{decode_message, Role};
 use crate::storage::RECORD_HEADER_BYTES;
-use crate::wire::{Request, RequestFrame, ServerInfo, ServerRole, StatusInfo};
+use crate::wire::{self, Request, RequestFrame, ServerInfo, ServerRole, StatusInfo};
 
 /// Most connections remembered as handshaken peers.
 pub const MAX_PEER_CONNS: usize = 4096;
@@ -55,10 +55,16 @@ impl ClusterService {
         }
         let max_value = s.max_record_value_bytes();
         let total: usize = values.iter().map(Vec::len).sum();
-        if values.iter().any(|v| v.len() > max_value) || total > s.max_produce_bytes() {
+        // The count is bounded too: an empty record still costs a log record and a
+        // Raft entry, and one batch is appended in one raft-thread round.
+        if values.len() > wire::MAX_BATCH_RECORDS
+            || values.iter().any(|v| v.len() > max_value)
+            || total > s.max_produce_bytes()
+        {
             let too_large = Refusal::TooLarge {
                 max_value_bytes: max_value,
                 max_batch_bytes: s.max_produce_bytes(),
+                max_batch_records: wire::MAX_BATCH_RECORDS,
             };
             return answer::refuse(reply, too_large);
         }

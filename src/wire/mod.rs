@@ -76,6 +76,12 @@ pub const MAX_FRAME_BYTES_CAP: u32 = (1 << 24) - 1;
 /// Default [`Limits::max_frame_bytes`]: 8 MiB.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 8 * 1024 * 1024;
 
+/// Most values in one ProduceBatch (more is `RECORD_TOO_LARGE`): a batch is appended
+/// in one round of the node's raft thread, so this bounds how long one request can
+/// hold up everyone else's produces (about 10 ms for 16,384 empty records on a
+/// 2-core machine; BENCHMARKS.md).
+pub const MAX_BATCH_RECORDS: usize = 16_384;
+
 /// The well-known client/peer port.
 pub const DEFAULT_PORT: u16 = 8400;
 

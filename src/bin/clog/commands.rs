@@ -42,7 +42,7 @@ pub(crate) fn produce(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Re
     }
     let mut client = connect(s)?;
     let mut input = stdin.lock();
-    let batch_max = args.batch.clamp(1, 100_000);
+    let batch_max = args.batch.clamp(1, commitlog::wire::MAX_BATCH_RECORDS);
     let mut batch: Vec<Vec<u8>> = Vec::with_capacity(batch_max.min(4096));
     let mut batch_bytes = 0usize;
     let (mut produced, mut first, mut last) = (0u64, None::<Offset>, None::<Offset>);

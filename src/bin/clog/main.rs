@@ -197,7 +197,7 @@ pub(crate) struct ProduceArgs {
     /// A file whose whole content is one record (repeatable).
     #[arg(long, value_name = "PATH")]
     pub(crate) value_file: Vec<std::path::PathBuf>,
-    /// Records per batch when reading stdin.
+    /// Records per batch when reading stdin (at most 16384, the server's limit).
     #[arg(long, default_value_t = 1000)]
     pub(crate) batch: usize,
     /// What separates records on stdin (escapes \n, \t, \r, \0, \\ allowed)
