@@ -619,7 +619,7 @@ mod tests {
                     index: Index(5),
                     term: Term(3),
                     kind: RecordKind::Data,
-                    data: b"hello".to_vec(),
+                    data: b"hello".to_vec().into(),
                 }],
             },
         };

@@ -428,7 +428,7 @@ impl Storage for LogStorage {
                     index: at,
                     term: r.term,
                     kind: r.kind,
-                    data: r.value,
+                    data: r.value.into(),
                 });
                 at = at + 1;
             }
@@ -501,7 +501,7 @@ mod tests {
             index: Index(i),
             term: Term(t),
             kind,
-            data: vec![i as u8; 100],
+            data: vec![i as u8; 100].into(),
         }
     }
 

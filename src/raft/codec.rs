@@ -208,12 +208,13 @@ fn read_entries(r: &mut ByteReader<'_>, prev_index: Index) -> Result<Vec<Entry>,
         let term = Term(r.u64("entry term")?);
         let k = r.u8("entry kind")?;
         let kind = RecordKind::from_u8(k).ok_or(CodecError::BadKind(k))?;
+        // The one copy out of the frame buffer; the entry then shares it.
         let data = r.bytes_u32("entry data")?.to_vec();
         entries.push(Entry {
             index: Index(index),
             term,
             kind,
-            data,
+            data: data.into(),
         });
     }
     Ok(entries)
@@ -360,7 +361,10 @@ mod tests {
                             index: Index(prev + 1 + i),
                             term: Term(rng.below(100)),
                             kind: RecordKind::from_u8(rng.below(3) as u8).unwrap(),
-                            data: (0..rng.below(40)).map(|_| rng.next_u64() as u8).collect(),
+                            data: (0..rng.below(40))
+                                .map(|_| rng.next_u64() as u8)
+                                .collect::<Vec<u8>>()
+                                .into(),
                         })
                         .collect(),
                 }

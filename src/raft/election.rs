@@ -5,7 +5,7 @@
 use super::node::{RaftError, RaftNode};
 use super::progress::Progress;
 use super::storage::Storage;
-use super::types::{Entry, Index, Message, MessageBody, NodeId, RecordKind, Role, Term};
+use super::types::{Entry, Index, Message, MessageBody, NodeId, Payload, RecordKind, Role, Term};
 
 impl<S: Storage> RaftNode<S> {
     /// True if this node may campaign: it is a voter in its effective configuration,
@@ -215,7 +215,7 @@ impl<S: Storage> RaftNode<S> {
             index: last + 1,
             term: self.term,
             kind: RecordKind::NoOp,
-            data: Vec::new(),
+            data: Payload::default(),
         }])?;
         self.bcast_append()
     }

@@ -253,7 +253,7 @@ mod tests {
             index: Index(i),
             term: Term(t),
             kind: RecordKind::Data,
-            data: vec![0; 8],
+            data: vec![0; 8].into(),
         }
     }
 
@@ -287,6 +287,22 @@ mod tests {
         assert_eq!(l.term(Index(2)), Ok(Term(2)));
         assert_eq!(l.last_index(), Index(2));
         assert_eq!(l.entries(Index(1), Index(3), u64::MAX).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_ready_and_a_follower_read_share_the_unstable_payload() {
+        let mut l = log();
+        let ent = e(1, 1);
+        let at = ent.data.as_ptr();
+        l.append(&[ent]);
+        let (_, w, _) = l.take_unwritten();
+        assert_eq!(w[0].data.as_ptr(), at, "handed out without a copy");
+        let read = l.entries(Index(1), Index(2), u64::MAX).unwrap();
+        assert_eq!(
+            read[0].data.as_ptr(),
+            at,
+            "read for AppendEntries without a copy"
+        );
     }
 
     #[test]

@@ -182,7 +182,7 @@ impl<S: Storage> RaftNode<S> {
             index,
             term: self.term,
             kind: RecordKind::Config,
-            data: m.to_bytes(),
+            data: m.to_bytes().into(),
         }])?;
         self.pending_conf_index = index;
         self.bcast_append()?;

@@ -7,8 +7,9 @@
 //! jitter comes from a [`SplitMix64`] seeded by the caller.
 //!
 //! # Code map
-//! * `types` — [`Index`], [`Entry`], [`Membership`], [`HardState`], [`LogStart`],
-//!   [`Message`].
+//! * `types` — [`Index`], [`Entry`] (its bytes a shared [`Payload`]: the unstable
+//!   log, a Ready and each AppendEntries hold the same bytes), [`Membership`],
+//!   [`HardState`], [`LogStart`], [`Message`].
 //! * `config` — [`Config`] and its validation.
 //! * `storage` — the read-only [`Storage`] trait the durable log implements (the
 //!   segmented `crate::storage::Log` in production, [`MemStorage`] in tests).
@@ -142,5 +143,5 @@ pub use progress::ProgressState;
 pub use storage::{MemStorage, Storage, StorageError};
 pub use types::{
     ConfChange, Entry, HardState, Index, LogStart, Membership, Message, MessageBody, NodeId,
-    RecordKind, Role, Term, MAX_MEMBERS,
+    Payload, RecordKind, Role, Term, MAX_MEMBERS,
 };

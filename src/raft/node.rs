@@ -399,7 +399,7 @@ impl<S: Storage> RaftNode<S> {
                 index: first + i as u64,
                 term: self.term,
                 kind: RecordKind::Data,
-                data,
+                data: data.into(),
             })
             .collect();
         let last = first + (ents.len() as u64 - 1);

@@ -229,7 +229,7 @@ mod tests {
             index: Index(i),
             term: Term(t),
             kind: RecordKind::Data,
-            data: vec![i as u8; 10],
+            data: vec![i as u8; 10].into(),
         }
     }
 

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::ops::{Add, Sub};
+use std::ops::{Add, Deref, Sub};
+use std::sync::Arc;
 
 use crate::types::Offset;
 pub use crate::types::{NodeId, RecordKind, Term};
@@ -59,7 +60,7 @@ pub struct Entry {
     /// Data, leader no-op or membership configuration.
     pub kind: RecordKind,
     /// Payload (client bytes, or the encoded configuration).
-    pub data: Vec<u8>,
+    pub data: Payload,
 }
 
 impl Entry {
@@ -67,6 +68,70 @@ impl Entry {
     /// 13-byte header in the AppendEntries encoding.
     pub fn size_bytes(&self) -> u64 {
         self.data.len() as u64 + 13
+    }
+}
+
+/// An entry's bytes: immutable and shared, so the entry can sit in the unstable log,
+/// in a Ready and in one AppendEntries per follower without copying the payload
+/// (a clone is a reference-count increment). Made from a `Vec<u8>` without copying.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Payload(Arc<Vec<u8>>);
+
+impl Payload {
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Deref for Payload {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(v: Vec<u8>) -> Payload {
+        Payload(Arc::new(v))
+    }
+}
+
+/// Copies the bytes.
+impl From<&[u8]> for Payload {
+    fn from(v: &[u8]) -> Payload {
+        Payload(Arc::new(v.to_vec()))
+    }
+}
+
+impl PartialEq<[u8]> for Payload {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.as_slice() == other
+    }
+}
+
+impl PartialEq<&[u8]> for Payload {
+    fn eq(&self, other: &&[u8]) -> bool {
+        self.as_slice() == *other
+    }
+}
+
+impl PartialEq<Vec<u8>> for Payload {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl fmt::Debug for Payload {
+    /// As the bytes (what `Vec<u8>` printed before), not as the `Arc`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_slice().fmt(f)
     }
 }
 
@@ -288,4 +353,23 @@ pub enum ConfChange {
     AddVoter(NodeId),
     /// Remove a voter or learner (possibly the leader itself).
     Remove(NodeId),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_shares_its_bytes_instead_of_copying_them() {
+        let v = vec![7u8; 1024];
+        let at = v.as_ptr();
+        let p = Payload::from(v);
+        assert_eq!(p.as_ptr(), at, "wrapping a Vec keeps its buffer");
+        let q = p.clone();
+        assert_eq!(q.as_ptr(), at, "a clone points at the same bytes");
+        assert_eq!(q, p);
+        assert_eq!(p.len(), 1024);
+        assert_eq!(format!("{:?}", Payload::from(vec![1, 2])), "[1, 2]");
+        assert_ne!(Payload::from(&b"ab"[..]), Payload::from(b"ac".to_vec()));
+    }
 }

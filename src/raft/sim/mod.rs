@@ -932,7 +932,7 @@ impl Cluster {
                     index: first + k as u64,
                     term,
                     kind: super::RecordKind::Data,
-                    data,
+                    data: data.into(),
                 };
                 self.checker.on_ack(id, &e)?;
             }
@@ -1069,7 +1069,7 @@ pub(crate) fn disk_with(voters: &[u64], terms: &[u64], hs_term: u64) -> MemStora
             index: Index(i as u64 + 1),
             term: super::Term(*t),
             kind: super::RecordKind::Data,
-            data: format!("{i}@{t}").into_bytes(),
+            data: format!("{i}@{t}").into_bytes().into(),
         })
         .collect();
     s.append(&ents).expect("contiguous");

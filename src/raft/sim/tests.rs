@@ -324,7 +324,7 @@ fn liveness(c: &mut Cluster, rng: &mut SplitMix64, plan: Plan) -> Result<u64, St
     if plan.liveness_with_one_down {
         keep_one_voter_down(c, rng);
     }
-    let mut marker: Option<(Index, Vec<u8>)> = None;
+    let mut marker: Option<(Index, crate::raft::Payload)> = None;
     let mut proposed_at = 0;
     for t in 0..BOUND_TICKS {
         tick_once(c, rng, 100)?;

@@ -881,7 +881,7 @@ impl Cluster {
                     if i > hw || i <= d.durable.start.index {
                         continue;
                     }
-                    if d.durable.entry(i).map(|e| &e.data) != Some(v) {
+                    if !d.durable.entry(i).is_some_and(|e| e.data == *v) {
                         return Err(format!(
                             "ACKNOWLEDGED PRODUCE violated: request {req} value {k} acked at {i} \
                              is not in node {id}'s durable log (high-water mark {hw})"
