@@ -285,7 +285,7 @@ impl Runner {
                         index: Index(r.offset.0),
                         term: r.term,
                         kind: r.kind,
-                        data: r.value,
+                        data: r.value.into(),
                     })
                     .collect(),
             }),

@@ -6,7 +6,7 @@ fn e(i: u64, t: u64) -> Entry {
         index: Index(i),
         term: Term(t),
         kind: RecordKind::Data,
-        data: vec![i as u8; 3],
+        data: vec![i as u8; 3].into(),
     }
 }
 
