@@ -83,6 +83,48 @@ pub struct LogStorage {
     configs_through: Index,
     /// Where damaged entries met by Raft's reads are reported (the healer).
     damage: Option<Arc<super::heal::DamageReports>>,
+    /// Terms of the entries appended since open, as runs `(first index, term)`,
+    /// ascending: Raft asks the term of a recent entry every round (commit rule),
+    /// and this answers it without reading the record.
+    recent_terms: RecentTerms,
+}
+
+/// Most term runs remembered (a run per leader term; older ones are read from disk).
+const MAX_TERM_RUNS: usize = 256;
+
+#[derive(Debug, Default)]
+struct RecentTerms {
+    runs: std::collections::VecDeque<(Index, Term)>,
+}
+
+impl RecentTerms {
+    /// Entries from `from` on are replaced by `entries` (contiguous from `from`).
+    fn appended(&mut self, from: Index, entries: &[Entry]) {
+        while self.runs.back().is_some_and(|(i, _)| *i >= from) {
+            self.runs.pop_back();
+        }
+        // Runs start at the first entry appended since open: lookups below it read
+        // the record.
+        for e in entries {
+            if self.runs.back().map(|(_, t)| *t) != Some(e.term) {
+                self.runs.push_back((e.index, e.term));
+            }
+        }
+        while self.runs.len() > MAX_TERM_RUNS {
+            self.runs.pop_front();
+        }
+    }
+
+    /// The term of `index` if it is at or after the first remembered run (the
+    /// caller checked `index <= last_index`).
+    fn term(&self, index: Index) -> Option<Term> {
+        let k = self.runs.partition_point(|(i, _)| *i <= index);
+        (k > 0).then(|| self.runs[k - 1].1)
+    }
+
+    fn clear(&mut self) {
+        self.runs.clear();
+    }
 }
 
 impl LogStorage {
@@ -123,6 +165,7 @@ impl LogStorage {
             configs: Vec::new(),
             configs_through: Index(0),
             damage: None,
+            recent_terms: RecentTerms::default(),
         };
         storage.load_configs()?;
         Ok(storage)
@@ -277,7 +320,11 @@ impl LogStorage {
                 value: &e.data,
             })
             .collect();
+        // Forget the runs of entries about to be replaced before writing (a failed
+        // write leaves the log shorter, never with terms we would misreport).
+        self.recent_terms.appended(first.index, &[]);
         let at = self.log.append_batch(&records)?;
+        self.recent_terms.appended(first.index, entries);
         self.configs.extend(
             entries
                 .iter()
@@ -323,6 +370,7 @@ impl LogStorage {
     /// restarts it at `start.index + 1`.
     pub fn install(&mut self, start: LogStart) -> Result<(), WriteError> {
         meta::write_log_start(&self.meta_dir, &start)?;
+        self.recent_terms.clear();
         self.log.reset(Offset(start.index.0 + 1))?;
         self.configs.clear();
         let through = start.index;
@@ -374,6 +422,9 @@ impl Storage for LogStorage {
         }
         if index > self.last_index() {
             return Err(RaftStorageError::Unavailable);
+        }
+        if let Some(term) = self.recent_terms.term(index) {
+            return Ok(term);
         }
         self.log
             .read(Offset(index.0))
@@ -563,6 +614,38 @@ mod tests {
         assert_eq!(s.initial_state().unwrap().0, hs);
         assert_eq!(s.last_index(), Index(4));
         assert_eq!(s.term(Index(4)), Ok(Term(2)));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// The remembered terms of recent entries answer exactly what the records say,
+    /// through overwrites and after a reopen (where only the records answer).
+    #[test]
+    fn recent_terms_agree_with_the_records() {
+        let d = dir("terms");
+        let mut s = open(&d);
+        let terms = [1u64, 1, 2, 2, 2, 3, 3, 5];
+        let ents: Vec<Entry> = (1..=8u64)
+            .map(|i| e(i, terms[i as usize - 1], RecordKind::Data))
+            .collect();
+        s.append(&ents).unwrap();
+        // A new leader overwrites 5.. with term 6, then 7.. with term 6 again.
+        s.append(&[e(5, 6, RecordKind::Data), e(6, 6, RecordKind::Data)])
+            .unwrap();
+        s.append(&[e(7, 6, RecordKind::Data)]).unwrap();
+        let want = [1u64, 1, 2, 2, 6, 6, 6];
+        let remembered: Vec<Result<Term, RaftStorageError>> =
+            (1..=8u64).map(|i| s.term(Index(i))).collect();
+        s.sync().unwrap();
+        drop(s);
+        let s = open(&d);
+        for i in 1..=8u64 {
+            let on_disk = s.term(Index(i));
+            assert_eq!(remembered[i as usize - 1], on_disk, "index {i}");
+            match want.get(i as usize - 1) {
+                Some(t) => assert_eq!(on_disk, Ok(Term(*t)), "index {i}"),
+                None => assert_eq!(on_disk, Err(RaftStorageError::Unavailable)),
+            }
+        }
         std::fs::remove_dir_all(&d).unwrap();
     }
 
