@@ -14,7 +14,7 @@ use super::error::{Result, StorageError};
 use super::index::{self, SLOT_BYTES};
 use super::publish::Publication;
 use super::record::{encode_into, encoded_bytes, NewRecord, RECORD_HEADER_BYTES};
-use super::recovery::{self, Mode, SealedMeta, TruncatedRange};
+use super::recovery::{self, DamagedRange, Mode, ReplicaRecovery, SealedMeta, TruncatedRange};
 use super::segment::{self, ActiveSegment};
 use super::LogConfig;
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, RwLock};
@@ -42,8 +42,10 @@ macro_rules! write_lock {
 
 mod maintenance;
 mod read;
+mod rebuild;
 
 pub use read::RecordRef;
+pub use rebuild::{RebuildError, RebuildReport};
 
 /// A sealed segment rolled in this process whose files are not yet fsynced and
 /// whose index is not yet trimmed; the next [`Log::sync`] seals it on disk.
@@ -76,6 +78,9 @@ struct Segments {
     /// Oldest first; the active segment follows the last one.
     sealed: Vec<SealedMeta>,
     active: Arc<ActiveSegment>,
+    /// Damage of sealed segments found at open and not rebuilt since, oldest
+    /// first (only [`Log::open_for_replica`] lists any).
+    damaged: Vec<DamagedRange>,
 }
 
 impl Segments {
@@ -99,6 +104,11 @@ impl Segments {
             .checked_sub(1)
     }
 
+    /// Forgets the damage listed for the segment with this base.
+    fn forget_damage(&mut self, base: u64) {
+        self.damaged.retain(|d| d.segment.0 != base);
+    }
+
     fn sealed_bytes(&self, i: usize) -> u64 {
         let meta = self.sealed[i];
         meta.store_bytes + (self.sealed_next(i) - meta.base) * SLOT_BYTES
@@ -117,6 +127,9 @@ pub struct Log {
     dir: PathBuf,
     config: LogConfig,
     index_capacity: u64,
+    /// Serializes [`Log::rebuild_sealed`] calls (held while files are built,
+    /// which no other lock is).
+    rebuild_lock: Mutex<()>,
     sync_lock: Mutex<()>,
     writer: Mutex<Writer>,
     segments: RwLock<Segments>,
@@ -189,14 +202,40 @@ impl Log {
     /// damage there shows up as [`StorageError::CorruptRecord`] on read (and to the
     /// scrubber), and `truncate_suffix` to just before the damaged offset removes it.
     pub fn open_and_repair(dir: &Path, config: LogConfig) -> Result<(Log, Option<TruncatedRange>)> {
-        Log::open_with(dir, config, Mode::Repair)
+        Log::open_with(dir, config, Mode::Repair).map(|(log, recovery)| (log, recovery.cut))
     }
 
-    fn open_with(
-        dir: &Path,
-        config: LogConfig,
-        mode: Mode,
-    ) -> Result<(Log, Option<TruncatedRange>)> {
+    /// The open of a replica that can refetch damaged records from its peers.
+    /// Damage in the last (active) segment, or a lost tail, is cut exactly as
+    /// [`Log::open_and_repair`] does (the Raft layer refetches the tail). Damage
+    /// of a *sealed* segment (its files missing, a hole between segments, an
+    /// index that disagrees with its store, a store cut short or with bytes after
+    /// its last record) is quarantined instead: the segment keeps its offsets,
+    /// later segments are untouched, `first_offset`/`next_offset` stay as they
+    /// were, reads of the offsets that cannot be read return
+    /// [`StorageError::CorruptRecord`] (all of the segment when no usable index
+    /// or store is left) and reads elsewhere are unaffected. Returns the log, what
+    /// was cut and the damaged ranges (also [`Log::damaged_ranges`]), which
+    /// [`Log::rebuild_sealed`] repairs from records fetched from a peer.
+    ///
+    /// Retention, `truncate_prefix` and `truncate_suffix` work with quarantined
+    /// segments present (removing one removes its damage from the list), except
+    /// that `truncate_suffix` cannot keep part of a segment no read can use.
+    pub fn open_for_replica(dir: &Path, config: LogConfig) -> Result<(Log, ReplicaRecovery)> {
+        Log::open_with(dir, config, Mode::Replica)
+    }
+
+    /// Damage of sealed segments found by [`Log::open_for_replica`] and not
+    /// rebuilt, truncated or removed since, oldest first. Records found damaged
+    /// later by reads or the scrubber are not added (the caller tracks those);
+    /// [`Log::rebuild_sealed`] repairs them too.
+    pub fn damaged_ranges(&self) -> Vec<DamagedRange> {
+        self.segments
+            .read()
+            .map_or_else(|_| Vec::new(), |s| s.damaged.clone())
+    }
+
+    fn open_with(dir: &Path, config: LogConfig, mode: Mode) -> Result<(Log, ReplicaRecovery)> {
         if config.max_store_bytes > u64::from(u32::MAX)
             || config.max_store_bytes < RECORD_HEADER_BYTES as u64
         {
@@ -219,6 +258,7 @@ impl Log {
         let segments = Segments {
             sealed: recovered.sealed,
             active: active.clone(),
+            damaged: recovered.damaged.clone(),
         };
         let first_offset = segments.first_offset();
         log::info!(
@@ -242,6 +282,7 @@ impl Log {
             lock_file,
             dir: dir.to_path_buf(),
             index_capacity,
+            rebuild_lock: Mutex::new(()),
             sync_lock: Mutex::new(()),
             writer: Mutex::new(Writer {
                 active,
@@ -262,7 +303,11 @@ impl Log {
             checkpoint_written: Mutex::new(written.then(std::time::Instant::now)),
             config,
         };
-        Ok((log, recovered.repaired))
+        let recovery = ReplicaRecovery {
+            cut: recovered.repaired,
+            damaged: recovered.damaged,
+        };
+        Ok((log, recovery))
     }
 
     /// The sealed segments as `(base, next base, indexed store bytes)`, oldest first.
@@ -499,10 +544,9 @@ impl Log {
         let old = std::mem::replace(&mut w.active, fresh.clone());
         {
             let mut segments = write_lock!(self.segments);
-            segments.sealed.push(SealedMeta {
-                base: old.base,
-                store_bytes: w.store_bytes,
-            });
+            segments
+                .sealed
+                .push(SealedMeta::readable(old.base, w.store_bytes));
             segments.active = fresh;
             self.publication.publish(base, 0);
         }

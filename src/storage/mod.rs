@@ -131,10 +131,10 @@ mod fault_tests;
 #[cfg(test)]
 mod tests;
 
-pub use self::engine::{Log, RecordRef};
+pub use self::engine::{Log, RebuildError, RebuildReport, RecordRef};
 pub use self::error::{Damage, Result, StorageError};
 pub use self::record::{NewRecord, Record, RECORD_HEADER_BYTES};
-pub use self::recovery::TruncatedRange;
+pub use self::recovery::{DamagedRange, ReplicaRecovery, TruncatedRange};
 pub use crate::types::{Offset, RecordKind, Term};
 
 /// Configuration of a [`Log`].
