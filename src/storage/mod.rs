@@ -129,6 +129,8 @@ mod segment;
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]
+mod heal_tests;
+#[cfg(test)]
 mod tests;
 
 pub use self::engine::{Log, RebuildError, RebuildReport, RecordRef};

@@ -833,7 +833,7 @@ fn recover_segment(
         });
     if let Some(reason) = damage_reason(o, kept.durable_end, &scan.tail, hole) {
         if let (Mode::Replica, Some(next)) = (mode, next_base) {
-            quarantine_scanned(dir, (base, next), files, &scan, reason, kept);
+            quarantine_scanned(dir, (base, next), files, &scan, reason, kept)?;
             return Ok(Outcome::Kept);
         }
         let evidence_end = match scan.tail {
@@ -913,17 +913,20 @@ fn quarantine_scanned(
     scan: &Scan,
     reason: String,
     kept: &mut Kept,
-) {
+) -> Result<()> {
     let count = scan.positions.len() as u64;
     let o = base + count;
     if count > 0
         && scan.tail == Tail::Clean
         && files.index == Some(index::sealed_file_bytes(count))
     {
-        kept.sealed.push(SealedMeta::readable(base, scan.valid_bytes));
+        // As a later open will see it (the missing segment's base is then in the
+        // checkpoint): a whole segment, its index rebuilt from the scan.
+        kept.sealed
+            .push(seal_scanned(dir, base, count, scan, &store_path(dir, base))?);
         let reason = format!("the segment of offsets {o}..{next} is missing ({reason})");
         kept.quarantine(dir, o, next, reason);
-        return;
+        return Ok(());
     }
     if files.index == Some(index::sealed_file_bytes(next - base)) {
         log::warn!(
@@ -939,9 +942,10 @@ fn quarantine_scanned(
             reason,
         };
         kept.note(Mode::Replica, base, next, flaw);
-        return;
+        return Ok(());
     }
     kept.quarantine(dir, base, next, reason);
+    Ok(())
 }
 
 /// A non-last segment whose scan found all `expected` records: (re)writes its

@@ -164,6 +164,10 @@ impl std::error::Error for RebuildError {
 struct Local {
     position: u64,
     bytes: u64,
+    /// Found by searching after damage rather than by framing from the start of
+    /// the store: a valid frame inside a damaged record's value (a client may
+    /// store record bytes as a value) could pose as it, so the index is asked.
+    resynced: bool,
 }
 
 /// Where each record of the new segment comes from.
@@ -333,7 +337,8 @@ impl Log {
 
 /// Every intact record of segment `base..end` in its local files: a sequential
 /// scan of the store (resuming after damage at the next valid record), then the
-/// index for offsets the scan did not find.
+/// index for offsets the scan did not find or found only after damage (where the
+/// index, written when the records were appended, wins).
 fn collect_local(dir: &Path, base: u64, end: u64) -> Result<BTreeMap<u64, Local>, StorageError> {
     let mut locals = BTreeMap::new();
     let path = segment::store_path(dir, base);
@@ -344,7 +349,7 @@ fn collect_local(dir: &Path, base: u64, end: u64) -> Result<BTreeMap<u64, Local>
     };
     let store_len = segment::file_len(&store, &path)?;
     scan_local(&store, &path, (base, end), store_len, &mut locals)?;
-    if (locals.len() as u64) < end - base {
+    if (locals.len() as u64) < end - base || locals.values().any(|l| l.resynced) {
         index_local(dir, (base, end), (&store, &path, store_len), &mut locals)?;
     }
     Ok(locals)
@@ -362,6 +367,7 @@ fn scan_local(
 ) -> Result<(), StorageError> {
     let mut start = 0u64;
     let mut expected = base;
+    let mut resynced = false;
     // Bounded: every pass starts after the previous one's damage.
     while start < store_len && expected < end {
         let mut reader = FrameReader::new(store, path, start, store_len, SCAN_CHUNK_BYTES);
@@ -370,8 +376,12 @@ fn scan_local(
                 Step::Record {
                     position, header, ..
                 } if header.offset >= expected && header.offset < end => {
-                    let bytes = header.total_bytes();
-                    locals.insert(header.offset, Local { position, bytes });
+                    let local = Local {
+                        position,
+                        bytes: header.total_bytes(),
+                        resynced,
+                    };
+                    locals.insert(header.offset, local);
                     expected = header.offset + 1;
                     if expected >= end {
                         return Ok(());
@@ -387,6 +397,7 @@ fn scan_local(
             Some((position, offset)) if offset < end => {
                 start = position;
                 expected = offset;
+                resynced = true;
             }
             _ => return Ok(()),
         }
@@ -411,7 +422,7 @@ fn index_local(
     let slots = (segment::file_len(&index, &index_path)? / SLOT_BYTES).min(end - base);
     let mut slot_bytes = [0u8; SLOT_BYTES as usize];
     for slot in 0..slots {
-        if locals.contains_key(&(base + slot)) {
+        if locals.get(&(base + slot)).is_some_and(|l| !l.resynced) {
             continue;
         }
         segment::read_exact_at(&index, &index_path, &mut slot_bytes, slot * SLOT_BYTES)?;
@@ -421,8 +432,12 @@ fn index_local(
         let mut reader = FrameReader::new(store, path, position, store_len, 4096);
         if let Step::Record { header, .. } = reader.next_step()? {
             if header.offset == base + slot {
-                let bytes = header.total_bytes();
-                locals.insert(base + slot, Local { position, bytes });
+                let local = Local {
+                    position,
+                    bytes: header.total_bytes(),
+                    resynced: false,
+                };
+                locals.insert(base + slot, local);
             }
         }
     }
@@ -612,7 +627,7 @@ fn write_store(
     let mut out = create_temp(&built.store_temp)?;
     let mut report = built.report.clone();
     let mut positions = Vec::with_capacity(sources.len());
-    let mut buf = Vec::with_capacity(WRITE_CHUNK_BYTES);
+    let mut buf = Vec::new();
     let mut position = 0u64;
     for (source, offset) in sources.iter().zip(built.base..) {
         let start = buf.len();
