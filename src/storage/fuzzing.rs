@@ -762,7 +762,12 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// ranges and records; rebuilding every sealed segment from its own intact
 /// records (nothing supplied) either refuses with `Incomplete` or works, and
 /// never changes a record that read back before.
-fn check_replica(root: &Path, input: &LogInput, strict: Option<&LogState>, probe: &dyn AllocationProbe) {
+fn check_replica(
+    root: &Path,
+    input: &LogInput,
+    strict: Option<&LogState>,
+    probe: &dyn AllocationProbe,
+) {
     let dir = root.join("replica");
     if let Err(e) = fs::create_dir(&dir) {
         panic!("cannot create {}: {e}", dir.display());
@@ -774,7 +779,10 @@ fn check_replica(root: &Path, input: &LogInput, strict: Option<&LogState>, probe
     assert_eq!(log.damaged_ranges(), recovery.damaged);
     if let Some(strict) = strict {
         let state = capture(&log, input, &[]);
-        assert_eq!(&state, strict, "a replica open changed a log a strict open accepted");
+        assert_eq!(
+            &state, strict,
+            "a replica open changed a log a strict open accepted"
+        );
     }
     let before = sparse_capture(&log, input, &recovery.damaged);
     drop(log);
@@ -800,7 +808,11 @@ fn check_replica(root: &Path, input: &LogInput, strict: Option<&LogState>, probe
     assert_eq!((after.0, after.1), (before.0, before.1));
     for (offset, record) in &before.2 {
         if record.is_some() {
-            assert_eq!(after.2.get(offset), Some(record), "rebuild changed record {offset}");
+            assert_eq!(
+                after.2.get(offset),
+                Some(record),
+                "rebuild changed record {offset}"
+            );
         }
     }
 }
@@ -840,7 +852,10 @@ fn sparse_capture(
     assert!(first <= next, "first offset {first} past next {next}");
     for d in damaged {
         let (s, f, e, se) = (d.segment.0, d.first.0, d.end.0, d.segment_end.0);
-        assert!(first <= s && s <= f && f <= e && e <= se && se <= next, "{d:?}");
+        assert!(
+            first <= s && s <= f && f <= e && e <= se && se <= next,
+            "{d:?}"
+        );
     }
     let max_records = input.file_bytes() as u64 / SLOT_BYTES;
     let on_disk = |bytes: &[u8]| input.stores().any(|s| contains(s, bytes));
@@ -849,7 +864,10 @@ fn sparse_capture(
     // Bounded: each iteration reads one backed offset (at most `max_records`) or
     // skips a damaged range.
     while offset < next {
-        if let Some(d) = damaged.iter().find(|d| d.first.0 <= offset && offset < d.end.0) {
+        if let Some(d) = damaged
+            .iter()
+            .find(|d| d.first.0 <= offset && offset < d.end.0)
+        {
             for o in [d.first.0, d.end.0 - 1] {
                 match log.read(Offset(o)) {
                     Ok(_) => assert!(read_one(log, o, &on_disk).is_some()),

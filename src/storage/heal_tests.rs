@@ -43,7 +43,7 @@ fn record(i: u64) -> Record {
     Record {
         offset: Offset(i),
         term: Term(1 + i / 100),
-        kind: if i % 97 == 0 {
+        kind: if i.is_multiple_of(97) {
             RecordKind::NoOp
         } else {
             RecordKind::Data
@@ -85,7 +85,10 @@ fn index(dir: &Path, base: u64) -> PathBuf {
 
 /// The bytes of a segment's store and index (`None`: missing).
 fn segment_bytes(dir: &Path, base: u64) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-    (fs::read(store(dir, base)).ok(), fs::read(index(dir, base)).ok())
+    (
+        fs::read(store(dir, base)).ok(),
+        fs::read(index(dir, base)).ok(),
+    )
 }
 
 fn edit(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
@@ -127,7 +130,10 @@ fn assert_healed(log: Log, dir: &Path, base: u64, original: &(Option<Vec<u8>>, O
     assert!(temp_files(dir).is_empty());
     drop(log);
     let log = Log::open(dir, config()).unwrap();
-    assert_eq!((log.first_offset(), log.next_offset()), (Offset(0), Offset(N)));
+    assert_eq!(
+        (log.first_offset(), log.next_offset()),
+        (Offset(0), Offset(N))
+    );
     assert_readable(&log, 0, N);
 }
 
@@ -217,7 +223,10 @@ fn missing_middle_segment_is_quarantined_then_recreated() {
     assert_eq!(recovery.cut, None);
     assert_eq!(recovery.damaged, vec![expected.clone()]);
     assert_eq!(log.damaged_ranges(), vec![expected]);
-    assert_eq!((log.first_offset(), log.next_offset()), (Offset(0), Offset(N)));
+    assert_eq!(
+        (log.first_offset(), log.next_offset()),
+        (Offset(0), Offset(N))
+    );
     assert_eq!(log.segment_count(), 4, "no later segment was deleted");
     assert_readable(&log, 0, SEG);
     assert_readable(&log, 2 * SEG, N);
@@ -225,10 +234,7 @@ fn missing_middle_segment_is_quarantined_then_recreated() {
         assert!(is_damaged(&log, o), "record {o}");
     }
     // A range read stops before the quarantined segment and fails at it.
-    assert_eq!(
-        log.read_range(Offset(SEG - 3), u64::MAX).unwrap().len(),
-        3
-    );
+    assert_eq!(log.read_range(Offset(SEG - 3), u64::MAX).unwrap().len(), 3);
     assert!(matches!(
         log.read_range(Offset(SEG), u64::MAX),
         Err(StorageError::CorruptRecord { offset, .. }) if offset == Offset(SEG)
@@ -269,7 +275,10 @@ fn missing_segment_without_checkpoint_is_quarantined() {
         (range.segment, range.first, range.end),
         (Offset(SEG), Offset(SEG), Offset(2 * SEG))
     );
-    assert!(!range.below_durable_end, "no checkpoint: durability unknown");
+    assert!(
+        !range.below_durable_end,
+        "no checkpoint: durability unknown"
+    );
     assert_readable(&log, 0, SEG);
     assert_readable(&log, 2 * SEG, N);
     assert!(is_damaged(&log, SEG + 3));
@@ -530,7 +539,9 @@ fn records_past_the_segment_end_are_trailing_bytes() {
 fn a_frame_inside_a_damaged_value_does_not_pose_as_a_record() {
     let dir = closed_log("heal-impostor");
     let original = segment_bytes(dir.path(), SEG);
-    edit(&store(dir.path(), SEG), |b| b[5 * RECORD_BYTES as usize] ^= 0xff);
+    edit(&store(dir.path(), SEG), |b| {
+        b[5 * RECORD_BYTES as usize] ^= 0xff
+    });
     let (log, _) = Log::open_for_replica(dir.path(), config()).unwrap();
     assert!(is_damaged(&log, HOST));
     assert_eq!(log.read(Offset(HOST + 1)).unwrap(), record(HOST + 1));

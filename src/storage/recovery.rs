@@ -706,7 +706,10 @@ pub(crate) fn recover(
         durable_end,
     };
     let mut empty_start = initial_offset;
-    if let Some(finding) = cp.as_ref().and_then(|cp| missing_listed(dir, cp, &found, mode)) {
+    if let Some(finding) = cp
+        .as_ref()
+        .and_then(|cp| missing_listed(dir, cp, &found, mode))
+    {
         if mode == Mode::Strict {
             return Err(finding.into_error(durable_end));
         }
@@ -827,10 +830,13 @@ fn recover_segment(
         }
     }
     let o = base + scan.positions.len() as u64;
-    let hole = next_base.is_some()
-        && !files.index.is_some_and(|len| {
-            len > index::sealed_file_bytes(next_base.unwrap_or(base) - base)
-        });
+    // Not the last segment, and its index is not the larger active-size file of
+    // a segment rolled but never synced.
+    let hole = next_base.is_some_and(|next| {
+        files
+            .index
+            .is_none_or(|len| len <= index::sealed_file_bytes(next - base))
+    });
     if let Some(reason) = damage_reason(o, kept.durable_end, &scan.tail, hole) {
         if let (Mode::Replica, Some(next)) = (mode, next_base) {
             quarantine_scanned(dir, (base, next), files, &scan, reason, kept)?;
@@ -916,14 +922,17 @@ fn quarantine_scanned(
 ) -> Result<()> {
     let count = scan.positions.len() as u64;
     let o = base + count;
-    if count > 0
-        && scan.tail == Tail::Clean
-        && files.index == Some(index::sealed_file_bytes(count))
+    if count > 0 && scan.tail == Tail::Clean && files.index == Some(index::sealed_file_bytes(count))
     {
         // As a later open will see it (the missing segment's base is then in the
         // checkpoint): a whole segment, its index rebuilt from the scan.
-        kept.sealed
-            .push(seal_scanned(dir, base, count, scan, &store_path(dir, base))?);
+        kept.sealed.push(seal_scanned(
+            dir,
+            base,
+            count,
+            scan,
+            &store_path(dir, base),
+        )?);
         let reason = format!("the segment of offsets {o}..{next} is missing ({reason})");
         kept.quarantine(dir, o, next, reason);
         return Ok(());

@@ -127,7 +127,10 @@ impl fmt::Display for RebuildError {
                 missing,
                 missing_count,
             } => {
-                write!(f, "{missing_count} offset(s) are neither intact nor supplied:")?;
+                write!(
+                    f,
+                    "{missing_count} offset(s) are neither intact nor supplied:"
+                )?;
                 for (from, to) in missing {
                     write!(f, " {from}..{to}")?;
                 }
@@ -316,8 +319,7 @@ impl Log {
                 });
             };
             let store = segment::store_path(&self.dir, built.base);
-            fs::rename(&built.store_temp, &store)
-                .map_err(io_err("renaming", &built.store_temp))?;
+            fs::rename(&built.store_temp, &store).map_err(io_err("renaming", &built.store_temp))?;
             let index = segment::index_path(&self.dir, built.base);
             if let Err(e) = fs::rename(&built.index_temp, &index) {
                 // The new store lies beside the old index: stop (reopen recovers).
@@ -533,7 +535,7 @@ fn plan_sources(
         }
         let Some(store) = &store else { continue };
         local_bytes.resize(local.bytes as usize, 0);
-        segment::read_exact_at(&store, &path, &mut local_bytes, local.position)?;
+        segment::read_exact_at(store, &path, &mut local_bytes, local.position)?;
         if encoded != local_bytes {
             let mut term = [0u8; 8];
             term.copy_from_slice(&local_bytes[16..24]);
@@ -547,11 +549,13 @@ fn plan_sources(
     // Every offset has a source (checked), so this allocates what the data holds;
     // `usize::MAX` (no source) cannot occur and would fail the write.
     let sources = (base..end)
-        .map(|offset| match (locals.get(&offset), supplied.get(&offset)) {
-            (Some(local), _) => Source::Local(*local),
-            (None, Some(&k)) => Source::Supplied(k),
-            (None, None) => Source::Supplied(usize::MAX),
-        })
+        .map(
+            |offset| match (locals.get(&offset), supplied.get(&offset)) {
+                (Some(local), _) => Source::Local(*local),
+                (None, Some(&k)) => Source::Supplied(k),
+                (None, None) => Source::Supplied(usize::MAX),
+            },
+        )
         .collect();
     Ok(sources)
 }
@@ -646,10 +650,12 @@ fn write_store(
             }
         }
         check_frame(&buf[start..], offset, old_store)?;
-        positions.push(u32::try_from(position).map_err(|_| RebuildError::InvalidSupply {
-            offset: Offset(offset),
-            reason: "the rebuilt store would exceed 4 GiB".into(),
-        })?);
+        positions.push(
+            u32::try_from(position).map_err(|_| RebuildError::InvalidSupply {
+                offset: Offset(offset),
+                reason: "the rebuilt store would exceed 4 GiB".into(),
+            })?,
+        );
         position += (buf.len() - start) as u64;
         if buf.len() >= WRITE_CHUNK_BYTES {
             out.write_all(&buf)
