@@ -1,7 +1,10 @@
-//! [`Log`]: the segmented log itself. This file holds the state, `open`, the
-//! append path, `sync` and `close`; `engine/read.rs` the read path;
-//! `engine/maintenance.rs` truncation, reset and retention. The design, formats
-//! and lock order are in the module doc of [`crate::storage`].
+//! [`Log`]: the segmented log itself. This file holds the state, the three opens
+//! (`open` strict, `open_and_repair` cutting, `open_for_replica` quarantining
+//! damaged sealed segments), the append path, `sync` and `close`;
+//! `engine/read.rs` the read path; `engine/maintenance.rs` truncation, reset and
+//! retention; `engine/rebuild.rs` rebuilding a sealed segment from supplied
+//! records. The design, formats and lock order are in the module doc of
+//! [`crate::storage`].
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -198,7 +201,8 @@ impl Log {
     ///
     /// Records after the cut are lost, so use it only where they can be fetched
     /// again (a Raft follower re-fetches from the leader), typically after `open`
-    /// returned [`StorageError::Corrupt`]. Sealed segments are still not scanned:
+    /// returned [`StorageError::Corrupt`]; [`Log::open_for_replica`] loses less
+    /// (it cuts only in the last segment). Sealed segments are still not scanned:
     /// damage there shows up as [`StorageError::CorruptRecord`] on read (and to the
     /// scrubber), and `truncate_suffix` to just before the damaged offset removes it.
     pub fn open_and_repair(dir: &Path, config: LogConfig) -> Result<(Log, Option<TruncatedRange>)> {
@@ -310,15 +314,17 @@ impl Log {
         Ok((log, recovery))
     }
 
-    /// The sealed segments as `(base, next base, indexed store bytes)`, oldest first.
-    pub(crate) fn sealed_segments(&self) -> Vec<(u64, u64, u64)> {
+    /// The sealed segments as `(base, next base, indexed store bytes)`, oldest
+    /// first; the store bytes are `None` for a quarantined segment no read can use.
+    pub(crate) fn sealed_segments(&self) -> Vec<(u64, u64, Option<u64>)> {
         let Ok(segments) = self.segments.read() else {
             return Vec::new();
         };
         (0..segments.sealed.len())
             .map(|i| {
                 let meta = segments.sealed[i];
-                (meta.base, segments.sealed_next(i), meta.store_bytes)
+                let store_bytes = (!meta.unreadable).then_some(meta.store_bytes);
+                (meta.base, segments.sealed_next(i), store_bytes)
             })
             .collect()
     }

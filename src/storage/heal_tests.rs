@@ -549,3 +549,121 @@ fn a_frame_inside_a_damaged_value_does_not_pose_as_a_record() {
     assert_eq!(report.supplied_records, 1);
     assert_healed(log, dir.path(), SEG, &original);
 }
+
+/// A crash during a rebuild: before the renames (only temporary files exist),
+/// or between them (new store, old or no index). Every such state opens, and
+/// reads return the original records or report damage, never other data.
+#[test]
+fn a_crash_during_a_rebuild_leaves_old_or_new_files() {
+    let dir = closed_log("heal-crash");
+    let original = segment_bytes(dir.path(), SEG);
+    fs::remove_file(store(dir.path(), SEG)).unwrap();
+    fs::remove_file(index(dir.path(), SEG)).unwrap();
+    let store_temp = dir.path().join(format!("{SEG:020}.store.tmp"));
+    // Crash before the renames: the temporary files go, the segment stays missing.
+    let (log, _) = Log::open_for_replica(dir.path(), config()).unwrap();
+    let built = log
+        .build_sealed(Offset(SEG), &records(SEG, 2 * SEG))
+        .unwrap();
+    assert_eq!(temp_files(dir.path()).len(), 2);
+    drop((log, built));
+    let (log, recovery) = Log::open_for_replica(dir.path(), config()).unwrap();
+    assert!(temp_files(dir.path()).is_empty());
+    assert_eq!(recovery.damaged.len(), 1);
+    // Crash between the renames: the new store without its index is a whole
+    // segment (open rebuilds the index from the store), even for a strict open.
+    let built = log
+        .build_sealed(Offset(SEG), &records(SEG, 2 * SEG))
+        .unwrap();
+    fs::rename(&store_temp, store(dir.path(), SEG)).unwrap();
+    drop((log, built));
+    let log = Log::open(dir.path(), config()).unwrap();
+    assert_readable(&log, 0, N);
+    assert_eq!(segment_bytes(dir.path(), SEG), original);
+    drop(log);
+
+    // The same with a damaged index slot: the new store beside the old index
+    // still reports the damaged slot's record as damaged, reads the rest.
+    edit(&index(dir.path(), SEG), |b| b[9 * 8 + 1] ^= 0x40);
+    let (log, _) = Log::open_for_replica(dir.path(), config()).unwrap();
+    let built = log.build_sealed(Offset(SEG), &[]).unwrap();
+    fs::rename(&store_temp, store(dir.path(), SEG)).unwrap();
+    drop((log, built));
+    let (log, _) = Log::open_for_replica(dir.path(), config()).unwrap();
+    assert!(temp_files(dir.path()).is_empty());
+    assert!(is_damaged(&log, SEG + 9));
+    assert_readable(&log, SEG + 10, N);
+    log.rebuild_sealed(Offset(SEG), &[]).unwrap();
+    assert_healed(log, dir.path(), SEG, &original);
+}
+
+/// The scrubber reports a quarantined segment as damaged records (one fault per
+/// step, merged), never as trailing bytes of a store it cannot index.
+#[test]
+fn the_scrubber_reports_a_quarantined_segment_as_damaged() {
+    let dir = closed_log("heal-scrub");
+    fs::remove_file(index(dir.path(), SEG)).unwrap();
+    edit(&store(dir.path(), SEG), |b| b[300] ^= 1);
+    let (log, recovery) = Log::open_for_replica(dir.path(), config()).unwrap();
+    assert_eq!(recovery.damaged.len(), 1);
+    let mut scrubber = scrub::Scrubber::new(std::sync::Arc::new(log));
+    let faults = scrubber.step(u64::MAX);
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert_eq!(faults[0].kind, scrub::FaultKind::DamagedRecords);
+    assert_eq!(
+        (faults[0].first, faults[0].end),
+        (Offset(SEG), Offset(2 * SEG))
+    );
+}
+
+/// Reads and appends run while a segment is rebuilt: readers see the original
+/// records or, before the swap, the damaged one's typed error; never other data.
+#[test]
+fn reads_and_appends_go_on_during_a_rebuild() {
+    let dir = closed_log("heal-concurrent");
+    let original = segment_bytes(dir.path(), SEG);
+    edit(&store(dir.path(), SEG), |b| {
+        b[7 * RECORD_BYTES as usize + 60] ^= 0x10
+    });
+    let (log, _) = Log::open_for_replica(dir.path(), config()).unwrap();
+    let log = std::sync::Arc::new(log);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (log, stop) = (log.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut rounds = 0u64;
+            // Bounded: stops when told, or after a fixed number of rounds.
+            while !stop.load(std::sync::atomic::Ordering::Acquire) && rounds < 100_000 {
+                let o = SEG + rounds % PER_SEGMENT;
+                match log.read(Offset(o)) {
+                    Ok(r) => assert_eq!(r, record(o)),
+                    Err(StorageError::CorruptRecord { offset, .. }) => {
+                        assert_eq!(offset.0, SEG + 7)
+                    }
+                    Err(e) => panic!("read {o}: {e}"),
+                }
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let value = record(N).value;
+    for round in 0..20u64 {
+        let appended = log
+            .append(NewRecord {
+                term: Term(50),
+                kind: RecordKind::Data,
+                value: &value,
+            })
+            .unwrap();
+        assert_eq!(appended, Offset(N + round));
+        if round == 10 {
+            log.rebuild_sealed(Offset(SEG), &[record(SEG + 7)]).unwrap();
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    assert!(reader.join().unwrap() > 0);
+    assert_eq!(log.read(Offset(SEG + 7)).unwrap(), record(SEG + 7));
+    assert_eq!(segment_bytes(dir.path(), SEG), original);
+    assert_eq!(log.next_offset(), Offset(N + 20));
+}

@@ -39,6 +39,27 @@
 //!    damaged records; a store shorter than its index is scanned under rule 2.
 //! 4. Without a checkpoint (logs written before it existed, or a damaged one) `E`
 //!    is unknown: only the evidence rules apply, exactly as above with `E = 0`.
+//! 5. Replica mode ([`Log::open_for_replica`](super::Log::open_for_replica)):
+//!    corruption rules 1 and 2 find in a segment that is *not the last* (a listed
+//!    segment missing while a later one exists, a missing store, a hole, a sealed
+//!    store cut short, an index that disagrees with its damaged store, more records
+//!    than the segment holds) is *quarantined*: the segment keeps its offsets,
+//!    nothing is cut and later segments stay. A store that ends cleanly where its
+//!    sealed index ends is a whole segment, and the offsets after it up to the next
+//!    segment become a segment of their own with no files; a whole index (exactly
+//!    `8 * count` bytes) keeps the records the store still holds readable through
+//!    it; otherwise no read can use the segment. Each such range, and each flaw
+//!    rule 3 notes (bytes after the last record, a damaged last record or its
+//!    slot), is returned as a `DamagedRange`. Quarantined segments are listed in
+//!    the checkpoint like the others, so the next open finds them again (rule 1),
+//!    and a strict open refuses them. Damage in the last segment, or a lost tail,
+//!    is cut as in repair mode. `Log::rebuild_sealed` (`engine/rebuild.rs`)
+//!    replaces a sealed segment by a whole one written to `<base>.store.tmp` /
+//!    `<base>.index.tmp`, fsynced and renamed over the old files; temporary files
+//!    a crash leaves are removed at open, so a crash leaves the old files or the
+//!    new ones (each file is renamed atomically, and the new ones are the
+//!    undamaged originals byte for byte, so any mix is a state these rules read
+//!    correctly).
 //!
 //! A cut never removes a record below `E` without an error. `E` lags the real
 //! durable end by at most the lazy interval (about a second of writes; exact after
@@ -53,6 +74,9 @@
 //! [`Log::open_and_repair`](super::Log::open_and_repair) turns every such report
 //! into a cut just before the damage and returns what it cut, for a node that can
 //! refetch it; `storage::repair` does the same for one acknowledged offset.
+//! [`Log::open_for_replica`](super::Log::open_for_replica) cuts only damage of the
+//! last segment and quarantines the rest (rule 5), so a replica refetches just the
+//! damaged ranges.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
@@ -128,6 +152,8 @@ pub struct DamagedRange {
     /// were fsynced (and may have been acknowledged). False when open cannot tell
     /// (no checkpoint, or above its durable end): they may never have been
     /// durable, so a refetch must check the log-matching rule at both ends.
+    /// Every open records its end as durable, so damage quarantined by an earlier
+    /// open is reported below the durable end by the next one.
     pub below_durable_end: bool,
     /// What was damaged.
     pub reason: String,
