@@ -685,6 +685,17 @@ impl Kept {
         });
     }
 
+    fn into_recovered(self, active: ActiveSegment, count: u64, store_bytes: u64) -> Recovered {
+        Recovered {
+            sealed: self.sealed,
+            active,
+            active_count: count,
+            active_store_bytes: store_bytes,
+            repaired: self.repaired,
+            damaged: self.damaged,
+        }
+    }
+
     /// Rule 5: keeps the offsets `base..next` as one segment no read can use.
     fn quarantine(&mut self, dir: &Path, base: u64, next: u64, reason: String) {
         log::warn!(
@@ -756,14 +767,7 @@ pub(crate) fn recover(
     if bases.is_empty() {
         let active = ActiveSegment::open(dir, empty_start, index_capacity, 0)?;
         segment::sync_dir(dir)?;
-        return Ok(Recovered {
-            sealed: Vec::new(),
-            active,
-            active_count: 0,
-            active_store_bytes: 0,
-            repaired: kept.repaired,
-            damaged: kept.damaged,
-        });
+        return Ok(kept.into_recovered(active, 0, 0));
     }
     for (i, &base) in bases.iter().enumerate() {
         let files = found.get(&base).copied().unwrap_or_default();
@@ -790,14 +794,7 @@ pub(crate) fn recover(
         let (active, active_store_bytes) =
             activate_last(dir, base, index_capacity, &scan, store_len)?;
         segment::sync_dir(dir)?;
-        return Ok(Recovered {
-            sealed: kept.sealed,
-            active,
-            active_count: count,
-            active_store_bytes,
-            repaired: kept.repaired,
-            damaged: kept.damaged,
-        });
+        return Ok(kept.into_recovered(active, count, active_store_bytes));
     }
     Err(StorageError::InvalidConfig {
         reason: "internal: segment list ended without a last segment".into(),
@@ -868,31 +865,42 @@ fn recover_segment(
             quarantine_scanned(dir, (base, next), files, &scan, reason, kept)?;
             return Ok(Outcome::Kept);
         }
-        let evidence_end = match scan.tail {
-            Tail::Torn {
-                evidence: Some((_, offset)),
-                ..
-            } => offset + 1,
-            _ => 0,
-        };
-        let finding = Finding {
-            path: spath,
-            position: scan.valid_bytes,
-            reason,
-            first: o,
-            known_end: kept
-                .durable_end
-                .unwrap_or(0)
-                .max(evidence_end)
-                .max(next_base.unwrap_or(o)),
-            repairable: true,
-        };
+        let finding = scan_finding(spath, &scan, (o, next_base), reason, kept.durable_end);
         if mode == Mode::Strict {
             return Err(finding.into_error(kept.durable_end));
         }
         finding.repaired(dir, &mut kept.repaired);
     }
     Ok(Outcome::Ends { scan, store_len })
+}
+
+/// The corruption a scan of the store at `spath` that stopped at offset `o` found
+/// (the next segment starts at `next_base`).
+fn scan_finding(
+    spath: std::path::PathBuf,
+    scan: &Scan,
+    (o, next_base): (u64, Option<u64>),
+    reason: String,
+    durable_end: Option<u64>,
+) -> Finding {
+    let evidence_end = match scan.tail {
+        Tail::Torn {
+            evidence: Some((_, offset)),
+            ..
+        } => offset + 1,
+        _ => 0,
+    };
+    Finding {
+        path: spath,
+        position: scan.valid_bytes,
+        reason,
+        first: o,
+        known_end: durable_end
+            .unwrap_or(0)
+            .max(evidence_end)
+            .max(next_base.unwrap_or(o)),
+        repairable: true,
+    }
 }
 
 /// A non-last segment `base..next` whose scan found at least all its records:
