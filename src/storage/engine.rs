@@ -84,6 +84,10 @@ struct Segments {
     /// Damage of sealed segments found at open and not rebuilt since, oldest
     /// first (only [`Log::open_for_replica`] lists any).
     damaged: Vec<DamagedRange>,
+    /// Bumped whenever sealed segments are cut away other than from the front
+    /// (a suffix truncation into them, a reset): a segment with the same range
+    /// may be written again afterwards, holding other records.
+    epoch: u64,
 }
 
 impl Segments {
@@ -263,6 +267,7 @@ impl Log {
             sealed: recovered.sealed,
             active: active.clone(),
             damaged: recovered.damaged.clone(),
+            epoch: 0,
         };
         let first_offset = segments.first_offset();
         log::info!(

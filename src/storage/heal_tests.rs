@@ -667,3 +667,35 @@ fn reads_and_appends_go_on_during_a_rebuild() {
     assert_eq!(segment_bytes(dir.path(), SEG), original);
     assert_eq!(log.next_offset(), Offset(N + 20));
 }
+
+/// A segment cut away by a suffix truncation and written again with the same
+/// range while it was being rebuilt is not replaced by the rebuilt files.
+#[test]
+fn a_segment_written_again_during_a_rebuild_is_not_replaced() {
+    let dir = closed_log("heal-rewritten");
+    edit(&store(dir.path(), SEG), |b| b[100] ^= 1);
+    let (log, _) = Log::open_for_replica(dir.path(), config()).unwrap();
+    let built = log.build_sealed(Offset(SEG), &[record(SEG)]).unwrap();
+    log.truncate_suffix(Some(Offset(SEG - 1))).unwrap();
+    let again = records(SEG, N);
+    for chunk in again.chunks(50) {
+        let batch: Vec<NewRecord<'_>> = chunk
+            .iter()
+            .map(|r| NewRecord {
+                term: r.term,
+                kind: r.kind,
+                value: &r.value,
+            })
+            .collect();
+        log.append_batch(&batch).unwrap();
+    }
+    assert_eq!(log.segment_count(), 4, "the same layout again");
+    let rewritten = segment_bytes(dir.path(), SEG);
+    assert!(matches!(
+        log.swap_in(Offset(SEG), built),
+        Err(RebuildError::Removed { .. })
+    ));
+    assert_eq!(segment_bytes(dir.path(), SEG), rewritten);
+    assert!(temp_files(dir.path()).is_empty());
+    assert_readable(&log, 0, N);
+}

@@ -206,6 +206,7 @@ impl Log {
             .map_err(io_err("truncating", &fresh.store_path))?;
         segments.sealed.truncate(t);
         segments.damaged.retain(|d| d.segment.0 < meta.base);
+        segments.epoch += 1;
         segments.active = fresh.clone();
         w.active = fresh;
         w.store_bytes = position;
@@ -325,6 +326,7 @@ impl Log {
         };
         segments.sealed.clear();
         segments.damaged.clear();
+        segments.epoch += 1;
         segments.active = fresh.clone();
         w.active = fresh;
         w.next_offset = start.0;

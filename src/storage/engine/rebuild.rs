@@ -186,6 +186,8 @@ enum Source {
 pub(crate) struct Built {
     base: u64,
     end: u64,
+    /// The segment list's epoch when the segment was located.
+    epoch: u64,
     store_temp: PathBuf,
     index_temp: PathBuf,
     report: RebuildReport,
@@ -242,16 +244,17 @@ impl Log {
         first: Offset,
         records: &[Record],
     ) -> std::result::Result<Built, RebuildError> {
-        let (base, end) = self.locate_sealed(first)?;
+        let (base, end, epoch) = self.locate_sealed(first)?;
         let locals = collect_local(&self.dir, base, end)?;
         let supplied = supplied_in(base, end, records)?;
         check_complete(base, end, &locals, &supplied)?;
         let sources = plan_sources(&self.dir, base, end, &locals, &supplied, records)?;
-        write_files(&self.dir, (base, end), &sources, records)
+        let built = write_files(&self.dir, (base, end), &sources, records)?;
+        Ok(Built { epoch, ..built })
     }
 
-    /// The sealed segment `(base, end)` holding `offset`.
-    fn locate_sealed(&self, offset: Offset) -> std::result::Result<(u64, u64), RebuildError> {
+    /// The sealed segment `(base, end)` holding `offset`, and the list's epoch.
+    fn locate_sealed(&self, offset: Offset) -> std::result::Result<(u64, u64, u64), RebuildError> {
         let segments = read_lock!(self.segments);
         let first = self.first_offset.load(Ordering::Acquire);
         if offset.0 >= segments.active.base {
@@ -261,7 +264,11 @@ impl Log {
             });
         }
         match segments.sealed_holding(offset.0) {
-            Some(i) if offset.0 >= first => Ok((segments.sealed[i].base, segments.sealed_next(i))),
+            Some(i) if offset.0 >= first => Ok((
+                segments.sealed[i].base,
+                segments.sealed_next(i),
+                segments.epoch,
+            )),
             _ => Err(RebuildError::Removed {
                 offset,
                 first: Offset(first),
@@ -300,11 +307,14 @@ impl Log {
         {
             let mut segments = write_lock!(self.segments);
             let first_offset = self.first_offset.load(Ordering::Acquire);
+            // The same range is not enough: cut away and written again, it may
+            // hold other records (the epoch says).
             let still = segments
                 .sealed
                 .iter()
                 .position(|m| m.base == built.base)
-                .filter(|&i| segments.sealed_next(i) == built.end && built.base >= first_offset);
+                .filter(|&i| segments.sealed_next(i) == built.end && built.base >= first_offset)
+                .filter(|_| segments.epoch == built.epoch);
             let Some(i) = still else {
                 return Err(if first.0 >= segments.active.base {
                     RebuildError::NotSealed {
@@ -592,6 +602,7 @@ fn write_files(
     let built = Built {
         base,
         end,
+        epoch: 0,
         store_temp,
         index_temp,
         report: RebuildReport {
