@@ -1,7 +1,10 @@
-//! [`Log`]: the segmented log itself. This file holds the state, `open`, the
-//! append path, `sync` and `close`; `engine/read.rs` the read path;
-//! `engine/maintenance.rs` truncation, reset and retention. The design, formats
-//! and lock order are in the module doc of [`crate::storage`].
+//! [`Log`]: the segmented log itself. This file holds the state, the three opens
+//! (`open` strict, `open_and_repair` cutting, `open_for_replica` quarantining
+//! damaged sealed segments), the append path, `sync` and `close`;
+//! `engine/read.rs` the read path; `engine/maintenance.rs` truncation, reset and
+//! retention; `engine/rebuild.rs` rebuilding a sealed segment from supplied
+//! records. The design, formats and lock order are in the module doc of
+//! [`crate::storage`].
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -14,7 +17,7 @@ use super::error::{Result, StorageError};
 use super::index::{self, SLOT_BYTES};
 use super::publish::Publication;
 use super::record::{encode_into, encoded_bytes, NewRecord, RECORD_HEADER_BYTES};
-use super::recovery::{self, Mode, SealedMeta, TruncatedRange};
+use super::recovery::{self, DamagedRange, Mode, ReplicaRecovery, SealedMeta, TruncatedRange};
 use super::segment::{self, ActiveSegment};
 use super::LogConfig;
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, RwLock};
@@ -42,8 +45,10 @@ macro_rules! write_lock {
 
 mod maintenance;
 mod read;
+mod rebuild;
 
 pub use read::RecordRef;
+pub use rebuild::{RebuildError, RebuildReport};
 
 /// A sealed segment rolled in this process whose files are not yet fsynced and
 /// whose index is not yet trimmed; the next [`Log::sync`] seals it on disk.
@@ -76,6 +81,13 @@ struct Segments {
     /// Oldest first; the active segment follows the last one.
     sealed: Vec<SealedMeta>,
     active: Arc<ActiveSegment>,
+    /// Damage of sealed segments found at open and not rebuilt since, oldest
+    /// first (only [`Log::open_for_replica`] lists any).
+    damaged: Vec<DamagedRange>,
+    /// Bumped whenever sealed segments are cut away other than from the front
+    /// (a suffix truncation into them, a reset): a segment with the same range
+    /// may be written again afterwards, holding other records.
+    epoch: u64,
 }
 
 impl Segments {
@@ -99,6 +111,11 @@ impl Segments {
             .checked_sub(1)
     }
 
+    /// Forgets the damage listed for the segment with this base.
+    fn forget_damage(&mut self, base: u64) {
+        self.damaged.retain(|d| d.segment.0 != base);
+    }
+
     fn sealed_bytes(&self, i: usize) -> u64 {
         let meta = self.sealed[i];
         meta.store_bytes + (self.sealed_next(i) - meta.base) * SLOT_BYTES
@@ -117,6 +134,9 @@ pub struct Log {
     dir: PathBuf,
     config: LogConfig,
     index_capacity: u64,
+    /// Serializes [`Log::rebuild_sealed`] calls (held while files are built,
+    /// which no other lock is).
+    rebuild_lock: Mutex<()>,
     sync_lock: Mutex<()>,
     writer: Mutex<Writer>,
     segments: RwLock<Segments>,
@@ -185,18 +205,45 @@ impl Log {
     ///
     /// Records after the cut are lost, so use it only where they can be fetched
     /// again (a Raft follower re-fetches from the leader), typically after `open`
-    /// returned [`StorageError::Corrupt`]. Sealed segments are still not scanned:
+    /// returned [`StorageError::Corrupt`]; [`Log::open_for_replica`] loses less
+    /// (it cuts only in the last segment). Sealed segments are still not scanned:
     /// damage there shows up as [`StorageError::CorruptRecord`] on read (and to the
     /// scrubber), and `truncate_suffix` to just before the damaged offset removes it.
     pub fn open_and_repair(dir: &Path, config: LogConfig) -> Result<(Log, Option<TruncatedRange>)> {
-        Log::open_with(dir, config, Mode::Repair)
+        Log::open_with(dir, config, Mode::Repair).map(|(log, recovery)| (log, recovery.cut))
     }
 
-    fn open_with(
-        dir: &Path,
-        config: LogConfig,
-        mode: Mode,
-    ) -> Result<(Log, Option<TruncatedRange>)> {
+    /// The open of a replica that can refetch damaged records from its peers.
+    /// Damage in the last (active) segment, or a lost tail, is cut exactly as
+    /// [`Log::open_and_repair`] does (the Raft layer refetches the tail). Damage
+    /// of a *sealed* segment (its files missing, a hole between segments, an
+    /// index that disagrees with its store, a store cut short or with bytes after
+    /// its last record) is quarantined instead: the segment keeps its offsets,
+    /// later segments are untouched, `first_offset`/`next_offset` stay as they
+    /// were, reads of the offsets that cannot be read return
+    /// [`StorageError::CorruptRecord`] (all of the segment when no usable index
+    /// or store is left) and reads elsewhere are unaffected. Returns the log, what
+    /// was cut and the damaged ranges (also [`Log::damaged_ranges`]), which
+    /// [`Log::rebuild_sealed`] repairs from records fetched from a peer.
+    ///
+    /// Retention, `truncate_prefix` and `truncate_suffix` work with quarantined
+    /// segments present (removing one removes its damage from the list), except
+    /// that `truncate_suffix` cannot keep part of a segment no read can use.
+    pub fn open_for_replica(dir: &Path, config: LogConfig) -> Result<(Log, ReplicaRecovery)> {
+        Log::open_with(dir, config, Mode::Replica)
+    }
+
+    /// Damage of sealed segments found by [`Log::open_for_replica`] and not
+    /// rebuilt, truncated or removed since, oldest first. Records found damaged
+    /// later by reads or the scrubber are not added (the caller tracks those);
+    /// [`Log::rebuild_sealed`] repairs them too.
+    pub fn damaged_ranges(&self) -> Vec<DamagedRange> {
+        self.segments
+            .read()
+            .map_or_else(|_| Vec::new(), |s| s.damaged.clone())
+    }
+
+    fn open_with(dir: &Path, config: LogConfig, mode: Mode) -> Result<(Log, ReplicaRecovery)> {
         if config.max_store_bytes > u64::from(u32::MAX)
             || config.max_store_bytes < RECORD_HEADER_BYTES as u64
         {
@@ -219,6 +266,8 @@ impl Log {
         let segments = Segments {
             sealed: recovered.sealed,
             active: active.clone(),
+            damaged: recovered.damaged.clone(),
+            epoch: 0,
         };
         let first_offset = segments.first_offset();
         log::info!(
@@ -242,6 +291,7 @@ impl Log {
             lock_file,
             dir: dir.to_path_buf(),
             index_capacity,
+            rebuild_lock: Mutex::new(()),
             sync_lock: Mutex::new(()),
             writer: Mutex::new(Writer {
                 active,
@@ -262,18 +312,24 @@ impl Log {
             checkpoint_written: Mutex::new(written.then(std::time::Instant::now)),
             config,
         };
-        Ok((log, recovered.repaired))
+        let recovery = ReplicaRecovery {
+            cut: recovered.repaired,
+            damaged: recovered.damaged,
+        };
+        Ok((log, recovery))
     }
 
-    /// The sealed segments as `(base, next base, indexed store bytes)`, oldest first.
-    pub(crate) fn sealed_segments(&self) -> Vec<(u64, u64, u64)> {
+    /// The sealed segments as `(base, next base, indexed store bytes)`, oldest
+    /// first; the store bytes are `None` for a quarantined segment no read can use.
+    pub(crate) fn sealed_segments(&self) -> Vec<(u64, u64, Option<u64>)> {
         let Ok(segments) = self.segments.read() else {
             return Vec::new();
         };
         (0..segments.sealed.len())
             .map(|i| {
                 let meta = segments.sealed[i];
-                (meta.base, segments.sealed_next(i), meta.store_bytes)
+                let store_bytes = (!meta.unreadable).then_some(meta.store_bytes);
+                (meta.base, segments.sealed_next(i), store_bytes)
             })
             .collect()
     }
@@ -499,10 +555,9 @@ impl Log {
         let old = std::mem::replace(&mut w.active, fresh.clone());
         {
             let mut segments = write_lock!(self.segments);
-            segments.sealed.push(SealedMeta {
-                base: old.base,
-                store_bytes: w.store_bytes,
-            });
+            segments
+                .sealed
+                .push(SealedMeta::readable(old.base, w.store_bytes));
             segments.active = fresh;
             self.publication.publish(base, 0);
         }

@@ -64,9 +64,10 @@
 //!
 //! # Concurrency
 //!
-//! Four locks, always taken in this order: `sync` (serializes `sync` with
-//! structural changes), `writer` (the append path), `segments` (an `RwLock` over the
-//! segment list) and the sealed-segment cache. Appends take only `writer`, except
+//! Five locks, always taken in this order: `rebuild` (serializes
+//! [`Log::rebuild_sealed`], held while it builds files, when it holds no other),
+//! `sync` (serializes `sync` with structural changes), `writer` (the append path),
+//! `segments` (an `RwLock` over the segment list) and the sealed-segment cache. Appends take only `writer`, except
 //! for the short exclusive section of a segment roll. Readers take `segments`
 //! shared for the duration of a read and never take `writer` or `sync`, so they do
 //! not wait for appends or fsyncs. The *readable end* (next offset and end of the
@@ -95,6 +96,21 @@
 //! of refusing (a Raft follower refetches) and returns what it cut;
 //! [`repair::repair`] (`commitlogd repair`) does so for an operator who acknowledges
 //! the first damaged offset.
+//!
+//! # Self-healing (replicas)
+//!
+//! [`Log::open_for_replica`] cuts only damage in the last segment; damage of a
+//! sealed segment (missing files, a hole, an index that disagrees with its store,
+//! a store cut short or with bytes after its last record) is *quarantined*: the
+//! segment keeps its offsets, reads of what cannot be read are
+//! [`StorageError::CorruptRecord`], later segments stay, and the ranges are
+//! returned ([`DamagedRange`], also [`Log::damaged_ranges`]). The node fetches the
+//! records from a peer and calls [`Log::rebuild_sealed`], which writes a whole
+//! segment from the intact local records plus the supplied ones (never
+//! overwriting an intact record) to temporary files, fsyncs and renames them
+//! over the old ones, and swaps the segment in under the locks; since encoding is
+//! deterministic the result is the undamaged original, byte for byte. It also
+//! repairs records found damaged later by reads or the scrubber.
 //!
 //! # Disk full
 //!
@@ -129,12 +145,14 @@ mod segment;
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]
+mod heal_tests;
+#[cfg(test)]
 mod tests;
 
-pub use self::engine::{Log, RecordRef};
+pub use self::engine::{Log, RebuildError, RebuildReport, RecordRef};
 pub use self::error::{Damage, Result, StorageError};
 pub use self::record::{NewRecord, Record, RECORD_HEADER_BYTES};
-pub use self::recovery::TruncatedRange;
+pub use self::recovery::{DamagedRange, ReplicaRecovery, TruncatedRange};
 pub use crate::types::{Offset, RecordKind, Term};
 
 /// Configuration of a [`Log`].

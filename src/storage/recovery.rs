@@ -39,6 +39,27 @@
 //!    damaged records; a store shorter than its index is scanned under rule 2.
 //! 4. Without a checkpoint (logs written before it existed, or a damaged one) `E`
 //!    is unknown: only the evidence rules apply, exactly as above with `E = 0`.
+//! 5. Replica mode ([`Log::open_for_replica`](super::Log::open_for_replica)):
+//!    corruption rules 1 and 2 find in a segment that is *not the last* (a listed
+//!    segment missing while a later one exists, a missing store, a hole, a sealed
+//!    store cut short, an index that disagrees with its damaged store, more records
+//!    than the segment holds) is *quarantined*: the segment keeps its offsets,
+//!    nothing is cut and later segments stay. A store that ends cleanly where its
+//!    sealed index ends is a whole segment, and the offsets after it up to the next
+//!    segment become a segment of their own with no files; a whole index (exactly
+//!    `8 * count` bytes) keeps the records the store still holds readable through
+//!    it; otherwise no read can use the segment. Each such range, and each flaw
+//!    rule 3 notes (bytes after the last record, a damaged last record or its
+//!    slot), is returned as a `DamagedRange`. Quarantined segments are listed in
+//!    the checkpoint like the others, so the next open finds them again (rule 1),
+//!    and a strict open refuses them. Damage in the last segment, or a lost tail,
+//!    is cut as in repair mode. `Log::rebuild_sealed` (`engine/rebuild.rs`)
+//!    replaces a sealed segment by a whole one written to `<base>.store.tmp` /
+//!    `<base>.index.tmp`, fsynced and renamed over the old files; temporary files
+//!    a crash leaves are removed at open, so a crash leaves the old files or the
+//!    new ones (each file is renamed atomically, and the new ones are the
+//!    undamaged originals byte for byte, so any mix is a state these rules read
+//!    correctly).
 //!
 //! A cut never removes a record below `E` without an error. `E` lags the real
 //! durable end by at most the lazy interval (about a second of writes; exact after
@@ -53,8 +74,11 @@
 //! [`Log::open_and_repair`](super::Log::open_and_repair) turns every such report
 //! into a cut just before the damage and returns what it cut, for a node that can
 //! refetch it; `storage::repair` does the same for one acknowledged offset.
+//! [`Log::open_for_replica`](super::Log::open_for_replica) cuts only damage of the
+//! last segment and quarantines the rest (rule 5), so a replica refetches just the
+//! damaged ranges.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -80,6 +104,10 @@ pub(crate) enum Mode {
     /// Cut the log just before it (and warn): for a node that can re-fetch the
     /// lost records, e.g. a Raft follower.
     Repair,
+    /// Like `Repair` for damage in the last segment, but damage of a sealed
+    /// segment is quarantined: the segment keeps its offsets, reads of what
+    /// cannot be read fail, and the range is reported (rule 5).
+    Replica,
 }
 
 /// What [`crate::storage::Log::open_and_repair`] cut.
@@ -94,12 +122,62 @@ pub struct TruncatedRange {
     pub reason: String,
 }
 
+/// What [`crate::storage::Log::open_for_replica`] did to the log it opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaRecovery {
+    /// Damage in the last (active) segment, or a lost tail, cut as
+    /// [`crate::storage::Log::open_and_repair`] does (`None`: nothing cut).
+    pub cut: Option<TruncatedRange>,
+    /// Damage in sealed segments, quarantined or noted (oldest first); the same
+    /// list as [`crate::storage::Log::damaged_ranges`] right after the open.
+    pub damaged: Vec<DamagedRange>,
+}
+
+/// A damaged part of a sealed segment that [`crate::storage::Log::open_for_replica`]
+/// quarantined instead of cutting (rule 5 of `storage/recovery.rs`), or that it
+/// found while checking a sealed segment. [`crate::storage::Log::rebuild_sealed`]
+/// of `segment` repairs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DamagedRange {
+    /// Base offset of the sealed segment holding the damage.
+    pub segment: Offset,
+    /// One past the segment's last offset (the next segment's base).
+    pub segment_end: Offset,
+    /// First offset that reads may fail for (`CorruptRecord`).
+    pub first: Offset,
+    /// One past the last such offset. `first == end == segment_end` when no
+    /// record is affected (bytes after the segment's last record).
+    pub end: Offset,
+    /// True when the checkpoint's durable end covers `first..end`: those records
+    /// were fsynced (and may have been acknowledged). False when open cannot tell
+    /// (no checkpoint, or above its durable end): they may never have been
+    /// durable, so a refetch must check the log-matching rule at both ends.
+    /// Every open records its end as durable, so damage quarantined by an earlier
+    /// open is reported below the durable end by the next one.
+    pub below_durable_end: bool,
+    /// What was damaged.
+    pub reason: String,
+}
+
 /// A sealed segment as the log tracks it without opening it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SealedMeta {
     pub base: u64,
     /// Bytes of the store covered by its records (the indexed end).
     pub store_bytes: u64,
+    /// Quarantined as a whole (files missing or no usable index): every read in
+    /// it is `CorruptRecord` until it is rebuilt.
+    pub unreadable: bool,
+}
+
+impl SealedMeta {
+    pub fn readable(base: u64, store_bytes: u64) -> SealedMeta {
+        SealedMeta {
+            base,
+            store_bytes,
+            unreadable: false,
+        }
+    }
 }
 
 /// What [`recover`] hands to the log.
@@ -115,6 +193,8 @@ pub(crate) struct Recovered {
     pub active_store_bytes: u64,
     /// What [`Mode::Repair`] cut because it was damaged (`None`: nothing).
     pub repaired: Option<TruncatedRange>,
+    /// What [`Mode::Replica`] quarantined or noted in sealed segments.
+    pub damaged: Vec<DamagedRange>,
 }
 
 /// How a store scan ended.
@@ -200,7 +280,7 @@ pub(crate) fn scan_store(file: &File, path: &Path, store_bytes: u64, base: u64) 
 /// filtered on the cheap header fields (a plausible offset, a known kind, zero
 /// reserved bytes, a length that fits) before the crc is computed, so the search
 /// is one linear pass; it runs only when a scan met damage.
-fn find_valid_record(
+pub(crate) fn find_valid_record(
     file: &File,
     path: &Path,
     from: u64,
@@ -317,17 +397,23 @@ fn open_store(path: &Path) -> Result<File> {
         .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))
 }
 
-/// Suffix of the temporary file a rebuilt sealed index is written to.
+/// Suffix of the temporary file a rebuilt sealed index (or a rebuilt segment's
+/// file) is written to before it is renamed over the file; removed at open.
 const TEMP_SUFFIX: &str = ".tmp";
+
+/// The temporary name of `path` while it is being rewritten.
+pub(crate) fn temp_path(path: &Path) -> std::path::PathBuf {
+    let mut temp = path.as_os_str().to_os_string();
+    temp.push(TEMP_SUFFIX);
+    std::path::PathBuf::from(temp)
+}
 
 /// Writes a sealed index (exactly `positions.len()` slots) the crash-safe way:
 /// write a temporary file, fsync it, rename it over the index, fsync the directory.
 /// A crash at any point leaves either the old index or the complete new one.
 fn write_sealed_index(dir: &Path, base: u64, positions: &[u32]) -> Result<()> {
     let path = index_path(dir, base);
-    let mut temp = path.clone().into_os_string();
-    temp.push(TEMP_SUFFIX);
-    let temp = std::path::PathBuf::from(temp);
+    let temp = temp_path(&path);
     let mut bytes = Vec::with_capacity(positions.len() * SLOT_BYTES as usize);
     for (slot, &pos) in positions.iter().enumerate() {
         let rel = u32::try_from(slot)
@@ -425,15 +511,23 @@ impl Finding {
 }
 
 /// Rule 1: the first segment the checkpoint lists below its durable end whose
-/// store is missing.
-fn missing_listed(dir: &Path, cp: &Checkpoint, found: &BTreeMap<u64, Found>) -> Option<Finding> {
+/// store is missing. In replica mode only one with no segment found after it (the log's tail is
+/// lost); the others are quarantined (rule 5).
+fn missing_listed(
+    dir: &Path,
+    cp: &Checkpoint,
+    found: &BTreeMap<u64, Found>,
+    mode: Mode,
+) -> Option<Finding> {
+    let last = found.keys().next_back().copied();
     let missing = cp
         .bases
         .iter()
         .copied()
         .take_while(|&b| b < cp.durable_end)
+        .filter(|&b| mode != Mode::Replica || last.is_none_or(|l| l <= b))
         .find(|b| found.get(b).is_none_or(|f| f.store.is_none()))?;
-    let last_found = found.keys().next_back().copied().unwrap_or(0);
+    let last_found = last.unwrap_or(0);
     Some(Finding {
         path: store_path(dir, missing),
         position: 0,
@@ -446,6 +540,18 @@ fn missing_listed(dir: &Path, cp: &Checkpoint, found: &BTreeMap<u64, Found>) -> 
         known_end: cp.durable_end.max(last_found),
         repairable: found.keys().any(|&b| b < missing),
     })
+}
+
+/// Rule 5: listed segments below the durable end with no file at all and a
+/// segment found after them (a hole, not a lost tail), to quarantine.
+fn lost_between(cp: &Checkpoint, found: &BTreeMap<u64, Found>) -> BTreeSet<u64> {
+    let last = found.keys().next_back().copied();
+    cp.bases
+        .iter()
+        .copied()
+        .take_while(|&b| b < cp.durable_end)
+        .filter(|b| !found.contains_key(b) && last.is_some_and(|l| l > *b))
+        .collect()
 }
 
 /// Rule 2: is the end of a scan at offset `o` damage rather than a torn tail?
@@ -473,12 +579,35 @@ fn damage_reason(o: u64, durable_end: Option<u64>, tail: &Tail, hole: bool) -> O
     })
 }
 
+/// Something wrong in a sealed segment that does not stop it being read:
+/// offsets `first..end` may fail to read (`first == end`: none).
+struct Flaw {
+    first: u64,
+    end: u64,
+    reason: String,
+}
+
+/// A sealed segment that passed rule 3: its indexed store end, and what is wrong
+/// in it if anything.
+struct Checked {
+    store_bytes: u64,
+    flaw: Option<Flaw>,
+}
+
 /// Rule 3: the cheap structural check of a sealed segment of `count` records whose
 /// store is `store_len` bytes. Returns the indexed end of the store, or `None` when
 /// the store is shorter than its index says (the caller scans it).
-fn check_sealed(dir: &Path, base: u64, count: u64, store_len: u64) -> Result<Option<u64>> {
+fn check_sealed(dir: &Path, base: u64, count: u64, store_len: u64) -> Result<Option<Checked>> {
     let last = base + count - 1;
     let spath = store_path(dir, base);
+    let damaged_last = |reason: String| Checked {
+        store_bytes: store_len,
+        flaw: Some(Flaw {
+            first: last,
+            end: last + 1,
+            reason,
+        }),
+    };
     let position = match segment::read_index_slot(dir, base, count - 1) {
         Ok(position) => position,
         Err(StorageError::Corrupt { reason, .. }) => {
@@ -487,7 +616,7 @@ fn check_sealed(dir: &Path, base: u64, count: u64, store_len: u64) -> Result<Opt
                  ({reason}); reads of that record will fail",
                 dir.display()
             );
-            return Ok(Some(store_len));
+            return Ok(Some(damaged_last(format!("index slot damaged: {reason}"))));
         }
         Err(e) => return Err(e),
     };
@@ -500,6 +629,7 @@ fn check_sealed(dir: &Path, base: u64, count: u64, store_len: u64) -> Result<Opt
     match reader.next_step()? {
         Step::Record { header, .. } if header.offset == last => {
             let end = position + header.total_bytes();
+            let mut flaw = None;
             if end < store_len {
                 log::warn!(
                     "log {}: {} holds {} bytes after its last indexed record (appended \
@@ -508,8 +638,16 @@ fn check_sealed(dir: &Path, base: u64, count: u64, store_len: u64) -> Result<Opt
                     spath.display(),
                     store_len - end
                 );
+                flaw = Some(Flaw {
+                    first: base + count,
+                    end: base + count,
+                    reason: format!("{} bytes after the last record", store_len - end),
+                });
             }
-            Ok(Some(end))
+            Ok(Some(Checked {
+                store_bytes: end,
+                flaw,
+            }))
         }
         _ => {
             log::warn!(
@@ -518,9 +656,73 @@ fn check_sealed(dir: &Path, base: u64, count: u64, store_len: u64) -> Result<Opt
                 dir.display(),
                 spath.display()
             );
-            Ok(Some(store_len))
+            Ok(Some(damaged_last("the last record is damaged".into())))
         }
     }
+}
+
+/// What recovery has kept so far.
+struct Kept {
+    sealed: Vec<SealedMeta>,
+    damaged: Vec<DamagedRange>,
+    repaired: Option<TruncatedRange>,
+    durable_end: Option<u64>,
+}
+
+impl Kept {
+    /// Reports a flaw of the sealed segment `base..next` (listed in replica mode).
+    fn note(&mut self, mode: Mode, base: u64, next: u64, flaw: Flaw) {
+        if mode != Mode::Replica {
+            return;
+        }
+        self.damaged.push(DamagedRange {
+            segment: Offset(base),
+            segment_end: Offset(next),
+            first: Offset(flaw.first),
+            end: Offset(flaw.end),
+            below_durable_end: self.durable_end.is_some_and(|e| flaw.end <= e),
+            reason: flaw.reason,
+        });
+    }
+
+    fn into_recovered(self, active: ActiveSegment, count: u64, store_bytes: u64) -> Recovered {
+        Recovered {
+            sealed: self.sealed,
+            active,
+            active_count: count,
+            active_store_bytes: store_bytes,
+            repaired: self.repaired,
+            damaged: self.damaged,
+        }
+    }
+
+    /// Rule 5: keeps the offsets `base..next` as one segment no read can use.
+    fn quarantine(&mut self, dir: &Path, base: u64, next: u64, reason: String) {
+        log::warn!(
+            "log {}: quarantining offsets {base}..{next} (sealed segment {base}): {reason}; \
+             reads of them fail until the segment is rebuilt",
+            dir.display()
+        );
+        self.sealed.push(SealedMeta {
+            base,
+            store_bytes: 0,
+            unreadable: true,
+        });
+        let flaw = Flaw {
+            first: base,
+            end: next,
+            reason,
+        };
+        self.note(Mode::Replica, base, next, flaw);
+    }
+}
+
+/// How recovering one segment ended.
+enum Outcome {
+    /// It stays as a sealed segment (possibly quarantined).
+    Kept,
+    /// The log ends in it: the caller cuts it to `scan` and makes it active.
+    Ends { scan: Scan, store_len: u64 },
 }
 
 /// Opens or creates the log in `dir` (which exists) and recovers it (rule above).
@@ -534,9 +736,17 @@ pub(crate) fn recover(
     let cp = checkpoint::read(dir)?;
     let durable_end = cp.as_ref().map(|c| c.durable_end);
     let mut found = list_segments(dir)?;
-    let mut repaired = None;
+    let mut kept = Kept {
+        sealed: Vec::new(),
+        damaged: Vec::new(),
+        repaired: None,
+        durable_end,
+    };
     let mut empty_start = initial_offset;
-    if let Some(finding) = cp.as_ref().and_then(|cp| missing_listed(dir, cp, &found)) {
+    if let Some(finding) = cp
+        .as_ref()
+        .and_then(|cp| missing_listed(dir, cp, &found, mode))
+    {
         if mode == Mode::Strict {
             return Err(finding.into_error(durable_end));
         }
@@ -546,104 +756,37 @@ pub(crate) fn recover(
             found.remove(base);
         }
         empty_start = finding.first;
-        finding.repaired(dir, &mut repaired);
+        finding.repaired(dir, &mut kept.repaired);
     }
-    let bases: Vec<u64> = found.keys().copied().collect();
+    let lost = match (&cp, mode) {
+        (Some(cp), Mode::Replica) => lost_between(cp, &found),
+        _ => BTreeSet::new(),
+    };
+    let mut bases: Vec<u64> = found.keys().chain(&lost).copied().collect();
+    bases.sort_unstable();
     if bases.is_empty() {
         let active = ActiveSegment::open(dir, empty_start, index_capacity, 0)?;
         segment::sync_dir(dir)?;
-        return Ok(Recovered {
-            sealed: Vec::new(),
-            active,
-            active_count: 0,
-            active_store_bytes: 0,
-            repaired,
-        });
+        return Ok(kept.into_recovered(active, 0, 0));
     }
-    let mut sealed = Vec::new();
     for (i, &base) in bases.iter().enumerate() {
         let files = found.get(&base).copied().unwrap_or_default();
         let next_base = bases.get(i + 1).copied();
-        if let (Some(next), Some(store_len)) = (next_base, files.store) {
-            if files.index == Some(index::sealed_file_bytes(next - base)) {
-                if let Some(store_bytes) = check_sealed(dir, base, next - base, store_len)? {
-                    sealed.push(SealedMeta { base, store_bytes });
-                    continue;
-                }
-            }
-        }
-        let spath = store_path(dir, base);
-        if files.store.is_none() && mode == Mode::Strict {
-            let finding = Finding {
-                path: spath,
-                position: 0,
-                reason: format!("the store of segment {base} is missing"),
-                first: base,
-                known_end: durable_end.unwrap_or(0).max(next_base.unwrap_or(base)),
-                repairable: i > 0,
-            };
-            return Err(finding.into_error(durable_end));
-        }
-        let store = open_store(&spath)?;
-        let store_len = files.store.unwrap_or(0);
-        let scan = scan_store(&store, &spath, store_len, base)?;
-        drop(store);
-        let count = scan.positions.len() as u64;
-        let o = base + count;
-        if let Some(next) = next_base {
-            let expected = next - base;
-            if count > expected {
-                return Err(StorageError::corrupt(
-                    &spath,
-                    u64::from(scan.positions[expected as usize]),
-                    format!(
-                        "segment {base} holds {count} records but the next segment starts at \
-                         offset {next}"
-                    ),
-                ));
-            }
-            if count == expected {
-                let meta = seal_scanned(dir, base, expected, &scan, &spath)?;
-                sealed.push(meta);
-                continue;
-            }
-        }
-        let hole = next_base.is_some()
-            && !files.index.is_some_and(|len| {
-                len > index::sealed_file_bytes(next_base.unwrap_or(base) - base)
-            });
-        if let Some(reason) = damage_reason(o, durable_end, &scan.tail, hole) {
-            let evidence_end = match scan.tail {
-                Tail::Torn {
-                    evidence: Some((_, offset)),
-                    ..
-                } => offset + 1,
-                _ => 0,
-            };
-            let finding = Finding {
-                path: spath.clone(),
-                position: scan.valid_bytes,
-                reason,
-                first: o,
-                known_end: durable_end
-                    .unwrap_or(0)
-                    .max(evidence_end)
-                    .max(next_base.unwrap_or(o)),
-                repairable: true,
-            };
-            if mode == Mode::Strict {
-                return Err(finding.into_error(durable_end));
-            }
-            finding.repaired(dir, &mut repaired);
-        }
+        let Outcome::Ends { scan, store_len } =
+            recover_segment(dir, (base, next_base), files, i > 0, mode, &mut kept)?
+        else {
+            continue;
+        };
         // The log ends here: cut the torn tail (or, repairing, the damage) and drop
         // the later segments.
+        let count = scan.positions.len() as u64;
         let later = &bases[i + 1..];
         if !later.is_empty() {
             log::warn!(
-                "log {}: segment {base} ends at offset {o}, before the next segment; \
+                "log {}: segment {base} ends at offset {}, before the next segment; \
                  removing {} later segment(s) that were never durable",
                 dir.display(),
+                base + count,
                 later.len()
             );
             remove_segments_newest_first(dir, later)?;
@@ -651,17 +794,201 @@ pub(crate) fn recover(
         let (active, active_store_bytes) =
             activate_last(dir, base, index_capacity, &scan, store_len)?;
         segment::sync_dir(dir)?;
-        return Ok(Recovered {
-            sealed,
-            active,
-            active_count: count,
-            active_store_bytes,
-            repaired,
-        });
+        return Ok(kept.into_recovered(active, count, active_store_bytes));
     }
     Err(StorageError::InvalidConfig {
         reason: "internal: segment list ended without a last segment".into(),
     })
+}
+
+/// Recovers the segment `base` (rules 2, 3 and 5): keeps it sealed, or says the
+/// log ends in it (then it was scanned). `next_base`: the next segment's base
+/// (`None`: this is the last one). `has_earlier`: a segment precedes it.
+fn recover_segment(
+    dir: &Path,
+    (base, next_base): (u64, Option<u64>),
+    files: Found,
+    has_earlier: bool,
+    mode: Mode,
+    kept: &mut Kept,
+) -> Result<Outcome> {
+    if let (Some(next), Some(store_len)) = (next_base, files.store) {
+        if files.index == Some(index::sealed_file_bytes(next - base)) {
+            if let Some(checked) = check_sealed(dir, base, next - base, store_len)? {
+                kept.sealed
+                    .push(SealedMeta::readable(base, checked.store_bytes));
+                if let Some(flaw) = checked.flaw {
+                    kept.note(mode, base, next, flaw);
+                }
+                return Ok(Outcome::Kept);
+            }
+        }
+    }
+    let spath = store_path(dir, base);
+    if files.store.is_none() {
+        if let (Mode::Replica, Some(next)) = (mode, next_base) {
+            let reason = format!("the store of segment {base} is missing");
+            kept.quarantine(dir, base, next, reason);
+            return Ok(Outcome::Kept);
+        }
+        if mode == Mode::Strict {
+            let finding = Finding {
+                path: spath,
+                position: 0,
+                reason: format!("the store of segment {base} is missing"),
+                first: base,
+                known_end: kept.durable_end.unwrap_or(0).max(next_base.unwrap_or(base)),
+                repairable: has_earlier,
+            };
+            return Err(finding.into_error(kept.durable_end));
+        }
+    }
+    let store = open_store(&spath)?;
+    let store_len = files.store.unwrap_or(0);
+    let scan = scan_store(&store, &spath, store_len, base)?;
+    drop(store);
+    if let Some(next) = next_base {
+        if seal_complete(dir, (base, next), &scan, mode, kept)? {
+            return Ok(Outcome::Kept);
+        }
+    }
+    let o = base + scan.positions.len() as u64;
+    // Not the last segment, and its index is not the larger active-size file of
+    // a segment rolled but never synced.
+    let hole = next_base.is_some_and(|next| {
+        files
+            .index
+            .is_none_or(|len| len <= index::sealed_file_bytes(next - base))
+    });
+    if let Some(reason) = damage_reason(o, kept.durable_end, &scan.tail, hole) {
+        if let (Mode::Replica, Some(next)) = (mode, next_base) {
+            quarantine_scanned(dir, (base, next), files, &scan, reason, kept)?;
+            return Ok(Outcome::Kept);
+        }
+        let finding = scan_finding(spath, &scan, (o, next_base), reason, kept.durable_end);
+        if mode == Mode::Strict {
+            return Err(finding.into_error(kept.durable_end));
+        }
+        finding.repaired(dir, &mut kept.repaired);
+    }
+    Ok(Outcome::Ends { scan, store_len })
+}
+
+/// The corruption a scan of the store at `spath` that stopped at offset `o` found
+/// (the next segment starts at `next_base`).
+fn scan_finding(
+    spath: std::path::PathBuf,
+    scan: &Scan,
+    (o, next_base): (u64, Option<u64>),
+    reason: String,
+    durable_end: Option<u64>,
+) -> Finding {
+    let evidence_end = match scan.tail {
+        Tail::Torn {
+            evidence: Some((_, offset)),
+            ..
+        } => offset + 1,
+        _ => 0,
+    };
+    Finding {
+        path: spath,
+        position: scan.valid_bytes,
+        reason,
+        first: o,
+        known_end: durable_end
+            .unwrap_or(0)
+            .max(evidence_end)
+            .max(next_base.unwrap_or(o)),
+        repairable: true,
+    }
+}
+
+/// A non-last segment `base..next` whose scan found at least all its records:
+/// sealed (returns true). More records than the segment holds is corruption,
+/// except in replica mode, where they are noted like other trailing bytes.
+fn seal_complete(
+    dir: &Path,
+    (base, next): (u64, u64),
+    scan: &Scan,
+    mode: Mode,
+    kept: &mut Kept,
+) -> Result<bool> {
+    let count = scan.positions.len() as u64;
+    let expected = next - base;
+    let spath = store_path(dir, base);
+    if count > expected && mode != Mode::Replica {
+        return Err(StorageError::corrupt(
+            &spath,
+            u64::from(scan.positions[expected as usize]),
+            format!(
+                "segment {base} holds {count} records but the next segment starts at \
+                 offset {next}"
+            ),
+        ));
+    }
+    if count < expected {
+        return Ok(false);
+    }
+    kept.sealed
+        .push(seal_scanned(dir, base, expected, scan, &spath)?);
+    if count > expected || scan.tail != Tail::Clean {
+        let flaw = Flaw {
+            first: next,
+            end: next,
+            reason: "bytes after the last record".into(),
+        };
+        kept.note(mode, base, next, flaw);
+    }
+    Ok(true)
+}
+
+/// Rule 5: the sealed segment `base..next`, whose scan met damage (`reason`),
+/// is quarantined instead of cut. A store that ends cleanly where its (sealed)
+/// index ends is a whole segment followed by a missing one; a whole index keeps
+/// every record the store still holds readable; otherwise no read can use it.
+fn quarantine_scanned(
+    dir: &Path,
+    (base, next): (u64, u64),
+    files: Found,
+    scan: &Scan,
+    reason: String,
+    kept: &mut Kept,
+) -> Result<()> {
+    let count = scan.positions.len() as u64;
+    let o = base + count;
+    if count > 0 && scan.tail == Tail::Clean && files.index == Some(index::sealed_file_bytes(count))
+    {
+        // As a later open will see it (the missing segment's base is then in the
+        // checkpoint): a whole segment, its index rebuilt from the scan.
+        kept.sealed.push(seal_scanned(
+            dir,
+            base,
+            count,
+            scan,
+            &store_path(dir, base),
+        )?);
+        let reason = format!("the segment of offsets {o}..{next} is missing ({reason})");
+        kept.quarantine(dir, o, next, reason);
+        return Ok(());
+    }
+    if files.index == Some(index::sealed_file_bytes(next - base)) {
+        log::warn!(
+            "log {}: sealed segment {base} is damaged from offset {o} on ({reason}); \
+             reads of damaged records fail until it is rebuilt",
+            dir.display()
+        );
+        let store_len = files.store.unwrap_or(0);
+        kept.sealed.push(SealedMeta::readable(base, store_len));
+        let flaw = Flaw {
+            first: o,
+            end: next,
+            reason,
+        };
+        kept.note(Mode::Replica, base, next, flaw);
+        return Ok(());
+    }
+    kept.quarantine(dir, base, next, reason);
+    Ok(())
 }
 
 /// A non-last segment whose scan found all `expected` records: (re)writes its
@@ -674,8 +1001,12 @@ fn seal_scanned(
     spath: &Path,
 ) -> Result<SealedMeta> {
     let positions = &scan.positions[..expected as usize];
-    let store_bytes = scan.valid_bytes;
-    if scan.tail != Tail::Clean {
+    // Records past the segment's end (replica mode only) are ignored like garbage.
+    let store_bytes = scan
+        .positions
+        .get(expected as usize)
+        .map_or(scan.valid_bytes, |&p| u64::from(p));
+    if scan.tail != Tail::Clean || positions.len() < scan.positions.len() {
         log::warn!(
             "log {}: {} holds bytes after its last record (offset {}); they are ignored",
             dir.display(),
@@ -692,7 +1023,7 @@ fn seal_scanned(
         "log {}: rebuilt the index of segment {base} ({expected} records)",
         dir.display()
     );
-    Ok(SealedMeta { base, store_bytes })
+    Ok(SealedMeta::readable(base, store_bytes))
 }
 
 /// Cuts the last segment to its valid records, rewrites its index (allocating it)

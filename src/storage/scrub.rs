@@ -107,7 +107,8 @@ impl Scrubber {
                 .partition_point(|s| s.0 <= self.next)
                 .saturating_sub(1);
             let (base, segment_end, store_bytes) = sealed[i];
-            if base == self.next {
+            // A quarantined segment has no indexed end (its reads all fail).
+            if let (true, Some(store_bytes)) = (base == self.next, store_bytes) {
                 self.check_size(base, segment_end, store_bytes, &mut faults);
             }
             let mut verified = 0u64;

@@ -134,6 +134,16 @@ impl Log {
         let meta = segments.sealed[index];
         let position = match (new_next - meta.base).checked_sub(1) {
             None => 0,
+            // Nothing of a quarantined segment can be kept (cut at its base).
+            Some(_) if meta.unreadable => {
+                return Err(StorageError::corrupt_record(
+                    new_next - 1,
+                    segment::store_path(&self.dir, meta.base),
+                    0,
+                    "cannot keep part of a quarantined segment; truncate to its base or \
+                     rebuild it first",
+                ))
+            }
             Some(prev) => {
                 let store_path = segment::store_path(&self.dir, meta.base);
                 let store = fs::File::open(&store_path).map_err(io_err("opening", &store_path))?;
@@ -195,6 +205,8 @@ impl Log {
             .set_len(position)
             .map_err(io_err("truncating", &fresh.store_path))?;
         segments.sealed.truncate(t);
+        segments.damaged.retain(|d| d.segment.0 < meta.base);
+        segments.epoch += 1;
         segments.active = fresh.clone();
         w.active = fresh;
         w.store_bytes = position;
@@ -244,6 +256,9 @@ impl Log {
         }
         w.pending_seal.retain(|p| !bases.contains(&p.base));
         segments.sealed.drain(..n);
+        for base in &bases {
+            segments.forget_damage(*base);
+        }
         self.first_offset
             .store(segments.first_offset(), Ordering::Release);
         Ok((bases, freed))
@@ -310,6 +325,8 @@ impl Log {
             Err(error) => return Err(self.fail(error)),
         };
         segments.sealed.clear();
+        segments.damaged.clear();
+        segments.epoch += 1;
         segments.active = fresh.clone();
         w.active = fresh;
         w.next_offset = start.0;
@@ -373,9 +390,15 @@ impl Log {
             Some(max_age) => {
                 let mut modified = |i: usize| -> Result<SystemTime> {
                     let path = segment::store_path(&self.dir, segments.sealed[i].base);
-                    fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .map_err(io_err("stat", &path))
+                    match fs::metadata(&path).and_then(|m| m.modified()) {
+                        Ok(time) => Ok(time),
+                        // A quarantined segment may have no store: it holds
+                        // nothing readable, so it may go as soon as its turn comes.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            Ok(SystemTime::UNIX_EPOCH)
+                        }
+                        Err(e) => Err(io_err("stat", &path)(e)),
+                    }
                 };
                 retention::drop_for_age(sizes.len(), max_age, now, &mut modified)?
             }

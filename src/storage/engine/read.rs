@@ -204,6 +204,14 @@ impl Log {
             StorageError::corrupt(&self.dir, 0, "no segment holds a readable offset")
         })?;
         let meta = segments.sealed[i];
+        if meta.unreadable {
+            return Err(StorageError::corrupt_record(
+                offset,
+                crate::storage::segment::store_path(&self.dir, meta.base),
+                0,
+                "the segment is quarantined (damaged at open) until it is rebuilt",
+            ));
+        }
         if let Some(segment) = lock!(self.cache).get(meta.base) {
             return Ok(segment);
         }
