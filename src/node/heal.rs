@@ -20,7 +20,7 @@ use crate::client::tls::ClientTls;
 use crate::client::{Client, ClientConfig};
 use crate::raft::{Entry, Index, NodeId};
 use crate::replica::heal::{Action, Anchor, FetchAnswer, FetchRequest, HealConfig, Healer};
-use crate::storage::{Log, Offset, StorageError};
+use crate::storage::{Log, Offset, Record};
 use crate::sync::{lock, wait_timeout};
 use crate::wire::{Request, ResponseBody};
 
@@ -308,6 +308,31 @@ fn find_anchor(log: &Log, end: u64) -> Option<Anchor> {
 
 /// Writes verified records in place of the damaged copies, segment by segment.
 fn write_healed(log: &Log, entries: &[Entry]) -> Result<(), String> {
-    let _ = (log, entries);
-    Err(StorageError::Closed.to_string())
+    let records: Vec<Record> = entries
+        .iter()
+        .map(|e| Record {
+            offset: Offset(e.index.0),
+            term: e.term,
+            kind: e.kind,
+            value: e.data.to_vec(),
+        })
+        .collect();
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return Ok(());
+    };
+    let (mut at, last) = (first.offset, last.offset);
+    // Bounded: every rebuild covers the whole segment holding `at`, so `at` moves
+    // past at least one record each round.
+    while at <= last {
+        let report = log
+            .rebuild_sealed(at, &records)
+            .map_err(|e| e.to_string())?;
+        if report.end <= at {
+            return Err(format!(
+                "rebuild of the segment holding {at} did not move on"
+            ));
+        }
+        at = report.end;
+    }
+    Ok(())
 }

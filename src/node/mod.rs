@@ -340,36 +340,10 @@ impl Node {
             initial_offset: Offset(1),
             ..cfg.log.clone()
         };
-        let (log, repaired) = match Log::open(&log_dir, log_config.clone()) {
-            Ok(l) => (l, false),
-            Err(e @ StorageError::Corrupt { .. }) if !has_peers(&cfg, &dir) => {
-                // Nobody to re-fetch from: never cut acknowledged records silently
-                // (the message names the repair command and the offsets at stake).
-                return Err(format!(
-                    "cannot open the log in {}: {e}. This node has no peers to heal \
-                     from, so it does not start",
-                    log_dir.display()
-                ));
-            }
-            Err(StorageError::Corrupt {
-                path,
-                position,
-                reason,
-                ..
-            }) => {
-                log::warn!(
-                    "log corrupt at {}:{position} ({reason}); cutting it there and re-fetching \
-                     from the leader (this node will not vote until it has caught up)",
-                    path.display()
-                );
-                let (l, _cut) = Log::open_and_repair(&log_dir, log_config)
-                    .map_err(|e| format!("cannot repair the log in {}: {e}", log_dir.display()))?;
-                (l, true)
-            }
-            Err(e) => return Err(format!("cannot open the log in {}: {e}", log_dir.display())),
-        };
+        let (log, repaired, damaged) = open_log(&cfg, &dir, &log_dir, log_config)?;
         let log = Arc::new(log);
         let damage = Arc::new(heal::DamageReports::default());
+        report_damage_found_at_open(&log, &damage, damaged);
         let scrubber = start_scrubber(&cfg, &log, &damage)?;
         let default_start = LogStart {
             membership: if bootstrap {
@@ -854,6 +828,70 @@ fn has_peers(cfg: &NodeConfig, dir: &std::path::Path) -> bool {
         .is_some_and(|s| s.membership.members().any(|m| m != cfg.node_id));
     let others_seen = meta::read_seeds(dir).is_ok_and(|s| !s.is_empty());
     others_in_start || others_seen
+}
+
+/// Opens the log. A node with peers keeps damaged sealed segments (quarantined, to
+/// be healed from the peers) and cuts only damage in the active segment (refetched
+/// from the leader); a node without peers refuses any corruption. Returns the log,
+/// whether something was cut, and the damaged ranges kept.
+fn open_log(
+    cfg: &NodeConfig,
+    dir: &std::path::Path,
+    log_dir: &std::path::Path,
+    log_config: LogConfig,
+) -> Result<(Log, bool, Vec<crate::storage::DamagedRange>), String> {
+    if !has_peers(cfg, dir) {
+        return match Log::open(log_dir, log_config) {
+            Ok(l) => Ok((l, false, Vec::new())),
+            // Nobody to re-fetch from: never cut acknowledged records silently (the
+            // message names the repair command and the offsets at stake).
+            Err(e @ StorageError::Corrupt { .. }) => Err(format!(
+                "cannot open the log in {}: {e}. This node has no peers to heal from, so \
+                 it does not start",
+                log_dir.display()
+            )),
+            Err(e) => Err(format!("cannot open the log in {}: {e}", log_dir.display())),
+        };
+    }
+    let (log, found) = Log::open_for_replica(log_dir, log_config)
+        .map_err(|e| format!("cannot open the log in {}: {e}", log_dir.display()))?;
+    if let Some(cut) = &found.cut {
+        log::warn!(
+            "log damaged in its newest segment: cut at {cut:?}; re-fetching from the leader \
+             (this node will not vote until it has caught up)"
+        );
+    }
+    Ok((log, found.cut.is_some(), found.damaged))
+}
+
+/// Damaged sealed ranges found at open go to the healer; bytes after a sealed
+/// segment's last record (no record affected) are cleaned up at once.
+fn report_damage_found_at_open(
+    log: &Log,
+    damage: &heal::DamageReports,
+    damaged: Vec<crate::storage::DamagedRange>,
+) {
+    for d in damaged {
+        if d.first < d.end {
+            log::warn!(
+                "damaged records {}..{} in the segment at {} ({}): healing them from peers",
+                d.first,
+                d.end,
+                d.segment,
+                d.reason
+            );
+            damage.report_range(d.first, d.end);
+            continue;
+        }
+        match log.rebuild_sealed(d.segment, &[]) {
+            Ok(_) => log::warn!(
+                "removed bytes after the last record of the segment at {} ({})",
+                d.segment,
+                d.reason
+            ),
+            Err(e) => log::warn!("segment at {}: {} ({e})", d.segment, d.reason),
+        }
+    }
 }
 
 /// The background scrubber (DESIGN 10: find latent damage before a read needs it).
