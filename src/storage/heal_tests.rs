@@ -627,14 +627,15 @@ fn reads_and_appends_go_on_during_a_rebuild() {
     });
     let (log, _) = Log::open_for_replica(dir.path(), config()).unwrap();
     let log = std::sync::Arc::new(log);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let rounds = std::sync::Arc::new(AtomicU64::new(0));
     let reader = {
-        let (log, stop) = (log.clone(), stop.clone());
+        let (log, stop, rounds) = (log.clone(), stop.clone(), rounds.clone());
         std::thread::spawn(move || {
-            let mut rounds = 0u64;
             // Bounded: stops when told, or after a fixed number of rounds.
-            while !stop.load(std::sync::atomic::Ordering::Acquire) && rounds < 100_000 {
-                let o = SEG + rounds % PER_SEGMENT;
+            while !stop.load(Ordering::Acquire) && rounds.load(Ordering::Relaxed) < 100_000_000 {
+                let o = SEG + rounds.load(Ordering::Relaxed) % PER_SEGMENT;
                 match log.read(Offset(o)) {
                     Ok(r) => assert_eq!(r, record(o)),
                     Err(StorageError::CorruptRecord { offset, .. }) => {
@@ -642,11 +643,20 @@ fn reads_and_appends_go_on_during_a_rebuild() {
                     }
                     Err(e) => panic!("read {o}: {e}"),
                 }
-                rounds += 1;
+                rounds.fetch_add(1, Ordering::Relaxed);
             }
-            rounds
         })
     };
+    // The reader is reading before the appends and the rebuild start, and still
+    // after them (a loaded machine may not schedule it at once).
+    let reader_moved_past = |seen: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while rounds.load(Ordering::Relaxed) <= seen {
+            assert!(std::time::Instant::now() < deadline, "the reader never ran");
+            std::thread::yield_now();
+        }
+    };
+    reader_moved_past(0);
     let value = record(N).value;
     for round in 0..20u64 {
         let appended = log
@@ -661,8 +671,9 @@ fn reads_and_appends_go_on_during_a_rebuild() {
             log.rebuild_sealed(Offset(SEG), &[record(SEG + 7)]).unwrap();
         }
     }
-    stop.store(true, std::sync::atomic::Ordering::Release);
-    assert!(reader.join().unwrap() > 0);
+    reader_moved_past(rounds.load(Ordering::Relaxed));
+    stop.store(true, Ordering::Release);
+    reader.join().unwrap();
     assert_eq!(log.read(Offset(SEG + 7)).unwrap(), record(SEG + 7));
     assert_eq!(segment_bytes(dir.path(), SEG), original);
     assert_eq!(log.next_offset(), Offset(N + 20));
