@@ -58,6 +58,9 @@ struct State {
     peer_dropped: u64,
     /// Approximate bytes of queued peer messages.
     peer_bytes: usize,
+    /// The raft thread is waiting on `ready`: only then does a push wake it (a
+    /// condvar notify is a system call; most pushes arrive while it is busy).
+    waiting: bool,
 }
 
 pub(crate) struct Inbox {
@@ -77,6 +80,7 @@ impl Inbox {
                 control: VecDeque::new(),
                 peer_dropped: 0,
                 peer_bytes: 0,
+                waiting: false,
             }),
             ready: Condvar::new(),
             peer_cap: peer_cap.max(1),
@@ -87,6 +91,15 @@ impl Inbox {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         crate::sync::lock(&self.state)
+    }
+
+    /// Releases the lock, then wakes the raft thread if it waits.
+    fn wake(&self, s: MutexGuard<'_, State>) {
+        let waiting = s.waiting;
+        drop(s);
+        if waiting {
+            self.ready.notify_one();
+        }
     }
 
     /// Queues a peer message, dropping it if the queue is full.
@@ -107,8 +120,7 @@ impl Inbox {
         }
         s.peer_bytes += bytes;
         s.peer.push_back(m);
-        drop(s);
-        self.ready.notify_one();
+        self.wake(s);
     }
 
     /// Queues a produce; gives it back when the queue is full.
@@ -118,8 +130,7 @@ impl Inbox {
             return Err(job);
         }
         s.produce.push_back(job);
-        drop(s);
-        self.ready.notify_one();
+        self.wake(s);
         Ok(())
     }
 
@@ -131,8 +142,7 @@ impl Inbox {
             return;
         }
         s.control.push_back(c);
-        drop(s);
-        self.ready.notify_one();
+        self.wake(s);
     }
 
     /// Waits up to `timeout` for anything, then takes every peer message and
@@ -151,7 +161,10 @@ impl Inbox {
             s.peer.is_empty() && s.control.is_empty() && (!take_produces || s.produce.is_empty())
         };
         if idle(&s) && !timeout.is_zero() {
+            // Set under the lock the pushers take, so no push can miss the wait.
+            s.waiting = true;
             s = crate::sync::wait_timeout(&self.ready, s, timeout).0;
+            s.waiting = false;
         }
         s.peer_bytes = 0;
         let mut out = Taken {
