@@ -14,6 +14,21 @@
 use super::storage::{Storage, StorageError};
 use super::types::{Entry, Index, LogStart, Term};
 
+/// How a leader's entries fit the log ([`RaftLog::find_conflict`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fit {
+    /// Every entry is already here (damaged copies proven the same by a later one).
+    Match,
+    /// Entries from this position on replace the log's (a real conflict, possibly
+    /// preceded by damaged copies of unknown term; nothing intact is cut).
+    Conflict(usize),
+    /// From this position on our copies are damaged and nothing in the batch proves
+    /// them the leader's, while our log goes on after the batch: only the prefix
+    /// before it is acknowledged (truncating would cut intact entries after it);
+    /// the healer repairs the rest.
+    Unproven(usize),
+}
+
 /// Durable storage + unstable tail (see module docs).
 pub(crate) struct RaftLog<S> {
     pub(crate) storage: S,
@@ -130,22 +145,44 @@ impl<S: Storage> RaftLog<S> {
     }
 
     /// Largest index `<= index` whose term is `<= term` (the log start if none).
+    /// Damaged entries are passed over (their term is unknown; the hint only
+    /// speeds up probing).
     pub(crate) fn find_conflict_by_term(&self, index: Index, term: Term) -> Index {
         let mut i = index.min(self.last_index());
         while i > self.start.index {
             match self.term(i) {
                 Ok(t) if t <= term => return i,
-                Ok(_) => i = i - 1,
+                Ok(_) | Err(StorageError::Damaged(_)) => i = i - 1,
                 Err(_) => return self.start.index,
             }
         }
         self.start.index
     }
 
-    /// First entry of `ents` not already in the log with the same term.
-    pub(crate) fn find_conflict(&self, ents: &[Entry]) -> Option<usize> {
-        ents.iter()
-            .position(|e| e.index > self.start.index && !self.match_term(e.index, e.term))
+    /// How `ents` (contiguous, following a matching entry) fit this log. A damaged
+    /// local entry is the leader's if a later entry of `ents` matches an intact one
+    /// here (log matching); unproven, it is replaced only where nothing intact after
+    /// it would be cut with it (see [`Fit`]).
+    pub(crate) fn find_conflict(&self, ents: &[Entry]) -> Fit {
+        let mut unproven: Option<usize> = None;
+        for (k, e) in ents.iter().enumerate() {
+            if e.index <= self.start.index {
+                continue;
+            }
+            match self.term(e.index) {
+                Ok(t) if t == e.term => unproven = None,
+                Err(StorageError::Damaged(_)) => {
+                    unproven.get_or_insert(k);
+                }
+                // A real conflict, or the end of this log: everything from the first
+                // unproven damaged entry on is damaged, conflicting or absent.
+                _ => return Fit::Conflict(unproven.unwrap_or(k)),
+            }
+        }
+        match unproven {
+            None => Fit::Match,
+            Some(k) => Fit::Unproven(k),
+        }
     }
 
     /// Appends `ents` (contiguous, `ents[0].index <= last + 1`, above the log start),
@@ -236,8 +273,12 @@ impl<S: Storage> RaftLog<S> {
 
     /// True if a candidate log `(last_index, last_term)` is at least as up-to-date as
     /// this one (§5.4.1).
+    /// Our last term unreadable (the entry is damaged here): false, a vote we cannot
+    /// justify is refused.
     pub(crate) fn is_up_to_date(&self, last_index: Index, last_term: Term) -> bool {
-        let my_term = self.last_term().unwrap_or(Term(0));
+        let Ok(my_term) = self.last_term() else {
+            return false;
+        };
         last_term > my_term || (last_term == my_term && last_index >= self.last_index())
     }
 }
@@ -302,7 +343,7 @@ mod tests {
         assert_eq!(l.entries(Index(2), Index(5), 21 * 2).unwrap().len(), 2);
         assert_eq!(l.entries(Index(1), Index(5), 0).unwrap().len(), 1);
         assert_eq!(l.find_conflict_by_term(Index(4), Term(1)), Index(3));
-        assert_eq!(l.find_conflict(&[e(3, 1), e(4, 3)]), Some(1));
+        assert_eq!(l.find_conflict(&[e(3, 1), e(4, 3)]), Fit::Conflict(1));
         assert!(l.is_up_to_date(Index(4), Term(2)));
         assert!(!l.is_up_to_date(Index(9), Term(1)));
     }

@@ -2,6 +2,7 @@
 //! control and fast back-tracking, heartbeats, InstallSnapshot for followers behind
 //! the leader's log start, commitment (§5.4.2), and the follower side of all three.
 
+use super::log::Fit;
 use super::node::{RaftError, RaftNode};
 use super::progress::ProgressState;
 use super::storage::{Storage, StorageError};
@@ -306,16 +307,25 @@ impl<S: Storage> RaftNode<S> {
             self.send_append_response(from, false, committed, Index(0), Term(0));
             return Ok(());
         }
-        if self.log.match_term(prev_index, prev_term) {
-            let last_new = prev_index + entries.len() as u64;
-            if let Some(ci) = self.log.find_conflict(&entries) {
-                let first = entries[ci].index;
-                if first <= self.log.committed {
-                    return Err(RaftError::Corrupt(format!(
-                        "leader {from} overwrites committed index {first}"
-                    )));
+        // Our committed entry matches the leader's (leader completeness) even when our
+        // copy of it is damaged: the leader can append after it, which gives the
+        // healer an intact entry to anchor the damaged one to.
+        let committed_damaged = prev_index == self.log.committed
+            && matches!(self.log.term(prev_index), Err(StorageError::Damaged(_)));
+        if committed_damaged || self.log.match_term(prev_index, prev_term) {
+            let mut last_new = prev_index + entries.len() as u64;
+            match self.log.find_conflict(&entries) {
+                Fit::Match => {}
+                Fit::Conflict(ci) => {
+                    let first = entries[ci].index;
+                    if first <= self.log.committed {
+                        return Err(RaftError::Corrupt(format!(
+                            "leader {from} overwrites committed index {first}"
+                        )));
+                    }
+                    self.log_append(&entries[ci..])?;
                 }
-                self.log_append(&entries[ci..])?;
+                Fit::Unproven(ci) => last_new = entries[ci].index - 1,
             }
             self.log.commit_to(commit.min(last_new));
             self.send_append_response(from, false, last_new, Index(0), Term(0));
