@@ -314,10 +314,10 @@ impl<S: Storage> RaftNode<S> {
             || (self.vote.is_none() && self.leader.is_none())
             || (pre_vote && term > self.term);
         #[cfg(test)]
-        let log_ok =
-            self.cfg.bugs.vote_without_log_check || self.log.is_up_to_date(last_index, last_term);
+        let log_ok = self.cfg.bugs.vote_without_log_check
+            || self.log.is_up_to_date(last_index, last_term, self.term);
         #[cfg(not(test))]
-        let log_ok = self.log.is_up_to_date(last_index, last_term);
+        let log_ok = self.log.is_up_to_date(last_index, last_term, self.term);
         if can_vote && log_ok {
             if pre_vote {
                 // Granting a pre-vote changes nothing here: in particular it does NOT

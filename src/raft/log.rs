@@ -273,11 +273,18 @@ impl<S: Storage> RaftLog<S> {
 
     /// True if a candidate log `(last_index, last_term)` is at least as up-to-date as
     /// this one (§5.4.1).
-    /// Our last term unreadable (the entry is damaged here): false, a vote we cannot
-    /// justify is refused.
-    pub(crate) fn is_up_to_date(&self, last_index: Index, last_term: Term) -> bool {
+    /// With our last term unreadable (the entry is damaged here), `current_term`
+    /// bounds it from above: a candidate whose last term exceeds it, or equals it
+    /// with a log at least as long, is up to date whatever our term is.
+    pub(crate) fn is_up_to_date(
+        &self,
+        last_index: Index,
+        last_term: Term,
+        current_term: Term,
+    ) -> bool {
         let Ok(my_term) = self.last_term() else {
-            return false;
+            return last_term > current_term
+                || (last_term == current_term && last_index >= self.last_index());
         };
         last_term > my_term || (last_term == my_term && last_index >= self.last_index())
     }
@@ -344,8 +351,8 @@ mod tests {
         assert_eq!(l.entries(Index(1), Index(5), 0).unwrap().len(), 1);
         assert_eq!(l.find_conflict_by_term(Index(4), Term(1)), Index(3));
         assert_eq!(l.find_conflict(&[e(3, 1), e(4, 3)]), Fit::Conflict(1));
-        assert!(l.is_up_to_date(Index(4), Term(2)));
-        assert!(!l.is_up_to_date(Index(9), Term(1)));
+        assert!(l.is_up_to_date(Index(4), Term(2), Term(2)));
+        assert!(!l.is_up_to_date(Index(9), Term(1), Term(2)));
     }
 
     #[test]
