@@ -48,14 +48,17 @@ fn many_seeds() {
         total.wipes += s.wipes;
         total.pauses += s.pauses;
         total.stale_deliveries += s.stale_deliveries;
+        total.damaged += s.damaged;
+        total.read_errors += s.read_errors;
+        total.healed += s.healed;
         if s.liveness_ms > worst.0 {
             worst = (s.liveness_ms, seed);
         }
     }
     eprintln!(
         "replica sim: {n} seeds ok: {} produces acked, {} commits checked, {} crashes ({} right \
-         after a Sync request), {} wipes, {} pauses, {} stale-term deliveries; worst liveness \
-         {} ms (seed {})",
+         after a Sync request), {} wipes, {} pauses, {} stale-term deliveries, {} entries \
+         damaged, {} read errors, {} entries healed; worst liveness {} ms (seed {})",
         total.acked,
         total.commits,
         total.crashes,
@@ -63,6 +66,9 @@ fn many_seeds() {
         total.wipes,
         total.pauses,
         total.stale_deliveries,
+        total.damaged,
+        total.read_errors,
+        total.healed,
         worst.0,
         worst.1
     );
@@ -76,14 +82,22 @@ fn many_seeds() {
     }
     assert!(total.acked > n, "the runs acknowledge produces");
     assert!(total.crashes_at_sync > 0 && total.wipes > 0 && total.pauses > 0);
+    assert!(
+        total.damaged > 0 && total.read_errors > 0 && total.healed > 0,
+        "the runs damage entries and heal them"
+    );
 }
 
 /// Seeds that failed before a driver fix (see `git log src/replica/driver.rs`):
 /// 0: a sole voter's first AppendEntries left before its term was durable;
 /// 909, 2263: a produce below an installed log start was answered "not written".
+/// Before the raft fixes for damaged entries (`git log src/raft/log.rs`): 15: a
+/// campaign failed the node on its damaged last entry; 77: a follower truncated
+/// intact acknowledged entries after a damaged one; 222: a voter with a damaged
+/// last entry refused every vote (no leader).
 #[test]
 fn regression_seeds() {
-    for seed in [0, 909, 2263] {
+    for seed in [0, 909, 2263, 15, 77, 222] {
         if let Err(report) = run_seed(seed, &Plan::normal(), TRACE_EVENTS) {
             panic!("{report}");
         }
@@ -164,4 +178,51 @@ fn checker_catches_a_wiped_node_that_votes_at_once() {
     let (seed, report) = find_violation(plan, 2000);
     eprintln!("skip_recovery_guard caught at seed {seed}: {}", report);
     assert!(report.contains("violated"), "{report}");
+}
+
+#[test]
+fn checker_catches_a_healer_that_skips_the_anchor_check() {
+    let plan = Plan {
+        knobs: Knobs {
+            heal_without_anchor: true,
+            ..Knobs::default()
+        },
+        // Divergent logs (stale suffixes) are what the anchor check guards against.
+        crash: 30,
+        network: 40,
+        transfer: 20,
+        bit_flip: 200,
+        misdirect: 50,
+        ..Plan::normal()
+    };
+    let (seed, report) = find_violation(plan, 500);
+    eprintln!(
+        "heal_without_anchor caught at seed {seed}: {}",
+        first_line(&report)
+    );
+    assert!(report.contains("HEALED ENTRY violated"), "{report}");
+}
+
+#[test]
+fn checker_catches_a_log_cut_at_damage() {
+    let plan = Plan {
+        knobs: Knobs {
+            truncate_at_damage: true,
+            ..Knobs::default()
+        },
+        crash: 40,
+        restart: 200,
+        bit_flip: 100,
+        lost_write_pct: 100,
+        ..Plan::normal()
+    };
+    let (seed, report) = find_violation(plan, 500);
+    eprintln!(
+        "truncate_at_damage caught at seed {seed}: {}",
+        first_line(&report)
+    );
+    assert!(
+        report.contains("violated") && !report.contains("LIVENESS"),
+        "{report}"
+    );
 }
