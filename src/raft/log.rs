@@ -374,4 +374,77 @@ mod tests {
         l.on_persisted(Index(10), Term(3));
         assert_eq!(l.persisted, Index(10));
     }
+
+    /// A stored log whose copies of `bad` entries are damaged.
+    struct DamagedStore {
+        mem: MemStorage,
+        bad: Vec<u64>,
+    }
+
+    impl Storage for DamagedStore {
+        fn initial_state(&self) -> Result<(crate::raft::types::HardState, LogStart), StorageError> {
+            self.mem.initial_state()
+        }
+        fn first_index(&self) -> Index {
+            self.mem.first_index()
+        }
+        fn last_index(&self) -> Index {
+            self.mem.last_index()
+        }
+        fn term(&self, i: Index) -> Result<Term, StorageError> {
+            if self.bad.contains(&i.0) {
+                return Err(StorageError::Damaged(i));
+            }
+            self.mem.term(i)
+        }
+        fn entries(&self, lo: Index, hi: Index, max: u64) -> Result<Vec<Entry>, StorageError> {
+            match self.bad.iter().find(|b| lo.0 <= **b && **b < hi.0) {
+                Some(b) => Err(StorageError::Damaged(Index(*b))),
+                None => self.mem.entries(lo, hi, max),
+            }
+        }
+    }
+
+    fn damaged_log(last: u64, bad: &[u64]) -> RaftLog<DamagedStore> {
+        let mut mem = MemStorage::new(LogStart::default());
+        let ents: Vec<Entry> = (1..=last).map(|i| e(i, 1)).collect();
+        mem.append(&ents).unwrap();
+        let store = DamagedStore {
+            mem,
+            bad: bad.to_vec(),
+        };
+        RaftLog::new(store, LogStart::default(), Index(0))
+    }
+
+    #[test]
+    fn a_damaged_copy_is_replaced_only_where_nothing_intact_is_cut() {
+        let l = damaged_log(6, &[3, 4]);
+        // 5 matches an intact entry: by log matching 3 and 4 are the leader's too.
+        let proven = [e(2, 1), e(3, 1), e(4, 1), e(5, 1)];
+        assert_eq!(l.find_conflict(&proven), Fit::Match);
+        // Nothing proves them and 5, 6 follow: only the prefix is acknowledged.
+        assert_eq!(l.find_conflict(&[e(3, 1), e(4, 1)]), Fit::Unproven(0));
+        // A real conflict at 5: 3 and 4 go with it (nothing intact between).
+        assert_eq!(
+            l.find_conflict(&[e(3, 2), e(4, 2), e(5, 2)]),
+            Fit::Conflict(0)
+        );
+        // A damaged tail is replaced by entries that run past it.
+        let tail = damaged_log(4, &[3, 4]);
+        assert_eq!(
+            tail.find_conflict(&[e(3, 1), e(4, 1), e(5, 1)]),
+            Fit::Conflict(0)
+        );
+        // Probing hints pass over damaged entries.
+        assert_eq!(l.find_conflict_by_term(Index(4), Term(1)), Index(2));
+    }
+
+    #[test]
+    fn a_voter_with_a_damaged_last_entry_bounds_its_last_term_by_its_current_term() {
+        let l = damaged_log(4, &[4]);
+        assert!(l.is_up_to_date(Index(4), Term(2), Term(2)));
+        assert!(l.is_up_to_date(Index(1), Term(3), Term(2)));
+        assert!(!l.is_up_to_date(Index(3), Term(2), Term(2)), "shorter log");
+        assert!(!l.is_up_to_date(Index(9), Term(1), Term(2)), "maybe older");
+    }
 }
