@@ -36,6 +36,9 @@ pub(crate) struct Plan {
     /// Per mille of client slots that submit each millisecond.
     pub(crate) submit_permille: u64,
     pub(crate) knobs: Knobs,
+    /// Damage only where the anchor-checked healer can repair it (false: only
+    /// "every damaged entry keeps an intact copy elsewhere").
+    pub(crate) healable_bound: bool,
 }
 
 impl Plan {
@@ -55,6 +58,16 @@ impl Plan {
             lost_write_pct: 30,
             submit_permille: 30,
             knobs: Knobs::default(),
+            healable_bound: true,
+        }
+    }
+
+    /// `normal`, with only the weaker bound when `REPLICA_SIM_WEAK_BOUND` is set
+    /// (measures what anchor-only healing cannot repair: liveness failures).
+    pub(crate) fn from_env() -> Plan {
+        Plan {
+            healable_bound: std::env::var_os("REPLICA_SIM_WEAK_BOUND").is_none(),
+            ..Plan::normal()
         }
     }
 }
@@ -78,6 +91,7 @@ pub(crate) fn run_seed(seed: u64, plan: &Plan, trace_cap: usize) -> Result<Stats
     };
     let variant = (plan.knobs != Knobs::default()).then(|| format!("{:?}", plan.knobs));
     let mut c = Cluster::new(seed, n, raft_cfg, driver_cfg, plan.knobs, trace_cap);
+    c.healable_bound = plan.healable_bound;
     c.faults = Faults {
         drop_pct: rng.below(6),
         dup_pct: rng.below(5),
