@@ -322,7 +322,8 @@ impl Cluster {
     /// The healability bound (module docs): after damaging `extra` on node `id`,
     /// the run of damage around each index has an intact anchor after it and a
     /// helper (another node holding the run and the anchor intact), and every
-    /// damaged run of another node that had a helper keeps one.
+    /// damaged run of another node that had a helper keeps one. Over durable
+    /// images: a helper's page cache dies with it.
     fn healable_after(&self, id: NodeId, extra: &[Index]) -> bool {
         let disks: Vec<(NodeId, std::cell::Ref<'_, SimDisk>)> = self
             .nodes
@@ -330,26 +331,26 @@ impl Cluster {
             .map(|(o, n)| (*o, n.disk.borrow()))
             .collect();
         let bad = |x: NodeId, d: &SimDisk, i: Index, with_extra: bool| {
-            d.cache.damaged.contains(&i) || (with_extra && x == id && extra.contains(&i))
+            d.durable.damaged.contains(&i) || (with_extra && x == id && extra.contains(&i))
         };
         // Node `x`'s run [f, e) with anchor e: some other node holds f..=e intact
         // and equal.
         let helped = |x: NodeId, d: &SimDisk, f: Index, e: Index, with_extra: bool| {
-            let Some(anchor_term) = d.cache.term(e).filter(|_| !bad(x, d, e, with_extra)) else {
+            let Some(anchor_term) = d.durable.term(e).filter(|_| !bad(x, d, e, with_extra)) else {
                 return false;
             };
             disks.iter().any(|(y, o)| {
                 *y != x
-                    && o.cache.term(e) == Some(anchor_term)
+                    && o.durable.term(e) == Some(anchor_term)
                     && (f.0..=e.0).all(|i| {
                         let i = Index(i);
-                        i > o.cache.start.index && !bad(*y, o, i, with_extra)
+                        i > o.durable.start.index && !bad(*y, o, i, with_extra)
                     })
             })
         };
         let runs = |x: NodeId, d: &SimDisk, with_extra: bool| {
             let mut out: Vec<(Index, Index)> = Vec::new();
-            let mut all: Vec<Index> = d.cache.damaged.iter().copied().collect();
+            let mut all: Vec<Index> = d.durable.damaged.iter().copied().collect();
             if with_extra && x == id {
                 all.extend(extra.iter().copied());
                 all.sort();
