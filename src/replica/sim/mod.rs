@@ -719,11 +719,18 @@ impl Cluster {
             checker::check_send(&m, &d)?;
         }
         if let MessageBody::AppendEntries {
-            prev_term, entries, ..
+            prev_index,
+            prev_term,
+            entries,
+            ..
         } = &m.body
         {
+            // A leader whose copy of `prev` is damaged sends a placeholder term
+            // (`raft::replication::COMMITTED_PREV`); the harness knows the real one.
+            let real_prev = self.nodes[&m.from].disk.borrow().cache.term(*prev_index);
+            let prev_term = real_prev.unwrap_or(*prev_term);
             // Sent entries exist outside the sender's page cache from now on.
-            self.checker.on_append(m.from, *prev_term, entries)?;
+            self.checker.on_append(m.from, prev_term, entries)?;
         }
         self.transmit(Packet::Raft(m));
         Ok(())
