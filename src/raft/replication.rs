@@ -8,6 +8,12 @@ use super::progress::ProgressState;
 use super::storage::{Storage, StorageError};
 use super::types::{Entry, Index, LogStart, Message, MessageBody, NodeId, Role, Term};
 
+/// `prev_term` of an AppendEntries whose `prev_index` is committed on the leader
+/// but whose copy there is damaged (no entry has term 0). A follower accepts it
+/// only at its own commit index, where leader completeness makes its entry the
+/// leader's.
+pub(crate) const COMMITTED_PREV: Term = Term(0);
+
 impl<S: Storage> RaftNode<S> {
     /// Sends the next batch of entries to `to` if its flow control allows. With
     /// `send_if_empty`, sends an empty AppendEntries (carrying the commit index, or
@@ -29,6 +35,11 @@ impl<S: Storage> RaftNode<S> {
         let prev_term = match self.log.term(prev) {
             Ok(t) => t,
             Err(StorageError::Compacted) => return Ok(self.send_snapshot(to)),
+            // Our copy of a committed entry is damaged: the follower takes
+            // COMMITTED_PREV at its own commit index (it holds the same entry there),
+            // so it can receive what follows, which also gives our healer an anchor
+            // on it.
+            Err(StorageError::Damaged(_)) if prev <= self.log.committed => COMMITTED_PREV,
             Err(StorageError::Damaged(at)) => return Ok(self.hold_for_heal(to, at)),
             Err(e) => return Err(e.into()),
         };
@@ -307,12 +318,13 @@ impl<S: Storage> RaftNode<S> {
             self.send_append_response(from, false, committed, Index(0), Term(0));
             return Ok(());
         }
-        // Our committed entry matches the leader's (leader completeness) even when our
-        // copy of it is damaged: the leader can append after it, which gives the
-        // healer an intact entry to anchor the damaged one to.
-        let committed_damaged = prev_index == self.log.committed
-            && matches!(self.log.term(prev_index), Err(StorageError::Damaged(_)));
-        if committed_damaged || self.log.match_term(prev_index, prev_term) {
+        // Our committed entry is the leader's (leader completeness) even when our copy
+        // of it, or the leader's (COMMITTED_PREV), is damaged: the leader can append
+        // after it, which gives the healers an intact entry to anchor to.
+        let at_commit = prev_index == self.log.committed
+            && (prev_term == COMMITTED_PREV
+                || matches!(self.log.term(prev_index), Err(StorageError::Damaged(_))));
+        if at_commit || self.log.match_term(prev_index, prev_term) {
             let mut last_new = prev_index + entries.len() as u64;
             match self.log.find_conflict(&entries) {
                 Fit::Match => {}
@@ -330,9 +342,15 @@ impl<S: Storage> RaftNode<S> {
             self.log.commit_to(commit.min(last_new));
             self.send_append_response(from, false, last_new, Index(0), Term(0));
         } else {
+            // For COMMITTED_PREV beyond our commit index, point the leader at it.
+            let (from_index, from_term) = if prev_term == COMMITTED_PREV {
+                (self.log.committed, self.term)
+            } else {
+                (prev_index, prev_term)
+            };
             let hint = self
                 .log
-                .find_conflict_by_term(prev_index.min(self.log.last_index()), prev_term);
+                .find_conflict_by_term(from_index.min(self.log.last_index()), from_term);
             let hint_term = self.log.term(hint)?;
             self.send_append_response(from, true, prev_index, hint, hint_term);
         }

@@ -109,6 +109,23 @@ fn regression_seeds() {
     }
 }
 
+/// Under the weaker storage-fault bound (no healability bound) these seeds lost
+/// liveness before a leader could append after its damaged committed entry
+/// (`raft::replication::COMMITTED_PREV`): its followers' logs ended there, so no
+/// peer held the anchor its healer needed.
+#[test]
+fn weak_bound_regression_seeds() {
+    let plan = Plan {
+        healable_bound: false,
+        ..Plan::normal()
+    };
+    for seed in [10, 54, 64, 178, 224, 268] {
+        if let Err(report) = run_seed(seed, &plan, TRACE_EVENTS) {
+            panic!("{report}");
+        }
+    }
+}
+
 #[test]
 fn replay_seed() {
     let seed = env_u64("REPLICA_SIM_SEED", 1);
