@@ -10,6 +10,8 @@
 //! type 2  RequestVoteResponse   flags:u8 (bit0 pre_vote, bit1 granted)
 //! type 3  AppendEntries         prev_index:u64 prev_term:u64 commit:u64
 //!                               count:u32 count × entry
+//!                               (prev_term 0: the leader's copy of its committed
+//!                               prev entry is damaged; `COMMITTED_PREV`)
 //!         entry                 term:u64 kind:u8 (0 data, 1 no-op, 2 config)
 //!                               len:u32 data:len bytes
 //!                               (index is implicit: prev_index + 1 + position)

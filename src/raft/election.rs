@@ -4,7 +4,7 @@
 
 use super::node::{RaftError, RaftNode};
 use super::progress::Progress;
-use super::storage::Storage;
+use super::storage::{Storage, StorageError};
 use super::types::{Entry, Index, Message, MessageBody, NodeId, Payload, RecordKind, Role, Term};
 
 impl<S: Storage> RaftNode<S> {
@@ -86,6 +86,19 @@ impl<S: Storage> RaftNode<S> {
         if !self.promotable() {
             return Ok(());
         }
+        // Every vote request carries our last term: while our copy of the last entry
+        // is damaged we cannot tell it, so we do not stand until it is healed.
+        let last_term = match self.log.last_term() {
+            Ok(t) => t,
+            Err(StorageError::Damaged(i)) => {
+                log::warn!(
+                    "raft {}: last entry {i} is damaged here; not campaigning",
+                    self.id
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let vote_term = if pre_vote {
             self.become_pre_candidate();
             Term(self.term.0 + 1)
@@ -94,7 +107,6 @@ impl<S: Storage> RaftNode<S> {
             self.term
         };
         let last_index = self.log.last_index();
-        let last_term = self.log.last_term()?;
         self.votes.insert(self.id, true);
         if self.tally_votes() {
             return self.on_election_won(pre_vote);
@@ -302,10 +314,10 @@ impl<S: Storage> RaftNode<S> {
             || (self.vote.is_none() && self.leader.is_none())
             || (pre_vote && term > self.term);
         #[cfg(test)]
-        let log_ok =
-            self.cfg.bugs.vote_without_log_check || self.log.is_up_to_date(last_index, last_term);
+        let log_ok = self.cfg.bugs.vote_without_log_check
+            || self.log.is_up_to_date(last_index, last_term, self.term);
         #[cfg(not(test))]
-        let log_ok = self.log.is_up_to_date(last_index, last_term);
+        let log_ok = self.log.is_up_to_date(last_index, last_term, self.term);
         if can_vote && log_ok {
             if pre_vote {
                 // Granting a pre-vote changes nothing here: in particular it does NOT

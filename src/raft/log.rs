@@ -14,6 +14,21 @@
 use super::storage::{Storage, StorageError};
 use super::types::{Entry, Index, LogStart, Term};
 
+/// How a leader's entries fit the log ([`RaftLog::find_conflict`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fit {
+    /// Every entry is already here (damaged copies proven the same by a later one).
+    Match,
+    /// Entries from this position on replace the log's (a real conflict, possibly
+    /// preceded by damaged copies of unknown term; nothing intact is cut).
+    Conflict(usize),
+    /// From this position on our copies are damaged and nothing in the batch proves
+    /// them the leader's, while our log goes on after the batch: only the prefix
+    /// before it is acknowledged (truncating would cut intact entries after it);
+    /// the healer repairs the rest.
+    Unproven(usize),
+}
+
 /// Durable storage + unstable tail (see module docs).
 pub(crate) struct RaftLog<S> {
     pub(crate) storage: S,
@@ -130,22 +145,44 @@ impl<S: Storage> RaftLog<S> {
     }
 
     /// Largest index `<= index` whose term is `<= term` (the log start if none).
+    /// Damaged entries are passed over (their term is unknown; the hint only
+    /// speeds up probing).
     pub(crate) fn find_conflict_by_term(&self, index: Index, term: Term) -> Index {
         let mut i = index.min(self.last_index());
         while i > self.start.index {
             match self.term(i) {
                 Ok(t) if t <= term => return i,
-                Ok(_) => i = i - 1,
+                Ok(_) | Err(StorageError::Damaged(_)) => i = i - 1,
                 Err(_) => return self.start.index,
             }
         }
         self.start.index
     }
 
-    /// First entry of `ents` not already in the log with the same term.
-    pub(crate) fn find_conflict(&self, ents: &[Entry]) -> Option<usize> {
-        ents.iter()
-            .position(|e| e.index > self.start.index && !self.match_term(e.index, e.term))
+    /// How `ents` (contiguous, following a matching entry) fit this log. A damaged
+    /// local entry is the leader's if a later entry of `ents` matches an intact one
+    /// here (log matching); unproven, it is replaced only where nothing intact after
+    /// it would be cut with it (see [`Fit`]).
+    pub(crate) fn find_conflict(&self, ents: &[Entry]) -> Fit {
+        let mut unproven: Option<usize> = None;
+        for (k, e) in ents.iter().enumerate() {
+            if e.index <= self.start.index {
+                continue;
+            }
+            match self.term(e.index) {
+                Ok(t) if t == e.term => unproven = None,
+                Err(StorageError::Damaged(_)) => {
+                    unproven.get_or_insert(k);
+                }
+                // A real conflict, or the end of this log: everything from the first
+                // unproven damaged entry on is damaged, conflicting or absent.
+                _ => return Fit::Conflict(unproven.unwrap_or(k)),
+            }
+        }
+        match unproven {
+            None => Fit::Match,
+            Some(k) => Fit::Unproven(k),
+        }
     }
 
     /// Appends `ents` (contiguous, `ents[0].index <= last + 1`, above the log start),
@@ -236,8 +273,19 @@ impl<S: Storage> RaftLog<S> {
 
     /// True if a candidate log `(last_index, last_term)` is at least as up-to-date as
     /// this one (§5.4.1).
-    pub(crate) fn is_up_to_date(&self, last_index: Index, last_term: Term) -> bool {
-        let my_term = self.last_term().unwrap_or(Term(0));
+    /// With our last term unreadable (the entry is damaged here), `current_term`
+    /// bounds it from above: a candidate whose last term exceeds it, or equals it
+    /// with a log at least as long, is up to date whatever our term is.
+    pub(crate) fn is_up_to_date(
+        &self,
+        last_index: Index,
+        last_term: Term,
+        current_term: Term,
+    ) -> bool {
+        let Ok(my_term) = self.last_term() else {
+            return last_term > current_term
+                || (last_term == current_term && last_index >= self.last_index());
+        };
         last_term > my_term || (last_term == my_term && last_index >= self.last_index())
     }
 }
@@ -318,9 +366,9 @@ mod tests {
         assert_eq!(l.entries(Index(2), Index(5), 21 * 2).unwrap().len(), 2);
         assert_eq!(l.entries(Index(1), Index(5), 0).unwrap().len(), 1);
         assert_eq!(l.find_conflict_by_term(Index(4), Term(1)), Index(3));
-        assert_eq!(l.find_conflict(&[e(3, 1), e(4, 3)]), Some(1));
-        assert!(l.is_up_to_date(Index(4), Term(2)));
-        assert!(!l.is_up_to_date(Index(9), Term(1)));
+        assert_eq!(l.find_conflict(&[e(3, 1), e(4, 3)]), Fit::Conflict(1));
+        assert!(l.is_up_to_date(Index(4), Term(2), Term(2)));
+        assert!(!l.is_up_to_date(Index(9), Term(1), Term(2)));
     }
 
     #[test]
@@ -341,5 +389,78 @@ mod tests {
         assert_eq!(mark, Some((Index(10), Term(3))));
         l.on_persisted(Index(10), Term(3));
         assert_eq!(l.persisted, Index(10));
+    }
+
+    /// A stored log whose copies of `bad` entries are damaged.
+    struct DamagedStore {
+        mem: MemStorage,
+        bad: Vec<u64>,
+    }
+
+    impl Storage for DamagedStore {
+        fn initial_state(&self) -> Result<(crate::raft::types::HardState, LogStart), StorageError> {
+            self.mem.initial_state()
+        }
+        fn first_index(&self) -> Index {
+            self.mem.first_index()
+        }
+        fn last_index(&self) -> Index {
+            self.mem.last_index()
+        }
+        fn term(&self, i: Index) -> Result<Term, StorageError> {
+            if self.bad.contains(&i.0) {
+                return Err(StorageError::Damaged(i));
+            }
+            self.mem.term(i)
+        }
+        fn entries(&self, lo: Index, hi: Index, max: u64) -> Result<Vec<Entry>, StorageError> {
+            match self.bad.iter().find(|b| lo.0 <= **b && **b < hi.0) {
+                Some(b) => Err(StorageError::Damaged(Index(*b))),
+                None => self.mem.entries(lo, hi, max),
+            }
+        }
+    }
+
+    fn damaged_log(last: u64, bad: &[u64]) -> RaftLog<DamagedStore> {
+        let mut mem = MemStorage::new(LogStart::default());
+        let ents: Vec<Entry> = (1..=last).map(|i| e(i, 1)).collect();
+        mem.append(&ents).unwrap();
+        let store = DamagedStore {
+            mem,
+            bad: bad.to_vec(),
+        };
+        RaftLog::new(store, LogStart::default(), Index(0))
+    }
+
+    #[test]
+    fn a_damaged_copy_is_replaced_only_where_nothing_intact_is_cut() {
+        let l = damaged_log(6, &[3, 4]);
+        // 5 matches an intact entry: by log matching 3 and 4 are the leader's too.
+        let proven = [e(2, 1), e(3, 1), e(4, 1), e(5, 1)];
+        assert_eq!(l.find_conflict(&proven), Fit::Match);
+        // Nothing proves them and 5, 6 follow: only the prefix is acknowledged.
+        assert_eq!(l.find_conflict(&[e(3, 1), e(4, 1)]), Fit::Unproven(0));
+        // A real conflict at 5: 3 and 4 go with it (nothing intact between).
+        assert_eq!(
+            l.find_conflict(&[e(3, 2), e(4, 2), e(5, 2)]),
+            Fit::Conflict(0)
+        );
+        // A damaged tail is replaced by entries that run past it.
+        let tail = damaged_log(4, &[3, 4]);
+        assert_eq!(
+            tail.find_conflict(&[e(3, 1), e(4, 1), e(5, 1)]),
+            Fit::Conflict(0)
+        );
+        // Probing hints pass over damaged entries.
+        assert_eq!(l.find_conflict_by_term(Index(4), Term(1)), Index(2));
+    }
+
+    #[test]
+    fn a_voter_with_a_damaged_last_entry_bounds_its_last_term_by_its_current_term() {
+        let l = damaged_log(4, &[4]);
+        assert!(l.is_up_to_date(Index(4), Term(2), Term(2)));
+        assert!(l.is_up_to_date(Index(1), Term(3), Term(2)));
+        assert!(!l.is_up_to_date(Index(3), Term(2), Term(2)), "shorter log");
+        assert!(!l.is_up_to_date(Index(9), Term(1), Term(2)), "maybe older");
     }
 }

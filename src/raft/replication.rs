@@ -2,10 +2,17 @@
 //! control and fast back-tracking, heartbeats, InstallSnapshot for followers behind
 //! the leader's log start, commitment (§5.4.2), and the follower side of all three.
 
+use super::log::Fit;
 use super::node::{RaftError, RaftNode};
 use super::progress::ProgressState;
 use super::storage::{Storage, StorageError};
 use super::types::{Entry, Index, LogStart, Message, MessageBody, NodeId, Role, Term};
+
+/// `prev_term` of an AppendEntries whose `prev_index` is committed on the leader
+/// but whose copy there is damaged (no entry has term 0). A follower accepts it
+/// only at its own commit index, where leader completeness makes its entry the
+/// leader's.
+pub(crate) const COMMITTED_PREV: Term = Term(0);
 
 impl<S: Storage> RaftNode<S> {
     /// Sends the next batch of entries to `to` if its flow control allows. With
@@ -28,6 +35,11 @@ impl<S: Storage> RaftNode<S> {
         let prev_term = match self.log.term(prev) {
             Ok(t) => t,
             Err(StorageError::Compacted) => return Ok(self.send_snapshot(to)),
+            // Our copy of a committed entry is damaged: the follower takes
+            // COMMITTED_PREV at its own commit index (it holds the same entry there),
+            // so it can receive what follows, which also gives our healer an anchor
+            // on it.
+            Err(StorageError::Damaged(_)) if prev <= self.log.committed => COMMITTED_PREV,
             Err(StorageError::Damaged(at)) => return Ok(self.hold_for_heal(to, at)),
             Err(e) => return Err(e.into()),
         };
@@ -306,23 +318,39 @@ impl<S: Storage> RaftNode<S> {
             self.send_append_response(from, false, committed, Index(0), Term(0));
             return Ok(());
         }
-        if self.log.match_term(prev_index, prev_term) {
-            let last_new = prev_index + entries.len() as u64;
-            if let Some(ci) = self.log.find_conflict(&entries) {
-                let first = entries[ci].index;
-                if first <= self.log.committed {
-                    return Err(RaftError::Corrupt(format!(
-                        "leader {from} overwrites committed index {first}"
-                    )));
+        // Our committed entry is the leader's (leader completeness) even when our copy
+        // of it, or the leader's (COMMITTED_PREV), is damaged: the leader can append
+        // after it, which gives the healers an intact entry to anchor to.
+        let at_commit = prev_index == self.log.committed
+            && (prev_term == COMMITTED_PREV
+                || matches!(self.log.term(prev_index), Err(StorageError::Damaged(_))));
+        if at_commit || self.log.match_term(prev_index, prev_term) {
+            let mut last_new = prev_index + entries.len() as u64;
+            match self.log.find_conflict(&entries) {
+                Fit::Match => {}
+                Fit::Conflict(ci) => {
+                    let first = entries[ci].index;
+                    if first <= self.log.committed {
+                        return Err(RaftError::Corrupt(format!(
+                            "leader {from} overwrites committed index {first}"
+                        )));
+                    }
+                    self.log_append(&entries[ci..])?;
                 }
-                self.log_append(&entries[ci..])?;
+                Fit::Unproven(ci) => last_new = entries[ci].index - 1,
             }
             self.log.commit_to(commit.min(last_new));
             self.send_append_response(from, false, last_new, Index(0), Term(0));
         } else {
+            // For COMMITTED_PREV beyond our commit index, point the leader at it.
+            let (from_index, from_term) = if prev_term == COMMITTED_PREV {
+                (self.log.committed, self.term)
+            } else {
+                (prev_index, prev_term)
+            };
             let hint = self
                 .log
-                .find_conflict_by_term(prev_index.min(self.log.last_index()), prev_term);
+                .find_conflict_by_term(from_index.min(self.log.last_index()), from_term);
             let hint_term = self.log.term(hint)?;
             self.send_append_response(from, true, prev_index, hint, hint_term);
         }

@@ -24,6 +24,15 @@
 //!   crash the model allows.
 //! * HIGH-WATER MARK: on one node and one process lifetime it only rises; the entry
 //!   below it is durable on that node and on a majority (as above).
+//! * INTACT COPY: every committed entry whose copy is damaged on some node is held
+//!   intact (durable, readable, same term) by some node: the bound the fault
+//!   injection keeps, which the system must not break (by cutting or overwriting
+//!   intact copies because of damage elsewhere). Entries below some node's log
+//!   start are exempt: retention removed them from the cluster.
+//! * HEALED ENTRY: an entry the healer wrote equals the copy it replaces (same
+//!   term, same bytes: the harness knows what the damaged copy held), equals the
+//!   committed one where the node has it committed, and fits the log around it
+//!   (log matching with its predecessor and successor).
 //! * READY CONTRACT: a message taken from a driver depends only on durable state:
 //!   the sender's durable term covers the message's term; a vote (and a candidate's
 //!   own vote request) is durable before it leaves; an AppendEntries acknowledgement
@@ -441,6 +450,68 @@ impl Checker {
             .collect();
         v.sort_by_key(|(id, _, _)| *id);
         v
+    }
+
+    // ------------------------------------------------------------ healing
+
+    /// Node `id` (Raft commit index `commit`) rebuilt entries in place; `around` is
+    /// its log from the first rebuilt index through the entry after the last one
+    /// (if any), `prev_term` the term before it, `written` the indexes it wrote.
+    /// (A stale suffix above the node's commit index is healed as it was: it may
+    /// differ from what is committed elsewhere.)
+    pub(crate) fn on_healed(
+        &mut self,
+        id: NodeId,
+        commit: Index,
+        prev_term: Term,
+        around: &[Entry],
+        written: &[Index],
+    ) -> Result<(), String> {
+        let mine = around.iter().filter(|e| e.index <= commit);
+        for e in mine.filter(|e| written.contains(&e.index)) {
+            if let Some(k) = self.committed_at(e.index) {
+                if k.term != e.term || k.content != content(e) {
+                    return Err(format!(
+                        "HEALED ENTRY violated: node {id} healed {}/{} ({:?}) where {}/{} \
+                         ({:?}) is committed",
+                        e.index,
+                        e.term,
+                        content(e),
+                        e.index,
+                        k.term,
+                        k.content
+                    ));
+                }
+            }
+        }
+        self.on_append(id, prev_term, around)
+            .map_err(|e| format!("HEALED ENTRY violated: {e}"))
+    }
+
+    /// Every committed entry damaged somewhere is intact somewhere (see module docs).
+    pub(crate) fn check_intact_copies(&self, disks: &[(NodeId, &SimDisk)]) -> Result<(), String> {
+        // Entries some node's retention removed (or a log start installed from such
+        // a node covers) are no longer kept by the cluster.
+        let retained_after = disks.iter().map(|(_, d)| d.durable.start.index).max();
+        for (id, d) in disks {
+            let kept = d.durable.damaged.iter().copied();
+            for i in kept.filter(|i| Some(*i) > retained_after) {
+                let Some(k) = self.committed_at(i) else {
+                    continue;
+                };
+                if d.durable.term(i) != Some(k.term) {
+                    continue;
+                }
+                if !disks.iter().any(|(_, o)| o.durable.intact(i, k.term)) {
+                    return Err(format!(
+                        "INTACT COPY violated: committed entry {i}/{} is damaged on node {id} \
+                         and intact on no node",
+                        k.term
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     // ------------------------------------------------------------ durability

@@ -40,22 +40,55 @@
 //!   any single-node loss" allows it: the other voters of the committed
 //!   configuration durably hold every committed entry on a majority, and the wiped
 //!   node holds nothing beyond the committed prefix (no acknowledgement of it may
-//!   still count toward a commit).
+//!   still count toward a commit). A node is not wiped while another node holds a
+//!   damaged entry (it may be the one to heal it from).
+//! * Storage faults (`disk` describes them), at random times on random nodes, up or
+//!   down: bit flips in durable entries, synced writes lost at a crash (detected:
+//!   the entry reads damaged), misdirected writes (two entries of one node read
+//!   damaged), torn writes at a crash (the unsynced tail cut short), and transient
+//!   read errors. Undetectable lost writes are outside the model. Config entries
+//!   are never damaged (a node cannot start without them). Bounds, checked before
+//!   each injection: every damaged entry keeps an intact durable copy (same index
+//!   and term) on another node, so every committed entry keeps one; and the
+//!   anchor-checked healer can repair it: the run of damage around it has an intact
+//!   entry after it (the anchor) and another node holds the run and the anchor
+//!   intact, and no other node's damaged run loses its last such helper. Retention
+//!   on a node keeps every index from the lowest entry damaged on another node.
+//!
+//! # Healing (`mend`)
+//! Each process runs the REAL [`crate::replica::heal::Healer`] as the node does:
+//! damaged entries its Raft reads meet (the storage records them, as production's
+//! `DamageReports`) go to it at the next tick, and a scrubber hands it every
+//! damaged run of the log every 50 ticks, each with the first intact entry after
+//! it as anchor (a run at the end of the log waits for one). `Fetch` actions are
+//! network messages under every network fault, answered by the peer from its own
+//! log (a page of contiguous intact records, and its term at the anchor if
+//! intact); `Rebuild` writes the records durably where the copy is still damaged,
+//! after checking that the log still has the anchor (Raft may have replaced the
+//! range meanwhile: then the scrubber finds what is left again).
 //!
 //! # Checks
 //! After every input to a driver (`checker` lists them): Raft safety, acknowledged
 //! produces at exactly their offsets with exactly their values, no double answers,
-//! the high-water mark against durable majorities, and the Ready contract for every
-//! message as it leaves. `run` adds liveness after healing and an end-of-run check
-//! of every node's durable log against every acknowledged produce.
+//! the high-water mark against durable majorities (a damaged copy still counts:
+//! Raft keeps it), an intact copy of every committed entry damaged somewhere,
+//! healed entries equal to what they replace and to what is committed, and the
+//! Ready contract for every message as it leaves. `run` adds liveness after
+//! healing (every node caught up and every damaged entry healed, or compacted by
+//! retention where no node keeps it any more, and a new produce acknowledged) and
+//! an end-of-run check that every acknowledged produce is intact in every node's
+//! durable log.
 //!
 //! # Broken variants (test-only [`Knobs`] of the HARNESS, not the driver)
 //! `fake_sync` acknowledges a `Sync` without making the data durable,
 //! `skip_recovery_guard` lets a wiped node vote at once, `lazy_hard_state` makes
-//! hard-state writes durable only at the next sync. `tests` shows each is caught.
+//! hard-state writes durable only at the next sync, `heal_without_anchor` makes
+//! the healer trust any peer's records, `truncate_at_damage` cuts the log at its
+//! first damaged entry at a restart, as a torn tail. `tests` shows each is caught.
 
 mod checker;
 mod disk;
+mod mend;
 mod run;
 mod tests;
 
@@ -74,6 +107,7 @@ use crate::replica::{
 };
 use checker::Checker;
 use disk::{SimDisk, SimStorage};
+use mend::{Mender, Packet};
 
 /// Length of one Raft tick (the election timeout is 10 ticks).
 pub(crate) const TICK_MS: u64 = 10;
@@ -101,6 +135,9 @@ pub(crate) struct Faults {
     pub(crate) max_sync_delay_ms: u64,
     /// Per mille of effect batches with a Sync after which the node crashes at once.
     pub(crate) crash_at_sync_permille: u64,
+    /// Share of crashes after which a recently synced entry reads damaged (a write
+    /// reported done but lost, detected by the checksums).
+    pub(crate) lost_write_pct: u64,
 }
 
 /// Deliberately broken harness behaviours (the checker must catch each).
@@ -112,6 +149,11 @@ pub(crate) struct Knobs {
     pub(crate) skip_recovery_guard: bool,
     /// Hard-state writes become durable only at the next sync.
     pub(crate) lazy_hard_state: bool,
+    /// The healer trusts a peer's records without the anchor check (the harness
+    /// hands it our own term as the peer's term at the anchor).
+    pub(crate) heal_without_anchor: bool,
+    /// A restart cuts the log at its first damaged entry, as a torn tail is cut.
+    pub(crate) truncate_at_damage: bool,
 }
 
 /// A produce waiting in a node's inbox.
@@ -129,6 +171,8 @@ struct Proc {
     syncs: VecDeque<(u64, u64)>,
     next_tick_ms: u64,
     paused_until_ms: u64,
+    /// The healer and its runner's state (`mend`).
+    mender: Mender,
 }
 
 /// A node: its disk survives its processes.
@@ -142,7 +186,7 @@ struct SimNode {
 
 struct InFlight {
     at_ms: u64,
-    msg: Message,
+    msg: Packet,
     to_incarnation: u64,
 }
 
@@ -166,6 +210,8 @@ enum Event {
     Role(NodeId, Role, Term, Option<NodeId>),
     Compact(NodeId, Index),
     Transfer(NodeId),
+    /// Storage faults and healing (already formatted: rare).
+    Storage(NodeId, String),
 }
 
 /// Counters of one run.
@@ -179,6 +225,9 @@ pub(crate) struct Stats {
     pub(crate) acked: u64,
     pub(crate) commits: u64,
     pub(crate) liveness_ms: u64,
+    pub(crate) damaged: u64,
+    pub(crate) read_errors: u64,
+    pub(crate) healed: u64,
 }
 
 /// The simulated cluster.
@@ -199,6 +248,8 @@ pub(crate) struct Cluster {
     pub(crate) stats: Stats,
     /// Answers the clients have not read yet.
     answers: Vec<(u64, Result<Produced, ProduceError>)>,
+    /// Damage only where the anchor-checked healer can repair it (`mend`).
+    pub(crate) healable_bound: bool,
 }
 
 impl Cluster {
@@ -226,6 +277,7 @@ impl Cluster {
                 ..LogStart::default()
             });
             disk.lazy_hard_state = knobs.lazy_hard_state;
+            disk.truncate_at_damage = knobs.truncate_at_damage;
             let node = SimNode {
                 disk: Rc::new(RefCell::new(disk)),
                 proc: None,
@@ -250,6 +302,7 @@ impl Cluster {
             seed,
             stats: Stats::default(),
             answers: Vec::new(),
+            healable_bound: true,
         }
     }
 
@@ -321,6 +374,7 @@ impl Cluster {
             return Ok(());
         }
         n.incarnation += 1;
+        n.disk.borrow_mut().open();
         let (last, persisted_commit, marker) = {
             let d = n.disk.borrow();
             (
@@ -350,6 +404,7 @@ impl Cluster {
             syncs: VecDeque::new(),
             next_tick_ms: self.now_ms + TICK_MS,
             paused_until_ms: 0,
+            mender: Mender::new(self.now_ms),
         });
         self.record(Event::Restart(id, recovering.is_some()));
         let now = self.now_ms;
@@ -377,6 +432,9 @@ impl Cluster {
             self.stats.crashes_at_sync += 1;
         }
         self.record(Event::Crash(id, lost, at_sync));
+        if self.faults.lost_write_pct > 0 && self.rng.chance(self.faults.lost_write_pct) {
+            self.lose_synced_write(id);
+        }
     }
 
     /// Replaces a down node's data dir with an empty one if the model allows it
@@ -410,7 +468,8 @@ impl Cluster {
             kept.count() >= c.quorum()
         });
         let n = &self.nodes[&id];
-        if !safe || n.disk.borrow().durable.last_index() > m {
+        if !safe || n.disk.borrow().durable.last_index() > m || self.damage_elsewhere(id).is_some()
+        {
             return false;
         }
         n.disk.borrow_mut().wipe();
@@ -637,6 +696,8 @@ impl Cluster {
         if self.is_paused(id) {
             return Ok(());
         }
+        // Retention keeps what another node may need to heal from (`mend`).
+        let point = self.damage_elsewhere(id).map_or(point, |i| point.min(i));
         self.record(Event::Compact(id, point));
         self.input(id, |d| d.compact_to(point))
     }
@@ -658,22 +719,35 @@ impl Cluster {
             checker::check_send(&m, &d)?;
         }
         if let MessageBody::AppendEntries {
-            prev_term, entries, ..
+            prev_index,
+            prev_term,
+            entries,
+            ..
         } = &m.body
         {
+            // A leader whose copy of `prev` is damaged sends a placeholder term
+            // (`raft::replication::COMMITTED_PREV`); the harness knows the real one.
+            let real_prev = self.nodes[&m.from].disk.borrow().cache.term(*prev_index);
+            let prev_term = real_prev.unwrap_or(*prev_term);
             // Sent entries exist outside the sender's page cache from now on.
-            self.checker.on_append(m.from, *prev_term, entries)?;
+            self.checker.on_append(m.from, prev_term, entries)?;
         }
+        self.transmit(Packet::Raft(m));
+        Ok(())
+    }
+
+    /// The network takes a packet: it may lose, duplicate and delay it.
+    fn transmit(&mut self, m: Packet) {
         if self.faults.drop_pct > 0 && self.rng.chance(self.faults.drop_pct) {
-            self.record(Event::Drop(m.from, m.to, m.body.name(), "lost"));
-            return Ok(());
+            self.record(Event::Drop(m.from(), m.to(), m.name(), "lost"));
+            return;
         }
         let copies = if self.rng.chance(self.faults.dup_pct) {
             2
         } else {
             1
         };
-        let to_incarnation = match self.nodes.get(&m.to) {
+        let to_incarnation = match self.nodes.get(&m.to()) {
             Some(n) if n.proc.is_some() => n.incarnation,
             _ => u64::MAX,
         };
@@ -689,7 +763,6 @@ impl Cluster {
                 to_incarnation,
             });
         }
-        Ok(())
     }
 
     /// Delivers every message due now, in random order.
@@ -710,7 +783,7 @@ impl Cluster {
     }
 
     fn deliver(&mut self, mut f: InFlight) -> Result<(), String> {
-        let (from, to, name) = (f.msg.from, f.msg.to, f.msg.body.name());
+        let (from, to, name) = (f.msg.from(), f.msg.to(), f.msg.name());
         if self.blocked.contains(&(from, to)) {
             self.record(Event::Drop(from, to, name, "partition"));
             return Ok(());
@@ -732,14 +805,15 @@ impl Cluster {
             self.net.push(f);
             return Ok(());
         }
-        if self
-            .driver(to)
-            .is_some_and(|d| d.raft().term() > f.msg.term)
-        {
+        let m = match f.msg {
+            Packet::Raft(m) => m,
+            other => return self.deliver_heal(other),
+        };
+        if self.driver(to).is_some_and(|d| d.raft().term() > m.term) {
             self.stats.stale_deliveries += 1;
         }
-        self.record(Event::Deliver(f.msg.clone()));
-        self.input(to, |d| d.step(f.msg))
+        self.record(Event::Deliver(m.clone()));
+        self.input(to, |d| d.step(m))
     }
 
     /// Cuts every link between `group` and the rest (both ways).
@@ -816,6 +890,7 @@ impl Cluster {
                 }
                 d.tick(now)
             })?;
+            self.heal_tick(id)?;
         }
         Ok(())
     }
@@ -866,7 +941,8 @@ impl Cluster {
         let configs = live.map(|p| p.driver.raft().membership().clone()).collect();
         self.checker.set_live_configs(configs);
         let refs: Vec<(NodeId, &SimDisk)> = disks.iter().map(|(id, d)| (*id, &**d)).collect();
-        self.checker.check_durability(&refs)
+        self.checker.check_durability(&refs)?;
+        self.checker.check_intact_copies(&refs)
     }
 
     /// End of run: every acknowledged produce is in every node's durable log, at
@@ -881,10 +957,11 @@ impl Cluster {
                     if i > hw || i <= d.durable.start.index {
                         continue;
                     }
-                    if !d.durable.entry(i).is_some_and(|e| e.data == *v) {
+                    let intact = !d.durable.damaged.contains(&i);
+                    if !intact || !d.durable.entry(i).is_some_and(|e| e.data == *v) {
                         return Err(format!(
                             "ACKNOWLEDGED PRODUCE violated: request {req} value {k} acked at {i} \
-                             is not in node {id}'s durable log (high-water mark {hw})"
+                             is not intact in node {id}'s durable log (high-water mark {hw})"
                         ));
                     }
                 }
@@ -905,6 +982,7 @@ impl Cluster {
                 self.driver(*id)
                     .is_some_and(|d| d.commit() >= i && !d.recovering())
             })
+            && self.all_healed()
     }
 
     // ------------------------------------------------------------ reports
@@ -945,9 +1023,10 @@ impl Cluster {
         let n = &self.nodes[&id];
         let d = n.disk.borrow();
         let disk = format!(
-            "durable log {}..={} hs term {} vote {:?} commit {}",
+            "durable log {}..={} damaged {:?} hs term {} vote {:?} commit {}",
             d.durable.start.index + 1,
             d.durable.last_index(),
+            d.durable.damaged.iter().map(|i| i.0).collect::<Vec<_>>(),
             d.hard_state.term,
             d.hard_state.vote.map(|v| v.0),
             d.hard_state.commit
@@ -1058,5 +1137,6 @@ fn fmt_event(e: &Event) -> String {
         }
         Event::Compact(id, i) => format!("node {id} retention: keep from {i}"),
         Event::Transfer(id) => format!("node {id} asked to transfer leadership"),
+        Event::Storage(id, what) => format!("node {id} storage: {what}"),
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::mend::Fault;
 use super::{Cluster, Faults, Knobs, Stats, ELECTION_MS};
 use crate::raft::{Config, Index, NodeId, SplitMix64};
 use crate::replica::{DriverConfig, ProduceError, Produced};
@@ -26,9 +27,18 @@ pub(crate) struct Plan {
     pub(crate) network: u64,
     pub(crate) compact: u64,
     pub(crate) transfer: u64,
+    /// Storage faults (module docs of `disk`).
+    pub(crate) bit_flip: u64,
+    pub(crate) misdirect: u64,
+    pub(crate) read_error: u64,
+    /// Share of crashes that lose a synced write (as a damaged entry).
+    pub(crate) lost_write_pct: u64,
     /// Per mille of client slots that submit each millisecond.
     pub(crate) submit_permille: u64,
     pub(crate) knobs: Knobs,
+    /// Damage only where the anchor-checked healer can repair it (false: only
+    /// "every damaged entry keeps an intact copy elsewhere").
+    pub(crate) healable_bound: bool,
 }
 
 impl Plan {
@@ -42,8 +52,22 @@ impl Plan {
             network: 8,
             compact: 10,
             transfer: 3,
+            bit_flip: 20,
+            misdirect: 5,
+            read_error: 20,
+            lost_write_pct: 30,
             submit_permille: 30,
             knobs: Knobs::default(),
+            healable_bound: true,
+        }
+    }
+
+    /// `normal`, with only the weaker bound when `REPLICA_SIM_WEAK_BOUND` is set
+    /// (measures what anchor-only healing cannot repair: liveness failures).
+    pub(crate) fn from_env() -> Plan {
+        Plan {
+            healable_bound: std::env::var_os("REPLICA_SIM_WEAK_BOUND").is_none(),
+            ..Plan::normal()
         }
     }
 }
@@ -67,6 +91,7 @@ pub(crate) fn run_seed(seed: u64, plan: &Plan, trace_cap: usize) -> Result<Stats
     };
     let variant = (plan.knobs != Knobs::default()).then(|| format!("{:?}", plan.knobs));
     let mut c = Cluster::new(seed, n, raft_cfg, driver_cfg, plan.knobs, trace_cap);
+    c.healable_bound = plan.healable_bound;
     c.faults = Faults {
         drop_pct: rng.below(6),
         dup_pct: rng.below(5),
@@ -74,6 +99,7 @@ pub(crate) fn run_seed(seed: u64, plan: &Plan, trace_cap: usize) -> Result<Stats
         long_delay_pct: rng.below(4),
         max_sync_delay_ms: rng.below(30),
         crash_at_sync_permille: rng.below(6),
+        lost_write_pct: plan.lost_write_pct,
     };
     let mut clients = Clients::default();
     let result = start_all(&mut c)
@@ -131,8 +157,22 @@ fn chaos(c: &mut Cluster, clients: &mut Clients, plan: &Plan) -> Result<(), Stri
                 c.transfer(l)?;
             }
         }
+        storage_faults(c, plan);
     }
     Ok(())
+}
+
+/// Bit flips, misdirected writes and read errors (lost writes come with crashes).
+fn storage_faults(c: &mut Cluster, plan: &Plan) {
+    for (rate, fault) in [
+        (plan.bit_flip, Fault::BitFlip),
+        (plan.misdirect, Fault::Misdirect),
+        (plan.read_error, Fault::ReadError),
+    ] {
+        if per_10k(c, rate) {
+            c.inject(fault);
+        }
+    }
 }
 
 /// Crashes, restarts, wipes and pauses.
@@ -223,6 +263,9 @@ fn liveness(c: &mut Cluster, clients: &mut Clients) -> Result<u64, String> {
     while c.now_ms - start < LIVENESS_BOUND_MS {
         c.step_ms()?;
         clients.step(c, 10)?;
+        if c.now_ms.is_multiple_of(super::TICK_MS) {
+            c.retention_catch_up()?;
+        }
         if let Some(req) = marker {
             if let Some(Ok(p)) = clients.answered.get(&req) {
                 if c.converged(p.last) {

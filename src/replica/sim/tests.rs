@@ -6,6 +6,10 @@
 //! * `replay_seed`: `REPLICA_SIM_SEED=<n> cargo test --lib
 //!   replica::sim::tests::replay_seed -- --nocapture` replays one seed and prints
 //!   its trace.
+//! * Both take `REPLICA_SIM_WEAK_BOUND=1`: storage faults only within "every
+//!   damaged entry keeps an intact copy elsewhere", without the healability bound
+//!   (`mend`); some seeds then lose liveness (what anchor-only healing cannot
+//!   repair), none may lose safety.
 
 use super::run::{run_seed, Plan};
 use super::{Knobs, Stats};
@@ -32,8 +36,9 @@ fn many_seeds() {
     // first report and the list.
     let mut failed: Vec<(u64, String)> = Vec::new();
     let mut first_report = None;
+    let plan = Plan::from_env();
     for seed in base..base + n {
-        let s = match run_seed(seed, &Plan::normal(), TRACE_EVENTS) {
+        let s = match run_seed(seed, &plan, TRACE_EVENTS) {
             Ok(s) => s,
             Err(report) => {
                 failed.push((seed, first_line(&report).to_string()));
@@ -48,14 +53,17 @@ fn many_seeds() {
         total.wipes += s.wipes;
         total.pauses += s.pauses;
         total.stale_deliveries += s.stale_deliveries;
+        total.damaged += s.damaged;
+        total.read_errors += s.read_errors;
+        total.healed += s.healed;
         if s.liveness_ms > worst.0 {
             worst = (s.liveness_ms, seed);
         }
     }
     eprintln!(
         "replica sim: {n} seeds ok: {} produces acked, {} commits checked, {} crashes ({} right \
-         after a Sync request), {} wipes, {} pauses, {} stale-term deliveries; worst liveness \
-         {} ms (seed {})",
+         after a Sync request), {} wipes, {} pauses, {} stale-term deliveries, {} entries \
+         damaged, {} read errors, {} entries healed; worst liveness {} ms (seed {})",
         total.acked,
         total.commits,
         total.crashes,
@@ -63,6 +71,9 @@ fn many_seeds() {
         total.wipes,
         total.pauses,
         total.stale_deliveries,
+        total.damaged,
+        total.read_errors,
+        total.healed,
         worst.0,
         worst.1
     );
@@ -76,15 +87,40 @@ fn many_seeds() {
     }
     assert!(total.acked > n, "the runs acknowledge produces");
     assert!(total.crashes_at_sync > 0 && total.wipes > 0 && total.pauses > 0);
+    assert!(
+        total.damaged > 0 && total.read_errors > 0 && total.healed > 0,
+        "the runs damage entries and heal them"
+    );
 }
 
 /// Seeds that failed before a driver fix (see `git log src/replica/driver.rs`):
 /// 0: a sole voter's first AppendEntries left before its term was durable;
 /// 909, 2263: a produce below an installed log start was answered "not written".
+/// Before the raft fixes for damaged entries (`git log src/raft/log.rs`): 15: a
+/// campaign failed the node on its damaged last entry; 77: a follower truncated
+/// intact acknowledged entries after a damaged one; 222: a voter with a damaged
+/// last entry refused every vote (no leader).
 #[test]
 fn regression_seeds() {
-    for seed in [0, 909, 2263] {
+    for seed in [0, 909, 2263, 15, 77, 222] {
         if let Err(report) = run_seed(seed, &Plan::normal(), TRACE_EVENTS) {
+            panic!("{report}");
+        }
+    }
+}
+
+/// Under the weaker storage-fault bound (no healability bound) these seeds lost
+/// liveness before a leader could append after its damaged committed entry
+/// (`raft::replication::COMMITTED_PREV`): its followers' logs ended there, so no
+/// peer held the anchor its healer needed.
+#[test]
+fn weak_bound_regression_seeds() {
+    let plan = Plan {
+        healable_bound: false,
+        ..Plan::normal()
+    };
+    for seed in [10, 54, 64, 178, 224, 268] {
+        if let Err(report) = run_seed(seed, &plan, TRACE_EVENTS) {
             panic!("{report}");
         }
     }
@@ -93,7 +129,7 @@ fn regression_seeds() {
 #[test]
 fn replay_seed() {
     let seed = env_u64("REPLICA_SIM_SEED", 1);
-    match run_seed(seed, &Plan::normal(), REPLAY_TRACE_EVENTS) {
+    match run_seed(seed, &Plan::from_env(), REPLAY_TRACE_EVENTS) {
         Ok(s) => eprintln!("seed {seed} ok: {s:?}"),
         Err(report) => panic!("{report}"),
     }
@@ -164,4 +200,51 @@ fn checker_catches_a_wiped_node_that_votes_at_once() {
     let (seed, report) = find_violation(plan, 2000);
     eprintln!("skip_recovery_guard caught at seed {seed}: {}", report);
     assert!(report.contains("violated"), "{report}");
+}
+
+#[test]
+fn checker_catches_a_healer_that_skips_the_anchor_check() {
+    let plan = Plan {
+        knobs: Knobs {
+            heal_without_anchor: true,
+            ..Knobs::default()
+        },
+        // Divergent logs (stale suffixes) are what the anchor check guards against.
+        crash: 30,
+        network: 40,
+        transfer: 20,
+        bit_flip: 200,
+        misdirect: 50,
+        ..Plan::normal()
+    };
+    let (seed, report) = find_violation(plan, 500);
+    eprintln!(
+        "heal_without_anchor caught at seed {seed}: {}",
+        first_line(&report)
+    );
+    assert!(report.contains("HEALED ENTRY violated"), "{report}");
+}
+
+#[test]
+fn checker_catches_a_log_cut_at_damage() {
+    let plan = Plan {
+        knobs: Knobs {
+            truncate_at_damage: true,
+            ..Knobs::default()
+        },
+        crash: 40,
+        restart: 200,
+        bit_flip: 100,
+        lost_write_pct: 100,
+        ..Plan::normal()
+    };
+    let (seed, report) = find_violation(plan, 500);
+    eprintln!(
+        "truncate_at_damage caught at seed {seed}: {}",
+        first_line(&report)
+    );
+    assert!(
+        report.contains("violated") && !report.contains("LIVENESS"),
+        "{report}"
+    );
 }
