@@ -232,7 +232,17 @@ impl Runner {
                 end,
                 entries,
                 from_peer,
+                anchor,
             } => {
+                if !self.anchor_holds(anchor) {
+                    log::info!(
+                        "heal: entry {} changed while {first}..{end} was fetched; fetching again",
+                        anchor.index
+                    );
+                    self.healer.rebuilt(first, Ok(()));
+                    self.reports.report_range(Offset(first.0), Offset(end.0));
+                    return;
+                }
                 let result = write_healed(&self.log, &entries);
                 match &result {
                     Ok(()) => {
@@ -250,6 +260,13 @@ impl Runner {
                 self.healer.rebuilt(first, result);
             }
         }
+    }
+
+    /// This node still holds `anchor` intact with the same term.
+    fn anchor_holds(&self, anchor: Anchor) -> bool {
+        self.log
+            .read(Offset(anchor.index.0))
+            .is_ok_and(|r| r.term == anchor.term)
     }
 
     /// One `ReadEntries` round trip to `addr`.

@@ -109,6 +109,10 @@ pub enum Action {
         entries: Vec<Entry>,
         /// The peer they came from (for the log line).
         from_peer: NodeId,
+        /// The anchor they were checked against: if this node's entry there changed
+        /// meanwhile (Raft replaced an uncommitted suffix), they prove nothing and
+        /// must not be written; report the range again instead.
+        anchor: Anchor,
     },
 }
 
@@ -303,6 +307,7 @@ impl Healer {
             end: c.end,
             entries,
             from_peer: c.peer,
+            anchor: c.anchor,
         });
     }
 

@@ -155,6 +155,7 @@ impl Cluster {
                     end,
                     entries,
                     from_peer,
+                    ..
                 } => {
                     let result = self.rebuild(id, first, end, &entries, from_peer)?;
                     if let Some(m) = self.mender(id) {
