@@ -19,6 +19,7 @@ use super::reads::Reads;
 use super::{lock, Shared};
 use crate::net::{ConnContext, Responder, Service};
 use crate::raft::{decode_message, Role};
+use crate::replica::Values;
 use crate::storage::RECORD_HEADER_BYTES;
 use crate::wire::{self, Request, RequestFrame, ServerInfo, ServerRole, StatusInfo};
 
@@ -43,7 +44,8 @@ impl ClusterService {
         }
     }
 
-    fn produce(&self, values: Vec<Vec<u8>>, single: bool, reply: Responder) {
+    fn produce(&self, values: Values, reply: Responder) {
+        let single = matches!(values, Values::One(_));
         let s = &self.shared;
         let (role, leader) = {
             let v = lock(&s.view);
@@ -54,11 +56,11 @@ impl ClusterService {
             return answer::refuse(reply, s.not_leader(leader));
         }
         let max_value = s.max_record_value_bytes();
-        let total: usize = values.iter().map(Vec::len).sum();
+        let total = values.bytes();
         // The count is bounded too: an empty record still costs a log record and a
         // Raft entry, and one batch is appended in one raft-thread round.
         if values.len() > wire::MAX_BATCH_RECORDS
-            || values.iter().any(|v| v.len() > max_value)
+            || values.as_slice().iter().any(|v| v.len() > max_value)
             || total > s.max_produce_bytes()
         {
             let too_large = Refusal::TooLarge {
@@ -174,12 +176,12 @@ impl Service for ClusterService {
         }
         match frame.request {
             Request::Ping => answer::pong(reply),
-            Request::Produce { value } => self.produce(vec![value], true, reply),
+            Request::Produce { value } => self.produce(Values::One(value), reply),
             Request::ProduceBatch { values } => {
                 if values.is_empty() {
                     answer::empty_batch(reply, s.hw())
                 } else {
-                    self.produce(values, false, reply)
+                    self.produce(Values::Many(values), reply)
                 }
             }
             Request::Consume { offset } => self.reads.consume(offset, reply),

@@ -24,7 +24,7 @@ pub const MAX_QUEUED_CONTROLS: usize = 256;
 /// A client produce waiting for the raft thread.
 pub(crate) struct ProduceJob {
     /// The values (one for Produce, n for ProduceBatch).
-    pub values: Vec<Vec<u8>>,
+    pub values: crate::replica::Values,
     /// Answer as Produce (true) or ProduceBatch (false).
     pub single: bool,
     /// Where the answer goes.
@@ -175,7 +175,7 @@ impl Inbox {
         let (mut records, mut bytes) = (0usize, 0usize);
         while let Some(job) = s.produce.front().filter(|_| take_produces) {
             let n = job.values.len();
-            let b: usize = job.values.iter().map(Vec::len).sum();
+            let b = job.values.bytes();
             if !out.produce.is_empty() && (records + n > max_records || bytes + b > max_bytes) {
                 break;
             }

@@ -40,11 +40,61 @@ impl Default for DriverConfig {
     }
 }
 
+/// The values of one produce: one (Produce) or several (ProduceBatch). A single
+/// value needs no vector around it (one allocation less per record on the produce
+/// path).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Values {
+    /// One record.
+    One(Vec<u8>),
+    /// A batch (possibly empty).
+    Many(Vec<Vec<u8>>),
+}
+
+impl Values {
+    /// The values as a slice.
+    pub fn as_slice(&self) -> &[Vec<u8>] {
+        match self {
+            Values::One(v) => std::slice::from_ref(v),
+            Values::Many(vs) => vs,
+        }
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    /// Total bytes of the values.
+    pub fn bytes(&self) -> usize {
+        self.as_slice().iter().map(Vec::len).sum()
+    }
+
+    /// Moves the values to the end of `out`, leaving none here.
+    fn move_to(&mut self, out: &mut Vec<Vec<u8>>) {
+        match std::mem::replace(self, Values::Many(Vec::new())) {
+            Values::One(v) => out.push(v),
+            Values::Many(mut vs) => out.append(&mut vs),
+        }
+    }
+}
+
+impl From<Vec<Vec<u8>>> for Values {
+    fn from(values: Vec<Vec<u8>>) -> Values {
+        Values::Many(values)
+    }
+}
+
 /// A produce handed to the driver. `R` is the caller's reply handle.
 #[derive(Debug)]
 pub struct ProduceRequest<R> {
     /// The values, appended contiguously, all or none.
-    pub values: Vec<Vec<u8>>,
+    pub values: Values,
     /// Answered `Timeout` when not committed by then (same clock as `now_ms`).
     pub deadline_ms: u64,
     /// Handed back in [`Effect::Complete`].
@@ -249,7 +299,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         let mut counts = Vec::with_capacity(reqs.len());
         for r in &mut reqs {
             counts.push(r.values.len() as u64);
-            values.append(&mut r.values);
+            r.values.move_to(&mut values);
         }
         if values.is_empty() {
             // Only empty batches: nothing to replicate, nothing to wait for.

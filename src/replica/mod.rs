@@ -54,6 +54,7 @@ mod sim;
 
 pub use driver::{
     Driver, DriverConfig, DriverError, Effect, ProduceError, ProduceRequest, Produced, Recovering,
+    Values,
 };
 pub use policy::{MemberView, PROMOTE_MAX_LAG_ENTRIES};
 

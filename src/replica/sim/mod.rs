@@ -103,7 +103,7 @@ use crate::raft::{
 };
 use crate::replica::{
     Driver, DriverConfig, DriverError, Effect, MemberView, ProduceError, ProduceRequest, Produced,
-    Recovering,
+    Recovering, Values,
 };
 use checker::Checker;
 use disk::{SimDisk, SimStorage};
@@ -640,7 +640,11 @@ impl Cluster {
             .inbox
             .drain(..n)
             .map(|q| ProduceRequest {
-                values: q.values,
+                // Both shapes the node hands the driver: one value, or a batch.
+                values: match <[Vec<u8>; 1]>::try_from(q.values) {
+                    Ok([one]) => Values::One(one),
+                    Err(many) => Values::Many(many),
+                },
                 deadline_ms: q.deadline_ms,
                 reply: q.req,
             })
