@@ -177,9 +177,10 @@ fn lock_dir(dir: &Path) -> Result<fs::File> {
     }
 }
 
-fn io_err(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
-    let context = format!("{what} {}", path.display());
-    move |e| StorageError::io(context, e)
+/// Maps an I/O error to a `StorageError` naming what failed where. The message is
+/// built only when there is an error (this sits on every fsync's path).
+fn io_err<'a>(what: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
+    move |e| StorageError::io(format!("{what} {}", path.display()), e)
 }
 
 impl Log {
