@@ -53,7 +53,8 @@ T0=$(date +%s.%N)
 start 3 --join "$(gsp 1)"
 TARGET=$($C --addr "$L" health | sed -n 's/.*commit=\([0-9]*\).*/\1/p')
 for _ in $(seq 6000); do
-  C3=$($C --addr "$(rpc 3)" health 2>/dev/null | sed -n 's/.*commit=\([0-9]*\).*/\1/p')
+  # `health` exits non-zero while the node catches up (not ready yet): keep polling.
+  C3=$($C --addr "$(rpc 3)" health 2>/dev/null | sed -n 's/.*commit=\([0-9]*\).*/\1/p' || true)
   [ -n "$C3" ] && [ "$C3" -ge "$TARGET" ] && break
   sleep 0.05
 done
