@@ -225,9 +225,15 @@ pub(crate) fn record(reply: Responder, record: WireRecord) {
 }
 
 /// A peer's ReadEntries.
-pub(crate) fn entries(reply: Responder, anchor_term: Term, records: Vec<WireRecord>) {
+pub(crate) fn entries(
+    reply: Responder,
+    anchor_term: Term,
+    commit_index: Offset,
+    records: Vec<WireRecord>,
+) {
     reply.ok(ResponseBody::ReadEntries {
         anchor_term,
+        commit_index,
         records,
     })
 }

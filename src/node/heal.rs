@@ -155,6 +155,8 @@ impl Runner {
         while !stop.load(Ordering::Acquire) {
             let reported = self.reports.take(TICK);
             self.waiting.extend(reported);
+            self.healer
+                .set_commit(Index(self.shared.hw().0.saturating_sub(1)));
             self.queue_waiting();
             let peers = self.peers();
             let ids: Vec<NodeId> = peers.keys().copied().collect();
@@ -191,8 +193,12 @@ impl Runner {
             if f >= e || self.log.read(Offset(f)).is_ok() {
                 continue;
             }
+            let committed = e.saturating_sub(1) < self.shared.hw().0;
             match find_anchor(&self.log, e) {
                 Some(anchor) => self.healer.damaged(Index(f), Index(e), anchor),
+                // Nothing intact after it (a damaged tail): committed, a peer's
+                // commit index proves its copy.
+                None if committed => self.healer.damaged_committed(Index(f), Index(e)),
                 None => {
                     self.waiting.insert(f, e);
                 }
@@ -234,7 +240,7 @@ impl Runner {
                 from_peer,
                 anchor,
             } => {
-                if !self.anchor_holds(anchor) {
+                if let Some(anchor) = anchor.filter(|a| !self.anchor_holds(*a)) {
                     log::info!(
                         "heal: entry {} changed while {first}..{end} was fetched; fetching again",
                         anchor.index
@@ -293,9 +299,11 @@ impl Runner {
         match result.map_err(|e| e.to_string())? {
             ResponseBody::ReadEntries {
                 anchor_term,
+                commit_index,
                 records,
             } => Ok(FetchAnswer {
                 anchor_term: (anchor_term.0 != 0).then_some(anchor_term),
+                peer_commit: Index(commit_index.0),
                 entries: records
                     .into_iter()
                     .map(|r| Entry {

@@ -359,7 +359,8 @@ impl ReadShared {
                 crate::types::Term(0)
             }
         };
-        answer::entries(reply, anchor_term, records)
+        let commit_index = Offset(self.hw().0.saturating_sub(1));
+        answer::entries(reply, anchor_term, commit_index, records)
     }
 
     /// The first data record at an offset >= `offset` below the high-water mark.

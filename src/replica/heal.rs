@@ -14,8 +14,12 @@
 //! Raft's log-matching property: if a peer's entry at index `a` has the same term as
 //! this node's entry at `a`, the two logs are identical up to `a`. Each damaged range
 //! `[first, end)` is fetched with an *anchor*, an intact local entry at `a >= end`;
-//! a peer's records are used only if its term at `a` equals ours (checked on every
-//! page). A peer without the anchor, or with another term there, is skipped.
+//! a peer's records are used if its term at `a` equals ours (checked on every page).
+//! Or by commitment: a range committed here and on the peer (both commit indexes
+//! reach `end - 1`) is the same on both, since a committed entry is the same on
+//! every node (Raft's state machine safety); this also heals a damaged tail that has
+//! no intact entry after it ([`Healer::damaged_committed`]). A peer that proves
+//! neither is skipped.
 //!
 //! # Inputs and actions
 //! [`Healer::damaged`] queues a range (overlapping or touching ranges merge);
@@ -89,6 +93,8 @@ pub struct FetchRequest {
 pub struct FetchAnswer {
     /// The peer's term at the anchor (`None` if it does not hold it intact).
     pub anchor_term: Option<Term>,
+    /// The peer's commit index (`Index(0)` if unknown: no proof by commitment).
+    pub peer_commit: Index,
     /// Its records from `from` on, contiguous (at least one if it has `from`).
     pub entries: Vec<Entry>,
 }
@@ -109,17 +115,18 @@ pub enum Action {
         entries: Vec<Entry>,
         /// The peer they came from (for the log line).
         from_peer: NodeId,
-        /// The anchor they were checked against: if this node's entry there changed
-        /// meanwhile (Raft replaced an uncommitted suffix), they prove nothing and
-        /// must not be written; report the range again instead.
-        anchor: Anchor,
+        /// The anchor they were checked against (`None`: proven by commitment): if
+        /// this node's entry there changed meanwhile (Raft replaced an uncommitted
+        /// suffix), they prove nothing and must not be written; report the range
+        /// again instead.
+        anchor: Option<Anchor>,
     },
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Queued {
     end: Index,
-    anchor: Anchor,
+    anchor: Option<Anchor>,
     not_before_ms: u64,
 }
 
@@ -135,7 +142,7 @@ enum Phase {
 struct Current {
     first: Index,
     end: Index,
-    anchor: Anchor,
+    anchor: Option<Anchor>,
     peer: NodeId,
     tried: BTreeSet<NodeId>,
     fetched: Vec<Entry>,
@@ -171,6 +178,8 @@ pub struct Healer {
     next_id: u64,
     peer_cursor: usize,
     now_ms: u64,
+    /// This node's commit index (for proof by commitment).
+    commit: Index,
     stats: HealStats,
 }
 
@@ -185,8 +194,26 @@ impl Healer {
             next_id: 1,
             peer_cursor: 0,
             now_ms: 0,
+            commit: Index(0),
             stats: HealStats::default(),
         }
+    }
+
+    /// This node's commit index: ranges at or below it may be proven by a peer's
+    /// commit index instead of an anchor.
+    pub fn set_commit(&mut self, commit: Index) {
+        self.commit = self.commit.max(commit);
+    }
+
+    /// Entries `first..end` are damaged here and committed (`end - 1 <=` the commit
+    /// index), with no intact entry after them to anchor to: a peer whose commit
+    /// index covers them proves them.
+    pub fn damaged_committed(&mut self, first: Index, end: Index) {
+        if first >= end || end - 1 > self.commit {
+            log::warn!("heal: {first}..{end} is not committed here; it needs an anchor");
+            return;
+        }
+        self.queue_range(first, end, None);
     }
 
     /// Entries `first..end` are damaged here; `anchor` is an intact entry at or
@@ -196,6 +223,10 @@ impl Healer {
             log::warn!("heal: ignoring malformed range {first}..{end} (anchor {anchor:?})");
             return;
         }
+        self.queue_range(first, end, Some(anchor));
+    }
+
+    fn queue_range(&mut self, first: Index, end: Index, anchor: Option<Anchor>) {
         if self
             .current
             .as_ref()
@@ -269,13 +300,19 @@ impl Healer {
                 return self.peer_failed(peers);
             }
         };
-        if answer.anchor_term != Some(c.anchor.term) {
+        let by_anchor = c.anchor.is_some_and(|a| answer.anchor_term == Some(a.term));
+        let by_commit = c.end - 1 <= self.commit.min(answer.peer_commit);
+        if !by_anchor && !by_commit {
             log::warn!(
-                "heal: peer {} has term {:?} at anchor {} where this node has {}; not using it",
+                "heal: peer {} proves neither {}..{} (its term at the anchor {:?} where this \
+                 node has {:?}; its commit index {}, ours {}); not using it",
                 c.peer,
+                c.first,
+                c.end,
                 answer.anchor_term,
-                c.anchor.index,
-                c.anchor.term
+                c.anchor,
+                answer.peer_commit,
+                self.commit
             );
             return self.peer_failed(peers);
         }
@@ -387,7 +424,8 @@ impl Healer {
             peer,
             from: c.next_wanted(),
             end: c.end,
-            anchor: c.anchor.index,
+            // Without an anchor any index serves: the answer is proven by commitment.
+            anchor: c.anchor.map_or(c.end - 1, |a| a.index),
         }));
     }
 

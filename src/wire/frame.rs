@@ -390,6 +390,7 @@ fn decode_response_body(api: ApiKey, r: &mut ByteReader<'_>) -> Result<ResponseB
         },
         ApiKey::ReadEntries => ResponseBody::ReadEntries {
             anchor_term: Term(r.u64("ReadEntries anchor_term")?),
+            commit_index: Offset(r.u64("ReadEntries commit_index")?),
             records: decode_records(r, "ReadEntries record count")?,
         },
         ApiKey::GetServers => {
@@ -528,9 +529,11 @@ fn encode_response_body(body: &ResponseBody, out: &mut Vec<u8>) {
         }
         ResponseBody::ReadEntries {
             anchor_term,
+            commit_index,
             records,
         } => {
             put_u64(out, anchor_term.0);
+            put_u64(out, commit_index.0);
             encode_records(records, out);
         }
         ResponseBody::GetServers { servers } => {

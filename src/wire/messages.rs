@@ -14,7 +14,7 @@
 //! | 6 | Status | empty | `string node_name, u8 role, u64 term, u64 commit_index, u64 last_index, u64 first_index` |
 //! | 32 | RaftMessage | opaque (rest of frame) | opaque (rest of frame) |
 //! | 33 | PeerHandshake | `string cluster_name, u64 node_id, string node_name` | empty |
-//! | 34 | ReadEntries | `u64 from, u64 end, u64 anchor, u32 max_bytes` | `u64 anchor_term, u32 count, count × Record` |
+//! | 34 | ReadEntries | `u64 from, u64 end, u64 anchor, u32 max_bytes` | `u64 anchor_term, u64 commit_index, u32 count, count × Record` |
 //!
 //! `Record` = `u64 offset, u64 term, u8 kind, bytes value`;
 //! `Server` = `u64 id, string name, string rpc_addr, u8 role, u8 live`.
@@ -395,6 +395,8 @@ pub enum ResponseBody {
     ReadEntries {
         /// The sender's term at the anchor; 0 if it does not hold that record intact.
         anchor_term: Term,
+        /// The sender's commit index: its records up to here are committed.
+        commit_index: Offset,
         /// Contiguous records from `from`, stopping before `end`, a damaged record
         /// or the byte cap.
         records: Vec<WireRecord>,

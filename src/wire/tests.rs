@@ -134,6 +134,7 @@ fn random_body(rng: &mut Rng, api: ApiKey) -> ResponseBody {
         ApiKey::PeerHandshake => ResponseBody::PeerHandshake,
         ApiKey::ReadEntries => ResponseBody::ReadEntries {
             anchor_term: Term(rng.u64_edge()),
+            commit_index: Offset(rng.u64_edge()),
             records: (0..rng.below(5)).map(|_| rng.record()).collect(),
         },
     }

@@ -32,6 +32,7 @@ const PEERS: [NodeId; 2] = [NodeId(2), NodeId(3)];
 fn answer(term_at_anchor: u64, range: std::ops::Range<u64>) -> Result<FetchAnswer, String> {
     Ok(FetchAnswer {
         anchor_term: Some(Term(term_at_anchor)),
+        peer_commit: Index(0),
         entries: range.map(|i| e(i, 1)).collect(),
     })
 }
@@ -150,6 +151,7 @@ fn a_gap_or_a_wrong_start_in_an_answer_is_a_peer_failure() {
     let f = fetches(&mut h);
     let gap = Ok(FetchAnswer {
         anchor_term: Some(Term(1)),
+        peer_commit: Index(0),
         entries: vec![e(5, 1), e(7, 1)],
     });
     h.answered(f[0].id, gap, &PEERS);
@@ -175,4 +177,38 @@ fn a_failed_rebuild_puts_the_range_back() {
     assert_eq!(h.damaged_entries(), 1);
     h.tick(20, &PEERS);
     assert_eq!(fetches(&mut h).len(), 1);
+}
+
+#[test]
+fn a_committed_range_is_proven_by_both_commit_indexes_without_an_anchor() {
+    let mut h = Healer::new(HealConfig::default());
+    // Not committed here: needs an anchor, so it is not queued.
+    h.damaged_committed(Index(5), Index(8));
+    assert_eq!(h.damaged_entries(), 0);
+    h.set_commit(Index(9));
+    h.damaged_committed(Index(5), Index(8));
+    h.tick(0, &PEERS);
+    let f = fetches(&mut h);
+    assert_eq!(f.len(), 1);
+    // A peer that has not committed 7 yet proves nothing.
+    let behind = Ok(FetchAnswer {
+        anchor_term: None,
+        peer_commit: Index(6),
+        entries: (5..8).map(|i| e(i, 1)).collect(),
+    });
+    h.answered(f[0].id, behind, &PEERS);
+    let f2 = fetches(&mut h);
+    assert_eq!(f2.len(), 1, "the other peer is asked");
+    assert_eq!(h.stats().peer_failures, 1);
+    let committed = Ok(FetchAnswer {
+        anchor_term: None,
+        peer_commit: Index(12),
+        entries: (5..8).map(|i| e(i, 1)).collect(),
+    });
+    h.answered(f2[0].id, committed, &PEERS);
+    let acts = h.take_actions();
+    assert!(
+        matches!(acts.as_slice(), [Action::Rebuild { anchor: None, first, .. }] if *first == Index(5)),
+        "{acts:?}"
+    );
 }

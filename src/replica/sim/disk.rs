@@ -344,6 +344,9 @@ impl SimDisk {
             i = i + 1;
         }
         FetchAnswer {
+            // The simulated healer proves copies by anchor only (the injection bound
+            // keeps an anchor); proof by commitment is unit-tested in `replica::heal`.
+            peer_commit: Index(0),
             anchor_term,
             entries,
         }
