@@ -344,8 +344,7 @@ impl SimDisk {
             i = i + 1;
         }
         FetchAnswer {
-            // The simulated healer proves copies by anchor only (the injection bound
-            // keeps an anchor); proof by commitment is unit-tested in `replica::heal`.
+            // Filled in by the sender (`mend`), which knows its commit index.
             peer_commit: Index(0),
             anchor_term,
             entries,

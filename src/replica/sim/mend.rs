@@ -69,9 +69,6 @@ impl Packet {
 pub(super) struct Mender {
     healer: Healer,
     next_scrub_ms: u64,
-    /// The anchor of the last answer handed to the healer: a rebuild that follows
-    /// is checked against the log as it is when written.
-    anchor: Option<Anchor>,
 }
 
 impl Mender {
@@ -79,7 +76,6 @@ impl Mender {
         Mender {
             healer: Healer::new(HEAL_CFG),
             next_scrub_ms: now_ms + SCRUB_MS,
-            anchor: None,
         }
     }
 }
@@ -118,6 +114,7 @@ impl Cluster {
             let mut d = n.disk.borrow_mut();
             (d.cache.damaged_runs(), d.take_reports())
         };
+        let commit = self.driver(id).map_or(Index(0), |d| d.commit());
         let Some(m) = self.mender(id) else {
             return Ok(());
         };
@@ -125,11 +122,15 @@ impl Cluster {
         if scrub {
             m.next_scrub_ms = now + SCRUB_MS;
         }
+        m.healer.set_commit(commit);
         // A reported entry that is no longer damaged was a transient read error.
         for (first, end, anchor) in runs {
             let met = reported.range(first..end).next().is_some();
-            if let (true, Some(a)) = (scrub || met, anchor) {
-                m.healer.damaged(first, end, a);
+            match (scrub || met, anchor) {
+                (true, Some(a)) => m.healer.damaged(first, end, a),
+                // No intact entry after it: committed here, a peer's commit proves it.
+                (true, None) if end - 1 <= commit => m.healer.damaged_committed(first, end),
+                _ => {}
             }
         }
         m.healer.tick(now, &peers);
@@ -155,9 +156,9 @@ impl Cluster {
                     end,
                     entries,
                     from_peer,
-                    ..
+                    anchor,
                 } => {
-                    let result = self.rebuild(id, first, end, &entries, from_peer)?;
+                    let result = self.rebuild(id, (first, end), &entries, from_peer, anchor)?;
                     if let Some(m) = self.mender(id) {
                         m.healer.rebuilt(first, result);
                     }
@@ -173,10 +174,12 @@ impl Cluster {
             Packet::Raft(_) => Ok(()),
             Packet::Fetch { from, req } => {
                 let to = req.peer;
-                let answer = self.nodes[&to]
+                let mut answer = self.nodes[&to]
                     .disk
                     .borrow()
                     .serve_fetch(&req, FETCH_PAGE_ENTRIES);
+                // The peer's commit index (what its ReadEntries answer reports).
+                answer.peer_commit = self.driver(to).map_or(Index(0), |d| d.commit());
                 self.transmit(Packet::Answer {
                     from: to,
                     to: from,
@@ -207,10 +210,6 @@ impl Cluster {
                 let Some(m) = self.mender(to) else {
                     return Ok(());
                 };
-                m.anchor = answer.anchor_term.map(|term| Anchor {
-                    index: anchor,
-                    term,
-                });
                 m.healer.answered(id, Ok(answer), &peers);
                 self.heal_actions(to)
             }
@@ -222,18 +221,18 @@ impl Cluster {
     fn rebuild(
         &mut self,
         id: NodeId,
-        first: Index,
-        end: Index,
+        (first, end): (Index, Index),
         entries: &[Entry],
         from_peer: NodeId,
+        anchor: Option<Anchor>,
     ) -> Result<Result<(), String>, String> {
-        let anchor = self.mender(id).and_then(|m| m.anchor);
         let disk = std::rc::Rc::clone(&self.nodes[&id].disk);
         let mut d = disk.borrow_mut();
         // Raft may have replaced the range since the anchor was taken (a leader's
         // append over uncommitted entries): then the records prove nothing here. The
-        // scrubber finds what is still damaged again, with a fresh anchor.
-        if !anchor.is_some_and(|a| d.cache.intact(a.index, a.term)) {
+        // scrubber finds what is still damaged again, with a fresh anchor. (A range
+        // proven by commitment has no anchor: committed entries never change.)
+        if anchor.is_some_and(|a| !d.cache.intact(a.index, a.term)) {
             drop(d);
             let what = format!("drops the rebuild of {first}..{end}: its anchor changed");
             self.record(Event::Storage(id, what));
