@@ -263,7 +263,16 @@ impl Log {
         // Recovery fsynced every file it kept; make their directory entries durable too.
         segment::sync_dir(dir)?;
         let active = Arc::new(recovered.active);
-        let next_offset = active.base + recovered.active_count;
+        let next_offset = active
+            .base
+            .checked_add(recovered.active_count)
+            .ok_or_else(|| {
+                StorageError::corrupt(
+                    &active.store_path,
+                    0,
+                    "the active segment's offsets would pass u64::MAX",
+                )
+            })?;
         let segments = Segments {
             sealed: recovered.sealed,
             active: active.clone(),

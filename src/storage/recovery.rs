@@ -231,7 +231,14 @@ pub(crate) fn scan_store(file: &File, path: &Path, store_bytes: u64, base: u64) 
     let mut positions = Vec::new();
     // Bounded: every iteration consumes at least one header's worth of bytes.
     loop {
-        let expected = base + positions.len() as u64;
+        // A segment based near u64::MAX cannot hold more offsets: damage, not a panic.
+        let Some(expected) = base.checked_add(positions.len() as u64) else {
+            return Err(StorageError::corrupt(
+                path,
+                reader.position(),
+                "offsets would pass u64::MAX",
+            ));
+        };
         let (position, reason, evidence) = match reader.next_step()? {
             Step::Record {
                 position, header, ..
