@@ -256,6 +256,17 @@ impl Log {
                 ),
             });
         }
+        // An index holds 8-byte positions into a store of at most 4 GiB; bounding it
+        // also keeps its file-size arithmetic far from overflow.
+        if config.max_index_bytes > u64::from(u32::MAX) {
+            return Err(StorageError::InvalidConfig {
+                reason: format!(
+                    "max_index_bytes must be at most {} (got {})",
+                    u32::MAX,
+                    config.max_index_bytes
+                ),
+            });
+        }
         let index_capacity = index::capacity_slots(config.max_index_bytes);
         fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         let lock_file = lock_dir(dir)?;

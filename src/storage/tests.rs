@@ -1050,3 +1050,20 @@ fn truncate_suffix_removes_damage_in_a_sealed_segment() {
     let log = Log::open(dir.path(), small_config()).unwrap();
     check_range(&log, 0, next_base + 10);
 }
+
+/// A huge `max_index_bytes` (its file-size arithmetic would overflow) is refused as
+/// configuration, before anything is created.
+#[test]
+fn an_index_size_beyond_4_gib_is_refused() {
+    let dir = TempDir::new("index-cap");
+    let config = LogConfig {
+        max_index_bytes: u64::MAX,
+        ..LogConfig::default()
+    };
+    match Log::open(dir.path(), config) {
+        Err(StorageError::InvalidConfig { reason }) => {
+            assert!(reason.contains("max_index_bytes"), "{reason}")
+        }
+        other => panic!("expected InvalidConfig, got {:?}", other.map(|_| ())),
+    }
+}
