@@ -330,3 +330,33 @@ fn a_batch_of_more_than_the_record_cap_is_refused_whole() {
         Offset(FIRST_OFFSET + wire::MAX_BATCH_RECORDS as u64 - 1)
     );
 }
+
+/// A peer's ReadEntries over empty records (no value bytes to stop at) is bounded by
+/// its byte cap with record headers counted: it never collects the whole log.
+#[test]
+fn read_entries_of_empty_records_stay_within_the_byte_cap() {
+    let server = Server::start(&[]);
+    let mut client = server.client();
+    let empty: Vec<&[u8]> = vec![b"".as_slice(); wire::MAX_BATCH_RECORDS];
+    client
+        .produce_batch(&empty)
+        .expect("a batch of empty records");
+    let max_bytes = 4096u32;
+    client
+        .send(Request::ReadEntries {
+            from: Offset(1),
+            end: Offset(u64::MAX),
+            anchor: Offset(1),
+            max_bytes,
+        })
+        .expect("send ReadEntries");
+    let (_, answer) = client.recv().expect("answer");
+    match answer.expect("records") {
+        wire::ResponseBody::ReadEntries { records, .. } => {
+            assert!(!records.is_empty());
+            let bytes = records.len() * wire::RECORD_HEADER_BYTES;
+            assert!(bytes <= max_bytes as usize, "{} records", records.len());
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}

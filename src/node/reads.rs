@@ -318,10 +318,15 @@ impl ReadShared {
 
     /// A read failed: damage is reported to the healer, then answered.
     fn failed(&self, reply: Responder, e: &crate::storage::StorageError, asked: Offset) {
+        self.report_damage(e);
+        answer::read_failed(reply, e, self.out_of_range(asked))
+    }
+
+    /// A damaged record met by any read goes to the healer.
+    fn report_damage(&self, e: &crate::storage::StorageError) {
         if let crate::storage::StorageError::CorruptRecord { offset, .. } = e {
             self.damage.report(*offset);
         }
-        answer::read_failed(reply, e, self.out_of_range(asked))
     }
 
     fn read_entries(
@@ -332,12 +337,20 @@ impl ReadShared {
         max_bytes: u32,
         reply: Responder,
     ) {
-        let budget = u64::from(max_bytes.min(self.cfg.max_fetch_bytes)).max(1);
+        // Bounded like a Fetch: by the asker's cap, the node's, and what the
+        // connection may still buffer; headers count, so empty records cannot make
+        // an answer (or this Vec) grow without bound.
+        let budget = u64::from(max_bytes.min(self.cfg.max_fetch_bytes))
+            .min(u64::try_from(reply.max_response_bytes()).unwrap_or(u64::MAX))
+            .max(1);
         let mut records = Vec::new();
+        let mut used = 0u64;
         let read = self.log.read_range_with(from, budget, |r| {
-            if r.offset >= end {
+            let size = r.value.len() as u64 + wire::RECORD_HEADER_BYTES as u64;
+            if r.offset >= end || (!records.is_empty() && used + size > budget) {
                 return false;
             }
+            used += size;
             records.push(WireRecord {
                 offset: r.offset,
                 term: r.term,
@@ -350,15 +363,13 @@ impl ReadShared {
             return self.failed(reply, &e, from);
         }
         // 0 = "not held intact here": the asker then tries another peer.
-        let anchor_term = match self.log.read(anchor) {
-            Ok(r) => r.term,
-            Err(e) => {
-                if let crate::storage::StorageError::CorruptRecord { offset, .. } = e {
-                    self.damage.report(offset);
-                }
+        let anchor_term = self.log.read(anchor).map_or_else(
+            |e| {
+                self.report_damage(&e);
                 crate::types::Term(0)
-            }
-        };
+            },
+            |r| r.term,
+        );
         let commit_index = Offset(self.hw().0.saturating_sub(1));
         answer::entries(reply, anchor_term, commit_index, records)
     }
