@@ -39,7 +39,7 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Damaged ranges reported by any thread, picked up by the healer thread.
 #[derive(Debug, Default)]
 pub struct DamageReports {
-    /// first offset → end (exclusive), merged on insert.
+    /// first offset → end (exclusive); a range inside a known one is dropped.
     ranges: Mutex<BTreeMap<u64, u64>>,
     changed: Condvar,
 }
@@ -153,8 +153,9 @@ struct Runner {
 impl Runner {
     fn run(mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::Acquire) {
-            let reported = self.reports.take(TICK);
-            self.waiting.extend(reported);
+            for (f, e) in self.reports.take(TICK) {
+                self.wait(f, e);
+            }
             self.healer
                 .set_commit(Index(self.shared.hw().0.saturating_sub(1)));
             self.queue_waiting();
@@ -199,10 +200,18 @@ impl Runner {
                 // Nothing intact after it (a damaged tail): committed, a peer's
                 // commit index proves its copy.
                 None if committed => self.healer.damaged_committed(Index(f), Index(e)),
-                None => {
-                    self.waiting.insert(f, e);
-                }
+                None => self.wait(f, e),
             }
+        }
+    }
+
+    /// Keeps a range until it can be queued (bounded like the reports: beyond the
+    /// bound the scrubber finds it again).
+    fn wait(&mut self, first: u64, end: u64) {
+        if let Some(e) = self.waiting.get_mut(&first) {
+            *e = (*e).max(end);
+        } else if self.waiting.len() < MAX_REPORTED_RANGES {
+            self.waiting.insert(first, end);
         }
     }
 
