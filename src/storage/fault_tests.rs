@@ -8,18 +8,20 @@ use std::path::{Path, PathBuf};
 use super::tests::TempDir;
 use super::*;
 
-/// Records of 100-byte values (128 bytes on disk), in segments of 64 KiB.
-fn config() -> LogConfig {
+/// Records of 100-byte values (128 bytes on disk), in segments of 64 KiB (shared
+/// with `heal_tests`).
+pub(super) fn config() -> LogConfig {
     LogConfig {
         max_store_bytes: 64 * 1024,
         ..LogConfig::default()
     }
 }
 
-const RECORD_BYTES: u64 = 128;
-const PER_SEGMENT: u64 = 64 * 1024 / RECORD_BYTES;
+pub(super) const RECORD_BYTES: u64 = 128;
+pub(super) const PER_SEGMENT: u64 = 64 * 1024 / RECORD_BYTES;
 
-fn value(i: u64) -> Vec<u8> {
+/// The 100-byte value of record `i` (its offset in the first 8 bytes).
+pub(super) fn value(i: u64) -> Vec<u8> {
     let mut v = vec![(i % 251) as u8; 100];
     v[..8].copy_from_slice(&i.to_le_bytes());
     v

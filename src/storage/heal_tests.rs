@@ -5,19 +5,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::fault_tests::{config, value, PER_SEGMENT, RECORD_BYTES};
 use super::tests::TempDir;
 use super::*;
-
-/// Records of 100-byte values (128 bytes on disk), in segments of 64 KiB.
-fn config() -> LogConfig {
-    LogConfig {
-        max_store_bytes: 64 * 1024,
-        ..LogConfig::default()
-    }
-}
-
-const RECORD_BYTES: u64 = 128;
-const PER_SEGMENT: u64 = 64 * 1024 / RECORD_BYTES;
 /// Three sealed segments and a short active one.
 const N: u64 = 3 * PER_SEGMENT + 10;
 /// The middle sealed segment most tests damage.
@@ -28,8 +18,7 @@ const SEG: u64 = PER_SEGMENT;
 const HOST: u64 = SEG + 5;
 
 fn record(i: u64) -> Record {
-    let mut value = vec![(i % 251) as u8; 100];
-    value[..8].copy_from_slice(&i.to_le_bytes());
+    let mut value = value(i);
     if i == HOST {
         let mut fake = Vec::new();
         let impostor = NewRecord {
