@@ -16,6 +16,17 @@ pub struct Term(pub u64);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(pub u64);
 
+/// Identity of a Raft group on a cluster. Group 0 is the metadata group (the
+/// cluster's voters, holding the catalogue); every topic partition is its own group,
+/// numbered by the catalogue from 1 and never reused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupId(pub u64);
+
+impl GroupId {
+    /// The metadata group.
+    pub const METADATA: GroupId = GroupId(0);
+}
+
 /// What a log entry is. Only `Data` records are visible to consumers; the others are
 /// internal Raft entries that live in the same log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,6 +64,12 @@ impl fmt::Display for Offset {
 }
 
 impl fmt::Display for Term {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for GroupId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
