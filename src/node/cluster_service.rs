@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::answer::{self, Refusal};
+use super::group::GroupState;
 use super::inbox::{Control, Inbox, ProduceJob};
 use super::reads::Reads;
 use super::{lock, Shared};
@@ -44,11 +45,11 @@ impl ClusterService {
         }
     }
 
-    fn produce(&self, values: Values, reply: Responder) {
+    fn produce(&self, group: &GroupState, values: Values, reply: Responder) {
         let single = matches!(values, Values::One(_));
         let s = &self.shared;
         let (role, leader) = {
-            let v = lock(&s.view);
+            let v = lock(&group.view);
             (v.role, v.leader)
         };
         // With a full disk the raft thread decides (it retries its writes first).
@@ -71,14 +72,15 @@ impl ClusterService {
             return answer::refuse(reply, too_large);
         }
         let job = ProduceJob {
+            group: group.id,
             values,
             single,
             reply,
             deadline: Instant::now() + Duration::from_millis(s.cfg.request_timeout_ms.max(1)),
         };
-        if let Err(job) = self.inbox.push_produce(job) {
+        if let Err(reply) = self.inbox.push_produce(job) {
             answer::refuse(
-                job.reply,
+                reply,
                 Refusal::Busy("produce queue (replication is behind)"),
             );
         }
@@ -103,7 +105,7 @@ impl ClusterService {
 
     fn servers(&self) -> Vec<ServerInfo> {
         let s = &self.shared;
-        let view = lock(&s.view).clone();
+        let view = s.default.view();
         let members = lock(&s.members).clone();
         let me = s.cfg.node_id;
         let mut ids: Vec<_> = view.membership.members().collect();
@@ -149,7 +151,7 @@ impl ClusterService {
 
     fn status(&self) -> StatusInfo {
         let s = &self.shared;
-        let v = lock(&s.view).clone();
+        let v = s.default.view();
         let me = s.cfg.node_id;
         let role = match v.role {
             Role::Leader => ServerRole::Leader,
@@ -176,26 +178,36 @@ impl Service for ClusterService {
         }
         match frame.request {
             Request::Ping => answer::pong(reply),
-            Request::Produce { value } => self.produce(Values::One(value), reply),
+            Request::Produce { value } => self.produce(&s.default, Values::One(value), reply),
             Request::ProduceBatch { values } => {
                 if values.is_empty() {
-                    answer::empty_batch(reply, s.hw())
+                    answer::empty_batch(reply, s.default.hw())
                 } else {
-                    self.produce(Values::Many(values), reply)
+                    self.produce(&s.default, Values::Many(values), reply)
                 }
             }
-            Request::Consume { offset } => self.reads.consume(offset, reply),
+            Request::Consume { offset } => {
+                self.reads.consume(Arc::clone(&s.default), offset, reply)
+            }
             Request::Fetch {
                 offset,
                 max_bytes,
                 max_wait_ms,
-            } => self.reads.fetch(offset, max_bytes, max_wait_ms, reply),
+            } => {
+                let group = Arc::clone(&s.default);
+                self.reads
+                    .fetch(group, offset, max_bytes, max_wait_ms, reply)
+            }
             Request::ReadEntries {
                 from,
                 end,
                 anchor,
                 max_bytes,
-            } => self.reads.read_entries(from, end, anchor, max_bytes, reply),
+            } => {
+                let range = (from, end, anchor);
+                let group = Arc::clone(&s.default);
+                self.reads.read_entries(group, range, max_bytes, reply)
+            }
             Request::GetServers => answer::servers(reply, self.servers()),
             Request::Status => answer::status(reply, self.status()),
             Request::PeerHandshake {
@@ -231,7 +243,7 @@ impl Service for ClusterService {
                     return answer::refuse(reply, Refusal::NotAPeer);
                 }
                 match decode_message(&payload) {
-                    Ok(m) if m.to == s.cfg.node_id => self.inbox.push_peer(m),
+                    Ok(m) if m.to == s.cfg.node_id => self.inbox.push_peer(s.default.id, m),
                     Ok(m) => log::debug!("dropping a Raft message for node {}", m.to),
                     Err(e) => return answer::refuse(reply, Refusal::BadRaftMessage(e.to_string())),
                 }

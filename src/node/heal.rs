@@ -15,6 +15,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::group::GroupState;
 use super::Shared;
 use crate::client::tls::ClientTls;
 use crate::client::{Client, ClientConfig};
@@ -113,14 +114,15 @@ impl HealHandle {
 
 /// Starts the healer thread of a cluster node.
 pub(crate) fn spawn(
-    log: Arc<Log>,
+    group: Arc<GroupState>,
     shared: Arc<Shared>,
-    reports: Arc<DamageReports>,
     counters: Arc<HealCounters>,
 ) -> std::io::Result<HealHandle> {
     let stop = Arc::new(AtomicBool::new(false));
+    let reports = Arc::clone(&group.damage);
     let runner = Runner {
-        log,
+        log: Arc::clone(&group.log),
+        group,
         shared,
         reports: Arc::clone(&reports),
         counters,
@@ -141,6 +143,7 @@ pub(crate) fn spawn(
 
 struct Runner {
     log: Arc<Log>,
+    group: Arc<GroupState>,
     shared: Arc<Shared>,
     reports: Arc<DamageReports>,
     counters: Arc<HealCounters>,
@@ -157,7 +160,7 @@ impl Runner {
                 self.wait(f, e);
             }
             self.healer
-                .set_commit(Index(self.shared.hw().0.saturating_sub(1)));
+                .set_commit(Index(self.group.hw().0.saturating_sub(1)));
             self.queue_waiting();
             let peers = self.peers();
             let ids: Vec<NodeId> = peers.keys().copied().collect();
@@ -194,7 +197,7 @@ impl Runner {
             if f >= e || self.log.read(Offset(f)).is_ok() {
                 continue;
             }
-            let committed = e.saturating_sub(1) < self.shared.hw().0;
+            let committed = e.saturating_sub(1) < self.group.hw().0;
             match find_anchor(&self.log, e) {
                 Some(anchor) => self.healer.damaged(Index(f), Index(e), anchor),
                 // Nothing intact after it (a damaged tail): committed, a peer's
@@ -219,7 +222,7 @@ impl Runner {
     fn peers(&self) -> BTreeMap<NodeId, String> {
         let me = self.shared.cfg.node_id;
         let ids: Vec<NodeId> = {
-            let view = lock(&self.shared.view);
+            let view = lock(&self.group.view);
             let m = &view.membership;
             m.voters.iter().chain(m.learners.iter()).copied().collect()
         };

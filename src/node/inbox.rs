@@ -11,18 +11,21 @@
 //!   accepted; "a peer connected" notices (from the network) are dropped beyond
 //!   [`MAX_QUEUED_CONTROLS`].
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::net::Responder;
 use crate::raft::Message;
+use crate::types::GroupId;
 
 /// Bound on queued control requests for network-triggered ones.
 pub const MAX_QUEUED_CONTROLS: usize = 256;
 
 /// A client produce waiting for the raft thread.
 pub(crate) struct ProduceJob {
+    /// The group (topic partition) it appends to.
+    pub group: GroupId,
     /// The values (one for Produce, n for ProduceBatch).
     pub values: crate::replica::Values,
     /// Answer as Produce (true) or ProduceBatch (false).
@@ -46,14 +49,18 @@ pub(crate) enum Control {
 
 #[derive(Default)]
 pub(crate) struct Taken {
-    pub peer: Vec<Message>,
-    pub produce: Vec<ProduceJob>,
+    pub peer: Vec<(GroupId, Message)>,
+    /// Per group, the oldest produces (one proposal's worth).
+    pub produce: Vec<(GroupId, Vec<ProduceJob>)>,
     pub control: Vec<Control>,
 }
 
 struct State {
-    peer: VecDeque<Message>,
-    produce: VecDeque<ProduceJob>,
+    peer: VecDeque<(GroupId, Message)>,
+    /// Queued produces per group (only non-empty queues are kept).
+    produce: BTreeMap<GroupId, VecDeque<ProduceJob>>,
+    /// Produces queued over all groups.
+    produce_len: usize,
     control: VecDeque<Control>,
     peer_dropped: u64,
     /// Approximate bytes of queued peer messages.
@@ -76,7 +83,8 @@ impl Inbox {
         Inbox {
             state: Mutex::new(State {
                 peer: VecDeque::new(),
-                produce: VecDeque::new(),
+                produce: BTreeMap::new(),
+                produce_len: 0,
                 control: VecDeque::new(),
                 peer_dropped: 0,
                 peer_bytes: 0,
@@ -103,7 +111,7 @@ impl Inbox {
     }
 
     /// Queues a peer message, dropping it if the queue is full.
-    pub(crate) fn push_peer(&self, m: Message) {
+    pub(crate) fn push_peer(&self, group: GroupId, m: Message) {
         let bytes = message_bytes(&m);
         let mut s = self.lock();
         if s.peer.len() >= self.peer_cap
@@ -119,17 +127,18 @@ impl Inbox {
             return;
         }
         s.peer_bytes += bytes;
-        s.peer.push_back(m);
+        s.peer.push_back((group, m));
         self.wake(s);
     }
 
-    /// Queues a produce; gives it back when the queue is full.
-    pub(crate) fn push_produce(&self, job: ProduceJob) -> Result<(), ProduceJob> {
+    /// Queues a produce; gives its reply handle back when the queue is full.
+    pub(crate) fn push_produce(&self, job: ProduceJob) -> Result<(), Responder> {
         let mut s = self.lock();
-        if s.produce.len() >= self.produce_cap {
-            return Err(job);
+        if s.produce_len >= self.produce_cap {
+            return Err(job.reply);
         }
-        s.produce.push_back(job);
+        s.produce_len += 1;
+        s.produce.entry(job.group).or_default().push_back(job);
         self.wake(s);
         Ok(())
     }
@@ -146,19 +155,19 @@ impl Inbox {
     }
 
     /// Waits up to `timeout` for anything, then takes every peer message and
-    /// control request and the oldest produces up to `max_records` values /
-    /// `max_bytes` payload bytes (at least one produce if any is queued).
-    /// With `take_produces` false, produces stay queued (and do not end the wait).
+    /// control request and, for each group not in `busy`, the oldest produces up to
+    /// `max_records` values / `max_bytes` payload bytes (at least one produce if any
+    /// is queued). Produces of busy groups stay queued (and do not end the wait).
     pub(crate) fn take(
         &self,
         timeout: Duration,
-        take_produces: bool,
+        busy: &BTreeSet<GroupId>,
         max_records: usize,
         max_bytes: usize,
     ) -> Taken {
         let mut s = self.lock();
         let idle = |s: &State| {
-            s.peer.is_empty() && s.control.is_empty() && (!take_produces || s.produce.is_empty())
+            s.peer.is_empty() && s.control.is_empty() && s.produce.keys().all(|g| busy.contains(g))
         };
         if idle(&s) && !timeout.is_zero() {
             // Set under the lock the pushers take, so no push can miss the wait.
@@ -172,18 +181,15 @@ impl Inbox {
             control: s.control.drain(..).collect(),
             produce: Vec::new(),
         };
-        let (mut records, mut bytes) = (0usize, 0usize);
-        while let Some(job) = s.produce.front().filter(|_| take_produces) {
-            let n = job.values.len();
-            let b = job.values.bytes();
-            if !out.produce.is_empty() && (records + n > max_records || bytes + b > max_bytes) {
-                break;
-            }
-            records += n;
-            bytes += b;
-            if let Some(job) = s.produce.pop_front() {
-                out.produce.push(job);
-            }
+        let groups: Vec<GroupId> = s
+            .produce
+            .keys()
+            .filter(|g| !busy.contains(g))
+            .copied()
+            .collect();
+        for g in groups {
+            let taken = take_batch(&mut s, g, max_records, max_bytes);
+            out.produce.push((g, taken));
         }
         out
     }
@@ -191,21 +197,70 @@ impl Inbox {
     /// Takes the queued produces whose deadline passed before they were proposed.
     pub(crate) fn take_expired(&self, now: Instant) -> Vec<ProduceJob> {
         let mut s = self.lock();
-        if !s.produce.iter().any(|j| j.deadline <= now) {
-            return Vec::new();
+        let mut expired = Vec::new();
+        for queue in s.produce.values_mut() {
+            if queue.iter().any(|j| j.deadline <= now) {
+                let (gone, keep): (VecDeque<ProduceJob>, VecDeque<ProduceJob>) =
+                    std::mem::take(queue)
+                        .into_iter()
+                        .partition(|j| j.deadline <= now);
+                *queue = keep;
+                expired.extend(gone);
+            }
         }
-        let (expired, keep): (VecDeque<ProduceJob>, VecDeque<ProduceJob>) =
-            std::mem::take(&mut s.produce)
-                .into_iter()
-                .partition(|j| j.deadline <= now);
-        s.produce = keep;
-        expired.into_iter().collect()
+        s.produce.retain(|_, q| !q.is_empty());
+        s.produce_len -= expired.len();
+        expired
     }
 
     /// Takes every queued produce (shutdown: they are answered UNAVAILABLE).
     pub(crate) fn drain_produces(&self) -> Vec<ProduceJob> {
-        self.lock().produce.drain(..).collect()
+        let mut s = self.lock();
+        s.produce_len = 0;
+        std::mem::take(&mut s.produce)
+            .into_values()
+            .flatten()
+            .collect()
     }
+
+    /// Takes every queued produce of one group (it was removed).
+    pub(crate) fn drain_group(&self, group: GroupId) -> Vec<ProduceJob> {
+        let mut s = self.lock();
+        let jobs: Vec<ProduceJob> = s.produce.remove(&group).into_iter().flatten().collect();
+        s.produce_len -= jobs.len();
+        jobs
+    }
+}
+
+/// The oldest produces of `group` up to the bounds (at least one).
+fn take_batch(
+    s: &mut State,
+    group: GroupId,
+    max_records: usize,
+    max_bytes: usize,
+) -> Vec<ProduceJob> {
+    let mut out: Vec<ProduceJob> = Vec::new();
+    let Some(queue) = s.produce.get_mut(&group) else {
+        return out;
+    };
+    let (mut records, mut bytes) = (0usize, 0usize);
+    while let Some(job) = queue.front() {
+        let n = job.values.len();
+        let b = job.values.bytes();
+        if !out.is_empty() && (records + n > max_records || bytes + b > max_bytes) {
+            break;
+        }
+        records += n;
+        bytes += b;
+        if let Some(job) = queue.pop_front() {
+            out.push(job);
+        }
+    }
+    if queue.is_empty() {
+        s.produce.remove(&group);
+    }
+    s.produce_len -= out.len();
+    out
 }
 
 /// Approximate memory of a message: its entries' payloads plus a fixed overhead.

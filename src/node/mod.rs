@@ -38,6 +38,9 @@
 mod answer;
 mod cluster_service;
 mod gate;
+mod group;
+mod group_open;
+mod group_run;
 pub mod heal;
 mod inbox;
 mod membership;
@@ -57,24 +60,22 @@ pub use reads::ReadConfig;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::gossip::{self, GossipConfig, GossipHandle, Tags, TAG_RPC_ADDR};
-use crate::raft::{
-    Config as RaftConfig, FollowerStatus, Index, LogStart, Membership, RaftNode, Role, Term,
-};
-use crate::storage::{Log, LogConfig, Offset, StorageError};
-use crate::types::NodeId;
+use crate::raft::{FollowerStatus, Index, Membership, Role, Term};
+use crate::storage::LogConfig;
+use crate::types::{GroupId, NodeId};
 
-use crate::replica::{Driver, DriverConfig, Recovering};
+use group::{GroupState, Groups, DEFAULT_GROUP};
+use group_open::{GroupServices, GroupSpec};
 use inbox::{Control, Inbox};
 use meta::{Identity, Origin};
 use peers::Peers;
 use raft_loop::RaftLoop;
-use raft_storage::LogStorage;
 use reads::Reads;
 
 /// How the node enters the cluster.
@@ -246,11 +247,13 @@ pub(crate) struct View {
 /// State shared by the node's threads.
 pub(crate) struct Shared {
     pub cfg: NodeConfig,
-    /// Exclusive high-water mark: commit index + 1.
-    pub hw: Arc<AtomicU64>,
-    /// Raft log start + 1 (reads below it are out of range).
-    pub raft_first: Arc<AtomicU64>,
-    pub view: Mutex<View>,
+    /// The Raft groups hosted here.
+    pub groups: Groups,
+    /// The `default` topic's partition 0 (v0 requests, Status, GetServers).
+    pub default: Arc<GroupState>,
+    /// Each hosted group's scrubber and healer.
+    pub services: Mutex<BTreeMap<GroupId, GroupServices>>,
+    pub heal_counters: Arc<heal::HealCounters>,
     /// Gossip member table (bounded by gossip's own `max_members`).
     pub members: Mutex<BTreeMap<NodeId, GossipMember>>,
     /// Gossip seeds last written to the data dir.
@@ -259,17 +262,11 @@ pub(crate) struct Shared {
     /// The disk filled up: produces go to the raft thread whatever the role, which
     /// retries its writes and answers STORAGE_FULL until space frees.
     pub disk_full: AtomicBool,
-    /// Damaged records found by reads, Raft and the scrubber, for the healer.
-    pub damage: Arc<heal::DamageReports>,
 }
 
 pub(crate) use crate::sync::lock;
 
 impl Shared {
-    pub(crate) fn hw(&self) -> Offset {
-        Offset(self.hw.load(Ordering::Acquire))
-    }
-
     /// Why a produce is refused here: NOT_LEADER with the leader's address, or
     /// "no leader" when none (other than this node) is known.
     pub(crate) fn not_leader(&self, leader: Option<NodeId>) -> answer::Refusal {
@@ -316,10 +313,7 @@ pub struct Node {
     raft_thread: Mutex<Option<JoinHandle<()>>>,
     membership_thread: Mutex<Option<JoinHandle<()>>>,
     membership_stop: Arc<AtomicBool>,
-    log: Arc<Log>,
     fatal: Arc<AtomicBool>,
-    scrubber: Mutex<Option<crate::storage::scrub::ScrubHandle>>,
-    healer: Mutex<Option<heal::HealHandle>>,
 }
 
 impl Node {
@@ -335,116 +329,54 @@ impl Node {
             .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
         let bootstrap = cfg.mode.creates_cluster();
         let fresh = check_identity(&cfg)?;
-        let log_dir = dir.join("log");
-        let log_config = LogConfig {
-            initial_offset: Offset(1),
-            ..cfg.log.clone()
-        };
-        let (log, repaired, damaged) = open_log(&cfg, &dir, &log_dir, log_config)?;
-        let log = Arc::new(log);
-        let damage = Arc::new(heal::DamageReports::default());
-        report_damage_found_at_open(&log, &damage, damaged);
-        let scrubber = start_scrubber(&cfg, &log, &damage)?;
-        let default_start = LogStart {
-            membership: if bootstrap {
-                Membership::with_voters([cfg.node_id.0])
-            } else {
-                Membership::default()
-            },
-            ..LogStart::default()
-        };
-        let mut storage = LogStorage::open(&dir, Arc::clone(&log), default_start)
-            .map_err(|e| format!("cannot open the raft state in {}: {e}", dir.display()))?;
-        storage.report_damage_to(Arc::clone(&damage));
-        let persisted_commit = storage.hard_state().commit;
-        let start_index = storage.log_start().index;
-        let last = crate::raft::Storage::last_index(&storage);
-        let mut raft_cfg = RaftConfig::new(cfg.node_id);
-        raft_cfg.election_tick = cfg.election_ticks;
-        raft_cfg.heartbeat_tick = cfg.heartbeat_ticks;
-        raft_cfg.max_size_per_msg = (u64::from(cfg.max_frame_bytes) / 2).clamp(4096, 1 << 20);
-        // 64 x 1 MiB in flight per follower: enough to stream a catch-up, and within
-        // the receiver's inbox byte bound.
-        raft_cfg.max_inflight_msgs = 64;
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-            ^ u64::from(std::process::id()).rotate_left(32);
-        let node = RaftNode::new(raft_cfg.clone(), storage, seed)
-            .map_err(|e| format!("cannot start raft: {e}"))?;
-        let single_voter =
-            node.membership().voters.len() == 1 && node.membership().voters.contains(&cfg.node_id);
-        let marked = meta::has_recovering_marker(&dir);
-        let recovering = if marked {
-            log::warn!(
-                "this node was catching up after losing log entries when it stopped: \
-                 not voting until caught up from a leader"
-            );
-            Some(Recovering {
-                min_commit: persisted_commit,
-                need_leader: true,
-            })
-        } else if fresh && !bootstrap {
-            // A fresh data dir may replace a wiped one whose entries counted toward
-            // commits: do not vote before catching up with a leader.
-            Some(Recovering {
-                min_commit: Index(0),
-                need_leader: true,
-            })
-        } else if (repaired || last < persisted_commit) && !single_voter {
-            log::warn!(
-                "log ends at {last} but the persisted commit index is {persisted_commit}{}: \
-                 not voting until caught up from a leader",
-                if repaired { " (log was repaired)" } else { "" }
-            );
-            Some(Recovering {
-                min_commit: persisted_commit,
-                need_leader: true,
-            })
+        let initial = if bootstrap {
+            Membership::with_voters([cfg.node_id.0])
         } else {
-            if repaired || last < persisted_commit {
-                log::error!(
-                    "single-voter cluster lost committed entries (log ends at {last}, commit \
-                     was {persisted_commit}); continuing with what is left"
-                );
-            }
-            None
+            Membership::default()
         };
-
-        if recovering.is_some() && !marked {
-            meta::write_recovering_marker(&dir).map_err(|e| e.to_string())?;
+        let default = group_open::open(
+            &cfg,
+            GroupSpec {
+                id: DEFAULT_GROUP,
+                dir: dir.clone(),
+                initial,
+                follows_voters: true,
+                log: cfg.log.clone(),
+                maybe_lost: fresh && !bootstrap,
+                has_peers: has_peers(&cfg, &dir),
+            },
+        )?;
+        let (start_index, last) = {
+            let v = default.state.view();
+            (v.commit, v.last)
+        };
+        let groups = Groups::default();
+        groups.insert(Arc::clone(&default.state));
+        let heal_counters = Arc::new(heal::HealCounters::default());
+        if let Some(m) = &cfg.metrics {
+            m.set_heal_counters(Arc::clone(&heal_counters));
         }
         let shared = Arc::new(Shared {
-            hw: Arc::new(AtomicU64::new(start_index.0 + 1)),
-            raft_first: Arc::new(AtomicU64::new(start_index.0 + 1)),
-            view: Mutex::new(View {
-                role: Role::Follower,
-                term: node.term(),
-                leader: None,
-                commit: start_index,
-                first: node.first_index(),
-                last: node.last_index(),
-                membership: node.membership().clone(),
-                followers: Vec::new(),
-                recovering: recovering.is_some(),
-            }),
+            groups,
+            default: Arc::clone(&default.state),
+            services: Mutex::new(BTreeMap::new()),
+            heal_counters,
             members: Mutex::new(BTreeMap::new()),
             last_seeds: Mutex::new(Vec::new()),
             closing: AtomicBool::new(false),
             disk_full: AtomicBool::new(false),
-            damage,
             cfg: cfg.clone(),
         });
+        let services = group_open::start_services(
+            &shared,
+            &default.state,
+            default.damaged,
+            &shared.heal_counters,
+        )?;
+        lock(&shared.services).insert(DEFAULT_GROUP, services);
         let reads = Arc::new(
-            Reads::start(
-                Arc::clone(&log),
-                Arc::clone(&shared.hw),
-                Arc::clone(&shared.raft_first),
-                cfg.read.clone(),
-                Arc::clone(&shared.damage),
-            )
-            .map_err(|e| format!("cannot start the read pool: {e}"))?,
+            Reads::start(cfg.read.clone())
+                .map_err(|e| format!("cannot start the read pool: {e}"))?,
         );
         let peers = Arc::new(Peers::new(PeerConfig {
             node_id: cfg.node_id,
@@ -514,26 +446,9 @@ impl Node {
                 .map_err(|e| format!("cannot start the membership thread: {e}"))?
         };
 
-        let heal_counters = Arc::new(heal::HealCounters::default());
-        if let Some(m) = &cfg.metrics {
-            m.set_heal_counters(Arc::clone(&heal_counters));
-        }
-        let healer = heal::spawn(
-            Arc::clone(&log),
-            Arc::clone(&shared),
-            Arc::clone(&shared.damage),
-            heal_counters,
-        )
-        .map_err(|e| format!("cannot start the healer: {e}"))?;
-
         let fatal = Arc::new(AtomicBool::new(false));
-        let driver_cfg = DriverConfig {
-            skip_fsync_when_alone: cfg.fsync == FsyncPolicy::Never,
-            ..DriverConfig::default()
-        };
         let raft = RaftLoop::new(
-            Driver::new(node, driver_cfg.clone(), recovering),
-            (raft_cfg, driver_cfg, seed),
+            vec![default.run],
             Arc::clone(&shared),
             Arc::clone(&inbox),
             Arc::clone(&reads),
@@ -578,10 +493,7 @@ impl Node {
             raft_thread: Mutex::new(Some(raft_thread)),
             membership_thread: Mutex::new(Some(membership_thread)),
             membership_stop,
-            log,
             fatal,
-            scrubber: Mutex::new(scrubber),
-            healer: Mutex::new(Some(healer)),
         })
     }
 
@@ -593,7 +505,7 @@ impl Node {
         let me = self.shared.cfg.node_id;
         while Instant::now() < deadline {
             {
-                let v = lock(&self.shared.view);
+                let v = lock(&self.shared.default.view);
                 let sole = v.membership.voters.len() == 1 && v.membership.voters.contains(&me);
                 if !sole || v.role == Role::Leader || self.failed() {
                     return;
@@ -626,7 +538,7 @@ impl Node {
         let deadline = Instant::now() + max_wait;
         let me = self.shared.cfg.node_id;
         let hand_over = {
-            let v = lock(&self.shared.view);
+            let v = lock(&self.shared.default.view);
             // A lone voter has nobody to hand over to: do not wait for it.
             v.role == Role::Leader && v.membership.voters.iter().any(|id| *id != me)
         };
@@ -635,7 +547,7 @@ impl Node {
             // Bounded: polls until the role changes or the deadline passes.
             while Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
-                let v = lock(&self.shared.view);
+                let v = lock(&self.shared.default.view);
                 if v.role != Role::Leader {
                     log::info!("leadership handed over (leader now {:?})", v.leader);
                     break;
@@ -668,10 +580,8 @@ impl Node {
         }
         self.reads.shutdown();
         self.peers.shutdown();
-        if let Some(h) = lock(&self.healer).take() {
-            h.stop();
-        }
-        if let Some(mut s) = lock(&self.scrubber).take() {
+        let services = std::mem::take(&mut *lock(&self.shared.services));
+        for s in services.into_values() {
             s.stop();
         }
         self.membership_stop.store(true, Ordering::Release);
@@ -682,10 +592,12 @@ impl Node {
             let _ = t.join();
         }
         // An exact checkpoint (durable end and segments) for the next start.
-        self.log
-            .checkpoint()
-            .map(|_| ())
-            .map_err(|e| format!("final fsync failed: {e}"))
+        for g in self.shared.groups.all() {
+            g.log
+                .checkpoint()
+                .map_err(|e| format!("final fsync of group {} failed: {e}", g.id))?;
+        }
+        Ok(())
     }
 }
 
@@ -828,97 +740,4 @@ fn has_peers(cfg: &NodeConfig, dir: &std::path::Path) -> bool {
         .is_some_and(|s| s.membership.members().any(|m| m != cfg.node_id));
     let others_seen = meta::read_seeds(dir).is_ok_and(|s| !s.is_empty());
     others_in_start || others_seen
-}
-
-/// Opens the log. A node with peers keeps damaged sealed segments (quarantined, to
-/// be healed from the peers) and cuts only damage in the active segment (refetched
-/// from the leader); a node without peers refuses any corruption. Returns the log,
-/// whether something was cut, and the damaged ranges kept.
-fn open_log(
-    cfg: &NodeConfig,
-    dir: &std::path::Path,
-    log_dir: &std::path::Path,
-    log_config: LogConfig,
-) -> Result<(Log, bool, Vec<crate::storage::DamagedRange>), String> {
-    if !has_peers(cfg, dir) {
-        return match Log::open(log_dir, log_config) {
-            Ok(l) => Ok((l, false, Vec::new())),
-            // Nobody to re-fetch from: never cut acknowledged records silently (the
-            // message names the repair command and the offsets at stake).
-            Err(e @ StorageError::Corrupt { .. }) => Err(format!(
-                "cannot open the log in {}: {e}. This node has no peers to heal from, so \
-                 it does not start",
-                log_dir.display()
-            )),
-            Err(e) => Err(format!("cannot open the log in {}: {e}", log_dir.display())),
-        };
-    }
-    let (log, found) = Log::open_for_replica(log_dir, log_config)
-        .map_err(|e| format!("cannot open the log in {}: {e}", log_dir.display()))?;
-    if let Some(cut) = &found.cut {
-        log::warn!(
-            "log damaged in its newest segment: cut at {cut:?}; re-fetching from the leader \
-             (this node will not vote until it has caught up)"
-        );
-    }
-    Ok((log, found.cut.is_some(), found.damaged))
-}
-
-/// Damaged sealed ranges found at open go to the healer; bytes after a sealed
-/// segment's last record (no record affected) are cleaned up at once.
-fn report_damage_found_at_open(
-    log: &Log,
-    damage: &heal::DamageReports,
-    damaged: Vec<crate::storage::DamagedRange>,
-) {
-    for d in damaged {
-        if d.first < d.end {
-            log::warn!(
-                "damaged records {}..{} in the segment at {} ({}): healing them from peers",
-                d.first,
-                d.end,
-                d.segment,
-                d.reason
-            );
-            damage.report_range(d.first, d.end);
-            continue;
-        }
-        match log.rebuild_sealed(d.segment, &[]) {
-            Ok(_) => log::warn!(
-                "removed bytes after the last record of the segment at {} ({})",
-                d.segment,
-                d.reason
-            ),
-            Err(e) => log::warn!("segment at {}: {} ({e})", d.segment, d.reason),
-        }
-    }
-}
-
-/// The background scrubber (DESIGN 10: find latent damage before a read needs it).
-fn start_scrubber(
-    cfg: &NodeConfig,
-    log: &Arc<Log>,
-    damage: &Arc<heal::DamageReports>,
-) -> Result<Option<crate::storage::scrub::ScrubHandle>, String> {
-    if cfg.scrub_bytes_per_sec == 0 {
-        return Ok(None);
-    }
-    let damage = Arc::clone(damage);
-    let handle = crate::storage::scrub::spawn(Arc::clone(log), cfg.scrub_bytes_per_sec, move |f| {
-        log::error!(
-            "scrubber: {} offsets {}..{} ({:?}): {}; reads of it answer CORRUPT_RECORD \
-             until it is healed from a peer (see README \"When the disk lies\")",
-            f.path.display(),
-            f.first,
-            f.end,
-            f.kind,
-            f.reason
-        );
-        damage.report_range(f.first, f.end);
-    })
-    .map_err(|e| format!("cannot start the scrubber: {e}"))?;
-    if let Some(m) = &cfg.metrics {
-        m.set_scrub_counters(handle.counters());
-    }
-    Ok(Some(handle))
 }

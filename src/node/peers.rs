@@ -161,7 +161,12 @@ impl Peers {
     }
 
     /// Queues a message for its recipient; never blocks (drops when full).
-    pub(crate) fn send(&self, m: Message) {
+    pub(crate) fn send(&self, group: crate::types::GroupId, m: Message) {
+        // Until the peer protocol carries group ids, only the default group's
+        // messages travel.
+        if group != super::group::DEFAULT_GROUP {
+            return;
+        }
         let to = m.to;
         let mut peers = lock(&self.peers);
         if !peers.contains_key(&to) {

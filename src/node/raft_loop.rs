@@ -1,38 +1,42 @@
-//! The raft thread: the runner of the node's [`replica::Driver`](crate::replica::Driver).
-//! It owns the driver (and through it the only writer of the log), feeds it inputs
-//! and executes its effects; every decision (batching, fsync bookkeeping, answers,
-//! the recovery guard, membership and retention policy, the high-water mark) is the
-//! driver's, so the simulator tests exactly what runs here.
+//! The raft thread: the runner of every [`replica::Driver`](crate::replica::Driver)
+//! on the node, one per Raft group it hosts ([`GroupRun`]). It owns the drivers (and
+//! through them the only writer of each group's log), feeds them inputs and executes
+//! their effects; every decision (batching, fsync bookkeeping, answers, the recovery
+//! guard, membership and retention policy, the high-water mark) is a driver's, so the
+//! simulator tests exactly what runs here.
 //!
 //! # One iteration
 //! 1. Wait on the [`Inbox`] until the next tick is due or input arrives; take every
-//!    peer message and control request, and the queued produces if the driver wants
-//!    a new batch (bounded by `max_batch_records` / `max_batch_bytes`).
-//! 2. Feed them to the driver: controls, peer messages, a tick if due, then all
-//!    produces taken as ONE proposal.
+//!    peer message and control request, and, for each group whose driver wants a new
+//!    batch, its queued produces (bounded by `max_batch_records` / `max_batch_bytes`).
+//! 2. Feed them to the drivers: controls, peer messages (routed by group id), a tick
+//!    if due, then each group's produces as ONE proposal.
 //! 3. Execute the effects: sends go to the peer writers at once (so the leader's
 //!    AppendEntries leave before its own fsync: leader and follower fsyncs overlap,
-//!    DESIGN 3); the `Sync` requests of a round become ONE fsync on this thread (a
-//!    lone producer waits for nothing else; produces arriving meanwhile queue in the
-//!    inbox and form the next, bigger batch); completions answer the clients; the
-//!    high-water mark is published to the readers.
-//! 4. Every tick: publish the status view and metrics, expire produces that waited
+//!    DESIGN 3); the `Sync` requests of a round are collected over every group and
+//!    run as one fsync per group log that appended, then each driver hears
+//!    `synced` (a lone producer waits for nothing else; produces arriving meanwhile
+//!    queue in the inbox and form the next, bigger batch); completions answer the
+//!    clients; high-water marks are published to the readers.
+//! 4. Every tick: publish the status views and metrics, expire produces that waited
 //!    in the inbox past their deadline, apply retention when due.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::answer::{self, Refusal};
+use super::group_run::{storage_full, GroupRun};
 use super::inbox::{Control, Inbox, ProduceJob};
 use super::peers::Peers;
-use super::raft_storage::{LogStorage, WriteError};
+use super::raft_storage::WriteError;
 use super::reads::Reads;
-use super::{lock, Shared, View};
+use super::{lock, Shared};
 use crate::net::Responder;
-use crate::raft::{Config as RaftConfig, Index, RaftNode, Role, SoftState};
-use crate::replica::{Driver, DriverConfig, DriverError, Effect, MemberView, ProduceRequest};
+use crate::raft::{Message, Role, SoftState};
+use crate::replica::{DriverError, Effect, MemberView, ProduceRequest};
+use crate::types::GroupId;
 
 /// Most effect rounds per iteration (each round executes what the previous released).
 const MAX_EFFECT_ROUNDS: usize = 32;
@@ -73,45 +77,34 @@ impl From<WriteError> for Fatal {
 }
 
 pub(crate) struct RaftLoop {
-    pub driver: Driver<LogStorage, ProduceReply>,
-    pub shared: Arc<Shared>,
-    pub inbox: Arc<Inbox>,
-    pub reads: Arc<Reads>,
-    pub peers: Arc<Peers>,
-    /// Origin of the driver's millisecond clock.
+    groups: BTreeMap<GroupId, GroupRun>,
+    shared: Arc<Shared>,
+    inbox: Arc<Inbox>,
+    reads: Arc<Reads>,
+    peers: Arc<Peers>,
+    /// Groups that got input since their effects were last executed.
+    touched: BTreeSet<GroupId>,
+    /// Origin of the drivers' millisecond clock.
     clock: Instant,
-    /// What rebuilds the driver after a full disk: Raft settings, driver settings
-    /// and a seed source.
-    rebuild: (RaftConfig, DriverConfig, u64),
-    /// Set while the disk is full: when the last write was tried.
-    disk_full: Option<Instant>,
-    /// The durable recovering marker exists (removed once the guard lifts).
-    recovering_marked: bool,
-    last_retention: Instant,
     last_progress_log: Instant,
 }
 
 impl RaftLoop {
     pub(crate) fn new(
-        driver: Driver<LogStorage, ProduceReply>,
-        rebuild: (RaftConfig, DriverConfig, u64),
+        groups: Vec<GroupRun>,
         shared: Arc<Shared>,
         inbox: Arc<Inbox>,
         reads: Arc<Reads>,
         peers: Arc<Peers>,
     ) -> RaftLoop {
-        let recovering_marked = driver.recovering();
         RaftLoop {
-            driver,
+            groups: groups.into_iter().map(|g| (g.state.id, g)).collect(),
             shared,
             inbox,
             reads,
             peers,
+            touched: BTreeSet::new(),
             clock: Instant::now(),
-            recovering_marked,
-            rebuild,
-            disk_full: None,
-            last_retention: Instant::now(),
             last_progress_log: Instant::now(),
         }
     }
@@ -133,52 +126,57 @@ impl RaftLoop {
     fn run_inner(&mut self) -> Result<(), Fatal> {
         let tick = Duration::from_millis(self.shared.cfg.raft_tick_ms.max(1));
         let mut next_tick = Instant::now() + tick;
-        let started = self.start_driver();
-        self.on_result(started)?;
+        let ids: Vec<GroupId> = self.groups.keys().copied().collect();
+        for id in ids {
+            self.start_group(id)?;
+        }
+        self.execute()?;
         self.publish(true);
         loop {
-            let stop = self.iteration(&mut next_tick, tick);
-            if self.on_result(stop)? == Some(true) {
+            if self.iteration(&mut next_tick, tick)? {
                 return Ok(());
             }
-            self.clear_recovering_marker();
-        }
-    }
-
-    /// Once the recovery guard lifts, its durable marker goes (see `meta`).
-    fn clear_recovering_marker(&mut self) {
-        if !self.recovering_marked || self.driver.recovering() {
-            return;
-        }
-        match super::meta::remove_recovering_marker(&self.shared.cfg.data_dir) {
-            Ok(()) => self.recovering_marked = false,
-            Err(e) => log::warn!("cannot remove the recovering marker (retrying): {e}"),
-        }
-    }
-
-    fn start_driver(&mut self) -> Result<(), Fatal> {
-        self.driver.start(self.now_ms())?;
-        self.execute()
-    }
-
-    /// A full disk is not fail-stop: the node steps back to its durable state.
-    fn on_result<T>(&mut self, r: Result<T, Fatal>) -> Result<Option<T>, Fatal> {
-        match r {
-            Ok(v) => Ok(Some(v)),
-            Err(Fatal::Driver(DriverError::NoSpace(why))) => {
-                self.enter_disk_full(&why)?;
-                Ok(None)
+            for g in self.groups.values_mut() {
+                g.clear_recovering_marker();
             }
-            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts a group's driver (a one-voter group elects itself, which writes).
+    fn start_group(&mut self, id: GroupId) -> Result<(), Fatal> {
+        let now = self.now_ms();
+        self.touched.insert(id);
+        self.group_call(id, |g| Ok(g.driver.start(now)?))
+    }
+
+    /// Runs `f` on a group's driver. A full disk is not fail-stop: that group steps
+    /// back to its durable state and answers STORAGE_FULL until writes work again.
+    fn group_call(
+        &mut self,
+        id: GroupId,
+        f: impl FnOnce(&mut GroupRun) -> Result<(), Fatal>,
+    ) -> Result<(), Fatal> {
+        let Some(g) = self.groups.get_mut(&id) else {
+            return Ok(());
+        };
+        match f(g) {
+            Err(Fatal::Driver(DriverError::NoSpace(why))) => {
+                let effects = g.enter_disk_full(&why)?;
+                self.shared.disk_full.store(true, Ordering::Release);
+                self.execute_effects(id, effects);
+                Ok(())
+            }
+            other => other,
         }
     }
 
     /// One wait for input and its processing; true when asked to stop.
     fn iteration(&mut self, next_tick: &mut Instant, tick: Duration) -> Result<bool, Fatal> {
         let now = Instant::now();
+        let busy = self.busy_groups();
         let taken = self.inbox.take(
             next_tick.saturating_duration_since(now),
-            self.disk_full.is_some() || self.driver.wants_produces(),
+            &busy,
             self.shared.cfg.max_batch_records,
             self.shared.cfg.max_batch_bytes,
         );
@@ -186,15 +184,8 @@ impl RaftLoop {
         for c in taken.control {
             stop |= self.control(c)?;
         }
-        if self.disk_full.is_some() && !self.try_leave_disk_full(!taken.produce.is_empty())? {
-            for job in taken.produce {
-                answer::refuse(job.reply, self.storage_full());
-            }
-            self.publish(true);
-            return Ok(stop);
-        }
-        for m in taken.peer {
-            self.driver.step(m)?;
+        for (id, m) in taken.peer {
+            self.step(id, m)?;
         }
         let now = Instant::now();
         let ticked = now >= *next_tick;
@@ -205,79 +196,86 @@ impl RaftLoop {
                 *next_tick = now + tick;
             }
         }
-        if !taken.produce.is_empty() {
-            let reqs = taken.produce.into_iter().map(|j| self.request(j)).collect();
-            self.driver.propose(reqs)?;
+        for (id, jobs) in taken.produce {
+            self.propose(id, jobs)?;
         }
         self.execute()?;
         self.publish(ticked);
         Ok(stop)
     }
 
-    // ---------------------------------------------------------------- disk full
-
-    /// ENOSPC: answer what waits, make what was appended durable, and rebuild the
-    /// driver from the durable state (as a restart would). Writes are tried again
-    /// with the next produce, or after a second (a follower needs no produce).
-    fn enter_disk_full(&mut self, why: &str) -> Result<(), Fatal> {
-        if self.disk_full.is_none() {
-            log::warn!(
-                "disk full ({why}): produces get STORAGE_FULL until space frees; writes \
-                 are retried with each produce and every second"
-            );
-        }
-        self.disk_full = Some(Instant::now());
-        let (pending, effects) = self.driver.abandon();
-        self.execute_effects(effects)?;
-        for reply in pending {
-            answer::refuse(reply.reply, self.storage_full());
-        }
-        // Whatever was appended is made durable, then read back as after a restart.
-        let log = Arc::clone(self.driver.raft().storage().log());
-        log.sync().map_err(WriteError::from)?;
-        let start = self.driver.raft().log_start().clone();
-        let mut storage = LogStorage::open(&self.shared.cfg.data_dir, log, start)?;
-        storage.report_damage_to(Arc::clone(&self.shared.damage));
-        let (raft_cfg, driver_cfg, seed) = self.rebuild.clone();
-        self.rebuild.2 = seed.wrapping_add(1);
-        let node = RaftNode::new(raft_cfg, storage, seed).map_err(DriverError::from)?;
-        self.driver = Driver::new(node, driver_cfg, None);
-        self.shared.disk_full.store(true, Ordering::Release);
-        Ok(())
+    /// Groups whose driver does not take a new batch now (one uncommitted batch at a
+    /// time); a group with a full disk takes produces (to retry or refuse them).
+    fn busy_groups(&mut self) -> BTreeSet<GroupId> {
+        self.groups
+            .iter_mut()
+            .filter(|(_, g)| g.disk_full.is_none())
+            .filter_map(|(id, g)| (!g.driver.wants_produces()).then_some(*id))
+            .collect()
     }
 
-    /// Retries the writes (a one-voter node elects itself again, which writes) when
-    /// a produce waits or a second passed. True once the disk takes writes again.
-    fn try_leave_disk_full(&mut self, produce_waits: bool) -> Result<bool, Fatal> {
-        let due = self
-            .disk_full
-            .is_some_and(|t| t.elapsed() >= Duration::from_secs(1));
-        if !produce_waits && !due {
-            return Ok(false);
+    fn step(&mut self, id: GroupId, m: Message) -> Result<(), Fatal> {
+        if !self.groups.contains_key(&id) {
+            log::debug!("dropping a Raft message for group {id}, not hosted here");
+            return Ok(());
         }
-        self.disk_full = Some(Instant::now());
-        let started = self.start_driver();
-        if self.on_result(started)?.is_none() {
-            return Ok(false);
-        }
-        log::info!("disk takes writes again: serving produces");
-        self.disk_full = None;
-        self.shared.disk_full.store(false, Ordering::Release);
-        Ok(true)
+        self.touched.insert(id);
+        self.group_call(id, |g| Ok(g.driver.step(m)?))
     }
 
-    fn storage_full(&self) -> Refusal {
-        Refusal::StorageFull {
-            detail: "no space left on the log's device".into(),
+    /// One proposal of a group's produces (a group with a full disk retries its
+    /// writes first and refuses them while it stays full).
+    fn propose(&mut self, id: GroupId, jobs: Vec<ProduceJob>) -> Result<(), Fatal> {
+        let Some(g) = self.groups.get(&id) else {
+            for job in jobs {
+                answer::refuse(job.reply, Refusal::Busy("partition moved off this node"));
+            }
+            return Ok(());
+        };
+        if g.disk_full.is_some() && !self.retry_disk(id)? {
+            for job in jobs {
+                answer::refuse(job.reply, storage_full());
+            }
+            return Ok(());
         }
+        let reqs: Vec<_> = jobs.into_iter().map(|j| self.request(j)).collect();
+        self.touched.insert(id);
+        self.group_call(id, |g| Ok(g.driver.propose(reqs)?))
+    }
+
+    /// Tries a group's writes again after a full disk; true once it takes them.
+    fn retry_disk(&mut self, id: GroupId) -> Result<bool, Fatal> {
+        if let Some(g) = self.groups.get_mut(&id) {
+            g.disk_full = None;
+        }
+        self.start_group(id)?;
+        self.execute()?;
+        let full = self.groups.get(&id).is_some_and(|g| g.disk_full.is_some());
+        if !full {
+            log::info!("group {id}: disk takes writes again: serving produces");
+        }
+        let any_full = self.groups.values().any(|g| g.disk_full.is_some());
+        self.shared.disk_full.store(any_full, Ordering::Release);
+        Ok(!full)
     }
 
     /// Feeds one control request; true for Stop.
     fn control(&mut self, c: Control) -> Result<bool, Fatal> {
+        let ids: Vec<GroupId> = self.groups.keys().copied().collect();
         match c {
             Control::Stop => return Ok(true),
-            Control::TransferLeadership => self.driver.transfer_leadership()?,
-            Control::PeerConnected(id) => self.driver.peer_connected(id)?,
+            Control::TransferLeadership => {
+                for id in ids {
+                    self.touched.insert(id);
+                    self.group_call(id, |g| Ok(g.driver.transfer_leadership()?))?;
+                }
+            }
+            Control::PeerConnected(peer) => {
+                for id in ids {
+                    self.touched.insert(id);
+                    self.group_call(id, |g| Ok(g.driver.peer_connected(peer)?))?;
+                }
+            }
         }
         Ok(false)
     }
@@ -295,25 +293,45 @@ impl RaftLoop {
     }
 
     fn tick(&mut self) -> Result<(), Fatal> {
-        if self.driver.raft().role() == Role::Leader {
-            self.driver.set_members(self.member_views());
-        }
-        self.driver.tick(self.now_ms())?;
-        self.expire_queued();
+        let members = self.member_views();
+        let now = self.now_ms();
         let interval = Duration::from_millis(self.shared.cfg.retention_interval_ms.max(10));
-        if self.last_retention.elapsed() >= interval {
-            self.last_retention = Instant::now();
-            self.apply_retention()?;
+        let ids: Vec<GroupId> = self.groups.keys().copied().collect();
+        for id in ids {
+            self.touched.insert(id);
+            let retry = self
+                .groups
+                .get(&id)
+                .is_some_and(|g| g.disk_full.is_some() && g.disk_retry_due(false));
+            if retry {
+                self.retry_disk(id)?;
+            }
+            self.group_call(id, |g| {
+                if g.follows_voters && g.driver.raft().role() == Role::Leader {
+                    g.driver.set_members(members.clone());
+                }
+                g.driver.tick(now)?;
+                g.apply_retention(interval)
+            })?;
         }
-        if self.driver.raft().role() == Role::Leader
-            && self.last_progress_log.elapsed() >= Duration::from_secs(5)
-        {
-            self.last_progress_log = Instant::now();
-            for f in self.driver.raft().status().followers {
-                log::debug!("follower {}: {f:?}", f.id);
+        self.expire_queued();
+        self.log_progress();
+        Ok(())
+    }
+
+    /// Every 5 s, the leaders' view of their followers (debug log).
+    fn log_progress(&mut self) {
+        if self.last_progress_log.elapsed() < Duration::from_secs(5) {
+            return;
+        }
+        self.last_progress_log = Instant::now();
+        for (id, g) in &self.groups {
+            if g.driver.raft().role() == Role::Leader {
+                for f in g.driver.raft().status().followers {
+                    log::debug!("group {id}: follower {}: {f:?}", f.id);
+                }
             }
         }
-        Ok(())
     }
 
     fn member_views(&self) -> BTreeMap<crate::raft::NodeId, MemberView> {
@@ -338,192 +356,170 @@ impl RaftLoop {
         }
     }
 
-    /// Retention reads segment times (I/O, here); the driver decides how far to cut.
-    fn apply_retention(&mut self) -> Result<(), Fatal> {
-        let log = Arc::clone(self.driver.raft().storage().log());
-        let cfg = log.config();
-        if cfg.retention_bytes.is_none() && cfg.retention_age.is_none() {
-            return Ok(());
-        }
-        match log.retention_point(SystemTime::now()) {
-            Ok(point) => Ok(self.driver.compact_to(Index(point.0))?),
-            Err(e) => {
-                log::error!("retention: {e}");
-                Ok(())
-            }
-        }
-    }
-
     // ---------------------------------------------------------------- effects
 
-    /// Executes the driver's effects until it has none (bounded).
+    /// Executes the touched groups' effects until they have none (bounded); the
+    /// fsyncs a round asks for run after every group's messages of that round left.
     fn execute(&mut self) -> Result<(), Fatal> {
         for _ in 0..MAX_EFFECT_ROUNDS {
-            let effects = self.driver.take_effects();
-            if effects.is_empty() {
+            let mut syncs: Vec<(GroupId, u64)> = Vec::new();
+            let ids: Vec<GroupId> = self.touched.iter().copied().collect();
+            for id in ids {
+                let Some(g) = self.groups.get_mut(&id) else {
+                    continue;
+                };
+                let effects = g.driver.take_effects();
+                if effects.is_empty() {
+                    self.touched.remove(&id);
+                    continue;
+                }
+                if let Some(seq) = self.execute_effects(id, effects) {
+                    syncs.push((id, seq));
+                }
+            }
+            if self.touched.is_empty() && syncs.is_empty() {
                 return Ok(());
             }
-            // One fsync for every Sync of the round, after its messages left.
-            if let Some(seq) = self.execute_effects(effects)? {
-                self.sync(seq)?;
+            for (id, seq) in syncs {
+                self.sync(id, seq)?;
             }
         }
         Ok(())
     }
 
-    /// Executes one round of effects but the fsync; returns the Sync seq asked for.
-    fn execute_effects(
-        &mut self,
-        effects: Vec<Effect<ProduceReply>>,
-    ) -> Result<Option<u64>, Fatal> {
+    /// Executes one round of a group's effects but the fsync; returns the Sync seq
+    /// asked for.
+    fn execute_effects(&mut self, id: GroupId, effects: Vec<Effect<ProduceReply>>) -> Option<u64> {
+        let g = self.groups.get(&id)?;
         let mut sync_seq = None;
         for e in effects {
             match e {
-                Effect::Send(m) => self.peers.send(m),
+                Effect::Send(m) => self.peers.send(id, m),
                 Effect::Sync { seq } => sync_seq = Some(seq),
                 Effect::Complete { reply, result } => {
                     answer::produce(reply, result, |l| self.shared.not_leader(l))
                 }
-                Effect::HighWater(hw) => self.raise_high_water(hw),
-                Effect::FirstIndex(first) => {
-                    self.shared.raft_first.fetch_max(first.0, Ordering::AcqRel);
+                Effect::HighWater(hw) => {
+                    g.raise_high_water(hw);
+                    self.reads.on_hw_raised(&g.state);
                 }
-                Effect::Role(s) => self.on_role(s),
+                Effect::FirstIndex(first) => {
+                    g.state.raft_first.fetch_max(first.0, Ordering::AcqRel);
+                }
+                Effect::Role(s) => on_role(&self.shared, id, s),
             }
         }
-        Ok(sync_seq)
+        sync_seq
     }
 
-    /// Readers may see offsets below `hw` now. Status shows it before any produce
-    /// it covers is answered (a client that saw its offset sees it committed).
-    fn raise_high_water(&mut self, hw: Index) {
-        self.shared.hw.fetch_max(hw.0, Ordering::AcqRel);
-        {
-            let mut v = lock(&self.shared.view);
-            v.commit = v.commit.max(hw - 1);
-            v.last = v.last.max(hw - 1);
-        }
-        self.reads.on_hw_raised();
-    }
-
-    /// One fsync covering every Ready up to `seq`, observed in the fsync metrics.
-    fn sync(&mut self, seq: u64) -> Result<(), Fatal> {
+    /// One fsync covering every Ready of a group up to `seq`, observed in the fsync
+    /// metrics.
+    fn sync(&mut self, id: GroupId, seq: u64) -> Result<(), Fatal> {
+        let Some(g) = self.groups.get_mut(&id) else {
+            return Ok(());
+        };
         let started = Instant::now();
-        let synced = self.driver.raft().storage().sync();
+        let synced = g.driver.raft().storage().sync();
         if let Some(m) = &self.shared.cfg.metrics {
             m.observe_fsync(started.elapsed());
         }
         synced?;
-        self.driver.synced(seq)?;
-        Ok(())
-    }
-
-    fn on_role(&mut self, s: SoftState) {
-        if let Some(m) = &self.shared.cfg.metrics {
-            m.observe_leader(s.leader.map(|l| l.0));
-        }
-        log::info!(
-            "raft: {} in term {} (leader: {})",
-            s.role,
-            s.term,
-            s.leader.map_or("none".to_string(), |l| l.to_string())
-        );
+        self.touched.insert(id);
+        self.group_call(id, |g| Ok(g.driver.synced(seq)?))
     }
 
     // ---------------------------------------------------------------- view
 
     fn publish(&self, full: bool) {
-        let node = self.driver.raft();
-        let mut v = lock(&self.shared.view);
-        v.role = node.role();
-        v.term = node.term();
-        v.leader = node.leader();
-        v.commit = self.driver.commit();
-        v.first = node.first_index();
-        v.last = node.last_index();
-        v.recovering = self.driver.recovering();
-        if full || v.membership != *node.membership() {
-            let status = node.status();
-            v.membership = status.membership;
-            v.followers = status.followers;
+        for id in self
+            .groups
+            .keys()
+            .filter(|id| full || self.touched.contains(id))
+        {
+            if let Some(g) = self.groups.get(id) {
+                g.publish(full);
+            }
         }
-        drop(v);
         // Per tick (`full`), not per iteration: the leader's lag needs `status()`.
         if let (true, Some(m)) = (full, &self.shared.cfg.metrics) {
-            self.publish_metrics(m);
-        }
-    }
-
-    /// Raft gauges, readiness and gossip member counts for the metrics (every tick;
-    /// only the leader asks for the follower lag).
-    fn publish_metrics(&self, m: &crate::metrics::Metrics) {
-        use crate::metrics::{RaftGauges, Readiness};
-        let node = self.driver.raft();
-        let me = self.shared.cfg.node_id;
-        let membership = node.membership();
-        let readiness = if self.driver.recovering() {
-            Readiness::Recovering
-        } else if node.leader().is_none() {
-            Readiness::NoLeader
-        } else if membership.voters.contains(&me) {
-            Readiness::Ready
-        } else if membership.learners.contains(&me) {
-            Readiness::Learner
-        } else {
-            Readiness::NotMember
-        };
-        let mut gossip = [0u64; 3];
-        for member in lock(&self.shared.members).values() {
-            let slot = if member.decommission {
-                2
-            } else if member.live {
-                0
-            } else {
-                1
-            };
-            gossip[slot] += 1;
-        }
-        let lag: Vec<(u64, u64)> = if node.role() == Role::Leader {
-            node.status()
-                .followers
-                .iter()
-                .map(|f| (f.id.0, f.lag_entries))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        m.publish_raft(
-            &RaftGauges {
-                term: node.term().0,
-                commit: self.driver.commit().0,
-                last: node.last_index().0,
-                role: node.role(),
-                readiness,
-                gossip,
-            },
-            &lag,
-        );
-    }
-
-    /// On exit: answer everything still waiting, persist the latest commit.
-    fn finish(&mut self) {
-        self.driver.finish();
-        if let Err(e) = self.driver.storage_mut().checkpoint_for_restart() {
-            log::warn!("no start-up checkpoint written at shutdown: {e}");
-        }
-        for e in self.driver.take_effects() {
-            if let Effect::Complete { reply, result } = e {
-                answer::produce(reply, result, |l| self.shared.not_leader(l));
+            if let Some(g) = self.groups.get(&self.shared.default.id) {
+                publish_metrics(&self.shared, g, m);
             }
+        }
+    }
+
+    /// On exit: answer everything still waiting, persist the latest commits.
+    fn finish(&mut self) {
+        for g in self.groups.values_mut() {
+            g.finish(&self.shared);
         }
         for job in self.inbox.drain_produces() {
             answer::refuse(job.reply, Refusal::ShuttingDown);
         }
-        let mut v = lock(&self.shared.view);
-        *v = View {
-            role: Role::Follower,
-            leader: None,
-            ..v.clone()
-        };
     }
+}
+
+fn on_role(shared: &Shared, id: GroupId, s: SoftState) {
+    if id == shared.default.id {
+        if let Some(m) = &shared.cfg.metrics {
+            m.observe_leader(s.leader.map(|l| l.0));
+        }
+    }
+    log::info!(
+        "raft group {id}: {} in term {} (leader: {})",
+        s.role,
+        s.term,
+        s.leader.map_or("none".to_string(), |l| l.to_string())
+    );
+}
+
+/// Raft gauges, readiness and gossip member counts for the metrics (every tick;
+/// only the leader asks for the follower lag).
+fn publish_metrics(shared: &Shared, g: &GroupRun, m: &crate::metrics::Metrics) {
+    use crate::metrics::{RaftGauges, Readiness};
+    let node = g.driver.raft();
+    let me = shared.cfg.node_id;
+    let membership = node.membership();
+    let readiness = if g.driver.recovering() {
+        Readiness::Recovering
+    } else if node.leader().is_none() {
+        Readiness::NoLeader
+    } else if membership.voters.contains(&me) {
+        Readiness::Ready
+    } else if membership.learners.contains(&me) {
+        Readiness::Learner
+    } else {
+        Readiness::NotMember
+    };
+    let mut gossip = [0u64; 3];
+    for member in lock(&shared.members).values() {
+        let slot = if member.decommission {
+            2
+        } else if member.live {
+            0
+        } else {
+            1
+        };
+        gossip[slot] += 1;
+    }
+    let lag: Vec<(u64, u64)> = if node.role() == Role::Leader {
+        node.status()
+            .followers
+            .iter()
+            .map(|f| (f.id.0, f.lag_entries))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    m.publish_raft(
+        &RaftGauges {
+            term: node.term().0,
+            commit: g.driver.commit().0,
+            last: node.last_index().0,
+            role: node.role(),
+            readiness,
+            gossip,
+        },
+        &lag,
+    );
 }

@@ -12,7 +12,6 @@
 //! `max(log.first_offset(), raft log start + 1)`. Offset 0 is never a record's
 //! offset; a read at 0 starts at the first readable offset.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::sync::lock;
@@ -20,9 +19,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::answer::{self, Refusal};
-use super::heal::DamageReports;
+use super::group::GroupState;
 use crate::net::{PoolSubmitter, Responder, WorkerPool};
-use crate::storage::Log;
 use crate::types::Offset;
 use crate::wire::{self, WireRecord};
 
@@ -52,16 +50,9 @@ pub(crate) struct Reads {
 }
 
 struct ReadShared {
-    log: Arc<Log>,
-    /// Exclusive high-water mark (commit + 1).
-    hw: Arc<AtomicU64>,
-    /// Raft log start + 1.
-    raft_first: Arc<AtomicU64>,
     cfg: ReadConfig,
     parked: Mutex<Parked>,
     changed: Condvar,
-    /// Damaged records met by reads go to the healer.
-    damage: Arc<DamageReports>,
 }
 
 struct Parked {
@@ -70,6 +61,7 @@ struct Parked {
 }
 
 struct ParkedFetch {
+    group: Arc<GroupState>,
     offset: Offset,
     max_bytes: u32,
     deadline: Instant,
@@ -78,15 +70,18 @@ struct ParkedFetch {
 
 enum Job {
     Consume {
+        group: Arc<GroupState>,
         offset: Offset,
         reply: Responder,
     },
     Fetch {
+        group: Arc<GroupState>,
         offset: Offset,
         max_bytes: u32,
         reply: Responder,
     },
     ReadEntries {
+        group: Arc<GroupState>,
         from: Offset,
         end: Offset,
         anchor: Offset,
@@ -96,18 +91,8 @@ enum Job {
 }
 
 impl Reads {
-    pub(crate) fn start(
-        log: Arc<Log>,
-        hw: Arc<AtomicU64>,
-        raft_first: Arc<AtomicU64>,
-        cfg: ReadConfig,
-        damage: Arc<DamageReports>,
-    ) -> std::io::Result<Reads> {
+    pub(crate) fn start(cfg: ReadConfig) -> std::io::Result<Reads> {
         let shared = Arc::new(ReadShared {
-            log,
-            hw,
-            raft_first,
-            damage,
             parked: Mutex::new(Parked {
                 fetches: Vec::new(),
                 stopping: false,
@@ -134,24 +119,34 @@ impl Reads {
         })
     }
 
-    pub(crate) fn consume(&self, offset: Offset, reply: Responder) {
-        let offset = self.shared.resolve(offset);
-        let s = &self.shared;
-        let (first, hw) = (s.first(), s.hw());
+    pub(crate) fn consume(&self, group: Arc<GroupState>, offset: Offset, reply: Responder) {
+        let offset = resolve(&group, offset);
+        let (first, hw) = (group.first(), group.hw());
         if offset < first || offset >= hw {
-            return answer::refuse(reply, s.out_of_range(offset));
+            return answer::refuse(reply, out_of_range(&group, offset));
         }
-        self.submit(Job::Consume { offset, reply });
+        self.submit(Job::Consume {
+            group,
+            offset,
+            reply,
+        });
     }
 
-    pub(crate) fn fetch(&self, offset: Offset, max_bytes: u32, max_wait_ms: u32, reply: Responder) {
-        let offset = self.shared.resolve(offset);
-        let s = &self.shared;
-        let (first, hw) = (s.first(), s.hw());
+    pub(crate) fn fetch(
+        &self,
+        group: Arc<GroupState>,
+        offset: Offset,
+        max_bytes: u32,
+        max_wait_ms: u32,
+        reply: Responder,
+    ) {
+        let offset = resolve(&group, offset);
+        let (first, hw) = (group.first(), group.hw());
         if offset < first || offset > hw {
-            answer::refuse(reply, s.out_of_range(offset));
+            answer::refuse(reply, out_of_range(&group, offset));
         } else if offset < hw {
             self.submit(Job::Fetch {
+                group,
                 offset,
                 max_bytes,
                 reply,
@@ -159,8 +154,9 @@ impl Reads {
         } else if max_wait_ms == 0 {
             answer::nothing_fetched(reply, hw);
         } else {
-            let wait_ms = u64::from(max_wait_ms).min(s.cfg.max_wait_ms);
-            self.park(offset, max_bytes, Duration::from_millis(wait_ms), reply);
+            let wait_ms = u64::from(max_wait_ms).min(self.shared.cfg.max_wait_ms);
+            let wait = Duration::from_millis(wait_ms);
+            self.park(group, offset, max_bytes, wait, reply);
         }
     }
 
@@ -168,13 +164,13 @@ impl Reads {
     /// the log's end (log matching at the anchor decides whether they are used).
     pub(crate) fn read_entries(
         &self,
-        from: Offset,
-        end: Offset,
-        anchor: Offset,
+        group: Arc<GroupState>,
+        (from, end, anchor): (Offset, Offset, Offset),
         max_bytes: u32,
         reply: Responder,
     ) {
         self.submit(Job::ReadEntries {
+            group,
             from,
             end,
             anchor,
@@ -192,13 +188,21 @@ impl Reads {
         }
     }
 
-    fn park(&self, offset: Offset, max_bytes: u32, wait: Duration, reply: Responder) {
+    fn park(
+        &self,
+        group: Arc<GroupState>,
+        offset: Offset,
+        max_bytes: u32,
+        wait: Duration,
+        reply: Responder,
+    ) {
         let s = &self.shared;
         let mut parked = lock(&s.parked);
-        let hw = s.hw();
+        let hw = group.hw();
         if offset < hw {
             drop(parked);
             return self.submit(Job::Fetch {
+                group,
                 offset,
                 max_bytes,
                 reply,
@@ -209,6 +213,7 @@ impl Reads {
             return answer::nothing_fetched(reply, hw);
         }
         parked.fetches.push(ParkedFetch {
+            group,
             offset,
             max_bytes,
             deadline: Instant::now() + wait,
@@ -218,23 +223,25 @@ impl Reads {
         s.changed.notify_all();
     }
 
-    /// Called by the raft thread after it raised the high-water mark: parked fetches
-    /// below it move to the pool.
-    pub(crate) fn on_hw_raised(&self) {
-        let hw = self.shared.hw();
+    /// Called by the raft thread after it raised a group's high-water mark: that
+    /// group's parked fetches below it move to the pool.
+    pub(crate) fn on_hw_raised(&self, group: &GroupState) {
+        let hw = group.hw();
+        let waits = |f: &ParkedFetch| f.group.id != group.id || f.offset >= hw;
         let ready: Vec<ParkedFetch> = {
             let mut parked = lock(&self.shared.parked);
-            if parked.fetches.iter().all(|f| f.offset >= hw) {
+            if parked.fetches.iter().all(waits) {
                 return;
             }
-            let (ready, waiting) = std::mem::take(&mut parked.fetches)
+            let (waiting, ready) = std::mem::take(&mut parked.fetches)
                 .into_iter()
-                .partition(|f| f.offset < hw);
+                .partition(waits);
             parked.fetches = waiting;
             ready
         };
         for f in ready {
             let job = Job::Fetch {
+                group: f.group,
                 offset: f.offset,
                 max_bytes: f.max_bytes,
                 reply: f.reply,
@@ -266,74 +273,66 @@ impl Reads {
     }
 }
 
+/// Offset 0 is never a record's offset (a log starts at 1): reading at 0 means
+/// "from the first retained offset", on every deployment (wire-spec §5).
+fn resolve(group: &GroupState, offset: Offset) -> Offset {
+    if offset.0 == 0 {
+        group.first()
+    } else {
+        offset
+    }
+}
+
+fn out_of_range(group: &GroupState, offset: Offset) -> Refusal {
+    Refusal::OutOfRange {
+        asked: offset,
+        first: group.first(),
+        next: group.hw(),
+    }
+}
+
+/// A read failed: damage is reported to the healer, then answered.
+fn failed(group: &GroupState, reply: Responder, e: &crate::storage::StorageError, asked: Offset) {
+    report_damage(group, e);
+    answer::read_failed(reply, e, out_of_range(group, asked))
+}
+
+/// A damaged record met by any read goes to the healer.
+fn report_damage(group: &GroupState, e: &crate::storage::StorageError) {
+    if let crate::storage::StorageError::CorruptRecord { offset, .. } = e {
+        group.damage.report(*offset);
+    }
+}
+
 impl ReadShared {
-    fn hw(&self) -> Offset {
-        Offset(self.hw.load(Ordering::Acquire))
-    }
-
-    fn first(&self) -> Offset {
-        Offset(
-            self.log
-                .first_offset()
-                .0
-                .max(self.raft_first.load(Ordering::Acquire)),
-        )
-    }
-
-    /// Offset 0 is never a record's offset (a log starts at 1): reading at 0 means
-    /// "from the first retained offset", on every deployment (wire-spec §5).
-    fn resolve(&self, offset: Offset) -> Offset {
-        if offset.0 == 0 {
-            self.first()
-        } else {
-            offset
-        }
-    }
-
-    fn out_of_range(&self, offset: Offset) -> Refusal {
-        Refusal::OutOfRange {
-            asked: offset,
-            first: self.first(),
-            next: self.hw(),
-        }
-    }
-
     fn run(&self, job: Job) {
         match job {
-            Job::Consume { offset, reply } => self.consume(offset, reply),
+            Job::Consume {
+                group,
+                offset,
+                reply,
+            } => self.consume(&group, offset, reply),
             Job::Fetch {
+                group,
                 offset,
                 max_bytes,
                 reply,
-            } => self.fetch(offset, max_bytes, reply),
+            } => self.fetch(&group, offset, max_bytes, reply),
             Job::ReadEntries {
+                group,
                 from,
                 end,
                 anchor,
                 max_bytes,
                 reply,
-            } => self.read_entries(from, end, anchor, max_bytes, reply),
-        }
-    }
-
-    /// A read failed: damage is reported to the healer, then answered.
-    fn failed(&self, reply: Responder, e: &crate::storage::StorageError, asked: Offset) {
-        self.report_damage(e);
-        answer::read_failed(reply, e, self.out_of_range(asked))
-    }
-
-    /// A damaged record met by any read goes to the healer.
-    fn report_damage(&self, e: &crate::storage::StorageError) {
-        if let crate::storage::StorageError::CorruptRecord { offset, .. } = e {
-            self.damage.report(*offset);
+            } => self.read_entries(&group, (from, end, anchor), max_bytes, reply),
         }
     }
 
     fn read_entries(
         &self,
-        from: Offset,
-        end: Offset,
-        anchor: Offset,
+        group: &GroupState,
+        (from, end, anchor): (Offset, Offset, Offset),
         max_bytes: u32,
         reply: Responder,
     ) {
@@ -345,7 +344,7 @@ impl ReadShared {
             .max(1);
         let mut records = Vec::new();
         let mut used = 0u64;
-        let read = self.log.read_range_with(from, budget, |r| {
+        let read = group.log.read_range_with(from, budget, |r| {
             let size = r.value.len() as u64 + wire::RECORD_HEADER_BYTES as u64;
             if r.offset >= end || (!records.is_empty() && used + size > budget) {
                 return false;
@@ -360,31 +359,31 @@ impl ReadShared {
             true
         });
         if let Err(e) = read {
-            return self.failed(reply, &e, from);
+            return failed(group, reply, &e, from);
         }
         // 0 = "not held intact here": the asker then tries another peer.
-        let anchor_term = self.log.read(anchor).map_or_else(
+        let anchor_term = group.log.read(anchor).map_or_else(
             |e| {
-                self.report_damage(&e);
+                report_damage(group, &e);
                 crate::types::Term(0)
             },
             |r| r.term,
         );
-        let commit_index = Offset(self.hw().0.saturating_sub(1));
+        let commit_index = Offset(group.hw().0.saturating_sub(1));
         answer::entries(reply, anchor_term, commit_index, records)
     }
 
     /// The first data record at an offset >= `offset` below the high-water mark.
-    fn consume(&self, offset: Offset, reply: Responder) {
-        let hw = self.hw();
+    fn consume(&self, group: &GroupState, offset: Offset, reply: Responder) {
+        let hw = group.hw();
         let mut at = offset;
         for _ in 0..MAX_SCAN_ROUNDS {
             if at >= hw {
                 break;
             }
-            let records = match self.log.read_range(at, 1) {
+            let records = match group.log.read_range(at, 1) {
                 Ok(r) => r,
-                Err(e) => return self.failed(reply, &e, offset),
+                Err(e) => return failed(group, reply, &e, offset),
             };
             let Some(last) = records.last().map(|r| r.offset) else {
                 break;
@@ -403,14 +402,14 @@ impl ReadShared {
             }
             at = Offset(last.0 + 1);
         }
-        answer::refuse(reply, self.out_of_range(offset))
+        answer::refuse(reply, out_of_range(group, offset))
     }
 
     /// Data records from `offset` below the high-water mark. If a read returns only
     /// internal entries, reading continues after them (bounded), so an empty answer
     /// with `high_watermark > offset` never makes a consumer skip data records.
-    fn fetch(&self, offset: Offset, max_bytes: u32, reply: Responder) {
-        let hw = self.hw();
+    fn fetch(&self, group: &GroupState, offset: Offset, max_bytes: u32, reply: Responder) {
+        let hw = group.hw();
         let budget = u64::from(max_bytes.min(self.cfg.max_fetch_bytes)).max(1);
         // Records are encoded straight from the storage read buffer (one copy each),
         // as on a single node.
@@ -419,7 +418,7 @@ impl ReadShared {
         for _ in 0..MAX_SCAN_ROUNDS {
             let mut used = 0u64;
             let mut next: Option<Offset> = None;
-            let read = self.log.read_range_with(at, budget, |record| {
+            let read = group.log.read_range_with(at, budget, |record| {
                 if record.offset >= hw {
                     return false;
                 }
@@ -435,7 +434,7 @@ impl ReadShared {
                 true
             });
             if let Err(e) = read {
-                return self.failed(reply, &e, offset);
+                return failed(group, reply, &e, offset);
             }
             match next {
                 Some(next) if builder.count() == 0 && next < hw => at = next,
@@ -460,8 +459,8 @@ impl ReadShared {
             let next_deadline = parked.fetches.iter().map(|f| f.deadline).min();
             if !expired.is_empty() {
                 drop(parked);
-                let hw = self.hw();
                 for f in expired {
+                    let hw = f.group.hw();
                     answer::nothing_fetched(f.reply, hw);
                 }
                 parked = lock(&self.parked);

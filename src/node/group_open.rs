@@ -1,0 +1,314 @@
+//! Opening one Raft group's storage (its `log/` and Raft state files in its own
+//! directory) and building its driver, the same way for every group: the default
+//! topic's partition 0 (the data dir's top level), the metadata group (`meta/`) and
+//! every other partition (`groups/<id>/`). Also starts and stops the per-group
+//! background threads (scrubber, healer).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::group::GroupState;
+use super::group_run::GroupRun;
+use super::raft_storage::LogStorage;
+use super::{heal, meta, FsyncPolicy, NodeConfig, Shared, View};
+use crate::raft::{Config as RaftConfig, Index, LogStart, Membership, RaftNode, Role};
+use crate::replica::{Driver, DriverConfig, Recovering};
+use crate::storage::{DamagedRange, Log, LogConfig, Offset, StorageError};
+use crate::types::GroupId;
+
+/// What a group is and how to open it.
+pub(crate) struct GroupSpec {
+    pub id: GroupId,
+    /// Its Raft state files and `log/`.
+    pub dir: PathBuf,
+    /// The log start's membership when the group has no state yet.
+    pub initial: Membership,
+    /// Membership follows the metadata group's voters (gossip policy).
+    pub follows_voters: bool,
+    /// Segment sizes and retention (the initial offset is forced to 1).
+    pub log: LogConfig,
+    /// This node may have held the group's entries before and lost them (a
+    /// joiner's fresh data dir, a group the catalogue placed here whose files are
+    /// gone): it does not vote until it caught up with a leader.
+    pub maybe_lost: bool,
+    /// Peers may hold copies of the log: damage is healed from them rather than
+    /// refused at open.
+    pub has_peers: bool,
+}
+
+/// A group opened but not yet running.
+pub(crate) struct Opened {
+    pub run: GroupRun,
+    pub state: Arc<GroupState>,
+    /// Damaged sealed ranges found at open, for the healer.
+    pub damaged: Vec<DamagedRange>,
+}
+
+/// The Raft settings every group of this node uses.
+pub(crate) fn raft_config(cfg: &NodeConfig) -> RaftConfig {
+    let mut raft_cfg = RaftConfig::new(cfg.node_id);
+    raft_cfg.election_tick = cfg.election_ticks;
+    raft_cfg.heartbeat_tick = cfg.heartbeat_ticks;
+    raft_cfg.max_size_per_msg = (u64::from(cfg.max_frame_bytes) / 2).clamp(4096, 1 << 20);
+    // 64 x 1 MiB in flight per follower: enough to stream a catch-up, and within
+    // the receiver's inbox byte bound.
+    raft_cfg.max_inflight_msgs = 64;
+    raft_cfg
+}
+
+fn seed(id: GroupId) -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ u64::from(std::process::id()).rotate_left(32)
+        ^ id.0.rotate_left(17)
+}
+
+/// Opens a group's log and Raft state and builds its driver.
+pub(crate) fn open(cfg: &NodeConfig, spec: GroupSpec) -> Result<Opened, String> {
+    let dir = &spec.dir;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create group directory {}: {e}", dir.display()))?;
+    let log_config = LogConfig {
+        initial_offset: Offset(1),
+        ..spec.log.clone()
+    };
+    let (log, repaired, damaged) = open_log(spec.has_peers, &dir.join("log"), log_config)?;
+    let log = Arc::new(log);
+    let damage = Arc::new(heal::DamageReports::default());
+    let default_start = LogStart {
+        membership: spec.initial.clone(),
+        ..LogStart::default()
+    };
+    let mut storage = LogStorage::open(dir, Arc::clone(&log), default_start)
+        .map_err(|e| format!("cannot open the raft state in {}: {e}", dir.display()))?;
+    storage.report_damage_to(Arc::clone(&damage));
+    let persisted_commit = storage.hard_state().commit;
+    let start_index = storage.log_start().index;
+    let last = crate::raft::Storage::last_index(&storage);
+    let raft_cfg = raft_config(cfg);
+    let seed = seed(spec.id);
+    let node = RaftNode::new(raft_cfg.clone(), storage, seed)
+        .map_err(|e| format!("cannot start raft for group {}: {e}", spec.id))?;
+    let single_voter =
+        node.membership().voters.len() == 1 && node.membership().voters.contains(&cfg.node_id);
+    let recovering = recovery_guard(&spec, repaired, last, persisted_commit, single_voter);
+    if recovering.is_some() && !meta::has_recovering_marker(dir) {
+        meta::write_recovering_marker(dir).map_err(|e| e.to_string())?;
+    }
+    let view = View {
+        role: Role::Follower,
+        term: node.term(),
+        leader: None,
+        commit: start_index,
+        first: node.first_index(),
+        last: node.last_index(),
+        membership: node.membership().clone(),
+        followers: Vec::new(),
+        recovering: recovering.is_some(),
+    };
+    let state = Arc::new(GroupState::new(
+        spec.id,
+        dir.clone(),
+        Arc::clone(&log),
+        start_index.into(),
+        view,
+        damage,
+    ));
+    let driver_cfg = DriverConfig {
+        skip_fsync_when_alone: cfg.fsync == FsyncPolicy::Never,
+        ..DriverConfig::default()
+    };
+    let run = GroupRun::new(
+        Driver::new(node, driver_cfg.clone(), recovering),
+        Arc::clone(&state),
+        spec.follows_voters,
+        (raft_cfg, driver_cfg, seed),
+    );
+    Ok(Opened {
+        run,
+        state,
+        damaged,
+    })
+}
+
+/// Whether the group must not vote until it caught up with a leader.
+fn recovery_guard(
+    spec: &GroupSpec,
+    repaired: bool,
+    last: Index,
+    persisted_commit: Index,
+    single_voter: bool,
+) -> Option<Recovering> {
+    let id = spec.id;
+    if meta::has_recovering_marker(&spec.dir) {
+        log::warn!(
+            "group {id} was catching up after losing log entries when it stopped: \
+             not voting until caught up from a leader"
+        );
+        return Some(Recovering {
+            min_commit: persisted_commit,
+            need_leader: true,
+        });
+    }
+    if spec.maybe_lost {
+        // A fresh directory may replace a wiped one whose entries counted toward
+        // commits: do not vote before catching up with a leader.
+        return Some(Recovering {
+            min_commit: Index(0),
+            need_leader: true,
+        });
+    }
+    if (repaired || last < persisted_commit) && !single_voter {
+        log::warn!(
+            "group {id}: log ends at {last} but the persisted commit index is \
+             {persisted_commit}{}: not voting until caught up from a leader",
+            if repaired { " (log was repaired)" } else { "" }
+        );
+        return Some(Recovering {
+            min_commit: persisted_commit,
+            need_leader: true,
+        });
+    }
+    if repaired || last < persisted_commit {
+        log::error!(
+            "group {id}: single-voter group lost committed entries (log ends at {last}, \
+             commit was {persisted_commit}); continuing with what is left"
+        );
+    }
+    None
+}
+
+/// Opens the log. With peers, damaged sealed segments are kept (quarantined, to be
+/// healed from the peers) and only damage in the active segment is cut (refetched
+/// from the leader); without peers any corruption is refused. Returns the log,
+/// whether something was cut, and the damaged ranges kept.
+fn open_log(
+    has_peers: bool,
+    log_dir: &Path,
+    log_config: LogConfig,
+) -> Result<(Log, bool, Vec<DamagedRange>), String> {
+    if !has_peers {
+        return match Log::open(log_dir, log_config) {
+            Ok(l) => Ok((l, false, Vec::new())),
+            // Nobody to re-fetch from: never cut acknowledged records silently (the
+            // message names the repair command and the offsets at stake).
+            Err(e @ StorageError::Corrupt { .. }) => Err(format!(
+                "cannot open the log in {}: {e}. This node has no peers to heal from, so \
+                 it does not start",
+                log_dir.display()
+            )),
+            Err(e) => Err(format!("cannot open the log in {}: {e}", log_dir.display())),
+        };
+    }
+    let (log, found) = Log::open_for_replica(log_dir, log_config)
+        .map_err(|e| format!("cannot open the log in {}: {e}", log_dir.display()))?;
+    if let Some(cut) = &found.cut {
+        log::warn!(
+            "log {} damaged in its newest segment: cut at {cut:?}; re-fetching from the \
+             leader (this group will not vote until it has caught up)",
+            log_dir.display()
+        );
+    }
+    Ok((log, found.cut.is_some(), found.damaged))
+}
+
+/// A group's background threads.
+pub(crate) struct GroupServices {
+    scrubber: Option<crate::storage::scrub::ScrubHandle>,
+    healer: Option<heal::HealHandle>,
+}
+
+impl GroupServices {
+    /// Stops the scrubber and the healer (bounded by the healer's peer timeout).
+    pub(crate) fn stop(mut self) {
+        if let Some(h) = self.healer.take() {
+            h.stop();
+        }
+        if let Some(mut s) = self.scrubber.take() {
+            s.stop();
+        }
+    }
+}
+
+/// Starts a group's healer and scrubber; damage found at open goes to the healer.
+pub(crate) fn start_services(
+    shared: &Arc<Shared>,
+    group: &Arc<GroupState>,
+    damaged: Vec<DamagedRange>,
+    heal_counters: &Arc<heal::HealCounters>,
+) -> Result<GroupServices, String> {
+    report_damage_found_at_open(&group.log, &group.damage, damaged);
+    let scrubber = start_scrubber(&shared.cfg, group)?;
+    let healer = heal::spawn(
+        Arc::clone(group),
+        Arc::clone(shared),
+        Arc::clone(heal_counters),
+    )
+    .map_err(|e| format!("cannot start the healer: {e}"))?;
+    Ok(GroupServices {
+        scrubber,
+        healer: Some(healer),
+    })
+}
+
+/// Damaged sealed ranges found at open go to the healer; bytes after a sealed
+/// segment's last record (no record affected) are cleaned up at once.
+fn report_damage_found_at_open(
+    log: &Log,
+    damage: &heal::DamageReports,
+    damaged: Vec<DamagedRange>,
+) {
+    for d in damaged {
+        if d.first < d.end {
+            log::warn!(
+                "damaged records {}..{} in the segment at {} ({}): healing them from peers",
+                d.first,
+                d.end,
+                d.segment,
+                d.reason
+            );
+            damage.report_range(d.first, d.end);
+            continue;
+        }
+        match log.rebuild_sealed(d.segment, &[]) {
+            Ok(_) => log::warn!(
+                "removed bytes after the last record of the segment at {} ({})",
+                d.segment,
+                d.reason
+            ),
+            Err(e) => log::warn!("segment at {}: {} ({e})", d.segment, d.reason),
+        }
+    }
+}
+
+/// The background scrubber (DESIGN 10: find latent damage before a read needs it).
+fn start_scrubber(
+    cfg: &NodeConfig,
+    group: &GroupState,
+) -> Result<Option<crate::storage::scrub::ScrubHandle>, String> {
+    if cfg.scrub_bytes_per_sec == 0 {
+        return Ok(None);
+    }
+    let damage = Arc::clone(&group.damage);
+    let log = Arc::clone(&group.log);
+    let handle = crate::storage::scrub::spawn(log, cfg.scrub_bytes_per_sec, move |f| {
+        log::error!(
+            "scrubber: {} offsets {}..{} ({:?}): {}; reads of it answer CORRUPT_RECORD \
+             until it is healed from a peer (see README \"When the disk lies\")",
+            f.path.display(),
+            f.first,
+            f.end,
+            f.kind,
+            f.reason
+        );
+        damage.report_range(f.first, f.end);
+    })
+    .map_err(|e| format!("cannot start the scrubber: {e}"))?;
+    // The scrub metrics count the default partition's log.
+    if let (true, Some(m)) = (group.id == super::group::DEFAULT_GROUP, &cfg.metrics) {
+        m.set_scrub_counters(handle.counters());
+    }
+    Ok(Some(handle))
+}
