@@ -327,31 +327,15 @@ impl Node {
         let dir = cfg.data_dir.clone();
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
-        let bootstrap = cfg.mode.creates_cluster();
         let fresh = check_identity(&cfg)?;
-        let initial = if bootstrap {
-            Membership::with_voters([cfg.node_id.0])
-        } else {
-            Membership::default()
-        };
-        let default = group_open::open(
-            &cfg,
-            GroupSpec {
-                id: DEFAULT_GROUP,
-                dir: dir.clone(),
-                initial,
-                follows_voters: true,
-                log: cfg.log.clone(),
-                maybe_lost: fresh && !bootstrap,
-                has_peers: has_peers(&cfg, &dir),
-            },
-        )?;
+        let [default, metadata] = open_startup_groups(&cfg, fresh)?;
         let (start_index, last) = {
             let v = default.state.view();
             (v.commit, v.last)
         };
         let groups = Groups::default();
         groups.insert(Arc::clone(&default.state));
+        groups.insert(Arc::clone(&metadata.state));
         let heal_counters = Arc::new(heal::HealCounters::default());
         if let Some(m) = &cfg.metrics {
             m.set_heal_counters(Arc::clone(&heal_counters));
@@ -374,6 +358,13 @@ impl Node {
             &shared.heal_counters,
         )?;
         lock(&shared.services).insert(DEFAULT_GROUP, services);
+        let services = group_open::start_services(
+            &shared,
+            &metadata.state,
+            metadata.damaged,
+            &shared.heal_counters,
+        )?;
+        lock(&shared.services).insert(GroupId::METADATA, services);
         let reads = Arc::new(
             Reads::start(cfg.read.clone())
                 .map_err(|e| format!("cannot start the read pool: {e}"))?,
@@ -448,7 +439,7 @@ impl Node {
 
         let fatal = Arc::new(AtomicBool::new(false));
         let raft = RaftLoop::new(
-            vec![default.run],
+            vec![default.run, metadata.run],
             Arc::clone(&shared),
             Arc::clone(&inbox),
             Arc::clone(&reads),
@@ -600,6 +591,60 @@ impl Node {
         Ok(())
     }
 }
+
+/// The groups every node runs from the start: the `default` topic's partition 0 (the
+/// data dir's top level, where the log was before topics existed) and the metadata
+/// group (`meta/`). A new cluster's first node is their only voter; a joiner starts
+/// with no configuration and is added by the leaders (gossip membership policy).
+/// A data dir written before topics gets its metadata group the same way.
+fn open_startup_groups(cfg: &NodeConfig, fresh: bool) -> Result<[group_open::Opened; 2], String> {
+    let dir = &cfg.data_dir;
+    let bootstrap = cfg.mode.creates_cluster();
+    let initial = if bootstrap {
+        Membership::with_voters([cfg.node_id.0])
+    } else {
+        Membership::default()
+    };
+    let has_peers = has_peers(cfg, dir);
+    let default = group_open::open(
+        cfg,
+        GroupSpec {
+            id: DEFAULT_GROUP,
+            dir: dir.clone(),
+            initial: initial.clone(),
+            follows_voters: true,
+            log: cfg.log.clone(),
+            maybe_lost: fresh && !bootstrap,
+            has_peers,
+        },
+    )?;
+    let meta_dir = dir.join(METADATA_DIR);
+    let metadata = group_open::open(
+        cfg,
+        GroupSpec {
+            id: GroupId::METADATA,
+            maybe_lost: fresh && !bootstrap,
+            dir: meta_dir,
+            initial,
+            follows_voters: true,
+            // The catalogue is never cut by retention (it is small; compaction
+            // would need a snapshot of the catalogue first).
+            log: LogConfig {
+                retention_bytes: None,
+                retention_age: None,
+                max_store_bytes: cfg.log.max_store_bytes.min(METADATA_SEGMENT_BYTES),
+                ..cfg.log.clone()
+            },
+            has_peers,
+        },
+    )?;
+    Ok([default, metadata])
+}
+
+/// Where the metadata group lives in the data dir.
+const METADATA_DIR: &str = "meta";
+/// Largest segment of the metadata group's log.
+const METADATA_SEGMENT_BYTES: u64 = 16 << 20;
 
 /// Checks (or creates) the stored identity against the flags.
 /// Returns true if the identity was just created (a fresh data dir).
