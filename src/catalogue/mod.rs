@@ -37,16 +37,29 @@
 //! [`CatalogueError::Malformed`] on any bad input, never panic, and never size an
 //! allocation from a length they have not checked against the bytes left.
 
+mod assign;
+mod codec;
+mod command;
 mod error;
 mod name;
 mod settings;
+mod snapshot;
+mod state;
 
+#[cfg(test)]
+mod codec_tests;
+#[cfg(test)]
+mod tests;
+
+pub use assign::assign;
+pub use command::Command;
 pub use error::CatalogueError;
 pub use name::{TopicName, DEFAULT_TOPIC, MAX_TOPIC_NAME_BYTES};
 pub use settings::{
     Replication, SettingsChange, TopicSettings, MAX_MAX_RECORD_BYTES, MAX_PARTITIONS_PER_TOPIC,
     MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, RECORD_OVERHEAD_BYTES,
 };
+pub use state::{Applied, Catalogue, Change, PartitionGroup, PartitionInfo, Topic};
 
 /// Most topics a catalogue holds.
 pub const MAX_TOPICS: usize = 10_000;
