@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod bytes;
+pub mod catalogue;
 pub mod client;
 pub mod gossip;
 pub mod metrics;

@@ -1,0 +1,107 @@
+//! The catalogue's snapshot format, so a node can persist what it applied (and the
+//! metadata group can later compact its log).
+//!
+//! `u8 format version (1) | u64 applied | u64 next_group | u64 next_topic_id |
+//! u32 topic count | topics in name order`, big-endian; a topic is
+//! `name | u64 id | settings | u32 partition count | partitions`, a partition
+//! `u32 partition | u64 group | replica list` (field encodings of `codec.rs`).
+//!
+//! The decoder checks every invariant `apply` keeps (valid settings, partitions
+//! numbered from 0, group ids unique and below `next_group`, replica lists of the
+//! topic's shape, names sorted and unique, limits), so a decoded catalogue is one
+//! that `apply` could have built. No checksum: the file that holds it carries one.
+
+use crate::bytes::ByteReader;
+use crate::types::GroupId;
+
+use super::codec::{
+    get_name, get_replicas, get_settings, malformed, put_name, put_replicas, put_settings,
+};
+use super::error::CatalogueError;
+use super::settings::MAX_PARTITIONS_PER_TOPIC;
+use super::state::{Catalogue, PartitionInfo, Topic};
+use super::MAX_TOPICS;
+
+const FORMAT_VERSION: u8 = 1;
+/// Smallest encoded topic: name (1 + 1) + id + settings (20) + partition count.
+const MIN_TOPIC_BYTES: usize = 2 + 8 + 20 + 4;
+/// Smallest encoded partition: number + group + replica count.
+const MIN_PARTITION_BYTES: usize = 4 + 8 + 4;
+
+impl Catalogue {
+    /// Appends the catalogue's snapshot encoding to `out`.
+    pub fn encode_snapshot(&self, out: &mut Vec<u8>) {
+        out.push(FORMAT_VERSION);
+        out.extend_from_slice(&self.applied().to_be_bytes());
+        out.extend_from_slice(&self.next_group().0.to_be_bytes());
+        out.extend_from_slice(&self.next_topic_id().to_be_bytes());
+        // At most MAX_TOPICS topics (apply's limit) fit in a u32.
+        out.extend_from_slice(&(self.topic_count() as u32).to_be_bytes());
+        for topic in self.topics() {
+            put_name(out, &topic.name);
+            out.extend_from_slice(&topic.id.to_be_bytes());
+            put_settings(out, &topic.settings);
+            // At most MAX_PARTITIONS_PER_TOPIC partitions (validated settings).
+            out.extend_from_slice(&(topic.partitions.len() as u32).to_be_bytes());
+            for p in &topic.partitions {
+                out.extend_from_slice(&p.partition.to_be_bytes());
+                out.extend_from_slice(&p.group.0.to_be_bytes());
+                put_replicas(out, &p.replicas);
+            }
+        }
+    }
+
+    /// Decodes a snapshot written by [`Catalogue::encode_snapshot`]; any other input,
+    /// or one that breaks an invariant of the catalogue, is
+    /// [`CatalogueError::Malformed`].
+    pub fn decode_snapshot(bytes: &[u8]) -> Result<Catalogue, CatalogueError> {
+        let mut r = ByteReader::new(bytes);
+        let version = r.u8("snapshot format version")?;
+        if version != FORMAT_VERSION {
+            return Err(malformed(format!(
+                "unknown snapshot format version {version}"
+            )));
+        }
+        let applied = r.u64("applied index")?;
+        let next_group = r.u64("next group")?;
+        let next_topic_id = r.u64("next topic id")?;
+        let count = r.u32("topic count")?;
+        if count as usize > MAX_TOPICS {
+            return Err(malformed(format!("{count} topics (at most {MAX_TOPICS})")));
+        }
+        let count = r.checked_count(u64::from(count), MIN_TOPIC_BYTES, "topic count")?;
+        let mut topics = Vec::with_capacity(count);
+        for _ in 0..count {
+            topics.push(get_topic(&mut r)?);
+        }
+        r.finish("catalogue snapshot")?;
+        Catalogue::restore(applied, next_group, next_topic_id, topics).map_err(malformed)
+    }
+}
+
+fn get_topic(r: &mut ByteReader<'_>) -> Result<Topic, CatalogueError> {
+    let name = get_name(r)?;
+    let id = r.u64("topic id")?;
+    let settings = get_settings(r)?;
+    let count = r.u32("partition count")?;
+    if count > MAX_PARTITIONS_PER_TOPIC {
+        return Err(malformed(format!(
+            "topic {name} has {count} partitions (at most {MAX_PARTITIONS_PER_TOPIC})"
+        )));
+    }
+    let count = r.checked_count(u64::from(count), MIN_PARTITION_BYTES, "partition count")?;
+    let mut partitions = Vec::with_capacity(count);
+    for _ in 0..count {
+        partitions.push(PartitionInfo {
+            partition: r.u32("partition")?,
+            group: GroupId(r.u64("group")?),
+            replicas: get_replicas(r)?,
+        });
+    }
+    Ok(Topic {
+        name,
+        id,
+        settings,
+        partitions,
+    })
+}
