@@ -21,6 +21,7 @@ use crate::net::{ConnContext, Responder, Service};
 use crate::raft::{decode_message, Role};
 use crate::replica::Values;
 use crate::storage::RECORD_HEADER_BYTES;
+use crate::types::GroupId;
 use crate::wire::{self, Request, RequestFrame, ServerInfo, ServerRole, StatusInfo};
 
 /// Most connections remembered as handshaken peers.
@@ -176,21 +177,26 @@ impl Service for ClusterService {
         }
         match frame.request {
             Request::Ping => answer::pong(reply),
-            Request::Produce { value } => self.produce(Values::One(value), reply),
-            Request::ProduceBatch { values } => {
+            Request::Produce { target, value } if target.is_default() => {
+                self.produce(Values::One(value), reply)
+            }
+            Request::ProduceBatch { target, values } if target.is_default() => {
                 if values.is_empty() {
                     answer::empty_batch(reply, s.hw())
                 } else {
                     self.produce(Values::Many(values), reply)
                 }
             }
-            Request::Consume { offset } => self.reads.consume(offset, reply),
+            Request::Consume { target, offset } if target.is_default() => {
+                self.reads.consume(offset, reply)
+            }
             Request::Fetch {
                 offset,
                 max_bytes,
                 max_wait_ms,
             } => self.reads.fetch(offset, max_bytes, max_wait_ms, reply),
             Request::ReadEntries {
+                group: GroupId::METADATA,
                 from,
                 end,
                 anchor,
@@ -226,7 +232,10 @@ impl Service for ClusterService {
                 self.inbox.push_control(Control::PeerConnected(node_id));
                 answer::peer_welcome(reply)
             }
-            Request::Raft { payload } => {
+            Request::Raft {
+                group: GroupId::METADATA,
+                payload,
+            } => {
                 if !self.is_peer(ctx.conn_id) {
                     return answer::refuse(reply, Refusal::NotAPeer);
                 }
@@ -237,12 +246,39 @@ impl Service for ClusterService {
                 }
                 answer::raft_queued(reply)
             }
+            other => not_served(&other, reply),
         }
     }
 
     fn begin_shutdown(&self) {
         self.reads.release_parked();
     }
+}
+
+/// Until the node serves topics (issue #13): another topic than the default is
+/// `UNKNOWN_TOPIC`, another Raft group and the new APIs `UNSUPPORTED_API`, so nothing
+/// lands in the default log by mistake.
+fn not_served(request: &Request, reply: Responder) {
+    use wire::{ErrorBody, ErrorCode};
+    let api = request.api_key();
+    let err = match request.topics().first() {
+        Some(topic)
+            if matches!(
+                api,
+                wire::ApiKey::Produce | wire::ApiKey::ProduceBatch | wire::ApiKey::Consume
+            ) =>
+        {
+            ErrorBody::new(
+                ErrorCode::UnknownTopic,
+                format!("topic `{topic}` (or that partition) does not exist on this node"),
+            )
+        }
+        _ => ErrorBody::new(
+            ErrorCode::UnsupportedApi,
+            format!("{api} (this version or Raft group) is not served by this node yet"),
+        ),
+    };
+    reply.respond(Err(err))
 }
 
 /// Encoded size of a record with no value, for limit messages.
