@@ -32,15 +32,28 @@ fn hundreds_of_mixed_requests_in_flight_are_matched_by_correlation_id() {
         let (request, what) = match i % 4 {
             0 => {
                 let v = format!("new-{i}").into_bytes();
-                (Request::Produce { value: v.clone() }, Sent::Produce(v))
+                (
+                    Request::Produce {
+                        target: commitlog::wire::TopicPartition::default_topic(),
+                        value: v.clone(),
+                    },
+                    Sent::Produce(v),
+                )
             }
             1 => {
                 let at = Offset(FIRST_OFFSET + u64::from(i) % 20);
-                (Request::Consume { offset: at }, Sent::Consume(at))
+                (
+                    Request::Consume {
+                        target: commitlog::wire::TopicPartition::default_topic(),
+                        offset: at,
+                    },
+                    Sent::Consume(at),
+                )
             }
             2 => (Request::Ping, Sent::Ping),
             _ => (
                 Request::Consume {
+                    target: commitlog::wire::TopicPartition::default_topic(),
                     offset: Offset(1_000_000),
                 },
                 Sent::OutOfRange,

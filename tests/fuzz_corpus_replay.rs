@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use commitlog::wire::{decode_request, decode_response, fuzzing, ApiKey, DecodeError};
+use commitlog::wire::{decode_request, decode_response_versioned, fuzzing, ApiKey, DecodeError};
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -53,19 +53,19 @@ fn text_decoder_corpus_replays_clean() {
 }
 
 /// The hand-written seeds are what their names say: `req_*` decode as requests,
-/// `resp_*` decode as a response to some API, `bad_*` are rejected by both (as a
-/// response to any API with a structured body: a Raft body is opaque, so any bytes
-/// after a response header decode as one).
+/// `resp_*` decode as a response to some API and version, `bad_*` are rejected by
+/// both (as a response to any API with a structured body: a Raft body is opaque, so
+/// any bytes after a response header decode as one). `*_v1_*` seeds are version 1.
 #[test]
 fn named_seeds_decode_as_named() {
     for (path, data) in corpus("frame_decoder") {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let as_response = ApiKey::ALL
-            .iter()
-            .filter(|api| **api != ApiKey::RaftMessage)
-            .any(|api| decode_response(&data, *api).is_ok());
+        let as_response = fuzzing::api_versions()
+            .filter(|(api, _)| *api != ApiKey::RaftMessage)
+            .any(|(api, version)| decode_response_versioned(&data, api, version).is_ok());
         if name.starts_with("req_") {
-            assert!(decode_request(&data).is_ok(), "{name}");
+            let frame = decode_request(&data).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(frame.api_version >= 1, name.starts_with("req_v1_"), "{name}");
         } else if name.starts_with("resp_") {
             assert!(as_response, "{name}");
         } else if name.starts_with("bad_") {

@@ -179,7 +179,13 @@ fn pipelined_consumes_of_a_big_record_never_read_stay_within_the_connection_shar
     let mut frames = Vec::new();
     for id in 0..200 {
         wire::encode_request(
-            &RequestFrame::new(id, Request::Consume { offset: at }),
+            &RequestFrame::new(
+                id,
+                Request::Consume {
+                    target: commitlog::wire::TopicPartition::default_topic(),
+                    offset: at,
+                },
+            ),
             &mut frames,
         );
     }
@@ -344,6 +350,7 @@ fn read_entries_of_empty_records_stay_within_the_byte_cap() {
     let max_bytes = 4096u32;
     client
         .send(Request::ReadEntries {
+            group: commitlog::types::GroupId::METADATA,
             from: Offset(1),
             end: Offset(u64::MAX),
             anchor: Offset(1),

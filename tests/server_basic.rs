@@ -241,7 +241,10 @@ fn an_empty_batch_is_answered_with_count_zero() {
     let mut client = server.client();
     client.produce(b"x").unwrap();
     let id = client
-        .send(wire::Request::ProduceBatch { values: Vec::new() })
+        .send(wire::Request::ProduceBatch {
+            target: commitlog::wire::TopicPartition::default_topic(),
+            values: Vec::new(),
+        })
         .unwrap();
     let (got, result) = client.recv().unwrap();
     assert_eq!(got, id);

@@ -212,6 +212,7 @@ fn requests_sent_around_a_graceful_shutdown_are_all_answered() {
             api_version: 0,
             correlation_id: id,
             request: Request::Produce {
+                target: commitlog::wire::TopicPartition::default_topic(),
                 value: format!("around-shutdown-{id}").into_bytes(),
             },
         };

@@ -87,6 +87,7 @@ fn half_a_frame_then_disconnect_leaves_the_server_healthy() {
             &RequestFrame::new(
                 1,
                 Request::Produce {
+                    target: commitlog::wire::TopicPartition::default_topic(),
                     value: vec![b'z'; 100],
                 },
             ),
@@ -118,7 +119,13 @@ fn a_client_that_never_reads_is_throttled_and_dropped_while_others_are_served() 
     let mut requests = Vec::new();
     for i in 0..2000u32 {
         wire::encode_request(
-            &RequestFrame::new(i, Request::Consume { offset: at }),
+            &RequestFrame::new(
+                i,
+                Request::Consume {
+                    target: commitlog::wire::TopicPartition::default_topic(),
+                    offset: at,
+                },
+            ),
             &mut requests,
         );
     }

@@ -10,8 +10,10 @@
 //!
 //! # Actions
 //! Every API maps to one [`Action`] ([`Action::for_api`]): `Produce`/`ProduceBatch` →
-//! `produce`, `Consume`/`Fetch` → `consume`, `GetServers`/`Status` → `describe`, the
-//! peer RPCs `RaftMessage`/`PeerHandshake`/`ReadEntries` (api keys 32–34) → `replicate`. `Ping` is
+//! `produce`, `Consume`/`Fetch` → `consume`, `GetServers`/`Status`/`Metadata`/
+//! `DescribeTopic` → `describe`, `CreateTopic`/`DeleteTopic`/`AlterTopic` → `admin`,
+//! the peer RPCs `RaftMessage`/`PeerHandshake`/`ReadEntries`/`RaftBatch` (api keys
+//! 32–35) → `replicate`. `Ping` is
 //! open to every connection that got this far (it reveals nothing). A casbin request is
 //! `(identity, "*", action)`; the object is `*` because a cluster holds one log, as in
 //! the Go original (`p, root, *, produce`).
@@ -53,8 +55,8 @@ pub const OBJECT: &str = "*";
 /// `--acl-model-file` is given).
 pub const DEFAULT_MODEL: &str = include_str!("../../certs/model.conf");
 
-/// The default ACL policy, the file `certs/policy.csv`: `root` may produce, consume
-/// and describe; `commitlog-peer` may replicate and describe.
+/// The default ACL policy, the file `certs/policy.csv`: `root` may produce, consume,
+/// describe and administer topics; `commitlog-peer` may replicate and describe.
 pub const DEFAULT_POLICY: &str = include_str!("../../certs/policy.csv");
 
 /// Longest policy file accepted (a policy is a few lines; this bounds start-up work).
@@ -69,17 +71,20 @@ pub enum Action {
     Consume,
     /// Read cluster metadata (`GetServers`, `Status`).
     Describe,
-    /// Peer RPCs (`RaftMessage`, `PeerHandshake`, `ReadEntries`).
+    /// Peer RPCs (`RaftMessage`, `PeerHandshake`, `ReadEntries`, `RaftBatch`).
     Replicate,
+    /// Topic administration (`CreateTopic`, `DeleteTopic`, `AlterTopic`).
+    Admin,
 }
 
 impl Action {
     /// Every action, in [`Action::index`] order.
-    pub const ALL: [Action; 4] = [
+    pub const ALL: [Action; 5] = [
         Action::Produce,
         Action::Consume,
         Action::Describe,
         Action::Replicate,
+        Action::Admin,
     ];
 
     /// The action name used in policy files.
@@ -89,10 +94,11 @@ impl Action {
             Action::Consume => "consume",
             Action::Describe => "describe",
             Action::Replicate => "replicate",
+            Action::Admin => "admin",
         }
     }
 
-    /// A dense index (0..4), for per-connection caches.
+    /// A dense index (0..5), for per-connection caches.
     pub fn index(self) -> usize {
         self as usize
     }
@@ -103,10 +109,14 @@ impl Action {
             ApiKey::Ping => None,
             ApiKey::Produce | ApiKey::ProduceBatch => Some(Action::Produce),
             ApiKey::Consume | ApiKey::Fetch => Some(Action::Consume),
-            ApiKey::GetServers | ApiKey::Status => Some(Action::Describe),
-            ApiKey::RaftMessage | ApiKey::PeerHandshake | ApiKey::ReadEntries => {
-                Some(Action::Replicate)
+            ApiKey::GetServers | ApiKey::Status | ApiKey::Metadata | ApiKey::DescribeTopic => {
+                Some(Action::Describe)
             }
+            ApiKey::CreateTopic | ApiKey::DeleteTopic | ApiKey::AlterTopic => Some(Action::Admin),
+            ApiKey::RaftMessage
+            | ApiKey::PeerHandshake
+            | ApiKey::ReadEntries
+            | ApiKey::RaftBatch => Some(Action::Replicate),
         }
     }
 }
@@ -265,7 +275,7 @@ impl Authorizer {
 #[derive(Clone, Debug, Default)]
 pub struct DecisionCache {
     generation: u64,
-    decisions: [Option<bool>; 4],
+    decisions: [Option<bool>; Action::ALL.len()],
 }
 
 impl DecisionCache {
@@ -274,7 +284,7 @@ impl DecisionCache {
         let generation = authorizer.generation();
         if generation != self.generation {
             self.generation = generation;
-            self.decisions = [None; 4];
+            self.decisions = [None; Action::ALL.len()];
         }
         let slot = &mut self.decisions[action.index()];
         match *slot {

@@ -39,7 +39,12 @@ fn common_name_errors_are_typed_not_panics() {
 #[test]
 fn default_policy_allows_root_and_peer_and_nobody_else() {
     let authz = Authorizer::load(AclSource::Builtin).unwrap();
-    for action in [Action::Produce, Action::Consume, Action::Describe] {
+    for action in [
+        Action::Produce,
+        Action::Consume,
+        Action::Describe,
+        Action::Admin,
+    ] {
         assert!(authz.allows("root", action), "root {action}");
         assert!(!authz.allows("nobody", action), "nobody {action}");
         assert!(!authz.allows(ANONYMOUS, action), "anonymous {action}");
@@ -47,6 +52,7 @@ fn default_policy_allows_root_and_peer_and_nobody_else() {
     assert!(!authz.allows("root", Action::Replicate));
     assert!(authz.allows("commitlog-peer", Action::Replicate));
     assert!(!authz.allows("commitlog-peer", Action::Produce));
+    assert!(!authz.allows("commitlog-peer", Action::Admin));
     assert!(!authz.allows("nobody", Action::Replicate));
     // Identities are compared exactly.
     assert!(!authz.allows("Root", Action::Produce));
@@ -79,6 +85,20 @@ fn every_api_maps_to_its_action() {
         Action::for_api(ApiKey::PeerHandshake),
         Some(Action::Replicate)
     );
+    assert_eq!(Action::for_api(ApiKey::Metadata), Some(Action::Describe));
+    assert_eq!(
+        Action::for_api(ApiKey::DescribeTopic),
+        Some(Action::Describe)
+    );
+    assert_eq!(Action::for_api(ApiKey::RaftBatch), Some(Action::Replicate));
+    for api in [ApiKey::CreateTopic, ApiKey::DeleteTopic, ApiKey::AlterTopic] {
+        assert_eq!(Action::for_api(api), Some(Action::Admin), "{api}");
+    }
+    assert_eq!(Action::Admin.name(), "admin");
+    // Every API but Ping needs an action.
+    for api in ApiKey::ALL {
+        assert_eq!(Action::for_api(api).is_none(), api == ApiKey::Ping, "{api}");
+    }
     for (i, action) in Action::ALL.iter().enumerate() {
         assert_eq!(action.index(), i);
     }

@@ -38,7 +38,7 @@ use self::tls::{ClientTls, Stream};
 use crate::types::{Offset, Term};
 use crate::wire::{
     self, ApiKey, ErrorBody, ErrorCode, LeaderHint, Limits, Request, RequestFrame, ResponseBody,
-    ServerInfo, StatusInfo, WireRecord,
+    ServerInfo, StatusInfo, TopicPartition, WireRecord,
 };
 
 /// What can go wrong talking to a server.
@@ -259,6 +259,7 @@ impl Client {
     pub fn produce(&mut self, value: &[u8]) -> Result<Offset> {
         match self.call(
             Request::Produce {
+                target: TopicPartition::default_topic(),
                 value: value.to_vec(),
             },
             Duration::ZERO,
@@ -271,6 +272,7 @@ impl Client {
     /// Appends records at contiguous offsets (all or none); returns the first offset.
     pub fn produce_batch(&mut self, values: &[&[u8]]) -> Result<Offset> {
         let request = Request::ProduceBatch {
+            target: TopicPartition::default_topic(),
             values: values.iter().map(|v| v.to_vec()).collect(),
         };
         match self.call(request, Duration::ZERO)? {
@@ -284,7 +286,11 @@ impl Client {
 
     /// The first record at an offset ≥ `offset`.
     pub fn consume(&mut self, offset: Offset) -> Result<Record> {
-        match self.call(Request::Consume { offset }, Duration::ZERO)? {
+        let request = Request::Consume {
+            target: TopicPartition::default_topic(),
+            offset,
+        };
+        match self.call(request, Duration::ZERO)? {
             ResponseBody::Consume { record } => Ok(record.into()),
             other => Err(unexpected(&other)),
         }
@@ -751,6 +757,7 @@ mod tests {
                 &RequestFrame::new(
                     0xdead_beef,
                     Request::Produce {
+                        target: crate::wire::TopicPartition::default_topic(),
                         value: value.to_vec(),
                     },
                 ),

@@ -606,8 +606,8 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 /// Records and value bytes a produce request carries (`None` for other requests).
 pub fn produce_size(request: &Request) -> Option<(u64, u64)> {
     match request {
-        Request::Produce { value } => Some((1, value.len() as u64)),
-        Request::ProduceBatch { values } => Some((
+        Request::Produce { value, .. } => Some((1, value.len() as u64)),
+        Request::ProduceBatch { values, .. } => Some((
             values.len() as u64,
             values.iter().map(|v| v.len() as u64).sum(),
         )),

@@ -98,6 +98,7 @@ fn responses_complete_out_of_order_and_carry_their_correlation_ids() {
         &mut stream,
         10,
         Request::Produce {
+            target: crate::wire::TopicPartition::default_topic(),
             value: b"a".to_vec(),
         },
     );
@@ -105,6 +106,7 @@ fn responses_complete_out_of_order_and_carry_their_correlation_ids() {
         &mut stream,
         11,
         Request::Produce {
+            target: crate::wire::TopicPartition::default_topic(),
             value: b"b".to_vec(),
         },
     );
@@ -126,7 +128,14 @@ fn a_dropped_responder_answers_internal() {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    send(&mut stream, 7, Request::Consume { offset: Offset(0) });
+    send(
+        &mut stream,
+        7,
+        Request::Consume {
+            target: crate::wire::TopicPartition::default_topic(),
+            offset: Offset(0),
+        },
+    );
     assert_eq!(
         recv(&mut stream, ApiKey::Consume),
         (7, Some(ErrorCode::Internal))
@@ -150,6 +159,7 @@ fn shutdown_waits_for_in_flight_requests_then_returns() {
         &mut stream,
         1,
         Request::Produce {
+            target: crate::wire::TopicPartition::default_topic(),
             value: b"x".to_vec(),
         },
     );
@@ -160,6 +170,7 @@ fn shutdown_waits_for_in_flight_requests_then_returns() {
         &mut stream,
         3,
         Request::Produce {
+            target: crate::wire::TopicPartition::default_topic(),
             value: b"y".to_vec(),
         },
     );

@@ -632,7 +632,7 @@ mod tests {
         encode_raft_frame(&m, 77, &mut buf);
         let frame = wire::decode_request(&buf).expect("a valid request frame");
         assert_eq!(frame.correlation_id, 77);
-        let Request::Raft { payload } = frame.request else {
+        let Request::Raft { payload, .. } = frame.request else {
             panic!("not a Raft request");
         };
         assert_eq!(crate::raft::decode_message(&payload), Ok(m));

@@ -5,8 +5,9 @@
 //! closest existing code), so a decoder may reject a code it does not know as
 //! malformed. The one recorded exception (wire-spec §6): `STORAGE_FULL` (14) and
 //! `CORRUPT_RECORD` (15) were added to version 0 itself; clients built before them
-//! see an unknown code. `wire-spec.md` lists each code with when it is sent and what
-//! a client should do.
+//! see an unknown code. The topic codes 16..=19 came with version 1
+//! ([`ErrorCode::for_request`] maps them for version-0 requests). `wire-spec.md`
+//! lists each code with when it is sent and what a client should do.
 
 use std::fmt;
 
@@ -65,11 +66,27 @@ pub enum ErrorCode {
     /// read by starting after it. Do: read that offset from another replica, or
     /// retry later (a cluster node repairs it from its peers). (Added to version 0.)
     CorruptRecord = 15,
+    /// The topic does not exist, or the partition does not exist in it. Do: check
+    /// the name (Metadata lists topics); a topic just created may not be known to
+    /// every node yet, so refresh Metadata before concluding. Version 1 and the
+    /// topic APIs only.
+    UnknownTopic = 16,
+    /// CreateTopic for a name that is taken. Do: use the existing topic or another
+    /// name. Topic APIs only.
+    TopicExists = 17,
+    /// The topic name is empty, too long or uses characters outside the allowed set
+    /// (the message names the rule). Do: fix the name; do not retry as is.
+    /// Version 1 and the topic APIs only.
+    InvalidTopic = 18,
+    /// A topic setting is out of range (partitions, replication, sizes, a partition
+    /// decrease); the message names the field. Do: fix it; do not retry as is. Topic
+    /// APIs only.
+    InvalidConfig = 19,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::None,
         ErrorCode::OffsetOutOfRange,
         ErrorCode::NotLeader,
@@ -86,6 +103,10 @@ impl ErrorCode {
         ErrorCode::TooManyConnections,
         ErrorCode::StorageFull,
         ErrorCode::CorruptRecord,
+        ErrorCode::UnknownTopic,
+        ErrorCode::TopicExists,
+        ErrorCode::InvalidTopic,
+        ErrorCode::InvalidConfig,
     ];
 
     /// Decodes a wire value; `None` for codes this version does not know.
@@ -117,6 +138,10 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => "TOO_MANY_CONNECTIONS",
             ErrorCode::StorageFull => "STORAGE_FULL",
             ErrorCode::CorruptRecord => "CORRUPT_RECORD",
+            ErrorCode::UnknownTopic => "UNKNOWN_TOPIC",
+            ErrorCode::TopicExists => "TOPIC_EXISTS",
+            ErrorCode::InvalidTopic => "INVALID_TOPIC",
+            ErrorCode::InvalidConfig => "INVALID_CONFIG",
         }
     }
 
@@ -131,6 +156,43 @@ impl ErrorCode {
                 | ErrorCode::StorageFull
                 | ErrorCode::CorruptRecord
         )
+    }
+
+    /// True for the codes added with version 1 (topics): 16..=19. They are only sent
+    /// to requests that know them ([`ErrorCode::for_request`]).
+    pub fn is_topic_code(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::UnknownTopic
+                | ErrorCode::TopicExists
+                | ErrorCode::InvalidTopic
+                | ErrorCode::InvalidConfig
+        )
+    }
+
+    /// The code to send to a request of `api` in `api_version` (wire-spec §6: a
+    /// client never sees a code its request version predates). The topic codes go
+    /// unchanged to version-1 requests and to the APIs added with topics; a
+    /// version-0 request (which means the default topic) gets the closest older code
+    /// instead: `UNAVAILABLE` for `UNKNOWN_TOPIC` (the default topic is not there
+    /// yet, e.g. while the cluster starts), `INTERNAL` for the others (a version-0
+    /// request cannot cause them, so sending one is a server bug).
+    pub fn for_request(self, api: ApiKey, api_version: u16) -> ErrorCode {
+        let knows_topic_codes = api_version >= 1
+            || matches!(
+                api,
+                ApiKey::Metadata
+                    | ApiKey::CreateTopic
+                    | ApiKey::DeleteTopic
+                    | ApiKey::DescribeTopic
+                    | ApiKey::AlterTopic
+                    | ApiKey::RaftBatch
+            );
+        match self {
+            code if !code.is_topic_code() || knows_topic_codes => code,
+            ErrorCode::UnknownTopic => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        }
     }
 
     /// True when the server closes the connection after sending this error (the byte
@@ -403,10 +465,36 @@ mod tests {
         }
         assert_eq!(ErrorCode::from_u16(14), Some(ErrorCode::StorageFull));
         assert_eq!(ErrorCode::from_u16(15), Some(ErrorCode::CorruptRecord));
-        assert_eq!(ErrorCode::from_u16(16), None);
+        assert_eq!(ErrorCode::from_u16(16), Some(ErrorCode::UnknownTopic));
+        assert_eq!(ErrorCode::from_u16(19), Some(ErrorCode::InvalidConfig));
+        assert_eq!(ErrorCode::from_u16(20), None);
         assert_eq!(ErrorCode::from_u16(u16::MAX), None);
         assert_eq!(ErrorCode::NotLeader.to_string(), "NOT_LEADER");
         assert_eq!(ErrorCode::Malformed.as_u16(), 4);
+    }
+
+    #[test]
+    fn topic_codes_are_named_and_only_sent_to_requests_that_know_them() {
+        let names: Vec<&str> = ErrorCode::ALL[16..].iter().map(|c| c.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "UNKNOWN_TOPIC",
+                "TOPIC_EXISTS",
+                "INVALID_TOPIC",
+                "INVALID_CONFIG"
+            ]
+        );
+        for code in &ErrorCode::ALL[16..] {
+            assert!(code.is_topic_code() && !code.is_retriable() && !code.closes_connection());
+            assert_eq!(code.for_request(ApiKey::Produce, 1), *code);
+            assert_eq!(code.for_request(ApiKey::CreateTopic, 0), *code);
+        }
+        let v0 = |code: ErrorCode| code.for_request(ApiKey::Consume, 0);
+        assert_eq!(v0(ErrorCode::UnknownTopic), ErrorCode::Unavailable);
+        assert_eq!(v0(ErrorCode::InvalidTopic), ErrorCode::Internal);
+        assert_eq!(v0(ErrorCode::NotLeader), ErrorCode::NotLeader);
+        assert!(ErrorCode::ALL[..16].iter().all(|c| !c.is_topic_code()));
     }
 
     #[test]

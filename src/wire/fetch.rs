@@ -6,6 +6,10 @@
 //! [`fetch_response_prefix`] + [`record_header`] give the fixed-size pieces for a
 //! vectored write that sends values from a memory map without copying them at all.
 //!
+//! Fetch version 1 (several partitions) has the same kind of streaming encoder,
+//! [`FetchPartitionsWriter`]: per partition a [`PartitionRecordsWriter`] appends
+//! records straight into the caller's buffer and back-patches the counts.
+//!
 //! Decoding: [`decode_fetch_response`] validates the whole frame once, then hands
 //! out records that borrow their values from the frame ([`BorrowedRecord`]), so a
 //! consumer does not allocate per record. It accepts exactly the frames
@@ -23,6 +27,7 @@ use super::frame::{
 #[cfg(doc)]
 use super::messages::ApiKey;
 use super::messages::{RecordView, WireRecord};
+use super::topics::{put_partition_error, put_target, TopicPartition};
 
 /// Bytes of a Fetch response up to the first record (prefix, header, hw, count).
 pub const FETCH_RESPONSE_PREFIX_BYTES: usize = LEN_PREFIX_BYTES + RESPONSE_HEADER_BYTES + 8 + 4;
@@ -276,4 +281,129 @@ pub fn record_header(
     out[16] = kind as u8;
     out[17..21].copy_from_slice(&value_len.to_be_bytes());
     out
+}
+
+/// Streams a Fetch version-1 response (several partitions) into a buffer, with no
+/// allocation besides growing it: `begin`, then per partition
+/// [`FetchPartitionsWriter::partition`] and that partition's records. The counts and
+/// the length prefix are back-patched when each writer finishes (or drops).
+pub struct FetchPartitionsWriter<'a> {
+    out: &'a mut Vec<u8>,
+    start: usize,
+    count: u32,
+}
+
+/// Where the partition count sits: after the prefix and the response header.
+const PARTITION_COUNT_AT: usize = LEN_PREFIX_BYTES + RESPONSE_HEADER_BYTES;
+
+impl<'a> FetchPartitionsWriter<'a> {
+    /// Writes the frame header; partitions follow.
+    pub fn begin(out: &'a mut Vec<u8>, correlation_id: u32) -> Self {
+        let start = begin_frame(out);
+        put_u32(out, correlation_id);
+        put_u16(out, 0);
+        put_u32(out, 0); // partition count, patched at the end
+        FetchPartitionsWriter {
+            out,
+            start,
+            count: 0,
+        }
+    }
+
+    /// Starts the next partition's entry: its target, its error (`None` on success;
+    /// a `NOT_LEADER` carries its hint) and high-water mark. Its records follow
+    /// through the returned writer (none for an error, normally).
+    ///
+    /// # Panics
+    /// After `u32::MAX` partitions (far beyond any frame).
+    pub fn partition(
+        &mut self,
+        target: &TopicPartition,
+        error: Option<&ErrorBody>,
+        high_watermark: Offset,
+    ) -> PartitionRecordsWriter<'_> {
+        self.count = self.count.checked_add(1).unwrap_or_else(|| {
+            panic!("more than u32::MAX partitions in one Fetch response");
+        });
+        put_target(self.out, target);
+        put_partition_error(self.out, error);
+        put_u64(self.out, high_watermark.0);
+        let count_at = self.out.len();
+        put_u32(self.out, 0); // record count, patched by the partition writer
+        PartitionRecordsWriter {
+            out: self.out,
+            frame_start: self.start,
+            count_at,
+            count: 0,
+        }
+    }
+
+    /// Partitions started so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Frame bytes written so far (prefix included).
+    pub fn frame_bytes(&self) -> usize {
+        self.out.len() - self.start
+    }
+
+    /// Patches the partition count and the length prefix.
+    pub fn finish(self) {
+        // Drop does the work.
+    }
+}
+
+impl Drop for FetchPartitionsWriter<'_> {
+    fn drop(&mut self) {
+        let at = self.start + PARTITION_COUNT_AT;
+        self.out[at..at + 4].copy_from_slice(&self.count.to_be_bytes());
+        end_frame(self.out, self.start);
+    }
+}
+
+/// The records of one partition in a [`FetchPartitionsWriter`]; its record count is
+/// patched when it finishes (or drops).
+pub struct PartitionRecordsWriter<'w> {
+    out: &'w mut Vec<u8>,
+    frame_start: usize,
+    count_at: usize,
+    count: u32,
+}
+
+impl PartitionRecordsWriter<'_> {
+    /// Appends one record.
+    ///
+    /// # Panics
+    /// After `u32::MAX` records or a value over 4 GiB (both far beyond any frame).
+    pub fn push(&mut self, offset: Offset, term: Term, kind: RecordKind, value: &[u8]) {
+        self.count = self.count.checked_add(1).unwrap_or_else(|| {
+            panic!("more than u32::MAX records in one Fetch partition");
+        });
+        put_record_header(self.out, offset, term, kind, len_u32(value.len()));
+        self.out.extend_from_slice(value);
+    }
+
+    /// Records pushed to this partition so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Bytes of the whole frame so far (prefix included): compare with the
+    /// request's `max_bytes` and the frame limit before pushing more.
+    pub fn frame_bytes(&self) -> usize {
+        self.out.len() - self.frame_start
+    }
+
+    /// Patches this partition's record count.
+    pub fn finish(self) {
+        // Drop does the work.
+    }
+}
+
+impl Drop for PartitionRecordsWriter<'_> {
+    fn drop(&mut self) {
+        let at = self.count_at;
+        self.out[at..at + 4].copy_from_slice(&self.count.to_be_bytes());
+    }
 }

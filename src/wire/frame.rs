@@ -12,14 +12,15 @@
 //! Invariants:
 //! - Decoders never panic and never allocate more than a small constant times the
 //!   frame's length (lengths and counts are checked against the remaining bytes
-//!   first). Version-0 bodies have an exact layout: trailing bytes are `Malformed`.
+//!   first). Every body (version 0 and 1) has an exact layout: trailing bytes are
+//!   `Malformed`. The version-1 bodies' codecs live in `topics.rs`.
 //! - The encoding is canonical: for every frame `f` that decodes,
 //!   `encode(decode(f)) == f` byte for byte (the fuzz target checks this).
 //! - Encoders append to the caller's `Vec` and back-patch the length prefix, so a
 //!   server can reuse one output buffer for many responses.
 
 use crate::bytes::ByteReader;
-use crate::types::{NodeId, Offset, RecordKind, Term};
+use crate::types::{GroupId, NodeId, Offset, RecordKind, Term};
 
 use super::buf::{
     begin_frame, end_frame, len_u32, put_bytes, put_str, put_u16, put_u32, put_u64, put_u8,
@@ -29,6 +30,13 @@ use super::fetch::{encode_fetch_response, BorrowedRecord};
 use super::messages::{
     ApiKey, RecordView, Request, RequestFrame, ResponseBody, ResponseFrame, ServerInfo, ServerRole,
     StatusInfo, WireRecord,
+};
+use super::topics::{
+    changes_len, decode_changes, decode_description, decode_fetch_partitions,
+    decode_fetched_partitions, decode_metadata_request, decode_metadata_response,
+    decode_raft_batch, decode_settings, decode_target, decode_topic, put_changes, put_description,
+    put_fetch_partitions, put_fetched_partitions, put_metadata_request, put_metadata_response,
+    put_raft_batch, put_settings, put_target, str_len, target_len, TopicPartition, SETTINGS_BYTES,
 };
 use super::{Limits, MAX_FRAME_BYTES_CAP};
 
@@ -124,7 +132,7 @@ pub fn decode_request(frame: &[u8]) -> Result<RequestFrame, DecodeError> {
             version: api_version,
         });
     }
-    let request = decode_request_body(api, &mut r)
+    let request = decode_request_body(api, api_version, &mut r)
         .and_then(|request| Ok(r.finish(api.name()).map(|()| request)?))
         .map_err(|e| e.in_frame(correlation_id))?;
     Ok(RequestFrame {
@@ -134,23 +142,65 @@ pub fn decode_request(frame: &[u8]) -> Result<RequestFrame, DecodeError> {
     })
 }
 
-fn decode_request_body(api: ApiKey, r: &mut ByteReader<'_>) -> Result<Request, DecodeError> {
+/// The target of a Produce/ProduceBatch/Consume: the prefix in version 1, the
+/// default topic's partition 0 in version 0.
+fn decode_version_target(
+    version: u16,
+    r: &mut ByteReader<'_>,
+) -> Result<TopicPartition, DecodeError> {
+    if version == 0 {
+        Ok(TopicPartition::default_topic())
+    } else {
+        decode_target(r)
+    }
+}
+
+/// The group of a RaftMessage/ReadEntries: the `u64` prefix in version 1, group 0 in
+/// version 0.
+fn decode_version_group(
+    version: u16,
+    r: &mut ByteReader<'_>,
+    what: &'static str,
+) -> Result<GroupId, DecodeError> {
+    if version == 0 {
+        Ok(GroupId::METADATA)
+    } else {
+        Ok(GroupId(r.u64(what)?))
+    }
+}
+
+fn decode_request_body(
+    api: ApiKey,
+    version: u16,
+    r: &mut ByteReader<'_>,
+) -> Result<Request, DecodeError> {
     Ok(match api {
         ApiKey::Ping => Request::Ping,
         ApiKey::Produce => Request::Produce {
+            target: decode_version_target(version, r)?,
             value: r.bytes_u32("Produce value")?.to_vec(),
         },
         ApiKey::ProduceBatch => {
+            let target = decode_version_target(version, r)?;
             let count = r.count_u32(4, "ProduceBatch count")?;
             let mut values = Vec::with_capacity(count);
             for _ in 0..count {
                 values.push(r.bytes_u32("ProduceBatch value")?.to_vec());
             }
-            Request::ProduceBatch { values }
+            Request::ProduceBatch { target, values }
         }
         ApiKey::Consume => Request::Consume {
+            target: decode_version_target(version, r)?,
             offset: Offset(r.u64("Consume offset")?),
         },
+        ApiKey::Fetch if version >= 1 => {
+            let (max_wait_ms, max_bytes, partitions) = decode_fetch_partitions(r)?;
+            Request::FetchPartitions {
+                max_wait_ms,
+                max_bytes,
+                partitions,
+            }
+        }
         ApiKey::Fetch => Request::Fetch {
             offset: Offset(r.u64("Fetch offset")?),
             max_bytes: r.u32("Fetch max_bytes")?,
@@ -158,8 +208,29 @@ fn decode_request_body(api: ApiKey, r: &mut ByteReader<'_>) -> Result<Request, D
         },
         ApiKey::GetServers => Request::GetServers,
         ApiKey::Status => Request::Status,
+        ApiKey::Metadata => Request::Metadata {
+            topics: decode_metadata_request(r)?,
+        },
+        ApiKey::CreateTopic => Request::CreateTopic {
+            name: decode_topic(r, "CreateTopic name")?,
+            settings: decode_settings(r)?,
+        },
+        ApiKey::DeleteTopic => Request::DeleteTopic {
+            name: decode_topic(r, "DeleteTopic name")?,
+        },
+        ApiKey::DescribeTopic => Request::DescribeTopic {
+            name: decode_topic(r, "DescribeTopic name")?,
+        },
+        ApiKey::AlterTopic => Request::AlterTopic {
+            name: decode_topic(r, "AlterTopic name")?,
+            changes: decode_changes(r)?,
+        },
         ApiKey::RaftMessage => Request::Raft {
+            group: decode_version_group(version, r, "RaftMessage group")?,
             payload: r.rest().to_vec(),
+        },
+        ApiKey::RaftBatch => Request::RaftBatch {
+            messages: decode_raft_batch(r)?,
         },
         ApiKey::PeerHandshake => Request::PeerHandshake {
             cluster_name: r.str_u16("PeerHandshake cluster_name")?.to_string(),
@@ -167,6 +238,7 @@ fn decode_request_body(api: ApiKey, r: &mut ByteReader<'_>) -> Result<Request, D
             node_name: r.str_u16("PeerHandshake node_name")?.to_string(),
         },
         ApiKey::ReadEntries => Request::ReadEntries {
+            group: decode_version_group(version, r, "ReadEntries group")?,
             from: Offset(r.u64("ReadEntries from")?),
             end: Offset(r.u64("ReadEntries end")?),
             anchor: Offset(r.u64("ReadEntries anchor")?),
@@ -175,26 +247,46 @@ fn decode_request_body(api: ApiKey, r: &mut ByteReader<'_>) -> Result<Request, D
     })
 }
 
-/// Appends one request frame to `out`.
+/// Appends one request frame to `out`, in [`RequestFrame::wire_version`] (the
+/// frame's `api_version` clamped to the versions that carry the request).
 ///
 /// # Panics
 /// If a value exceeds 4 GiB (callers check record sizes against their limits first;
 /// see [`request_frame_len`]).
 pub fn encode_request(frame: &RequestFrame, out: &mut Vec<u8>) {
+    let version = frame.wire_version();
     let start = begin_frame(out);
     put_u16(out, frame.request.api_key().as_u16());
-    put_u16(out, frame.api_version);
+    put_u16(out, version);
     put_u32(out, frame.correlation_id);
-    match &frame.request {
+    encode_request_body(&frame.request, version, out);
+    end_frame(out, start);
+}
+
+fn encode_request_body(request: &Request, version: u16, out: &mut Vec<u8>) {
+    let v1 = version >= 1;
+    let put_version_target = |out: &mut Vec<u8>, target: &TopicPartition| {
+        if v1 {
+            put_target(out, target);
+        }
+    };
+    match request {
         Request::Ping | Request::GetServers | Request::Status => {}
-        Request::Produce { value } => put_bytes(out, value),
-        Request::ProduceBatch { values } => {
+        Request::Produce { target, value } => {
+            put_version_target(out, target);
+            put_bytes(out, value);
+        }
+        Request::ProduceBatch { target, values } => {
+            put_version_target(out, target);
             put_u32(out, len_u32(values.len()));
             for value in values {
                 put_bytes(out, value);
             }
         }
-        Request::Consume { offset } => put_u64(out, offset.0),
+        Request::Consume { target, offset } => {
+            put_version_target(out, target);
+            put_u64(out, offset.0);
+        }
         Request::Fetch {
             offset,
             max_bytes,
@@ -204,7 +296,28 @@ pub fn encode_request(frame: &RequestFrame, out: &mut Vec<u8>) {
             put_u32(out, *max_bytes);
             put_u32(out, *max_wait_ms);
         }
-        Request::Raft { payload } => out.extend_from_slice(payload),
+        Request::FetchPartitions {
+            max_wait_ms,
+            max_bytes,
+            partitions,
+        } => put_fetch_partitions(out, *max_wait_ms, *max_bytes, partitions),
+        Request::Metadata { topics } => put_metadata_request(out, topics),
+        Request::CreateTopic { name, settings } => {
+            put_str(out, name);
+            put_settings(out, settings);
+        }
+        Request::DeleteTopic { name } | Request::DescribeTopic { name } => put_str(out, name),
+        Request::AlterTopic { name, changes } => {
+            put_str(out, name);
+            put_changes(out, changes);
+        }
+        Request::Raft { group, payload } => {
+            if v1 {
+                put_u64(out, group.0);
+            }
+            out.extend_from_slice(payload);
+        }
+        Request::RaftBatch { messages } => put_raft_batch(out, messages),
         Request::PeerHandshake {
             cluster_name,
             node_id,
@@ -215,50 +328,81 @@ pub fn encode_request(frame: &RequestFrame, out: &mut Vec<u8>) {
             put_str(out, node_name);
         }
         Request::ReadEntries {
+            group,
             from,
             end,
             anchor,
             max_bytes,
         } => {
+            if v1 {
+                put_u64(out, group.0);
+            }
             put_u64(out, from.0);
             put_u64(out, end.0);
             put_u64(out, anchor.0);
             put_u32(out, *max_bytes);
         }
     }
-    end_frame(out, start);
 }
 
 /// Size of the encoded frame (prefix included), without encoding it. A client
 /// compares it with the server's `max_frame_bytes` before sending.
 pub fn request_frame_len(frame: &RequestFrame) -> usize {
+    let v1 = frame.wire_version() >= 1;
+    let target = |t: &TopicPartition| if v1 { target_len(t) } else { 0 };
+    let group = if v1 { 8 } else { 0 };
     let body = match &frame.request {
         Request::Ping | Request::GetServers | Request::Status => 0,
-        Request::Produce { value } => 4 + value.len(),
-        Request::ProduceBatch { values } => 4 + values.iter().map(|v| 4 + v.len()).sum::<usize>(),
-        Request::Consume { .. } => 8,
+        Request::Produce { target: t, value } => target(t) + 4 + value.len(),
+        Request::ProduceBatch { target: t, values } => {
+            target(t) + 4 + values.iter().map(|v| 4 + v.len()).sum::<usize>()
+        }
+        Request::Consume { target: t, .. } => target(t) + 8,
         Request::Fetch { .. } => 16,
-        Request::ReadEntries { .. } => 28,
-        Request::Raft { payload } => payload.len(),
+        Request::FetchPartitions { partitions, .. } => {
+            12 + partitions
+                .iter()
+                .map(|p| target_len(&p.target) + 12)
+                .sum::<usize>()
+        }
+        Request::Metadata { topics } => 4 + topics.iter().map(|t| str_len(t)).sum::<usize>(),
+        Request::CreateTopic { name, .. } => str_len(name) + SETTINGS_BYTES,
+        Request::DeleteTopic { name } | Request::DescribeTopic { name } => str_len(name),
+        Request::AlterTopic { name, changes } => str_len(name) + changes_len(changes),
+        Request::ReadEntries { .. } => group + 28,
+        Request::Raft { payload, .. } => group + payload.len(),
+        Request::RaftBatch { messages } => {
+            4 + messages.iter().map(|m| 12 + m.payload.len()).sum::<usize>()
+        }
         Request::PeerHandshake {
             cluster_name,
             node_name,
             ..
-        } => {
-            let s = |s: &str| 2 + s.len().min(usize::from(u16::MAX));
-            s(cluster_name) + 8 + s(node_name)
-        }
+        } => str_len(cluster_name) + 8 + str_len(node_name),
     };
     LEN_PREFIX_BYTES + REQUEST_HEADER_BYTES + body
 }
 
-/// Decodes one whole response frame to a request of API `api` (responses do not
-/// carry their API key; the client knows what it asked).
+/// Decodes one whole response frame to a version-0 request of API `api` (responses
+/// do not carry their API key; the client knows what it asked). Same as
+/// [`decode_response_versioned`] with version 0.
 pub fn decode_response(frame: &[u8], api: ApiKey) -> Result<ResponseFrame, DecodeError> {
+    decode_response_versioned(frame, api, 0)
+}
+
+/// Decodes one whole response frame to a request of API `api` sent in version
+/// `api_version`. Only Fetch answers differently in version 1
+/// ([`ResponseBody::FetchPartitions`]); every other response body is the same in
+/// both versions.
+pub fn decode_response_versioned(
+    frame: &[u8],
+    api: ApiKey,
+    api_version: u16,
+) -> Result<ResponseFrame, DecodeError> {
     let (mut r, correlation_id, error) = decode_response_header(frame)?;
     let result = match error {
         None => {
-            let body = decode_response_body(api, &mut r)
+            let body = decode_response_body(api, api_version, &mut r)
                 .and_then(|body| Ok(r.finish(api.name()).map(|()| body)?))
                 .map_err(|e| e.in_frame(correlation_id))?;
             Ok(body)
@@ -353,7 +497,7 @@ pub(crate) fn decode_record_ref<'a>(
 }
 
 /// `u32 count, count × Record`; the count is checked against the bytes left.
-fn decode_records(
+pub(crate) fn decode_records(
     r: &mut ByteReader<'_>,
     what: &'static str,
 ) -> Result<Vec<WireRecord>, DecodeError> {
@@ -371,8 +515,24 @@ fn decode_role(r: &mut ByteReader<'_>, what: &'static str) -> Result<ServerRole,
         .ok_or_else(|| DecodeError::malformed(format!("{what} {byte} is not 0..=3")))
 }
 
-fn decode_response_body(api: ApiKey, r: &mut ByteReader<'_>) -> Result<ResponseBody, DecodeError> {
+fn decode_response_body(
+    api: ApiKey,
+    version: u16,
+    r: &mut ByteReader<'_>,
+) -> Result<ResponseBody, DecodeError> {
     Ok(match api {
+        ApiKey::Fetch if version >= 1 => ResponseBody::FetchPartitions {
+            partitions: decode_fetched_partitions(r)?,
+        },
+        ApiKey::Metadata => {
+            let (nodes, topics) = decode_metadata_response(r)?;
+            ResponseBody::Metadata { nodes, topics }
+        }
+        ApiKey::CreateTopic => ResponseBody::CreateTopic(decode_description(r)?),
+        ApiKey::DeleteTopic => ResponseBody::DeleteTopic,
+        ApiKey::DescribeTopic => ResponseBody::DescribeTopic(decode_description(r)?),
+        ApiKey::AlterTopic => ResponseBody::AlterTopic(decode_description(r)?),
+        ApiKey::RaftBatch => ResponseBody::RaftBatch,
         ApiKey::Ping => ResponseBody::Ping,
         ApiKey::Produce => ResponseBody::Produce {
             offset: Offset(r.u64("Produce offset")?),
@@ -458,13 +618,21 @@ pub fn encode_response(frame: &ResponseFrame, out: &mut Vec<u8>) {
 
 /// Appends an error response frame to `out` (see [`encode_response`]).
 pub fn encode_error_response(correlation_id: u32, err: &ErrorBody, out: &mut Vec<u8>) {
+    let start = begin_frame(out);
+    put_u32(out, correlation_id);
+    put_error(out, err);
+    end_frame(out, start);
+}
+
+/// `u16 error_code | message | [leader hint]`: the error part of a response header
+/// and body, also a Fetch v1 partition's error. Code `NONE` is written as
+/// `INTERNAL` (a caller bug; asserts in debug builds).
+pub(crate) fn put_error(out: &mut Vec<u8>, err: &ErrorBody) {
     debug_assert!(err.code != ErrorCode::None, "error body with code NONE");
     let code = match err.code {
         ErrorCode::None => ErrorCode::Internal,
         code => code,
     };
-    let start = begin_frame(out);
-    put_u32(out, correlation_id);
     put_u16(out, code.as_u16());
     put_str(out, &err.message);
     if code == ErrorCode::NotLeader {
@@ -473,7 +641,6 @@ pub fn encode_error_response(correlation_id: u32, err: &ErrorBody, out: &mut Vec
         put_u64(out, hint.leader_id.0);
         put_str(out, &hint.addr);
     }
-    end_frame(out, start);
 }
 
 pub(crate) fn put_record_header(
@@ -501,7 +668,7 @@ fn encode_record<R: RecordView + ?Sized>(record: &R, out: &mut Vec<u8>) {
     out.extend_from_slice(value);
 }
 
-fn encode_records(records: &[WireRecord], out: &mut Vec<u8>) {
+pub(crate) fn encode_records(records: &[WireRecord], out: &mut Vec<u8>) {
     put_u32(out, len_u32(records.len()));
     for record in records {
         encode_record(record, out);
@@ -510,7 +677,15 @@ fn encode_records(records: &[WireRecord], out: &mut Vec<u8>) {
 
 fn encode_response_body(body: &ResponseBody, out: &mut Vec<u8>) {
     match body {
-        ResponseBody::Ping | ResponseBody::PeerHandshake => {}
+        ResponseBody::Ping
+        | ResponseBody::PeerHandshake
+        | ResponseBody::DeleteTopic
+        | ResponseBody::RaftBatch => {}
+        ResponseBody::FetchPartitions { partitions } => put_fetched_partitions(out, partitions),
+        ResponseBody::Metadata { nodes, topics } => put_metadata_response(out, nodes, topics),
+        ResponseBody::CreateTopic(d)
+        | ResponseBody::DescribeTopic(d)
+        | ResponseBody::AlterTopic(d) => put_description(out, d),
         ResponseBody::Produce { offset } => put_u64(out, offset.0),
         ResponseBody::ProduceBatch {
             first_offset,

@@ -5,13 +5,23 @@
 
 use super::text::{self, TextCommand, MAX_LINE_BYTES};
 use super::{
-    decode_fetch_response, decode_request, decode_response, encode_request, encode_response,
-    frame_len, ApiKey, DecodeError, Limits, ResponseBody, WireRecord,
+    decode_fetch_response, decode_request, decode_response, decode_response_versioned,
+    encode_request, encode_response, frame_len, ApiKey, DecodeError, Limits, ResponseBody,
+    WireRecord,
 };
 
+/// Every (API, version) pair the codec speaks, for decoding responses (which do not
+/// say what they answer).
+pub fn api_versions() -> impl Iterator<Item = (ApiKey, u16)> {
+    ApiKey::ALL
+        .into_iter()
+        .flat_map(|api| (0..=api.max_version()).map(move |v| (api, v)))
+}
+
 /// Feeds `data` to [`frame_len`] (default and tiny limits), [`decode_request`] and
-/// [`decode_response`] for every API. For each input that decodes, checks that
-/// re-encoding gives back exactly `data` and that decoding that gives the same value.
+/// [`decode_response_versioned`] for every API and version. For each input that
+/// decodes, checks that re-encoding gives back exactly `data` and that decoding that
+/// gives the same value.
 pub fn check_frame_decoder(data: &[u8]) {
     for limits in [
         Limits::default(),
@@ -35,6 +45,9 @@ pub fn check_frame_decoder(data: &[u8]) {
 
     match decode_request(data) {
         Ok(frame) => {
+            let (lowest, highest) = frame.request.versions();
+            assert!((lowest..=highest).contains(&frame.api_version), "{frame:?}");
+            assert!(frame.api_version <= frame.request.api_key().max_version());
             let mut out = Vec::new();
             encode_request(&frame, &mut out);
             assert_eq!(out, data, "request encoding is not canonical: {frame:?}");
@@ -49,16 +62,22 @@ pub fn check_frame_decoder(data: &[u8]) {
 
     check_fetch_view_agrees(data);
 
-    for api in ApiKey::ALL {
-        match decode_response(data, api) {
+    for (api, version) in api_versions() {
+        match decode_response_versioned(data, api, version) {
             Ok(frame) => {
                 let mut out = Vec::new();
                 encode_response(&frame, &mut out);
                 assert_eq!(
                     out, data,
-                    "{api} response encoding is not canonical: {frame:?}"
+                    "{api} v{version} response encoding is not canonical: {frame:?}"
                 );
-                assert_eq!(decode_response(&out, api), Ok(frame.clone()));
+                assert_eq!(
+                    decode_response_versioned(&out, api, version),
+                    Ok(frame.clone())
+                );
+                if version == 0 {
+                    assert_eq!(decode_response(&out, api), Ok(frame.clone()));
+                }
                 let mut text_out = Vec::new();
                 text::format_response(&frame.result, &mut text_out);
                 assert!(text_out.ends_with(b"\r\n"));

@@ -18,10 +18,32 @@
 //!
 //! `Record` = `u64 offset, u64 term, u8 kind, bytes value`;
 //! `Server` = `u64 id, string name, string rpc_addr, u8 role, u8 live`.
+//!
+//! Version 1 (topics and partitions; layouts in [`super::topics`] and wire-spec §11):
+//! Produce, ProduceBatch and Consume v1 prefix the body with `string topic, u32
+//! partition`; Fetch v1 reads several partitions; RaftMessage and ReadEntries v1
+//! prefix `u64 group`; new APIs Metadata (7), CreateTopic (8), DeleteTopic (9),
+//! DescribeTopic (10), AlterTopic (11) and the peer API RaftBatch (35).
+//!
+//! # Versions in `Request`
+//!
+//! A decoded [`Request`] carries its target whatever the version: a version-0 Produce,
+//! ProduceBatch or Consume has `target` = [`TopicPartition::default_topic`], a
+//! version-0 RaftMessage or ReadEntries has `group` = [`GroupId::METADATA`] (0).
+//! [`Request::versions`] says which versions can carry a request; the encoder writes
+//! the frame's `api_version` clamped into that range, so a request is never sent in a
+//! layout that would drop its target (a "v0" frame with topic `orders` goes out as
+//! v1). [`RequestFrame::new`] picks the lowest such version, so requests for the
+//! default topic keep their version-0 bytes.
 
 use std::fmt;
 
-use crate::types::{NodeId, Offset, RecordKind, Term};
+use crate::types::{GroupId, NodeId, Offset, RecordKind, Term};
+
+use super::topics::{
+    FetchPartition, FetchedPartition, GroupMessage, NodeInfo, TopicChanges, TopicDescription,
+    TopicMetadata, TopicPartition, TopicSettings, DEFAULT_TOPIC,
+};
 
 /// Identifies an API in a request header. Keys 32..=47 are reserved for peer (Raft)
 /// traffic; keys not listed here are answered with `UNSUPPORTED_API`.
@@ -42,17 +64,29 @@ pub enum ApiKey {
     GetServers = 5,
     /// This node's Raft status.
     Status = 6,
+    /// The cluster's nodes and where each topic partition lives.
+    Metadata = 7,
+    /// Create a topic.
+    CreateTopic = 8,
+    /// Delete a topic.
+    DeleteTopic = 9,
+    /// One topic's settings and partitions.
+    DescribeTopic = 10,
+    /// Change a topic's settings.
+    AlterTopic = 11,
     /// A Raft message between peers (opaque to the wire codec).
     RaftMessage = 32,
     /// First frame on a peer connection.
     PeerHandshake = 33,
     /// A peer's raw log records (every kind), to heal a damaged copy.
     ReadEntries = 34,
+    /// Several Raft groups' messages to one peer in one frame.
+    RaftBatch = 35,
 }
 
 impl ApiKey {
     /// Every key this codec speaks.
-    pub const ALL: [ApiKey; 10] = [
+    pub const ALL: [ApiKey; 16] = [
         ApiKey::Ping,
         ApiKey::Produce,
         ApiKey::ProduceBatch,
@@ -60,9 +94,15 @@ impl ApiKey {
         ApiKey::Fetch,
         ApiKey::GetServers,
         ApiKey::Status,
+        ApiKey::Metadata,
+        ApiKey::CreateTopic,
+        ApiKey::DeleteTopic,
+        ApiKey::DescribeTopic,
+        ApiKey::AlterTopic,
         ApiKey::RaftMessage,
         ApiKey::PeerHandshake,
         ApiKey::ReadEntries,
+        ApiKey::RaftBatch,
     ];
 
     /// Decodes a wire value; `None` for unknown (including reserved) keys.
@@ -75,9 +115,18 @@ impl ApiKey {
         self as u16
     }
 
-    /// Highest `api_version` this codec speaks for the key (all 0 today).
+    /// Highest `api_version` this codec speaks for the key: 1 for the APIs that
+    /// address a topic partition or a Raft group, 0 for the others.
     pub fn max_version(self) -> u16 {
-        0
+        match self {
+            ApiKey::Produce
+            | ApiKey::ProduceBatch
+            | ApiKey::Consume
+            | ApiKey::Fetch
+            | ApiKey::RaftMessage
+            | ApiKey::ReadEntries => 1,
+            _ => 0,
+        }
     }
 
     /// The name used in the spec and in error messages.
@@ -90,9 +139,15 @@ impl ApiKey {
             ApiKey::Fetch => "Fetch",
             ApiKey::GetServers => "GetServers",
             ApiKey::Status => "Status",
+            ApiKey::Metadata => "Metadata",
+            ApiKey::CreateTopic => "CreateTopic",
+            ApiKey::DeleteTopic => "DeleteTopic",
+            ApiKey::DescribeTopic => "DescribeTopic",
+            ApiKey::AlterTopic => "AlterTopic",
             ApiKey::RaftMessage => "RaftMessage",
             ApiKey::PeerHandshake => "PeerHandshake",
             ApiKey::ReadEntries => "ReadEntries",
+            ApiKey::RaftBatch => "RaftBatch",
         }
     }
 
@@ -101,9 +156,9 @@ impl ApiKey {
         (32..=47).contains(&self.as_u16())
     }
 
-    /// `"0-6, 32-34"`, for error messages.
+    /// `"0-11, 32-35"`, for error messages.
     pub(crate) fn supported_list() -> &'static str {
-        "0-6, 32-34"
+        "0-11, 32-35"
     }
 }
 
@@ -120,21 +175,28 @@ pub enum Request {
     Ping,
     /// Append one record.
     Produce {
+        /// The partition written (version 0: the default topic, partition 0).
+        target: TopicPartition,
         /// Record value.
         value: Vec<u8>,
     },
     /// Append records at contiguous offsets, all or none.
     ProduceBatch {
+        /// The partition written (version 0: the default topic, partition 0).
+        target: TopicPartition,
         /// Record values in order.
         values: Vec<Vec<u8>>,
     },
     /// The first data record at an offset ≥ `offset`.
     Consume {
+        /// The partition read (version 0: the default topic, partition 0).
+        target: TopicPartition,
         /// Offset asked for.
         offset: Offset,
     },
-    /// Data records from `offset`, up to about `max_bytes`, waiting up to
-    /// `max_wait_ms` when none are available yet.
+    /// Fetch version 0: data records of the default topic's partition 0 from
+    /// `offset`, up to about `max_bytes`, waiting up to `max_wait_ms` when none are
+    /// available yet.
     Fetch {
         /// First offset wanted.
         offset: Offset,
@@ -143,14 +205,62 @@ pub enum Request {
         /// Long-poll bound when `offset` is at the high-water mark.
         max_wait_ms: u32,
     },
+    /// Fetch version 1: several partitions in one request (at most
+    /// [`super::MAX_FETCH_PARTITIONS`]). The answer is
+    /// [`ResponseBody::FetchPartitions`].
+    FetchPartitions {
+        /// Long-poll bound when no partition has records yet.
+        max_wait_ms: u32,
+        /// Soft cap on the record bytes of the whole answer.
+        max_bytes: u32,
+        /// The partitions, each with its offset and its own cap.
+        partitions: Vec<FetchPartition>,
+    },
     /// List the cluster's servers.
     GetServers,
     /// This node's Raft status.
     Status,
+    /// The cluster's nodes and where the named topics' partitions live.
+    Metadata {
+        /// Topics to describe; empty = every topic.
+        topics: Vec<String>,
+    },
+    /// Create a topic; answered with its [`TopicDescription`].
+    CreateTopic {
+        /// The new topic's name.
+        name: String,
+        /// Its settings.
+        settings: TopicSettings,
+    },
+    /// Delete a topic and its records.
+    DeleteTopic {
+        /// The topic.
+        name: String,
+    },
+    /// One topic's settings and partitions.
+    DescribeTopic {
+        /// The topic.
+        name: String,
+    },
+    /// Change a topic's settings; answered with its new [`TopicDescription`].
+    AlterTopic {
+        /// The topic.
+        name: String,
+        /// What changes.
+        changes: TopicChanges,
+    },
     /// A Raft message; the bytes are the raft module's own encoding.
     Raft {
+        /// The Raft group (version 0: group 0, the metadata group).
+        group: GroupId,
         /// Opaque body.
         payload: Vec<u8>,
+    },
+    /// Several groups' Raft messages to one peer (at most
+    /// [`super::MAX_RAFT_BATCH_MESSAGES`]); answered with an empty body.
+    RaftBatch {
+        /// The messages, in order.
+        messages: Vec<GroupMessage>,
     },
     /// Identifies a peer connection.
     PeerHandshake {
@@ -164,6 +274,8 @@ pub enum Request {
     /// The receiver's log records `from..end` (every kind, committed or not), as
     /// many as fit `max_bytes` (at least one), and its term at `anchor`.
     ReadEntries {
+        /// The Raft group whose log is read (version 0: group 0).
+        group: GroupId,
         /// First offset wanted.
         from: Offset,
         /// One past the last offset wanted.
@@ -183,20 +295,86 @@ impl Request {
             Request::Produce { .. } => ApiKey::Produce,
             Request::ProduceBatch { .. } => ApiKey::ProduceBatch,
             Request::Consume { .. } => ApiKey::Consume,
-            Request::Fetch { .. } => ApiKey::Fetch,
+            Request::Fetch { .. } | Request::FetchPartitions { .. } => ApiKey::Fetch,
             Request::GetServers => ApiKey::GetServers,
             Request::Status => ApiKey::Status,
+            Request::Metadata { .. } => ApiKey::Metadata,
+            Request::CreateTopic { .. } => ApiKey::CreateTopic,
+            Request::DeleteTopic { .. } => ApiKey::DeleteTopic,
+            Request::DescribeTopic { .. } => ApiKey::DescribeTopic,
+            Request::AlterTopic { .. } => ApiKey::AlterTopic,
             Request::Raft { .. } => ApiKey::RaftMessage,
+            Request::RaftBatch { .. } => ApiKey::RaftBatch,
             Request::PeerHandshake { .. } => ApiKey::PeerHandshake,
             Request::ReadEntries { .. } => ApiKey::ReadEntries,
         }
+    }
+
+    /// The `api_version`s whose layout carries this request, `(lowest, highest)`:
+    /// a request for the default topic (or group 0) fits version 0 and 1, one for
+    /// another topic (or group) only version 1; `Fetch` is version 0 only and
+    /// `FetchPartitions` version 1 only; every other request version 0.
+    pub fn versions(&self) -> (u16, u16) {
+        let by_target = |fits_v0: bool| if fits_v0 { (0, 1) } else { (1, 1) };
+        match self {
+            Request::Produce { target, .. }
+            | Request::ProduceBatch { target, .. }
+            | Request::Consume { target, .. } => by_target(target.is_default()),
+            Request::Raft { group, .. } | Request::ReadEntries { group, .. } => {
+                by_target(*group == GroupId::METADATA)
+            }
+            Request::FetchPartitions { .. } => (1, 1),
+            _ => (0, 0),
+        }
+    }
+
+    /// The topics this request reads, writes or administers, each once, in first-use
+    /// order (for per-topic ACL checks): the target of Produce/ProduceBatch/Consume,
+    /// [`DEFAULT_TOPIC`] for a version-0 Fetch, every partition's topic of a Fetch v1,
+    /// the named topic of the topic APIs, the listed topics of Metadata. Empty for
+    /// requests that touch no topic, **and for a Metadata that names none** (it asks
+    /// for every topic: filter the answer per topic instead).
+    pub fn topics(&self) -> Vec<&str> {
+        let mut topics: Vec<&str> = Vec::new();
+        match self {
+            Request::Produce { target, .. }
+            | Request::ProduceBatch { target, .. }
+            | Request::Consume { target, .. } => add_topic(&mut topics, &target.topic),
+            Request::Fetch { .. } => add_topic(&mut topics, DEFAULT_TOPIC),
+            Request::FetchPartitions { partitions, .. } => partitions
+                .iter()
+                .for_each(|p| add_topic(&mut topics, &p.target.topic)),
+            Request::Metadata { topics: names } => {
+                names.iter().for_each(|t| add_topic(&mut topics, t))
+            }
+            Request::CreateTopic { name, .. }
+            | Request::DeleteTopic { name }
+            | Request::DescribeTopic { name }
+            | Request::AlterTopic { name, .. } => add_topic(&mut topics, name),
+            Request::Ping
+            | Request::GetServers
+            | Request::Status
+            | Request::Raft { .. }
+            | Request::RaftBatch { .. }
+            | Request::PeerHandshake { .. }
+            | Request::ReadEntries { .. } => {}
+        }
+        topics
+    }
+}
+
+/// Adds `topic` unless present. Quadratic, and bounded: a decoded request names at
+/// most [`super::MAX_FETCH_PARTITIONS`] topics.
+fn add_topic<'a>(topics: &mut Vec<&'a str>, topic: &'a str) {
+    if !topics.contains(&topic) {
+        topics.push(topic);
     }
 }
 
 /// A request with its header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestFrame {
-    /// Version of the request's API (0 for every API today).
+    /// Version of the request's API (see [`RequestFrame::wire_version`]).
     pub api_version: u16,
     /// Echoed in the response; the client picks it.
     pub correlation_id: u32,
@@ -205,13 +383,23 @@ pub struct RequestFrame {
 }
 
 impl RequestFrame {
-    /// A version-0 request.
+    /// A request in the lowest version that carries it ([`Request::versions`]):
+    /// version 0 for everything version 0 can say (so existing requests keep their
+    /// bytes), version 1 for a topic other than the default, a group other than 0, or
+    /// a multi-partition Fetch.
     pub fn new(correlation_id: u32, request: Request) -> RequestFrame {
         RequestFrame {
-            api_version: 0,
+            api_version: request.versions().0,
             correlation_id,
             request,
         }
+    }
+
+    /// The version the encoder writes: `api_version` clamped into
+    /// [`Request::versions`]. A decoded frame's version is always in range.
+    pub fn wire_version(&self) -> u16 {
+        let (lowest, highest) = self.request.versions();
+        self.api_version.clamp(lowest, highest)
     }
 }
 
@@ -377,11 +565,33 @@ pub enum ResponseBody {
         /// The records.
         records: Vec<WireRecord>,
     },
+    /// Fetch version 1: one entry per partition asked, in the order asked.
+    FetchPartitions {
+        /// The partitions' records or errors.
+        partitions: Vec<FetchedPartition>,
+    },
     /// The cluster's servers.
     GetServers {
         /// One entry per server.
         servers: Vec<ServerInfo>,
     },
+    /// The cluster's nodes and its topics' partitions.
+    Metadata {
+        /// Every node the answering node knows.
+        nodes: Vec<NodeInfo>,
+        /// The topics asked (all when none was named).
+        topics: Vec<TopicMetadata>,
+    },
+    /// The created topic.
+    CreateTopic(TopicDescription),
+    /// The topic was deleted.
+    DeleteTopic,
+    /// The topic asked.
+    DescribeTopic(TopicDescription),
+    /// The topic as altered.
+    AlterTopic(TopicDescription),
+    /// The batch was queued (fire-and-forget, like RaftMessage).
+    RaftBatch,
     /// The node's status.
     Status(StatusInfo),
     /// A Raft reply; opaque.
@@ -411,9 +621,15 @@ impl ResponseBody {
             ResponseBody::Produce { .. } => ApiKey::Produce,
             ResponseBody::ProduceBatch { .. } => ApiKey::ProduceBatch,
             ResponseBody::Consume { .. } => ApiKey::Consume,
-            ResponseBody::Fetch { .. } => ApiKey::Fetch,
+            ResponseBody::Fetch { .. } | ResponseBody::FetchPartitions { .. } => ApiKey::Fetch,
             ResponseBody::GetServers { .. } => ApiKey::GetServers,
             ResponseBody::Status(_) => ApiKey::Status,
+            ResponseBody::Metadata { .. } => ApiKey::Metadata,
+            ResponseBody::CreateTopic(_) => ApiKey::CreateTopic,
+            ResponseBody::DeleteTopic => ApiKey::DeleteTopic,
+            ResponseBody::DescribeTopic(_) => ApiKey::DescribeTopic,
+            ResponseBody::AlterTopic(_) => ApiKey::AlterTopic,
+            ResponseBody::RaftBatch => ApiKey::RaftBatch,
             ResponseBody::Raft { .. } => ApiKey::RaftMessage,
             ResponseBody::PeerHandshake => ApiKey::PeerHandshake,
             ResponseBody::ReadEntries { .. } => ApiKey::ReadEntries,

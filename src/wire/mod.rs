@@ -14,6 +14,9 @@
 //! - Request payload: `u16 api_key | u16 api_version | u32 correlation_id | body`.
 //! - Response payload: `u32 correlation_id | u16 error_code | body`; the body is the
 //!   API's response body when `error_code == 0`, else an [`ErrorBody`].
+//! - Version 0 of every API addresses the topic [`DEFAULT_TOPIC`], partition 0 (and
+//!   Raft group 0); version 1 names a topic partition or a group
+//!   ([`Request::versions`], wire-spec §11).
 //!
 //! # Files
 //!
@@ -23,6 +26,8 @@
 //!   ([`FetchResponseWriter`]), pieces for vectored writes, and a decoder that
 //!   borrows record values from the frame ([`decode_fetch_response`]).
 //! - `messages.rs`: [`ApiKey`], [`Request`], [`ResponseBody`] and friends.
+//! - `topics.rs`: version 1 (topics, partitions, Raft groups): [`TopicPartition`],
+//!   the topic APIs' types and the codecs of every version-1 body.
 //! - `errors.rs`: [`ErrorCode`], [`ErrorBody`], [`DecodeError`].
 //! - `text.rs`: the line protocol (`PING`, `PRODUCE`, `CONSUME`, …).
 //! - `examples.rs`: [`SPEC_EXAMPLES`], the byte examples of the spec.
@@ -48,25 +53,31 @@ mod frame;
 pub mod fuzzing;
 mod messages;
 pub mod text;
+mod topics;
 
 #[cfg(test)]
 mod tests;
 
 pub use errors::{offset_out_of_range_message, DecodeError, ErrorBody, ErrorCode, LeaderHint};
-pub use examples::{SpecExample, SPEC_EXAMPLES};
+pub use examples::{SpecExample, SPEC_EXAMPLES, V1_EXAMPLES};
 pub use fetch::{
     decode_fetch_response, encode_fetch_response, fetch_response_prefix, record_header,
-    BorrowedRecord, FetchBody, FetchRecords, FetchResponseView, FetchResponseWriter,
-    FETCH_RESPONSE_PREFIX_BYTES,
+    BorrowedRecord, FetchBody, FetchPartitionsWriter, FetchRecords, FetchResponseView,
+    FetchResponseWriter, PartitionRecordsWriter, FETCH_RESPONSE_PREFIX_BYTES,
 };
 pub use frame::{
-    decode_request, decode_response, encode_error_response, encode_request, encode_response,
-    frame_len, request_frame_len, LEN_PREFIX_BYTES, RECORD_HEADER_BYTES, REQUEST_HEADER_BYTES,
-    RESPONSE_HEADER_BYTES,
+    decode_request, decode_response, decode_response_versioned, encode_error_response,
+    encode_request, encode_response, frame_len, request_frame_len, LEN_PREFIX_BYTES,
+    RECORD_HEADER_BYTES, REQUEST_HEADER_BYTES, RESPONSE_HEADER_BYTES,
 };
 pub use messages::{
     ApiKey, RecordView, Request, RequestFrame, ResponseBody, ResponseFrame, ServerInfo, ServerRole,
     StatusInfo, WireRecord,
+};
+pub use topics::{
+    FetchPartition, FetchedPartition, GroupMessage, NodeInfo, PartitionInfo, TopicChanges,
+    TopicDescription, TopicMetadata, TopicPartition, TopicSettings, DEFAULT_TOPIC,
+    MAX_FETCH_PARTITIONS, MAX_METADATA_TOPICS, MAX_RAFT_BATCH_MESSAGES, MAX_TOPIC_NAME_BYTES,
 };
 
 /// Hard upper bound on a frame's length field (16 MiB − 1): keeps the first byte of

@@ -3,7 +3,7 @@
 //! counts larger than the frame).
 
 use super::*;
-use crate::types::{NodeId, Offset, RecordKind, Term};
+use crate::types::{GroupId, NodeId, Offset, RecordKind, Term};
 
 /// splitmix64: a small deterministic PRNG, so failures reproduce from the seed.
 struct Rng(u64);
@@ -46,6 +46,63 @@ impl Rng {
     fn role(&mut self) -> ServerRole {
         ServerRole::from_u8(self.below(4) as u8).unwrap()
     }
+    /// The default target a third of the time, else a random topic partition.
+    fn target(&mut self) -> TopicPartition {
+        if self.below(3) == 0 {
+            TopicPartition::default_topic()
+        } else {
+            TopicPartition::new(self.string(12), self.u32_edge())
+        }
+    }
+    fn group(&mut self) -> GroupId {
+        GroupId(if self.below(3) == 0 {
+            0
+        } else {
+            self.u64_edge()
+        })
+    }
+    fn node_ids(&mut self, max: u64) -> Vec<NodeId> {
+        (0..self.below(max + 1))
+            .map(|_| NodeId(self.u64_edge()))
+            .collect()
+    }
+    fn partition_info(&mut self) -> PartitionInfo {
+        PartitionInfo {
+            partition: self.u32_edge(),
+            group: self.group(),
+            leader: NodeId(self.u64_edge()),
+            replicas: self.node_ids(5),
+        }
+    }
+    fn settings(&mut self) -> TopicSettings {
+        TopicSettings {
+            partitions: self.u32_edge(),
+            replication: self.next() as u8,
+            retention_bytes: self.u64_edge(),
+            retention_age_ms: self.u64_edge(),
+            max_record_bytes: self.u32_edge(),
+            segment_bytes: self.u64_edge(),
+        }
+    }
+    fn description(&mut self) -> TopicDescription {
+        TopicDescription {
+            name: self.string(12),
+            topic_id: self.u64_edge(),
+            settings: self.settings(),
+            partitions: (0..self.below(4)).map(|_| self.partition_info()).collect(),
+        }
+    }
+    fn maybe<T>(&mut self, f: impl FnOnce(&mut Rng) -> T) -> Option<T> {
+        (self.below(2) == 0).then(|| f(self))
+    }
+    fn fetched(&mut self) -> FetchedPartition {
+        FetchedPartition {
+            target: self.target(),
+            error: self.maybe(random_error),
+            high_watermark: Offset(self.u64_edge()),
+            records: (0..self.below(3)).map(|_| self.record()).collect(),
+        }
+    }
     fn record(&mut self) -> WireRecord {
         WireRecord {
             offset: Offset(self.u64_edge()),
@@ -56,17 +113,55 @@ impl Rng {
     }
 }
 
-fn random_request(rng: &mut Rng, api: ApiKey) -> Request {
+/// Every (API, version) this codec speaks.
+fn api_versions() -> Vec<(ApiKey, u16)> {
+    ApiKey::ALL
+        .iter()
+        .flat_map(|api| (0..=api.max_version()).map(move |v| (*api, v)))
+        .collect()
+}
+
+/// A random request of `api` in `version`: version 0 addresses the default topic
+/// (group 0), version 1 a random one (sometimes the default).
+fn random_request(rng: &mut Rng, api: ApiKey, version: u16) -> Request {
+    let target = |rng: &mut Rng| {
+        if version == 0 {
+            TopicPartition::default_topic()
+        } else {
+            rng.target()
+        }
+    };
+    let group = |rng: &mut Rng| {
+        if version == 0 {
+            GroupId(0)
+        } else {
+            rng.group()
+        }
+    };
     match api {
         ApiKey::Ping => Request::Ping,
         ApiKey::Produce => Request::Produce {
+            target: target(rng),
             value: rng.bytes(64),
         },
         ApiKey::ProduceBatch => Request::ProduceBatch {
+            target: target(rng),
             values: (0..rng.below(6)).map(|_| rng.bytes(20)).collect(),
         },
         ApiKey::Consume => Request::Consume {
+            target: target(rng),
             offset: Offset(rng.u64_edge()),
+        },
+        ApiKey::Fetch if version >= 1 => Request::FetchPartitions {
+            max_wait_ms: rng.u32_edge(),
+            max_bytes: rng.u32_edge(),
+            partitions: (0..rng.below(4))
+                .map(|_| FetchPartition {
+                    target: rng.target(),
+                    offset: Offset(rng.u64_edge()),
+                    max_bytes: rng.u32_edge(),
+                })
+                .collect(),
         },
         ApiKey::Fetch => Request::Fetch {
             offset: Offset(rng.u64_edge()),
@@ -75,8 +170,39 @@ fn random_request(rng: &mut Rng, api: ApiKey) -> Request {
         },
         ApiKey::GetServers => Request::GetServers,
         ApiKey::Status => Request::Status,
+        ApiKey::Metadata => Request::Metadata {
+            topics: (0..rng.below(4)).map(|_| rng.string(12)).collect(),
+        },
+        ApiKey::CreateTopic => Request::CreateTopic {
+            name: rng.string(12),
+            settings: rng.settings(),
+        },
+        ApiKey::DeleteTopic => Request::DeleteTopic {
+            name: rng.string(12),
+        },
+        ApiKey::DescribeTopic => Request::DescribeTopic {
+            name: rng.string(12),
+        },
+        ApiKey::AlterTopic => Request::AlterTopic {
+            name: rng.string(12),
+            changes: TopicChanges {
+                partitions: rng.maybe(|r| r.u32_edge()),
+                retention_bytes: rng.maybe(|r| r.u64_edge()),
+                retention_age_ms: rng.maybe(|r| r.u64_edge()),
+                max_record_bytes: rng.maybe(|r| r.u32_edge()),
+            },
+        },
         ApiKey::RaftMessage => Request::Raft {
+            group: group(rng),
             payload: rng.bytes(64),
+        },
+        ApiKey::RaftBatch => Request::RaftBatch {
+            messages: (0..rng.below(4))
+                .map(|_| GroupMessage {
+                    group: rng.group(),
+                    payload: rng.bytes(30),
+                })
+                .collect(),
         },
         ApiKey::PeerHandshake => Request::PeerHandshake {
             cluster_name: rng.string(12),
@@ -84,6 +210,7 @@ fn random_request(rng: &mut Rng, api: ApiKey) -> Request {
             node_name: rng.string(12),
         },
         ApiKey::ReadEntries => Request::ReadEntries {
+            group: group(rng),
             from: Offset(rng.u64_edge()),
             end: Offset(rng.u64_edge()),
             anchor: Offset(rng.u64_edge()),
@@ -92,8 +219,44 @@ fn random_request(rng: &mut Rng, api: ApiKey) -> Request {
     }
 }
 
-fn random_body(rng: &mut Rng, api: ApiKey) -> ResponseBody {
+/// A request frame of `api` in `version`.
+fn random_request_frame(rng: &mut Rng, api: ApiKey, version: u16) -> RequestFrame {
+    let request = random_request(rng, api, version);
+    let (lowest, highest) = request.versions();
+    assert!((lowest..=highest).contains(&version), "{request:?}");
+    RequestFrame {
+        api_version: version,
+        correlation_id: rng.next() as u32,
+        request,
+    }
+}
+
+fn random_body(rng: &mut Rng, api: ApiKey, version: u16) -> ResponseBody {
     match api {
+        ApiKey::Fetch if version >= 1 => ResponseBody::FetchPartitions {
+            partitions: (0..rng.below(4)).map(|_| rng.fetched()).collect(),
+        },
+        ApiKey::Metadata => ResponseBody::Metadata {
+            nodes: (0..rng.below(4))
+                .map(|_| NodeInfo {
+                    id: NodeId(rng.u64_edge()),
+                    name: rng.string(8),
+                    rpc_addr: rng.string(16),
+                })
+                .collect(),
+            topics: (0..rng.below(4))
+                .map(|_| TopicMetadata {
+                    name: rng.string(12),
+                    error: ErrorCode::ALL[rng.below(ErrorCode::ALL.len() as u64) as usize],
+                    partitions: (0..rng.below(3)).map(|_| rng.partition_info()).collect(),
+                })
+                .collect(),
+        },
+        ApiKey::CreateTopic => ResponseBody::CreateTopic(rng.description()),
+        ApiKey::DeleteTopic => ResponseBody::DeleteTopic,
+        ApiKey::DescribeTopic => ResponseBody::DescribeTopic(rng.description()),
+        ApiKey::AlterTopic => ResponseBody::AlterTopic(rng.description()),
+        ApiKey::RaftBatch => ResponseBody::RaftBatch,
         ApiKey::Ping => ResponseBody::Ping,
         ApiKey::Produce => ResponseBody::Produce {
             offset: Offset(rng.u64_edge()),
@@ -175,9 +338,10 @@ fn with_payload_cut(frame: &[u8], keep: usize) -> Vec<u8> {
 #[test]
 fn random_requests_round_trip() {
     let mut rng = Rng(1);
-    for i in 0..2_000 {
-        let api = ApiKey::ALL[i % ApiKey::ALL.len()];
-        let frame = RequestFrame::new(rng.next() as u32, random_request(&mut rng, api));
+    let apis = api_versions();
+    for i in 0..3_000 {
+        let (api, version) = apis[i % apis.len()];
+        let frame = random_request_frame(&mut rng, api, version);
         let bytes = enc_req(&frame);
         assert_eq!(bytes.len(), request_frame_len(&frame), "{frame:?}");
         assert_eq!(frame_len(&bytes, &Limits::default()), Ok(Some(bytes.len())));
@@ -192,12 +356,13 @@ fn random_requests_round_trip() {
 #[test]
 fn random_responses_round_trip() {
     let mut rng = Rng(2);
-    for i in 0..3_000 {
-        let api = ApiKey::ALL[i % ApiKey::ALL.len()];
+    let apis = api_versions();
+    for i in 0..4_000 {
+        let (api, version) = apis[i % apis.len()];
         let result = if rng.below(3) == 0 {
             Err(random_error(&mut rng))
         } else {
-            Ok(random_body(&mut rng, api))
+            Ok(random_body(&mut rng, api, version))
         };
         let frame = ResponseFrame {
             correlation_id: rng.next() as u32,
@@ -206,10 +371,13 @@ fn random_responses_round_trip() {
         let bytes = enc_resp(&frame);
         assert_eq!(frame_len(&bytes, &Limits::default()), Ok(Some(bytes.len())));
         assert_eq!(
-            decode_response(&bytes, api),
+            decode_response_versioned(&bytes, api, version),
             Ok(frame.clone()),
             "seed 2 case {i}"
         );
+        if version == 0 {
+            assert_eq!(decode_response(&bytes, api), Ok(frame.clone()));
+        }
         fuzzing::check_fetch_view_agrees(&bytes);
     }
 }
@@ -217,15 +385,19 @@ fn random_responses_round_trip() {
 #[test]
 fn every_truncation_is_incomplete_or_malformed() {
     let mut rng = Rng(3);
-    for i in 0..200 {
-        let api = ApiKey::ALL[i % ApiKey::ALL.len()];
-        let req = enc_req(&RequestFrame::new(7, random_request(&mut rng, api)));
+    let apis = api_versions();
+    for i in 0..300 {
+        let (api, version) = apis[i % apis.len()];
+        let req = enc_req(&RequestFrame {
+            correlation_id: 7,
+            ..random_request_frame(&mut rng, api, version)
+        });
         let resp = enc_resp(&ResponseFrame {
             correlation_id: 7,
             result: if i % 4 == 0 {
                 Err(random_error(&mut rng))
             } else {
-                Ok(random_body(&mut rng, api))
+                Ok(random_body(&mut rng, api, version))
             },
         });
         for len in 0..req.len() {
@@ -239,7 +411,7 @@ fn every_truncation_is_incomplete_or_malformed() {
         }
         for len in 0..resp.len() {
             assert!(matches!(
-                decode_response(&resp[..len], api),
+                decode_response_versioned(&resp[..len], api, version),
                 Err(DecodeError::Incomplete { .. })
             ));
         }
@@ -251,7 +423,11 @@ fn every_truncation_is_incomplete_or_malformed() {
                 Err(DecodeError::Malformed { correlation_id, .. }) => {
                     assert_eq!(correlation_id.is_some(), keep >= REQUEST_HEADER_BYTES);
                 }
-                Ok(f) if api == ApiKey::RaftMessage && keep >= REQUEST_HEADER_BYTES => {
+                // v1 has the u64 group before the opaque payload.
+                Ok(f)
+                    if api == ApiKey::RaftMessage
+                        && keep >= REQUEST_HEADER_BYTES + 8 * usize::from(version) =>
+                {
                     assert_eq!(f.correlation_id, 7)
                 }
                 other => panic!("{api} cut to {keep}: {other:?}"),
@@ -259,7 +435,7 @@ fn every_truncation_is_incomplete_or_malformed() {
         }
         for keep in 0..resp.len() - 4 {
             let cut = with_payload_cut(&resp, keep);
-            match decode_response(&cut, api) {
+            match decode_response_versioned(&cut, api, version) {
                 Err(DecodeError::Malformed { correlation_id, .. }) => {
                     assert_eq!(correlation_id.is_some(), keep >= RESPONSE_HEADER_BYTES);
                 }
@@ -276,7 +452,10 @@ fn every_truncation_is_incomplete_or_malformed() {
 fn trailing_bytes_are_malformed() {
     let mut req = enc_req(&RequestFrame::new(
         9,
-        Request::Consume { offset: Offset(1) },
+        Request::Consume {
+            target: TopicPartition::default_topic(),
+            offset: Offset(1),
+        },
     ));
     req.push(0);
     assert!(matches!(
@@ -344,7 +523,7 @@ fn unknown_api_and_version_keep_the_correlation_id() {
         f.extend_from_slice(&0xdead_beef_u32.to_be_bytes());
         f
     };
-    for api in [7u16, 31, 35, 47, 99, u16::MAX] {
+    for api in [12u16, 31, 36, 47, 99, u16::MAX] {
         assert_eq!(
             decode_request(&frame(api, 0)),
             Err(DecodeError::UnsupportedApi {
@@ -353,18 +532,28 @@ fn unknown_api_and_version_keep_the_correlation_id() {
             })
         );
     }
-    let err = decode_request(&frame(1, 1)).unwrap_err();
+    let err = decode_request(&frame(1, 2)).unwrap_err();
     assert_eq!(
         err,
         DecodeError::UnsupportedVersion {
             correlation_id: 0xdead_beef,
             api_key: ApiKey::Produce,
-            version: 1
+            version: 2
         }
     );
     assert_eq!(
         err.to_string(),
-        "Produce version 1 is not supported; this server speaks versions 0..=0"
+        "Produce version 2 is not supported; this server speaks versions 0..=1"
+    );
+    let err = decode_request(&frame(7, 1)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Metadata version 1 is not supported; this server speaks versions 0..=0"
+    );
+    let err = decode_request(&frame(99, 0)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "api key 99 is not supported; this server speaks api keys 0-11, 32-35"
     );
     for api in ApiKey::ALL {
         assert_eq!(ApiKey::from_u16(api.as_u16()), Some(api));
@@ -586,21 +775,21 @@ fn encoders_append_and_reuse_buffers() {
 #[test]
 fn the_shared_fuzz_checks_accept_valid_and_hostile_input() {
     let mut rng = Rng(5);
-    for i in 0..100 {
-        let api = ApiKey::ALL[i % ApiKey::ALL.len()];
-        fuzzing::check_frame_decoder(&enc_req(&RequestFrame::new(
-            1,
-            random_request(&mut rng, api),
-        )));
+    let apis = api_versions();
+    for i in 0..200 {
+        let (api, version) = apis[i % apis.len()];
+        fuzzing::check_frame_decoder(&enc_req(&random_request_frame(&mut rng, api, version)));
         fuzzing::check_frame_decoder(&enc_resp(&ResponseFrame {
             correlation_id: 1,
-            result: Ok(random_body(&mut rng, api)),
+            result: Ok(random_body(&mut rng, api, version)),
         }));
         fuzzing::check_frame_decoder(&rng.bytes(40));
         fuzzing::check_text_decoder(&rng.bytes(40));
     }
     fuzzing::check_text_decoder(b"PRODUCE a\\x00b\r\n");
     fuzzing::check_text_decoder(b"consume 12\n");
+    fuzzing::check_text_decoder(b"PRODUCE @orders/3 x\r\n");
+    fuzzing::check_text_decoder(b"consume @o 1\n");
 }
 
 #[test]
@@ -647,4 +836,347 @@ fn fetch_view_borrows_values_from_the_frame() {
         decode_fetch_response(&frame[..frame.len() - 1]),
         Err(DecodeError::Incomplete { needed: 1 })
     ));
+}
+
+/// Version 0 keeps its bytes: a request for the default topic (group 0) is encoded as
+/// version 0, exactly as before topics existed, and decodes back to that target.
+#[test]
+fn default_targets_keep_their_version_0_bytes() {
+    let produce = RequestFrame::new(
+        2,
+        Request::Produce {
+            target: TopicPartition::default_topic(),
+            value: b"hello".to_vec(),
+        },
+    );
+    assert_eq!(produce.api_version, 0);
+    let by_name = |name: &str| SPEC_EXAMPLES.iter().find(|e| e.name == name).unwrap();
+    assert_eq!(enc_req(&produce), by_name("produce").request);
+    let read = RequestFrame::new(
+        6,
+        Request::ReadEntries {
+            group: GroupId(0),
+            from: Offset(1),
+            end: Offset(4),
+            anchor: Offset(3),
+            max_bytes: 1 << 20,
+        },
+    );
+    assert_eq!(enc_req(&read), by_name("read-entries").request);
+    let raft = RequestFrame::new(
+        1,
+        Request::Raft {
+            group: GroupId(0),
+            payload: vec![9, 9],
+        },
+    );
+    assert_eq!(enc_req(&raft), [0, 0, 0, 10, 0, 32, 0, 0, 0, 0, 0, 1, 9, 9]);
+    // The same request sent as version 1 carries the default target explicitly.
+    let v1 = RequestFrame {
+        api_version: 1,
+        ..produce
+    };
+    let bytes = enc_req(&v1);
+    assert_eq!(&bytes[6..8], &[0, 1]);
+    assert_eq!(&bytes[12..21], b"\x00\x07default");
+    assert_eq!(decode_request(&bytes), Ok(v1));
+}
+
+/// A frame that says version 0 but names another topic (or group) cannot drop it:
+/// it goes out as version 1. A version above what a request can be sent in is
+/// clamped down to one that carries it.
+#[test]
+fn the_encoder_never_drops_a_target() {
+    let orders = Request::Consume {
+        target: TopicPartition::new("orders", 2),
+        offset: Offset(5),
+    };
+    let frame = RequestFrame {
+        api_version: 0,
+        correlation_id: 3,
+        request: orders.clone(),
+    };
+    assert_eq!(frame.wire_version(), 1);
+    assert_eq!(RequestFrame::new(3, orders.clone()).api_version, 1);
+    let decoded = decode_request(&enc_req(&frame)).unwrap();
+    assert_eq!((decoded.api_version, decoded.request), (1, orders));
+    let group = Request::Raft {
+        group: GroupId(7),
+        payload: vec![1],
+    };
+    let decoded = decode_request(&enc_req(&RequestFrame {
+        api_version: 0,
+        correlation_id: 4,
+        request: group.clone(),
+    }))
+    .unwrap();
+    assert_eq!((decoded.api_version, decoded.request), (1, group));
+    let fetch_v0 = RequestFrame {
+        api_version: 1,
+        correlation_id: 5,
+        request: Request::Fetch {
+            offset: Offset(1),
+            max_bytes: 2,
+            max_wait_ms: 3,
+        },
+    };
+    assert_eq!(fetch_v0.wire_version(), 0);
+    let decoded = decode_request(&enc_req(&fetch_v0)).unwrap();
+    assert_eq!(decoded.request, fetch_v0.request);
+    let ping = RequestFrame {
+        api_version: 9,
+        correlation_id: 6,
+        request: Request::Ping,
+    };
+    assert_eq!(decode_request(&enc_req(&ping)).unwrap().api_version, 0);
+}
+
+fn topic_frame(api: u16, version: u16, body: &[u8]) -> Vec<u8> {
+    let mut frame = ((REQUEST_HEADER_BYTES + body.len()) as u32)
+        .to_be_bytes()
+        .to_vec();
+    frame.extend_from_slice(&api.to_be_bytes());
+    frame.extend_from_slice(&version.to_be_bytes());
+    frame.extend_from_slice(&1u32.to_be_bytes());
+    frame.extend_from_slice(body);
+    frame
+}
+
+fn string(s: &str) -> Vec<u8> {
+    let mut out = (s.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(s.as_bytes());
+    out
+}
+
+#[test]
+fn topic_names_are_bounded() {
+    let produce = |topic: &str| {
+        let mut body = string(topic);
+        body.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+        decode_request(&topic_frame(1, 1, &body))
+    };
+    let longest = "t".repeat(MAX_TOPIC_NAME_BYTES);
+    assert!(produce(&longest).is_ok());
+    assert!(produce("").is_ok(), "the node, not the codec, checks names");
+    let reason = malformed_reason(produce(&format!("{longest}t")));
+    assert!(reason.contains("250 bytes"), "{reason}");
+    for api in [8u16, 9, 10] {
+        let mut body = string(&"x".repeat(300));
+        body.resize(body.len() + 33, 0);
+        assert!(malformed_reason(decode_request(&topic_frame(api, 0, &body))).contains("300"));
+    }
+    let bad_utf8 = [0, 2, 0xc3, 0x28, 0, 0, 0, 0, 0, 0, 0, 0];
+    assert!(malformed_reason(decode_request(&topic_frame(3, 1, &bad_utf8))).contains("UTF-8"));
+}
+
+/// Counts above a request's fixed bound are refused even when the frame holds that
+/// many elements; counts above what the frame can hold are refused before any
+/// allocation (a 4-billion-element promise would abort the test binary otherwise).
+#[test]
+fn version_1_counts_are_bounded_before_allocating() {
+    let count_body = |prefix: &[u8], count: u32, element: &[u8], n: usize| {
+        let mut body = prefix.to_vec();
+        body.extend_from_slice(&count.to_be_bytes());
+        for _ in 0..n {
+            body.extend_from_slice(element);
+        }
+        body
+    };
+    let fetch_entry = [0u8; 18];
+    let fetch_prefix = [0u8; 8];
+    let at_limit = count_body(&fetch_prefix, 1000, &fetch_entry, 1000);
+    assert!(decode_request(&topic_frame(4, 1, &at_limit)).is_ok());
+    let over = count_body(&fetch_prefix, 1001, &fetch_entry, 1001);
+    let reason = malformed_reason(decode_request(&topic_frame(4, 1, &over)));
+    assert!(
+        reason.contains("1001") && reason.contains("1000"),
+        "{reason}"
+    );
+    let huge = count_body(&fetch_prefix, u32::MAX, &fetch_entry, 1);
+    malformed_reason(decode_request(&topic_frame(4, 1, &huge)));
+
+    let over = count_body(&[], 1001, &[0, 0], 1001);
+    assert!(malformed_reason(decode_request(&topic_frame(7, 0, &over))).contains("1001"));
+    let over = count_body(&[], 16_385, &[0; 12], 16_385);
+    assert!(malformed_reason(decode_request(&topic_frame(35, 0, &over))).contains("16385"));
+    malformed_reason(decode_request(&topic_frame(
+        35,
+        0,
+        &count_body(&[], u32::MAX, &[], 0),
+    )));
+
+    // Responses: counts checked against the frame.
+    let response = |body: &[u8]| {
+        let mut frame = ((RESPONSE_HEADER_BYTES + body.len()) as u32)
+            .to_be_bytes()
+            .to_vec();
+        frame.extend_from_slice(&[0, 0, 0, 1, 0, 0]);
+        frame.extend_from_slice(body);
+        frame
+    };
+    let nodes = count_body(&[], u32::MAX, &[], 0);
+    malformed_reason(decode_response(&response(&nodes), ApiKey::Metadata));
+    // name, topic_id, settings, one partition whose replica count is u32::MAX.
+    let description = [
+        &string("t")[..],
+        &[0; 8 + 33],
+        &1u32.to_be_bytes(),
+        &[0; 20],
+        &u32::MAX.to_be_bytes(),
+    ]
+    .concat();
+    let reason = malformed_reason(decode_response(
+        &response(&description),
+        ApiKey::DescribeTopic,
+    ));
+    assert!(reason.contains("replica count"), "{reason}");
+    let fetched = count_body(&[], u32::MAX, &[], 0);
+    malformed_reason(decode_response_versioned(
+        &response(&fetched),
+        ApiKey::Fetch,
+        1,
+    ));
+}
+
+#[test]
+fn alter_topic_flags_select_fields_and_unknown_bits_are_malformed() {
+    let changes = TopicChanges {
+        retention_bytes: Some(0),
+        max_record_bytes: Some(7),
+        ..TopicChanges::default()
+    };
+    assert_eq!(changes.flags(), 0x0a);
+    let frame = RequestFrame::new(
+        1,
+        Request::AlterTopic {
+            name: "t".into(),
+            changes,
+        },
+    );
+    let bytes = enc_req(&frame);
+    // name, flags, u64 retention_bytes (0 clears it), u32 max_record_bytes.
+    assert_eq!(&bytes[12..], b"\x00\x01t\x0a\0\0\0\0\0\0\0\0\0\0\0\x07");
+    assert_eq!(decode_request(&bytes), Ok(frame));
+    let mut bad = bytes.clone();
+    bad[15] |= 0x10;
+    assert!(malformed_reason(decode_request(&bad)).contains("flags"));
+    // A flag whose field is missing.
+    let mut short = bytes;
+    short[15] |= TopicChanges::PARTITIONS;
+    malformed_reason(decode_request(&short));
+}
+
+#[test]
+fn fetch_partition_errors_are_typed() {
+    let frame = ResponseFrame {
+        correlation_id: 1,
+        result: Ok(ResponseBody::FetchPartitions {
+            partitions: vec![FetchedPartition {
+                target: TopicPartition::new("t", 0),
+                error: Some(ErrorBody::not_leader(NodeId(2), "127.0.0.2:8400")),
+                high_watermark: Offset(0),
+                records: vec![],
+            }],
+        }),
+    };
+    let bytes = enc_resp(&frame);
+    assert_eq!(
+        decode_response_versioned(&bytes, ApiKey::Fetch, 1),
+        Ok(frame)
+    );
+    // The v0 decoder reads the same bytes as a v0 Fetch body and refuses them.
+    assert!(decode_response(&bytes, ApiKey::Fetch).is_err());
+    let code_at = 4 + RESPONSE_HEADER_BYTES + 4 + 3 + 4;
+    let mut unknown = bytes.clone();
+    unknown[code_at..code_at + 2].copy_from_slice(&300u16.to_be_bytes());
+    let reason = malformed_reason(decode_response_versioned(&unknown, ApiKey::Fetch, 1));
+    assert!(reason.contains("300"), "{reason}");
+}
+
+#[test]
+fn fetch_partitions_writer_matches_the_generic_encoder() {
+    let mut rng = Rng(6);
+    for _ in 0..50 {
+        let partitions: Vec<FetchedPartition> = (0..rng.below(4)).map(|_| rng.fetched()).collect();
+        let generic = enc_resp(&ResponseFrame {
+            correlation_id: 12,
+            result: Ok(ResponseBody::FetchPartitions {
+                partitions: partitions.clone(),
+            }),
+        });
+        let mut out = b"before".to_vec();
+        let mut w = FetchPartitionsWriter::begin(&mut out, 12);
+        for p in &partitions {
+            let mut records = w.partition(&p.target, p.error.as_ref(), p.high_watermark);
+            for r in &p.records {
+                records.push(r.offset, r.term, r.kind, &r.value);
+            }
+            assert_eq!(records.count() as usize, p.records.len());
+        }
+        assert_eq!(w.count() as usize, partitions.len());
+        assert_eq!(w.frame_bytes(), generic.len());
+        w.finish();
+        assert_eq!(&out[6..], &generic[..]);
+    }
+}
+
+#[test]
+fn requests_name_the_topics_they_touch() {
+    let fetch = Request::FetchPartitions {
+        max_wait_ms: 0,
+        max_bytes: 0,
+        partitions: ["a", "b", "a"]
+            .iter()
+            .map(|t| FetchPartition {
+                target: TopicPartition::new(*t, 0),
+                offset: Offset(0),
+                max_bytes: 0,
+            })
+            .collect(),
+    };
+    assert_eq!(fetch.topics(), ["a", "b"]);
+    let produce = Request::Produce {
+        target: TopicPartition::new("orders", 3),
+        value: vec![],
+    };
+    assert_eq!(produce.topics(), ["orders"]);
+    let fetch_v0 = Request::Fetch {
+        offset: Offset(0),
+        max_bytes: 0,
+        max_wait_ms: 0,
+    };
+    assert_eq!(fetch_v0.topics(), [DEFAULT_TOPIC]);
+    let alter = Request::AlterTopic {
+        name: "x".into(),
+        changes: TopicChanges::default(),
+    };
+    assert_eq!(alter.topics(), ["x"]);
+    assert!(Request::Metadata { topics: vec![] }.topics().is_empty());
+    assert!(Request::Status.topics().is_empty());
+    assert!(Request::RaftBatch { messages: vec![] }.topics().is_empty());
+}
+
+/// The fuzz target `frame_decoder` bounds a decode's heap use by 12 × the frame
+/// length (`FACTOR`): every decoded element must fit 12 × its smallest encoding (an
+/// empty topic name, 2 bytes, becomes a 24-byte `String`).
+#[test]
+fn decoded_elements_fit_the_fuzz_allocation_factor() {
+    use super::topics::{
+        MIN_FETCHED_PARTITION_BYTES, MIN_FETCH_PARTITION_BYTES, MIN_GROUP_MESSAGE_BYTES,
+        MIN_NODE_BYTES, MIN_PARTITION_INFO_BYTES, MIN_TOPIC_METADATA_BYTES,
+    };
+    use std::mem::size_of;
+    const FACTOR: usize = 12;
+    let fits = |size: usize, min_bytes: usize, what: &str| {
+        assert!(size <= FACTOR * min_bytes, "{what}: {size} > {FACTOR} × {min_bytes}");
+    };
+    fits(size_of::<String>(), 2, "Metadata topic");
+    fits(size_of::<FetchPartition>(), MIN_FETCH_PARTITION_BYTES, "FetchPartition");
+    fits(size_of::<FetchedPartition>(), MIN_FETCHED_PARTITION_BYTES, "FetchedPartition");
+    fits(size_of::<NodeInfo>(), MIN_NODE_BYTES, "NodeInfo");
+    fits(size_of::<TopicMetadata>(), MIN_TOPIC_METADATA_BYTES, "TopicMetadata");
+    fits(size_of::<PartitionInfo>(), MIN_PARTITION_INFO_BYTES, "PartitionInfo");
+    fits(size_of::<NodeId>(), 8, "replica");
+    fits(size_of::<GroupMessage>(), MIN_GROUP_MESSAGE_BYTES, "GroupMessage");
+    fits(size_of::<WireRecord>(), RECORD_HEADER_BYTES, "WireRecord");
 }

@@ -7,8 +7,8 @@
 //! | command | reply |
 //! |---|---|
 //! | `PING` | `+PONG` |
-//! | `PRODUCE <text>` | `+OK <offset>` |
-//! | `CONSUME <offset>` | `+<offset> <text>` |
+//! | `PRODUCE [@<topic>[/<partition>]] <text>` | `+OK <offset>` |
+//! | `CONSUME [@<topic>[/<partition>]] <offset>` | `+<offset> <text>` |
 //! | `SERVERS` | one line `<id> <name> <rpc_addr> <role> <up\|down>` per server, then `+END` |
 //! | `STATUS` | `+<node> role=<role> term=<t> commit=<c> first=<f> last=<l>` |
 //! | `HELP` | a few lines, then `+END` |
@@ -18,7 +18,13 @@
 //! Values are escaped in both directions with the same rules ([`escape`] /
 //! [`unescape`]): printable ASCII other than `\` stands for itself; `\\`, `\n`, `\r`,
 //! `\t` and `\xNN` (two hex digits) stand for the byte. So a `CONSUME` reply's text
-//! can be pasted back into `PRODUCE`. Commands parse into the binary protocol's
+//! can be pasted back into `PRODUCE`.
+//!
+//! `@<topic>[/<partition>]` right after `PRODUCE` or `CONSUME` picks a topic partition
+//! (partition 0 when omitted); without it a command addresses the default topic's
+//! partition 0, as before topics existed. A topic here is 1 to 249 printable ASCII
+//! characters other than `/` and `\`. So a value for the default topic that starts
+//! with `@` is written `\x40…`. Commands parse into the binary protocol's
 //! [`Request`] and replies format the binary protocol's [`ResponseBody`] /
 //! [`ErrorBody`], so the server has one code path for both protocols.
 
@@ -26,6 +32,9 @@ use crate::types::Offset;
 
 use super::errors::{ErrorBody, ErrorCode};
 use super::messages::{Request, ResponseBody, WireRecord};
+use super::topics::{
+    FetchedPartition, PartitionInfo, TopicDescription, TopicPartition, MAX_TOPIC_NAME_BYTES,
+};
 
 /// Longest accepted line, terminator included (64 KiB).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -87,19 +96,29 @@ pub fn parse_line(line: &[u8]) -> Result<TextCommand, ErrorBody> {
     if is("PING") {
         no_args(TextCommand::Request(Request::Ping), "PING")
     } else if is("PRODUCE") {
-        let Some(text) = args else {
-            return Err(malformed("usage: PRODUCE <text>".to_string()));
+        let (target, text) = split_target(args.unwrap_or_default())?;
+        let Some(text) = args.and(text) else {
+            return Err(malformed(
+                "usage: PRODUCE [@<topic>[/<partition>]] <text>".to_string(),
+            ));
         };
         Ok(TextCommand::Request(Request::Produce {
+            target,
             value: unescape(text)?,
         }))
     } else if is("CONSUME") {
-        let arg = args.unwrap_or_default().trim_ascii();
-        let offset = std::str::from_utf8(arg)
+        let (target, arg) = split_target(args.unwrap_or_default().trim_ascii())?;
+        let offset = std::str::from_utf8(arg.unwrap_or_default().trim_ascii())
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| malformed("usage: CONSUME <offset> (a decimal number)".to_string()))?;
+            .ok_or_else(|| {
+                malformed(
+                    "usage: CONSUME [@<topic>[/<partition>]] <offset> (a decimal number)"
+                        .to_string(),
+                )
+            })?;
         Ok(TextCommand::Request(Request::Consume {
+            target,
             offset: Offset(offset),
         }))
     } else if is("SERVERS") {
@@ -123,27 +142,113 @@ pub fn parse_line(line: &[u8]) -> Result<TextCommand, ErrorBody> {
     }
 }
 
+/// Splits an optional `@<topic>[/<partition>]` off the front of `args`: the target
+/// (the default topic's partition 0 without one) and what follows the one space after
+/// it (`None` when nothing, not even a space, follows the target).
+fn split_target(args: &[u8]) -> Result<(TopicPartition, Option<&[u8]>), ErrorBody> {
+    let Some(spec) = args.strip_prefix(b"@") else {
+        return Ok((TopicPartition::default_topic(), Some(args)));
+    };
+    let (spec, rest) = match spec.iter().position(|&b| b == b' ') {
+        Some(i) => (&spec[..i], Some(&spec[i + 1..])),
+        None => (spec, None),
+    };
+    let (topic, partition) = match spec.iter().position(|&b| b == b'/') {
+        Some(i) => (&spec[..i], Some(&spec[i + 1..])),
+        None => (spec, None),
+    };
+    if !is_text_topic(topic) {
+        return Err(malformed(format!(
+            "bad topic after @: 1 to {MAX_TOPIC_NAME_BYTES} printable ASCII characters \
+             other than / and \\"
+        )));
+    }
+    let partition = match partition {
+        None => 0,
+        Some(digits) => std::str::from_utf8(digits)
+            .ok()
+            .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|d| d.parse::<u32>().ok())
+            .ok_or_else(|| malformed("bad partition after /: a decimal number".to_string()))?,
+    };
+    // Checked above: printable ASCII, so valid UTF-8.
+    let topic = String::from_utf8_lossy(topic).into_owned();
+    Ok((TopicPartition { topic, partition }, rest))
+}
+
+/// A topic the text protocol can write after `@`.
+fn is_text_topic(topic: &[u8]) -> bool {
+    (1..=MAX_TOPIC_NAME_BYTES).contains(&topic.len())
+        && topic
+            .iter()
+            .all(|&b| (0x21..=0x7e).contains(&b) && b != b'/' && b != b'\\')
+}
+
+/// Writes `@<topic>[/<partition>] ` for a target other than the default; `false`
+/// (writing nothing) when the topic has no text form.
+fn put_target(target: &TopicPartition, out: &mut Vec<u8>) -> bool {
+    if target.is_default() {
+        return true;
+    }
+    if !is_text_topic(target.topic.as_bytes()) {
+        return false;
+    }
+    out.push(b'@');
+    out.extend_from_slice(target.topic.as_bytes());
+    if target.partition != 0 {
+        out.extend_from_slice(format!("/{}", target.partition).as_bytes());
+    }
+    out.push(b' ');
+    true
+}
+
 /// Writes `cmd` as a canonical command line (upper case, `\r\n`). Returns `false`
 /// and writes nothing for requests that have no text form (`ProduceBatch`, `Fetch`,
-/// and the peer requests).
+/// the topic APIs, the peer requests, and a target whose topic cannot be written
+/// after `@`).
 pub fn format_command(cmd: &TextCommand, out: &mut Vec<u8>) -> bool {
     match cmd {
         TextCommand::Help => out.extend_from_slice(b"HELP"),
         TextCommand::Quit => out.extend_from_slice(b"QUIT"),
         TextCommand::Request(req) => match req {
             Request::Ping => out.extend_from_slice(b"PING"),
-            Request::Produce { value } => {
+            Request::Produce { target, value } => {
+                let start = out.len();
                 out.extend_from_slice(b"PRODUCE ");
-                escape(value, out);
+                if !put_target(target, out) {
+                    out.truncate(start);
+                    return false;
+                }
+                match value.split_first() {
+                    // A leading `@` would read as a target.
+                    Some((b'@', rest)) if target.is_default() => {
+                        out.extend_from_slice(b"\\x40");
+                        escape(rest, out);
+                    }
+                    _ => escape(value, out),
+                }
             }
-            Request::Consume { offset } => {
-                out.extend_from_slice(format!("CONSUME {offset}").as_bytes())
+            Request::Consume { target, offset } => {
+                let start = out.len();
+                out.extend_from_slice(b"CONSUME ");
+                if !put_target(target, out) {
+                    out.truncate(start);
+                    return false;
+                }
+                out.extend_from_slice(offset.to_string().as_bytes());
             }
             Request::GetServers => out.extend_from_slice(b"SERVERS"),
             Request::Status => out.extend_from_slice(b"STATUS"),
             Request::ProduceBatch { .. }
             | Request::Fetch { .. }
+            | Request::FetchPartitions { .. }
+            | Request::Metadata { .. }
+            | Request::CreateTopic { .. }
+            | Request::DeleteTopic { .. }
+            | Request::DescribeTopic { .. }
+            | Request::AlterTopic { .. }
             | Request::Raft { .. }
+            | Request::RaftBatch { .. }
             | Request::PeerHandshake { .. }
             | Request::ReadEntries { .. } => return false,
         },
@@ -205,10 +310,82 @@ pub fn format_response(result: &Result<ResponseBody, ErrorBody>, out: &mut Vec<u
                 .as_bytes(),
             );
         }
-        ResponseBody::Raft { .. } | ResponseBody::PeerHandshake => {
-            out.extend_from_slice(b"+OK\r\n")
+        ResponseBody::Raft { .. }
+        | ResponseBody::PeerHandshake
+        | ResponseBody::RaftBatch
+        | ResponseBody::DeleteTopic => out.extend_from_slice(b"+OK\r\n"),
+        ResponseBody::FetchPartitions { partitions } => {
+            for p in partitions {
+                put_fetched_lines(p, out);
+            }
+            out.extend_from_slice(b"+END\r\n");
         }
+        ResponseBody::Metadata { nodes, topics } => {
+            for n in nodes {
+                out.extend_from_slice(format!("node {} ", n.id).as_bytes());
+                escape(n.name.as_bytes(), out);
+                out.push(b' ');
+                escape(n.rpc_addr.as_bytes(), out);
+                out.extend_from_slice(b"\r\n");
+            }
+            for t in topics {
+                out.extend_from_slice(b"topic ");
+                escape(t.name.as_bytes(), out);
+                out.extend_from_slice(format!(" {}", t.error).as_bytes());
+                put_partitions_line(&t.partitions, out);
+            }
+            out.extend_from_slice(b"+END\r\n");
+        }
+        ResponseBody::CreateTopic(d)
+        | ResponseBody::DescribeTopic(d)
+        | ResponseBody::AlterTopic(d) => put_description_line(d, out),
     }
+}
+
+/// One Fetch v1 partition: `@<topic>/<partition> hw=<hw>` (or its error), then its
+/// records as Fetch prints them.
+fn put_fetched_lines(p: &FetchedPartition, out: &mut Vec<u8>) {
+    out.push(b'@');
+    escape(p.target.topic.as_bytes(), out);
+    out.extend_from_slice(format!("/{} hw={}", p.target.partition, p.high_watermark).as_bytes());
+    if let Some(err) = &p.error {
+        out.extend_from_slice(format!(" {} ", err.code).as_bytes());
+        escape(err.message.as_bytes(), out);
+    }
+    out.extend_from_slice(b"\r\n");
+    for record in &p.records {
+        put_record_line(record, b"", out);
+    }
+}
+
+/// ` <partition>:<group>:<leader>` per partition, then the line end.
+fn put_partitions_line(partitions: &[PartitionInfo], out: &mut Vec<u8>) {
+    for p in partitions {
+        out.extend_from_slice(format!(" {}:{}:{}", p.partition, p.group, p.leader).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `+<name> id=<id> partitions=<n> …` on one line.
+fn put_description_line(d: &TopicDescription, out: &mut Vec<u8>) {
+    let s = &d.settings;
+    out.push(b'+');
+    escape(d.name.as_bytes(), out);
+    out.extend_from_slice(
+        format!(
+            " id={} partitions={} replication={} retention_bytes={} retention_age_ms={} \
+             max_record_bytes={} segment_bytes={}",
+            d.topic_id,
+            s.partitions,
+            s.replication,
+            s.retention_bytes,
+            s.retention_age_ms,
+            s.max_record_bytes,
+            s.segment_bytes
+        )
+        .as_bytes(),
+    );
+    put_partitions_line(&d.partitions, out);
 }
 
 /// Writes `-ERR <CODE_NAME> <message>\r\n` (message escaped onto one line).
@@ -226,6 +403,7 @@ commitlog inline protocol: one command per line, case-insensitive\r
 PING              -> +PONG\r
 PRODUCE <text>    -> +OK <offset>   (escapes: \\\\ \\n \\r \\t \\xNN)\r
 CONSUME <offset>  -> +<offset> <text>\r
+  @<topic>[/<partition>] right after PRODUCE or CONSUME picks a topic (partition 0 if omitted)\r
 SERVERS           -> <id> <name> <rpc_addr> <role> <up|down> per server, then +END\r
 STATUS            -> +<node> role=<role> term=<t> commit=<c> first=<f> last=<l>\r
 QUIT              -> closes the connection\r
@@ -330,16 +508,23 @@ mod tests {
         assert_eq!(
             parse("produce hello world\r\n"),
             req(Request::Produce {
+                target: TopicPartition::default_topic(),
                 value: b"hello world".to_vec()
             })
         );
         assert_eq!(
             parse("PRODUCE \r\n"),
-            req(Request::Produce { value: vec![] })
+            req(Request::Produce {
+                target: TopicPartition::default_topic(),
+                value: vec![]
+            })
         );
         assert_eq!(
             parse("Consume 42"),
-            req(Request::Consume { offset: Offset(42) })
+            req(Request::Consume {
+                target: TopicPartition::default_topic(),
+                offset: Offset(42)
+            })
         );
         assert_eq!(parse("SERVERS"), req(Request::GetServers));
         assert_eq!(parse("status"), req(Request::Status));
@@ -364,6 +549,117 @@ mod tests {
         let err = parse("FROB 1").unwrap_err();
         assert_eq!(err.code, ErrorCode::UnsupportedApi);
         assert_eq!(err.message, "unknown command FROB; try HELP");
+    }
+
+    #[test]
+    fn an_at_sign_picks_a_topic_partition() {
+        let at = |topic: &str, partition: u32| TopicPartition::new(topic, partition);
+        assert_eq!(
+            parse("PRODUCE @orders hello world"),
+            req(Request::Produce {
+                target: at("orders", 0),
+                value: b"hello world".to_vec()
+            })
+        );
+        assert_eq!(
+            parse("produce @orders/7 \\x40x\r\n"),
+            req(Request::Produce {
+                target: at("orders", 7),
+                value: b"@x".to_vec()
+            })
+        );
+        assert_eq!(
+            parse("PRODUCE @orders/2 "),
+            req(Request::Produce {
+                target: at("orders", 2),
+                value: vec![]
+            })
+        );
+        assert_eq!(
+            parse("CONSUME @orders/2 5"),
+            req(Request::Consume {
+                target: at("orders", 2),
+                offset: Offset(5)
+            })
+        );
+        assert_eq!(
+            parse("consume @a.b-c_D 0"),
+            req(Request::Consume {
+                target: at("a.b-c_D", 0),
+                offset: Offset(0)
+            })
+        );
+        // `@default` is the default topic, the same as no `@` at all.
+        assert_eq!(parse("CONSUME @default 1"), parse("CONSUME 1"));
+        // A value for the default topic starting with `@` is escaped.
+        assert_eq!(
+            parse("PRODUCE \\x40home"),
+            req(Request::Produce {
+                target: TopicPartition::default_topic(),
+                value: b"@home".to_vec()
+            })
+        );
+        let code = |line: &str| parse(line).unwrap_err().code;
+        for bad in [
+            "PRODUCE @orders",
+            "PRODUCE @ x",
+            "PRODUCE @/1 x",
+            "PRODUCE @orders/ x",
+            "PRODUCE @orders/x x",
+            "PRODUCE @orders/-1 x",
+            "PRODUCE @orders/+1 x",
+            "PRODUCE @orders/4294967296 x",
+            "PRODUCE @or\\ders x",
+            "PRODUCE @a/1/2 x",
+            "CONSUME @orders",
+            "CONSUME @orders/1",
+            "CONSUME @orders x",
+        ] {
+            assert_eq!(code(bad), ErrorCode::Malformed, "{bad}");
+        }
+        let long = format!("PRODUCE @{} x", "t".repeat(MAX_TOPIC_NAME_BYTES + 1));
+        assert_eq!(code(&long), ErrorCode::Malformed);
+        let longest = format!("PRODUCE @{} x", "t".repeat(MAX_TOPIC_NAME_BYTES));
+        assert!(parse(&longest).is_ok());
+    }
+
+    #[test]
+    fn targets_format_canonically_or_not_at_all() {
+        let line = |cmd: TextCommand| {
+            let mut out = Vec::new();
+            format_command(&cmd, &mut out).then(|| String::from_utf8(out).unwrap())
+        };
+        let produce = |topic: &str, partition: u32, value: &[u8]| {
+            TextCommand::Request(Request::Produce {
+                target: TopicPartition::new(topic, partition),
+                value: value.to_vec(),
+            })
+        };
+        assert_eq!(
+            line(produce("orders", 0, b"a b")).as_deref(),
+            Some("PRODUCE @orders a b\r\n")
+        );
+        assert_eq!(
+            line(produce("orders", 3, b"@")).as_deref(),
+            Some("PRODUCE @orders/3 @\r\n")
+        );
+        assert_eq!(
+            line(produce("default", 0, b"@x")).as_deref(),
+            Some("PRODUCE \\x40x\r\n")
+        );
+        assert_eq!(
+            line(produce("default", 1, b"x")).as_deref(),
+            Some("PRODUCE @default/1 x\r\n")
+        );
+        // Topics the text protocol cannot write: no text form.
+        for topic in ["", "a b", "a/b", "é", "a\\b"] {
+            assert_eq!(line(produce(topic, 0, b"x")), None, "{topic:?}");
+        }
+        let consume = TextCommand::Request(Request::Consume {
+            target: TopicPartition::new("o", 9),
+            offset: Offset(4),
+        });
+        assert_eq!(line(consume).as_deref(), Some("CONSUME @o/9 4\r\n"));
     }
 
     #[test]
@@ -399,15 +695,29 @@ mod tests {
         let cmds = [
             TextCommand::Request(Request::Ping),
             TextCommand::Request(Request::Produce {
+                target: TopicPartition::default_topic(),
                 value: b" lead\\ing\r\n\x00\xfe".to_vec(),
             }),
             TextCommand::Request(Request::Consume {
+                target: TopicPartition::default_topic(),
                 offset: Offset(u64::MAX),
             }),
             TextCommand::Request(Request::GetServers),
             TextCommand::Request(Request::Status),
             TextCommand::Help,
             TextCommand::Quit,
+            TextCommand::Request(Request::Produce {
+                target: TopicPartition::default_topic(),
+                value: b"@not-a-topic".to_vec(),
+            }),
+            TextCommand::Request(Request::Produce {
+                target: TopicPartition::new("orders", 12),
+                value: b"@x y".to_vec(),
+            }),
+            TextCommand::Request(Request::Consume {
+                target: TopicPartition::new("default", 4),
+                offset: Offset(1),
+            }),
         ];
         for cmd in cmds {
             let mut out = Vec::new();
@@ -417,7 +727,10 @@ mod tests {
         }
         let mut out = Vec::new();
         assert!(!format_command(
-            &TextCommand::Request(Request::Raft { payload: vec![] }),
+            &TextCommand::Request(Request::Raft {
+                group: crate::types::GroupId(0),
+                payload: vec![]
+            }),
             &mut out
         ));
         assert!(out.is_empty());

@@ -292,7 +292,7 @@ fn reads_go_to_the_follower_and_an_out_of_range_there_is_checked_with_the_leader
             Request::GetServers => Ok(ResponseBody::GetServers {
                 servers: s2.clone(),
             }),
-            Request::Consume { offset } if offset.0 <= 5 => Ok(ResponseBody::Consume {
+            Request::Consume { offset, .. } if offset.0 <= 5 => Ok(ResponseBody::Consume {
                 record: WireRecord {
                     offset: Offset(5),
                     term: Term(1),
@@ -309,7 +309,7 @@ fn reads_go_to_the_follower_and_an_out_of_range_there_is_checked_with_the_leader
             Request::GetServers => Ok(ResponseBody::GetServers {
                 servers: servers.clone(),
             }),
-            Request::Consume { offset } if offset.0 <= 6 => Ok(ResponseBody::Consume {
+            Request::Consume { offset, .. } if offset.0 <= 6 => Ok(ResponseBody::Consume {
                 record: WireRecord {
                     offset: *offset,
                     term: Term(1),
