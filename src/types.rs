@@ -25,6 +25,9 @@ pub struct GroupId(pub u64);
 impl GroupId {
     /// The metadata group.
     pub const METADATA: GroupId = GroupId(0);
+    /// The `default` topic's partition 0: what version 0 of the protocol (one log
+    /// per cluster) reads and writes, and what a version-0 peer message is about.
+    pub const DEFAULT_PARTITION: GroupId = GroupId(1);
 }
 
 /// What a log entry is. Only `Data` records are visible to consumers; the others are

@@ -120,6 +120,32 @@ impl Catalogue {
         }
     }
 
+    /// The catalogue every cluster starts from: the `default` topic, one partition
+    /// replicated on every voter, in group 1 (the log a node held before topics
+    /// existed). Its settings are nominal: that partition's log follows the node's
+    /// own flags (segment size, retention) until an AlterTopic changes retention.
+    pub fn with_default_topic() -> Catalogue {
+        let mut c = Catalogue::new();
+        let name = TopicName::default_topic();
+        let settings = TopicSettings {
+            max_record_bytes: super::MAX_MAX_RECORD_BYTES,
+            segment_bytes: super::MAX_SEGMENT_BYTES,
+            ..TopicSettings::default()
+        };
+        let partitions = c.add_partitions(&name, 0, &[Vec::new()]);
+        c.topics.insert(
+            name.clone(),
+            Topic {
+                name,
+                id: c.next_topic_id,
+                settings,
+                partitions,
+            },
+        );
+        c.next_topic_id += 1;
+        c
+    }
+
     /// Index of the last metadata log entry applied (0: none).
     pub fn applied(&self) -> u64 {
         self.applied

@@ -450,3 +450,20 @@ fn assign_is_deterministic_and_checks_its_inputs() {
     assert!(matches!(too_many, Err(CatalogueError::InvalidSettings(_))));
     assert!(assign(&nodes(&[1]), &c, 1, Replication::All, u32::MAX).is_err());
 }
+
+#[test]
+fn every_cluster_starts_with_the_default_topic_in_group_1() {
+    let c = Catalogue::with_default_topic();
+    let t = c.topic(DEFAULT_TOPIC).expect("default topic");
+    assert_eq!(t.partitions.len(), 1);
+    assert_eq!(
+        t.partitions[0].group,
+        crate::types::GroupId::DEFAULT_PARTITION
+    );
+    assert!(t.partitions[0].follows_voters());
+    assert_eq!(c.next_group(), crate::types::GroupId(2));
+    assert!(t.settings.validate().is_ok());
+    let mut bytes = Vec::new();
+    c.encode_snapshot(&mut bytes);
+    assert_eq!(Catalogue::decode_snapshot(&bytes), Ok(c));
+}

@@ -6,13 +6,14 @@
 //! per-request answers. Anything else from storage is a server fault: logged, and
 //! answered `INTERNAL` for that request only, never retried record by record here.
 
+use super::inbox::ReplyShape;
 use super::raft_loop::ProduceReply;
 use crate::net::Responder;
 use crate::raft::NodeId;
 use crate::replica::{ProduceError, Produced};
 use crate::storage::StorageError;
 use crate::types::{Offset, Term};
-use crate::wire::{ErrorBody, ErrorCode, ResponseBody, ServerInfo, StatusInfo, WireRecord};
+use crate::wire::{self, ErrorBody, ErrorCode, ResponseBody, ServerInfo, StatusInfo, WireRecord};
 
 /// Why the node did not serve a request (expected outcomes, not faults).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +72,16 @@ pub(crate) enum Refusal {
     },
     /// An undecodable Raft message.
     BadRaftMessage(String),
+    /// The topic was deleted while the request waited.
+    TopicDeleted,
+    /// No such topic or partition (the message says which).
+    UnknownTopic(String),
+    /// A topic name that is not allowed.
+    InvalidTopic(String),
+    /// CreateTopic of a name that exists.
+    TopicExists(String),
+    /// Topic settings out of bounds (or another refused catalogue change).
+    InvalidConfig(String),
 }
 
 /// Answers a refused request.
@@ -79,7 +90,7 @@ pub(crate) fn refuse(reply: Responder, why: Refusal) {
 }
 
 /// The error body of a refusal (NOT_LEADER carries the leader's id and address).
-fn error_body(why: Refusal) -> ErrorBody {
+pub(crate) fn error_body(why: Refusal) -> ErrorBody {
     match why {
         Refusal::NotLeader { leader, addr } => ErrorBody::not_leader(leader, addr),
         Refusal::OutOfRange { asked, first, next } => {
@@ -147,6 +158,11 @@ fn code_and_message(why: Refusal) -> (ErrorCode, String) {
             format!("this node belongs to cluster `{ours}`, not `{theirs}`"),
         ),
         Refusal::BadRaftMessage(e) => (Malformed, format!("undecodable Raft message: {e}")),
+        Refusal::TopicDeleted => (UnknownTopic, "the topic was deleted".into()),
+        Refusal::UnknownTopic(m) => (UnknownTopic, m),
+        Refusal::InvalidTopic(m) => (InvalidTopic, m),
+        Refusal::TopicExists(m) => (TopicExists, m),
+        Refusal::InvalidConfig(m) => (InvalidConfig, m),
         Refusal::NotLeader { .. } | Refusal::OutOfRange { .. } => {
             (Internal, "refusal without its own wire constructor".into())
         }
@@ -164,7 +180,7 @@ pub(crate) fn produce(
     match result {
         Ok(p) => {
             let first = Offset(p.first.0);
-            let body = if to.single {
+            let body = if to.shape == ReplyShape::Single {
                 ResponseBody::Produce { offset: first }
             } else {
                 let count = (p.last.0 + 1).saturating_sub(p.first.0);
@@ -271,4 +287,47 @@ pub(crate) fn raft_queued(reply: Responder) {
     reply.ok(ResponseBody::Raft {
         payload: Vec::new(),
     })
+}
+
+/// Answers a catalogue command (CreateTopic, DeleteTopic, AlterTopic) with what
+/// applying it did: the topic as it is now, or why it was refused.
+pub(crate) fn admin(
+    reply: Responder,
+    outcome: Result<crate::catalogue::Change, crate::catalogue::CatalogueError>,
+    described: Option<(super::topics::ApiAnswer, wire::TopicDescription)>,
+) {
+    match (outcome, described) {
+        (Err(e), _) => refuse(reply, super::topics::refusal(e)),
+        (Ok(_), Some((api, d))) => topic(reply, api, d),
+        (Ok(_), None) => reply.ok(ResponseBody::DeleteTopic),
+    }
+}
+
+/// Answers with a topic's description in the shape of `api`.
+pub(crate) fn topic(reply: Responder, api: super::topics::ApiAnswer, d: wire::TopicDescription) {
+    use super::topics::ApiAnswer;
+    reply.ok(match api {
+        ApiAnswer::Create => ResponseBody::CreateTopic(d),
+        ApiAnswer::Alter => ResponseBody::AlterTopic(d),
+        ApiAnswer::Describe => ResponseBody::DescribeTopic(d),
+    })
+}
+
+/// Answers Metadata.
+pub(crate) fn metadata(
+    reply: Responder,
+    nodes: Vec<wire::NodeInfo>,
+    topics: Vec<wire::TopicMetadata>,
+) {
+    reply.ok(ResponseBody::Metadata { nodes, topics })
+}
+
+/// Answers a multi-partition fetch.
+pub(crate) fn fetched_partitions(reply: Responder, partitions: Vec<wire::FetchedPartition>) {
+    reply.ok(ResponseBody::FetchPartitions { partitions })
+}
+
+/// Acknowledges a RaftBatch (the receiver's replies travel on its own connections).
+pub(crate) fn raft_batch_queued(reply: Responder) {
+    reply.ok(ResponseBody::RaftBatch)
 }

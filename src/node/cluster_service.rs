@@ -14,15 +14,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::answer::{self, Refusal};
+use super::fetch_many::{ManyFetch, Part};
 use super::group::GroupState;
-use super::inbox::{Control, Inbox, ProduceJob};
+use super::inbox::{AdminKind, Control, Inbox, ProduceJob, ReplyShape};
 use super::reads::Reads;
+use super::topics;
 use super::{lock, Shared};
 use crate::net::{ConnContext, Responder, Service};
 use crate::raft::{decode_message, Role};
 use crate::replica::Values;
 use crate::storage::RECORD_HEADER_BYTES;
-use crate::wire::{self, Request, RequestFrame, ServerInfo, ServerRole, StatusInfo};
+use crate::types::{GroupId, NodeId};
+use crate::wire::{
+    self, Request, RequestFrame, ServerInfo, ServerRole, StatusInfo, TopicPartition,
+};
 
 /// Most connections remembered as handshaken peers.
 pub const MAX_PEER_CONNS: usize = 4096;
@@ -46,7 +51,10 @@ impl ClusterService {
     }
 
     fn produce(&self, group: &GroupState, values: Values, reply: Responder) {
-        let single = matches!(values, Values::One(_));
+        let shape = match values {
+            Values::One(_) => ReplyShape::Single,
+            Values::Many(_) => ReplyShape::Batch,
+        };
         let s = &self.shared;
         let (role, leader) = {
             let v = lock(&group.view);
@@ -56,7 +64,7 @@ impl ClusterService {
         if role != Role::Leader && !s.disk_full.load(Ordering::Acquire) {
             return answer::refuse(reply, s.not_leader(leader));
         }
-        let max_value = s.max_record_value_bytes();
+        let max_value = s.max_record_value_bytes().min(group.max_record_bytes());
         let total = values.bytes();
         // The count is bounded too: an empty record still costs a log record and a
         // Raft entry, and one batch is appended in one raft-thread round.
@@ -74,7 +82,7 @@ impl ClusterService {
         let job = ProduceJob {
             group: group.id,
             values,
-            single,
+            shape,
             reply,
             deadline: Instant::now() + Duration::from_millis(s.cfg.request_timeout_ms.max(1)),
         };
@@ -84,6 +92,124 @@ impl ClusterService {
                 Refusal::Busy("produce queue (replication is behind)"),
             );
         }
+    }
+
+    /// A produce to a topic partition: routed to its group (v0: the default).
+    fn produce_to(&self, target: &TopicPartition, values: Values, reply: Responder) {
+        let group = match topics::route(&self.shared, target) {
+            Ok(g) => g,
+            Err(why) => return answer::refuse(reply, why),
+        };
+        if values.is_empty() {
+            return answer::empty_batch(reply, group.hw());
+        }
+        self.produce(&group, values, reply)
+    }
+
+    /// Fetch v1: each partition routed to its group (or answered with its error).
+    fn fetch_partitions(
+        &self,
+        partitions: Vec<wire::FetchPartition>,
+        max_bytes: u32,
+        max_wait_ms: u32,
+        reply: Responder,
+    ) {
+        let parts = partitions
+            .into_iter()
+            .map(|p| Part {
+                group: topics::route(&self.shared, &p.target).map_err(answer::error_body),
+                target: p.target,
+                offset: p.offset,
+                max_bytes: p.max_bytes,
+            })
+            .collect();
+        let fetch = ManyFetch {
+            parts,
+            max_bytes: u64::from(max_bytes),
+            wait: Duration::ZERO,
+        };
+        self.reads.fetch_many(fetch, max_wait_ms, reply)
+    }
+
+    /// A catalogue command goes to the metadata group like a produce; its answer
+    /// comes once it is applied (`hosting`).
+    fn propose_admin(
+        &self,
+        cmd: Result<crate::catalogue::Command, Refusal>,
+        kind: AdminKind,
+        reply: Responder,
+    ) {
+        let cmd = match cmd {
+            Ok(c) => c,
+            Err(why) => return answer::refuse(reply, why),
+        };
+        let Some(meta) = self.shared.groups.get(GroupId::METADATA) else {
+            return answer::refuse(reply, Refusal::Starting);
+        };
+        let s = &self.shared;
+        let leader = {
+            let v = lock(&meta.view);
+            (v.role != Role::Leader).then_some(v.leader)
+        };
+        if let Some(leader) = leader {
+            return answer::refuse(reply, s.not_leader(leader));
+        }
+        let job = ProduceJob {
+            group: GroupId::METADATA,
+            values: Values::One(cmd.to_bytes()),
+            shape: ReplyShape::Admin(kind),
+            reply,
+            deadline: Instant::now() + Duration::from_millis(s.cfg.request_timeout_ms.max(1)),
+        };
+        if let Err(reply) = self.inbox.push_produce(job) {
+            answer::refuse(
+                reply,
+                Refusal::Busy("produce queue (replication is behind)"),
+            );
+        }
+    }
+
+    fn handshake(
+        &self,
+        ctx: &ConnContext,
+        cluster_name: String,
+        node_id: NodeId,
+        node_name: String,
+        reply: Responder,
+    ) {
+        let s = &self.shared;
+        if cluster_name != s.cfg.cluster_name {
+            log::warn!(
+                "conn {} ({}): peer {node_id} ({node_name}) is in cluster \
+                 `{cluster_name}`, not `{}`; refused",
+                ctx.conn_id,
+                ctx.peer_addr,
+                s.cfg.cluster_name
+            );
+            let foreign = Refusal::ForeignCluster {
+                ours: s.cfg.cluster_name.clone(),
+                theirs: cluster_name,
+            };
+            return answer::refuse(reply, foreign);
+        }
+        log::debug!(
+            "conn {} ({}): peer {node_id} ({node_name})",
+            ctx.conn_id,
+            ctx.peer_addr
+        );
+        self.add_peer(ctx.conn_id);
+        self.inbox.push_control(Control::PeerConnected(node_id));
+        answer::peer_welcome(reply)
+    }
+
+    /// Decodes a peer's Raft message and queues it for the raft thread.
+    fn queue_raft(&self, group: GroupId, payload: &[u8]) -> Result<(), Refusal> {
+        match decode_message(payload) {
+            Ok(m) if m.to == self.shared.cfg.node_id => self.inbox.push_peer(group, m),
+            Ok(m) => log::debug!("dropping a Raft message for node {}", m.to),
+            Err(e) => return Err(Refusal::BadRaftMessage(e.to_string())),
+        }
+        Ok(())
     }
 
     fn is_peer(&self, conn_id: u64) -> bool {
@@ -176,19 +302,19 @@ impl Service for ClusterService {
         if s.closing.load(Ordering::Acquire) {
             return answer::refuse(reply, Refusal::ShuttingDown);
         }
+        let version = frame.api_version;
         match frame.request {
             Request::Ping => answer::pong(reply),
-            Request::Produce { value } => self.produce(&s.default, Values::One(value), reply),
-            Request::ProduceBatch { values } => {
-                if values.is_empty() {
-                    answer::empty_batch(reply, s.default.hw())
-                } else {
-                    self.produce(&s.default, Values::Many(values), reply)
-                }
+            Request::Produce { target, value } => {
+                self.produce_to(&target, Values::One(value), reply)
             }
-            Request::Consume { offset } => {
-                self.reads.consume(Arc::clone(&s.default), offset, reply)
+            Request::ProduceBatch { target, values } => {
+                self.produce_to(&target, Values::Many(values), reply)
             }
+            Request::Consume { target, offset } => match topics::route(s, &target) {
+                Ok(group) => self.reads.consume(group, offset, reply),
+                Err(why) => answer::refuse(reply, why),
+            },
             Request::Fetch {
                 offset,
                 max_bytes,
@@ -198,56 +324,71 @@ impl Service for ClusterService {
                 self.reads
                     .fetch(group, offset, max_bytes, max_wait_ms, reply)
             }
+            Request::FetchPartitions {
+                max_wait_ms,
+                max_bytes,
+                partitions,
+            } => self.fetch_partitions(partitions, max_bytes, max_wait_ms, reply),
+            Request::GetServers => answer::servers(reply, self.servers()),
+            Request::Status => answer::status(reply, self.status()),
+            Request::Metadata { topics } => topics::metadata(s, &topics, reply),
+            Request::DescribeTopic { name } => topics::describe_topic(s, &name, reply),
+            Request::CreateTopic { name, settings } => {
+                let cmd = topics::create_command(s, &name, &settings);
+                self.propose_admin(cmd, AdminKind::Create, reply)
+            }
+            Request::AlterTopic { name, changes } => {
+                let cmd = topics::alter_command(s, &name, &changes);
+                self.propose_admin(cmd, AdminKind::Alter, reply)
+            }
+            Request::DeleteTopic { name } => {
+                let cmd = topics::delete_command(s, &name);
+                self.propose_admin(cmd, AdminKind::Delete, reply)
+            }
+            Request::PeerHandshake {
+                cluster_name,
+                node_id,
+                node_name,
+            } => self.handshake(ctx, cluster_name, node_id, node_name, reply),
+            Request::Raft { group, payload } => {
+                if !self.is_peer(ctx.conn_id) {
+                    return answer::refuse(reply, Refusal::NotAPeer);
+                }
+                // Version 0 came from a node that held one log: the default group.
+                let group = if version == 0 { s.default.id } else { group };
+                if let Err(e) = self.queue_raft(group, &payload) {
+                    return answer::refuse(reply, e);
+                }
+                answer::raft_queued(reply)
+            }
+            Request::RaftBatch { messages } => {
+                if !self.is_peer(ctx.conn_id) {
+                    return answer::refuse(reply, Refusal::NotAPeer);
+                }
+                for m in messages {
+                    if let Err(e) = self.queue_raft(m.group, &m.payload) {
+                        return answer::refuse(reply, e);
+                    }
+                }
+                answer::raft_batch_queued(reply)
+            }
             Request::ReadEntries {
+                group,
                 from,
                 end,
                 anchor,
                 max_bytes,
             } => {
-                let range = (from, end, anchor);
-                let group = Arc::clone(&s.default);
-                self.reads.read_entries(group, range, max_bytes, reply)
-            }
-            Request::GetServers => answer::servers(reply, self.servers()),
-            Request::Status => answer::status(reply, self.status()),
-            Request::PeerHandshake {
-                cluster_name,
-                node_id,
-                node_name,
-            } => {
-                if cluster_name != s.cfg.cluster_name {
-                    log::warn!(
-                        "conn {} ({}): peer {node_id} ({node_name}) is in cluster \
-                         `{cluster_name}`, not `{}`; refused",
-                        ctx.conn_id,
-                        ctx.peer_addr,
-                        s.cfg.cluster_name
-                    );
-                    let foreign = Refusal::ForeignCluster {
-                        ours: s.cfg.cluster_name.clone(),
-                        theirs: cluster_name,
-                    };
-                    return answer::refuse(reply, foreign);
+                let group = if version == 0 { s.default.id } else { group };
+                match s.groups.get(group) {
+                    Some(g) => self
+                        .reads
+                        .read_entries(g, (from, end, anchor), max_bytes, reply),
+                    None => answer::refuse(
+                        reply,
+                        Refusal::UnknownTopic(format!("group {group} is not hosted here")),
+                    ),
                 }
-                log::debug!(
-                    "conn {} ({}): peer {node_id} ({node_name})",
-                    ctx.conn_id,
-                    ctx.peer_addr
-                );
-                self.add_peer(ctx.conn_id);
-                self.inbox.push_control(Control::PeerConnected(node_id));
-                answer::peer_welcome(reply)
-            }
-            Request::Raft { payload } => {
-                if !self.is_peer(ctx.conn_id) {
-                    return answer::refuse(reply, Refusal::NotAPeer);
-                }
-                match decode_message(&payload) {
-                    Ok(m) if m.to == s.cfg.node_id => self.inbox.push_peer(s.default.id, m),
-                    Ok(m) => log::debug!("dropping a Raft message for node {}", m.to),
-                    Err(e) => return answer::refuse(reply, Refusal::BadRaftMessage(e.to_string())),
-                }
-                answer::raft_queued(reply)
             }
         }
     }

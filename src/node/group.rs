@@ -25,6 +25,8 @@ pub(crate) struct GroupState {
     pub view: Mutex<View>,
     /// Damaged records found by reads, Raft and the scrubber, for the healer.
     pub damage: Arc<DamageReports>,
+    /// Largest record value its topic accepts (the node's own limits apply too).
+    pub max_record_bytes: AtomicU64,
 }
 
 impl GroupState {
@@ -44,6 +46,7 @@ impl GroupState {
             raft_first: AtomicU64::new(start.0 + 1),
             view: Mutex::new(view),
             damage,
+            max_record_bytes: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -62,6 +65,11 @@ impl GroupState {
         )
     }
 
+    /// Largest record value its topic accepts.
+    pub(crate) fn max_record_bytes(&self) -> usize {
+        usize::try_from(self.max_record_bytes.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+    }
+
     /// A snapshot of the published view.
     pub(crate) fn view(&self) -> View {
         super::lock(&self.view).clone()
@@ -70,7 +78,7 @@ impl GroupState {
 
 /// The group holding the `default` topic's partition 0 (v0 requests): the log in the
 /// data dir's top level, as before topics existed.
-pub(crate) const DEFAULT_GROUP: GroupId = GroupId(1);
+pub(crate) const DEFAULT_GROUP: GroupId = GroupId::DEFAULT_PARTITION;
 
 /// The groups this node hosts, by id (the raft thread adds and removes them).
 #[derive(Default)]

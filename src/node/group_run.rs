@@ -111,8 +111,7 @@ impl GroupRun {
         }
         self.last_retention = Instant::now();
         let log = Arc::clone(self.driver.raft().storage().log());
-        let cfg = log.config();
-        if cfg.retention_bytes.is_none() && cfg.retention_age.is_none() {
+        if log.retention() == (None, None) {
             return Ok(());
         }
         match log.retention_point(SystemTime::now()) {

@@ -23,7 +23,6 @@ use crate::raft::{Entry, Index, NodeId};
 use crate::replica::heal::{Action, Anchor, FetchAnswer, FetchRequest, HealConfig, Healer};
 use crate::storage::{Log, Offset, Record};
 use crate::sync::{lock, wait_timeout};
-use crate::types::GroupId;
 use crate::wire::{Request, ResponseBody};
 
 /// Most damaged ranges waiting to be picked up (more are dropped: the scrubber
@@ -302,7 +301,7 @@ impl Runner {
         };
         let mut client = Client::connect_with(addr, client_cfg).map_err(|e| e.to_string())?;
         let request = Request::ReadEntries {
-            group: GroupId::METADATA,
+            group: self.group.id,
             from: Offset(req.from.0),
             end: Offset(req.end.0),
             anchor: Offset(req.anchor.0),

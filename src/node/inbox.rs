@@ -28,12 +28,32 @@ pub(crate) struct ProduceJob {
     pub group: GroupId,
     /// The values (one for Produce, n for ProduceBatch).
     pub values: crate::replica::Values,
-    /// Answer as Produce (true) or ProduceBatch (false).
-    pub single: bool,
+    /// How the answer is shaped.
+    pub shape: ReplyShape,
     /// Where the answer goes.
     pub reply: Responder,
     /// Past this the produce is answered TIMEOUT.
     pub deadline: Instant,
+}
+
+/// How a produce's answer is shaped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ReplyShape {
+    /// A Produce: the offset.
+    Single,
+    /// A ProduceBatch: first offset and count.
+    Batch,
+    /// A catalogue command on the metadata group: answered with what applying it
+    /// did.
+    Admin(AdminKind),
+}
+
+/// Which catalogue request a metadata-group proposal answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AdminKind {
+    Create,
+    Alter,
+    Delete,
 }
 
 /// Requests to the raft thread from the node's owner.

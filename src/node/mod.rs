@@ -37,18 +37,22 @@
 
 mod answer;
 mod cluster_service;
+mod fetch_many;
 mod gate;
 mod group;
 mod group_open;
 mod group_run;
 pub mod heal;
+mod hosting;
 mod inbox;
 mod membership;
 pub mod meta;
+mod metadata;
 mod peers;
 mod raft_loop;
 pub mod raft_storage;
 mod reads;
+mod topics;
 
 pub use crate::replica::PROMOTE_MAX_LAG_ENTRIES;
 pub use cluster_service::ClusterService;
@@ -251,6 +255,8 @@ pub(crate) struct Shared {
     pub groups: Groups,
     /// The `default` topic's partition 0 (v0 requests, Status, GetServers).
     pub default: Arc<GroupState>,
+    /// The catalogue as last applied here (routing of topic requests).
+    pub catalogue: std::sync::RwLock<Arc<crate::catalogue::Catalogue>>,
     /// Each hosted group's scrubber and healer.
     pub services: Mutex<BTreeMap<GroupId, GroupServices>>,
     pub heal_counters: Arc<heal::HealCounters>,
@@ -267,6 +273,18 @@ pub(crate) struct Shared {
 pub(crate) use crate::sync::lock;
 
 impl Shared {
+    /// The catalogue as last applied here.
+    pub(crate) fn catalogue(&self) -> Arc<crate::catalogue::Catalogue> {
+        let c = self.catalogue.read().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(&c)
+    }
+
+    /// Publishes a newly applied catalogue.
+    pub(crate) fn publish_catalogue(&self, catalogue: &crate::catalogue::Catalogue) {
+        let mut c = self.catalogue.write().unwrap_or_else(|p| p.into_inner());
+        *c = Arc::new(catalogue.clone());
+    }
+
     /// Why a produce is refused here: NOT_LEADER with the leader's address, or
     /// "no leader" when none (other than this node) is known.
     pub(crate) fn not_leader(&self, leader: Option<NodeId>) -> answer::Refusal {
@@ -333,9 +351,21 @@ impl Node {
             let v = default.state.view();
             (v.commit, v.last)
         };
+        let meta_voters = metadata
+            .state
+            .view()
+            .membership
+            .voters
+            .into_iter()
+            .collect();
+        let applied = metadata::Metadata::load(&metadata.state.dir, meta_voters)?;
+        let partitions = hosting::open_hosted(&cfg, &applied)?;
         let groups = Groups::default();
         groups.insert(Arc::clone(&default.state));
         groups.insert(Arc::clone(&metadata.state));
+        for p in &partitions {
+            groups.insert(Arc::clone(&p.state));
+        }
         let heal_counters = Arc::new(heal::HealCounters::default());
         if let Some(m) = &cfg.metrics {
             m.set_heal_counters(Arc::clone(&heal_counters));
@@ -344,6 +374,7 @@ impl Node {
             groups,
             default: Arc::clone(&default.state),
             services: Mutex::new(BTreeMap::new()),
+            catalogue: std::sync::RwLock::new(Arc::new(applied.catalogue().clone())),
             heal_counters,
             members: Mutex::new(BTreeMap::new()),
             last_seeds: Mutex::new(Vec::new()),
@@ -365,6 +396,13 @@ impl Node {
             &shared.heal_counters,
         )?;
         lock(&shared.services).insert(GroupId::METADATA, services);
+        let mut runs = vec![default.run, metadata.run];
+        for p in partitions {
+            let services =
+                group_open::start_services(&shared, &p.state, p.damaged, &shared.heal_counters)?;
+            lock(&shared.services).insert(p.state.id, services);
+            runs.push(p.run);
+        }
         let reads = Arc::new(
             Reads::start(cfg.read.clone())
                 .map_err(|e| format!("cannot start the read pool: {e}"))?,
@@ -439,7 +477,8 @@ impl Node {
 
         let fatal = Arc::new(AtomicBool::new(false));
         let raft = RaftLoop::new(
-            vec![default.run, metadata.run],
+            runs,
+            applied,
             Arc::clone(&shared),
             Arc::clone(&inbox),
             Arc::clone(&reads),

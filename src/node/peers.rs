@@ -48,6 +48,7 @@ use rustls::pki_types::ServerName;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::raft::{encode_message, Message, NodeId};
+use crate::types::GroupId;
 use crate::wire::{self, Request, RequestFrame};
 
 /// Tunables of the peer transport.
@@ -85,8 +86,11 @@ struct Counters {
     sent: AtomicU64,
 }
 
+/// A Raft message of one group.
+type GroupMsg = (GroupId, Message);
+
 struct PeerHandle {
-    tx: SyncSender<Message>,
+    tx: SyncSender<GroupMsg>,
     addr: Arc<Mutex<Option<SocketAddr>>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -161,12 +165,7 @@ impl Peers {
     }
 
     /// Queues a message for its recipient; never blocks (drops when full).
-    pub(crate) fn send(&self, group: crate::types::GroupId, m: Message) {
-        // Until the peer protocol carries group ids, only the default group's
-        // messages travel.
-        if group != super::group::DEFAULT_GROUP {
-            return;
-        }
+    pub(crate) fn send(&self, group: GroupId, m: Message) {
         let to = m.to;
         let mut peers = lock(&self.peers);
         if !peers.contains_key(&to) {
@@ -176,7 +175,7 @@ impl Peers {
         let Some(p) = peers.get(&to) else {
             return;
         };
-        match p.tx.try_send(m) {
+        match p.tx.try_send((group, m)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 let n = self.counters.dropped_full.fetch_add(1, Ordering::Relaxed);
@@ -268,7 +267,7 @@ impl Conn {
 }
 
 impl Writer {
-    fn run(self, rx: Receiver<Message>) {
+    fn run(self, rx: Receiver<GroupMsg>) {
         let mut conn: Option<Conn> = None;
         let mut backoff_ms = self.cfg.backoff_min_ms.max(1);
         let mut next_attempt = Instant::now();
@@ -286,7 +285,7 @@ impl Writer {
             while approx < self.cfg.max_batch_bytes && batch.len() < self.cfg.queue_cap {
                 match rx.try_recv() {
                     Ok(m) => {
-                        approx += super::inbox::message_bytes(&m);
+                        approx += super::inbox::message_bytes(&m.1);
                         batch.push(m);
                     }
                     Err(_) => break,
@@ -344,10 +343,7 @@ impl Writer {
                 }
             }
             buf.clear();
-            for m in &batch {
-                correlation = correlation.wrapping_add(1);
-                encode_raft_frame(m, correlation, &mut buf);
-            }
+            encode_frames(&batch, &mut correlation, &mut buf);
             let Some(c) = conn.as_mut() else {
                 continue;
             };
@@ -468,15 +464,82 @@ impl Writer {
 /// Appends a RaftMessage request frame (wire-spec section 3: length, api key 32,
 /// version 0, correlation id, then the raft encoding as the body), encoding the
 /// message straight into `out` (no intermediate payload copy).
-fn encode_raft_frame(m: &Message, correlation: u32, out: &mut Vec<u8>) {
+/// Small messages (heartbeats, votes, acknowledgements, small appends) of every
+/// group share RaftBatch frames up to this many bytes: one frame per node pair per
+/// round instead of one per group. Bigger messages travel alone (a frame must stay
+/// within the receiver's frame limit).
+const COALESCE_BYTES: usize = 64 * 1024;
+
+/// Encodes a batch of queued messages as frames: runs of small messages as
+/// RaftBatch frames, big ones as RaftMessage v1 frames.
+fn encode_frames(batch: &[GroupMsg], correlation: &mut u32, out: &mut Vec<u8>) {
+    let mut run: Vec<&GroupMsg> = Vec::new();
+    let mut run_bytes = 0usize;
+    for m in batch {
+        let bytes = super::inbox::message_bytes(&m.1);
+        if bytes > COALESCE_BYTES {
+            *correlation = correlation.wrapping_add(1);
+            encode_raft_frame(m, *correlation, out);
+            continue;
+        }
+        if run_bytes + bytes > COALESCE_BYTES || run.len() >= wire::MAX_RAFT_BATCH_MESSAGES {
+            *correlation = correlation.wrapping_add(1);
+            encode_batch_frame(&run, *correlation, out);
+            run.clear();
+            run_bytes = 0;
+        }
+        run.push(m);
+        run_bytes += bytes;
+    }
+    match run.as_slice() {
+        [] => {}
+        [one] => {
+            *correlation = correlation.wrapping_add(1);
+            encode_raft_frame(one, *correlation, out);
+        }
+        _ => {
+            *correlation = correlation.wrapping_add(1);
+            encode_batch_frame(&run, *correlation, out);
+        }
+    }
+}
+
+/// Starts a request frame (length patched by `end_frame`); returns its start.
+fn begin_frame(api: wire::ApiKey, version: u16, correlation: u32, out: &mut Vec<u8>) -> usize {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&wire::ApiKey::RaftMessage.as_u16().to_be_bytes());
-    out.extend_from_slice(&0u16.to_be_bytes());
+    out.extend_from_slice(&api.as_u16().to_be_bytes());
+    out.extend_from_slice(&version.to_be_bytes());
     out.extend_from_slice(&correlation.to_be_bytes());
-    encode_message(m, out);
+    start
+}
+
+fn end_frame(start: usize, out: &mut [u8]) {
     let len = u32::try_from(out.len() - start - 4).unwrap_or(u32::MAX);
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// RaftMessage v1: `u64 group`, then the message (wire-spec §5).
+fn encode_raft_frame((group, m): &GroupMsg, correlation: u32, out: &mut Vec<u8>) {
+    let start = begin_frame(wire::ApiKey::RaftMessage, 1, correlation, out);
+    out.extend_from_slice(&group.0.to_be_bytes());
+    encode_message(m, out);
+    end_frame(start, out);
+}
+
+/// RaftBatch: `u32 count, count × (u64 group, u32 len, message)` (wire-spec §5).
+fn encode_batch_frame(run: &[&GroupMsg], correlation: u32, out: &mut Vec<u8>) {
+    let start = begin_frame(wire::ApiKey::RaftBatch, 0, correlation, out);
+    out.extend_from_slice(&(run.len() as u32).to_be_bytes());
+    for (group, m) in run {
+        out.extend_from_slice(&group.0.to_be_bytes());
+        let len_at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        encode_message(m, out);
+        let len = u32::try_from(out.len() - len_at - 4).unwrap_or(u32::MAX);
+        out[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
+    }
+    end_frame(start, out);
 }
 
 /// Reads responses until the connection closes; an error response (or a TLS error)
@@ -629,12 +692,68 @@ mod tests {
             },
         };
         let mut buf = Vec::new();
-        encode_raft_frame(&m, 77, &mut buf);
+        encode_raft_frame(&(GroupId(7), m.clone()), 77, &mut buf);
         let frame = wire::decode_request(&buf).expect("a valid request frame");
         assert_eq!(frame.correlation_id, 77);
-        let Request::Raft { payload, .. } = frame.request else {
+        let Request::Raft { group, payload } = frame.request else {
             panic!("not a Raft request");
         };
+        assert_eq!(group, GroupId(7));
         assert_eq!(crate::raft::decode_message(&payload), Ok(m));
+    }
+
+    /// Small messages of many groups share RaftBatch frames; big ones go alone.
+    #[test]
+    fn small_messages_of_many_groups_share_one_frame() {
+        let beat = |g: u64| {
+            let m = Message {
+                from: NodeId(1),
+                to: NodeId(2),
+                term: Term(g),
+                body: MessageBody::Heartbeat { commit: Index(g) },
+            };
+            (GroupId(g), m)
+        };
+        let mut batch: Vec<GroupMsg> = (1..=100).map(beat).collect();
+        let big = Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(1),
+            body: MessageBody::AppendEntries {
+                prev_index: Index(0),
+                prev_term: Term(0),
+                commit: Index(0),
+                entries: vec![Entry {
+                    index: Index(1),
+                    term: Term(1),
+                    kind: RecordKind::Data,
+                    data: vec![7u8; COALESCE_BYTES + 1].into(),
+                }],
+            },
+        };
+        batch.push((GroupId(500), big.clone()));
+        let mut buf = Vec::new();
+        let mut correlation = 0;
+        encode_frames(&batch, &mut correlation, &mut buf);
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while at < buf.len() {
+            let len = u32::from_be_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+            frames.push(wire::decode_request(&buf[at..at + 4 + len]).expect("a frame"));
+            at += 4 + len;
+        }
+        assert_eq!(frames.len(), 2, "one RaftBatch for 100 heartbeats, one big message");
+        let Request::Raft { group, payload } = &frames[0].request else {
+            panic!("the big message goes first, alone");
+        };
+        assert_eq!((*group, crate::raft::decode_message(payload)), (GroupId(500), Ok(big)));
+        let Request::RaftBatch { messages } = &frames[1].request else {
+            panic!("not a RaftBatch");
+        };
+        assert_eq!(messages.len(), 100);
+        for (i, gm) in messages.iter().enumerate() {
+            let (g, m) = beat(i as u64 + 1);
+            assert_eq!((gm.group, crate::raft::decode_message(&gm.payload)), (g, Ok(m)));
+        }
     }
 }

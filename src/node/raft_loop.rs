@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use super::answer::{self, Refusal};
 use super::group_run::{storage_full, GroupRun};
-use super::inbox::{Control, Inbox, ProduceJob};
+use super::inbox::{Control, Inbox, ProduceJob, ReplyShape};
+use super::metadata::Metadata;
 use super::peers::Peers;
 use super::raft_storage::WriteError;
 use super::reads::Reads;
@@ -44,8 +45,8 @@ const MAX_EFFECT_ROUNDS: usize = 32;
 /// Where a produce's answer goes and in which shape.
 pub(crate) struct ProduceReply {
     pub reply: Responder,
-    /// Answer as Produce (true) or ProduceBatch (false).
-    pub single: bool,
+    /// How the answer is shaped.
+    pub shape: ReplyShape,
 }
 
 /// Why the loop stopped with an error.
@@ -77,13 +78,15 @@ impl From<WriteError> for Fatal {
 }
 
 pub(crate) struct RaftLoop {
-    groups: BTreeMap<GroupId, GroupRun>,
-    shared: Arc<Shared>,
-    inbox: Arc<Inbox>,
+    pub(super) groups: BTreeMap<GroupId, GroupRun>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) inbox: Arc<Inbox>,
     reads: Arc<Reads>,
     peers: Arc<Peers>,
+    /// The catalogue as applied from the metadata group's log.
+    pub(super) metadata: Metadata,
     /// Groups that got input since their effects were last executed.
-    touched: BTreeSet<GroupId>,
+    pub(super) touched: BTreeSet<GroupId>,
     /// Origin of the drivers' millisecond clock.
     clock: Instant,
     last_progress_log: Instant,
@@ -92,6 +95,7 @@ pub(crate) struct RaftLoop {
 impl RaftLoop {
     pub(crate) fn new(
         groups: Vec<GroupRun>,
+        metadata: Metadata,
         shared: Arc<Shared>,
         inbox: Arc<Inbox>,
         reads: Arc<Reads>,
@@ -99,6 +103,7 @@ impl RaftLoop {
     ) -> RaftLoop {
         RaftLoop {
             groups: groups.into_iter().map(|g| (g.state.id, g)).collect(),
+            metadata,
             shared,
             inbox,
             reads,
@@ -143,7 +148,7 @@ impl RaftLoop {
     }
 
     /// Starts a group's driver (a one-voter group elects itself, which writes).
-    fn start_group(&mut self, id: GroupId) -> Result<(), Fatal> {
+    pub(super) fn start_group(&mut self, id: GroupId) -> Result<(), Fatal> {
         let now = self.now_ms();
         self.touched.insert(id);
         self.group_call(id, |g| Ok(g.driver.start(now)?))
@@ -287,7 +292,7 @@ impl RaftLoop {
             deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
             reply: ProduceReply {
                 reply: job.reply,
-                single: job.single,
+                shape: job.shape,
             },
         }
     }
@@ -388,26 +393,41 @@ impl RaftLoop {
     }
 
     /// Executes one round of a group's effects but the fsync; returns the Sync seq
-    /// asked for.
+    /// asked for. On the metadata group, committed entries are applied to the
+    /// catalogue before the commands' proposers are answered.
     fn execute_effects(&mut self, id: GroupId, effects: Vec<Effect<ProduceReply>>) -> Option<u64> {
         let g = self.groups.get(&id)?;
         let mut sync_seq = None;
+        let mut admin = Vec::new();
+        let mut meta_committed = false;
         for e in effects {
             match e {
                 Effect::Send(m) => self.peers.send(id, m),
                 Effect::Sync { seq } => sync_seq = Some(seq),
+                Effect::Complete { reply, result }
+                    if matches!(reply.shape, ReplyShape::Admin(_)) =>
+                {
+                    admin.push((reply, result));
+                }
                 Effect::Complete { reply, result } => {
                     answer::produce(reply, result, |l| self.shared.not_leader(l))
                 }
                 Effect::HighWater(hw) => {
                     g.raise_high_water(hw);
                     self.reads.on_hw_raised(&g.state);
+                    meta_committed |= id == GroupId::METADATA;
                 }
                 Effect::FirstIndex(first) => {
                     g.state.raft_first.fetch_max(first.0, Ordering::AcqRel);
                 }
                 Effect::Role(s) => on_role(&self.shared, id, s),
             }
+        }
+        if meta_committed {
+            self.apply_metadata();
+        }
+        for (reply, result) in admin {
+            self.answer_admin(reply, result);
         }
         sync_seq
     }

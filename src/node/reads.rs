@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::answer::{self, Refusal};
+use super::fetch_many::ManyFetch;
 use super::group::GroupState;
 use crate::net::{PoolSubmitter, Responder, WorkerPool};
 use crate::types::Offset;
@@ -61,11 +62,61 @@ struct Parked {
 }
 
 struct ParkedFetch {
-    group: Arc<GroupState>,
-    offset: Offset,
-    max_bytes: u32,
+    want: Want,
     deadline: Instant,
     reply: Responder,
+}
+
+/// What a parked fetch waits for.
+enum Want {
+    /// Fetch v0: one group past `offset`.
+    One {
+        group: Arc<GroupState>,
+        offset: Offset,
+        max_bytes: u32,
+    },
+    /// Fetch v1: any of its partitions.
+    Many(ManyFetch),
+}
+
+impl Want {
+    fn wakes_on(&self, group: &GroupState) -> bool {
+        match self {
+            Want::One {
+                group: g, offset, ..
+            } => g.id == group.id && *offset < group.hw(),
+            Want::Many(m) => m.wakes_on(group),
+        }
+    }
+
+    /// The job that serves it now.
+    fn into_job(self, reply: Responder) -> Job {
+        match self {
+            Want::One {
+                group,
+                offset,
+                max_bytes,
+            } => Job::Fetch {
+                group,
+                offset,
+                max_bytes,
+                reply,
+            },
+            Want::Many(fetch) => Job::FetchMany {
+                fetch,
+                park: false,
+                reply,
+            },
+        }
+    }
+
+    /// Answers it with nothing (its wait ended).
+    fn answer_empty(self, reply: Responder) {
+        match self {
+            Want::One { group, .. } => answer::nothing_fetched(reply, group.hw()),
+            Want::Many(m) => answer::fetched_partitions(reply, m.empty()),
+        }
+    }
 }
 
 enum Job {
@@ -80,6 +131,12 @@ enum Job {
         max_bytes: u32,
         reply: Responder,
     },
+    FetchMany {
+        fetch: ManyFetch,
+        /// Park when nothing is there yet (false once woken).
+        park: bool,
+        reply: Responder,
+    },
     ReadEntries {
         group: Arc<GroupState>,
         from: Offset,
@@ -88,6 +145,26 @@ enum Job {
         max_bytes: u32,
         reply: Responder,
     },
+}
+
+impl Job {
+    fn into_reply(self) -> Responder {
+        match self {
+            Job::Consume { reply, .. }
+            | Job::Fetch { reply, .. }
+            | Job::FetchMany { reply, .. }
+            | Job::ReadEntries { reply, .. } => reply,
+        }
+    }
+
+    /// Answers a fetch the pool could not take with nothing (it was parked).
+    fn answer_empty(self) {
+        match self {
+            Job::Fetch { group, reply, .. } => answer::nothing_fetched(reply, group.hw()),
+            Job::FetchMany { fetch, reply, .. } => answer::fetched_partitions(reply, fetch.empty()),
+            other => answer::refuse(other.into_reply(), Refusal::Busy("read queue")),
+        }
+    }
 }
 
 impl Reads {
@@ -181,10 +258,7 @@ impl Reads {
 
     fn submit(&self, job: Job) {
         if let Err(job) = self.submit.try_submit(job) {
-            let (Job::Consume { reply, .. }
-            | Job::Fetch { reply, .. }
-            | Job::ReadEntries { reply, .. }) = job;
-            answer::refuse(reply, Refusal::Busy("read queue"));
+            answer::refuse(job.into_reply(), Refusal::Busy("read queue"));
         }
     }
 
@@ -196,38 +270,35 @@ impl Reads {
         wait: Duration,
         reply: Responder,
     ) {
-        let s = &self.shared;
-        let mut parked = lock(&s.parked);
-        let hw = group.hw();
-        if offset < hw {
-            drop(parked);
-            return self.submit(Job::Fetch {
-                group,
-                offset,
-                max_bytes,
-                reply,
-            });
-        }
-        if parked.stopping || parked.fetches.len() >= s.cfg.max_parked {
-            drop(parked);
-            return answer::nothing_fetched(reply, hw);
-        }
-        parked.fetches.push(ParkedFetch {
+        let want = Want::One {
             group,
             offset,
             max_bytes,
-            deadline: Instant::now() + wait,
+        };
+        if let Some((want, reply)) = self.shared.park(want, wait, reply) {
+            self.submit(want.into_job(reply));
+        }
+    }
+
+    /// Fetch v1 over several partitions: read on the pool; parks there when every
+    /// partition is at its mark and `max_wait_ms` allows.
+    pub(crate) fn fetch_many(&self, fetch: ManyFetch, max_wait_ms: u32, reply: Responder) {
+        let park = max_wait_ms > 0 && !fetch.has_errors();
+        let wait_ms = u64::from(max_wait_ms).min(self.shared.cfg.max_wait_ms);
+        self.submit(Job::FetchMany {
+            fetch: ManyFetch {
+                wait: Duration::from_millis(wait_ms),
+                ..fetch
+            },
+            park,
             reply,
         });
-        drop(parked);
-        s.changed.notify_all();
     }
 
     /// Called by the raft thread after it raised a group's high-water mark: that
     /// group's parked fetches below it move to the pool.
     pub(crate) fn on_hw_raised(&self, group: &GroupState) {
-        let hw = group.hw();
-        let waits = |f: &ParkedFetch| f.group.id != group.id || f.offset >= hw;
+        let waits = |f: &ParkedFetch| !f.want.wakes_on(group);
         let ready: Vec<ParkedFetch> = {
             let mut parked = lock(&self.shared.parked);
             if parked.fetches.iter().all(waits) {
@@ -240,17 +311,8 @@ impl Reads {
             ready
         };
         for f in ready {
-            let job = Job::Fetch {
-                group: f.group,
-                offset: f.offset,
-                max_bytes: f.max_bytes,
-                reply: f.reply,
-            };
-            if let Err(job) = self.submit.try_submit(job) {
-                let (Job::Fetch { reply, .. }
-                | Job::Consume { reply, .. }
-                | Job::ReadEntries { reply, .. }) = job;
-                answer::nothing_fetched(reply, hw);
+            if let Err(job) = self.submit.try_submit(f.want.into_job(f.reply)) {
+                job.answer_empty();
             }
         }
     }
@@ -326,7 +388,50 @@ impl ReadShared {
                 max_bytes,
                 reply,
             } => self.read_entries(&group, (from, end, anchor), max_bytes, reply),
+            Job::FetchMany { fetch, park, reply } => self.fetch_many(fetch, park, reply),
         }
+    }
+
+    /// Reads a multi-partition fetch, or parks it while none of its partitions has
+    /// anything (re-checked under the parked lock: no wake-up is lost).
+    fn fetch_many(&self, fetch: ManyFetch, park: bool, reply: Responder) {
+        if park && !fetch.ready() {
+            let wait = fetch.wait;
+            match self.park(Want::Many(fetch), wait, reply) {
+                None => return,
+                Some((Want::Many(fetch), reply)) => return self.fetch_many(fetch, false, reply),
+                Some((want, reply)) => return want.answer_empty(reply),
+            }
+        }
+        let budget = u32::try_from(reply.max_response_bytes()).unwrap_or(u32::MAX);
+        let parts = fetch.read(self.cfg.max_fetch_bytes.min(budget));
+        answer::fetched_partitions(reply, parts);
+    }
+
+    /// Parks `want` until woken or `wait` passes. Gives it back when it can be
+    /// served now; answers it empty when parking is refused (stopping, full).
+    fn park(&self, want: Want, wait: Duration, reply: Responder) -> Option<(Want, Responder)> {
+        let mut parked = lock(&self.parked);
+        let ready = match &want {
+            Want::One { group, offset, .. } => *offset < group.hw(),
+            Want::Many(m) => m.ready(),
+        };
+        if ready {
+            return Some((want, reply));
+        }
+        if parked.stopping || parked.fetches.len() >= self.cfg.max_parked {
+            drop(parked);
+            want.answer_empty(reply);
+            return None;
+        }
+        parked.fetches.push(ParkedFetch {
+            want,
+            deadline: Instant::now() + wait,
+            reply,
+        });
+        drop(parked);
+        self.changed.notify_all();
+        None
     }
 
     fn read_entries(
@@ -460,8 +565,7 @@ impl ReadShared {
             if !expired.is_empty() {
                 drop(parked);
                 for f in expired {
-                    let hw = f.group.hw();
-                    answer::nothing_fetched(f.reply, hw);
+                    f.want.answer_empty(f.reply);
                 }
                 parked = lock(&self.parked);
                 continue;

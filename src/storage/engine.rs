@@ -147,7 +147,13 @@ pub struct Log {
     closed: AtomicBool,
     /// When the checkpoint was last written (only touched under the `sync` lock).
     checkpoint_written: Mutex<Option<std::time::Instant>>,
+    /// Retention limits in force (bytes, age): the configuration's, until a topic's
+    /// settings change them ([`Log::set_retention`]).
+    retention: Mutex<Retention>,
 }
+
+/// Retention limits: total bytes, age.
+type Retention = (Option<u64>, Option<std::time::Duration>);
 
 /// Name of the lock file in a log directory.
 pub(crate) const LOCK_FILE_NAME: &str = "LOCK";
@@ -331,6 +337,7 @@ impl Log {
             durable_offset: AtomicU64::new(next_offset),
             closed: AtomicBool::new(false),
             checkpoint_written: Mutex::new(written.then(std::time::Instant::now)),
+            retention: Mutex::new((config.retention_bytes, config.retention_age)),
             config,
         };
         let recovery = ReplicaRecovery {
@@ -405,9 +412,21 @@ impl Log {
         &self.dir
     }
 
-    /// The configuration the log was opened with.
+    /// The configuration the log was opened with (retention: see
+    /// [`Log::retention`]).
     pub fn config(&self) -> &LogConfig {
         &self.config
+    }
+
+    /// The retention limits in force: total bytes, age (`None`: unlimited).
+    pub fn retention(&self) -> (Option<u64>, Option<std::time::Duration>) {
+        *crate::sync::lock(&self.retention)
+    }
+
+    /// Changes the retention limits (a topic's settings changed); applied by the
+    /// next retention run.
+    pub fn set_retention(&self, bytes: Option<u64>, age: Option<std::time::Duration>) {
+        *crate::sync::lock(&self.retention) = (bytes, age);
     }
 
     fn check_open(&self) -> Result<()> {

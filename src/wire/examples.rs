@@ -537,7 +537,7 @@ mod tests {
                 })
             ),
             Request::ReadEntries {
-                group: crate::types::GroupId(0),
+                group: crate::types::GroupId::DEFAULT_PARTITION,
                 from: Offset(1),
                 end: Offset(4),
                 anchor: Offset(3),

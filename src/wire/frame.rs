@@ -155,15 +155,15 @@ fn decode_version_target(
     }
 }
 
-/// The group of a RaftMessage/ReadEntries: the `u64` prefix in version 1, group 0 in
-/// version 0.
+/// The group of a RaftMessage/ReadEntries: the `u64` prefix in version 1; in
+/// version 0 (a node with one log) the `default` topic's partition 0.
 fn decode_version_group(
     version: u16,
     r: &mut ByteReader<'_>,
     what: &'static str,
 ) -> Result<GroupId, DecodeError> {
     if version == 0 {
-        Ok(GroupId::METADATA)
+        Ok(GroupId::DEFAULT_PARTITION)
     } else {
         Ok(GroupId(r.u64(what)?))
     }

@@ -29,7 +29,8 @@
 //!
 //! A decoded [`Request`] carries its target whatever the version: a version-0 Produce,
 //! ProduceBatch or Consume has `target` = [`TopicPartition::default_topic`], a
-//! version-0 RaftMessage or ReadEntries has `group` = [`GroupId::METADATA`] (0).
+//! version-0 RaftMessage or ReadEntries has `group` =
+//! [`GroupId::DEFAULT_PARTITION`] (1: the one log of a version-0 node).
 //! [`Request::versions`] says which versions can carry a request; the encoder writes
 //! the frame's `api_version` clamped into that range, so a request is never sent in a
 //! layout that would drop its target (a "v0" frame with topic `orders` goes out as
@@ -251,7 +252,7 @@ pub enum Request {
     },
     /// A Raft message; the bytes are the raft module's own encoding.
     Raft {
-        /// The Raft group (version 0: group 0, the metadata group).
+        /// The Raft group (version 0: group 1, the `default` topic's partition 0).
         group: GroupId,
         /// Opaque body.
         payload: Vec<u8>,
@@ -274,7 +275,7 @@ pub enum Request {
     /// The receiver's log records `from..end` (every kind, committed or not), as
     /// many as fit `max_bytes` (at least one), and its term at `anchor`.
     ReadEntries {
-        /// The Raft group whose log is read (version 0: group 0).
+        /// The Raft group whose log is read (version 0: group 1).
         group: GroupId,
         /// First offset wanted.
         from: Offset,
@@ -311,7 +312,7 @@ impl Request {
     }
 
     /// The `api_version`s whose layout carries this request, `(lowest, highest)`:
-    /// a request for the default topic (or group 0) fits version 0 and 1, one for
+    /// a request for the default topic (or group 1) fits version 0 and 1, one for
     /// another topic (or group) only version 1; `Fetch` is version 0 only and
     /// `FetchPartitions` version 1 only; every other request version 0.
     pub fn versions(&self) -> (u16, u16) {
@@ -321,7 +322,7 @@ impl Request {
             | Request::ProduceBatch { target, .. }
             | Request::Consume { target, .. } => by_target(target.is_default()),
             Request::Raft { group, .. } | Request::ReadEntries { group, .. } => {
-                by_target(*group == GroupId::METADATA)
+                by_target(*group == GroupId::DEFAULT_PARTITION)
             }
             Request::FetchPartitions { .. } => (1, 1),
             _ => (0, 0),

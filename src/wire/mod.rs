@@ -15,7 +15,7 @@
 //! - Response payload: `u32 correlation_id | u16 error_code | body`; the body is the
 //!   API's response body when `error_code == 0`, else an [`ErrorBody`].
 //! - Version 0 of every API addresses the topic [`DEFAULT_TOPIC`], partition 0 (and
-//!   Raft group 0); version 1 names a topic partition or a group
+//!   Raft group 1); version 1 names a topic partition or a group
 //!   ([`Request::versions`], wire-spec §11).
 //!
 //! # Files

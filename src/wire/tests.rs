@@ -122,7 +122,7 @@ fn api_versions() -> Vec<(ApiKey, u16)> {
 }
 
 /// A random request of `api` in `version`: version 0 addresses the default topic
-/// (group 0), version 1 a random one (sometimes the default).
+/// (group 1), version 1 a random one (sometimes the default).
 fn random_request(rng: &mut Rng, api: ApiKey, version: u16) -> Request {
     let target = |rng: &mut Rng| {
         if version == 0 {
@@ -133,7 +133,7 @@ fn random_request(rng: &mut Rng, api: ApiKey, version: u16) -> Request {
     };
     let group = |rng: &mut Rng| {
         if version == 0 {
-            GroupId(0)
+            GroupId::DEFAULT_PARTITION
         } else {
             rng.group()
         }
@@ -838,7 +838,7 @@ fn fetch_view_borrows_values_from_the_frame() {
     ));
 }
 
-/// Version 0 keeps its bytes: a request for the default topic (group 0) is encoded as
+/// Version 0 keeps its bytes: a request for the default topic (group 1) is encoded as
 /// version 0, exactly as before topics existed, and decodes back to that target.
 #[test]
 fn default_targets_keep_their_version_0_bytes() {
@@ -855,7 +855,7 @@ fn default_targets_keep_their_version_0_bytes() {
     let read = RequestFrame::new(
         6,
         Request::ReadEntries {
-            group: GroupId(0),
+            group: GroupId::DEFAULT_PARTITION,
             from: Offset(1),
             end: Offset(4),
             anchor: Offset(3),
@@ -866,7 +866,7 @@ fn default_targets_keep_their_version_0_bytes() {
     let raft = RequestFrame::new(
         1,
         Request::Raft {
-            group: GroupId(0),
+            group: GroupId::DEFAULT_PARTITION,
             payload: vec![9, 9],
         },
     );
@@ -1168,15 +1168,38 @@ fn decoded_elements_fit_the_fuzz_allocation_factor() {
     use std::mem::size_of;
     const FACTOR: usize = 12;
     let fits = |size: usize, min_bytes: usize, what: &str| {
-        assert!(size <= FACTOR * min_bytes, "{what}: {size} > {FACTOR} × {min_bytes}");
+        assert!(
+            size <= FACTOR * min_bytes,
+            "{what}: {size} > {FACTOR} × {min_bytes}"
+        );
     };
     fits(size_of::<String>(), 2, "Metadata topic");
-    fits(size_of::<FetchPartition>(), MIN_FETCH_PARTITION_BYTES, "FetchPartition");
-    fits(size_of::<FetchedPartition>(), MIN_FETCHED_PARTITION_BYTES, "FetchedPartition");
+    fits(
+        size_of::<FetchPartition>(),
+        MIN_FETCH_PARTITION_BYTES,
+        "FetchPartition",
+    );
+    fits(
+        size_of::<FetchedPartition>(),
+        MIN_FETCHED_PARTITION_BYTES,
+        "FetchedPartition",
+    );
     fits(size_of::<NodeInfo>(), MIN_NODE_BYTES, "NodeInfo");
-    fits(size_of::<TopicMetadata>(), MIN_TOPIC_METADATA_BYTES, "TopicMetadata");
-    fits(size_of::<PartitionInfo>(), MIN_PARTITION_INFO_BYTES, "PartitionInfo");
+    fits(
+        size_of::<TopicMetadata>(),
+        MIN_TOPIC_METADATA_BYTES,
+        "TopicMetadata",
+    );
+    fits(
+        size_of::<PartitionInfo>(),
+        MIN_PARTITION_INFO_BYTES,
+        "PartitionInfo",
+    );
     fits(size_of::<NodeId>(), 8, "replica");
-    fits(size_of::<GroupMessage>(), MIN_GROUP_MESSAGE_BYTES, "GroupMessage");
+    fits(
+        size_of::<GroupMessage>(),
+        MIN_GROUP_MESSAGE_BYTES,
+        "GroupMessage",
+    );
     fits(size_of::<WireRecord>(), RECORD_HEADER_BYTES, "WireRecord");
 }

@@ -347,7 +347,7 @@ impl Log {
     /// last write) to `now`. Returns the bytes freed.
     pub fn apply_retention(&self, now: SystemTime) -> Result<u64> {
         self.check_open()?;
-        if self.config.retention_bytes.is_none() && self.config.retention_age.is_none() {
+        if self.retention() == (None, None) {
             return Ok(0);
         }
         let _sync = lock!(self.sync_lock);
@@ -382,10 +382,11 @@ impl Log {
             .map(|i| segments.sealed_bytes(i))
             .collect();
         let active_bytes = w.store_bytes + (w.next_offset - w.active.base) * SLOT_BYTES;
-        let by_bytes = self.config.retention_bytes.map_or(0, |limit| {
+        let (retention_bytes, retention_age) = self.retention();
+        let by_bytes = retention_bytes.map_or(0, |limit| {
             retention::drop_for_bytes(&sizes, active_bytes, limit)
         });
-        let by_age = match self.config.retention_age {
+        let by_age = match retention_age {
             None => 0,
             Some(max_age) => {
                 let mut modified = |i: usize| -> Result<SystemTime> {

@@ -1,0 +1,173 @@
+//! Fetch v1 (`FetchPartitions`): records of several partitions in one request, each
+//! from its own hosted group, within a per-partition and a total byte budget. A
+//! partition this node cannot serve is answered with its own error (UNKNOWN_TOPIC,
+//! NOT_LEADER pointing at a replica) and does not fail the others. When every
+//! servable partition is at its high-water mark the request long-polls (parked in
+//! `reads` until any of its groups' mark passes its offset, or its wait ends).
+
+use std::sync::Arc;
+
+use super::group::GroupState;
+use crate::storage::StorageError;
+use crate::types::Offset;
+use crate::wire::{self, ErrorBody, FetchedPartition, TopicPartition, WireRecord};
+
+/// Most read rounds per partition while skipping internal entries.
+const MAX_SCAN_ROUNDS: usize = 16;
+
+/// One partition of a multi-partition fetch.
+pub(crate) struct Part {
+    pub target: TopicPartition,
+    /// The group serving it here, or the error it is answered with.
+    pub group: Result<Arc<GroupState>, ErrorBody>,
+    pub offset: Offset,
+    pub max_bytes: u32,
+}
+
+/// A multi-partition fetch waiting for the read pool (or parked).
+pub(crate) struct ManyFetch {
+    pub parts: Vec<Part>,
+    /// Total record bytes budget.
+    pub max_bytes: u64,
+    /// Longest wait when nothing is there yet.
+    pub wait: std::time::Duration,
+}
+
+impl ManyFetch {
+    /// True if some servable partition has records past its offset now.
+    pub(crate) fn ready(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| p.group.as_ref().is_ok_and(|g| p.offset < g.hw()))
+    }
+
+    /// True if a parked fetch should wake for `group` (its mark passed our offset).
+    pub(crate) fn wakes_on(&self, group: &GroupState) -> bool {
+        let hw = group.hw();
+        self.parts.iter().any(|p| {
+            p.group
+                .as_ref()
+                .is_ok_and(|g| g.id == group.id && p.offset < hw)
+        })
+    }
+
+    /// True if any partition has an error to report (answer at once, no wait).
+    pub(crate) fn has_errors(&self) -> bool {
+        self.parts.iter().any(|p| p.group.is_err())
+    }
+
+    /// Reads every partition; damaged records met are reported to their healer.
+    pub(crate) fn read(&self, max_fetch_bytes: u32) -> Vec<FetchedPartition> {
+        let mut left = self.max_bytes.min(u64::from(max_fetch_bytes)).max(1);
+        self.parts
+            .iter()
+            .map(|p| {
+                let fetched = read_part(p, left);
+                let used: u64 = fetched
+                    .records
+                    .iter()
+                    .map(|r| r.value.len() as u64 + wire::RECORD_HEADER_BYTES as u64)
+                    .sum();
+                left = left.saturating_sub(used).max(1);
+                fetched
+            })
+            .collect()
+    }
+
+    /// Every partition answered empty at its high-water mark (the wait ended).
+    pub(crate) fn empty(&self) -> Vec<FetchedPartition> {
+        self.parts
+            .iter()
+            .map(|p| match &p.group {
+                Ok(g) => answer_part(p, None, g.hw(), Vec::new()),
+                Err(e) => answer_part(p, Some(e.clone()), Offset(0), Vec::new()),
+            })
+            .collect()
+    }
+}
+
+fn answer_part(
+    p: &Part,
+    error: Option<ErrorBody>,
+    high_watermark: Offset,
+    records: Vec<WireRecord>,
+) -> FetchedPartition {
+    FetchedPartition {
+        target: p.target.clone(),
+        error,
+        high_watermark,
+        records,
+    }
+}
+
+/// Data records of one partition from its offset, below its high-water mark, within
+/// `min(part budget, left)` bytes (at least one record if any).
+fn read_part(p: &Part, left: u64) -> FetchedPartition {
+    let g = match &p.group {
+        Ok(g) => g,
+        Err(e) => return answer_part(p, Some(e.clone()), Offset(0), Vec::new()),
+    };
+    let hw = g.hw();
+    let offset = if p.offset.0 == 0 { g.first() } else { p.offset };
+    if offset < g.first() || offset > hw {
+        let e = ErrorBody::offset_out_of_range(offset, g.first(), hw);
+        return answer_part(p, Some(e), hw, Vec::new());
+    }
+    let budget = u64::from(p.max_bytes).min(left).max(1);
+    let mut records = Vec::new();
+    let mut at = offset;
+    for _ in 0..MAX_SCAN_ROUNDS {
+        if at >= hw {
+            break;
+        }
+        let mut used = 0u64;
+        let mut next = None;
+        let read = g.log.read_range_with(at, budget, |r| {
+            let size = r.value.len() as u64 + wire::RECORD_HEADER_BYTES as u64;
+            if r.offset >= hw || (next.is_some() && used + size > budget) {
+                return false;
+            }
+            used += size;
+            next = Some(Offset(r.offset.0 + 1));
+            if !r.kind.is_internal() {
+                records.push(WireRecord {
+                    offset: r.offset,
+                    term: r.term,
+                    kind: r.kind,
+                    value: r.value.to_vec(),
+                });
+            }
+            true
+        });
+        if let Err(e) = read {
+            return read_failed(p, g, &e, hw, records);
+        }
+        match next {
+            Some(n) if records.is_empty() => at = n,
+            _ => break,
+        }
+    }
+    answer_part(p, None, hw, records)
+}
+
+/// A read error: the records read before it are answered; damage goes to the
+/// healer and is reported on the partition when nothing was read.
+fn read_failed(
+    p: &Part,
+    g: &GroupState,
+    e: &StorageError,
+    hw: Offset,
+    records: Vec<WireRecord>,
+) -> FetchedPartition {
+    if let StorageError::CorruptRecord { offset, .. } = e {
+        g.damage.report(*offset);
+    }
+    if !records.is_empty() {
+        return answer_part(p, None, hw, records);
+    }
+    let code = match e {
+        StorageError::CorruptRecord { .. } => wire::ErrorCode::CorruptRecord,
+        _ => wire::ErrorCode::Unavailable,
+    };
+    answer_part(p, Some(ErrorBody::new(code, e.to_string())), hw, Vec::new())
+}

@@ -1,0 +1,311 @@
+//! Which partition groups run on this node: the raft thread applies the metadata
+//! group's committed entries ([`Metadata`]) and starts the groups the catalogue
+//! places here, stops (and removes the data of) deleted ones, and hands changed topic
+//! settings to the running ones. Start-up opens the groups the persisted catalogue
+//! places here the same way.
+//!
+//! Order matters for crashes: a created group's directory exists before the
+//! catalogue that names it is persisted, so after a restart a hosted group whose
+//! directory is missing really lost its data (it does not vote until it caught up);
+//! a deleted group's directory goes after the catalogue without it is persisted
+//! (leftovers are removed at start-up).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::group_open::{self, GroupSpec, Opened};
+use super::metadata::Metadata;
+use super::{lock, NodeConfig, Shared};
+use crate::catalogue::{Catalogue, PartitionGroup, Topic, TopicSettings};
+use crate::raft::Membership;
+use crate::storage::LogConfig;
+use crate::types::{GroupId, NodeId};
+
+/// Where partition groups other than the default one live in the data dir.
+pub(crate) const GROUPS_DIR: &str = "groups";
+
+/// A partition group's directory.
+pub(crate) fn group_dir(data_dir: &Path, id: GroupId) -> PathBuf {
+    data_dir.join(GROUPS_DIR).join(id.0.to_string())
+}
+
+/// A topic's settings as a partition log's configuration.
+pub(crate) fn log_config(base: &LogConfig, settings: &TopicSettings) -> LogConfig {
+    LogConfig {
+        max_store_bytes: settings.segment_bytes,
+        retention_bytes: settings.retention_bytes,
+        retention_age: settings
+            .retention_age_ms
+            .map(std::time::Duration::from_millis),
+        ..base.clone()
+    }
+}
+
+/// How to open a partition group placed on this node. `maybe_lost`: it was placed
+/// here before and its directory is gone.
+pub(crate) fn partition_spec(
+    cfg: &NodeConfig,
+    topic: &Topic,
+    group: GroupId,
+    replicas: &[NodeId],
+    voters: &[NodeId],
+    maybe_lost: bool,
+) -> GroupSpec {
+    let follows_voters = replicas.is_empty();
+    let members = if follows_voters { voters } else { replicas };
+    let alone = members == [cfg.node_id];
+    GroupSpec {
+        id: group,
+        dir: group_dir(&cfg.data_dir, group),
+        initial: Membership::with_voters(members.iter().map(|n| n.0)),
+        follows_voters,
+        log: log_config(&cfg.log, &topic.settings),
+        // A group only this node replicates cannot be refetched from anyone.
+        maybe_lost: maybe_lost && !alone,
+        has_peers: !alone,
+    }
+}
+
+/// Opens, at start-up, every partition group the persisted catalogue places here
+/// (but the default partition, opened with the node), and removes the directories
+/// of groups deleted from it.
+pub(crate) fn open_hosted(cfg: &NodeConfig, metadata: &Metadata) -> Result<Vec<Opened>, String> {
+    let catalogue = metadata.catalogue();
+    remove_deleted_dirs(&cfg.data_dir, catalogue);
+    let mut opened = Vec::new();
+    for (topic, p) in catalogue.groups_on(cfg.node_id) {
+        if p.group == super::group::DEFAULT_GROUP {
+            continue;
+        }
+        let lost = !group_dir(&cfg.data_dir, p.group).exists();
+        if lost {
+            log::warn!(
+                "partition {}/{} (group {}) has no data here any more: refetching it",
+                topic.name,
+                p.partition,
+                p.group
+            );
+        }
+        let spec = partition_spec(cfg, topic, p.group, &p.replicas, metadata.voters(), lost);
+        let o = group_open::open(cfg, spec)?;
+        o.state.max_record_bytes.store(
+            u64::from(topic.settings.max_record_bytes),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        opened.push(o);
+    }
+    Ok(opened)
+}
+
+/// Directories of groups the catalogue numbered but no longer has (deleted while
+/// the node was down or before it removed them). Groups numbered after the
+/// catalogue's last one are kept: they were created but not yet persisted.
+fn remove_deleted_dirs(data_dir: &Path, catalogue: &Catalogue) {
+    let Ok(entries) = std::fs::read_dir(data_dir.join(GROUPS_DIR)) else {
+        return;
+    };
+    for e in entries.flatten().take(1_000_000) {
+        let Some(id) = e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else {
+            continue;
+        };
+        let id = GroupId(id);
+        if id < catalogue.next_group() && catalogue.group(id).is_none() {
+            log::info!("removing the data of deleted group {id}");
+            if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                log::warn!("cannot remove {}: {err}", e.path().display());
+            }
+        }
+    }
+}
+
+/// Stops a removed group's threads and deletes its data, off the raft thread (the
+/// healer may be waiting on a peer).
+pub(crate) fn retire(shared: &Arc<Shared>, group: &PartitionGroup) {
+    let id = group.group;
+    let services = lock(&shared.services).remove(&id);
+    let dir = group_dir(&shared.cfg.data_dir, id);
+    let what = format!("{}/{} (group {id})", group.topic, group.partition);
+    let spawned = std::thread::Builder::new()
+        .name("retire-group".into())
+        .spawn(move || {
+            if let Some(s) = services {
+                s.stop();
+            }
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => log::info!("deleted partition {what}"),
+                Err(e) => log::warn!("cannot remove {} of {what}: {e}", dir.display()),
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot remove group {id} now ({e}); it is removed at the next start");
+    }
+}
+
+impl super::raft_loop::RaftLoop {
+    /// Applies the metadata group's newly committed entries: hosts created groups,
+    /// retires deleted ones, passes changed settings on, then persists and publishes
+    /// the catalogue.
+    pub(super) fn apply_metadata(&mut self) {
+        let Some(meta) = self.groups.get(&GroupId::METADATA) else {
+            return;
+        };
+        let (log, hw) = (Arc::clone(&meta.state.log), meta.state.hw());
+        let before = self.metadata.catalogue().applied();
+        let changes = self.metadata.apply_committed(&log, hw);
+        if self.metadata.catalogue().applied() == before {
+            return;
+        }
+        let me = self.shared.cfg.node_id;
+        for change in &changes {
+            for pg in change.created.iter().filter(|pg| hosted(pg, me)) {
+                self.host(pg);
+            }
+            for pg in &change.deleted {
+                self.unhost(pg);
+            }
+            if change.settings_changed {
+                self.apply_settings(change.topic.as_str());
+            }
+        }
+        if let Err(e) = self.metadata.persist() {
+            log::error!("cannot persist the catalogue (it is replayed at start): {e}");
+        }
+        self.shared.publish_catalogue(self.metadata.catalogue());
+    }
+
+    /// Opens and starts a partition group placed here by a committed command.
+    fn host(&mut self, pg: &PartitionGroup) {
+        if self.groups.contains_key(&pg.group) {
+            return;
+        }
+        let catalogue = self.metadata.catalogue();
+        let Some(topic) = catalogue.topic(pg.topic.as_str()) else {
+            return;
+        };
+        let cfg = &self.shared.cfg;
+        let spec = partition_spec(
+            cfg,
+            topic,
+            pg.group,
+            &pg.replicas,
+            self.metadata.voters(),
+            false,
+        );
+        let opened = match group_open::open(cfg, spec) {
+            Ok(o) => o,
+            Err(e) => {
+                log::error!(
+                    "cannot open partition {}/{} (group {}): {e}",
+                    pg.topic,
+                    pg.partition,
+                    pg.group
+                );
+                return;
+            }
+        };
+        let Opened {
+            run,
+            state,
+            damaged,
+        } = opened;
+        match group_open::start_services(&self.shared, &state, damaged, &self.shared.heal_counters)
+        {
+            Ok(s) => {
+                lock(&self.shared.services).insert(pg.group, s);
+            }
+            Err(e) => log::warn!("group {}: {e}", pg.group),
+        }
+        state.max_record_bytes.store(
+            u64::from(topic.settings.max_record_bytes),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.shared.groups.insert(state);
+        self.groups.insert(pg.group, run);
+        log::info!(
+            "hosting partition {}/{} (group {}, replicas {:?})",
+            pg.topic,
+            pg.partition,
+            pg.group,
+            pg.replicas
+        );
+        if let Err(e) = self.start_group(pg.group) {
+            log::error!("group {}: cannot start: {e}", pg.group);
+        }
+    }
+
+    /// Stops a deleted partition group: its waiting produces are refused, its
+    /// threads stop and its data goes.
+    fn unhost(&mut self, pg: &PartitionGroup) {
+        let Some(mut run) = self.groups.remove(&pg.group) else {
+            return;
+        };
+        self.touched.remove(&pg.group);
+        run.finish(&self.shared);
+        self.shared.groups.remove(pg.group);
+        for job in self.inbox.drain_group(pg.group) {
+            super::answer::refuse(job.reply, super::answer::Refusal::TopicDeleted);
+        }
+        retire(&self.shared, pg);
+    }
+
+    /// A topic's retention changed: its hosted partitions' logs use the new limits.
+    fn apply_settings(&mut self, topic: &str) {
+        let Some(t) = self.metadata.catalogue().topic(topic) else {
+            return;
+        };
+        for p in &t.partitions {
+            if let Some(g) = self.groups.get(&p.group) {
+                g.state.max_record_bytes.store(
+                    u64::from(t.settings.max_record_bytes),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                g.state.log.set_retention(
+                    t.settings.retention_bytes,
+                    t.settings
+                        .retention_age_ms
+                        .map(std::time::Duration::from_millis),
+                );
+            }
+        }
+    }
+}
+
+/// True if `me` replicates the partition.
+fn hosted(pg: &PartitionGroup, me: NodeId) -> bool {
+    pg.replicas.is_empty() || pg.replicas.contains(&me)
+}
+
+impl super::raft_loop::RaftLoop {
+    /// Answers a catalogue command's proposer with what applying it did.
+    pub(super) fn answer_admin(
+        &mut self,
+        to: super::raft_loop::ProduceReply,
+        result: Result<crate::replica::Produced, crate::replica::ProduceError>,
+    ) {
+        let outcome = match &result {
+            Ok(p) => self.metadata.take_outcome(p.first.0),
+            Err(_) => None,
+        };
+        use super::inbox::{AdminKind, ReplyShape};
+        use super::topics::ApiAnswer;
+        match outcome {
+            Some(outcome) => {
+                let api = match to.shape {
+                    ReplyShape::Admin(AdminKind::Create) => Some(ApiAnswer::Create),
+                    ReplyShape::Admin(AdminKind::Alter) => Some(ApiAnswer::Alter),
+                    _ => None,
+                };
+                let described = match (&outcome, api) {
+                    (Ok(change), Some(api)) => self
+                        .metadata
+                        .catalogue()
+                        .topic(change.topic.as_str())
+                        .map(|t| (api, super::topics::describe(&self.shared, t))),
+                    _ => None,
+                };
+                super::answer::admin(to.reply, outcome, described);
+            }
+            None => super::answer::produce(to, result, |l| self.shared.not_leader(l)),
+        }
+    }
+}

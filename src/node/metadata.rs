@@ -1,0 +1,175 @@
+//! The metadata group's state machine on a node: applies the committed entries of
+//! group 0's log to the [`Catalogue`] in log order (catalogue commands are its data
+//! entries; configuration entries tell which voters it has), keeps the result in
+//! `meta/catalogue.state` (written atomically after each applied batch, so a restart
+//! replays only what came after), and remembers the outcome of recent commands so
+//! the node that proposed one can answer its client.
+//!
+//! The voters at each applied index are tracked because a new partition replicated
+//! on every voter ([`crate::catalogue::Replication::All`]) starts with the metadata
+//! group's voters of the moment its command was committed: the same on every node,
+//! since it is a function of the committed log prefix.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::bytes::ByteReader;
+use crate::catalogue::{Applied, Catalogue, CatalogueError, Change, Command};
+use crate::raft::Membership;
+use crate::storage::{Log, Offset, StorageError};
+use crate::types::{NodeId, RecordKind};
+
+/// The applied catalogue's file in the metadata group's directory.
+pub(crate) const CATALOGUE_FILE: &str = "catalogue.state";
+const FILE_VERSION: u8 = 1;
+/// Outcomes kept for proposers (oldest dropped first).
+const MAX_OUTCOMES: usize = 1024;
+/// Record bytes read per round while applying.
+const READ_BYTES: u64 = 1 << 20;
+
+/// What a committed command did, for the node that proposed it.
+pub(crate) type Outcome = Result<Change, CatalogueError>;
+
+/// The node's catalogue and how far it applied the metadata log.
+pub(crate) struct Metadata {
+    catalogue: Catalogue,
+    /// The metadata group's voters as of `catalogue.applied()`.
+    voters: Vec<NodeId>,
+    dir: PathBuf,
+    outcomes: BTreeMap<u64, Outcome>,
+}
+
+impl Metadata {
+    /// Reads the persisted catalogue of `dir` (none yet: an empty one whose voters
+    /// are `initial_voters`, the metadata group's starting configuration).
+    pub(crate) fn load(dir: &Path, initial_voters: Vec<NodeId>) -> Result<Metadata, String> {
+        let path = dir.join(CATALOGUE_FILE);
+        let (catalogue, voters) = match std::fs::read(&path) {
+            Ok(bytes) => decode_file(&bytes)
+                .map_err(|e| format!("cannot read the catalogue {}: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                (Catalogue::with_default_topic(), initial_voters)
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        Ok(Metadata {
+            catalogue,
+            voters,
+            dir: dir.to_path_buf(),
+            outcomes: BTreeMap::new(),
+        })
+    }
+
+    pub(crate) fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// The metadata group's voters as of the last applied entry.
+    pub(crate) fn voters(&self) -> &[NodeId] {
+        &self.voters
+    }
+
+    /// Applies the entries of the metadata `log` from the first unapplied one up to
+    /// (not including) `hw`, in order. Stops early at a damaged entry (it is applied
+    /// once healed). Returns what changed, in log order.
+    pub(crate) fn apply_committed(&mut self, log: &Log, hw: Offset) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let mut at = Offset(self.catalogue.applied() + 1).max(log.first_offset());
+        while at < hw {
+            let mut next = at;
+            let read = log.read_range_with(at, READ_BYTES, |r| {
+                if r.offset >= hw {
+                    return false;
+                }
+                next = Offset(r.offset.0 + 1);
+                if let Some(change) = self.apply_entry(r.offset.0, r.kind, r.value) {
+                    changes.push(change);
+                }
+                true
+            });
+            if let Err(e) = read {
+                log_read_error(at, &e);
+                break;
+            }
+            if next == at {
+                break;
+            }
+            at = next;
+        }
+        changes
+    }
+
+    /// Applies one committed entry; returns the change a command made.
+    fn apply_entry(&mut self, index: u64, kind: RecordKind, value: &[u8]) -> Option<Change> {
+        match kind {
+            RecordKind::NoOp => self.catalogue.skip(index),
+            RecordKind::Config => {
+                match Membership::decode(value) {
+                    Ok(m) => self.voters = m.voters.iter().copied().collect(),
+                    Err(e) => log::error!("metadata entry {index}: bad configuration: {e}"),
+                }
+                self.catalogue.skip(index);
+            }
+            RecordKind::Data => {
+                let outcome = Command::decode(value).and_then(|c| self.catalogue.apply(index, &c));
+                let change = match outcome {
+                    Ok(Applied::AlreadyApplied) => return None,
+                    Ok(Applied::Changed(change)) => Ok(change),
+                    Err(e) => {
+                        // Refused (identically on every node): applied all the same.
+                        self.catalogue.skip(index);
+                        log::info!("metadata entry {index}: refused: {e}");
+                        Err(e)
+                    }
+                };
+                self.remember(index, change.clone());
+                return change.ok();
+            }
+        }
+        None
+    }
+
+    fn remember(&mut self, index: u64, outcome: Outcome) {
+        self.outcomes.insert(index, outcome);
+        while self.outcomes.len() > MAX_OUTCOMES {
+            self.outcomes.pop_first();
+        }
+    }
+
+    /// The outcome of the command committed at `index` (once).
+    pub(crate) fn take_outcome(&mut self, index: u64) -> Option<Outcome> {
+        self.outcomes.remove(&index)
+    }
+
+    /// Writes the applied catalogue (atomic rename, fsynced).
+    pub(crate) fn persist(&self) -> Result<(), String> {
+        let mut bytes = vec![FILE_VERSION];
+        bytes.extend_from_slice(&(self.voters.len() as u32).to_be_bytes());
+        for v in &self.voters {
+            bytes.extend_from_slice(&v.0.to_be_bytes());
+        }
+        self.catalogue.encode_snapshot(&mut bytes);
+        super::meta::write_atomic(&self.dir, CATALOGUE_FILE, &bytes).map_err(|e| e.to_string())
+    }
+}
+
+fn log_read_error(at: Offset, e: &StorageError) {
+    // Damage is healed from a peer (the healer has it from the read); the entry is
+    // applied once it reads intact.
+    log::warn!("metadata log unreadable at {at}: {e}; applying it once healed");
+}
+
+fn decode_file(bytes: &[u8]) -> Result<(Catalogue, Vec<NodeId>), String> {
+    let mut r = ByteReader::new(bytes);
+    let version = r.u8("version").map_err(|e| e.to_string())?;
+    if version != FILE_VERSION {
+        return Err(format!("unknown format version {version}"));
+    }
+    let n = r.count_u32(8, "voters").map_err(|e| e.to_string())?;
+    let mut voters = Vec::with_capacity(n);
+    for _ in 0..n {
+        voters.push(NodeId(r.u64("voter").map_err(|e| e.to_string())?));
+    }
+    let catalogue = Catalogue::decode_snapshot(r.rest()).map_err(|e| e.to_string())?;
+    Ok((catalogue, voters))
+}
