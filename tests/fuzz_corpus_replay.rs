@@ -65,7 +65,11 @@ fn named_seeds_decode_as_named() {
             .any(|(api, version)| decode_response_versioned(&data, api, version).is_ok());
         if name.starts_with("req_") {
             let frame = decode_request(&data).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(frame.api_version >= 1, name.starts_with("req_v1_"), "{name}");
+            assert_eq!(
+                frame.api_version >= 1,
+                name.starts_with("req_v1_"),
+                "{name}"
+            );
         } else if name.starts_with("resp_") {
             assert!(as_response, "{name}");
         } else if name.starts_with("bad_") {

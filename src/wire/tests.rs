@@ -1168,15 +1168,38 @@ fn decoded_elements_fit_the_fuzz_allocation_factor() {
     use std::mem::size_of;
     const FACTOR: usize = 12;
     let fits = |size: usize, min_bytes: usize, what: &str| {
-        assert!(size <= FACTOR * min_bytes, "{what}: {size} > {FACTOR} × {min_bytes}");
+        assert!(
+            size <= FACTOR * min_bytes,
+            "{what}: {size} > {FACTOR} × {min_bytes}"
+        );
     };
     fits(size_of::<String>(), 2, "Metadata topic");
-    fits(size_of::<FetchPartition>(), MIN_FETCH_PARTITION_BYTES, "FetchPartition");
-    fits(size_of::<FetchedPartition>(), MIN_FETCHED_PARTITION_BYTES, "FetchedPartition");
+    fits(
+        size_of::<FetchPartition>(),
+        MIN_FETCH_PARTITION_BYTES,
+        "FetchPartition",
+    );
+    fits(
+        size_of::<FetchedPartition>(),
+        MIN_FETCHED_PARTITION_BYTES,
+        "FetchedPartition",
+    );
     fits(size_of::<NodeInfo>(), MIN_NODE_BYTES, "NodeInfo");
-    fits(size_of::<TopicMetadata>(), MIN_TOPIC_METADATA_BYTES, "TopicMetadata");
-    fits(size_of::<PartitionInfo>(), MIN_PARTITION_INFO_BYTES, "PartitionInfo");
+    fits(
+        size_of::<TopicMetadata>(),
+        MIN_TOPIC_METADATA_BYTES,
+        "TopicMetadata",
+    );
+    fits(
+        size_of::<PartitionInfo>(),
+        MIN_PARTITION_INFO_BYTES,
+        "PartitionInfo",
+    );
     fits(size_of::<NodeId>(), 8, "replica");
-    fits(size_of::<GroupMessage>(), MIN_GROUP_MESSAGE_BYTES, "GroupMessage");
+    fits(
+        size_of::<GroupMessage>(),
+        MIN_GROUP_MESSAGE_BYTES,
+        "GroupMessage",
+    );
     fits(size_of::<WireRecord>(), RECORD_HEADER_BYTES, "WireRecord");
 }
