@@ -22,11 +22,9 @@ use super::buf::{begin_frame, end_frame, len_u32, put_u16, put_u32, put_u64};
 use super::errors::{DecodeError, ErrorBody};
 use super::frame::{
     decode_record_ref, decode_response_header, put_record_header, LEN_PREFIX_BYTES,
-    RECORD_HEADER_BYTES, RESPONSE_HEADER_BYTES,
+    RECORD_HEADER_BYTES, REQUEST_HEADER_BYTES, RESPONSE_HEADER_BYTES,
 };
-#[cfg(doc)]
-use super::messages::ApiKey;
-use super::messages::{RecordView, WireRecord};
+use super::messages::{ApiKey, RecordView, WireRecord};
 use super::topics::{put_partition_error, put_target, TopicPartition};
 
 /// Bytes of a Fetch response up to the first record (prefix, header, hw, count).
@@ -406,4 +404,24 @@ impl Drop for PartitionRecordsWriter<'_> {
         let at = self.count_at;
         self.out[at..at + 4].copy_from_slice(&self.count.to_be_bytes());
     }
+}
+
+/// A Fetch request frame's `max_bytes` (the whole answer's soft cap), read in place
+/// without decoding, for sizing the answer's buffer before the request runs:
+/// version 0 `len | api | version | id | u64 offset | u32 max_bytes`, version 1
+/// `len | api | version | id | u32 max_wait_ms | u32 max_bytes | …`. `None` for
+/// another API, an unknown version, or a frame too short (which the decoder
+/// refuses anyway).
+pub fn peek_fetch_max_bytes(frame: &[u8]) -> Option<u32> {
+    let header: [u8; 4] = frame.get(4..8)?.try_into().ok()?;
+    if u16::from_be_bytes([header[0], header[1]]) != ApiKey::Fetch.as_u16() {
+        return None;
+    }
+    let at = match u16::from_be_bytes([header[2], header[3]]) {
+        0 => LEN_PREFIX_BYTES + REQUEST_HEADER_BYTES + 8,
+        1 => LEN_PREFIX_BYTES + REQUEST_HEADER_BYTES + 4,
+        _ => return None,
+    };
+    let max: [u8; 4] = frame.get(at..at + 4)?.try_into().ok()?;
+    Some(u32::from_be_bytes(max))
 }

@@ -32,11 +32,12 @@ use super::messages::{
     StatusInfo, WireRecord,
 };
 use super::topics::{
-    changes_len, decode_changes, decode_description, decode_fetch_partitions,
-    decode_fetched_partitions, decode_metadata_request, decode_metadata_response,
-    decode_raft_batch, decode_settings, decode_target, decode_topic, put_changes, put_description,
-    put_fetch_partitions, put_fetched_partitions, put_metadata_request, put_metadata_response,
-    put_raft_batch, put_settings, put_target, str_len, target_len, TopicPartition, SETTINGS_BYTES,
+    changes_len, decode_alter_topic, decode_create_topic, decode_description,
+    decode_fetch_partitions, decode_fetched_partitions, decode_metadata_request,
+    decode_metadata_response, decode_raft_batch, decode_target, decode_topic, put_alter_topic,
+    put_create_topic, put_description, put_fetch_partitions, put_fetched_partitions,
+    put_metadata_request, put_metadata_response, put_raft_batch, put_target, str_len, target_len,
+    TopicPartition, SETTINGS_BYTES,
 };
 use super::{Limits, MAX_FRAME_BYTES_CAP};
 
@@ -193,14 +194,7 @@ fn decode_request_body(
             target: decode_version_target(version, r)?,
             offset: Offset(r.u64("Consume offset")?),
         },
-        ApiKey::Fetch if version >= 1 => {
-            let (max_wait_ms, max_bytes, partitions) = decode_fetch_partitions(r)?;
-            Request::FetchPartitions {
-                max_wait_ms,
-                max_bytes,
-                partitions,
-            }
-        }
+        ApiKey::Fetch if version >= 1 => decode_fetch_partitions(r)?,
         ApiKey::Fetch => Request::Fetch {
             offset: Offset(r.u64("Fetch offset")?),
             max_bytes: r.u32("Fetch max_bytes")?,
@@ -208,30 +202,20 @@ fn decode_request_body(
         },
         ApiKey::GetServers => Request::GetServers,
         ApiKey::Status => Request::Status,
-        ApiKey::Metadata => Request::Metadata {
-            topics: decode_metadata_request(r)?,
-        },
-        ApiKey::CreateTopic => Request::CreateTopic {
-            name: decode_topic(r, "CreateTopic name")?,
-            settings: decode_settings(r)?,
-        },
+        ApiKey::Metadata => decode_metadata_request(r)?,
+        ApiKey::CreateTopic => decode_create_topic(r)?,
         ApiKey::DeleteTopic => Request::DeleteTopic {
             name: decode_topic(r, "DeleteTopic name")?,
         },
         ApiKey::DescribeTopic => Request::DescribeTopic {
             name: decode_topic(r, "DescribeTopic name")?,
         },
-        ApiKey::AlterTopic => Request::AlterTopic {
-            name: decode_topic(r, "AlterTopic name")?,
-            changes: decode_changes(r)?,
-        },
+        ApiKey::AlterTopic => decode_alter_topic(r)?,
         ApiKey::RaftMessage => Request::Raft {
             group: decode_version_group(version, r, "RaftMessage group")?,
             payload: r.rest().to_vec(),
         },
-        ApiKey::RaftBatch => Request::RaftBatch {
-            messages: decode_raft_batch(r)?,
-        },
+        ApiKey::RaftBatch => decode_raft_batch(r)?,
         ApiKey::PeerHandshake => Request::PeerHandshake {
             cluster_name: r.str_u16("PeerHandshake cluster_name")?.to_string(),
             node_id: NodeId(r.u64("PeerHandshake node_id")?),
@@ -270,6 +254,11 @@ fn encode_request_body(request: &Request, version: u16, out: &mut Vec<u8>) {
             put_target(out, target);
         }
     };
+    let put_version_group = |out: &mut Vec<u8>, group: GroupId| {
+        if v1 {
+            put_u64(out, group.0);
+        }
+    };
     match request {
         Request::Ping | Request::GetServers | Request::Status => {}
         Request::Produce { target, value } => {
@@ -302,19 +291,11 @@ fn encode_request_body(request: &Request, version: u16, out: &mut Vec<u8>) {
             partitions,
         } => put_fetch_partitions(out, *max_wait_ms, *max_bytes, partitions),
         Request::Metadata { topics } => put_metadata_request(out, topics),
-        Request::CreateTopic { name, settings } => {
-            put_str(out, name);
-            put_settings(out, settings);
-        }
+        Request::CreateTopic { name, settings } => put_create_topic(out, name, settings),
         Request::DeleteTopic { name } | Request::DescribeTopic { name } => put_str(out, name),
-        Request::AlterTopic { name, changes } => {
-            put_str(out, name);
-            put_changes(out, changes);
-        }
+        Request::AlterTopic { name, changes } => put_alter_topic(out, name, changes),
         Request::Raft { group, payload } => {
-            if v1 {
-                put_u64(out, group.0);
-            }
+            put_version_group(out, *group);
             out.extend_from_slice(payload);
         }
         Request::RaftBatch { messages } => put_raft_batch(out, messages),
@@ -334,9 +315,7 @@ fn encode_request_body(request: &Request, version: u16, out: &mut Vec<u8>) {
             anchor,
             max_bytes,
         } => {
-            if v1 {
-                put_u64(out, group.0);
-            }
+            put_version_group(out, *group);
             put_u64(out, from.0);
             put_u64(out, end.0);
             put_u64(out, anchor.0);
@@ -521,13 +500,8 @@ fn decode_response_body(
     r: &mut ByteReader<'_>,
 ) -> Result<ResponseBody, DecodeError> {
     Ok(match api {
-        ApiKey::Fetch if version >= 1 => ResponseBody::FetchPartitions {
-            partitions: decode_fetched_partitions(r)?,
-        },
-        ApiKey::Metadata => {
-            let (nodes, topics) = decode_metadata_response(r)?;
-            ResponseBody::Metadata { nodes, topics }
-        }
+        ApiKey::Fetch if version >= 1 => decode_fetched_partitions(r)?,
+        ApiKey::Metadata => decode_metadata_response(r)?,
         ApiKey::CreateTopic => ResponseBody::CreateTopic(decode_description(r)?),
         ApiKey::DeleteTopic => ResponseBody::DeleteTopic,
         ApiKey::DescribeTopic => ResponseBody::DescribeTopic(decode_description(r)?),

@@ -1203,3 +1203,31 @@ fn decoded_elements_fit_the_fuzz_allocation_factor() {
     );
     fits(size_of::<WireRecord>(), RECORD_HEADER_BYTES, "WireRecord");
 }
+
+#[test]
+fn fetch_max_bytes_is_read_in_place_in_both_versions() {
+    let v0 = enc_req(&RequestFrame::new(
+        1,
+        Request::Fetch {
+            offset: Offset(9),
+            max_bytes: 12_345,
+            max_wait_ms: 7,
+        },
+    ));
+    assert_eq!(peek_fetch_max_bytes(&v0), Some(12_345));
+    let v1 = enc_req(&RequestFrame::new(
+        2,
+        Request::FetchPartitions {
+            max_wait_ms: 7,
+            max_bytes: 54_321,
+            partitions: vec![],
+        },
+    ));
+    assert_eq!(peek_fetch_max_bytes(&v1), Some(54_321));
+    assert_eq!(peek_fetch_max_bytes(&v1[..19]), None);
+    let ping = enc_req(&RequestFrame::new(3, Request::Ping));
+    assert_eq!(peek_fetch_max_bytes(&ping), None);
+    let mut v2 = v1.clone();
+    v2[7] = 2;
+    assert_eq!(peek_fetch_max_bytes(&v2), None);
+}

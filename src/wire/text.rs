@@ -808,6 +808,56 @@ mod tests {
     }
 
     #[test]
+    fn version_1_replies_have_a_line_form() {
+        use crate::types::GroupId;
+        use crate::wire::topics::{PartitionInfo, TopicDescription, TopicSettings};
+        let record = WireRecord {
+            offset: Offset(2),
+            term: Term(1),
+            kind: RecordKind::Data,
+            value: b"hi".to_vec(),
+        };
+        let partitions = vec![
+            FetchedPartition {
+                target: TopicPartition::new("orders", 1),
+                error: None,
+                high_watermark: Offset(3),
+                records: vec![record],
+            },
+            FetchedPartition {
+                target: TopicPartition::new("nope", 0),
+                error: Some(ErrorBody::new(ErrorCode::UnknownTopic, "no such topic")),
+                high_watermark: Offset(0),
+                records: vec![],
+            },
+        ];
+        assert_eq!(
+            fmt(Ok(ResponseBody::FetchPartitions { partitions })),
+            "@orders/1 hw=3\r\n2 hi\r\n@nope/0 hw=0 UNKNOWN_TOPIC no such topic\r\n+END\r\n"
+        );
+        let description = TopicDescription {
+            name: "orders".into(),
+            topic_id: 4,
+            settings: TopicSettings {
+                partitions: 1,
+                ..TopicSettings::default()
+            },
+            partitions: vec![PartitionInfo {
+                partition: 0,
+                group: GroupId(7),
+                leader: NodeId(2),
+                replicas: vec![NodeId(2)],
+            }],
+        };
+        assert_eq!(
+            fmt(Ok(ResponseBody::DescribeTopic(description))),
+            "+orders id=4 partitions=1 replication=0 retention_bytes=0 retention_age_ms=0 \
+             max_record_bytes=0 segment_bytes=0 0:7:2\r\n"
+        );
+        assert_eq!(fmt(Ok(ResponseBody::DeleteTopic)), "+OK\r\n");
+    }
+
+    #[test]
     fn help_lines_end_with_end_marker() {
         let mut out = Vec::new();
         format_help(&mut out);

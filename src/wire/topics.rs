@@ -24,7 +24,7 @@ use crate::types::{GroupId, NodeId, Offset};
 
 use super::buf::{len_u32, put_bytes, put_str, put_u16, put_u32, put_u64, put_u8};
 use super::errors::{DecodeError, ErrorBody, ErrorCode};
-use super::messages::WireRecord;
+use super::messages::{Request, ResponseBody, WireRecord};
 
 /// Longest topic name a decoder accepts, in bytes (longer is `MALFORMED`). Which
 /// characters a name may use is the node's rule (`INVALID_TOPIC`), not the codec's.
@@ -276,9 +276,7 @@ fn bounded_count(
 }
 
 /// Fetch v1 request body, after the header.
-pub(crate) fn decode_fetch_partitions(
-    r: &mut ByteReader<'_>,
-) -> Result<(u32, u32, Vec<FetchPartition>), DecodeError> {
+pub(crate) fn decode_fetch_partitions(r: &mut ByteReader<'_>) -> Result<Request, DecodeError> {
     let max_wait_ms = r.u32("Fetch max_wait_ms")?;
     let max_bytes = r.u32("Fetch max_bytes")?;
     let count = bounded_count(
@@ -295,7 +293,11 @@ pub(crate) fn decode_fetch_partitions(
             max_bytes: r.u32("Fetch partition_max_bytes")?,
         });
     }
-    Ok((max_wait_ms, max_bytes, partitions))
+    Ok(Request::FetchPartitions {
+        max_wait_ms,
+        max_bytes,
+        partitions,
+    })
 }
 
 /// `u16 error_code` and, when nonzero, the error detail of a v0 error body.
@@ -315,7 +317,7 @@ fn decode_partition_error(r: &mut ByteReader<'_>) -> Result<Option<ErrorBody>, D
 /// Fetch v1 response body.
 pub(crate) fn decode_fetched_partitions(
     r: &mut ByteReader<'_>,
-) -> Result<Vec<FetchedPartition>, DecodeError> {
+) -> Result<ResponseBody, DecodeError> {
     let count = r.count_u32(MIN_FETCHED_PARTITION_BYTES, "Fetch partition count")?;
     let mut partitions = Vec::with_capacity(count);
     for _ in 0..count {
@@ -330,17 +332,17 @@ pub(crate) fn decode_fetched_partitions(
             records,
         });
     }
-    Ok(partitions)
+    Ok(ResponseBody::FetchPartitions { partitions })
 }
 
 /// Metadata request body.
-pub(crate) fn decode_metadata_request(r: &mut ByteReader<'_>) -> Result<Vec<String>, DecodeError> {
+pub(crate) fn decode_metadata_request(r: &mut ByteReader<'_>) -> Result<Request, DecodeError> {
     let count = bounded_count(r, 2, MAX_METADATA_TOPICS, "Metadata topic count")?;
     let mut topics = Vec::with_capacity(count);
     for _ in 0..count {
         topics.push(decode_topic(r, "Metadata topic")?);
     }
-    Ok(topics)
+    Ok(Request::Metadata { topics })
 }
 
 fn decode_partition_infos(r: &mut ByteReader<'_>) -> Result<Vec<PartitionInfo>, DecodeError> {
@@ -368,7 +370,7 @@ fn decode_partition_infos(r: &mut ByteReader<'_>) -> Result<Vec<PartitionInfo>, 
 /// Metadata response body.
 pub(crate) fn decode_metadata_response(
     r: &mut ByteReader<'_>,
-) -> Result<(Vec<NodeInfo>, Vec<TopicMetadata>), DecodeError> {
+) -> Result<ResponseBody, DecodeError> {
     let count = r.count_u32(MIN_NODE_BYTES, "Metadata node count")?;
     let mut nodes = Vec::with_capacity(count);
     for _ in 0..count {
@@ -392,11 +394,27 @@ pub(crate) fn decode_metadata_response(
             partitions,
         });
     }
-    Ok((nodes, topics))
+    Ok(ResponseBody::Metadata { nodes, topics })
+}
+
+/// CreateTopic request body.
+pub(crate) fn decode_create_topic(r: &mut ByteReader<'_>) -> Result<Request, DecodeError> {
+    Ok(Request::CreateTopic {
+        name: decode_topic(r, "CreateTopic name")?,
+        settings: decode_settings(r)?,
+    })
+}
+
+/// AlterTopic request body.
+pub(crate) fn decode_alter_topic(r: &mut ByteReader<'_>) -> Result<Request, DecodeError> {
+    Ok(Request::AlterTopic {
+        name: decode_topic(r, "AlterTopic name")?,
+        changes: decode_changes(r)?,
+    })
 }
 
 /// The settings fields, in CreateTopic / TopicDescription order.
-pub(crate) fn decode_settings(r: &mut ByteReader<'_>) -> Result<TopicSettings, DecodeError> {
+fn decode_settings(r: &mut ByteReader<'_>) -> Result<TopicSettings, DecodeError> {
     Ok(TopicSettings {
         partitions: r.u32("topic partitions")?,
         replication: r.u8("topic replication")?,
@@ -418,7 +436,7 @@ pub(crate) fn decode_description(r: &mut ByteReader<'_>) -> Result<TopicDescript
 }
 
 /// AlterTopic request body after the name.
-pub(crate) fn decode_changes(r: &mut ByteReader<'_>) -> Result<TopicChanges, DecodeError> {
+fn decode_changes(r: &mut ByteReader<'_>) -> Result<TopicChanges, DecodeError> {
     let flags = r.u8("AlterTopic flags")?;
     if flags & !TopicChanges::ALL_FLAGS != 0 {
         return Err(DecodeError::malformed(format!(
@@ -444,7 +462,7 @@ pub(crate) fn decode_changes(r: &mut ByteReader<'_>) -> Result<TopicChanges, Dec
 }
 
 /// RaftBatch request body.
-pub(crate) fn decode_raft_batch(r: &mut ByteReader<'_>) -> Result<Vec<GroupMessage>, DecodeError> {
+pub(crate) fn decode_raft_batch(r: &mut ByteReader<'_>) -> Result<Request, DecodeError> {
     let count = bounded_count(
         r,
         MIN_GROUP_MESSAGE_BYTES,
@@ -458,7 +476,7 @@ pub(crate) fn decode_raft_batch(r: &mut ByteReader<'_>) -> Result<Vec<GroupMessa
             payload: r.bytes_u32("RaftBatch payload")?.to_vec(),
         });
     }
-    Ok(messages)
+    Ok(Request::RaftBatch { messages })
 }
 
 // ---------------------------------------------------------------------------------
@@ -558,8 +576,20 @@ pub(crate) fn put_metadata_response(
     }
 }
 
+/// CreateTopic request body.
+pub(crate) fn put_create_topic(out: &mut Vec<u8>, name: &str, settings: &TopicSettings) {
+    put_str(out, name);
+    put_settings(out, settings);
+}
+
+/// AlterTopic request body.
+pub(crate) fn put_alter_topic(out: &mut Vec<u8>, name: &str, changes: &TopicChanges) {
+    put_str(out, name);
+    put_changes(out, changes);
+}
+
 /// The settings fields, in CreateTopic / TopicDescription order.
-pub(crate) fn put_settings(out: &mut Vec<u8>, s: &TopicSettings) {
+fn put_settings(out: &mut Vec<u8>, s: &TopicSettings) {
     put_u32(out, s.partitions);
     put_u8(out, s.replication);
     put_u64(out, s.retention_bytes);
@@ -580,7 +610,7 @@ pub(crate) fn put_description(out: &mut Vec<u8>, d: &TopicDescription) {
 }
 
 /// AlterTopic fields after the name.
-pub(crate) fn put_changes(out: &mut Vec<u8>, c: &TopicChanges) {
+fn put_changes(out: &mut Vec<u8>, c: &TopicChanges) {
     put_u8(out, c.flags());
     if let Some(v) = c.partitions {
         put_u32(out, v);
