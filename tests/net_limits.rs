@@ -350,7 +350,7 @@ fn read_entries_of_empty_records_stay_within_the_byte_cap() {
     let max_bytes = 4096u32;
     client
         .send(Request::ReadEntries {
-            group: commitlog::types::GroupId::METADATA,
+            group: commitlog::types::GroupId::DEFAULT_PARTITION,
             from: Offset(1),
             end: Offset(u64::MAX),
             anchor: Offset(1),

@@ -85,7 +85,7 @@ fn peer_rpcs_need_the_replicate_permission() {
     let server = pki.start_server(&[]);
     let mut root = pki.client(server.addr, Some("root")).unwrap();
     let raft = Request::Raft {
-        group: commitlog::types::GroupId::METADATA,
+        group: commitlog::types::GroupId::DEFAULT_PARTITION,
         payload: vec![1, 2, 3],
     };
     assert_eq!(

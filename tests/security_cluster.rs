@@ -272,7 +272,7 @@ fn three_tls_nodes_replicate_deny_client_raft_and_survive_leader_sigkill() {
         let mut root = nodes.nodes[i].client(&pki).expect("root connects");
         let id = root
             .send(Request::Raft {
-                group: commitlog::types::GroupId::METADATA,
+                group: commitlog::types::GroupId::DEFAULT_PARTITION,
                 payload: vec![1, 2, 3],
             })
             .expect("send");

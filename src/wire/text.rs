@@ -728,7 +728,7 @@ mod tests {
         let mut out = Vec::new();
         assert!(!format_command(
             &TextCommand::Request(Request::Raft {
-                group: crate::types::GroupId(0),
+                group: crate::types::GroupId::DEFAULT_PARTITION,
                 payload: vec![]
             }),
             &mut out
