@@ -203,11 +203,8 @@ impl Conn {
         self.reserved_out += responder.set_allowance(reserve_bytes);
         responder.set_produce_size(crate::metrics::produce_size(&request));
         let ctx = self.ctx();
-        let frame = wire::RequestFrame {
-            api_version: 0,
-            correlation_id,
-            request,
-        };
+        // The lowest version that carries the request (a `@topic` needs v1).
+        let frame = wire::RequestFrame::new(correlation_id, request);
         env.service.call(frame, &ctx, responder);
     }
 
@@ -273,7 +270,7 @@ impl Conn {
             let whole_frame = env.config.max_frame_bytes as usize + 4;
             return (alone || room >= whole_frame).then_some(whole_frame);
         }
-        match fetch_max_bytes(frame) {
+        match wire::peek_fetch_max_bytes(frame) {
             Some(max_bytes) => {
                 let want = (max_bytes as usize).saturating_add(FETCH_RESPONSE_PREFIX_BYTES);
                 let floor = want.min(MIN_FETCH_ALLOWANCE_BYTES);
@@ -289,17 +286,6 @@ impl Conn {
             }
         }
     }
-}
-
-/// A Fetch frame's `max_bytes`, read in place:
-/// `u32 len | u16 api_key | u16 version | u32 correlation_id | u64 offset | u32 max_bytes`.
-/// `None` for other APIs (and for a frame too short, which the decoder refuses).
-fn fetch_max_bytes(frame: &[u8]) -> Option<u32> {
-    if api_key(frame)? != wire::ApiKey::Fetch as u16 {
-        return None;
-    }
-    let max: [u8; 4] = frame.get(20..24)?.try_into().ok()?;
-    Some(u32::from_be_bytes(max))
 }
 
 /// The `api_key` field of a request frame, read in place.

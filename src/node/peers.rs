@@ -742,18 +742,28 @@ mod tests {
             frames.push(wire::decode_request(&buf[at..at + 4 + len]).expect("a frame"));
             at += 4 + len;
         }
-        assert_eq!(frames.len(), 2, "one RaftBatch for 100 heartbeats, one big message");
+        assert_eq!(
+            frames.len(),
+            2,
+            "one RaftBatch for 100 heartbeats, one big message"
+        );
         let Request::Raft { group, payload } = &frames[0].request else {
             panic!("the big message goes first, alone");
         };
-        assert_eq!((*group, crate::raft::decode_message(payload)), (GroupId(500), Ok(big)));
+        assert_eq!(
+            (*group, crate::raft::decode_message(payload)),
+            (GroupId(500), Ok(big))
+        );
         let Request::RaftBatch { messages } = &frames[1].request else {
             panic!("not a RaftBatch");
         };
         assert_eq!(messages.len(), 100);
         for (i, gm) in messages.iter().enumerate() {
             let (g, m) = beat(i as u64 + 1);
-            assert_eq!((gm.group, crate::raft::decode_message(&gm.payload)), (g, Ok(m)));
+            assert_eq!(
+                (gm.group, crate::raft::decode_message(&gm.payload)),
+                (g, Ok(m))
+            );
         }
     }
 }
