@@ -36,7 +36,7 @@ use super::reads::Reads;
 use super::{lock, Shared};
 use crate::net::Responder;
 use crate::raft::{Message, Role, SoftState};
-use crate::replica::{DriverError, Effect, MemberView, ProduceRequest};
+use crate::replica::{DriverError, Effect, MemberView, ProduceError, ProduceRequest, Produced};
 use crate::types::GroupId;
 
 /// Most effect rounds per iteration (each round executes what the previous released).
@@ -87,6 +87,9 @@ pub(crate) struct RaftLoop {
     pub(super) metadata: Metadata,
     /// Groups that got input since their effects were last executed.
     pub(super) touched: BTreeSet<GroupId>,
+    /// Applied catalogue commands whose proposers are answered at the end of the
+    /// current execution.
+    admin_answers: Vec<(ProduceReply, Result<Produced, ProduceError>)>,
     /// Origin of the drivers' millisecond clock.
     clock: Instant,
     last_progress_log: Instant,
@@ -109,6 +112,7 @@ impl RaftLoop {
             reads,
             peers,
             touched: BTreeSet::new(),
+            admin_answers: Vec::new(),
             clock: Instant::now(),
             last_progress_log: Instant::now(),
         }
@@ -366,6 +370,20 @@ impl RaftLoop {
     /// Executes the touched groups' effects until they have none (bounded); the
     /// fsyncs a round asks for run after every group's messages of that round left.
     fn execute(&mut self) -> Result<(), Fatal> {
+        let executed = self.execute_rounds();
+        if !self.admin_answers.is_empty() {
+            // A client told "created" routes by the views: they show the new leaders.
+            for g in self.groups.values() {
+                g.publish(false);
+            }
+        }
+        for (reply, result) in std::mem::take(&mut self.admin_answers) {
+            self.answer_admin(reply, result);
+        }
+        executed
+    }
+
+    fn execute_rounds(&mut self) -> Result<(), Fatal> {
         for _ in 0..MAX_EFFECT_ROUNDS {
             let mut syncs: Vec<(GroupId, u64)> = Vec::new();
             let ids: Vec<GroupId> = self.touched.iter().copied().collect();
@@ -426,9 +444,9 @@ impl RaftLoop {
         if meta_committed {
             self.apply_metadata();
         }
-        for (reply, result) in admin {
-            self.answer_admin(reply, result);
-        }
+        // Answered after this execution's rounds: a one-voter group the command
+        // created has elected itself by then.
+        self.admin_answers.extend(admin);
         sync_seq
     }
 
