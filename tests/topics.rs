@@ -7,97 +7,12 @@ mod cluster_common;
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use cluster_common::topics::*;
 use cluster_common::{wait_for, Cluster};
-use commitlog::client::{Client, ClientError};
 use commitlog::types::{GroupId, NodeId, Offset};
-use commitlog::wire::{
-    ErrorCode, Request, ResponseBody, TopicChanges, TopicDescription, TopicPartition, TopicSettings,
-};
-
-/// Sends one request and waits for its answer.
-fn call(client: &mut Client, request: Request) -> Result<ResponseBody, ClientError> {
-    let id = client.send(request)?;
-    let (got, result) = client.recv()?;
-    assert_eq!(got, id, "answers come in order");
-    result
-}
-
-fn code(r: Result<ResponseBody, ClientError>) -> Option<ErrorCode> {
-    r.err().and_then(|e| e.code())
-}
-
-fn settings(partitions: u32, replication: u8) -> TopicSettings {
-    TopicSettings {
-        partitions,
-        replication,
-        ..TopicSettings::default()
-    }
-}
-
-fn create(
-    client: &mut Client,
-    name: &str,
-    s: TopicSettings,
-) -> Result<TopicDescription, ClientError> {
-    match call(
-        client,
-        Request::CreateTopic {
-            name: name.into(),
-            settings: s,
-        },
-    )? {
-        ResponseBody::CreateTopic(d) => Ok(d),
-        other => panic!("CreateTopic answered {other:?}"),
-    }
-}
-
-fn produce(
-    client: &mut Client,
-    topic: &str,
-    partition: u32,
-    value: &[u8],
-) -> Result<Offset, ClientError> {
-    let target = TopicPartition::new(topic, partition);
-    match call(
-        client,
-        Request::Produce {
-            target,
-            value: value.to_vec(),
-        },
-    )? {
-        ResponseBody::Produce { offset } => Ok(offset),
-        other => panic!("Produce answered {other:?}"),
-    }
-}
-
-fn consume(
-    client: &mut Client,
-    topic: &str,
-    partition: u32,
-    offset: Offset,
-) -> Result<(Offset, Vec<u8>), ClientError> {
-    let target = TopicPartition::new(topic, partition);
-    match call(client, Request::Consume { target, offset })? {
-        ResponseBody::Consume { record } => Ok((record.offset, record.value)),
-        other => panic!("Consume answered {other:?}"),
-    }
-}
-
-fn describe(client: &mut Client, name: &str) -> Result<TopicDescription, ClientError> {
-    match call(client, Request::DescribeTopic { name: name.into() })? {
-        ResponseBody::DescribeTopic(d) => Ok(d),
-        other => panic!("DescribeTopic answered {other:?}"),
-    }
-}
-
-fn topic_names(client: &mut Client) -> Vec<String> {
-    match call(client, Request::Metadata { topics: Vec::new() }).expect("metadata") {
-        ResponseBody::Metadata { topics, .. } => topics.into_iter().map(|t| t.name).collect(),
-        other => panic!("Metadata answered {other:?}"),
-    }
-}
+use commitlog::wire::{ErrorCode, Request, ResponseBody, TopicChanges};
 
 #[test]
 fn a_single_node_creates_serves_alters_and_deletes_topics_across_a_restart() {
@@ -283,84 +198,6 @@ fn a_single_node_creates_serves_alters_and_deletes_topics_across_a_restart() {
     );
 }
 
-/// Asks every node until the metadata leader takes the CreateTopic.
-fn create_on_cluster(cluster: &Cluster, name: &str, s: TopicSettings) -> TopicDescription {
-    wait_for(
-        "the metadata leader to create the topic",
-        Duration::from_secs(20),
-        || {
-            for n in &cluster.nodes {
-                let mut c = n.client();
-                match create(&mut c, name, s) {
-                    Ok(d) => return Some(d),
-                    Err(e) if e.code() == Some(ErrorCode::TopicExists) => {
-                        return describe(&mut c, name).ok();
-                    }
-                    Err(_) => {}
-                }
-            }
-            None
-        },
-    )
-}
-
-/// Each partition's leader as some node reports it.
-fn leaders(cluster: &Cluster, among: &[usize], name: &str) -> Option<Vec<NodeId>> {
-    let mut out: Vec<NodeId> = Vec::new();
-    for i in among {
-        let mut c = cluster.nodes[*i].client();
-        let d = describe(&mut c, name).ok()?;
-        if out.is_empty() {
-            out = vec![NodeId(0); d.partitions.len()];
-        }
-        for p in &d.partitions {
-            let slot = out.get_mut(p.partition as usize)?;
-            if p.leader.0 != 0 {
-                *slot = p.leader;
-            }
-        }
-    }
-    let alive: Vec<u64> = among.iter().map(|i| *i as u64 + 1).collect();
-    out.iter().all(|l| alive.contains(&l.0)).then_some(out)
-}
-
-/// Produces `n` records to every partition on its leader (retrying elections).
-fn produce_all(
-    cluster: &Cluster,
-    among: &[usize],
-    name: &str,
-    tag: &str,
-    n: usize,
-    acked: &mut BTreeMap<(u32, u64), Vec<u8>>,
-) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut i = 0;
-    while i < n {
-        assert!(Instant::now() < deadline, "producing {tag} took too long");
-        let Some(ls) = leaders(cluster, among, name) else {
-            std::thread::sleep(Duration::from_millis(50));
-            continue;
-        };
-        let mut all = true;
-        for (p, leader) in ls.iter().enumerate() {
-            let value = format!("{tag}-{i}-p{p}").into_bytes();
-            let mut c = cluster.nodes[leader.0 as usize - 1].client();
-            match produce(&mut c, name, p as u32, &value) {
-                Ok(offset) => {
-                    assert!(
-                        acked.insert((p as u32, offset.0), value).is_none(),
-                        "offset reused"
-                    );
-                }
-                Err(_) => all = false,
-            }
-        }
-        if all {
-            i += 1;
-        }
-    }
-}
-
 #[test]
 fn three_nodes_keep_every_partitions_records_across_a_leader_kill() {
     let mut cluster = Cluster::start(3);
@@ -380,7 +217,7 @@ fn three_nodes_keep_every_partitions_records_across_a_leader_kill() {
     spread.dedup();
     assert!(spread.len() >= 2, "leaders spread over the nodes: {ls:?}");
 
-    let mut acked = BTreeMap::new();
+    let mut acked = Acked::new();
     produce_all(&cluster, &all, "events", "before", 10, &mut acked);
     let victim = ls[0].0 as usize - 1;
     cluster.nodes[victim].kill();
@@ -388,19 +225,20 @@ fn three_nodes_keep_every_partitions_records_across_a_leader_kill() {
     produce_all(&cluster, &rest, "events", "during", 10, &mut acked);
     cluster.restart(victim);
     produce_all(&cluster, &all, "events", "after", 5, &mut acked);
+    // Leadership returns to each partition's preferred leader (its first replica,
+    // spread evenly by the assignment), the restarted node included.
+    let preferred: Vec<NodeId> = d.partitions.iter().map(|p| p.replicas[0]).collect();
+    let mut per_node = preferred.clone();
+    per_node.sort();
+    per_node.dedup();
+    assert_eq!(per_node.len(), 3, "preferred leaders spread: {preferred:?}");
+    wait_for(
+        "leaders back on their preferred nodes",
+        Duration::from_secs(30),
+        || leaders(&cluster, &all, "events").filter(|ls| *ls == preferred),
+    );
+    produce_all(&cluster, &all, "events", "rebalanced", 3, &mut acked);
 
     // Every acknowledged record is at its offset on every node.
-    for node in &all {
-        for ((p, offset), value) in &acked {
-            let got = wait_for("a replica to catch up", Duration::from_secs(30), || {
-                let mut c = cluster.nodes[*node].client();
-                consume(&mut c, "events", *p, Offset(*offset)).ok()
-            });
-            assert_eq!(
-                got,
-                (Offset(*offset), value.clone()),
-                "node {node} partition {p}"
-            );
-        }
-    }
+    verify_everywhere(&cluster, &all, &acked);
 }

@@ -258,6 +258,17 @@ struct Args {
     #[arg(long, env = "COMMITLOGD_SCRUB_BYTES_PER_SEC", default_value = "4MiB", value_parser = parse_bytes)]
     scrub_bytes_per_sec: u64,
 
+    /// Most hosted partitions exported with their own metrics series
+    /// (`commitlog_partition_*{topic,partition}`, `commitlog_topic_*{topic}`), which
+    /// bounds the metrics' cardinality on nodes with many partitions. 0 turns the
+    /// per-partition and per-topic series off (the hosted/led group counts stay).
+    #[arg(
+        long,
+        env = "COMMITLOGD_METRICS_PARTITION_SERIES",
+        default_value_t = 1000
+    )]
+    metrics_partition_series: usize,
+
     /// Log filter (error, warn, info, debug, trace, or env_logger syntax such as
     /// `commitlog=debug`). Default: RUST_LOG, else info.
     #[arg(long, env = "COMMITLOGD_LOG_LEVEL")]
@@ -736,6 +747,7 @@ fn node_config(
     cfg.read.threads = args.read_threads.max(1);
     cfg.leave_on_shutdown = args.leave_on_shutdown;
     cfg.scrub_bytes_per_sec = args.scrub_bytes_per_sec;
+    cfg.metrics_partition_series = args.metrics_partition_series;
     cfg.fsync = match args.fsync {
         FsyncArg::Always => FsyncPolicy::Always,
         FsyncArg::Never => FsyncPolicy::Never,

@@ -47,6 +47,9 @@
 
 pub mod http;
 
+mod partitions;
+pub use partitions::{PartitionSample, PartitionSeries};
+
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -216,6 +219,7 @@ pub struct Metrics {
     gossip: [AtomicU64; 3],
     serving: AtomicBool,
     cluster_readiness: AtomicU8,
+    partitions: Mutex<partitions::PartitionSeries>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -267,7 +271,13 @@ impl Metrics {
             gossip: std::array::from_fn(|_| AtomicU64::new(0)),
             serving: AtomicBool::new(false),
             cluster_readiness: AtomicU8::new(Readiness::NoLeader as u8),
+            partitions: Mutex::new(partitions::PartitionSeries::default()),
         }
+    }
+
+    /// Publishes the hosted groups and the per-partition sample (raft thread).
+    pub fn publish_partitions(&self, series: partitions::PartitionSeries) {
+        *crate::sync::lock(&self.partitions) = series;
     }
 
     /// Counts one answered request and its latency.
@@ -455,6 +465,7 @@ impl Metrics {
         self.render_heal(&mut out);
         if self.cluster.load(Relaxed) {
             self.render_cluster(&mut out);
+            partitions::render(&crate::sync::lock(&self.partitions), &mut out);
         }
         header(
             &mut out,

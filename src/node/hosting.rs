@@ -309,3 +309,33 @@ impl super::raft_loop::RaftLoop {
         }
     }
 }
+
+impl super::raft_loop::RaftLoop {
+    /// Publishes the hosted groups and a bounded per-partition sample to the
+    /// metrics (`--metrics-partition-series`; 0: counts only).
+    pub(super) fn publish_partition_metrics(&self, m: &crate::metrics::Metrics) {
+        use crate::metrics::{PartitionSample, PartitionSeries};
+        let limit = self.shared.cfg.metrics_partition_series;
+        let catalogue = self.metadata.catalogue();
+        let mut series = PartitionSeries {
+            groups_hosted: self.groups.len() as u64,
+            ..PartitionSeries::default()
+        };
+        for (id, g) in &self.groups {
+            let leader = g.driver.raft().role() == crate::raft::Role::Leader;
+            series.groups_leading += u64::from(leader);
+            if series.samples.len() >= limit {
+                continue;
+            }
+            if let Some((topic, p)) = catalogue.group(*id) {
+                series.samples.push(PartitionSample {
+                    topic: topic.name.as_str().to_string(),
+                    partition: p.partition,
+                    high_watermark: g.state.hw().0,
+                    leader,
+                });
+            }
+        }
+        m.publish_partitions(series);
+    }
+}

@@ -36,6 +36,7 @@
 //! sequence of membership changes, each one shrinking fault tolerance for a while.
 
 mod answer;
+mod balance;
 mod cluster_service;
 mod fetch_many;
 mod gate;
@@ -175,6 +176,9 @@ pub struct NodeConfig {
     /// Where fsyncs, Raft state and gossip members are published (see
     /// [`crate::metrics`]); `None`: not counted.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Most hosted partitions with their own metrics series (bounded cardinality);
+    /// 0 turns per-partition and per-topic series off.
+    pub metrics_partition_series: usize,
 }
 
 impl NodeConfig {
@@ -220,6 +224,7 @@ impl NodeConfig {
             fsync: FsyncPolicy::Always,
             scrub_bytes_per_sec: 4 << 20,
             metrics: None,
+            metrics_partition_series: 1000,
         }
     }
 }

@@ -93,6 +93,7 @@ pub(crate) struct RaftLoop {
     /// Origin of the drivers' millisecond clock.
     clock: Instant,
     last_progress_log: Instant,
+    last_rebalance: Instant,
 }
 
 impl RaftLoop {
@@ -115,6 +116,7 @@ impl RaftLoop {
             admin_answers: Vec::new(),
             clock: Instant::now(),
             last_progress_log: Instant::now(),
+            last_rebalance: Instant::now(),
         }
     }
 
@@ -325,6 +327,9 @@ impl RaftLoop {
         }
         self.expire_queued();
         self.log_progress();
+        let mut last = self.last_rebalance;
+        self.rebalance_leaders(&mut last);
+        self.last_rebalance = last;
         Ok(())
     }
 
@@ -483,6 +488,7 @@ impl RaftLoop {
             if let Some(g) = self.groups.get(&self.shared.default.id) {
                 publish_metrics(&self.shared, g, m);
             }
+            self.publish_partition_metrics(m);
         }
     }
 

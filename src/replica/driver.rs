@@ -435,6 +435,19 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         self.process()
     }
 
+    /// Hands leadership to `to` (a caught-up voter: the preferred leader of a
+    /// partition); a no-op unless this node leads.
+    pub fn transfer_leadership_to(&mut self, to: NodeId) -> Result<(), DriverError> {
+        if self.node.role() != Role::Leader {
+            return Ok(());
+        }
+        match self.node.transfer_leadership(to) {
+            Ok(()) => log::info!("transferring leadership to preferred leader {to}"),
+            Err(e) => log::debug!("leadership transfer to {to} refused: {e}"),
+        }
+        self.process()
+    }
+
     /// Retention: drop the log before `point` (the first offset retention keeps), but
     /// never past what is committed and durable here.
     pub fn compact_to(&mut self, point: Index) -> Result<(), DriverError> {

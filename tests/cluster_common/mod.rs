@@ -16,6 +16,7 @@
 
 pub mod checker;
 pub mod partition;
+pub mod topics;
 // The one process starter (every crate using this module also has `mod common`).
 use crate::common::spawn;
 
