@@ -53,6 +53,7 @@ mod peers;
 mod raft_loop;
 pub mod raft_storage;
 mod reads;
+mod sync_pool;
 mod topics;
 
 pub use crate::replica::PROMOTE_MAX_LAG_ENTRIES;
@@ -488,6 +489,8 @@ impl Node {
             Arc::clone(&inbox),
             Arc::clone(&reads),
             Arc::clone(&peers),
+            sync_pool::SyncPool::start()
+                .map_err(|e| format!("cannot start the fsync pool: {e}"))?,
         );
         let raft_thread = {
             let fatal = Arc::clone(&fatal);
