@@ -1,8 +1,7 @@
 //! Opening one Raft group's storage (its `log/` and Raft state files in its own
 //! directory) and building its driver, the same way for every group: the default
 //! topic's partition 0 (the data dir's top level), the metadata group (`meta/`) and
-//! every other partition (`groups/<id>/`). Also starts and stops the per-group
-//! background threads (scrubber, healer).
+//! every other partition (`groups/<id>/`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +9,7 @@ use std::sync::Arc;
 use super::group::GroupState;
 use super::group_run::GroupRun;
 use super::raft_storage::LogStorage;
-use super::{heal, meta, FsyncPolicy, NodeConfig, Shared, View};
+use super::{heal, meta, FsyncPolicy, NodeConfig, View};
 use crate::raft::{Config as RaftConfig, Index, LogStart, Membership, RaftNode, Role};
 use crate::replica::{Driver, DriverConfig, Recovering};
 use crate::storage::{DamagedRange, Log, LogConfig, Offset, StorageError};
@@ -214,52 +213,10 @@ fn open_log(
     Ok((log, found.cut.is_some(), found.damaged))
 }
 
-/// A group's background threads.
-pub(crate) struct GroupServices {
-    scrubber: Option<crate::storage::scrub::ScrubHandle>,
-    healer: Option<heal::HealHandle>,
-}
-
-impl GroupServices {
-    /// Stops the scrubber and the healer (bounded by the healer's peer timeout).
-    pub(crate) fn stop(mut self) {
-        if let Some(h) = self.healer.take() {
-            h.stop();
-        }
-        if let Some(mut s) = self.scrubber.take() {
-            s.stop();
-        }
-    }
-}
-
-/// Starts a group's healer and scrubber; damage found at open goes to the healer.
-pub(crate) fn start_services(
-    shared: &Arc<Shared>,
-    group: &Arc<GroupState>,
-    damaged: Vec<DamagedRange>,
-    heal_counters: &Arc<heal::HealCounters>,
-) -> Result<GroupServices, String> {
-    report_damage_found_at_open(&group.log, &group.damage, damaged);
-    let scrubber = start_scrubber(&shared.cfg, group)?;
-    let healer = heal::spawn(
-        Arc::clone(group),
-        Arc::clone(shared),
-        Arc::clone(heal_counters),
-    )
-    .map_err(|e| format!("cannot start the healer: {e}"))?;
-    Ok(GroupServices {
-        scrubber,
-        healer: Some(healer),
-    })
-}
-
 /// Damaged sealed ranges found at open go to the healer; bytes after a sealed
 /// segment's last record (no record affected) are cleaned up at once.
-fn report_damage_found_at_open(
-    log: &Log,
-    damage: &heal::DamageReports,
-    damaged: Vec<DamagedRange>,
-) {
+pub(crate) fn report_damage_found_at_open(group: &GroupState, damaged: Vec<DamagedRange>) {
+    let (log, damage) = (&group.log, &group.damage);
     for d in damaged {
         if d.first < d.end {
             log::warn!(
@@ -281,34 +238,4 @@ fn report_damage_found_at_open(
             Err(e) => log::warn!("segment at {}: {} ({e})", d.segment, d.reason),
         }
     }
-}
-
-/// The background scrubber (DESIGN 10: find latent damage before a read needs it).
-fn start_scrubber(
-    cfg: &NodeConfig,
-    group: &GroupState,
-) -> Result<Option<crate::storage::scrub::ScrubHandle>, String> {
-    if cfg.scrub_bytes_per_sec == 0 {
-        return Ok(None);
-    }
-    let damage = Arc::clone(&group.damage);
-    let log = Arc::clone(&group.log);
-    let handle = crate::storage::scrub::spawn(log, cfg.scrub_bytes_per_sec, move |f| {
-        log::error!(
-            "scrubber: {} offsets {}..{} ({:?}): {}; reads of it answer CORRUPT_RECORD \
-             until it is healed from a peer (see README \"When the disk lies\")",
-            f.path.display(),
-            f.first,
-            f.end,
-            f.kind,
-            f.reason
-        );
-        damage.report_range(f.first, f.end);
-    })
-    .map_err(|e| format!("cannot start the scrubber: {e}"))?;
-    // The scrub metrics count the default partition's log.
-    if let (true, Some(m)) = (group.id == super::group::DEFAULT_GROUP, &cfg.metrics) {
-        m.set_scrub_counters(handle.counters());
-    }
-    Ok(Some(handle))
 }

@@ -10,7 +10,7 @@
 //! peer stays damaged and is retried; the scrubber keeps reporting it.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,6 +23,7 @@ use crate::raft::{Entry, Index, NodeId};
 use crate::replica::heal::{Action, Anchor, FetchAnswer, FetchRequest, HealConfig, Healer};
 use crate::storage::{Log, Offset, Record};
 use crate::sync::{lock, wait_timeout};
+use crate::types::GroupId;
 use crate::wire::{Request, ResponseBody};
 
 /// Most damaged ranges waiting to be picked up (more are dropped: the scrubber
@@ -71,17 +72,14 @@ impl DamageReports {
         }
     }
 
-    /// Waits up to `wait` for a report, then takes every reported range.
-    fn take(&self, wait: Duration) -> BTreeMap<u64, u64> {
-        let mut ranges = lock(&self.ranges);
-        if ranges.is_empty() {
-            ranges = wait_timeout(&self.changed, ranges, wait).0;
-        }
-        std::mem::take(&mut *ranges)
+    /// Takes every reported range.
+    fn take_now(&self) -> BTreeMap<u64, u64> {
+        std::mem::take(&mut *lock(&self.ranges))
     }
 
-    fn wake(&self) {
-        self.changed.notify_all();
+    /// True if a range was reported and not taken yet.
+    fn pending(&self) -> bool {
+        !lock(&self.ranges).is_empty()
     }
 }
 
@@ -96,49 +94,100 @@ pub struct HealCounters {
 
 /// The running healer thread.
 pub(crate) struct HealHandle {
-    stop: Arc<AtomicBool>,
-    reports: Arc<DamageReports>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl HealHandle {
     /// Stops the thread (after its current peer request, bounded by its timeout).
     pub(crate) fn stop(mut self) {
-        self.stop.store(true, Ordering::Release);
-        self.reports.wake();
+        let (flag, wake) = &*self.stop;
+        *lock(flag) = true;
+        wake.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-/// Starts the healer thread of a cluster node.
+/// Starts the node's healer thread: one for every hosted group (a group with no
+/// damage known costs a check per tick).
 pub(crate) fn spawn(
-    group: Arc<GroupState>,
     shared: Arc<Shared>,
     counters: Arc<HealCounters>,
 ) -> std::io::Result<HealHandle> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let reports = Arc::clone(&group.damage);
-    let runner = Runner {
-        log: Arc::clone(&group.log),
-        group,
+    let stop = Arc::new((Mutex::new(false), Condvar::new()));
+    let all = HealAll {
         shared,
-        reports: Arc::clone(&reports),
         counters,
-        healer: Healer::new(HealConfig::default()),
-        waiting: BTreeMap::new(),
+        runners: BTreeMap::new(),
         started: Instant::now(),
     };
     let thread_stop = Arc::clone(&stop);
     let thread = std::thread::Builder::new()
         .name("healer".into())
-        .spawn(move || runner.run(&thread_stop))?;
+        .spawn(move || all.run(&thread_stop))?;
     Ok(HealHandle {
         stop,
-        reports,
         thread: Some(thread),
     })
+}
+
+/// The healer thread's state: a runner per hosted group.
+struct HealAll {
+    shared: Arc<Shared>,
+    counters: Arc<HealCounters>,
+    runners: BTreeMap<GroupId, Runner>,
+    started: Instant,
+}
+
+impl HealAll {
+    fn run(mut self, stop: &(Mutex<bool>, Condvar)) {
+        let stopped = || *lock(&stop.0);
+        while !stopped() {
+            self.follow_groups();
+            let mut damaged = 0;
+            for r in self.runners.values_mut() {
+                if stopped() {
+                    return;
+                }
+                if r.has_work() {
+                    r.round(&stopped);
+                }
+                damaged += r.damaged();
+            }
+            self.counters
+                .entries_damaged
+                .store(damaged, Ordering::Relaxed);
+            let flag = lock(&stop.0);
+            if !*flag {
+                drop(wait_timeout(&stop.1, flag, TICK));
+            }
+        }
+    }
+
+    /// Runners for the groups hosted now (new ones added, removed ones dropped).
+    fn follow_groups(&mut self) {
+        let groups = self.shared.groups.all();
+        self.runners
+            .retain(|id, _| groups.iter().any(|g| g.id == *id));
+        for g in groups {
+            if self.runners.contains_key(&g.id) {
+                continue;
+            }
+            let runner = Runner {
+                log: Arc::clone(&g.log),
+                reports: Arc::clone(&g.damage),
+                group: g,
+                shared: Arc::clone(&self.shared),
+                counters: Arc::clone(&self.counters),
+                healer: Healer::new(HealConfig::default()),
+                waiting: BTreeMap::new(),
+                started: self.started,
+            };
+            self.runners.insert(runner.group.id, runner);
+        }
+    }
 }
 
 struct Runner {
@@ -154,33 +203,38 @@ struct Runner {
 }
 
 impl Runner {
-    fn run(mut self, stop: &AtomicBool) {
-        while !stop.load(Ordering::Acquire) {
-            for (f, e) in self.reports.take(TICK) {
-                self.wait(f, e);
+    /// Damage is reported, waiting or being healed.
+    fn has_work(&self) -> bool {
+        !self.waiting.is_empty() || self.healer.damaged_entries() > 0 || self.reports.pending()
+    }
+
+    /// Damaged entries known here and not healed yet.
+    fn damaged(&self) -> u64 {
+        self.healer.damaged_entries() + self.waiting.iter().map(|(f, e)| e - f).sum::<u64>()
+    }
+
+    /// One healing round: new reports, ranges whose anchor appeared, and the
+    /// healer's requests and rewrites (bounded).
+    fn round(&mut self, stopped: &dyn Fn() -> bool) {
+        for (f, e) in self.reports.take_now() {
+            self.wait(f, e);
+        }
+        self.healer
+            .set_commit(Index(self.group.hw().0.saturating_sub(1)));
+        self.queue_waiting();
+        let peers = self.peers();
+        let ids: Vec<NodeId> = peers.keys().copied().collect();
+        self.healer.tick(self.now_ms(), &ids);
+        // Bounded: each round either ends or sends one request (which ends in an
+        // answer or a timeout) or writes one range.
+        for _ in 0..1024 {
+            let actions = self.healer.take_actions();
+            if actions.is_empty() || stopped() {
+                break;
             }
-            self.healer
-                .set_commit(Index(self.group.hw().0.saturating_sub(1)));
-            self.queue_waiting();
-            let peers = self.peers();
-            let ids: Vec<NodeId> = peers.keys().copied().collect();
-            self.healer.tick(self.now_ms(), &ids);
-            // Bounded: each round either ends or sends one request (which ends in an
-            // answer or a timeout) or writes one range.
-            for _ in 0..1024 {
-                let actions = self.healer.take_actions();
-                if actions.is_empty() || stop.load(Ordering::Acquire) {
-                    break;
-                }
-                for action in actions {
-                    self.execute(action, &peers, &ids);
-                }
+            for action in actions {
+                self.execute(action, &peers, &ids);
             }
-            let damaged = self.healer.damaged_entries()
-                + self.waiting.iter().map(|(f, e)| e - f).sum::<u64>();
-            self.counters
-                .entries_damaged
-                .store(damaged, Ordering::Relaxed);
         }
     }
 

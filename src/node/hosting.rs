@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use super::group_open::{self, GroupSpec, Opened};
 use super::metadata::Metadata;
-use super::{lock, NodeConfig, Shared};
+use super::{NodeConfig, Shared};
 use crate::catalogue::{Catalogue, PartitionGroup, Topic, TopicSettings};
 use crate::raft::Membership;
 use crate::storage::LogConfig;
@@ -118,23 +118,17 @@ fn remove_deleted_dirs(data_dir: &Path, catalogue: &Catalogue) {
     }
 }
 
-/// Stops a removed group's threads and deletes its data, off the raft thread (the
-/// healer may be waiting on a peer).
+/// Deletes a removed group's data, off the raft thread (a big directory takes a
+/// while). Readers still holding its log keep their open files until they finish.
 pub(crate) fn retire(shared: &Arc<Shared>, group: &PartitionGroup) {
     let id = group.group;
-    let services = lock(&shared.services).remove(&id);
     let dir = group_dir(&shared.cfg.data_dir, id);
     let what = format!("{}/{} (group {id})", group.topic, group.partition);
     let spawned = std::thread::Builder::new()
         .name("retire-group".into())
-        .spawn(move || {
-            if let Some(s) = services {
-                s.stop();
-            }
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => log::info!("deleted partition {what}"),
-                Err(e) => log::warn!("cannot remove {} of {what}: {e}", dir.display()),
-            }
+        .spawn(move || match std::fs::remove_dir_all(&dir) {
+            Ok(()) => log::info!("deleted partition {what}"),
+            Err(e) => log::warn!("cannot remove {} of {what}: {e}", dir.display()),
         });
     if let Err(e) = spawned {
         log::warn!("cannot remove group {id} now ({e}); it is removed at the next start");
@@ -208,13 +202,7 @@ impl super::raft_loop::RaftLoop {
             state,
             damaged,
         } = opened;
-        match group_open::start_services(&self.shared, &state, damaged, &self.shared.heal_counters)
-        {
-            Ok(s) => {
-                lock(&self.shared.services).insert(pg.group, s);
-            }
-            Err(e) => log::warn!("group {}: {e}", pg.group),
-        }
+        group_open::report_damage_found_at_open(&state, damaged);
         state.max_record_bytes.store(
             u64::from(topic.settings.max_record_bytes),
             std::sync::atomic::Ordering::Relaxed,

@@ -53,6 +53,7 @@ mod peers;
 mod raft_loop;
 pub mod raft_storage;
 mod reads;
+mod scrub;
 mod sync_pool;
 mod topics;
 
@@ -77,7 +78,7 @@ use crate::storage::LogConfig;
 use crate::types::{GroupId, NodeId};
 
 use group::{GroupState, Groups, DEFAULT_GROUP};
-use group_open::{GroupServices, GroupSpec};
+use group_open::GroupSpec;
 use inbox::{Control, Inbox};
 use meta::{Identity, Origin};
 use peers::Peers;
@@ -263,8 +264,6 @@ pub(crate) struct Shared {
     pub default: Arc<GroupState>,
     /// The catalogue as last applied here (routing of topic requests).
     pub catalogue: std::sync::RwLock<Arc<crate::catalogue::Catalogue>>,
-    /// Each hosted group's scrubber and healer.
-    pub services: Mutex<BTreeMap<GroupId, GroupServices>>,
     pub heal_counters: Arc<heal::HealCounters>,
     /// Gossip member table (bounded by gossip's own `max_members`).
     pub members: Mutex<BTreeMap<NodeId, GossipMember>>,
@@ -338,6 +337,8 @@ pub struct Node {
     membership_thread: Mutex<Option<JoinHandle<()>>>,
     membership_stop: Arc<AtomicBool>,
     fatal: Arc<AtomicBool>,
+    healer: Mutex<Option<heal::HealHandle>>,
+    scrubber: Mutex<Option<scrub::ScrubHandle>>,
 }
 
 impl Node {
@@ -379,7 +380,6 @@ impl Node {
         let shared = Arc::new(Shared {
             groups,
             default: Arc::clone(&default.state),
-            services: Mutex::new(BTreeMap::new()),
             catalogue: std::sync::RwLock::new(Arc::new(applied.catalogue().clone())),
             heal_counters,
             members: Mutex::new(BTreeMap::new()),
@@ -388,27 +388,17 @@ impl Node {
             disk_full: AtomicBool::new(false),
             cfg: cfg.clone(),
         });
-        let services = group_open::start_services(
-            &shared,
-            &default.state,
-            default.damaged,
-            &shared.heal_counters,
-        )?;
-        lock(&shared.services).insert(DEFAULT_GROUP, services);
-        let services = group_open::start_services(
-            &shared,
-            &metadata.state,
-            metadata.damaged,
-            &shared.heal_counters,
-        )?;
-        lock(&shared.services).insert(GroupId::METADATA, services);
+        group_open::report_damage_found_at_open(&default.state, default.damaged);
+        group_open::report_damage_found_at_open(&metadata.state, metadata.damaged);
         let mut runs = vec![default.run, metadata.run];
         for p in partitions {
-            let services =
-                group_open::start_services(&shared, &p.state, p.damaged, &shared.heal_counters)?;
-            lock(&shared.services).insert(p.state.id, services);
+            group_open::report_damage_found_at_open(&p.state, p.damaged);
             runs.push(p.run);
         }
+        let healer = heal::spawn(Arc::clone(&shared), Arc::clone(&shared.heal_counters))
+            .map_err(|e| format!("cannot start the healer: {e}"))?;
+        let scrubber = scrub::spawn(Arc::clone(&shared))
+            .map_err(|e| format!("cannot start the scrubber: {e}"))?;
         let reads = Arc::new(
             Reads::start(cfg.read.clone())
                 .map_err(|e| format!("cannot start the read pool: {e}"))?,
@@ -532,6 +522,8 @@ impl Node {
             membership_thread: Mutex::new(Some(membership_thread)),
             membership_stop,
             fatal,
+            healer: Mutex::new(Some(healer)),
+            scrubber: Mutex::new(scrubber),
         })
     }
 
@@ -618,8 +610,10 @@ impl Node {
         }
         self.reads.shutdown();
         self.peers.shutdown();
-        let services = std::mem::take(&mut *lock(&self.shared.services));
-        for s in services.into_values() {
+        if let Some(h) = lock(&self.healer).take() {
+            h.stop();
+        }
+        if let Some(s) = lock(&self.scrubber).take() {
             s.stop();
         }
         self.membership_stop.store(true, Ordering::Release);

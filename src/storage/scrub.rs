@@ -76,6 +76,14 @@ impl Scrubber {
         }
     }
 
+    /// A scrubber counting into shared counters (one node scrubbing many logs).
+    pub fn with_counters(log: Arc<Log>, counters: Arc<ScrubCounters>) -> Scrubber {
+        Scrubber {
+            counters,
+            ..Scrubber::new(log)
+        }
+    }
+
     /// Its counters.
     pub fn counters(&self) -> Arc<ScrubCounters> {
         Arc::clone(&self.counters)
