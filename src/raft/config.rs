@@ -33,6 +33,11 @@ pub struct Config {
     pub max_uncommitted_entries: u64,
     /// Bound on messages queued in the node waiting for persistence or for `ready()`.
     pub max_outbox_msgs: usize,
+    /// Quiesce the group when idle (module `quiesce`): the leader stops sending
+    /// heartbeats and followers stop their election timers. Only for a runner that
+    /// reports dead nodes ([`RaftNode::set_dead_nodes`](super::RaftNode::set_dead_nodes)):
+    /// a quiesced follower notices a dead leader only that way.
+    pub quiesce: bool,
     /// Deliberately broken behaviours, only to prove the simulator's checker fails.
     #[cfg(test)]
     pub(crate) bugs: Bugs,
@@ -73,6 +78,7 @@ impl Config {
             check_quorum: true,
             max_uncommitted_entries: 1 << 20,
             max_outbox_msgs: 1 << 16,
+            quiesce: false,
             #[cfg(test)]
             bugs: Bugs::default(),
         }

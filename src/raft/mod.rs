@@ -16,6 +16,8 @@
 //! * `log` — durable log + unstable tail; `progress` — per-follower flow control.
 //! * `node` — [`RaftNode`], the public API, Ready/advance bookkeeping.
 //! * `election`, `replication`, `membership` — the protocol, one concern per file.
+//! * `quiesce` — idle groups stop heartbeats and election timers
+//!   ([`Config::quiesce`], [`RaftNode::is_quiesced`], [`RaftNode::set_dead_nodes`]).
 //! * `codec` — the binary message encoding ([`encode_message`], [`decode_message`]).
 //! * `sim` (tests only) — the deterministic simulator, scenario tests, bug switches.
 //!
@@ -125,6 +127,7 @@ mod log;
 mod membership;
 mod node;
 mod progress;
+mod quiesce;
 mod replication;
 mod storage;
 mod types;
