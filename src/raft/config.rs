@@ -63,6 +63,9 @@ pub(crate) struct Bugs {
     /// The leader counts its own appended entries toward the commit quorum before
     /// they are durable on it.
     pub leader_counts_unpersisted_append: bool,
+    /// A quiesce heartbeat carries the leader's commit index, not min(follower's
+    /// match, commit): a follower behind commits its stale entries.
+    pub quiesce_tells_full_commit: bool,
 }
 
 impl Config {

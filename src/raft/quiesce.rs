@@ -166,6 +166,12 @@ impl<S: Storage> RaftNode<S> {
             .filter(|(id, _)| **id != self.id)
             .map(|(id, pr)| (*id, pr.matched.min(commit)))
             .collect();
+        #[cfg(test)]
+        let followers: Vec<(NodeId, Index)> = if self.cfg.bugs.quiesce_tells_full_commit {
+            followers.into_iter().map(|(id, _)| (id, commit)).collect()
+        } else {
+            followers
+        };
         for (id, commit) in followers {
             self.send(
                 id,

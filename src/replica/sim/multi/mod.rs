@@ -135,6 +135,9 @@ pub(crate) struct Multi {
     pub(crate) faults: NetFaults,
     /// The simulated failure detector runs (tests may report by hand instead).
     pub(crate) detector: bool,
+    /// The runner skips the ticks of quiesced groups (else it ticks them too,
+    /// which must be harmless).
+    pub(crate) skip_quiesced: bool,
     raft_cfg: Config,
     seed: u64,
     pub(crate) stats: MultiStats,
@@ -186,6 +189,7 @@ impl Multi {
             now_ms: 0,
             faults: NetFaults::default(),
             detector: true,
+            skip_quiesced: true,
             raft_cfg,
             seed,
             stats: MultiStats::default(),
@@ -509,6 +513,22 @@ impl Multi {
         Ok(())
     }
 
+    /// Feeds any input to group `g`'s driver on node `id` (tests), then settles.
+    pub(crate) fn with_driver(
+        &mut self,
+        id: NodeId,
+        g: Group,
+        f: impl FnOnce(&mut Driver<SimStorage, u64>) -> Result<(), DriverError>,
+    ) -> Result<(), String> {
+        self.input(id, g, f)
+    }
+
+    /// Graceful hand-over of group `g` by node `id` if it leads it.
+    pub(crate) fn transfer(&mut self, id: NodeId, g: Group) -> Result<(), String> {
+        self.record(|| format!("g{g} node {id} asked to transfer leadership"));
+        self.input(id, g, |d| d.transfer_leadership())
+    }
+
     // ------------------------------------------------------------ network
 
     fn take_send(&mut self, g: Group, m: Message) -> Result<(), String> {
@@ -713,7 +733,7 @@ impl Multi {
         for q in expired {
             self.not_proposed(g, q.req)?;
         }
-        if quiesced {
+        if quiesced && self.skip_quiesced {
             self.stats.ticks_skipped += 1;
             return Ok(());
         }

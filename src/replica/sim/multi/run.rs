@@ -34,10 +34,21 @@ pub(crate) fn raft_config() -> Config {
 
 /// Runs one seed; the failure report names the seed and the replay command.
 pub(crate) fn run_seed(seed: u64, trace_cap: usize) -> Result<MultiStats, String> {
+    run_seed_with(seed, raft_config(), trace_cap)
+}
+
+/// [`run_seed`] with another Raft configuration (the bug switches).
+pub(crate) fn run_seed_with(
+    seed: u64,
+    cfg: Config,
+    trace_cap: usize,
+) -> Result<MultiStats, String> {
     let mut rng = SplitMix64::new(seed ^ 0x0317_7161_u64);
     let n = if rng.chance(70) { 3 } else { 5 };
     let groups = 3 + rng.below(8);
-    let mut m = Multi::new(seed, n, groups, raft_config(), trace_cap);
+    let mut m = Multi::new(seed, n, groups, cfg, trace_cap);
+    // Some runners tick quiesced groups anyway: it must change nothing.
+    m.skip_quiesced = rng.chance(80);
     m.faults = NetFaults {
         drop_pct: rng.below(6),
         dup_pct: rng.below(4),
@@ -116,6 +127,10 @@ fn fault(m: &mut Multi) -> Result<(), String> {
             }
         }
         39..=46 => m.heal()?,
+        57..=62 => {
+            let g = pick_group(m);
+            m.transfer(id, g)?;
+        }
         47..=56 => {
             // A false (or true) "dead" report: `at` believes `id` dead for a while.
             let at = pick_node(m);
@@ -210,7 +225,8 @@ pub(crate) fn idle(m: &mut Multi) -> Result<(), String> {
     }
     let (sent, ticks) = (m.stats.sent, m.stats.ticks_run);
     m.run_ms(IDLE_WATCH_MS)?;
-    if m.stats.sent != sent || m.stats.ticks_run != ticks {
+    let ticked = m.skip_quiesced && m.stats.ticks_run != ticks;
+    if m.stats.sent != sent || ticked {
         return Err(format!(
             "IDLE COST violated: quiesced groups sent {} messages and ran {} ticks in {} ms",
             m.stats.sent - sent,
