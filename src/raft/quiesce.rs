@@ -24,8 +24,8 @@
 //!
 //! # Waking up
 //! * Any message wakes a quiesced node, except the ones the quiescing exchange
-//!   itself produces: a leader stays quiesced on a `HeartbeatResponse` of its term,
-//!   a follower on a repeated quiesce heartbeat. A follower that missed the quiesce
+//!   itself produces: a leader stays quiesced on a `HeartbeatResponse` of its term
+//!   from a caught-up member, a follower on a repeated quiesce heartbeat. A follower that missed the quiesce
 //!   heartbeat times out and pre-votes; that message wakes the leader, which
 //!   heartbeats again (and quiesces again once the follower answered).
 //! * A proposal, a membership change, a leadership transfer, a reconnected follower
@@ -129,7 +129,9 @@ impl<S: Storage> RaftNode<S> {
         }
         let part_of_quiescing = term_matches
             && match body {
-                MessageBody::HeartbeatResponse => self.role == Role::Leader,
+                // From a member behind (exempt as dead), it wakes: the leader
+                // then catches it up instead of staying quiet.
+                MessageBody::HeartbeatResponse => self.role == Role::Leader && self.caught_up(from),
                 MessageBody::Heartbeat { quiesce: true, .. } => self.leader == Some(from),
                 _ => false,
             };
