@@ -21,6 +21,9 @@
 //! type 6  HeartbeatResponse     (empty)
 //! type 7  InstallSnapshot       index:u64 term:u64 membership
 //! type 8  TimeoutNow            (empty)
+//! type 9  QuiesceHeartbeat      commit:u64 (a Heartbeat with `quiesce: true`: the
+//!                               group is idle, the follower may stop its election
+//!                               timer; a type of its own so type 5 is unchanged)
 //! membership := voters:u32 voters × id:u64  learners:u32 learners × id:u64
 //!               (ascending, no duplicates, no id in both, at most 1024 in total)
 //! ```
@@ -119,6 +122,7 @@ const T_HEARTBEAT: u8 = 5;
 const T_HEARTBEAT_RESP: u8 = 6;
 const T_SNAPSHOT: u8 = 7;
 const T_TIMEOUT_NOW: u8 = 8;
+const T_QUIESCE: u8 = 9;
 
 fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_be_bytes());
@@ -137,6 +141,7 @@ pub fn encode_message(m: &Message, out: &mut Vec<u8>) {
         MessageBody::RequestVoteResponse { .. } => T_VOTE_RESP,
         MessageBody::AppendEntries { .. } => T_APPEND,
         MessageBody::AppendEntriesResponse { .. } => T_APPEND_RESP,
+        MessageBody::Heartbeat { quiesce: true, .. } => T_QUIESCE,
         MessageBody::Heartbeat { .. } => T_HEARTBEAT,
         MessageBody::HeartbeatResponse => T_HEARTBEAT_RESP,
         MessageBody::InstallSnapshot { .. } => T_SNAPSHOT,
@@ -188,7 +193,7 @@ pub fn encode_message(m: &Message, out: &mut Vec<u8>) {
             put_u64(out, hint_index.0);
             put_u64(out, hint_term.0);
         }
-        MessageBody::Heartbeat { commit } => put_u64(out, commit.0),
+        MessageBody::Heartbeat { commit, .. } => put_u64(out, commit.0),
         MessageBody::HeartbeatResponse | MessageBody::TimeoutNow => {}
         MessageBody::InstallSnapshot { start } => {
             put_u64(out, start.index.0);
@@ -266,8 +271,9 @@ pub fn decode_message(buf: &[u8]) -> Result<Message, CodecError> {
                 hint_term: Term(r.u64("hint_term")?),
             }
         }
-        T_HEARTBEAT => MessageBody::Heartbeat {
+        T_HEARTBEAT | T_QUIESCE => MessageBody::Heartbeat {
             commit: Index(r.u64("commit")?),
+            quiesce: ty == T_QUIESCE,
         },
         T_HEARTBEAT_RESP => MessageBody::HeartbeatResponse,
         T_SNAPSHOT => MessageBody::InstallSnapshot {
@@ -340,7 +346,7 @@ mod tests {
     use crate::raft::node::SplitMix64;
 
     fn random_message(rng: &mut SplitMix64) -> Message {
-        let body = match rng.below(8) {
+        let body = match rng.below(9) {
             0 => MessageBody::RequestVote {
                 pre_vote: rng.chance(50),
                 transfer: rng.chance(50),
@@ -377,8 +383,9 @@ mod tests {
                 hint_index: Index(rng.next_u64()),
                 hint_term: Term(rng.next_u64()),
             },
-            4 => MessageBody::Heartbeat {
+            4 | 8 => MessageBody::Heartbeat {
                 commit: Index(rng.next_u64()),
+                quiesce: rng.chance(50),
             },
             5 => MessageBody::HeartbeatResponse,
             6 => {
@@ -400,7 +407,8 @@ mod tests {
                     },
                 }
             }
-            _ => MessageBody::TimeoutNow,
+            7 => MessageBody::TimeoutNow,
+            _ => MessageBody::HeartbeatResponse,
         };
         Message {
             from: NodeId(rng.next_u64()),
@@ -421,7 +429,39 @@ mod tests {
             seen.insert(buf[0]);
             assert_eq!(decode_message(&buf), Ok(m));
         }
-        assert_eq!(seen.len(), 8, "all message types generated");
+        assert_eq!(seen.len(), 9, "all message types generated");
+    }
+
+    #[test]
+    fn quiesce_heartbeat_is_type_9_and_type_5_is_unchanged() {
+        let hb = |quiesce| Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(3),
+            body: MessageBody::Heartbeat {
+                commit: Index(7),
+                quiesce,
+            },
+        };
+        let mut plain = Vec::new();
+        encode_message(&hb(false), &mut plain);
+        let mut expected = vec![T_HEARTBEAT];
+        for v in [1u64, 2, 3, 7] {
+            expected.extend_from_slice(&v.to_be_bytes());
+        }
+        assert_eq!(plain, expected, "type 5 as before quiescence");
+        let mut quiet = Vec::new();
+        encode_message(&hb(true), &mut quiet);
+        assert_eq!(quiet[0], T_QUIESCE);
+        assert_eq!(quiet[1..], plain[1..]);
+        assert_eq!(decode_message(&quiet), Ok(hb(true)));
+        assert_eq!(decode_message(&plain), Ok(hb(false)));
+        quiet.push(0);
+        assert_eq!(decode_message(&quiet), Err(CodecError::TrailingBytes(1)));
+        assert_eq!(
+            decode_message(&quiet[..20]),
+            Err(CodecError::Truncated { at: 17, needed: 5 })
+        );
     }
 
     #[test]
@@ -496,7 +536,7 @@ mod tests {
             let len = rng.below(80) as usize;
             let mut buf: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
             if !buf.is_empty() {
-                buf[0] = 1 + rng.below(8) as u8;
+                buf[0] = 1 + rng.below(9) as u8;
             }
             if let Ok(m) = decode_message(&buf) {
                 ok += 1;

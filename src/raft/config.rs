@@ -33,6 +33,11 @@ pub struct Config {
     pub max_uncommitted_entries: u64,
     /// Bound on messages queued in the node waiting for persistence or for `ready()`.
     pub max_outbox_msgs: usize,
+    /// Quiesce the group when idle (module `quiesce`): the leader stops sending
+    /// heartbeats and followers stop their election timers. Only for a runner that
+    /// reports dead nodes ([`RaftNode::set_dead_nodes`](super::RaftNode::set_dead_nodes)):
+    /// a quiesced follower notices a dead leader only that way.
+    pub quiesce: bool,
     /// Deliberately broken behaviours, only to prove the simulator's checker fails.
     #[cfg(test)]
     pub(crate) bugs: Bugs,
@@ -58,6 +63,9 @@ pub(crate) struct Bugs {
     /// The leader counts its own appended entries toward the commit quorum before
     /// they are durable on it.
     pub leader_counts_unpersisted_append: bool,
+    /// A quiesce heartbeat carries the leader's commit index, not min(follower's
+    /// match, commit): a follower behind commits its stale entries.
+    pub quiesce_tells_full_commit: bool,
 }
 
 impl Config {
@@ -73,6 +81,7 @@ impl Config {
             check_quorum: true,
             max_uncommitted_entries: 1 << 20,
             max_outbox_msgs: 1 << 16,
+            quiesce: false,
             #[cfg(test)]
             bugs: Bugs::default(),
         }

@@ -56,7 +56,9 @@ impl<S: Storage> RaftNode<S> {
         }
         if self.heartbeat_elapsed >= self.cfg.heartbeat_tick {
             self.heartbeat_elapsed = 0;
-            self.bcast_heartbeat();
+            if !self.maybe_quiesce() {
+                self.bcast_heartbeat();
+            }
         }
         Ok(())
     }
@@ -170,6 +172,7 @@ impl<S: Storage> RaftNode<S> {
         self.lead_transferee = None;
         self.votes.clear();
         self.progress.clear();
+        self.quiesced = false;
     }
 
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
@@ -180,6 +183,7 @@ impl<S: Storage> RaftNode<S> {
 
     fn become_pre_candidate(&mut self) {
         // Pre-vote changes neither term nor vote (Raft thesis §9.6).
+        self.quiesced = false;
         self.votes.clear();
         self.progress.clear();
         self.leader = None;

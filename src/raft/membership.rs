@@ -143,6 +143,7 @@ impl<S: Storage> RaftNode<S> {
         if self.pending_conf_index > self.log.committed {
             return Err(ProposeError::ConfChangePending);
         }
+        self.wake();
         let mut m = self.membership.clone();
         match change {
             ConfChange::AddLearner(id) => {
@@ -203,6 +204,7 @@ impl<S: Storage> RaftNode<S> {
         if self.role != Role::Leader || id == self.id {
             return Ok(());
         }
+        self.wake();
         let last = self.log.last_index();
         let Some(pr) = self.progress.get_mut(&id) else {
             return Ok(());
@@ -227,6 +229,7 @@ impl<S: Storage> RaftNode<S> {
         if to == self.id || !self.membership.voters.contains(&to) {
             return Err(TransferError::InvalidTarget);
         }
+        self.wake();
         self.lead_transferee = Some(to);
         self.election_elapsed = 0;
         let caught_up = self

@@ -16,6 +16,8 @@
 //! * `log` — durable log + unstable tail; `progress` — per-follower flow control.
 //! * `node` — [`RaftNode`], the public API, Ready/advance bookkeeping.
 //! * `election`, `replication`, `membership` — the protocol, one concern per file.
+//! * `quiesce` — idle groups stop heartbeats and election timers
+//!   ([`Config::quiesce`], [`RaftNode::is_quiesced`], [`RaftNode::set_dead_nodes`]).
 //! * `codec` — the binary message encoding ([`encode_message`], [`decode_message`]).
 //! * `sim` (tests only) — the deterministic simulator, scenario tests, bug switches.
 //!
@@ -39,7 +41,13 @@
 //! * single-server membership changes, learners, promotion, leader self-removal
 //!   (see `membership`); leadership transfer with TimeoutNow;
 //! * log-prefix snapshots: a log may start at N > 1 ([`LogStart`]); followers behind
-//!   the leader's log start get InstallSnapshot and restart their log there.
+//!   the leader's log start get InstallSnapshot and restart their log there;
+//! * quiescence ([`Config::quiesce`], off by default; see `quiesce`): an idle
+//!   group's leader sends a last `Heartbeat { quiesce: true }` and then nothing, its
+//!   followers stop their election timers; any message, proposal, membership change
+//!   or transfer wakes it, and the runner's dead-node report
+//!   ([`RaftNode::set_dead_nodes`]) makes followers of a dead leader campaign.
+//!   Safety is unchanged: it only suppresses heartbeats and timers.
 //!
 //! # The Ready / advance contract (durability before acknowledgement, DESIGN 3)
 //! Loop: feed inputs; `while node.has_ready() { let rd = node.ready(); … }`. For each
@@ -125,6 +133,7 @@ mod log;
 mod membership;
 mod node;
 mod progress;
+mod quiesce;
 mod replication;
 mod storage;
 mod types;

@@ -3,7 +3,7 @@
 //! Election, replication and membership logic live in sibling files as further
 //! `impl RaftNode` blocks.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
 use super::config::Config;
@@ -266,6 +266,10 @@ pub struct RaftNode<S: Storage> {
     pub(crate) rng: SplitMix64,
     pub(crate) lead_transferee: Option<NodeId>,
     pub(crate) pending_conf_index: Index,
+    /// Quiesced (module `quiesce`): ticks do nothing.
+    pub(crate) quiesced: bool,
+    /// The runner's latest dead-node report (`quiesce`).
+    pub(crate) dead_nodes: BTreeSet<NodeId>,
     // ---- output bookkeeping ----
     /// Messages that may be sent now.
     outbox: Vec<Message>,
@@ -332,6 +336,8 @@ impl<S: Storage> RaftNode<S> {
             rng: SplitMix64::new(seed ^ cfg.id.0.wrapping_mul(0x2545_F491_4F6C_DD1D)),
             lead_transferee: None,
             pending_conf_index: Index(0),
+            quiesced: false,
+            dead_nodes: BTreeSet::new(),
             outbox: Vec::new(),
             gated: VecDeque::new(),
             next_seq: 1,
@@ -359,7 +365,11 @@ impl<S: Storage> RaftNode<S> {
     // ------------------------------------------------------------------ inputs
 
     /// Advances logical time by one tick (elections, heartbeats, check-quorum).
+    /// Does nothing while quiesced.
     pub fn tick(&mut self) -> Result<(), RaftError> {
+        if self.quiesced {
+            return Ok(());
+        }
         if self.role == Role::Leader {
             self.tick_leader()
         } else {
@@ -385,12 +395,14 @@ impl<S: Storage> RaftNode<S> {
         if m.to != self.id || m.from == self.id {
             return Ok(());
         }
+        self.wake_for_message(m.from, m.term == self.term, &m.body);
         self.step_inner(m)
     }
 
     /// Appends a batch of data records (leader only) and starts replicating them.
     pub fn propose(&mut self, batch: Vec<Vec<u8>>) -> Result<Proposed, ProposeError> {
         self.check_can_propose(batch.len() as u64)?;
+        self.wake();
         let first = self.log.last_index() + 1;
         let ents: Vec<Entry> = batch
             .into_iter()
@@ -761,6 +773,11 @@ impl<S: Storage> RaftNode<S> {
                 MessageBody::AppendEntriesResponse { reject: false, index, .. } if index >= from
             )
         });
+    }
+
+    /// True if no message waits for persistence.
+    pub(crate) fn gated_is_empty(&self) -> bool {
+        self.gated.is_empty()
     }
 
     /// Sends without waiting for persistence (only for test-only bug switches).

@@ -121,7 +121,13 @@ impl<S: Storage> RaftNode<S> {
         for (id, commit) in targets {
             // min(match, commit): never tell a follower to commit an entry it may not
             // hold or that differs from ours.
-            self.send(id, MessageBody::Heartbeat { commit });
+            self.send(
+                id,
+                MessageBody::Heartbeat {
+                    commit,
+                    quiesce: false,
+                },
+            );
         }
     }
 
@@ -271,12 +277,15 @@ impl<S: Storage> RaftNode<S> {
                 self.leader = Some(m.from);
                 self.handle_append(m.from, prev_index, prev_term, commit, entries)
             }
-            MessageBody::Heartbeat { commit } => {
+            MessageBody::Heartbeat { commit, quiesce } => {
                 self.election_elapsed = 0;
                 self.leader = Some(m.from);
                 let c = commit.min(self.log.last_index());
                 self.log.commit_to(c);
                 self.send(m.from, MessageBody::HeartbeatResponse);
+                if quiesce {
+                    self.follow_quiesce(m.from);
+                }
                 Ok(())
             }
             MessageBody::InstallSnapshot { start } => {

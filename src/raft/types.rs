@@ -313,6 +313,9 @@ pub enum MessageBody {
     Heartbeat {
         /// Commit index the follower may adopt.
         commit: Index,
+        /// The group is idle: the leader sends no more heartbeats until something
+        /// happens, and the follower may stop its election timer (`quiesce`).
+        quiesce: bool,
     },
     /// Answer to Heartbeat.
     HeartbeatResponse,
@@ -336,6 +339,7 @@ impl MessageBody {
             MessageBody::RequestVoteResponse { .. } => "RequestVoteResp",
             MessageBody::AppendEntries { .. } => "AppendEntries",
             MessageBody::AppendEntriesResponse { .. } => "AppendEntriesResp",
+            MessageBody::Heartbeat { quiesce: true, .. } => "QuiesceHeartbeat",
             MessageBody::Heartbeat { .. } => "Heartbeat",
             MessageBody::HeartbeatResponse => "HeartbeatResp",
             MessageBody::InstallSnapshot { .. } => "InstallSnapshot",

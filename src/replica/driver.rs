@@ -1,6 +1,6 @@
 //! [`Driver`]: the replica state machine (see the module docs of `replica`).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
 use super::policy::{self, MemberView};
@@ -415,9 +415,35 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         self.process()
     }
 
-    /// The gossip member table the membership policy works from.
+    /// The gossip member table the membership policy works from. A quiesced
+    /// leader with a membership change to make wakes up (its next tick makes it).
     pub fn set_members(&mut self, members: BTreeMap<NodeId, MemberView>) {
         self.members = members;
+        if self.node.is_quiesced()
+            && self.node.role() == Role::Leader
+            && self.next_membership_change().is_some()
+        {
+            self.node.wake();
+        }
+    }
+
+    /// The failure detector's verdict (gossip): every node currently believed
+    /// down. A follower whose leader's node went down wakes (if quiesced) and
+    /// campaigns soon; a false report costs at most one pre-vote round
+    /// (`raft::quiesce`). Call it whenever the set changes (calling it again with
+    /// the same set does nothing).
+    pub fn set_node_liveness(&mut self, dead: &BTreeSet<NodeId>) -> Result<(), DriverError> {
+        self.node.set_dead_nodes(dead)?;
+        self.process()
+    }
+
+    /// True if the runner may skip this group's ticks: Raft is quiesced (nothing in
+    /// flight, no heartbeats, no election timer) and no produce waits for an answer
+    /// or a deadline. Ticking it anyway is harmless. Commit persistence is lazy
+    /// (`commit_persist_interval_ms`, on ticks): a group quiesced for long keeps an
+    /// older persisted commit, which is only a lower bound used at start-up.
+    pub fn is_quiesced(&self) -> bool {
+        self.node.is_quiesced() && self.pending.is_empty()
     }
 
     /// Leader: hand leadership to the most caught-up voter (graceful shutdown).
@@ -738,17 +764,21 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         Ok(())
     }
 
-    /// Leader only: one membership change per tick, driven by gossip (DESIGN 5).
-    fn reconcile_membership(&mut self) {
-        let me = self.node.id();
+    /// The membership change the policy wants next (leader).
+    fn next_membership_change(&self) -> Option<crate::raft::ConfChange> {
         let status = self.node.status();
-        let Some(change) = policy::next_change(
-            me,
+        policy::next_change(
+            self.node.id(),
             &status.membership,
             &status.followers,
             &self.members,
             self.commit,
-        ) else {
+        )
+    }
+
+    /// Leader only: one membership change per tick, driven by gossip (DESIGN 5).
+    fn reconcile_membership(&mut self) {
+        let Some(change) = self.next_membership_change() else {
             return;
         };
         match self.node.propose_conf_change(change) {

@@ -12,7 +12,8 @@
 //! # Inputs and effects
 //! Inputs are method calls: [`Driver::propose`], [`Driver::step`], [`Driver::tick`],
 //! [`Driver::synced`], [`Driver::peer_connected`], [`Driver::transfer_leadership`],
-//! [`Driver::compact_to`], [`Driver::finish`]. Time is an input (`now_ms`, any
+//! [`Driver::compact_to`], [`Driver::finish`], [`Driver::set_members`],
+//! [`Driver::set_node_liveness`]. Time is an input (`now_ms`, any
 //! monotonic millisecond clock). Each call queues [`Effect`]s that the caller drains
 //! with [`Driver::take_effects`] and executes in order:
 //! - `Send(m)`: hand the message to the transport (any time; Raft already holds back
@@ -24,6 +25,21 @@
 //! - `HighWater(hw)`: readers may now see offsets below `hw` (commit index + 1).
 //! - `FirstIndex(i)`: offsets below `i` are gone (retention or a leader's log start).
 //! - `Role(s)`: role, term or leader changed.
+//!
+//! # Quiescence (many groups per node)
+//! With [`crate::raft::Config::quiesce`] on, an idle group quiesces (the policy is
+//! Raft's: `raft::quiesce` says when and what wakes it). The driver adds what only
+//! it knows: [`Driver::is_quiesced`] is false while a produce waits for an answer
+//! or its deadline (those need ticks), and [`Driver::set_members`] wakes a
+//! quiesced leader that has a membership change to make. The runner:
+//! - skips [`Driver::tick`] for groups whose [`Driver::is_quiesced`] is true (ticking
+//!   them anyway is harmless: it does nothing);
+//! - calls [`Driver::set_node_liveness`] on every group when its failure detector's
+//!   dead set changes (a quiesced follower notices a dead leader only that way);
+//! - keeps feeding every message, proposal and reconnection as before: each wakes
+//!   the group where needed.
+//!
+//! A quiesced group persists its lazily written commit index at its next tick.
 //!
 //! Appending, installing a log start, compacting and writing the hard state go
 //! through [`ReplicaStorage`] synchronously: they reach the page cache (the hard
@@ -44,7 +60,9 @@
 //!   index durably (nats-server#7567).
 //!
 //! [`crate::node`]'s raft thread is the runner that executes these effects; the
-//! simulator in `replica::sim` drives the same driver over a simulated disk.
+//! simulator in `replica::sim` drives the same driver over a simulated disk, and
+//! `replica::sim::multi` drives many groups per node over one network with
+//! quiescence and a simulated failure detector.
 
 mod driver;
 pub mod heal;

@@ -1005,7 +1005,9 @@ fn fmt_event(e: &Event) -> String {
                     hint_index,
                     hint_term,
                 } => format!(" reject={reject} index={index} hint={hint_index}/{hint_term}"),
-                MessageBody::Heartbeat { commit } => format!(" commit={commit}"),
+                MessageBody::Heartbeat { commit, quiesce } => {
+                    format!(" commit={commit} quiesce={quiesce}")
+                }
                 MessageBody::InstallSnapshot { start } => {
                     format!(" start={}/{}", start.index, start.term)
                 }

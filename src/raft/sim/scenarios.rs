@@ -652,6 +652,7 @@ fn out_of_range_acknowledgements_and_commit_indexes_are_ignored() {
         term,
         body: MessageBody::Heartbeat {
             commit: Index(u64::MAX),
+            quiesce: false,
         },
     });
     assert_eq!(c.node(2).commit_index(), c.node(2).last_index());

@@ -89,6 +89,7 @@
 mod checker;
 mod disk;
 mod mend;
+mod multi;
 mod run;
 mod tests;
 
@@ -1058,7 +1059,7 @@ impl Cluster {
     }
 }
 
-fn fmt_message(m: &Message) -> String {
+pub(super) fn fmt_message(m: &Message) -> String {
     let detail = match &m.body {
         MessageBody::RequestVote {
             last_index,
@@ -1087,7 +1088,7 @@ fn fmt_message(m: &Message) -> String {
         } => {
             format!(" reject={reject} index={index} hint={hint_index}/{hint_term}")
         }
-        MessageBody::Heartbeat { commit } => format!(" commit={commit}"),
+        MessageBody::Heartbeat { commit, quiesce } => format!(" commit={commit} quiesce={quiesce}"),
         MessageBody::InstallSnapshot { start } => format!(" start={}/{}", start.index, start.term),
         _ => String::new(),
     };
