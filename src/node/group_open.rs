@@ -52,6 +52,9 @@ pub(crate) fn raft_config(cfg: &NodeConfig) -> RaftConfig {
     // 64 x 1 MiB in flight per follower: enough to stream a catch-up, and within
     // the receiver's inbox byte bound.
     raft_cfg.max_inflight_msgs = 64;
+    // Idle groups stop heartbeating; the raft thread reports dead nodes (gossip's
+    // failure detector) so a quiesced follower notices a dead leader.
+    raft_cfg.quiesce = true;
     raft_cfg
 }
 

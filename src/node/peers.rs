@@ -274,6 +274,14 @@ impl Writer {
         let mut buf = Vec::new();
         let mut correlation: u32 = 0;
         while !self.stop.load(Ordering::Acquire) {
+            // Connect as soon as the address is known, before any message: the peer
+            // hears "connected" (a node that restarted), which wakes its quiesced
+            // groups and makes their leaders probe this node's logs.
+            if conn.is_none() && Instant::now() >= next_attempt {
+                if let Some(addr) = *lock(&self.addr) {
+                    conn = self.try_connect(addr, &mut backoff_ms, &mut next_attempt);
+                }
+            }
             let first = match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => continue,
@@ -319,27 +327,10 @@ impl Writer {
                     self.drop_batch(batch.len());
                     continue;
                 }
-                match self.connect(addr) {
-                    Ok(c) => {
-                        log::info!(
-                            "peer {}: connected to {addr}{}",
-                            self.peer,
-                            if self.cfg.tls.is_some() { " (TLS)" } else { "" }
-                        );
-                        conn = Some(c);
-                    }
-                    Err(e) => {
-                        if e.kind() == ErrorKind::InvalidData {
-                            // TLS handshake failures are configuration problems: visible.
-                            log::warn!("peer {}: connect to {addr} failed: {e}", self.peer);
-                        } else {
-                            log::debug!("peer {}: connect to {addr} failed: {e}", self.peer);
-                        }
-                        next_attempt = Instant::now() + Duration::from_millis(backoff_ms);
-                        backoff_ms = (backoff_ms * 2).min(self.cfg.backoff_max_ms.max(1));
-                        self.drop_batch(batch.len());
-                        continue;
-                    }
+                conn = self.try_connect(addr, &mut backoff_ms, &mut next_attempt);
+                if conn.is_none() {
+                    self.drop_batch(batch.len());
+                    continue;
                 }
             }
             buf.clear();
@@ -368,6 +359,36 @@ impl Writer {
         }
         if let Some(c) = conn.take() {
             c.close();
+        }
+    }
+
+    /// One connection attempt; on failure the next one waits (exponential backoff).
+    fn try_connect(
+        &self,
+        addr: SocketAddr,
+        backoff_ms: &mut u64,
+        next_attempt: &mut Instant,
+    ) -> Option<Conn> {
+        match self.connect(addr) {
+            Ok(c) => {
+                log::info!(
+                    "peer {}: connected to {addr}{}",
+                    self.peer,
+                    if self.cfg.tls.is_some() { " (TLS)" } else { "" }
+                );
+                Some(c)
+            }
+            Err(e) => {
+                if e.kind() == ErrorKind::InvalidData {
+                    // TLS handshake failures are configuration problems: visible.
+                    log::warn!("peer {}: connect to {addr} failed: {e}", self.peer);
+                } else {
+                    log::debug!("peer {}: connect to {addr} failed: {e}", self.peer);
+                }
+                *next_attempt = Instant::now() + Duration::from_millis(*backoff_ms);
+                *backoff_ms = (*backoff_ms * 2).min(self.cfg.backoff_max_ms.max(1));
+                None
+            }
         }
     }
 
@@ -710,7 +731,10 @@ mod tests {
                 from: NodeId(1),
                 to: NodeId(2),
                 term: Term(g),
-                body: MessageBody::Heartbeat { commit: Index(g) },
+                body: MessageBody::Heartbeat {
+                    commit: Index(g),
+                    quiesce: false,
+                },
             };
             (GroupId(g), m)
         };

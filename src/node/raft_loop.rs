@@ -93,6 +93,11 @@ pub(crate) struct RaftLoop {
     admin_answers: Vec<(ProduceReply, Result<Produced, ProduceError>)>,
     /// Fsyncs logs of several groups at once.
     sync_pool: SyncPool,
+    /// Groups that executed effects since the views were last published.
+    ran: BTreeSet<GroupId>,
+    /// Nodes gossip considers dead, as last reported to the groups.
+    dead: BTreeSet<crate::raft::NodeId>,
+    last_full_publish: Instant,
     /// Origin of the drivers' millisecond clock.
     clock: Instant,
     last_progress_log: Instant,
@@ -119,6 +124,12 @@ impl RaftLoop {
             touched: BTreeSet::new(),
             admin_answers: Vec::new(),
             sync_pool,
+            dead: BTreeSet::new(),
+            ran: BTreeSet::new(),
+            // The first publish is a full one.
+            last_full_publish: Instant::now()
+                .checked_sub(Duration::from_secs(2))
+                .unwrap_or_else(Instant::now),
             clock: Instant::now(),
             last_progress_log: Instant::now(),
             last_rebalance: Instant::now(),
@@ -310,11 +321,11 @@ impl RaftLoop {
 
     fn tick(&mut self) -> Result<(), Fatal> {
         let members = self.member_views();
+        self.report_liveness(&members)?;
         let now = self.now_ms();
         let interval = Duration::from_millis(self.shared.cfg.retention_interval_ms.max(10));
         let ids: Vec<GroupId> = self.groups.keys().copied().collect();
         for id in ids {
-            self.touched.insert(id);
             let retry = self
                 .groups
                 .get(&id)
@@ -322,10 +333,20 @@ impl RaftLoop {
             if retry {
                 self.retry_disk(id)?;
             }
+            let Some(g) = self.groups.get_mut(&id) else {
+                continue;
+            };
+            // Membership follows the voters even while idle (a change wakes it).
+            if g.follows_voters && g.driver.raft().role() == Role::Leader {
+                g.driver.set_members(members.clone());
+            }
+            // A quiesced group has nothing to time: no heartbeats, no election timer
+            // (retention runs once it wakes).
+            if g.driver.is_quiesced() {
+                continue;
+            }
+            self.touched.insert(id);
             self.group_call(id, |g| {
-                if g.follows_voters && g.driver.raft().role() == Role::Leader {
-                    g.driver.set_members(members.clone());
-                }
                 g.driver.tick(now)?;
                 g.apply_retention(interval)
             })?;
@@ -335,6 +356,38 @@ impl RaftLoop {
         let mut last = self.last_rebalance;
         self.rebalance_leaders(&mut last);
         self.last_rebalance = last;
+        Ok(())
+    }
+
+    /// Tells every group which nodes gossip considers dead, when that changes (a
+    /// quiesced follower whose leader died elects a new one).
+    fn report_liveness(
+        &mut self,
+        members: &BTreeMap<crate::raft::NodeId, MemberView>,
+    ) -> Result<(), Fatal> {
+        let dead: BTreeSet<crate::raft::NodeId> = members
+            .iter()
+            .filter(|(_, m)| !m.live)
+            .map(|(id, _)| *id)
+            .collect();
+        if dead == self.dead {
+            return Ok(());
+        }
+        log::info!("nodes considered down: {dead:?}");
+        // A node back from the dead may have restarted with less: leaders probe it.
+        let back: Vec<crate::raft::NodeId> = self.dead.difference(&dead).copied().collect();
+        self.dead = dead.clone();
+        let ids: Vec<GroupId> = self.groups.keys().copied().collect();
+        for id in ids {
+            self.touched.insert(id);
+            self.group_call(id, |g| {
+                g.driver.set_node_liveness(&dead)?;
+                for n in &back {
+                    g.driver.peer_connected(*n)?;
+                }
+                Ok(())
+            })?;
+        }
         Ok(())
     }
 
@@ -406,6 +459,7 @@ impl RaftLoop {
                     self.touched.remove(&id);
                     continue;
                 }
+                self.ran.insert(id);
                 if let Some(seq) = self.execute_effects(id, effects) {
                     syncs.push((id, seq));
                 }
@@ -487,16 +541,22 @@ impl RaftLoop {
 
     // ---------------------------------------------------------------- view
 
-    fn publish(&self, full: bool) {
-        for id in self
-            .groups
-            .keys()
-            .filter(|id| full || self.touched.contains(id))
-        {
-            if let Some(g) = self.groups.get(id) {
-                g.publish(full);
+    /// Publishes the views of the groups that ran (role, term, indexes); on a
+    /// tick also those that are not quiesced with their follower progress, and
+    /// every group's once a second.
+    fn publish(&mut self, ticked: bool) {
+        let all = ticked && self.last_full_publish.elapsed() >= Duration::from_secs(1);
+        if all {
+            self.last_full_publish = Instant::now();
+        }
+        let ran = std::mem::take(&mut self.ran);
+        for (id, g) in &self.groups {
+            let live = ticked && !g.driver.is_quiesced();
+            if all || live || ran.contains(id) {
+                g.publish(all || live);
             }
         }
+        let full = ticked;
         // Per tick (`full`), not per iteration: the leader's lag needs `status()`.
         if let (true, Some(m)) = (full, &self.shared.cfg.metrics) {
             if let Some(g) = self.groups.get(&self.shared.default.id) {
