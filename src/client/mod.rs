@@ -37,8 +37,9 @@ use std::time::{Duration, Instant};
 use self::tls::{ClientTls, Stream};
 use crate::types::{Offset, Term};
 use crate::wire::{
-    self, ApiKey, ErrorBody, ErrorCode, LeaderHint, Limits, Request, RequestFrame, ResponseBody,
-    ServerInfo, StatusInfo, TopicPartition, WireRecord,
+    self, ApiKey, ErrorBody, ErrorCode, FetchPartition, FetchedPartition, LeaderHint, Limits,
+    NodeInfo, Request, RequestFrame, ResponseBody, ServerInfo, StatusInfo, TopicChanges,
+    TopicDescription, TopicMetadata, TopicPartition, TopicSettings, WireRecord,
 };
 
 /// What can go wrong talking to a server.
@@ -334,6 +335,139 @@ impl Client {
     pub fn status(&mut self) -> Result<StatusInfo> {
         match self.call(Request::Status, Duration::ZERO)? {
             ResponseBody::Status(status) => Ok(status),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Appends one record to `target`; returns its offset once it is durable. The
+    /// default topic's partition 0 goes out as version 0, any other as version 1.
+    pub fn produce_to(&mut self, target: &TopicPartition, value: &[u8]) -> Result<Offset> {
+        let request = Request::Produce {
+            target: target.clone(),
+            value: value.to_vec(),
+        };
+        match self.call(request, Duration::ZERO)? {
+            ResponseBody::Produce { offset } => Ok(offset),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Appends records to `target` at contiguous offsets (all or none); returns the
+    /// first offset.
+    pub fn produce_batch_to(
+        &mut self,
+        target: &TopicPartition,
+        values: &[&[u8]],
+    ) -> Result<Offset> {
+        let request = Request::ProduceBatch {
+            target: target.clone(),
+            values: values.iter().map(|v| v.to_vec()).collect(),
+        };
+        match self.call(request, Duration::ZERO)? {
+            ResponseBody::ProduceBatch {
+                first_offset,
+                count,
+            } if count as usize == values.len() => Ok(first_offset),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The first record of `target` at an offset ≥ `offset`.
+    pub fn consume_from(&mut self, target: &TopicPartition, offset: Offset) -> Result<Record> {
+        let request = Request::Consume {
+            target: target.clone(),
+            offset,
+        };
+        match self.call(request, Duration::ZERO)? {
+            ResponseBody::Consume { record } => Ok(record.into()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Fetch version 1: records of several partitions in one request (at most
+    /// [`wire::MAX_FETCH_PARTITIONS`]), up to about `max_bytes` in all; waits up to
+    /// `max_wait_ms` when no partition has any yet. One entry per partition asked,
+    /// in order; a partition's error (e.g. `NOT_LEADER` for a partition this server
+    /// does not host) leaves the others unaffected.
+    pub fn fetch_partitions(
+        &mut self,
+        partitions: &[FetchPartition],
+        max_bytes: u32,
+        max_wait_ms: u32,
+    ) -> Result<Vec<FetchedPartition>> {
+        let request = Request::FetchPartitions {
+            max_wait_ms,
+            max_bytes,
+            partitions: partitions.to_vec(),
+        };
+        let extra = Duration::from_millis(u64::from(max_wait_ms));
+        match self.call(request, extra)? {
+            ResponseBody::FetchPartitions { partitions } => Ok(partitions),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The cluster's nodes and where the named topics' partitions live (every topic
+    /// when `topics` is empty). Leaders are as this server knows them: `NodeId(0)`
+    /// for a partition it does not host.
+    pub fn metadata(&mut self, topics: &[&str]) -> Result<(Vec<NodeInfo>, Vec<TopicMetadata>)> {
+        let request = Request::Metadata {
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+        };
+        match self.call(request, Duration::ZERO)? {
+            ResponseBody::Metadata { nodes, topics } => Ok((nodes, topics)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Creates topic `name` (only the metadata leader accepts: others answer
+    /// `NOT_LEADER` with its address); returns it as created.
+    pub fn create_topic(
+        &mut self,
+        name: &str,
+        settings: TopicSettings,
+    ) -> Result<TopicDescription> {
+        let request = Request::CreateTopic {
+            name: name.to_string(),
+            settings,
+        };
+        match self.call(request, Duration::ZERO)? {
+            ResponseBody::CreateTopic(d) => Ok(d),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Topic `name`'s settings and partitions.
+    pub fn describe_topic(&mut self, name: &str) -> Result<TopicDescription> {
+        let request = Request::DescribeTopic {
+            name: name.to_string(),
+        };
+        match self.call(request, Duration::ZERO)? {
+            ResponseBody::DescribeTopic(d) => Ok(d),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Changes topic `name`'s settings (metadata leader only, as
+    /// [`Client::create_topic`]); returns it as altered.
+    pub fn alter_topic(&mut self, name: &str, changes: TopicChanges) -> Result<TopicDescription> {
+        let request = Request::AlterTopic {
+            name: name.to_string(),
+            changes,
+        };
+        match self.call(request, Duration::ZERO)? {
+            ResponseBody::AlterTopic(d) => Ok(d),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Deletes topic `name` and its records (metadata leader only).
+    pub fn delete_topic(&mut self, name: &str) -> Result<()> {
+        let request = Request::DeleteTopic {
+            name: name.to_string(),
+        };
+        match self.call(request, Duration::ZERO)? {
+            ResponseBody::DeleteTopic => Ok(()),
             other => Err(unexpected(&other)),
         }
     }
