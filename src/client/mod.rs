@@ -170,8 +170,9 @@ pub struct Client {
     addr: SocketAddr,
     config: ClientConfig,
     next_correlation_id: u32,
-    /// API of every request sent and not yet answered, by correlation id.
-    pending: HashMap<u32, ApiKey>,
+    /// API and version of every request sent and not yet answered, by correlation
+    /// id (a version-1 Fetch is answered in another layout).
+    pending: HashMap<u32, (ApiKey, u16)>,
     /// Responses received while waiting for another one (bounded by `pending`).
     parked: VecDeque<(u32, Result<ResponseBody>)>,
     /// `rbuf[..rlen]` is received and not yet decoded; the rest stays initialized
@@ -477,10 +478,12 @@ impl Client {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
         let api = request.api_key();
+        let frame = RequestFrame::new(correlation_id, request);
+        let version = frame.wire_version();
         self.wbuf.clear();
-        wire::encode_request(&RequestFrame::new(correlation_id, request), &mut self.wbuf);
+        wire::encode_request(&frame, &mut self.wbuf);
         self.stream.write_all(&self.wbuf)?;
-        self.pending.insert(correlation_id, api);
+        self.pending.insert(correlation_id, (api, version));
         Ok(correlation_id)
     }
 
@@ -492,7 +495,7 @@ impl Client {
         encode_produce(correlation_id, value, &mut self.wbuf)?;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
         self.stream.write_all(&self.wbuf)?;
-        self.pending.insert(correlation_id, ApiKey::Produce);
+        self.pending.insert(correlation_id, (ApiKey::Produce, 0));
         Ok(correlation_id)
     }
 
@@ -536,8 +539,8 @@ impl Client {
     fn take_response(&mut self, frame_len: usize) -> Result<(u32, Result<ResponseBody>)> {
         let frame = &self.rbuf[..frame_len];
         let correlation_id = frame_correlation_id(frame)?;
-        let api = match self.pending.remove(&correlation_id) {
-            Some(api) => api,
+        let (api, version) = match self.pending.remove(&correlation_id) {
+            Some(sent) => sent,
             None => {
                 // Not ours: a connection-level error (correlation id 0), e.g.
                 // TOO_MANY_CONNECTIONS or MALFORMED, ends the conversation.
@@ -553,7 +556,7 @@ impl Client {
                 };
             }
         };
-        let decoded = wire::decode_response(frame, api);
+        let decoded = wire::decode_response_versioned(frame, api, version);
         self.consume_front(frame_len);
         match decoded {
             Ok(response) => Ok((

@@ -344,9 +344,7 @@ impl ClusterClient {
 /// The error of a topic a Metadata answer refused.
 fn topic_error(topic: &str, code: ErrorCode) -> ClientError {
     let message = match code {
-        ErrorCode::UnknownTopic => {
-            format!("no topic named {topic} (`clog topic list` shows the topics)")
-        }
+        ErrorCode::UnknownTopic => format!("no topic named {topic}"),
         ErrorCode::PermissionDenied => format!("may not describe topic {topic}"),
         other => format!("topic {topic}: {other}"),
     };
