@@ -273,3 +273,56 @@ fn a_replicated_topic_through_the_cluster_client_on_three_nodes() {
         .consume_from(&TopicPartition::new("events", 0), Offset(u64::MAX / 2))
         .is_err());
 }
+
+#[test]
+fn bench_creates_its_topics_and_reports_every_partition() {
+    let server = Server::start(&[]);
+    let out = ok(
+        &server,
+        &[
+            "bench",
+            "--topics",
+            "2",
+            "--partitions",
+            "2",
+            "--count",
+            "400",
+        ],
+    );
+    assert!(out.contains("produce: 400 records"), "{out}");
+    for target in ["bench-0/0", "bench-0/1", "bench-1/0", "bench-1/1"] {
+        assert!(
+            out.contains(&format!("partition {target}: 100 records")),
+            "{target}: {out}"
+        );
+    }
+    let list = ok(&server, &["topic", "list", "-o", "json"]);
+    let names: BTreeSet<String> = list
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+        .map(|v| v["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        names.contains("bench-0") && names.contains("bench-1"),
+        "{names:?}"
+    );
+    // Every acknowledged record is in its partition.
+    let read = ok(
+        &server,
+        &["consume", "-t", "bench-1", "-p", "1", "--values-only"],
+    );
+    assert_eq!(read.lines().count(), 100);
+    // A second run reuses the topics.
+    ok(
+        &server,
+        &[
+            "bench",
+            "--topics",
+            "2",
+            "--partitions",
+            "2",
+            "--count",
+            "40",
+        ],
+    );
+}

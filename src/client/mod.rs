@@ -810,6 +810,8 @@ pub struct Pipeline<'a> {
     client: &'a mut Client,
     window: usize,
     sent_at: HashMap<u32, Instant>,
+    /// Where produces go; `None`: the default topic's partition 0 (version 0).
+    target: Option<TopicPartition>,
 }
 
 /// One acknowledged (or failed) produce of a [`Pipeline`].
@@ -830,7 +832,20 @@ impl<'a> Pipeline<'a> {
             client,
             window: window.max(1),
             sent_at: HashMap::new(),
+            target: None,
         }
+    }
+
+    /// A pipeline whose produces go to `target` (version 1 unless it is the
+    /// default topic's partition 0).
+    pub fn to_target(
+        client: &'a mut Client,
+        window: usize,
+        target: TopicPartition,
+    ) -> Pipeline<'a> {
+        let mut pipeline = Pipeline::new(client, window);
+        pipeline.target = Some(target).filter(|t| !t.is_default());
+        pipeline
     }
 
     /// Requests in flight.
@@ -846,7 +861,13 @@ impl<'a> Pipeline<'a> {
         } else {
             None
         };
-        let id = self.client.send_produce(value)?;
+        let id = match &self.target {
+            None => self.client.send_produce(value)?,
+            Some(target) => self.client.send(Request::Produce {
+                target: target.clone(),
+                value: value.to_vec(),
+            })?,
+        };
         self.sent_at.insert(id, Instant::now());
         Ok(ack)
     }

@@ -186,6 +186,8 @@ Examples:
 Examples:
   clog bench --producers 16 --window 8 --size 1024 --count 100000
   clog bench --consume                       # read everything back
+  clog bench --topics 4 --partitions 3 --count 120000   # 12 partitions, one producer each
+  clog bench -t orders --producers 6         # every partition of orders
   clog bench --handshakes 1000 --ca ca.pem --cert c.pem --key k.pem")]
     Bench(bench::BenchArgs),
     /// Named connection profiles (addresses, TLS files, timeouts) in

@@ -186,6 +186,23 @@ impl ClusterClient {
             .map(|(_, ())| ())
     }
 
+    /// A new connection of its own to `target`'s leader as the metadata names it
+    /// (its first replica while the leader is unknown), for pipelining (e.g. `clog
+    /// bench`). It does not follow leader changes: see [`ClusterClient::forget_topic`].
+    pub fn partition_connection(&mut self, target: &TopicPartition) -> Result<Client> {
+        if target.is_default() {
+            return self.leader_connection();
+        }
+        let addr = self.pick(Dest::Partition(target, Route::Write))?;
+        Client::connect_with(addr.as_str(), self.options_for(&addr))
+    }
+
+    /// Forget what is cached about `topic` (e.g. after its leader moved): the next
+    /// call asks for its metadata again.
+    pub fn forget_topic(&mut self, topic: &str) {
+        self.topics.invalidate(topic);
+    }
+
     /// Milliseconds since this client was made: the cache's clock.
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
