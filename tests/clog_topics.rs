@@ -306,12 +306,13 @@ fn bench_creates_its_topics_and_reports_every_partition() {
         names.contains("bench-0") && names.contains("bench-1"),
         "{names:?}"
     );
-    // Every acknowledged record is in its partition.
+    // Every acknowledged record is in its partition (a retried produce whose
+    // answer was lost may add a copy: at-least-once).
     let read = ok(
         &server,
         &["consume", "-t", "bench-1", "-p", "1", "--values-only"],
     );
-    assert_eq!(read.lines().count(), 100);
+    assert!(read.lines().count() >= 100, "{}", read.lines().count());
     // A second run reuses the topics.
     ok(
         &server,
