@@ -250,24 +250,7 @@ pub(crate) fn bench(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result
     }
     barrier.wait();
     let started = Instant::now();
-    let mut total_report = ProducerReport::default();
-    let mut per_partition: BTreeMap<TopicPartition, u64> = BTreeMap::new();
-    for handle in handles {
-        match handle.join() {
-            Ok(report) => {
-                if let Some(target) = &report.target {
-                    *per_partition.entry(target.clone()).or_default() += report.acked;
-                }
-                total_report.acked += report.acked;
-                total_report.retries += report.retries;
-                total_report.histogram.merge(&report.histogram);
-                if total_report.error.is_none() {
-                    total_report.error = report.error;
-                }
-            }
-            Err(_) => total_report.error = Some("a producer thread panicked".to_string()),
-        }
-    }
+    let (total_report, per_partition) = join_producers(handles);
     progress.finish();
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     print_produce_result(out, args, producers, started, &total_report)?;
@@ -291,6 +274,32 @@ pub(crate) fn bench(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result
         .into());
     }
     Ok(())
+}
+
+/// Waits for every producer: their merged report, and the records acknowledged per
+/// partition.
+fn join_producers(
+    handles: Vec<std::thread::JoinHandle<ProducerReport>>,
+) -> (ProducerReport, BTreeMap<TopicPartition, u64>) {
+    let mut total = ProducerReport::default();
+    let mut per_partition: BTreeMap<TopicPartition, u64> = BTreeMap::new();
+    for handle in handles {
+        match handle.join() {
+            Ok(report) => {
+                if let Some(target) = &report.target {
+                    *per_partition.entry(target.clone()).or_default() += report.acked;
+                }
+                total.acked += report.acked;
+                total.retries += report.retries;
+                total.histogram.merge(&report.histogram);
+                if total.error.is_none() {
+                    total.error = report.error;
+                }
+            }
+            Err(_) => total.error = Some("a producer thread panicked".to_string()),
+        }
+    }
+    (total, per_partition)
 }
 
 fn print_produce_result(

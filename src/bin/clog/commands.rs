@@ -87,13 +87,26 @@ pub(crate) fn produce(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Re
             break;
         }
     }
-    let place = if args.topic == DEFAULT_TOPIC {
+    write_summary(out, &args.topic, fixed, produced, &ranges)?;
+    Ok(())
+}
+
+/// The summary of a stdin produce: the offsets written, per partition when the
+/// records went to several.
+fn write_summary(
+    out: &mut Out<'_>,
+    topic: &str,
+    fixed: Option<u32>,
+    produced: u64,
+    ranges: &BTreeMap<u32, (Offset, Offset)>,
+) -> io::Result<()> {
+    let place = if topic == DEFAULT_TOPIC {
         String::new()
     } else {
-        format!(" to {}", args.topic)
+        format!(" to {}", topic)
     };
     let one = |p: &u32| match fixed {
-        Some(_) if args.topic == DEFAULT_TOPIC => String::new(),
+        Some(_) if topic == DEFAULT_TOPIC => String::new(),
         _ => format!(" of partition {p}"),
     };
     match (ranges.len(), ranges.iter().next()) {
