@@ -114,10 +114,13 @@ fn completions_man_pages_and_examples_in_every_help() {
         "completions",
     ];
     let profile_commands = ["create", "use", "list", "delete"];
+    let topic_commands = ["create", "list", "describe", "alter", "delete"];
     let all = commands
         .iter()
         .map(|c| vec![*c])
-        .chain(profile_commands.iter().map(|c| vec!["profile", *c]));
+        .chain(std::iter::once(vec!["topic"]))
+        .chain(profile_commands.iter().map(|c| vec!["profile", *c]))
+        .chain(topic_commands.iter().map(|c| vec!["topic", *c]));
     for mut args in all {
         args.push("--help");
         let help = ok(&clog(&config, &[], &args));

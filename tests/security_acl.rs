@@ -2,7 +2,7 @@
 //! CNs. `root` may produce and consume; `nobody` is denied with PERMISSION_DENIED and
 //! nothing is written; peer RPCs need `replicate`, which only the peer identity has;
 //! SIGHUP reloads the policy; bad ACL, peer TLS and gossip key files stop the start
-//! with a message naming the file.
+//! with a message naming the file; a policy object names a topic (`*`: every topic).
 
 mod common;
 mod security_support;
@@ -258,4 +258,113 @@ fn without_tls_the_acl_is_off() {
         "no identity, no ACL"
     );
     assert!(server.stderr().contains("TLS off"), "{}", server.stderr());
+}
+
+/// `nobody` may produce, consume and administer topic `orders` only; `root` keeps
+/// `*` (every topic).
+const PER_TOPIC_POLICY: &str = "\
+p, root, *, produce
+p, root, *, consume
+p, root, *, describe
+p, root, *, admin
+p, nobody, orders, produce
+p, nobody, orders, consume
+p, nobody, orders, admin
+";
+
+#[test]
+fn topic_grants_cover_their_topic_only_and_star_covers_all() {
+    use commitlog::wire::{TopicChanges, TopicPartition, TopicSettings};
+    let pki = Pki::generate();
+    let policy = pki.path("topics-policy.csv");
+    std::fs::write(&policy, PER_TOPIC_POLICY).unwrap();
+    let server = pki.start_server(&["--acl-policy-file", &policy.display().to_string()]);
+    let mut root = pki.client(server.addr, Some("root")).unwrap();
+    let one = TopicSettings {
+        partitions: 1,
+        ..TopicSettings::default()
+    };
+    for topic in ["orders", "payments"] {
+        root.create_topic(topic, one).expect("root creates");
+    }
+    let (orders, payments) = (
+        TopicPartition::new("orders", 0),
+        TopicPartition::new("payments", 0),
+    );
+    let mut nobody = pki.client(server.addr, Some("nobody")).unwrap();
+    // A fresh partition may need a moment to elect its leader.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let offset = loop {
+        match nobody.produce_to(&orders, b"mine") {
+            Ok(offset) => break offset,
+            Err(e)
+                if e.code() == Some(ErrorCode::Unavailable)
+                    || e.code() == Some(ErrorCode::NotLeader) =>
+            {
+                assert!(Instant::now() < deadline, "orders never served: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("nobody produce to orders: {e}"),
+        }
+    };
+    assert_eq!(nobody.consume_from(&orders, offset).unwrap().value, b"mine");
+    let message = assert_denied(nobody.produce_to(&payments, b"x"), "payments produce");
+    assert!(message.contains("on topic `payments`"), "{message}");
+    assert!(
+        message.contains("p, nobody, payments, produce"),
+        "{message}"
+    );
+    assert_denied(nobody.produce(b"x"), "default produce");
+    assert_denied(
+        nobody.consume_from(&payments, Offset(0)),
+        "payments consume",
+    );
+    assert_denied(nobody.fetch(Offset(0), 1 << 20, 0), "default fetch (v0)");
+    let both = [orders.clone(), payments.clone()].map(|target| commitlog::wire::FetchPartition {
+        target,
+        offset: Offset(0),
+        max_bytes: 1024,
+    });
+    assert_denied(
+        nobody.fetch_partitions(&both, 4096, 0),
+        "fetch over orders and payments",
+    );
+    // Admin on orders only: alter orders, not payments; create nothing else.
+    let grow = TopicChanges {
+        partitions: Some(2),
+        ..TopicChanges::default()
+    };
+    assert_eq!(
+        nobody
+            .alter_topic("orders", grow)
+            .unwrap()
+            .settings
+            .partitions,
+        2
+    );
+    assert_denied(nobody.alter_topic("payments", grow), "alter payments");
+    assert_denied(nobody.create_topic("mine", one), "create mine");
+    assert_denied(nobody.delete_topic("payments"), "delete payments");
+    // No describe anywhere: neither a topic's nor the list of all.
+    assert_denied(nobody.metadata(&["orders"]), "metadata orders");
+    assert_denied(nobody.metadata(&[]), "metadata of all topics");
+    // `*` still grants everything; nothing nobody was refused was written.
+    assert!(
+        root.consume_from(&payments, Offset(0)).is_err(),
+        "payments is empty"
+    );
+    root.produce_to(&payments, b"root's")
+        .expect("root produce payments");
+    root.produce(b"root's default")
+        .expect("root produce default");
+    let (_, topics) = root.metadata(&[]).expect("root lists topics");
+    assert!(topics
+        .iter()
+        .any(|t| t.name == "orders" && t.partitions.len() == 2));
+    nobody
+        .delete_topic("orders")
+        .expect("nobody may delete orders");
+    assert!(server
+        .stderr()
+        .contains("denied Produce to `nobody` on `payments`"));
 }

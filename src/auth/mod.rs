@@ -14,9 +14,20 @@
 //! `DescribeTopic` → `describe`, `CreateTopic`/`DeleteTopic`/`AlterTopic` → `admin`,
 //! the peer RPCs `RaftMessage`/`PeerHandshake`/`ReadEntries`/`RaftBatch` (api keys
 //! 32–35) → `replicate`. `Ping` is
-//! open to every connection that got this far (it reveals nothing). A casbin request is
-//! `(identity, "*", action)`; the object is `*` because a cluster holds one log, as in
-//! the Go original (`p, root, *, produce`).
+//! open to every connection that got this far (it reveals nothing).
+//!
+//! # Objects: topics
+//! A casbin request is `(identity, object, action)`, and the object is a **topic**
+//! for the requests that name one ([`objects`], from [`Request::topics`]):
+//! Produce/ProduceBatch/Consume → their topic; Fetch v0 → `default`; a Fetch v1
+//! touching several topics needs `consume` on **each**; DescribeTopic and a
+//! Metadata naming topics → `describe` on each; CreateTopic/AlterTopic/DeleteTopic
+//! → `admin` on the named topic. Requests about the cluster rather than a topic use
+//! the object [`OBJECT`] (`*`): GetServers, Status, the peer APIs, and a Metadata
+//! naming no topic (it lists every topic, so it needs `describe` granted with the
+//! object `*`, not on some topics). A policy line's object `*` matches every object
+//! (model matcher), so `p, root, *, produce` still grants producing to every topic;
+//! `p, alice, orders, produce` grants it for topic `orders` only.
 //!
 //! # Loading and reloading
 //! [`Authorizer::load`] reads `model.conf` and `policy.csv` with std and builds the
@@ -43,13 +54,20 @@ use std::sync::RwLock;
 
 use casbin::{CoreApi, DefaultModel, Enforcer, StringAdapter};
 
-use crate::wire::ApiKey;
+use std::collections::HashMap;
+
+use crate::wire::{ApiKey, Request};
 
 /// The identity of a plaintext connection on a TLS server (`--allow-plaintext`).
 pub const ANONYMOUS: &str = "anonymous";
 
-/// The casbin object of every request: the cluster's one log.
+/// The casbin object of requests about the whole cluster (and, in a policy line,
+/// every object).
 pub const OBJECT: &str = "*";
+
+/// Most topics whose decisions one connection's [`DecisionCache`] remembers; at the
+/// limit it starts over (a connection rarely uses more than a few topics).
+pub const MAX_CACHED_TOPICS: usize = 64;
 
 /// The default ACL model, the file `certs/model.conf` (used when TLS is on and no
 /// `--acl-model-file` is given).
@@ -127,21 +145,78 @@ impl fmt::Display for Action {
     }
 }
 
-/// The message of a `PERMISSION_DENIED` answer: who lacks what, and what to do.
+/// The message of a `PERMISSION_DENIED` answer for the object `*`.
 pub fn denied_message(identity: &str, action: Action, api: ApiKey) -> String {
+    denied_message_on(identity, action, api, OBJECT)
+}
+
+/// The message of a `PERMISSION_DENIED` answer: who lacks what on which object
+/// (a topic, or `*`), and what to do.
+pub fn denied_message_on(identity: &str, action: Action, api: ApiKey, object: &str) -> String {
+    let on = if object == OBJECT {
+        String::new()
+    } else {
+        format!(" on topic `{object}`")
+    };
     if identity == ANONYMOUS {
         format!(
-            "{api} needs the `{action}` permission, and this plaintext connection has no identity (`{ANONYMOUS}`); \
+            "{api} needs the `{action}` permission{on}, and this plaintext connection has no identity (`{ANONYMOUS}`); \
              connect with TLS and a client certificate whose CN the ACL policy allows, \
-             or add `p, {ANONYMOUS}, *, {action}` to the server's --acl-policy-file"
+             or add `p, {ANONYMOUS}, {object}, {action}` to the server's --acl-policy-file"
         )
     } else {
         format!(
-            "identity `{identity}` (client certificate CN) may not `{action}` ({api}); \
-             ask the operator to add `p, {identity}, *, {action}` to the server's --acl-policy-file \
+            "identity `{identity}` (client certificate CN) may not `{action}`{on} ({api}); \
+             ask the operator to add `p, {identity}, {object}, {action}` to the server's --acl-policy-file \
              (then SIGHUP), or use a certificate with an allowed CN"
         )
     }
+}
+
+/// The casbin objects a request is checked against (see the module doc): its
+/// topics, each once, or [`OBJECT`] for requests about the cluster.
+pub fn objects(request: &Request) -> Vec<&str> {
+    let topics = request.topics();
+    if topics.is_empty() {
+        vec![OBJECT]
+    } else {
+        topics
+    }
+}
+
+/// Why a request was refused: the action it needs on the object it lacks it for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denial {
+    /// The action needed.
+    pub action: Action,
+    /// The first object (a topic, or `*`) it is not allowed on.
+    pub object: String,
+}
+
+/// Checks `request` for `identity`: its action on every one of its [`objects`],
+/// through `cache` when given. `Ok` for APIs open to all (`Ping`).
+pub fn check_request(
+    authorizer: &Authorizer,
+    mut cache: Option<&mut DecisionCache>,
+    identity: &str,
+    request: &Request,
+) -> Result<(), Denial> {
+    let Some(action) = Action::for_api(request.api_key()) else {
+        return Ok(());
+    };
+    for object in objects(request) {
+        let allowed = match cache.as_deref_mut() {
+            Some(cache) => cache.allows_on(authorizer, identity, object, action),
+            None => authorizer.allows_on(identity, object, action),
+        };
+        if !allowed {
+            return Err(Denial {
+                action,
+                object: object.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A problem with the ACL files. The message names the file.
@@ -254,47 +329,86 @@ impl Authorizer {
         &self.source
     }
 
-    /// Whether `identity` may perform `action`. An enforcer error denies (and logs).
+    /// Whether `identity` may perform `action` on the object `*` (the whole
+    /// cluster, or every topic).
     pub fn allows(&self, identity: &str, action: Action) -> bool {
+        self.allows_on(identity, OBJECT, action)
+    }
+
+    /// Whether `identity` may perform `action` on `object` (a topic name, or `*`).
+    /// An enforcer error denies (and logs).
+    pub fn allows_on(&self, identity: &str, object: &str, action: Action) -> bool {
         let guard = self
             .enforcer
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match guard.enforce((identity, OBJECT, action.name())) {
+        match guard.enforce((identity, object, action.name())) {
             Ok(allowed) => allowed,
             Err(e) => {
-                log::error!("ACL check ({identity}, {OBJECT}, {action}) failed, denying: {e}");
+                log::error!("ACL check ({identity}, {object}, {action}) failed, denying: {e}");
                 false
             }
         }
     }
 }
 
-/// Per-connection memo of ACL decisions: at most one `enforce` per action and policy
-/// generation. The identity of a connection never changes, so it is not part of the key.
+/// Per-connection memo of ACL decisions: at most one `enforce` per (object, action)
+/// and policy generation, for the object `*` and up to [`MAX_CACHED_TOPICS`] topics.
+/// The identity of a connection never changes, so it is not part of the key.
 #[derive(Clone, Debug, Default)]
 pub struct DecisionCache {
     generation: u64,
     decisions: [Option<bool>; Action::ALL.len()],
+    topics: HashMap<String, [Option<bool>; Action::ALL.len()]>,
 }
 
 impl DecisionCache {
-    /// Whether `identity` may perform `action`, asking `authorizer` only on a miss.
+    /// Whether `identity` may perform `action` on `*`, asking `authorizer` only on a
+    /// miss.
     pub fn allows(&mut self, authorizer: &Authorizer, identity: &str, action: Action) -> bool {
+        self.allows_on(authorizer, identity, OBJECT, action)
+    }
+
+    /// Whether `identity` may perform `action` on `object`, asking `authorizer` only
+    /// on a miss.
+    pub fn allows_on(
+        &mut self,
+        authorizer: &Authorizer,
+        identity: &str,
+        object: &str,
+        action: Action,
+    ) -> bool {
         let generation = authorizer.generation();
         if generation != self.generation {
             self.generation = generation;
             self.decisions = [None; Action::ALL.len()];
+            self.topics.clear();
         }
-        let slot = &mut self.decisions[action.index()];
+        if object != OBJECT && !self.topics.contains_key(object) {
+            if self.topics.len() >= MAX_CACHED_TOPICS {
+                self.topics.clear();
+            }
+            self.topics
+                .insert(object.to_string(), [None; Action::ALL.len()]);
+        }
+        let slots = match self.topics.get_mut(object) {
+            Some(slots) => slots,
+            None => &mut self.decisions,
+        };
+        let slot = &mut slots[action.index()];
         match *slot {
             Some(decision) => decision,
             None => {
-                let decision = authorizer.allows(identity, action);
+                let decision = authorizer.allows_on(identity, object, action);
                 *slot = Some(decision);
                 decision
             }
         }
+    }
+
+    /// Topics whose decisions are remembered (at most [`MAX_CACHED_TOPICS`]).
+    pub fn cached_topics(&self) -> usize {
+        self.topics.len()
     }
 }
 
@@ -420,7 +534,7 @@ fn check_policy(policy: &str, label: &str) -> Result<(), AclError> {
             if action != "*" && !Action::ALL.iter().any(|a| a.name() == action) {
                 return Err(AclError(format!(
                     "ACL policy {label} line {}: unknown action `{action}`; \
-                     the actions are produce, consume, describe, replicate (or *)",
+                     the actions are produce, consume, describe, admin, replicate (or *)",
                     number + 1
                 )));
             }

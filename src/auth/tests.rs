@@ -226,3 +226,175 @@ fn reload_swaps_the_policy_and_keeps_it_on_error() {
     assert_eq!(authz.generation(), generation + 1);
     assert!(authz.allows("alice", Action::Produce), "old policy kept");
 }
+
+/// A policy granting per-topic rights, with `root` keeping `*`.
+const TOPIC_POLICY: &str = "\
+p, root, *, produce
+p, root, *, consume
+p, root, *, describe
+p, root, *, admin
+p, alice, orders, produce
+p, alice, orders, consume
+p, alice, orders, describe
+p, ops, orders, admin
+";
+
+fn produce_to(topic: &str) -> Request {
+    Request::Produce {
+        target: crate::wire::TopicPartition::new(topic, 0),
+        value: b"v".to_vec(),
+    }
+}
+
+fn consume_from(topic: &str) -> Request {
+    Request::Consume {
+        target: crate::wire::TopicPartition::new(topic, 0),
+        offset: crate::types::Offset(0),
+    }
+}
+
+fn fetch_of(topics: &[&str]) -> Request {
+    Request::FetchPartitions {
+        max_wait_ms: 0,
+        max_bytes: 1024,
+        partitions: topics
+            .iter()
+            .map(|t| crate::wire::FetchPartition {
+                target: crate::wire::TopicPartition::new(*t, 0),
+                offset: crate::types::Offset(0),
+                max_bytes: 1024,
+            })
+            .collect(),
+    }
+}
+
+fn check(authz: &Authorizer, who: &str, request: &Request) -> Result<(), Denial> {
+    check_request(authz, None, who, request)
+}
+
+#[test]
+fn a_topic_grant_covers_that_topic_only() {
+    let authz = Authorizer::from_text(DEFAULT_MODEL, TOPIC_POLICY).unwrap();
+    assert_eq!(check(&authz, "alice", &produce_to("orders")), Ok(()));
+    assert_eq!(check(&authz, "alice", &consume_from("orders")), Ok(()));
+    for topic in ["payments", "default"] {
+        let denied = check(&authz, "alice", &produce_to(topic)).unwrap_err();
+        assert_eq!(
+            denied,
+            Denial {
+                action: Action::Produce,
+                object: topic.to_string()
+            }
+        );
+        let denied = check(&authz, "alice", &consume_from(topic)).unwrap_err();
+        assert_eq!(denied.action, Action::Consume);
+    }
+    // A version-0 Fetch reads the default topic.
+    let v0 = Request::Fetch {
+        offset: crate::types::Offset(0),
+        max_bytes: 1,
+        max_wait_ms: 0,
+    };
+    assert_eq!(check(&authz, "alice", &v0).unwrap_err().object, "default");
+    // `*` in the policy still grants every topic.
+    for topic in ["orders", "payments", "default"] {
+        assert_eq!(check(&authz, "root", &produce_to(topic)), Ok(()));
+        assert_eq!(check(&authz, "root", &consume_from(topic)), Ok(()));
+    }
+}
+
+#[test]
+fn a_fetch_over_several_topics_needs_consume_on_each() {
+    let authz = Authorizer::from_text(DEFAULT_MODEL, TOPIC_POLICY).unwrap();
+    assert_eq!(
+        check(&authz, "alice", &fetch_of(&["orders", "orders"])),
+        Ok(())
+    );
+    let denied = check(&authz, "alice", &fetch_of(&["orders", "payments"])).unwrap_err();
+    assert_eq!(denied.object, "payments");
+    assert_eq!(
+        check(&authz, "root", &fetch_of(&["orders", "payments"])),
+        Ok(())
+    );
+}
+
+#[test]
+fn topic_administration_needs_admin_on_the_topic() {
+    let authz = Authorizer::from_text(DEFAULT_MODEL, TOPIC_POLICY).unwrap();
+    let create = |name: &str| Request::CreateTopic {
+        name: name.into(),
+        settings: crate::wire::TopicSettings::default(),
+    };
+    let alter = |name: &str| Request::AlterTopic {
+        name: name.into(),
+        changes: crate::wire::TopicChanges::default(),
+    };
+    let delete = |name: &str| Request::DeleteTopic { name: name.into() };
+    for request in [create("orders"), alter("orders"), delete("orders")] {
+        assert_eq!(check(&authz, "ops", &request), Ok(()), "{request:?}");
+        assert_eq!(check(&authz, "root", &request), Ok(()), "{request:?}");
+        let denied = check(&authz, "alice", &request).unwrap_err();
+        assert_eq!(denied.action, Action::Admin);
+    }
+    for request in [create("payments"), alter("payments"), delete("payments")] {
+        assert!(check(&authz, "ops", &request).is_err(), "{request:?}");
+        assert_eq!(check(&authz, "root", &request), Ok(()), "{request:?}");
+    }
+}
+
+#[test]
+fn describe_is_per_topic_and_listing_every_topic_needs_the_star() {
+    let authz = Authorizer::from_text(DEFAULT_MODEL, TOPIC_POLICY).unwrap();
+    let named = Request::Metadata {
+        topics: vec!["orders".into()],
+    };
+    let all = Request::Metadata { topics: vec![] };
+    let describe = Request::DescribeTopic {
+        name: "orders".into(),
+    };
+    assert_eq!(check(&authz, "alice", &named), Ok(()));
+    assert_eq!(check(&authz, "alice", &describe), Ok(()));
+    assert_eq!(check(&authz, "alice", &all).unwrap_err().object, OBJECT);
+    assert_eq!(
+        check(&authz, "alice", &Request::GetServers)
+            .unwrap_err()
+            .object,
+        OBJECT
+    );
+    assert_eq!(check(&authz, "root", &all), Ok(()));
+    // Peer APIs and Ping keep their cluster-wide rules.
+    assert_eq!(check(&authz, "nobody", &Request::Ping), Ok(()));
+    let raft = Request::RaftBatch { messages: vec![] };
+    assert_eq!(
+        check(&authz, "root", &raft).unwrap_err().action,
+        Action::Replicate
+    );
+}
+
+#[test]
+fn the_decision_cache_is_per_topic_and_bounded() {
+    let authz = Authorizer::from_text(DEFAULT_MODEL, TOPIC_POLICY).unwrap();
+    let mut cache = DecisionCache::default();
+    assert!(cache.allows_on(&authz, "alice", "orders", Action::Produce));
+    assert!(!cache.allows_on(&authz, "alice", "payments", Action::Produce));
+    assert!(!cache.allows(&authz, "alice", Action::Produce));
+    assert!(
+        cache.allows_on(&authz, "alice", "orders", Action::Produce),
+        "cached"
+    );
+    for i in 0..(MAX_CACHED_TOPICS * 3) {
+        assert!(!cache.allows_on(&authz, "alice", &format!("t{i}"), Action::Produce));
+        assert!(cache.cached_topics() <= MAX_CACHED_TOPICS);
+    }
+    assert!(cache.allows_on(&authz, "alice", "orders", Action::Produce));
+}
+
+#[test]
+fn denials_on_a_topic_name_it_and_the_fix() {
+    let m = denied_message_on("alice", Action::Produce, ApiKey::Produce, "payments");
+    assert!(m.contains("on topic `payments`"), "{m}");
+    assert!(m.contains("p, alice, payments, produce"), "{m}");
+    let m = denied_message("alice", Action::Describe, ApiKey::Metadata);
+    assert!(m.contains("p, alice, *, describe"), "{m}");
+    assert!(!m.contains("on topic"), "{m}");
+}

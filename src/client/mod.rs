@@ -37,8 +37,9 @@ use std::time::{Duration, Instant};
 use self::tls::{ClientTls, Stream};
 use crate::types::{Offset, Term};
 use crate::wire::{
-    self, ApiKey, ErrorBody, ErrorCode, LeaderHint, Limits, Request, RequestFrame, ResponseBody,
-    ServerInfo, StatusInfo, TopicPartition, WireRecord,
+    self, ApiKey, ErrorBody, ErrorCode, FetchPartition, FetchedPartition, LeaderHint, Limits,
+    NodeInfo, Request, RequestFrame, ResponseBody, ServerInfo, StatusInfo, TopicChanges,
+    TopicDescription, TopicMetadata, TopicPartition, TopicSettings, WireRecord,
 };
 
 /// What can go wrong talking to a server.
@@ -169,8 +170,9 @@ pub struct Client {
     addr: SocketAddr,
     config: ClientConfig,
     next_correlation_id: u32,
-    /// API of every request sent and not yet answered, by correlation id.
-    pending: HashMap<u32, ApiKey>,
+    /// API and version of every request sent and not yet answered, by correlation
+    /// id (a version-1 Fetch is answered in another layout).
+    pending: HashMap<u32, (ApiKey, u16)>,
     /// Responses received while waiting for another one (bounded by `pending`).
     parked: VecDeque<(u32, Result<ResponseBody>)>,
     /// `rbuf[..rlen]` is received and not yet decoded; the rest stays initialized
@@ -338,15 +340,150 @@ impl Client {
         }
     }
 
+    /// Appends one record to `target`; returns its offset once it is durable. The
+    /// default topic's partition 0 goes out as version 0, any other as version 1.
+    pub fn produce_to(&mut self, target: &TopicPartition, value: &[u8]) -> Result<Offset> {
+        let request = Request::Produce {
+            target: target.clone(),
+            value: value.to_vec(),
+        };
+        match self.call(request, Duration::ZERO)? {
+            ResponseBody::Produce { offset } => Ok(offset),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Appends records to `target` at contiguous offsets (all or none); returns the
+    /// first offset.
+    pub fn produce_batch_to(
+        &mut self,
+        target: &TopicPartition,
+        values: &[&[u8]],
+    ) -> Result<Offset> {
+        let request = Request::ProduceBatch {
+            target: target.clone(),
+            values: values.iter().map(|v| v.to_vec()).collect(),
+        };
+        match self.call(request, Duration::ZERO)? {
+            ResponseBody::ProduceBatch {
+                first_offset,
+                count,
+            } if count as usize == values.len() => Ok(first_offset),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The first record of `target` at an offset ≥ `offset`.
+    pub fn consume_from(&mut self, target: &TopicPartition, offset: Offset) -> Result<Record> {
+        let request = Request::Consume {
+            target: target.clone(),
+            offset,
+        };
+        match self.call(request, Duration::ZERO)? {
+            ResponseBody::Consume { record } => Ok(record.into()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Fetch version 1: records of several partitions in one request (at most
+    /// [`wire::MAX_FETCH_PARTITIONS`]), up to about `max_bytes` in all; waits up to
+    /// `max_wait_ms` when no partition has any yet. One entry per partition asked,
+    /// in order; a partition's error (e.g. `NOT_LEADER` for a partition this server
+    /// does not host) leaves the others unaffected.
+    pub fn fetch_partitions(
+        &mut self,
+        partitions: &[FetchPartition],
+        max_bytes: u32,
+        max_wait_ms: u32,
+    ) -> Result<Vec<FetchedPartition>> {
+        let request = Request::FetchPartitions {
+            max_wait_ms,
+            max_bytes,
+            partitions: partitions.to_vec(),
+        };
+        let extra = Duration::from_millis(u64::from(max_wait_ms));
+        match self.call(request, extra)? {
+            ResponseBody::FetchPartitions { partitions } => Ok(partitions),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The cluster's nodes and where the named topics' partitions live (every topic
+    /// when `topics` is empty). Leaders are as this server knows them: `NodeId(0)`
+    /// for a partition it does not host.
+    pub fn metadata(&mut self, topics: &[&str]) -> Result<(Vec<NodeInfo>, Vec<TopicMetadata>)> {
+        let request = Request::Metadata {
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+        };
+        match self.call(request, Duration::ZERO)? {
+            ResponseBody::Metadata { nodes, topics } => Ok((nodes, topics)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Creates topic `name` (only the metadata leader accepts: others answer
+    /// `NOT_LEADER` with its address); returns it as created.
+    pub fn create_topic(
+        &mut self,
+        name: &str,
+        settings: TopicSettings,
+    ) -> Result<TopicDescription> {
+        let request = Request::CreateTopic {
+            name: name.to_string(),
+            settings,
+        };
+        match self.call(request, Duration::ZERO)? {
+            ResponseBody::CreateTopic(d) => Ok(d),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Topic `name`'s settings and partitions.
+    pub fn describe_topic(&mut self, name: &str) -> Result<TopicDescription> {
+        let request = Request::DescribeTopic {
+            name: name.to_string(),
+        };
+        match self.call(request, Duration::ZERO)? {
+            ResponseBody::DescribeTopic(d) => Ok(d),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Changes topic `name`'s settings (metadata leader only, as
+    /// [`Client::create_topic`]); returns it as altered.
+    pub fn alter_topic(&mut self, name: &str, changes: TopicChanges) -> Result<TopicDescription> {
+        let request = Request::AlterTopic {
+            name: name.to_string(),
+            changes,
+        };
+        match self.call(request, Duration::ZERO)? {
+            ResponseBody::AlterTopic(d) => Ok(d),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Deletes topic `name` and its records (metadata leader only).
+    pub fn delete_topic(&mut self, name: &str) -> Result<()> {
+        let request = Request::DeleteTopic {
+            name: name.to_string(),
+        };
+        match self.call(request, Duration::ZERO)? {
+            ResponseBody::DeleteTopic => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Sends one request without waiting; returns its correlation id.
     pub fn send(&mut self, request: Request) -> Result<u32> {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
         let api = request.api_key();
+        let frame = RequestFrame::new(correlation_id, request);
+        let version = frame.wire_version();
         self.wbuf.clear();
-        wire::encode_request(&RequestFrame::new(correlation_id, request), &mut self.wbuf);
+        wire::encode_request(&frame, &mut self.wbuf);
         self.stream.write_all(&self.wbuf)?;
-        self.pending.insert(correlation_id, api);
+        self.pending.insert(correlation_id, (api, version));
         Ok(correlation_id)
     }
 
@@ -358,7 +495,7 @@ impl Client {
         encode_produce(correlation_id, value, &mut self.wbuf)?;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
         self.stream.write_all(&self.wbuf)?;
-        self.pending.insert(correlation_id, ApiKey::Produce);
+        self.pending.insert(correlation_id, (ApiKey::Produce, 0));
         Ok(correlation_id)
     }
 
@@ -402,8 +539,8 @@ impl Client {
     fn take_response(&mut self, frame_len: usize) -> Result<(u32, Result<ResponseBody>)> {
         let frame = &self.rbuf[..frame_len];
         let correlation_id = frame_correlation_id(frame)?;
-        let api = match self.pending.remove(&correlation_id) {
-            Some(api) => api,
+        let (api, version) = match self.pending.remove(&correlation_id) {
+            Some(sent) => sent,
             None => {
                 // Not ours: a connection-level error (correlation id 0), e.g.
                 // TOO_MANY_CONNECTIONS or MALFORMED, ends the conversation.
@@ -419,7 +556,7 @@ impl Client {
                 };
             }
         };
-        let decoded = wire::decode_response(frame, api);
+        let decoded = wire::decode_response_versioned(frame, api, version);
         self.consume_front(frame_len);
         match decoded {
             Ok(response) => Ok((
@@ -673,6 +810,8 @@ pub struct Pipeline<'a> {
     client: &'a mut Client,
     window: usize,
     sent_at: HashMap<u32, Instant>,
+    /// Where produces go; `None`: the default topic's partition 0 (version 0).
+    target: Option<TopicPartition>,
 }
 
 /// One acknowledged (or failed) produce of a [`Pipeline`].
@@ -693,7 +832,20 @@ impl<'a> Pipeline<'a> {
             client,
             window: window.max(1),
             sent_at: HashMap::new(),
+            target: None,
         }
+    }
+
+    /// A pipeline whose produces go to `target` (version 1 unless it is the
+    /// default topic's partition 0).
+    pub fn to_target(
+        client: &'a mut Client,
+        window: usize,
+        target: TopicPartition,
+    ) -> Pipeline<'a> {
+        let mut pipeline = Pipeline::new(client, window);
+        pipeline.target = Some(target).filter(|t| !t.is_default());
+        pipeline
     }
 
     /// Requests in flight.
@@ -709,7 +861,13 @@ impl<'a> Pipeline<'a> {
         } else {
             None
         };
-        let id = self.client.send_produce(value)?;
+        let id = match &self.target {
+            None => self.client.send_produce(value)?,
+            Some(target) => self.client.send(Request::Produce {
+                target: target.clone(),
+                value: value.to_vec(),
+            })?,
+        };
         self.sent_at.insert(id, Instant::now());
         Ok(ack)
     }

@@ -77,7 +77,7 @@ impl Conn {
                     self.answer_error(frame.correlation_id, code, message);
                     return true;
                 }
-                if !self.authorized(env, frame.request.api_key(), frame.correlation_id) {
+                if !self.authorized(env, &frame.request, frame.correlation_id) {
                     return true;
                 }
                 self.in_flight += 1;
@@ -165,7 +165,7 @@ impl Conn {
                 self.closing = true;
             }
             Some(Ok(wire::text::TextCommand::Request(request)))
-                if self.authorized(env, request.api_key(), 0) =>
+                if self.authorized(env, &request, 0) =>
             {
                 self.start_text_request(env, request);
             }
@@ -208,18 +208,19 @@ impl Conn {
         env.service.call(frame, &ctx, responder);
     }
 
-    /// Checks the ACL (a no-op without [`Security`]); a denied request is answered
+    /// Checks the ACL (a no-op without [`Security`]): the request's action on each
+    /// topic it names (or on `*`; `auth::objects`). A denied request is answered
     /// here in the connection's protocol and never reaches the service.
     pub(super) fn authorized(
         &mut self,
         env: &Env<'_>,
-        api: wire::ApiKey,
+        request: &wire::Request,
         correlation_id: u32,
     ) -> bool {
         let Some(security) = env.security else {
             return true;
         };
-        match self.stream.authorize(security, api, self.peer) {
+        match self.stream.authorize(security, request, self.peer) {
             Ok(()) => true,
             Err((code, message)) => {
                 let protocol = self.ctx().protocol;

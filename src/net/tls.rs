@@ -52,7 +52,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::auth::{self, Action, Authorizer, DecisionCache};
-use crate::wire::{ApiKey, ErrorCode};
+use crate::wire::{ErrorCode, Request};
 
 /// Most plaintext + TLS record bytes a connection's rustls session buffers for sending.
 pub const TLS_SEND_BUFFER_BYTES: usize = 256 * 1024;
@@ -412,19 +412,20 @@ impl Link {
         self.tcp.shutdown(how)
     }
 
-    /// Checks `api` against the ACL. `Err` carries the code and message to answer with.
+    /// Checks `request` against the ACL: its action on each of its objects (topics,
+    /// or `*`; see `auth`). `Err` carries the code and message to answer with.
     pub(crate) fn authorize(
         &mut self,
         security: &Security,
-        api: ApiKey,
+        request: &Request,
         peer: std::net::SocketAddr,
     ) -> Result<(), (ErrorCode, String)> {
         let Some(authorizer) = security.authorizer.as_deref() else {
             return Ok(());
         };
-        let Some(action) = Action::for_api(api) else {
+        if Action::for_api(request.api_key()).is_none() {
             return Ok(());
-        };
+        }
         let (identity, cache): (&str, Option<&mut DecisionCache>) = match self.tls.as_mut() {
             Some(tls) => match tls.identity.as_deref() {
                 Some(identity) => (identity, Some(&mut tls.acl)),
@@ -437,17 +438,15 @@ impl Link {
             },
             None => (auth::ANONYMOUS, None),
         };
-        let allowed = match cache {
-            Some(cache) => cache.allows(authorizer, identity, action),
-            None => authorizer.allows(identity, action),
-        };
-        if allowed {
+        let Err(denial) = auth::check_request(authorizer, cache, identity, request) else {
             return Ok(());
-        }
-        log::info!("{peer}: denied {api} to `{identity}` (needs `{action}`)");
+        };
+        let api = request.api_key();
+        let (action, object) = (denial.action, denial.object.as_str());
+        log::info!("{peer}: denied {api} to `{identity}` on `{object}` (needs `{action}`)");
         Err((
             ErrorCode::PermissionDenied,
-            auth::denied_message(identity, action, api),
+            auth::denied_message_on(identity, action, api, object),
         ))
     }
 

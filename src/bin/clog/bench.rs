@@ -1,6 +1,12 @@
 //! `clog bench`: produce throughput and latency, consume throughput, handshakes/s.
+//!
+//! Produces go to one topic partition per producer: `-t/-p`, every partition of
+//! `-t` (one producer at least for each), or with `--topics N --partitions M` the
+//! topics `bench-0`..`bench-<N-1>` (created if missing). Each producer keeps its own
+//! connection to its partition's leader; the result has the aggregate and one line
+//! per partition.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -14,7 +20,7 @@ use commitlog::client::cluster::{
 use commitlog::client::histogram::Histogram;
 use commitlog::client::{Ack, Client, ClientError, Pipeline};
 use commitlog::types::Offset;
-use commitlog::wire::ErrorCode;
+use commitlog::wire::{ErrorCode, TopicPartition, TopicSettings, DEFAULT_TOPIC};
 
 use crate::fail::{explain, Failure};
 use crate::{connect, Out, Output, Settings};
@@ -25,9 +31,24 @@ pub(crate) struct BenchArgs {
     /// one follower (the leader if there is none).
     #[arg(long)]
     consume: bool,
-    /// Producer connections to the leader (one thread each).
+    /// Producer connections to the leader (one thread each); at least one per
+    /// partition produced to.
     #[arg(long, default_value_t = 1)]
     producers: usize,
+    /// Topic to produce to (--consume reads the default topic only).
+    #[arg(short = 't', long, default_value = DEFAULT_TOPIC)]
+    topic: String,
+    /// Partition of --topic to produce to [default: all of them, spread over the
+    /// producers].
+    #[arg(short = 'p', long)]
+    partition: Option<u32>,
+    /// Produce to this many topics named bench-0, bench-1, ... (created if missing,
+    /// with --partitions each, replicated on every voter) instead of --topic.
+    #[arg(long, conflicts_with_all = ["partition", "consume", "handshakes"])]
+    topics: Option<u32>,
+    /// Partitions of each topic --topics creates.
+    #[arg(long, default_value_t = 1, requires = "topics")]
+    partitions: u32,
     /// Produces each producer keeps in flight (1 = synchronous).
     #[arg(long, default_value_t = 1)]
     window: usize,
@@ -169,6 +190,7 @@ impl Drop for Progress {
 
 #[derive(Default)]
 struct ProducerReport {
+    target: Option<TopicPartition>,
     acked: u64,
     histogram: Histogram,
     error: Option<String>,
@@ -177,6 +199,7 @@ struct ProducerReport {
 
 /// What one producer thread needs.
 struct Producer {
+    target: TopicPartition,
     config: ClusterConfig,
     retry: RetryPolicy,
     share: u64,
@@ -193,22 +216,25 @@ pub(crate) fn bench(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result
     if let Some(n) = args.handshakes {
         return bench_handshakes(s, n, args, out);
     }
-    let producers = args.producers.clamp(1, 1024);
+    let mut cluster = connect(s)?;
+    let targets = bench_targets(s, args, &mut cluster)?;
+    let producers = args.producers.max(targets.len()).clamp(1, 1024);
     let total = args.count.unwrap_or(20_000);
     let deadline = Instant::now() + Duration::from_secs(args.max_secs);
     let barrier = Arc::new(Barrier::new(producers + 1));
     let progress = Progress::start(args.progress, Some(total));
     let mut handles = Vec::new();
-    let mut cluster = connect(s)?;
     let config = s.cluster_config()?;
     for p in 0..producers {
         // Split the count as evenly as possible.
         let share = total / producers as u64 + u64::from((p as u64) < total % producers as u64);
+        let target = targets[p % targets.len()].clone();
         let first = cluster
-            .leader_connection()
+            .partition_connection(&target)
             .map_err(|e| explain(&s.addr, e))?;
         let barrier = Arc::clone(&barrier);
         let producer = Producer {
+            target,
             config: config.clone(),
             retry: s.retry_policy(),
             share,
@@ -224,22 +250,19 @@ pub(crate) fn bench(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result
     }
     barrier.wait();
     let started = Instant::now();
-    let mut total_report = ProducerReport::default();
-    for handle in handles {
-        match handle.join() {
-            Ok(report) => {
-                total_report.acked += report.acked;
-                total_report.retries += report.retries;
-                total_report.histogram.merge(&report.histogram);
-                if total_report.error.is_none() {
-                    total_report.error = report.error;
-                }
-            }
-            Err(_) => total_report.error = Some("a producer thread panicked".to_string()),
+    let (total_report, per_partition) = join_producers(handles);
+    progress.finish();
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    print_produce_result(out, args, producers, started, &total_report)?;
+    if per_partition.len() > 1 || per_partition.keys().any(|t| !t.is_default()) {
+        for (target, acked) in &per_partition {
+            let rps = *acked as f64 / secs;
+            writeln!(
+                out,
+                "partition {target}: {acked} records, {rps:.0} records/s"
+            )?;
         }
     }
-    progress.finish();
-    print_produce_result(out, args, producers, started, &total_report)?;
     if let Some(e) = total_report.error {
         return Err(Failure::new(
             crate::fail::EXIT_UNAVAILABLE,
@@ -251,6 +274,32 @@ pub(crate) fn bench(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result
         .into());
     }
     Ok(())
+}
+
+/// Waits for every producer: their merged report, and the records acknowledged per
+/// partition.
+fn join_producers(
+    handles: Vec<std::thread::JoinHandle<ProducerReport>>,
+) -> (ProducerReport, BTreeMap<TopicPartition, u64>) {
+    let mut total = ProducerReport::default();
+    let mut per_partition: BTreeMap<TopicPartition, u64> = BTreeMap::new();
+    for handle in handles {
+        match handle.join() {
+            Ok(report) => {
+                if let Some(target) = &report.target {
+                    *per_partition.entry(target.clone()).or_default() += report.acked;
+                }
+                total.acked += report.acked;
+                total.retries += report.retries;
+                total.histogram.merge(&report.histogram);
+                if total.error.is_none() {
+                    total.error = report.error;
+                }
+            }
+            Err(_) => total.error = Some("a producer thread panicked".to_string()),
+        }
+    }
+    (total, per_partition)
 }
 
 fn print_produce_result(
@@ -288,7 +337,10 @@ impl Producer {
     /// transient failures. Records whose acknowledgement was lost are produced again
     /// (at-least-once); only acknowledged records are counted.
     fn run(self, first: Client, seed: u64) -> ProducerReport {
-        let mut report = ProducerReport::default();
+        let mut report = ProducerReport {
+            target: Some(self.target.clone()),
+            ..ProducerReport::default()
+        };
         let mut retrier = Retrier::new(self.retry.clone(), seed);
         let mut conn = Some(first);
         let mut cluster: Option<ClusterClient> = None;
@@ -309,13 +361,14 @@ impl Producer {
         report
     }
 
-    /// A new connection to the leader as the cluster now sees it.
+    /// A new connection to the partition's leader as the cluster now sees it.
     fn reconnect(&self, cluster: &mut Option<ClusterClient>) -> Result<Client, ClientError> {
         let cluster = match cluster {
             Some(c) => c,
             None => cluster.insert(ClusterClient::connect(self.config.clone())?),
         };
-        cluster.leader_connection()
+        cluster.forget_topic(&self.target.topic);
+        cluster.partition_connection(&self.target)
     }
 
     /// Produces on `conn` until the share is done, the deadline passes, or an error
@@ -327,7 +380,7 @@ impl Producer {
         retrier: &mut Retrier,
     ) -> Result<(), ClientError> {
         let todo = self.share - report.acked;
-        let mut pipeline = Pipeline::new(conn, self.window);
+        let mut pipeline = Pipeline::to_target(conn, self.window, self.target.clone());
         let mut sent = 0u64;
         while sent < todo && Instant::now() < self.deadline {
             if let Some(ack) = pipeline.produce(&self.value)? {
@@ -354,6 +407,50 @@ impl Producer {
         retrier.progress();
         Ok(())
     }
+}
+
+/// The partitions the producers write to (see the module doc); `--topics` creates
+/// the missing `bench-<i>` topics.
+fn bench_targets(
+    s: &Settings,
+    args: &BenchArgs,
+    cluster: &mut ClusterClient,
+) -> Result<Vec<TopicPartition>, Failure> {
+    let fail = |e| explain(&s.addr, e);
+    let Some(topics) = args.topics else {
+        let partitions = match (args.partition, args.topic.as_str()) {
+            (Some(p), _) => vec![p],
+            (None, DEFAULT_TOPIC) => vec![0],
+            (None, topic) => (0..cluster.partition_count(topic).map_err(fail)?).collect(),
+        };
+        let targets: Vec<TopicPartition> = partitions
+            .into_iter()
+            .map(|p| TopicPartition::new(args.topic.as_str(), p))
+            .collect();
+        return Ok(targets);
+    };
+    let mut targets = Vec::new();
+    for i in 0..topics.clamp(1, 1024) {
+        let name = format!("bench-{i}");
+        let partitions = match cluster.partition_count(&name) {
+            Ok(n) => n,
+            Err(e) if e.code() == Some(ErrorCode::UnknownTopic) => {
+                let settings = TopicSettings {
+                    partitions: args.partitions.max(1),
+                    replication: 0,
+                    ..TopicSettings::default()
+                };
+                cluster
+                    .create_topic(&name, settings)
+                    .map_err(fail)?
+                    .settings
+                    .partitions
+            }
+            Err(e) => return Err(fail(e)),
+        };
+        targets.extend((0..partitions).map(|p| TopicPartition::new(name.as_str(), p)));
+    }
+    Ok(targets)
 }
 
 /// Sequential connect (+ TLS handshake) + Ping, `n` times: connection set-up cost.
@@ -404,6 +501,12 @@ fn bench_handshakes(
 }
 
 fn bench_consume(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
+    if args.topic != DEFAULT_TOPIC || args.partition.is_some_and(|p| p != 0) {
+        return Err(Failure::usage(
+            "bench --consume reads the default topic only for now; drop -t/-p",
+        )
+        .into());
+    }
     let mut cluster = connect(s)?;
     let mut retrier = Retrier::new(s.retry_policy(), 2);
     let fail = |e| -> Output { explain(&s.addr, e).into() };

@@ -1,13 +1,18 @@
 //! The `produce`, `consume` and `tail` commands. Reads use only Fetch (the
 //! `consume` action): no Status or GetServers is needed to read.
+//!
+//! Topics: `-t/--topic` (default `default`) and `-p/--partition`. A produce without
+//! `-p` to a topic with several partitions spreads its requests round-robin over
+//! them (the client's partitioner) and says where each went; `consume` and `tail`
+//! without `-p` read partition 0.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 
 use commitlog::client::cluster::ClusterClient;
 use commitlog::client::Record;
 use commitlog::types::Offset;
-use commitlog::wire::ErrorCode;
+use commitlog::wire::{ErrorCode, TopicPartition, DEFAULT_TOPIC};
 
 use crate::fail::{explain, Failure};
 use crate::format::{unescape, RecordFormat};
@@ -41,11 +46,14 @@ pub(crate) fn produce(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Re
         eprintln!("clog: reading records from the terminal, one per line; Ctrl-D to end, Ctrl-C to cancel");
     }
     let mut client = connect(s)?;
+    let fixed = fixed_partition(s, &mut client, &args.topic, args.partition)?;
     let mut input = stdin.lock();
     let batch_max = args.batch.clamp(1, commitlog::wire::MAX_BATCH_RECORDS);
     let mut batch: Vec<Vec<u8>> = Vec::with_capacity(batch_max.min(4096));
     let mut batch_bytes = 0usize;
-    let (mut produced, mut first, mut last) = (0u64, None::<Offset>, None::<Offset>);
+    let mut produced = 0u64;
+    // Per partition: the first and last offset written.
+    let mut ranges: BTreeMap<u32, (Offset, Offset)> = BTreeMap::new();
     // Bounded by the input: each pass consumes one record or ends.
     loop {
         let record = read_record(
@@ -67,12 +75,11 @@ pub(crate) fn produce(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Re
         }
         if !batch.is_empty() && (end || batch.len() >= batch_max || batch_bytes >= 1 << 20) {
             let values: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
-            let offset = client
-                .produce_batch(&values)
+            let (partition, offset) = send_batch(&mut client, &args.topic, fixed, &values)
                 .map_err(|e| explain(&s.addr, e))?;
             produced += values.len() as u64;
-            first.get_or_insert(offset);
-            last = Some(Offset(offset.0 + values.len() as u64 - 1));
+            let last = Offset(offset.0 + values.len() as u64 - 1);
+            ranges.entry(partition).or_insert((offset, last)).1 = last;
             batch.clear();
             batch_bytes = 0;
         }
@@ -80,12 +87,88 @@ pub(crate) fn produce(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Re
             break;
         }
     }
-    match (first, last) {
-        (Some(f), Some(_)) if produced == 1 => writeln!(out, "produced 1 record at offset {f}")?,
-        (Some(f), Some(l)) => writeln!(out, "produced {produced} records at offsets {f}..={l}")?,
-        _ => writeln!(out, "produced 0 records (stdin was empty)")?,
+    write_summary(out, &args.topic, fixed, produced, &ranges)?;
+    Ok(())
+}
+
+/// The summary of a stdin produce: the offsets written, per partition when the
+/// records went to several.
+fn write_summary(
+    out: &mut Out<'_>,
+    topic: &str,
+    fixed: Option<u32>,
+    produced: u64,
+    ranges: &BTreeMap<u32, (Offset, Offset)>,
+) -> io::Result<()> {
+    let place = if topic == DEFAULT_TOPIC {
+        String::new()
+    } else {
+        format!(" to {}", topic)
+    };
+    let one = |p: &u32| match fixed {
+        Some(_) if topic == DEFAULT_TOPIC => String::new(),
+        _ => format!(" of partition {p}"),
+    };
+    match (ranges.len(), ranges.iter().next()) {
+        (1, Some((p, (f, _)))) if produced == 1 => {
+            writeln!(out, "produced 1 record{place} at offset {f}{}", one(p))?
+        }
+        (1, Some((p, (f, l)))) => writeln!(
+            out,
+            "produced {produced} records{place} at offsets {f}..={l}{}",
+            one(p)
+        )?,
+        (0, _) => writeln!(out, "produced 0 records (stdin was empty)")?,
+        _ => {
+            let parts: Vec<String> = ranges
+                .iter()
+                .map(|(p, (f, l))| format!("partition {p} offsets {f}..={l}"))
+                .collect();
+            writeln!(
+                out,
+                "produced {produced} records{place}: {}",
+                parts.join(", ")
+            )?
+        }
     }
     Ok(())
+}
+
+/// The partition every produce of this run goes to: `-p`, or 0 for the default
+/// topic and for a topic with one partition; `None` when the partitioner picks one
+/// per request (a topic with several partitions).
+fn fixed_partition(
+    s: &Settings,
+    client: &mut ClusterClient,
+    topic: &str,
+    partition: Option<u32>,
+) -> Result<Option<u32>, Failure> {
+    match partition {
+        Some(p) => Ok(Some(p)),
+        None if topic == DEFAULT_TOPIC => Ok(Some(0)),
+        None => match client.partition_count(topic) {
+            Ok(1) => Ok(Some(0)),
+            Ok(_) => Ok(None),
+            Err(e) => Err(explain(&s.addr, e)),
+        },
+    }
+}
+
+/// Produces `values` as one batch to `topic` (partition `fixed`, or the
+/// partitioner's pick); returns the partition and the first offset.
+fn send_batch(
+    client: &mut ClusterClient,
+    topic: &str,
+    fixed: Option<u32>,
+    values: &[&[u8]],
+) -> commitlog::client::Result<(u32, Offset)> {
+    match fixed {
+        Some(p) => {
+            let target = TopicPartition::new(topic, p);
+            client.produce_batch_to(&target, values).map(|o| (p, o))
+        }
+        None => client.produce_batch_to_topic(topic, values),
+    }
 }
 
 /// Arguments and --value-file records, one produce each; prints each offset.
@@ -113,9 +196,14 @@ fn produce_given(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Result<
         values.push(value);
     }
     let mut client = connect(s)?;
+    let fixed = fixed_partition(s, &mut client, &args.topic, args.partition)?;
     for value in &values {
-        let offset = client.produce(value).map_err(|e| explain(&s.addr, e))?;
-        writeln!(out, "{offset}")?;
+        let (partition, offset) = send_batch(&mut client, &args.topic, fixed, &[value])
+            .map_err(|e| explain(&s.addr, e))?;
+        match fixed {
+            Some(_) => writeln!(out, "{offset}")?,
+            None => writeln!(out, "{partition}\t{offset}")?,
+        }
     }
     Ok(())
 }
@@ -187,6 +275,7 @@ pub(crate) fn record_format(
 
 pub(crate) fn consume(s: &Settings, args: &ConsumeArgs, out: &mut Out<'_>) -> Result<(), Output> {
     let format = record_format(s.output, args.format.as_deref(), &args.output)?;
+    let target = TopicPartition::new(args.topic.as_str(), args.partition.unwrap_or(0));
     let mut client = connect(s)?;
     // Without --count: to the end, then exit (unless --follow). With --count: wait
     // for the records (unless -e).
@@ -194,14 +283,14 @@ pub(crate) fn consume(s: &Settings, args: &ConsumeArgs, out: &mut Out<'_>) -> Re
     let want = args.count.unwrap_or(u64::MAX);
     let mut next = Offset(args.from);
     if args.from == 0 {
-        next = first_offset(&mut client).map_err(|e| explain(&s.addr, e))?;
+        next = first_offset(&mut client, &target).map_err(|e| explain(&s.addr, e))?;
     }
     let mut printed = 0u64;
     // Bounded: without `follow` every pass advances toward the end or stops.
     while printed < want {
         let wait_ms = if follow { FOLLOW_WAIT_MS } else { 0 };
         let fetched = client
-            .fetch(next, FETCH_BYTES, wait_ms)
+            .fetch_from(&target, next, FETCH_BYTES, wait_ms)
             .map_err(|e| explain(&s.addr, e))?;
         let got_any = !fetched.records.is_empty();
         for record in fetched.records {
@@ -227,16 +316,21 @@ const TAIL_SLACK_OFFSETS: u64 = 64;
 
 pub(crate) fn tail(s: &Settings, args: &TailArgs, out: &mut Out<'_>) -> Result<(), Output> {
     let format = record_format(s.output, args.format.as_deref(), &args.output)?;
+    let target = TopicPartition::new(args.topic.as_str(), args.partition.unwrap_or(0));
     let mut client = connect(s)?;
     let fail = |e| -> Output { explain(&s.addr, e).into() };
     // The high-water mark (exclusive end) as a reader sees it.
-    let first = first_offset(&mut client).map_err(fail)?;
-    let end = client.fetch(first, 1, 0).map_err(fail)?.high_watermark;
+    let first = first_offset(&mut client, &target).map_err(fail)?;
+    let end = client
+        .fetch_from(&target, first, 1, 0)
+        .map_err(fail)?
+        .high_watermark;
     let lines = usize::try_from(args.lines.min(1_000_000)).unwrap_or(1_000_000);
     let start = end
         .0
         .saturating_sub(args.lines.saturating_add(TAIL_SLACK_OFFSETS));
-    let (last, mut next) = last_records(&mut client, Offset(start), end, lines).map_err(fail)?;
+    let (last, mut next) =
+        last_records(&mut client, &target, Offset(start), end, lines).map_err(fail)?;
     for record in &last {
         format.write(out, record.offset.0, &record.value)?;
     }
@@ -250,7 +344,7 @@ pub(crate) fn tail(s: &Settings, args: &TailArgs, out: &mut Out<'_>) -> Result<(
     // Follow: long-poll for new records until interrupted.
     loop {
         let fetched = client
-            .fetch(next, FETCH_BYTES, FOLLOW_WAIT_MS)
+            .fetch_from(&target, next, FETCH_BYTES, FOLLOW_WAIT_MS)
             .map_err(fail)?;
         for record in &fetched.records {
             format.write(out, record.offset.0, &record.value)?;
@@ -264,8 +358,11 @@ pub(crate) fn tail(s: &Settings, args: &TailArgs, out: &mut Out<'_>) -> Result<(
 /// first record; otherwise the start of the range its `OFFSET_OUT_OF_RANGE` names
 /// (`the log holds [1, 308)`), else 1 (a cluster log's first offset). Only the
 /// `consume` action is needed (no Status).
-fn first_offset(client: &mut ClusterClient) -> commitlog::client::Result<Offset> {
-    match client.fetch(Offset(0), 1, 0) {
+fn first_offset(
+    client: &mut ClusterClient,
+    target: &TopicPartition,
+) -> commitlog::client::Result<Offset> {
+    match client.fetch_from(target, Offset(0), 1, 0) {
         Ok(_) => Ok(Offset(0)),
         Err(commitlog::client::ClientError::Server {
             code: ErrorCode::OffsetOutOfRange,
@@ -286,6 +383,7 @@ fn first_offset(client: &mut ClusterClient) -> commitlog::client::Result<Offset>
 /// first record if retention removed `start`); and the offset after them.
 fn last_records(
     client: &mut ClusterClient,
+    target: &TopicPartition,
     start: Offset,
     end: Offset,
     lines: usize,
@@ -295,7 +393,7 @@ fn last_records(
     let mut last: VecDeque<Record> = VecDeque::with_capacity(lines.min(4096));
     // Bounded: every fetch returns records (advancing `next`) or we stop.
     while next < end && lines > 0 {
-        let fetched = match client.fetch(next, FETCH_BYTES, 0) {
+        let fetched = match client.fetch_from(target, next, FETCH_BYTES, 0) {
             Err(e) if e.code() == Some(ErrorCode::OffsetOutOfRange) && next != Offset(0) => {
                 next = Offset(0);
                 continue;

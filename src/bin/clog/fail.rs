@@ -19,6 +19,8 @@ pub(crate) const EXIT_AUTH: u8 = 4;
 pub(crate) const EXIT_NOT_FOUND: u8 = 5;
 /// Bad data: undecodable input, a record too large, a malformed frame.
 pub(crate) const EXIT_DATA: u8 = 6;
+/// The topic to create exists already.
+pub(crate) const EXIT_EXISTS: u8 = 7;
 /// Interrupted by Ctrl-C (SIGINT).
 pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 
@@ -27,12 +29,15 @@ pub(crate) const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    success
   1    other failure
-  2    usage: wrong flags, arguments or addresses
+  2    usage: wrong flags, arguments or addresses; an invalid topic name or
+       setting (INVALID_TOPIC, INVALID_CONFIG)
   3    unreachable or unavailable: nothing listens, connection lost, timeout,
        no leader or quorum (after --retry-ms), unhealthy (`clog health`)
   4    authentication or permission: TLS certificates, ACL
-  5    not found or out of range: an offset outside the log
+  5    not found or out of range: an offset outside the log, an unknown topic
+       or partition (UNKNOWN_TOPIC)
   6    data error: undecodable input, a record too large
+  7    the topic already exists (TOPIC_EXISTS)
   130  interrupted (Ctrl-C)";
 
 /// An error for the user: what happened and what to do next, and the exit code.
@@ -135,6 +140,11 @@ fn explain_code(code: ErrorCode, message: &str) -> (u8, String) {
             "this server requires TLS: pass --ca, --cert and --key (or CLOG_CA, CLOG_CERT, CLOG_KEY)",
         ),
         ErrorCode::PermissionDenied => (EXIT_AUTH, "ask the operator for the action (README: Secure setup)"),
+        ErrorCode::UnknownTopic => (EXIT_NOT_FOUND, "`clog topic list` shows the topics, `clog topic describe NAME` their partitions"),
+        ErrorCode::TopicExists => (EXIT_EXISTS, "use it (`clog topic describe NAME`) or pick another name"),
+        // The server's message names the rule the name breaks.
+        ErrorCode::InvalidTopic => (EXIT_USAGE, ""),
+        ErrorCode::InvalidConfig => (EXIT_USAGE, "fix the setting the message names (`clog topic create --help`)"),
         ErrorCode::Unavailable | ErrorCode::NotLeader | ErrorCode::Timeout | ErrorCode::TooManyConnections => {
             (EXIT_UNAVAILABLE, "the cluster could not serve within --retry-ms; check `clog health --cluster`")
         }

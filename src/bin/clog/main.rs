@@ -1,8 +1,9 @@
-//! `clog`: the commitlog command-line client (produce, consume, tail, servers,
-//! status, health, bench). Flags and output only; the protocol and the cluster
+//! `clog`: the commitlog command-line client (produce, consume, tail, topic,
+//! servers, status, health, bench). Flags and output only; the protocol and the cluster
 //! routing live in `commitlog::client` (`client::cluster::ClusterClient`).
 //!
-//! Modules: `commands` (produce, consume, tail), `admin` (servers, status, health),
+//! Modules: `commands` (produce, consume, tail), `topic` (topic administration),
+//! `admin` (servers, status, health),
 //! `format` (record output formats and input decodings), `bench`, `fail` (messages
 //! and exit codes), `settings` (flags, environment, profile and defaults resolved
 //! into one set of connection settings, and the member cache directory), `profile`
@@ -15,6 +16,7 @@ mod fail;
 mod format;
 mod profile;
 mod settings;
+mod topic;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -22,6 +24,9 @@ use std::process::ExitCode;
 use clap::{Args as ClapArgs, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::fail::{Failure, EXIT_CODES_HELP, EXIT_INTERRUPTED};
+
+/// `-t`'s default: the topic every cluster has (and version-0 requests mean).
+const DEFAULT_TOPIC_NAME: &str = commitlog::wire::DEFAULT_TOPIC;
 pub(crate) use crate::settings::{connect, connect_first, Settings};
 
 /// Command-line client for commitlog.
@@ -32,6 +37,9 @@ pub(crate) use crate::settings::{connect, connect_first, Settings};
 ///   clog consume                      # "offset TAB value" per line, from the start to the end
 ///   clog consume --follow             # ... then wait for new records (Ctrl-C to stop)
 ///   clog tail -f                      # last 10 records, then follow
+///   clog topic create orders --partitions 3   # a topic of 3 partitions
+///   clog produce -t orders -p 2 hello         # to partition 2 of topic orders
+///   clog consume -t orders -p 2               # read it back
 ///   clog servers                      # the cluster's members and their roles
 ///   clog status                       # every member's term, commit, last index, lag
 ///   clog health --cluster             # exit 0 only when the whole cluster is healthy
@@ -110,7 +118,9 @@ Examples:
   seq 100000 | clog produce                  # one record per line, in batches
   find . -print0 | clog produce -0           # NUL-separated records
   clog produce --value-file photo.jpg        # a whole file is one record
-  echo 68690a | clog produce --input-format hex   # the record is \"hi\\n\"")]
+  echo 68690a | clog produce --input-format hex   # the record is \"hi\\n\"
+  clog produce -t orders -p 2 hello          # to partition 2 of topic orders
+  seq 100 | clog produce -t orders           # batches round-robin over its partitions")]
     Produce(ProduceArgs),
     /// Print records from an offset (default: from the start) to the end of the log:
     /// `offset<TAB>value` per line, flushed as records arrive. With --count N, stop
@@ -123,15 +133,29 @@ Examples:
   clog consume --follow                      # everything, then new records as they come
   clog consume -o json | jq .value           # one JSON object per record
   clog consume -f '%o: %v (%s bytes)\\n'      # kcat-style format
-  clog consume --values-only -0 | xargs -0 echo")]
+  clog consume --values-only -0 | xargs -0 echo
+  clog consume -t orders -p 2                # partition 2 of topic orders (default: 0)")]
     Consume(ConsumeArgs),
     /// Print the last records; with -f keep printing new ones as they arrive.
     #[command(after_help = "\
 Examples:
   clog tail                                  # the last 10 records
   clog tail -n 100 -f                        # the last 100, then follow (Ctrl-C to stop)
-  clog tail -o json -n 1                     # the last record as JSON")]
+  clog tail -o json -n 1                     # the last record as JSON
+  clog tail -t orders -p 1 -f                # partition 1 of topic orders")]
     Tail(TailArgs),
+    /// Create, list, describe, alter and delete topics.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  clog topic create orders --partitions 3 --replication-factor 3
+  clog topic list
+  clog topic describe orders
+  clog topic alter orders --partitions 6 --retention-ms 604800000
+  clog topic delete orders --yes"
+    )]
+    Topic(topic::TopicCommand),
     /// List the cluster's servers: id, name, address, role, live (gossip).
     #[command(after_help = "\
 Examples:
@@ -162,6 +186,8 @@ Examples:
 Examples:
   clog bench --producers 16 --window 8 --size 1024 --count 100000
   clog bench --consume                       # read everything back
+  clog bench --topics 4 --partitions 3 --count 120000   # 12 partitions, one producer each
+  clog bench -t orders --producers 6         # every partition of orders
   clog bench --handshakes 1000 --ca ca.pem --cert c.pem --key k.pem")]
     Bench(bench::BenchArgs),
     /// Named connection profiles (addresses, TLS files, timeouts) in
@@ -194,6 +220,14 @@ Examples:
 pub(crate) struct ProduceArgs {
     /// Record values. Without any (and without --value-file), stdin is read.
     pub(crate) values: Vec<String>,
+    /// Topic to write to (`clog topic list` shows them).
+    #[arg(short = 't', long, default_value = DEFAULT_TOPIC_NAME)]
+    pub(crate) topic: String,
+    /// Partition to write to. Without it, a topic with several partitions gets
+    /// each request (argument, file or stdin batch) on the next partition in turn
+    /// (round-robin), and each offset is printed as `partition<TAB>offset`.
+    #[arg(short = 'p', long)]
+    pub(crate) partition: Option<u32>,
     /// A file whose whole content is one record (repeatable).
     #[arg(long, value_name = "PATH")]
     pub(crate) value_file: Vec<std::path::PathBuf>,
@@ -226,6 +260,13 @@ pub(crate) struct RecordOutput {
 
 #[derive(ClapArgs, Debug)]
 pub(crate) struct ConsumeArgs {
+    /// Topic to read (`clog topic list` shows them).
+    #[arg(short = 't', long, default_value = DEFAULT_TOPIC_NAME)]
+    pub(crate) topic: String,
+    /// Partition to read [default: 0]. One partition is read per run: to read
+    /// every partition of a topic, run one consume per partition.
+    #[arg(short = 'p', long)]
+    pub(crate) partition: Option<u32>,
     /// First offset to read; 0 means the first record the log still holds.
     #[arg(long, default_value_t = 0)]
     pub(crate) from: u64,
@@ -249,6 +290,12 @@ pub(crate) struct ConsumeArgs {
 
 #[derive(ClapArgs, Debug)]
 pub(crate) struct TailArgs {
+    /// Topic to read (`clog topic list` shows them).
+    #[arg(short = 't', long, default_value = DEFAULT_TOPIC_NAME)]
+    pub(crate) topic: String,
+    /// Partition to read [default: 0] (one partition per run).
+    #[arg(short = 'p', long)]
+    pub(crate) partition: Option<u32>,
     /// Keep waiting for and printing new records (Ctrl-C to stop).
     #[arg(short = 'f', long)]
     pub(crate) follow: bool,
@@ -342,6 +389,7 @@ fn dispatch(cli: &Cli, out: &mut Out<'_>) -> Result<(), Output> {
         Command::Produce(args) => commands::produce(&settings, args, out),
         Command::Consume(args) => commands::consume(&settings, args, out),
         Command::Tail(args) => commands::tail(&settings, args, out),
+        Command::Topic(cmd) => topic::run(&settings, cmd, out),
         Command::Servers => admin::servers(&settings, out),
         Command::Status => admin::status(&settings, out),
         Command::Health(args) => admin::health(&settings, args, out),

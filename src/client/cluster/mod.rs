@@ -39,6 +39,8 @@ pub mod retry;
 pub mod routing;
 #[cfg(test)]
 mod shell_tests;
+mod topic_calls;
+pub mod topics;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -47,8 +49,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use cache::MemberCache;
-pub use retry::{classify, Backoff, Jitter, Next, RetryPolicy};
+pub use retry::{classify, classify_topic, Backoff, Jitter, Next, RetryPolicy};
 pub use routing::{Member, Router, MAX_MEMBERS};
+pub use topics::{Partitioner, TopicCache};
 
 use super::{Client, ClientConfig, ClientError, FetchResult, Record, Result};
 use crate::types::Offset;
@@ -81,6 +84,9 @@ pub struct ClusterConfig {
     /// Remember the members learned from the cluster here, and try them when the
     /// seeds do not answer (see [`cache`]). `None`: know only the seeds.
     pub member_cache: Option<MemberCache>,
+    /// How long a topic's cached metadata (partitions, leaders, replicas) is used
+    /// before it is asked again ([`topics`]); failures invalidate it sooner.
+    pub metadata_max_age: Duration,
 }
 
 /// A hook that adjusts the connection options for one server address (see
@@ -114,6 +120,7 @@ impl ClusterConfig {
             max_connections: 16,
             per_target: None,
             member_cache: None,
+            metadata_max_age: Duration::from_millis(topics::DEFAULT_MAX_AGE_MS),
         }
     }
 
@@ -152,6 +159,15 @@ pub struct ClusterClient {
     /// Why GetServers was refused, when this identity may not `describe` (reads and
     /// produces then go to the seeds and follow `NOT_LEADER` hints).
     discovery_denied: Option<String>,
+    /// Where topic partitions live, and the metadata leader ([`topics`]).
+    topics: TopicCache,
+    /// Picks the partition of records produced without one.
+    partitioner: Partitioner,
+    /// Metadata was refused (the identity may not `describe` topics): partition
+    /// calls route by the member list and hints instead.
+    topic_metadata_denied: bool,
+    /// The origin of the cache's `now_ms`.
+    epoch: Instant,
 }
 
 impl ClusterClient {
@@ -173,8 +189,13 @@ impl ClusterClient {
             // Members remembered from an earlier run are tried after the seeds.
             known.extend(cache.lookup(&config.seeds));
         }
+        let max_age_ms = u64::try_from(config.metadata_max_age.as_millis()).unwrap_or(u64::MAX);
         let mut client = ClusterClient {
             router: Router::new(known),
+            topics: TopicCache::new(max_age_ms, topics::MAX_CACHED_TOPICS),
+            partitioner: Partitioner::new(seed),
+            topic_metadata_denied: false,
+            epoch: Instant::now(),
             config,
             conns: HashMap::new(),
             recent_failures: VecDeque::new(),
@@ -444,7 +465,7 @@ impl ClusterClient {
                 backoff.attempts()
             );
             match next {
-                Next::Fail => return Err(err),
+                Next::Fail | Next::RefreshMetadata => return Err(err),
                 Next::FollowLeader(leader) => {
                     if self.router.follow_hint(&target, &leader)
                         && backoff.try_immediate(started.elapsed())

@@ -66,6 +66,10 @@ pub enum Next {
     /// A consume/fetch answered `OFFSET_OUT_OF_RANGE` by a node that may lag:
     /// ask the leader before believing it.
     AskLeader,
+    /// `UNKNOWN_TOPIC` while the topic's metadata came from the cache: ask for it
+    /// again (once) before believing it; the topic may have been created or grown
+    /// since, or the node that answered may not know it yet.
+    RefreshMetadata,
     /// Not worth retrying (a client bug, a permission, a record too large, an offset
     /// outside the log as the leader sees it).
     Fail,
@@ -99,6 +103,16 @@ pub fn classify(err: &ClientError, from_leader: bool) -> Next {
             ErrorCode::CorruptRecord => Next::Retry { drop_conn: false },
             _ => Next::Fail,
         },
+    }
+}
+
+/// [`classify`] for a request addressed to a topic partition: an `UNKNOWN_TOPIC`
+/// is [`Next::RefreshMetadata`] unless the metadata was already asked again during
+/// this call (`refreshed`), in which case it is final.
+pub fn classify_topic(err: &ClientError, from_leader: bool, refreshed: bool) -> Next {
+    match err.code() {
+        Some(ErrorCode::UnknownTopic) if !refreshed => Next::RefreshMetadata,
+        _ => classify(err, from_leader),
     }
 }
 
@@ -209,6 +223,29 @@ mod tests {
                 addr: addr.into(),
             }),
         }
+    }
+
+    #[test]
+    fn unknown_topic_refreshes_the_metadata_once_then_fails() {
+        let e = server_err(ErrorCode::UnknownTopic, None);
+        assert_eq!(classify_topic(&e, true, false), Next::RefreshMetadata);
+        assert_eq!(classify_topic(&e, true, true), Next::Fail);
+        assert_eq!(classify(&e, true), Next::Fail);
+        for code in [
+            ErrorCode::TopicExists,
+            ErrorCode::InvalidTopic,
+            ErrorCode::InvalidConfig,
+        ] {
+            assert_eq!(
+                classify_topic(&server_err(code, None), true, false),
+                Next::Fail
+            );
+        }
+        let hinted = server_err(ErrorCode::NotLeader, Some(("10.0.0.2:8400", 2)));
+        assert_eq!(
+            classify_topic(&hinted, false, false),
+            Next::FollowLeader("10.0.0.2:8400".into())
+        );
     }
 
     #[test]

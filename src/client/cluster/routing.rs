@@ -206,7 +206,7 @@ impl Router {
 }
 
 /// `addr` with an unspecified host replaced by `via`'s host.
-fn reachable_addr(addr: &str, via: &str) -> String {
+pub(crate) fn reachable_addr(addr: &str, via: &str) -> String {
     let Some((host, port)) = addr.rsplit_once(':') else {
         return addr.to_string();
     };

@@ -361,3 +361,128 @@ fn the_per_target_hook_sees_every_address_dialled() {
     // Once for the cached connection, once for the dedicated one.
     assert_eq!(*dialled.lock().expect("lock"), vec![a.clone(), a]);
 }
+
+fn topic_metadata(leader: u64, replicas: &[u64], partitions: u32) -> crate::wire::TopicMetadata {
+    crate::wire::TopicMetadata {
+        name: "orders".into(),
+        error: ErrorCode::None,
+        partitions: (0..partitions)
+            .map(|p| crate::wire::PartitionInfo {
+                partition: p,
+                group: crate::types::GroupId(2 + u64::from(p)),
+                leader: NodeId(leader),
+                replicas: replicas.iter().map(|r| NodeId(*r)).collect(),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn admin_requests_follow_hints_to_the_metadata_leader() {
+    let (la, a) = Fake::bind();
+    let (lb, b) = Fake::bind();
+    let (a2, b2) = (a.clone(), b.clone());
+    // A leads the member list but not the metadata group: it names B.
+    let _fake_a = Fake::serve(
+        la,
+        Arc::new(move |r| match r {
+            Request::GetServers => Ok(ResponseBody::GetServers {
+                servers: vec![
+                    server(1, &a2, ServerRole::Leader),
+                    server(2, &b2, ServerRole::Follower),
+                ],
+            }),
+            Request::CreateTopic { .. } => Err(error(ErrorCode::NotLeader, Some(&b2))),
+            _ => Err(error(ErrorCode::Internal, None)),
+        }),
+    );
+    let created = Arc::new(AtomicU32::new(0));
+    let seen = Arc::clone(&created);
+    let _fake_b = Fake::serve(
+        lb,
+        Arc::new(move |r| match r {
+            Request::CreateTopic { name, settings } => {
+                seen.fetch_add(1, Ordering::SeqCst);
+                Ok(ResponseBody::CreateTopic(crate::wire::TopicDescription {
+                    name: name.clone(),
+                    topic_id: 7,
+                    settings: *settings,
+                    partitions: vec![],
+                }))
+            }
+            Request::DeleteTopic { .. } => Ok(ResponseBody::DeleteTopic),
+            _ => Err(error(ErrorCode::Internal, None)),
+        }),
+    );
+    let mut c = ClusterClient::connect(config(&a, fast_policy(5, 2_000))).unwrap();
+    let d = c
+        .create_topic("orders", crate::wire::TopicSettings::default())
+        .unwrap();
+    assert_eq!(d.topic_id, 7);
+    assert_eq!(c.last_served_by(), Some(b.as_str()));
+    // The metadata leader is remembered: the next admin call goes straight to B.
+    let retries = c.retries();
+    c.delete_topic("orders").unwrap();
+    assert_eq!(c.retries(), retries);
+    assert_eq!(created.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn partition_produces_go_to_the_partition_leader_and_unknown_topics_are_asked_again_once() {
+    let (la, a) = Fake::bind();
+    let (lb, b) = Fake::bind();
+    let (a2, b2) = (a.clone(), b.clone());
+    let metadata_asked = Arc::new(AtomicU32::new(0));
+    let asked = Arc::clone(&metadata_asked);
+    // A answers Metadata: orders has 2 partitions led by node 2 (B).
+    let _fake_a = Fake::serve(
+        la,
+        Arc::new(move |r| match r {
+            Request::GetServers => Ok(ResponseBody::GetServers {
+                servers: vec![server(1, &a2, ServerRole::Leader)],
+            }),
+            Request::Metadata { topics } if topics == &["orders".to_string()] => {
+                asked.fetch_add(1, Ordering::SeqCst);
+                Ok(ResponseBody::Metadata {
+                    nodes: vec![
+                        crate::wire::NodeInfo {
+                            id: NodeId(1),
+                            name: "n1".into(),
+                            rpc_addr: a2.clone(),
+                        },
+                        crate::wire::NodeInfo {
+                            id: NodeId(2),
+                            name: "n2".into(),
+                            rpc_addr: b2.clone(),
+                        },
+                    ],
+                    topics: vec![topic_metadata(2, &[2, 1], 2)],
+                })
+            }
+            _ => Err(error(ErrorCode::Internal, None)),
+        }),
+    );
+    let fake_b = Fake::serve(
+        lb,
+        Arc::new(move |r| match r {
+            Request::Produce { target, .. } if target.partition == 1 => {
+                Ok(ResponseBody::Produce { offset: Offset(5) })
+            }
+            Request::Produce { .. } => Err(error(ErrorCode::UnknownTopic, None)),
+            _ => Err(error(ErrorCode::Internal, None)),
+        }),
+    );
+    let mut c = ClusterClient::connect(config(&a, fast_policy(10, 2_000))).unwrap();
+    let one = crate::wire::TopicPartition::new("orders", 1);
+    assert_eq!(c.produce_to(&one, b"x").unwrap(), Offset(5));
+    assert_eq!(c.last_served_by(), Some(b.as_str()));
+    assert_eq!(c.partition_count("orders").unwrap(), 2);
+    assert_eq!(metadata_asked.load(Ordering::SeqCst), 1, "cached");
+    // UNKNOWN_TOPIC from the partition's node: the metadata is asked once more, then
+    // the error is believed.
+    let zero = crate::wire::TopicPartition::new("orders", 0);
+    let err = c.produce_to(&zero, b"x").unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::UnknownTopic), "{err}");
+    assert_eq!(metadata_asked.load(Ordering::SeqCst), 2);
+    assert_eq!(fake_b.produces(), 3);
+}
