@@ -3,7 +3,8 @@
 # timings) on 127.0.0.1, peerbench workloads W1-W3 against the leader, then the
 # catch-up speed of a wiped follower (MB/s of log replicated until its commit index
 # reaches the leader's).
-# Env: BENCH_DIR (default target/bench-cluster), W1_COUNT W2_COUNT W3_COUNT.
+# Env: BENCH_DIR (default target/bench-cluster), W1_COUNT W2_COUNT W3_COUNT,
+# PARTITIONS (default 12; 0 skips the many-partition lines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH_DIR=${BENCH_DIR:-$PWD/target/bench-cluster}
@@ -43,6 +44,20 @@ $C --addr "$L" bench --producers 1 --window 1 --size 100 --count "$W1_COUNT" --l
 $C --addr "$L" bench --producers 16 --window 1 --size 1024 --count "$W2_COUNT" --label W2
 $C --addr "$L" bench --producers 4 --window 256 --size 1024 --count "$W3_COUNT" --label W3
 $C --addr "$(rpc 2)" bench --consume --from 1 --label W4-follower
+
+# Many partitions: W2 and W3 over one topic of $PARTITIONS partitions (replication 3,
+# leaders spread by the assignment), to compare with the one-partition lines above.
+PARTITIONS=${PARTITIONS:-12}
+if [ "$PARTITIONS" -gt 0 ]; then
+  $C --addr "$L" topic create bench-0 --partitions "$PARTITIONS" --replication-factor 3 >/dev/null
+  # Leadership moves to each partition's preferred leader within a few seconds.
+  sleep 5
+  $C --addr "$L" topic describe bench-0 | tail -n +1 >&2
+  $C --addr "$L" bench --topics 1 --partitions "$PARTITIONS" --producers 16 --window 1 \
+    --size 1024 --count "$W2_COUNT" --label "W2-${PARTITIONS}p"
+  $C --addr "$L" bench --topics 1 --partitions "$PARTITIONS" --producers "$PARTITIONS" --window 256 \
+    --size 1024 --count "$W3_COUNT" --label "W3-${PARTITIONS}p"
+fi
 
 # Catch-up: wipe node 3 and time until its commit index equals the leader's.
 kill -9 "$PID3"; wait "$PID3" 2>/dev/null || true

@@ -202,6 +202,53 @@ impl ClusterService {
         answer::peer_welcome(reply)
     }
 
+    /// The peer APIs: handshake, Raft messages (version 0 means group 1, as the
+    /// codec decodes it), and a peer's ReadEntries for healing.
+    fn peer_call(&self, request: Request, ctx: &ConnContext, reply: Responder) {
+        if let Request::PeerHandshake {
+            cluster_name,
+            node_id,
+            node_name,
+        } = request
+        {
+            return self.handshake(ctx, cluster_name, node_id, node_name, reply);
+        }
+        if !self.is_peer(ctx.conn_id) && !matches!(request, Request::ReadEntries { .. }) {
+            return answer::refuse(reply, Refusal::NotAPeer);
+        }
+        let queued = match request {
+            Request::Raft { group, payload } => self.queue_raft(group, &payload),
+            Request::RaftBatch { messages } => messages
+                .iter()
+                .try_for_each(|m| self.queue_raft(m.group, &m.payload)),
+            Request::ReadEntries {
+                group,
+                from,
+                end,
+                anchor,
+                max_bytes,
+            } => {
+                return match self.shared.groups.get(group) {
+                    Some(g) => self
+                        .reads
+                        .read_entries(g, (from, end, anchor), max_bytes, reply),
+                    None => answer::refuse(
+                        reply,
+                        Refusal::UnknownTopic(format!("group {group} is not hosted here")),
+                    ),
+                };
+            }
+            _ => Ok(()),
+        };
+        match queued {
+            Err(e) => answer::refuse(reply, e),
+            Ok(()) if reply.api_key() == wire::ApiKey::RaftBatch => {
+                answer::raft_batch_queued(reply)
+            }
+            Ok(()) => answer::raft_queued(reply),
+        }
+    }
+
     /// Decodes a peer's Raft message and queues it for the raft thread.
     fn queue_raft(&self, group: GroupId, payload: &[u8]) -> Result<(), Refusal> {
         match decode_message(payload) {
@@ -302,7 +349,6 @@ impl Service for ClusterService {
         if s.closing.load(Ordering::Acquire) {
             return answer::refuse(reply, Refusal::ShuttingDown);
         }
-        let version = frame.api_version;
         match frame.request {
             Request::Ping => answer::pong(reply),
             Request::Produce { target, value } => {
@@ -345,51 +391,10 @@ impl Service for ClusterService {
                 let cmd = topics::delete_command(s, &name);
                 self.propose_admin(cmd, AdminKind::Delete, reply)
             }
-            Request::PeerHandshake {
-                cluster_name,
-                node_id,
-                node_name,
-            } => self.handshake(ctx, cluster_name, node_id, node_name, reply),
-            Request::Raft { group, payload } => {
-                if !self.is_peer(ctx.conn_id) {
-                    return answer::refuse(reply, Refusal::NotAPeer);
-                }
-                // Version 0 came from a node that held one log: the default group.
-                let group = if version == 0 { s.default.id } else { group };
-                if let Err(e) = self.queue_raft(group, &payload) {
-                    return answer::refuse(reply, e);
-                }
-                answer::raft_queued(reply)
-            }
-            Request::RaftBatch { messages } => {
-                if !self.is_peer(ctx.conn_id) {
-                    return answer::refuse(reply, Refusal::NotAPeer);
-                }
-                for m in messages {
-                    if let Err(e) = self.queue_raft(m.group, &m.payload) {
-                        return answer::refuse(reply, e);
-                    }
-                }
-                answer::raft_batch_queued(reply)
-            }
-            Request::ReadEntries {
-                group,
-                from,
-                end,
-                anchor,
-                max_bytes,
-            } => {
-                let group = if version == 0 { s.default.id } else { group };
-                match s.groups.get(group) {
-                    Some(g) => self
-                        .reads
-                        .read_entries(g, (from, end, anchor), max_bytes, reply),
-                    None => answer::refuse(
-                        reply,
-                        Refusal::UnknownTopic(format!("group {group} is not hosted here")),
-                    ),
-                }
-            }
+            peer @ (Request::PeerHandshake { .. }
+            | Request::Raft { .. }
+            | Request::RaftBatch { .. }
+            | Request::ReadEntries { .. }) => self.peer_call(peer, ctx, reply),
         }
     }
 
