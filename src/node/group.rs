@@ -84,6 +84,9 @@ pub(crate) const DEFAULT_GROUP: GroupId = GroupId::DEFAULT_PARTITION;
 #[derive(Default)]
 pub(crate) struct Groups {
     map: std::sync::RwLock<std::collections::BTreeMap<GroupId, Arc<GroupState>>>,
+    /// Bumped on every insert and removal: followers of the set (healer,
+    /// scrubber) re-read it only when it changed.
+    generation: AtomicU64,
 }
 
 impl Groups {
@@ -95,10 +98,17 @@ impl Groups {
     pub(crate) fn insert(&self, g: Arc<GroupState>) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         map.insert(g.id, g);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Changes with every insert and removal.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub(crate) fn remove(&self, id: GroupId) -> Option<Arc<GroupState>> {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
         map.remove(&id)
     }
 

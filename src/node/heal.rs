@@ -122,6 +122,7 @@ pub(crate) fn spawn(
         counters,
         runners: BTreeMap::new(),
         started: Instant::now(),
+        generation: None,
     };
     let thread_stop = Arc::clone(&stop);
     let thread = std::thread::Builder::new()
@@ -139,6 +140,8 @@ struct HealAll {
     counters: Arc<HealCounters>,
     runners: BTreeMap<GroupId, Runner>,
     started: Instant,
+    /// The group registry's generation the runners follow.
+    generation: Option<u64>,
 }
 
 impl HealAll {
@@ -168,6 +171,11 @@ impl HealAll {
 
     /// Runners for the groups hosted now (new ones added, removed ones dropped).
     fn follow_groups(&mut self) {
+        let generation = self.shared.groups.generation();
+        if self.generation == Some(generation) {
+            return;
+        }
+        self.generation = Some(generation);
         let groups = self.shared.groups.all();
         self.runners
             .retain(|id, _| groups.iter().any(|g| g.id == *id));

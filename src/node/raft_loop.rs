@@ -95,6 +95,8 @@ pub(crate) struct RaftLoop {
     sync_pool: SyncPool,
     /// Groups that executed effects since the views were last published.
     ran: BTreeSet<GroupId>,
+    /// Groups proposed to that may not take a new batch yet.
+    proposing: BTreeSet<GroupId>,
     /// Nodes gossip considers dead, as last reported to the groups.
     dead: BTreeSet<crate::raft::NodeId>,
     last_full_publish: Instant,
@@ -126,6 +128,7 @@ impl RaftLoop {
             sync_pool,
             dead: BTreeSet::new(),
             ran: BTreeSet::new(),
+            proposing: BTreeSet::new(),
             // The first publish is a full one.
             last_full_publish: Instant::now()
                 .checked_sub(Duration::from_secs(2))
@@ -233,12 +236,23 @@ impl RaftLoop {
 
     /// Groups whose driver does not take a new batch now (one uncommitted batch at a
     /// time); a group with a full disk takes produces (to retry or refuse them).
+    /// Only groups proposed to since they last took a batch can be busy: the scan
+    /// costs nothing per idle group.
     fn busy_groups(&mut self) -> BTreeSet<GroupId> {
-        self.groups
-            .iter_mut()
-            .filter(|(_, g)| g.disk_full.is_none())
-            .filter_map(|(id, g)| (!g.driver.wants_produces()).then_some(*id))
-            .collect()
+        let mut busy = BTreeSet::new();
+        let proposing: Vec<GroupId> = self.proposing.iter().copied().collect();
+        for id in proposing {
+            let waits = self
+                .groups
+                .get_mut(&id)
+                .is_some_and(|g| g.disk_full.is_none() && !g.driver.wants_produces());
+            if waits {
+                busy.insert(id);
+            } else {
+                self.proposing.remove(&id);
+            }
+        }
+        busy
     }
 
     fn step(&mut self, id: GroupId, m: Message) -> Result<(), Fatal> {
@@ -267,6 +281,7 @@ impl RaftLoop {
         }
         let reqs: Vec<_> = jobs.into_iter().map(|j| self.request(j)).collect();
         self.touched.insert(id);
+        self.proposing.insert(id);
         self.group_call(id, |g| Ok(g.driver.propose(reqs)?))
     }
 
@@ -550,10 +565,17 @@ impl RaftLoop {
             self.last_full_publish = Instant::now();
         }
         let ran = std::mem::take(&mut self.ran);
-        for (id, g) in &self.groups {
-            let live = ticked && !g.driver.is_quiesced();
-            if all || live || ran.contains(id) {
-                g.publish(all || live);
+        if ticked {
+            for (id, g) in &self.groups {
+                // A quiesced group's view was published when it last ran.
+                let live = !g.driver.is_quiesced();
+                if live || ran.contains(id) {
+                    g.publish(all || live);
+                }
+            }
+        } else {
+            for g in ran.iter().filter_map(|id| self.groups.get(id)) {
+                g.publish(false);
             }
         }
         let full = ticked;

@@ -49,6 +49,7 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> std::io::Result<Option<ScrubHandle>>
         counters,
         scrubbers: BTreeMap::new(),
         cursor: GroupId(0),
+        generation: None,
     };
     let budget = (rate / STEPS_PER_SEC).max(1);
     let pause = Duration::from_millis(1000 / STEPS_PER_SEC);
@@ -76,6 +77,8 @@ struct ScrubAll {
     scrubbers: BTreeMap<GroupId, (Arc<GroupState>, Scrubber)>,
     /// The group the next step starts with (round robin).
     cursor: GroupId,
+    /// The group registry's generation the scrubbers follow.
+    generation: Option<u64>,
 }
 
 impl ScrubAll {
@@ -108,6 +111,11 @@ impl ScrubAll {
     }
 
     fn follow_groups(&mut self) {
+        let generation = self.shared.groups.generation();
+        if self.generation == Some(generation) {
+            return;
+        }
+        self.generation = Some(generation);
         let groups = self.shared.groups.all();
         self.scrubbers
             .retain(|id, _| groups.iter().any(|g| g.id == *id));

@@ -162,8 +162,29 @@ impl ClusterClient {
         settings: TopicSettings,
     ) -> Result<TopicDescription> {
         self.topics.invalidate(name);
-        self.run_dest(Dest::Admin, |c| c.create_topic(name, settings))
-            .map(|(_, d)| d)
+        let mut attempts = 0u32;
+        let created = self.run_dest(Dest::Admin, |c| {
+            attempts += 1;
+            c.create_topic(name, settings)
+        });
+        match created {
+            Ok((_, d)) => Ok(d),
+            // A retry after an attempt whose answer was lost (a timeout while the
+            // cluster created many partitions) finds the topic: if it is the one
+            // asked for, that attempt created it.
+            Err(e) if attempts > 1 && e.code() == Some(ErrorCode::TopicExists) => {
+                match self.describe_topic(name) {
+                    Ok(d)
+                        if d.settings.partitions == settings.partitions.max(1)
+                            && d.settings.replication == settings.replication =>
+                    {
+                        Ok(d)
+                    }
+                    _ => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Topic `name`'s settings and partitions.
