@@ -29,9 +29,15 @@ pub(crate) fn group_dir(data_dir: &Path, id: GroupId) -> PathBuf {
     data_dir.join(GROUPS_DIR).join(id.0.to_string())
 }
 
-/// A topic's settings as a partition log's configuration.
+/// A topic's settings as a partition log's configuration. The index of a segment
+/// is allocated in full when the segment starts (no SIGBUS on a full disk), so a
+/// partition's is sized to its segments (one 8-byte slot per 64 bytes of segment,
+/// at least 64 KiB, at most `--index-max-bytes`): 10,000 partitions of 64 MiB
+/// segments hold 10 GB of index instead of 100 GB.
 pub(crate) fn log_config(base: &LogConfig, settings: &TopicSettings) -> LogConfig {
+    let index_bytes = (settings.segment_bytes / 64 / 8 * 8).max(64 * 1024);
     LogConfig {
+        max_index_bytes: base.max_index_bytes.min(index_bytes),
         max_store_bytes: settings.segment_bytes,
         retention_bytes: settings.retention_bytes,
         retention_age: settings
@@ -325,5 +331,33 @@ impl super::raft_loop::RaftLoop {
             }
         }
         m.publish_partitions(series);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_index_is_sized_to_its_segments() {
+        let base = LogConfig::default();
+        let mut settings = TopicSettings::default();
+        settings.segment_bytes = 64 << 20;
+        assert_eq!(log_config(&base, &settings).max_index_bytes, 1 << 20);
+        settings.segment_bytes = 1 << 20;
+        assert_eq!(log_config(&base, &settings).max_index_bytes, 64 * 1024);
+        settings.segment_bytes = u64::from(u32::MAX);
+        assert_eq!(
+            log_config(&base, &settings).max_index_bytes,
+            base.max_index_bytes,
+            "never above the node's own limit"
+        );
+        settings.retention_age_ms = Some(1500);
+        let cfg = log_config(&base, &settings);
+        assert_eq!(
+            cfg.retention_age,
+            Some(std::time::Duration::from_millis(1500))
+        );
+        assert_eq!(cfg.max_store_bytes, u64::from(u32::MAX));
     }
 }
