@@ -16,7 +16,7 @@ use crate::types::{GroupId, NodeId};
 /// How often leaders look for a preferred leader to hand over to.
 pub(crate) const REBALANCE_INTERVAL: Duration = Duration::from_secs(2);
 /// Most transfers started per round (bounds election bursts).
-const MAX_TRANSFERS_PER_ROUND: usize = 32;
+const MAX_TRANSFERS_PER_ROUND: usize = 128;
 
 impl super::raft_loop::RaftLoop {
     /// Starts leadership transfers to live, caught-up preferred leaders.
@@ -58,7 +58,7 @@ impl super::raft_loop::RaftLoop {
             }
         }
         for (id, to) in handover {
-            self.touched.insert(id);
+            self.touch(id);
             if let Some(g) = self.groups.get_mut(&id) {
                 if let Err(e) = g.driver.transfer_leadership_to(to) {
                     log::warn!("group {id}: leadership transfer to {to}: {e}");

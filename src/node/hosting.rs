@@ -214,7 +214,7 @@ impl super::raft_loop::RaftLoop {
             std::sync::atomic::Ordering::Relaxed,
         );
         self.shared.groups.insert(state);
-        self.groups.insert(pg.group, run);
+        self.add_group(run);
         log::info!(
             "hosting partition {}/{} (group {}, replicas {:?})",
             pg.topic,
@@ -225,15 +225,22 @@ impl super::raft_loop::RaftLoop {
         if let Err(e) = self.start_group(pg.group) {
             log::error!("group {}: cannot start: {e}", pg.group);
         }
+        // The preferred leader of a new partition campaigns at once: it is elected
+        // first, instead of whoever times out first and a transfer later.
+        if pg.replicas.len() > 1 && pg.replicas.first() == Some(&self.shared.cfg.node_id) {
+            let campaigned = self.group_call(pg.group, |g| Ok(g.driver.campaign_now()?));
+            if let Err(e) = campaigned {
+                log::warn!("group {}: {e}", pg.group);
+            }
+        }
     }
 
     /// Stops a deleted partition group: its waiting produces are refused, its
     /// threads stop and its data goes.
     fn unhost(&mut self, pg: &PartitionGroup) {
-        let Some(mut run) = self.groups.remove(&pg.group) else {
+        let Some(mut run) = self.remove_group(pg.group) else {
             return;
         };
-        self.touched.remove(&pg.group);
         run.finish(&self.shared);
         self.shared.groups.remove(pg.group);
         for job in self.inbox.drain_group(pg.group) {

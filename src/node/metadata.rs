@@ -173,3 +173,106 @@ fn decode_file(bytes: &[u8]) -> Result<(Catalogue, Vec<NodeId>), String> {
     let catalogue = Catalogue::decode_snapshot(r.rest()).map_err(|e| e.to_string())?;
     Ok((catalogue, voters))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::{Replication, TopicName, TopicSettings};
+    use crate::storage::tests::TempDir;
+    use crate::storage::{LogConfig, NewRecord};
+    use crate::types::{GroupId, Term};
+
+    fn create(name: &str, partitions: u32) -> Vec<u8> {
+        let settings = TopicSettings {
+            partitions,
+            replication: Replication::Factor(1),
+            ..TopicSettings::default()
+        };
+        let cmd = Command::CreateTopic {
+            name: TopicName::parse(name).expect("name"),
+            settings,
+            assignment: vec![vec![NodeId(1)]; partitions as usize],
+        };
+        cmd.to_bytes()
+    }
+
+    fn config(voters: &[u64]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Membership::with_voters(voters.iter().copied()).encode(&mut out);
+        out
+    }
+
+    fn append(log: &Log, kind: RecordKind, value: &[u8]) -> Offset {
+        let r = NewRecord {
+            term: Term(1),
+            kind,
+            value,
+        };
+        log.append_batch(&[r]).expect("append")
+    }
+
+    #[test]
+    fn applies_committed_entries_in_order_remembers_outcomes_and_persists() {
+        let dir = TempDir::new("metadata-apply");
+        let cfg = LogConfig {
+            initial_offset: Offset(1),
+            ..LogConfig::default()
+        };
+        let log = Log::open(&dir.path().join("log"), cfg).expect("open");
+        append(&log, RecordKind::NoOp, b"");
+        append(&log, RecordKind::Config, &config(&[1, 2, 3]));
+        let orders = append(&log, RecordKind::Data, &create("orders", 2));
+        let again = append(&log, RecordKind::Data, &create("orders", 1));
+        let later = append(&log, RecordKind::Data, &create("later", 1));
+        let mut m = Metadata::load(dir.path(), vec![NodeId(1)]).expect("load");
+        assert!(
+            m.catalogue().topic("default").is_some(),
+            "starts with `default`"
+        );
+
+        // Only entries below the high-water mark are applied.
+        let changes = m.apply_committed(&log, later);
+        assert_eq!(
+            changes.len(),
+            1,
+            "orders created; the second create refused"
+        );
+        assert_eq!(changes[0].created.len(), 2);
+        assert_eq!(changes[0].created[0].group, GroupId(2));
+        assert_eq!(m.voters(), [NodeId(1), NodeId(2), NodeId(3)]);
+        assert_eq!(m.catalogue().applied(), again.0);
+        assert!(m.take_outcome(orders.0).is_some_and(|o| o.is_ok()));
+        assert!(m.take_outcome(again.0).is_some_and(|o| o.is_err()));
+        assert!(
+            m.take_outcome(orders.0).is_none(),
+            "an outcome is taken once"
+        );
+        assert!(m.catalogue().topic("later").is_none());
+
+        // Persisted and reloaded: nothing is applied twice, the rest is.
+        m.persist().expect("persist");
+        let mut m = Metadata::load(dir.path(), vec![NodeId(9)]).expect("reload");
+        assert_eq!(m.voters(), [NodeId(1), NodeId(2), NodeId(3)]);
+        assert_eq!(
+            m.catalogue().topic("orders").map(|t| t.partitions.len()),
+            Some(2)
+        );
+        let changes = m.apply_committed(&log, Offset(later.0 + 1));
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].topic.as_str(), "later");
+        assert_eq!(
+            changes[0].created[0].group,
+            GroupId(4),
+            "group ids continue"
+        );
+    }
+
+    #[test]
+    fn a_damaged_catalogue_file_is_an_error_not_an_empty_catalogue() {
+        let dir = TempDir::new("metadata-damaged");
+        std::fs::write(dir.path().join(CATALOGUE_FILE), [FILE_VERSION, 0, 0]).expect("write");
+        assert!(Metadata::load(dir.path(), Vec::new()).is_err());
+        std::fs::write(dir.path().join(CATALOGUE_FILE), [7u8]).expect("write");
+        assert!(Metadata::load(dir.path(), Vec::new()).is_err());
+    }
+}

@@ -88,6 +88,12 @@ pub(crate) struct RaftLoop {
     pub(super) metadata: Metadata,
     /// Groups that got input since their effects were last executed.
     pub(super) touched: BTreeSet<GroupId>,
+    /// Groups that are not quiesced (or may not be): the only ones ticked, so a
+    /// node with thousands of idle partitions does no per-tick work for them.
+    active: BTreeSet<GroupId>,
+    /// Groups whose membership follows the voters (their leaders apply the
+    /// membership policy every tick, quiesced or not).
+    follows: BTreeSet<GroupId>,
     /// Applied catalogue commands whose proposers are answered at the end of the
     /// current execution.
     admin_answers: Vec<(ProduceReply, Result<Produced, ProduceError>)>,
@@ -116,7 +122,15 @@ impl RaftLoop {
         peers: Arc<Peers>,
         sync_pool: SyncPool,
     ) -> RaftLoop {
+        let active: BTreeSet<GroupId> = groups.iter().map(|g| g.state.id).collect();
+        let follows = groups
+            .iter()
+            .filter(|g| g.follows_voters)
+            .map(|g| g.state.id)
+            .collect();
         RaftLoop {
+            active,
+            follows,
             groups: groups.into_iter().map(|g| (g.state.id, g)).collect(),
             metadata,
             shared,
@@ -172,16 +186,42 @@ impl RaftLoop {
         }
     }
 
+    /// Marks a group as having input: its effects run this iteration, and it is
+    /// ticked until it quiesces.
+    pub(super) fn touch(&mut self, id: GroupId) {
+        self.touched.insert(id);
+        self.active.insert(id);
+    }
+
+    /// Adds a group (hosted from now on).
+    pub(super) fn add_group(&mut self, run: GroupRun) {
+        let id = run.state.id;
+        if run.follows_voters {
+            self.follows.insert(id);
+        }
+        self.groups.insert(id, run);
+        self.touch(id);
+    }
+
+    /// Removes a group (no longer hosted).
+    pub(super) fn remove_group(&mut self, id: GroupId) -> Option<GroupRun> {
+        self.touched.remove(&id);
+        self.active.remove(&id);
+        self.follows.remove(&id);
+        self.proposing.remove(&id);
+        self.groups.remove(&id)
+    }
+
     /// Starts a group's driver (a one-voter group elects itself, which writes).
     pub(super) fn start_group(&mut self, id: GroupId) -> Result<(), Fatal> {
         let now = self.now_ms();
-        self.touched.insert(id);
+        self.touch(id);
         self.group_call(id, |g| Ok(g.driver.start(now)?))
     }
 
     /// Runs `f` on a group's driver. A full disk is not fail-stop: that group steps
     /// back to its durable state and answers STORAGE_FULL until writes work again.
-    fn group_call(
+    pub(super) fn group_call(
         &mut self,
         id: GroupId,
         f: impl FnOnce(&mut GroupRun) -> Result<(), Fatal>,
@@ -260,7 +300,7 @@ impl RaftLoop {
             log::debug!("dropping a Raft message for group {id}, not hosted here");
             return Ok(());
         }
-        self.touched.insert(id);
+        self.touch(id);
         self.group_call(id, |g| Ok(g.driver.step(m)?))
     }
 
@@ -280,7 +320,7 @@ impl RaftLoop {
             return Ok(());
         }
         let reqs: Vec<_> = jobs.into_iter().map(|j| self.request(j)).collect();
-        self.touched.insert(id);
+        self.touch(id);
         self.proposing.insert(id);
         self.group_call(id, |g| Ok(g.driver.propose(reqs)?))
     }
@@ -308,13 +348,13 @@ impl RaftLoop {
             Control::Stop => return Ok(true),
             Control::TransferLeadership => {
                 for id in ids {
-                    self.touched.insert(id);
+                    self.touch(id);
                     self.group_call(id, |g| Ok(g.driver.transfer_leadership()?))?;
                 }
             }
             Control::PeerConnected(peer) => {
                 for id in ids {
-                    self.touched.insert(id);
+                    self.touch(id);
                     self.group_call(id, |g| Ok(g.driver.peer_connected(peer)?))?;
                 }
             }
@@ -339,7 +379,7 @@ impl RaftLoop {
         self.report_liveness(&members)?;
         let now = self.now_ms();
         let interval = Duration::from_millis(self.shared.cfg.retention_interval_ms.max(10));
-        let ids: Vec<GroupId> = self.groups.keys().copied().collect();
+        let ids: Vec<GroupId> = self.active.union(&self.follows).copied().collect();
         for id in ids {
             let retry = self
                 .groups
@@ -356,11 +396,15 @@ impl RaftLoop {
                 g.driver.set_members(members.clone());
             }
             // A quiesced group has nothing to time: no heartbeats, no election timer
-            // (retention runs once it wakes).
+            // (retention runs once it wakes); it leaves the ticked set until input
+            // wakes it.
             if g.driver.is_quiesced() {
+                if g.disk_full.is_none() {
+                    self.active.remove(&id);
+                }
                 continue;
             }
-            self.touched.insert(id);
+            self.touch(id);
             self.group_call(id, |g| {
                 g.driver.tick(now)?;
                 g.apply_retention(interval)
@@ -394,7 +438,7 @@ impl RaftLoop {
         self.dead = dead.clone();
         let ids: Vec<GroupId> = self.groups.keys().copied().collect();
         for id in ids {
-            self.touched.insert(id);
+            self.touch(id);
             self.group_call(id, |g| {
                 g.driver.set_node_liveness(&dead)?;
                 for n in &back {
@@ -548,7 +592,7 @@ impl RaftLoop {
         }
         for ((id, seq, _), result) in syncs.into_iter().zip(results) {
             result.map_err(WriteError::from)?;
-            self.touched.insert(id);
+            self.touch(id);
             self.group_call(id, |g| Ok(g.driver.synced(seq)?))?;
         }
         Ok(())
@@ -566,11 +610,10 @@ impl RaftLoop {
         }
         let ran = std::mem::take(&mut self.ran);
         if ticked {
-            for (id, g) in &self.groups {
-                // A quiesced group's view was published when it last ran.
-                let live = !g.driver.is_quiesced();
-                if live || ran.contains(id) {
-                    g.publish(all || live);
+            // A quiesced group's view was published when it last ran.
+            for id in self.active.union(&ran) {
+                if let Some(g) = self.groups.get(id) {
+                    g.publish(all || !g.driver.is_quiesced());
                 }
             }
         } else {

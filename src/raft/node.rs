@@ -389,6 +389,19 @@ impl<S: Storage> RaftNode<S> {
         Ok(true)
     }
 
+    /// Starts an election now (a pre-vote first when configured) if this node is a
+    /// voter and not the leader: what an election timeout would do, earlier. Used
+    /// by a new partition's preferred leader so it is elected first (any node may
+    /// campaign at any time; safety never depends on when). Returns true if it
+    /// campaigned.
+    pub fn campaign_now(&mut self) -> Result<bool, RaftError> {
+        if self.role == Role::Leader || !self.membership.voters.contains(&self.id) {
+            return Ok(false);
+        }
+        self.campaign(self.cfg.pre_vote, false)?;
+        Ok(true)
+    }
+
     /// Feeds a message received from a peer. Messages for another node or from a
     /// stale term are ignored (or answered with the current term).
     pub fn step(&mut self, m: Message) -> Result<(), RaftError> {

@@ -461,6 +461,14 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         self.process()
     }
 
+    /// Campaigns now unless recovering (see [`RaftNode::campaign_now`]).
+    pub fn campaign_now(&mut self) -> Result<(), DriverError> {
+        if self.recovering.is_none() {
+            self.node.campaign_now()?;
+        }
+        self.process()
+    }
+
     /// Hands leadership to `to` (a caught-up voter: the preferred leader of a
     /// partition); a no-op unless this node leads.
     pub fn transfer_leadership_to(&mut self, to: NodeId) -> Result<(), DriverError> {

@@ -147,7 +147,7 @@ mod fault_tests;
 #[cfg(test)]
 mod heal_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use self::engine::{Log, RebuildError, RebuildReport, RecordRef};
 pub use self::error::{Damage, Result, StorageError};

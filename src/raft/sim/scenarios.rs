@@ -784,3 +784,23 @@ fn wiped_node_meets_deposed_leader() -> Result<(), String> {
     c.settle(NodeId(1))?;
     try_stabilize(&mut c)
 }
+
+/// A new partition's preferred leader campaigns at start-up, before any election
+/// timeout: it is elected without waiting, and campaigning early is safe (any voter
+/// may start an election at any time; the checker runs after every step). A leader
+/// and a non-voter do not campaign.
+#[test]
+fn campaign_now_elects_the_caller_without_waiting_for_a_timeout() {
+    let mut c = cluster(3);
+    assert!(c.node_mut(2).campaign_now().expect("campaign"));
+    c.settle(NodeId(2)).expect("settle");
+    c.stabilize();
+    assert_eq!(c.node(2).role(), Role::Leader, "node 2 won without a tick");
+    assert!(
+        !c.node_mut(2).campaign_now().expect("leader"),
+        "a leader does not campaign"
+    );
+    let term = c.node(2).term();
+    c.stabilize();
+    assert_eq!(c.node(2).term(), term);
+}
