@@ -348,8 +348,10 @@ mod tests {
     #[test]
     fn a_partition_index_is_sized_to_its_segments() {
         let base = LogConfig::default();
-        let mut settings = TopicSettings::default();
-        settings.segment_bytes = 64 << 20;
+        let mut settings = TopicSettings {
+            segment_bytes: 64 << 20,
+            ..TopicSettings::default()
+        };
         assert_eq!(log_config(&base, &settings).max_index_bytes, 1 << 20);
         settings.segment_bytes = 1 << 20;
         assert_eq!(log_config(&base, &settings).max_index_bytes, 64 * 1024);
