@@ -1,7 +1,8 @@
 //! A cluster node heals damaged log entries from its peers by itself (README "When
 //! the disk lies"): a flipped byte in a sealed segment of a follower is found by the
 //! scrubber and rewritten from a peer's copy, byte for byte; damage on the leader
-//! does not stop a wiped follower from catching up through it.
+//! does not stop a wiped follower from catching up through it; a topic partition's
+//! replica heals the same way.
 
 mod cluster_common;
 mod common;
@@ -178,4 +179,54 @@ fn damage_on_every_node_in_different_places_is_healed_everywhere() {
         .expect("produce after healing");
     checker.ack(offset, b"after-healing");
     checker.verify(&cluster.addrs(&[0, 1, 2]), Duration::from_secs(30));
+}
+
+/// The healer serves every partition, not only the default one: a flipped byte in a
+/// sealed segment of a topic partition's replica (its own log under `groups/<id>/`)
+/// is rewritten from a peer's copy while the node runs.
+#[test]
+fn a_topic_partition_heals_a_flipped_byte_from_a_peer() {
+    use cluster_common::topics::{self, Acked};
+    use commitlog::wire::TopicSettings;
+    let cluster = start();
+    let settings = TopicSettings {
+        partitions: 1,
+        replication: 3,
+        segment_bytes: 1 << 20,
+        max_record_bytes: 64 * 1024,
+        ..TopicSettings::default()
+    };
+    let d = topics::create_on_cluster(&cluster, "healme", settings);
+    let group = d.partitions[0].group;
+    let all = [0, 1, 2];
+    let mut acked = Acked::new();
+    let leader = wait_for("a partition leader", HEAL_DEADLINE, || {
+        topics::leaders(&cluster, &all, "healme")
+    })[0];
+    let mut c = cluster.nodes[leader.0 as usize - 1].client();
+    for i in 0..400 {
+        let value = format!("{i:05}-{}", "y".repeat(8 * 1024)).into_bytes();
+        let offset = topics::produce(&mut c, "healme", 0, &value).expect("produce");
+        acked.insert(("healme".to_string(), 0, offset.0), value);
+    }
+    topics::verify_everywhere(&cluster, &all, &acked);
+    let follower = all
+        .iter()
+        .copied()
+        .find(|i| *i as u64 + 1 != leader.0)
+        .expect("a follower");
+    let data = cluster.nodes[follower]
+        .data_dir()
+        .join("groups")
+        .join(group.0.to_string());
+    let stores = sealed_stores(&data);
+    assert!(stores.len() >= 2, "want sealed segments: {stores:?}");
+    let store = &stores[0];
+    let original = flip_middle_byte(store);
+    wait_file_equals(
+        store,
+        &original,
+        "the partition's damaged store to be healed",
+    );
+    topics::verify_everywhere(&cluster, &all, &acked);
 }

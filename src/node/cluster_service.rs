@@ -79,12 +79,19 @@ impl ClusterService {
             };
             return answer::refuse(reply, too_large);
         }
+        self.queue_produce(group.id, values, shape, reply);
+    }
+
+    /// Queues a produce (or catalogue command) for the raft thread, answering
+    /// UNAVAILABLE when the queue is full.
+    fn queue_produce(&self, group: GroupId, values: Values, shape: ReplyShape, reply: Responder) {
+        let timeout = Duration::from_millis(self.shared.cfg.request_timeout_ms.max(1));
         let job = ProduceJob {
-            group: group.id,
+            group,
             values,
             shape,
             reply,
-            deadline: Instant::now() + Duration::from_millis(s.cfg.request_timeout_ms.max(1)),
+            deadline: Instant::now() + timeout,
         };
         if let Err(reply) = self.inbox.push_produce(job) {
             answer::refuse(
@@ -154,19 +161,8 @@ impl ClusterService {
         if let Some(leader) = leader {
             return answer::refuse(reply, s.not_leader(leader));
         }
-        let job = ProduceJob {
-            group: GroupId::METADATA,
-            values: Values::One(cmd.to_bytes()),
-            shape: ReplyShape::Admin(kind),
-            reply,
-            deadline: Instant::now() + Duration::from_millis(s.cfg.request_timeout_ms.max(1)),
-        };
-        if let Err(reply) = self.inbox.push_produce(job) {
-            answer::refuse(
-                reply,
-                Refusal::Busy("produce queue (replication is behind)"),
-            );
-        }
+        let (values, shape) = (Values::One(cmd.to_bytes()), ReplyShape::Admin(kind));
+        self.queue_produce(GroupId::METADATA, values, shape, reply);
     }
 
     fn handshake(

@@ -112,6 +112,16 @@ impl Groups {
         map.remove(&id)
     }
 
+    /// Every hosted group, if the set changed since `seen` (which is updated).
+    pub(crate) fn changed_since(&self, seen: &mut Option<u64>) -> Option<Vec<Arc<GroupState>>> {
+        let generation = self.generation();
+        if *seen == Some(generation) {
+            return None;
+        }
+        *seen = Some(generation);
+        Some(self.all())
+    }
+
     /// Every hosted group.
     pub(crate) fn all(&self) -> Vec<Arc<GroupState>> {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());

@@ -171,12 +171,9 @@ impl HealAll {
 
     /// Runners for the groups hosted now (new ones added, removed ones dropped).
     fn follow_groups(&mut self) {
-        let generation = self.shared.groups.generation();
-        if self.generation == Some(generation) {
+        let Some(groups) = self.shared.groups.changed_since(&mut self.generation) else {
             return;
-        }
-        self.generation = Some(generation);
-        let groups = self.shared.groups.all();
+        };
         self.runners
             .retain(|id, _| groups.iter().any(|g| g.id == *id));
         for g in groups {

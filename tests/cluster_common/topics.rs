@@ -111,6 +111,15 @@ pub fn create_on_cluster(cluster: &Cluster, name: &str, s: TopicSettings) -> Top
                     Err(e) if e.code() == Some(ErrorCode::TopicExists) => {
                         return describe(&mut c, name).ok();
                     }
+                    // A refused name or setting will not be accepted by retrying.
+                    Err(e)
+                        if matches!(
+                            e.code(),
+                            Some(ErrorCode::InvalidConfig | ErrorCode::InvalidTopic)
+                        ) =>
+                    {
+                        panic!("creating {name}: {e}")
+                    }
                     Err(_) => {}
                 }
             }
