@@ -21,6 +21,9 @@ use crate::raft::Membership;
 use crate::storage::LogConfig;
 use crate::types::{GroupId, NodeId};
 
+/// Most groups opened per raft-thread iteration.
+const MAX_HOSTS_PER_ROUND: usize = 64;
+
 /// Where partition groups other than the default one live in the data dir.
 pub(crate) const GROUPS_DIR: &str = "groups";
 
@@ -157,20 +160,39 @@ impl super::raft_loop::RaftLoop {
         }
         let me = self.shared.cfg.node_id;
         for change in &changes {
-            for pg in change.created.iter().filter(|pg| hosted(pg, me)) {
-                self.host(pg);
-            }
+            let created = change.created.iter().filter(|pg| hosted(pg, me));
+            self.pending_hosts.extend(created.cloned());
             for pg in &change.deleted {
+                self.pending_hosts.retain(|p| p.group != pg.group);
                 self.unhost(pg);
             }
             if change.settings_changed {
                 self.apply_settings(change.topic.as_str());
             }
         }
-        if let Err(e) = self.metadata.persist() {
-            log::error!("cannot persist the catalogue (it is replayed at start): {e}");
-        }
+        self.persist_due = true;
         self.shared.publish_catalogue(self.metadata.catalogue());
+        self.host_pending();
+    }
+
+    /// Opens up to [`MAX_HOSTS_PER_ROUND`] groups the catalogue placed here (a
+    /// topic of thousands of partitions is opened over many iterations, so the
+    /// raft thread keeps serving the other groups meanwhile); once none is left,
+    /// persists the catalogue (after the directories it names exist: see the
+    /// module doc).
+    pub(super) fn host_pending(&mut self) {
+        for _ in 0..MAX_HOSTS_PER_ROUND {
+            let Some(pg) = self.pending_hosts.pop_front() else {
+                break;
+            };
+            self.host(&pg);
+        }
+        if self.pending_hosts.is_empty() && self.persist_due {
+            self.persist_due = false;
+            if let Err(e) = self.metadata.persist() {
+                log::error!("cannot persist the catalogue (it is replayed at start): {e}");
+            }
+        }
     }
 
     /// Opens and starts a partition group placed here by a committed command.

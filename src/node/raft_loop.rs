@@ -103,6 +103,10 @@ pub(crate) struct RaftLoop {
     ran: BTreeSet<GroupId>,
     /// Groups proposed to that may not take a new batch yet.
     proposing: BTreeSet<GroupId>,
+    /// Partition groups the catalogue placed here, not opened yet (`hosting`).
+    pub(super) pending_hosts: std::collections::VecDeque<crate::catalogue::PartitionGroup>,
+    /// The applied catalogue is newer than the persisted one.
+    pub(super) persist_due: bool,
     /// Nodes gossip considers dead, as last reported to the groups.
     dead: BTreeSet<crate::raft::NodeId>,
     last_full_publish: Instant,
@@ -143,6 +147,8 @@ impl RaftLoop {
             dead: BTreeSet::new(),
             ran: BTreeSet::new(),
             proposing: BTreeSet::new(),
+            pending_hosts: std::collections::VecDeque::new(),
+            persist_due: false,
             // The first publish is a full one.
             last_full_publish: Instant::now()
                 .checked_sub(Duration::from_secs(2))
@@ -244,8 +250,14 @@ impl RaftLoop {
     fn iteration(&mut self, next_tick: &mut Instant, tick: Duration) -> Result<bool, Fatal> {
         let now = Instant::now();
         let busy = self.busy_groups();
+        // Groups waiting to be opened: look at the inbox without waiting.
+        let wait = if self.pending_hosts.is_empty() {
+            next_tick.saturating_duration_since(now)
+        } else {
+            Duration::ZERO
+        };
         let taken = self.inbox.take(
-            next_tick.saturating_duration_since(now),
+            wait,
             &busy,
             self.shared.cfg.max_batch_records,
             self.shared.cfg.max_batch_bytes,
@@ -268,6 +280,9 @@ impl RaftLoop {
         }
         for (id, jobs) in taken.produce {
             self.propose(id, jobs)?;
+        }
+        if !self.pending_hosts.is_empty() {
+            self.host_pending();
         }
         self.execute()?;
         self.publish(ticked);

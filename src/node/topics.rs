@@ -35,6 +35,10 @@ pub(crate) fn route(shared: &Shared, target: &TopicPartition) -> Result<Arc<Grou
     };
     match shared.groups.get(p.group) {
         Some(g) => Ok(g),
+        // Placed here but still opening (a big topic opens over a few iterations).
+        None if p.is_hosted_by(shared.cfg.node_id) => {
+            Err(Refusal::Busy("partition still opening on this node"))
+        }
         // Not a replica here: point at one that is (its preferred leader first).
         None => Err(shared.not_leader(p.replicas.first().copied())),
     }
