@@ -242,3 +242,68 @@ fn three_nodes_keep_every_partitions_records_across_a_leader_kill() {
     // Every acknowledged record is at its offset on every node.
     verify_everywhere(&cluster, &all, &acked);
 }
+
+/// Fetch v1 over several partitions: records of each, a per-partition error for one
+/// that does not exist (the others still answered), a long-poll that a produce to
+/// any of its partitions ends before the wait, and one that ends empty at its wait.
+#[test]
+fn fetch_partitions_reads_several_partitions_and_long_polls_over_all_of_them() {
+    use commitlog::wire::FetchPartition;
+    let server = common::Server::start(&[]);
+    let mut c = server.client();
+    create(&mut c, "multi", settings(2, 1)).expect("create");
+    let a = produce(&mut c, "multi", 0, b"zero").expect("produce 0");
+    let b = produce(&mut c, "multi", 1, b"one").expect("produce 1");
+    let part = |p: u32, offset: Offset| FetchPartition {
+        target: commitlog::wire::TopicPartition::new("multi", p),
+        offset,
+        max_bytes: 1 << 20,
+    };
+    let missing = FetchPartition {
+        target: commitlog::wire::TopicPartition::new("multi", 9),
+        offset: Offset(0),
+        max_bytes: 1 << 20,
+    };
+    let got = c
+        .fetch_partitions(&[part(0, a), part(1, b), missing], 1 << 20, 0)
+        .expect("fetch");
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].records.len(), 1);
+    assert_eq!(got[0].records[0].value, b"zero");
+    assert_eq!(got[1].records[0].value, b"one");
+    let err = got[2].error.as_ref().expect("an error for partition 9");
+    assert_eq!(err.code, ErrorCode::UnknownTopic);
+
+    // At both high-water marks: a produce to partition 1 ends the wait (had it not,
+    // the 20 s wait would end with no records).
+    let next = [part(0, Offset(a.0 + 1)), part(1, Offset(b.0 + 1))];
+    let addr = server.addr;
+    let producer = std::thread::spawn(move || {
+        let mut p =
+            commitlog::client::Client::connect(addr, Duration::from_secs(5)).expect("connect");
+        // Not synchronization: the answer is the same whichever comes first; the
+        // pause only makes the parked-then-woken path the likely one.
+        std::thread::sleep(Duration::from_millis(200));
+        produce(&mut p, "multi", 1, b"woke").expect("produce")
+    });
+    let got = c
+        .fetch_partitions(&next, 1 << 20, 20_000)
+        .expect("long-poll");
+    let woke = producer.join().expect("producer");
+    assert!(got[0].records.is_empty());
+    assert_eq!(got[1].records.len(), 1);
+    assert_eq!(
+        (got[1].records[0].offset, got[1].records[0].value.as_slice()),
+        (woke, &b"woke"[..])
+    );
+
+    // Nothing arrives: answered empty once the wait ends, with the high-water marks.
+    let idle = [part(0, Offset(a.0 + 1)), part(1, Offset(woke.0 + 1))];
+    let got = c
+        .fetch_partitions(&idle, 1 << 20, 100)
+        .expect("empty long-poll");
+    assert!(got
+        .iter()
+        .all(|p| p.records.is_empty() && p.error.is_none()));
+    assert_eq!(got[1].high_watermark, Offset(woke.0 + 1));
+}
