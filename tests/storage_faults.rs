@@ -26,6 +26,13 @@ struct Node {
 }
 
 impl Node {
+    /// The last lines of the node's log (for failure messages).
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
     /// Starts a node and waits until it serves, or returns its stderr if it exits.
     fn start(root: &Path, data: &Path, extra: &[&str]) -> Result<Node, String> {
         let n = std::fs::read_dir(root).map(|d| d.count()).unwrap_or(0);
@@ -390,7 +397,12 @@ fn full_disk_is_storage_full_and_the_node_resumes_when_space_frees() {
     for _ in 0..50 {
         match client.produce_batch(&empties) {
             Ok(first) => acked.extend((0..600).map(|k| (Offset(first.0 + k), Vec::new()))),
-            Err(e) => assert_eq!(e.code(), Some(ErrorCode::StorageFull), "{e}"),
+            Err(e) => assert_eq!(
+                e.code(),
+                Some(ErrorCode::StorageFull),
+                "{e}\nnode log:\n{}",
+                node.log_tail()
+            ),
         }
     }
     assert!(node.alive(), "the node survived a full disk");

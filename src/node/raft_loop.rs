@@ -103,6 +103,10 @@ pub(crate) struct RaftLoop {
     ran: BTreeSet<GroupId>,
     /// Groups proposed to that may not take a new batch yet.
     proposing: BTreeSet<GroupId>,
+    /// Groups whose disk is full (the service then sends produces here whatever
+    /// the role; the flag is cleared only after the views are published, so the
+    /// service never sees "no full disk" with a view from before the recovery).
+    full_groups: BTreeSet<GroupId>,
     /// Partition groups the catalogue placed here, not opened yet (`hosting`).
     pub(super) pending_hosts: std::collections::VecDeque<crate::catalogue::PartitionGroup>,
     /// The applied catalogue is newer than the persisted one.
@@ -147,6 +151,7 @@ impl RaftLoop {
             dead: BTreeSet::new(),
             ran: BTreeSet::new(),
             proposing: BTreeSet::new(),
+            full_groups: BTreeSet::new(),
             pending_hosts: std::collections::VecDeque::new(),
             persist_due: false,
             // The first publish is a full one.
@@ -215,6 +220,7 @@ impl RaftLoop {
         self.active.remove(&id);
         self.follows.remove(&id);
         self.proposing.remove(&id);
+        self.full_groups.remove(&id);
         self.groups.remove(&id)
     }
 
@@ -238,8 +244,11 @@ impl RaftLoop {
         match f(g) {
             Err(Fatal::Driver(DriverError::NoSpace(why))) => {
                 let effects = g.enter_disk_full(&why)?;
+                self.full_groups.insert(id);
                 self.shared.disk_full.store(true, Ordering::Release);
                 self.execute_effects(id, effects);
+                // Its view shows the rebuilt driver (not the leader it was).
+                self.ran.insert(id);
                 Ok(())
             }
             other => other,
@@ -351,8 +360,10 @@ impl RaftLoop {
         if !full {
             log::info!("group {id}: disk takes writes again: serving produces");
         }
-        let any_full = self.groups.values().any(|g| g.disk_full.is_some());
-        self.shared.disk_full.store(any_full, Ordering::Release);
+        if !full {
+            self.full_groups.remove(&id);
+        }
+        self.ran.insert(id);
         Ok(!full)
     }
 
@@ -637,6 +648,9 @@ impl RaftLoop {
             }
         }
         let full = ticked;
+        if self.full_groups.is_empty() && self.shared.disk_full.load(Ordering::Acquire) {
+            self.shared.disk_full.store(false, Ordering::Release);
+        }
         // Per tick (`full`), not per iteration: the leader's lag needs `status()`.
         if let (true, Some(m)) = (full, &self.shared.cfg.metrics) {
             if let Some(g) = self.groups.get(&self.shared.default.id) {
