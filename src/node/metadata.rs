@@ -37,6 +37,8 @@ pub(crate) struct Metadata {
     voters: Vec<NodeId>,
     dir: PathBuf,
     outcomes: BTreeMap<u64, Outcome>,
+    /// The entry applying stopped at (logged once).
+    undecodable: Option<u64>,
 }
 
 impl Metadata {
@@ -45,8 +47,20 @@ impl Metadata {
     pub(crate) fn load(dir: &Path, initial_voters: Vec<NodeId>) -> Result<Metadata, String> {
         let path = dir.join(CATALOGUE_FILE);
         let (catalogue, voters) = match std::fs::read(&path) {
-            Ok(bytes) => decode_file(&bytes)
-                .map_err(|e| format!("cannot read the catalogue {}: {e}", path.display()))?,
+            Ok(bytes) => match decode_file(&bytes) {
+                Ok(applied) => applied,
+                // The metadata log is never cut, so the catalogue can be rebuilt
+                // from it (groups already here are reopened as their commands are
+                // applied again).
+                Err(e) => {
+                    log::warn!(
+                        "the catalogue {} is unreadable ({e}); rebuilding it from the \
+                         metadata log",
+                        path.display()
+                    );
+                    (Catalogue::with_default_topic(), initial_voters)
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 (Catalogue::with_default_topic(), initial_voters)
             }
@@ -57,6 +71,7 @@ impl Metadata {
             voters,
             dir: dir.to_path_buf(),
             outcomes: BTreeMap::new(),
+            undecodable: None,
         })
     }
 
@@ -81,10 +96,11 @@ impl Metadata {
                 if r.offset >= hw {
                     return false;
                 }
-                next = Offset(r.offset.0 + 1);
-                if let Some(change) = self.apply_entry(r.offset.0, r.kind, r.value) {
-                    changes.push(change);
+                match self.apply_entry(r.offset.0, r.kind, r.value) {
+                    Ok(change) => changes.extend(change),
+                    Err(()) => return false,
                 }
+                next = Offset(r.offset.0 + 1);
                 true
             });
             if let Err(e) = read {
@@ -99,8 +115,16 @@ impl Metadata {
         changes
     }
 
-    /// Applies one committed entry; returns the change a command made.
-    fn apply_entry(&mut self, index: u64, kind: RecordKind, value: &[u8]) -> Option<Change> {
+    /// Applies one committed entry; returns the change a command made. A command
+    /// this version cannot decode (a newer format, or bytes no version wrote) stops
+    /// the applying there: skipping it would let this node's catalogue differ from
+    /// the nodes that understand it.
+    fn apply_entry(
+        &mut self,
+        index: u64,
+        kind: RecordKind,
+        value: &[u8],
+    ) -> Result<Option<Change>, ()> {
         match kind {
             RecordKind::NoOp => self.catalogue.skip(index),
             RecordKind::Config => {
@@ -111,9 +135,22 @@ impl Metadata {
                 self.catalogue.skip(index);
             }
             RecordKind::Data => {
-                let outcome = Command::decode(value).and_then(|c| self.catalogue.apply(index, &c));
-                let change = match outcome {
-                    Ok(Applied::AlreadyApplied) => return None,
+                let cmd = match Command::decode(value) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        if self.undecodable != Some(index) {
+                            self.undecodable = Some(index);
+                            log::error!(
+                                "metadata entry {index} is not a catalogue command this \
+                                 version understands ({e}); topic changes from it on are not \
+                                 applied here until this node runs a version that does"
+                            );
+                        }
+                        return Err(());
+                    }
+                };
+                let change = match self.catalogue.apply(index, &cmd) {
+                    Ok(Applied::AlreadyApplied) => return Ok(None),
                     Ok(Applied::Changed(change)) => Ok(change),
                     Err(e) => {
                         // Refused (identically on every node): applied all the same.
@@ -123,10 +160,10 @@ impl Metadata {
                     }
                 };
                 self.remember(index, change.clone());
-                return change.ok();
+                return Ok(change.ok());
             }
         }
-        None
+        Ok(None)
     }
 
     fn remember(&mut self, index: u64, outcome: Outcome) {
@@ -141,14 +178,19 @@ impl Metadata {
         self.outcomes.remove(&index)
     }
 
-    /// Writes the applied catalogue (atomic rename, fsynced).
+    /// Writes the applied catalogue (atomic rename, fsynced):
+    /// `u8 version | u32 crc32c(rest) | u32 n | n × u64 voter | catalogue snapshot`.
     pub(crate) fn persist(&self) -> Result<(), String> {
-        let mut bytes = vec![FILE_VERSION];
-        bytes.extend_from_slice(&(self.voters.len() as u32).to_be_bytes());
+        let mut rest = Vec::new();
+        rest.extend_from_slice(&(self.voters.len() as u32).to_be_bytes());
         for v in &self.voters {
-            bytes.extend_from_slice(&v.0.to_be_bytes());
+            rest.extend_from_slice(&v.0.to_be_bytes());
         }
-        self.catalogue.encode_snapshot(&mut bytes);
+        self.catalogue.encode_snapshot(&mut rest);
+        let mut bytes = Vec::with_capacity(rest.len() + 5);
+        bytes.push(FILE_VERSION);
+        bytes.extend_from_slice(&crc32c::crc32c(&rest).to_be_bytes());
+        bytes.extend_from_slice(&rest);
         super::meta::write_atomic(&self.dir, CATALOGUE_FILE, &bytes).map_err(|e| e.to_string())
     }
 }
@@ -165,6 +207,12 @@ fn decode_file(bytes: &[u8]) -> Result<(Catalogue, Vec<NodeId>), String> {
     if version != FILE_VERSION {
         return Err(format!("unknown format version {version}"));
     }
+    let crc = r.u32("checksum").map_err(|e| e.to_string())?;
+    let rest = r.rest();
+    if crc32c::crc32c(rest) != crc {
+        return Err("checksum mismatch (the file is damaged)".into());
+    }
+    let mut r = ByteReader::new(rest);
     let n = r.count_u32(8, "voters").map_err(|e| e.to_string())?;
     let mut voters = Vec::with_capacity(n);
     for _ in 0..n {
@@ -268,11 +316,50 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_catalogue_file_is_an_error_not_an_empty_catalogue() {
+    fn an_undecodable_command_stops_applying_there() {
+        let dir = TempDir::new("metadata-undecodable");
+        let cfg = LogConfig {
+            initial_offset: Offset(1),
+            ..LogConfig::default()
+        };
+        let log = Log::open(&dir.path().join("log"), cfg).expect("open");
+        let first = append(&log, RecordKind::Data, &create("first", 1));
+        let bad = append(&log, RecordKind::Data, &[99, 1, 2, 3]);
+        let after = append(&log, RecordKind::Data, &create("after", 1));
+        let mut m = Metadata::load(dir.path(), vec![NodeId(1)]).expect("load");
+        let changes = m.apply_committed(&log, Offset(after.0 + 1));
+        assert_eq!(changes.len(), 1);
+        assert_eq!(m.catalogue().applied(), first.0, "stopped before {bad:?}");
+        assert!(m.catalogue().topic("after").is_none());
+    }
+
+    #[test]
+    fn a_damaged_catalogue_file_is_rebuilt_from_the_log() {
         let dir = TempDir::new("metadata-damaged");
+        let fresh = |dir: &Path| {
+            let m = Metadata::load(dir, vec![NodeId(5)]).expect("a damaged file is not fatal");
+            m.catalogue().applied() == 0 && m.voters() == [NodeId(5)]
+        };
         std::fs::write(dir.path().join(CATALOGUE_FILE), [FILE_VERSION, 0, 0]).expect("write");
-        assert!(Metadata::load(dir.path(), Vec::new()).is_err());
+        assert!(fresh(dir.path()), "replayed from the start");
         std::fs::write(dir.path().join(CATALOGUE_FILE), [7u8]).expect("write");
-        assert!(Metadata::load(dir.path(), Vec::new()).is_err());
+        assert!(fresh(dir.path()));
+        // A flipped bit anywhere is caught by the checksum.
+        let m = Metadata::load(dir.path().join("fresh").as_path(), vec![NodeId(1)]);
+        let m = Metadata {
+            dir: dir.path().to_path_buf(),
+            ..m.expect("fresh")
+        };
+        m.persist().expect("persist");
+        let path = dir.path().join(CATALOGUE_FILE);
+        let good = std::fs::read(&path).expect("read");
+        let loaded = Metadata::load(dir.path(), vec![NodeId(5)]).expect("load");
+        assert_eq!(loaded.voters(), [NodeId(1)], "the file's voters");
+        for i in 1..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x10;
+            std::fs::write(&path, &bad).expect("write");
+            assert!(fresh(dir.path()), "flip at {i} is caught");
+        }
     }
 }
