@@ -420,13 +420,13 @@ impl Log {
 
     /// The retention limits in force: total bytes, age (`None`: unlimited).
     pub fn retention(&self) -> (Option<u64>, Option<std::time::Duration>) {
-        *crate::sync::lock(&self.retention)
+        *self.retention.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Changes the retention limits (a topic's settings changed); applied by the
     /// next retention run.
     pub fn set_retention(&self, bytes: Option<u64>, age: Option<std::time::Duration>) {
-        *crate::sync::lock(&self.retention) = (bytes, age);
+        *self.retention.lock().unwrap_or_else(|p| p.into_inner()) = (bytes, age);
     }
 
     fn check_open(&self) -> Result<()> {
