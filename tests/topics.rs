@@ -307,3 +307,29 @@ fn fetch_partitions_reads_several_partitions_and_long_polls_over_all_of_them() {
         .all(|p| p.records.is_empty() && p.error.is_none()));
     assert_eq!(got[1].high_watermark, Offset(woke.0 + 1));
 }
+
+/// A Fetch v1 answer stays within its byte budget: only the first partition read
+/// may go past it (by one record); the others are answered empty at the offset asked
+/// (not at their high-water mark, which would make a consumer skip records).
+#[test]
+fn fetch_partitions_spends_the_budget_once_and_never_skips() {
+    use commitlog::wire::{FetchPartition, TopicPartition};
+    let server = common::Server::start(&[]);
+    let mut c = server.client();
+    create(&mut c, "budget", settings(2, 1)).expect("create");
+    let big = vec![7u8; 4096];
+    let a = produce(&mut c, "budget", 0, &big).expect("produce 0");
+    let b = produce(&mut c, "budget", 1, &big).expect("produce 1");
+    let part = |p: u32, offset: Offset| FetchPartition {
+        target: TopicPartition::new("budget", p),
+        offset,
+        max_bytes: 1 << 20,
+    };
+    let got = c
+        .fetch_partitions(&[part(0, a), part(1, b)], 100, 0)
+        .expect("fetch");
+    assert_eq!(got[0].records.len(), 1, "one record past the budget");
+    assert!(got[1].records.is_empty(), "the budget is spent");
+    assert!(got[1].error.is_none());
+    assert_eq!(got[1].high_watermark, b, "empty at the offset asked");
+}

@@ -198,8 +198,8 @@ impl ClusterService {
         answer::peer_welcome(reply)
     }
 
-    /// The peer APIs: handshake, Raft messages (version 0 means group 1, as the
-    /// codec decodes it), and a peer's ReadEntries for healing.
+    /// The peer APIs: handshake and Raft messages (version 0 means group 1, as the
+    /// codec decodes it).
     fn peer_call(&self, request: Request, ctx: &ConnContext, reply: Responder) {
         if let Request::PeerHandshake {
             cluster_name,
@@ -209,7 +209,7 @@ impl ClusterService {
         {
             return self.handshake(ctx, cluster_name, node_id, node_name, reply);
         }
-        if !self.is_peer(ctx.conn_id) && !matches!(request, Request::ReadEntries { .. }) {
+        if !self.is_peer(ctx.conn_id) {
             return answer::refuse(reply, Refusal::NotAPeer);
         }
         let queued = match request {
@@ -217,23 +217,6 @@ impl ClusterService {
             Request::RaftBatch { messages } => messages
                 .iter()
                 .try_for_each(|m| self.queue_raft(m.group, &m.payload)),
-            Request::ReadEntries {
-                group,
-                from,
-                end,
-                anchor,
-                max_bytes,
-            } => {
-                return match self.shared.groups.get(group) {
-                    Some(g) => self
-                        .reads
-                        .read_entries(g, (from, end, anchor), max_bytes, reply),
-                    None => answer::refuse(
-                        reply,
-                        Refusal::UnknownTopic(format!("group {group} is not hosted here")),
-                    ),
-                };
-            }
             _ => Ok(()),
         };
         match queued {
@@ -387,10 +370,25 @@ impl Service for ClusterService {
                 let cmd = topics::delete_command(s, &name);
                 self.propose_admin(cmd, AdminKind::Delete, reply)
             }
+            // A healer's request: a plain connection with the `replicate` action.
+            Request::ReadEntries {
+                group,
+                from,
+                end,
+                anchor,
+                max_bytes,
+            } => match s.groups.get(group) {
+                Some(g) => self
+                    .reads
+                    .read_entries(g, (from, end, anchor), max_bytes, reply),
+                None => answer::refuse(
+                    reply,
+                    Refusal::UnknownTopic(format!("group {group} is not hosted here")),
+                ),
+            },
             peer @ (Request::PeerHandshake { .. }
             | Request::Raft { .. }
-            | Request::RaftBatch { .. }
-            | Request::ReadEntries { .. }) => self.peer_call(peer, ctx, reply),
+            | Request::RaftBatch { .. }) => self.peer_call(peer, ctx, reply),
         }
     }
 

@@ -12,9 +12,6 @@ use crate::storage::StorageError;
 use crate::types::Offset;
 use crate::wire::{self, ErrorBody, FetchedPartition, TopicPartition, WireRecord};
 
-/// Most read rounds per partition while skipping internal entries.
-const MAX_SCAN_ROUNDS: usize = 16;
-
 /// One partition of a multi-partition fetch.
 pub(crate) struct Part {
     pub target: TopicPartition,
@@ -57,32 +54,47 @@ impl ManyFetch {
     }
 
     /// Reads every partition; damaged records met are reported to their healer.
+    /// The total budget bounds the answer: only the first partition read may go
+    /// past it (by one record, so a big record is never stuck); once it is spent the
+    /// remaining partitions are answered empty at their high-water marks (a request
+    /// naming 1,000 partitions cannot make 1,000 records of the largest size).
     pub(crate) fn read(&self, max_fetch_bytes: u32) -> Vec<FetchedPartition> {
         let mut left = self.max_bytes.min(u64::from(max_fetch_bytes)).max(1);
         self.parts
             .iter()
             .map(|p| {
+                if left == 0 {
+                    return empty_part(p);
+                }
                 let fetched = read_part(p, left);
                 let used: u64 = fetched
                     .records
                     .iter()
                     .map(|r| r.value.len() as u64 + wire::RECORD_HEADER_BYTES as u64)
                     .sum();
-                left = left.saturating_sub(used).max(1);
+                left = left.saturating_sub(used);
                 fetched
             })
             .collect()
     }
 
-    /// Every partition answered empty at its high-water mark (the wait ended).
+    /// Every partition answered empty (see `empty_part`).
     pub(crate) fn empty(&self) -> Vec<FetchedPartition> {
-        self.parts
-            .iter()
-            .map(|p| match &p.group {
-                Ok(g) => answer_part(p, None, g.hw(), Vec::new()),
-                Err(e) => answer_part(p, Some(e.clone()), Offset(0), Vec::new()),
-            })
-            .collect()
+        self.parts.iter().map(empty_part).collect()
+    }
+}
+
+/// A partition answered with no records (its wait ended, the pool was full, or the
+/// request's budget went to other partitions): the mark answered is where the
+/// consumer asked to read (at most the high-water mark), so an empty answer never
+/// makes it skip records; or its error.
+fn empty_part(p: &Part) -> FetchedPartition {
+    match &p.group {
+        Ok(g) => {
+            let asked = if p.offset.0 == 0 { g.first() } else { p.offset };
+            answer_part(p, None, asked.min(g.hw()), Vec::new())
+        }
+        Err(e) => answer_part(p, Some(e.clone()), Offset(0), Vec::new()),
     }
 }
 
@@ -115,39 +127,18 @@ fn read_part(p: &Part, left: u64) -> FetchedPartition {
     }
     let budget = u64::from(p.max_bytes).min(left).max(1);
     let mut records = Vec::new();
-    let mut at = offset;
-    for _ in 0..MAX_SCAN_ROUNDS {
-        if at >= hw {
-            break;
-        }
-        let mut used = 0u64;
-        let mut next = None;
-        let read = g.log.read_range_with(at, budget, |r| {
-            let size = r.value.len() as u64 + wire::RECORD_HEADER_BYTES as u64;
-            if r.offset >= hw || (next.is_some() && used + size > budget) {
-                return false;
-            }
-            used += size;
-            next = Some(Offset(r.offset.0 + 1));
-            if !r.kind.is_internal() {
-                records.push(WireRecord {
-                    offset: r.offset,
-                    term: r.term,
-                    kind: r.kind,
-                    value: r.value.to_vec(),
-                });
-            }
-            true
-        });
-        if let Err(e) = read {
-            return read_failed(p, g, &e, hw, records);
-        }
-        match next {
-            Some(n) if records.is_empty() => at = n,
-            _ => break,
-        }
+    let scanned = super::reads::scan_data(&g.log, offset, hw, budget, &mut |r| {
+        records.push(WireRecord {
+            offset: r.offset,
+            term: r.term,
+            kind: r.kind,
+            value: r.value.to_vec(),
+        })
+    });
+    match scanned {
+        Ok(mark) => answer_part(p, None, mark, records),
+        Err(e) => read_failed(p, g, &e, hw, records),
     }
-    answer_part(p, None, hw, records)
 }
 
 /// A read error: the records read before it are answered; damage goes to the

@@ -33,6 +33,8 @@ pub(crate) struct GroupSpec {
     /// Peers may hold copies of the log: damage is healed from them rather than
     /// refused at open.
     pub has_peers: bool,
+    /// Largest record value its topic accepts (`u64::MAX`: the node's limits only).
+    pub max_record_bytes: u64,
 }
 
 /// A group opened but not yet running.
@@ -118,6 +120,9 @@ pub(crate) fn open(cfg: &NodeConfig, spec: GroupSpec) -> Result<Opened, String> 
         view,
         damage,
     ));
+    state
+        .max_record_bytes
+        .store(spec.max_record_bytes, std::sync::atomic::Ordering::Relaxed);
     let driver_cfg = DriverConfig {
         skip_fsync_when_alone: cfg.fsync == FsyncPolicy::Never,
         ..DriverConfig::default()

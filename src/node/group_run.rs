@@ -160,6 +160,17 @@ impl GroupRun {
                 self.state.id
             );
         }
+        self.answer_finished(shared);
+    }
+
+    /// Answers every produce still waiting (the group is deleted: no checkpoint).
+    pub(crate) fn answer_waiting(&mut self, shared: &Shared) {
+        self.driver.finish();
+        self.answer_finished(shared);
+    }
+
+    /// Answers what the finished driver left and shows the group without a leader.
+    fn answer_finished(&mut self, shared: &Shared) {
         for e in self.driver.take_effects() {
             if let Effect::Complete { reply, result } = e {
                 answer::produce(reply, result, |l| shared.not_leader(l));

@@ -72,6 +72,7 @@ pub(crate) fn partition_spec(
         // A group only this node replicates cannot be refetched from anyone.
         maybe_lost: maybe_lost && !alone,
         has_peers: !alone,
+        max_record_bytes: u64::from(topic.settings.max_record_bytes),
     }
 }
 
@@ -96,12 +97,7 @@ pub(crate) fn open_hosted(cfg: &NodeConfig, metadata: &Metadata) -> Result<Vec<O
             );
         }
         let spec = partition_spec(cfg, topic, p.group, &p.replicas, metadata.voters(), lost);
-        let o = group_open::open(cfg, spec)?;
-        o.state.max_record_bytes.store(
-            u64::from(topic.settings.max_record_bytes),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        opened.push(o);
+        opened.push(group_open::open(cfg, spec)?);
     }
     Ok(opened)
 }
@@ -127,20 +123,33 @@ fn remove_deleted_dirs(data_dir: &Path, catalogue: &Catalogue) {
     }
 }
 
-/// Deletes a removed group's data, off the raft thread (a big directory takes a
-/// while). Readers still holding its log keep their open files until they finish.
-pub(crate) fn retire(shared: &Arc<Shared>, group: &PartitionGroup) {
-    let id = group.group;
-    let dir = group_dir(&shared.cfg.data_dir, id);
-    let what = format!("{}/{} (group {id})", group.topic, group.partition);
+/// Deletes removed groups' data on one thread, off the raft thread (big
+/// directories take a while; a deleted topic of thousands of partitions is one
+/// thread, not thousands). Readers still holding a log keep their open files until
+/// they finish; what is left after a crash is removed at the next start.
+pub(crate) fn retire(shared: &Arc<Shared>, groups: Vec<PartitionGroup>) {
+    if groups.is_empty() {
+        return;
+    }
+    let dirs: Vec<(PathBuf, String)> = groups
+        .iter()
+        .map(|g| {
+            let what = format!("{}/{} (group {})", g.topic, g.partition, g.group);
+            (group_dir(&shared.cfg.data_dir, g.group), what)
+        })
+        .collect();
     let spawned = std::thread::Builder::new()
-        .name("retire-group".into())
-        .spawn(move || match std::fs::remove_dir_all(&dir) {
-            Ok(()) => log::info!("deleted partition {what}"),
-            Err(e) => log::warn!("cannot remove {} of {what}: {e}", dir.display()),
+        .name("retire-groups".into())
+        .spawn(move || {
+            for (dir, what) in dirs {
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => log::info!("deleted partition {what}"),
+                    Err(e) => log::warn!("cannot remove {} of {what}: {e}", dir.display()),
+                }
+            }
         });
     if let Err(e) = spawned {
-        log::warn!("cannot remove group {id} now ({e}); it is removed at the next start");
+        log::warn!("cannot remove deleted groups now ({e}); they are removed at the next start");
     }
 }
 
@@ -162,10 +171,14 @@ impl super::raft_loop::RaftLoop {
         for change in &changes {
             let created = change.created.iter().filter(|pg| hosted(pg, me));
             self.pending_hosts.extend(created.cloned());
+            let mut retired = Vec::new();
             for pg in &change.deleted {
                 self.pending_hosts.retain(|p| p.group != pg.group);
-                self.unhost(pg);
+                if self.unhost(pg) {
+                    retired.push(pg.clone());
+                }
             }
+            retire(&self.shared, retired);
             if change.settings_changed {
                 self.apply_settings(change.topic.as_str());
             }
@@ -231,10 +244,6 @@ impl super::raft_loop::RaftLoop {
             damaged,
         } = opened;
         group_open::report_damage_found_at_open(&state, damaged);
-        state.max_record_bytes.store(
-            u64::from(topic.settings.max_record_bytes),
-            std::sync::atomic::Ordering::Relaxed,
-        );
         self.shared.groups.insert(state);
         self.add_group(run);
         log::info!(
@@ -257,18 +266,19 @@ impl super::raft_loop::RaftLoop {
         }
     }
 
-    /// Stops a deleted partition group: its waiting produces are refused, its
-    /// threads stop and its data goes.
-    fn unhost(&mut self, pg: &PartitionGroup) {
+    /// Stops a deleted partition group: its waiting produces are refused; true if
+    /// it was hosted (its data is then to be deleted).
+    fn unhost(&mut self, pg: &PartitionGroup) -> bool {
         let Some(mut run) = self.remove_group(pg.group) else {
-            return;
+            return false;
         };
-        run.finish(&self.shared);
+        // Its data goes: answer what waits, no checkpoint for a restart.
+        run.answer_waiting(&self.shared);
         self.shared.groups.remove(pg.group);
         for job in self.inbox.drain_group(pg.group) {
             super::answer::refuse(job.reply, super::answer::Refusal::TopicDeleted);
         }
-        retire(&self.shared, pg);
+        true
     }
 
     /// A topic's retention changed: its hosted partitions' logs use the new limits.

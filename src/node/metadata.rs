@@ -128,27 +128,14 @@ impl Metadata {
         match kind {
             RecordKind::NoOp => self.catalogue.skip(index),
             RecordKind::Config => {
-                match Membership::decode(value) {
-                    Ok(m) => self.voters = m.voters.iter().copied().collect(),
-                    Err(e) => log::error!("metadata entry {index}: bad configuration: {e}"),
-                }
+                // The voters decide new partitions' first configuration: an entry
+                // this version cannot read stops the applying like a command would.
+                let m = Membership::decode(value).map_err(|e| self.stuck(index, &e))?;
+                self.voters = m.voters.iter().copied().collect();
                 self.catalogue.skip(index);
             }
             RecordKind::Data => {
-                let cmd = match Command::decode(value) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        if self.undecodable != Some(index) {
-                            self.undecodable = Some(index);
-                            log::error!(
-                                "metadata entry {index} is not a catalogue command this \
-                                 version understands ({e}); topic changes from it on are not \
-                                 applied here until this node runs a version that does"
-                            );
-                        }
-                        return Err(());
-                    }
-                };
+                let cmd = Command::decode(value).map_err(|e| self.stuck(index, &e))?;
                 let change = match self.catalogue.apply(index, &cmd) {
                     Ok(Applied::AlreadyApplied) => return Ok(None),
                     Ok(Applied::Changed(change)) => Ok(change),
@@ -164,6 +151,18 @@ impl Metadata {
             }
         }
         Ok(None)
+    }
+
+    /// Applying stops at `index` (logged once per entry).
+    fn stuck(&mut self, index: u64, why: &dyn std::fmt::Display) {
+        if self.undecodable != Some(index) {
+            self.undecodable = Some(index);
+            log::error!(
+                "metadata entry {index} is not one this version understands ({why}); topic \
+                 changes from it on are not applied here until this node runs a version \
+                 that does"
+            );
+        }
     }
 
     fn remember(&mut self, index: u64, outcome: Outcome) {

@@ -657,6 +657,7 @@ fn open_startup_groups(cfg: &NodeConfig, fresh: bool) -> Result<[group_open::Ope
             log: cfg.log.clone(),
             maybe_lost: fresh && !bootstrap,
             has_peers,
+            max_record_bytes: u64::MAX,
         },
     )?;
     let meta_dir = dir.join(METADATA_DIR);
@@ -677,6 +678,7 @@ fn open_startup_groups(cfg: &NodeConfig, fresh: bool) -> Result<[group_open::Ope
                 ..cfg.log.clone()
             },
             has_peers,
+            max_record_bytes: u64::MAX,
         },
     )?;
     Ok([default, metadata])

@@ -303,20 +303,13 @@ impl RaftLoop {
     /// Only groups proposed to since they last took a batch can be busy: the scan
     /// costs nothing per idle group.
     fn busy_groups(&mut self) -> BTreeSet<GroupId> {
-        let mut busy = BTreeSet::new();
-        let proposing: Vec<GroupId> = self.proposing.iter().copied().collect();
-        for id in proposing {
-            let waits = self
-                .groups
-                .get_mut(&id)
-                .is_some_and(|g| g.disk_full.is_none() && !g.driver.wants_produces());
-            if waits {
-                busy.insert(id);
-            } else {
-                self.proposing.remove(&id);
-            }
-        }
-        busy
+        let groups = &mut self.groups;
+        self.proposing.retain(|id| {
+            groups
+                .get_mut(id)
+                .is_some_and(|g| g.disk_full.is_none() && !g.driver.wants_produces())
+        });
+        self.proposing.clone()
     }
 
     fn step(&mut self, id: GroupId, m: Message) -> Result<(), Fatal> {
@@ -656,7 +649,12 @@ impl RaftLoop {
             if let Some(g) = self.groups.get(&self.shared.default.id) {
                 publish_metrics(&self.shared, g, m);
             }
-            self.publish_partition_metrics(m);
+            // A sample of every hosted partition: once a second (every tick would
+            // walk thousands of groups and build their label strings 10 times as often
+            // as any scrape reads them).
+            if all {
+                self.publish_partition_metrics(m);
+            }
         }
     }
 

@@ -335,6 +335,42 @@ impl Reads {
     }
 }
 
+/// Data records from `from` below `hw` within `budget` bytes (headers counted; at
+/// least one record), each handed to `push`; internal entries are skipped and reading
+/// continues after them (bounded). Returns the high-water mark to answer with: `hw`,
+/// or, after [`MAX_SCAN_ROUNDS`] reads of internal entries only, the offset where
+/// the scan stopped, so an empty answer never makes a consumer skip data records.
+pub(super) fn scan_data(
+    log: &crate::storage::Log,
+    from: Offset,
+    hw: Offset,
+    budget: u64,
+    push: &mut dyn FnMut(&crate::storage::RecordRef<'_>),
+) -> Result<Offset, crate::storage::StorageError> {
+    let mut at = from;
+    for _ in 0..MAX_SCAN_ROUNDS {
+        let (mut used, mut next, mut pushed) = (0u64, None, false);
+        log.read_range_with(at, budget, |r| {
+            let size = r.value.len() as u64 + wire::RECORD_HEADER_BYTES as u64;
+            if r.offset >= hw || (next.is_some() && used + size > budget) {
+                return false;
+            }
+            used += size;
+            next = Some(Offset(r.offset.0 + 1));
+            if !r.kind.is_internal() {
+                push(&r);
+                pushed = true;
+            }
+            true
+        })?;
+        match next {
+            Some(n) if !pushed && n < hw => at = n,
+            _ => return Ok(hw),
+        }
+    }
+    Ok(at)
+}
+
 /// Offset 0 is never a record's offset (a log starts at 1): reading at 0 means
 /// "from the first retained offset", on every deployment (wire-spec §5).
 fn resolve(group: &GroupState, offset: Offset) -> Offset {
@@ -514,41 +550,17 @@ impl ReadShared {
     /// internal entries, reading continues after them (bounded), so an empty answer
     /// with `high_watermark > offset` never makes a consumer skip data records.
     fn fetch(&self, group: &GroupState, offset: Offset, max_bytes: u32, reply: Responder) {
-        let hw = group.hw();
         let budget = u64::from(max_bytes.min(self.cfg.max_fetch_bytes)).max(1);
         // Records are encoded straight from the storage read buffer (one copy each),
         // as on a single node.
         let mut builder = reply.fetch_builder(usize::try_from(budget).unwrap_or(usize::MAX));
-        let mut at = offset;
-        for _ in 0..MAX_SCAN_ROUNDS {
-            let mut used = 0u64;
-            let mut next: Option<Offset> = None;
-            let read = group.log.read_range_with(at, budget, |record| {
-                if record.offset >= hw {
-                    return false;
-                }
-                let size = record.value.len() as u64 + wire::RECORD_HEADER_BYTES as u64;
-                if next.is_some() && used + size > budget {
-                    return false;
-                }
-                used += size;
-                next = Some(Offset(record.offset.0 + 1));
-                if !record.kind.is_internal() {
-                    builder.push(record.offset, record.term, record.kind, record.value);
-                }
-                true
-            });
-            if let Err(e) = read {
-                return failed(group, reply, &e, offset);
-            }
-            match next {
-                Some(next) if builder.count() == 0 && next < hw => at = next,
-                _ => return reply.respond_fetch_built(hw, builder),
-            }
+        let scanned = scan_data(&group.log, offset, group.hw(), budget, &mut |r| {
+            builder.push(r.offset, r.term, r.kind, r.value)
+        });
+        match scanned {
+            Ok(mark) => reply.respond_fetch_built(mark, builder),
+            Err(e) => failed(group, reply, &e, offset),
         }
-        // Only internal entries for MAX_SCAN_ROUNDS rounds: answer empty with a
-        // (conservative) high-water mark of `at`, where the consumer continues.
-        reply.respond_fetch_built(at, builder)
     }
 
     fn timer_loop(self: Arc<Self>) {
