@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::group::GroupState;
 use super::group_run::GroupRun;
+use super::journal::NodeJournal;
 use super::raft_storage::LogStorage;
 use super::{heal, meta, FsyncPolicy, NodeConfig, View};
 use crate::raft::{Config as RaftConfig, Index, LogStart, Membership, RaftNode, Role};
@@ -70,7 +71,11 @@ fn seed(id: GroupId) -> u64 {
 }
 
 /// Opens a group's log and Raft state and builds its driver.
-pub(crate) fn open(cfg: &NodeConfig, spec: GroupSpec) -> Result<Opened, String> {
+pub(crate) fn open(
+    cfg: &NodeConfig,
+    spec: GroupSpec,
+    journal: &Arc<NodeJournal>,
+) -> Result<Opened, String> {
     let dir = &spec.dir;
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("cannot create group directory {}: {e}", dir.display()))?;
@@ -87,6 +92,8 @@ pub(crate) fn open(cfg: &NodeConfig, spec: GroupSpec) -> Result<Opened, String> 
     };
     let mut storage = LogStorage::open(dir, Arc::clone(&log), default_start)
         .map_err(|e| format!("cannot open the raft state in {}: {e}", dir.display()))?;
+    replay_journal(&mut storage, spec.id, journal)?;
+    storage.use_journal(Arc::clone(journal));
     storage.report_damage_to(Arc::clone(&damage));
     let persisted_commit = storage.hard_state().commit;
     let start_index = storage.log_start().index;
@@ -185,6 +192,38 @@ fn recovery_guard(
         );
     }
     None
+}
+
+/// Applies the journal's records of group `id` (appends made durable only there
+/// before a crash), then fsyncs the log so the journal may forget them.
+fn replay_journal(
+    storage: &mut LogStorage,
+    id: GroupId,
+    journal: &NodeJournal,
+) -> Result<(), String> {
+    let records = journal.pending(id);
+    if records.is_empty() {
+        return Ok(());
+    }
+    let before = crate::raft::Storage::last_index(storage);
+    for r in &records {
+        storage.replay(r).map_err(|e| {
+            format!(
+                "group {id}: cannot replay the node journal's record from offset {}: {e}",
+                r.first
+            )
+        })?;
+    }
+    storage
+        .sync()
+        .map_err(|e| format!("group {id}: cannot fsync the replayed log: {e}"))?;
+    journal.replayed(id);
+    log::info!(
+        "group {id}: replayed {} journal record(s); log ends at {} (was {before})",
+        records.len(),
+        crate::raft::Storage::last_index(storage)
+    );
+    Ok(())
 }
 
 /// Opens the log. With peers, damaged sealed segments are kept (quarantined, to be

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::group_open::{self, GroupSpec, Opened};
+use super::journal::NodeJournal;
 use super::metadata::Metadata;
 use super::{NodeConfig, Shared};
 use crate::catalogue::{Catalogue, PartitionGroup, Topic, TopicSettings};
@@ -79,9 +80,13 @@ pub(crate) fn partition_spec(
 /// Opens, at start-up, every partition group the persisted catalogue places here
 /// (but the default partition, opened with the node), and removes the directories
 /// of groups deleted from it.
-pub(crate) fn open_hosted(cfg: &NodeConfig, metadata: &Metadata) -> Result<Vec<Opened>, String> {
+pub(crate) fn open_hosted(
+    cfg: &NodeConfig,
+    metadata: &Metadata,
+    journal: &Arc<NodeJournal>,
+) -> Result<Vec<Opened>, String> {
     let catalogue = metadata.catalogue();
-    remove_deleted_dirs(&cfg.data_dir, catalogue);
+    remove_deleted_dirs(&cfg.data_dir, catalogue, journal);
     let mut opened = Vec::new();
     for (topic, p) in catalogue.groups_on(cfg.node_id) {
         if p.group == super::group::DEFAULT_GROUP {
@@ -97,7 +102,7 @@ pub(crate) fn open_hosted(cfg: &NodeConfig, metadata: &Metadata) -> Result<Vec<O
             );
         }
         let spec = partition_spec(cfg, topic, p.group, &p.replicas, metadata.voters(), lost);
-        opened.push(group_open::open(cfg, spec)?);
+        opened.push(group_open::open(cfg, spec, journal)?);
     }
     Ok(opened)
 }
@@ -105,7 +110,7 @@ pub(crate) fn open_hosted(cfg: &NodeConfig, metadata: &Metadata) -> Result<Vec<O
 /// Directories of groups the catalogue numbered but no longer has (deleted while
 /// the node was down or before it removed them). Groups numbered after the
 /// catalogue's last one are kept: they were created but not yet persisted.
-fn remove_deleted_dirs(data_dir: &Path, catalogue: &Catalogue) {
+fn remove_deleted_dirs(data_dir: &Path, catalogue: &Catalogue, journal: &NodeJournal) {
     let Ok(entries) = std::fs::read_dir(data_dir.join(GROUPS_DIR)) else {
         return;
     };
@@ -116,6 +121,7 @@ fn remove_deleted_dirs(data_dir: &Path, catalogue: &Catalogue) {
         let id = GroupId(id);
         if id < catalogue.next_group() && catalogue.group(id).is_none() {
             log::info!("removing the data of deleted group {id}");
+            journal.forget(id);
             if let Err(err) = std::fs::remove_dir_all(e.path()) {
                 log::warn!("cannot remove {}: {err}", e.path().display());
             }
@@ -226,7 +232,7 @@ impl super::raft_loop::RaftLoop {
             self.metadata.voters(),
             false,
         );
-        let opened = match group_open::open(cfg, spec) {
+        let opened = match group_open::open(cfg, spec, &self.shared.journal) {
             Ok(o) => o,
             Err(e) => {
                 log::error!(
@@ -274,6 +280,7 @@ impl super::raft_loop::RaftLoop {
         };
         // Its data goes: answer what waits, no checkpoint for a restart.
         run.answer_waiting(&self.shared);
+        self.shared.journal.forget(pg.group);
         self.shared.groups.remove(pg.group);
         for job in self.inbox.drain_group(pg.group) {
             super::answer::refuse(job.reply, super::answer::Refusal::TopicDeleted);

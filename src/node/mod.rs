@@ -46,6 +46,7 @@ mod group_run;
 pub mod heal;
 mod hosting;
 mod inbox;
+mod journal;
 mod membership;
 pub mod meta;
 mod metadata;
@@ -273,6 +274,8 @@ pub(crate) struct Shared {
     /// The disk filled up: produces go to the raft thread whatever the role, which
     /// retries its writes and answers STORAGE_FULL until space frees.
     pub disk_full: AtomicBool,
+    /// The node journal: one fsync per round for many groups.
+    pub journal: Arc<journal::NodeJournal>,
 }
 
 pub(crate) use crate::sync::lock;
@@ -353,7 +356,8 @@ impl Node {
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
         let fresh = check_identity(&cfg)?;
-        let [default, metadata] = open_startup_groups(&cfg, fresh)?;
+        let journal = Arc::new(journal::NodeJournal::open(&dir)?);
+        let [default, metadata] = open_startup_groups(&cfg, fresh, &journal)?;
         let (start_index, last) = {
             let v = default.state.view();
             (v.commit, v.last)
@@ -366,7 +370,14 @@ impl Node {
             .into_iter()
             .collect();
         let applied = metadata::Metadata::load(&metadata.state.dir, meta_voters)?;
-        let partitions = hosting::open_hosted(&cfg, &applied)?;
+        let partitions = hosting::open_hosted(&cfg, &applied, &journal)?;
+        let waiting = journal.pending_groups();
+        if !waiting.is_empty() {
+            log::warn!(
+                "node journal: records of groups {waiting:?} wait until the catalogue opens \
+                 them here"
+            );
+        }
         let groups = Groups::default();
         groups.insert(Arc::clone(&default.state));
         groups.insert(Arc::clone(&metadata.state));
@@ -386,6 +397,7 @@ impl Node {
             last_seeds: Mutex::new(Vec::new()),
             closing: AtomicBool::new(false),
             disk_full: AtomicBool::new(false),
+            journal,
             cfg: cfg.clone(),
         });
         group_open::report_damage_found_at_open(&default.state, default.damaged);
@@ -638,7 +650,11 @@ impl Node {
 /// group (`meta/`). A new cluster's first node is their only voter; a joiner starts
 /// with no configuration and is added by the leaders (gossip membership policy).
 /// A data dir written before topics gets its metadata group the same way.
-fn open_startup_groups(cfg: &NodeConfig, fresh: bool) -> Result<[group_open::Opened; 2], String> {
+fn open_startup_groups(
+    cfg: &NodeConfig,
+    fresh: bool,
+    journal: &Arc<journal::NodeJournal>,
+) -> Result<[group_open::Opened; 2], String> {
     let dir = &cfg.data_dir;
     let bootstrap = cfg.mode.creates_cluster();
     let initial = if bootstrap {
@@ -659,6 +675,7 @@ fn open_startup_groups(cfg: &NodeConfig, fresh: bool) -> Result<[group_open::Ope
             has_peers,
             max_record_bytes: u64::MAX,
         },
+        journal,
     )?;
     let meta_dir = dir.join(METADATA_DIR);
     let metadata = group_open::open(
@@ -680,6 +697,7 @@ fn open_startup_groups(cfg: &NodeConfig, fresh: bool) -> Result<[group_open::Ope
             has_peers,
             max_record_bytes: u64::MAX,
         },
+        journal,
     )?;
     Ok([default, metadata])
 }

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use super::answer::{self, Refusal};
 use super::group_run::{storage_full, GroupRun};
 use super::inbox::{Control, Inbox, ProduceJob, ReplyShape};
+use super::journal::NodeJournal;
 use super::metadata::Metadata;
 use super::peers::Peers;
 use super::raft_storage::WriteError;
@@ -38,6 +39,7 @@ use super::{lock, Shared};
 use crate::net::Responder;
 use crate::raft::{Message, Role, SoftState};
 use crate::replica::{DriverError, Effect, MemberView, ProduceError, ProduceRequest, Produced};
+use crate::storage::Log;
 use crate::types::GroupId;
 
 /// Most effect rounds per iteration (each round executes what the previous released).
@@ -590,31 +592,79 @@ impl RaftLoop {
         sync_seq
     }
 
-    /// One fsync per group that asked in this round (several at once on the sync
-    /// pool), each covering its Readies up to `seq`; observed in the fsync metrics.
+    /// Makes the round's appends durable, then tells each driver: with one fsync
+    /// of the node journal when several groups appended (or the one that did is
+    /// journaled since the last checkpoint), else with the lone log's own fsync.
     fn sync_round(&mut self, syncs: Vec<(GroupId, u64)>) -> Result<(), Fatal> {
-        let syncs: Vec<(GroupId, u64, Arc<crate::storage::Log>)> = syncs
+        let syncs: Vec<(GroupId, u64, Arc<Log>)> = syncs
             .into_iter()
             .filter_map(|(id, seq)| Some((id, seq, Arc::clone(&self.groups.get(&id)?.state.log))))
             .collect();
-        if syncs.is_empty() {
+        let Some((first, _, _)) = syncs.first() else {
             return Ok(());
-        }
-        let logs: Vec<_> = syncs.iter().map(|(_, _, l)| Arc::clone(l)).collect();
-        let started = Instant::now();
-        let results = self.sync_pool.sync_all(&logs);
-        if let Some(m) = &self.shared.cfg.metrics {
-            let elapsed = started.elapsed();
-            for _ in &results {
-                m.observe_fsync(elapsed);
+        };
+        let journal = Arc::clone(&self.shared.journal);
+        let use_journal = syncs.len() > 1 || journal.covers(*first);
+        let mut appended = Vec::with_capacity(syncs.len());
+        for (id, _, log) in &syncs {
+            let g = self
+                .groups
+                .get_mut(id)
+                .map(|g| g.driver.storage_mut().take_unjournaled());
+            if let Some(Some(from)) = g {
+                appended.push((*id, Arc::clone(log), from));
             }
         }
-        for ((id, seq, _), result) in syncs.into_iter().zip(results) {
-            result.map_err(WriteError::from)?;
+        let started = Instant::now();
+        let journaled = use_journal && self.journal_round(&journal, &appended)?;
+        if !journaled {
+            let logs: Vec<_> = syncs.iter().map(|(_, _, l)| Arc::clone(l)).collect();
+            for r in self.sync_pool.sync_all(&logs) {
+                r.map_err(WriteError::from)?;
+            }
+        }
+        if let Some(m) = &self.shared.cfg.metrics {
+            let fsyncs = if journaled { 1 } else { syncs.len() };
+            for _ in 0..fsyncs {
+                m.observe_fsync(started.elapsed());
+            }
+        }
+        for (id, seq, _) in syncs {
             self.touch(id);
             self.group_call(id, |g| Ok(g.driver.synced(seq)?))?;
         }
+        if (use_journal && !journaled) || journal.checkpoint_due() {
+            journal
+                .checkpoint(Some(&self.sync_pool))
+                .map_err(WriteError::from)?;
+        }
         Ok(())
+    }
+
+    /// Writes the round to the journal with one fsync; false if that failed (the
+    /// caller then fsyncs the logs themselves and checkpoints the journal, so no
+    /// older record of theirs is replayed over the newer appends). Logs whose
+    /// segments rolled are fsynced too: only their own sync seals a segment.
+    fn journal_round(
+        &self,
+        journal: &NodeJournal,
+        appended: &[(GroupId, Arc<Log>, crate::storage::Offset)],
+    ) -> Result<bool, Fatal> {
+        let rolled: Vec<Arc<Log>> = appended
+            .iter()
+            .filter(|(_, l, _)| l.has_unsynced_rolls())
+            .map(|(_, l, _)| Arc::clone(l))
+            .collect();
+        for r in self.sync_pool.sync_all(&rolled) {
+            r.map_err(WriteError::from)?;
+        }
+        match journal.commit_round(appended) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                log::warn!("node journal: {e}; fsyncing the round's logs one by one");
+                Ok(false)
+            }
+        }
     }
 
     // ---------------------------------------------------------------- view
@@ -662,6 +712,10 @@ impl RaftLoop {
     fn finish(&mut self) {
         for g in self.groups.values_mut() {
             g.finish(&self.shared);
+        }
+        // The logs were fsynced by `finish`: the next start replays nothing.
+        if let Err(e) = self.shared.journal.checkpoint(None) {
+            log::warn!("node journal not checkpointed at exit (replayed at start): {e}");
         }
         for job in self.inbox.drain_produces() {
             answer::refuse(job.reply, Refusal::ShuttingDown);

@@ -33,6 +33,7 @@ use super::meta::{self, MetaError};
 use crate::raft::{
     Entry, HardState, Index, LogStart, Storage, StorageError as RaftStorageError, Term,
 };
+use crate::storage::journal::JournalRecord;
 use crate::storage::{Log, NewRecord, Offset, StorageError};
 
 /// Failure of a write to the Raft storage: fail-stop for the node.
@@ -87,6 +88,11 @@ pub struct LogStorage {
     /// ascending: Raft asks the term of a recent entry every round (commit rule),
     /// and this answers it without reading the record.
     recent_terms: RecentTerms,
+    /// The first index appended since the log was last made durable (journaled
+    /// or fsynced): where the next journal record of this group starts.
+    unjournaled_from: Option<Index>,
+    /// The node journal (checkpointed before a reset: see `node::journal`).
+    journal: Option<Arc<super::journal::NodeJournal>>,
 }
 
 /// Most term runs remembered (a run per leader term; older ones are read from disk).
@@ -166,6 +172,8 @@ impl LogStorage {
             configs_through: Index(0),
             damage: None,
             recent_terms: RecentTerms::default(),
+            unjournaled_from: None,
+            journal: None,
         };
         storage.load_configs()?;
         Ok(storage)
@@ -323,6 +331,10 @@ impl LogStorage {
         // Forget the runs of entries about to be replaced before writing (a failed
         // write leaves the log shorter, never with terms we would misreport).
         self.recent_terms.appended(first.index, &[]);
+        self.unjournaled_from = Some(
+            self.unjournaled_from
+                .map_or(first.index, |f| f.min(first.index)),
+        );
         let at = self.log.append_batch(&records)?;
         self.recent_terms.appended(first.index, entries);
         self.configs.extend(
@@ -337,6 +349,67 @@ impl LogStorage {
                 first.index
             )));
         }
+        Ok(())
+    }
+
+    /// Resets go through `journal` (a checkpoint first).
+    pub(crate) fn use_journal(&mut self, journal: Arc<super::journal::NodeJournal>) {
+        self.journal = Some(journal);
+    }
+
+    /// The first offset appended since the last call (None if nothing was):
+    /// what this round's journal record holds, up to the log's end.
+    pub fn take_unjournaled(&mut self) -> Option<Offset> {
+        let from = self.unjournaled_from.take()?;
+        let first = from.max(self.start.index + 1);
+        (first.0 < self.log.next_offset().0).then_some(Offset(first.0))
+    }
+
+    /// Makes the log hold what `record` says it held after that round: its entries
+    /// from `record.first` (those already here, same index and term, are the same
+    /// entries and stay), and nothing after `record.end`. Entries at or below the
+    /// log start are skipped (compacted since). Applying a group's records in
+    /// order rebuilds its log as of the last one (see `node::journal`).
+    pub fn replay(&mut self, record: &JournalRecord) -> Result<(), WriteError> {
+        let next = self.log.next_offset().0;
+        let skip = (self.start.index.0 + 1).saturating_sub(record.first.0);
+        let mut differs = None;
+        for (k, e) in record.entries.iter().enumerate().skip(skip as usize) {
+            let index = Index(record.first.0 + k as u64);
+            // A damaged entry reads as different: the journal's copy replaces it.
+            if index.0 >= next || self.term(index).ok() != Some(e.term) {
+                differs = Some(k);
+                break;
+            }
+        }
+        if let Some(k) = differs {
+            let entries: Vec<Entry> = record.entries[k..]
+                .iter()
+                .enumerate()
+                .map(|(j, e)| Entry {
+                    index: Index(record.first.0 + (k + j) as u64),
+                    term: e.term,
+                    kind: e.kind,
+                    data: e.value.clone().into(),
+                })
+                .collect();
+            self.append(&entries)?;
+        }
+        let end = Index(record.end.0.max(self.start.index.0 + 1));
+        if self.log.next_offset().0 > end.0 {
+            self.truncate_from(end)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the entries from `index` on (above the log start).
+    fn truncate_from(&mut self, index: Index) -> Result<(), WriteError> {
+        if index <= self.configs_through {
+            self.write_configs_checkpoint(index - 1)?;
+        }
+        self.configs.retain(|i| *i < index);
+        self.recent_terms.appended(index, &[]);
+        self.log.truncate_suffix(Some(Offset(index.0 - 1)))?;
         Ok(())
     }
 
@@ -369,6 +442,11 @@ impl LogStorage {
     /// InstallSnapshot: records the new log start, then drops the whole log and
     /// restarts it at `start.index + 1`.
     pub fn install(&mut self, start: LogStart) -> Result<(), WriteError> {
+        if let Some(journal) = &self.journal {
+            // No journal record from before the reset may be replayed after it.
+            journal.checkpoint(None)?;
+        }
+        self.unjournaled_from = None;
         meta::write_log_start(&self.meta_dir, &start)?;
         self.recent_terms.clear();
         self.log.reset(Offset(start.index.0 + 1))?;

@@ -674,6 +674,15 @@ impl Log {
         Ok(self.durable_offset())
     }
 
+    /// True if segments rolled or were created since the last [`Log::sync`]: only
+    /// `sync` seals them (a journal that covers the appends does not).
+    pub fn has_unsynced_rolls(&self) -> bool {
+        // A poisoned writer: say yes, the caller's `sync` then reports the failure.
+        self.writer.lock().map_or(true, |w| {
+            !w.pending_seal.is_empty() || w.unsynced_creations > 0
+        })
+    }
+
     /// fsyncs and writes the checkpoint now (durable end = everything appended):
     /// for a clean stop that does not [`Log::close`] the log, so the next open
     /// knows the exact durable end instead of the lazily written lower bound.

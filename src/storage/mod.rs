@@ -133,6 +133,7 @@ mod engine;
 mod error;
 pub mod fuzzing;
 mod index;
+pub mod journal;
 mod mmap;
 mod publish;
 mod record;

@@ -1,0 +1,233 @@
+//! The journal as a crash sees it: appends made durable only by the journal survive
+//! the loss of every unsynced segment byte, and replay rebuilds each log exactly.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::node::raft_storage::LogStorage;
+use crate::raft::{Entry, Index, LogStart, Membership, Storage, Term};
+use crate::storage::{LogConfig, Offset, RecordKind};
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let d =
+            std::env::temp_dir().join(format!("commitlog-journal-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn open_group(dir: &Path) -> LogStorage {
+    let cfg = LogConfig {
+        max_store_bytes: 1 << 20,
+        initial_offset: Offset(1),
+        ..LogConfig::default()
+    };
+    let log = Arc::new(Log::open_and_repair(&dir.join("log"), cfg).unwrap().0);
+    let start = LogStart {
+        membership: Membership::with_voters([1]),
+        ..LogStart::default()
+    };
+    LogStorage::open(dir, log, start).unwrap()
+}
+
+fn entries(from: u64, to: u64, term: u64, tag: u8) -> Vec<Entry> {
+    (from..=to)
+        .map(|i| Entry {
+            index: Index(i),
+            term: Term(term),
+            kind: RecordKind::Data,
+            data: vec![tag, i as u8, 7, 7].into(),
+        })
+        .collect()
+}
+
+/// Bytes of every file of the log's directory (the store files only hold records).
+fn store_sizes(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out: Vec<(PathBuf, u64)> = std::fs::read_dir(dir.join("log"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "store"))
+        .map(|p| {
+            let len = std::fs::metadata(&p).unwrap().len();
+            (p, len)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Power loss: every store byte written after `synced` was taken is gone.
+fn lose_unsynced(synced: &[(PathBuf, u64)]) {
+    for (path, len) in synced {
+        let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.set_len(*len).unwrap();
+    }
+}
+
+fn journal_round(j: &NodeJournal, groups: &mut [(GroupId, &mut LogStorage)]) {
+    let appended: Vec<_> = groups
+        .iter_mut()
+        .filter_map(|(id, s)| Some((*id, Arc::clone(s.log()), s.take_unjournaled()?)))
+        .collect();
+    j.commit_round(&appended).unwrap();
+}
+
+fn terms_and_tags(s: &LogStorage) -> Vec<(u64, u8)> {
+    let last = s.last_index();
+    s.entries(Index(1), last + 1, u64::MAX)
+        .unwrap()
+        .iter()
+        .map(|e| (e.term.0, e.data[0]))
+        .collect()
+}
+
+#[test]
+fn journaled_appends_survive_losing_the_unsynced_segment_bytes() {
+    let root = Dir::new("power-loss");
+    let (a_dir, b_dir) = (root.0.join("a"), root.0.join("b"));
+    let synced_a;
+    let synced_b;
+    {
+        let j = NodeJournal::open(&root.0).unwrap();
+        let mut a = open_group(&a_dir);
+        let mut b = open_group(&b_dir);
+        a.append(&entries(1, 3, 1, b'a')).unwrap();
+        a.sync().unwrap();
+        a.take_unjournaled();
+        synced_a = store_sizes(&a_dir);
+        synced_b = store_sizes(&b_dir);
+        a.append(&entries(4, 6, 1, b'a')).unwrap();
+        b.append(&entries(1, 5, 2, b'b')).unwrap();
+        journal_round(&j, &mut [(GroupId(7), &mut a), (GroupId(8), &mut b)]);
+        // A Raft conflict in a later round: entries from 5 replaced by a new term.
+        a.append(&entries(5, 5, 3, b'c')).unwrap();
+        journal_round(&j, &mut [(GroupId(7), &mut a)]);
+    }
+    lose_unsynced(&synced_a);
+    lose_unsynced(&synced_b);
+    let j = NodeJournal::open(&root.0).unwrap();
+    for (id, dir, want) in [
+        (
+            7,
+            &a_dir,
+            vec![(1, b'a'), (1, b'a'), (1, b'a'), (1, b'a'), (3, b'c')],
+        ),
+        (8, &b_dir, vec![(2, b'b'); 5]),
+    ] {
+        let mut s = open_group(dir);
+        let lost = s.last_index().0;
+        assert!(
+            lost < want.len() as u64 - 1,
+            "group {id}: nothing was lost ({lost})"
+        );
+        let records = j.pending(GroupId(id));
+        assert!(!records.is_empty());
+        for r in &records {
+            s.replay(r).unwrap();
+        }
+        assert_eq!(terms_and_tags(&s), want, "group {id}");
+        // Replaying again changes nothing (a crash during replay replays again).
+        for r in &records {
+            s.replay(r).unwrap();
+        }
+        assert_eq!(terms_and_tags(&s), want, "group {id} replayed twice");
+    }
+}
+
+#[test]
+fn replay_cuts_what_the_last_round_did_not_hold() {
+    let root = Dir::new("stale-tail");
+    let g = root.0.join("g");
+    {
+        let j = NodeJournal::open(&root.0).unwrap();
+        let mut s = open_group(&g);
+        s.append(&entries(1, 6, 1, b'x')).unwrap();
+        journal_round(&j, &mut [(GroupId(3), &mut s)]);
+        // The new leader's shorter log replaces 4..6 with one entry of term 2: the
+        // segment still holds the old entries if the truncation is lost.
+        s.append(&entries(4, 4, 2, b'y')).unwrap();
+        journal_round(&j, &mut [(GroupId(3), &mut s)]);
+    }
+    let j = NodeJournal::open(&root.0).unwrap();
+    let mut s = open_group(&g);
+    // Put the stale suffix back, as a lost truncation would leave it.
+    s.append(&entries(4, 6, 1, b'x')).unwrap();
+    for r in &j.pending(GroupId(3)) {
+        s.replay(r).unwrap();
+    }
+    assert_eq!(
+        terms_and_tags(&s),
+        vec![(1, b'x'), (1, b'x'), (1, b'x'), (2, b'y')]
+    );
+}
+
+#[test]
+fn a_checkpoint_keeps_only_records_of_groups_not_replayed() {
+    let root = Dir::new("checkpoint");
+    {
+        let j = NodeJournal::open(&root.0).unwrap();
+        let mut a = open_group(&root.0.join("a"));
+        let mut b = open_group(&root.0.join("b"));
+        a.append(&entries(1, 2, 1, b'a')).unwrap();
+        b.append(&entries(1, 2, 1, b'b')).unwrap();
+        journal_round(&j, &mut [(GroupId(1), &mut a), (GroupId(2), &mut b)]);
+        assert!(j.covers(GroupId(1)) && j.covers(GroupId(2)));
+    }
+    let j = NodeJournal::open(&root.0).unwrap();
+    assert_eq!(j.pending_groups(), vec![GroupId(1), GroupId(2)]);
+    let mut a = open_group(&root.0.join("a"));
+    for r in &j.pending(GroupId(1)) {
+        a.replay(r).unwrap();
+    }
+    a.sync().unwrap();
+    j.replayed(GroupId(1));
+    j.checkpoint(None).unwrap();
+    assert!(!j.covers(GroupId(1)));
+    drop(j);
+    let j = NodeJournal::open(&root.0).unwrap();
+    assert_eq!(j.pending_groups(), vec![GroupId(2)]);
+    j.forget(GroupId(2));
+    j.checkpoint(None).unwrap();
+    drop(j);
+    assert!(NodeJournal::open(&root.0)
+        .unwrap()
+        .pending_groups()
+        .is_empty());
+}
+
+#[test]
+fn a_reset_checkpoints_first_so_older_records_never_come_back() {
+    let root = Dir::new("reset");
+    let g = root.0.join("g");
+    {
+        let j = Arc::new(NodeJournal::open(&root.0).unwrap());
+        let mut s = open_group(&g);
+        s.use_journal(Arc::clone(&j));
+        s.append(&entries(1, 5, 1, b'o')).unwrap();
+        journal_round(&j, &mut [(GroupId(4), &mut s)]);
+        // InstallSnapshot: the log restarts after index 10.
+        s.install(LogStart {
+            index: Index(10),
+            term: Term(4),
+            membership: Membership::with_voters([1]),
+        })
+        .unwrap();
+        s.append(&entries(11, 11, 4, b'n')).unwrap();
+        journal_round(&j, &mut [(GroupId(4), &mut s)]);
+    }
+    let j = NodeJournal::open(&root.0).unwrap();
+    let records = j.pending(GroupId(4));
+    assert_eq!(records.len(), 1, "only the record after the reset");
+    assert_eq!(records[0].first, Offset(11));
+}
