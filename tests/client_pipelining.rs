@@ -146,3 +146,50 @@ fn a_simple_call_keeps_pipelined_responses_for_later() {
     }
     assert_eq!(seen, HashSet::from([a, b]));
 }
+
+/// Version-1 fetches of one partition each, pipelined: every answer is received by
+/// its correlation id whatever order it is asked in, and a partition's own error is
+/// the call's error.
+#[test]
+fn pipelined_fetches_of_a_topic_partition_are_matched_by_correlation_id() {
+    use commitlog::wire::{TopicPartition, TopicSettings};
+    let server = Server::start(&[]);
+    let mut client = server.client();
+    let settings = TopicSettings {
+        partitions: 2,
+        ..TopicSettings::default()
+    };
+    client.create_topic("pipe", settings).unwrap();
+    let target = TopicPartition::new("pipe", 1);
+    let first = client.produce_to(&target, b"one").unwrap();
+    let second = client.produce_to(&target, b"two").unwrap();
+    let from_first = client.send_fetch_to(&target, first, 1 << 20, 0).unwrap();
+    let from_second = client.send_fetch_to(&target, second, 1 << 20, 0).unwrap();
+    let missing = TopicPartition::new("pipe", 5);
+    let unknown = client.send_fetch_to(&missing, first, 1 << 20, 0).unwrap();
+    client.produce(b"default").unwrap();
+    let default = TopicPartition::default_topic();
+    let of_default = client
+        .send_fetch_to(&default, Offset(0), 1 << 20, 0)
+        .unwrap();
+
+    // Asked in the reverse order: the earlier answers are kept meanwhile.
+    let mut values = |id| {
+        let mut got = Vec::new();
+        let result = client.recv_fetch_with(id, 0, |r| got.push((r.offset, r.value.to_vec())));
+        result.map(|(_, count)| {
+            assert_eq!(count as usize, got.len());
+            got
+        })
+    };
+    let read = values(of_default).unwrap();
+    assert_eq!(read.last().map(|r| r.1.as_slice()), Some(&b"default"[..]));
+    let err = values(unknown).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::UnknownTopic), "{err}");
+    assert_eq!(values(from_second).unwrap(), [(second, b"two".to_vec())]);
+    assert_eq!(
+        values(from_first).unwrap(),
+        [(first, b"one".to_vec()), (second, b"two".to_vec())]
+    );
+    assert_eq!(client.in_flight(), 0);
+}

@@ -327,3 +327,198 @@ fn bench_creates_its_topics_and_reports_every_partition() {
         ],
     );
 }
+
+/// The record count of a `clog bench` RESULT line (`RESULT TAB Commitlog TAB kind
+/// TAB label TAB count ...`).
+fn result_count(out: &str) -> u64 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("RESULT\t"))
+        .unwrap_or_else(|| panic!("no RESULT line: {out}"));
+    let count = line.split('\t').nth(4).unwrap_or_default();
+    count
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}: `{count}` in {line}"))
+}
+
+/// The count on the `partition TARGET: N records` line of a bench output.
+fn partition_count(out: &str, target: &str) -> u64 {
+    let prefix = format!("partition {target}: ");
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no line for {target}: {out}"));
+    let count = line.split(' ').next().unwrap_or_default();
+    count.parse().unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+#[test]
+fn bench_consume_reads_every_partition_of_a_topic() {
+    let server = Server::start(&[]);
+    ok(
+        &server,
+        &[
+            "topic",
+            "create",
+            "reads",
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "1",
+        ],
+    );
+    let produced = ok(
+        &server,
+        &["bench", "-t", "reads", "--count", "900", "--window", "4"],
+    );
+    assert_eq!(result_count(&produced), 900, "{produced}");
+    // What each partition holds, read record by record (a produce retried after a
+    // lost answer may add a copy: at-least-once, so count rather than assume 300).
+    let held: Vec<u64> = ["0", "1", "2"]
+        .iter()
+        .map(|p| {
+            let read = ok(
+                &server,
+                &["consume", "-t", "reads", "-p", p, "--values-only"],
+            );
+            read.lines().count() as u64
+        })
+        .collect();
+    assert!(held.iter().all(|&n| n >= 300), "{held:?}");
+
+    let out = ok(&server, &["bench", "-t", "reads", "--consume"]);
+    assert_eq!(result_count(&out), held.iter().sum::<u64>(), "{out}");
+    assert!(out.contains("with 3 reader(s)"), "{out}");
+    for (p, &n) in held.iter().enumerate() {
+        assert_eq!(partition_count(&out, &format!("reads/{p}")), n, "{out}");
+    }
+    // One partition; a count split over the partitions.
+    let out = ok(&server, &["bench", "-t", "reads", "-p", "1", "--consume"]);
+    assert_eq!(result_count(&out), held[1], "{out}");
+    let out = ok(
+        &server,
+        &["bench", "-t", "reads", "--consume", "--count", "301"],
+    );
+    assert_eq!(result_count(&out), 301, "{out}");
+    assert_eq!(partition_count(&out, "reads/0"), 101, "{out}");
+    assert_eq!(partition_count(&out, "reads/2"), 100, "{out}");
+
+    // Unknown partitions and topics are refused before anything is read.
+    let err = fails(
+        &server,
+        &["bench", "-t", "reads", "-p", "3", "--consume"],
+        5,
+        "UNKNOWN_TOPIC",
+    );
+    assert!(err.contains("no partition 3"), "{err}");
+    fails(
+        &server,
+        &["bench", "-t", "nope", "--consume"],
+        5,
+        "UNKNOWN_TOPIC",
+    );
+    fails(
+        &server,
+        &["bench", "--topics", "2", "--consume"],
+        5,
+        "bench-0",
+    );
+    // --topics: the bench topics written, then read back.
+    ok(
+        &server,
+        &[
+            "bench",
+            "--topics",
+            "2",
+            "--partitions",
+            "2",
+            "--count",
+            "200",
+        ],
+    );
+    let out = ok(&server, &["bench", "--topics", "2", "--consume"]);
+    assert!(out.contains("with 4 reader(s)"), "{out}");
+    assert!(result_count(&out) >= 200, "{out}");
+    for target in ["bench-0/0", "bench-0/1", "bench-1/0", "bench-1/1"] {
+        assert!(partition_count(&out, target) >= 50, "{target}: {out}");
+    }
+}
+
+fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn json_output_names_the_topic_and_partition() {
+    let server = Server::start(&[]);
+    ok(
+        &server,
+        &[
+            "topic",
+            "create",
+            "events",
+            "--partitions",
+            "2",
+            "--replication-factor",
+            "1",
+        ],
+    );
+    let produced = json_lines(&ok(
+        &server,
+        &["-o", "json", "produce", "-t", "events", "-p", "1", "a", "b"],
+    ));
+    assert_eq!(produced.len(), 2);
+    for p in &produced {
+        assert_eq!(p["topic"], "events");
+        assert_eq!(p["partition"], 1);
+    }
+    let read = json_lines(&ok(
+        &server,
+        &["-o", "json", "consume", "-t", "events", "-p", "1"],
+    ));
+    assert_eq!(read.len(), 2);
+    for (record, (p, value)) in read.iter().zip(produced.iter().zip(["a", "b"])) {
+        assert_eq!(record["topic"], "events");
+        assert_eq!(record["partition"], 1);
+        assert_eq!(record["offset"], p["offset"]);
+        assert_eq!(record["value"], value);
+        assert_eq!(record["size"], 1);
+    }
+    let last = json_lines(&ok(
+        &server,
+        &["-o", "json", "tail", "-n", "1", "-t", "events", "-p", "1"],
+    ));
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0]["topic"], "events");
+    assert_eq!(last[0]["partition"], 1);
+    assert_eq!(last[0]["value"], "b");
+    // The default topic names itself too.
+    ok(&server, &["produce", "plain"]);
+    let read = json_lines(&ok(&server, &["-o", "json", "consume"]));
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0]["topic"], "default");
+    assert_eq!(read[0]["partition"], 0);
+    // A stdin produce over both partitions: one summary object per partition.
+    let out = server.clog_stdin(
+        &["-o", "json", "produce", "-t", "events", "--batch", "2"],
+        b"1\n2\n3\n4\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = json_lines(&stdout(&out));
+    assert_eq!(summary.len(), 2, "{summary:?}");
+    let partitions: BTreeSet<u64> = summary
+        .iter()
+        .map(|s| s["partition"].as_u64().unwrap_or(99))
+        .collect();
+    assert_eq!(partitions, BTreeSet::from([0, 1]));
+    for s in &summary {
+        assert_eq!(s["topic"], "events");
+        assert_eq!(s["records"], 2);
+        assert!(
+            s["first_offset"].as_u64() < s["last_offset"].as_u64(),
+            "{s}"
+        );
+    }
+}

@@ -604,9 +604,35 @@ impl Client {
         })
     }
 
+    /// Sends a `Fetch` of `target` without waiting: version 0 for the default
+    /// topic's partition 0, else version 1 asking for that one partition. Returns its
+    /// correlation id; [`Client::recv_fetch_with`] receives the answer.
+    pub fn send_fetch_to(
+        &mut self,
+        target: &TopicPartition,
+        offset: Offset,
+        max_bytes: u32,
+        max_wait_ms: u32,
+    ) -> Result<u32> {
+        if target.is_default() {
+            return self.send_fetch(offset, max_bytes, max_wait_ms);
+        }
+        self.send(Request::FetchPartitions {
+            max_wait_ms,
+            max_bytes,
+            partitions: vec![FetchPartition {
+                target: target.clone(),
+                offset,
+                max_bytes,
+            }],
+        })
+    }
+
     /// Waits for the response to the `Fetch` sent as `correlation_id` and lends its
     /// records to `visit` as [`Client::fetch_with`] does. Responses to other
-    /// requests that arrive first are kept for [`Client::recv`].
+    /// requests that arrive first are kept for [`Client::recv`]. A version-1 Fetch
+    /// must have asked for one partition ([`Client::send_fetch_to`]); that
+    /// partition's error is returned as the call's error.
     pub fn recv_fetch_with<F>(
         &mut self,
         correlation_id: u32,
@@ -618,33 +644,16 @@ impl Client {
     {
         if let Some(i) = self.parked.iter().position(|(id, _)| *id == correlation_id) {
             // Already received (decoded) while waiting for something else.
-            let parked = self.parked.remove(i).map(|(_, result)| result);
-            return match parked {
-                Some(Ok(ResponseBody::Fetch {
-                    high_watermark,
-                    records,
-                })) => {
-                    let count = records.len() as u64;
-                    for r in &records {
-                        visit(wire::BorrowedRecord {
-                            offset: r.offset,
-                            term: r.term,
-                            kind: r.kind,
-                            value: &r.value,
-                        });
-                    }
-                    Ok((high_watermark, count))
-                }
-                Some(Ok(other)) => Err(unexpected(&other)),
-                Some(Err(e)) => Err(e),
+            return match self.parked.remove(i) {
+                Some((_, result)) => visit_decoded(result?, visit),
                 None => Err(ClientError::Protocol("lost a parked response".into())),
             };
         }
-        if !self.pending.contains_key(&correlation_id) {
+        let Some(&(_, version)) = self.pending.get(&correlation_id) else {
             return Err(ClientError::Protocol(format!(
                 "no Fetch {correlation_id} in flight"
             )));
-        }
+        };
         let deadline =
             Instant::now() + self.config.timeout + Duration::from_millis(u64::from(max_wait_ms));
         // Bounded: every iteration consumes one response of a pending request.
@@ -657,20 +666,7 @@ impl Client {
                 continue;
             }
             self.pending.remove(&correlation_id);
-            let result = match wire::decode_fetch_response(&self.rbuf[..frame_len]) {
-                Ok(view) => match view.result {
-                    Ok(body) => {
-                        let mut count = 0u64;
-                        for record in body.records {
-                            visit(record);
-                            count += 1;
-                        }
-                        Ok((body.high_watermark, count))
-                    }
-                    Err(body) => Err(ClientError::from_body(body)),
-                },
-                Err(e) => Err(ClientError::Protocol(format!("bad Fetch response: {e}"))),
-            };
+            let result = visit_fetch_frame(&self.rbuf[..frame_len], version, &mut visit);
             self.consume_front(frame_len);
             return result;
         }
@@ -747,6 +743,70 @@ impl Client {
             }
         }
     }
+}
+
+/// Lends the records of a Fetch answer frame (version 0, or version 1 with one
+/// partition) to `visit` straight from the frame; the high watermark and the count.
+fn visit_fetch_frame<F>(frame: &[u8], version: u16, visit: &mut F) -> Result<(Offset, u64)>
+where
+    F: FnMut(wire::BorrowedRecord<'_>),
+{
+    let body = if version == 0 {
+        let view = wire::decode_fetch_response(frame)
+            .map_err(|e| ClientError::Protocol(format!("bad Fetch response: {e}")))?;
+        view.result.map_err(ClientError::from_body)?
+    } else {
+        let view = wire::decode_fetch_partitions_response(frame)
+            .map_err(|e| ClientError::Protocol(format!("bad Fetch response: {e}")))?;
+        let mut partitions = view.result.map_err(ClientError::from_body)?;
+        if partitions.len() != 1 {
+            return Err(ClientError::Protocol(format!(
+                "a Fetch of one partition was answered with {}",
+                partitions.len()
+            )));
+        }
+        match partitions.pop() {
+            Some(p) => p.result.map_err(ClientError::from_body)?,
+            None => return Err(ClientError::Protocol("an empty Fetch answer".into())),
+        }
+    };
+    let mut count = 0u64;
+    for record in body.records {
+        visit(record);
+        count += 1;
+    }
+    Ok((body.high_watermark, count))
+}
+
+/// [`visit_fetch_frame`] for an answer already decoded (kept aside while waiting
+/// for another).
+fn visit_decoded<F>(body: ResponseBody, mut visit: F) -> Result<(Offset, u64)>
+where
+    F: FnMut(wire::BorrowedRecord<'_>),
+{
+    let (high_watermark, records) = match body {
+        ResponseBody::Fetch {
+            high_watermark,
+            records,
+        } => (high_watermark, records),
+        ResponseBody::FetchPartitions { mut partitions } if partitions.len() == 1 => {
+            let p = partitions.remove(0);
+            if let Some(error) = p.error {
+                return Err(ClientError::from_body(error));
+            }
+            (p.high_watermark, p.records)
+        }
+        other => return Err(unexpected(&other)),
+    };
+    for r in &records {
+        visit(wire::BorrowedRecord {
+            offset: r.offset,
+            term: r.term,
+            kind: r.kind,
+            value: &r.value,
+        });
+    }
+    Ok((high_watermark, records.len() as u64))
 }
 
 /// Bytes asked of the socket per read when no bigger frame is known to be coming.

@@ -25,7 +25,10 @@ use super::frame::{
     RECORD_HEADER_BYTES, REQUEST_HEADER_BYTES, RESPONSE_HEADER_BYTES,
 };
 use super::messages::{ApiKey, RecordView, WireRecord};
-use super::topics::{put_partition_error, put_target, TopicPartition};
+use super::topics::{
+    decode_partition_error, decode_target, put_partition_error, put_target, TopicPartition,
+    MIN_FETCHED_PARTITION_BYTES,
+};
 
 /// Bytes of a Fetch response up to the first record (prefix, header, hw, count).
 pub const FETCH_RESPONSE_PREFIX_BYTES: usize = LEN_PREFIX_BYTES + RESPONSE_HEADER_BYTES + 8 + 4;
@@ -148,14 +151,90 @@ pub fn decode_fetch_response(frame: &[u8]) -> Result<FetchResponseView<'_>, Deco
 fn validate_fetch_body<'a>(
     r: &mut ByteReader<'a>,
 ) -> Result<(Offset, usize, &'a [u8]), DecodeError> {
+    let body = validate_records(r)?;
+    r.finish("Fetch")?;
+    Ok(body)
+}
+
+/// [`validate_fetch_body`] without the end-of-frame check: the body of one partition
+/// of a Fetch v1 answer, which others may follow.
+fn validate_records<'a>(r: &mut ByteReader<'a>) -> Result<(Offset, usize, &'a [u8]), DecodeError> {
     let high_watermark = Offset(r.u64("Fetch high_watermark")?);
     let count = r.count_u32(RECORD_HEADER_BYTES, "Fetch record count")?;
-    let records = r.clone().rest();
+    let mut start = r.clone();
     for _ in 0..count {
         decode_record_ref(r)?;
     }
-    r.finish("Fetch")?;
+    let records = start.take(start.remaining() - r.remaining(), "Fetch records")?;
     Ok((high_watermark, count, records))
+}
+
+/// One partition of a Fetch version-1 answer, its records borrowed from the frame.
+#[derive(Clone, Debug)]
+pub struct FetchedPartitionView<'a> {
+    /// Which partition (as asked).
+    pub target: TopicPartition,
+    /// Its records, or why it could not be read (its records, normally none, are
+    /// then not handed out).
+    pub result: Result<FetchBody<'a>, ErrorBody>,
+}
+
+/// A Fetch version-1 response frame, borrowing from the frame.
+#[derive(Clone, Debug)]
+pub struct FetchPartitionsView<'a> {
+    /// Copied from the request.
+    pub correlation_id: u32,
+    /// One entry per partition asked, in the order asked; or the error of the whole
+    /// request.
+    pub result: Result<Vec<FetchedPartitionView<'a>>, ErrorBody>,
+}
+
+/// Decodes one whole Fetch version-1 response frame without copying record values
+/// (as [`decode_fetch_response`] does for version 0). It accepts exactly the frames
+/// [`super::decode_response_versioned`] accepts for [`ApiKey::Fetch`] version 1; the
+/// partition list is bounded by the frame (each entry takes at least 20 bytes).
+pub fn decode_fetch_partitions_response(
+    frame: &[u8],
+) -> Result<FetchPartitionsView<'_>, DecodeError> {
+    let (mut r, correlation_id, error) = decode_response_header(frame)?;
+    if let Some(body) = error {
+        return Ok(FetchPartitionsView {
+            correlation_id,
+            result: Err(body),
+        });
+    }
+    let partitions = validate_partitions(&mut r).map_err(|e| e.in_frame(correlation_id))?;
+    Ok(FetchPartitionsView {
+        correlation_id,
+        result: Ok(partitions),
+    })
+}
+
+/// The partitions of a Fetch v1 body, each validated once.
+fn validate_partitions<'a>(
+    r: &mut ByteReader<'a>,
+) -> Result<Vec<FetchedPartitionView<'a>>, DecodeError> {
+    let count = r.count_u32(MIN_FETCHED_PARTITION_BYTES, "Fetch partition count")?;
+    let mut partitions = Vec::with_capacity(count);
+    for _ in 0..count {
+        let target = decode_target(r)?;
+        let error = decode_partition_error(r)?;
+        let (high_watermark, count, records) = validate_records(r)?;
+        let result = match error {
+            Some(body) => Err(body),
+            None => Ok(FetchBody {
+                high_watermark,
+                records: FetchRecords {
+                    buf: records,
+                    // `count` fits: it was read from a u32.
+                    remaining: count as u32,
+                },
+            }),
+        };
+        partitions.push(FetchedPartitionView { target, result });
+    }
+    r.finish("Fetch")?;
+    Ok(partitions)
 }
 
 /// Fast path for the hot read: appends a Fetch response whose records are borrowed

@@ -61,9 +61,10 @@ mod tests;
 pub use errors::{offset_out_of_range_message, DecodeError, ErrorBody, ErrorCode, LeaderHint};
 pub use examples::{SpecExample, SPEC_EXAMPLES, V1_EXAMPLES};
 pub use fetch::{
-    decode_fetch_response, encode_fetch_response, fetch_response_prefix, peek_fetch_max_bytes,
-    record_header, BorrowedRecord, FetchBody, FetchPartitionsWriter, FetchRecords,
-    FetchResponseView, FetchResponseWriter, PartitionRecordsWriter, FETCH_RESPONSE_PREFIX_BYTES,
+    decode_fetch_partitions_response, decode_fetch_response, encode_fetch_response,
+    fetch_response_prefix, peek_fetch_max_bytes, record_header, BorrowedRecord, FetchBody,
+    FetchPartitionsView, FetchPartitionsWriter, FetchRecords, FetchResponseView,
+    FetchResponseWriter, FetchedPartitionView, PartitionRecordsWriter, FETCH_RESPONSE_PREFIX_BYTES,
 };
 pub use frame::{
     decode_request, decode_response, decode_response_versioned, encode_error_response,

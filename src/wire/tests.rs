@@ -1231,3 +1231,58 @@ fn fetch_max_bytes_is_read_in_place_in_both_versions() {
     v2[7] = 2;
     assert_eq!(peek_fetch_max_bytes(&v2), None);
 }
+
+/// The borrowing Fetch v1 decoder sees what the owned one sees, hands out values
+/// from the frame, and refuses what it refuses.
+#[test]
+fn fetch_partitions_view_matches_the_owned_decoder() {
+    let mut rng = Rng(7);
+    for _ in 0..50 {
+        let partitions: Vec<FetchedPartition> = (0..rng.below(4)).map(|_| rng.fetched()).collect();
+        let frame = enc_resp(&ResponseFrame {
+            correlation_id: 13,
+            result: Ok(ResponseBody::FetchPartitions {
+                partitions: partitions.clone(),
+            }),
+        });
+        let view = decode_fetch_partitions_response(&frame).unwrap();
+        assert_eq!(view.correlation_id, 13);
+        let got = view.result.unwrap();
+        assert_eq!(got.len(), partitions.len());
+        let frame_range = frame.as_ptr_range();
+        for (view, want) in got.into_iter().zip(&partitions) {
+            assert_eq!(view.target, want.target);
+            match (view.result, &want.error) {
+                (Err(body), Some(error)) => assert_eq!(&body, error),
+                (Ok(body), None) => {
+                    assert_eq!(body.high_watermark, want.high_watermark);
+                    let records: Vec<WireRecord> = body
+                        .records
+                        .inspect(|r| {
+                            assert!(frame_range.contains(&r.value.as_ptr()) || r.value.is_empty())
+                        })
+                        .map(|r| r.to_owned())
+                        .collect();
+                    assert_eq!(records, want.records);
+                }
+                (result, error) => panic!("{result:?} for {error:?}"),
+            }
+        }
+        // Every shorter body is refused by both decoders.
+        for keep in [frame.len() - 5, RESPONSE_HEADER_BYTES + 2] {
+            let cut = with_payload_cut(&frame, keep);
+            let owned = decode_response_versioned(&cut, ApiKey::Fetch, 1);
+            assert_eq!(
+                decode_fetch_partitions_response(&cut).is_ok(),
+                owned.is_ok(),
+                "{owned:?}"
+            );
+        }
+    }
+    let error = enc_resp(&ResponseFrame {
+        correlation_id: 5,
+        result: Err(ErrorBody::new(ErrorCode::Unavailable, "no quorum")),
+    });
+    let view = decode_fetch_partitions_response(&error).unwrap();
+    assert_eq!(view.result.unwrap_err().code, ErrorCode::Unavailable);
+}

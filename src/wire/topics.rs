@@ -301,7 +301,9 @@ pub(crate) fn decode_fetch_partitions(r: &mut ByteReader<'_>) -> Result<Request,
 }
 
 /// `u16 error_code` and, when nonzero, the error detail of a v0 error body.
-fn decode_partition_error(r: &mut ByteReader<'_>) -> Result<Option<ErrorBody>, DecodeError> {
+pub(crate) fn decode_partition_error(
+    r: &mut ByteReader<'_>,
+) -> Result<Option<ErrorBody>, DecodeError> {
     let code = r.u16("partition error_code")?;
     if code == 0 {
         return Ok(None);

@@ -5,6 +5,13 @@
 //! topics `bench-0`..`bench-<N-1>` (created if missing). Each producer keeps its own
 //! connection to its partition's leader; the result has the aggregate and one line
 //! per partition.
+//!
+//! `--consume` reads the same partitions (it creates none: an unknown topic or
+//! partition is an error before anything is read), one reader thread per partition
+//! with its own connection to one of the partition's replicas and two fetches in
+//! flight (Fetch v0 for the default topic, v1 with one partition otherwise; both
+//! decoded in place, without a copy per record). Its RESULT line has the produce
+//! side's columns.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, IsTerminal, Write};
@@ -27,26 +34,34 @@ use crate::{connect, Out, Output, Settings};
 
 #[derive(ClapArgs, Debug)]
 pub(crate) struct BenchArgs {
-    /// Read everything from offset 0 with big fetches instead of producing (W4), from
-    /// one follower (the leader if there is none).
+    /// Read instead of producing (W4): the partitions -t/-p or --topics name (every
+    /// partition of a topic without -p), from --from to the end each replica knows
+    /// (or --count records in all), with big fetches. One reader thread per
+    /// partition, each with its own connection to one of the partition's replicas
+    /// (a follower for the default topic) and two fetches in flight, so a topic of
+    /// M partitions is read with M connections in parallel, as M producers write
+    /// it. The rate is the sum of the readers over the time from when all are
+    /// connected until the last one is done.
     #[arg(long)]
     consume: bool,
     /// Producer connections to the leader (one thread each); at least one per
     /// partition produced to.
     #[arg(long, default_value_t = 1)]
     producers: usize,
-    /// Topic to produce to (--consume reads the default topic only).
+    /// Topic to produce to or, with --consume, read.
     #[arg(short = 't', long, default_value = DEFAULT_TOPIC)]
     topic: String,
-    /// Partition of --topic to produce to [default: all of them, spread over the
-    /// producers].
+    /// Partition of --topic to produce to or read [default: all of them, spread
+    /// over the producers; one reader each with --consume].
     #[arg(short = 'p', long)]
     partition: Option<u32>,
     /// Produce to this many topics named bench-0, bench-1, ... (created if missing,
-    /// with --partitions each, replicated on every voter) instead of --topic.
-    #[arg(long, conflicts_with_all = ["partition", "consume", "handshakes"])]
+    /// with --partitions each, replicated on every voter) instead of --topic; with
+    /// --consume, read every partition of them (an unknown one is an error).
+    #[arg(long, conflicts_with_all = ["partition", "handshakes"])]
     topics: Option<u32>,
-    /// Partitions of each topic --topics creates.
+    /// Partitions of each topic --topics creates (--consume reads the partitions
+    /// the topics have).
     #[arg(long, default_value_t = 1, requires = "topics")]
     partitions: u32,
     /// Produces each producer keeps in flight (1 = synchronous).
@@ -56,13 +71,14 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 100)]
     size: usize,
     /// Records in total (produce), or to read (consume; default: all up to the end).
+    /// Split evenly over the producers or the partitions read.
     #[arg(long)]
     count: Option<u64>,
-    /// First offset to read with --consume (e.g. skip W1's records to read only
-    /// the W2+W3 stream).
+    /// First offset to read in each partition with --consume (e.g. skip W1's
+    /// records to read only the W2+W3 stream).
     #[arg(long, default_value_t = 0)]
     from: u64,
-    /// Fetch size in bytes for --consume (two fetches are kept in flight; 512 KiB
+    /// Fetch size in bytes for --consume (two fetches per reader are kept in flight; 512 KiB
     /// measured fastest on a 2-core machine: 2.2-2.5 GB/s vs 1.8-2.1 at 1 MiB and
     /// 1.4-1.7 at 4 MiB).
     #[arg(long, default_value_t = 512 << 10)]
@@ -226,8 +242,7 @@ pub(crate) fn bench(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result
     let mut handles = Vec::new();
     let config = s.cluster_config()?;
     for p in 0..producers {
-        // Split the count as evenly as possible.
-        let share = total / producers as u64 + u64::from((p as u64) < total % producers as u64);
+        let share = share(total, producers, p);
         let target = targets[p % targets.len()].clone();
         let first = cluster
             .partition_connection(&target)
@@ -500,56 +515,218 @@ fn bench_handshakes(
     Ok(())
 }
 
+/// Most reader threads of `bench --consume` (one per partition read).
+const MAX_READERS: usize = 1024;
+
+/// `bench --consume`: one reader per partition (see `--consume`'s help), started
+/// together; the result is their sum over the time from the start until the last
+/// one finished, then one line per partition.
 fn bench_consume(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
-    if args.topic != DEFAULT_TOPIC || args.partition.is_some_and(|p| p != 0) {
-        return Err(Failure::usage(
-            "bench --consume reads the default topic only for now; drop -t/-p",
-        )
-        .into());
-    }
     let mut cluster = connect(s)?;
-    let mut retrier = Retrier::new(s.retry_policy(), 2);
-    let fail = |e| -> Output { explain(&s.addr, e).into() };
-    // One connection to one read target (a follower when there is one).
-    let client = read_connection(&mut cluster, &mut retrier).map_err(fail)?;
+    let targets = consume_targets(s, args, &mut cluster)?;
+    let readers = targets.len();
     let deadline = Instant::now() + Duration::from_secs(args.max_secs);
+    let barrier = Arc::new(Barrier::new(readers + 1));
+    let progress = Progress::start(args.progress, args.count);
+    let config = s.cluster_config()?;
+    // Every reader is connected before any thread starts, so a failure leaves none
+    // waiting.
+    let mut jobs = Vec::with_capacity(readers);
+    for (i, target) in targets.into_iter().enumerate() {
+        let mut retrier = Retrier::new(s.retry_policy(), 2 + i as u64);
+        let first = read_connection(&mut cluster, &target, &mut retrier)
+            .map_err(|e| explain(&s.addr, e))?;
+        let job = ConsumeJob {
+            target,
+            config: config.clone(),
+            from: Offset(args.from),
+            want: args.count.map(|n| share(n, readers, i)),
+            max_bytes: args.max_bytes,
+            deadline,
+            done: progress.counter(),
+        };
+        jobs.push((job, first, retrier));
+    }
+    let mut handles = Vec::with_capacity(readers);
+    for (job, first, retrier) in jobs {
+        let barrier = Arc::clone(&barrier);
+        handles.push(std::thread::spawn(move || {
+            barrier.wait();
+            job.run(first, retrier)
+        }));
+    }
+    barrier.wait();
     let started = Instant::now();
-    let want = args.count;
-    let progress = Progress::start(args.progress, want);
-    let progress_done = progress.counter();
-    let mut reader = Reader {
-        client,
-        next: Offset(args.from),
-        records: 0,
-        bytes: 0,
-        in_flight: VecDeque::new(),
-        ahead: Offset(args.from),
-        per_fetch: 0,
-        high_watermark: None,
+    let reports: Vec<ConsumeReport> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap_or_else(|_| ConsumeReport::panicked()))
+        .collect();
+    progress.finish();
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    print_consume_result(out, args, secs, &reports)?;
+    match reports.into_iter().find_map(|r| r.error) {
+        Some(e) => Err(explain(&s.addr, e).into()),
+        None => Ok(()),
+    }
+}
+
+/// `total` split as evenly as possible over `parts`: part `i`'s share.
+fn share(total: u64, parts: usize, i: usize) -> u64 {
+    let parts = parts.max(1) as u64;
+    total / parts + u64::from((i as u64) < total % parts)
+}
+
+/// The partitions `bench --consume` reads: `-t` (partition `-p`, else every
+/// partition) or every partition of `bench-0`..`bench-<N-1>` with `--topics N`.
+/// Unknown topics and partitions are refused before anything is read.
+fn consume_targets(
+    s: &Settings,
+    args: &BenchArgs,
+    cluster: &mut ClusterClient,
+) -> Result<Vec<TopicPartition>, Failure> {
+    let topics: Vec<String> = match args.topics {
+        Some(n) => (0..n.clamp(1, 1024))
+            .map(|i| format!("bench-{i}"))
+            .collect(),
+        None => vec![args.topic.clone()],
     };
-    // Bounded by the deadline, by reaching the end, and by the retry budget.
-    while Instant::now() < deadline {
-        let step = reader
-            .send(args.max_bytes, want)
-            .and_then(|()| reader.receive(want));
-        match step {
-            Ok(done) => {
-                retrier.progress();
-                progress_done.store(reader.records, Ordering::Relaxed);
-                if done {
-                    break;
-                }
-            }
-            Err(e) => {
-                reader.client = recover(e, &mut cluster, &mut retrier).map_err(fail)?;
-                (reader.in_flight, reader.per_fetch) = (VecDeque::new(), 0);
-            }
+    let mut targets = Vec::new();
+    for topic in &topics {
+        // The default topic's partition 0 needs no Metadata (the `consume` action only).
+        let count = if topic == DEFAULT_TOPIC && args.partition.is_none_or(|p| p == 0) {
+            1
+        } else {
+            cluster.partition_count(topic).map_err(|e| match args.topics {
+                Some(n) if e.code() == Some(ErrorCode::UnknownTopic) => Failure::new(
+                    crate::fail::EXIT_NOT_FOUND,
+                    format!("{e} (write the bench topics first: `clog bench --topics {n} --partitions M`)"),
+                ),
+                _ => explain(&s.addr, e),
+            })?
+        };
+        let picked = pick_partitions(topic, args.partition, count)
+            .map_err(|message| explain(&s.addr, unknown_topic(message)))?;
+        targets.extend(picked);
+        if targets.len() > MAX_READERS {
+            return Err(Failure::usage(format!(
+                "bench --consume reads with one thread per partition, at most {MAX_READERS}: name fewer with -t/-p or --topics"
+            )));
         }
     }
-    progress.finish();
-    let counts = (reader.records, reader.bytes);
-    print_consume_result(out, args, started, counts, retrier.retries)?;
-    Ok(())
+    Ok(targets)
+}
+
+/// Partition `partition` of `topic` (which has `count`), or all of them; an error
+/// message for a partition it does not have.
+fn pick_partitions(
+    topic: &str,
+    partition: Option<u32>,
+    count: u32,
+) -> Result<Vec<TopicPartition>, String> {
+    match partition {
+        Some(p) if p < count => Ok(vec![TopicPartition::new(topic, p)]),
+        Some(p) => Err(format!(
+            "topic {topic} has no partition {p}: it has {count} (0 to {})",
+            count.saturating_sub(1)
+        )),
+        None => Ok((0..count).map(|p| TopicPartition::new(topic, p)).collect()),
+    }
+}
+
+/// An `UNKNOWN_TOPIC` error found by clog itself (a partition past the count).
+fn unknown_topic(message: String) -> ClientError {
+    ClientError::Server {
+        code: ErrorCode::UnknownTopic,
+        message,
+        leader_hint: None,
+    }
+}
+
+/// What one reader of `bench --consume` needs.
+struct ConsumeJob {
+    target: TopicPartition,
+    config: ClusterConfig,
+    from: Offset,
+    /// This reader's share of --count (`None`: to the end).
+    want: Option<u64>,
+    max_bytes: u32,
+    deadline: Instant,
+    done: Arc<AtomicU64>,
+}
+
+/// What one reader of `bench --consume` read.
+struct ConsumeReport {
+    target: Option<TopicPartition>,
+    records: u64,
+    bytes: u64,
+    retries: u64,
+    error: Option<ClientError>,
+}
+
+impl ConsumeReport {
+    fn panicked() -> ConsumeReport {
+        ConsumeReport {
+            target: None,
+            records: 0,
+            bytes: 0,
+            retries: 0,
+            error: Some(ClientError::Protocol("a reader thread panicked".into())),
+        }
+    }
+}
+
+impl ConsumeJob {
+    /// Reads the partition from `from` to its end (or `want` records), reconnecting
+    /// to a replica after transient failures within the retry budget.
+    fn run(self, client: Client, mut retrier: Retrier) -> ConsumeReport {
+        let mut reader = Reader::new(client, self.target.clone(), self.from);
+        let mut cluster: Option<ClusterClient> = None;
+        let mut error = None;
+        // Bounded by the deadline, by reaching the end, and by the retry budget.
+        while Instant::now() < self.deadline {
+            let before = reader.records;
+            let step = reader
+                .send(self.max_bytes, self.want)
+                .and_then(|()| reader.receive(self.want));
+            self.done
+                .fetch_add(reader.records - before, Ordering::Relaxed);
+            match step {
+                Ok(true) => break,
+                Ok(false) => retrier.progress(),
+                Err(e) => match self.recover(e, &mut cluster, &mut retrier) {
+                    Ok(client) => reader.reconnected(client),
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                },
+            }
+        }
+        ConsumeReport {
+            target: Some(self.target),
+            records: reader.records,
+            bytes: reader.bytes,
+            retries: retrier.retries,
+            error,
+        }
+    }
+
+    /// After a failed fetch: waits (if the failure is transient and the budget
+    /// allows) and returns a new connection to a replica, or the error.
+    fn recover(
+        &self,
+        e: ClientError,
+        cluster: &mut Option<ClusterClient>,
+        retrier: &mut Retrier,
+    ) -> Result<Client, ClientError> {
+        retrier.retry(e)?;
+        let cluster = match cluster {
+            Some(c) => c,
+            None => cluster.insert(connect_cluster(&self.config, retrier)?),
+        };
+        cluster.forget_topic(&self.target.topic);
+        read_connection(cluster, &self.target, retrier)
+    }
 }
 
 /// The reading state of `bench --consume`. Two fetches are kept in flight: while
@@ -560,6 +737,7 @@ fn bench_consume(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result<()
 /// sent again from `next`.
 struct Reader {
     client: Client,
+    target: TopicPartition,
     next: Offset,
     records: u64,
     bytes: u64,
@@ -571,13 +749,35 @@ struct Reader {
 }
 
 impl Reader {
+    fn new(client: Client, target: TopicPartition, from: Offset) -> Reader {
+        Reader {
+            client,
+            target,
+            next: from,
+            records: 0,
+            bytes: 0,
+            in_flight: VecDeque::new(),
+            ahead: from,
+            per_fetch: 0,
+            high_watermark: None,
+        }
+    }
+
+    /// Continues on a new connection: what was in flight on the old one is lost.
+    fn reconnected(&mut self, client: Client) {
+        self.client = client;
+        (self.in_flight, self.per_fetch) = (VecDeque::new(), 0);
+    }
+
     /// Sends the fetch from `next` unless one in flight starts at or before it (a
     /// chain of guesses that ran ahead of `next` is abandoned, not followed: each of
     /// its answers would be dropped), and the predicted next one.
     fn send(&mut self, max_bytes: u32, want: Option<u64>) -> Result<(), ClientError> {
         let covered = self.in_flight.iter().any(|&(_, from)| from <= self.next);
         if !covered && self.in_flight.len() < 2 {
-            let id = self.client.send_fetch(self.next, max_bytes, 0)?;
+            let id = self
+                .client
+                .send_fetch_to(&self.target, self.next, max_bytes, 0)?;
             self.in_flight.push_back((id, self.next));
             self.ahead = self.next;
         }
@@ -586,7 +786,7 @@ impl Reader {
         let below_end = self.high_watermark.is_some_and(|hw| guess < hw);
         if self.in_flight.len() < 2 && self.per_fetch > 0 && room && below_end {
             // A failure here shows up in the receive below, which reconnects.
-            if let Ok(id) = self.client.send_fetch(guess, max_bytes, 0) {
+            if let Ok(id) = self.client.send_fetch_to(&self.target, guess, max_bytes, 0) {
                 self.in_flight.push_back((id, guess));
                 self.ahead = guess;
             }
@@ -618,11 +818,7 @@ impl Reader {
             }
             Err(e) if e.code() == Some(ErrorCode::OffsetOutOfRange) && self.records == 0 => {
                 // The log's start was removed by retention: begin at the first offset.
-                let status = self.client.status()?;
-                if status.first_index <= self.next {
-                    return Err(e);
-                }
-                self.next = status.first_index;
+                self.next = self.first_offset(e)?;
                 return Ok(false);
             }
             // A guess past the end; `next` is sent again.
@@ -644,48 +840,153 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// Where to start instead after `e` (`OFFSET_OUT_OF_RANGE`): the log's first
+    /// offset if retention removed `next`, as the error names it (`the log holds
+    /// [first, end)`) or, for the default topic, Status does. `e` otherwise (an
+    /// offset past the end).
+    fn first_offset(&mut self, e: ClientError) -> Result<Offset, ClientError> {
+        let named = match &e {
+            ClientError::Server { message, .. } => log_start(message),
+            _ => None,
+        };
+        let first = match named {
+            Some(first) => first,
+            None if self.target.is_default() => self.client.status()?.first_index,
+            None => return Err(e),
+        };
+        if first <= self.next {
+            return Err(e);
+        }
+        Ok(first)
+    }
+}
+
+/// The first offset an `OFFSET_OUT_OF_RANGE` message names (`... the log holds
+/// [first, end)`), if it names one.
+fn log_start(message: &str) -> Option<Offset> {
+    let (_, rest) = message.split_once("holds [")?;
+    let (first, _) = rest.split_once(',')?;
+    first.trim().parse().ok().map(Offset)
+}
+
 fn print_consume_result(
     out: &mut Out<'_>,
     args: &BenchArgs,
-    started: Instant,
-    (records, bytes): (u64, u64),
-    retries: u64,
+    secs: f64,
+    reports: &[ConsumeReport],
 ) -> io::Result<()> {
-    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let records: u64 = reports.iter().map(|r| r.records).sum();
+    let bytes: u64 = reports.iter().map(|r| r.bytes).sum();
+    let retries: u64 = reports.iter().map(|r| r.retries).sum();
     let rps = records as f64 / secs;
     let mbps = bytes as f64 / secs / 1e6;
     writeln!(
         out,
-        "consume: {records} records ({bytes} B) in {secs:.3} s: {rps:.0} records/s, {mbps:.2} MB/s, {retries} retries"
+        "consume: {records} records ({bytes} B) in {secs:.3} s with {} reader(s): {rps:.0} records/s, {mbps:.2} MB/s, {retries} retries",
+        reports.len()
     )?;
     writeln!(
         out,
         "RESULT\tCommitlog\tConsume\t{}\t{records}\t{secs:.3}\t{rps:.0}\t{mbps:.2}\t0\t0\t0\t0",
         args.label
-    )
+    )?;
+    let per_partition = reports.len() > 1
+        || reports
+            .iter()
+            .any(|r| r.target.as_ref().is_some_and(|t| !t.is_default()));
+    if per_partition {
+        for r in reports {
+            let Some(target) = &r.target else { continue };
+            let (rps, mbps) = (r.records as f64 / secs, r.bytes as f64 / secs / 1e6);
+            writeln!(
+                out,
+                "partition {target}: {} records, {rps:.0} records/s, {mbps:.2} MB/s",
+                r.records
+            )?;
+        }
+    }
+    Ok(())
 }
 
-/// After a failed fetch: waits (if the failure is transient and the budget allows)
-/// and returns a new read connection, or the error.
-fn recover(
-    e: ClientError,
-    cluster: &mut ClusterClient,
+/// A cluster client, retried within the budget.
+fn connect_cluster(
+    config: &ClusterConfig,
     retrier: &mut Retrier,
-) -> Result<Client, ClientError> {
-    retrier.retry(e)?;
-    read_connection(cluster, retrier)
+) -> Result<ClusterClient, ClientError> {
+    // Bounded by the retry budget: every failure either waits or ends the loop.
+    loop {
+        match ClusterClient::connect(config.clone()) {
+            Ok(c) => return Ok(c),
+            Err(e) => retrier.retry(e)?,
+        }
+    }
 }
 
-/// A connection to a read target, retried within the budget.
+/// A connection to one of `target`'s replicas, retried within the budget.
 fn read_connection(
     cluster: &mut ClusterClient,
+    target: &TopicPartition,
     retrier: &mut Retrier,
 ) -> Result<Client, ClientError> {
     // Bounded by the retry budget: every failure either waits or ends the loop.
     loop {
-        match cluster.read_connection() {
+        match cluster.partition_read_connection(target) {
             Ok(c) => return Ok(c),
             Err(e) => retrier.retry(e)?,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_is_split_evenly_and_wholly() {
+        for (total, parts) in [(0, 1), (10, 3), (301, 3), (5, 8), (u64::MAX, 7)] {
+            let shares: Vec<u64> = (0..parts).map(|i| share(total, parts, i)).collect();
+            let sum = shares.iter().fold(0u64, |a, &s| a.wrapping_add(s));
+            assert_eq!(sum, total, "{shares:?}");
+            let (min, max) = (shares.iter().min(), shares.iter().max());
+            assert!(
+                max.zip(min).is_some_and(|(max, min)| max - min <= 1),
+                "{shares:?}"
+            );
+        }
+        assert_eq!(share(301, 3, 0), 101);
+        assert_eq!(share(301, 3, 2), 100);
+        assert_eq!(share(7, 0, 0), 7, "no parts counts as one");
+    }
+
+    #[test]
+    fn partitions_picked_are_the_topics_own() {
+        let all = pick_partitions("t", None, 3).unwrap();
+        assert_eq!(
+            all,
+            (0..3)
+                .map(|p| TopicPartition::new("t", p))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            pick_partitions("t", Some(2), 3).unwrap(),
+            [TopicPartition::new("t", 2)]
+        );
+        let err = pick_partitions("t", Some(3), 3).unwrap_err();
+        assert!(
+            err.contains("no partition 3") && err.contains("0 to 2"),
+            "{err}"
+        );
+        assert!(pick_partitions("t", Some(0), 0).is_err());
+    }
+
+    #[test]
+    fn the_log_start_is_read_from_an_out_of_range_message() {
+        let message =
+            commitlog::wire::offset_out_of_range_message(Offset(3), Offset(40), Offset(90));
+        assert_eq!(log_start(&message), Some(Offset(40)));
+        let empty = commitlog::wire::offset_out_of_range_message(Offset(3), Offset(9), Offset(9));
+        assert_eq!(log_start(&empty), None);
+        assert_eq!(log_start("holds [x, 3)"), None);
     }
 }

@@ -4,7 +4,9 @@
 //! Topics: `-t/--topic` (default `default`) and `-p/--partition`. A produce without
 //! `-p` to a topic with several partitions spreads its requests round-robin over
 //! them (the client's partitioner) and says where each went; `consume` and `tail`
-//! without `-p` read partition 0.
+//! without `-p` read partition 0. With `-o json` every record read, every offset
+//! produced and the stdin summary (one object per partition) name the topic and
+//! the partition.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, BufRead, IsTerminal, Read, Write};
@@ -52,8 +54,7 @@ pub(crate) fn produce(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Re
     let mut batch: Vec<Vec<u8>> = Vec::with_capacity(batch_max.min(4096));
     let mut batch_bytes = 0usize;
     let mut produced = 0u64;
-    // Per partition: the first and last offset written.
-    let mut ranges: BTreeMap<u32, (Offset, Offset)> = BTreeMap::new();
+    let mut ranges = Ranges::new();
     // Bounded by the input: each pass consumes one record or ends.
     loop {
         let record = read_record(
@@ -79,7 +80,8 @@ pub(crate) fn produce(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Re
                 .map_err(|e| explain(&s.addr, e))?;
             produced += values.len() as u64;
             let last = Offset(offset.0 + values.len() as u64 - 1);
-            ranges.entry(partition).or_insert((offset, last)).1 = last;
+            let range = ranges.entry(partition).or_insert((offset, last, 0));
+            (range.1, range.2) = (last, range.2 + values.len() as u64);
             batch.clear();
             batch_bytes = 0;
         }
@@ -87,7 +89,28 @@ pub(crate) fn produce(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Re
             break;
         }
     }
-    write_summary(out, &args.topic, fixed, produced, &ranges)?;
+    match s.output {
+        OutputKind::Json => write_summary_json(out, &args.topic, &ranges)?,
+        OutputKind::Text => write_summary(out, &args.topic, fixed, produced, &ranges)?,
+    }
+    Ok(())
+}
+
+/// Per partition written to: the first and last offset written, and the records.
+type Ranges = BTreeMap<u32, (Offset, Offset, u64)>;
+
+/// The summary of a stdin produce as JSON: one object per partition written to.
+fn write_summary_json(out: &mut Out<'_>, topic: &str, ranges: &Ranges) -> io::Result<()> {
+    for (partition, (first, last, records)) in ranges {
+        let line = serde_json::json!({
+            "topic": topic,
+            "partition": partition,
+            "first_offset": first.0,
+            "last_offset": last.0,
+            "records": records,
+        });
+        writeln!(out, "{line}")?;
+    }
     Ok(())
 }
 
@@ -98,7 +121,7 @@ fn write_summary(
     topic: &str,
     fixed: Option<u32>,
     produced: u64,
-    ranges: &BTreeMap<u32, (Offset, Offset)>,
+    ranges: &Ranges,
 ) -> io::Result<()> {
     let place = if topic == DEFAULT_TOPIC {
         String::new()
@@ -110,10 +133,10 @@ fn write_summary(
         _ => format!(" of partition {p}"),
     };
     match (ranges.len(), ranges.iter().next()) {
-        (1, Some((p, (f, _)))) if produced == 1 => {
+        (1, Some((p, (f, _, _)))) if produced == 1 => {
             writeln!(out, "produced 1 record{place} at offset {f}{}", one(p))?
         }
-        (1, Some((p, (f, l)))) => writeln!(
+        (1, Some((p, (f, l, _)))) => writeln!(
             out,
             "produced {produced} records{place} at offsets {f}..={l}{}",
             one(p)
@@ -122,7 +145,7 @@ fn write_summary(
         _ => {
             let parts: Vec<String> = ranges
                 .iter()
-                .map(|(p, (f, l))| format!("partition {p} offsets {f}..={l}"))
+                .map(|(p, (f, l, _))| format!("partition {p} offsets {f}..={l}"))
                 .collect();
             writeln!(
                 out,
@@ -171,7 +194,8 @@ fn send_batch(
     }
 }
 
-/// Arguments and --value-file records, one produce each; prints each offset.
+/// Arguments and --value-file records, one produce each; prints each offset (with
+/// `-o json` one object per record: `topic`, `partition`, `offset`).
 fn produce_given(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Result<(), Output> {
     let mut values = Vec::with_capacity(args.values.len() + args.value_file.len());
     for (i, v) in args.values.iter().enumerate() {
@@ -200,9 +224,17 @@ fn produce_given(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Result<
     for value in &values {
         let (partition, offset) = send_batch(&mut client, &args.topic, fixed, &[value])
             .map_err(|e| explain(&s.addr, e))?;
-        match fixed {
-            Some(_) => writeln!(out, "{offset}")?,
-            None => writeln!(out, "{partition}\t{offset}")?,
+        match (s.output, fixed) {
+            (OutputKind::Json, _) => {
+                let line = serde_json::json!({
+                    "topic": args.topic,
+                    "partition": partition,
+                    "offset": offset.0,
+                });
+                writeln!(out, "{line}")?
+            }
+            (OutputKind::Text, Some(_)) => writeln!(out, "{offset}")?,
+            (OutputKind::Text, None) => writeln!(out, "{partition}\t{offset}")?,
         }
     }
     Ok(())
@@ -297,7 +329,7 @@ pub(crate) fn consume(s: &Settings, args: &ConsumeArgs, out: &mut Out<'_>) -> Re
             if printed >= want {
                 break;
             }
-            format.write(out, record.offset.0, &record.value)?;
+            format.write(out, &target, record.offset.0, &record.value)?;
             next = Offset(record.offset.0 + 1);
             printed += 1;
         }
@@ -332,7 +364,7 @@ pub(crate) fn tail(s: &Settings, args: &TailArgs, out: &mut Out<'_>) -> Result<(
     let (last, mut next) =
         last_records(&mut client, &target, Offset(start), end, lines).map_err(fail)?;
     for record in &last {
-        format.write(out, record.offset.0, &record.value)?;
+        format.write(out, &target, record.offset.0, &record.value)?;
     }
     out.flush()?;
     if lines == 0 {
@@ -347,7 +379,7 @@ pub(crate) fn tail(s: &Settings, args: &TailArgs, out: &mut Out<'_>) -> Result<(
             .fetch_from(&target, next, FETCH_BYTES, FOLLOW_WAIT_MS)
             .map_err(fail)?;
         for record in &fetched.records {
-            format.write(out, record.offset.0, &record.value)?;
+            format.write(out, &target, record.offset.0, &record.value)?;
             next = Offset(record.offset.0 + 1);
         }
         out.flush()?;

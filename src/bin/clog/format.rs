@@ -6,6 +6,8 @@ use std::io::{self, Write};
 
 use clap::ValueEnum;
 
+use commitlog::wire::TopicPartition;
+
 /// `produce --input-format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum InputFormat {
@@ -126,6 +128,8 @@ pub(crate) enum Piece {
     Offset,
     Value,
     Size,
+    Topic,
+    Partition,
 }
 
 /// How records are printed.
@@ -138,14 +142,14 @@ pub(crate) enum RecordFormat {
     ValuesOnly { end: u8 },
     /// `-f`: kcat-style pieces, raw values, nothing added.
     Custom(Vec<Piece>),
-    /// One JSON object per line: `offset`, `size`, and `value` (valid UTF-8) or
-    /// `value_base64` (anything else).
+    /// One JSON object per line: `topic`, `partition`, `offset`, `size`, and
+    /// `value` (valid UTF-8) or `value_base64` (anything else).
     Json,
 }
 
 impl RecordFormat {
-    /// Parses a `-f` format: `%o` offset, `%v` value, `%s` size, `%%`; escapes as
-    /// [`unescape`]. Unknown `%x` is an error naming it.
+    /// Parses a `-f` format: `%o` offset, `%v` value, `%s` size, `%t` topic, `%p`
+    /// partition, `%%`; escapes as [`unescape`]. Unknown `%x` is an error naming it.
     pub(crate) fn custom(format: &str) -> Result<RecordFormat, String> {
         let bytes = unescape(format);
         let mut pieces = Vec::new();
@@ -164,9 +168,11 @@ impl RecordFormat {
                 Some(b'o') => Piece::Offset,
                 Some(b'v') => Piece::Value,
                 Some(b's') => Piece::Size,
+                Some(b't') => Piece::Topic,
+                Some(b'p') => Piece::Partition,
                 Some(c) => {
                     return Err(format!(
-                        "unknown field `%{}` in -f (known: %o offset, %v value, %s size, %% a percent sign)",
+                        "unknown field `%{}` in -f (known: %o offset, %v value, %s size, %t topic, %p partition, %% a percent sign)",
                         c as char
                     ))
                 }
@@ -183,8 +189,14 @@ impl RecordFormat {
         Ok(RecordFormat::Custom(pieces))
     }
 
-    /// Writes one record.
-    pub(crate) fn write(&self, out: &mut impl Write, offset: u64, value: &[u8]) -> io::Result<()> {
+    /// Writes one record of `from`.
+    pub(crate) fn write(
+        &self,
+        out: &mut impl Write,
+        from: &TopicPartition,
+        offset: u64,
+        value: &[u8],
+    ) -> io::Result<()> {
         match self {
             RecordFormat::Text { end } => {
                 write!(out, "{offset}\t")?;
@@ -202,12 +214,16 @@ impl RecordFormat {
                         Piece::Offset => write!(out, "{offset}")?,
                         Piece::Value => out.write_all(value)?,
                         Piece::Size => write!(out, "{}", value.len())?,
+                        Piece::Topic => out.write_all(from.topic.as_bytes())?,
+                        Piece::Partition => write!(out, "{}", from.partition)?,
                     }
                 }
                 Ok(())
             }
             RecordFormat::Json => {
                 let mut object = serde_json::Map::new();
+                object.insert("topic".into(), from.topic.as_str().into());
+                object.insert("partition".into(), from.partition.into());
                 object.insert("offset".into(), offset.into());
                 object.insert("size".into(), value.len().into());
                 match std::str::from_utf8(value) {
@@ -255,8 +271,12 @@ mod tests {
     use super::*;
 
     fn render(f: &RecordFormat, offset: u64, value: &[u8]) -> String {
+        render_from(f, &TopicPartition::default_topic(), offset, value)
+    }
+
+    fn render_from(f: &RecordFormat, from: &TopicPartition, offset: u64, value: &[u8]) -> String {
         let mut out = Vec::new();
-        f.write(&mut out, offset, value).unwrap();
+        f.write(&mut out, from, offset, value).unwrap();
         String::from_utf8_lossy(&out).into_owned()
     }
 
@@ -301,11 +321,24 @@ mod tests {
         assert!(RecordFormat::custom("x%").is_err());
         assert_eq!(
             render(&RecordFormat::Json, 4, b"h\"i"),
-            "{\"offset\":4,\"size\":3,\"value\":\"h\\\"i\"}\n"
+            "{\"offset\":4,\"partition\":0,\"size\":3,\"topic\":\"default\",\"value\":\"h\\\"i\"}\n"
         );
         assert_eq!(
             render(&RecordFormat::Json, 5, &[0xff]),
-            "{\"offset\":5,\"size\":1,\"value_base64\":\"/w==\"}\n"
+            "{\"offset\":5,\"partition\":0,\"size\":1,\"topic\":\"default\",\"value_base64\":\"/w==\"}\n"
         );
+    }
+
+    #[test]
+    fn json_and_custom_formats_name_the_partition() {
+        let orders = TopicPartition::new("orders", 2);
+        let line = render_from(&RecordFormat::Json, &orders, 9, b"x");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["topic"], "orders");
+        assert_eq!(v["partition"], 2);
+        assert_eq!(v["offset"], 9);
+        assert_eq!(v["value"], "x");
+        let f = RecordFormat::custom("%t/%p@%o %v\\n").unwrap();
+        assert_eq!(render_from(&f, &orders, 9, b"x"), "orders/2@9 x\n");
     }
 }

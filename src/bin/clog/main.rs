@@ -111,7 +111,9 @@ pub(crate) enum OutputKind {
 pub(crate) enum Command {
     /// Append records: each argument is one record; without arguments, each line of
     /// stdin is one record (sent in batches). Prints each offset (arguments) or a
-    /// summary (stdin).
+    /// summary (stdin); with -o json one object per offset (`topic`, `partition`,
+    /// `offset`) or per partition written to (`first_offset`, `last_offset`,
+    /// `records`).
     #[command(after_help = "\
 Examples:
   clog produce hello world                   # two records; prints 2 offsets
@@ -120,7 +122,8 @@ Examples:
   clog produce --value-file photo.jpg        # a whole file is one record
   echo 68690a | clog produce --input-format hex   # the record is \"hi\\n\"
   clog produce -t orders -p 2 hello          # to partition 2 of topic orders
-  seq 100 | clog produce -t orders           # batches round-robin over its partitions")]
+  seq 100 | clog produce -t orders           # batches round-robin over its partitions
+  clog produce -o json -t orders hi          # {\"offset\":2,\"partition\":0,\"topic\":\"orders\"}")]
     Produce(ProduceArgs),
     /// Print records from an offset (default: from the start) to the end of the log:
     /// `offset<TAB>value` per line, flushed as records arrive. With --count N, stop
@@ -131,8 +134,10 @@ Examples:
   clog consume --from 42 --count 10          # 10 records from offset 42 (waits for them)
   clog consume --count 10 -e                 # at most 10, but stop at the end
   clog consume --follow                      # everything, then new records as they come
-  clog consume -o json | jq .value           # one JSON object per record
+  clog consume -o json | jq .value           # one JSON object per record: topic, partition,
+                                             # offset, size, value (value_base64 if not UTF-8)
   clog consume -f '%o: %v (%s bytes)\\n'      # kcat-style format
+  clog consume -t orders -f '%t/%p %o %v\\n'  # with the topic and partition
   clog consume --values-only -0 | xargs -0 echo
   clog consume -t orders -p 2                # partition 2 of topic orders (default: 0)")]
     Consume(ConsumeArgs),
@@ -187,6 +192,8 @@ Examples:
   clog bench --producers 16 --window 8 --size 1024 --count 100000
   clog bench --consume                       # read everything back
   clog bench --topics 4 --partitions 3 --count 120000   # 12 partitions, one producer each
+  clog bench --topics 4 --consume            # read them back, one reader per partition
+  clog bench -t orders -p 1 --consume        # one partition of orders
   clog bench -t orders --producers 6         # every partition of orders
   clog bench --handshakes 1000 --ca ca.pem --cert c.pem --key k.pem")]
     Bench(bench::BenchArgs),
@@ -280,8 +287,8 @@ pub(crate) struct ConsumeArgs {
     #[arg(short = 'e', long)]
     pub(crate) exit_at_end: bool,
     /// Print each record with this format (kcat style): %o offset, %v value (raw),
-    /// %s value size in bytes, %% a percent sign; \n, \t, \0 and \\ escapes. No
-    /// newline is added.
+    /// %s value size in bytes, %t topic, %p partition, %% a percent sign; \n, \t,
+    /// \0 and \\ escapes. No newline is added.
     #[arg(short = 'f', long)]
     pub(crate) format: Option<String>,
     #[command(flatten)]

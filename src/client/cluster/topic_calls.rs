@@ -218,6 +218,18 @@ impl ClusterClient {
         Client::connect_with(addr.as_str(), self.options_for(&addr))
     }
 
+    /// A new connection of its own to one of `target`'s replicas (taken in turn, as
+    /// reads are), for pipelined reading (e.g. `clog bench --consume`); for the
+    /// default topic's partition 0, [`ClusterClient::read_connection`]. It does not
+    /// follow replica changes: see [`ClusterClient::forget_topic`].
+    pub fn partition_read_connection(&mut self, target: &TopicPartition) -> Result<Client> {
+        if target.is_default() {
+            return self.read_connection();
+        }
+        let addr = self.pick(Dest::Partition(target, Route::Read))?;
+        Client::connect_with(addr.as_str(), self.options_for(&addr))
+    }
+
     /// Forget what is cached about `topic` (e.g. after its leader moved): the next
     /// call asks for its metadata again.
     pub fn forget_topic(&mut self, topic: &str) {
