@@ -9,8 +9,10 @@
 //! * Once a group's appends went to the journal, all its appends do until the next
 //!   checkpoint (a later round synced another way could be rolled back by replaying
 //!   an older record over it).
-//! * A checkpoint fsyncs the logs of every journaled group, then rewrites the
-//!   journal keeping only the records of groups not replayed yet.
+//! * A checkpoint starts a new journal file (holding the records of groups not
+//!   replayed yet), fsyncs the logs of every journaled group on its own thread,
+//!   then removes the older files. Groups journaled before it stay journaled
+//!   until it completes (their records are in the files it removes).
 //! * Before a log is reset (InstallSnapshot), a checkpoint: no record from before
 //!   the reset may be replayed after it.
 //! * At start, each group replays its records when it opens (in order, each making
@@ -23,8 +25,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::sync_pool::SyncPool;
-use crate::storage::journal::{Journal, JournalRecord};
+use std::thread::JoinHandle;
+
+use crate::storage::journal::{self, Journal, JournalRecord};
 use crate::storage::{Log, StorageError};
 use crate::sync::lock;
 use crate::types::GroupId;
@@ -44,12 +47,25 @@ pub(crate) struct NodeJournal {
 
 struct Inner {
     journal: Journal,
-    /// Groups with records since the last checkpoint, and their logs.
+    /// Groups with records in a journal file not yet removed, and their logs.
     journaled: BTreeMap<GroupId, Arc<Log>>,
+    /// Groups journaled since the running checkpoint rotated the journal: the
+    /// only ones still journaled once it completes.
+    since_rotation: BTreeMap<GroupId, Arc<Log>>,
     /// Records of groups that have not opened since start.
     pending: BTreeMap<GroupId, Vec<JournalRecord>>,
-    /// When the first group was journaled after the last checkpoint.
+    /// When a group was first journaled after the last rotation.
     since: Option<Instant>,
+    /// The checkpoint fsyncing logs in the background, if one runs.
+    running: Option<JoinHandle<Outcome>>,
+}
+
+/// What a background checkpoint did.
+struct Outcome {
+    /// Logs whose fsync failed (the journal files were then kept).
+    failed: Vec<(GroupId, StorageError)>,
+    /// Removing the covered journal files, if attempted.
+    removed: Option<Result<(), StorageError>>,
 }
 
 impl std::fmt::Debug for NodeJournal {
@@ -85,8 +101,10 @@ impl NodeJournal {
             inner: Mutex::new(Inner {
                 journal,
                 journaled: BTreeMap::new(),
+                since_rotation: BTreeMap::new(),
                 pending,
                 since: None,
+                running: None,
             }),
         })
     }
@@ -111,6 +129,7 @@ impl NodeJournal {
         let mut inner = lock(&self.inner);
         inner.pending.remove(&id);
         inner.journaled.remove(&id);
+        inner.since_rotation.remove(&id);
     }
 
     /// Groups whose records wait for them to open.
@@ -140,40 +159,123 @@ impl NodeJournal {
         committed?;
         for (id, log, _) in appended {
             inner.journaled.insert(*id, Arc::clone(log));
+            inner.since_rotation.insert(*id, Arc::clone(log));
         }
         inner.since.get_or_insert_with(Instant::now);
         Ok(())
     }
 
-    /// True if a checkpoint is due (size or age).
-    pub(crate) fn checkpoint_due(&self) -> bool {
-        let inner = lock(&self.inner);
-        inner.journal.len_bytes() >= CHECKPOINT_BYTES
+    /// Collects a finished background checkpoint, and starts one if the journal
+    /// is big or old enough: it rotates the journal (the raft thread goes on
+    /// writing the new file) and fsyncs the covered logs on its own thread, so no
+    /// round waits for the segments' fsyncs. An error is a log's fsync failing.
+    pub(crate) fn poll_checkpoint(&self) -> Result<(), StorageError> {
+        let mut inner = lock(&self.inner);
+        if inner.running.as_ref().is_some_and(|t| t.is_finished()) {
+            inner.collect()?;
+        }
+        let due = inner.journal.len_bytes() >= CHECKPOINT_BYTES
             || inner
                 .since
-                .is_some_and(|t| t.elapsed() >= CHECKPOINT_INTERVAL)
-    }
-
-    /// fsyncs the log of every journaled group (several at once on `pool`), then
-    /// rewrites the journal with only the records still waiting for their groups.
-    pub(crate) fn checkpoint(&self, pool: Option<&SyncPool>) -> Result<(), StorageError> {
-        let mut inner = lock(&self.inner);
-        let logs: Vec<Arc<Log>> = inner.journaled.values().cloned().collect();
-        let results = match pool {
-            Some(pool) => pool.sync_all(&logs),
-            None => logs.iter().map(|l| l.sync().map(|_| ())).collect(),
-        };
-        for r in results {
-            r?;
+                .is_some_and(|t| t.elapsed() >= CHECKPOINT_INTERVAL);
+        if inner.running.is_some() || !due {
+            return Ok(());
         }
-        let keep: Vec<JournalRecord> = inner.pending.values().flatten().cloned().collect();
-        if inner.journal.len_bytes() > 0 || !keep.is_empty() {
-            inner.journal.rewrite(&keep)?;
+        let through = inner.rotate()?;
+        let logs: Vec<(GroupId, Arc<Log>)> = inner
+            .journaled
+            .iter()
+            .map(|(id, l)| (*id, Arc::clone(l)))
+            .collect();
+        let dir = inner.journal.dir().to_path_buf();
+        let spawned = std::thread::Builder::new()
+            .name("journal-checkpoint".into())
+            .spawn(move || checkpoint_logs(&logs, &dir, through));
+        match spawned {
+            Ok(t) => inner.running = Some(t),
+            // No thread: this round waits for the fsyncs instead.
+            Err(e) => {
+                log::warn!("journal checkpoint thread not started ({e}): checkpointing here");
+                inner.sync_and_remove(through)?;
+            }
         }
-        inner.journaled.clear();
-        inner.since = None;
         Ok(())
     }
+
+    /// A checkpoint now, on the calling thread (before a log reset, at exit, after
+    /// a failed journal write): when it returns, no journal record of a group
+    /// that has opened is left.
+    pub(crate) fn checkpoint(&self) -> Result<(), StorageError> {
+        let mut inner = lock(&self.inner);
+        if inner.running.is_some() {
+            inner.collect()?;
+        }
+        let through = inner.rotate()?;
+        inner.sync_and_remove(through)
+    }
+}
+
+impl Inner {
+    /// Starts a new journal file holding the records still waiting for their
+    /// groups; returns the last generation to remove once the logs are fsynced.
+    fn rotate(&mut self) -> Result<u64, StorageError> {
+        let keep: Vec<JournalRecord> = self.pending.values().flatten().cloned().collect();
+        let through = self.journal.rotate(&keep)?;
+        self.since_rotation.clear();
+        self.since = None;
+        Ok(through)
+    }
+
+    /// fsyncs every journaled log, then removes the files through `through`.
+    fn sync_and_remove(&mut self, through: u64) -> Result<(), StorageError> {
+        for log in self.journaled.values() {
+            log.sync()?;
+        }
+        journal::remove_through(self.journal.dir(), through)?;
+        self.journaled = std::mem::take(&mut self.since_rotation);
+        Ok(())
+    }
+
+    /// Waits for the running checkpoint and applies its outcome.
+    fn collect(&mut self) -> Result<(), StorageError> {
+        let Some(thread) = self.running.take() else {
+            return Ok(());
+        };
+        let outcome = thread.join().unwrap_or_else(|_| Outcome {
+            failed: Vec::new(),
+            removed: Some(Err(StorageError::Closed)),
+        });
+        // A deleted group's log may fail to sync: its records no longer matter.
+        if let Some((id, e)) = outcome
+            .failed
+            .into_iter()
+            .find(|(id, _)| self.journaled.contains_key(id))
+        {
+            log::error!("journal checkpoint: group {id}'s log failed to fsync: {e}");
+            return Err(e);
+        }
+        match outcome.removed {
+            Some(Ok(())) => self.journaled = std::mem::take(&mut self.since_rotation),
+            // Older files stay: every group journaled stays so until a later
+            // checkpoint removes them.
+            Some(Err(e)) => log::warn!("journal checkpoint: files not removed: {e}"),
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+/// The background checkpoint: fsyncs each log, then removes the journal files
+/// through `through` if every fsync succeeded.
+fn checkpoint_logs(logs: &[(GroupId, Arc<Log>)], dir: &Path, through: u64) -> Outcome {
+    let failed: Vec<(GroupId, StorageError)> = logs
+        .iter()
+        .filter_map(|(id, log)| log.sync().err().map(|e| (*id, e)))
+        .collect();
+    let removed = failed
+        .is_empty()
+        .then(|| journal::remove_through(dir, through));
+    Outcome { failed, removed }
 }
 
 /// Appends the record of `log` from `from` to its end to the journal's round.

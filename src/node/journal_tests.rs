@@ -192,13 +192,13 @@ fn a_checkpoint_keeps_only_records_of_groups_not_replayed() {
     }
     a.sync().unwrap();
     j.replayed(GroupId(1));
-    j.checkpoint(None).unwrap();
+    j.checkpoint().unwrap();
     assert!(!j.covers(GroupId(1)));
     drop(j);
     let j = NodeJournal::open(&root.0).unwrap();
     assert_eq!(j.pending_groups(), vec![GroupId(2)]);
     j.forget(GroupId(2));
-    j.checkpoint(None).unwrap();
+    j.checkpoint().unwrap();
     drop(j);
     assert!(NodeJournal::open(&root.0)
         .unwrap()

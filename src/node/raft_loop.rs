@@ -633,11 +633,12 @@ impl RaftLoop {
             self.touch(id);
             self.group_call(id, |g| Ok(g.driver.synced(seq)?))?;
         }
-        if (use_journal && !journaled) || journal.checkpoint_due() {
-            journal
-                .checkpoint(Some(&self.sync_pool))
-                .map_err(WriteError::from)?;
-        }
+        let checkpointed = if use_journal && !journaled {
+            journal.checkpoint()
+        } else {
+            journal.poll_checkpoint()
+        };
+        checkpointed.map_err(WriteError::from)?;
         Ok(())
     }
 
@@ -714,7 +715,7 @@ impl RaftLoop {
             g.finish(&self.shared);
         }
         // The logs were fsynced by `finish`: the next start replays nothing.
-        if let Err(e) = self.shared.journal.checkpoint(None) {
+        if let Err(e) = self.shared.journal.checkpoint() {
             log::warn!("node journal not checkpointed at exit (replayed at start): {e}");
         }
         for job in self.inbox.drain_produces() {

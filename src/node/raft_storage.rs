@@ -444,7 +444,7 @@ impl LogStorage {
     pub fn install(&mut self, start: LogStart) -> Result<(), WriteError> {
         if let Some(journal) = &self.journal {
             // No journal record from before the reset may be replayed after it.
-            journal.checkpoint(None)?;
+            journal.checkpoint()?;
         }
         self.unjournaled_from = None;
         meta::write_log_start(&self.meta_dir, &start)?;

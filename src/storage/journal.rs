@@ -30,14 +30,17 @@ use std::path::{Path, PathBuf};
 use super::segment;
 use super::{Offset, RecordKind, Result, StorageError, Term};
 
-/// The journal file's name in its directory.
-pub const JOURNAL_FILE_NAME: &str = "journal";
+/// Journal files are `journal.<generation>` in their directory; a checkpoint starts
+/// a new generation and removes the older files once the logs they cover are fsynced.
+pub const JOURNAL_FILE_PREFIX: &str = "journal.";
 const MAGIC: u32 = 0x434c_4a31; // "CLJ1"
 const HEADER_BYTES: usize = 12;
 const BODY_FIXED_BYTES: usize = 28;
 const ENTRY_FIXED_BYTES: usize = 13;
-/// Largest journal read at open: far above what checkpoints let it reach.
+/// Largest journal file read at open: far above what checkpoints let one reach.
 const MAX_OPEN_BYTES: u64 = 1 << 33;
+/// Most journal files read at open (a checkpoint leaves one or two).
+const MAX_FILES: usize = 1024;
 
 /// One entry of a journal record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +70,8 @@ pub struct JournalRecord {
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
-    path: PathBuf,
+    /// Generation of the file written now.
+    generation: u64,
     file: File,
     /// Bytes of valid records in the file (the next round is written here).
     len: u64,
@@ -75,50 +79,127 @@ pub struct Journal {
     round: Vec<u8>,
 }
 
+/// The path of generation `generation`'s file in `dir`.
+pub fn file_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("{JOURNAL_FILE_PREFIX}{generation:020}"))
+}
+
+/// Generations of the journal files in `dir`, ascending.
+fn generations(dir: &Path) -> Result<Vec<u64>> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(g) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(JOURNAL_FILE_PREFIX))
+            .and_then(|g| g.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if out.len() == MAX_FILES {
+            return Err(StorageError::corrupt(
+                dir,
+                0,
+                format!("more than {MAX_FILES} journal files"),
+            ));
+        }
+        out.push(g);
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Removes the journal files of generations up to `through` (their records are
+/// covered by fsynced logs), then fsyncs the directory.
+pub fn remove_through(dir: &Path, through: u64) -> Result<()> {
+    for g in generations(dir)?.into_iter().filter(|g| *g <= through) {
+        let path = file_path(dir, g);
+        std::fs::remove_file(&path)
+            .map_err(|e| StorageError::io(format!("removing {}", path.display()), e))?;
+    }
+    segment::sync_dir(dir)
+}
+
+/// Reads one journal file: its records and the length of its valid prefix.
+fn read_file(path: &Path) -> Result<(File, Vec<JournalRecord>, u64)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
+    let size = segment::file_len(&file, path)?;
+    if size > MAX_OPEN_BYTES {
+        return Err(StorageError::corrupt(
+            path,
+            0,
+            format!("journal of {size} bytes: larger than any this version writes"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut (&file), &mut bytes)
+        .map_err(|e| StorageError::io(format!("reading {}", path.display()), e))?;
+    let (records, len) = decode_all(&bytes)
+        .map_err(|(position, reason)| StorageError::corrupt(path, position as u64, reason))?;
+    if len < bytes.len() {
+        log::warn!(
+            "journal {}: dropped a torn tail of {} bytes (a round never acknowledged)",
+            path.display(),
+            bytes.len() - len
+        );
+    }
+    Ok((file, records, len as u64))
+}
+
+fn create_file(dir: &Path, generation: u64) -> Result<File> {
+    let path = file_path(dir, generation);
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| StorageError::io(format!("creating {}", path.display()), e))
+}
+
 impl Journal {
     /// Opens (creating if needed) the journal in `dir` and returns it with the
-    /// records it holds, oldest first. A torn tail is dropped (the next round
-    /// overwrites it); damage before the tail is an error.
+    /// records of all its files, oldest first. Torn tails are dropped (the next
+    /// round overwrites the newest file's); damage before a tail is an error.
     pub fn open(dir: &Path) -> Result<(Journal, Vec<JournalRecord>)> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
-        let path = dir.join(JOURNAL_FILE_NAME);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
-        let size = segment::file_len(&file, &path)?;
-        if size > MAX_OPEN_BYTES {
-            return Err(StorageError::corrupt(
-                &path,
-                0,
-                format!("journal of {size} bytes: larger than any this version writes"),
-            ));
+        let mut records = Vec::new();
+        let mut newest = None;
+        for g in generations(dir)? {
+            let (file, mut in_file, len) = read_file(&file_path(dir, g))?;
+            records.append(&mut in_file);
+            newest = Some((g, file, len));
         }
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut (&file), &mut bytes)
-            .map_err(|e| StorageError::io(format!("reading {}", path.display()), e))?;
-        let (records, len) = decode_all(&bytes)
-            .map_err(|(position, reason)| StorageError::corrupt(&path, position as u64, reason))?;
-        if len < bytes.len() {
-            log::warn!(
-                "journal {}: dropped a torn tail of {} bytes (a round never acknowledged)",
-                path.display(),
-                bytes.len() - len
-            );
-        }
+        let (generation, file, len) = match newest {
+            Some(n) => n,
+            None => (1, create_file(dir, 1)?, 0),
+        };
         segment::sync_dir(dir)?;
         let journal = Journal {
             dir: dir.to_path_buf(),
-            path,
+            generation,
             file,
-            len: len as u64,
+            len,
             round: Vec::new(),
         };
         Ok((journal, records))
+    }
+
+    /// The directory of the journal's files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Generation of the file written now.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Bytes of committed records in the file.
@@ -181,7 +262,10 @@ impl Journal {
         self.file
             .write_all_at(&round, self.len)
             .and_then(|()| self.file.sync_data())
-            .map_err(|e| StorageError::io(format!("writing {}", self.path.display()), e))?;
+            .map_err(|e| {
+                let path = file_path(&self.dir, self.generation);
+                StorageError::io(format!("writing {}", path.display()), e)
+            })?;
         self.len += round.len() as u64;
         self.round = round;
         self.round.clear();
@@ -193,10 +277,13 @@ impl Journal {
         self.round.clear();
     }
 
-    /// Replaces the journal by one holding only `keep` (the logs it covered were
-    /// made durable by the caller): written to a temporary file, fsynced and
-    /// renamed over the journal, so a crash leaves the old or the new one whole.
-    pub fn rewrite(&mut self, keep: &[JournalRecord]) -> Result<()> {
+    /// Starts the next generation's file holding `keep` (records still needed
+    /// whose files are about to be removed), fsynced with its directory, and
+    /// writes to it from now on. Returns the generation before it: its files and
+    /// older may be removed once the logs their records cover are fsynced. A crash
+    /// during the rotation leaves the older files whole (`keep` is read twice
+    /// then, which replay tolerates).
+    pub fn rotate(&mut self, keep: &[JournalRecord]) -> Result<u64> {
         self.round.clear();
         for r in keep {
             let mut start = self.begin_record(r.log_id, r.first);
@@ -205,27 +292,19 @@ impl Journal {
             }
             self.end_record(start, r.end);
         }
-        let tmp = self.dir.join(format!("{JOURNAL_FILE_NAME}.tmp"));
-        let io = |what: &'static str, p: &Path| {
-            let p = p.display().to_string();
-            move |e| StorageError::io(format!("{what} {p}"), e)
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io("creating", &tmp))?;
+        let next = self.generation + 1;
+        let path = file_path(&self.dir, next);
+        let file = create_file(&self.dir, next)?;
         file.write_all_at(&self.round, 0)
-            .and_then(|()| file.sync_all())
-            .map_err(io("writing", &tmp))?;
-        std::fs::rename(&tmp, &self.path).map_err(io("renaming", &tmp))?;
+            .and_then(|()| file.sync_data())
+            .map_err(|e| StorageError::io(format!("writing {}", path.display()), e))?;
         segment::sync_dir(&self.dir)?;
+        let previous = self.generation;
+        self.generation = next;
         self.file = file;
         self.len = self.round.len() as u64;
         self.round.clear();
-        Ok(())
+        Ok(previous)
     }
 }
 

@@ -31,7 +31,7 @@ fn add(j: &mut Journal, r: &JournalRecord) {
 }
 
 fn journal_path(dir: &TempDir) -> PathBuf {
-    dir.path().join(JOURNAL_FILE_NAME)
+    file_path(dir.path(), 1)
 }
 
 #[test]
@@ -125,26 +125,34 @@ fn damage_before_a_valid_record_is_refused() {
 }
 
 #[test]
-fn rewrite_keeps_only_what_it_is_given() {
-    let dir = TempDir::new("journal-rewrite");
+fn a_rotation_keeps_what_it_is_given_and_older_files_read_first() {
+    let dir = TempDir::new("journal-rotate");
     let keep = record(5, 40, &[b"not replayed yet"]);
+    let after = record(4, 2, &[b"next round"]);
     {
         let (mut j, _) = Journal::open(dir.path()).unwrap();
         add(&mut j, &record(4, 1, &[b"synced since"]));
         add(&mut j, &keep);
         j.commit().unwrap();
-        j.rewrite(std::slice::from_ref(&keep)).unwrap();
-        let after = record(4, 2, &[b"next round"]);
-        add(&mut j, &after);
-        j.commit().unwrap();
-        j.rewrite(&[]).unwrap();
-        assert_eq!(j.len_bytes(), 0);
+        assert_eq!(j.rotate(std::slice::from_ref(&keep)).unwrap(), 1);
         add(&mut j, &after);
         j.commit().unwrap();
     }
+    // A crash before the old file was removed: both read, oldest first.
     let (_, records) = Journal::open(dir.path()).unwrap();
-    assert_eq!(records, vec![record(4, 2, &[b"next round"])]);
-    assert!(!dir.path().join("journal.tmp").exists());
+    assert_eq!(records.len(), 4);
+    assert_eq!(records[2..], [keep.clone(), after.clone()]);
+    remove_through(dir.path(), 1).unwrap();
+    let (mut j, records) = Journal::open(dir.path()).unwrap();
+    assert_eq!(records, vec![keep, after.clone()]);
+    assert_eq!(j.generation(), 2);
+    assert_eq!(j.rotate(&[]).unwrap(), 2);
+    remove_through(dir.path(), 2).unwrap();
+    add(&mut j, &after);
+    j.commit().unwrap();
+    drop(j);
+    let (j, records) = Journal::open(dir.path()).unwrap();
+    assert_eq!((j.generation(), records), (3, vec![after]));
 }
 
 #[test]
