@@ -83,7 +83,9 @@ pub(crate) fn open(
         initial_offset: Offset(1),
         ..spec.log.clone()
     };
-    let (log, repaired, damaged) = open_log(spec.has_peers, &dir.join("log"), log_config)?;
+    let journaled_from = journal.pending(spec.id).iter().map(|r| r.first).min();
+    let (log, repaired, damaged) =
+        open_log(spec.has_peers, &dir.join("log"), log_config, journaled_from)?;
     let log = Arc::new(log);
     let damage = Arc::new(heal::DamageReports::default());
     let default_start = LogStart {
@@ -234,7 +236,11 @@ fn open_log(
     has_peers: bool,
     log_dir: &Path,
     log_config: LogConfig,
+    journaled_from: Option<Offset>,
 ) -> Result<(Log, bool, Vec<DamagedRange>), String> {
+    if let Some(from) = journaled_from {
+        return open_covered_log(has_peers, log_dir, log_config, from);
+    }
     if !has_peers {
         return match Log::open(log_dir, log_config) {
             Ok(l) => Ok((l, false, Vec::new())),
@@ -258,6 +264,27 @@ fn open_log(
         );
     }
     Ok((log, found.cut.is_some(), found.damaged))
+}
+
+/// Opens a log the node journal holds records of from `from` on (see
+/// [`Log::open_covered`]): a bad tail there is cut and written again by replay.
+fn open_covered_log(
+    has_peers: bool,
+    log_dir: &Path,
+    log_config: LogConfig,
+    from: Offset,
+) -> Result<(Log, bool, Vec<DamagedRange>), String> {
+    let (log, found) = Log::open_covered(log_dir, log_config, has_peers, from)
+        .map_err(|e| format!("cannot open the log in {}: {e}", log_dir.display()))?;
+    if let Some(cut) = &found.cut {
+        log::warn!(
+            "log {}: cut at {cut:?}; what the journal holds is written again",
+            log_dir.display()
+        );
+    }
+    // A cut at or after `from` is restored by replay; one below it is not.
+    let lost = found.cut.as_ref().is_some_and(|c| c.from < from);
+    Ok((log, lost, found.damaged))
 }
 
 /// Damaged sealed ranges found at open go to the healer; bytes after a sealed

@@ -231,3 +231,51 @@ fn a_reset_checkpoints_first_so_older_records_never_come_back() {
     assert_eq!(records.len(), 1, "only the record after the reset");
     assert_eq!(records[0].first, Offset(11));
 }
+
+#[test]
+fn a_hole_in_unsynced_segment_bytes_is_cut_and_refilled_from_the_journal() {
+    let root = Dir::new("hole");
+    let g = root.0.join("g");
+    {
+        let j = NodeJournal::open(&root.0).unwrap();
+        let mut s = open_group(&g);
+        s.append(&entries(1, 3, 1, b'h')).unwrap();
+        s.sync().unwrap();
+        s.take_unjournaled();
+        s.append(&entries(4, 8, 1, b'h')).unwrap();
+        journal_round(&j, &mut [(GroupId(6), &mut s)]);
+    }
+    // Pages written after the last fsync reach the disk out of order: record 5
+    // is zeros, records after it are intact.
+    let (store, _) = store_sizes(&g).remove(0);
+    let record_bytes = (crate::storage::RECORD_HEADER_BYTES + 4) as u64;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&store)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &vec![0; record_bytes as usize], 4 * record_bytes)
+        .unwrap();
+    let cfg = LogConfig {
+        max_store_bytes: 1 << 20,
+        initial_offset: Offset(1),
+        ..LogConfig::default()
+    };
+    // Without the journal this is damage (a valid record follows the bad one).
+    assert!(Log::open(&g.join("log"), cfg.clone()).is_err());
+    let j = NodeJournal::open(&root.0).unwrap();
+    let records = j.pending(GroupId(6));
+    let from = records.iter().map(|r| r.first).min().unwrap();
+    assert_eq!(from, Offset(4));
+    let (log, found) = Log::open_covered(&g.join("log"), cfg, false, from).unwrap();
+    assert!(found.cut.is_none_or(|c| c.from >= from));
+    let start = LogStart {
+        membership: Membership::with_voters([1]),
+        ..LogStart::default()
+    };
+    let mut s = LogStorage::open(&g, Arc::new(log), start).unwrap();
+    assert_eq!(s.last_index(), Index(4), "cut at the hole");
+    for r in &records {
+        s.replay(r).unwrap();
+    }
+    assert_eq!(terms_and_tags(&s), vec![(1, b'h'); 8]);
+}

@@ -200,7 +200,7 @@ impl Log {
     /// [`StorageError::Corrupt`] whose [`StorageError::damage`] names the offsets at
     /// stake and whether `storage::repair` can truncate it away.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log> {
-        Log::open_with(dir, config, Mode::Strict).map(|(log, _)| log)
+        Log::open_with(dir, config, Mode::Strict, None).map(|(log, _)| log)
     }
 
     /// Like [`Log::open`], but every corruption recovery would report (damage
@@ -217,7 +217,7 @@ impl Log {
     /// damage there shows up as [`StorageError::CorruptRecord`] on read (and to the
     /// scrubber), and `truncate_suffix` to just before the damaged offset removes it.
     pub fn open_and_repair(dir: &Path, config: LogConfig) -> Result<(Log, Option<TruncatedRange>)> {
-        Log::open_with(dir, config, Mode::Repair).map(|(log, recovery)| (log, recovery.cut))
+        Log::open_with(dir, config, Mode::Repair, None).map(|(log, recovery)| (log, recovery.cut))
     }
 
     /// The open of a replica that can refetch damaged records from its peers.
@@ -237,7 +237,23 @@ impl Log {
     /// segments present (removing one removes its damage from the list), except
     /// that `truncate_suffix` cannot keep part of a segment no read can use.
     pub fn open_for_replica(dir: &Path, config: LogConfig) -> Result<(Log, ReplicaRecovery)> {
-        Log::open_with(dir, config, Mode::Replica)
+        Log::open_with(dir, config, Mode::Replica, None)
+    }
+
+    /// Like [`Log::open_for_replica`] (`replica`) or [`Log::open`], for a log whose
+    /// records from `journaled_from` on are also held by the node journal: a bad
+    /// end of the newest segment at or after it is cut like a torn tail (a
+    /// valid record after it, or the checkpoint's durable end, would otherwise
+    /// make it damage), because the caller writes those records again from the
+    /// journal. Anything wrong below it is treated as by the other opens.
+    pub fn open_covered(
+        dir: &Path,
+        config: LogConfig,
+        replica: bool,
+        journaled_from: Offset,
+    ) -> Result<(Log, ReplicaRecovery)> {
+        let mode = if replica { Mode::Replica } else { Mode::Strict };
+        Log::open_with(dir, config, mode, Some(journaled_from.0))
     }
 
     /// Damage of sealed segments found by [`Log::open_for_replica`] and not
@@ -250,7 +266,12 @@ impl Log {
             .map_or_else(|_| Vec::new(), |s| s.damaged.clone())
     }
 
-    fn open_with(dir: &Path, config: LogConfig, mode: Mode) -> Result<(Log, ReplicaRecovery)> {
+    fn open_with(
+        dir: &Path,
+        config: LogConfig,
+        mode: Mode,
+        journaled_from: Option<u64>,
+    ) -> Result<(Log, ReplicaRecovery)> {
         if config.max_store_bytes > u64::from(u32::MAX)
             || config.max_store_bytes < RECORD_HEADER_BYTES as u64
         {
@@ -276,7 +297,13 @@ impl Log {
         let index_capacity = index::capacity_slots(config.max_index_bytes);
         fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         let lock_file = lock_dir(dir)?;
-        let recovered = recovery::recover(dir, index_capacity, config.initial_offset.0, mode)?;
+        let recovered = recovery::recover(
+            dir,
+            index_capacity,
+            config.initial_offset.0,
+            mode,
+            journaled_from,
+        )?;
         // Recovery fsynced every file it kept; make their directory entries durable too.
         segment::sync_dir(dir)?;
         let active = Arc::new(recovered.active);

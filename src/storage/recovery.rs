@@ -674,6 +674,8 @@ struct Kept {
     damaged: Vec<DamagedRange>,
     repaired: Option<TruncatedRange>,
     durable_end: Option<u64>,
+    /// Records from here on are also in the node journal (see `Log::open_covered`).
+    journaled_from: Option<u64>,
 }
 
 impl Kept {
@@ -738,6 +740,7 @@ pub(crate) fn recover(
     index_capacity: u64,
     initial_offset: u64,
     mode: Mode,
+    journaled_from: Option<u64>,
 ) -> Result<Recovered> {
     remove_temp_files(dir)?;
     let cp = checkpoint::read(dir)?;
@@ -748,6 +751,7 @@ pub(crate) fn recover(
         damaged: Vec::new(),
         repaired: None,
         durable_end,
+        journaled_from,
     };
     let mut empty_start = initial_offset;
     if let Some(finding) = cp
@@ -867,7 +871,12 @@ fn recover_segment(
             .index
             .is_none_or(|len| len <= index::sealed_file_bytes(next - base))
     });
-    if let Some(reason) = damage_reason(o, kept.durable_end, &scan.tail, hole) {
+    // A bad end of the last segment where the node journal holds every record
+    // from there on is cut like a torn tail: replay writes those records again
+    // (segment pages written after the last fsync may reach the disk out of order).
+    let covered = !hole && kept.journaled_from.is_some_and(|j| o >= j);
+    let reason = damage_reason(o, kept.durable_end, &scan.tail, hole).filter(|_| !covered);
+    if let Some(reason) = reason {
         if let (Mode::Replica, Some(next)) = (mode, next_base) {
             quarantine_scanned(dir, (base, next), files, &scan, reason, kept)?;
             return Ok(Outcome::Kept);
