@@ -168,12 +168,12 @@ fn lengths_beyond_the_file_or_the_record_are_errors_not_allocations() {
     // A huge body length: the record runs past the file (a torn tail).
     let mut big = bytes.clone();
     big[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert_eq!(decode_all(&big).unwrap(), (Vec::new(), 0));
+    assert_eq!(decode_all(&big, 1).unwrap(), (Vec::new(), 0));
     // A huge entry count or value length inside a valid checksum: refused.
-    for (at, value) in [(24usize, u32::MAX), (0, 0)] {
+    for (at, value) in [(32usize, u32::MAX), (0, 0)] {
         let mut body = bytes[HEADER_BYTES..].to_vec();
-        if at == 24 {
-            body[24..28].copy_from_slice(&value.to_le_bytes());
+        if at == 32 {
+            body[32..36].copy_from_slice(&value.to_le_bytes());
         } else {
             body[BODY_FIXED_BYTES + 9..BODY_FIXED_BYTES + 13]
                 .copy_from_slice(&u32::MAX.to_le_bytes());
@@ -182,7 +182,44 @@ fn lengths_beyond_the_file_or_the_record_are_errors_not_allocations() {
     }
     // Every truncation of a valid file decodes to a prefix, never panics.
     for cut in 0..bytes.len() {
-        let (records, len) = decode_all(&bytes[..cut]).unwrap();
+        let (records, len) = decode_all(&bytes[..cut], 1).unwrap();
         assert!(records.is_empty() && len == 0);
     }
+}
+
+#[test]
+fn a_reused_file_reads_only_its_own_generation() {
+    let dir = TempDir::new("journal-reuse");
+    let (mut j, _) = Journal::open(dir.path()).unwrap();
+    for i in 0..20 {
+        add(&mut j, &record(1, 1 + i, &[b"an old generation's record"]));
+        j.commit().unwrap();
+    }
+    let old_size = std::fs::metadata(file_path(dir.path(), 1)).unwrap().len();
+    j.rotate(&[]).unwrap();
+    remove_through(dir.path(), 1).unwrap();
+    assert!(!file_path(dir.path(), 1).exists());
+    // Generation 3 reuses generation 1's file: its 20 old records are still there.
+    j.rotate(&[]).unwrap();
+    remove_through(dir.path(), 2).unwrap();
+    let new = record(2, 7, &[b"new"]);
+    add(&mut j, &new);
+    j.commit().unwrap();
+    assert_eq!(j.generation(), 3);
+    assert_eq!(
+        std::fs::metadata(file_path(dir.path(), 3)).unwrap().len(),
+        old_size,
+        "the reused file was written over, not truncated"
+    );
+    drop(j);
+    let (j, records) = Journal::open(dir.path()).unwrap();
+    assert_eq!(records, vec![new.clone()]);
+    assert_eq!(j.generation(), 3);
+    // The next round is written after the new record, over the old contents.
+    let mut j = j;
+    let newer = record(2, 8, &[b"newer"]);
+    add(&mut j, &newer);
+    j.commit().unwrap();
+    drop(j);
+    assert_eq!(Journal::open(dir.path()).unwrap().1, vec![new, newer]);
 }
