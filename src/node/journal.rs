@@ -202,6 +202,24 @@ impl NodeJournal {
         Ok(())
     }
 
+    /// `id` appended alone in a round but had to be journaled: if it is the only
+    /// journaled group (and no checkpoint runs), fsyncs its log and removes the
+    /// journal files now, so its next rounds fsync its own log again instead of
+    /// writing everything twice. True if it did.
+    pub(crate) fn release_if_alone(&self, id: GroupId) -> Result<bool, StorageError> {
+        let mut inner = lock(&self.inner);
+        if inner.running.as_ref().is_some_and(|t| t.is_finished()) {
+            inner.collect()?;
+        }
+        let alone = inner.journaled.len() == 1 && inner.journaled.contains_key(&id);
+        if inner.running.is_some() || !alone {
+            return Ok(false);
+        }
+        let through = inner.rotate()?;
+        inner.sync_and_remove(through)?;
+        Ok(true)
+    }
+
     /// A checkpoint now, on the calling thread (before a log reset, at exit, after
     /// a failed journal write): when it returns, no journal record of a group
     /// that has opened is left.

@@ -279,3 +279,28 @@ fn a_hole_in_unsynced_segment_bytes_is_cut_and_refilled_from_the_journal() {
     }
     assert_eq!(terms_and_tags(&s), vec![(1, b'h'); 8]);
 }
+
+#[test]
+fn a_group_journaled_alone_releases_itself_and_others_keep_it() {
+    let root = Dir::new("release");
+    let j = NodeJournal::open(&root.0).unwrap();
+    let mut a = open_group(&root.0.join("a"));
+    let mut b = open_group(&root.0.join("b"));
+    a.append(&entries(1, 2, 1, b'a')).unwrap();
+    b.append(&entries(1, 2, 1, b'b')).unwrap();
+    journal_round(&j, &mut [(GroupId(1), &mut a), (GroupId(2), &mut b)]);
+    // Another group is journaled too: `a` may not leave on its own.
+    assert!(!j.release_if_alone(GroupId(1)).unwrap());
+    assert!(j.covers(GroupId(1)));
+    j.checkpoint().unwrap();
+    a.append(&entries(3, 3, 1, b'a')).unwrap();
+    journal_round(&j, &mut [(GroupId(1), &mut a)]);
+    assert!(j.release_if_alone(GroupId(1)).unwrap());
+    assert!(!j.covers(GroupId(1)));
+    assert_eq!(a.log().durable_offset(), Offset(4), "its log was fsynced");
+    drop(j);
+    assert!(NodeJournal::open(&root.0)
+        .unwrap()
+        .pending_groups()
+        .is_empty());
+}

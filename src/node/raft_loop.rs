@@ -603,8 +603,9 @@ impl RaftLoop {
         let Some((first, _, _)) = syncs.first() else {
             return Ok(());
         };
+        let (first, syncs_len) = (*first, syncs.len());
         let journal = Arc::clone(&self.shared.journal);
-        let use_journal = syncs.len() > 1 || journal.covers(*first);
+        let use_journal = syncs_len > 1 || journal.covers(first);
         let mut appended = Vec::with_capacity(syncs.len());
         for (id, _, log) in &syncs {
             let g = self
@@ -635,6 +636,8 @@ impl RaftLoop {
         }
         let checkpointed = if use_journal && !journaled {
             journal.checkpoint()
+        } else if journaled && syncs_len == 1 {
+            journal.release_if_alone(first).map(|_| ())
         } else {
             journal.poll_checkpoint()
         };
