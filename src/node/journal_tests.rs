@@ -83,6 +83,17 @@ fn journal_round(j: &NodeJournal, groups: &mut [(GroupId, &mut LogStorage)]) {
     j.commit_round(&appended).unwrap();
 }
 
+/// Groups 1 and 2 (in `root/a`, `root/b`) with two entries each, journaled.
+fn two_groups_journaled(root: &Path) -> (NodeJournal, LogStorage, LogStorage) {
+    let j = NodeJournal::open(root).unwrap();
+    let mut a = open_group(&root.join("a"));
+    let mut b = open_group(&root.join("b"));
+    a.append(&entries(1, 2, 1, b'a')).unwrap();
+    b.append(&entries(1, 2, 1, b'b')).unwrap();
+    journal_round(&j, &mut [(GroupId(1), &mut a), (GroupId(2), &mut b)]);
+    (j, a, b)
+}
+
 fn terms_and_tags(s: &LogStorage) -> Vec<(u64, u8)> {
     let last = s.last_index();
     s.entries(Index(1), last + 1, u64::MAX)
@@ -176,12 +187,7 @@ fn replay_cuts_what_the_last_round_did_not_hold() {
 fn a_checkpoint_keeps_only_records_of_groups_not_replayed() {
     let root = Dir::new("checkpoint");
     {
-        let j = NodeJournal::open(&root.0).unwrap();
-        let mut a = open_group(&root.0.join("a"));
-        let mut b = open_group(&root.0.join("b"));
-        a.append(&entries(1, 2, 1, b'a')).unwrap();
-        b.append(&entries(1, 2, 1, b'b')).unwrap();
-        journal_round(&j, &mut [(GroupId(1), &mut a), (GroupId(2), &mut b)]);
+        let (j, _, _) = two_groups_journaled(&root.0);
         assert!(j.covers(GroupId(1)) && j.covers(GroupId(2)));
     }
     let j = NodeJournal::open(&root.0).unwrap();
@@ -283,12 +289,7 @@ fn a_hole_in_unsynced_segment_bytes_is_cut_and_refilled_from_the_journal() {
 #[test]
 fn a_group_journaled_alone_releases_itself_and_others_keep_it() {
     let root = Dir::new("release");
-    let j = NodeJournal::open(&root.0).unwrap();
-    let mut a = open_group(&root.0.join("a"));
-    let mut b = open_group(&root.0.join("b"));
-    a.append(&entries(1, 2, 1, b'a')).unwrap();
-    b.append(&entries(1, 2, 1, b'b')).unwrap();
-    journal_round(&j, &mut [(GroupId(1), &mut a), (GroupId(2), &mut b)]);
+    let (j, mut a, _) = two_groups_journaled(&root.0);
     // Another group is journaled too: `a` may not leave on its own.
     assert!(!j.release_if_alone(GroupId(1)).unwrap());
     assert!(j.covers(GroupId(1)));

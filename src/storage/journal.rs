@@ -28,6 +28,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::record::{u32_at, u64_at};
 use super::segment;
 use super::{Offset, RecordKind, Result, StorageError, Term};
 
@@ -493,18 +494,6 @@ fn decode_body(body: &[u8]) -> std::result::Result<(u64, JournalRecord), String>
             entries,
         },
     ))
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
 }
 
 #[cfg(test)]

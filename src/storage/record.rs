@@ -83,13 +83,15 @@ pub(crate) enum Frame {
     },
 }
 
-fn u32_at(buf: &[u8], at: usize) -> u32 {
+/// The little-endian u32 at `at` (the caller checked the length).
+pub(crate) fn u32_at(buf: &[u8], at: usize) -> u32 {
     let mut bytes = [0u8; 4];
     bytes.copy_from_slice(&buf[at..at + 4]);
     u32::from_le_bytes(bytes)
 }
 
-fn u64_at(buf: &[u8], at: usize) -> u64 {
+/// The little-endian u64 at `at` (the caller checked the length).
+pub(crate) fn u64_at(buf: &[u8], at: usize) -> u64 {
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&buf[at..at + 8]);
     u64::from_le_bytes(bytes)
