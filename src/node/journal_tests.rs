@@ -78,7 +78,7 @@ fn lose_unsynced(synced: &[(PathBuf, u64)]) {
 fn journal_round(j: &NodeJournal, groups: &mut [(GroupId, &mut LogStorage)]) {
     let appended: Vec<_> = groups
         .iter_mut()
-        .filter_map(|(id, s)| Some((*id, Arc::clone(s.log()), s.take_unjournaled()?)))
+        .filter_map(|(id, s)| Some((*id, Arc::clone(s.log()), s.take_unjournaled()?.0)))
         .collect();
     j.commit_round(&appended).unwrap();
 }

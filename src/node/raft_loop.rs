@@ -44,6 +44,35 @@ use crate::types::GroupId;
 
 /// Most effect rounds per iteration (each round executes what the previous released).
 const MAX_EFFECT_ROUNDS: usize = 32;
+/// Rounds appending more value bytes than this fsync their logs (in parallel)
+/// rather than write everything twice: the journal saves flushes of small appends,
+/// big ones are bound by the disk's bandwidth.
+const MAX_JOURNAL_ROUND_BYTES: u64 = 256 << 10;
+
+/// How a round's appends are made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RoundSync {
+    /// One journal record per group, one fsync of the journal.
+    Journal,
+    /// Each log's own fsync (one group alone, or a big round).
+    Logs,
+    /// A big round with journaled groups: the journal is checkpointed first (no
+    /// journal record may be replayed over rounds synced another way).
+    CheckpointThenLogs,
+}
+
+impl RoundSync {
+    fn choose(groups: usize, any_journaled: bool, bytes: u64) -> RoundSync {
+        let big = bytes > MAX_JOURNAL_ROUND_BYTES;
+        match (groups > 1, any_journaled, big) {
+            (true, _, false) => RoundSync::Journal,
+            // A journaled group alone stays journaled (then releases itself).
+            (false, true, _) => RoundSync::Journal,
+            (true, true, true) => RoundSync::CheckpointThenLogs,
+            _ => RoundSync::Logs,
+        }
+    }
+}
 
 /// Where a produce's answer goes and in which shape.
 pub(crate) struct ProduceReply {
@@ -592,32 +621,35 @@ impl RaftLoop {
         sync_seq
     }
 
-    /// Makes the round's appends durable, then tells each driver: with one fsync
-    /// of the node journal when several groups appended (or the one that did is
-    /// journaled since the last checkpoint), else with the lone log's own fsync.
+    /// Makes the round's appends durable (see [`RoundSync`]), then tells each driver.
     fn sync_round(&mut self, syncs: Vec<(GroupId, u64)>) -> Result<(), Fatal> {
         let syncs: Vec<(GroupId, u64, Arc<Log>)> = syncs
             .into_iter()
             .filter_map(|(id, seq)| Some((id, seq, Arc::clone(&self.groups.get(&id)?.state.log))))
             .collect();
-        let Some((first, _, _)) = syncs.first() else {
+        let Some(&(first, _, _)) = syncs.first() else {
             return Ok(());
         };
-        let (first, syncs_len) = (*first, syncs.len());
         let journal = Arc::clone(&self.shared.journal);
-        let use_journal = syncs_len > 1 || journal.covers(first);
         let mut appended = Vec::with_capacity(syncs.len());
+        let mut bytes = 0;
         for (id, _, log) in &syncs {
-            let g = self
+            let taken = self
                 .groups
                 .get_mut(id)
-                .map(|g| g.driver.storage_mut().take_unjournaled());
-            if let Some(Some(from)) = g {
+                .and_then(|g| g.driver.storage_mut().take_unjournaled());
+            if let Some((from, b)) = taken {
                 appended.push((*id, Arc::clone(log), from));
+                bytes += b;
             }
         }
+        let covered = syncs.iter().any(|(id, _, _)| journal.covers(*id));
+        let mode = RoundSync::choose(syncs.len(), covered, bytes);
         let started = Instant::now();
-        let journaled = use_journal && self.journal_round(&journal, &appended)?;
+        if mode == RoundSync::CheckpointThenLogs {
+            journal.checkpoint().map_err(WriteError::from)?;
+        }
+        let journaled = mode == RoundSync::Journal && self.journal_round(&journal, &appended)?;
         if !journaled {
             let logs: Vec<_> = syncs.iter().map(|(_, _, l)| Arc::clone(l)).collect();
             for r in self.sync_pool.sync_all(&logs) {
@@ -630,13 +662,15 @@ impl RaftLoop {
                 m.observe_fsync(started.elapsed());
             }
         }
+        let lone = syncs.len() == 1;
         for (id, seq, _) in syncs {
             self.touch(id);
             self.group_call(id, |g| Ok(g.driver.synced(seq)?))?;
         }
-        let checkpointed = if use_journal && !journaled {
+        let checkpointed = if mode == RoundSync::Journal && !journaled {
+            // A failed journal write: no older record may outlive these fsyncs.
             journal.checkpoint()
-        } else if journaled && syncs_len == 1 {
+        } else if journaled && lone {
             journal.release_if_alone(first).map(|_| ())
         } else {
             journal.poll_checkpoint()
@@ -790,4 +824,27 @@ fn publish_metrics(shared: &Shared, g: &GroupRun, m: &crate::metrics::Metrics) {
         },
         &lag,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RoundSync, MAX_JOURNAL_ROUND_BYTES};
+
+    #[test]
+    fn small_rounds_of_several_groups_are_journaled_big_ones_are_not() {
+        let small = 16 * 1024;
+        let big = MAX_JOURNAL_ROUND_BYTES + 1;
+        assert_eq!(RoundSync::choose(2, false, small), RoundSync::Journal);
+        assert_eq!(RoundSync::choose(12, true, small), RoundSync::Journal);
+        assert_eq!(RoundSync::choose(1, false, small), RoundSync::Logs);
+        assert_eq!(RoundSync::choose(1, false, big), RoundSync::Logs);
+        assert_eq!(RoundSync::choose(12, false, big), RoundSync::Logs);
+        // Journaled groups never go back to their own fsyncs while the journal
+        // still holds records of theirs.
+        assert_eq!(RoundSync::choose(1, true, big), RoundSync::Journal);
+        assert_eq!(
+            RoundSync::choose(3, true, big),
+            RoundSync::CheckpointThenLogs
+        );
+    }
 }

@@ -91,6 +91,8 @@ pub struct LogStorage {
     /// The first index appended since the log was last made durable (journaled
     /// or fsynced): where the next journal record of this group starts.
     unjournaled_from: Option<Index>,
+    /// Value bytes appended since then.
+    unjournaled_bytes: u64,
     /// The node journal (checkpointed before a reset: see `node::journal`).
     journal: Option<Arc<super::journal::NodeJournal>>,
 }
@@ -173,6 +175,7 @@ impl LogStorage {
             damage: None,
             recent_terms: RecentTerms::default(),
             unjournaled_from: None,
+            unjournaled_bytes: 0,
             journal: None,
         };
         storage.load_configs()?;
@@ -331,6 +334,7 @@ impl LogStorage {
         // Forget the runs of entries about to be replaced before writing (a failed
         // write leaves the log shorter, never with terms we would misreport).
         self.recent_terms.appended(first.index, &[]);
+        self.unjournaled_bytes += entries.iter().map(|e| e.data.len() as u64).sum::<u64>();
         self.unjournaled_from = Some(
             self.unjournaled_from
                 .map_or(first.index, |f| f.min(first.index)),
@@ -357,12 +361,14 @@ impl LogStorage {
         self.journal = Some(journal);
     }
 
-    /// The first offset appended since the last call (None if nothing was):
-    /// what this round's journal record holds, up to the log's end.
-    pub fn take_unjournaled(&mut self) -> Option<Offset> {
+    /// The first offset appended since the last call and the value bytes
+    /// appended since (None if nothing was): what this round's journal record
+    /// holds, up to the log's end.
+    pub fn take_unjournaled(&mut self) -> Option<(Offset, u64)> {
+        let bytes = std::mem::take(&mut self.unjournaled_bytes);
         let from = self.unjournaled_from.take()?;
         let first = from.max(self.start.index + 1);
-        (first.0 < self.log.next_offset().0).then_some(Offset(first.0))
+        (first.0 < self.log.next_offset().0).then_some((Offset(first.0), bytes))
     }
 
     /// Makes the log hold what `record` says it held after that round: its entries
