@@ -64,6 +64,7 @@
 //! `replica::sim::multi` drives many groups per node over one network with
 //! quiescence and a simulated failure detector.
 
+pub mod dedup;
 mod driver;
 pub mod heal;
 mod policy;
