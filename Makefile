@@ -3,7 +3,7 @@ CARGO ?= cargo
 SEEDS ?= 100000
 REPLICA_SEEDS ?= 20000
 FUZZ_SECS ?= 60
-FUZZ_TARGETS ?= frame_decoder text_decoder gossip_packet raft_message record_format index_slots log_recovery node_meta
+FUZZ_TARGETS ?= frame_decoder text_decoder gossip_packet raft_message record_format index_slots log_recovery node_meta record_v1
 
 .PHONY: help build release install man run run-node run-clean dev run-tls gencert bench-tls test lint fmt loom sim bench bench-cluster fuzz clean gossip-sim gossip-bench
 

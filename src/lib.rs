@@ -18,6 +18,7 @@ pub mod net;
 pub mod node;
 pub mod notify;
 pub mod raft;
+pub mod records;
 pub mod replica;
 pub mod storage;
 pub mod sync;
