@@ -43,6 +43,8 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 /// The node's journal and what it covers.
 pub(crate) struct NodeJournal {
     inner: Mutex<Inner>,
+    /// A checkpoint once the journal holds this much ([`CHECKPOINT_BYTES`]).
+    checkpoint_bytes: u64,
 }
 
 struct Inner {
@@ -98,6 +100,7 @@ impl NodeJournal {
             );
         }
         Ok(NodeJournal {
+            checkpoint_bytes: CHECKPOINT_BYTES,
             inner: Mutex::new(Inner {
                 journal,
                 journaled: BTreeMap::new(),
@@ -174,7 +177,7 @@ impl NodeJournal {
         if inner.running.as_ref().is_some_and(|t| t.is_finished()) {
             inner.collect()?;
         }
-        let due = inner.journal.len_bytes() >= CHECKPOINT_BYTES
+        let due = inner.journal.len_bytes() >= self.checkpoint_bytes
             || inner
                 .since
                 .is_some_and(|t| t.elapsed() >= CHECKPOINT_INTERVAL);
@@ -200,6 +203,18 @@ impl NodeJournal {
             }
         }
         Ok(())
+    }
+
+    /// After a round's drivers heard `synced`: `lone` is the group that appended
+    /// alone if the round was journaled. It releases itself if it can, otherwise
+    /// a checkpoint starts when due.
+    pub(crate) fn after_round(&self, lone: Option<GroupId>) -> Result<(), StorageError> {
+        if let Some(id) = lone {
+            if self.release_if_alone(id)? {
+                return Ok(());
+            }
+        }
+        self.poll_checkpoint()
     }
 
     /// `id` appended alone in a round but had to be journaled: if it is the only

@@ -305,3 +305,26 @@ fn a_group_journaled_alone_releases_itself_and_others_keep_it() {
         .pending_groups()
         .is_empty());
 }
+
+#[test]
+fn a_lone_group_that_cannot_release_itself_still_gets_checkpoints() {
+    let root = Dir::new("lone-checkpoints");
+    let (mut j, mut a, _b) = two_groups_journaled(&root.0);
+    j.checkpoint_bytes = 1;
+    // Group 1 appends alone round after round while group 2 is still journaled:
+    // it cannot release itself, so the size limit must start checkpoints (in the
+    // background: awaited with a deadline), and then group 1 releases itself.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 3;
+    while j.covers(GroupId(1)) && Instant::now() < deadline {
+        a.append(&entries(i, i, 1, b'a')).unwrap();
+        journal_round(&j, &mut [(GroupId(1), &mut a)]);
+        j.after_round(Some(GroupId(1))).unwrap();
+        i += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!j.covers(GroupId(2)), "group 2 was checkpointed");
+    assert!(!j.covers(GroupId(1)), "then group 1 released itself");
+    let files = std::fs::read_dir(root.0.join(JOURNAL_DIR)).unwrap().count();
+    assert!(files <= 3, "journal files: {files}");
+}

@@ -670,10 +670,8 @@ impl RaftLoop {
         let checkpointed = if mode == RoundSync::Journal && !journaled {
             // A failed journal write: no older record may outlive these fsyncs.
             journal.checkpoint()
-        } else if journaled && lone {
-            journal.release_if_alone(first).map(|_| ())
         } else {
-            journal.poll_checkpoint()
+            journal.after_round((journaled && lone).then_some(first))
         };
         checkpointed.map_err(WriteError::from)?;
         Ok(())
