@@ -377,17 +377,8 @@ impl LogStorage {
     /// log start are skipped (compacted since). Applying a group's records in
     /// order rebuilds its log as of the last one (see `node::journal`).
     pub fn replay(&mut self, record: &JournalRecord) -> Result<(), WriteError> {
-        let next = self.log.next_offset().0;
-        let skip = (self.start.index.0 + 1).saturating_sub(record.first.0);
-        let mut differs = None;
-        for (k, e) in record.entries.iter().enumerate().skip(skip as usize) {
-            let index = Index(record.first.0 + k as u64);
-            // A damaged entry reads as different: the journal's copy replaces it.
-            if index.0 >= next || self.term(index).ok() != Some(e.term) {
-                differs = Some(k);
-                break;
-            }
-        }
+        let skip = (self.start.index.0 + 1).saturating_sub(record.first.0) as usize;
+        let differs = self.first_difference(record, skip);
         if let Some(k) = differs {
             let entries: Vec<Entry> = record.entries[k..]
                 .iter()
@@ -406,6 +397,42 @@ impl LogStorage {
             self.truncate_from(end)?;
         }
         Ok(())
+    }
+
+    /// The position in `record.entries` (from `skip`) of the first entry the log
+    /// does not hold with the same term, reading the log in ranges; None if it
+    /// holds them all. A damaged entry counts as different.
+    fn first_difference(&self, record: &JournalRecord, skip: usize) -> Option<usize> {
+        let next = self.log.next_offset().0;
+        let mut k = skip;
+        let mut mismatch = false;
+        // Bounded: every read moves `k` forward or ends the loop.
+        while k < record.entries.len() && !mismatch {
+            if record.first.0 + k as u64 >= next {
+                return Some(k);
+            }
+            let before = k;
+            let read = self
+                .log
+                .read_range_with(Offset(record.first.0 + k as u64), 4 << 20, |r| {
+                    let expected = record.first.0 + k as u64;
+                    match record.entries.get(k) {
+                        Some(e) if r.offset.0 == expected && r.term == e.term => {
+                            k += 1;
+                            k < record.entries.len()
+                        }
+                        Some(_) => {
+                            mismatch = true;
+                            false
+                        }
+                        None => false,
+                    }
+                });
+            if read.is_err() || k == before {
+                return Some(k);
+            }
+        }
+        mismatch.then_some(k)
     }
 
     /// Drops the entries from `index` on (above the log start).
