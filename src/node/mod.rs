@@ -54,6 +54,7 @@ mod peers;
 mod raft_loop;
 pub mod raft_storage;
 mod reads;
+mod round_sync;
 mod scrub;
 mod sync_pool;
 mod topics;
