@@ -14,7 +14,8 @@
 //! 3. Execute the effects: sends go to the peer writers at once (so the leader's
 //!    AppendEntries leave before its own fsync: leader and follower fsyncs overlap,
 //!    DESIGN 3); the `Sync` requests of a round are collected over every group and
-//!    run as one fsync per group log that appended, then each driver hears
+//!    made durable together (`round_sync`: one fsync of the node journal for
+//!    several groups, a lone group's own fsync otherwise), then each driver hears
 //!    `synced` (a lone producer waits for nothing else; produces arriving meanwhile
 //!    queue in the inbox and form the next, bigger batch); completions answer the
 //!    clients; high-water marks are published to the readers.
