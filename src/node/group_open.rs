@@ -219,7 +219,7 @@ fn replay_journal(
     storage
         .sync()
         .map_err(|e| format!("group {id}: cannot fsync the replayed log: {e}"))?;
-    journal.replayed(id);
+    journal.replayed(id, storage.log());
     log::info!(
         "group {id}: replayed {} journal record(s); log ends at {} (was {before})",
         records.len(),

@@ -16,7 +16,8 @@
 //! * Before a log is reset (InstallSnapshot), a checkpoint: no record from before
 //!   the reset may be replayed after it.
 //! * At start, each group replays its records when it opens (in order, each making
-//!   the log hold exactly what it held after that round), then fsyncs its log.
+//!   the log hold exactly what it held after that round), then fsyncs its log; it
+//!   counts as journaled until a checkpoint removes those records.
 //!   Records of groups that never open stay in the journal (a lagging catalogue
 //!   opens them later) until their directories are removed.
 
@@ -122,9 +123,17 @@ impl NodeJournal {
             .unwrap_or_default()
     }
 
-    /// `id` replayed its records and fsynced its log.
-    pub(crate) fn replayed(&self, id: GroupId) {
-        lock(&self.inner).pending.remove(&id);
+    /// `id` replayed its records and fsynced its log. Its records stay in the
+    /// journal files until a checkpoint removes them: until then it is journaled
+    /// like a group that wrote them (a later round fsynced another way could be
+    /// rolled back by replaying them again after another crash).
+    pub(crate) fn replayed(&self, id: GroupId, log: &Arc<Log>) {
+        let mut inner = lock(&self.inner);
+        if inner.pending.remove(&id).is_some() {
+            inner.journaled.insert(id, Arc::clone(log));
+            inner.since_rotation.insert(id, Arc::clone(log));
+            inner.since.get_or_insert_with(Instant::now);
+        }
     }
 
     /// `id`'s data is gone (deleted): nothing of it is kept or synced any more.
@@ -348,3 +357,7 @@ fn encode(
 #[cfg(test)]
 #[path = "journal_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "journal_crash_tests.rs"]
+mod crash_tests;

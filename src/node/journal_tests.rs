@@ -197,7 +197,7 @@ fn a_checkpoint_keeps_only_records_of_groups_not_replayed() {
         a.replay(r).unwrap();
     }
     a.sync().unwrap();
-    j.replayed(GroupId(1));
+    j.replayed(GroupId(1), a.log());
     j.checkpoint().unwrap();
     assert!(!j.covers(GroupId(1)));
     drop(j);

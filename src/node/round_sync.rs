@@ -18,7 +18,7 @@ const MAX_JOURNAL_ROUND_BYTES: u64 = 256 << 10;
 
 /// How a round's appends are made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RoundSync {
+pub(super) enum RoundSync {
     /// One journal record per group, one fsync of the journal.
     Journal,
     /// Each log's own fsync (one group alone, or a big round).
@@ -29,7 +29,7 @@ enum RoundSync {
 }
 
 impl RoundSync {
-    fn choose(groups: usize, any_journaled: bool, bytes: u64) -> RoundSync {
+    pub(super) fn choose(groups: usize, any_journaled: bool, bytes: u64) -> RoundSync {
         let big = bytes > MAX_JOURNAL_ROUND_BYTES;
         match (groups > 1, any_journaled, big) {
             (true, _, false) => RoundSync::Journal,
