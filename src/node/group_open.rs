@@ -83,7 +83,7 @@ pub(crate) fn open(
         initial_offset: Offset(1),
         ..spec.log.clone()
     };
-    let journaled_from = journal.pending(spec.id).iter().map(|r| r.first).min();
+    let journaled_from = super::journal::fold(&journal.pending(spec.id)).map(|r| r.first);
     let (log, repaired, damaged) =
         open_log(spec.has_peers, &dir.join("log"), log_config, journaled_from)?;
     let log = Arc::new(log);
@@ -204,18 +204,16 @@ fn replay_journal(
     journal: &NodeJournal,
 ) -> Result<(), String> {
     let records = journal.pending(id);
-    if records.is_empty() {
+    let Some(folded) = super::journal::fold(&records) else {
         return Ok(());
-    }
+    };
     let before = crate::raft::Storage::last_index(storage);
-    for r in &records {
-        storage.replay(r).map_err(|e| {
-            format!(
-                "group {id}: cannot replay the node journal's record from offset {}: {e}",
-                r.first
-            )
-        })?;
-    }
+    storage.replay(&folded).map_err(|e| {
+        format!(
+            "group {id}: cannot replay the node journal from offset {}: {e}",
+            folded.first
+        )
+    })?;
     storage
         .sync()
         .map_err(|e| format!("group {id}: cannot fsync the replayed log: {e}"))?;

@@ -15,9 +15,10 @@
 //!   until it completes (their records are in the files it removes).
 //! * Before a log is reset (InstallSnapshot), a checkpoint: no record from before
 //!   the reset may be replayed after it.
-//! * At start, each group replays its records when it opens (in order, each making
-//!   the log hold exactly what it held after that round), then fsyncs its log; it
-//!   counts as journaled until a checkpoint removes those records.
+//! * At start, each group replays its records when it opens: folded in order into
+//!   what its log held after the last one ([`fold`]: an older record may stand on
+//!   entries a later one replaced), applied, then its log fsynced; it counts as
+//!   journaled until a checkpoint removes those records.
 //!   Records of groups that never open stay in the journal (a lagging catalogue
 //!   opens them later) until their directories are removed.
 
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use std::thread::JoinHandle;
 
-use crate::storage::journal::{self, Journal, JournalRecord};
+use crate::storage::journal::{self, Journal, JournalEntry, JournalRecord};
 use crate::storage::{Log, StorageError};
 use crate::sync::lock;
 use crate::types::GroupId;
@@ -318,6 +319,38 @@ fn checkpoint_logs(logs: &[(GroupId, Arc<Log>)], dir: &Path, through: u64) -> Ou
         .is_empty()
         .then(|| journal::remove_through(dir, through));
     Outcome { failed, removed }
+}
+
+/// One group's records folded into the one record of what its log held after the
+/// last of them: applied in order on top of each other (an older record may start
+/// past what the next ones hold: the entries it stood on are kept from the log,
+/// and a later record starting lower replaces them). None without records.
+pub(crate) fn fold(records: &[JournalRecord]) -> Option<JournalRecord> {
+    let base = records.iter().map(|r| r.first.0).min()?;
+    let mut entries: Vec<Option<&JournalEntry>> = Vec::new();
+    for r in records {
+        let at = (r.first.0 - base) as usize;
+        entries.resize(at, None);
+        entries.extend(r.entries.iter().map(Some));
+    }
+    // Entries a record stood on are before the first held one: appends are
+    // contiguous, so once held every later one is (should a gap ever appear, only
+    // the held run after it is replayed: never a hole filled with a shifted entry).
+    let lead = entries
+        .iter()
+        .rposition(|e| e.is_none())
+        .map_or(0, |k| k + 1);
+    let last = records.last()?;
+    Some(JournalRecord {
+        log_id: last.log_id,
+        first: crate::storage::Offset(base + lead as u64),
+        end: last.end,
+        entries: entries[lead..]
+            .iter()
+            .flatten()
+            .map(|e| (*e).clone())
+            .collect(),
+    })
 }
 
 /// Appends the record of `log` from `from` to its end to the journal's round.

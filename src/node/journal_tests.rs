@@ -144,14 +144,11 @@ fn journaled_appends_survive_losing_the_unsynced_segment_bytes() {
         );
         let records = j.pending(GroupId(id));
         assert!(!records.is_empty());
-        for r in &records {
-            s.replay(r).unwrap();
-        }
+        let folded = fold(&records).unwrap();
+        s.replay(&folded).unwrap();
         assert_eq!(terms_and_tags(&s), want, "group {id}");
         // Replaying again changes nothing (a crash during replay replays again).
-        for r in &records {
-            s.replay(r).unwrap();
-        }
+        s.replay(&folded).unwrap();
         assert_eq!(terms_and_tags(&s), want, "group {id} replayed twice");
     }
 }
@@ -174,9 +171,7 @@ fn replay_cuts_what_the_last_round_did_not_hold() {
     let mut s = open_group(&g);
     // Put the stale suffix back, as a lost truncation would leave it.
     s.append(&entries(4, 6, 1, b'x')).unwrap();
-    for r in &j.pending(GroupId(3)) {
-        s.replay(r).unwrap();
-    }
+    s.replay(&fold(&j.pending(GroupId(3))).unwrap()).unwrap();
     assert_eq!(
         terms_and_tags(&s),
         vec![(1, b'x'), (1, b'x'), (1, b'x'), (2, b'y')]
@@ -193,9 +188,7 @@ fn a_checkpoint_keeps_only_records_of_groups_not_replayed() {
     let j = NodeJournal::open(&root.0).unwrap();
     assert_eq!(j.pending_groups(), vec![GroupId(1), GroupId(2)]);
     let mut a = open_group(&root.0.join("a"));
-    for r in &j.pending(GroupId(1)) {
-        a.replay(r).unwrap();
-    }
+    a.replay(&fold(&j.pending(GroupId(1))).unwrap()).unwrap();
     a.sync().unwrap();
     j.replayed(GroupId(1), a.log());
     j.checkpoint().unwrap();
@@ -280,9 +273,7 @@ fn a_hole_in_unsynced_segment_bytes_is_cut_and_refilled_from_the_journal() {
     };
     let mut s = LogStorage::open(&g, Arc::new(log), start).unwrap();
     assert_eq!(s.last_index(), Index(4), "cut at the hole");
-    for r in &records {
-        s.replay(r).unwrap();
-    }
+    s.replay(&fold(&records).unwrap()).unwrap();
     assert_eq!(terms_and_tags(&s), vec![(1, b'h'); 8]);
 }
 
@@ -327,4 +318,42 @@ fn a_lone_group_that_cannot_release_itself_still_gets_checkpoints() {
     assert!(!j.covers(GroupId(1)), "then group 1 released itself");
     let files = std::fs::read_dir(root.0.join(JOURNAL_DIR)).unwrap().count();
     assert!(files <= 3, "journal files: {files}");
+}
+
+#[test]
+fn folding_keeps_the_last_word_on_every_offset() {
+    let rec = |first: u64, terms: &[u64]| JournalRecord {
+        log_id: 5,
+        first: Offset(first),
+        end: Offset(first + terms.len() as u64),
+        entries: terms
+            .iter()
+            .map(|t| crate::storage::journal::JournalEntry {
+                term: Term(*t),
+                kind: RecordKind::Data,
+                value: vec![*t as u8],
+            })
+            .collect(),
+    };
+    let terms = |r: &JournalRecord| r.entries.iter().map(|e| e.term.0).collect::<Vec<_>>();
+    assert!(fold(&[]).is_none());
+    // An append at 22, then a new leader's entries from 20, then more: the
+    // first record stood on entries the second replaced.
+    let f = fold(&[rec(22, &[1]), rec(20, &[2, 2]), rec(22, &[2, 2, 2])]).unwrap();
+    assert_eq!(
+        (f.first, f.end, terms(&f)),
+        (Offset(20), Offset(25), vec![2; 5])
+    );
+    // A record starting past the earlier ones keeps what it stood on from the log.
+    let f = fold(&[rec(10, &[1]), rec(12, &[1, 1])]).unwrap();
+    assert_eq!(
+        (f.first, f.end, terms(&f)),
+        (Offset(12), Offset(14), vec![1, 1])
+    );
+    // A shorter overwrite ends the log where it ends.
+    let f = fold(&[rec(1, &[1, 1, 1, 1]), rec(2, &[3])]).unwrap();
+    assert_eq!(
+        (f.first, f.end, terms(&f)),
+        (Offset(1), Offset(3), vec![1, 3])
+    );
 }
