@@ -1057,6 +1057,7 @@ fn activate_last(
             base + count,
         );
         active
+            .files()?
             .store
             .set_len(scan.valid_bytes)
             .map_err(|e| StorageError::io(format!("cutting {}", active.store_path.display()), e))?;
@@ -1070,6 +1071,7 @@ fn activate_last(
         );
     }
     active
+        .files()?
         .store
         .sync_data()
         .map_err(|e| StorageError::io(format!("fsyncing {}", active.store_path.display()), e))?;
