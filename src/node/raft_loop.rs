@@ -626,6 +626,10 @@ impl RaftLoop {
         let all = ticked && self.last_full_publish.elapsed() >= Duration::from_secs(1);
         if all {
             self.last_full_publish = Instant::now();
+            // Idle groups close their files (`GroupRun::release_idle_files`).
+            for g in self.groups.values() {
+                g.release_idle_files();
+            }
         }
         let ran = std::mem::take(&mut self.ran);
         if ticked {
