@@ -75,3 +75,38 @@ fn idle_partitions_hold_no_files_and_wake_up_on_use() {
     }
     wait_idle(&server, "all partitions idle again");
 }
+
+#[test]
+fn a_second_node_on_a_running_nodes_data_dir_is_refused() {
+    let server = common::Server::start(&[]);
+    let dir = server.data_dir();
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_commitlogd"))
+        .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run a second commitlogd");
+    let mut second = KillOnDrop(second);
+    let second = &mut second.0;
+    let status = wait_for("the second node to exit", Duration::from_secs(30), || {
+        second.try_wait().expect("wait")
+    });
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("cannot lock data dir"), "{err}");
+    let mut c = server.client();
+    assert!(c.produce(b"the first node still serves").is_ok());
+}
+
+/// Kills a child still running when the test ends (or fails).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
