@@ -350,9 +350,10 @@ impl Log {
         let index_capacity = index::capacity_slots(config.max_index_bytes);
         fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         let dir_lock = hold_lock(dir, &config.dir_lock)?;
-        // Recovery fsynced every file it kept and then the directory (each of its
-        // returns does), so their entries are durable: no second directory fsync
-        // (a node creating thousands of groups pays for every one).
+        // Recovery fsynced every file it kept and then the directory (a brand-new
+        // log's directory waits for its first sync), so their entries are durable:
+        // no second directory fsync (a node creating thousands of groups pays for
+        // every one).
         let recovered = recovery::recover(dir, index_capacity, config.initial_offset.0, mode)?;
         let active = Arc::new(recovered.active);
         let next_offset = active
@@ -382,13 +383,15 @@ impl Log {
         let mut bases: Vec<u64> = segments.sealed.iter().map(|m| m.base).collect();
         bases.push(segments.active.base);
         // A repair may have cut below the old durable end: never leave that one.
-        let written = checkpoint::write_or_remove(
-            dir,
-            &Checkpoint {
-                durable_end: next_offset,
-                bases,
-            },
-        )?;
+        // A brand-new log has nothing to vouch for yet: its first sync writes it.
+        let written = !recovered.fresh
+            && checkpoint::write_or_remove(
+                dir,
+                &Checkpoint {
+                    durable_end: next_offset,
+                    bases,
+                },
+            )?;
         let log = Log {
             dir_lock,
             dir: dir.to_path_buf(),
@@ -401,7 +404,8 @@ impl Log {
                 store_bytes: recovered.active_store_bytes,
                 buf: Vec::new(),
                 pending_seal: Vec::new(),
-                unsynced_creations: 0,
+                // A brand-new log's segment: the first sync fsyncs the directory.
+                unsynced_creations: u64::from(recovered.fresh),
                 rolling_back_to: None,
             }),
             segments: RwLock::new(segments),

@@ -205,3 +205,32 @@ fn an_outer_lock_excludes_a_second_holder_and_must_cover_the_log() {
         "released with the log"
     );
 }
+
+#[test]
+fn a_brand_new_log_writes_its_checkpoint_and_directory_at_the_first_sync() {
+    let dir = TempDir::new("idle-fresh");
+    let checkpoint = dir.path().join(checkpoint::FILE_NAME);
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    assert!(!checkpoint.exists(), "nothing durable to vouch for yet");
+    append_range(&log, 0, 3, 3);
+    assert_eq!(log.sync().unwrap(), Offset(3));
+    assert!(checkpoint.exists(), "the first sync writes it");
+    drop(log); // a crash: no close
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    check_range(&log, 0, 3);
+    drop(log);
+
+    // Never synced, never written: a crash leaves a log that opens empty.
+    let dir = TempDir::new("idle-fresh-unsynced");
+    drop(Log::open(dir.path(), small_config()).unwrap());
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    assert_eq!(log.next_offset(), Offset(0));
+    drop(log);
+
+    // Released only after the first sync made the new segment's entry durable.
+    let dir = TempDir::new("idle-fresh-release");
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    assert!(log.release_idle_files().unwrap());
+    assert!(dir.path().join(checkpoint::FILE_NAME).exists());
+    assert!(!log.active_files_open());
+}

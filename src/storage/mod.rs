@@ -20,9 +20,9 @@
 //! # Open files
 //!
 //! An open log holds the active segment's store and index open (the index is
-//! also mapped), up to 16 sealed segments a read
-//! opened (two descriptors each; at most 512 for all the logs of a process
-//! together) and, with [`DirLock::Own`], `LOCK`. [`Log::release_idle_files`]
+//! also mapped), up to 16 sealed segments a read opened (two descriptors each; at
+//! most 512 for all the logs of a process together) and, with [`DirLock::Own`],
+//! `LOCK`. [`Log::release_idle_files`]
 //! closes all of them for an idle log (after fsyncing anything unsynced, so no
 //! write error is lost with a descriptor); the mapping stays. Writers reopen the
 //! active files on demand and keep them; reads and fsyncs of a released log open

@@ -195,6 +195,10 @@ pub(crate) struct Recovered {
     pub repaired: Option<TruncatedRange>,
     /// What [`Mode::Replica`] quarantined or noted in sealed segments.
     pub damaged: Vec<DamagedRange>,
+    /// A brand-new log (no checkpoint, no segment file): its segment was just
+    /// created and the directory not fsynced (nothing in it is durable yet; the
+    /// log's first sync fsyncs the directory and writes the checkpoint).
+    pub fresh: bool,
 }
 
 /// How a store scan ended.
@@ -700,6 +704,7 @@ impl Kept {
             active_store_bytes: store_bytes,
             repaired: self.repaired,
             damaged: self.damaged,
+            fresh: false,
         }
     }
 
@@ -773,8 +778,16 @@ pub(crate) fn recover(
     bases.sort_unstable();
     if bases.is_empty() {
         let active = ActiveSegment::open(dir, empty_start, index_capacity, 0)?;
-        segment::sync_dir(dir)?;
-        return Ok(kept.into_recovered(active, 0, 0));
+        // A brand-new log holds nothing durable, so the new files' directory
+        // entries can wait for its first sync (a node creating thousands of
+        // groups saves a directory fsync per group).
+        let fresh = cp.is_none();
+        if !fresh {
+            segment::sync_dir(dir)?;
+        }
+        let mut recovered = kept.into_recovered(active, 0, 0);
+        recovered.fresh = fresh;
+        return Ok(recovered);
     }
     for (i, &base) in bases.iter().enumerate() {
         let files = found.get(&base).copied().unwrap_or_default();
