@@ -156,7 +156,8 @@ pub struct Log {
     durable_offset: AtomicU64,
     closed: AtomicBool,
     /// When the checkpoint was last written (only touched under the `sync` lock).
-    checkpoint_written: Mutex<Option<std::time::Instant>>,
+    /// and what it says (a clean stop of an idle log need not rewrite it).
+    checkpoint_written: Mutex<Option<(std::time::Instant, Checkpoint)>>,
     /// Retention limits in force (bytes, age): the configuration's, until a topic's
     /// settings change them ([`Log::set_retention`]).
     retention: Mutex<Retention>,
@@ -384,14 +385,11 @@ impl Log {
         bases.push(segments.active.base);
         // A repair may have cut below the old durable end: never leave that one.
         // A brand-new log has nothing to vouch for yet: its first sync writes it.
-        let written = !recovered.fresh
-            && checkpoint::write_or_remove(
-                dir,
-                &Checkpoint {
-                    durable_end: next_offset,
-                    bases,
-                },
-            )?;
+        let opened = Checkpoint {
+            durable_end: next_offset,
+            bases,
+        };
+        let written = !recovered.fresh && checkpoint::write_or_remove(dir, &opened)?;
         let log = Log {
             dir_lock,
             dir: dir.to_path_buf(),
@@ -415,7 +413,7 @@ impl Log {
             // Recovery fsynced everything it kept.
             durable_offset: AtomicU64::new(next_offset),
             closed: AtomicBool::new(false),
-            checkpoint_written: Mutex::new(written.then(std::time::Instant::now)),
+            checkpoint_written: Mutex::new(written.then(|| (std::time::Instant::now(), opened))),
             retention: Mutex::new((config.retention_bytes, config.retention_age)),
             config,
         };
@@ -472,7 +470,8 @@ impl Log {
         match result {
             Ok(written) => {
                 // Removed: the next sync writes a new one at once.
-                *lock!(self.checkpoint_written) = written.then(std::time::Instant::now);
+                *lock!(self.checkpoint_written) =
+                    written.then(|| (std::time::Instant::now(), checkpoint));
                 Ok(())
             }
             Err(e) if !required => {
@@ -735,7 +734,17 @@ impl Log {
                 w.unsynced_creations,
             )
         };
-        let result = self.sync_files(&active, &pending, creations);
+        // Nothing appended, rolled or created since the last completed fsync
+        // (truncations fsync themselves): no fsync, e.g. for the final checkpoint
+        // of thousands of idle groups.
+        let nothing_new = target <= self.durable_offset.load(Ordering::Acquire)
+            && pending.is_empty()
+            && creations == 0;
+        let result = if nothing_new {
+            Ok(())
+        } else {
+            self.sync_files(&active, &pending, creations)
+        };
         drop(active);
         if let Err(error) = result {
             return Err(self.fail(error));
@@ -751,7 +760,8 @@ impl Log {
         // checkpoint is a lower bound, so lagging is safe and costs no fsync per
         // group commit.
         let due = lock!(self.checkpoint_written)
-            .is_none_or(|at| at.elapsed() >= checkpoint::LAZY_INTERVAL);
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() >= checkpoint::LAZY_INTERVAL);
         if due || !pending.is_empty() || creations > 0 {
             self.write_checkpoint(self.durable_offset.load(Ordering::Acquire), u64::MAX, false)?;
         }
@@ -766,14 +776,17 @@ impl Log {
         // Under the sync lock no truncation can lower the end meanwhile.
         let _sync = lock!(self.sync_lock);
         let durable_end = self.durable_offset.load(Ordering::Acquire);
-        checkpoint::write(
-            &self.dir,
-            &Checkpoint {
-                durable_end,
-                bases: self.segment_bases()?,
-            },
-        )?;
-        *lock!(self.checkpoint_written) = Some(std::time::Instant::now());
+        let exact = Checkpoint {
+            durable_end,
+            bases: self.segment_bases()?,
+        };
+        // An idle log's checkpoint often says exactly this already (a node
+        // stopping with thousands of idle groups saves two fsyncs per group).
+        let mut written = lock!(self.checkpoint_written);
+        if written.as_ref().is_none_or(|(_, cp)| *cp != exact) {
+            checkpoint::write(&self.dir, &exact)?;
+            *written = Some((std::time::Instant::now(), exact));
+        }
         Ok(Offset(durable_end))
     }
 

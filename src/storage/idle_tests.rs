@@ -234,3 +234,28 @@ fn a_brand_new_log_writes_its_checkpoint_and_directory_at_the_first_sync() {
     assert!(dir.path().join(checkpoint::FILE_NAME).exists());
     assert!(!log.active_files_open());
 }
+
+#[test]
+fn a_clean_stop_of_an_idle_log_rewrites_no_checkpoint() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new("idle-checkpoint");
+    let inode = || {
+        std::fs::metadata(dir.path().join(checkpoint::FILE_NAME))
+            .unwrap()
+            .ino()
+    };
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    append_range(&log, 0, 12, 4);
+    assert_eq!(log.checkpoint().unwrap(), Offset(12));
+    let written = inode();
+    assert!(log.release_idle_files().unwrap());
+    assert_eq!(log.sync().unwrap(), Offset(12));
+    assert_eq!(log.checkpoint().unwrap(), Offset(12));
+    assert_eq!(inode(), written, "the same checkpoint is not written again");
+    append_range(&log, 12, 13, 1);
+    assert_eq!(log.checkpoint().unwrap(), Offset(13));
+    assert_ne!(inode(), written, "a new durable end is");
+    drop(log);
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    check_range(&log, 0, 13);
+}

@@ -313,6 +313,9 @@ impl Log {
             durable_end: start.0,
             bases: vec![start.0],
         };
+        // What the checkpoint says is no longer known here: the next sync or
+        // `checkpoint` writes it again.
+        *lock!(self.checkpoint_written) = None;
         let result = checkpoint::write_or_remove(&self.dir, &checkpoint)
             .and_then(|_| recovery::remove_segments_oldest_first(&self.dir, &bases))
             .and_then(|()| segment::sync_dir(&self.dir))
