@@ -741,6 +741,8 @@ fn node_config(
         initial_offset: Offset(1),
         retention_bytes: args.retention_bytes,
         retention_age: args.retention_age,
+        // The node locks its data dir once for every log in it.
+        ..LogConfig::default()
     };
     cfg.retention_interval_ms =
         u64::try_from(args.retention_interval.as_millis()).unwrap_or(u64::MAX);

@@ -123,6 +123,19 @@ impl GroupRun {
         }
     }
 
+    /// An idle group (quiesced, disk not full) closes its log's files until it
+    /// writes again (reads use short-lived descriptors meanwhile): thousands of
+    /// idle partitions then hold no descriptors. Called once a second; cheap for
+    /// a log that holds nothing.
+    pub(crate) fn release_idle_files(&self) {
+        if !self.driver.is_quiesced() || self.disk_full.is_some() {
+            return;
+        }
+        if let Err(e) = self.state.log.release_idle_files() {
+            log::error!("group {}: cannot close its idle files: {e}", self.state.id);
+        }
+    }
+
     /// Readers may see offsets below `hw` now. Status shows it before any produce
     /// it covers is answered (a client that saw its offset sees it committed).
     pub(crate) fn raise_high_water(&self, hw: Index) {

@@ -151,10 +151,11 @@ impl HealAll {
             self.follow_groups();
             let mut damaged = 0;
             for r in self.runners.values_mut() {
-                if stopped() {
-                    return;
-                }
+                // Only a group with work costs a look at the stop flag.
                 if r.has_work() {
+                    if stopped() {
+                        return;
+                    }
                     r.round(&stopped);
                 }
                 damaged += r.damaged();
@@ -174,8 +175,9 @@ impl HealAll {
         let Some(groups) = self.shared.groups.changed_since(&mut self.generation) else {
             return;
         };
-        self.runners
-            .retain(|id, _| groups.iter().any(|g| g.id == *id));
+        // A set: re-read at every change while thousands of groups are created.
+        let hosted: std::collections::BTreeSet<GroupId> = groups.iter().map(|g| g.id).collect();
+        self.runners.retain(|id, _| hosted.contains(id));
         for g in groups {
             if self.runners.contains_key(&g.id) {
                 continue;

@@ -76,7 +76,7 @@ use std::time::{Duration, Instant};
 
 use crate::gossip::{self, GossipConfig, GossipHandle, Tags, TAG_RPC_ADDR};
 use crate::raft::{FollowerStatus, Index, Membership, Role, Term};
-use crate::storage::LogConfig;
+use crate::storage::{DirLock, LogConfig, OuterLock};
 use crate::types::{GroupId, NodeId};
 
 use group::{GroupState, Groups, DEFAULT_GROUP};
@@ -349,13 +349,26 @@ impl Node {
     /// Opens (or creates) the data dir, checks the identity, and starts every thread.
     /// `on_fatal` is called (from the raft thread) if the node hits a fail-stop error;
     /// the owner should shut the server down.
-    pub fn start(cfg: NodeConfig, on_fatal: Box<dyn Fn() + Send + Sync>) -> Result<Node, String> {
+    pub fn start(
+        mut cfg: NodeConfig,
+        on_fatal: Box<dyn Fn() + Send + Sync>,
+    ) -> Result<Node, String> {
         if cfg.node_id.0 == 0 {
             return Err("--node-id must not be 0".into());
         }
         let dir = cfg.data_dir.clone();
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
+        // One lock for the whole data dir, before anything in it is read or
+        // written; every group's log is opened under it (no lock file of its own)
+        // and keeps it alive while open.
+        let dir_lock = OuterLock::acquire(&dir).map_err(|e| {
+            format!(
+                "cannot lock data dir {} (is another commitlogd using it?): {e}",
+                dir.display()
+            )
+        })?;
+        cfg.log.dir_lock = DirLock::Covered(Arc::new(dir_lock));
         let fresh = check_identity(&cfg)?;
         let journal = Arc::new(journal::NodeJournal::open(&dir)?);
         let [default, metadata] = open_startup_groups(&cfg, fresh, &journal)?;
@@ -703,6 +716,8 @@ fn open_startup_groups(
     Ok([default, metadata])
 }
 
+/// The data dir's lock file (`storage::OuterLock`).
+const DATA_DIR_LOCK_FILE: &str = "LOCK";
 /// Where the metadata group lives in the data dir.
 const METADATA_DIR: &str = "meta";
 /// Largest segment of the metadata group's log.
@@ -792,8 +807,9 @@ fn refuse_unknown_state(cfg: &NodeConfig) -> Result<(), String> {
             dir.display()
         ));
     }
+    // The lock file the node itself just created is not state.
     let has_state = std::fs::read_dir(dir)
-        .map(|mut d| d.next().is_some())
+        .map(|mut d| d.any(|e| !e.is_ok_and(|e| e.file_name() == DATA_DIR_LOCK_FILE)))
         .unwrap_or(false);
     if has_state && cfg.mode.creates_cluster() {
         let how = if cfg.mode == StartMode::Bootstrap {

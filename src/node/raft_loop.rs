@@ -191,9 +191,6 @@ impl RaftLoop {
             if self.iteration(&mut next_tick, tick)? {
                 return Ok(());
             }
-            for g in self.groups.values_mut() {
-                g.clear_recovering_marker();
-            }
         }
     }
 
@@ -599,6 +596,12 @@ impl RaftLoop {
         let all = ticked && self.last_full_publish.elapsed() >= Duration::from_secs(1);
         if all {
             self.last_full_publish = Instant::now();
+            // Once a second, not per iteration: a walk over thousands of groups.
+            // Idle groups close their files (`GroupRun::release_idle_files`).
+            for g in self.groups.values_mut() {
+                g.clear_recovering_marker();
+                g.release_idle_files();
+            }
         }
         let ran = std::mem::take(&mut self.ran);
         if ticked {

@@ -71,6 +71,10 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> std::io::Result<Option<ScrubHandle>>
     }))
 }
 
+/// Groups one step looks at, at most (a pass over 10,000 groups without sealed
+/// segments takes 4 s).
+const MAX_GROUPS_PER_STEP: usize = 256;
+
 struct ScrubAll {
     shared: Arc<Shared>,
     counters: Arc<ScrubCounters>,
@@ -92,7 +96,10 @@ impl ScrubAll {
             .map(|(id, _)| *id)
             .collect();
         let mut left = budget;
-        for id in ids {
+        // Bounded: a step looks at most at MAX_GROUPS_PER_STEP groups (thousands
+        // of groups without sealed segments would otherwise all be visited 10
+        // times a second).
+        for id in ids.into_iter().take(MAX_GROUPS_PER_STEP) {
             let Some((group, scrubber)) = self.scrubbers.get_mut(&id) else {
                 continue;
             };
@@ -114,8 +121,10 @@ impl ScrubAll {
         let Some(groups) = self.shared.groups.changed_since(&mut self.generation) else {
             return;
         };
-        self.scrubbers
-            .retain(|id, _| groups.iter().any(|g| g.id == *id));
+        // A set: thousands of groups, re-read at every change while a topic of
+        // thousands of partitions is created, must not cost N² comparisons.
+        let hosted: std::collections::BTreeSet<GroupId> = groups.iter().map(|g| g.id).collect();
+        self.scrubbers.retain(|id, _| hosted.contains(id));
         for g in groups {
             if !self.scrubbers.contains_key(&g.id) {
                 let s = Scrubber::with_counters(Arc::clone(&g.log), Arc::clone(&self.counters));

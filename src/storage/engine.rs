@@ -11,14 +11,14 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::cache::{SegmentCache, SEALED_CACHE_CAPACITY};
+use super::cache::{SegmentCache, PROCESS_BUDGET, SEALED_CACHE_CAPACITY};
 use super::checkpoint::{self, Checkpoint};
 use super::error::{Result, StorageError};
 use super::index::{self, SLOT_BYTES};
 use super::publish::Publication;
 use super::record::{encode_into, encoded_bytes, NewRecord, RECORD_HEADER_BYTES};
 use super::recovery::{self, DamagedRange, Mode, ReplicaRecovery, SealedMeta, TruncatedRange};
-use super::segment::{self, ActiveSegment};
+use super::segment::{self, ActiveFiles, ActiveSegment};
 use super::LogConfig;
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, RwLock};
 use crate::types::Offset;
@@ -52,10 +52,20 @@ pub use rebuild::{RebuildError, RebuildReport};
 
 /// A sealed segment rolled in this process whose files are not yet fsynced and
 /// whose index is not yet trimmed; the next [`Log::sync`] seals it on disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 struct PendingSeal {
     base: u64,
     count: u64,
+    /// The handles it was written through, kept until the fsync: closing the last
+    /// descriptor of a file with unsynced writes could lose a write error the
+    /// kernel has not reported yet. `None`: released while everything was fsynced.
+    files: Option<Arc<ActiveFiles>>,
+}
+
+impl PendingSeal {
+    fn same(&self, other: &PendingSeal) -> bool {
+        (self.base, self.count) == (other.base, other.count)
+    }
 }
 
 /// State of the append path, behind the `writer` mutex.
@@ -129,8 +139,8 @@ impl Segments {
 /// has returned an offset above them.
 #[derive(Debug)]
 pub struct Log {
-    /// Holds an exclusive `flock` on `<dir>/LOCK` while the log is open.
-    lock_file: fs::File,
+    /// Keeps other openers out of the directory while the log is open.
+    dir_lock: HeldLock,
     dir: PathBuf,
     config: LogConfig,
     index_capacity: u64,
@@ -146,7 +156,8 @@ pub struct Log {
     durable_offset: AtomicU64,
     closed: AtomicBool,
     /// When the checkpoint was last written (only touched under the `sync` lock).
-    checkpoint_written: Mutex<Option<std::time::Instant>>,
+    /// and what it says (a clean stop of an idle log need not rewrite it).
+    checkpoint_written: Mutex<Option<(std::time::Instant, Checkpoint)>>,
     /// Retention limits in force (bytes, age): the configuration's, until a topic's
     /// settings change them ([`Log::set_retention`]).
     retention: Mutex<Retention>,
@@ -157,6 +168,70 @@ type Retention = (Option<u64>, Option<std::time::Duration>);
 
 /// Name of the lock file in a log directory.
 pub(crate) const LOCK_FILE_NAME: &str = "LOCK";
+
+/// How an open log keeps a second opener (in this or another process) out of its
+/// directory, which the mmap invariant requires (`storage/mmap.rs`).
+#[derive(Clone, Debug, Default)]
+pub enum DirLock {
+    /// An exclusive `flock` on `<dir>/LOCK`, held while the log is open (one
+    /// descriptor per open log). Opening a log another holder has open fails.
+    #[default]
+    Own,
+    /// The directory lies under the directory of this [`OuterLock`], whose holder
+    /// opens each log under it at most once (a node and its groups): the log takes
+    /// no lock of its own and keeps the outer one alive while it is open. Tools
+    /// that open such a log directly must take the outer lock first (`commitlogd
+    /// repair` does).
+    Covered(Arc<OuterLock>),
+}
+
+/// An exclusive `flock` on `<dir>/LOCK` covering every log under `dir`
+/// ([`DirLock::Covered`]); released when the last holder drops it.
+#[derive(Debug)]
+pub struct OuterLock {
+    dir: PathBuf,
+    _file: fs::File,
+}
+
+impl OuterLock {
+    /// Locks `dir` (which must exist). Fails with an `Io` error of kind
+    /// `WouldBlock` when another holder has it.
+    pub fn acquire(dir: &Path) -> Result<OuterLock> {
+        Ok(OuterLock {
+            _file: lock_dir(dir)?,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The directory it covers.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// What an open log holds to keep its directory to itself.
+#[derive(Debug)]
+enum HeldLock {
+    Own(#[allow(dead_code)] fs::File),
+    Covered(#[allow(dead_code)] Arc<OuterLock>),
+}
+
+/// Takes the lock `config` asks for on the log directory `dir`.
+fn hold_lock(dir: &Path, lock: &DirLock) -> Result<HeldLock> {
+    match lock {
+        DirLock::Own => lock_dir(dir).map(HeldLock::Own),
+        DirLock::Covered(outer) if dir.starts_with(outer.dir()) => {
+            Ok(HeldLock::Covered(Arc::clone(outer)))
+        }
+        DirLock::Covered(outer) => Err(StorageError::InvalidConfig {
+            reason: format!(
+                "log directory {} is not under the locked directory {}",
+                dir.display(),
+                outer.dir().display()
+            ),
+        }),
+    }
+}
 
 /// Takes an exclusive advisory lock on the directory, so a second `Log` (in this
 /// or another process) cannot open it and break the mmap invariant.
@@ -296,7 +371,11 @@ impl Log {
         }
         let index_capacity = index::capacity_slots(config.max_index_bytes);
         fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
-        let lock_file = lock_dir(dir)?;
+        let dir_lock = hold_lock(dir, &config.dir_lock)?;
+        // Recovery fsynced every file it kept and then the directory (a brand-new
+        // log's directory waits for its first sync), so their entries are durable:
+        // no second directory fsync (a node creating thousands of groups pays for
+        // every one).
         let recovered = recovery::recover(
             dir,
             index_capacity,
@@ -304,8 +383,6 @@ impl Log {
             mode,
             journaled_from,
         )?;
-        // Recovery fsynced every file it kept; make their directory entries durable too.
-        segment::sync_dir(dir)?;
         let active = Arc::new(recovered.active);
         let next_offset = active
             .base
@@ -334,15 +411,14 @@ impl Log {
         let mut bases: Vec<u64> = segments.sealed.iter().map(|m| m.base).collect();
         bases.push(segments.active.base);
         // A repair may have cut below the old durable end: never leave that one.
-        let written = checkpoint::write_or_remove(
-            dir,
-            &Checkpoint {
-                durable_end: next_offset,
-                bases,
-            },
-        )?;
+        // A brand-new log has nothing to vouch for yet: its first sync writes it.
+        let opened = Checkpoint {
+            durable_end: next_offset,
+            bases,
+        };
+        let written = !recovered.fresh && checkpoint::write_or_remove(dir, &opened)?;
         let log = Log {
-            lock_file,
+            dir_lock,
             dir: dir.to_path_buf(),
             index_capacity,
             rebuild_lock: Mutex::new(()),
@@ -353,17 +429,18 @@ impl Log {
                 store_bytes: recovered.active_store_bytes,
                 buf: Vec::new(),
                 pending_seal: Vec::new(),
-                unsynced_creations: 0,
+                // A brand-new log's segment: the first sync fsyncs the directory.
+                unsynced_creations: u64::from(recovered.fresh),
                 rolling_back_to: None,
             }),
             segments: RwLock::new(segments),
-            cache: Mutex::new(SegmentCache::new(SEALED_CACHE_CAPACITY)),
+            cache: Mutex::new(SegmentCache::new(SEALED_CACHE_CAPACITY, &PROCESS_BUDGET)),
             publication: Publication::new(next_offset, recovered.active_store_bytes),
             first_offset: AtomicU64::new(first_offset),
             // Recovery fsynced everything it kept.
             durable_offset: AtomicU64::new(next_offset),
             closed: AtomicBool::new(false),
-            checkpoint_written: Mutex::new(written.then(std::time::Instant::now)),
+            checkpoint_written: Mutex::new(written.then(|| (std::time::Instant::now(), opened))),
             retention: Mutex::new((config.retention_bytes, config.retention_age)),
             config,
         };
@@ -420,7 +497,8 @@ impl Log {
         match result {
             Ok(written) => {
                 // Removed: the next sync writes a new one at once.
-                *lock!(self.checkpoint_written) = written.then(std::time::Instant::now);
+                *lock!(self.checkpoint_written) =
+                    written.then(|| (std::time::Instant::now(), checkpoint));
                 Ok(())
             }
             Err(e) if !required => {
@@ -593,12 +671,13 @@ impl Log {
             offset += 1;
             taken += 1;
         }
-        if let Err(e) = active.store.write_all_at(&w.buf, start) {
+        let files = active.files()?;
+        if let Err(e) = files.store.write_all_at(&w.buf, start) {
             let error =
                 StorageError::io(format!("appending to {}", active.store_path.display()), e);
             // Nothing was published; drop any partial write so the next append
             // starts on a record boundary.
-            return match active.store.set_len(start) {
+            return match files.store.set_len(start) {
                 Ok(()) => Err(error),
                 Err(_) => Err(self.fail(error)),
             };
@@ -615,11 +694,13 @@ impl Log {
         let base = w.next_offset;
         let fresh = ActiveSegment::open(&self.dir, base, self.index_capacity, 0)?;
         fresh
+            .files()?
             .store
             .set_len(0)
             .map_err(io_err("clearing", &fresh.store_path))?;
         let fresh = Arc::new(fresh);
         let old = std::mem::replace(&mut w.active, fresh.clone());
+        let old_files = old.take_files();
         {
             let mut segments = write_lock!(self.segments);
             segments
@@ -631,6 +712,7 @@ impl Log {
         w.pending_seal.push(PendingSeal {
             base: old.base,
             count: base - old.base,
+            files: old_files,
         });
         w.store_bytes = 0;
         w.unsynced_creations += 1;
@@ -679,14 +761,25 @@ impl Log {
                 w.unsynced_creations,
             )
         };
-        let result = self.sync_files(&active, &pending, creations);
+        // Nothing appended, rolled or created since the last completed fsync
+        // (truncations fsync themselves): no fsync, e.g. for the final checkpoint
+        // of thousands of idle groups.
+        let nothing_new = target <= self.durable_offset.load(Ordering::Acquire)
+            && pending.is_empty()
+            && creations == 0;
+        let result = if nothing_new {
+            Ok(())
+        } else {
+            self.sync_files(&active, &pending, creations)
+        };
         drop(active);
         if let Err(error) = result {
             return Err(self.fail(error));
         }
         {
             let mut w = lock!(self.writer);
-            w.pending_seal.retain(|p| !pending.contains(p));
+            w.pending_seal
+                .retain(|p| !pending.iter().any(|done| done.same(p)));
             w.unsynced_creations -= creations;
         }
         self.durable_offset.fetch_max(target, Ordering::AcqRel);
@@ -694,7 +787,8 @@ impl Log {
         // checkpoint is a lower bound, so lagging is safe and costs no fsync per
         // group commit.
         let due = lock!(self.checkpoint_written)
-            .is_none_or(|at| at.elapsed() >= checkpoint::LAZY_INTERVAL);
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() >= checkpoint::LAZY_INTERVAL);
         if due || !pending.is_empty() || creations > 0 {
             self.write_checkpoint(self.durable_offset.load(Ordering::Acquire), u64::MAX, false)?;
         }
@@ -718,14 +812,17 @@ impl Log {
         // Under the sync lock no truncation can lower the end meanwhile.
         let _sync = lock!(self.sync_lock);
         let durable_end = self.durable_offset.load(Ordering::Acquire);
-        checkpoint::write(
-            &self.dir,
-            &Checkpoint {
-                durable_end,
-                bases: self.segment_bases()?,
-            },
-        )?;
-        *lock!(self.checkpoint_written) = Some(std::time::Instant::now());
+        let exact = Checkpoint {
+            durable_end,
+            bases: self.segment_bases()?,
+        };
+        // An idle log's checkpoint often says exactly this already (a node
+        // stopping with thousands of idle groups saves two fsyncs per group).
+        let mut written = lock!(self.checkpoint_written);
+        if written.as_ref().is_none_or(|(_, cp)| *cp != exact) {
+            checkpoint::write(&self.dir, &exact)?;
+            *written = Some((std::time::Instant::now(), exact));
+        }
         Ok(Offset(durable_end))
     }
 
@@ -736,34 +833,54 @@ impl Log {
         creations: u64,
     ) -> Result<()> {
         for seal in pending {
-            let store_path = segment::store_path(&self.dir, seal.base);
-            let index_path = segment::index_path(&self.dir, seal.base);
-            std::fs::File::open(&store_path)
-                .and_then(|f| f.sync_data())
-                .map_err(io_err("fsyncing", &store_path))?;
-            // The index is no longer mapped (it was unmapped at the roll, and the only
-            // other holder of the mapping, a previous sync, has finished), so it may
-            // be trimmed: this is what marks the segment sealed on disk. The trim
-            // comes after the index data is durable, so a trimmed index is always a
-            // valid one; the trim itself needs no fsync: if a crash loses it, the
-            // segment merely looks unsealed and recovery scans and re-seals it.
-            let index = OpenOptions::new()
-                .write(true)
-                .open(&index_path)
-                .map_err(io_err("opening", &index_path))?;
-            index
-                .sync_data()
-                .and_then(|()| index.set_len(index::sealed_file_bytes(seal.count)))
-                .map_err(io_err("sealing", &index_path))?;
+            self.seal_on_disk(seal)?;
         }
+        // Released files were fsynced before they were closed; what was written
+        // since went through reopened ones. A descriptor opened here for the fsync
+        // alone would do as well: on Linux fsync writes back every dirty page of
+        // the inode, whichever descriptor dirtied it.
         active
-            .store
+            .store_handle()?
+            .file()
             .sync_data()
             .map_err(io_err("fsyncing", &active.store_path))?;
         if creations > 0 || !pending.is_empty() {
             segment::sync_dir(&self.dir)?;
         }
         Ok(())
+    }
+
+    /// fsyncs a rolled segment's store and index, then trims the index to its
+    /// records: the on-disk mark of a sealed segment.
+    fn seal_on_disk(&self, seal: &PendingSeal) -> Result<()> {
+        let store_path = segment::store_path(&self.dir, seal.base);
+        let index_path = segment::index_path(&self.dir, seal.base);
+        let reopened;
+        // Through the handles it was written with, when it still has them, so a
+        // write error is reported to this fsync; else they were released after
+        // an fsync and fresh ones do.
+        let files = match &seal.files {
+            Some(files) => files.as_ref(),
+            None => {
+                reopened = ActiveFiles::open_existing(&store_path, &index_path)?;
+                &reopened
+            }
+        };
+        files
+            .store
+            .sync_data()
+            .map_err(io_err("fsyncing", &store_path))?;
+        // The index is no longer mapped (it was unmapped at the roll, and the only
+        // other holder of the mapping, a previous sync, has finished), so it may
+        // be trimmed: this is what marks the segment sealed on disk. The trim
+        // comes after the index data is durable, so a trimmed index is always a
+        // valid one; the trim itself needs no fsync: if a crash loses it, the
+        // segment merely looks unsealed and recovery scans and re-seals it.
+        files
+            .index
+            .sync_data()
+            .and_then(|()| files.index.set_len(index::sealed_file_bytes(seal.count)))
+            .map_err(io_err("sealing", &index_path))
     }
 
     /// Bytes the log occupies: store bytes plus used index bytes of every segment.
@@ -784,6 +901,46 @@ impl Log {
         self.segments.read().map_or(0, |s| s.sealed.len() + 1)
     }
 
+    /// Closes the descriptors an idle log holds: the active segment's store and
+    /// index and the cached sealed segments (a node calls it for a quiesced
+    /// group, so thousands of idle partitions hold no descriptors; with
+    /// [`DirLock::Covered`] such a log holds none at all). Appends, truncation and
+    /// rebuilds reopen the files when they need them; reads and fsyncs of a
+    /// released active segment use a descriptor of their own for that call. The
+    /// index stays mapped (a mapping outlives its descriptor).
+    ///
+    /// What was appended and not yet fsynced is fsynced first: a write error the
+    /// kernel has not reported yet may be lost with the last descriptor of a file
+    /// (`close` does not report it and the inode may leave the cache), so a
+    /// handle is only ever closed with nothing unsynced behind it. Returns
+    /// whether anything was released; an fsync failure closes the log as in
+    /// [`Log::sync`].
+    pub fn release_idle_files(&self) -> Result<bool> {
+        self.check_open()?;
+        let sealed = lock!(self.cache).clear() > 0;
+        let unsynced = {
+            let w = lock!(self.writer);
+            if !w.active.files_open() {
+                return Ok(sealed);
+            }
+            w.next_offset > self.durable_offset.load(Ordering::Acquire)
+                || !w.pending_seal.is_empty()
+                || w.unsynced_creations > 0
+        };
+        if unsynced {
+            self.sync()?;
+        }
+        // Under both locks nothing is appended or cut meanwhile; an append that
+        // came between the fsync and here keeps the handles (released next time).
+        let _sync = lock!(self.sync_lock);
+        let w = lock!(self.writer);
+        let synced = w.next_offset <= self.durable_offset.load(Ordering::Acquire)
+            && w.pending_seal.is_empty()
+            && w.unsynced_creations == 0;
+        let released = synced && w.active.take_files().is_some();
+        Ok(released || sealed)
+    }
+
     /// fsyncs, then trims the active index to its used length. Reopening a closed
     /// log still validates the last segment.
     pub fn close(self) -> Result<()> {
@@ -796,7 +953,7 @@ impl Log {
         let dir = self.dir.clone();
         // Unmaps the index (only then may it be shrunk, see the mmap invariant) but
         // keeps the directory locked until the trim is done.
-        let Log { lock_file, .. } = self;
+        let Log { dir_lock, .. } = self;
         let index = OpenOptions::new()
             .write(true)
             .open(&index_path)
@@ -813,7 +970,7 @@ impl Log {
                 dir.display()
             );
         }
-        drop(lock_file);
+        drop(dir_lock);
         log::info!("closed log {}", dir.display());
         Ok(())
     }
@@ -824,5 +981,10 @@ impl Log {
     /// Sealed segments currently open in the cache.
     pub(crate) fn open_sealed_segments(&self) -> usize {
         self.cache.lock().map_or(0, |c| c.len())
+    }
+
+    /// True while the active segment holds its files open.
+    pub(crate) fn active_files_open(&self) -> bool {
+        self.writer.lock().is_ok_and(|w| w.active.files_open())
     }
 }

@@ -11,7 +11,11 @@
 //!   accesses fault with SIGBUS.
 //! * Only this `Log` writes the log directory while it is open: `Log::open` takes an
 //!   exclusive `flock` on `<dir>/LOCK`, so a second `Log` (in this or another
-//!   process) cannot open it; other programs must not modify its files.
+//!   process) cannot open it; or, with `DirLock::Covered`, its opener holds such a
+//!   lock on an enclosing directory and opens each log under it once (a node and
+//!   its groups; `commitlogd repair` takes the enclosing locks too). Other
+//!   programs must not modify its files. Closing the index's file descriptor
+//!   (an idle log releases it) does not unmap it.
 //! * The mapping is page-aligned, so every slot is 8-byte aligned, and every access
 //!   goes through `AtomicU64`: concurrent readers and the writer never form a data
 //!   race, whatever the caller does. (Readers only look at slots that were published

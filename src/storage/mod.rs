@@ -12,7 +12,21 @@
 //!   only module with `unsafe`), read with `pread` once it is sealed.
 //!
 //! The directory also holds `LOCK`, on which an open log keeps an exclusive
-//! `flock`, so the same log cannot be opened twice at once.
+//! `flock`, so the same log cannot be opened twice at once. A process that opens
+//! many logs under one directory (a node: one log per Raft group) locks that
+//! directory once instead ([`OuterLock`], [`DirLock::Covered`]): its logs take no
+//! lock and hold no descriptor for it.
+//!
+//! # Open files
+//!
+//! An open log holds the active segment's store and index open (the index is
+//! also mapped), up to 16 sealed segments a read opened (two descriptors each; at
+//! most 512 for all the logs of a process together) and, with [`DirLock::Own`],
+//! `LOCK`. [`Log::release_idle_files`]
+//! closes all of them for an idle log (after fsyncing anything unsynced, so no
+//! write error is lost with a descriptor); the mapping stays. Writers reopen the
+//! active files on demand and keep them; reads and fsyncs of a released log open
+//! a descriptor for that call only, so reading an idle log does not pin any.
 //!
 //! Only the newest segment (the *active* one) is written. A new segment starts when
 //! the next record would push the active store past `max_store_bytes` or its index
@@ -148,9 +162,11 @@ mod fault_tests;
 #[cfg(test)]
 mod heal_tests;
 #[cfg(test)]
+mod idle_tests;
+#[cfg(test)]
 pub(crate) mod tests;
 
-pub use self::engine::{Log, RebuildError, RebuildReport, RecordRef};
+pub use self::engine::{DirLock, Log, OuterLock, RebuildError, RebuildReport, RecordRef};
 pub use self::error::{Damage, Result, StorageError};
 pub use self::record::{NewRecord, Record, RECORD_HEADER_BYTES};
 pub use self::recovery::{DamagedRange, ReplicaRecovery, TruncatedRange};
@@ -173,6 +189,9 @@ pub struct LogConfig {
     /// Retention by age: drop the oldest whole segments last written longer ago than
     /// this. `None` (the default) keeps everything.
     pub retention_age: Option<std::time::Duration>,
+    /// How the directory is kept to this log: its own `flock` on `<dir>/LOCK`
+    /// (the default), or an outer lock covering it ([`DirLock::Covered`]).
+    pub dir_lock: DirLock,
 }
 
 /// Default maximum store file size: 64 MiB.
@@ -188,6 +207,7 @@ impl Default for LogConfig {
             initial_offset: Offset(0),
             retention_bytes: None,
             retention_age: None,
+            dir_lock: DirLock::Own,
         }
     }
 }

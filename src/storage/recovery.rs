@@ -195,6 +195,10 @@ pub(crate) struct Recovered {
     pub repaired: Option<TruncatedRange>,
     /// What [`Mode::Replica`] quarantined or noted in sealed segments.
     pub damaged: Vec<DamagedRange>,
+    /// A brand-new log (no checkpoint, no segment file): its segment was just
+    /// created and the directory not fsynced (nothing in it is durable yet; the
+    /// log's first sync fsyncs the directory and writes the checkpoint).
+    pub fresh: bool,
 }
 
 /// How a store scan ended.
@@ -702,6 +706,7 @@ impl Kept {
             active_store_bytes: store_bytes,
             repaired: self.repaired,
             damaged: self.damaged,
+            fresh: false,
         }
     }
 
@@ -777,8 +782,16 @@ pub(crate) fn recover(
     bases.sort_unstable();
     if bases.is_empty() {
         let active = ActiveSegment::open(dir, empty_start, index_capacity, 0)?;
-        segment::sync_dir(dir)?;
-        return Ok(kept.into_recovered(active, 0, 0));
+        // A brand-new log holds nothing durable, so the new files' directory
+        // entries can wait for its first sync (a node creating thousands of
+        // groups saves a directory fsync per group).
+        let fresh = cp.is_none();
+        if !fresh {
+            segment::sync_dir(dir)?;
+        }
+        let mut recovered = kept.into_recovered(active, 0, 0);
+        recovered.fresh = fresh;
+        return Ok(recovered);
     }
     for (i, &base) in bases.iter().enumerate() {
         let files = found.get(&base).copied().unwrap_or_default();
@@ -1066,6 +1079,7 @@ fn activate_last(
             base + count,
         );
         active
+            .files()?
             .store
             .set_len(scan.valid_bytes)
             .map_err(|e| StorageError::io(format!("cutting {}", active.store_path.display()), e))?;
@@ -1079,6 +1093,7 @@ fn activate_last(
         );
     }
     active
+        .files()?
         .store
         .sync_data()
         .map_err(|e| StorageError::io(format!("fsyncing {}", active.store_path.display()), e))?;

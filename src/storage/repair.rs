@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Damage, Log, LogConfig, Offset, StorageError, TruncatedRange};
+use super::{Damage, Log, LogConfig, Offset, OuterLock, StorageError, TruncatedRange};
 use crate::storage::checkpoint;
 use crate::storage::segment::parse_file_name;
 
@@ -31,6 +31,30 @@ pub fn find_log_dir(data_dir: &Path) -> PathBuf {
     } else {
         data_dir.to_path_buf()
     }
+}
+
+/// Takes the lock of each directory enclosing `log_dir` (up to three levels:
+/// `D/groups/<id>/log`) that holds a `LOCK` file: a node locks its data dir once
+/// for the logs of all its groups, which then hold no lock of their own
+/// (`DirLock::Covered`), so a log a running node has open is refused here. The
+/// locks are held until the returned guards drop.
+pub fn lock_enclosing(log_dir: &Path) -> Result<Vec<OuterLock>, String> {
+    // Absolute, so that the enclosing directories of a relative path are seen.
+    let log_dir = std::fs::canonicalize(log_dir).unwrap_or_else(|_| log_dir.to_path_buf());
+    log_dir
+        .ancestors()
+        .skip(1)
+        .take(3)
+        .filter(|dir| dir.join(super::engine::LOCK_FILE_NAME).is_file())
+        .map(|dir| {
+            OuterLock::acquire(dir).map_err(|e| {
+                format!(
+                    "{} is in use (a running commitlogd holds its lock?): {e}",
+                    dir.display()
+                )
+            })
+        })
+        .collect()
 }
 
 /// True when `dir` holds segment files or a checkpoint.
@@ -149,6 +173,13 @@ pub fn run_cli(args: impl IntoIterator<Item = String>) -> u8 {
         return 2;
     };
     let log_dir = find_log_dir(&data_dir);
+    let _enclosing = match lock_enclosing(&log_dir) {
+        Ok(locks) => locks,
+        Err(message) => {
+            eprintln!("commitlogd repair: {message}");
+            return 1;
+        }
+    };
     let config = LogConfig::default();
     let Some(from) = truncate_from else {
         return report(&log_dir, config);
@@ -271,5 +302,16 @@ mod tests {
             "acknowledgement of another offset"
         );
         assert_eq!(run_cli(args(&["--bogus"])), 2);
+    }
+
+    #[test]
+    fn cli_refuses_a_log_under_a_held_data_dir_lock() {
+        let dir = filled(10);
+        let d = dir.path().display().to_string();
+        let args = || vec!["--data-dir".to_string(), d.clone()];
+        let node_lock = OuterLock::acquire(dir.path()).unwrap();
+        assert_eq!(run_cli(args()), 1, "a running node holds the data dir");
+        drop(node_lock);
+        assert_eq!(run_cli(args()), 0, "free again: healthy");
     }
 }

@@ -6,6 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::error::{Result, StorageError};
 use super::index::{self, SLOT_BYTES};
@@ -86,18 +87,65 @@ const INDEX_ALLOCATION_BYTES: u64 = 64 * 1024;
 /// when the disk is full kills the process with SIGBUS, so every slot is
 /// allocated with an ordinary `pwrite` (which fails with ENOSPC instead) before
 /// the mapping touches it: `allocated` slots from the start of the file are backed.
+///
+/// The file handles are not needed by the mapping (a mapping stays valid after
+/// its file descriptor is closed), so an idle log releases them
+/// ([`ActiveSegment::take_files`], only once everything written through them is
+/// fsynced) and they are reopened on demand: by writers for good
+/// ([`ActiveSegment::files`]), by readers and fsyncs for one call
+/// ([`ActiveSegment::store_handle`]). Thousands of idle logs then hold no
+/// descriptors of their own.
 #[derive(Debug)]
 pub(crate) struct ActiveSegment {
     pub base: u64,
-    pub store: File,
     pub store_path: PathBuf,
     pub index: IndexMap,
-    index_file: File,
     pub index_path: PathBuf,
     /// Records this index can hold before the segment must roll.
     pub capacity: u64,
     /// Slots `0..allocated` are backed by disk space (only the writer changes it).
     allocated: std::sync::atomic::AtomicU64,
+    /// The open store and index files; `None` once released.
+    files: std::sync::Mutex<Option<Arc<ActiveFiles>>>,
+}
+
+/// The open files of an active segment (read + write).
+#[derive(Debug)]
+pub(crate) struct ActiveFiles {
+    pub store: File,
+    pub index: File,
+}
+
+impl ActiveFiles {
+    fn open(store_path: &Path, index_path: &Path, create: bool) -> Result<ActiveFiles> {
+        let store = open_rw(store_path, create)
+            .map_err(|e| StorageError::io(format!("opening {}", store_path.display()), e))?;
+        let index = open_rw(index_path, create)
+            .map_err(|e| StorageError::io(format!("opening {}", index_path.display()), e))?;
+        Ok(ActiveFiles { store, index })
+    }
+
+    /// Opens the existing files of a segment (read + write).
+    pub fn open_existing(store_path: &Path, index_path: &Path) -> Result<ActiveFiles> {
+        ActiveFiles::open(store_path, index_path, false)
+    }
+}
+
+/// A handle on an active segment's store for one read or fsync: the segment's
+/// own open file, or a descriptor opened for this call only (released segment).
+#[derive(Debug)]
+pub(crate) enum StoreHandle {
+    Shared(Arc<ActiveFiles>),
+    Own(File),
+}
+
+impl StoreHandle {
+    pub fn file(&self) -> &File {
+        match self {
+            StoreHandle::Shared(files) => &files.store,
+            StoreHandle::Own(file) => file,
+        }
+    }
 }
 
 impl ActiveSegment {
@@ -114,27 +162,71 @@ impl ActiveSegment {
     ) -> Result<ActiveSegment> {
         let store_path = store_path(dir, base);
         let index_path = index_path(dir, base);
-        let store = open_rw(&store_path, true)
-            .map_err(|e| StorageError::io(format!("opening {}", store_path.display()), e))?;
-        let index_file = open_rw(&index_path, true)
-            .map_err(|e| StorageError::io(format!("opening {}", index_path.display()), e))?;
+        let files = ActiveFiles::open(&store_path, &index_path, true)?;
         let index_bytes = index::active_file_bytes(capacity);
         // Not mapped yet, so resizing it is allowed (see the mmap invariant).
-        index_file
+        files
+            .index
             .set_len(index_bytes)
             .map_err(|e| StorageError::io(format!("sizing {}", index_path.display()), e))?;
-        let index = IndexMap::map(&index_file, index_bytes / SLOT_BYTES)
+        let index = IndexMap::map(&files.index, index_bytes / SLOT_BYTES)
             .map_err(|e| StorageError::io(format!("mapping {}", index_path.display()), e))?;
         Ok(ActiveSegment {
             base,
-            store,
             store_path,
             index,
-            index_file,
             index_path,
             capacity,
             allocated: std::sync::atomic::AtomicU64::new(allocated_slots.min(capacity + 1)),
+            files: std::sync::Mutex::new(Some(Arc::new(files))),
         })
+    }
+
+    fn files_slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<ActiveFiles>>> {
+        // An `Option<Arc>` cannot be left half-changed by a panic.
+        self.files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The open files, reopened (and kept) if they were released: for writers.
+    pub fn files(&self) -> Result<Arc<ActiveFiles>> {
+        let mut slot = self.files_slot();
+        if let Some(files) = slot.as_ref() {
+            return Ok(Arc::clone(files));
+        }
+        // Never created here: a store that vanished is an error, not a new segment.
+        let files = Arc::new(ActiveFiles::open_existing(
+            &self.store_path,
+            &self.index_path,
+        )?);
+        *slot = Some(Arc::clone(&files));
+        Ok(files)
+    }
+
+    /// The store for one read or fsync: the open file, or (released) a read-only
+    /// descriptor of the same file for this call only, so readers of an idle log
+    /// do not pin descriptors. fsync through it is as good as through the writer's
+    /// handle: on Linux fsync writes back every dirty page of the inode, whichever
+    /// descriptor dirtied it.
+    pub fn store_handle(&self) -> Result<StoreHandle> {
+        if let Some(files) = self.files_slot().as_ref() {
+            return Ok(StoreHandle::Shared(Arc::clone(files)));
+        }
+        File::open(&self.store_path)
+            .map(StoreHandle::Own)
+            .map_err(|e| StorageError::io(format!("opening {}", self.store_path.display()), e))
+    }
+
+    /// Takes the files out (they close when the last holder drops them). The
+    /// caller must have fsynced everything written through them.
+    pub fn take_files(&self) -> Option<Arc<ActiveFiles>> {
+        self.files_slot().take()
+    }
+
+    /// True while the segment holds its files open.
+    pub fn files_open(&self) -> bool {
+        self.files_slot().is_some()
     }
 
     /// Writes slots `0..positions.len()` with `pwrite` (allocating them), for a
@@ -147,14 +239,16 @@ impl ActiveSegment {
             })?;
             bytes.extend_from_slice(&index::encode_slot(rel, pos).to_le_bytes());
         }
+        let files = self.files()?;
         let mut old = vec![0u8; bytes.len()];
-        read_exact_at(&self.index_file, &self.index_path, &mut old, 0)?;
+        read_exact_at(&files.index, &self.index_path, &mut old, 0)?;
         let differing = old
             .chunks(SLOT_BYTES as usize)
             .zip(bytes.chunks(SLOT_BYTES as usize))
             .filter(|(a, b)| a != b)
             .count() as u64;
-        self.index_file
+        files
+            .index
             .write_all_at(&bytes, 0)
             .map_err(|e| StorageError::io(format!("writing {}", self.index_path.display()), e))?;
         let slots = positions.len() as u64;
@@ -183,7 +277,8 @@ impl ActiveSegment {
             ));
         }
         let zeros = vec![0u8; ((until - allocated) * SLOT_BYTES) as usize];
-        self.index_file
+        self.files()?
+            .index
             .write_all_at(&zeros, allocated * SLOT_BYTES)
             .map_err(|e| {
                 StorageError::io(format!("allocating {}", self.index_path.display()), e)

@@ -39,7 +39,7 @@ use std::time::{Duration, SystemTime};
 use super::*;
 
 /// Small segments so tests cross many boundaries: ~5 records of ~40 bytes each.
-fn small_config() -> LogConfig {
+pub(crate) fn small_config() -> LogConfig {
     LogConfig {
         max_store_bytes: 256,
         max_index_bytes: 64,
@@ -66,7 +66,7 @@ fn kind_of(i: u64) -> RecordKind {
     }
 }
 
-fn expected(i: u64) -> Record {
+pub(crate) fn expected(i: u64) -> Record {
     Record {
         offset: Offset(i),
         term: term_of(i),
@@ -76,7 +76,7 @@ fn expected(i: u64) -> Record {
 }
 
 /// Appends records `from..to` (offsets must line up), in batches of `batch`.
-fn append_range(log: &Log, from: u64, to: u64, batch: u64) {
+pub(crate) fn append_range(log: &Log, from: u64, to: u64, batch: u64) {
     let mut i = from;
     while i < to {
         let end = (i + batch).min(to);
@@ -96,7 +96,7 @@ fn append_range(log: &Log, from: u64, to: u64, batch: u64) {
 }
 
 /// Checks every record in `from..to` with single reads and one range read.
-fn check_range(log: &Log, from: u64, to: u64) {
+pub(crate) fn check_range(log: &Log, from: u64, to: u64) {
     for i in from..to {
         assert_eq!(log.read(Offset(i)).unwrap(), expected(i), "read({i})");
     }

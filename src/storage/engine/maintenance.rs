@@ -89,9 +89,13 @@ impl Log {
         // Readers already see the new end; make it durable without blocking them.
         let active = &w.active;
         let result = active
-            .store
-            .sync_data()
-            .map_err(io_err("fsyncing", &active.store_path))
+            .files()
+            .and_then(|files| {
+                files
+                    .store
+                    .sync_data()
+                    .map_err(io_err("fsyncing", &active.store_path))
+            })
             .and_then(|()| {
                 if removed_segments {
                     segment::sync_dir(&self.dir)
@@ -119,7 +123,7 @@ impl Log {
             let position = match (new_next - active.base).checked_sub(1) {
                 None => 0,
                 Some(prev) => segment::record_end(
-                    &active.store,
+                    &active.files()?.store,
                     &active.store_path,
                     active.position(prev)?,
                     w.store_bytes,
@@ -165,6 +169,7 @@ impl Log {
 
     fn cut_active(&self, w: &mut Writer, position: u64) -> Result<()> {
         w.active
+            .files()?
             .store
             .set_len(position)
             .map_err(io_err("truncating", &w.active.store_path))?;
@@ -201,6 +206,7 @@ impl Log {
             kept,
         )?);
         fresh
+            .files()?
             .store
             .set_len(position)
             .map_err(io_err("truncating", &fresh.store_path))?;
@@ -307,6 +313,9 @@ impl Log {
             durable_end: start.0,
             bases: vec![start.0],
         };
+        // What the checkpoint says is no longer known here: the next sync or
+        // `checkpoint` writes it again.
+        *lock!(self.checkpoint_written) = None;
         let result = checkpoint::write_or_remove(&self.dir, &checkpoint)
             .and_then(|_| recovery::remove_segments_oldest_first(&self.dir, &bases))
             .and_then(|()| segment::sync_dir(&self.dir))
@@ -314,6 +323,7 @@ impl Log {
             .and_then(|fresh| {
                 // Old files were unlinked above, so this is a new, empty file.
                 fresh
+                    .files()?
                     .store
                     .set_len(0)
                     .map_err(io_err("clearing", &fresh.store_path))?;

@@ -9,7 +9,7 @@ use super::{Log, Segments};
 use crate::storage::error::{Result, StorageError};
 use crate::storage::publish::Snapshot;
 use crate::storage::record::{to_record, Header, Record, RECORD_HEADER_BYTES};
-use crate::storage::segment::{FrameReader, SealedSegment, Step};
+use crate::storage::segment::{FrameReader, SealedSegment, Step, StoreHandle};
 use crate::sync::Ordering;
 use crate::types::{Offset, RecordKind, Term};
 
@@ -80,9 +80,10 @@ impl Log {
                 next: Offset(snapshot.next_offset),
             });
         }
-        let sealed_segment;
+        let (sealed_segment, active_store);
         let view = if offset.0 >= segments.active.base {
-            active_view(&segments, snapshot, offset.0)?
+            active_store = segments.active.store_handle()?;
+            active_view(&segments, &active_store, snapshot, offset.0)?
         } else {
             sealed_segment = self.sealed_segment(&segments, offset.0)?;
             sealed_view(&sealed_segment, offset.0)?
@@ -149,9 +150,15 @@ impl Log {
         let mut offset = from.0;
         // Bounded: every iteration moves to a later segment or returns.
         while offset < snapshot.next_offset {
-            let sealed_segment;
+            let (sealed_segment, active_store);
             let view = if offset >= segments.active.base {
-                active_view(&segments, snapshot, offset)
+                match segments.active.store_handle() {
+                    Ok(store) => {
+                        active_store = store;
+                        active_view(&segments, &active_store, snapshot, offset)
+                    }
+                    Err(e) => Err(e),
+                }
             } else {
                 match self.sealed_segment(&segments, offset) {
                     Ok(segment) => {
@@ -302,11 +309,16 @@ fn checked_step<'r>(
     }
 }
 
-/// The view of the active segment starting at `offset`.
-fn active_view<'s>(segments: &'s Segments, snapshot: Snapshot, offset: u64) -> Result<View<'s>> {
+/// The view of the active segment starting at `offset`, read through `store`.
+fn active_view<'s>(
+    segments: &'s Segments,
+    store: &'s StoreHandle,
+    snapshot: Snapshot,
+    offset: u64,
+) -> Result<View<'s>> {
     let active = &segments.active;
     Ok(View {
-        file: &active.store,
+        file: store.file(),
         path: &active.store_path,
         end: snapshot.active_store_end,
         position: active
