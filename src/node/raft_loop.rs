@@ -599,11 +599,18 @@ impl RaftLoop {
             // Once a second, not per iteration: a walk over thousands of groups.
             // Idle groups close their files (`GroupRun::release_idle_files`).
             for g in self.groups.values_mut() {
-                g.clear_recovering_marker();
                 g.release_idle_files();
             }
         }
         let ran = std::mem::take(&mut self.ran);
+        // A group stops recovering only when it runs: its marker goes at once (a
+        // crash right after catching up must not leave it unable to vote), and
+        // only the groups that ran are looked at.
+        for id in &ran {
+            if let Some(g) = self.groups.get_mut(id) {
+                g.clear_recovering_marker();
+            }
+        }
         if ticked {
             // A quiesced group's view was published when it last ran.
             for id in self.active.union(&ran) {
