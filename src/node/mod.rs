@@ -359,6 +359,7 @@ impl Node {
         let dir = cfg.data_dir.clone();
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
+        refuse_legacy_dir(&dir)?;
         // One lock for the whole data dir, before anything in it is read or
         // written; every group's log is opened under it (no lock file of its own)
         // and keeps it alive while open.
@@ -795,18 +796,7 @@ fn check_stored_identity(cfg: &NodeConfig, id: &Identity) -> Result<(), String> 
 /// engine (segments directly in the data dir, offsets from 0) gets its own message.
 fn refuse_unknown_state(cfg: &NodeConfig) -> Result<(), String> {
     let dir = &cfg.data_dir;
-    if is_legacy_single_node_dir(dir) {
-        return Err(format!(
-            "data dir {} holds a log written by the old single-node engine (segment \
-             files directly in the data dir, offsets from 0). Every node now runs as a \
-             Raft group whose offsets start at 1, and such a log cannot be used in place. \
-             Start on an empty data dir; to keep the old records, serve the old dir with \
-             the previous commitlogd release and copy them \
-             (`clog consume --from 0 --count N | clog produce` against the new node), \
-             then remove the old dir",
-            dir.display()
-        ));
-    }
+    refuse_legacy_dir(dir)?;
     // The lock file the node itself just created is not state.
     let has_state = std::fs::read_dir(dir)
         .map(|mut d| d.any(|e| !e.is_ok_and(|e| e.file_name() == DATA_DIR_LOCK_FILE)))
@@ -834,6 +824,24 @@ fn refuse_unknown_state(cfg: &NodeConfig) -> Result<(), String> {
              refusing to guess who this node is",
             dir.display(),
             meta::IDENTITY_FILE
+        ));
+    }
+    Ok(())
+}
+
+/// A log written by the old single-node engine is refused before anything is
+/// created in its directory (not even the node's lock file).
+fn refuse_legacy_dir(dir: &std::path::Path) -> Result<(), String> {
+    if is_legacy_single_node_dir(dir) {
+        return Err(format!(
+            "data dir {} holds a log written by the old single-node engine (segment \
+             files directly in the data dir, offsets from 0). Every node now runs as a \
+             Raft group whose offsets start at 1, and such a log cannot be used in place. \
+             Start on an empty data dir; to keep the old records, serve the old dir with \
+             the previous commitlogd release and copy them \
+             (`clog consume --from 0 --count N | clog produce` against the new node), \
+             then remove the old dir",
+            dir.display()
         ));
     }
     Ok(())
