@@ -6,7 +6,8 @@
 //! used until it is older than its maximum age, or until a failure invalidates it
 //! (`NOT_LEADER` without a usable hint, `UNKNOWN_TOPIC`, a lost connection); the I/O
 //! shell then asks again. The cache holds at most [`MAX_CACHED_TOPICS`] topics (the
-//! oldest entry is evicted first), [`MAX_CACHED_PARTITIONS`] partitions per topic,
+//! oldest entry is evicted first), [`MAX_CACHED_PARTITIONS`] partitions per topic (every partition a topic may have),
+//! [`MAX_CACHED_ROUTES`] partitions over all topics,
 //! [`MAX_REPLICAS`] replicas per partition and [`super::MAX_MEMBERS`] nodes, so a
 //! hostile or buggy answer cannot grow it without bound.
 //!
@@ -29,7 +30,9 @@ use super::routing::{reachable_addr, MAX_MEMBERS};
 /// Most topics cached at once (the least recently fetched is evicted).
 pub const MAX_CACHED_TOPICS: usize = 1024;
 /// Most partitions kept per topic (more in an answer are ignored).
-pub const MAX_CACHED_PARTITIONS: usize = 4096;
+pub const MAX_CACHED_PARTITIONS: usize = crate::catalogue::MAX_PARTITIONS_PER_TOPIC as usize;
+/// Most partitions cached over all topics (oldest topics are evicted beyond it).
+pub const MAX_CACHED_ROUTES: usize = 100_000;
 /// Most replicas kept per partition.
 pub const MAX_REPLICAS: usize = 16;
 /// Default maximum age of a cached topic entry: leaders move rarely, and a move is
@@ -124,7 +127,15 @@ impl TopicCache {
     }
 
     fn insert(&mut self, topic: String, partitions: Vec<PartitionRoute>, now_ms: u64) {
-        if !self.topics.contains_key(&topic) && self.topics.len() >= self.max_topics {
+        self.topics.remove(&topic);
+        let routes = |t: &HashMap<String, TopicEntry>| -> usize {
+            t.values().map(|e| e.partitions.len()).sum()
+        };
+        // Bounded: each turn removes a topic.
+        while !self.topics.is_empty()
+            && (self.topics.len() >= self.max_topics
+                || routes(&self.topics) + partitions.len() > MAX_CACHED_ROUTES)
+        {
             let oldest = self
                 .topics
                 .iter()
@@ -468,6 +479,22 @@ mod tests {
         let many: Vec<(u64, &[u64])> = vec![(1, &[1][..]); MAX_CACHED_PARTITIONS + 10];
         c.update(vec![], vec![topic("big", &many)], "s:1", 9);
         assert_eq!(c.partition_count("big"), Some(MAX_CACHED_PARTITIONS as u32));
+    }
+
+    #[test]
+    fn every_partition_a_topic_may_have_is_routed_and_all_routes_are_bounded() {
+        let mut c = TopicCache::new(1_000, 1024);
+        let full: Vec<(u64, &[u64])> = vec![(1, &[1][..]); MAX_CACHED_PARTITIONS];
+        for i in 0..12u64 {
+            c.update(vec![], vec![topic(&format!("t{i}"), &full)], "s:1", i);
+        }
+        assert_eq!(c.partition_count("t11"), Some(MAX_CACHED_PARTITIONS as u32));
+        let cached: usize = (0..12)
+            .filter_map(|i| c.partition_count(&format!("t{i}")))
+            .map(|n| n as usize)
+            .sum();
+        assert!(cached <= MAX_CACHED_ROUTES, "{cached} routes cached");
+        assert_eq!(c.partition_count("t0"), None, "the oldest topic went first");
     }
 
     #[test]
