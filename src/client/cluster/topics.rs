@@ -6,8 +6,8 @@
 //! used until it is older than its maximum age, or until a failure invalidates it
 //! (`NOT_LEADER` without a usable hint, `UNKNOWN_TOPIC`, a lost connection); the I/O
 //! shell then asks again. The cache holds at most [`MAX_CACHED_TOPICS`] topics (the
-//! oldest entry is evicted first), [`MAX_CACHED_PARTITIONS`] partitions per topic (every partition a topic may have),
-//! [`MAX_CACHED_ROUTES`] partitions over all topics,
+//! oldest entry is evicted first), [`MAX_CACHED_PARTITIONS`] partitions per topic
+//! (every partition a topic may have), [`MAX_CACHED_ROUTES`] over all topics,
 //! [`MAX_REPLICAS`] replicas per partition and [`super::MAX_MEMBERS`] nodes, so a
 //! hostile or buggy answer cannot grow it without bound.
 //!
