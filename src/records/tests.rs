@@ -8,20 +8,20 @@ use crate::bytes::ReadError;
 
 const SPEC: &str = include_str!("../../wire-spec.md");
 
-/// splitmix64: a small deterministic generator (no crate), so a failure replays.
-struct Rng(u64);
+/// The crate's SplitMix64 (deterministic, no crate), so a failure replays.
+struct Rng(crate::raft::SplitMix64);
 
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(crate::raft::SplitMix64::new(seed))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        self.0.below(n as u64) as usize
     }
 
     fn bytes(&mut self, max_len: usize) -> Vec<u8> {
@@ -95,7 +95,7 @@ fn bare(value: &[u8]) -> RecordV1 {
 
 #[test]
 fn generated_records_round_trip_byte_exact() {
-    let mut rng = Rng(0x5eed_0001);
+    let mut rng = Rng::new(0x5eed_0001);
     for _ in 0..2000 {
         let record = random_record(&mut rng);
         let bytes = encoded(&record);
@@ -128,7 +128,7 @@ fn the_value_is_borrowed_from_the_payload() {
 /// as for a v0 value: `mod.rs`).
 #[test]
 fn every_truncation_before_the_value_is_an_error() {
-    let mut rng = Rng(0x5eed_0002);
+    let mut rng = Rng::new(0x5eed_0002);
     for _ in 0..300 {
         let record = random_record(&mut rng);
         let bytes = encoded(&record);
@@ -398,17 +398,7 @@ fn the_leader_stamps_its_time_in_place() {
 
 /// The lines of the ```text block right after `marker` in `wire-spec.md`.
 fn spec_block_after(marker: &str) -> Vec<&'static str> {
-    let lines: Vec<&'static str> = SPEC.lines().collect();
-    let at = lines
-        .iter()
-        .position(|l| *l == marker)
-        .unwrap_or_else(|| panic!("{marker} missing from wire-spec.md"));
-    assert_eq!(lines[at + 1], "```text", "{marker}");
-    let len = lines[at + 2..]
-        .iter()
-        .position(|l| *l == "```")
-        .expect("closed block");
-    lines[at + 2..at + 2 + len].to_vec()
+    crate::wire::examples::tests::text_block_after(marker)
 }
 
 /// The hex columns of `xxd` lines (`00000000: 0102 0000 …  ascii`).
@@ -505,7 +495,7 @@ fn partition_for_key_clears_the_sign_bit_then_takes_the_remainder() {
     assert_eq!(partition_for_key(b"21", 6), 1_173_551_340 % 6);
     assert_eq!(partition_for_key(b"21", 1), 0);
     assert_eq!(partition_for_key(b"21", 0), 0, "total, never a panic");
-    let mut rng = Rng(0x5eed_0003);
+    let mut rng = Rng::new(0x5eed_0003);
     for _ in 0..500 {
         let key = rng.bytes(20);
         let n = 1 + rng.below(64) as u32;

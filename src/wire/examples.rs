@@ -102,7 +102,7 @@ pub const V1_EXAMPLES: &[SpecExample] = &[
 ];
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::types::{GroupId, NodeId};
     use crate::types::{Offset, RecordKind, Term};
@@ -212,7 +212,7 @@ mod tests {
     }
 
     /// The lines of the ```text block right after `marker`.
-    fn text_block_after(marker: &str) -> Vec<&'static str> {
+    pub(crate) fn text_block_after(marker: &str) -> Vec<&'static str> {
         let lines: Vec<&'static str> = SPEC.lines().collect();
         let at = lines
             .iter()

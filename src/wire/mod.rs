@@ -46,7 +46,7 @@
 
 mod buf;
 mod errors;
-mod examples;
+pub(crate) mod examples;
 mod fetch;
 mod frame;
 #[doc(hidden)]
