@@ -151,8 +151,15 @@ impl NodeJournal {
     }
 
     /// True if `id`'s appends must go to the journal (it has records there).
+    #[cfg(test)]
     pub(crate) fn covers(&self, id: GroupId) -> bool {
-        lock(&self.inner).journaled.contains_key(&id)
+        self.covers_any(std::iter::once(id))
+    }
+
+    /// True if any of `ids` is journaled (one lock for a round's groups).
+    pub(crate) fn covers_any(&self, ids: impl Iterator<Item = GroupId>) -> bool {
+        let inner = lock(&self.inner);
+        ids.into_iter().any(|id| inner.journaled.contains_key(&id))
     }
 
     /// Writes one record per appended log and fsyncs the journal once. `appended`
@@ -326,30 +333,27 @@ fn checkpoint_logs(logs: &[(GroupId, Arc<Log>)], dir: &Path, through: u64) -> Ou
 /// past what the next ones hold: the entries it stood on are kept from the log,
 /// and a later record starting lower replaces them). None without records.
 pub(crate) fn fold(records: &[JournalRecord]) -> Option<JournalRecord> {
-    let base = records.iter().map(|r| r.first.0).min()?;
-    let mut entries: Vec<Option<&JournalEntry>> = Vec::new();
-    for r in records {
-        let at = (r.first.0 - base) as usize;
-        entries.resize(at, None);
-        entries.extend(r.entries.iter().map(Some));
-    }
-    // Entries a record stood on are before the first held one: appends are
-    // contiguous, so once held every later one is (should a gap ever appear, only
-    // the held run after it is replayed: never a hole filled with a shifted entry).
-    let lead = entries
-        .iter()
-        .rposition(|e| e.is_none())
-        .map_or(0, |k| k + 1);
     let last = records.last()?;
+    let mut first = records.first()?.first.0;
+    let mut entries: Vec<&JournalEntry> = Vec::new();
+    for r in records {
+        let at = r.first.0;
+        // A record starting lower replaces everything from there; one starting past
+        // what the earlier ones hold stood on entries of the log (kept there, and
+        // never a hole filled with shifted entries). No allocation from the offsets.
+        if at < first || at - first > entries.len() as u64 {
+            entries.clear();
+            first = at;
+        } else {
+            entries.truncate((at - first) as usize);
+        }
+        entries.extend(r.entries.iter());
+    }
     Some(JournalRecord {
         log_id: last.log_id,
-        first: crate::storage::Offset(base + lead as u64),
+        first: crate::storage::Offset(first),
         end: last.end,
-        entries: entries[lead..]
-            .iter()
-            .flatten()
-            .map(|e| (*e).clone())
-            .collect(),
+        entries: entries.into_iter().cloned().collect(),
     })
 }
 

@@ -350,6 +350,9 @@ fn folding_keeps_the_last_word_on_every_offset() {
         (f.first, f.end, terms(&f)),
         (Offset(12), Offset(14), vec![1, 1])
     );
+    // Offsets far apart (a damaged-but-checksummed file, say) allocate nothing.
+    let f = fold(&[rec(1, &[1]), rec(u64::MAX - 9, &[4])]).unwrap();
+    assert_eq!((f.first, terms(&f)), (Offset(u64::MAX - 9), vec![4]));
     // A shorter overwrite ends the log where it ends.
     let f = fold(&[rec(1, &[1, 1, 1, 1]), rec(2, &[3])]).unwrap();
     assert_eq!(

@@ -64,7 +64,7 @@ impl RaftLoop {
                 bytes += b;
             }
         }
-        let covered = syncs.iter().any(|(id, _, _)| journal.covers(*id));
+        let covered = journal.covers_any(syncs.iter().map(|(id, _, _)| *id));
         let mode = RoundSync::choose(syncs.len(), covered, bytes);
         let started = Instant::now();
         if mode == RoundSync::CheckpointThenLogs {

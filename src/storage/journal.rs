@@ -39,8 +39,9 @@ const MAGIC: u32 = 0x434c_4a31; // "CLJ1"
 const HEADER_BYTES: usize = 12;
 const BODY_FIXED_BYTES: usize = 36;
 const ENTRY_FIXED_BYTES: usize = 13;
-/// Largest journal file read at open: far above what checkpoints let one reach.
-const MAX_OPEN_BYTES: u64 = 1 << 33;
+/// Largest journal file read (whole, into memory) at open: far above what
+/// checkpoints let one reach (64 MiB plus one round).
+const MAX_OPEN_BYTES: u64 = 1 << 30;
 /// Most journal files read at open (a checkpoint leaves one or two).
 const MAX_FILES: usize = 1024;
 /// Removed journal files are kept under this prefix and written over by a later
