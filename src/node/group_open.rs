@@ -13,6 +13,7 @@ use super::raft_storage::LogStorage;
 use super::{heal, meta, FsyncPolicy, NodeConfig, View};
 use crate::raft::{Config as RaftConfig, Index, LogStart, Membership, RaftNode, Role};
 use crate::replica::{Driver, DriverConfig, Recovering};
+use crate::storage::journal::JournalRecord;
 use crate::storage::{DamagedRange, Log, LogConfig, Offset, StorageError};
 use crate::types::GroupId;
 
@@ -83,7 +84,9 @@ pub(crate) fn open(
         initial_offset: Offset(1),
         ..spec.log.clone()
     };
-    let journaled_from = super::journal::fold(&journal.pending(spec.id)).map(|r| r.first);
+    let records = journal.pending(spec.id);
+    let folded = super::journal::fold(&records);
+    let journaled_from = folded.as_ref().map(|r| r.first);
     let (log, repaired, damaged) =
         open_log(spec.has_peers, &dir.join("log"), log_config, journaled_from)?;
     let log = Arc::new(log);
@@ -94,7 +97,7 @@ pub(crate) fn open(
     };
     let mut storage = LogStorage::open(dir, Arc::clone(&log), default_start)
         .map_err(|e| format!("cannot open the raft state in {}: {e}", dir.display()))?;
-    replay_journal(&mut storage, spec.id, journal)?;
+    replay_journal(&mut storage, spec.id, journal, folded, records.len())?;
     storage.use_journal(Arc::clone(journal));
     storage.report_damage_to(Arc::clone(&damage));
     let persisted_commit = storage.hard_state().commit;
@@ -196,15 +199,16 @@ fn recovery_guard(
     None
 }
 
-/// Applies the journal's records of group `id` (appends made durable only there
+/// Applies group `id`'s journal records, folded (appends made durable only there
 /// before a crash), then fsyncs the log so the journal may forget them.
 fn replay_journal(
     storage: &mut LogStorage,
     id: GroupId,
     journal: &NodeJournal,
+    folded: Option<JournalRecord>,
+    record_count: usize,
 ) -> Result<(), String> {
-    let records = journal.pending(id);
-    let Some(folded) = super::journal::fold(&records) else {
+    let Some(folded) = folded else {
         return Ok(());
     };
     let before = crate::raft::Storage::last_index(storage);
@@ -220,7 +224,7 @@ fn replay_journal(
     journal.replayed(id, storage.log());
     log::info!(
         "group {id}: replayed {} journal record(s); log ends at {} (was {before})",
-        records.len(),
+        record_count,
         crate::raft::Storage::last_index(storage)
     );
     Ok(())
