@@ -30,8 +30,8 @@ impl GroupId {
     pub const DEFAULT_PARTITION: GroupId = GroupId(1);
 }
 
-/// What a log entry is. Only `Data` records are visible to consumers; the others are
-/// internal Raft entries that live in the same log.
+/// What a log entry is. Only `Data` and `DataV1` records are visible to consumers;
+/// the others are internal entries that live in the same log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum RecordKind {
@@ -41,6 +41,14 @@ pub enum RecordKind {
     NoOp = 1,
     /// A Raft membership configuration entry.
     Config = 2,
+    /// A record a client produced, in record format v1: the payload is the
+    /// `crate::records` encoding (timestamp, optional key, headers, value;
+    /// `wire-spec.md` §13). `Data` (v0) payloads are the bare value.
+    DataV1 = 3,
+    /// The header of an idempotent producer's batch (`crate::replica::dedup`): the
+    /// batch meta and the leader's append time, written just before the batch's
+    /// records. Internal: consumers never see it.
+    ProducerBatch = 4,
 }
 
 impl RecordKind {
@@ -50,13 +58,15 @@ impl RecordKind {
             0 => Some(RecordKind::Data),
             1 => Some(RecordKind::NoOp),
             2 => Some(RecordKind::Config),
+            3 => Some(RecordKind::DataV1),
+            4 => Some(RecordKind::ProducerBatch),
             _ => None,
         }
     }
 
     /// True for entries that consumers never see.
     pub fn is_internal(self) -> bool {
-        self != RecordKind::Data
+        !matches!(self, RecordKind::Data | RecordKind::DataV1)
     }
 }
 
@@ -90,10 +100,18 @@ mod tests {
 
     #[test]
     fn record_kind_round_trips_and_rejects_unknown() {
-        for kind in [RecordKind::Data, RecordKind::NoOp, RecordKind::Config] {
+        for kind in [
+            RecordKind::Data,
+            RecordKind::NoOp,
+            RecordKind::Config,
+            RecordKind::DataV1,
+            RecordKind::ProducerBatch,
+        ] {
             assert_eq!(RecordKind::from_u8(kind as u8), Some(kind));
         }
-        assert_eq!(RecordKind::from_u8(3), None);
+        assert_eq!(RecordKind::from_u8(5), None);
+        assert!(!RecordKind::DataV1.is_internal());
+        assert!(RecordKind::ProducerBatch.is_internal());
         assert!(!RecordKind::Data.is_internal());
         assert!(RecordKind::NoOp.is_internal());
     }

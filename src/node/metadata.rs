@@ -149,6 +149,11 @@ impl Metadata {
                 self.remember(index, change.clone());
                 return Ok(change.ok());
             }
+            RecordKind::DataV1 | RecordKind::ProducerBatch => {
+                // Producers never write to the metadata group.
+                self.stuck(index, &format!("a {kind:?} entry in the metadata log"));
+                return Err(());
+            }
         }
         Ok(None)
     }

@@ -414,16 +414,25 @@ impl<S: Storage> RaftNode<S> {
 
     /// Appends a batch of data records (leader only) and starts replicating them.
     pub fn propose(&mut self, batch: Vec<Vec<u8>>) -> Result<Proposed, ProposeError> {
+        self.propose_entries(batch.into_iter().map(|v| (RecordKind::Data, v)).collect())
+    }
+
+    /// As [`RaftNode::propose`], with each entry's kind given (record format v1 data,
+    /// producer batch headers).
+    pub fn propose_entries(
+        &mut self,
+        batch: Vec<(RecordKind, Vec<u8>)>,
+    ) -> Result<Proposed, ProposeError> {
         self.check_can_propose(batch.len() as u64)?;
         self.wake();
         let first = self.log.last_index() + 1;
         let ents: Vec<Entry> = batch
             .into_iter()
             .enumerate()
-            .map(|(i, data)| Entry {
+            .map(|(i, (kind, data))| Entry {
                 index: first + i as u64,
                 term: self.term,
-                kind: RecordKind::Data,
+                kind,
                 data: data.into(),
             })
             .collect();
