@@ -82,6 +82,13 @@ pub(crate) enum Refusal {
     TopicExists(String),
     /// Topic settings out of bounds (or another refused catalogue change).
     InvalidConfig(String),
+    /// A consumer group name that is not allowed.
+    InvalidGroup(String),
+    /// The ACL refuses it (a check only the node can make); the message says what.
+    Denied(String),
+    /// Not ready to serve this yet (e.g. a new metadata leader catching up);
+    /// `what` says why.
+    NotReady(&'static str),
 }
 
 /// Answers a refused request.
@@ -163,6 +170,9 @@ fn code_and_message(why: Refusal) -> (ErrorCode, String) {
         Refusal::InvalidTopic(m) => (InvalidTopic, m),
         Refusal::TopicExists(m) => (TopicExists, m),
         Refusal::InvalidConfig(m) => (InvalidConfig, m),
+        Refusal::InvalidGroup(m) => (InvalidGroup, m),
+        Refusal::Denied(m) => (PermissionDenied, m),
+        Refusal::NotReady(what) => (Unavailable, format!("{what}; retry in a moment")),
         Refusal::NotLeader { .. } | Refusal::OutOfRange { .. } => {
             (Internal, "refusal without its own wire constructor".into())
         }

@@ -370,6 +370,12 @@ impl Service for ClusterService {
                 let cmd = topics::delete_command(s, &name);
                 self.propose_admin(cmd, AdminKind::Delete, reply)
             }
+            Request::Group(g) => {
+                let identity = ctx.identity.as_deref();
+                if let Some((cmd, kind, reply)) = super::groups::serve(s, g, identity, reply) {
+                    self.propose_admin(cmd, kind, reply)
+                }
+            }
             // A healer's request: a plain connection with the `replicate` action.
             Request::ReadEntries {
                 group,

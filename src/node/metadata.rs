@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::bytes::ByteReader;
-use crate::catalogue::{Applied, Catalogue, CatalogueError, Change, Command};
+use crate::catalogue::{Applied, Catalogue, CatalogueError, Change, Command, CursorResults};
 use crate::raft::Membership;
 use crate::storage::{Log, Offset, StorageError};
 use crate::types::{NodeId, RecordKind};
@@ -37,6 +37,9 @@ pub(crate) struct Metadata {
     voters: Vec<NodeId>,
     dir: PathBuf,
     outcomes: BTreeMap<u64, Outcome>,
+    /// Outcomes of applied cursor commands, for their proposers (bounded as
+    /// `outcomes`).
+    cursor_outcomes: BTreeMap<u64, CursorResults>,
     /// The entry applying stopped at (logged once).
     undecodable: Option<u64>,
 }
@@ -71,6 +74,7 @@ impl Metadata {
             voters,
             dir: dir.to_path_buf(),
             outcomes: BTreeMap::new(),
+            cursor_outcomes: BTreeMap::new(),
             undecodable: None,
         })
     }
@@ -139,6 +143,13 @@ impl Metadata {
                 let change = match self.catalogue.apply(index, &cmd) {
                     Ok(Applied::AlreadyApplied) => return Ok(None),
                     Ok(Applied::Changed(change)) => Ok(change),
+                    Ok(Applied::Cursors(results)) => {
+                        self.cursor_outcomes.insert(index, results);
+                        while self.cursor_outcomes.len() > MAX_OUTCOMES {
+                            self.cursor_outcomes.pop_first();
+                        }
+                        return Ok(None);
+                    }
                     Err(e) => {
                         // Refused (identically on every node): applied all the same.
                         self.catalogue.skip(index);
@@ -180,6 +191,22 @@ impl Metadata {
     /// The outcome of the command committed at `index` (once).
     pub(crate) fn take_outcome(&mut self, index: u64) -> Option<Outcome> {
         self.outcomes.remove(&index)
+    }
+
+    /// The outcome of the cursor command committed at `index` (once): its results,
+    /// or why the whole command was refused.
+    pub(crate) fn take_cursor_outcome(
+        &mut self,
+        index: u64,
+    ) -> Option<Result<CursorResults, CatalogueError>> {
+        if let Some(results) = self.cursor_outcomes.remove(&index) {
+            return Some(Ok(results));
+        }
+        match self.outcomes.remove(&index)? {
+            Err(e) => Some(Err(e)),
+            // A topic command at that index: not ours to answer as a cursor command.
+            Ok(_) => None,
+        }
     }
 
     /// Writes the applied catalogue (atomic rename, fsynced):

@@ -43,6 +43,7 @@ mod gate;
 mod group;
 mod group_open;
 mod group_run;
+mod groups;
 pub mod heal;
 mod hosting;
 mod inbox;
@@ -183,6 +184,10 @@ pub struct NodeConfig {
     /// Most hosted partitions with their own metrics series (bounded cardinality);
     /// 0 turns per-partition and per-topic series off.
     pub metrics_partition_series: usize,
+    /// The ACL the event loop checks, for the checks only the node can make
+    /// (DeleteGroup needs `consume` on the topics of the group's cursors); `None`:
+    /// the ACL is off.
+    pub acl: Option<Arc<crate::auth::Authorizer>>,
 }
 
 impl NodeConfig {
@@ -229,6 +234,7 @@ impl NodeConfig {
             scrub_bytes_per_sec: 4 << 20,
             metrics: None,
             metrics_partition_series: 1000,
+            acl: None,
         }
     }
 }
@@ -255,6 +261,10 @@ pub(crate) struct View {
     pub membership: Membership,
     pub followers: Vec<FollowerStatus>,
     pub recovering: bool,
+    /// The metadata group only: this node leads and has committed an entry of its
+    /// term, so its applied catalogue holds every earlier commit (consumer group
+    /// reads wait for it: no stale cursor after a leader change).
+    pub term_committed: bool,
 }
 
 /// State shared by the node's threads.

@@ -41,6 +41,7 @@ use std::fmt;
 
 use crate::types::{GroupId, NodeId, Offset, RecordKind, Term};
 
+use super::groups::{GroupRequest, GroupResponse};
 use super::topics::{
     FetchPartition, FetchedPartition, GroupMessage, NodeInfo, TopicChanges, TopicDescription,
     TopicMetadata, TopicPartition, TopicSettings, DEFAULT_TOPIC,
@@ -75,6 +76,14 @@ pub enum ApiKey {
     DescribeTopic = 10,
     /// Change a topic's settings.
     AlterTopic = 11,
+    /// Store a consumer group's cursors (wire-spec §16).
+    CommitOffset = 13,
+    /// Read a consumer group's cursors.
+    FetchOffset = 14,
+    /// List the consumer groups.
+    ListGroups = 15,
+    /// Delete a consumer group.
+    DeleteGroup = 16,
     /// A Raft message between peers (opaque to the wire codec).
     RaftMessage = 32,
     /// First frame on a peer connection.
@@ -87,7 +96,7 @@ pub enum ApiKey {
 
 impl ApiKey {
     /// Every key this codec speaks.
-    pub const ALL: [ApiKey; 16] = [
+    pub const ALL: [ApiKey; 20] = [
         ApiKey::Ping,
         ApiKey::Produce,
         ApiKey::ProduceBatch,
@@ -104,6 +113,10 @@ impl ApiKey {
         ApiKey::PeerHandshake,
         ApiKey::ReadEntries,
         ApiKey::RaftBatch,
+        ApiKey::CommitOffset,
+        ApiKey::FetchOffset,
+        ApiKey::ListGroups,
+        ApiKey::DeleteGroup,
     ];
 
     /// Decodes a wire value; `None` for unknown (including reserved) keys.
@@ -149,6 +162,10 @@ impl ApiKey {
             ApiKey::PeerHandshake => "PeerHandshake",
             ApiKey::ReadEntries => "ReadEntries",
             ApiKey::RaftBatch => "RaftBatch",
+            ApiKey::CommitOffset => "CommitOffset",
+            ApiKey::FetchOffset => "FetchOffset",
+            ApiKey::ListGroups => "ListGroups",
+            ApiKey::DeleteGroup => "DeleteGroup",
         }
     }
 
@@ -157,9 +174,9 @@ impl ApiKey {
         (32..=47).contains(&self.as_u16())
     }
 
-    /// `"0-11, 32-35"`, for error messages.
+    /// `"0-11, 13-16, 32-35"`, for error messages.
     pub(crate) fn supported_list() -> &'static str {
-        "0-11, 32-35"
+        "0-11, 13-16, 32-35"
     }
 }
 
@@ -286,6 +303,8 @@ pub enum Request {
         /// Soft cap on record bytes returned.
         max_bytes: u32,
     },
+    /// A consumer group API (CommitOffset, FetchOffset, ListGroups, DeleteGroup).
+    Group(GroupRequest),
 }
 
 impl Request {
@@ -308,6 +327,7 @@ impl Request {
             Request::RaftBatch { .. } => ApiKey::RaftBatch,
             Request::PeerHandshake { .. } => ApiKey::PeerHandshake,
             Request::ReadEntries { .. } => ApiKey::ReadEntries,
+            Request::Group(g) => g.api_key(),
         }
     }
 
@@ -352,6 +372,10 @@ impl Request {
             | Request::DeleteTopic { name }
             | Request::DescribeTopic { name }
             | Request::AlterTopic { name, .. } => add_topic(&mut topics, name),
+            Request::Group(g) => g
+                .topics()
+                .into_iter()
+                .for_each(|t| add_topic(&mut topics, t)),
             Request::Ping
             | Request::GetServers
             | Request::Status
@@ -602,6 +626,8 @@ pub enum ResponseBody {
     },
     /// The handshake was accepted.
     PeerHandshake,
+    /// A consumer group API's answer.
+    Group(GroupResponse),
     /// Raw log records.
     ReadEntries {
         /// The sender's term at the anchor; 0 if it does not hold that record intact.
@@ -634,6 +660,7 @@ impl ResponseBody {
             ResponseBody::Raft { .. } => ApiKey::RaftMessage,
             ResponseBody::PeerHandshake => ApiKey::PeerHandshake,
             ResponseBody::ReadEntries { .. } => ApiKey::ReadEntries,
+            ResponseBody::Group(g) => g.api_key(),
         }
     }
 }
