@@ -39,7 +39,8 @@ Examples:
   clog group list -o json | jq -r .group")]
     List,
     /// Show a group's cursors: topic, partition, next offset to read, the
-    /// partition's end (high-water mark) and the lag (records left to read).
+    /// partition's end (high-water mark) and the lag (offsets left to read: internal
+    /// entries count too, so at most that many records).
     #[command(after_help = "\
 Examples:
   clog group describe billing
