@@ -110,7 +110,10 @@ fn a_cursor_survives_a_kill_9_of_the_metadata_leader() {
         cursor(&cursors, "orders", 0),
         (42, b"host-a".to_vec(), ErrorCode::None)
     );
-    assert_eq!(cursor(&cursors, "orders", 1), (7, Vec::new(), ErrorCode::None));
+    assert_eq!(
+        cursor(&cursors, "orders", 1),
+        (7, Vec::new(), ErrorCode::None)
+    );
 
     // The client finds the new leader by itself; a follower points at it.
     let mut client = cluster.client();
@@ -215,7 +218,11 @@ fn clog_consume_with_a_group_resumes_where_it_stopped_across_a_restart() {
     create_on_cluster(&cluster, "events", settings(1, 1));
     let mut c = cluster.nodes[0].client();
     let offsets: Vec<u64> = (1..=12)
-        .map(|i| produce(&mut c, "events", 0, format!("v{i}").as_bytes()).expect("produce").0)
+        .map(|i| {
+            produce(&mut c, "events", 0, format!("v{i}").as_bytes())
+                .expect("produce")
+                .0
+        })
         .collect();
     drop(c);
     let cache = TempDir::new("consumer-groups-clog");
@@ -235,7 +242,12 @@ fn clog_consume_with_a_group_resumes_where_it_stopped_across_a_restart() {
     let list = stdout_ok(&clog(&cluster, &cache, &["group", "list"]));
     assert_eq!(list, "GROUP\tCURSORS\nG\t1\n");
     let described = stdout_ok(&clog(&cluster, &cache, &["group", "describe", "G"]));
-    let row: Vec<&str> = described.lines().nth(1).expect("a row").split('\t').collect();
+    let row: Vec<&str> = described
+        .lines()
+        .nth(1)
+        .expect("a row")
+        .split('\t')
+        .collect();
     let end: u64 = row[3].parse().expect("end");
     let offset: u64 = row[2].parse().expect("offset");
     let lag: u64 = row[4].parse().expect("lag");
@@ -249,11 +261,18 @@ fn clog_consume_with_a_group_resumes_where_it_stopped_across_a_restart() {
     let reset = ["group", "reset", "G", "--topic", "events", "--to", "start"];
     stdout_ok(&clog(&cluster, &cache, &reset));
     let three = ["consume", "-t", "events", "-g", "G", "-n", "3"];
-    assert_eq!(values(&stdout_ok(&clog(&cluster, &cache, &three))), ["v1", "v2", "v3"]);
+    assert_eq!(
+        values(&stdout_ok(&clog(&cluster, &cache, &three))),
+        ["v1", "v2", "v3"]
+    );
     let reset = ["group", "reset", "G", "--topic", "events", "--to", "end"];
     stdout_ok(&clog(&cluster, &cache, &reset));
     let rest = ["consume", "-t", "events", "-g", "G"];
-    assert_eq!(stdout_ok(&clog(&cluster, &cache, &rest)), "", "nothing left");
+    assert_eq!(
+        stdout_ok(&clog(&cluster, &cache, &rest)),
+        "",
+        "nothing left"
+    );
 
     stdout_ok(&clog(&cluster, &cache, &["group", "delete", "G"]));
     let list = stdout_ok(&clog(&cluster, &cache, &["group", "list"]));

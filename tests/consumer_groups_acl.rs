@@ -94,7 +94,10 @@ fn group_apis_need_consume_on_their_topics_and_describe_to_list() {
         group: "mine".into(),
         partitions: Vec::new(),
     };
-    denied(served(&mut nobody, all.clone()), "fetch of every cursor needs `*`");
+    denied(
+        served(&mut nobody, all.clone()),
+        "fetch of every cursor needs `*`",
+    );
     assert!(served(&mut root, all).is_ok());
     denied(
         served(&mut nobody, GroupRequest::ListGroups),

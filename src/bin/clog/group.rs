@@ -114,11 +114,9 @@ pub(crate) fn run(s: &Settings, cmd: &GroupCommand, out: &mut Out<'_>) -> Result
             for g in groups {
                 match s.output {
                     OutputKind::Text => writeln!(out, "{}\t{}", g.name, g.cursors)?,
-                    OutputKind::Json => writeln!(
-                        out,
-                        "{}",
-                        json!({ "group": g.name, "cursors": g.cursors })
-                    )?,
+                    OutputKind::Json => {
+                        writeln!(out, "{}", json!({ "group": g.name, "cursors": g.cursors }))?
+                    }
                 }
             }
         }
@@ -274,11 +272,14 @@ pub(crate) fn commit_on_interrupt() {
     let Some(p) = lock_pending().take() else {
         return;
     };
-    let committed = connect(&p.settings).map_err(|f| f.message).and_then(|mut c| {
-        commit(&mut c, &p.group, &p.target, p.next).map_err(|e| e.to_string())
-    });
+    let committed = connect(&p.settings)
+        .map_err(|f| f.message)
+        .and_then(|mut c| commit(&mut c, &p.group, &p.target, p.next).map_err(|e| e.to_string()));
     if let Err(e) = committed {
-        eprintln!("clog: could not commit group {} at {}: {e}", p.group, p.next);
+        eprintln!(
+            "clog: could not commit group {} at {}: {e}",
+            p.group, p.next
+        );
     }
 }
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 use super::topic_calls::Dest;
 use super::{Client, ClientError, ClusterClient, Result};
 use crate::wire::{
-    CommitResult, FetchedCursor, GroupListing, GroupRequest, GroupResponse, OffsetCommit,
-    Request, ResponseBody, TopicPartition,
+    CommitResult, FetchedCursor, GroupListing, GroupRequest, GroupResponse, OffsetCommit, Request,
+    ResponseBody, TopicPartition,
 };
 
 impl Client {
