@@ -55,7 +55,8 @@ fn cursor(cursors: &[FetchedCursor], topic: &str, partition: u32) -> (u64, Vec<u
 #[test]
 fn a_cursor_survives_a_kill_9_of_the_metadata_leader() {
     let mut cluster = Cluster::start(3);
-    create_on_cluster(&cluster, "orders", settings(2, 3));
+    // Replicated on every voter (a factor of 3 could race the voters' join).
+    create_on_cluster(&cluster, "orders", settings(2, 0));
     let all = [0, 1, 2];
     let old = wait_for("a metadata leader", Duration::from_secs(20), || {
         metadata_leader(&cluster, &all)
@@ -280,4 +281,79 @@ fn clog_consume_with_a_group_resumes_where_it_stopped_across_a_restart() {
     // Without a cursor the group starts from the start again.
     let from_start = stdout_ok(&clog(&cluster, &cache, &three));
     assert_eq!(values(&from_start), ["v1", "v2", "v3"]);
+}
+
+#[test]
+fn ctrl_c_commits_what_clog_consume_printed() {
+    let cluster = Cluster::single_on("127.0.0.1");
+    create_on_cluster(&cluster, "clicks", settings(1, 1));
+    let mut c = cluster.nodes[0].client();
+    let offsets: Vec<u64> = (1..=3)
+        .map(|i| {
+            produce(&mut c, "clicks", 0, format!("c{i}").as_bytes())
+                .expect("produce")
+                .0
+        })
+        .collect();
+    let cache = TempDir::new("consumer-groups-ctrl-c");
+    // No periodic commit within the test: only the one on Ctrl-C can store it.
+    let args = [
+        "consume",
+        "-t",
+        "clicks",
+        "-g",
+        "K",
+        "--follow",
+        "--commit-interval-ms",
+        "600000",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clog"))
+        .args(args)
+        .env("CLOG_ADDR", cluster.seeds())
+        .env("CLOG_CACHE_DIR", cache.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn clog");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while lines.len() < 3 {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("clog prints the records");
+        lines.push(line);
+    }
+    assert_eq!(values(&lines.join("\n")), ["c1", "c2", "c3"]);
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(killed.success());
+    let status = wait_for("clog to exit", Duration::from_secs(20), || {
+        child.try_wait().expect("try_wait")
+    });
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        e.read_to_string(&mut stderr).expect("stderr");
+    }
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    let mut client = cluster.client();
+    let cursors = client
+        .fetch_offsets("K", &[TopicPartition::new("clicks", 0)])
+        .expect("fetch");
+    assert_eq!(cursor(&cursors, "clicks", 0).0, offsets[2] + 1, "{stderr}");
 }

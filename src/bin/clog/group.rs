@@ -261,6 +261,9 @@ struct Pending {
 
 static ON_INTERRUPT: Mutex<Option<Pending>> = Mutex::new(None);
 
+/// How long Ctrl-C waits for a flush in progress before it exits without a commit.
+const INTERRUPT_LOCK_WAIT: Duration = Duration::from_secs(2);
+
 fn lock_pending() -> std::sync::MutexGuard<'static, Option<Pending>> {
     ON_INTERRUPT.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -269,7 +272,22 @@ fn lock_pending() -> std::sync::MutexGuard<'static, Option<Pending>> {
 /// `consume --group` (within --timeout-ms/--retry-ms), so the next run resumes after
 /// the last record printed.
 pub(crate) fn commit_on_interrupt() {
-    let Some(p) = lock_pending().take() else {
+    // The consumer holds the lock while it flushes records and records how far it
+    // printed; a stalled stdout must not keep Ctrl-C from ending clog, hence the
+    // bounded wait (then nothing is committed: the next run prints those again).
+    let deadline = Instant::now() + INTERRUPT_LOCK_WAIT;
+    let pending = loop {
+        match ON_INTERRUPT.try_lock() {
+            Ok(mut guard) => break guard.take(),
+            Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner().take(),
+            Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => break None,
+        }
+    };
+    // Nothing printed from a start at "the first retained record": nothing to store.
+    let Some(p) = pending.filter(|p| p.next != 0) else {
         return;
     };
     let committed = connect(&p.settings)
@@ -352,14 +370,17 @@ pub(crate) fn consume(
             next = Offset(record.offset.0 + 1);
             printed += 1;
         }
-        // Only what reached stdout counts as printed: a record whose write failed
-        // is not (its offset was not taken).
-        if let Err(e) = written.and_then(|()| out.flush()) {
-            break Err(e.into());
-        }
-        // Only what was flushed counts as printed.
-        if let Some(p) = lock_pending().as_mut() {
+        // Only what reached stdout counts as printed (a record whose write failed
+        // did not advance `next`). The lock is held across the flush so a Ctrl-C
+        // commits either before these records or after all of them.
+        let mut pending = lock_pending();
+        let flushed = written.and_then(|()| out.flush());
+        if let (Ok(()), Some(p)) = (&flushed, pending.as_mut()) {
             p.next = next.0;
+        }
+        drop(pending);
+        if let Err(e) = flushed {
+            break Err(e.into());
         }
         if next != committed && last_commit.elapsed() >= interval {
             if let Err(e) = commit(&mut client, group, &target, next.0) {
