@@ -92,6 +92,15 @@ fn may_delete(shared: &Shared, identity: Option<&str>, group: &GroupName) -> Res
     let Some(acl) = shared.cfg.acl.as_deref() else {
         return Ok(());
     };
+    // Only the metadata leader's catalogue is checked: elsewhere the request is
+    // refused NOT_LEADER (and the client resends it there).
+    let leads = shared
+        .groups
+        .get(GroupId::METADATA)
+        .is_some_and(|meta| lock(&meta.view).role == Role::Leader);
+    if !leads {
+        return Ok(());
+    }
     // On a TLS server a connection without a certificate identity is plaintext
     // (`--allow-plaintext`): checked as `anonymous`, as the event loop does.
     let identity = identity.unwrap_or(crate::auth::ANONYMOUS);

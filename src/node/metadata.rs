@@ -347,6 +347,42 @@ mod tests {
     }
 
     #[test]
+    fn cursor_commands_are_applied_and_their_outcomes_kept_for_the_proposer() {
+        use crate::catalogue::{CursorCommit, GroupName};
+        let dir = TempDir::new("metadata-cursors");
+        let cfg = LogConfig {
+            initial_offset: Offset(1),
+            ..LogConfig::default()
+        };
+        let log = Log::open(&dir.path().join("log"), cfg).expect("open");
+        append(&log, RecordKind::Data, &create("orders", 1));
+        let entry = |topic: &str| CursorCommit {
+            topic: TopicName::parse(topic).expect("name"),
+            partition: 0,
+            offset: 9,
+            metadata: Vec::new(),
+        };
+        let commit = Command::CommitOffsets {
+            group: GroupName::parse("g").expect("group"),
+            offsets: vec![entry("orders"), entry("nope")],
+        };
+        let at = append(&log, RecordKind::Data, &commit.to_bytes());
+        let mut m = Metadata::load(dir.path(), vec![NodeId(1)]).expect("load");
+        let changes = m.apply_committed(&log, Offset(at.0 + 1));
+        assert_eq!(changes.len(), 1, "only the topic creation changes groups");
+        assert_eq!(m.catalogue().min_cursor("orders", 0), Some(9));
+        let results = m.take_cursor_outcome(at.0).expect("kept").expect("applied");
+        assert!(results[0].2.is_ok());
+        assert!(results[1].2.is_err(), "no topic nope");
+        assert!(m.take_cursor_outcome(at.0).is_none(), "taken once");
+
+        // Persisted with the catalogue.
+        m.persist().expect("persist");
+        let m = Metadata::load(dir.path(), vec![NodeId(1)]).expect("reload");
+        assert_eq!(m.catalogue().min_cursor("orders", 0), Some(9));
+    }
+
+    #[test]
     fn an_undecodable_command_stops_applying_there() {
         let dir = TempDir::new("metadata-undecodable");
         let cfg = LogConfig {
