@@ -45,7 +45,7 @@ pub(crate) fn serve(
                     Err(why) => refuse(reply, why),
                 };
             }
-            let cmd = commit_command(&group, &offsets);
+            let cmd = commit_command(&group, &offsets).and_then(|cmd| fits(shared, cmd));
             Some((cmd, AdminKind::CommitOffsets, reply))
         }
         GroupRequest::DeleteGroup { group } => {
@@ -142,6 +142,20 @@ fn commit_command(group: &str, offsets: &[OffsetCommit]) -> Result<Command, Refu
         .collect::<Result<Vec<_>, CatalogueError>>()
         .map_err(topics::refusal)?;
     Ok(Command::CommitOffsets { group, offsets })
+}
+
+/// A command must fit one metadata log record (a commit of 1,000 cursors with
+/// large metadata may not, with a small `--max-frame-bytes`).
+fn fits(shared: &Shared, cmd: Command) -> Result<Command, Refusal> {
+    let max_value_bytes = shared.max_record_value_bytes();
+    if cmd.to_bytes().len() <= max_value_bytes {
+        return Ok(cmd);
+    }
+    Err(Refusal::TooLarge {
+        max_value_bytes,
+        max_batch_bytes: shared.max_produce_bytes(),
+        max_batch_records: crate::catalogue::MAX_COMMIT_ENTRIES,
+    })
 }
 
 /// The applied catalogue, if this node leads the metadata group and has committed
