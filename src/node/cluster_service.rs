@@ -400,6 +400,7 @@ impl Service for ClusterService {
 
     fn begin_shutdown(&self) {
         self.reads.release_parked();
+        super::groups::release_waiting(&self.shared);
     }
 }
 

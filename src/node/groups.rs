@@ -3,8 +3,14 @@
 //! CommitOffset and DeleteGroup are catalogue commands proposed like a topic change
 //! and answered once applied; FetchOffset and ListGroups read the applied catalogue,
 //! but only once this leader has committed an entry of its own term (its catalogue
-//! then holds every commit acknowledged by an earlier leader) — before that they
-//! are answered `UNAVAILABLE` and the client retries.
+//! then holds every commit acknowledged by an earlier leader). Until then they wait
+//! in a bounded queue ([`WaitingReads`], at most [`MAX_WAITING_READS`] for at most
+//! the request timeout), which the raft thread serves after each publish; a full
+//! queue, or the timeout, answers `UNAVAILABLE` (the client retries).
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::answer::{self, Refusal};
 use super::inbox::AdminKind;
@@ -55,26 +61,78 @@ pub(crate) fn serve(
             });
             Some((cmd, AdminKind::DeleteGroup, reply))
         }
-        GroupRequest::FetchOffset { group, partitions } => {
-            let read = group_name(&group).and_then(|g| {
-                let catalogue = fresh_catalogue(shared)?;
-                Ok(fetch_cursors(&catalogue, &g, &partitions))
-            });
-            answer(reply, read.map(GroupResponse::FetchOffset))
-        }
-        GroupRequest::ListGroups => {
-            let read = fresh_catalogue(shared).map(|c| list_groups(&c));
-            answer(reply, read.map(GroupResponse::ListGroups))
+        read @ (GroupRequest::FetchOffset { .. } | GroupRequest::ListGroups) => {
+            match serve_read(shared, read) {
+                Ok(body) => reply.ok(ResponseBody::Group(body)),
+                Err((read, Refusal::NotReady(_))) => wait(shared, read, reply),
+                Err((_, why)) => answer::refuse(reply, why),
+            }
+            None
         }
     }
 }
 
-fn answer(reply: Responder, outcome: Result<GroupResponse, Refusal>) -> Option<Proposal> {
-    match outcome {
-        Ok(body) => reply.ok(ResponseBody::Group(body)),
-        Err(why) => answer::refuse(reply, why),
+/// Most group reads waiting for a new metadata leader to catch up.
+pub(crate) const MAX_WAITING_READS: usize = 1024;
+
+/// Group reads waiting for this node's metadata leadership to be ready.
+#[derive(Default)]
+pub(crate) struct WaitingReads {
+    queue: Mutex<VecDeque<(GroupRequest, Responder, Instant)>>,
+}
+
+/// Answers a FetchOffset or ListGroups from a fresh catalogue; gives the request
+/// back with the refusal otherwise.
+fn serve_read(
+    shared: &Shared,
+    read: GroupRequest,
+) -> Result<GroupResponse, (GroupRequest, Refusal)> {
+    let answered = match &read {
+        GroupRequest::FetchOffset { group, partitions } => group_name(group).and_then(|g| {
+            let catalogue = fresh_catalogue(shared)?;
+            Ok(GroupResponse::FetchOffset(fetch_cursors(
+                &catalogue, &g, partitions,
+            )))
+        }),
+        _ => fresh_catalogue(shared).map(|c| GroupResponse::ListGroups(list_groups(&c))),
+    };
+    answered.map_err(|why| (read, why))
+}
+
+/// Queues a read until the leader is ready (bounded: a full queue answers at once).
+fn wait(shared: &Shared, read: GroupRequest, reply: Responder) {
+    let timeout = Duration::from_millis(shared.cfg.request_timeout_ms.max(1));
+    let mut queue = lock(&shared.group_reads.queue);
+    if queue.len() >= MAX_WAITING_READS {
+        drop(queue);
+        return answer::refuse(reply, Refusal::Busy("consumer group read queue"));
     }
-    None
+    queue.push_back((read, reply, Instant::now() + timeout));
+}
+
+/// Serves the waiting reads that can be served now, answers the expired ones
+/// `UNAVAILABLE` (the raft thread calls this after each publish).
+pub(crate) fn serve_waiting(shared: &Shared) {
+    let waiting: Vec<_> = {
+        let mut queue = lock(&shared.group_reads.queue);
+        if queue.is_empty() {
+            return;
+        }
+        queue.drain(..).collect()
+    };
+    let now = Instant::now();
+    let mut still = Vec::new();
+    for (read, reply, deadline) in waiting {
+        match serve_read(shared, read) {
+            Ok(body) => reply.ok(ResponseBody::Group(body)),
+            Err((read, Refusal::NotReady(_))) if now < deadline => {
+                still.push((read, reply, deadline));
+            }
+            Err((_, why)) => answer::refuse(reply, why),
+        }
+    }
+    // Bounded: at most what was drained goes back.
+    lock(&shared.group_reads.queue).extend(still);
 }
 
 fn refuse(reply: Responder, why: Refusal) -> Option<Proposal> {
@@ -282,5 +340,13 @@ pub(crate) fn answer_applied(
             Refusal::NotReady("the command was applied but its outcome is lost"),
         ),
         (None, Err(e)) => answer::produce(to, Err(e), not_leader),
+    }
+}
+
+/// Answers every waiting read `UNAVAILABLE` (the node is shutting down).
+pub(crate) fn release_waiting(shared: &Shared) {
+    let waiting: Vec<_> = lock(&shared.group_reads.queue).drain(..).collect();
+    for (_, reply, _) in waiting {
+        answer::refuse(reply, Refusal::ShuttingDown);
     }
 }

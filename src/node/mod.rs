@@ -285,6 +285,8 @@ pub(crate) struct Shared {
     /// The disk filled up: produces go to the raft thread whatever the role, which
     /// retries its writes and answers STORAGE_FULL until space frees.
     pub disk_full: AtomicBool,
+    /// Consumer group reads waiting for a new metadata leader to be caught up.
+    pub group_reads: groups::WaitingReads,
     /// The node journal: one fsync per round for many groups.
     pub journal: Arc<journal::NodeJournal>,
 }
@@ -422,6 +424,7 @@ impl Node {
             last_seeds: Mutex::new(Vec::new()),
             closing: AtomicBool::new(false),
             disk_full: AtomicBool::new(false),
+            group_reads: groups::WaitingReads::default(),
             journal,
             cfg: cfg.clone(),
         });
