@@ -16,12 +16,13 @@ use clap::{Args as ClapArgs, Subcommand};
 use serde_json::json;
 
 use commitlog::client::cluster::ClusterClient;
-use commitlog::client::ClientError;
+use commitlog::client::{ClientError, Record};
 use commitlog::types::Offset;
 use commitlog::wire::{ErrorCode, OffsetCommit, TopicPartition};
 
 use crate::commands::{first_offset, record_format};
 use crate::fail::{explain, Failure};
+use crate::format::RecordFormat;
 use crate::{connect, ConsumeArgs, Out, Output, OutputKind, Settings};
 
 /// Bytes asked per Fetch.
@@ -359,40 +360,27 @@ pub(crate) fn consume(
             Ok(f) => f,
             Err(e) => break Err(fail(e)),
         };
-        let got_any = !fetched.records.is_empty();
         let left = usize::try_from(want - printed).unwrap_or(usize::MAX);
-        let mut written = Ok(());
-        for record in fetched.records.iter().take(left) {
-            written = format.write(out, &target, record.offset.0, &record.value);
-            if written.is_err() {
-                break;
-            }
-            next = Offset(record.offset.0 + 1);
-            printed += 1;
+        let batch = &fetched.records[..fetched.records.len().min(left)];
+        if let Err(e) = print_batch(&format, out, &target, batch) {
+            break Err(e);
         }
-        // Only what reached stdout counts as printed (a record whose write failed
-        // did not advance `next`). The lock is held across the flush so a Ctrl-C
-        // commits either before these records or after all of them.
-        let mut pending = lock_pending();
-        let flushed = written.and_then(|()| out.flush());
-        if let (Ok(()), Some(p)) = (&flushed, pending.as_mut()) {
-            p.next = next.0;
+        if let Some(last) = batch.last() {
+            next = Offset(last.offset.0 + 1);
         }
-        drop(pending);
-        if let Err(e) = flushed {
-            break Err(e.into());
-        }
+        printed += batch.len() as u64;
         if next != committed && last_commit.elapsed() >= interval {
             if let Err(e) = commit(&mut client, group, &target, next.0) {
                 break Err(fail(e));
             }
             (committed, last_commit) = (next, Instant::now());
         }
-        if !follow && (!got_any || next >= fetched.high_watermark) {
+        if !follow && (batch.is_empty() || next >= fetched.high_watermark) {
             break Ok(());
         }
     };
     lock_pending().take();
+    // `next` only ever covers records flushed to stdout.
     if next != committed {
         if let Err(e) = commit(&mut client, group, &target, next.0) {
             // The read's own error (if any) is the one to report.
@@ -401,6 +389,27 @@ pub(crate) fn consume(
         }
     }
     read
+}
+
+/// Prints `records` and flushes them. The Ctrl-C lock is held across the flush and
+/// the position update, so a Ctrl-C commits either before these records or after
+/// all of them; a batch that did not reach stdout whole moves nothing (the next
+/// run prints it again: at-least-once).
+fn print_batch(
+    format: &RecordFormat,
+    out: &mut Out<'_>,
+    target: &TopicPartition,
+    records: &[Record],
+) -> Result<(), Output> {
+    let mut pending = lock_pending();
+    for record in records {
+        format.write(out, target, record.offset.0, &record.value)?;
+    }
+    out.flush()?;
+    if let (Some(p), Some(last)) = (pending.as_mut(), records.last()) {
+        p.next = last.offset.0 + 1;
+    }
+    Ok(())
 }
 
 /// Where a group consumer starts: its cursor, else `from` (0: the first retained
