@@ -602,6 +602,7 @@ fn run_node(args: Args, data_dir: PathBuf) -> Result<(), String> {
     cfg.peer_tls = cluster.peer_tls.map(|p| p.client);
     cfg.gossip_key = cluster.gossip.secret_key;
     cfg.metrics = metrics.as_ref().map(|(m, _)| Arc::clone(m));
+    cfg.acl = security.as_ref().and_then(|s| s.authorizer.clone());
     let transfer_wait = Duration::from_millis(cfg.raft_tick_ms * u64::from(cfg.election_ticks) * 3)
         .clamp(Duration::from_millis(200), Duration::from_secs(10));
     // The port answers from now on: "starting" until the node has opened its log.

@@ -210,7 +210,15 @@ fn random_bytes_never_panic_and_whatever_decodes_is_canonical() {
             decoded += 1;
         }
         if let Ok(c) = Catalogue::decode_snapshot(&bytes) {
-            assert_eq!(snapshot(&c), bytes);
+            // A version-1 snapshot (no consumer groups) is re-encoded as version 2.
+            if bytes[0] == 1 {
+                let mut v2 = bytes.clone();
+                v2[0] = 2;
+                v2.extend_from_slice(&[0; 4]);
+                assert_eq!(snapshot(&c), v2);
+            } else {
+                assert_eq!(snapshot(&c), bytes);
+            }
         }
     }
     assert!(

@@ -9,8 +9,12 @@
 //!   opt-u32 max_record_bytes`; `opt-u32` is `u8 0` or `u8 1 | u32`, and `update` is
 //!   `u8 0` (keep), `u8 1` (clear) or `u8 2 | u64` (set).
 //!
-//! New commands (consumer cursors) take new kinds; a change to an existing command's
-//! layout takes a new format version.
+//! * kind 4, `CommitOffsets`: `group | u32 count | count × (name | u32 partition |
+//!   u64 offset | u32 len | metadata)`, where `group` is encoded as a name;
+//! * kind 5, `DeleteGroup`: `group`.
+//!
+//! New commands take new kinds; a change to an existing command's layout takes a
+//! new format version.
 
 use crate::bytes::ByteReader;
 use crate::types::NodeId;
@@ -19,6 +23,7 @@ use super::codec::{
     get_assignment, get_name, get_settings, malformed, put_assignment, put_name, put_settings,
 };
 use super::error::CatalogueError;
+use super::groups::{CursorCommit, GroupName};
 use super::name::TopicName;
 use super::settings::{SettingsChange, TopicSettings};
 
@@ -26,6 +31,10 @@ const FORMAT_VERSION: u8 = 1;
 const KIND_CREATE: u8 = 1;
 const KIND_DELETE: u8 = 2;
 const KIND_ALTER: u8 = 3;
+const KIND_COMMIT_OFFSETS: u8 = 4;
+const KIND_DELETE_GROUP: u8 = 5;
+/// Smallest encoded commit entry: name (1 + 1), partition, offset, metadata length.
+const MIN_COMMIT_ENTRY_BYTES: usize = 2 + 4 + 8 + 4;
 
 /// A change to the catalogue, proposed to the metadata group and applied by every
 /// node once committed ([`Catalogue::apply`](super::Catalogue::apply)).
@@ -57,15 +66,28 @@ pub enum Command {
         /// none are added).
         new_assignment: Vec<Vec<NodeId>>,
     },
+    /// Moves a consumer group's cursors (creating the group on its first cursor).
+    CommitOffsets {
+        /// The group.
+        group: GroupName,
+        /// The cursors, applied in order (each refused or stored on its own).
+        offsets: Vec<CursorCommit>,
+    },
+    /// Deletes a consumer group and its cursors (nothing if it has none).
+    DeleteGroup {
+        /// The group.
+        group: GroupName,
+    },
 }
 
 impl Command {
-    /// The topic the command is about.
-    pub fn topic(&self) -> &TopicName {
+    /// The topic the command is about (`None` for the cursor commands).
+    pub fn topic(&self) -> Option<&TopicName> {
         match self {
             Command::CreateTopic { name, .. }
             | Command::DeleteTopic { name }
-            | Command::AlterTopic { name, .. } => name,
+            | Command::AlterTopic { name, .. } => Some(name),
+            Command::CommitOffsets { .. } | Command::DeleteGroup { .. } => None,
         }
     }
 
@@ -96,6 +118,15 @@ impl Command {
                 put_name(out, name);
                 put_change(out, change);
                 put_assignment(out, new_assignment);
+            }
+            Command::CommitOffsets { group, offsets } => {
+                out.push(KIND_COMMIT_OFFSETS);
+                put_group(out, group);
+                put_commits(out, offsets);
+            }
+            Command::DeleteGroup { group } => {
+                out.push(KIND_DELETE_GROUP);
+                put_group(out, group);
             }
         }
     }
@@ -129,6 +160,13 @@ impl Command {
                 name: get_name(&mut r)?,
                 change: get_change(&mut r)?,
                 new_assignment: get_assignment(&mut r)?,
+            },
+            KIND_COMMIT_OFFSETS => Command::CommitOffsets {
+                group: get_group(&mut r)?,
+                offsets: get_commits(&mut r)?,
+            },
+            KIND_DELETE_GROUP => Command::DeleteGroup {
+                group: get_group(&mut r)?,
             },
             kind => return Err(malformed(format!("unknown command kind {kind}"))),
         };
@@ -192,4 +230,55 @@ fn get_change(r: &mut ByteReader<'_>) -> Result<SettingsChange, CatalogueError> 
         retention_age_ms: get_update(r, "retention_age_ms")?,
         max_record_bytes: get_opt_u32(r, "max_record_bytes")?,
     })
+}
+
+pub(super) fn put_group(out: &mut Vec<u8>, group: &GroupName) {
+    let raw = group.as_str().as_bytes();
+    // A GroupName is at most 249 bytes, so its length fits the u8 prefix.
+    debug_assert!(raw.len() <= usize::from(u8::MAX));
+    out.push(raw.len() as u8);
+    out.extend_from_slice(raw);
+}
+
+pub(super) fn get_group(r: &mut ByteReader<'_>) -> Result<GroupName, CatalogueError> {
+    let len = r.u8("group name length")?;
+    let raw = r.take(usize::from(len), "group name")?;
+    GroupName::from_bytes(raw).map_err(|e| malformed(e.to_string()))
+}
+
+/// Metadata length as its `u32` prefix (a longer one cannot be built from a wire
+/// request, whose frames are at most 16 MiB).
+pub(super) fn put_metadata(out: &mut Vec<u8>, metadata: &[u8]) {
+    let len = u32::try_from(metadata.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(metadata);
+}
+
+pub(super) fn get_metadata(r: &mut ByteReader<'_>) -> Result<Vec<u8>, CatalogueError> {
+    Ok(r.bytes_u32("cursor metadata")?.to_vec())
+}
+
+fn put_commits(out: &mut Vec<u8>, offsets: &[CursorCommit]) {
+    let len = u32::try_from(offsets.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    for c in offsets {
+        put_name(out, &c.topic);
+        out.extend_from_slice(&c.partition.to_be_bytes());
+        out.extend_from_slice(&c.offset.to_be_bytes());
+        put_metadata(out, &c.metadata);
+    }
+}
+
+fn get_commits(r: &mut ByteReader<'_>) -> Result<Vec<CursorCommit>, CatalogueError> {
+    let count = r.count_u32(MIN_COMMIT_ENTRY_BYTES, "commit count")?;
+    let mut offsets = Vec::with_capacity(count);
+    for _ in 0..count {
+        offsets.push(CursorCommit {
+            topic: get_name(r)?,
+            partition: r.u32("partition")?,
+            offset: r.u64("offset")?,
+            metadata: get_metadata(r)?,
+        });
+    }
+    Ok(offsets)
 }

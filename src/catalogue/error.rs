@@ -46,6 +46,19 @@ pub enum CatalogueError {
     DefaultTopicProtected,
     /// Bytes that do not decode as a command or a snapshot.
     Malformed(String),
+    /// A consumer group name that breaks the topic names' rules.
+    InvalidGroup {
+        /// The name as given (at most its first 64 bytes, lossily decoded).
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A cursor's metadata above
+    /// [`MAX_CURSOR_METADATA_BYTES`](super::MAX_CURSOR_METADATA_BYTES).
+    CursorMetadataTooLarge {
+        /// Its size.
+        bytes: usize,
+    },
 }
 
 impl fmt::Display for CatalogueError {
@@ -74,6 +87,14 @@ impl fmt::Display for CatalogueError {
                 write!(f, "the default topic cannot be deleted")
             }
             CatalogueError::Malformed(why) => write!(f, "malformed catalogue data: {why}"),
+            CatalogueError::InvalidGroup { name, reason } => {
+                write!(f, "invalid consumer group name {name:?}: {reason}")
+            }
+            CatalogueError::CursorMetadataTooLarge { bytes } => write!(
+                f,
+                "cursor metadata of {bytes} bytes exceeds {} bytes",
+                super::MAX_CURSOR_METADATA_BYTES
+            ),
         }
     }
 }

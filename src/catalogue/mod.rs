@@ -41,6 +41,7 @@ mod assign;
 mod codec;
 mod command;
 mod error;
+mod groups;
 mod name;
 mod settings;
 mod snapshot;
@@ -49,11 +50,18 @@ mod state;
 #[cfg(test)]
 mod codec_tests;
 #[cfg(test)]
+mod groups_tests;
+#[cfg(test)]
 mod tests;
 
 pub use assign::assign;
 pub use command::Command;
 pub use error::CatalogueError;
+pub use groups::{
+    Cursor, CursorCommit, CursorResults, Cursors, GroupCursors, GroupName, MAX_COMMIT_ENTRIES,
+    MAX_CURSORS, MAX_CURSORS_PER_GROUP, MAX_CURSOR_METADATA_BYTES, MAX_CURSOR_METADATA_TOTAL_BYTES,
+    MAX_GROUPS, MAX_GROUP_NAME_BYTES,
+};
 pub use name::{TopicName, DEFAULT_TOPIC, MAX_TOPIC_NAME_BYTES};
 pub use settings::{
     Replication, SettingsChange, TopicSettings, MAX_MAX_RECORD_BYTES, MAX_PARTITIONS_PER_TOPIC,

@@ -1,10 +1,14 @@
 //! The catalogue's snapshot format, so a node can persist what it applied (and the
 //! metadata group can later compact its log).
 //!
-//! `u8 format version (1) | u64 applied | u64 next_group | u64 next_topic_id |
-//! u32 topic count | topics in name order`, big-endian; a topic is
-//! `name | u64 id | settings | u32 partition count | partitions`, a partition
-//! `u32 partition | u64 group | replica list` (field encodings of `codec.rs`).
+//! `u8 format version (2) | u64 applied | u64 next_group | u64 next_topic_id |
+//! u32 topic count | topics in name order | u32 group count | consumer groups in name
+//! order`, big-endian; a topic is `name | u64 id | settings | u32 partition count |
+//! partitions`, a partition `u32 partition | u64 group | replica list` (field
+//! encodings of `codec.rs`); a consumer group is `name | u32 cursor count | cursors in
+//! (topic, partition) order`, a cursor `topic name | u32 partition | u64 offset | u32
+//! len | metadata`. Version 1 (before consumer cursors) ends after the topics and
+//! still decodes, with no groups.
 //!
 //! The decoder checks every invariant `apply` keeps (valid settings, partitions
 //! numbered from 0, group ids unique and below `next_group`, replica lists of the
@@ -17,12 +21,20 @@ use crate::types::GroupId;
 use super::codec::{
     get_name, get_replicas, get_settings, malformed, put_name, put_replicas, put_settings,
 };
+use super::command::{get_group, get_metadata, put_group, put_metadata};
 use super::error::CatalogueError;
+use super::groups::{Cursor, GroupCursors, GroupName, MAX_CURSORS, MAX_GROUPS};
 use super::settings::MAX_PARTITIONS_PER_TOPIC;
 use super::state::{Catalogue, PartitionInfo, Topic};
 use super::MAX_TOPICS;
 
-const FORMAT_VERSION: u8 = 1;
+const FORMAT_VERSION: u8 = 2;
+/// The format before consumer cursors (no group section).
+const FORMAT_VERSION_TOPICS_ONLY: u8 = 1;
+/// Smallest encoded consumer group: name (1 + 1) + cursor count.
+const MIN_GROUP_BYTES: usize = 2 + 4;
+/// Smallest encoded cursor: topic name (1 + 1) + partition + offset + metadata length.
+const MIN_CURSOR_BYTES: usize = 2 + 4 + 8 + 4;
 /// Smallest encoded topic: name (1 + 1) + id + settings (20) + partition count.
 const MIN_TOPIC_BYTES: usize = 2 + 8 + 20 + 4;
 /// Smallest encoded partition: number + group + replica count.
@@ -49,6 +61,7 @@ impl Catalogue {
                 put_replicas(out, &p.replicas);
             }
         }
+        put_cursors(out, self);
     }
 
     /// Decodes a snapshot written by [`Catalogue::encode_snapshot`]; any other input,
@@ -57,7 +70,7 @@ impl Catalogue {
     pub fn decode_snapshot(bytes: &[u8]) -> Result<Catalogue, CatalogueError> {
         let mut r = ByteReader::new(bytes);
         let version = r.u8("snapshot format version")?;
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_TOPICS_ONLY {
             return Err(malformed(format!(
                 "unknown snapshot format version {version}"
             )));
@@ -74,8 +87,16 @@ impl Catalogue {
         for _ in 0..count {
             topics.push(get_topic(&mut r)?);
         }
+        let groups = if version == FORMAT_VERSION {
+            get_cursors(&mut r)?
+        } else {
+            Vec::new()
+        };
         r.finish("catalogue snapshot")?;
-        Catalogue::restore(applied, next_group, next_topic_id, topics).map_err(malformed)
+        let mut c =
+            Catalogue::restore(applied, next_group, next_topic_id, topics).map_err(malformed)?;
+        c.restore_cursors(groups).map_err(malformed)?;
+        Ok(c)
     }
 }
 
@@ -104,4 +125,53 @@ fn get_topic(r: &mut ByteReader<'_>) -> Result<Topic, CatalogueError> {
         settings,
         partitions,
     })
+}
+
+fn put_cursors(out: &mut Vec<u8>, c: &Catalogue) {
+    let cursors = c.cursors();
+    // At most MAX_GROUPS groups and MAX_CURSORS cursors (apply's limits).
+    out.extend_from_slice(&(cursors.group_count() as u32).to_be_bytes());
+    for (name, group) in cursors.groups() {
+        put_group(out, name);
+        out.extend_from_slice(&(group.len() as u32).to_be_bytes());
+        for ((topic, partition), cursor) in group {
+            put_name(out, topic);
+            out.extend_from_slice(&partition.to_be_bytes());
+            out.extend_from_slice(&cursor.offset.to_be_bytes());
+            put_metadata(out, &cursor.metadata);
+        }
+    }
+}
+
+/// The consumer groups of a version-2 snapshot; their invariants (order, bounds,
+/// partitions that exist) are checked by `Cursors::restore`.
+fn get_cursors(r: &mut ByteReader<'_>) -> Result<Vec<(GroupName, GroupCursors)>, CatalogueError> {
+    let count = r.u32("group count")?;
+    if count as usize > MAX_GROUPS {
+        return Err(malformed(format!("{count} groups (at most {MAX_GROUPS})")));
+    }
+    let count = r.checked_count(u64::from(count), MIN_GROUP_BYTES, "group count")?;
+    let mut groups = Vec::with_capacity(count);
+    for _ in 0..count {
+        let name = get_group(r)?;
+        let n = r.u32("cursor count")?;
+        if n as usize > MAX_CURSORS {
+            return Err(malformed(format!("group {name} has {n} cursors")));
+        }
+        let n = r.checked_count(u64::from(n), MIN_CURSOR_BYTES, "cursor count")?;
+        let mut cursors = GroupCursors::new();
+        for _ in 0..n {
+            let key = (get_name(r)?, r.u32("partition")?);
+            let cursor = Cursor {
+                offset: r.u64("offset")?,
+                metadata: get_metadata(r)?,
+            };
+            if cursors.last_key_value().is_some_and(|(k, _)| *k >= key) {
+                return Err(malformed(format!("group {name}: cursors out of order")));
+            }
+            cursors.insert(key, cursor);
+        }
+        groups.push((name, cursors));
+    }
+    Ok(groups)
 }

@@ -6,6 +6,7 @@ use crate::types::{GroupId, NodeId};
 
 use super::command::Command;
 use super::error::CatalogueError;
+use super::groups::{CursorCommit, CursorResults, Cursors, GroupName};
 use super::name::TopicName;
 use super::settings::{Replication, SettingsChange, TopicSettings};
 use super::{MAX_PARTITIONS, MAX_TOPICS};
@@ -88,6 +89,9 @@ pub enum Applied {
     AlreadyApplied,
     /// The command took effect.
     Changed(Change),
+    /// A cursor command (CommitOffsets, DeleteGroup) was applied: one result per
+    /// commit entry.
+    Cursors(CursorResults),
 }
 
 /// The catalogue: the state machine of the metadata group. See the module doc.
@@ -99,6 +103,8 @@ pub struct Catalogue {
     next_group: u64,
     next_topic_id: u64,
     applied: u64,
+    /// Consumer groups' cursors (`groups.rs`).
+    cursors: Cursors,
 }
 
 impl Default for Catalogue {
@@ -117,6 +123,7 @@ impl Catalogue {
             next_group: 1,
             next_topic_id: 1,
             applied: 0,
+            cursors: Cursors::default(),
         }
     }
 
@@ -193,8 +200,36 @@ impl Catalogue {
                 change,
                 new_assignment,
             } => self.alter(name, change, new_assignment)?,
+            Command::CommitOffsets { group, offsets } => {
+                return Ok(Applied::Cursors(self.commit_offsets(group, offsets)));
+            }
+            Command::DeleteGroup { group } => {
+                self.cursors.delete_group(group.as_str());
+                return Ok(Applied::Cursors(Vec::new()));
+            }
         };
         Ok(Applied::Changed(change))
+    }
+
+    fn commit_offsets(&mut self, group: &GroupName, offsets: &[CursorCommit]) -> CursorResults {
+        let topics = &self.topics;
+        let exists = |t: &TopicName, p: u32| {
+            topics
+                .get(t)
+                .is_some_and(|t| (p as usize) < t.partitions.len())
+        };
+        self.cursors.commit(group, offsets, exists)
+    }
+
+    /// The consumer groups' cursors.
+    pub fn cursors(&self) -> &Cursors {
+        &self.cursors
+    }
+
+    /// The lowest offset any consumer group committed on a partition (compaction
+    /// keeps what a cursor has not passed); `None` when no group has a cursor there.
+    pub fn min_cursor(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.cursors.min_cursor(topic, partition)
     }
 
     fn create(
@@ -234,6 +269,7 @@ impl Catalogue {
         for p in &topic.partitions {
             self.groups.remove(&p.group);
         }
+        self.cursors.remove_topic(name);
         let deleted = partition_groups(name, &topic.partitions);
         Ok(change(name, Vec::new(), deleted, false))
     }
@@ -397,6 +433,22 @@ impl Catalogue {
             c.topics.insert(topic.name.clone(), topic);
         }
         Ok(c)
+    }
+
+    /// Sets the cursors of a restored catalogue, checking them against its topics
+    /// (the snapshot decoder's step after [`Catalogue::restore`]).
+    pub(super) fn restore_cursors(
+        &mut self,
+        groups: Vec<(GroupName, super::groups::GroupCursors)>,
+    ) -> Result<(), String> {
+        let topics = &self.topics;
+        let exists = |t: &TopicName, p: u32| {
+            topics
+                .get(t)
+                .is_some_and(|t| (p as usize) < t.partitions.len())
+        };
+        self.cursors = Cursors::restore(groups, exists)?;
+        Ok(())
     }
 
     /// Adds a restored topic's groups to the group index.

@@ -89,6 +89,13 @@ pub(crate) enum Refusal {
     InvalidRecord(String),
     /// A request this server decodes but does not serve yet.
     Unsupported(&'static str),
+    /// A consumer group name that is not allowed.
+    InvalidGroup(String),
+    /// The ACL refuses it (a check only the node can make); the message says what.
+    Denied(String),
+    /// Not ready to serve this yet (e.g. a new metadata leader catching up);
+    /// `what` says why.
+    NotReady(&'static str),
 }
 
 /// Answers a refused request.
@@ -172,6 +179,9 @@ fn code_and_message(why: Refusal) -> (ErrorCode, String) {
         Refusal::InvalidConfig(m) => (InvalidConfig, m),
         Refusal::InvalidRecord(m) => (InvalidRecord, m),
         Refusal::Unsupported(m) => (UnsupportedVersion, m.into()),
+        Refusal::InvalidGroup(m) => (InvalidGroup, m),
+        Refusal::Denied(m) => (PermissionDenied, m),
+        Refusal::NotReady(what) => (Unavailable, format!("{what}; retry in a moment")),
         Refusal::NotLeader { .. } | Refusal::OutOfRange { .. } => {
             (Internal, "refusal without its own wire constructor".into())
         }

@@ -436,6 +436,12 @@ impl Service for ClusterService {
                 let cmd = topics::delete_command(s, &name);
                 self.propose_admin(cmd, AdminKind::Delete, reply)
             }
+            Request::Group(g) => {
+                let identity = ctx.identity.as_deref();
+                if let Some((cmd, kind, reply)) = super::groups::serve(s, g, identity, reply) {
+                    self.propose_admin(cmd, kind, reply)
+                }
+            }
             // A healer's request: a plain connection with the `replicate` action.
             Request::ReadEntries {
                 group,
@@ -460,6 +466,7 @@ impl Service for ClusterService {
 
     fn begin_shutdown(&self) {
         self.reads.release_parked();
+        super::groups::release_waiting(&self.shared);
     }
 }
 

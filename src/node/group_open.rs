@@ -123,6 +123,7 @@ pub(crate) fn open(
         membership: node.membership().clone(),
         followers: Vec::new(),
         recovering: recovering.is_some(),
+        term_committed: false,
     };
     let state = Arc::new(GroupState::new(
         spec.id,

@@ -150,6 +150,8 @@ impl GroupRun {
     pub(crate) fn publish(&self, full: bool) {
         let node = self.driver.raft();
         let mut v = lock(&self.state.view);
+        // Once an entry of this term is committed it stays so for the term.
+        let ready_before = v.term_committed && v.term == node.term();
         v.role = node.role();
         v.term = node.term();
         v.leader = node.leader();
@@ -157,6 +159,9 @@ impl GroupRun {
         v.first = node.first_index();
         v.last = node.last_index();
         v.recovering = self.driver.recovering();
+        v.term_committed = self.state.id == crate::types::GroupId::METADATA
+            && v.role == Role::Leader
+            && (ready_before || node.term_at(v.commit).is_ok_and(|t| t == v.term));
         if full || v.membership != *node.membership() {
             let status = node.status();
             v.membership = status.membership;

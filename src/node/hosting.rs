@@ -322,6 +322,17 @@ impl super::raft_loop::RaftLoop {
         to: super::raft_loop::ProduceReply,
         result: Result<crate::replica::Produced, crate::replica::ProduceError>,
     ) {
+        if let super::inbox::ReplyShape::Admin(
+            super::inbox::AdminKind::CommitOffsets | super::inbox::AdminKind::DeleteGroup,
+        ) = to.shape
+        {
+            let outcome = match &result {
+                Ok(p) => self.metadata.take_cursor_outcome(p.first.0),
+                Err(_) => None,
+            };
+            let shared = &self.shared;
+            return super::groups::answer_applied(to, result, outcome, |l| shared.not_leader(l));
+        }
         let outcome = match &result {
             Ok(p) => self.metadata.take_outcome(p.first.0),
             Err(_) => None,

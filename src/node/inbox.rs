@@ -58,6 +58,10 @@ pub(crate) enum AdminKind {
     Create,
     Alter,
     Delete,
+    /// CommitOffset (answered per partition, `groups.rs`).
+    CommitOffsets,
+    /// DeleteGroup.
+    DeleteGroup,
 }
 
 /// Requests to the raft thread from the node's owner.

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::bytes::ByteReader;
-use crate::catalogue::{Applied, Catalogue, CatalogueError, Change, Command};
+use crate::catalogue::{Applied, Catalogue, CatalogueError, Change, Command, CursorResults};
 use crate::raft::Membership;
 use crate::storage::{Log, Offset, StorageError};
 use crate::types::{NodeId, RecordKind};
@@ -37,6 +37,9 @@ pub(crate) struct Metadata {
     voters: Vec<NodeId>,
     dir: PathBuf,
     outcomes: BTreeMap<u64, Outcome>,
+    /// Outcomes of applied cursor commands, for their proposers (bounded as
+    /// `outcomes`).
+    cursor_outcomes: BTreeMap<u64, CursorResults>,
     /// The entry applying stopped at (logged once).
     undecodable: Option<u64>,
 }
@@ -71,6 +74,7 @@ impl Metadata {
             voters,
             dir: dir.to_path_buf(),
             outcomes: BTreeMap::new(),
+            cursor_outcomes: BTreeMap::new(),
             undecodable: None,
         })
     }
@@ -139,6 +143,13 @@ impl Metadata {
                 let change = match self.catalogue.apply(index, &cmd) {
                     Ok(Applied::AlreadyApplied) => return Ok(None),
                     Ok(Applied::Changed(change)) => Ok(change),
+                    Ok(Applied::Cursors(results)) => {
+                        self.cursor_outcomes.insert(index, results);
+                        while self.cursor_outcomes.len() > MAX_OUTCOMES {
+                            self.cursor_outcomes.pop_first();
+                        }
+                        return Ok(None);
+                    }
                     Err(e) => {
                         // Refused (identically on every node): applied all the same.
                         self.catalogue.skip(index);
@@ -180,6 +191,22 @@ impl Metadata {
     /// The outcome of the command committed at `index` (once).
     pub(crate) fn take_outcome(&mut self, index: u64) -> Option<Outcome> {
         self.outcomes.remove(&index)
+    }
+
+    /// The outcome of the cursor command committed at `index` (once): its results,
+    /// or why the whole command was refused.
+    pub(crate) fn take_cursor_outcome(
+        &mut self,
+        index: u64,
+    ) -> Option<Result<CursorResults, CatalogueError>> {
+        if let Some(results) = self.cursor_outcomes.remove(&index) {
+            return Some(Ok(results));
+        }
+        match self.outcomes.remove(&index)? {
+            Err(e) => Some(Err(e)),
+            // A topic command at that index: not ours to answer as a cursor command.
+            Ok(_) => None,
+        }
     }
 
     /// Writes the applied catalogue (atomic rename, fsynced):
@@ -317,6 +344,42 @@ mod tests {
             GroupId(4),
             "group ids continue"
         );
+    }
+
+    #[test]
+    fn cursor_commands_are_applied_and_their_outcomes_kept_for_the_proposer() {
+        use crate::catalogue::{CursorCommit, GroupName};
+        let dir = TempDir::new("metadata-cursors");
+        let cfg = LogConfig {
+            initial_offset: Offset(1),
+            ..LogConfig::default()
+        };
+        let log = Log::open(&dir.path().join("log"), cfg).expect("open");
+        append(&log, RecordKind::Data, &create("orders", 1));
+        let entry = |topic: &str| CursorCommit {
+            topic: TopicName::parse(topic).expect("name"),
+            partition: 0,
+            offset: 9,
+            metadata: Vec::new(),
+        };
+        let commit = Command::CommitOffsets {
+            group: GroupName::parse("g").expect("group"),
+            offsets: vec![entry("orders"), entry("nope")],
+        };
+        let at = append(&log, RecordKind::Data, &commit.to_bytes());
+        let mut m = Metadata::load(dir.path(), vec![NodeId(1)]).expect("load");
+        let changes = m.apply_committed(&log, Offset(at.0 + 1));
+        assert_eq!(changes.len(), 1, "only the topic creation changes groups");
+        assert_eq!(m.catalogue().min_cursor("orders", 0), Some(9));
+        let results = m.take_cursor_outcome(at.0).expect("kept").expect("applied");
+        assert!(results[0].2.is_ok());
+        assert!(results[1].2.is_err(), "no topic nope");
+        assert!(m.take_cursor_outcome(at.0).is_none(), "taken once");
+
+        // Persisted with the catalogue.
+        m.persist().expect("persist");
+        let m = Metadata::load(dir.path(), vec![NodeId(1)]).expect("reload");
+        assert_eq!(m.catalogue().min_cursor("orders", 0), Some(9));
     }
 
     #[test]

@@ -43,6 +43,7 @@ mod gate;
 mod group;
 mod group_open;
 mod group_run;
+mod groups;
 pub mod heal;
 mod hosting;
 mod inbox;
@@ -185,6 +186,10 @@ pub struct NodeConfig {
     /// Most hosted partitions with their own metrics series (bounded cardinality);
     /// 0 turns per-partition and per-topic series off.
     pub metrics_partition_series: usize,
+    /// The ACL the event loop checks, for the checks only the node can make
+    /// (DeleteGroup needs `consume` on the topics of the group's cursors); `None`:
+    /// the ACL is off.
+    pub acl: Option<Arc<crate::auth::Authorizer>>,
 }
 
 impl NodeConfig {
@@ -231,6 +236,7 @@ impl NodeConfig {
             scrub_bytes_per_sec: 4 << 20,
             metrics: None,
             metrics_partition_series: 1000,
+            acl: None,
         }
     }
 }
@@ -257,6 +263,10 @@ pub(crate) struct View {
     pub membership: Membership,
     pub followers: Vec<FollowerStatus>,
     pub recovering: bool,
+    /// The metadata group only: this node leads and has committed an entry of its
+    /// term, so its applied catalogue holds every earlier commit (consumer group
+    /// reads wait for it: no stale cursor after a leader change).
+    pub term_committed: bool,
 }
 
 /// State shared by the node's threads.
@@ -277,6 +287,8 @@ pub(crate) struct Shared {
     /// The disk filled up: produces go to the raft thread whatever the role, which
     /// retries its writes and answers STORAGE_FULL until space frees.
     pub disk_full: AtomicBool,
+    /// Consumer group reads waiting for a new metadata leader to be caught up.
+    pub group_reads: groups::WaitingReads,
     /// The node journal: one fsync per round for many groups.
     pub journal: Arc<journal::NodeJournal>,
 }
@@ -414,6 +426,7 @@ impl Node {
             last_seeds: Mutex::new(Vec::new()),
             closing: AtomicBool::new(false),
             disk_full: AtomicBool::new(false),
+            group_reads: groups::WaitingReads::default(),
             journal,
             cfg: cfg.clone(),
         });

@@ -292,6 +292,8 @@ impl RaftLoop {
         }
         self.execute()?;
         self.publish(ticked);
+        // After publishing: a new metadata leader may have become ready to serve.
+        super::groups::serve_waiting(&self.shared);
         Ok(stop)
     }
 

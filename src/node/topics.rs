@@ -57,6 +57,8 @@ pub(crate) fn refusal(e: CatalogueError) -> Refusal {
         | CatalogueError::Limit(_)
         | CatalogueError::DefaultTopicProtected
         | CatalogueError::Malformed(_) => Refusal::InvalidConfig(e.to_string()),
+        CatalogueError::InvalidGroup { .. } => Refusal::InvalidGroup(e.to_string()),
+        CatalogueError::CursorMetadataTooLarge { .. } => Refusal::InvalidConfig(e.to_string()),
     }
 }
 

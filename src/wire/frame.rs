@@ -228,6 +228,9 @@ fn decode_request_body(
             node_id: NodeId(r.u64("PeerHandshake node_id")?),
             node_name: r.str_u16("PeerHandshake node_name")?.to_string(),
         },
+        ApiKey::CommitOffset | ApiKey::FetchOffset | ApiKey::ListGroups | ApiKey::DeleteGroup => {
+            super::groups::decode_request(api, r)?
+        }
         ApiKey::ReadEntries => Request::ReadEntries {
             group: decode_version_group(version, r, "ReadEntries group")?,
             from: Offset(r.u64("ReadEntries from")?),
@@ -306,6 +309,7 @@ fn encode_request_body(request: &Request, version: u16, out: &mut Vec<u8>) {
             out.extend_from_slice(payload);
         }
         Request::RaftBatch { messages } => put_raft_batch(out, messages),
+        Request::Group(g) => super::groups::put_request(out, g),
         Request::PeerHandshake {
             cluster_name,
             node_id,
@@ -370,6 +374,7 @@ pub fn request_frame_len(frame: &RequestFrame) -> usize {
         Request::DeleteTopic { name } | Request::DescribeTopic { name } => str_len(name),
         Request::AlterTopic { name, changes } => str_len(name) + changes_len(changes),
         Request::ReadEntries { .. } => group + 28,
+        Request::Group(g) => super::groups::request_len(g),
         Request::Raft { payload, .. } => group + payload.len(),
         Request::RaftBatch { messages } => {
             4 + messages.iter().map(|m| 12 + m.payload.len()).sum::<usize>()
@@ -545,6 +550,9 @@ fn decode_response_body(
         ApiKey::DescribeTopic => ResponseBody::DescribeTopic(decode_description(r)?),
         ApiKey::AlterTopic => ResponseBody::AlterTopic(decode_description(r)?),
         ApiKey::RaftBatch => ResponseBody::RaftBatch,
+        ApiKey::CommitOffset | ApiKey::FetchOffset | ApiKey::ListGroups | ApiKey::DeleteGroup => {
+            super::groups::decode_response(api, r)?
+        }
         ApiKey::Ping => ResponseBody::Ping,
         ApiKey::Produce => ResponseBody::Produce {
             offset: Offset(r.u64("Produce offset")?),
@@ -751,5 +759,6 @@ fn encode_response_body(body: &ResponseBody, out: &mut Vec<u8>) {
         ResponseBody::FetchV2 { partitions } => {
             records_v2::put_fetched_partitions_v2(out, partitions)
         }
+        ResponseBody::Group(g) => super::groups::put_response(out, g),
     }
 }

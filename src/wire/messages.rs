@@ -41,6 +41,7 @@ use std::fmt;
 
 use crate::types::{GroupId, NodeId, Offset, RecordKind, Term};
 
+use super::groups::{GroupRequest, GroupResponse};
 use super::records_v2::{FetchedPartitionV2, WireRecordV1};
 use super::topics::{
     FetchPartition, FetchedPartition, GroupMessage, NodeInfo, TopicChanges, TopicDescription,
@@ -77,6 +78,14 @@ pub enum ApiKey {
     DescribeTopic = 10,
     /// Change a topic's settings.
     AlterTopic = 11,
+    /// Store a consumer group's cursors (wire-spec §16).
+    CommitOffset = 13,
+    /// Read a consumer group's cursors.
+    FetchOffset = 14,
+    /// List the consumer groups.
+    ListGroups = 15,
+    /// Delete a consumer group.
+    DeleteGroup = 16,
     /// A Raft message between peers (opaque to the wire codec).
     RaftMessage = 32,
     /// First frame on a peer connection.
@@ -89,7 +98,7 @@ pub enum ApiKey {
 
 impl ApiKey {
     /// Every key this codec speaks.
-    pub const ALL: [ApiKey; 16] = [
+    pub const ALL: [ApiKey; 20] = [
         ApiKey::Ping,
         ApiKey::Produce,
         ApiKey::ProduceBatch,
@@ -106,6 +115,10 @@ impl ApiKey {
         ApiKey::PeerHandshake,
         ApiKey::ReadEntries,
         ApiKey::RaftBatch,
+        ApiKey::CommitOffset,
+        ApiKey::FetchOffset,
+        ApiKey::ListGroups,
+        ApiKey::DeleteGroup,
     ];
 
     /// Decodes a wire value; `None` for unknown (including reserved) keys.
@@ -148,6 +161,10 @@ impl ApiKey {
             ApiKey::PeerHandshake => "PeerHandshake",
             ApiKey::ReadEntries => "ReadEntries",
             ApiKey::RaftBatch => "RaftBatch",
+            ApiKey::CommitOffset => "CommitOffset",
+            ApiKey::FetchOffset => "FetchOffset",
+            ApiKey::ListGroups => "ListGroups",
+            ApiKey::DeleteGroup => "DeleteGroup",
         }
     }
 
@@ -156,9 +173,9 @@ impl ApiKey {
         (32..=47).contains(&self.as_u16())
     }
 
-    /// `"0-11, 32-35"`, for error messages.
+    /// `"0-11, 13-16, 32-35"`, for error messages.
     pub(crate) fn supported_list() -> &'static str {
-        "0-11, 32-35"
+        "0-11, 13-16, 32-35"
     }
 }
 
@@ -312,6 +329,8 @@ pub enum Request {
         /// The partitions, each with its offset and its own cap.
         partitions: Vec<FetchPartition>,
     },
+    /// A consumer group API (CommitOffset, FetchOffset, ListGroups, DeleteGroup).
+    Group(GroupRequest),
 }
 
 impl Request {
@@ -337,6 +356,7 @@ impl Request {
             Request::ProduceBatchV2 { .. } => ApiKey::ProduceBatch,
             Request::ConsumeV2 { .. } => ApiKey::Consume,
             Request::FetchV2 { .. } => ApiKey::Fetch,
+            Request::Group(g) => g.api_key(),
         }
     }
 
@@ -389,6 +409,10 @@ impl Request {
             | Request::DeleteTopic { name }
             | Request::DescribeTopic { name }
             | Request::AlterTopic { name, .. } => add_topic(&mut topics, name),
+            Request::Group(g) => g
+                .topics()
+                .into_iter()
+                .for_each(|t| add_topic(&mut topics, t)),
             Request::Ping
             | Request::GetServers
             | Request::Status
@@ -639,6 +663,8 @@ pub enum ResponseBody {
     },
     /// The handshake was accepted.
     PeerHandshake,
+    /// A consumer group API's answer.
+    Group(GroupResponse),
     /// Raw log records.
     ReadEntries {
         /// The sender's term at the anchor; 0 if it does not hold that record intact.
@@ -695,6 +721,7 @@ impl ResponseBody {
             ResponseBody::ProduceBatchV2 { .. } => ApiKey::ProduceBatch,
             ResponseBody::ConsumeV2 { .. } => ApiKey::Consume,
             ResponseBody::FetchV2 { .. } => ApiKey::Fetch,
+            ResponseBody::Group(g) => g.api_key(),
         }
     }
 }

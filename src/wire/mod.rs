@@ -26,6 +26,8 @@
 //!   ([`FetchResponseWriter`]), pieces for vectored writes, and a decoder that
 //!   borrows record values from the frame ([`decode_fetch_response`]).
 //! - `messages.rs`: [`ApiKey`], [`Request`], [`ResponseBody`] and friends.
+//! - `groups.rs`: the consumer group (cursor) APIs, keys 13–16 ([`GroupRequest`],
+//!   [`GroupResponse`]; wire-spec §16).
 //! - `topics.rs`: version 1 (topics, partitions, Raft groups): [`TopicPartition`],
 //!   the topic APIs' types and the codecs of every version-1 body.
 //! - `errors.rs`: [`ErrorCode`], [`ErrorBody`], [`DecodeError`].
@@ -51,6 +53,7 @@ mod fetch;
 mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+mod groups;
 mod messages;
 mod records_v2;
 pub mod text;
@@ -60,7 +63,7 @@ mod topics;
 mod tests;
 
 pub use errors::{offset_out_of_range_message, DecodeError, ErrorBody, ErrorCode, LeaderHint};
-pub use examples::{SpecExample, SPEC_EXAMPLES, V1_EXAMPLES, V2_EXAMPLES};
+pub use examples::{SpecExample, CURSOR_EXAMPLES, SPEC_EXAMPLES, V1_EXAMPLES, V2_EXAMPLES};
 pub use fetch::{
     decode_fetch_partitions_response, decode_fetch_response, encode_fetch_response,
     fetch_response_prefix, peek_fetch_max_bytes, record_header, BorrowedRecord, FetchBody,
@@ -71,6 +74,10 @@ pub use frame::{
     decode_request, decode_response, decode_response_versioned, encode_error_response,
     encode_request, encode_response, frame_len, request_frame_len, LEN_PREFIX_BYTES,
     RECORD_HEADER_BYTES, REQUEST_HEADER_BYTES, RESPONSE_HEADER_BYTES,
+};
+pub use groups::{
+    CommitResult, FetchedCursor, GroupListing, GroupRequest, GroupResponse, OffsetCommit,
+    MAX_GROUP_REQUEST_PARTITIONS,
 };
 pub use messages::{
     ApiKey, RecordView, Request, RequestFrame, ResponseBody, ResponseFrame, ServerInfo, ServerRole,

@@ -238,6 +238,9 @@ fn random_request(rng: &mut Rng, api: ApiKey, version: u16) -> Request {
             anchor: Offset(rng.u64_edge()),
             max_bytes: rng.u32_edge(),
         },
+        ApiKey::CommitOffset | ApiKey::FetchOffset | ApiKey::ListGroups | ApiKey::DeleteGroup => {
+            Request::Group(random_group_request(rng, api))
+        }
     }
 }
 
@@ -359,6 +362,64 @@ fn random_body(rng: &mut Rng, api: ApiKey, version: u16) -> ResponseBody {
             commit_index: Offset(rng.u64_edge()),
             records: (0..rng.below(5)).map(|_| rng.record()).collect(),
         },
+        ApiKey::CommitOffset | ApiKey::FetchOffset | ApiKey::ListGroups | ApiKey::DeleteGroup => {
+            ResponseBody::Group(random_group_response(rng, api))
+        }
+    }
+}
+
+fn random_group_request(rng: &mut Rng, api: ApiKey) -> GroupRequest {
+    let group = rng.string(12);
+    match api {
+        ApiKey::CommitOffset => GroupRequest::CommitOffset {
+            group,
+            offsets: (0..rng.below(4))
+                .map(|_| OffsetCommit {
+                    target: rng.target(),
+                    offset: rng.u64_edge(),
+                    metadata: rng.bytes(20),
+                })
+                .collect(),
+        },
+        ApiKey::FetchOffset => GroupRequest::FetchOffset {
+            group,
+            partitions: (0..rng.below(4)).map(|_| rng.target()).collect(),
+        },
+        ApiKey::ListGroups => GroupRequest::ListGroups,
+        _ => GroupRequest::DeleteGroup { group },
+    }
+}
+
+fn random_group_response(rng: &mut Rng, api: ApiKey) -> GroupResponse {
+    let code = |rng: &mut Rng| ErrorCode::ALL[rng.below(ErrorCode::ALL.len() as u64) as usize];
+    match api {
+        ApiKey::CommitOffset => GroupResponse::CommitOffset(
+            (0..rng.below(4))
+                .map(|_| CommitResult {
+                    target: rng.target(),
+                    error: code(rng),
+                })
+                .collect(),
+        ),
+        ApiKey::FetchOffset => GroupResponse::FetchOffset(
+            (0..rng.below(4))
+                .map(|_| FetchedCursor {
+                    target: rng.target(),
+                    offset: rng.u64_edge(),
+                    metadata: rng.bytes(20),
+                    error: code(rng),
+                })
+                .collect(),
+        ),
+        ApiKey::ListGroups => GroupResponse::ListGroups(
+            (0..rng.below(4))
+                .map(|_| GroupListing {
+                    name: rng.string(12),
+                    cursors: rng.u32_edge(),
+                })
+                .collect(),
+        ),
+        _ => GroupResponse::DeleteGroup,
     }
 }
 
@@ -612,7 +673,7 @@ fn unknown_api_and_version_keep_the_correlation_id() {
     let err = decode_request(&frame(99, 0)).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "api key 99 is not supported; this server speaks api keys 0-11, 32-35"
+        "api key 99 is not supported; this server speaks api keys 0-11, 13-16, 32-35"
     );
     for api in ApiKey::ALL {
         assert_eq!(ApiKey::from_u16(api.as_u16()), Some(api));

@@ -253,7 +253,8 @@ pub fn format_command(cmd: &TextCommand, out: &mut Vec<u8>) -> bool {
             | Request::ReadEntries { .. }
             | Request::ProduceBatchV2 { .. }
             | Request::ConsumeV2 { .. }
-            | Request::FetchV2 { .. } => return false,
+            | Request::FetchV2 { .. }
+            | Request::Group(_) => return false,
         },
     }
     out.extend_from_slice(b"\r\n");
@@ -339,6 +340,8 @@ pub fn format_response(result: &Result<ResponseBody, ErrorBody>, out: &mut Vec<u
         | ResponseBody::PeerHandshake
         | ResponseBody::RaftBatch
         | ResponseBody::DeleteTopic => out.extend_from_slice(b"+OK\r\n"),
+        // The text protocol has no group commands; a binary answer is never printed.
+        ResponseBody::Group(_) => out.extend_from_slice(b"+OK\r\n"),
         ResponseBody::FetchPartitions { partitions } => {
             for p in partitions {
                 put_fetched_lines(p, out);

@@ -306,6 +306,9 @@ pub(crate) fn record_format(
 }
 
 pub(crate) fn consume(s: &Settings, args: &ConsumeArgs, out: &mut Out<'_>) -> Result<(), Output> {
+    if let Some(group) = &args.group {
+        return crate::group::consume(s, args, group, out);
+    }
     let format = record_format(s.output, args.format.as_deref(), &args.output)?;
     let target = TopicPartition::new(args.topic.as_str(), args.partition.unwrap_or(0));
     let mut client = connect(s)?;
@@ -390,7 +393,7 @@ pub(crate) fn tail(s: &Settings, args: &TailArgs, out: &mut Out<'_>) -> Result<(
 /// first record; otherwise the start of the range its `OFFSET_OUT_OF_RANGE` names
 /// (`the log holds [1, 308)`), else 1 (a cluster log's first offset). Only the
 /// `consume` action is needed (no Status).
-fn first_offset(
+pub(crate) fn first_offset(
     client: &mut ClusterClient,
     target: &TopicPartition,
 ) -> commitlog::client::Result<Offset> {

@@ -144,6 +144,7 @@ fn explain_code(code: ErrorCode, message: &str) -> (u8, String) {
         ErrorCode::TopicExists => (EXIT_EXISTS, "use it (`clog topic describe NAME`) or pick another name"),
         // The server's message names the rule the name breaks.
         ErrorCode::InvalidTopic => (EXIT_USAGE, ""),
+        ErrorCode::InvalidGroup => (EXIT_USAGE, ""),
         ErrorCode::InvalidConfig => (EXIT_USAGE, "fix the setting the message names (`clog topic create --help`)"),
         ErrorCode::Unavailable | ErrorCode::NotLeader | ErrorCode::Timeout | ErrorCode::TooManyConnections => {
             (EXIT_UNAVAILABLE, "the cluster could not serve within --retry-ms; check `clog health --cluster`")

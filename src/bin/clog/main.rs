@@ -3,6 +3,7 @@
 //! routing live in `commitlog::client` (`client::cluster::ClusterClient`).
 //!
 //! Modules: `commands` (produce, consume, tail), `topic` (topic administration),
+//! `group` (consumer groups: `consume --group`, `group list|describe|reset|delete`),
 //! `admin` (servers, status, health),
 //! `format` (record output formats and input decodings), `bench`, `fail` (messages
 //! and exit codes), `settings` (flags, environment, profile and defaults resolved
@@ -14,6 +15,7 @@ mod bench;
 mod commands;
 mod fail;
 mod format;
+mod group;
 mod profile;
 mod settings;
 mod topic;
@@ -40,6 +42,8 @@ pub(crate) use crate::settings::{connect, connect_first, Settings};
 ///   clog topic create orders --partitions 3   # a topic of 3 partitions
 ///   clog produce -t orders -p 2 hello         # to partition 2 of topic orders
 ///   clog consume -t orders -p 2               # read it back
+///   clog consume -t orders --group billing -n 5   # resume where `billing` stopped
+///   clog group list                   # consumer groups (cursors kept by the cluster)
 ///   clog servers                      # the cluster's members and their roles
 ///   clog status                       # every member's term, commit, last index, lag
 ///   clog health --cluster             # exit 0 only when the whole cluster is healthy
@@ -139,7 +143,10 @@ Examples:
   clog consume -f '%o: %v (%s bytes)\\n'      # kcat-style format
   clog consume -t orders -f '%t/%p %o %v\\n'  # with the topic and partition
   clog consume --values-only -0 | xargs -0 echo
-  clog consume -t orders -p 2                # partition 2 of topic orders (default: 0)")]
+  clog consume -t orders -p 2                # partition 2 of topic orders (default: 0)
+  clog consume -t orders --group billing     # resume where group billing stopped,
+                                             # committing as it goes (at-least-once)
+  clog consume -t orders --group billing -n 5 --commit-interval-ms 200")]
     Consume(ConsumeArgs),
     /// Print the last records; with -f keep printing new ones as they arrive.
     #[command(after_help = "\
@@ -161,6 +168,18 @@ Examples:
   clog topic delete orders --yes"
     )]
     Topic(topic::TopicCommand),
+    /// Consumer groups: named cursors the cluster keeps (list, describe, reset,
+    /// delete); `clog consume --group` reads from and moves them.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  clog group list
+  clog group describe billing
+  clog group reset billing --topic orders --to start
+  clog group delete billing"
+    )]
+    Group(group::GroupCommand),
     /// List the cluster's servers: id, name, address, role, live (gossip).
     #[command(after_help = "\
 Examples:
@@ -274,12 +293,21 @@ pub(crate) struct ConsumeArgs {
     /// every partition of a topic, run one consume per partition.
     #[arg(short = 'p', long)]
     pub(crate) partition: Option<u32>,
-    /// First offset to read; 0 means the first record the log still holds.
+    /// First offset to read; 0 means the first record the log still holds. With
+    /// --group, only where the group has no cursor yet.
     #[arg(long, default_value_t = 0)]
     pub(crate) from: u64,
     /// Stop after this many records, waiting for new ones if needed (unless -e).
-    #[arg(long)]
+    #[arg(short = 'n', long)]
     pub(crate) count: Option<u64>,
+    /// Read as consumer group G: start at G's cursor on the partition (where it
+    /// stopped), and commit the position after the last record printed every
+    /// --commit-interval-ms and on exit (Ctrl-C, --count reached, end of the log).
+    #[arg(short = 'g', long, value_name = "G")]
+    pub(crate) group: Option<String>,
+    /// With --group: commit at most this often, in milliseconds.
+    #[arg(long, default_value_t = 1000, requires = "group")]
+    pub(crate) commit_interval_ms: u64,
     /// After the end, keep waiting for and printing new records (Ctrl-C to stop).
     #[arg(long, conflicts_with = "exit_at_end")]
     pub(crate) follow: bool,
@@ -359,6 +387,8 @@ fn exit_130_on_ctrl_c() {
     };
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
+            // A `consume --group` stops where it printed (at-least-once).
+            group::commit_on_interrupt();
             std::process::exit(i32::from(EXIT_INTERRUPTED));
         }
     });
@@ -397,6 +427,7 @@ fn dispatch(cli: &Cli, out: &mut Out<'_>) -> Result<(), Output> {
         Command::Consume(args) => commands::consume(&settings, args, out),
         Command::Tail(args) => commands::tail(&settings, args, out),
         Command::Topic(cmd) => topic::run(&settings, cmd, out),
+        Command::Group(cmd) => group::run(&settings, cmd, out),
         Command::Servers => admin::servers(&settings, out),
         Command::Status => admin::status(&settings, out),
         Command::Health(args) => admin::health(&settings, args, out),

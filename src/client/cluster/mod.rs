@@ -34,6 +34,7 @@
 //! follower may briefly not see a record the leader already acknowledged.
 
 pub mod cache;
+mod groups;
 mod record_calls;
 pub mod report;
 pub mod retry;
