@@ -448,6 +448,8 @@ fn write_sealed_index(dir: &Path, base: u64, positions: &[u32]) -> Result<()> {
 
 /// Removes temporary files a crash may have left behind.
 fn remove_temp_files(dir: &Path) -> Result<()> {
+    // A swap whose marker is durable is finished, not undone (`engine/rebuild.rs`).
+    super::compact::finish_interrupted_swaps(dir)?;
     let entries =
         fs::read_dir(dir).map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
     for entry in entries {
