@@ -55,6 +55,7 @@ pub use assign::assign;
 pub use command::Command;
 pub use error::CatalogueError;
 pub use name::{TopicName, DEFAULT_TOPIC, MAX_TOPIC_NAME_BYTES};
+pub use settings::{CleanupPolicy, TimestampType, DEFAULT_TOMBSTONE_RETENTION_MS};
 pub use settings::{
     Replication, SettingsChange, TopicSettings, MAX_MAX_RECORD_BYTES, MAX_PARTITIONS_PER_TOPIC,
     MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, RECORD_OVERHEAD_BYTES,

@@ -10,6 +10,9 @@
 //! numbered from 0, group ids unique and below `next_group`, replica lists of the
 //! topic's shape, names sorted and unique, limits), so a decoded catalogue is one
 //! that `apply` could have built. No checksum: the file that holds it carries one.
+//!
+//! Format 2 (written now) carries settings v2 (`codec.rs`); format 1 decodes with
+//! their defaults.
 
 use crate::bytes::ByteReader;
 use crate::types::GroupId;
@@ -22,7 +25,9 @@ use super::settings::MAX_PARTITIONS_PER_TOPIC;
 use super::state::{Catalogue, PartitionInfo, Topic};
 use super::MAX_TOPICS;
 
-const FORMAT_VERSION: u8 = 1;
+const FORMAT_VERSION: u8 = 2;
+/// The format before settings v2, still read.
+const FORMAT_VERSION_1: u8 = 1;
 /// Smallest encoded topic: name (1 + 1) + id + settings (20) + partition count.
 const MIN_TOPIC_BYTES: usize = 2 + 8 + 20 + 4;
 /// Smallest encoded partition: number + group + replica count.
@@ -40,7 +45,7 @@ impl Catalogue {
         for topic in self.topics() {
             put_name(out, &topic.name);
             out.extend_from_slice(&topic.id.to_be_bytes());
-            put_settings(out, &topic.settings);
+            put_settings(out, &topic.settings, FORMAT_VERSION);
             // At most MAX_PARTITIONS_PER_TOPIC partitions (validated settings).
             out.extend_from_slice(&(topic.partitions.len() as u32).to_be_bytes());
             for p in &topic.partitions {
@@ -57,7 +62,7 @@ impl Catalogue {
     pub fn decode_snapshot(bytes: &[u8]) -> Result<Catalogue, CatalogueError> {
         let mut r = ByteReader::new(bytes);
         let version = r.u8("snapshot format version")?;
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_1 {
             return Err(malformed(format!(
                 "unknown snapshot format version {version}"
             )));
@@ -72,17 +77,17 @@ impl Catalogue {
         let count = r.checked_count(u64::from(count), MIN_TOPIC_BYTES, "topic count")?;
         let mut topics = Vec::with_capacity(count);
         for _ in 0..count {
-            topics.push(get_topic(&mut r)?);
+            topics.push(get_topic(&mut r, version)?);
         }
         r.finish("catalogue snapshot")?;
         Catalogue::restore(applied, next_group, next_topic_id, topics).map_err(malformed)
     }
 }
 
-fn get_topic(r: &mut ByteReader<'_>) -> Result<Topic, CatalogueError> {
+fn get_topic(r: &mut ByteReader<'_>, version: u8) -> Result<Topic, CatalogueError> {
     let name = get_name(r)?;
     let id = r.u64("topic id")?;
-    let settings = get_settings(r)?;
+    let settings = get_settings(r, version)?;
     let count = r.u32("partition count")?;
     if count > MAX_PARTITIONS_PER_TOPIC {
         return Err(malformed(format!(

@@ -333,14 +333,23 @@ impl super::raft_loop::RaftLoop {
                 let api = match to.shape {
                     ReplyShape::Admin(AdminKind::Create) => Some(ApiAnswer::Create),
                     ReplyShape::Admin(AdminKind::Alter) => Some(ApiAnswer::Alter),
+                    ReplyShape::Admin(AdminKind::CreateV1) => Some(ApiAnswer::Create),
+                    ReplyShape::Admin(AdminKind::AlterV1) => Some(ApiAnswer::Alter),
                     _ => None,
                 };
+                let settings_v2 = matches!(
+                    to.shape,
+                    ReplyShape::Admin(AdminKind::CreateV1 | AdminKind::AlterV1)
+                );
                 let described = match (&outcome, api) {
                     (Ok(change), Some(api)) => self
                         .metadata
                         .catalogue()
                         .topic(change.topic.as_str())
-                        .map(|t| (api, super::topics::describe(&self.shared, t))),
+                        .map(|t| {
+                            let d = super::topics::describe(&self.shared, t);
+                            (api, crate::wire::TopicDescription { settings_v2, ..d })
+                        }),
                     _ => None,
                 };
                 super::answer::admin(to.reply, outcome, described);

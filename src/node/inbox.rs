@@ -54,6 +54,10 @@ pub(crate) enum AdminKind {
     Create,
     Alter,
     Delete,
+    /// CreateTopic version 1: answered with settings v2.
+    CreateV1,
+    /// AlterTopic version 1: answered with settings v2.
+    AlterV1,
 }
 
 /// Requests to the raft thread from the node's owner.

@@ -308,6 +308,7 @@ pub(crate) mod tests {
             topic_id: 1,
             settings,
             partitions: orders_partitions(),
+            settings_v2: false,
         };
         assert_eq!(
             answer("create-topic", Ok(ResponseBody::CreateTopic(orders))),

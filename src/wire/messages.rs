@@ -126,6 +126,8 @@ impl ApiKey {
             | ApiKey::Fetch
             | ApiKey::RaftMessage
             | ApiKey::ReadEntries => 1,
+            // Settings v2 (wire-spec §18).
+            ApiKey::CreateTopic | ApiKey::DescribeTopic | ApiKey::AlterTopic => 1,
             _ => 0,
         }
     }
@@ -325,6 +327,13 @@ impl Request {
                 by_target(*group == GroupId::DEFAULT_PARTITION)
             }
             Request::FetchPartitions { .. } => (1, 1),
+            // Settings v2 (§18): version 1 only when a v2 value is carried; a
+            // DescribeTopic asks for them with api_version 1.
+            Request::CreateTopic { settings, .. } => by_target(!settings.has_v2_fields()),
+            Request::AlterTopic { changes, .. } => {
+                by_target(changes.flags() & !TopicChanges::ALL_FLAGS == 0)
+            }
+            Request::DescribeTopic { .. } => (0, 1),
             _ => (0, 0),
         }
     }
