@@ -17,7 +17,7 @@ use super::group_open::{self, GroupSpec, Opened};
 use super::journal::NodeJournal;
 use super::metadata::Metadata;
 use super::{NodeConfig, Shared};
-use crate::catalogue::{Catalogue, PartitionGroup, Topic, TopicSettings};
+use crate::catalogue::{Catalogue, PartitionGroup, TimestampType, Topic, TopicSettings};
 use crate::raft::Membership;
 use crate::storage::LogConfig;
 use crate::types::{GroupId, NodeId};
@@ -49,6 +49,19 @@ pub(crate) fn log_config(base: &LogConfig, settings: &TopicSettings) -> LogConfi
             .map(std::time::Duration::from_millis),
         ..base.clone()
     }
+}
+
+/// The timestamp type of the topic whose partition `group` is (the produce path
+/// stamps records with the leader's clock for [`TimestampType::Leader`]); the
+/// default (producer) for a group the catalogue does not know.
+#[allow(dead_code)] // Called by the produce path of record format v1 (records slice).
+pub(crate) fn timestamp_type_of(shared: &Shared, group: GroupId) -> TimestampType {
+    shared
+        .catalogue()
+        .group(group)
+        .map_or(TimestampType::default(), |(topic, _)| {
+            topic.settings.timestamp_type
+        })
 }
 
 /// How to open a partition group placed on this node. `maybe_lost`: it was placed
