@@ -416,3 +416,121 @@ fn a_compacted_segment_scrubs_clean_and_heals_a_peer() {
         assert_eq!(r, supplied[(i - base) as usize], "offset {i} as compacted");
     }
 }
+
+#[test]
+fn a_compacted_segment_keeps_its_age_for_retention() {
+    let dir = TempDir::new("compact-age");
+    let log = filled_log(dir.path());
+    let store = dir.path().join(format!("{:020}.store", 0));
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    fs::File::options()
+        .write(true)
+        .open(&store)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let len_before = fs::metadata(&store).unwrap().len();
+    let report = compact_pass(&log, &params(sealed_end(&log), BASE_MS)).unwrap();
+    assert!(report.segments_rewritten > 0);
+    let len_after = fs::metadata(&store).unwrap().len();
+    assert!(len_after < len_before, "rewritten");
+    assert_eq!(fs::metadata(&store).unwrap().modified().unwrap(), old);
+}
+
+/// Compaction throughput (BENCHMARKS.md): a log of `COMPACT_BENCH_MB` MiB (default
+/// 1024) of 1 KiB keyed v1 records over `COMPACT_BENCH_KEYS` keys (default 10,000)
+/// in 64 MiB segments, compacted by passes from the start until the key map has
+/// covered the sealed range. Prints the numbers; asserts only that the newest
+/// record of a key is kept. Run:
+/// `cargo test --lib compaction_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn compaction_throughput() {
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let total_mb = env("COMPACT_BENCH_MB", 1024);
+    let keys = env("COMPACT_BENCH_KEYS", 10_000);
+    let dir = TempDir::new("compact-bench");
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let value = vec![7u8; 1000];
+    let records = total_mb * 1024 * 1024 / 1060;
+    let started = std::time::Instant::now();
+    let mut batch_bytes = Vec::new();
+    for chunk in 0..records.div_ceil(1000) {
+        batch_bytes.clear();
+        for i in chunk * 1000..((chunk + 1) * 1000).min(records) {
+            let record = RecordV1 {
+                timestamp: Timestamp {
+                    unix_ms: BASE_MS + i as i64,
+                    source: TimestampSource::Producer,
+                },
+                key: Some(format!("key-{:08}", i % keys).into_bytes()),
+                headers: Vec::new(),
+                value: value.clone(),
+            };
+            let mut out = Vec::new();
+            record.encode_into(&mut out).unwrap();
+            batch_bytes.push(out);
+        }
+        let batch: Vec<NewRecord<'_>> = batch_bytes
+            .iter()
+            .map(|v| NewRecord {
+                term: Term(1),
+                kind: RecordKind::DataV1,
+                value: v,
+            })
+            .collect();
+        log.append_batch(&batch).unwrap();
+    }
+    log.sync().unwrap();
+    let size_before = log.size_bytes();
+    println!(
+        "wrote {records} records, {} MiB in {:?}",
+        size_before >> 20,
+        started.elapsed()
+    );
+    let floor = sealed_end(&log);
+    let mut p = PassParams {
+        from: Offset(0),
+        floor: Offset(floor),
+        now_ms: BASE_MS,
+        tombstone_retention_ms: 1000,
+        key_map_bytes: compact::DEFAULT_KEY_MAP_BYTES,
+    };
+    let started = std::time::Instant::now();
+    let mut total = PassReport::default();
+    let mut passes = 0;
+    while p.from.0 < floor {
+        let r = compact_pass(&log, &p).unwrap();
+        p.from = r.scanned_to;
+        passes += 1;
+        total.records_removed += r.records_removed;
+        total.segments_rewritten += r.segments_rewritten;
+        total.bytes_read += r.bytes_read;
+        total.bytes_before += r.bytes_before;
+        total.bytes_after += r.bytes_after;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "compacted {:.0} MiB below the floor in {secs:.2} s ({passes} passes): {:.0} MiB/s of log; \
+         read {:.0} MiB ({:.0} MiB/s); {} records removed, {} segments rewritten \
+         {:.0} -> {:.1} MiB; log {:.0} -> {:.0} MiB",
+        mib(total.bytes_before.max(1)),
+        mib(size_before) / secs,
+        mib(total.bytes_read),
+        mib(total.bytes_read) / secs,
+        total.records_removed,
+        total.segments_rewritten,
+        mib(total.bytes_before),
+        mib(total.bytes_after),
+        mib(size_before),
+        mib(log.size_bytes()),
+    );
+    let last = log.read(Offset(floor - 1)).unwrap();
+    assert_eq!(last.kind, RecordKind::DataV1, "the newest of its key is kept");
+}

@@ -787,7 +787,18 @@ fn write_store(
         }
     }
     out.write_all(&buf)
-        .and_then(|()| out.sync_all())
+        .map_err(io_err("writing", &built.store_temp))?;
+    // Retention by age reads the store's modification time: a rewritten segment
+    // (healed or compacted) holds records as old as before.
+    if let Some(modified) = old
+        .as_ref()
+        .and_then(|f| f.metadata().and_then(|m| m.modified()).ok())
+    {
+        if let Err(e) = out.set_modified(modified) {
+            log::warn!("keeping the age of {}: {e}", built.store_temp.display());
+        }
+    }
+    out.sync_all()
         .map_err(io_err("writing", &built.store_temp))?;
     report.store_bytes = position;
     report.ignored_records = records.len() as u64 - report.supplied_records;
