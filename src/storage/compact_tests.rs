@@ -532,5 +532,9 @@ fn compaction_throughput() {
         mib(log.size_bytes()),
     );
     let last = log.read(Offset(floor - 1)).unwrap();
-    assert_eq!(last.kind, RecordKind::DataV1, "the newest of its key is kept");
+    assert_eq!(
+        last.kind,
+        RecordKind::DataV1,
+        "the newest of its key is kept"
+    );
 }
