@@ -342,6 +342,11 @@ impl Log {
             }
             return Err(e);
         }
+        // Outside `sync` (its fsync would hold up the log's group commits), still
+        // under the rebuild lock, so no later swap's marker can be confused with it.
+        if let Err(error) = crate::storage::compact::clear_swap_marker(&self.dir, built.base) {
+            return Err(self.fail(error).into());
+        }
         log::info!(
             "log {}: rebuilt sealed segment {}..{} ({} local, {} supplied records)",
             self.dir.display(),
@@ -399,9 +404,6 @@ impl Log {
             lock!(self.cache).remove(built.base);
         }
         if let Err(error) = segment::sync_dir(&self.dir) {
-            return Err(self.fail(error).into());
-        }
-        if let Err(error) = crate::storage::compact::clear_swap_marker(&self.dir, built.base) {
             return Err(self.fail(error).into());
         }
         Ok(())
