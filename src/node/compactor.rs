@@ -6,7 +6,10 @@
 //! bounded pass on each (key map of at most `compact_key_map_bytes`). Per group it
 //! remembers where the last pass's key map ended and starts the next one there;
 //! once a pass finds nothing new below the floor it starts again from the first
-//! offset only when a tombstone it kept is due. The floor is the group's commit
+//! offset only when a tombstone it kept is due. Since a pass reads every older
+//! sealed segment again, a group is passed over until its sealed bytes not yet in
+//! a key map are at least half of its sealed bytes ([`worth_a_pass`]; Kafka's
+//! default dirty ratio). The floor is the group's commit
 //! index + 1 (nothing uncommitted is decided on), the end of its last sealed
 //! segment (`compact_pass` stops there) and, when given, the lowest consumer-group
 //! cursor on the partition (`cursor_floor`).
@@ -138,8 +141,21 @@ impl Compactor {
     }
 
     fn pass(&mut self, g: &GroupState, settings: &TopicSettings, cursor_floor: Option<u64>) {
-        let progress = self.progress.get(&g.id).copied().unwrap_or_default();
+        let mut progress = self.progress.get(&g.id).copied().unwrap_or_default();
         let now_ms = now_ms();
+        if progress.tombstone_due_ms.is_some_and(|due| due <= now_ms) {
+            // A new round from the start expires the tombstone.
+            progress = Progress::default();
+        }
+        let sealed: Vec<(u64, u64)> = g
+            .log
+            .sealed_segments()
+            .into_iter()
+            .map(|(_, next, bytes)| (next, bytes.unwrap_or(0)))
+            .collect();
+        if progress.from > 0 && !worth_a_pass(&sealed, progress.from) {
+            return;
+        }
         let params = PassParams {
             from: Offset(progress.from),
             floor: Offset(floor(g.hw().0, cursor_floor)),
@@ -172,6 +188,22 @@ impl Compactor {
     }
 }
 
+/// Whether a pass is worth its reads: every pass reads each older sealed segment
+/// again, so it runs once the sealed bytes not yet in a key map (at or after
+/// `from`) are at least half of all sealed bytes (Kafka's default
+/// `min.cleanable.dirty.ratio`). `sealed`: each sealed segment's end and bytes.
+pub(crate) fn worth_a_pass(sealed: &[(u64, u64)], from: u64) -> bool {
+    let (mut clean, mut dirty) = (0u64, 0u64);
+    for &(next, bytes) in sealed {
+        if next <= from {
+            clean += bytes;
+        } else {
+            dirty += bytes;
+        }
+    }
+    dirty > 0 && dirty >= clean
+}
+
 /// The compaction floor (exclusive): the high-water mark (commit index + 1), lowered
 /// to the lowest consumer cursor when there is one.
 pub(crate) fn floor(hw: u64, cursor_floor: Option<u64>) -> u64 {
@@ -193,6 +225,18 @@ mod tests {
         assert_eq!(floor(100, None), 100);
         assert_eq!(floor(100, Some(40)), 40);
         assert_eq!(floor(100, Some(400)), 100);
+    }
+
+    #[test]
+    fn a_pass_waits_for_enough_new_sealed_bytes() {
+        // Segments ending at 10, 20, 30 of 100 bytes each.
+        let sealed = [(10, 100), (20, 100), (30, 100)];
+        assert!(worth_a_pass(&sealed, 0), "all new");
+        assert!(worth_a_pass(&sealed, 15), "200 new of 300");
+        assert!(!worth_a_pass(&sealed, 25), "100 new of 300");
+        assert!(!worth_a_pass(&sealed, 30), "nothing new");
+        // A compacted (small) older part: a little new data is enough.
+        assert!(worth_a_pass(&[(10, 5), (20, 100)], 10));
     }
 
     #[test]
