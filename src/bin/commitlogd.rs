@@ -258,6 +258,11 @@ struct Args {
     #[arg(long, env = "COMMITLOGD_SCRUB_BYTES_PER_SEC", default_value = "4MiB", value_parser = parse_bytes)]
     scrub_bytes_per_sec: u64,
 
+    /// How often the compactor runs a pass over each partition of a topic with
+    /// cleanup policy `compact` (keep the newest record per key). 0 turns it off.
+    #[arg(long, env = "COMMITLOGD_COMPACT_INTERVAL_MS", default_value_t = 30_000)]
+    compact_interval_ms: u64,
+
     /// Most hosted partitions exported with their own metrics series
     /// (`commitlog_partition_*{topic,partition}`, `commitlog_topic_*{topic}`), which
     /// bounds the metrics' cardinality on nodes with many partitions. 0 turns the
@@ -750,6 +755,7 @@ fn node_config(
     cfg.read.threads = args.read_threads.max(1);
     cfg.leave_on_shutdown = args.leave_on_shutdown;
     cfg.scrub_bytes_per_sec = args.scrub_bytes_per_sec;
+    cfg.compact_interval_ms = args.compact_interval_ms;
     cfg.metrics_partition_series = args.metrics_partition_series;
     cfg.fsync = match args.fsync {
         FsyncArg::Always => FsyncPolicy::Always,

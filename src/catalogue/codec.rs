@@ -3,7 +3,10 @@
 //! * name: `u8 len | ASCII` (a [`TopicName`] is at most 249 bytes);
 //! * settings: `u32 partitions | u8 replication kind (0 all, 1 factor) | u8 factor
 //!   (0 for all) | opt retention_bytes | opt retention_age_ms | u32 max_record_bytes |
-//!   u64 segment_bytes`, where `opt` is `u8 0` (unset) or `u8 1 | u64`;
+//!   u64 segment_bytes`, where `opt` is `u8 0` (unset) or `u8 1 | u64`; settings v2
+//!   (command and snapshot format 2) append `u8 timestamp_type (0 producer, 1 leader)
+//!   | u8 cleanup_policy (0 delete, 1 compact) | u64 tombstone_retention_ms`, and
+//!   format 1 decodes with their defaults;
 //! * replica list: `u32 count | count × u64 node id`;
 //! * assignment: `u32 count | count × replica list`.
 //!
@@ -18,7 +21,7 @@ use crate::types::NodeId;
 
 use super::error::CatalogueError;
 use super::name::TopicName;
-use super::settings::{Replication, TopicSettings};
+use super::settings::{CleanupPolicy, Replication, TimestampType, TopicSettings};
 
 const REPLICATION_ALL: u8 = 0;
 const REPLICATION_FACTOR: u8 = 1;
@@ -78,24 +81,60 @@ fn get_replication(r: &mut ByteReader<'_>) -> Result<Replication, CatalogueError
     }
 }
 
-pub(super) fn put_settings(out: &mut Vec<u8>, s: &TopicSettings) {
+/// Settings as format `version` (1 or 2) encodes them; format 1 drops the v2
+/// fields (the caller writes format 1 only when they are the defaults).
+pub(super) fn put_settings(out: &mut Vec<u8>, s: &TopicSettings, version: u8) {
     out.extend_from_slice(&s.partitions.to_be_bytes());
     put_replication(out, s.replication);
     put_opt(out, s.retention_bytes);
     put_opt(out, s.retention_age_ms);
     out.extend_from_slice(&s.max_record_bytes.to_be_bytes());
     out.extend_from_slice(&s.segment_bytes.to_be_bytes());
+    if version >= 2 {
+        out.push(s.timestamp_type.code());
+        out.push(s.cleanup_policy.code());
+        out.extend_from_slice(&s.tombstone_retention_ms.to_be_bytes());
+    }
 }
 
-pub(super) fn get_settings(r: &mut ByteReader<'_>) -> Result<TopicSettings, CatalogueError> {
-    Ok(TopicSettings {
+/// True when `s` holds only the defaults of the settings-v2 fields, so format 1
+/// carries it whole.
+pub(super) fn settings_fit_v1(s: &TopicSettings) -> bool {
+    let d = TopicSettings::default();
+    s.timestamp_type == d.timestamp_type
+        && s.cleanup_policy == d.cleanup_policy
+        && s.tombstone_retention_ms == d.tombstone_retention_ms
+}
+
+pub(super) fn get_timestamp_type(r: &mut ByteReader<'_>) -> Result<TimestampType, CatalogueError> {
+    let code = r.u8("timestamp_type")?;
+    TimestampType::from_code(code).ok_or_else(|| malformed(format!("timestamp_type {code}")))
+}
+
+pub(super) fn get_cleanup_policy(r: &mut ByteReader<'_>) -> Result<CleanupPolicy, CatalogueError> {
+    let code = r.u8("cleanup_policy")?;
+    CleanupPolicy::from_code(code).ok_or_else(|| malformed(format!("cleanup_policy {code}")))
+}
+
+pub(super) fn get_settings(
+    r: &mut ByteReader<'_>,
+    version: u8,
+) -> Result<TopicSettings, CatalogueError> {
+    let mut s = TopicSettings {
         partitions: r.u32("partitions")?,
         replication: get_replication(r)?,
         retention_bytes: get_opt(r, "retention_bytes")?,
         retention_age_ms: get_opt(r, "retention_age_ms")?,
         max_record_bytes: r.u32("max_record_bytes")?,
         segment_bytes: r.u64("segment_bytes")?,
-    })
+        ..TopicSettings::default()
+    };
+    if version >= 2 {
+        s.timestamp_type = get_timestamp_type(r)?;
+        s.cleanup_policy = get_cleanup_policy(r)?;
+        s.tombstone_retention_ms = r.u64("tombstone_retention_ms")?;
+    }
+    Ok(s)
 }
 
 /// A length as the format's `u32` prefix. A list of more than `u32::MAX` elements

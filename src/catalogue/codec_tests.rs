@@ -68,6 +68,21 @@ fn gen_settings(rng: &mut Rng) -> TopicSettings {
         retention_age_ms: rng.opt(),
         max_record_bytes: rng.next() as u32,
         segment_bytes: rng.next(),
+        timestamp_type: if rng.chance(2) {
+            TimestampType::Leader
+        } else {
+            TimestampType::Producer
+        },
+        cleanup_policy: if rng.chance(2) {
+            CleanupPolicy::Compact
+        } else {
+            CleanupPolicy::Delete
+        },
+        tombstone_retention_ms: if rng.chance(2) {
+            rng.next()
+        } else {
+            crate::catalogue::DEFAULT_TOMBSTONE_RETENTION_MS
+        },
     }
 }
 
@@ -95,6 +110,9 @@ fn gen_command(rng: &mut Rng) -> Command {
                 retention_bytes: rng.update(),
                 retention_age_ms: rng.update(),
                 max_record_bytes: rng.chance(2).then(|| rng.next() as u32),
+                timestamp_type: rng.chance(4).then_some(TimestampType::Leader),
+                cleanup_policy: rng.chance(4).then_some(CleanupPolicy::Compact),
+                tombstone_retention_ms: rng.chance(4).then(|| rng.next()),
             },
             new_assignment: gen_assignment(rng),
         },
@@ -140,6 +158,7 @@ fn the_command_layout_is_pinned() {
             retention_age_ms: Some(9),
             max_record_bytes: 0x0102_0304,
             segment_bytes: 5,
+            ..TopicSettings::default()
         },
         assignment: vec![nodes(&[7]), vec![]],
     };
@@ -159,6 +178,7 @@ fn the_command_layout_is_pinned() {
         retention_bytes: Some(None),
         retention_age_ms: None,
         max_record_bytes: None,
+        ..SettingsChange::default()
     };
     let alter = Command::AlterTopic {
         name: name("t"),
@@ -173,7 +193,7 @@ fn the_command_layout_is_pinned() {
 #[test]
 fn unknown_versions_kinds_flags_and_names_are_malformed() {
     let good = Command::DeleteTopic { name: name("ab") }.to_bytes();
-    for (at, byte) in [(0, 2), (0, 0), (1, 0), (1, 4), (3, b'/'), (2, 0)] {
+    for (at, byte) in [(0, 2), (0, 3), (0, 0), (1, 0), (1, 4), (3, b'/'), (2, 0)] {
         let mut bad = good.clone();
         bad[at] = byte;
         assert!(is_malformed(Command::decode(&bad)), "byte {at} = {byte}");
@@ -210,12 +230,9 @@ fn random_bytes_never_panic_and_whatever_decodes_is_canonical() {
             decoded += 1;
         }
         if let Ok(c) = Catalogue::decode_snapshot(&bytes) {
-            // A version-1 snapshot (no consumer groups) is re-encoded as version 2.
             if bytes[0] == 1 {
-                let mut v2 = bytes.clone();
-                v2[0] = 2;
-                v2.extend_from_slice(&[0; 4]);
-                assert_eq!(snapshot(&c), v2);
+                // Format 1 (no groups, settings v1) is read, and written again as format 2.
+                assert_eq!(Catalogue::decode_snapshot(&snapshot(&c)).unwrap(), c);
             } else {
                 assert_eq!(snapshot(&c), bytes);
             }
@@ -435,4 +452,82 @@ fn a_snapshot_breaking_an_invariant_is_malformed() {
     let mut bytes = snapshot(&c);
     bytes[9..17].copy_from_slice(&1u64.to_be_bytes());
     assert!(is_malformed(Catalogue::decode_snapshot(&bytes)));
+}
+
+#[test]
+fn settings_v2_take_format_2_and_format_1_decodes_with_the_defaults() {
+    let mut s = settings(1, Replication::All);
+    let v1 = Command::CreateTopic {
+        name: name("t"),
+        settings: s.clone(),
+        assignment: vec![],
+    }
+    .to_bytes();
+    assert_eq!(v1[0], 1, "defaults stay in format 1");
+    s.cleanup_policy = CleanupPolicy::Compact;
+    s.timestamp_type = TimestampType::Leader;
+    s.tombstone_retention_ms = 60_000;
+    let create = Command::CreateTopic {
+        name: name("t"),
+        settings: s.clone(),
+        assignment: vec![],
+    };
+    let v2 = create.to_bytes();
+    assert_eq!(v2[0], 2);
+    assert_eq!(v2.len(), v1.len() + 10, "u8, u8, u64 appended");
+    assert_eq!(
+        &v2[v2.len() - 14..v2.len() - 4],
+        &[1, 1, 0, 0, 0, 0, 0, 0, 0xea, 0x60]
+    );
+    assert_eq!(Command::decode(&v2).unwrap(), create);
+    let Command::CreateTopic { settings: old, .. } = Command::decode(&v1).unwrap() else {
+        panic!("not a create");
+    };
+    assert_eq!(old.cleanup_policy, CleanupPolicy::Delete);
+    assert_eq!(old.tombstone_retention_ms, DEFAULT_TOMBSTONE_RETENTION_MS);
+    // An unknown policy byte is malformed.
+    let mut bad = v2.clone();
+    let at = bad.len() - 13;
+    bad[at] = 7;
+    assert!(is_malformed(Command::decode(&bad)));
+    // A v2 change: alter with only a policy.
+    let alter = Command::AlterTopic {
+        name: name("t"),
+        change: SettingsChange {
+            cleanup_policy: Some(CleanupPolicy::Compact),
+            ..SettingsChange::default()
+        },
+        new_assignment: vec![],
+    };
+    let bytes = alter.to_bytes();
+    assert_eq!(bytes[0], 2);
+    assert_eq!(Command::decode(&bytes).unwrap(), alter);
+}
+
+#[test]
+fn a_format_1_snapshot_decodes_with_the_settings_v2_defaults() {
+    let mut c = Catalogue::with_default_topic();
+    let mut s = settings(2, Replication::All);
+    s.cleanup_policy = CleanupPolicy::Compact;
+    let create = Command::CreateTopic {
+        name: name("c"),
+        settings: s,
+        assignment: vec![vec![], vec![]],
+    };
+    c.apply(1, &create).unwrap();
+    let snap = snapshot(&c);
+    assert_eq!(snap[0], 2);
+    let back = Catalogue::decode_snapshot(&snap).unwrap();
+    assert_eq!(
+        back.topic("c").unwrap().settings.cleanup_policy,
+        CleanupPolicy::Compact
+    );
+    // The same catalogue in format 1: drop the 10 v2 bytes after each settings.
+    let only_default = Catalogue::with_default_topic();
+    let mut v1 = snapshot(&only_default);
+    v1[0] = 1;
+    let settings_end = 1 + 8 * 3 + 4 + 1 + 7 + 8 + 20;
+    v1.drain(settings_end..settings_end + 10);
+    let old = Catalogue::decode_snapshot(&v1).unwrap();
+    assert_eq!(old, only_default);
 }

@@ -13,14 +13,23 @@
 //!   u64 offset | u32 len | metadata)`, where `group` is encoded as a name;
 //! * kind 5, `DeleteGroup`: `group`.
 //!
-//! New commands take new kinds; a change to an existing command's layout takes a
-//! new format version.
+//! Format version 2 (settings v2) is the same with the settings-v2 fields: settings
+//! end with `u8 timestamp_type | u8 cleanup_policy | u64 tombstone_retention_ms`
+//! (`codec.rs`), and an AlterTopic change with `opt-u8 timestamp_type |
+//! opt-u8 cleanup_policy | opt-u64 tombstone_retention_ms`. A command is written as
+//! format 1 whenever it carries no v2 value other than the defaults (so nodes of
+//! the previous release still read what this one writes for them); format 1
+//! decodes with the defaults.
+//!
+//! New commands (consumer cursors) take new kinds; a change to an existing command's
+//! layout takes a new format version.
 
 use crate::bytes::ByteReader;
 use crate::types::NodeId;
 
 use super::codec::{
-    get_assignment, get_name, get_settings, malformed, put_assignment, put_name, put_settings,
+    get_assignment, get_cleanup_policy, get_name, get_settings, get_timestamp_type, malformed,
+    put_assignment, put_name, put_settings, settings_fit_v1,
 };
 use super::error::CatalogueError;
 use super::groups::{CursorCommit, GroupName};
@@ -28,6 +37,8 @@ use super::name::TopicName;
 use super::settings::{SettingsChange, TopicSettings};
 
 const FORMAT_VERSION: u8 = 1;
+/// Format with the settings-v2 fields.
+const FORMAT_VERSION_2: u8 = 2;
 const KIND_CREATE: u8 = 1;
 const KIND_DELETE: u8 = 2;
 const KIND_ALTER: u8 = 3;
@@ -93,7 +104,8 @@ impl Command {
 
     /// Appends the command's encoding to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.push(FORMAT_VERSION);
+        let version = self.format_version();
+        out.push(version);
         match self {
             Command::CreateTopic {
                 name,
@@ -102,7 +114,7 @@ impl Command {
             } => {
                 out.push(KIND_CREATE);
                 put_name(out, name);
-                put_settings(out, settings);
+                put_settings(out, settings, version);
                 put_assignment(out, assignment);
             }
             Command::DeleteTopic { name } => {
@@ -116,7 +128,7 @@ impl Command {
             } => {
                 out.push(KIND_ALTER);
                 put_name(out, name);
-                put_change(out, change);
+                put_change(out, change, version);
                 put_assignment(out, new_assignment);
             }
             Command::CommitOffsets { group, offsets } => {
@@ -131,6 +143,15 @@ impl Command {
         }
     }
 
+    /// Format 1 unless a settings-v2 value other than the defaults must be carried.
+    fn format_version(&self) -> u8 {
+        match self {
+            Command::CreateTopic { settings, .. } if !settings_fit_v1(settings) => FORMAT_VERSION_2,
+            Command::AlterTopic { change, .. } if change.has_v2_fields() => FORMAT_VERSION_2,
+            _ => FORMAT_VERSION,
+        }
+    }
+
     /// The command's encoding in a new buffer.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -142,7 +163,7 @@ impl Command {
     pub fn decode(bytes: &[u8]) -> Result<Command, CatalogueError> {
         let mut r = ByteReader::new(bytes);
         let version = r.u8("command format version")?;
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_2 {
             return Err(malformed(format!(
                 "unknown command format version {version}"
             )));
@@ -150,7 +171,7 @@ impl Command {
         let command = match r.u8("command kind")? {
             KIND_CREATE => Command::CreateTopic {
                 name: get_name(&mut r)?,
-                settings: get_settings(&mut r)?,
+                settings: get_settings(&mut r, version)?,
                 assignment: get_assignment(&mut r)?,
             },
             KIND_DELETE => Command::DeleteTopic {
@@ -158,7 +179,7 @@ impl Command {
             },
             KIND_ALTER => Command::AlterTopic {
                 name: get_name(&mut r)?,
-                change: get_change(&mut r)?,
+                change: get_change(&mut r, version)?,
                 new_assignment: get_assignment(&mut r)?,
             },
             KIND_COMMIT_OFFSETS => Command::CommitOffsets {
@@ -171,6 +192,13 @@ impl Command {
             kind => return Err(malformed(format!("unknown command kind {kind}"))),
         };
         r.finish("command")?;
+        if command.format_version() != version {
+            // One encoding per command: format 2 only for what format 1 cannot carry.
+            return Err(malformed(format!(
+                "command in format {version} that format {} carries",
+                command.format_version()
+            )));
+        }
         Ok(command)
     }
 }
@@ -216,20 +244,63 @@ fn get_update(
     }
 }
 
-fn put_change(out: &mut Vec<u8>, change: &SettingsChange) {
+fn put_opt_u8(out: &mut Vec<u8>, value: Option<u8>) {
+    match value {
+        None => out.push(0),
+        Some(v) => out.extend_from_slice(&[1, v]),
+    }
+}
+
+fn put_opt_u64(out: &mut Vec<u8>, value: Option<u64>) {
+    match value {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+}
+
+fn present(r: &mut ByteReader<'_>, field: &'static str) -> Result<bool, CatalogueError> {
+    match r.u8(field)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        flag => Err(malformed(format!("{field} has presence flag {flag}"))),
+    }
+}
+
+fn put_change(out: &mut Vec<u8>, change: &SettingsChange, version: u8) {
     put_opt_u32(out, change.partitions);
     put_update(out, change.retention_bytes);
     put_update(out, change.retention_age_ms);
     put_opt_u32(out, change.max_record_bytes);
+    if version >= FORMAT_VERSION_2 {
+        put_opt_u8(out, change.timestamp_type.map(|t| t.code()));
+        put_opt_u8(out, change.cleanup_policy.map(|p| p.code()));
+        put_opt_u64(out, change.tombstone_retention_ms);
+    }
 }
 
-fn get_change(r: &mut ByteReader<'_>) -> Result<SettingsChange, CatalogueError> {
-    Ok(SettingsChange {
+fn get_change(r: &mut ByteReader<'_>, version: u8) -> Result<SettingsChange, CatalogueError> {
+    let mut change = SettingsChange {
         partitions: get_opt_u32(r, "partitions")?,
         retention_bytes: get_update(r, "retention_bytes")?,
         retention_age_ms: get_update(r, "retention_age_ms")?,
         max_record_bytes: get_opt_u32(r, "max_record_bytes")?,
-    })
+        ..SettingsChange::default()
+    };
+    if version >= FORMAT_VERSION_2 {
+        if present(r, "timestamp_type")? {
+            change.timestamp_type = Some(get_timestamp_type(r)?);
+        }
+        if present(r, "cleanup_policy")? {
+            change.cleanup_policy = Some(get_cleanup_policy(r)?);
+        }
+        if present(r, "tombstone_retention_ms")? {
+            change.tombstone_retention_ms = Some(r.u64("tombstone_retention_ms")?);
+        }
+    }
+    Ok(change)
 }
 
 pub(super) fn put_group(out: &mut Vec<u8>, group: &GroupName) {

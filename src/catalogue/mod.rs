@@ -63,6 +63,7 @@ pub use groups::{
     MAX_GROUPS, MAX_GROUP_NAME_BYTES,
 };
 pub use name::{TopicName, DEFAULT_TOPIC, MAX_TOPIC_NAME_BYTES};
+pub use settings::{CleanupPolicy, TimestampType, DEFAULT_TOMBSTONE_RETENTION_MS};
 pub use settings::{
     Replication, SettingsChange, TopicSettings, MAX_MAX_RECORD_BYTES, MAX_PARTITIONS_PER_TOPIC,
     MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, RECORD_OVERHEAD_BYTES,

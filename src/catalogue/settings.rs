@@ -16,6 +16,87 @@ pub const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
 /// header and framing), so the largest record always fits in one segment.
 pub const RECORD_OVERHEAD_BYTES: u64 = 1024;
 
+/// Default time a tombstone (a keyed record with an empty value) is kept on a
+/// compacted topic once it is the newest record of its key: 24 h.
+pub const DEFAULT_TOMBSTONE_RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Whose clock sets a record's timestamp.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TimestampType {
+    /// The producer's `timestamp_ms` is kept ("create time"; the default).
+    #[default]
+    Producer,
+    /// The leader overwrites it with its clock at append ("append time").
+    Leader,
+}
+
+impl TimestampType {
+    /// The settings-v2 byte (wire and catalogue): 0 producer, 1 leader.
+    pub fn code(self) -> u8 {
+        match self {
+            TimestampType::Producer => 0,
+            TimestampType::Leader => 1,
+        }
+    }
+
+    /// The type of a settings-v2 byte; `None` for an unknown one.
+    pub fn from_code(code: u8) -> Option<TimestampType> {
+        match code {
+            0 => Some(TimestampType::Producer),
+            1 => Some(TimestampType::Leader),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TimestampType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimestampType::Producer => "producer",
+            TimestampType::Leader => "leader",
+        })
+    }
+}
+
+/// What happens to a partition's old records besides retention.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CleanupPolicy {
+    /// Only retention (by bytes and age) removes records (the default).
+    #[default]
+    Delete,
+    /// Retention, plus key-based compaction: a keyed record is removed once a newer
+    /// record of the same key is committed and read by every consumer group.
+    Compact,
+}
+
+impl CleanupPolicy {
+    /// The settings-v2 byte (wire and catalogue): 0 delete, 1 compact.
+    pub fn code(self) -> u8 {
+        match self {
+            CleanupPolicy::Delete => 0,
+            CleanupPolicy::Compact => 1,
+        }
+    }
+
+    /// The policy of a settings-v2 byte; `None` for an unknown one.
+    pub fn from_code(code: u8) -> Option<CleanupPolicy> {
+        match code {
+            0 => Some(CleanupPolicy::Delete),
+            1 => Some(CleanupPolicy::Compact),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for CleanupPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+        })
+    }
+}
+
 /// Where a topic's partitions are replicated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Replication {
@@ -80,11 +161,18 @@ pub struct TopicSettings {
     /// Size at which a segment is sealed, [`MIN_SEGMENT_BYTES`] ..=
     /// [`MAX_SEGMENT_BYTES`] (fixed at creation).
     pub segment_bytes: u64,
+    /// Whose clock stamps records (settings v2).
+    pub timestamp_type: TimestampType,
+    /// Delete (retention only) or compact (settings v2).
+    pub cleanup_policy: CleanupPolicy,
+    /// How long a compacted topic keeps a tombstone that is the newest record of
+    /// its key, counted from the tombstone's timestamp; more than 0 (settings v2).
+    pub tombstone_retention_ms: u64,
 }
 
 impl Default for TopicSettings {
     /// One partition hosted by every member, no retention, records up to 1 MiB,
-    /// 64 MiB segments.
+    /// 64 MiB segments, producer timestamps, no compaction, tombstones kept 24 h.
     fn default() -> TopicSettings {
         TopicSettings {
             partitions: 1,
@@ -93,6 +181,9 @@ impl Default for TopicSettings {
             retention_age_ms: None,
             max_record_bytes: 1024 * 1024,
             segment_bytes: 64 * 1024 * 1024,
+            timestamp_type: TimestampType::Producer,
+            cleanup_policy: CleanupPolicy::Delete,
+            tombstone_retention_ms: DEFAULT_TOMBSTONE_RETENTION_MS,
         }
     }
 }
@@ -110,6 +201,9 @@ impl TopicSettings {
         self.replication.validate()?;
         if self.retention_bytes == Some(0) || self.retention_age_ms == Some(0) {
             return bad("a retention limit must be more than 0 (or unset)".into());
+        }
+        if self.tombstone_retention_ms == 0 {
+            return bad("tombstone_retention_ms must be more than 0".into());
         }
         if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&self.segment_bytes) {
             return bad(format!(
@@ -147,6 +241,12 @@ pub struct SettingsChange {
     pub retention_age_ms: Option<Option<u64>>,
     /// New largest record.
     pub max_record_bytes: Option<u32>,
+    /// New timestamp type (settings v2).
+    pub timestamp_type: Option<TimestampType>,
+    /// New cleanup policy (settings v2).
+    pub cleanup_policy: Option<CleanupPolicy>,
+    /// New tombstone retention (settings v2).
+    pub tombstone_retention_ms: Option<u64>,
 }
 
 impl SettingsChange {
@@ -172,8 +272,24 @@ impl SettingsChange {
         if let Some(max) = self.max_record_bytes {
             next.max_record_bytes = max;
         }
+        if let Some(kind) = self.timestamp_type {
+            next.timestamp_type = kind;
+        }
+        if let Some(policy) = self.cleanup_policy {
+            next.cleanup_policy = policy;
+        }
+        if let Some(ms) = self.tombstone_retention_ms {
+            next.tombstone_retention_ms = ms;
+        }
         next.validate()?;
         Ok(next)
+    }
+
+    /// True when the change names a settings-v2 field (it needs command format 2).
+    pub fn has_v2_fields(&self) -> bool {
+        self.timestamp_type.is_some()
+            || self.cleanup_policy.is_some()
+            || self.tombstone_retention_ms.is_some()
     }
 
     /// Partitions this change adds to a topic that has `current` (0 when it adds none).
@@ -230,6 +346,8 @@ mod tests {
         ("retention 1", |s| s.retention_bytes = Some(1), true),
         ("age 0", |s| s.retention_age_ms = Some(0), false),
         ("record 0", |s| s.max_record_bytes = 0, false),
+        ("tombstones 0", |s| s.tombstone_retention_ms = 0, false),
+        ("tombstones 1", |s| s.tombstone_retention_ms = 1, true),
         (
             "record max",
             |s| {
@@ -299,10 +417,23 @@ mod tests {
         assert_eq!(next.retention_age_ms, None, "cleared");
         assert_eq!(next.max_record_bytes, 4096, "set");
         assert_eq!(next.partitions, current.partitions);
+        assert_eq!(next.cleanup_policy, CleanupPolicy::Delete, "default kept");
         assert_eq!(
             SettingsChange::default().apply_to(&current).unwrap(),
             current
         );
+        let v2 = SettingsChange {
+            timestamp_type: Some(TimestampType::Leader),
+            cleanup_policy: Some(CleanupPolicy::Compact),
+            tombstone_retention_ms: Some(60_000),
+            ..SettingsChange::default()
+        };
+        assert!(v2.has_v2_fields() && !change.has_v2_fields());
+        let next = v2.apply_to(&current).unwrap();
+        assert_eq!(next.timestamp_type, TimestampType::Leader);
+        assert_eq!(next.cleanup_policy, CleanupPolicy::Compact);
+        assert_eq!(next.tombstone_retention_ms, 60_000);
+        assert_eq!(next.retention_bytes, Some(100), "v1 fields kept");
     }
 
     #[test]

@@ -7,13 +7,16 @@
 //! partitions`, a partition `u32 partition | u64 group | replica list` (field
 //! encodings of `codec.rs`); a consumer group is `name | u32 cursor count | cursors in
 //! (topic, partition) order`, a cursor `topic name | u32 partition | u64 offset | u32
-//! len | metadata`. Version 1 (before consumer cursors) ends after the topics and
-//! still decodes, with no groups.
+//! len | metadata`. Version 1 (before consumer cursors and settings v2) ends after
+//! the topics and still decodes, with no groups.
 //!
 //! The decoder checks every invariant `apply` keeps (valid settings, partitions
 //! numbered from 0, group ids unique and below `next_group`, replica lists of the
 //! topic's shape, names sorted and unique, limits), so a decoded catalogue is one
 //! that `apply` could have built. No checksum: the file that holds it carries one.
+//!
+//! Format 2 (written now) carries settings v2 (`codec.rs`) and the consumer
+//! groups; format 1 decodes with the settings' defaults and no groups.
 
 use crate::bytes::ByteReader;
 use crate::types::GroupId;
@@ -29,12 +32,12 @@ use super::state::{Catalogue, PartitionInfo, Topic};
 use super::MAX_TOPICS;
 
 const FORMAT_VERSION: u8 = 2;
-/// The format before consumer cursors (no group section).
-const FORMAT_VERSION_TOPICS_ONLY: u8 = 1;
 /// Smallest encoded consumer group: name (1 + 1) + cursor count.
 const MIN_GROUP_BYTES: usize = 2 + 4;
 /// Smallest encoded cursor: topic name (1 + 1) + partition + offset + metadata length.
 const MIN_CURSOR_BYTES: usize = 2 + 4 + 8 + 4;
+/// The format before settings v2 and consumer cursors, still read.
+const FORMAT_VERSION_1: u8 = 1;
 /// Smallest encoded topic: name (1 + 1) + id + settings (20) + partition count.
 const MIN_TOPIC_BYTES: usize = 2 + 8 + 20 + 4;
 /// Smallest encoded partition: number + group + replica count.
@@ -52,7 +55,7 @@ impl Catalogue {
         for topic in self.topics() {
             put_name(out, &topic.name);
             out.extend_from_slice(&topic.id.to_be_bytes());
-            put_settings(out, &topic.settings);
+            put_settings(out, &topic.settings, FORMAT_VERSION);
             // At most MAX_PARTITIONS_PER_TOPIC partitions (validated settings).
             out.extend_from_slice(&(topic.partitions.len() as u32).to_be_bytes());
             for p in &topic.partitions {
@@ -70,7 +73,7 @@ impl Catalogue {
     pub fn decode_snapshot(bytes: &[u8]) -> Result<Catalogue, CatalogueError> {
         let mut r = ByteReader::new(bytes);
         let version = r.u8("snapshot format version")?;
-        if version != FORMAT_VERSION && version != FORMAT_VERSION_TOPICS_ONLY {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_1 {
             return Err(malformed(format!(
                 "unknown snapshot format version {version}"
             )));
@@ -85,7 +88,7 @@ impl Catalogue {
         let count = r.checked_count(u64::from(count), MIN_TOPIC_BYTES, "topic count")?;
         let mut topics = Vec::with_capacity(count);
         for _ in 0..count {
-            topics.push(get_topic(&mut r)?);
+            topics.push(get_topic(&mut r, version)?);
         }
         let groups = if version == FORMAT_VERSION {
             get_cursors(&mut r)?
@@ -100,10 +103,10 @@ impl Catalogue {
     }
 }
 
-fn get_topic(r: &mut ByteReader<'_>) -> Result<Topic, CatalogueError> {
+fn get_topic(r: &mut ByteReader<'_>, version: u8) -> Result<Topic, CatalogueError> {
     let name = get_name(r)?;
     let id = r.u64("topic id")?;
-    let settings = get_settings(r)?;
+    let settings = get_settings(r, version)?;
     let count = r.u32("partition count")?;
     if count > MAX_PARTITIONS_PER_TOPIC {
         return Err(malformed(format!(

@@ -439,12 +439,13 @@ impl Client {
         }
     }
 
-    /// Topic `name`'s settings and partitions.
+    /// Topic `name`'s settings and partitions (settings v2 included: asked in
+    /// version 1, wire-spec §18).
     pub fn describe_topic(&mut self, name: &str) -> Result<TopicDescription> {
         let request = Request::DescribeTopic {
             name: name.to_string(),
         };
-        match self.call(request, Duration::ZERO)? {
+        match self.call_in_version(request, 1, Duration::ZERO)? {
             ResponseBody::DescribeTopic(d) => Ok(d),
             other => Err(unexpected(&other)),
         }
@@ -476,10 +477,17 @@ impl Client {
 
     /// Sends one request without waiting; returns its correlation id.
     pub fn send(&mut self, request: Request) -> Result<u32> {
+        self.send_in_version(request, 0)
+    }
+
+    /// [`Client::send`] with `api_version` at least `version` (clamped to the
+    /// versions that carry the request).
+    fn send_in_version(&mut self, request: Request, version: u16) -> Result<u32> {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
         let api = request.api_key();
-        let frame = RequestFrame::new(correlation_id, request);
+        let mut frame = RequestFrame::new(correlation_id, request);
+        frame.api_version = frame.api_version.max(version);
         let version = frame.wire_version();
         self.wbuf.clear();
         wire::encode_request(&frame, &mut self.wbuf);
@@ -517,7 +525,17 @@ impl Client {
 
     /// Sends `request` and waits for its response, up to the timeout plus `extra`.
     fn call(&mut self, request: Request, extra: Duration) -> Result<ResponseBody> {
-        let correlation_id = self.send(request)?;
+        self.call_in_version(request, 0, extra)
+    }
+
+    /// [`Client::call`] in at least `version`.
+    fn call_in_version(
+        &mut self,
+        request: Request,
+        version: u16,
+        extra: Duration,
+    ) -> Result<ResponseBody> {
+        let correlation_id = self.send_in_version(request, version)?;
         let deadline = Instant::now() + self.config.timeout + extra;
         // Bounded: every iteration consumes one response of a pending request.
         loop {

@@ -374,6 +374,8 @@ impl Service for ClusterService {
         if s.closing.load(Ordering::Acquire) {
             return answer::refuse(reply, Refusal::ShuttingDown);
         }
+        // Version 1 of the topic APIs answers with settings v2 (wire-spec §18).
+        let settings_v2 = frame.wire_version() >= 1;
         match frame.request {
             Request::Ping => answer::pong(reply),
             Request::Produce { target, value } => {
@@ -423,14 +425,24 @@ impl Service for ClusterService {
             Request::GetServers => answer::servers(reply, self.servers()),
             Request::Status => answer::status(reply, self.status()),
             Request::Metadata { topics } => topics::metadata(s, &topics, reply),
-            Request::DescribeTopic { name } => topics::describe_topic(s, &name, reply),
+            Request::DescribeTopic { name } => topics::describe_topic(s, &name, settings_v2, reply),
             Request::CreateTopic { name, settings } => {
                 let cmd = topics::create_command(s, &name, &settings);
-                self.propose_admin(cmd, AdminKind::Create, reply)
+                let kind = if settings_v2 {
+                    AdminKind::CreateV1
+                } else {
+                    AdminKind::Create
+                };
+                self.propose_admin(cmd, kind, reply)
             }
             Request::AlterTopic { name, changes } => {
                 let cmd = topics::alter_command(s, &name, &changes);
-                self.propose_admin(cmd, AdminKind::Alter, reply)
+                let kind = if settings_v2 {
+                    AdminKind::AlterV1
+                } else {
+                    AdminKind::Alter
+                };
+                self.propose_admin(cmd, kind, reply)
             }
             Request::DeleteTopic { name } => {
                 let cmd = topics::delete_command(s, &name);

@@ -17,7 +17,7 @@ use super::group_open::{self, GroupSpec, Opened};
 use super::journal::NodeJournal;
 use super::metadata::Metadata;
 use super::{NodeConfig, Shared};
-use crate::catalogue::{Catalogue, PartitionGroup, Topic, TopicSettings};
+use crate::catalogue::{Catalogue, PartitionGroup, TimestampType, Topic, TopicSettings};
 use crate::raft::Membership;
 use crate::storage::LogConfig;
 use crate::types::{GroupId, NodeId};
@@ -49,6 +49,19 @@ pub(crate) fn log_config(base: &LogConfig, settings: &TopicSettings) -> LogConfi
             .map(std::time::Duration::from_millis),
         ..base.clone()
     }
+}
+
+/// The timestamp type of the topic whose partition `group` is (the produce path
+/// stamps records with the leader's clock for [`TimestampType::Leader`]); the
+/// default (producer) for a group the catalogue does not know.
+#[allow(dead_code)] // Called by the produce path of record format v1 (records slice).
+pub(crate) fn timestamp_type_of(shared: &Shared, group: GroupId) -> TimestampType {
+    shared
+        .catalogue()
+        .group(group)
+        .map_or(TimestampType::default(), |(topic, _)| {
+            topic.settings.timestamp_type
+        })
 }
 
 /// How to open a partition group placed on this node. `maybe_lost`: it was placed
@@ -344,14 +357,23 @@ impl super::raft_loop::RaftLoop {
                 let api = match to.shape {
                     ReplyShape::Admin(AdminKind::Create) => Some(ApiAnswer::Create),
                     ReplyShape::Admin(AdminKind::Alter) => Some(ApiAnswer::Alter),
+                    ReplyShape::Admin(AdminKind::CreateV1) => Some(ApiAnswer::Create),
+                    ReplyShape::Admin(AdminKind::AlterV1) => Some(ApiAnswer::Alter),
                     _ => None,
                 };
+                let settings_v2 = matches!(
+                    to.shape,
+                    ReplyShape::Admin(AdminKind::CreateV1 | AdminKind::AlterV1)
+                );
                 let described = match (&outcome, api) {
                     (Ok(change), Some(api)) => self
                         .metadata
                         .catalogue()
                         .topic(change.topic.as_str())
-                        .map(|t| (api, super::topics::describe(&self.shared, t))),
+                        .map(|t| {
+                            let d = super::topics::describe(&self.shared, t);
+                            (api, crate::wire::TopicDescription { settings_v2, ..d })
+                        }),
                     _ => None,
                 };
                 super::answer::admin(to.reply, outcome, described);

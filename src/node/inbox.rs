@@ -62,6 +62,10 @@ pub(crate) enum AdminKind {
     CommitOffsets,
     /// DeleteGroup.
     DeleteGroup,
+    /// CreateTopic version 1: answered with settings v2.
+    CreateV1,
+    /// AlterTopic version 1: answered with settings v2.
+    AlterV1,
 }
 
 /// Requests to the raft thread from the node's owner.

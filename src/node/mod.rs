@@ -38,6 +38,7 @@
 mod answer;
 mod balance;
 mod cluster_service;
+mod compactor;
 mod fetch_many;
 mod gate;
 mod group;
@@ -180,6 +181,11 @@ pub struct NodeConfig {
     pub fsync: FsyncPolicy,
     /// Rate of the background scrubber over sealed segments; 0 turns it off.
     pub scrub_bytes_per_sec: u64,
+    /// How often the compactor runs a pass over each compacted partition
+    /// (`node::compactor`); 0 turns it off.
+    pub compact_interval_ms: u64,
+    /// Bound of one compaction pass's key map, in bytes.
+    pub compact_key_map_bytes: usize,
     /// Where fsyncs, Raft state and gossip members are published (see
     /// [`crate::metrics`]); `None`: not counted.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
@@ -234,6 +240,8 @@ impl NodeConfig {
             peer_tls: None,
             fsync: FsyncPolicy::Always,
             scrub_bytes_per_sec: 4 << 20,
+            compact_interval_ms: 30_000,
+            compact_key_map_bytes: crate::storage::compact::DEFAULT_KEY_MAP_BYTES,
             metrics: None,
             metrics_partition_series: 1000,
             acl: None,
@@ -357,6 +365,7 @@ pub struct Node {
     fatal: Arc<AtomicBool>,
     healer: Mutex<Option<heal::HealHandle>>,
     scrubber: Mutex<Option<scrub::ScrubHandle>>,
+    compactor: Mutex<Option<compactor::CompactorHandle>>,
 }
 
 impl Node {
@@ -441,6 +450,8 @@ impl Node {
             .map_err(|e| format!("cannot start the healer: {e}"))?;
         let scrubber = scrub::spawn(Arc::clone(&shared))
             .map_err(|e| format!("cannot start the scrubber: {e}"))?;
+        let compactor = compactor::spawn(Arc::clone(&shared))
+            .map_err(|e| format!("cannot start the compactor: {e}"))?;
         let reads = Arc::new(
             Reads::start(cfg.read.clone())
                 .map_err(|e| format!("cannot start the read pool: {e}"))?,
@@ -566,6 +577,7 @@ impl Node {
             fatal,
             healer: Mutex::new(Some(healer)),
             scrubber: Mutex::new(scrubber),
+            compactor: Mutex::new(compactor),
         })
     }
 
@@ -657,6 +669,9 @@ impl Node {
         }
         if let Some(s) = lock(&self.scrubber).take() {
             s.stop();
+        }
+        if let Some(c) = lock(&self.compactor).take() {
+            c.stop();
         }
         self.membership_stop.store(true, Ordering::Release);
         if let Some(g) = lock(&self.gossip).take() {

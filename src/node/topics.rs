@@ -11,6 +11,7 @@ use super::{lock, Shared};
 use crate::catalogue::{
     self, CatalogueError, Command, Replication, SettingsChange, Topic, TopicName,
 };
+use crate::catalogue::{CleanupPolicy, TimestampType, DEFAULT_TOMBSTONE_RETENTION_MS};
 use crate::net::Responder;
 use crate::raft::Role;
 use crate::types::{GroupId, NodeId};
@@ -80,6 +81,11 @@ pub(crate) fn settings_from_wire(s: &wire::TopicSettings) -> catalogue::TopicSet
             s.max_record_bytes
         },
         segment_bytes: nonzero(s.segment_bytes).unwrap_or(defaults.segment_bytes),
+        // The decoder admits only the defined codes.
+        timestamp_type: TimestampType::from_code(s.timestamp_type).unwrap_or_default(),
+        cleanup_policy: CleanupPolicy::from_code(s.cleanup_policy).unwrap_or_default(),
+        tombstone_retention_ms: nonzero(s.tombstone_retention_ms)
+            .unwrap_or(defaults.tombstone_retention_ms),
     }
 }
 
@@ -91,6 +97,19 @@ pub(crate) fn change_from_wire(c: &wire::TopicChanges) -> SettingsChange {
         retention_bytes: update(c.retention_bytes),
         retention_age_ms: update(c.retention_age_ms),
         max_record_bytes: c.max_record_bytes,
+        timestamp_type: c
+            .timestamp_type
+            .map(|t| TimestampType::from_code(t).unwrap_or_default()),
+        cleanup_policy: c
+            .cleanup_policy
+            .map(|p| CleanupPolicy::from_code(p).unwrap_or_default()),
+        tombstone_retention_ms: c.tombstone_retention_ms.map(|ms| {
+            if ms == 0 {
+                DEFAULT_TOMBSTONE_RETENTION_MS
+            } else {
+                ms
+            }
+        }),
     }
 }
 
@@ -226,16 +245,26 @@ pub(crate) fn describe(shared: &Shared, topic: &Topic) -> TopicDescription {
             retention_age_ms: s.retention_age_ms.unwrap_or(0),
             max_record_bytes: s.max_record_bytes,
             segment_bytes: s.segment_bytes,
+            timestamp_type: s.timestamp_type.code(),
+            cleanup_policy: s.cleanup_policy.code(),
+            tombstone_retention_ms: s.tombstone_retention_ms,
         },
         partitions: partitions_of(shared, topic, &voters(shared)),
+        settings_v2: false,
     }
 }
 
-/// Answers DescribeTopic.
-pub(crate) fn describe_topic(shared: &Shared, name: &str, reply: Responder) {
+/// Answers DescribeTopic (with settings v2 when `settings_v2`: asked in version 1).
+pub(crate) fn describe_topic(shared: &Shared, name: &str, settings_v2: bool, reply: Responder) {
     let catalogue = shared.catalogue();
     match catalogue.topic(name) {
-        Some(t) => answer::topic(reply, ApiAnswer::Describe, describe(shared, t)),
+        Some(t) => {
+            let d = TopicDescription {
+                settings_v2,
+                ..describe(shared, t)
+            };
+            answer::topic(reply, ApiAnswer::Describe, d)
+        }
         None => answer::refuse(
             reply,
             Refusal::UnknownTopic(format!("no topic named {name}")),

@@ -143,6 +143,7 @@
 mod cache;
 pub mod checkpoint;
 pub mod codec;
+pub mod compact;
 mod engine;
 mod error;
 pub mod fuzzing;
@@ -157,6 +158,8 @@ mod retention;
 pub mod scrub;
 mod segment;
 
+#[cfg(test)]
+mod compact_tests;
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]

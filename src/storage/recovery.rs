@@ -59,7 +59,9 @@
 //!    a crash leaves are removed at open, so a crash leaves the old files or the
 //!    new ones (each file is renamed atomically, and the new ones are the
 //!    undamaged originals byte for byte, so any mix is a state these rules read
-//!    correctly).
+//!    correctly). A compacted segment is not byte-identical: every swap first
+//!    makes a `<base>.swap` marker durable, and an open that finds one finishes
+//!    the renames instead of removing the temporary files (`storage/compact.rs`).
 //!
 //! A cut never removes a record below `E` without an error. `E` lags the real
 //! durable end by at most the lazy interval (about a second of writes; exact after
@@ -448,6 +450,8 @@ fn write_sealed_index(dir: &Path, base: u64, positions: &[u32]) -> Result<()> {
 
 /// Removes temporary files a crash may have left behind.
 fn remove_temp_files(dir: &Path) -> Result<()> {
+    // A swap whose marker is durable is finished, not undone (`engine/rebuild.rs`).
+    super::compact::finish_interrupted_swaps(dir)?;
     let entries =
         fs::read_dir(dir).map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
     for entry in entries {

@@ -99,6 +99,11 @@ pub const V1_EXAMPLES: &[SpecExample] = &[
         request: b"\x00\x00\x00\x29\x00\x23\x00\x00\x00\x00\x00\x0b\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x03\x01\x02\x03\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x02\x04\x05",
         response: b"\x00\x00\x00\x06\x00\x00\x00\x0b\x00\x00",
     },
+    SpecExample {
+        name: "alter-topic-v1",
+        request: b"\x00\x00\x00\x19\x00\x0b\x00\x01\x00\x00\x00\x0c\x00\x05users\x60\x01\x00\x00\x00\x00\x05\x26\x5c\x00",
+        response: b"\x00\x00\x00d\x00\x00\x00\x0c\x00\x00\x00\x05users\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x10\x00\x00\x00\x00\x00\x00\x04\x00\x00\x00\x00\x01\x00\x00\x00\x00\x05\x26\x5c\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01",
+    },
 ];
 
 /// The version-2 examples of `wire-spec.md` §14 (records v1), in the spec's order:
@@ -323,6 +328,68 @@ pub(crate) mod tests {
         }
     }
 
+    /// §18: AlterTopic v1 with settings-v2 flags decodes to the described change, and
+    /// the answer with settings v2 encodes to the spec's bytes.
+    #[test]
+    fn the_codec_produces_the_settings_v2_example() {
+        let ex = V1_EXAMPLES
+            .iter()
+            .find(|e| e.name == "alter-topic-v1")
+            .unwrap();
+        let req = decode_request(ex.request).unwrap();
+        assert_eq!(req.api_version, 1);
+        let changes = crate::wire::TopicChanges {
+            cleanup_policy: Some(1),
+            tombstone_retention_ms: Some(86_400_000),
+            ..crate::wire::TopicChanges::default()
+        };
+        assert_eq!(
+            req.request,
+            Request::AlterTopic {
+                name: "users".into(),
+                changes
+            }
+        );
+        let mut again = Vec::new();
+        encode_request(&req, &mut again);
+        assert_eq!(again, ex.request);
+        let users = TopicDescription {
+            name: "users".into(),
+            topic_id: 2,
+            settings: TopicSettings {
+                partitions: 1,
+                max_record_bytes: 1 << 20,
+                segment_bytes: 64 << 20,
+                cleanup_policy: 1,
+                tombstone_retention_ms: 86_400_000,
+                ..TopicSettings::default()
+            },
+            partitions: vec![PartitionInfo {
+                partition: 0,
+                group: GroupId(3),
+                leader: NodeId(1),
+                replicas: vec![NodeId(1)],
+            }],
+            settings_v2: true,
+        };
+        let frame = ResponseFrame {
+            correlation_id: 12,
+            result: Ok(ResponseBody::AlterTopic(users)),
+        };
+        assert_eq!(encoded(frame.clone()), ex.response);
+        assert_eq!(
+            decode_response_versioned(ex.response, ApiKey::AlterTopic, 1),
+            Ok(frame)
+        );
+        // The same bytes are malformed as version 0 (undefined flag bits).
+        let mut v0 = ex.request.to_vec();
+        v0[7] = 0;
+        assert!(matches!(
+            decode_request(&v0),
+            Err(crate::wire::DecodeError::Malformed { .. })
+        ));
+    }
+
     /// The partitions of `orders` in the v1 examples.
     fn orders_partitions() -> Vec<PartitionInfo> {
         (0..2)
@@ -368,6 +435,7 @@ pub(crate) mod tests {
             topic_id: 1,
             settings,
             partitions: orders_partitions(),
+            settings_v2: false,
         };
         assert_eq!(
             answer("create-topic", Ok(ResponseBody::CreateTopic(orders))),

@@ -38,7 +38,7 @@ use super::topics::{
     decode_metadata_response, decode_raft_batch, decode_target, decode_topic, put_alter_topic,
     put_create_topic, put_description, put_fetch_partitions, put_fetched_partitions,
     put_metadata_request, put_metadata_response, put_raft_batch, put_target, str_len, target_len,
-    TopicPartition, SETTINGS_BYTES,
+    TopicPartition, SETTINGS_BYTES, SETTINGS_V2_BYTES,
 };
 use super::{Limits, MAX_FRAME_BYTES_CAP};
 
@@ -210,14 +210,14 @@ fn decode_request_body(
         ApiKey::GetServers => Request::GetServers,
         ApiKey::Status => Request::Status,
         ApiKey::Metadata => decode_metadata_request(r)?,
-        ApiKey::CreateTopic => decode_create_topic(r)?,
+        ApiKey::CreateTopic => decode_create_topic(r, version)?,
         ApiKey::DeleteTopic => Request::DeleteTopic {
             name: decode_topic(r, "DeleteTopic name")?,
         },
         ApiKey::DescribeTopic => Request::DescribeTopic {
             name: decode_topic(r, "DescribeTopic name")?,
         },
-        ApiKey::AlterTopic => decode_alter_topic(r)?,
+        ApiKey::AlterTopic => decode_alter_topic(r, version)?,
         ApiKey::RaftMessage => Request::Raft {
             group: decode_version_group(version, r, "RaftMessage group")?,
             payload: r.rest().to_vec(),
@@ -301,7 +301,7 @@ fn encode_request_body(request: &Request, version: u16, out: &mut Vec<u8>) {
             partitions,
         } => put_fetch_partitions(out, *max_wait_ms, *max_bytes, partitions),
         Request::Metadata { topics } => put_metadata_request(out, topics),
-        Request::CreateTopic { name, settings } => put_create_topic(out, name, settings),
+        Request::CreateTopic { name, settings } => put_create_topic(out, name, settings, version),
         Request::DeleteTopic { name } | Request::DescribeTopic { name } => put_str(out, name),
         Request::AlterTopic { name, changes } => put_alter_topic(out, name, changes),
         Request::Raft { group, payload } => {
@@ -370,7 +370,9 @@ pub fn request_frame_len(frame: &RequestFrame) -> usize {
                 .sum::<usize>()
         }
         Request::Metadata { topics } => 4 + topics.iter().map(|t| str_len(t)).sum::<usize>(),
-        Request::CreateTopic { name, .. } => str_len(name) + SETTINGS_BYTES,
+        Request::CreateTopic { name, .. } => {
+            str_len(name) + SETTINGS_BYTES + if v1 { SETTINGS_V2_BYTES } else { 0 }
+        }
         Request::DeleteTopic { name } | Request::DescribeTopic { name } => str_len(name),
         Request::AlterTopic { name, changes } => str_len(name) + changes_len(changes),
         Request::ReadEntries { .. } => group + 28,
@@ -545,10 +547,10 @@ fn decode_response_body(
         ApiKey::Fetch if version >= 2 => records_v2::decode_fetched_partitions_v2(r)?,
         ApiKey::Fetch if version >= 1 => decode_fetched_partitions(r)?,
         ApiKey::Metadata => decode_metadata_response(r)?,
-        ApiKey::CreateTopic => ResponseBody::CreateTopic(decode_description(r)?),
+        ApiKey::CreateTopic => ResponseBody::CreateTopic(decode_description(r, version)?),
         ApiKey::DeleteTopic => ResponseBody::DeleteTopic,
-        ApiKey::DescribeTopic => ResponseBody::DescribeTopic(decode_description(r)?),
-        ApiKey::AlterTopic => ResponseBody::AlterTopic(decode_description(r)?),
+        ApiKey::DescribeTopic => ResponseBody::DescribeTopic(decode_description(r, version)?),
+        ApiKey::AlterTopic => ResponseBody::AlterTopic(decode_description(r, version)?),
         ApiKey::RaftBatch => ResponseBody::RaftBatch,
         ApiKey::CommitOffset | ApiKey::FetchOffset | ApiKey::ListGroups | ApiKey::DeleteGroup => {
             super::groups::decode_response(api, r)?

@@ -138,6 +138,8 @@ impl ApiKey {
             // Version 2: records of format v1 (wire-spec §14).
             ApiKey::ProduceBatch | ApiKey::Consume | ApiKey::Fetch => 2,
             ApiKey::Produce | ApiKey::RaftMessage | ApiKey::ReadEntries => 1,
+            // Settings v2 (wire-spec §18).
+            ApiKey::CreateTopic | ApiKey::DescribeTopic | ApiKey::AlterTopic => 1,
             _ => 0,
         }
     }
@@ -377,6 +379,13 @@ impl Request {
             Request::ProduceBatchV2 { .. }
             | Request::ConsumeV2 { .. }
             | Request::FetchV2 { .. } => (2, 2),
+            // Settings v2 (§18): version 1 only when a v2 value is carried; a
+            // DescribeTopic asks for them with api_version 1.
+            Request::CreateTopic { settings, .. } => by_target(!settings.has_v2_fields()),
+            Request::AlterTopic { changes, .. } => {
+                by_target(changes.flags() & !TopicChanges::ALL_FLAGS == 0)
+            }
+            Request::DescribeTopic { .. } => (0, 1),
             _ => (0, 0),
         }
     }

@@ -74,22 +74,32 @@ impl Rng {
             replicas: self.node_ids(5),
         }
     }
-    fn settings(&mut self) -> TopicSettings {
-        TopicSettings {
+    /// Settings; the settings-v2 fields only when `v2` (version 0 cannot carry
+    /// them).
+    fn settings(&mut self, v2: bool) -> TopicSettings {
+        let mut s = TopicSettings {
             partitions: self.u32_edge(),
             replication: self.next() as u8,
             retention_bytes: self.u64_edge(),
             retention_age_ms: self.u64_edge(),
             max_record_bytes: self.u32_edge(),
             segment_bytes: self.u64_edge(),
+            ..TopicSettings::default()
+        };
+        if v2 {
+            s.timestamp_type = self.below(2) as u8;
+            s.cleanup_policy = self.below(2) as u8;
+            s.tombstone_retention_ms = self.u64_edge();
         }
+        s
     }
-    fn description(&mut self) -> TopicDescription {
+    fn description(&mut self, v2: bool) -> TopicDescription {
         TopicDescription {
             name: self.string(12),
             topic_id: self.u64_edge(),
-            settings: self.settings(),
+            settings: self.settings(v2),
             partitions: (0..self.below(4)).map(|_| self.partition_info()).collect(),
+            settings_v2: v2,
         }
     }
     fn maybe<T>(&mut self, f: impl FnOnce(&mut Rng) -> T) -> Option<T> {
@@ -197,7 +207,7 @@ fn random_request(rng: &mut Rng, api: ApiKey, version: u16) -> Request {
         },
         ApiKey::CreateTopic => Request::CreateTopic {
             name: rng.string(12),
-            settings: rng.settings(),
+            settings: rng.settings(version >= 1),
         },
         ApiKey::DeleteTopic => Request::DeleteTopic {
             name: rng.string(12),
@@ -212,6 +222,9 @@ fn random_request(rng: &mut Rng, api: ApiKey, version: u16) -> Request {
                 retention_bytes: rng.maybe(|r| r.u64_edge()),
                 retention_age_ms: rng.maybe(|r| r.u64_edge()),
                 max_record_bytes: rng.maybe(|r| r.u32_edge()),
+                timestamp_type: rng.maybe(|r| r.below(2) as u8).filter(|_| version >= 1),
+                cleanup_policy: rng.maybe(|r| r.below(2) as u8).filter(|_| version >= 1),
+                tombstone_retention_ms: rng.maybe(|r| r.u64_edge()).filter(|_| version >= 1),
             },
         },
         ApiKey::RaftMessage => Request::Raft {
@@ -314,10 +327,10 @@ fn random_body(rng: &mut Rng, api: ApiKey, version: u16) -> ResponseBody {
                 })
                 .collect(),
         },
-        ApiKey::CreateTopic => ResponseBody::CreateTopic(rng.description()),
+        ApiKey::CreateTopic => ResponseBody::CreateTopic(rng.description(version >= 1)),
         ApiKey::DeleteTopic => ResponseBody::DeleteTopic,
-        ApiKey::DescribeTopic => ResponseBody::DescribeTopic(rng.description()),
-        ApiKey::AlterTopic => ResponseBody::AlterTopic(rng.description()),
+        ApiKey::DescribeTopic => ResponseBody::DescribeTopic(rng.description(version >= 1)),
+        ApiKey::AlterTopic => ResponseBody::AlterTopic(rng.description(version >= 1)),
         ApiKey::RaftBatch => ResponseBody::RaftBatch,
         ApiKey::Ping => ResponseBody::Ping,
         ApiKey::Produce => ResponseBody::Produce {

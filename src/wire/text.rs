@@ -413,6 +413,22 @@ fn put_description_line(d: &TopicDescription, out: &mut Vec<u8>) {
         )
         .as_bytes(),
     );
+    if d.settings_v2 {
+        // Settings v2 (wire-spec §18), appended so the older fields keep their place.
+        let text = |code: u8, zero: &'static str, one: &'static str| match code {
+            0 => zero,
+            _ => one,
+        };
+        out.extend_from_slice(
+            format!(
+                " timestamp_type={} cleanup_policy={} tombstone_retention_ms={}",
+                text(s.timestamp_type, "producer", "leader"),
+                text(s.cleanup_policy, "delete", "compact"),
+                s.tombstone_retention_ms
+            )
+            .as_bytes(),
+        );
+    }
     put_partitions_line(&d.partitions, out);
 }
 
@@ -876,6 +892,7 @@ mod tests {
                 leader: NodeId(2),
                 replicas: vec![NodeId(2)],
             }],
+            settings_v2: false,
         };
         assert_eq!(
             fmt(Ok(ResponseBody::DescribeTopic(description))),

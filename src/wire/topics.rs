@@ -172,6 +172,22 @@ pub struct TopicSettings {
     pub max_record_bytes: u32,
     /// Segment file size; 0 = the server's default.
     pub segment_bytes: u64,
+    /// Settings v2 (version 1 of CreateTopic/DescribeTopic/AlterTopic, §18): whose
+    /// clock stamps records, 0 producer ("create time", the default), 1 leader
+    /// ("append time"); other values are `MALFORMED`. Version 0 carries 0.
+    pub timestamp_type: u8,
+    /// Settings v2: 0 delete (retention only, the default), 1 compact.
+    pub cleanup_policy: u8,
+    /// Settings v2: how long a compacted topic keeps a tombstone; 0 = the server's
+    /// default (24 h).
+    pub tombstone_retention_ms: u64,
+}
+
+impl TopicSettings {
+    /// True when a settings-v2 field is not its default (only version 1 carries it).
+    pub fn has_v2_fields(&self) -> bool {
+        self.timestamp_type != 0 || self.cleanup_policy != 0 || self.tombstone_retention_ms != 0
+    }
 }
 
 /// A topic as CreateTopic, DescribeTopic and AlterTopic answer it.
@@ -185,6 +201,9 @@ pub struct TopicDescription {
     pub settings: TopicSettings,
     /// Where each partition lives.
     pub partitions: Vec<PartitionInfo>,
+    /// Encode the settings-v2 fields: true in answers to version 1 of CreateTopic,
+    /// DescribeTopic and AlterTopic (the decoder sets it from the version).
+    pub settings_v2: bool,
 }
 
 /// What an AlterTopic changes; `None` leaves a setting as it is. On the wire a flag
@@ -200,6 +219,13 @@ pub struct TopicChanges {
     pub retention_age_ms: Option<u64>,
     /// New record size limit; `Some(0)` = the server's default. Flag `0x08`.
     pub max_record_bytes: Option<u32>,
+    /// New timestamp type (0 producer, 1 leader). Flag `0x10`, version 1.
+    pub timestamp_type: Option<u8>,
+    /// New cleanup policy (0 delete, 1 compact). Flag `0x20`, version 1.
+    pub cleanup_policy: Option<u8>,
+    /// New tombstone retention; `Some(0)` = the server's default. Flag `0x40`,
+    /// version 1.
+    pub tombstone_retention_ms: Option<u64>,
 }
 
 impl TopicChanges {
@@ -211,8 +237,16 @@ impl TopicChanges {
     pub const RETENTION_AGE_MS: u8 = 0x04;
     /// Flag bit: a `u32 max_record_bytes` follows.
     pub const MAX_RECORD_BYTES: u8 = 0x08;
-    /// Every defined bit; any other bit is `MALFORMED`.
+    /// Every bit version 0 defines; any other bit is `MALFORMED` there.
     pub const ALL_FLAGS: u8 = 0x0f;
+    /// Flag bit (version 1): a `u8 timestamp_type` follows.
+    pub const TIMESTAMP_TYPE: u8 = 0x10;
+    /// Flag bit (version 1): a `u8 cleanup_policy` follows.
+    pub const CLEANUP_POLICY: u8 = 0x20;
+    /// Flag bit (version 1): a `u64 tombstone_retention_ms` follows.
+    pub const TOMBSTONE_RETENTION_MS: u8 = 0x40;
+    /// Every bit version 1 defines.
+    pub const ALL_FLAGS_V1: u8 = 0x7f;
 
     /// The flags byte: one bit per `Some` field.
     pub fn flags(&self) -> u8 {
@@ -221,6 +255,12 @@ impl TopicChanges {
             | bit(self.retention_bytes.is_some(), Self::RETENTION_BYTES)
             | bit(self.retention_age_ms.is_some(), Self::RETENTION_AGE_MS)
             | bit(self.max_record_bytes.is_some(), Self::MAX_RECORD_BYTES)
+            | bit(self.timestamp_type.is_some(), Self::TIMESTAMP_TYPE)
+            | bit(self.cleanup_policy.is_some(), Self::CLEANUP_POLICY)
+            | bit(
+                self.tombstone_retention_ms.is_some(),
+                Self::TOMBSTONE_RETENTION_MS,
+            )
     }
 }
 
@@ -399,51 +439,83 @@ pub(crate) fn decode_metadata_response(
     Ok(ResponseBody::Metadata { nodes, topics })
 }
 
-/// CreateTopic request body.
-pub(crate) fn decode_create_topic(r: &mut ByteReader<'_>) -> Result<Request, DecodeError> {
-    Ok(Request::CreateTopic {
-        name: decode_topic(r, "CreateTopic name")?,
-        settings: decode_settings(r)?,
-    })
+/// CreateTopic request body (settings v2 in version 1).
+pub(crate) fn decode_create_topic(
+    r: &mut ByteReader<'_>,
+    version: u16,
+) -> Result<Request, DecodeError> {
+    let name = decode_topic(r, "CreateTopic name")?;
+    let settings = decode_settings(r, version >= 1)?;
+    Ok(Request::CreateTopic { name, settings })
 }
 
-/// AlterTopic request body.
-pub(crate) fn decode_alter_topic(r: &mut ByteReader<'_>) -> Result<Request, DecodeError> {
-    Ok(Request::AlterTopic {
-        name: decode_topic(r, "AlterTopic name")?,
-        changes: decode_changes(r)?,
-    })
+/// AlterTopic request body (flags 0x10–0x40 in version 1).
+pub(crate) fn decode_alter_topic(
+    r: &mut ByteReader<'_>,
+    version: u16,
+) -> Result<Request, DecodeError> {
+    let name = decode_topic(r, "AlterTopic name")?;
+    let changes = decode_changes(r, version)?;
+    Ok(Request::AlterTopic { name, changes })
 }
 
-/// The settings fields, in CreateTopic / TopicDescription order.
-fn decode_settings(r: &mut ByteReader<'_>) -> Result<TopicSettings, DecodeError> {
-    Ok(TopicSettings {
+/// A settings-v2 enum byte: 0 or 1, anything else `MALFORMED`.
+fn decode_v2_code(r: &mut ByteReader<'_>, what: &'static str) -> Result<u8, DecodeError> {
+    match r.u8(what)? {
+        code @ (0 | 1) => Ok(code),
+        code => Err(DecodeError::malformed(format!(
+            "{what} {code} is not 0 or 1"
+        ))),
+    }
+}
+
+/// The settings fields, in CreateTopic / TopicDescription order (with the
+/// settings-v2 fields when `v2`).
+fn decode_settings(r: &mut ByteReader<'_>, v2: bool) -> Result<TopicSettings, DecodeError> {
+    let mut s = TopicSettings {
         partitions: r.u32("topic partitions")?,
         replication: r.u8("topic replication")?,
         retention_bytes: r.u64("topic retention_bytes")?,
         retention_age_ms: r.u64("topic retention_age_ms")?,
         max_record_bytes: r.u32("topic max_record_bytes")?,
         segment_bytes: r.u64("topic segment_bytes")?,
-    })
+        ..TopicSettings::default()
+    };
+    if v2 {
+        s.timestamp_type = decode_v2_code(r, "topic timestamp_type")?;
+        s.cleanup_policy = decode_v2_code(r, "topic cleanup_policy")?;
+        s.tombstone_retention_ms = r.u64("topic tombstone_retention_ms")?;
+    }
+    Ok(s)
 }
 
-/// TopicDescription (the answer to CreateTopic, DescribeTopic, AlterTopic).
-pub(crate) fn decode_description(r: &mut ByteReader<'_>) -> Result<TopicDescription, DecodeError> {
+/// TopicDescription (the answer to CreateTopic, DescribeTopic, AlterTopic); with
+/// settings v2 in answers to version 1.
+pub(crate) fn decode_description(
+    r: &mut ByteReader<'_>,
+    version: u16,
+) -> Result<TopicDescription, DecodeError> {
+    let settings_v2 = version >= 1;
     Ok(TopicDescription {
         name: decode_topic(r, "topic name")?,
         topic_id: r.u64("topic id")?,
-        settings: decode_settings(r)?,
+        settings: decode_settings(r, settings_v2)?,
         partitions: decode_partition_infos(r)?,
+        settings_v2,
     })
 }
 
 /// AlterTopic request body after the name.
-fn decode_changes(r: &mut ByteReader<'_>) -> Result<TopicChanges, DecodeError> {
+fn decode_changes(r: &mut ByteReader<'_>, version: u16) -> Result<TopicChanges, DecodeError> {
     let flags = r.u8("AlterTopic flags")?;
-    if flags & !TopicChanges::ALL_FLAGS != 0 {
+    let defined = if version >= 1 {
+        TopicChanges::ALL_FLAGS_V1
+    } else {
+        TopicChanges::ALL_FLAGS
+    };
+    if flags & !defined != 0 {
         return Err(DecodeError::malformed(format!(
-            "AlterTopic flags {flags:#04x} has undefined bits (defined: {:#04x})",
-            TopicChanges::ALL_FLAGS
+            "AlterTopic flags {flags:#04x} has undefined bits (defined: {defined:#04x})"
         )));
     }
     let has = |bit: u8| flags & bit != 0;
@@ -459,6 +531,15 @@ fn decode_changes(r: &mut ByteReader<'_>) -> Result<TopicChanges, DecodeError> {
     }
     if has(TopicChanges::MAX_RECORD_BYTES) {
         changes.max_record_bytes = Some(r.u32("AlterTopic max_record_bytes")?);
+    }
+    if has(TopicChanges::TIMESTAMP_TYPE) {
+        changes.timestamp_type = Some(decode_v2_code(r, "AlterTopic timestamp_type")?);
+    }
+    if has(TopicChanges::CLEANUP_POLICY) {
+        changes.cleanup_policy = Some(decode_v2_code(r, "AlterTopic cleanup_policy")?);
+    }
+    if has(TopicChanges::TOMBSTONE_RETENTION_MS) {
+        changes.tombstone_retention_ms = Some(r.u64("AlterTopic tombstone_retention_ms")?);
     }
     Ok(changes)
 }
@@ -578,10 +659,15 @@ pub(crate) fn put_metadata_response(
     }
 }
 
-/// CreateTopic request body.
-pub(crate) fn put_create_topic(out: &mut Vec<u8>, name: &str, settings: &TopicSettings) {
+/// CreateTopic request body (settings v2 in version 1).
+pub(crate) fn put_create_topic(
+    out: &mut Vec<u8>,
+    name: &str,
+    settings: &TopicSettings,
+    version: u16,
+) {
     put_str(out, name);
-    put_settings(out, settings);
+    put_settings(out, settings, version >= 1);
 }
 
 /// AlterTopic request body.
@@ -590,24 +676,32 @@ pub(crate) fn put_alter_topic(out: &mut Vec<u8>, name: &str, changes: &TopicChan
     put_changes(out, changes);
 }
 
-/// The settings fields, in CreateTopic / TopicDescription order.
-fn put_settings(out: &mut Vec<u8>, s: &TopicSettings) {
+/// The settings fields, in CreateTopic / TopicDescription order (with the
+/// settings-v2 fields when `v2`).
+fn put_settings(out: &mut Vec<u8>, s: &TopicSettings, v2: bool) {
     put_u32(out, s.partitions);
     put_u8(out, s.replication);
     put_u64(out, s.retention_bytes);
     put_u64(out, s.retention_age_ms);
     put_u32(out, s.max_record_bytes);
     put_u64(out, s.segment_bytes);
+    if v2 {
+        put_u8(out, s.timestamp_type);
+        put_u8(out, s.cleanup_policy);
+        put_u64(out, s.tombstone_retention_ms);
+    }
 }
 
-/// Encoded size of [`put_settings`].
+/// Encoded size of [`put_settings`] without the settings-v2 fields.
 pub(crate) const SETTINGS_BYTES: usize = 4 + 1 + 8 + 8 + 4 + 8;
+/// Bytes the settings-v2 fields add.
+pub(crate) const SETTINGS_V2_BYTES: usize = 1 + 1 + 8;
 
 /// TopicDescription.
 pub(crate) fn put_description(out: &mut Vec<u8>, d: &TopicDescription) {
     put_str(out, &d.name);
     put_u64(out, d.topic_id);
-    put_settings(out, &d.settings);
+    put_settings(out, &d.settings, d.settings_v2);
     put_partition_infos(out, &d.partitions);
 }
 
@@ -626,6 +720,15 @@ fn put_changes(out: &mut Vec<u8>, c: &TopicChanges) {
     if let Some(v) = c.max_record_bytes {
         put_u32(out, v);
     }
+    if let Some(v) = c.timestamp_type {
+        put_u8(out, v);
+    }
+    if let Some(v) = c.cleanup_policy {
+        put_u8(out, v);
+    }
+    if let Some(v) = c.tombstone_retention_ms {
+        put_u64(out, v);
+    }
 }
 
 /// Encoded size of [`put_changes`].
@@ -635,6 +738,9 @@ pub(crate) fn changes_len(c: &TopicChanges) -> usize {
         + opt(c.retention_bytes.is_some(), 8)
         + opt(c.retention_age_ms.is_some(), 8)
         + opt(c.max_record_bytes.is_some(), 4)
+        + opt(c.timestamp_type.is_some(), 1)
+        + opt(c.cleanup_policy.is_some(), 1)
+        + opt(c.tombstone_retention_ms.is_some(), 8)
 }
 
 /// RaftBatch request body.

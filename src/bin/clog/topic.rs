@@ -24,6 +24,8 @@ pub(crate) enum TopicCommand {
 Examples:
   clog topic create orders --partitions 3 --replication-factor 3
   clog topic create logs --retention-bytes 1073741824 --retention-ms 604800000
+  clog topic create users --cleanup-policy compact --tombstone-retention 1d
+  clog topic create events --timestamp-type leader
   clog topic create scratch -o json")]
     Create(CreateArgs),
     /// List the topics: name, partitions, replicas of each partition.
@@ -47,7 +49,8 @@ Examples:
     #[command(after_help = "\
 Examples:
   clog topic alter orders --partitions 6
-  clog topic alter logs --retention-ms none --retention-bytes 10737418240")]
+  clog topic alter logs --retention-ms none --retention-bytes 10737418240
+  clog topic alter users --cleanup-policy compact --tombstone-retention 12h")]
     Alter(AlterArgs),
     /// Delete a topic and all its records. Asks for confirmation unless --yes; the
     /// `default` topic cannot be deleted.
@@ -86,6 +89,25 @@ pub(crate) struct CreateArgs {
     /// Segment file size in bytes [default: the server's].
     #[arg(long, value_name = "B")]
     segment_bytes: Option<u64>,
+    #[command(flatten)]
+    v2: SettingsV2Args,
+}
+
+/// The settings-v2 flags of create and alter (wire-spec §18).
+#[derive(ClapArgs, Debug, Default)]
+pub(crate) struct SettingsV2Args {
+    /// Whose clock stamps records: `producer` (kept as sent) or `leader` (set on
+    /// append) [default: producer].
+    #[arg(long, value_name = "producer|leader", value_parser = parse_timestamp_type)]
+    timestamp_type: Option<u8>,
+    /// `delete` (retention only) or `compact` (also keep only the newest record
+    /// per key) [default: delete].
+    #[arg(long, value_name = "delete|compact", value_parser = parse_cleanup_policy)]
+    cleanup_policy: Option<u8>,
+    /// How long a compacted topic keeps a tombstone (a key with an empty value):
+    /// `500ms`, `30s`, `10m`, `12h`, `1d`, or plain milliseconds [default: 1d].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+    tombstone_retention: Option<u64>,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -104,6 +126,51 @@ pub(crate) struct AlterArgs {
     /// New largest record value in bytes.
     #[arg(long, value_name = "B")]
     max_record_bytes: Option<u32>,
+    #[command(flatten)]
+    v2: SettingsV2Args,
+}
+
+/// `--timestamp-type`: 0 producer, 1 leader (the wire codes).
+fn parse_timestamp_type(text: &str) -> Result<u8, String> {
+    match text {
+        "producer" | "create" => Ok(0),
+        "leader" | "append" => Ok(1),
+        _ => Err("give producer or leader".into()),
+    }
+}
+
+/// `--cleanup-policy`: 0 delete, 1 compact (the wire codes).
+fn parse_cleanup_policy(text: &str) -> Result<u8, String> {
+    match text {
+        "delete" => Ok(0),
+        "compact" => Ok(1),
+        _ => Err("give delete or compact".into()),
+    }
+}
+
+/// A duration in milliseconds: a number with a unit (`ms`, `s`, `m`, `h`, `d`) or
+/// plain milliseconds; more than 0.
+fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: give a number and a unit, like 30s, 10m, 12h or 1d"))?;
+    let unit_ms: u64 = match unit {
+        "" | "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("{text:?}: the unit is one of ms, s, m, h, d")),
+    };
+    match n.checked_mul(unit_ms) {
+        Some(0) => Err("a duration of 0 keeps nothing; give more".into()),
+        Some(ms) => Ok(ms),
+        None => Err(format!("{text:?} is too long")),
+    }
 }
 
 /// `--replication-factor`: 1, 3, 5 or `all` (0 on the wire).
@@ -140,6 +207,9 @@ pub(crate) fn run(s: &Settings, cmd: &TopicCommand, out: &mut Out<'_>) -> Result
                 retention_age_ms: args.retention_ms.unwrap_or(0),
                 max_record_bytes: args.max_record_bytes.unwrap_or(0),
                 segment_bytes: args.segment_bytes.unwrap_or(0),
+                timestamp_type: args.v2.timestamp_type.unwrap_or(0),
+                cleanup_policy: args.v2.cleanup_policy.unwrap_or(0),
+                tombstone_retention_ms: args.v2.tombstone_retention.unwrap_or(0),
             };
             let mut client = connect(s)?;
             let d = client.create_topic(&args.name, settings).map_err(fail)?;
@@ -167,10 +237,13 @@ fn alter(s: &Settings, args: &AlterArgs, out: &mut Out<'_>) -> Result<(), Output
         retention_bytes: args.retention_bytes,
         retention_age_ms: args.retention_ms,
         max_record_bytes: args.max_record_bytes,
+        timestamp_type: args.v2.timestamp_type,
+        cleanup_policy: args.v2.cleanup_policy,
+        tombstone_retention_ms: args.v2.tombstone_retention,
     };
     if changes.flags() == 0 {
         return Err(Failure::usage(
-            "nothing to change: give --partitions, --retention-bytes, --retention-ms or --max-record-bytes",
+            "nothing to change: give --partitions, --retention-bytes, --retention-ms, --max-record-bytes, --timestamp-type, --cleanup-policy or --tombstone-retention",
         )
         .into());
     }
@@ -263,6 +336,22 @@ fn replication_text(replication: u8) -> String {
     }
 }
 
+fn timestamp_type_text(code: u8) -> &'static str {
+    if code == 1 {
+        "leader"
+    } else {
+        "producer"
+    }
+}
+
+fn cleanup_policy_text(code: u8) -> &'static str {
+    if code == 1 {
+        "compact"
+    } else {
+        "delete"
+    }
+}
+
 fn limit_text(value: u64, unit: &str) -> String {
     match value {
         0 => "none".to_string(),
@@ -287,6 +376,9 @@ fn write_description(
             "retention_ms": (t.retention_age_ms != 0).then_some(t.retention_age_ms),
             "max_record_bytes": t.max_record_bytes,
             "segment_bytes": t.segment_bytes,
+            "timestamp_type": d.settings_v2.then(|| timestamp_type_text(t.timestamp_type)),
+            "cleanup_policy": d.settings_v2.then(|| cleanup_policy_text(t.cleanup_policy)),
+            "tombstone_retention_ms": d.settings_v2.then_some(t.tombstone_retention_ms),
         });
         writeln!(out, "{v}")?;
         return Ok(());
@@ -314,6 +406,21 @@ fn write_description(
     )?;
     writeln!(out, "max record bytes:  {}", t.max_record_bytes)?;
     writeln!(out, "segment bytes:     {}", t.segment_bytes)?;
+    // Answers to version 0 (a create or alter without settings-v2 flags) do not
+    // carry these; describe asks for them.
+    if d.settings_v2 {
+        writeln!(
+            out,
+            "timestamp type:    {}",
+            timestamp_type_text(t.timestamp_type)
+        )?;
+        writeln!(
+            out,
+            "cleanup policy:    {}",
+            cleanup_policy_text(t.cleanup_policy)
+        )?;
+        writeln!(out, "tombstone retention: {} ms", t.tombstone_retention_ms)?;
+    }
     writeln!(out, "PARTITION  GROUP  LEADER  REPLICAS")?;
     for p in &d.partitions {
         writeln!(
@@ -370,6 +477,24 @@ mod tests {
         assert_eq!(parse_replication("3"), Ok(3));
         assert!(parse_replication("2").is_err());
         assert!(parse_replication("7").is_err());
+    }
+
+    #[test]
+    fn settings_v2_flags_parse() {
+        assert_eq!(parse_timestamp_type("leader"), Ok(1));
+        assert_eq!(parse_timestamp_type("producer"), Ok(0));
+        assert!(parse_timestamp_type("wall").is_err());
+        assert_eq!(parse_cleanup_policy("compact"), Ok(1));
+        assert!(parse_cleanup_policy("shrink").is_err());
+        assert_eq!(parse_duration_ms("1d"), Ok(86_400_000));
+        assert_eq!(parse_duration_ms("12h"), Ok(43_200_000));
+        assert_eq!(parse_duration_ms("10m"), Ok(600_000));
+        assert_eq!(parse_duration_ms("30s"), Ok(30_000));
+        assert_eq!(parse_duration_ms("250ms"), Ok(250));
+        assert_eq!(parse_duration_ms("1500"), Ok(1500));
+        for bad in ["0s", "1w", "d", "", "-1d", "99999999999999999999d"] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

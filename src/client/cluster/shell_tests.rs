@@ -408,6 +408,7 @@ fn admin_requests_follow_hints_to_the_metadata_leader() {
                     topic_id: 7,
                     settings: *settings,
                     partitions: vec![],
+                    settings_v2: false,
                 }))
             }
             Request::DeleteTopic { .. } => Ok(ResponseBody::DeleteTopic),

@@ -11,6 +11,15 @@
 //! pair is a state open reads by its ordinary rules (intact data read back,
 //! damage still found), never as wrong data. Leftover temporary files are
 //! removed at open.
+//!
+//! Compaction (`storage/compact.rs`) writes a segment that is *not* byte-identical
+//! (placeholders in place of removed records), so a mix of old and new files would
+//! be damage. Every swap therefore writes a marker `<base>.swap` (fsynced, with
+//! the directory) after the new files are durable and before the first rename, and
+//! removes it after the directory fsync that follows the renames: an open that
+//! finds the marker finishes the renames (roll forward), one that finds temporary
+//! files without it removes them (roll back). Either way a crash leaves the old
+//! segment or the new one, never a mix.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,7 +34,7 @@ use crate::storage::record::{encode_into, encoded_bytes, parse_frame, Frame, New
 use crate::storage::recovery::{self, SealedMeta};
 use crate::storage::segment::{self, FrameReader, Step};
 use crate::sync::Ordering;
-use crate::types::{Offset, Term};
+use crate::types::{Offset, RecordKind, Term};
 
 /// Bytes read per `pread` while collecting a segment's intact records.
 const SCAN_CHUNK_BYTES: u64 = 1024 * 1024;
@@ -179,6 +188,9 @@ enum Source {
     Local(Local),
     /// Index into the supplied records.
     Supplied(usize),
+    /// Compaction: a placeholder (no-op, empty value) of this term in place of the
+    /// local record, which must still have that term.
+    Placeholder(Local, Term),
 }
 
 /// The rebuilt files, written to their temporary names and fsynced.
@@ -237,6 +249,41 @@ impl Log {
         self.swap_in(first, built)
     }
 
+    /// Compaction: rewrites the sealed segment that starts at `base` with each
+    /// offset of `placeholders` replaced by a placeholder of the given term
+    /// (`RecordKind::NoOp`, empty value), every other record kept byte for byte.
+    /// Offsets, terms and the index shape stay; only the store shrinks. Refuses,
+    /// changing nothing, when the segment has damage ([`RebuildError::Incomplete`]:
+    /// heal it first), when it is no longer a sealed segment starting at `base`,
+    /// or when a record to replace no longer has the expected term
+    /// ([`RebuildError::Conflict`]). Crash safety: the module doc.
+    pub(crate) fn compact_sealed(
+        &self,
+        base: Offset,
+        placeholders: &BTreeMap<u64, Term>,
+    ) -> std::result::Result<RebuildReport, RebuildError> {
+        self.check_open()?;
+        let _rebuild = lock!(self.rebuild_lock);
+        let (start, end, epoch) = self.locate_sealed(base)?;
+        if start != base.0 {
+            return Err(RebuildError::Removed {
+                offset: base,
+                first: self.first_offset(),
+            });
+        }
+        let locals = collect_local(&self.dir, start, end)?;
+        check_complete(start, end, &locals, &BTreeMap::new())?;
+        let sources: Vec<Source> = locals
+            .iter()
+            .map(|(offset, &local)| match placeholders.get(offset) {
+                Some(&term) => Source::Placeholder(local, term),
+                None => Source::Local(local),
+            })
+            .collect();
+        let built = write_files(&self.dir, (start, end), &sources, &[])?;
+        self.swap_in(base, Built { epoch, ..built })
+    }
+
     /// Writes the rebuilt files of the segment holding `first` to their temporary
     /// names. The caller holds the rebuild lock until [`Log::swap_in`].
     pub(crate) fn build_sealed(
@@ -285,8 +332,20 @@ impl Log {
         built: Built,
     ) -> std::result::Result<RebuildReport, RebuildError> {
         if let Err(e) = self.swap_locked(first, &built) {
-            built.discard();
+            // After a failed rename the log is closed and the marker and the
+            // files stay for the reopen to finish the swap.
+            if self.check_open().is_ok() {
+                built.discard();
+                if let Err(e) = crate::storage::compact::clear_swap_marker(&self.dir, built.base) {
+                    log::warn!("{e}");
+                }
+            }
             return Err(e);
+        }
+        // Outside `sync` (its fsync would hold up the log's group commits), still
+        // under the rebuild lock, so no later swap's marker can be confused with it.
+        if let Err(error) = crate::storage::compact::clear_swap_marker(&self.dir, built.base) {
+            return Err(self.fail(error).into());
         }
         log::info!(
             "log {}: rebuilt sealed segment {}..{} ({} local, {} supplied records)",
@@ -304,6 +363,10 @@ impl Log {
     fn swap_locked(&self, first: Offset, built: &Built) -> std::result::Result<(), RebuildError> {
         self.check_open()?;
         let _sync = lock!(self.sync_lock);
+        // Under `sync` no structural change can remove the segment between the
+        // check, the marker and the renames.
+        self.still_sealed(first, built)?;
+        crate::storage::compact::write_swap_marker(&self.dir, built.base)?;
         {
             let mut segments = write_lock!(self.segments);
             let first_offset = self.first_offset.load(Ordering::Acquire);
@@ -344,6 +407,36 @@ impl Log {
             return Err(self.fail(error).into());
         }
         Ok(())
+    }
+
+    /// Refuses unless the built segment is still the sealed segment it was built
+    /// from (the caller holds `sync`).
+    fn still_sealed(&self, first: Offset, built: &Built) -> std::result::Result<(), RebuildError> {
+        let segments = read_lock!(self.segments);
+        let first_offset = self.first_offset.load(Ordering::Acquire);
+        let same = segments
+            .sealed
+            .iter()
+            .position(|m| m.base == built.base)
+            .is_some_and(|i| {
+                segments.sealed_next(i) == built.end
+                    && built.base >= first_offset
+                    && segments.epoch == built.epoch
+            });
+        if same {
+            return Ok(());
+        }
+        Err(if first.0 >= segments.active.base {
+            RebuildError::NotSealed {
+                offset: first,
+                active_base: Offset(segments.active.base),
+            }
+        } else {
+            RebuildError::Removed {
+                offset: first,
+                first: Offset(first_offset),
+            }
+        })
     }
 }
 
@@ -549,9 +642,20 @@ fn plan_sources(
         if encoded != local_bytes {
             let mut term = [0u8; 8];
             term.copy_from_slice(&local_bytes[16..24]);
+            let local_term = Term(u64::from_le_bytes(term));
+            // Compaction: one side may hold the placeholder of the other's record
+            // (same offset and term); the intact local record stays.
+            let placeholder_bytes = encoded_bytes(0) as usize;
+            let either_placeholder = (records[k].kind == RecordKind::NoOp
+                && records[k].value.is_empty())
+                || (local_bytes.len() == placeholder_bytes
+                    && local_bytes[24] == RecordKind::NoOp as u8);
+            if local_term == records[k].term && either_placeholder {
+                continue;
+            }
             return Err(RebuildError::Conflict {
                 offset: Offset(offset),
-                local_term: Term(u64::from_le_bytes(term)),
+                local_term,
                 supplied_term: records[k].term,
             });
         }
@@ -656,6 +760,16 @@ fn write_store(
                 encode_into(&mut buf, offset, &new_record(&records[k]));
                 report.supplied_records += 1;
             }
+            (Source::Placeholder(local, term), Some(file)) => {
+                check_term(file, old_store, (offset, local, term))?;
+                let placeholder = NewRecord {
+                    term,
+                    kind: RecordKind::NoOp,
+                    value: &[],
+                };
+                encode_into(&mut buf, offset, &placeholder);
+                report.local_records += 1;
+            }
             _ => {
                 return Err(StorageError::corrupt(old_store, 0, "internal: no source").into());
             }
@@ -675,11 +789,43 @@ fn write_store(
         }
     }
     out.write_all(&buf)
-        .and_then(|()| out.sync_all())
+        .map_err(io_err("writing", &built.store_temp))?;
+    // Retention by age reads the store's modification time: a rewritten segment
+    // (healed or compacted) holds records as old as before.
+    if let Some(modified) = old
+        .as_ref()
+        .and_then(|f| f.metadata().and_then(|m| m.modified()).ok())
+    {
+        if let Err(e) = out.set_modified(modified) {
+            log::warn!("keeping the age of {}: {e}", built.store_temp.display());
+        }
+    }
+    out.sync_all()
         .map_err(io_err("writing", &built.store_temp))?;
     report.store_bytes = position;
     report.ignored_records = records.len() as u64 - report.supplied_records;
     Ok((positions, report))
+}
+
+/// The local record a placeholder replaces still has the term compaction read.
+fn check_term(
+    file: &File,
+    path: &Path,
+    (offset, local, term): (u64, Local, Term),
+) -> std::result::Result<(), RebuildError> {
+    let mut header = [0u8; 24];
+    segment::read_exact_at(file, path, &mut header, local.position)?;
+    let mut raw = [0u8; 8];
+    raw.copy_from_slice(&header[16..24]);
+    let local_term = Term(u64::from_le_bytes(raw));
+    if local_term == term {
+        return Ok(());
+    }
+    Err(RebuildError::Conflict {
+        offset: Offset(offset),
+        local_term,
+        supplied_term: term,
+    })
 }
 
 /// The frame about to be written is one valid record of `offset`.
