@@ -17,10 +17,10 @@ use super::answer::{self, Refusal};
 use super::fetch_many::{ManyFetch, Part};
 use super::group::GroupState;
 use super::inbox::{AdminKind, Control, Inbox, ProduceJob, ReplyShape};
-use super::produce_v1;
 use super::reads::Reads;
 use super::served::ReadFormat;
 use super::topics;
+use super::{hosting, produce_v1};
 use super::{lock, Shared};
 use crate::net::{ConnContext, Responder, Service};
 use crate::raft::{decode_message, Role};
@@ -148,7 +148,7 @@ impl ClusterService {
         if records.is_empty() {
             return answer::empty_batch_v2(reply, group.hw());
         }
-        let ty = produce_v1::timestamp_type(&group);
+        let ty = hosting::timestamp_type_of(&self.shared, group.id);
         let now_ms = produce_v1::leader_now_ms();
         if let Err(bad) = produce_v1::stamp_records(&mut records, ty, now_ms) {
             return answer::refuse(reply, Refusal::InvalidRecord(bad.message()));

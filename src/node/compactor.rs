@@ -132,10 +132,11 @@ impl Compactor {
         groups.sort_by_key(|(g, _)| (g.id < self.cursor, g.id));
         for (g, settings) in groups.into_iter().take(MAX_GROUPS_PER_TICK) {
             self.cursor = GroupId(g.id.0 + 1);
-            // The cursors helper's `Catalogue::min_cursor` goes here (the lead wires
-            // it): the lowest committed cursor of any consumer group on this
-            // partition.
-            let cursor_floor: Option<u64> = None;
+            // Never remove a record a consumer group has not read past: the lowest
+            // committed cursor of any group on this partition bounds the pass.
+            let cursor_floor = catalogue
+                .group(g.id)
+                .and_then(|(topic, p)| catalogue.min_cursor(topic.name.as_str(), p.partition));
             self.pass(&g, &settings, cursor_floor);
         }
     }

@@ -35,11 +35,15 @@ pub(crate) struct ManyFetch {
 }
 
 impl ManyFetch {
-    /// True if some servable partition has records past its offset now.
+    /// True if some servable partition has records past its offset now, or is
+    /// asked past its high-water mark (answered OFFSET_OUT_OF_RANGE at once, as a
+    /// version-0 Fetch is, rather than waiting for offsets that may never come).
     pub(crate) fn ready(&self) -> bool {
-        self.parts
-            .iter()
-            .any(|p| p.group.as_ref().is_ok_and(|g| p.offset < g.hw()))
+        self.parts.iter().any(|p| {
+            p.group
+                .as_ref()
+                .is_ok_and(|g| p.offset < g.hw() || p.offset > g.hw())
+        })
     }
 
     /// True if a parked fetch should wake for `group` (its mark passed our offset).

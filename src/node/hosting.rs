@@ -51,10 +51,10 @@ pub(crate) fn log_config(base: &LogConfig, settings: &TopicSettings) -> LogConfi
     }
 }
 
-/// The timestamp type of the topic whose partition `group` is (the produce path
-/// stamps records with the leader's clock for [`TimestampType::Leader`]); the
-/// default (producer) for a group the catalogue does not know.
-#[allow(dead_code)] // Called by the produce path of record format v1 (records slice).
+/// The timestamp type of the topic whose partition `group` is: the one place the
+/// produce path reads it (it stamps records with the leader's clock for
+/// [`TimestampType::Leader`]); the default (producer) for a group the catalogue
+/// does not know (the `default` topic before any setting).
 pub(crate) fn timestamp_type_of(shared: &Shared, group: GroupId) -> TimestampType {
     shared
         .catalogue()

@@ -16,29 +16,13 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::group::GroupState;
 use crate::records::{self, Timestamp, TimestampSource, FLAG_LEADER_TIME};
 use crate::replica::Values;
 
 /// A producer's "no timestamp": the leader sets one.
 pub(crate) const UNSET_TIMESTAMP_MS: i64 = -1;
 
-/// Who sets the timestamps of a topic's records (topic setting `timestamp_type`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TimestampType {
-    /// The producer's time is kept; a record without one (-1) gets the leader's.
-    Producer,
-    /// The leader stamps every record with its clock at append.
-    Leader,
-}
-
-/// The timestamp type of the topic `group` belongs to. The one place the produce
-/// path reads it.
-pub(crate) fn timestamp_type(group: &GroupState) -> TimestampType {
-    // lead: wire to the topic setting (TopicSettings v2 `timestamp_type`: 0 → Producer, 1 → Leader).
-    let _ = group;
-    TimestampType::Producer
-}
+pub(crate) use crate::catalogue::TimestampType;
 
 /// The leader's clock in ms since the Unix epoch (0 for a clock set before it).
 pub(crate) fn leader_now_ms() -> i64 {

@@ -487,8 +487,8 @@ impl Drop for PartitionRecordsWriter<'_> {
 
 /// A Fetch request frame's `max_bytes` (the whole answer's soft cap), read in place
 /// without decoding, for sizing the answer's buffer before the request runs:
-/// version 0 `len | api | version | id | u64 offset | u32 max_bytes`, version 1
-/// `len | api | version | id | u32 max_wait_ms | u32 max_bytes | …`. `None` for
+/// version 0 `len | api | version | id | u64 offset | u32 max_bytes`, versions 1
+/// and 2 `len | api | version | id | u32 max_wait_ms | u32 max_bytes | …`. `None` for
 /// another API, an unknown version, or a frame too short (which the decoder
 /// refuses anyway).
 pub fn peek_fetch_max_bytes(frame: &[u8]) -> Option<u32> {
@@ -498,7 +498,8 @@ pub fn peek_fetch_max_bytes(frame: &[u8]) -> Option<u32> {
     }
     let at = match u16::from_be_bytes([header[2], header[3]]) {
         0 => LEN_PREFIX_BYTES + REQUEST_HEADER_BYTES + 8,
-        1 => LEN_PREFIX_BYTES + REQUEST_HEADER_BYTES + 4,
+        // Version 2 keeps the version-1 request layout.
+        1 | 2 => LEN_PREFIX_BYTES + REQUEST_HEADER_BYTES + 4,
         _ => return None,
     };
     let max: [u8; 4] = frame.get(at..at + 4)?.try_into().ok()?;

@@ -411,8 +411,9 @@ pub fn decode_response(frame: &[u8], api: ApiKey) -> Result<ResponseFrame, Decod
 
 /// Decodes one whole response frame to a request of API `api` sent in version
 /// `api_version`. Only Fetch answers differently in version 1
-/// ([`ResponseBody::FetchPartitions`]); every other response body is the same in
-/// both versions.
+/// ([`ResponseBody::FetchPartitions`]); in version 2 ProduceBatch, Consume and
+/// Fetch answer with their v2 bodies (`ProduceBatchV2`, `ConsumeV2`, `FetchV2`);
+/// every other response body is the same in every version.
 pub fn decode_response_versioned(
     frame: &[u8],
     api: ApiKey,

@@ -25,6 +25,10 @@
 //! prefix `u64 group`; new APIs Metadata (7), CreateTopic (8), DeleteTopic (9),
 //! DescribeTopic (10), AlterTopic (11) and the peer API RaftBatch (35).
 //!
+//! Version 2 (records of format v1; layouts in [`super::records_v2`], wire-spec
+//! §14): ProduceBatch, Consume and Fetch, as their own [`Request`] and
+//! [`ResponseBody`] variants (`ProduceBatchV2`, `ConsumeV2`, `FetchV2`).
+//!
 //! # Versions in `Request`
 //!
 //! A decoded [`Request`] carries its target whatever the version: a version-0 Produce,

@@ -30,6 +30,8 @@
 //!   [`GroupResponse`]; wire-spec §16).
 //! - `topics.rs`: version 1 (topics, partitions, Raft groups): [`TopicPartition`],
 //!   the topic APIs' types and the codecs of every version-1 body.
+//! - `records_v2.rs`: version 2 of ProduceBatch, Consume and Fetch (records of
+//!   format v1: keys, headers, timestamps; wire-spec §14).
 //! - `errors.rs`: [`ErrorCode`], [`ErrorBody`], [`DecodeError`].
 //! - `text.rs`: the line protocol (`PING`, `PRODUCE`, `CONSUME`, …).
 //! - `examples.rs`: [`SPEC_EXAMPLES`], the byte examples of the spec.

@@ -1360,9 +1360,19 @@ fn fetch_max_bytes_is_read_in_place_in_both_versions() {
     assert_eq!(peek_fetch_max_bytes(&v1[..19]), None);
     let ping = enc_req(&RequestFrame::new(3, Request::Ping));
     assert_eq!(peek_fetch_max_bytes(&ping), None);
-    let mut v2 = v1.clone();
-    v2[7] = 2;
-    assert_eq!(peek_fetch_max_bytes(&v2), None);
+    // Version 2 has the version-1 request layout.
+    let v2 = enc_req(&RequestFrame::new(
+        4,
+        Request::FetchV2 {
+            max_wait_ms: 7,
+            max_bytes: 65_432,
+            partitions: vec![],
+        },
+    ));
+    assert_eq!(peek_fetch_max_bytes(&v2), Some(65_432));
+    let mut v3 = v1.clone();
+    v3[7] = 3;
+    assert_eq!(peek_fetch_max_bytes(&v3), None);
 }
 
 /// The borrowing Fetch v1 decoder sees what the owned one sees, hands out values

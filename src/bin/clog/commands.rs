@@ -12,26 +12,30 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 
 use commitlog::client::cluster::ClusterClient;
-use commitlog::client::Record;
+use commitlog::client::records::ConsumedRecord;
 use commitlog::types::Offset;
 use commitlog::wire::{ErrorCode, TopicPartition, DEFAULT_TOPIC};
 
 use crate::fail::{explain, Failure};
-use crate::format::{unescape, RecordFormat};
+use crate::format::{unescape, Print, RecordFormat, Shown};
 use crate::{
     connect, ConsumeArgs, Out, Output, OutputKind, ProduceArgs, RecordOutput, Settings, TailArgs,
 };
 
 /// Largest record `produce` reads (from stdin or a file): the server's default frame
 /// limit. Bigger input is refused as a data error instead of being held in memory.
-const MAX_RECORD_BYTES: usize = 8 << 20;
+pub(crate) const MAX_RECORD_BYTES: usize = 8 << 20;
 /// Bytes asked per Fetch.
 const FETCH_BYTES: u32 = 1 << 20;
 /// How long one Fetch waits for new records when following.
 const FOLLOW_WAIT_MS: u32 = 5_000;
 
 pub(crate) fn produce(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Result<(), Output> {
+    let v1 = crate::records::wanted(args);
     if !args.values.is_empty() || !args.value_file.is_empty() {
+        if v1 {
+            return crate::records::produce_given(s, args, out);
+        }
         return produce_given(s, args, out);
     }
     let delimiter = match (&args.delimiter, args.null) {
@@ -43,6 +47,9 @@ pub(crate) fn produce(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Re
         return Err(Failure::usage("--delimiter must not be empty").into());
     }
     let strip_cr = args.delimiter.is_none() && !args.null;
+    if v1 {
+        return crate::records::produce_stdin(s, args, out, (&delimiter, strip_cr));
+    }
     let stdin = io::stdin();
     if stdin.is_terminal() {
         eprintln!("clog: reading records from the terminal, one per line; Ctrl-D to end, Ctrl-C to cancel");
@@ -97,10 +104,14 @@ pub(crate) fn produce(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Re
 }
 
 /// Per partition written to: the first and last offset written, and the records.
-type Ranges = BTreeMap<u32, (Offset, Offset, u64)>;
+pub(crate) type Ranges = BTreeMap<u32, (Offset, Offset, u64)>;
 
 /// The summary of a stdin produce as JSON: one object per partition written to.
-fn write_summary_json(out: &mut Out<'_>, topic: &str, ranges: &Ranges) -> io::Result<()> {
+pub(crate) fn write_summary_json(
+    out: &mut Out<'_>,
+    topic: &str,
+    ranges: &Ranges,
+) -> io::Result<()> {
     for (partition, (first, last, records)) in ranges {
         let line = serde_json::json!({
             "topic": topic,
@@ -116,7 +127,7 @@ fn write_summary_json(out: &mut Out<'_>, topic: &str, ranges: &Ranges) -> io::Re
 
 /// The summary of a stdin produce: the offsets written, per partition when the
 /// records went to several.
-fn write_summary(
+pub(crate) fn write_summary(
     out: &mut Out<'_>,
     topic: &str,
     fixed: Option<u32>,
@@ -160,7 +171,7 @@ fn write_summary(
 /// The partition every produce of this run goes to: `-p`, or 0 for the default
 /// topic and for a topic with one partition; `None` when the partitioner picks one
 /// per request (a topic with several partitions).
-fn fixed_partition(
+pub(crate) fn fixed_partition(
     s: &Settings,
     client: &mut ClusterClient,
     topic: &str,
@@ -250,7 +261,7 @@ fn too_large(what: &str) -> Failure {
 /// The next record of `input` up to `delimiter` (not included), or `None` at the
 /// end. A last record without a delimiter counts; an empty input after the last
 /// delimiter does not. Bounded by [`MAX_RECORD_BYTES`].
-fn read_record(
+pub(crate) fn read_record(
     input: &mut impl BufRead,
     delimiter: &[u8],
     strip_cr: bool,
@@ -301,7 +312,14 @@ pub(crate) fn record_format(
         (Some(f), _, _) => RecordFormat::custom(f).map_err(Failure::usage)?,
         (None, OutputKind::Json, _) => RecordFormat::Json,
         (None, OutputKind::Text, true) => RecordFormat::ValuesOnly { end },
-        (None, OutputKind::Text, false) => RecordFormat::Text { end },
+        (None, OutputKind::Text, false) => RecordFormat::Text {
+            end,
+            print: Print {
+                key: flags.print_key,
+                timestamp: flags.print_timestamp,
+                headers: flags.print_headers,
+            },
+        },
     })
 }
 
@@ -325,14 +343,14 @@ pub(crate) fn consume(s: &Settings, args: &ConsumeArgs, out: &mut Out<'_>) -> Re
     while printed < want {
         let wait_ms = if follow { FOLLOW_WAIT_MS } else { 0 };
         let fetched = client
-            .fetch_from(&target, next, FETCH_BYTES, wait_ms)
+            .fetch_records_from(&target, next, FETCH_BYTES, wait_ms)
             .map_err(|e| explain(&s.addr, e))?;
         let got_any = !fetched.records.is_empty();
-        for record in fetched.records {
+        for record in &fetched.records {
             if printed >= want {
                 break;
             }
-            format.write(out, &target, record.offset.0, &record.value)?;
+            format.write_record(out, &target, &Shown::of(record))?;
             next = Offset(record.offset.0 + 1);
             printed += 1;
         }
@@ -367,7 +385,7 @@ pub(crate) fn tail(s: &Settings, args: &TailArgs, out: &mut Out<'_>) -> Result<(
     let (last, mut next) =
         last_records(&mut client, &target, Offset(start), end, lines).map_err(fail)?;
     for record in &last {
-        format.write(out, &target, record.offset.0, &record.value)?;
+        format.write_record(out, &target, &Shown::of(record))?;
     }
     out.flush()?;
     if lines == 0 {
@@ -379,10 +397,10 @@ pub(crate) fn tail(s: &Settings, args: &TailArgs, out: &mut Out<'_>) -> Result<(
     // Follow: long-poll for new records until interrupted.
     loop {
         let fetched = client
-            .fetch_from(&target, next, FETCH_BYTES, FOLLOW_WAIT_MS)
+            .fetch_records_from(&target, next, FETCH_BYTES, FOLLOW_WAIT_MS)
             .map_err(fail)?;
         for record in &fetched.records {
-            format.write(out, &target, record.offset.0, &record.value)?;
+            format.write_record(out, &target, &Shown::of(record))?;
             next = Offset(record.offset.0 + 1);
         }
         out.flush()?;
@@ -422,13 +440,13 @@ fn last_records(
     start: Offset,
     end: Offset,
     lines: usize,
-) -> commitlog::client::Result<(VecDeque<Record>, Offset)> {
+) -> commitlog::client::Result<(VecDeque<ConsumedRecord>, Offset)> {
     let mut next = start;
     // Bounded memory: only the last `lines` records are kept.
-    let mut last: VecDeque<Record> = VecDeque::with_capacity(lines.min(4096));
+    let mut last: VecDeque<ConsumedRecord> = VecDeque::with_capacity(lines.min(4096));
     // Bounded: every fetch returns records (advancing `next`) or we stop.
     while next < end && lines > 0 {
-        let fetched = match client.fetch_from(target, next, FETCH_BYTES, 0) {
+        let fetched = match client.fetch_records_from(target, next, FETCH_BYTES, 0) {
             Err(e) if e.code() == Some(ErrorCode::OffsetOutOfRange) && next != Offset(0) => {
                 next = Offset(0);
                 continue;

@@ -146,6 +146,8 @@ fn explain_code(code: ErrorCode, message: &str) -> (u8, String) {
         ErrorCode::InvalidTopic => (EXIT_USAGE, ""),
         ErrorCode::InvalidGroup => (EXIT_USAGE, ""),
         ErrorCode::InvalidConfig => (EXIT_USAGE, "fix the setting the message names (`clog topic create --help`)"),
+        // The server's message names the record and what is wrong with it.
+        ErrorCode::InvalidRecord => (EXIT_DATA, ""),
         ErrorCode::Unavailable | ErrorCode::NotLeader | ErrorCode::Timeout | ErrorCode::TooManyConnections => {
             (EXIT_UNAVAILABLE, "the cluster could not serve within --retry-ms; check `clog health --cluster`")
         }

@@ -6,6 +6,7 @@ use std::io::{self, Write};
 
 use clap::ValueEnum;
 
+use commitlog::client::records::ConsumedRecord;
 use commitlog::wire::TopicPartition;
 
 /// `produce --input-format`.
@@ -130,20 +131,64 @@ pub(crate) enum Piece {
     Size,
     Topic,
     Partition,
+    /// `%k`: the key (raw; nothing when the record has none).
+    Key,
+    /// `%T`: the timestamp in ms (-1 when unknown).
+    Timestamp,
+    /// `%h`: the headers, `name=value` joined by `,` (raw).
+    Headers,
+}
+
+/// What `--print-key`, `--print-timestamp` and `--print-headers` add to text
+/// output, between the offset and the value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Print {
+    pub(crate) key: bool,
+    pub(crate) timestamp: bool,
+    pub(crate) headers: bool,
+}
+
+/// One record as the formats print it, borrowed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shown<'a> {
+    pub(crate) offset: u64,
+    pub(crate) value: &'a [u8],
+    /// `None`: no key (distinct from an empty one).
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) headers: &'a [(String, Vec<u8>)],
+    /// ms since the Unix epoch and whether the leader set it; `None` when unknown.
+    pub(crate) timestamp: Option<(i64, bool)>,
+}
+
+impl<'a> Shown<'a> {
+    /// A record read with keys, headers and time (Fetch v2).
+    pub(crate) fn of(r: &'a ConsumedRecord) -> Shown<'a> {
+        Shown {
+            offset: r.offset.0,
+            value: &r.value,
+            key: r.key.as_deref(),
+            headers: &r.headers,
+            timestamp: (r.timestamp_ms != -1).then_some((r.timestamp_ms, r.leader_time)),
+        }
+    }
 }
 
 /// How records are printed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum RecordFormat {
     /// `offset<TAB>value<end>`, the value with C-style escapes (`\n`, `\t`, `\\`,
-    /// `\xNN` for other control and non-UTF-8 bytes) so that one record is one line.
-    Text { end: u8 },
+    /// `\xNN` for other control and non-UTF-8 bytes) so that one record is one line;
+    /// `print` adds the timestamp, key and headers (escaped too) before the value.
+    Text { end: u8, print: Print },
     /// The raw value, then `end`.
     ValuesOnly { end: u8 },
     /// `-f`: kcat-style pieces, raw values, nothing added.
     Custom(Vec<Piece>),
-    /// One JSON object per line: `topic`, `partition`, `offset`, `size`, and
-    /// `value` (valid UTF-8) or `value_base64` (anything else).
+    /// One JSON object per line: `topic`, `partition`, `offset`, `size`, `value`
+    /// (valid UTF-8) or `value_base64` (anything else), `key` / `key_base64`
+    /// (`null`: no key), `headers` (`[{name, value | value_base64}]`, in order),
+    /// `timestamp_ms` and `timestamp_type` (`create` or `append`; both `null` when
+    /// unknown).
     Json,
 }
 
@@ -170,9 +215,12 @@ impl RecordFormat {
                 Some(b's') => Piece::Size,
                 Some(b't') => Piece::Topic,
                 Some(b'p') => Piece::Partition,
+                Some(b'k') => Piece::Key,
+                Some(b'T') => Piece::Timestamp,
+                Some(b'h') => Piece::Headers,
                 Some(c) => {
                     return Err(format!(
-                        "unknown field `%{}` in -f (known: %o offset, %v value, %s size, %t topic, %p partition, %% a percent sign)",
+                        "unknown field `%{}` in -f (known: %o offset, %v value, %s size, %t topic, %p partition, %k key, %T timestamp, %h headers, %% a percent sign)",
                         c as char
                     ))
                 }
@@ -190,51 +238,137 @@ impl RecordFormat {
     }
 
     /// Writes one record of `from`.
-    pub(crate) fn write(
+    pub(crate) fn write_record(
         &self,
         out: &mut impl Write,
         from: &TopicPartition,
-        offset: u64,
-        value: &[u8],
+        r: &Shown<'_>,
     ) -> io::Result<()> {
         match self {
-            RecordFormat::Text { end } => {
-                write!(out, "{offset}\t")?;
-                write_escaped(out, value)?;
+            RecordFormat::Text { end, print } => {
+                write!(out, "{}\t", r.offset)?;
+                write_extras(out, print, r)?;
+                write_escaped(out, r.value)?;
                 out.write_all(&[*end])
             }
             RecordFormat::ValuesOnly { end } => {
-                out.write_all(value)?;
+                out.write_all(r.value)?;
                 out.write_all(&[*end])
             }
             RecordFormat::Custom(pieces) => {
                 for piece in pieces {
-                    match piece {
-                        Piece::Text(t) => out.write_all(t)?,
-                        Piece::Offset => write!(out, "{offset}")?,
-                        Piece::Value => out.write_all(value)?,
-                        Piece::Size => write!(out, "{}", value.len())?,
-                        Piece::Topic => out.write_all(from.topic.as_bytes())?,
-                        Piece::Partition => write!(out, "{}", from.partition)?,
-                    }
+                    write_piece(out, piece, from, r)?;
                 }
                 Ok(())
             }
             RecordFormat::Json => {
-                let mut object = serde_json::Map::new();
-                object.insert("topic".into(), from.topic.as_str().into());
-                object.insert("partition".into(), from.partition.into());
-                object.insert("offset".into(), offset.into());
-                object.insert("size".into(), value.len().into());
-                match std::str::from_utf8(value) {
-                    Ok(text) => object.insert("value".into(), text.into()),
-                    Err(_) => object.insert("value_base64".into(), encode_base64(value).into()),
-                };
-                serde_json::to_writer(&mut *out, &serde_json::Value::Object(object))?;
+                serde_json::to_writer(&mut *out, &json_record(from, r))?;
                 out.write_all(b"\n")
             }
         }
     }
+}
+
+/// The timestamp, key and headers `print` asks for, each escaped and followed by
+/// a tab: `-1` for an unknown time, `null` for no key, `-` for no headers.
+fn write_extras(out: &mut impl Write, print: &Print, r: &Shown<'_>) -> io::Result<()> {
+    if print.timestamp {
+        write!(out, "{}\t", r.timestamp.map_or(-1, |t| t.0))?;
+    }
+    if print.key {
+        match r.key {
+            Some(k) => write_escaped(out, k)?,
+            None => out.write_all(b"null")?,
+        }
+        out.write_all(b"\t")?;
+    }
+    if print.headers {
+        if r.headers.is_empty() {
+            out.write_all(b"-")?;
+        }
+        for (i, (name, value)) in r.headers.iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            write_escaped(out, name.as_bytes())?;
+            out.write_all(b"=")?;
+            write_escaped(out, value)?;
+        }
+        out.write_all(b"\t")?;
+    }
+    Ok(())
+}
+
+fn write_piece(
+    out: &mut impl Write,
+    piece: &Piece,
+    from: &TopicPartition,
+    r: &Shown<'_>,
+) -> io::Result<()> {
+    match piece {
+        Piece::Text(t) => out.write_all(t),
+        Piece::Offset => write!(out, "{}", r.offset),
+        Piece::Value => out.write_all(r.value),
+        Piece::Size => write!(out, "{}", r.value.len()),
+        Piece::Topic => out.write_all(from.topic.as_bytes()),
+        Piece::Partition => write!(out, "{}", from.partition),
+        Piece::Key => out.write_all(r.key.unwrap_or_default()),
+        Piece::Timestamp => write!(out, "{}", r.timestamp.map_or(-1, |t| t.0)),
+        Piece::Headers => {
+            for (i, (name, value)) in r.headers.iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",")?;
+                }
+                out.write_all(name.as_bytes())?;
+                out.write_all(b"=")?;
+                out.write_all(value)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Inserts `bytes` as `name` (valid UTF-8) or `name_base64` (anything else), the
+/// convention of every byte field in the JSON output.
+fn insert_bytes(object: &mut serde_json::Map<String, serde_json::Value>, name: &str, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => object.insert(name.into(), text.into()),
+        Err(_) => object.insert(format!("{name}_base64"), encode_base64(bytes).into()),
+    };
+}
+
+/// One record as a JSON object (see [`RecordFormat::Json`]).
+fn json_record(from: &TopicPartition, r: &Shown<'_>) -> serde_json::Value {
+    let mut object = serde_json::Map::new();
+    object.insert("topic".into(), from.topic.as_str().into());
+    object.insert("partition".into(), from.partition.into());
+    object.insert("offset".into(), r.offset.into());
+    object.insert("size".into(), r.value.len().into());
+    insert_bytes(&mut object, "value", r.value);
+    match r.key {
+        Some(k) => insert_bytes(&mut object, "key", k),
+        None => {
+            object.insert("key".into(), serde_json::Value::Null);
+        }
+    }
+    let headers: Vec<serde_json::Value> = r
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let mut h = serde_json::Map::new();
+            h.insert("name".into(), name.as_str().into());
+            insert_bytes(&mut h, "value", value);
+            serde_json::Value::Object(h)
+        })
+        .collect();
+    object.insert("headers".into(), headers.into());
+    let (ms, kind) = match r.timestamp {
+        Some((ms, leader)) => (ms.into(), if leader { "append" } else { "create" }.into()),
+        None => (serde_json::Value::Null, serde_json::Value::Null),
+    };
+    object.insert("timestamp_ms".into(), ms);
+    object.insert("timestamp_type".into(), kind);
+    serde_json::Value::Object(object)
 }
 
 /// `value` with C-style escapes so that it stays on one line (see
@@ -275,8 +409,15 @@ mod tests {
     }
 
     fn render_from(f: &RecordFormat, from: &TopicPartition, offset: u64, value: &[u8]) -> String {
+        let shown = Shown {
+            offset,
+            value,
+            key: None,
+            headers: &[],
+            timestamp: None,
+        };
         let mut out = Vec::new();
-        f.write(&mut out, from, offset, value).unwrap();
+        f.write_record(&mut out, from, &shown).unwrap();
         String::from_utf8_lossy(&out).into_owned()
     }
 
@@ -307,7 +448,10 @@ mod tests {
 
     #[test]
     fn text_keeps_one_record_on_one_line() {
-        let f = RecordFormat::Text { end: b'\n' };
+        let f = RecordFormat::Text {
+            end: b'\n',
+            print: Print::default(),
+        };
         assert_eq!(render(&f, 7, b"a\nb\tc\\"), "7\ta\\nb\\tc\\\\\n");
         assert_eq!(render(&f, 1, &[0xff, b'x', 1]), "1\t\\xffx\\x01\n");
         assert_eq!(render(&f, 2, "é".as_bytes()), "2\té\n");
@@ -317,15 +461,17 @@ mod tests {
     fn custom_formats_and_json() {
         let f = RecordFormat::custom("%o:%s:%v%%\\n").unwrap();
         assert_eq!(render(&f, 3, b"a\nb"), "3:3:a\nb%\n");
-        assert!(RecordFormat::custom("%k").is_err());
+        assert!(RecordFormat::custom("%K").is_err());
         assert!(RecordFormat::custom("x%").is_err());
         assert_eq!(
             render(&RecordFormat::Json, 4, b"h\"i"),
-            "{\"offset\":4,\"partition\":0,\"size\":3,\"topic\":\"default\",\"value\":\"h\\\"i\"}\n"
+            "{\"headers\":[],\"key\":null,\"offset\":4,\"partition\":0,\"size\":3,\
+             \"timestamp_ms\":null,\"timestamp_type\":null,\"topic\":\"default\",\"value\":\"h\\\"i\"}\n"
         );
         assert_eq!(
             render(&RecordFormat::Json, 5, &[0xff]),
-            "{\"offset\":5,\"partition\":0,\"size\":1,\"topic\":\"default\",\"value_base64\":\"/w==\"}\n"
+            "{\"headers\":[],\"key\":null,\"offset\":5,\"partition\":0,\"size\":1,\
+             \"timestamp_ms\":null,\"timestamp_type\":null,\"topic\":\"default\",\"value_base64\":\"/w==\"}\n"
         );
     }
 
@@ -340,5 +486,69 @@ mod tests {
         assert_eq!(v["value"], "x");
         let f = RecordFormat::custom("%t/%p@%o %v\\n").unwrap();
         assert_eq!(render_from(&f, &orders, 9, b"x"), "orders/2@9 x\n");
+    }
+
+    fn full<'a>(headers: &'a [(String, Vec<u8>)]) -> Shown<'a> {
+        Shown {
+            offset: 3,
+            value: b"v\n",
+            key: Some(b"k\xff"),
+            headers,
+            timestamp: Some((1_796_551_200_000, true)),
+        }
+    }
+
+    #[test]
+    fn keys_headers_and_time_in_text_custom_and_json() {
+        let headers = vec![
+            ("a".to_string(), b"1".to_vec()),
+            ("a".to_string(), vec![0xfe]),
+        ];
+        let r = full(&headers);
+        let from = TopicPartition::new("events", 1);
+        let show = |f: &RecordFormat, r: &Shown<'_>| {
+            let mut out = Vec::new();
+            f.write_record(&mut out, &from, r).unwrap();
+            out
+        };
+        let all = Print {
+            key: true,
+            timestamp: true,
+            headers: true,
+        };
+        let text = RecordFormat::Text {
+            end: b'\n',
+            print: all,
+        };
+        assert_eq!(
+            show(&text, &r),
+            b"3\t1796551200000\tk\\xff\ta=1,a=\\xfe\tv\\n\n".to_vec()
+        );
+        let bare = Shown {
+            key: None,
+            headers: &[],
+            timestamp: None,
+            ..r
+        };
+        assert_eq!(show(&text, &bare), b"3\t-1\tnull\t-\tv\\n\n".to_vec());
+        let custom = RecordFormat::custom("%k|%T|%h|%v").unwrap();
+        assert_eq!(
+            show(&custom, &r),
+            b"k\xff|1796551200000|a=1,a=\xfe|v\n".to_vec()
+        );
+        let v: serde_json::Value = serde_json::from_slice(&show(&RecordFormat::Json, &r)).unwrap();
+        assert_eq!(v["key_base64"], encode_base64(b"k\xff"));
+        assert!(v.get("key").is_none());
+        assert_eq!(
+            v["headers"][0],
+            serde_json::json!({"name": "a", "value": "1"})
+        );
+        assert_eq!(
+            v["headers"][1],
+            serde_json::json!({"name": "a", "value_base64": "/g=="})
+        );
+        assert_eq!(v["timestamp_ms"], 1_796_551_200_000i64);
+        assert_eq!(v["timestamp_type"], "append");
+        assert_eq!(v["value"], "v\n");
     }
 }

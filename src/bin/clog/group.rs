@@ -16,13 +16,14 @@ use clap::{Args as ClapArgs, Subcommand};
 use serde_json::json;
 
 use commitlog::client::cluster::ClusterClient;
-use commitlog::client::{ClientError, Record};
+use commitlog::client::records::ConsumedRecord;
+use commitlog::client::ClientError;
 use commitlog::types::Offset;
 use commitlog::wire::{ErrorCode, OffsetCommit, TopicPartition};
 
 use crate::commands::{first_offset, record_format};
 use crate::fail::{explain, Failure};
-use crate::format::RecordFormat;
+use crate::format::{RecordFormat, Shown};
 use crate::{connect, ConsumeArgs, Out, Output, OutputKind, Settings};
 
 /// Bytes asked per Fetch.
@@ -356,7 +357,7 @@ pub(crate) fn consume(
             break Ok(());
         }
         let wait_ms = if follow { FOLLOW_WAIT_MS } else { 0 };
-        let fetched = match client.fetch_from(&target, next, FETCH_BYTES, wait_ms) {
+        let fetched = match client.fetch_records_from(&target, next, FETCH_BYTES, wait_ms) {
             Ok(f) => f,
             Err(e) => break Err(fail(e)),
         };
@@ -399,11 +400,11 @@ fn print_batch(
     format: &RecordFormat,
     out: &mut Out<'_>,
     target: &TopicPartition,
-    records: &[Record],
+    records: &[ConsumedRecord],
 ) -> Result<(), Output> {
     let mut pending = lock_pending();
     for record in records {
-        format.write(out, target, record.offset.0, &record.value)?;
+        format.write_record(out, target, &Shown::of(record))?;
     }
     out.flush()?;
     if let (Some(p), Some(last)) = (pending.as_mut(), records.last()) {

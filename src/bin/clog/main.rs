@@ -17,6 +17,7 @@ mod fail;
 mod format;
 mod group;
 mod profile;
+mod records;
 mod settings;
 mod topic;
 
@@ -127,7 +128,11 @@ Examples:
   echo 68690a | clog produce --input-format hex   # the record is \"hi\\n\"
   clog produce -t orders -p 2 hello          # to partition 2 of topic orders
   seq 100 | clog produce -t orders           # batches round-robin over its partitions
-  clog produce -o json -t orders hi          # {\"offset\":2,\"partition\":0,\"topic\":\"orders\"}")]
+  clog produce -o json -t orders hi          # {\"offset\":2,\"partition\":0,\"topic\":\"orders\"}
+  clog produce -t orders -k user-42 hi       # keyed: same key, same partition
+  clog produce -H trace=abc -H src=web hi    # headers (repeatable, order kept)
+  clog produce --timestamp 1796551200000 hi  # the producer's time (default: the leader's)
+  printf 'u1:a\\nu2:b\\n' | clog produce -t orders --key-separator :   # KEY:VALUE lines")]
     Produce(ProduceArgs),
     /// Print records from an offset (default: from the start) to the end of the log:
     /// `offset<TAB>value` per line, flushed as records arrive. With --count N, stop
@@ -146,7 +151,11 @@ Examples:
   clog consume -t orders -p 2                # partition 2 of topic orders (default: 0)
   clog consume -t orders --group billing     # resume where group billing stopped,
                                              # committing as it goes (at-least-once)
-  clog consume -t orders --group billing -n 5 --commit-interval-ms 200")]
+  clog consume -t orders --group billing -n 5 --commit-interval-ms 200
+  clog consume --print-key --print-timestamp # offset, timestamp ms, key, value
+  clog consume --print-headers               # headers as name=value,... before the value
+  clog consume -f '%o %T %k %h %v\\n'         # kcat-style: %k key, %T timestamp, %h headers
+  clog consume -o json | jq '.key, .headers, .timestamp_ms'")]
     Consume(ConsumeArgs),
     /// Print the last records; with -f keep printing new ones as they arrive.
     #[command(after_help = "\
@@ -154,7 +163,8 @@ Examples:
   clog tail                                  # the last 10 records
   clog tail -n 100 -f                        # the last 100, then follow (Ctrl-C to stop)
   clog tail -o json -n 1                     # the last record as JSON
-  clog tail -t orders -p 1 -f                # partition 1 of topic orders")]
+  clog tail -t orders -p 1 -f                # partition 1 of topic orders
+  clog tail --print-key --print-timestamp    # with each record's key and time")]
     Tail(TailArgs),
     /// Create, list, describe, alter and delete topics.
     #[command(
@@ -271,6 +281,26 @@ pub(crate) struct ProduceArgs {
     /// base64 (standard alphabet, padding optional).
     #[arg(long, value_enum, default_value_t = format::InputFormat::Raw)]
     pub(crate) input_format: format::InputFormat,
+    /// The key of every record (`--key` is the TLS key). Records with the same key
+    /// go to the same partition of the topic, unless -p says which.
+    #[arg(
+        short = 'k',
+        long,
+        value_name = "KEY",
+        conflicts_with = "key_separator"
+    )]
+    pub(crate) record_key: Option<String>,
+    /// Each record (argument or stdin line) is KEY<SEP>VALUE, split at the first
+    /// SEP (escapes \n, \t, \0, \\ allowed); a record without SEP is an error.
+    #[arg(long, value_name = "SEP")]
+    pub(crate) key_separator: Option<String>,
+    /// A header NAME=VALUE on every record (repeatable; order kept, names may repeat).
+    #[arg(short = 'H', long = "header", value_name = "NAME=VALUE")]
+    pub(crate) headers: Vec<String>,
+    /// The records' timestamp, ms since the Unix epoch [default: set by the
+    /// partition's leader when it appends them].
+    #[arg(long, value_name = "MS")]
+    pub(crate) timestamp: Option<i64>,
 }
 
 /// Output options shared by `consume` and `tail`.
@@ -282,6 +312,18 @@ pub(crate) struct RecordOutput {
     /// End each record with NUL instead of a newline (default and --values-only).
     #[arg(short = '0', long)]
     pub(crate) null: bool,
+    /// Text output: print each record's key after its offset (escaped; `null`
+    /// when it has none).
+    #[arg(long, conflicts_with = "values_only")]
+    pub(crate) print_key: bool,
+    /// Text output: print each record's timestamp (ms since the Unix epoch; -1
+    /// when unknown) after its offset.
+    #[arg(long, conflicts_with = "values_only")]
+    pub(crate) print_timestamp: bool,
+    /// Text output: print each record's headers (`name=value,...`; `-` for none)
+    /// before its value.
+    #[arg(long, conflicts_with = "values_only")]
+    pub(crate) print_headers: bool,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -315,8 +357,9 @@ pub(crate) struct ConsumeArgs {
     #[arg(short = 'e', long)]
     pub(crate) exit_at_end: bool,
     /// Print each record with this format (kcat style): %o offset, %v value (raw),
-    /// %s value size in bytes, %t topic, %p partition, %% a percent sign; \n, \t,
-    /// \0 and \\ escapes. No newline is added.
+    /// %s value size in bytes, %t topic, %p partition, %k key (raw), %T timestamp
+    /// (ms), %h headers (name=value,...), %% a percent sign; \n, \t, \0 and \\
+    /// escapes. No newline is added.
     #[arg(short = 'f', long)]
     pub(crate) format: Option<String>,
     #[command(flatten)]
