@@ -9,6 +9,8 @@
 //!   opt-u32 max_record_bytes`; `opt-u32` is `u8 0` or `u8 1 | u32`, and `update` is
 //!   `u8 0` (keep), `u8 1` (clear) or `u8 2 | u64` (set).
 //!
+//! * kind 4, `InitProducer`: `u8 0` (anonymous) or `u8 1 | u8 len | name`.
+//!
 //! New commands (consumer cursors) take new kinds; a change to an existing command's
 //! layout takes a new format version.
 
@@ -26,6 +28,7 @@ const FORMAT_VERSION: u8 = 1;
 const KIND_CREATE: u8 = 1;
 const KIND_DELETE: u8 = 2;
 const KIND_ALTER: u8 = 3;
+const KIND_INIT_PRODUCER: u8 = 4;
 
 /// A change to the catalogue, proposed to the metadata group and applied by every
 /// node once committed ([`Catalogue::apply`](super::Catalogue::apply)).
@@ -57,15 +60,21 @@ pub enum Command {
         /// none are added).
         new_assignment: Vec<Vec<NodeId>>,
     },
+    /// Hands out a producer id and epoch (idempotent producers; `producers.rs`).
+    InitProducer {
+        /// A stable name: the same name gets its id at the next epoch.
+        name: Option<String>,
+    },
 }
 
 impl Command {
-    /// The topic the command is about.
-    pub fn topic(&self) -> &TopicName {
+    /// The topic the command is about (none for InitProducer).
+    pub fn topic(&self) -> Option<&TopicName> {
         match self {
             Command::CreateTopic { name, .. }
             | Command::DeleteTopic { name }
-            | Command::AlterTopic { name, .. } => name,
+            | Command::AlterTopic { name, .. } => Some(name),
+            Command::InitProducer { .. } => None,
         }
     }
 
@@ -96,6 +105,19 @@ impl Command {
                 put_name(out, name);
                 put_change(out, change);
                 put_assignment(out, new_assignment);
+            }
+            Command::InitProducer { name } => {
+                out.push(KIND_INIT_PRODUCER);
+                match name {
+                    None => out.push(0),
+                    Some(n) => {
+                        out.push(1);
+                        // Longer names are refused by apply; the length saturates
+                        // (then the decode fails on trailing bytes, not a panic).
+                        out.push(u8::try_from(n.len()).unwrap_or(u8::MAX));
+                        out.extend_from_slice(n.as_bytes());
+                    }
+                }
             }
         }
     }
@@ -130,10 +152,28 @@ impl Command {
                 change: get_change(&mut r)?,
                 new_assignment: get_assignment(&mut r)?,
             },
+            KIND_INIT_PRODUCER => Command::InitProducer {
+                name: get_producer_name(&mut r)?,
+            },
             kind => return Err(malformed(format!("unknown command kind {kind}"))),
         };
         r.finish("command")?;
         Ok(command)
+    }
+}
+
+fn get_producer_name(r: &mut ByteReader<'_>) -> Result<Option<String>, CatalogueError> {
+    match r.u8("producer name flag")? {
+        0 => Ok(None),
+        1 => {
+            let len = r.u8("producer name length")?;
+            let raw = r.take(usize::from(len), "producer name")?;
+            // Checked (charset) by apply, identically on every node.
+            let name = std::str::from_utf8(raw)
+                .map_err(|_| malformed("producer name is not UTF-8".into()))?;
+            Ok(Some(name.to_string()))
+        }
+        flag => Err(malformed(format!("producer name has presence flag {flag}"))),
     }
 }
 

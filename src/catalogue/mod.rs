@@ -42,6 +42,7 @@ mod codec;
 mod command;
 mod error;
 mod name;
+mod producers;
 mod settings;
 mod snapshot;
 mod state;
@@ -55,6 +56,9 @@ pub use assign::assign;
 pub use command::Command;
 pub use error::CatalogueError;
 pub use name::{TopicName, DEFAULT_TOPIC, MAX_TOPIC_NAME_BYTES};
+pub use producers::{
+    check_producer_name, ProducerGrant, Producers, MAX_NAMED_PRODUCERS, MAX_PRODUCER_NAME_BYTES,
+};
 pub use settings::{
     Replication, SettingsChange, TopicSettings, MAX_MAX_RECORD_BYTES, MAX_PARTITIONS_PER_TOPIC,
     MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, RECORD_OVERHEAD_BYTES,

@@ -1,10 +1,13 @@
 //! The catalogue's snapshot format, so a node can persist what it applied (and the
 //! metadata group can later compact its log).
 //!
-//! `u8 format version (1) | u64 applied | u64 next_group | u64 next_topic_id |
-//! u32 topic count | topics in name order`, big-endian; a topic is
+//! `u8 format version (2) | u64 applied | u64 next_group | u64 next_topic_id |
+//! u32 topic count | topics in name order | producers`, big-endian (version 1,
+//! without `producers`, is not read: one encoding per catalogue; a node finding
+//! one rebuilds its catalogue from the metadata log, which is never cut); a topic is
 //! `name | u64 id | settings | u32 partition count | partitions`, a partition
-//! `u32 partition | u64 group | replica list` (field encodings of `codec.rs`).
+//! `u32 partition | u64 group | replica list` (field encodings of `codec.rs`);
+//! `producers` is the producer ids' encoding (`producers.rs`).
 //!
 //! The decoder checks every invariant `apply` keeps (valid settings, partitions
 //! numbered from 0, group ids unique and below `next_group`, replica lists of the
@@ -18,11 +21,12 @@ use super::codec::{
     get_name, get_replicas, get_settings, malformed, put_name, put_replicas, put_settings,
 };
 use super::error::CatalogueError;
+use super::producers::Producers;
 use super::settings::MAX_PARTITIONS_PER_TOPIC;
 use super::state::{Catalogue, PartitionInfo, Topic};
 use super::MAX_TOPICS;
 
-const FORMAT_VERSION: u8 = 1;
+const FORMAT_VERSION: u8 = 2;
 /// Smallest encoded topic: name (1 + 1) + id + settings (20) + partition count.
 const MIN_TOPIC_BYTES: usize = 2 + 8 + 20 + 4;
 /// Smallest encoded partition: number + group + replica count.
@@ -49,6 +53,7 @@ impl Catalogue {
                 put_replicas(out, &p.replicas);
             }
         }
+        self.producers().encode(out);
     }
 
     /// Decodes a snapshot written by [`Catalogue::encode_snapshot`]; any other input,
@@ -74,8 +79,12 @@ impl Catalogue {
         for _ in 0..count {
             topics.push(get_topic(&mut r)?);
         }
+        let producers = Producers::decode(&mut r)?;
         r.finish("catalogue snapshot")?;
-        Catalogue::restore(applied, next_group, next_topic_id, topics).map_err(malformed)
+        let mut c =
+            Catalogue::restore(applied, next_group, next_topic_id, topics).map_err(malformed)?;
+        c.set_producers(producers);
+        Ok(c)
     }
 }
 

@@ -7,6 +7,7 @@ use crate::types::{GroupId, NodeId};
 use super::command::Command;
 use super::error::CatalogueError;
 use super::name::TopicName;
+use super::producers::{ProducerGrant, Producers};
 use super::settings::{Replication, SettingsChange, TopicSettings};
 use super::{MAX_PARTITIONS, MAX_TOPICS};
 
@@ -88,6 +89,8 @@ pub enum Applied {
     AlreadyApplied,
     /// The command took effect.
     Changed(Change),
+    /// InitProducer handed out this producer id and epoch.
+    Producer(ProducerGrant),
 }
 
 /// The catalogue: the state machine of the metadata group. See the module doc.
@@ -99,6 +102,8 @@ pub struct Catalogue {
     next_group: u64,
     next_topic_id: u64,
     applied: u64,
+    /// Producer ids handed out (InitProducer).
+    producers: Producers,
 }
 
 impl Default for Catalogue {
@@ -117,6 +122,7 @@ impl Catalogue {
             next_group: 1,
             next_topic_id: 1,
             applied: 0,
+            producers: Producers::default(),
         }
     }
 
@@ -149,6 +155,16 @@ impl Catalogue {
     /// Index of the last metadata log entry applied (0: none).
     pub fn applied(&self) -> u64 {
         self.applied
+    }
+
+    /// The producer ids handed out (InitProducer).
+    pub fn producers(&self) -> &Producers {
+        &self.producers
+    }
+
+    /// Sets the producer ids (snapshot decoding).
+    pub(super) fn set_producers(&mut self, producers: Producers) {
+        self.producers = producers;
     }
 
     /// The group id the next created partition gets.
@@ -193,6 +209,9 @@ impl Catalogue {
                 change,
                 new_assignment,
             } => self.alter(name, change, new_assignment)?,
+            Command::InitProducer { name } => {
+                return Ok(Applied::Producer(self.producers.init(name.as_deref())?));
+            }
         };
         Ok(Applied::Changed(change))
     }

@@ -26,7 +26,10 @@
 
 pub mod cluster;
 pub mod histogram;
+mod producer;
 pub mod tls;
+
+pub use producer::ProducerGrant;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;

@@ -194,6 +194,10 @@ pub(crate) fn produce(
         Err(ProduceError::NotLeader { leader }) => refuse(reply, not_leader(leader)),
         Err(ProduceError::Unavailable(msg)) => reply.error(ErrorCode::Unavailable, msg),
         Err(ProduceError::Indeterminate(msg)) => reply.error(ErrorCode::Timeout, msg),
+        Err(ProduceError::Producer(why)) => {
+            let (code, msg) = super::producers::refusal(why);
+            reply.error(code, msg)
+        }
     }
 }
 

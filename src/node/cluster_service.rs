@@ -92,6 +92,7 @@ impl ClusterService {
             shape,
             reply,
             deadline: Instant::now() + timeout,
+            producer: None,
         };
         if let Err(reply) = self.inbox.push_produce(job) {
             answer::refuse(
@@ -369,6 +370,10 @@ impl Service for ClusterService {
             Request::DeleteTopic { name } => {
                 let cmd = topics::delete_command(s, &name);
                 self.propose_admin(cmd, AdminKind::Delete, reply)
+            }
+            Request::InitProducer { name } => {
+                let cmd = super::producers::init_command(name);
+                self.propose_admin(cmd, AdminKind::InitProducer, reply)
             }
             // A healer's request: a plain connection with the `replicate` action.
             Request::ReadEntries {

@@ -322,6 +322,9 @@ impl super::raft_loop::RaftLoop {
         to: super::raft_loop::ProduceReply,
         result: Result<crate::replica::Produced, crate::replica::ProduceError>,
     ) {
+        if to.shape == super::inbox::ReplyShape::Admin(super::inbox::AdminKind::InitProducer) {
+            return super::producers::answer_init(&mut self.metadata, &self.shared, to, result);
+        }
         let outcome = match &result {
             Ok(p) => self.metadata.take_outcome(p.first.0),
             Err(_) => None,

@@ -51,6 +51,7 @@ mod membership;
 pub mod meta;
 mod metadata;
 mod peers;
+mod producers;
 mod raft_loop;
 pub mod raft_storage;
 mod reads;

@@ -82,11 +82,26 @@ pub enum ErrorCode {
     /// decrease); the message names the field. Do: fix it; do not retry as is. Topic
     /// APIs only.
     InvalidConfig = 19,
+    /// An idempotent producer's batch does not start at the sequence the partition
+    /// expects (a gap or a reordering); nothing was written. The message names the
+    /// expected sequence. Do: the producer lost track of what was written; re-init
+    /// (InitProducer) and report that records between may be missing.
+    OutOfOrderSequence = 20,
+    /// The producer's epoch is older than the partition's: another instance with the
+    /// same name initialised since. Nothing was written. Do: stop this instance.
+    ProducerFenced = 21,
+    /// The partition does not know the producer (never seen with sequence 0, or
+    /// expired or evicted). Nothing was written. Do: re-init (InitProducer); a batch
+    /// retried across the re-init may be stored twice, report it.
+    UnknownProducer = 22,
+    /// A retry of a batch older than the retained window (the last 5 batches per
+    /// producer); it was appended long ago. Nothing was written. Do: drop the batch.
+    DuplicateTooOld = 23,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::None,
         ErrorCode::OffsetOutOfRange,
         ErrorCode::NotLeader,
@@ -107,6 +122,10 @@ impl ErrorCode {
         ErrorCode::TopicExists,
         ErrorCode::InvalidTopic,
         ErrorCode::InvalidConfig,
+        ErrorCode::OutOfOrderSequence,
+        ErrorCode::ProducerFenced,
+        ErrorCode::UnknownProducer,
+        ErrorCode::DuplicateTooOld,
     ];
 
     /// Decodes a wire value; `None` for codes this version does not know.
@@ -142,6 +161,10 @@ impl ErrorCode {
             ErrorCode::TopicExists => "TOPIC_EXISTS",
             ErrorCode::InvalidTopic => "INVALID_TOPIC",
             ErrorCode::InvalidConfig => "INVALID_CONFIG",
+            ErrorCode::OutOfOrderSequence => "OUT_OF_ORDER_SEQUENCE",
+            ErrorCode::ProducerFenced => "PRODUCER_FENCED",
+            ErrorCode::UnknownProducer => "UNKNOWN_PRODUCER",
+            ErrorCode::DuplicateTooOld => "DUPLICATE_TOO_OLD",
         }
     }
 
@@ -467,7 +490,9 @@ mod tests {
         assert_eq!(ErrorCode::from_u16(15), Some(ErrorCode::CorruptRecord));
         assert_eq!(ErrorCode::from_u16(16), Some(ErrorCode::UnknownTopic));
         assert_eq!(ErrorCode::from_u16(19), Some(ErrorCode::InvalidConfig));
-        assert_eq!(ErrorCode::from_u16(20), None);
+        assert_eq!(ErrorCode::from_u16(20), Some(ErrorCode::OutOfOrderSequence));
+        assert_eq!(ErrorCode::from_u16(23), Some(ErrorCode::DuplicateTooOld));
+        assert_eq!(ErrorCode::from_u16(24), None);
         assert_eq!(ErrorCode::from_u16(u16::MAX), None);
         assert_eq!(ErrorCode::NotLeader.to_string(), "NOT_LEADER");
         assert_eq!(ErrorCode::Malformed.as_u16(), 4);
@@ -475,7 +500,7 @@ mod tests {
 
     #[test]
     fn topic_codes_are_named_and_only_sent_to_requests_that_know_them() {
-        let names: Vec<&str> = ErrorCode::ALL[16..].iter().map(|c| c.name()).collect();
+        let names: Vec<&str> = ErrorCode::ALL[16..20].iter().map(|c| c.name()).collect();
         assert_eq!(
             names,
             [
@@ -485,7 +510,7 @@ mod tests {
                 "INVALID_CONFIG"
             ]
         );
-        for code in &ErrorCode::ALL[16..] {
+        for code in &ErrorCode::ALL[16..20] {
             assert!(code.is_topic_code() && !code.is_retriable() && !code.closes_connection());
             assert_eq!(code.for_request(ApiKey::Produce, 1), *code);
             assert_eq!(code.for_request(ApiKey::CreateTopic, 0), *code);

@@ -46,7 +46,7 @@ pub const SPEC_EXAMPLES: &[SpecExample] = &[
     SpecExample {
         name: "unsupported-api",
         request: b"\x00\x00\x00\x08\x00\x63\x00\x00\x00\x00\x00\x05",
-        response: b"\x00\x00\x00\x4c\x00\x00\x00\x05\x00\x05\x00\x44api key 99 is not supported; this server speaks api keys 0-11, 32-35",
+        response: b"\x00\x00\x00\x4c\x00\x00\x00\x05\x00\x05\x00\x44api key 99 is not supported; this server speaks api keys 0-12, 32-35",
     },
     SpecExample {
         name: "text-ping",

@@ -211,6 +211,7 @@ fn decode_request_body(
             name: decode_topic(r, "DescribeTopic name")?,
         },
         ApiKey::AlterTopic => decode_alter_topic(r)?,
+        ApiKey::InitProducer => decode_init_producer(r)?,
         ApiKey::RaftMessage => Request::Raft {
             group: decode_version_group(version, r, "RaftMessage group")?,
             payload: r.rest().to_vec(),
@@ -294,6 +295,13 @@ fn encode_request_body(request: &Request, version: u16, out: &mut Vec<u8>) {
         Request::CreateTopic { name, settings } => put_create_topic(out, name, settings),
         Request::DeleteTopic { name } | Request::DescribeTopic { name } => put_str(out, name),
         Request::AlterTopic { name, changes } => put_alter_topic(out, name, changes),
+        Request::InitProducer { name } => match name {
+            None => out.push(0),
+            Some(n) => {
+                out.push(1);
+                put_str(out, n);
+            }
+        },
         Request::Raft { group, payload } => {
             put_version_group(out, *group);
             out.extend_from_slice(payload);
@@ -348,6 +356,7 @@ pub fn request_frame_len(frame: &RequestFrame) -> usize {
         Request::CreateTopic { name, .. } => str_len(name) + SETTINGS_BYTES,
         Request::DeleteTopic { name } | Request::DescribeTopic { name } => str_len(name),
         Request::AlterTopic { name, changes } => str_len(name) + changes_len(changes),
+        Request::InitProducer { name } => 1 + name.as_deref().map_or(0, str_len),
         Request::ReadEntries { .. } => group + 28,
         Request::Raft { payload, .. } => group + payload.len(),
         Request::RaftBatch { messages } => {
@@ -494,6 +503,23 @@ fn decode_role(r: &mut ByteReader<'_>, what: &'static str) -> Result<ServerRole,
         .ok_or_else(|| DecodeError::malformed(format!("{what} {byte} is not 0..=3")))
 }
 
+/// InitProducer request body: `u8 flags` (bit 0: `string name` follows; other
+/// bits must be 0).
+fn decode_init_producer(r: &mut ByteReader<'_>) -> Result<Request, DecodeError> {
+    let flags = r.u8("InitProducer flags")?;
+    if flags & !1 != 0 {
+        return Err(DecodeError::malformed(format!(
+            "InitProducer flags {flags:#04x}: only bit 0 is defined"
+        )));
+    }
+    let name = if flags & 1 == 1 {
+        Some(r.str_u16("InitProducer name")?.to_string())
+    } else {
+        None
+    };
+    Ok(Request::InitProducer { name })
+}
+
 fn decode_response_body(
     api: ApiKey,
     version: u16,
@@ -507,6 +533,10 @@ fn decode_response_body(
         ApiKey::DescribeTopic => ResponseBody::DescribeTopic(decode_description(r)?),
         ApiKey::AlterTopic => ResponseBody::AlterTopic(decode_description(r)?),
         ApiKey::RaftBatch => ResponseBody::RaftBatch,
+        ApiKey::InitProducer => ResponseBody::InitProducer {
+            producer_id: r.u64("InitProducer producer_id")?,
+            epoch: r.u16("InitProducer epoch")?,
+        },
         ApiKey::Ping => ResponseBody::Ping,
         ApiKey::Produce => ResponseBody::Produce {
             offset: Offset(r.u64("Produce offset")?),
@@ -661,6 +691,10 @@ fn encode_response_body(body: &ResponseBody, out: &mut Vec<u8>) {
         | ResponseBody::DescribeTopic(d)
         | ResponseBody::AlterTopic(d) => put_description(out, d),
         ResponseBody::Produce { offset } => put_u64(out, offset.0),
+        ResponseBody::InitProducer { producer_id, epoch } => {
+            put_u64(out, *producer_id);
+            out.extend_from_slice(&epoch.to_be_bytes());
+        }
         ResponseBody::ProduceBatch {
             first_offset,
             count,

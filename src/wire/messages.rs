@@ -25,6 +25,9 @@
 //! prefix `u64 group`; new APIs Metadata (7), CreateTopic (8), DeleteTopic (9),
 //! DescribeTopic (10), AlterTopic (11) and the peer API RaftBatch (35).
 //!
+//! InitProducer (12, wire-spec §15): request `u8 flags` (bit 0: `string name`
+//! follows), response `u64 producer_id, u16 epoch`.
+//!
 //! # Versions in `Request`
 //!
 //! A decoded [`Request`] carries its target whatever the version: a version-0 Produce,
@@ -75,6 +78,8 @@ pub enum ApiKey {
     DescribeTopic = 10,
     /// Change a topic's settings.
     AlterTopic = 11,
+    /// Get a producer id and epoch for idempotent produces.
+    InitProducer = 12,
     /// A Raft message between peers (opaque to the wire codec).
     RaftMessage = 32,
     /// First frame on a peer connection.
@@ -87,7 +92,7 @@ pub enum ApiKey {
 
 impl ApiKey {
     /// Every key this codec speaks.
-    pub const ALL: [ApiKey; 16] = [
+    pub const ALL: [ApiKey; 17] = [
         ApiKey::Ping,
         ApiKey::Produce,
         ApiKey::ProduceBatch,
@@ -100,6 +105,7 @@ impl ApiKey {
         ApiKey::DeleteTopic,
         ApiKey::DescribeTopic,
         ApiKey::AlterTopic,
+        ApiKey::InitProducer,
         ApiKey::RaftMessage,
         ApiKey::PeerHandshake,
         ApiKey::ReadEntries,
@@ -145,6 +151,7 @@ impl ApiKey {
             ApiKey::DeleteTopic => "DeleteTopic",
             ApiKey::DescribeTopic => "DescribeTopic",
             ApiKey::AlterTopic => "AlterTopic",
+            ApiKey::InitProducer => "InitProducer",
             ApiKey::RaftMessage => "RaftMessage",
             ApiKey::PeerHandshake => "PeerHandshake",
             ApiKey::ReadEntries => "ReadEntries",
@@ -157,9 +164,9 @@ impl ApiKey {
         (32..=47).contains(&self.as_u16())
     }
 
-    /// `"0-11, 32-35"`, for error messages.
+    /// `"0-12, 32-35"`, for error messages.
     pub(crate) fn supported_list() -> &'static str {
-        "0-11, 32-35"
+        "0-12, 32-35"
     }
 }
 
@@ -250,6 +257,12 @@ pub enum Request {
         /// What changes.
         changes: TopicChanges,
     },
+    /// A producer id and epoch for idempotent produces (wire-spec §15).
+    InitProducer {
+        /// A stable name: InitProducer again with it bumps the epoch (fencing the
+        /// older instance); none for an anonymous producer.
+        name: Option<String>,
+    },
     /// A Raft message; the bytes are the raft module's own encoding.
     Raft {
         /// The Raft group (version 0: group 1, the `default` topic's partition 0).
@@ -304,6 +317,7 @@ impl Request {
             Request::DeleteTopic { .. } => ApiKey::DeleteTopic,
             Request::DescribeTopic { .. } => ApiKey::DescribeTopic,
             Request::AlterTopic { .. } => ApiKey::AlterTopic,
+            Request::InitProducer { .. } => ApiKey::InitProducer,
             Request::Raft { .. } => ApiKey::RaftMessage,
             Request::RaftBatch { .. } => ApiKey::RaftBatch,
             Request::PeerHandshake { .. } => ApiKey::PeerHandshake,
@@ -355,6 +369,7 @@ impl Request {
             Request::Ping
             | Request::GetServers
             | Request::Status
+            | Request::InitProducer { .. }
             | Request::Raft { .. }
             | Request::RaftBatch { .. }
             | Request::PeerHandshake { .. }
@@ -593,6 +608,13 @@ pub enum ResponseBody {
     AlterTopic(TopicDescription),
     /// The batch was queued (fire-and-forget, like RaftMessage).
     RaftBatch,
+    /// The producer id and epoch handed out.
+    InitProducer {
+        /// Never 0, never reused.
+        producer_id: u64,
+        /// Its epoch (a newer one fences older instances of a named producer).
+        epoch: u16,
+    },
     /// The node's status.
     Status(StatusInfo),
     /// A Raft reply; opaque.
@@ -631,6 +653,7 @@ impl ResponseBody {
             ResponseBody::DescribeTopic(_) => ApiKey::DescribeTopic,
             ResponseBody::AlterTopic(_) => ApiKey::AlterTopic,
             ResponseBody::RaftBatch => ApiKey::RaftBatch,
+            ResponseBody::InitProducer { .. } => ApiKey::InitProducer,
             ResponseBody::Raft { .. } => ApiKey::RaftMessage,
             ResponseBody::PeerHandshake => ApiKey::PeerHandshake,
             ResponseBody::ReadEntries { .. } => ApiKey::ReadEntries,

@@ -53,7 +53,7 @@ pub use retry::{classify, classify_topic, Backoff, Jitter, Next, RetryPolicy};
 pub use routing::{Member, Router, MAX_MEMBERS};
 pub use topics::{Partitioner, TopicCache};
 
-use super::{Client, ClientConfig, ClientError, FetchResult, Record, Result};
+use super::{Client, ClientConfig, ClientError, FetchResult, ProducerGrant, Record, Result};
 use crate::types::Offset;
 use crate::wire::{ErrorCode, StatusInfo};
 

@@ -207,6 +207,14 @@ impl ClusterClient {
             .map(|(_, ())| ())
     }
 
+    /// A producer id and epoch for idempotent produces (metadata leader; see
+    /// [`Client::init_producer`]). A retry after a lost answer hands out another
+    /// id (or epoch): harmless, nothing holds the lost one.
+    pub fn init_producer(&mut self, name: Option<&str>) -> Result<ProducerGrant> {
+        self.run_dest(Dest::Admin, |c| c.init_producer(name))
+            .map(|(_, g)| g)
+    }
+
     /// A new connection of its own to `target`'s leader as the metadata names it
     /// (its first replica while the leader is unknown), for pipelining (e.g. `clog
     /// bench`). It does not follow leader changes: see [`ClusterClient::forget_topic`].
