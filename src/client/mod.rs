@@ -27,6 +27,7 @@
 pub mod cluster;
 pub mod histogram;
 mod producer;
+pub mod records;
 pub mod tls;
 
 pub use producer::ProducerGrant;

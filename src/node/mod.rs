@@ -51,12 +51,14 @@ mod membership;
 pub mod meta;
 mod metadata;
 mod peers;
+mod produce_v1;
 mod producers;
 mod raft_loop;
 pub mod raft_storage;
 mod reads;
 mod round_sync;
 mod scrub;
+mod served;
 mod sync_pool;
 mod topics;
 

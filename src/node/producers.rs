@@ -94,3 +94,17 @@ pub(super) fn answer_init(
         ),
     }
 }
+
+/// Why a ProduceBatch v2's producer meta does not fit its records, if it does not.
+pub(crate) fn count_mismatch(
+    meta: Option<&crate::replica::dedup::BatchMeta>,
+    records: usize,
+) -> Option<String> {
+    let meta = meta?;
+    (meta.seq.count() as usize != records).then(|| {
+        format!(
+            "the producer batch meta counts {} records but the batch holds {records}",
+            meta.seq.count()
+        )
+    })
+}

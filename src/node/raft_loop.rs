@@ -387,6 +387,7 @@ impl RaftLoop {
         ProduceRequest {
             values: job.values,
             producer: job.producer,
+            kind: job.kind,
             deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
             reply: ProduceReply {
                 reply: job.reply,

@@ -221,9 +221,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
     }
 }
 
-/// Moves a request's values into the proposal as data records.
+/// Moves a request's values into the proposal as entries of its kind.
 fn push_values<R>(r: &mut ProduceRequest<R>, entries: &mut Vec<(RecordKind, Vec<u8>)>) {
-    let mut values = Vec::with_capacity(r.values.len());
-    r.values.move_to(&mut values);
-    entries.extend(values.into_iter().map(|v| (RecordKind::Data, v)));
+    r.values.move_to(r.kind, entries);
 }

@@ -11,6 +11,7 @@ use crate::raft::{
     HardState, Index, Message, MessageBody, NodeId, ProposeError, RaftError, RaftNode, ReadyAck,
     Role, SoftState, Term,
 };
+use crate::types::RecordKind;
 
 /// Most Readies drained before one `Sync`.
 const MAX_READIES_PER_ROUND: usize = 64;
@@ -80,11 +81,11 @@ impl Values {
         self.as_slice().iter().map(Vec::len).sum()
     }
 
-    /// Moves the values to the end of `out`, leaving none here.
-    fn move_to(&mut self, out: &mut Vec<Vec<u8>>) {
+    /// Moves the values to the end of `out` as entries of `kind`, leaving none here.
+    fn move_to(&mut self, kind: RecordKind, out: &mut Vec<(RecordKind, Vec<u8>)>) {
         match std::mem::replace(self, Values::Many(Vec::new())) {
-            Values::One(v) => out.push(v),
-            Values::Many(mut vs) => out.append(&mut vs),
+            Values::One(v) => out.push((kind, v)),
+            Values::Many(vs) => out.extend(vs.into_iter().map(|v| (kind, v))),
         }
     }
 }
@@ -103,6 +104,9 @@ pub struct ProduceRequest<R> {
     /// An idempotent producer's batch meta (its count equals the values'): the
     /// batch is checked against the partition's dedup state before it is appended.
     pub producer: Option<BatchMeta>,
+    /// The kind of log entry each value becomes: `DataV1` for a client's records
+    /// (already encoded by the caller), `Data` for the metadata group's commands.
+    pub kind: RecordKind,
     /// Answered `Timeout` when not committed by then (same clock as `now_ms`).
     pub deadline_ms: u64,
     /// Handed back in [`Effect::Complete`].
@@ -364,7 +368,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         let mut counts = Vec::with_capacity(reqs.len());
         for r in &mut reqs {
             counts.push(r.values.len() as u64);
-            r.values.move_to(&mut values);
+            r.values.move_to(r.kind, &mut values);
         }
         if values.is_empty() {
             // Only empty batches: nothing to replicate, nothing to wait for.
@@ -381,7 +385,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
             }
             return Ok(());
         }
-        match self.node.propose(values) {
+        match self.node.propose_entries(values) {
             Ok(p) => {
                 self.uncommitted_batches.push_back(p.last);
                 let mut at = p.first;

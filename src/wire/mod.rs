@@ -52,6 +52,7 @@ mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 mod messages;
+mod records_v2;
 pub mod text;
 mod topics;
 
@@ -59,7 +60,7 @@ mod topics;
 mod tests;
 
 pub use errors::{offset_out_of_range_message, DecodeError, ErrorBody, ErrorCode, LeaderHint};
-pub use examples::{SpecExample, SPEC_EXAMPLES, V1_EXAMPLES};
+pub use examples::{SpecExample, SPEC_EXAMPLES, V1_EXAMPLES, V2_EXAMPLES};
 pub use fetch::{
     decode_fetch_partitions_response, decode_fetch_response, encode_fetch_response,
     fetch_response_prefix, peek_fetch_max_bytes, record_header, BorrowedRecord, FetchBody,
@@ -74,6 +75,9 @@ pub use frame::{
 pub use messages::{
     ApiKey, RecordView, Request, RequestFrame, ResponseBody, ResponseFrame, ServerInfo, ServerRole,
     StatusInfo, WireRecord,
+};
+pub use records_v2::{
+    FetchedPartitionV2, WireRecordV1, PRODUCE_FLAG_PRODUCER, RECORD_V1_HEADER_BYTES,
 };
 pub use topics::{
     FetchPartition, FetchedPartition, GroupMessage, NodeInfo, PartitionInfo, TopicChanges,

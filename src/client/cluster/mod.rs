@@ -34,6 +34,7 @@
 //! follower may briefly not see a record the leader already acknowledged.
 
 pub mod cache;
+mod record_calls;
 pub mod report;
 pub mod retry;
 pub mod routing;
@@ -49,6 +50,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use cache::MemberCache;
+pub use record_calls::ProducedBatch;
 pub use retry::{classify, classify_topic, Backoff, Jitter, Next, RetryPolicy};
 pub use routing::{Member, Router, MAX_MEMBERS};
 pub use topics::{Partitioner, TopicCache};

@@ -671,6 +671,7 @@ impl Cluster {
                     Err(many) => Values::Many(many),
                 },
                 producer: q.producer.filter(|_| !drop_meta),
+                kind: crate::types::RecordKind::Data,
                 deadline_ms: q.deadline_ms,
                 reply: q.req,
             })

@@ -464,6 +464,7 @@ impl Multi {
             .map(|q| ProduceRequest {
                 values: Values::Many(q.values),
                 producer: None,
+                kind: crate::types::RecordKind::Data,
                 deadline_ms: q.deadline_ms,
                 reply: q.req,
             })
