@@ -30,7 +30,7 @@ mod producer;
 pub mod records;
 pub mod tls;
 
-pub use producer::ProducerGrant;
+pub use producer::{refusal_advice, IdempotentProduced, ProducerGrant, ProducerState};
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;

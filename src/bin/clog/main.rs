@@ -252,6 +252,11 @@ pub(crate) struct ProduceArgs {
     /// base64 (standard alphabet, padding optional).
     #[arg(long, value_enum, default_value_t = format::InputFormat::Raw)]
     pub(crate) input_format: format::InputFormat,
+    /// Produce without idempotence: a retried batch may then be stored twice.
+    /// By default each batch carries a producer id and sequence, and the partition
+    /// answers a retry of a written batch with its original offsets.
+    #[arg(long)]
+    pub(crate) no_idempotence: bool,
 }
 
 /// Output options shared by `consume` and `tail`.

@@ -55,7 +55,9 @@ pub use retry::{classify, classify_topic, Backoff, Jitter, Next, RetryPolicy};
 pub use routing::{Member, Router, MAX_MEMBERS};
 pub use topics::{Partitioner, TopicCache};
 
-use super::{Client, ClientConfig, ClientError, FetchResult, ProducerGrant, Record, Result};
+use super::{
+    Client, ClientConfig, ClientError, FetchResult, ProducerGrant, ProducerState, Record, Result,
+};
 use crate::types::Offset;
 use crate::wire::{ErrorCode, StatusInfo};
 
@@ -170,6 +172,11 @@ pub struct ClusterClient {
     topic_metadata_denied: bool,
     /// The origin of the cache's `now_ms`.
     epoch: Instant,
+    /// Record produces are idempotent (the default): one producer id per client,
+    /// a sequence per partition, retries resend the same batch.
+    idempotence: bool,
+    /// The idempotent producer's id, epoch and sequences.
+    producer: ProducerState,
 }
 
 impl ClusterClient {
@@ -205,6 +212,8 @@ impl ClusterClient {
             retries: 0,
             last_served_by: None,
             discovery_denied: None,
+            idempotence: true,
+            producer: ProducerState::default(),
         };
         match client.refresh() {
             Ok(()) => Ok(client),
