@@ -270,6 +270,35 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn spec_init_producer_layout_is_what_the_codec_writes() {
+        let request = crate::wire::RequestFrame {
+            api_version: 0,
+            correlation_id: 7,
+            request: crate::wire::Request::InitProducer {
+                name: Some("app".into()),
+            },
+        };
+        let bytes = unxxd(&text_block_after("<!-- layout: init-producer-request -->"));
+        let mut want = Vec::new();
+        crate::wire::encode_request(&request, &mut want);
+        assert_eq!(bytes, want);
+        assert_eq!(crate::wire::decode_request(&bytes), Ok(request));
+        let response = ResponseFrame {
+            correlation_id: 7,
+            result: Ok(crate::wire::ResponseBody::InitProducer {
+                producer_id: 1,
+                epoch: 0,
+            }),
+        };
+        let bytes = unxxd(&text_block_after("<!-- layout: init-producer-response -->"));
+        assert_eq!(bytes, encoded(response.clone()));
+        assert_eq!(
+            crate::wire::decode_response(&bytes, ApiKey::InitProducer),
+            Ok(response)
+        );
+    }
+
+    #[test]
     fn spec_help_text_is_the_help_reply() {
         let doc = text_block_after("<!-- help -->").join("\r\n") + "\r\n";
         assert_eq!(doc, crate::wire::text::HELP_TEXT);
