@@ -24,6 +24,14 @@
 //! keeps only a prefix of the batch, and that prefix is recorded (the dedup
 //! contract: as far as the log holds it).
 //!
+//! # Rebuild at open: the whole retained log
+//! [`DedupLog::rebuild`] reads every retained entry once (only headers are
+//! decoded). Scanning a tail and raising the unknown floor instead would make
+//! every producer that did not write in that tail re-initialise after each
+//! restart, and needs the highest id handed out, which the partition does not
+//! know. Measured: a 1 GiB partition (1,000,000 records of 1 KiB) adds 2.5 s to
+//! its open (dev build, warm page cache; `group N: driver built in` in the log).
+//!
 //! # A log that lost its beginning
 //! The state is derived from the retained log. After a restart over a log whose
 //! start was cut by retention, or a log start installed from the leader (this
