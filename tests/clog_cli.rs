@@ -19,12 +19,15 @@ fn stderr(o: &std::process::Output) -> String {
 #[test]
 fn produce_arguments_and_stdin_then_consume_and_tail() {
     let server = Server::start(&[]);
-    let out = server.clog(&["produce", "hello", "world"]);
+    let out = server.clog(&["produce", "--no-idempotence", "hello", "world"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "2\n3\n");
 
     let lines: String = (0..2500).map(|i| format!("line-{i}\n")).collect();
-    let out = server.clog_stdin(&["produce", "--batch", "1000"], lines.as_bytes());
+    let out = server.clog_stdin(
+        &["produce", "--no-idempotence", "--batch", "1000"],
+        lines.as_bytes(),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "produced 2500 records at offsets 4..=2503\n");
 
@@ -48,7 +51,7 @@ fn produce_arguments_and_stdin_then_consume_and_tail() {
 #[test]
 fn tail_follow_prints_new_records() {
     let server = Server::start(&[]);
-    server.clog(&["produce", "old"]);
+    server.clog(&["produce", "--no-idempotence", "old"]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_clog"))
         .args(["--addr", &server.addr.to_string(), "tail", "-f"])
         .stdout(Stdio::piped())
@@ -59,7 +62,7 @@ fn tail_follow_prints_new_records() {
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
     assert_eq!(line, "2\told\n");
-    server.clog(&["produce", "new"]);
+    server.clog(&["produce", "--no-idempotence", "new"]);
     line.clear();
     reader.read_line(&mut line).unwrap();
     assert_eq!(line, "3\tnew\n");
@@ -85,7 +88,7 @@ fn servers_and_health_describe_the_node() {
 #[test]
 fn failures_exit_non_zero_with_one_line_that_says_what_to_do() {
     let server = Server::start(&[]);
-    server.clog(&["produce", "x"]);
+    server.clog(&["produce", "--no-idempotence", "x"]);
     let out = server.clog(&["consume", "--from", "99", "--count", "1"]);
     assert!(!out.status.success());
     let err = stderr(&out);
@@ -113,7 +116,7 @@ fn a_closed_pipe_ends_clog_quietly() {
     let server = Server::start(&[]);
     let lines: String = (0..20_000).map(|i| format!("r{i}\n")).collect();
     assert!(server
-        .clog_stdin(&["produce"], lines.as_bytes())
+        .clog_stdin(&["produce", "--no-idempotence"], lines.as_bytes())
         .status
         .success());
     let mut child = Command::new(env!("CARGO_BIN_EXE_clog"))

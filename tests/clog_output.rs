@@ -142,13 +142,25 @@ fn binary_and_multi_line_values_in_and_out() {
     let first = offsets(&ok(&clog(
         &server,
         &cache,
-        &["produce", "--input-format", "hex", "ff00"],
+        &[
+            "produce",
+            "--no-idempotence",
+            "--input-format",
+            "hex",
+            "ff00",
+        ],
         b"",
     )))[0];
     ok(&clog(
         &server,
         &cache,
-        &["produce", "--input-format", "base64", "aGkK"],
+        &[
+            "produce",
+            "--no-idempotence",
+            "--input-format",
+            "base64",
+            "aGkK",
+        ],
         b"",
     ));
     let file = dir.path().join("v.bin");

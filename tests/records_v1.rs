@@ -245,26 +245,40 @@ fn bad_records_are_refused_whole_and_nothing_is_written() {
 }
 
 #[test]
-fn an_idempotent_batch_is_refused_until_the_server_supports_it() {
+fn an_idempotent_batch_is_appended_once() {
     use commitlog::replica::dedup::{BatchMeta, BatchSeq, ProducerEpoch, ProducerId};
     let server = common::Server::start(&[]);
     let mut c = server.client();
+    let grant = c.init_producer(None).expect("init producer");
     let record = ProducerRecord::new(b"x".to_vec()).encode().unwrap();
     let request = Request::ProduceBatchV2 {
         target: TopicPartition::default_topic(),
         producer: Some(BatchMeta {
-            producer: ProducerId(1),
-            epoch: ProducerEpoch(0),
+            producer: ProducerId(grant.producer_id),
+            epoch: ProducerEpoch(grant.epoch),
             seq: BatchSeq::new(0, 1).unwrap(),
         }),
         records: vec![record],
     };
-    let id = c.send(request).expect("send");
-    let (got, result) = c.recv().expect("recv");
-    assert_eq!(got, id);
-    let err = result.expect_err("refused");
-    assert_eq!(err.code(), Some(ErrorCode::UnsupportedVersion));
-    assert!(err.to_string().contains("idempotent"), "{err}");
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let id = c.send(request.clone()).expect("send");
+        let (got, result) = c.recv().expect("recv");
+        assert_eq!(got, id);
+        match result.expect("accepted") {
+            ResponseBody::ProduceBatchV2 {
+                first_offset,
+                count,
+                duplicate,
+            } => answers.push((first_offset, count, duplicate)),
+            other => panic!("idempotent batch answered {other:?}"),
+        }
+    }
+    assert_eq!(
+        answers[0].0, answers[1].0,
+        "the retry gets the original offset"
+    );
+    assert_eq!((answers[0].2, answers[1].2), (false, true));
 }
 
 #[test]

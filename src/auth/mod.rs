@@ -132,7 +132,8 @@ impl Action {
     pub fn for_api(api: ApiKey) -> Option<Action> {
         match api {
             ApiKey::Ping => None,
-            ApiKey::Produce | ApiKey::ProduceBatch => Some(Action::Produce),
+            // InitProducer names no topic: checked on object `*`.
+            ApiKey::Produce | ApiKey::ProduceBatch | ApiKey::InitProducer => Some(Action::Produce),
             ApiKey::Consume | ApiKey::Fetch => Some(Action::Consume),
             ApiKey::GetServers | ApiKey::Status | ApiKey::Metadata | ApiKey::DescribeTopic => {
                 Some(Action::Describe)

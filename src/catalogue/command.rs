@@ -11,7 +11,8 @@
 //!
 //! * kind 4, `CommitOffsets`: `group | u32 count | count × (name | u32 partition |
 //!   u64 offset | u32 len | metadata)`, where `group` is encoded as a name;
-//! * kind 5, `DeleteGroup`: `group`.
+//! * kind 5, `DeleteGroup`: `group`;
+//! * kind 6, `InitProducer`: `u8 0` (anonymous) or `u8 1 | u8 len | name`.
 //!
 //! Format version 2 (settings v2) is the same with the settings-v2 fields: settings
 //! end with `u8 timestamp_type | u8 cleanup_policy | u64 tombstone_retention_ms`
@@ -21,7 +22,7 @@
 //! the previous release still read what this one writes for them); format 1
 //! decodes with the defaults.
 //!
-//! New commands (consumer cursors) take new kinds; a change to an existing command's
+//! New commands (consumer cursors, producer ids) take new kinds; a change to an existing command's
 //! layout takes a new format version.
 
 use crate::bytes::ByteReader;
@@ -46,6 +47,7 @@ const KIND_COMMIT_OFFSETS: u8 = 4;
 const KIND_DELETE_GROUP: u8 = 5;
 /// Smallest encoded commit entry: name (1 + 1), partition, offset, metadata length.
 const MIN_COMMIT_ENTRY_BYTES: usize = 2 + 4 + 8 + 4;
+const KIND_INIT_PRODUCER: u8 = 6;
 
 /// A change to the catalogue, proposed to the metadata group and applied by every
 /// node once committed ([`Catalogue::apply`](super::Catalogue::apply)).
@@ -89,16 +91,23 @@ pub enum Command {
         /// The group.
         group: GroupName,
     },
+    /// Hands out a producer id and epoch (idempotent producers; `producers.rs`).
+    InitProducer {
+        /// A stable name: the same name gets its id at the next epoch.
+        name: Option<String>,
+    },
 }
 
 impl Command {
-    /// The topic the command is about (`None` for the cursor commands).
+    /// The topic the command is about (`None` for the cursor and producer commands).
     pub fn topic(&self) -> Option<&TopicName> {
         match self {
             Command::CreateTopic { name, .. }
             | Command::DeleteTopic { name }
             | Command::AlterTopic { name, .. } => Some(name),
-            Command::CommitOffsets { .. } | Command::DeleteGroup { .. } => None,
+            Command::CommitOffsets { .. }
+            | Command::DeleteGroup { .. }
+            | Command::InitProducer { .. } => None,
         }
     }
 
@@ -139,6 +148,19 @@ impl Command {
             Command::DeleteGroup { group } => {
                 out.push(KIND_DELETE_GROUP);
                 put_group(out, group);
+            }
+            Command::InitProducer { name } => {
+                out.push(KIND_INIT_PRODUCER);
+                match name {
+                    None => out.push(0),
+                    Some(n) => {
+                        out.push(1);
+                        // Longer names are refused by apply; the length saturates
+                        // (then the decode fails on trailing bytes, not a panic).
+                        out.push(u8::try_from(n.len()).unwrap_or(u8::MAX));
+                        out.extend_from_slice(n.as_bytes());
+                    }
+                }
             }
         }
     }
@@ -189,6 +211,9 @@ impl Command {
             KIND_DELETE_GROUP => Command::DeleteGroup {
                 group: get_group(&mut r)?,
             },
+            KIND_INIT_PRODUCER => Command::InitProducer {
+                name: get_producer_name(&mut r)?,
+            },
             kind => return Err(malformed(format!("unknown command kind {kind}"))),
         };
         r.finish("command")?;
@@ -200,6 +225,21 @@ impl Command {
             )));
         }
         Ok(command)
+    }
+}
+
+fn get_producer_name(r: &mut ByteReader<'_>) -> Result<Option<String>, CatalogueError> {
+    match r.u8("producer name flag")? {
+        0 => Ok(None),
+        1 => {
+            let len = r.u8("producer name length")?;
+            let raw = r.take(usize::from(len), "producer name")?;
+            // Checked (charset) by apply, identically on every node.
+            let name = std::str::from_utf8(raw)
+                .map_err(|_| malformed("producer name is not UTF-8".into()))?;
+            Ok(Some(name.to_string()))
+        }
+        flag => Err(malformed(format!("producer name has presence flag {flag}"))),
     }
 }
 

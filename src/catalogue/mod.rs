@@ -43,6 +43,7 @@ mod command;
 mod error;
 mod groups;
 mod name;
+mod producers;
 mod settings;
 mod snapshot;
 mod state;
@@ -63,6 +64,9 @@ pub use groups::{
     MAX_GROUPS, MAX_GROUP_NAME_BYTES,
 };
 pub use name::{TopicName, DEFAULT_TOPIC, MAX_TOPIC_NAME_BYTES};
+pub use producers::{
+    check_producer_name, ProducerGrant, Producers, MAX_NAMED_PRODUCERS, MAX_PRODUCER_NAME_BYTES,
+};
 pub use settings::{CleanupPolicy, TimestampType, DEFAULT_TOMBSTONE_RETENTION_MS};
 pub use settings::{
     Replication, SettingsChange, TopicSettings, MAX_MAX_RECORD_BYTES, MAX_PARTITIONS_PER_TOPIC,

@@ -3,12 +3,14 @@
 //!
 //! `u8 format version (2) | u64 applied | u64 next_group | u64 next_topic_id |
 //! u32 topic count | topics in name order | u32 group count | consumer groups in name
-//! order`, big-endian; a topic is `name | u64 id | settings | u32 partition count |
-//! partitions`, a partition `u32 partition | u64 group | replica list` (field
-//! encodings of `codec.rs`); a consumer group is `name | u32 cursor count | cursors in
-//! (topic, partition) order`, a cursor `topic name | u32 partition | u64 offset | u32
-//! len | metadata`. Version 1 (before consumer cursors and settings v2) ends after
-//! the topics and still decodes, with no groups.
+//! order | producers`, big-endian; a topic is `name | u64 id | settings | u32
+//! partition count | partitions`, a partition `u32 partition | u64 group | replica
+//! list` (field encodings of `codec.rs`); a consumer group is `name | u32 cursor count
+//! | cursors in (topic, partition) order`, a cursor `topic name | u32 partition | u64
+//! offset | u32 len | metadata`; `producers` is the producer ids' encoding
+//! (`producers.rs`). Version 1 (before consumer cursors, settings v2 and producer
+//! ids) ends after the topics and still decodes, with no groups and no producer id
+//! handed out (a release that wrote version 1 had no InitProducer).
 //!
 //! The decoder checks every invariant `apply` keeps (valid settings, partitions
 //! numbered from 0, group ids unique and below `next_group`, replica lists of the
@@ -27,6 +29,7 @@ use super::codec::{
 use super::command::{get_group, get_metadata, put_group, put_metadata};
 use super::error::CatalogueError;
 use super::groups::{Cursor, GroupCursors, GroupName, MAX_CURSORS, MAX_GROUPS};
+use super::producers::Producers;
 use super::settings::MAX_PARTITIONS_PER_TOPIC;
 use super::state::{Catalogue, PartitionInfo, Topic};
 use super::MAX_TOPICS;
@@ -65,6 +68,7 @@ impl Catalogue {
             }
         }
         put_cursors(out, self);
+        self.producers().encode(out);
     }
 
     /// Decodes a snapshot written by [`Catalogue::encode_snapshot`]; any other input,
@@ -90,15 +94,16 @@ impl Catalogue {
         for _ in 0..count {
             topics.push(get_topic(&mut r, version)?);
         }
-        let groups = if version == FORMAT_VERSION {
-            get_cursors(&mut r)?
+        let (groups, producers) = if version == FORMAT_VERSION {
+            (get_cursors(&mut r)?, Producers::decode(&mut r)?)
         } else {
-            Vec::new()
+            (Vec::new(), Producers::default())
         };
         r.finish("catalogue snapshot")?;
         let mut c =
             Catalogue::restore(applied, next_group, next_topic_id, topics).map_err(malformed)?;
         c.restore_cursors(groups).map_err(malformed)?;
+        c.set_producers(producers);
         Ok(c)
     }
 }

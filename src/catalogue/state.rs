@@ -8,6 +8,7 @@ use super::command::Command;
 use super::error::CatalogueError;
 use super::groups::{CursorCommit, CursorResults, Cursors, GroupName};
 use super::name::TopicName;
+use super::producers::{ProducerGrant, Producers};
 use super::settings::{Replication, SettingsChange, TopicSettings};
 use super::{MAX_PARTITIONS, MAX_TOPICS};
 
@@ -92,6 +93,8 @@ pub enum Applied {
     /// A cursor command (CommitOffsets, DeleteGroup) was applied: one result per
     /// commit entry.
     Cursors(CursorResults),
+    /// InitProducer handed out this producer id and epoch.
+    Producer(ProducerGrant),
 }
 
 /// The catalogue: the state machine of the metadata group. See the module doc.
@@ -105,6 +108,8 @@ pub struct Catalogue {
     applied: u64,
     /// Consumer groups' cursors (`groups.rs`).
     cursors: Cursors,
+    /// Producer ids handed out (InitProducer).
+    producers: Producers,
 }
 
 impl Default for Catalogue {
@@ -124,6 +129,7 @@ impl Catalogue {
             next_topic_id: 1,
             applied: 0,
             cursors: Cursors::default(),
+            producers: Producers::default(),
         }
     }
 
@@ -156,6 +162,16 @@ impl Catalogue {
     /// Index of the last metadata log entry applied (0: none).
     pub fn applied(&self) -> u64 {
         self.applied
+    }
+
+    /// The producer ids handed out (InitProducer).
+    pub fn producers(&self) -> &Producers {
+        &self.producers
+    }
+
+    /// Sets the producer ids (snapshot decoding).
+    pub(super) fn set_producers(&mut self, producers: Producers) {
+        self.producers = producers;
     }
 
     /// The group id the next created partition gets.
@@ -206,6 +222,9 @@ impl Catalogue {
             Command::DeleteGroup { group } => {
                 self.cursors.delete_group(group.as_str());
                 return Ok(Applied::Cursors(Vec::new()));
+            }
+            Command::InitProducer { name } => {
+                return Ok(Applied::Producer(self.producers.init(name.as_deref())?));
             }
         };
         Ok(Applied::Changed(change))

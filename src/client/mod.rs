@@ -26,8 +26,11 @@
 
 pub mod cluster;
 pub mod histogram;
+mod producer;
 pub mod records;
 pub mod tls;
+
+pub use producer::{refusal_advice, IdempotentProduced, ProducerGrant, ProducerState};
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;

@@ -87,8 +87,6 @@ pub(crate) enum Refusal {
     InvalidConfig(String),
     /// A record of format v1 the produce path refuses (the message names it).
     InvalidRecord(String),
-    /// A request this server decodes but does not serve yet.
-    Unsupported(&'static str),
     /// A consumer group name that is not allowed.
     InvalidGroup(String),
     /// The ACL refuses it (a check only the node can make); the message says what.
@@ -178,7 +176,6 @@ fn code_and_message(why: Refusal) -> (ErrorCode, String) {
         Refusal::TopicExists(m) => (TopicExists, m),
         Refusal::InvalidConfig(m) => (InvalidConfig, m),
         Refusal::InvalidRecord(m) => (InvalidRecord, m),
-        Refusal::Unsupported(m) => (UnsupportedVersion, m.into()),
         Refusal::InvalidGroup(m) => (InvalidGroup, m),
         Refusal::Denied(m) => (PermissionDenied, m),
         Refusal::NotReady(what) => (Unavailable, format!("{what}; retry in a moment")),
@@ -206,8 +203,8 @@ pub(crate) fn produce(
                 ReplyShape::BatchV2 => ResponseBody::ProduceBatchV2 {
                     first_offset: first,
                     count,
-                    // idempotence: 1 when the driver answered a retry with its original offsets.
-                    duplicate: false,
+                    // 1: a retry answered with its original offsets.
+                    duplicate: p.duplicate,
                 },
                 _ => ResponseBody::ProduceBatch {
                     first_offset: first,
@@ -219,6 +216,10 @@ pub(crate) fn produce(
         Err(ProduceError::NotLeader { leader }) => refuse(reply, not_leader(leader)),
         Err(ProduceError::Unavailable(msg)) => reply.error(ErrorCode::Unavailable, msg),
         Err(ProduceError::Indeterminate(msg)) => reply.error(ErrorCode::Timeout, msg),
+        Err(ProduceError::Producer(why)) => {
+            let (code, msg) = super::producers::refusal(why);
+            reply.error(code, msg)
+        }
     }
 }
 

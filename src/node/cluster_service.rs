@@ -17,6 +17,8 @@ use super::answer::{self, Refusal};
 use super::fetch_many::{ManyFetch, Part};
 use super::group::GroupState;
 use super::inbox::{AdminKind, Control, Inbox, ProduceJob, ReplyShape};
+
+use super::producers as producer;
 use super::reads::Reads;
 use super::served::ReadFormat;
 use super::topics;
@@ -24,6 +26,7 @@ use super::{hosting, produce_v1};
 use super::{lock, Shared};
 use crate::net::{ConnContext, Responder, Service};
 use crate::raft::{decode_message, Role};
+use crate::replica::dedup::BatchMeta;
 use crate::replica::Values;
 use crate::storage::RECORD_HEADER_BYTES;
 use crate::types::{GroupId, NodeId, RecordKind};
@@ -54,7 +57,14 @@ impl ClusterService {
 
     /// Queues a produce of v1 payloads (already encoded) after the leader and size
     /// checks; the size limits apply to the stored payloads.
-    fn produce(&self, group: &GroupState, values: Values, shape: ReplyShape, reply: Responder) {
+    fn produce(
+        &self,
+        group: &GroupState,
+        values: Values,
+        shape: ReplyShape,
+        producer: Option<BatchMeta>,
+        reply: Responder,
+    ) {
         let s = &self.shared;
         let (role, leader) = {
             let v = lock(&group.view);
@@ -79,7 +89,8 @@ impl ClusterService {
             };
             return answer::refuse(reply, too_large);
         }
-        self.queue_produce(group.id, values, RecordKind::DataV1, shape, reply);
+        let kind = RecordKind::DataV1;
+        self.queue_produce(group.id, values, kind, shape, producer, reply);
     }
 
     /// Queues a produce (or catalogue command) for the raft thread, answering
@@ -90,6 +101,7 @@ impl ClusterService {
         values: Values,
         kind: RecordKind,
         shape: ReplyShape,
+        producer: Option<BatchMeta>,
         reply: Responder,
     ) {
         let timeout = Duration::from_millis(self.shared.cfg.request_timeout_ms.max(1));
@@ -100,6 +112,7 @@ impl ClusterService {
             shape,
             reply,
             deadline: Instant::now() + timeout,
+            producer,
         };
         if let Err(reply) = self.inbox.push_produce(job) {
             answer::refuse(
@@ -124,7 +137,7 @@ impl ClusterService {
         };
         // Bare values are stored as v1 records stamped with this leader's time.
         let values = produce_v1::wrap_values(values, produce_v1::leader_now_ms());
-        self.produce(&group, values, shape, reply)
+        self.produce(&group, values, shape, None, reply)
     }
 
     /// ProduceBatch v2: records of format v1, checked and stamped here (the topic's
@@ -132,7 +145,7 @@ impl ClusterService {
     fn produce_batch_v2(
         &self,
         target: &TopicPartition,
-        producer: Option<crate::replica::dedup::BatchMeta>,
+        producer: Option<BatchMeta>,
         mut records: Vec<Vec<u8>>,
         reply: Responder,
     ) {
@@ -140,10 +153,9 @@ impl ClusterService {
             Ok(g) => g,
             Err(why) => return answer::refuse(reply, why),
         };
-        // idempotence: hand `producer` to the driver (dedup) instead of refusing.
-        if producer.is_some() {
-            let why = "idempotent produce is not available on this server yet";
-            return answer::refuse(reply, Refusal::Unsupported(why));
+        // The partition's dedup state checks the batch on the leader (driver).
+        if let Some(bad) = producer::count_mismatch(producer.as_ref(), records.len()) {
+            return answer::refuse(reply, Refusal::InvalidRecord(bad));
         }
         if records.is_empty() {
             return answer::empty_batch_v2(reply, group.hw());
@@ -153,7 +165,8 @@ impl ClusterService {
         if let Err(bad) = produce_v1::stamp_records(&mut records, ty, now_ms) {
             return answer::refuse(reply, Refusal::InvalidRecord(bad.message()));
         }
-        self.produce(&group, Values::Many(records), ReplyShape::BatchV2, reply)
+        let values = Values::Many(records);
+        self.produce(&group, values, ReplyShape::BatchV2, producer, reply)
     }
 
     /// Fetch v1: each partition routed to its group (or answered with its error).
@@ -208,7 +221,14 @@ impl ClusterService {
         }
         let (values, shape) = (Values::One(cmd.to_bytes()), ReplyShape::Admin(kind));
         // Catalogue commands stay `Data` entries (the metadata group's format).
-        self.queue_produce(GroupId::METADATA, values, RecordKind::Data, shape, reply);
+        self.queue_produce(
+            GroupId::METADATA,
+            values,
+            RecordKind::Data,
+            shape,
+            None,
+            reply,
+        );
     }
 
     fn handshake(
@@ -453,6 +473,10 @@ impl Service for ClusterService {
                 if let Some((cmd, kind, reply)) = super::groups::serve(s, g, identity, reply) {
                     self.propose_admin(cmd, kind, reply)
                 }
+            }
+            Request::InitProducer { name } => {
+                let cmd = super::producers::init_command(name);
+                self.propose_admin(cmd, AdminKind::InitProducer, reply)
             }
             // A healer's request: a plain connection with the `replicate` action.
             Request::ReadEntries {

@@ -140,8 +140,17 @@ pub(crate) fn open(
         skip_fsync_when_alone: cfg.fsync == FsyncPolicy::Never,
         ..DriverConfig::default()
     };
+    // The driver rebuilds the dedup state from the retained log (a read of it).
+    let started = std::time::Instant::now();
+    let driver = Driver::new(node, driver_cfg.clone(), recovering);
+    log::info!(
+        "group {}: driver built in {} ms ({} idempotent producers known)",
+        spec.id,
+        started.elapsed().as_millis(),
+        driver.dedup().producer_count()
+    );
     let run = GroupRun::new(
-        Driver::new(node, driver_cfg.clone(), recovering),
+        driver,
         Arc::clone(&state),
         spec.follows_voters,
         (raft_cfg, driver_cfg, seed),

@@ -346,6 +346,9 @@ impl super::raft_loop::RaftLoop {
             let shared = &self.shared;
             return super::groups::answer_applied(to, result, outcome, |l| shared.not_leader(l));
         }
+        if to.shape == super::inbox::ReplyShape::Admin(super::inbox::AdminKind::InitProducer) {
+            return super::producers::answer_init(&mut self.metadata, &self.shared, to, result);
+        }
         let outcome = match &result {
             Ok(p) => self.metadata.take_outcome(p.first.0),
             Err(_) => None,

@@ -36,6 +36,9 @@ pub(crate) struct ProduceJob {
     pub reply: Responder,
     /// Past this the produce is answered TIMEOUT.
     pub deadline: Instant,
+    /// An idempotent producer's batch meta (ProduceBatch v2), checked by the
+    /// partition's dedup state before appending.
+    pub producer: Option<crate::replica::dedup::BatchMeta>,
 }
 
 /// How a produce's answer is shaped.
@@ -66,6 +69,8 @@ pub(crate) enum AdminKind {
     CreateV1,
     /// AlterTopic version 1: answered with settings v2.
     AlterV1,
+    /// InitProducer: answered with the producer id and epoch handed out.
+    InitProducer,
 }
 
 /// Requests to the raft thread from the node's owner.

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::bytes::ByteReader;
-use crate::catalogue::{Applied, Catalogue, CatalogueError, Change, Command, CursorResults};
+use crate::catalogue::{
+    Applied, Catalogue, CatalogueError, Change, Command, CursorResults, ProducerGrant,
+};
 use crate::raft::Membership;
 use crate::storage::{Log, Offset, StorageError};
 use crate::types::{NodeId, RecordKind};
@@ -40,6 +42,8 @@ pub(crate) struct Metadata {
     /// Outcomes of applied cursor commands, for their proposers (bounded as
     /// `outcomes`).
     cursor_outcomes: BTreeMap<u64, CursorResults>,
+    /// Producer ids handed out by recent InitProducer commands, for their proposers.
+    grants: BTreeMap<u64, ProducerGrant>,
     /// The entry applying stopped at (logged once).
     undecodable: Option<u64>,
 }
@@ -75,6 +79,7 @@ impl Metadata {
             dir: dir.to_path_buf(),
             outcomes: BTreeMap::new(),
             cursor_outcomes: BTreeMap::new(),
+            grants: BTreeMap::new(),
             undecodable: None,
         })
     }
@@ -142,6 +147,13 @@ impl Metadata {
                 let cmd = Command::decode(value).map_err(|e| self.stuck(index, &e))?;
                 let change = match self.catalogue.apply(index, &cmd) {
                     Ok(Applied::AlreadyApplied) => return Ok(None),
+                    Ok(Applied::Producer(grant)) => {
+                        self.grants.insert(index, grant);
+                        while self.grants.len() > MAX_OUTCOMES {
+                            self.grants.pop_first();
+                        }
+                        return Ok(None);
+                    }
                     Ok(Applied::Changed(change)) => Ok(change),
                     Ok(Applied::Cursors(results)) => {
                         self.cursor_outcomes.insert(index, results);
@@ -186,6 +198,11 @@ impl Metadata {
         while self.outcomes.len() > MAX_OUTCOMES {
             self.outcomes.pop_first();
         }
+    }
+
+    /// The producer id an InitProducer committed at `index` handed out (once).
+    pub(crate) fn take_grant(&mut self, index: u64) -> Option<ProducerGrant> {
+        self.grants.remove(&index)
     }
 
     /// The outcome of the command committed at `index` (once).

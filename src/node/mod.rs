@@ -54,6 +54,7 @@ pub mod meta;
 mod metadata;
 mod peers;
 mod produce_v1;
+mod producers;
 mod raft_loop;
 pub mod raft_storage;
 mod reads;

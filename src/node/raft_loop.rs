@@ -338,7 +338,11 @@ impl RaftLoop {
         let reqs: Vec<_> = jobs.into_iter().map(|j| self.request(j)).collect();
         self.touch(id);
         self.proposing.insert(id);
-        self.group_call(id, |g| Ok(g.driver.propose(reqs)?))
+        let wall_ms = super::producers::wall_clock_ms();
+        self.group_call(id, |g| {
+            g.driver.set_wall_clock_ms(wall_ms);
+            Ok(g.driver.propose(reqs)?)
+        })
     }
 
     /// Tries a group's writes again after a full disk; true once it takes them.
@@ -384,6 +388,7 @@ impl RaftLoop {
         let deadline = job.deadline.saturating_duration_since(self.clock);
         ProduceRequest {
             values: job.values,
+            producer: job.producer,
             kind: job.kind,
             deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
             reply: ProduceReply {

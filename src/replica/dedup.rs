@@ -562,6 +562,19 @@ impl DedupState {
         self.unknown_floor = Some(self.unknown_floor.map_or(pid, |f| f.max(pid)));
     }
 
+    /// Forgets one producer as expiry would (its later batches, retries included,
+    /// get `UnknownProducer`): for a rebuild that cannot tell how much of its last
+    /// batch the log holds.
+    pub fn forget_producer(&mut self, pid: ProducerId) {
+        match self.producers.get(&pid) {
+            Some(p) => {
+                let stamp = p.stamp;
+                self.forget(stamp, pid);
+            }
+            None => self.forget_producers_through(pid),
+        }
+    }
+
     /// The highest producer id forgotten, if any.
     pub fn unknown_floor(&self) -> Option<ProducerId> {
         self.unknown_floor

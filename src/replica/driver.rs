@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
+use super::dedup::{BatchMeta, DedupConfig, ProducerEpoch};
+use super::dedup_log::DedupLog;
 use super::policy::{self, MemberView};
 use super::ReplicaStorage;
 use crate::raft::{
@@ -29,6 +31,8 @@ pub struct DriverConfig {
     /// Acknowledge from the page cache (`--fsync never`), honoured only while this
     /// node is the only voter.
     pub skip_fsync_when_alone: bool,
+    /// Bounds of the idempotent producers' dedup state (`replica::dedup`).
+    pub dedup: DedupConfig,
 }
 
 impl Default for DriverConfig {
@@ -37,6 +41,7 @@ impl Default for DriverConfig {
             max_uncommitted_batches: 1,
             commit_persist_interval_ms: 1000,
             skip_fsync_when_alone: false,
+            dedup: DedupConfig::default(),
         }
     }
 }
@@ -96,6 +101,9 @@ impl From<Vec<Vec<u8>>> for Values {
 pub struct ProduceRequest<R> {
     /// The values, appended contiguously, all or none.
     pub values: Values,
+    /// An idempotent producer's batch meta (its count equals the values'): the
+    /// batch is checked against the partition's dedup state before it is appended.
+    pub producer: Option<BatchMeta>,
     /// The kind of log entry each value becomes: `DataV1` for a client's records
     /// (already encoded by the caller), `Data` for the metadata group's commands.
     pub kind: RecordKind,
@@ -112,6 +120,9 @@ pub struct Produced {
     pub first: Index,
     /// Offset of the last value (`first - 1` for an empty batch).
     pub last: Index,
+    /// True for an idempotent retry answered with its original offsets (nothing
+    /// was appended).
+    pub duplicate: bool,
 }
 
 /// Why a produce was not acknowledged. Each says whether it may have been written.
@@ -127,6 +138,36 @@ pub enum ProduceError {
     /// May or may not be written (leadership changed after it was replicated, or it
     /// was not committed in time).
     Indeterminate(String),
+    /// Not written: an idempotent producer's batch the dedup state refuses.
+    Producer(ProducerRefusal),
+}
+
+/// Why an idempotent producer's batch was refused (`replica::dedup` rules). Nothing
+/// of it was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProducerRefusal {
+    /// A gap or a reordering: the producer's next batch must start at `expected_seq`.
+    OutOfOrder {
+        /// The first sequence expected.
+        expected_seq: u32,
+    },
+    /// An older epoch than the producer's current one: a newer instance exists.
+    Fenced {
+        /// The producer's current epoch.
+        current_epoch: ProducerEpoch,
+    },
+    /// The producer is not known to this partition (never seen, expired or
+    /// evicted): it must re-initialise.
+    UnknownProducer,
+    /// A retry of a batch older than the retained window: it was appended long ago.
+    DuplicateTooOld,
+    /// The meta's record count differs from the batch's.
+    CountMismatch {
+        /// Records the meta announces.
+        meta: u32,
+        /// Records the batch holds.
+        values: usize,
+    },
 }
 
 /// What the caller must do, in order (module docs of `replica`).
@@ -208,6 +249,8 @@ struct Pending<R> {
     term: Term,
     deadline_ms: u64,
     reply: R,
+    /// An idempotent retry waiting for its original's commit.
+    duplicate: bool,
 }
 
 /// The replica state machine.
@@ -232,6 +275,10 @@ pub struct Driver<S: ReplicaStorage, R> {
     last_hs_write_ms: u64,
     now_ms: u64,
     members: BTreeMap<NodeId, MemberView>,
+    /// Idempotent producers' state, derived from this replica's log.
+    dedup: DedupLog,
+    /// Wall clock (ms since the epoch) for producer batch append times.
+    wall_ms: u64,
 }
 
 impl<S: ReplicaStorage, R> Driver<S, R> {
@@ -239,6 +286,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
     pub fn new(node: RaftNode<S>, cfg: DriverConfig, recovering: Option<Recovering>) -> Self {
         let hs = node.storage().persisted_hard_state();
         let commit = node.log_start().index;
+        let dedup = DedupLog::rebuild(cfg.dedup, node.storage());
         Driver {
             node,
             cfg,
@@ -255,7 +303,21 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
             last_hs_write_ms: 0,
             now_ms: 0,
             members: BTreeMap::new(),
+            dedup,
+            wall_ms: 0,
         }
+    }
+
+    /// The wall clock (ms since the epoch): the append time the leader stores with
+    /// an idempotent batch, and the clock producer expiry counts in. An input like
+    /// `now_ms`; the runner sets it before proposing.
+    pub fn set_wall_clock_ms(&mut self, wall_ms: u64) {
+        self.wall_ms = wall_ms;
+    }
+
+    /// The idempotent producers' state (read-only: tests, simulators, metrics).
+    pub fn dedup(&self) -> &super::dedup::DedupState {
+        self.dedup.state()
     }
 
     /// First input: a one-voter cluster elects itself at once, and whatever the
@@ -297,6 +359,9 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         if reqs.is_empty() {
             return Ok(());
         }
+        if reqs.iter().any(|r| r.producer.is_some()) {
+            return self.propose_idempotent(reqs);
+        }
         let mut reqs = reqs;
         let total: usize = reqs.iter().map(|r| r.values.len()).sum();
         let mut values = Vec::with_capacity(total);
@@ -314,6 +379,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
                     Ok(Produced {
                         first: at,
                         last: at - 1,
+                        duplicate: false,
                     }),
                 );
             }
@@ -331,6 +397,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
                         term: p.term,
                         deadline_ms: r.deadline_ms,
                         reply: r.reply,
+                        duplicate: false,
                     });
                     at = at + n;
                 }
@@ -387,6 +454,9 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         }
         if self.node.role() == Role::Leader {
             self.reconcile_membership();
+        }
+        if self.wall_ms > 0 {
+            self.dedup.expire(self.wall_ms);
         }
         self.process()
     }
@@ -615,6 +685,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
                     .storage_mut()
                     .install_start(start)
                     .map_err(write_error::<S>)?;
+                self.dedup.install_start(first);
                 self.effects.push(Effect::FirstIndex(first));
                 round.snapshot = true;
             }
@@ -623,6 +694,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
                     .storage_mut()
                     .append_entries(&rd.entries)
                     .map_err(write_error::<S>)?;
+                self.dedup.appended(&rd.entries);
                 round.appended = true;
             }
             round.soft = rd.soft_state.or(round.soft);
@@ -715,6 +787,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
                 Ok(Produced {
                     first: p.first,
                     last: p.last,
+                    duplicate: p.duplicate,
                 })
             } else if self.node.term_at(p.first).map_or(true, |t| t == p.term) {
                 // Unreadable (below a log start installed from the leader) proves
@@ -825,3 +898,6 @@ fn refusal(e: &ProposeError) -> ProduceError {
         other => ProduceError::Unavailable(format!("propose failed: {other}")),
     }
 }
+
+#[path = "dedup_propose.rs"]
+mod dedup_propose;

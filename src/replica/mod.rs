@@ -65,6 +65,7 @@
 //! quiescence and a simulated failure detector.
 
 pub mod dedup;
+pub mod dedup_log;
 mod driver;
 pub mod heal;
 mod policy;
@@ -72,8 +73,8 @@ mod policy;
 mod sim;
 
 pub use driver::{
-    Driver, DriverConfig, DriverError, Effect, ProduceError, ProduceRequest, Produced, Recovering,
-    Values,
+    Driver, DriverConfig, DriverError, Effect, ProduceError, ProduceRequest, Produced,
+    ProducerRefusal, Recovering, Values,
 };
 pub use policy::{MemberView, PROMOTE_MAX_LAG_ENTRIES};
 

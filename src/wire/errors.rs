@@ -82,6 +82,21 @@ pub enum ErrorCode {
     /// decrease); the message names the field. Do: fix it; do not retry as is. Topic
     /// APIs only.
     InvalidConfig = 19,
+    /// An idempotent producer's batch does not start at the sequence the partition
+    /// expects (a gap or a reordering); nothing was written. The message names the
+    /// expected sequence. Do: the producer lost track of what was written; re-init
+    /// (InitProducer) and report that records between may be missing.
+    OutOfOrderSequence = 20,
+    /// The producer's epoch is older than the partition's: another instance with the
+    /// same name initialised since. Nothing was written. Do: stop this instance.
+    ProducerFenced = 21,
+    /// The partition does not know the producer (never seen with sequence 0, or
+    /// expired or evicted). Nothing was written. Do: re-init (InitProducer); a batch
+    /// retried across the re-init may be stored twice, report it.
+    UnknownProducer = 22,
+    /// A retry of a batch older than the retained window (the last 5 batches per
+    /// producer); it was appended long ago. Nothing was written. Do: drop the batch.
+    DuplicateTooOld = 23,
     /// A record of format v1 does not decode, breaks a limit of `wire-spec.md` §13,
     /// or carries a timestamp or flag the topic refuses; the message says which
     /// record and what. Nothing of the batch was written. Do: fix the record; do
@@ -94,7 +109,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::None,
         ErrorCode::OffsetOutOfRange,
         ErrorCode::NotLeader,
@@ -115,13 +130,17 @@ impl ErrorCode {
         ErrorCode::TopicExists,
         ErrorCode::InvalidTopic,
         ErrorCode::InvalidConfig,
+        ErrorCode::OutOfOrderSequence,
+        ErrorCode::ProducerFenced,
+        ErrorCode::UnknownProducer,
+        ErrorCode::DuplicateTooOld,
         ErrorCode::InvalidGroup,
         ErrorCode::InvalidRecord,
     ];
 
     /// Decodes a wire value; `None` for codes this version does not know.
     pub fn from_u16(code: u16) -> Option<ErrorCode> {
-        // By value, not position: codes are not contiguous (each issue's codes are numbered as decided).
+        // By value, not position: a code list need not be contiguous.
         ErrorCode::ALL.iter().copied().find(|c| c.as_u16() == code)
     }
 
@@ -153,6 +172,10 @@ impl ErrorCode {
             ErrorCode::TopicExists => "TOPIC_EXISTS",
             ErrorCode::InvalidTopic => "INVALID_TOPIC",
             ErrorCode::InvalidConfig => "INVALID_CONFIG",
+            ErrorCode::OutOfOrderSequence => "OUT_OF_ORDER_SEQUENCE",
+            ErrorCode::ProducerFenced => "PRODUCER_FENCED",
+            ErrorCode::UnknownProducer => "UNKNOWN_PRODUCER",
+            ErrorCode::DuplicateTooOld => "DUPLICATE_TOO_OLD",
             ErrorCode::InvalidRecord => "INVALID_RECORD",
             ErrorCode::InvalidGroup => "INVALID_GROUP",
         }
@@ -487,6 +510,8 @@ mod tests {
         assert_eq!(ErrorCode::from_u16(15), Some(ErrorCode::CorruptRecord));
         assert_eq!(ErrorCode::from_u16(16), Some(ErrorCode::UnknownTopic));
         assert_eq!(ErrorCode::from_u16(19), Some(ErrorCode::InvalidConfig));
+        assert_eq!(ErrorCode::from_u16(20), Some(ErrorCode::OutOfOrderSequence));
+        assert_eq!(ErrorCode::from_u16(23), Some(ErrorCode::DuplicateTooOld));
         assert_eq!(ErrorCode::from_u16(u16::MAX), None);
         assert_eq!(ErrorCode::NotLeader.to_string(), "NOT_LEADER");
         assert_eq!(ErrorCode::Malformed.as_u16(), 4);

@@ -46,7 +46,7 @@ pub const SPEC_EXAMPLES: &[SpecExample] = &[
     SpecExample {
         name: "unsupported-api",
         request: b"\x00\x00\x00\x08\x00\x63\x00\x00\x00\x00\x00\x05",
-        response: b"\x00\x00\x00\x53\x00\x00\x00\x05\x00\x05\x00\x4bapi key 99 is not supported; this server speaks api keys 0-11, 13-16, 32-35",
+        response: b"\x00\x00\x00L\x00\x00\x00\x05\x00\x05\x00Dapi key 99 is not supported; this server speaks api keys 0-16, 32-35",
     },
     SpecExample {
         name: "text-ping",
@@ -301,6 +301,35 @@ pub(crate) mod tests {
         assert_eq!(
             crate::wire::decode_response(&bytes, ApiKey::Produce),
             Ok(frame)
+        );
+    }
+
+    #[test]
+    fn spec_init_producer_layout_is_what_the_codec_writes() {
+        let request = crate::wire::RequestFrame {
+            api_version: 0,
+            correlation_id: 7,
+            request: crate::wire::Request::InitProducer {
+                name: Some("app".into()),
+            },
+        };
+        let bytes = unxxd(&text_block_after("<!-- layout: init-producer-request -->"));
+        let mut want = Vec::new();
+        crate::wire::encode_request(&request, &mut want);
+        assert_eq!(bytes, want);
+        assert_eq!(crate::wire::decode_request(&bytes), Ok(request));
+        let response = ResponseFrame {
+            correlation_id: 7,
+            result: Ok(crate::wire::ResponseBody::InitProducer {
+                producer_id: 1,
+                epoch: 0,
+            }),
+        };
+        let bytes = unxxd(&text_block_after("<!-- layout: init-producer-response -->"));
+        assert_eq!(bytes, encoded(response.clone()));
+        assert_eq!(
+            crate::wire::decode_response(&bytes, ApiKey::InitProducer),
+            Ok(response)
         );
     }
 

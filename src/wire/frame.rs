@@ -218,6 +218,7 @@ fn decode_request_body(
             name: decode_topic(r, "DescribeTopic name")?,
         },
         ApiKey::AlterTopic => decode_alter_topic(r, version)?,
+        ApiKey::InitProducer => decode_init_producer(r)?,
         ApiKey::RaftMessage => Request::Raft {
             group: decode_version_group(version, r, "RaftMessage group")?,
             payload: r.rest().to_vec(),
@@ -304,6 +305,13 @@ fn encode_request_body(request: &Request, version: u16, out: &mut Vec<u8>) {
         Request::CreateTopic { name, settings } => put_create_topic(out, name, settings, version),
         Request::DeleteTopic { name } | Request::DescribeTopic { name } => put_str(out, name),
         Request::AlterTopic { name, changes } => put_alter_topic(out, name, changes),
+        Request::InitProducer { name } => match name {
+            None => out.push(0),
+            Some(n) => {
+                out.push(1);
+                put_str(out, n);
+            }
+        },
         Request::Raft { group, payload } => {
             put_version_group(out, *group);
             out.extend_from_slice(payload);
@@ -375,6 +383,7 @@ pub fn request_frame_len(frame: &RequestFrame) -> usize {
         }
         Request::DeleteTopic { name } | Request::DescribeTopic { name } => str_len(name),
         Request::AlterTopic { name, changes } => str_len(name) + changes_len(changes),
+        Request::InitProducer { name } => 1 + name.as_deref().map_or(0, str_len),
         Request::ReadEntries { .. } => group + 28,
         Request::Group(g) => super::groups::request_len(g),
         Request::Raft { payload, .. } => group + payload.len(),
@@ -535,6 +544,23 @@ fn decode_role(r: &mut ByteReader<'_>, what: &'static str) -> Result<ServerRole,
         .ok_or_else(|| DecodeError::malformed(format!("{what} {byte} is not 0..=3")))
 }
 
+/// InitProducer request body: `u8 flags` (bit 0: `string name` follows; other
+/// bits must be 0).
+fn decode_init_producer(r: &mut ByteReader<'_>) -> Result<Request, DecodeError> {
+    let flags = r.u8("InitProducer flags")?;
+    if flags & !1 != 0 {
+        return Err(DecodeError::malformed(format!(
+            "InitProducer flags {flags:#04x}: only bit 0 is defined"
+        )));
+    }
+    let name = if flags & 1 == 1 {
+        Some(r.str_u16("InitProducer name")?.to_string())
+    } else {
+        None
+    };
+    Ok(Request::InitProducer { name })
+}
+
 fn decode_response_body(
     api: ApiKey,
     version: u16,
@@ -556,6 +582,10 @@ fn decode_response_body(
         ApiKey::CommitOffset | ApiKey::FetchOffset | ApiKey::ListGroups | ApiKey::DeleteGroup => {
             super::groups::decode_response(api, r)?
         }
+        ApiKey::InitProducer => ResponseBody::InitProducer {
+            producer_id: r.u64("InitProducer producer_id")?,
+            epoch: r.u16("InitProducer epoch")?,
+        },
         ApiKey::Ping => ResponseBody::Ping,
         ApiKey::Produce => ResponseBody::Produce {
             offset: Offset(r.u64("Produce offset")?),
@@ -710,6 +740,10 @@ fn encode_response_body(body: &ResponseBody, out: &mut Vec<u8>) {
         | ResponseBody::DescribeTopic(d)
         | ResponseBody::AlterTopic(d) => put_description(out, d),
         ResponseBody::Produce { offset } => put_u64(out, offset.0),
+        ResponseBody::InitProducer { producer_id, epoch } => {
+            put_u64(out, *producer_id);
+            out.extend_from_slice(&epoch.to_be_bytes());
+        }
         ResponseBody::ProduceBatch {
             first_offset,
             count,

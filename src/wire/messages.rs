@@ -28,6 +28,8 @@
 //! Version 2 (records of format v1; layouts in [`super::records_v2`], wire-spec
 //! §14): ProduceBatch, Consume and Fetch, as their own [`Request`] and
 //! [`ResponseBody`] variants (`ProduceBatchV2`, `ConsumeV2`, `FetchV2`).
+//! InitProducer (12, wire-spec §15): request `u8 flags` (bit 0: `string name`
+//! follows), response `u64 producer_id, u16 epoch`.
 //!
 //! # Versions in `Request`
 //!
@@ -90,6 +92,8 @@ pub enum ApiKey {
     ListGroups = 15,
     /// Delete a consumer group.
     DeleteGroup = 16,
+    /// Get a producer id and epoch for idempotent produces.
+    InitProducer = 12,
     /// A Raft message between peers (opaque to the wire codec).
     RaftMessage = 32,
     /// First frame on a peer connection.
@@ -102,7 +106,7 @@ pub enum ApiKey {
 
 impl ApiKey {
     /// Every key this codec speaks.
-    pub const ALL: [ApiKey; 20] = [
+    pub const ALL: [ApiKey; 21] = [
         ApiKey::Ping,
         ApiKey::Produce,
         ApiKey::ProduceBatch,
@@ -115,6 +119,7 @@ impl ApiKey {
         ApiKey::DeleteTopic,
         ApiKey::DescribeTopic,
         ApiKey::AlterTopic,
+        ApiKey::InitProducer,
         ApiKey::RaftMessage,
         ApiKey::PeerHandshake,
         ApiKey::ReadEntries,
@@ -163,6 +168,7 @@ impl ApiKey {
             ApiKey::DeleteTopic => "DeleteTopic",
             ApiKey::DescribeTopic => "DescribeTopic",
             ApiKey::AlterTopic => "AlterTopic",
+            ApiKey::InitProducer => "InitProducer",
             ApiKey::RaftMessage => "RaftMessage",
             ApiKey::PeerHandshake => "PeerHandshake",
             ApiKey::ReadEntries => "ReadEntries",
@@ -179,9 +185,9 @@ impl ApiKey {
         (32..=47).contains(&self.as_u16())
     }
 
-    /// `"0-11, 13-16, 32-35"`, for error messages.
+    /// `"0-16, 32-35"`, for error messages.
     pub(crate) fn supported_list() -> &'static str {
-        "0-11, 13-16, 32-35"
+        "0-16, 32-35"
     }
 }
 
@@ -272,6 +278,12 @@ pub enum Request {
         /// What changes.
         changes: TopicChanges,
     },
+    /// A producer id and epoch for idempotent produces (wire-spec §15).
+    InitProducer {
+        /// A stable name: InitProducer again with it bumps the epoch (fencing the
+        /// older instance); none for an anonymous producer.
+        name: Option<String>,
+    },
     /// A Raft message; the bytes are the raft module's own encoding.
     Raft {
         /// The Raft group (version 0: group 1, the `default` topic's partition 0).
@@ -355,6 +367,7 @@ impl Request {
             Request::DeleteTopic { .. } => ApiKey::DeleteTopic,
             Request::DescribeTopic { .. } => ApiKey::DescribeTopic,
             Request::AlterTopic { .. } => ApiKey::AlterTopic,
+            Request::InitProducer { .. } => ApiKey::InitProducer,
             Request::Raft { .. } => ApiKey::RaftMessage,
             Request::RaftBatch { .. } => ApiKey::RaftBatch,
             Request::PeerHandshake { .. } => ApiKey::PeerHandshake,
@@ -429,6 +442,7 @@ impl Request {
             Request::Ping
             | Request::GetServers
             | Request::Status
+            | Request::InitProducer { .. }
             | Request::Raft { .. }
             | Request::RaftBatch { .. }
             | Request::PeerHandshake { .. }
@@ -667,6 +681,13 @@ pub enum ResponseBody {
     AlterTopic(TopicDescription),
     /// The batch was queued (fire-and-forget, like RaftMessage).
     RaftBatch,
+    /// The producer id and epoch handed out.
+    InitProducer {
+        /// Never 0, never reused.
+        producer_id: u64,
+        /// Its epoch (a newer one fences older instances of a named producer).
+        epoch: u16,
+    },
     /// The node's status.
     Status(StatusInfo),
     /// A Raft reply; opaque.
@@ -728,6 +749,7 @@ impl ResponseBody {
             ResponseBody::DescribeTopic(_) => ApiKey::DescribeTopic,
             ResponseBody::AlterTopic(_) => ApiKey::AlterTopic,
             ResponseBody::RaftBatch => ApiKey::RaftBatch,
+            ResponseBody::InitProducer { .. } => ApiKey::InitProducer,
             ResponseBody::Raft { .. } => ApiKey::RaftMessage,
             ResponseBody::PeerHandshake => ApiKey::PeerHandshake,
             ResponseBody::ReadEntries { .. } => ApiKey::ReadEntries,

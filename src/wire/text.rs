@@ -247,6 +247,7 @@ pub fn format_command(cmd: &TextCommand, out: &mut Vec<u8>) -> bool {
             | Request::DeleteTopic { .. }
             | Request::DescribeTopic { .. }
             | Request::AlterTopic { .. }
+            | Request::InitProducer { .. }
             | Request::Raft { .. }
             | Request::RaftBatch { .. }
             | Request::PeerHandshake { .. }
@@ -335,6 +336,9 @@ pub fn format_response(result: &Result<ResponseBody, ErrorBody>, out: &mut Vec<u
                 )
                 .as_bytes(),
             );
+        }
+        ResponseBody::InitProducer { producer_id, epoch } => {
+            out.extend_from_slice(format!("+OK {producer_id} {epoch}\r\n").as_bytes())
         }
         ResponseBody::Raft { .. }
         | ResponseBody::PeerHandshake

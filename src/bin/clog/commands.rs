@@ -55,6 +55,7 @@ pub(crate) fn produce(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Re
         eprintln!("clog: reading records from the terminal, one per line; Ctrl-D to end, Ctrl-C to cancel");
     }
     let mut client = connect(s)?;
+    client.set_idempotence(!args.no_idempotence);
     let fixed = fixed_partition(s, &mut client, &args.topic, args.partition)?;
     let mut input = stdin.lock();
     let batch_max = args.batch.clamp(1, commitlog::wire::MAX_BATCH_RECORDS);
@@ -196,6 +197,18 @@ fn send_batch(
     fixed: Option<u32>,
     values: &[&[u8]],
 ) -> commitlog::client::Result<(u32, Offset)> {
+    if client.idempotent_produces() {
+        // Records v1 (ProduceBatch v2) carry the producer meta.
+        let records: Vec<commitlog::client::records::ProducerRecord> = values
+            .iter()
+            .map(|v| commitlog::client::records::ProducerRecord::new(v.to_vec()))
+            .collect();
+        let batches = client.produce_records(topic, fixed, &records)?;
+        return batches
+            .first()
+            .map(|b| (b.partition, b.first_offset))
+            .ok_or_else(|| commitlog::client::ClientError::Protocol("nothing produced".into()));
+    }
     match fixed {
         Some(p) => {
             let target = TopicPartition::new(topic, p);
@@ -231,6 +244,7 @@ fn produce_given(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Result<
         values.push(value);
     }
     let mut client = connect(s)?;
+    client.set_idempotence(!args.no_idempotence);
     let fixed = fixed_partition(s, &mut client, &args.topic, args.partition)?;
     for value in &values {
         let (partition, offset) = send_batch(&mut client, &args.topic, fixed, &[value])

@@ -148,6 +148,13 @@ fn explain_code(code: ErrorCode, message: &str) -> (u8, String) {
         ErrorCode::InvalidConfig => (EXIT_USAGE, "fix the setting the message names (`clog topic create --help`)"),
         // The server's message names the record and what is wrong with it.
         ErrorCode::InvalidRecord => (EXIT_DATA, ""),
+        // Idempotent produce refusals: nothing of the batch was written.
+        ErrorCode::OutOfOrderSequence | ErrorCode::UnknownProducer => (
+            EXIT_UNAVAILABLE,
+            "the producer was re-initialised; records of this batch may be missing: send them again (a copy written earlier may then appear twice)",
+        ),
+        ErrorCode::ProducerFenced => (EXIT_OTHER, "a newer instance of this producer runs; stop this one"),
+        ErrorCode::DuplicateTooOld => (EXIT_OTHER, "the batch was written long ago; it is not written again"),
         ErrorCode::Unavailable | ErrorCode::NotLeader | ErrorCode::Timeout | ErrorCode::TooManyConnections => {
             (EXIT_UNAVAILABLE, "the cluster could not serve within --retry-ms; check `clog health --cluster`")
         }

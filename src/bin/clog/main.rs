@@ -301,6 +301,11 @@ pub(crate) struct ProduceArgs {
     /// partition's leader when it appends them].
     #[arg(long, value_name = "MS")]
     pub(crate) timestamp: Option<i64>,
+    /// Produce without idempotence: a retried batch may then be stored twice.
+    /// By default each batch carries a producer id and sequence, and the partition
+    /// answers a retry of a written batch with its original offsets.
+    #[arg(long)]
+    pub(crate) no_idempotence: bool,
 }
 
 /// Output options shared by `consume` and `tail`.

@@ -56,7 +56,9 @@ pub use retry::{classify, classify_topic, Backoff, Jitter, Next, RetryPolicy};
 pub use routing::{Member, Router, MAX_MEMBERS};
 pub use topics::{Partitioner, TopicCache};
 
-use super::{Client, ClientConfig, ClientError, FetchResult, Record, Result};
+use super::{
+    Client, ClientConfig, ClientError, FetchResult, ProducerGrant, ProducerState, Record, Result,
+};
 use crate::types::Offset;
 use crate::wire::{ErrorCode, StatusInfo};
 
@@ -171,6 +173,11 @@ pub struct ClusterClient {
     topic_metadata_denied: bool,
     /// The origin of the cache's `now_ms`.
     epoch: Instant,
+    /// Record produces are idempotent (the default): one producer id per client,
+    /// a sequence per partition, retries resend the same batch.
+    idempotence: bool,
+    /// The idempotent producer's id, epoch and sequences.
+    producer: ProducerState,
 }
 
 impl ClusterClient {
@@ -206,6 +213,8 @@ impl ClusterClient {
             retries: 0,
             last_served_by: None,
             discovery_denied: None,
+            idempotence: true,
+            producer: ProducerState::default(),
         };
         match client.refresh() {
             Ok(()) => Ok(client),

@@ -65,6 +65,11 @@ impl ClusterClient {
         target: &TopicPartition,
         records: &[&ProducerRecord],
     ) -> Result<Offset> {
+        if self.idempotent_produces() && !records.is_empty() {
+            return self
+                .produce_idempotent_to(target, records)
+                .map(|p| p.first_offset);
+        }
         self.run_dest(Dest::Partition(target, Route::Write), |c| {
             c.produce_records(target, records)
         })

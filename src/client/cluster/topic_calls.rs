@@ -19,6 +19,8 @@
 //! refresh inside a partition call is itself one bounded call.
 
 use super::*;
+use crate::client::records::ProducerRecord;
+use crate::client::IdempotentProduced;
 use crate::wire::{
     FetchPartition, FetchedPartition, NodeInfo, TopicChanges, TopicDescription, TopicMetadata,
     TopicPartition, TopicSettings,
@@ -205,6 +207,86 @@ impl ClusterClient {
         self.topics.invalidate(name);
         self.run_dest(Dest::Admin, |c| c.delete_topic(name))
             .map(|(_, ())| ())
+    }
+
+    /// A producer id and epoch for idempotent produces (metadata leader; see
+    /// [`Client::init_producer`]). A retry after a lost answer hands out another
+    /// id (or epoch): harmless, nothing holds the lost one.
+    pub fn init_producer(&mut self, name: Option<&str>) -> Result<ProducerGrant> {
+        self.run_dest(Dest::Admin, |c| c.init_producer(name))
+            .map(|(_, g)| g)
+    }
+
+    /// Turns idempotent record produces on (the default) or off.
+    pub fn set_idempotence(&mut self, on: bool) {
+        self.idempotence = on;
+    }
+
+    /// True when record produces are idempotent.
+    pub fn idempotent_produces(&self) -> bool {
+        self.idempotence
+    }
+
+    /// The idempotent producer's grant, once it initialised.
+    pub fn producer_grant(&self) -> Option<ProducerGrant> {
+        self.producer.grant()
+    }
+
+    /// ProduceBatch v2 of `records` (at least one) to `target` as this client's
+    /// idempotent producer: InitProducer on first use, the partition's next
+    /// sequence, every retry the same batch. Any failure re-initialises the
+    /// producer before the next batch: a batch whose outcome is unknown must not
+    /// share its sequence with a different one (the partition would answer the new
+    /// one with the old one's offsets).
+    pub fn produce_idempotent_to(
+        &mut self,
+        target: &TopicPartition,
+        records: &[&ProducerRecord],
+    ) -> Result<IdempotentProduced> {
+        let count = u32::try_from(records.len()).unwrap_or(u32::MAX);
+        if self.producer.grant().is_none() {
+            match self.init_producer(None) {
+                Ok(grant) => self.producer.set_grant(grant),
+                // An identity allowed to produce to some topics only (InitProducer
+                // needs `produce` on `*`): produce as before, without dedup.
+                Err(e) if e.code() == Some(ErrorCode::PermissionDenied) => {
+                    log::warn!(
+                        "InitProducer refused ({e}): producing without idempotence (a \
+                         retried batch may be stored twice)"
+                    );
+                    self.idempotence = false;
+                    return self
+                        .run_dest(Dest::Partition(target, Route::Write), |c| {
+                            c.produce_records(target, records)
+                        })
+                        .map(|(_, first_offset)| IdempotentProduced {
+                            first_offset,
+                            count,
+                            duplicate: false,
+                        });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let meta = self.producer.next_meta(target, count).ok_or_else(|| {
+            ClientError::Protocol(format!("a batch of {count} records has no sequence"))
+        })?;
+        let sent = self.run_dest(Dest::Partition(target, Route::Write), |c| {
+            c.produce_records_idempotent(target, records, meta)
+        });
+        match sent {
+            Ok((_, p)) => {
+                self.producer.acknowledged(target, &meta);
+                Ok(p)
+            }
+            Err(e) => {
+                if let Some(advice) = e.code().and_then(crate::client::refusal_advice) {
+                    log::warn!("idempotent produce to {target}: {e}: {advice}");
+                }
+                self.producer.reset();
+                Err(e)
+            }
+        }
     }
 
     /// A new connection of its own to `target`'s leader as the metadata names it

@@ -89,6 +89,10 @@ enum Outcome {
 struct Request {
     values: Vec<Vec<u8>>,
     outcome: Outcome,
+    /// An attempt of an idempotent producer's batch: other attempts of the same
+    /// batch (same values) may be the one that wrote them, so "not written" is only
+    /// about this attempt and is not checked against the values' commits.
+    idempotent: bool,
 }
 
 /// Everything the checker learnt during one run.
@@ -154,7 +158,7 @@ impl Checker {
     }
 
     /// A client request with these values was handed to a node.
-    pub(crate) fn on_request(&mut self, req: u64, values: &[Vec<u8>]) {
+    pub(crate) fn on_request(&mut self, req: u64, values: &[Vec<u8>], idempotent: bool) {
         for v in values {
             self.value_owner.insert(fnv(v), req);
         }
@@ -163,6 +167,7 @@ impl Checker {
             Request {
                 values: values.to_vec(),
                 outcome: Outcome::Pending,
+                idempotent,
             },
         );
     }
@@ -326,7 +331,8 @@ impl Checker {
                 }
                 let owner = self.value_owner.get(&h).copied();
                 if let Some(req) = owner {
-                    if self.requests[&req].outcome == Outcome::NotWritten {
+                    let r = &self.requests[&req];
+                    if r.outcome == Outcome::NotWritten && !r.idempotent {
                         return Err(format!(
                             "ACKNOWLEDGED PRODUCE violated: request {req} was answered \"not \
                              written\" but a value of it is committed at {}",
@@ -390,8 +396,11 @@ impl Checker {
                 self.acked += 1;
                 Outcome::Acked(p.first, p.last)
             }
-            Err(ProduceError::NotLeader { .. }) | Err(ProduceError::Unavailable(_)) => {
-                for v in &r.values {
+            Err(ProduceError::NotLeader { .. })
+            | Err(ProduceError::Unavailable(_))
+            | Err(ProduceError::Producer(_)) => {
+                let values = if r.idempotent { &[][..] } else { &r.values[..] };
+                for v in values {
                     if let Some(i) = self.value_at.get(&fnv(v)) {
                         return Err(format!(
                             "ACKNOWLEDGED PRODUCE violated: request {req} answered \"not \

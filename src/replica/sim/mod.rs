@@ -79,6 +79,16 @@
 //! an end-of-run check that every acknowledged produce is intact in every node's
 //! durable log.
 //!
+//! # Idempotent producers
+//! Two of the three client slots are idempotent producers (`run`): each batch
+//! carries producer meta, a batch not acknowledged (timeout, leader change, crash,
+//! no answer) is sent again as is until it is, and a dedup refusal re-inits the
+//! producer. A retry of a written batch must be answered with its original offsets
+//! (counted as duplicates; `many_seeds` asserts some happen), and the checker's
+//! "no value committed at two offsets" is the exactly-once check across leader
+//! changes, crashes, restarts (the dedup state rebuilt from the log), cuts and
+//! retention. The `drop_producer_meta` knob shows it catches retries without dedup.
+//!
 //! # Broken variants (test-only [`Knobs`] of the HARNESS, not the driver)
 //! `fake_sync` acknowledges a `Sync` without making the data durable,
 //! `skip_recovery_guard` lets a wiped node vote at once, `lazy_hard_state` makes
@@ -102,6 +112,7 @@ use crate::raft::{
     Config, Index, LogStart, Membership, Message, MessageBody, NodeId, RaftNode, Role, SplitMix64,
     Term,
 };
+use crate::replica::dedup::BatchMeta;
 use crate::replica::{
     Driver, DriverConfig, DriverError, Effect, MemberView, ProduceError, ProduceRequest, Produced,
     Recovering, Values,
@@ -155,13 +166,20 @@ pub(crate) struct Knobs {
     pub(crate) heal_without_anchor: bool,
     /// A restart cuts the log at its first damaged entry, as a torn tail is cut.
     pub(crate) truncate_at_damage: bool,
+    /// The runner drops idempotent batches' producer meta (no dedup): retries
+    /// store values twice.
+    pub(crate) drop_producer_meta: bool,
 }
+
+/// The simulated wall clock at virtual time 0 (producer batch append times).
+const WALL_CLOCK_BASE_MS: u64 = 1_700_000_000_000;
 
 /// A produce waiting in a node's inbox.
 struct Queued {
     req: u64,
     values: Vec<Vec<u8>>,
     deadline_ms: u64,
+    producer: Option<BatchMeta>,
 }
 
 /// A running process.
@@ -229,6 +247,10 @@ pub(crate) struct Stats {
     pub(crate) damaged: u64,
     pub(crate) read_errors: u64,
     pub(crate) healed: u64,
+    /// Idempotent retries answered with their original offsets.
+    pub(crate) duplicates: u64,
+    /// Idempotent batches refused by the dedup state (the client re-inits).
+    pub(crate) producer_errors: u64,
 }
 
 /// The simulated cluster.
@@ -628,6 +650,8 @@ impl Cluster {
 
     /// Proposes the queued produces as one batch if the driver wants one.
     fn propose_queued(&mut self, id: NodeId) -> Result<bool, String> {
+        let wall_ms = WALL_CLOCK_BASE_MS + self.now_ms;
+        let drop_meta = self.knobs.drop_producer_meta;
         let Some(p) = self.proc_mut(id) else {
             return Ok(false);
         };
@@ -646,12 +670,16 @@ impl Cluster {
                     Ok([one]) => Values::One(one),
                     Err(many) => Values::Many(many),
                 },
+                producer: q.producer.filter(|_| !drop_meta),
                 kind: crate::types::RecordKind::Data,
                 deadline_ms: q.deadline_ms,
                 reply: q.req,
             })
             .collect();
         let ids = reqs.iter().map(|r| r.reply).collect();
+        // A wall clock that is not the virtual one: append times and expiry only
+        // need to be monotonic here.
+        p.driver.set_wall_clock_ms(wall_ms);
         p.driver
             .propose(reqs)
             .map_err(|e| format!("node {id}: propose failed: {e}"))?;
@@ -666,6 +694,7 @@ impl Cluster {
         req: u64,
         values: Vec<Vec<u8>>,
         deadline_ms: u64,
+        producer: Option<BatchMeta>,
     ) -> Result<bool, String> {
         let Some(p) = self.proc_mut(id) else {
             return Ok(false);
@@ -676,9 +705,10 @@ impl Cluster {
                 req,
                 values: values.clone(),
                 deadline_ms,
+                producer,
             });
         }
-        self.checker.on_request(req, &values);
+        self.checker.on_request(req, &values, producer.is_some());
         self.record(Event::Submit(id, req, values.len()));
         if full {
             self.not_proposed(req)?;

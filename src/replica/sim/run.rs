@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::mend::Fault;
 use super::{Cluster, Faults, Knobs, Stats, ELECTION_MS};
 use crate::raft::{Config, Index, NodeId, SplitMix64};
+use crate::replica::dedup::{BatchMeta, BatchSeq, DedupConfig, ProducerEpoch, ProducerId};
 use crate::replica::{DriverConfig, ProduceError, Produced};
 
 /// Virtual time after healing within which every node must converge and a new
@@ -39,6 +40,8 @@ pub(crate) struct Plan {
     /// Damage only where the anchor-checked healer can repair it (false: only
     /// "every damaged entry keeps an intact copy elsewhere").
     pub(crate) healable_bound: bool,
+    /// Client slots (of 3) that are idempotent producers.
+    pub(crate) idempotent_slots: u64,
 }
 
 impl Plan {
@@ -59,6 +62,7 @@ impl Plan {
             submit_permille: 30,
             knobs: Knobs::default(),
             healable_bound: true,
+            idempotent_slots: 2,
         }
     }
 
@@ -88,6 +92,7 @@ pub(crate) fn run_seed(seed: u64, plan: &Plan, trace_cap: usize) -> Result<Stats
         max_uncommitted_batches: 1 + rng.below(2) as usize,
         commit_persist_interval_ms: 20 + rng.below(1000),
         skip_fsync_when_alone: false,
+        dedup: DedupConfig::default(),
     };
     let variant = (plan.knobs != Knobs::default()).then(|| format!("{:?}", plan.knobs));
     let mut c = Cluster::new(seed, n, raft_cfg, driver_cfg, plan.knobs, trace_cap);
@@ -101,7 +106,10 @@ pub(crate) fn run_seed(seed: u64, plan: &Plan, trace_cap: usize) -> Result<Stats
         crash_at_sync_permille: rng.below(6),
         lost_write_pct: plan.lost_write_pct,
     };
-    let mut clients = Clients::default();
+    let mut clients = Clients {
+        idempotent_slots: plan.idempotent_slots,
+        ..Clients::default()
+    };
     let result = start_all(&mut c)
         .and_then(|()| chaos(&mut c, &mut clients, plan))
         .and_then(|()| liveness(&mut c, &mut clients))
@@ -290,6 +298,11 @@ fn liveness(c: &mut Cluster, clients: &mut Clients) -> Result<u64, String> {
 }
 
 /// Client slots: each has at most one request outstanding and follows leader hints.
+/// Slots below `idempotent_slots` (the plan's) are idempotent producers (producer id = slot +
+/// 1): a batch not acknowledged is retried as is (same values, same sequence) until
+/// it is; a dedup refusal re-inits the producer (next epoch, sequence 0) and moves
+/// on to a new batch, as the client library does. The checker's "no value
+/// committed at two offsets" is the exactly-once check.
 #[derive(Default)]
 struct Clients {
     next_req: u64,
@@ -297,6 +310,18 @@ struct Clients {
     outstanding: BTreeMap<u64, (u64, u64)>,
     hint: Option<NodeId>,
     answered: BTreeMap<u64, Result<Produced, ProduceError>>,
+    producers: BTreeMap<u64, SimProducer>,
+    /// Slots below this are idempotent producers.
+    idempotent_slots: u64,
+}
+
+/// An idempotent producer's client state.
+#[derive(Default)]
+struct SimProducer {
+    epoch: u16,
+    next_seq: u32,
+    /// The batch being sent (retried until acknowledged).
+    batch: Option<(Vec<Vec<u8>>, BatchMeta)>,
 }
 
 const CLIENT_SLOTS: u64 = 3;
@@ -308,6 +333,14 @@ impl Clients {
                 Err(ProduceError::NotLeader { leader }) => self.hint = *leader,
                 Ok(_) => {}
                 Err(_) => self.hint = None,
+            }
+            let slot = self
+                .outstanding
+                .iter()
+                .find(|(_, (r, _))| *r == req)
+                .map(|(s, _)| *s);
+            if let Some(p) = slot.and_then(|s| self.producers.get_mut(&s)) {
+                p.on_answer(&result, &mut c.stats);
             }
             self.outstanding.retain(|_, (r, _)| *r != req);
             self.answered.insert(req, result);
@@ -326,7 +359,12 @@ impl Clients {
                 }
             };
             let n = 1 + c.rng.below(3) as usize;
-            if let Some(req) = self.submit(c, target, n)? {
+            let sent = if slot < self.idempotent_slots {
+                self.submit_idempotent(c, slot, target, n)?
+            } else {
+                self.submit(c, target, n)?
+            };
+            if let Some(req) = sent {
                 self.outstanding
                     .insert(slot, (req, now + PRODUCE_DEADLINE_MS + CLIENT_GIVE_UP_MS));
             }
@@ -340,6 +378,61 @@ impl Clients {
         let req = self.next_req;
         let values = (0..n).map(|k| format!("r{req}.{k}").into_bytes()).collect();
         let deadline = c.now_ms + PRODUCE_DEADLINE_MS;
-        Ok(c.submit(target, req, values, deadline)?.then_some(req))
+        Ok(c.submit(target, req, values, deadline, None)?
+            .then_some(req))
+    }
+
+    /// Sends slot `slot`'s current batch again, or a new one of `n` values.
+    fn submit_idempotent(
+        &mut self,
+        c: &mut Cluster,
+        slot: u64,
+        target: NodeId,
+        n: usize,
+    ) -> Result<Option<u64>, String> {
+        self.next_req += 1;
+        let req = self.next_req;
+        let p = self.producers.entry(slot).or_default();
+        let (values, meta) = match &p.batch {
+            Some(b) => b.clone(),
+            None => {
+                let values: Vec<Vec<u8>> = (0..n)
+                    .map(|k| format!("p{slot}r{req}.{k}").into_bytes())
+                    .collect();
+                let seq = BatchSeq::new(p.next_seq, n as u32).map_err(|e| e.to_string())?;
+                let meta = BatchMeta {
+                    producer: ProducerId(slot + 1),
+                    epoch: ProducerEpoch(p.epoch),
+                    seq,
+                };
+                p.next_seq = seq.next_seq();
+                p.batch = Some((values.clone(), meta));
+                (values, meta)
+            }
+        };
+        let deadline = c.now_ms + PRODUCE_DEADLINE_MS;
+        Ok(c.submit(target, req, values, deadline, Some(meta))?
+            .then_some(req))
+    }
+}
+
+impl SimProducer {
+    fn on_answer(&mut self, result: &Result<Produced, ProduceError>, stats: &mut Stats) {
+        match result {
+            Ok(p) => {
+                stats.duplicates += u64::from(p.duplicate);
+                self.batch = None;
+            }
+            Err(ProduceError::Producer(_)) => {
+                // What this batch became is unknown to the producer: a new epoch
+                // starts clean (the checker still sees any duplicate).
+                stats.producer_errors += 1;
+                self.epoch += 1;
+                self.next_seq = 0;
+                self.batch = None;
+            }
+            // Not acknowledged: the same batch is sent again.
+            Err(_) => {}
+        }
     }
 }

@@ -56,6 +56,8 @@ fn many_seeds() {
         total.damaged += s.damaged;
         total.read_errors += s.read_errors;
         total.healed += s.healed;
+        total.duplicates += s.duplicates;
+        total.producer_errors += s.producer_errors;
         if s.liveness_ms > worst.0 {
             worst = (s.liveness_ms, seed);
         }
@@ -63,7 +65,8 @@ fn many_seeds() {
     eprintln!(
         "replica sim: {n} seeds ok: {} produces acked, {} commits checked, {} crashes ({} right \
          after a Sync request), {} wipes, {} pauses, {} stale-term deliveries, {} entries \
-         damaged, {} read errors, {} entries healed; worst liveness {} ms (seed {})",
+         damaged, {} read errors, {} entries healed, {} idempotent retries answered as \
+         duplicates, {} producer re-inits; worst liveness {} ms (seed {})",
         total.acked,
         total.commits,
         total.crashes,
@@ -74,6 +77,8 @@ fn many_seeds() {
         total.damaged,
         total.read_errors,
         total.healed,
+        total.duplicates,
+        total.producer_errors,
         worst.0,
         worst.1
     );
@@ -86,6 +91,10 @@ fn many_seeds() {
         );
     }
     assert!(total.acked > n, "the runs acknowledge produces");
+    assert!(
+        total.duplicates > 0,
+        "idempotent retries of written batches are answered with their offsets"
+    );
     assert!(total.crashes_at_sync > 0 && total.wipes > 0 && total.pauses > 0);
     assert!(
         total.damaged > 0 && total.read_errors > 0 && total.healed > 0,
@@ -209,6 +218,8 @@ fn checker_catches_a_healer_that_skips_the_anchor_check() {
             heal_without_anchor: true,
             ..Knobs::default()
         },
+        // The scenario this test was tuned on: plain produces only.
+        idempotent_slots: 0,
         // Divergent logs (stale suffixes) are what the anchor check guards against.
         crash: 30,
         network: 40,
@@ -247,4 +258,21 @@ fn checker_catches_a_log_cut_at_damage() {
         report.contains("violated") && !report.contains("LIVENESS"),
         "{report}"
     );
+}
+
+#[test]
+fn checker_catches_retries_without_dedup() {
+    let plan = Plan {
+        knobs: Knobs {
+            drop_producer_meta: true,
+            ..Knobs::default()
+        },
+        ..Plan::normal()
+    };
+    let (seed, report) = find_violation(plan, 200);
+    eprintln!(
+        "drop_producer_meta caught at seed {seed}: {}",
+        first_line(&report)
+    );
+    assert!(report.contains("one value committed at"), "{report}");
 }

@@ -463,6 +463,7 @@ impl Multi {
             .drain(..)
             .map(|q| ProduceRequest {
                 values: Values::Many(q.values),
+                producer: None,
                 kind: crate::types::RecordKind::Data,
                 deadline_ms: q.deadline_ms,
                 reply: q.req,
@@ -491,7 +492,7 @@ impl Multi {
         let values: Vec<Vec<u8>> = (0..n)
             .map(|k| format!("g{g}r{req}.{k}").into_bytes())
             .collect();
-        self.checker(g)?.on_request(req, &values);
+        self.checker(g)?.on_request(req, &values, false);
         self.record(|| format!("g{g} client request {req} to node {id}"));
         let p = self.proc_mut(id, g).ok_or("gone")?;
         if p.inbox.len() >= INBOX_CAP {

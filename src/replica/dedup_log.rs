@@ -1,0 +1,361 @@
+//! [`DedupLog`]: a partition's [`DedupState`] kept equal to what its log holds.
+//!
+//! The driver calls it with every slice of entries it appends to the log (leader,
+//! follower, the Raft cut of an uncommitted tail), with the leader's own batches
+//! as it proposes them, and once at start-up over the retained log
+//! ([`DedupLog::rebuild`]). The producer batch headers
+//! ([`RecordKind::ProducerBatch`] entries: [`encode_header`]) are the only entries
+//! it reads; every other entry only tells where a batch's records end.
+//!
+//! # Why every replica keeps it (not only the leader)
+//! A follower records batches as it appends them, so a follower that wins an
+//! election checks its first produce against a state that is already there: no
+//! log scan on the leadership change (which would delay the first produces of a
+//! new leader by the scan of its whole log) and no window in which a retry could
+//! slip past an empty state. The cost is one header decode per idempotent batch on
+//! each replica.
+//!
+//! # A batch's extent
+//! A header at index `h` with `count` records means the records are at
+//! `h + 1 ..= h + count`, all of the header's term (the leader appends them in one
+//! proposal). A follower may receive them in several AppendEntries: the batch is
+//! recorded once its last record is appended. If an entry of another term (a new
+//! leader's no-op) or another kind takes a place the batch should have had, the log
+//! keeps only a prefix of the batch, and that prefix is recorded (the dedup
+//! contract: as far as the log holds it).
+//!
+//! # Rebuild at open: the whole retained log
+//! [`DedupLog::rebuild`] reads every retained entry once (only headers are
+//! decoded). Scanning a tail and raising the unknown floor instead would make
+//! every producer that did not write in that tail re-initialise after each
+//! restart, and needs the highest id handed out, which the partition does not
+//! know. Measured: a 1 GiB partition (1,000,000 records of 1 KiB) adds 2.5 s to
+//! its open (dev build, warm page cache; `group N: driver built in` in the log).
+//!
+//! # A log that lost its beginning
+//! The state is derived from the retained log. After a restart over a log whose
+//! start was cut by retention, or a log start installed from the leader (this
+//! replica was too far behind), the batches before the start are not known. Every
+//! producer id up to the highest one seen in any header is then made unknown
+//! ([`DedupState::forget_producers_through`]): such a producer's retry is refused
+//! `UNKNOWN_PRODUCER`, never appended a second time. The one case left: a producer
+//! with a higher id than every producer of the retained log, all of whose batches
+//! were cut, retrying its first batch; it needs a retry older than the retained
+//! log, while retries come within the client's delivery timeout. The simulator
+//! cuts logs within seconds and checks for duplicates. The same holds after a
+//! rebuild that met an unreadable entry (a damaged header names no producer).
+
+use crate::bytes::ByteReader;
+use crate::raft::{Entry, Index, Storage, Term};
+use crate::types::{Offset, RecordKind};
+
+use super::dedup::{
+    encode_batch_meta, read_batch_meta, BatchMeta, BatchMetaError, BatchSeq, DedupConfig,
+    DedupState, ProducerId, Verdict, BATCH_META_BYTES,
+};
+
+/// Encoded size of a producer batch header entry: the batch meta, then the
+/// leader's append time.
+pub const HEADER_BYTES: usize = BATCH_META_BYTES + 8;
+
+/// Bytes read per storage call while rebuilding.
+const REBUILD_READ_BYTES: u64 = 4 << 20;
+
+/// The payload of a [`RecordKind::ProducerBatch`] entry.
+pub fn encode_header(meta: &BatchMeta, append_ms: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_BYTES);
+    encode_batch_meta(meta, &mut out);
+    out.extend_from_slice(&append_ms.to_be_bytes());
+    out
+}
+
+/// Decodes a [`RecordKind::ProducerBatch`] payload: the batch meta and its append
+/// time (ms).
+pub fn decode_header(bytes: &[u8]) -> Result<(BatchMeta, u64), BatchMetaError> {
+    let mut r = ByteReader::new(bytes);
+    let meta = read_batch_meta(&mut r)?;
+    let append_ms = r.u64("producer batch append time")?;
+    r.finish("producer batch header entry")
+        .map_err(BatchMetaError::Trailing)?;
+    Ok((meta, append_ms))
+}
+
+/// A header whose records are not all appended yet.
+#[derive(Clone, Copy, Debug)]
+struct Partial {
+    meta: BatchMeta,
+    header: Index,
+    term: Term,
+    append_ms: u64,
+    /// Records of the batch appended so far.
+    seen: u32,
+}
+
+/// The dedup state of one partition, fed from its log (module doc).
+#[derive(Clone, Debug)]
+pub struct DedupLog {
+    state: DedupState,
+    partial: Option<Partial>,
+    /// The last entry fed (index, term): an appended slice that holds this entry
+    /// with this term holds the same entries up to it (Raft's log matching), which
+    /// were fed already (the leader records its batches as it proposes them).
+    fed: Option<(Index, Term)>,
+    /// The highest producer id of any header fed.
+    max_producer: Option<ProducerId>,
+}
+
+impl DedupLog {
+    /// The state of an empty log.
+    pub fn new(config: DedupConfig) -> DedupLog {
+        DedupLog {
+            state: DedupState::new(config),
+            partial: None,
+            fed: None,
+            max_producer: None,
+        }
+    }
+
+    /// The state of the log `storage` holds: every retained entry is read once
+    /// (a damaged range is skipped entry by entry, logged). Bounded by the log.
+    pub fn rebuild<S: Storage>(config: DedupConfig, storage: &S) -> DedupLog {
+        let mut d = DedupLog::new(config);
+        let last = storage.last_index();
+        let lo_start = storage.first_index();
+        let mut lo = lo_start;
+        let mut lost = false;
+        while lo <= last {
+            let read = storage.entries(lo, last + 1, REBUILD_READ_BYTES);
+            match read {
+                Ok(ents) if !ents.is_empty() => {
+                    lo = ents[ents.len() - 1].index + 1;
+                    d.feed(&ents);
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    // One entry at a time past the unreadable one.
+                    match storage.entries(lo, lo + 1, REBUILD_READ_BYTES) {
+                        Ok(ents) => d.feed(&ents),
+                        Err(_) => {
+                            log::warn!(
+                                "dedup: entry {lo} is unreadable ({e}); producers seen so far \
+                                 must re-init if their batch header was there"
+                            );
+                            d.unreadable(lo, storage.term(lo).ok());
+                            lost = true;
+                        }
+                    }
+                    lo = lo + 1;
+                }
+            }
+        }
+        if lost || lo_start > Index(1) {
+            d.forget_unseen();
+        }
+        d
+    }
+
+    /// The log lost its beginning (retention before a restart, a log start
+    /// installed from the leader): producers whose batches were all there are not
+    /// known. Every id up to the highest one seen is made unknown, so a retry of
+    /// such a producer's first batch is refused, not appended again (module doc).
+    fn forget_unseen(&mut self) {
+        if let Some(pid) = self.max_producer {
+            self.state.forget_producers_through(pid);
+        }
+    }
+
+    /// A log start was installed from the leader: the log now starts at `first`
+    /// and what came before is not known here.
+    pub fn install_start(&mut self, first: Index) {
+        self.truncate_from(first);
+        self.forget_unseen();
+    }
+
+    /// The state, read-only.
+    pub fn state(&self) -> &DedupState {
+        &self.state
+    }
+
+    /// Entries were appended to the log (discarding any at or after the first's
+    /// index). Entries already fed (the leader's own proposals) are skipped.
+    pub fn appended(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first() else {
+            return;
+        };
+        // The leader's own proposal, recorded as proposed: skip what was fed.
+        let fed_here = self.fed.filter(|&(index, term)| {
+            first.index <= index && entries.iter().any(|e| e.index == index && e.term == term)
+        });
+        let from = match fed_here {
+            Some((index, _)) => entries.partition_point(|e| e.index <= index),
+            None => {
+                // Appending at i discards the log from i on (nothing when i is past
+                // the end).
+                self.truncate_from(first.index);
+                0
+            }
+        };
+        self.feed(&entries[from..]);
+    }
+
+    /// The log dropped every entry at or after `index` (a cut, or a log start
+    /// installed from the leader: then `index` is the new first index and what
+    /// came before is not known here).
+    pub fn truncate_from(&mut self, index: Index) {
+        let cut = self.state.truncate_from(Offset(index.0));
+        if cut > 0 {
+            log::info!("dedup: the log was cut at {index}: {cut} producer batches dropped");
+        }
+        if let Some(p) = &mut self.partial {
+            if p.header >= index {
+                self.partial = None;
+            } else {
+                // Records kept: those below the cut.
+                p.seen = p
+                    .seen
+                    .min(u32::try_from(index.0 - p.header.0 - 1).unwrap_or(0));
+            }
+        }
+        self.fed = None;
+    }
+
+    /// Leader: the verdict for a batch about to be proposed at `now_ms` (wall clock).
+    pub fn check(&mut self, meta: &BatchMeta, now_ms: u64) -> Verdict {
+        // A leader's log is not continued by another: a batch left partial is cut.
+        self.flush_partial();
+        self.state.check(meta, now_ms)
+    }
+
+    /// Leader: the batch `meta` is proposed with its header at `header` (records
+    /// follow). Recorded now, so the next check of the same proposal sees it.
+    pub fn record_own(&mut self, meta: &BatchMeta, header: Index, append_ms: u64) {
+        self.flush_partial();
+        if let Err(e) = self.state.record(meta, Offset(header.0 + 1), append_ms) {
+            log::error!("dedup: cannot record the batch at {header}: {e}");
+        }
+    }
+
+    /// Leader: the proposal that was to start at `first` was refused (nothing
+    /// appended): the batches recorded for it go again.
+    pub fn retract(&mut self, first: Index) {
+        self.state.truncate_from(Offset(first.0));
+    }
+
+    /// Leader: a proposal of entries up to `last` in `term` was appended; its
+    /// batches were recorded with [`DedupLog::record_own`].
+    pub fn proposed(&mut self, first: Index, last: Index, term: Term) {
+        // Only when contiguous with what was fed: otherwise the appended slice is
+        // fed again (same result, more work).
+        if self.fed.is_none_or(|(index, _)| index + 1 >= first) {
+            self.fed = Some((last, term));
+        }
+    }
+
+    /// Forgets producers idle past the expiry at `now_ms` (wall clock).
+    pub fn expire(&mut self, now_ms: u64) -> usize {
+        self.state.expire(now_ms)
+    }
+
+    /// Rebuild: the entry at `index` (of `term`, if known) cannot be read. It
+    /// still counts as a record of a pending batch when its term says it is one.
+    fn unreadable(&mut self, index: Index, term: Option<Term>) {
+        if let Some(p) = &mut self.partial {
+            let next = p.header + (u64::from(p.seen) + 1);
+            if index == next && term == Some(p.term) {
+                p.seen += 1;
+                if p.seen == p.meta.seq.count() {
+                    self.flush_partial();
+                }
+                return;
+            }
+        }
+        if let Some(p) = self.partial.take() {
+            // How much of the batch the log holds is unknown: recording less would
+            // let a retry be appended again, more would answer it with offsets of
+            // other records. The producer must re-init instead.
+            log::warn!(
+                "dedup: a record of producer {}'s batch at {} is unreadable: the producer \
+                 is forgotten here",
+                p.meta.producer,
+                p.header
+            );
+            self.state.forget_producer(p.meta.producer);
+        }
+        self.fed = None;
+    }
+
+    fn feed(&mut self, entries: &[Entry]) {
+        for e in entries {
+            self.feed_one(e);
+            self.fed = Some((e.index, e.term));
+        }
+    }
+
+    fn feed_one(&mut self, e: &Entry) {
+        if let Some(p) = &mut self.partial {
+            let next = p.header + (u64::from(p.seen) + 1);
+            let continues = e.index == next && e.term == p.term && !e.kind.is_internal();
+            if continues {
+                p.seen += 1;
+                if p.seen == p.meta.seq.count() {
+                    self.flush_partial();
+                }
+                return;
+            }
+            self.flush_partial();
+        }
+        if e.kind != RecordKind::ProducerBatch {
+            return;
+        }
+        match decode_header(&e.data) {
+            Ok((meta, append_ms)) => {
+                self.max_producer = self.max_producer.max(Some(meta.producer));
+                self.partial = Some(Partial {
+                    meta,
+                    header: e.index,
+                    term: e.term,
+                    append_ms,
+                    seen: 0,
+                })
+            }
+            Err(err) => log::warn!(
+                "dedup: producer batch header at {} does not decode ({err}); its batch is \
+                 not known here",
+                e.index
+            ),
+        }
+    }
+
+    /// Records the pending batch as far as the log holds it.
+    fn flush_partial(&mut self) {
+        let Some(p) = self.partial.take() else {
+            return;
+        };
+        let meta = if p.seen == p.meta.seq.count() {
+            p.meta
+        } else {
+            let Ok(seq) = BatchSeq::new(p.meta.seq.first_seq(), p.seen) else {
+                // No record of the batch made it: nothing to record.
+                return;
+            };
+            log::info!(
+                "dedup: producer {} batch at {} kept {} of {} records",
+                p.meta.producer,
+                p.header,
+                p.seen,
+                p.meta.seq.count()
+            );
+            BatchMeta { seq, ..p.meta }
+        };
+        if let Err(e) = self
+            .state
+            .record(&meta, Offset(p.header.0 + 1), p.append_ms)
+        {
+            log::error!("dedup: cannot record the batch at {}: {e}", p.header);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "dedup_log_tests.rs"]
+mod tests;
