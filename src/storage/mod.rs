@@ -156,6 +156,7 @@ pub mod repair;
 mod retention;
 pub mod scrub;
 mod segment;
+mod timeindex;
 
 #[cfg(test)]
 mod fault_tests;
@@ -165,6 +166,8 @@ mod heal_tests;
 mod idle_tests;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod time_tests;
 
 pub use self::engine::{DirLock, Log, OuterLock, RebuildError, RebuildReport, RecordRef};
 pub use self::error::{Damage, Result, StorageError};
