@@ -126,7 +126,7 @@ impl Action {
         match api {
             ApiKey::Ping => None,
             ApiKey::Produce | ApiKey::ProduceBatch => Some(Action::Produce),
-            ApiKey::Consume | ApiKey::Fetch => Some(Action::Consume),
+            ApiKey::Consume | ApiKey::Fetch | ApiKey::ListOffsets => Some(Action::Consume),
             ApiKey::GetServers | ApiKey::Status | ApiKey::Metadata | ApiKey::DescribeTopic => {
                 Some(Action::Describe)
             }

@@ -327,6 +327,11 @@ pub(crate) fn fetched_partitions(reply: Responder, partitions: Vec<wire::Fetched
     reply.ok(ResponseBody::FetchPartitions { partitions })
 }
 
+/// The answer to a ListOffsets.
+pub(crate) fn listed_offsets(reply: Responder, partitions: Vec<wire::ListedOffset>) {
+    reply.ok(ResponseBody::ListOffsets { partitions })
+}
+
 /// Acknowledges a RaftBatch (the receiver's replies travel on its own connections).
 pub(crate) fn raft_batch_queued(reply: Responder) {
     reply.ok(ResponseBody::RaftBatch)

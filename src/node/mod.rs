@@ -47,6 +47,7 @@ pub mod heal;
 mod hosting;
 mod inbox;
 mod journal;
+mod list_offsets;
 mod membership;
 pub mod meta;
 mod metadata;

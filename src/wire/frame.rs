@@ -228,6 +228,7 @@ fn decode_request_body(
             anchor: Offset(r.u64("ReadEntries anchor")?),
             max_bytes: r.u32("ReadEntries max_bytes")?,
         },
+        ApiKey::ListOffsets => super::list_offsets::decode_request(r)?,
     })
 }
 
@@ -321,6 +322,7 @@ fn encode_request_body(request: &Request, version: u16, out: &mut Vec<u8>) {
             put_u64(out, anchor.0);
             put_u32(out, *max_bytes);
         }
+        Request::ListOffsets { queries } => super::list_offsets::put_request(out, queries),
     }
 }
 
@@ -349,6 +351,7 @@ pub fn request_frame_len(frame: &RequestFrame) -> usize {
         Request::DeleteTopic { name } | Request::DescribeTopic { name } => str_len(name),
         Request::AlterTopic { name, changes } => str_len(name) + changes_len(changes),
         Request::ReadEntries { .. } => group + 28,
+        Request::ListOffsets { queries } => super::list_offsets::request_len(queries),
         Request::Raft { payload, .. } => group + payload.len(),
         Request::RaftBatch { messages } => {
             4 + messages.iter().map(|m| 12 + m.payload.len()).sum::<usize>()
@@ -566,6 +569,7 @@ fn decode_response_body(
             payload: r.rest().to_vec(),
         },
         ApiKey::PeerHandshake => ResponseBody::PeerHandshake,
+        ApiKey::ListOffsets => super::list_offsets::decode_response(r)?,
     })
 }
 
@@ -704,5 +708,8 @@ fn encode_response_body(body: &ResponseBody, out: &mut Vec<u8>) {
             put_u64(out, s.first_index.0);
         }
         ResponseBody::Raft { payload } => out.extend_from_slice(payload),
+        ResponseBody::ListOffsets { partitions } => {
+            super::list_offsets::put_response(out, partitions)
+        }
     }
 }

@@ -75,6 +75,8 @@ pub enum ApiKey {
     DescribeTopic = 10,
     /// Change a topic's settings.
     AlterTopic = 11,
+    /// Offsets by position or time (earliest, latest, first at or after a time).
+    ListOffsets = 17,
     /// A Raft message between peers (opaque to the wire codec).
     RaftMessage = 32,
     /// First frame on a peer connection.
@@ -87,7 +89,7 @@ pub enum ApiKey {
 
 impl ApiKey {
     /// Every key this codec speaks.
-    pub const ALL: [ApiKey; 16] = [
+    pub const ALL: [ApiKey; 17] = [
         ApiKey::Ping,
         ApiKey::Produce,
         ApiKey::ProduceBatch,
@@ -104,6 +106,7 @@ impl ApiKey {
         ApiKey::PeerHandshake,
         ApiKey::ReadEntries,
         ApiKey::RaftBatch,
+        ApiKey::ListOffsets,
     ];
 
     /// Decodes a wire value; `None` for unknown (including reserved) keys.
@@ -149,6 +152,7 @@ impl ApiKey {
             ApiKey::PeerHandshake => "PeerHandshake",
             ApiKey::ReadEntries => "ReadEntries",
             ApiKey::RaftBatch => "RaftBatch",
+            ApiKey::ListOffsets => "ListOffsets",
         }
     }
 
@@ -286,6 +290,11 @@ pub enum Request {
         /// Soft cap on record bytes returned.
         max_bytes: u32,
     },
+    /// Offsets by position or time, per partition (`wire/list_offsets.rs`).
+    ListOffsets {
+        /// At most [`super::MAX_LIST_OFFSETS_PARTITIONS`] partitions.
+        queries: Vec<super::OffsetQuery>,
+    },
 }
 
 impl Request {
@@ -308,6 +317,7 @@ impl Request {
             Request::RaftBatch { .. } => ApiKey::RaftBatch,
             Request::PeerHandshake { .. } => ApiKey::PeerHandshake,
             Request::ReadEntries { .. } => ApiKey::ReadEntries,
+            Request::ListOffsets { .. } => ApiKey::ListOffsets,
         }
     }
 
@@ -345,6 +355,9 @@ impl Request {
             Request::FetchPartitions { partitions, .. } => partitions
                 .iter()
                 .for_each(|p| add_topic(&mut topics, &p.target.topic)),
+            Request::ListOffsets { queries } => queries
+                .iter()
+                .for_each(|q| add_topic(&mut topics, &q.target.topic)),
             Request::Metadata { topics: names } => {
                 names.iter().for_each(|t| add_topic(&mut topics, t))
             }
@@ -612,6 +625,11 @@ pub enum ResponseBody {
         /// or the byte cap.
         records: Vec<WireRecord>,
     },
+    /// One entry per partition asked, in the order asked.
+    ListOffsets {
+        /// The partitions' offsets or errors.
+        partitions: Vec<super::ListedOffset>,
+    },
 }
 
 impl ResponseBody {
@@ -634,6 +652,7 @@ impl ResponseBody {
             ResponseBody::Raft { .. } => ApiKey::RaftMessage,
             ResponseBody::PeerHandshake => ApiKey::PeerHandshake,
             ResponseBody::ReadEntries { .. } => ApiKey::ReadEntries,
+            ResponseBody::ListOffsets { .. } => ApiKey::ListOffsets,
         }
     }
 }

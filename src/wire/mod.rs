@@ -51,6 +51,7 @@ mod fetch;
 mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+mod list_offsets;
 mod messages;
 pub mod text;
 mod topics;
@@ -70,6 +71,10 @@ pub use frame::{
     decode_request, decode_response, decode_response_versioned, encode_error_response,
     encode_request, encode_response, frame_len, request_frame_len, LEN_PREFIX_BYTES,
     RECORD_HEADER_BYTES, REQUEST_HEADER_BYTES, RESPONSE_HEADER_BYTES,
+};
+pub use list_offsets::{
+    ListedOffset, OffsetQuery, OffsetSpec, MAX_LIST_OFFSETS_PARTITIONS, NO_TIMESTAMP,
+    SPEC_EARLIEST, SPEC_LATEST,
 };
 pub use messages::{
     ApiKey, RecordView, Request, RequestFrame, ResponseBody, ResponseFrame, ServerInfo, ServerRole,

@@ -216,6 +216,18 @@ fn random_request(rng: &mut Rng, api: ApiKey, version: u16) -> Request {
             anchor: Offset(rng.u64_edge()),
             max_bytes: rng.u32_edge(),
         },
+        ApiKey::ListOffsets => Request::ListOffsets {
+            queries: (0..rng.below(4))
+                .map(|_| crate::wire::OffsetQuery {
+                    target: rng.target(),
+                    spec: match rng.below(3) {
+                        0 => crate::wire::OffsetSpec::Earliest,
+                        1 => crate::wire::OffsetSpec::Latest,
+                        _ => crate::wire::OffsetSpec::Time((rng.u64_edge() >> 1) as i64),
+                    },
+                })
+                .collect(),
+        },
     }
 }
 
@@ -299,6 +311,16 @@ fn random_body(rng: &mut Rng, api: ApiKey, version: u16) -> ResponseBody {
             anchor_term: Term(rng.u64_edge()),
             commit_index: Offset(rng.u64_edge()),
             records: (0..rng.below(5)).map(|_| rng.record()).collect(),
+        },
+        ApiKey::ListOffsets => ResponseBody::ListOffsets {
+            partitions: (0..rng.below(4))
+                .map(|_| crate::wire::ListedOffset {
+                    target: rng.target(),
+                    error: rng.maybe(random_error),
+                    offset: Offset(rng.u64_edge()),
+                    timestamp: rng.u64_edge() as i64,
+                })
+                .collect(),
         },
     }
 }
