@@ -14,6 +14,7 @@ mod bench;
 mod commands;
 mod fail;
 mod format;
+mod from;
 mod profile;
 mod settings;
 mod topic;
@@ -139,7 +140,11 @@ Examples:
   clog consume -f '%o: %v (%s bytes)\\n'      # kcat-style format
   clog consume -t orders -f '%t/%p %o %v\\n'  # with the topic and partition
   clog consume --values-only -0 | xargs -0 echo
-  clog consume -t orders -p 2                # partition 2 of topic orders (default: 0)")]
+  clog consume -t orders -p 2                # partition 2 of topic orders (default: 0)
+  clog consume --from -100                   # the last 100 offsets
+  clog consume --from @-10m --follow         # the last 10 minutes, then follow
+  clog consume --from @2026-12-06T10:00:00Z  # from the first record at or after 10:00 UTC
+  clog consume --from end --follow           # only records produced from now on")]
     Consume(ConsumeArgs),
     /// Print the last records; with -f keep printing new ones as they arrive.
     #[command(after_help = "\
@@ -147,7 +152,8 @@ Examples:
   clog tail                                  # the last 10 records
   clog tail -n 100 -f                        # the last 100, then follow (Ctrl-C to stop)
   clog tail -o json -n 1                     # the last record as JSON
-  clog tail -t orders -p 1 -f                # partition 1 of topic orders")]
+  clog tail -t orders -p 1 -f                # partition 1 of topic orders
+  clog tail --from @-1h -f                   # the last hour, then follow")]
     Tail(TailArgs),
     /// Create, list, describe, alter and delete topics.
     #[command(
@@ -274,9 +280,12 @@ pub(crate) struct ConsumeArgs {
     /// every partition of a topic, run one consume per partition.
     #[arg(short = 'p', long)]
     pub(crate) partition: Option<u32>,
-    /// First offset to read; 0 means the first record the log still holds.
-    #[arg(long, default_value_t = 0)]
-    pub(crate) from: u64,
+    /// Where to start: start (the first record still held; also 0), end (only new
+    /// records), -N (the last N offsets), N (offset N), @TIME (the first record at or
+    /// after an RFC 3339 time, e.g. @2026-12-06T10:00:00Z or @2026-12-06T11:00:00+01:00)
+    /// or @-DURATION (e.g. @-10m; units s, m, h, d).
+    #[arg(long, default_value = "start", value_parser = from::parse_from, allow_hyphen_values = true)]
+    pub(crate) from: from::StartAt,
     /// Stop after this many records, waiting for new ones if needed (unless -e).
     #[arg(long)]
     pub(crate) count: Option<u64>,
@@ -307,8 +316,12 @@ pub(crate) struct TailArgs {
     #[arg(short = 'f', long)]
     pub(crate) follow: bool,
     /// How many of the last records to print first.
-    #[arg(short = 'n', long, default_value_t = 10)]
+    #[arg(short = 'n', long, default_value_t = 10, conflicts_with = "from")]
     pub(crate) lines: u64,
+    /// Print from here to the end instead of the last -n records (then follow with
+    /// -f): start, end, -N, an offset, @TIME or @-DURATION, as `consume --from`.
+    #[arg(long, value_parser = from::parse_from, allow_hyphen_values = true)]
+    pub(crate) from: Option<from::StartAt>,
     /// Record format as `consume -f` (here -f is --follow, as in tail -f).
     #[arg(long)]
     pub(crate) format: Option<String>,

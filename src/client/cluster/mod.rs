@@ -34,6 +34,7 @@
 //! follower may briefly not see a record the leader already acknowledged.
 
 pub mod cache;
+mod list_offsets;
 pub mod report;
 pub mod retry;
 pub mod routing;

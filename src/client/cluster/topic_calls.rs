@@ -26,7 +26,7 @@ use crate::wire::{
 
 /// Where a topic call goes.
 #[derive(Clone, Copy, Debug)]
-enum Dest<'a> {
+pub(super) enum Dest<'a> {
     /// A partition's leader (`Write`) or any of its replicas (`Read`).
     Partition(&'a TopicPartition, Route),
     /// Anyone, the metadata leader preferred (Metadata, DescribeTopic).
@@ -254,7 +254,7 @@ impl ClusterClient {
     }
 
     /// Runs `op` where `dest` says, retrying as the module doc says.
-    fn run_dest<T>(
+    pub(super) fn run_dest<T>(
         &mut self,
         dest: Dest<'_>,
         mut op: impl FnMut(&mut Client) -> Result<T>,
