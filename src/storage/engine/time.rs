@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::Log;
@@ -29,8 +30,11 @@ use crate::storage::segment::{self, read_exact_at};
 use crate::storage::timeindex::{self, Stamp, TimeIndex};
 use crate::types::Offset;
 
-/// Value bytes one read of a scan asks for.
-const SCAN_READ_BYTES: u64 = 1024 * 1024;
+/// Value bytes one read of an index build asks for.
+const BUILD_READ_BYTES: u64 = 1024 * 1024;
+/// Value bytes one read of a lookup's scan asks for: an index interval and a bit
+/// (the reader reads at least a 64 KiB chunk anyway).
+const SCAN_READ_BYTES: u64 = 2 * timeindex::INTERVAL_BYTES;
 
 /// What a [`Log`] keeps of its time indexes (behind the `time` mutex).
 #[derive(Debug, Default)]
@@ -40,7 +44,14 @@ pub(super) struct TimeState {
     building: Option<TimeIndex>,
     /// Newest timestamp of sealed segments whose index was loaded or built.
     newest: HashMap<SegmentKey, Option<i64>>,
+    /// The last few sealed segments' indexes loaded, most recent first (at most
+    /// [`LOADED_INDEXES`]), so repeated lookups do not read the file again.
+    loaded: Vec<(SegmentKey, Arc<TimeIndex>)>,
 }
+
+/// Sealed segments' indexes kept decoded per log (up to 256 KiB each for 64 MiB
+/// segments); dropped with the rest when the log goes idle.
+const LOADED_INDEXES: usize = 4;
 
 /// (base, next base, indexed store bytes).
 type SegmentKey = (u64, u64, u64);
@@ -100,9 +111,9 @@ impl Log {
         let mut state = lock!(self.time);
         let layout = self.time_layout()?;
         let end = end.0.min(layout.next);
-        state
-            .newest
-            .retain(|k, _| layout.sealed.iter().any(|s| s.key() == *k));
+        let listed = |k: &SegmentKey| layout.sealed.iter().any(|s| s.key() == *k);
+        state.newest.retain(|k, _| listed(k));
+        state.loaded.retain(|(k, _)| listed(k));
         for seg in &layout.sealed {
             if seg.base >= end {
                 return Ok(None);
@@ -162,7 +173,7 @@ impl Log {
     /// Adds the records from `index.next` up to `to` to `index`.
     fn index_records(&self, index: &mut TimeIndex, to: u64) -> Result<()> {
         while index.next < to {
-            let taken = self.read_range_with(Offset(index.next), SCAN_READ_BYTES, |r| {
+            let taken = self.read_range_with(Offset(index.next), BUILD_READ_BYTES, |r| {
                 if r.offset.0 >= to {
                     return false;
                 }
@@ -190,9 +201,33 @@ impl Log {
         result.map(|()| &*index)
     }
 
+    /// The index of a sealed segment, from the few kept decoded or as
+    /// [`Log::sealed_index_uncached`] finds it.
+    fn sealed_index(
+        &self,
+        state: &mut TimeState,
+        seg: &Sealed,
+        epoch: u64,
+    ) -> Result<Arc<TimeIndex>> {
+        if let Some(i) = state.loaded.iter().position(|(k, _)| *k == seg.key()) {
+            let entry = state.loaded.remove(i);
+            state.loaded.insert(0, entry);
+            return Ok(Arc::clone(&state.loaded[0].1));
+        }
+        let index = Arc::new(self.sealed_index_uncached(state, seg, epoch)?);
+        state.loaded.insert(0, (seg.key(), Arc::clone(&index)));
+        state.loaded.truncate(LOADED_INDEXES);
+        Ok(index)
+    }
+
     /// The index of a sealed segment: its file when intact and current, else
     /// rebuilt (and the file written again).
-    fn sealed_index(&self, state: &mut TimeState, seg: &Sealed, epoch: u64) -> Result<TimeIndex> {
+    fn sealed_index_uncached(
+        &self,
+        state: &mut TimeState,
+        seg: &Sealed,
+        epoch: u64,
+    ) -> Result<TimeIndex> {
         if seg.unreadable {
             return Err(StorageError::corrupt_record(
                 seg.base,
@@ -329,10 +364,13 @@ impl Log {
             state.building = None;
         }
         state.newest.retain(|k, _| k.1 <= new_next);
+        state.loaded.retain(|(k, _)| k.1 <= new_next);
     }
 
-    /// Drops the active segment's in-memory index (an idle log).
+    /// Drops the indexes kept in memory (an idle log).
     pub(super) fn drop_building_time_index(&self) {
-        self.time.lock().unwrap_or_else(|p| p.into_inner()).building = None;
+        let mut state = self.time.lock().unwrap_or_else(|p| p.into_inner());
+        state.building = None;
+        state.loaded.clear();
     }
 }
