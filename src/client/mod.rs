@@ -26,6 +26,7 @@
 
 pub mod cluster;
 pub mod histogram;
+pub mod records;
 pub mod tls;
 
 use std::collections::{HashMap, VecDeque};

@@ -8,12 +8,15 @@
 
 use super::inbox::ReplyShape;
 use super::raft_loop::ProduceReply;
+use super::served::{BadPayload, ReadFormat};
 use crate::net::Responder;
 use crate::raft::NodeId;
 use crate::replica::{ProduceError, Produced};
 use crate::storage::StorageError;
-use crate::types::{Offset, Term};
-use crate::wire::{self, ErrorBody, ErrorCode, ResponseBody, ServerInfo, StatusInfo, WireRecord};
+use crate::types::{Offset, RecordKind, Term};
+use crate::wire::{
+    self, ErrorBody, ErrorCode, ResponseBody, ServerInfo, StatusInfo, WireRecord, WireRecordV1,
+};
 
 /// Why the node did not serve a request (expected outcomes, not faults).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +85,10 @@ pub(crate) enum Refusal {
     TopicExists(String),
     /// Topic settings out of bounds (or another refused catalogue change).
     InvalidConfig(String),
+    /// A record of format v1 the produce path refuses (the message names it).
+    InvalidRecord(String),
+    /// A request this server decodes but does not serve yet.
+    Unsupported(&'static str),
 }
 
 /// Answers a refused request.
@@ -163,6 +170,8 @@ fn code_and_message(why: Refusal) -> (ErrorCode, String) {
         Refusal::InvalidTopic(m) => (InvalidTopic, m),
         Refusal::TopicExists(m) => (TopicExists, m),
         Refusal::InvalidConfig(m) => (InvalidConfig, m),
+        Refusal::InvalidRecord(m) => (InvalidRecord, m),
+        Refusal::Unsupported(m) => (UnsupportedVersion, m.into()),
         Refusal::NotLeader { .. } | Refusal::OutOfRange { .. } => {
             (Internal, "refusal without its own wire constructor".into())
         }
@@ -180,14 +189,20 @@ pub(crate) fn produce(
     match result {
         Ok(p) => {
             let first = Offset(p.first.0);
-            let body = if to.shape == ReplyShape::Single {
-                ResponseBody::Produce { offset: first }
-            } else {
-                let count = (p.last.0 + 1).saturating_sub(p.first.0);
-                ResponseBody::ProduceBatch {
+            let count = (p.last.0 + 1).saturating_sub(p.first.0);
+            let count = u32::try_from(count).unwrap_or(u32::MAX);
+            let body = match to.shape {
+                ReplyShape::Single => ResponseBody::Produce { offset: first },
+                ReplyShape::BatchV2 => ResponseBody::ProduceBatchV2 {
                     first_offset: first,
-                    count: u32::try_from(count).unwrap_or(u32::MAX),
-                }
+                    count,
+                    // idempotence: 1 when the driver answered a retry with its original offsets.
+                    duplicate: false,
+                },
+                _ => ResponseBody::ProduceBatch {
+                    first_offset: first,
+                    count,
+                },
             };
             reply.ok(body);
         }
@@ -202,6 +217,15 @@ pub(crate) fn empty_batch(reply: Responder, next: Offset) {
     reply.ok(ResponseBody::ProduceBatch {
         first_offset: next,
         count: 0,
+    })
+}
+
+/// An empty ProduceBatch v2.
+pub(crate) fn empty_batch_v2(reply: Responder, next: Offset) {
+    reply.ok(ResponseBody::ProduceBatchV2 {
+        first_offset: next,
+        count: 0,
+        duplicate: false,
     })
 }
 
@@ -235,9 +259,37 @@ pub(crate) fn read_failed(reply: Responder, e: &StorageError, out_of_range: Refu
     }
 }
 
-/// One record for Consume.
-pub(crate) fn record(reply: Responder, record: WireRecord) {
-    reply.ok(ResponseBody::Consume { record })
+/// One record for Consume, as `format` presents it: `bytes` is the value (wire
+/// kind `Data`, versions 0 and 1) or the v1 payload (version 2).
+pub(crate) fn record(
+    reply: Responder,
+    format: ReadFormat,
+    (offset, term): (Offset, Term),
+    bytes: Vec<u8>,
+) {
+    reply.ok(match format {
+        ReadFormat::Value => ResponseBody::Consume {
+            record: WireRecord {
+                offset,
+                term,
+                kind: RecordKind::Data,
+                value: bytes,
+            },
+        },
+        ReadFormat::V1 => ResponseBody::ConsumeV2 {
+            record: WireRecordV1 {
+                offset,
+                payload: bytes,
+            },
+        },
+    })
+}
+
+/// A stored v1 payload that does not decode (it passed its checksum: a bug).
+pub(crate) fn bad_payload(reply: Responder, bad: &BadPayload) {
+    let message = bad.message();
+    log::error!("{message}");
+    reply.error(ErrorCode::Internal, message)
 }
 
 /// A peer's ReadEntries.
@@ -322,9 +374,35 @@ pub(crate) fn metadata(
     reply.ok(ResponseBody::Metadata { nodes, topics })
 }
 
-/// Answers a multi-partition fetch.
-pub(crate) fn fetched_partitions(reply: Responder, partitions: Vec<wire::FetchedPartition>) {
-    reply.ok(ResponseBody::FetchPartitions { partitions })
+/// Answers a multi-partition fetch: version 1 as read; version 2's records hold
+/// their v1 payloads in `value` and are answered as `RecordV1`s (moved, not copied).
+pub(crate) fn fetched_partitions(
+    reply: Responder,
+    format: ReadFormat,
+    partitions: Vec<wire::FetchedPartition>,
+) {
+    reply.ok(match format {
+        ReadFormat::Value => ResponseBody::FetchPartitions { partitions },
+        ReadFormat::V1 => ResponseBody::FetchV2 {
+            partitions: partitions.into_iter().map(partition_v2).collect(),
+        },
+    })
+}
+
+fn partition_v2(p: wire::FetchedPartition) -> wire::FetchedPartitionV2 {
+    wire::FetchedPartitionV2 {
+        target: p.target,
+        error: p.error,
+        high_watermark: p.high_watermark,
+        records: p
+            .records
+            .into_iter()
+            .map(|r| WireRecordV1 {
+                offset: r.offset,
+                payload: r.value,
+            })
+            .collect(),
+    }
 }
 
 /// The answer to a ListOffsets.

@@ -17,14 +17,16 @@ use super::answer::{self, Refusal};
 use super::fetch_many::{ManyFetch, Part};
 use super::group::GroupState;
 use super::inbox::{AdminKind, Control, Inbox, ProduceJob, ReplyShape};
+use super::produce_v1;
 use super::reads::Reads;
+use super::served::ReadFormat;
 use super::topics;
 use super::{lock, Shared};
 use crate::net::{ConnContext, Responder, Service};
 use crate::raft::{decode_message, Role};
 use crate::replica::Values;
 use crate::storage::RECORD_HEADER_BYTES;
-use crate::types::{GroupId, NodeId};
+use crate::types::{GroupId, NodeId, RecordKind};
 use crate::wire::{
     self, Request, RequestFrame, ServerInfo, ServerRole, StatusInfo, TopicPartition,
 };
@@ -50,11 +52,9 @@ impl ClusterService {
         }
     }
 
-    fn produce(&self, group: &GroupState, values: Values, reply: Responder) {
-        let shape = match values {
-            Values::One(_) => ReplyShape::Single,
-            Values::Many(_) => ReplyShape::Batch,
-        };
+    /// Queues a produce of v1 payloads (already encoded) after the leader and size
+    /// checks; the size limits apply to the stored payloads.
+    fn produce(&self, group: &GroupState, values: Values, shape: ReplyShape, reply: Responder) {
         let s = &self.shared;
         let (role, leader) = {
             let v = lock(&group.view);
@@ -79,16 +79,24 @@ impl ClusterService {
             };
             return answer::refuse(reply, too_large);
         }
-        self.queue_produce(group.id, values, shape, reply);
+        self.queue_produce(group.id, values, RecordKind::DataV1, shape, reply);
     }
 
     /// Queues a produce (or catalogue command) for the raft thread, answering
     /// UNAVAILABLE when the queue is full.
-    fn queue_produce(&self, group: GroupId, values: Values, shape: ReplyShape, reply: Responder) {
+    fn queue_produce(
+        &self,
+        group: GroupId,
+        values: Values,
+        kind: RecordKind,
+        shape: ReplyShape,
+        reply: Responder,
+    ) {
         let timeout = Duration::from_millis(self.shared.cfg.request_timeout_ms.max(1));
         let job = ProduceJob {
             group,
             values,
+            kind,
             shape,
             reply,
             deadline: Instant::now() + timeout,
@@ -110,7 +118,42 @@ impl ClusterService {
         if values.is_empty() {
             return answer::empty_batch(reply, group.hw());
         }
-        self.produce(&group, values, reply)
+        let shape = match values {
+            Values::One(_) => ReplyShape::Single,
+            Values::Many(_) => ReplyShape::Batch,
+        };
+        // Bare values are stored as v1 records stamped with this leader's time.
+        let values = produce_v1::wrap_values(values, produce_v1::leader_now_ms());
+        self.produce(&group, values, shape, reply)
+    }
+
+    /// ProduceBatch v2: records of format v1, checked and stamped here (the topic's
+    /// timestamp type), then appended as they are.
+    fn produce_batch_v2(
+        &self,
+        target: &TopicPartition,
+        producer: Option<crate::replica::dedup::BatchMeta>,
+        mut records: Vec<Vec<u8>>,
+        reply: Responder,
+    ) {
+        let group = match topics::route(&self.shared, target) {
+            Ok(g) => g,
+            Err(why) => return answer::refuse(reply, why),
+        };
+        // idempotence: hand `producer` to the driver (dedup) instead of refusing.
+        if producer.is_some() {
+            let why = "idempotent produce is not available on this server yet";
+            return answer::refuse(reply, Refusal::Unsupported(why));
+        }
+        if records.is_empty() {
+            return answer::empty_batch_v2(reply, group.hw());
+        }
+        let ty = produce_v1::timestamp_type(&group);
+        let now_ms = produce_v1::leader_now_ms();
+        if let Err(bad) = produce_v1::stamp_records(&mut records, ty, now_ms) {
+            return answer::refuse(reply, Refusal::InvalidRecord(bad.message()));
+        }
+        self.produce(&group, Values::Many(records), ReplyShape::BatchV2, reply)
     }
 
     /// Fetch v1: each partition routed to its group (or answered with its error).
@@ -119,6 +162,7 @@ impl ClusterService {
         partitions: Vec<wire::FetchPartition>,
         max_bytes: u32,
         max_wait_ms: u32,
+        format: ReadFormat,
         reply: Responder,
     ) {
         let parts = partitions
@@ -134,6 +178,7 @@ impl ClusterService {
             parts,
             max_bytes: u64::from(max_bytes),
             wait: Duration::ZERO,
+            format,
         };
         self.reads.fetch_many(fetch, max_wait_ms, reply)
     }
@@ -162,7 +207,8 @@ impl ClusterService {
             return answer::refuse(reply, s.not_leader(leader));
         }
         let (values, shape) = (Values::One(cmd.to_bytes()), ReplyShape::Admin(kind));
-        self.queue_produce(GroupId::METADATA, values, shape, reply);
+        // Catalogue commands stay `Data` entries (the metadata group's format).
+        self.queue_produce(GroupId::METADATA, values, RecordKind::Data, shape, reply);
     }
 
     fn handshake(
@@ -337,9 +383,26 @@ impl Service for ClusterService {
                 self.produce_to(&target, Values::Many(values), reply)
             }
             Request::Consume { target, offset } => match topics::route(s, &target) {
-                Ok(group) => self.reads.consume(group, offset, reply),
+                Ok(group) => self.reads.consume(group, offset, ReadFormat::Value, reply),
                 Err(why) => answer::refuse(reply, why),
             },
+            Request::ConsumeV2 { target, offset } => match topics::route(s, &target) {
+                Ok(group) => self.reads.consume(group, offset, ReadFormat::V1, reply),
+                Err(why) => answer::refuse(reply, why),
+            },
+            Request::ProduceBatchV2 {
+                target,
+                producer,
+                records,
+            } => self.produce_batch_v2(&target, producer, records, reply),
+            Request::FetchV2 {
+                max_wait_ms,
+                max_bytes,
+                partitions,
+            } => {
+                let format = ReadFormat::V1;
+                self.fetch_partitions(partitions, max_bytes, max_wait_ms, format, reply)
+            }
             Request::Fetch {
                 offset,
                 max_bytes,
@@ -353,7 +416,10 @@ impl Service for ClusterService {
                 max_wait_ms,
                 max_bytes,
                 partitions,
-            } => self.fetch_partitions(partitions, max_bytes, max_wait_ms, reply),
+            } => {
+                let format = ReadFormat::Value;
+                self.fetch_partitions(partitions, max_bytes, max_wait_ms, format, reply)
+            }
             Request::ListOffsets { queries } => {
                 let lookups = queries
                     .into_iter()

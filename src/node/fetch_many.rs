@@ -8,8 +8,10 @@
 use std::sync::Arc;
 
 use super::group::GroupState;
+use super::reads::ScanError;
+use super::served::ReadFormat;
 use crate::storage::StorageError;
-use crate::types::Offset;
+use crate::types::{Offset, RecordKind};
 use crate::wire::{self, ErrorBody, FetchedPartition, TopicPartition, WireRecord};
 
 /// One partition of a multi-partition fetch.
@@ -28,6 +30,8 @@ pub(crate) struct ManyFetch {
     pub max_bytes: u64,
     /// Longest wait when nothing is there yet.
     pub wait: std::time::Duration,
+    /// Values only (Fetch v1) or v1 payloads (Fetch v2).
+    pub format: ReadFormat,
 }
 
 impl ManyFetch {
@@ -66,11 +70,11 @@ impl ManyFetch {
                 if left == 0 {
                     return empty_part(p);
                 }
-                let fetched = read_part(p, left);
+                let fetched = read_part(p, left, self.format);
                 let used: u64 = fetched
                     .records
                     .iter()
-                    .map(|r| r.value.len() as u64 + wire::RECORD_HEADER_BYTES as u64)
+                    .map(|r| r.value.len() as u64 + self.format.header_bytes())
                     .sum();
                 left = left.saturating_sub(used);
                 fetched
@@ -114,7 +118,7 @@ fn answer_part(
 
 /// Data records of one partition from its offset, below its high-water mark, within
 /// `min(part budget, left)` bytes (at least one record if any).
-fn read_part(p: &Part, left: u64) -> FetchedPartition {
+fn read_part(p: &Part, left: u64, format: ReadFormat) -> FetchedPartition {
     let g = match &p.group {
         Ok(g) => g,
         Err(e) => return answer_part(p, Some(e.clone()), Offset(0), Vec::new()),
@@ -127,12 +131,13 @@ fn read_part(p: &Part, left: u64) -> FetchedPartition {
     }
     let budget = u64::from(p.max_bytes).min(left).max(1);
     let mut records = Vec::new();
-    let scanned = super::reads::scan_data(&g.log, offset, hw, budget, &mut |r| {
+    // `value` holds what `format` serves: the value, or (v2) the v1 payload.
+    let scanned = super::reads::scan_data(&g.log, (offset, hw), budget, format, &mut |r, s| {
         records.push(WireRecord {
             offset: r.offset,
             term: r.term,
-            kind: r.kind,
-            value: r.value.to_vec(),
+            kind: RecordKind::Data,
+            value: s.to_vec(),
         })
     });
     match scanned {
@@ -146,19 +151,25 @@ fn read_part(p: &Part, left: u64) -> FetchedPartition {
 fn read_failed(
     p: &Part,
     g: &GroupState,
-    e: &StorageError,
+    e: &ScanError,
     hw: Offset,
     records: Vec<WireRecord>,
 ) -> FetchedPartition {
-    if let StorageError::CorruptRecord { offset, .. } = e {
+    if let ScanError::Storage(StorageError::CorruptRecord { offset, .. }) = e {
         g.damage.report(*offset);
     }
     if !records.is_empty() {
         return answer_part(p, None, hw, records);
     }
-    let code = match e {
-        StorageError::CorruptRecord { .. } => wire::ErrorCode::CorruptRecord,
-        _ => wire::ErrorCode::Unavailable,
+    let (code, message) = match e {
+        ScanError::Storage(e @ StorageError::CorruptRecord { .. }) => {
+            (wire::ErrorCode::CorruptRecord, e.to_string())
+        }
+        ScanError::Storage(e) => (wire::ErrorCode::Unavailable, e.to_string()),
+        ScanError::Bad(bad) => {
+            log::error!("{}", bad.message());
+            (wire::ErrorCode::Internal, bad.message())
+        }
     };
-    answer_part(p, Some(ErrorBody::new(code, e.to_string())), hw, Vec::new())
+    answer_part(p, Some(ErrorBody::new(code, message)), hw, Vec::new())
 }

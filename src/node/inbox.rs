@@ -28,6 +28,8 @@ pub(crate) struct ProduceJob {
     pub group: GroupId,
     /// The values (one for Produce, n for ProduceBatch).
     pub values: crate::replica::Values,
+    /// The log entry kind of every value (`DataV1` records, `Data` commands).
+    pub kind: crate::types::RecordKind,
     /// How the answer is shaped.
     pub shape: ReplyShape,
     /// Where the answer goes.
@@ -43,6 +45,8 @@ pub(crate) enum ReplyShape {
     Single,
     /// A ProduceBatch: first offset and count.
     Batch,
+    /// A ProduceBatch v2: first offset, count and whether it was a duplicate.
+    BatchV2,
     /// A catalogue command on the metadata group: answered with what applying it
     /// did.
     Admin(AdminKind),

@@ -52,11 +52,13 @@ mod membership;
 pub mod meta;
 mod metadata;
 mod peers;
+mod produce_v1;
 mod raft_loop;
 pub mod raft_storage;
 mod reads;
 mod round_sync;
 mod scrub;
+mod served;
 mod sync_pool;
 mod topics;
 

@@ -382,6 +382,7 @@ impl RaftLoop {
         let deadline = job.deadline.saturating_duration_since(self.clock);
         ProduceRequest {
             values: job.values,
+            kind: job.kind,
             deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
             reply: ProduceReply {
                 reply: job.reply,

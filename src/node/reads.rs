@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 use super::answer::{self, Refusal};
 use super::fetch_many::ManyFetch;
 use super::group::GroupState;
+use super::served::{self, BadPayload, ReadFormat, Served};
 use crate::net::{PoolSubmitter, Responder, WorkerPool};
-use crate::types::Offset;
+use crate::types::{Offset, RecordKind};
 use crate::wire::{self, WireRecord};
 
 /// Most read rounds one Consume or Fetch makes while skipping internal entries.
@@ -114,7 +115,7 @@ impl Want {
     fn answer_empty(self, reply: Responder) {
         match self {
             Want::One { group, .. } => answer::nothing_fetched(reply, group.hw()),
-            Want::Many(m) => answer::fetched_partitions(reply, m.empty()),
+            Want::Many(m) => answer::fetched_partitions(reply, m.format, m.empty()),
         }
     }
 }
@@ -123,6 +124,7 @@ enum Job {
     Consume {
         group: Arc<GroupState>,
         offset: Offset,
+        format: ReadFormat,
         reply: Responder,
     },
     Fetch {
@@ -166,7 +168,9 @@ impl Job {
     fn answer_empty(self) {
         match self {
             Job::Fetch { group, reply, .. } => answer::nothing_fetched(reply, group.hw()),
-            Job::FetchMany { fetch, reply, .. } => answer::fetched_partitions(reply, fetch.empty()),
+            Job::FetchMany { fetch, reply, .. } => {
+                answer::fetched_partitions(reply, fetch.format, fetch.empty())
+            }
             other => answer::refuse(other.into_reply(), Refusal::Busy("read queue")),
         }
     }
@@ -201,7 +205,13 @@ impl Reads {
         })
     }
 
-    pub(crate) fn consume(&self, group: Arc<GroupState>, offset: Offset, reply: Responder) {
+    pub(crate) fn consume(
+        &self,
+        group: Arc<GroupState>,
+        offset: Offset,
+        format: ReadFormat,
+        reply: Responder,
+    ) {
         let offset = resolve(&group, offset);
         let (first, hw) = (group.first(), group.hw());
         if offset < first || offset >= hw {
@@ -210,6 +220,7 @@ impl Reads {
         self.submit(Job::Consume {
             group,
             offset,
+            format,
             reply,
         });
     }
@@ -345,36 +356,62 @@ impl Reads {
     }
 }
 
-/// Data records from `from` below `hw` within `budget` bytes (headers counted; at
-/// least one record), each handed to `push`; internal entries are skipped and reading
-/// continues after them (bounded). Returns the high-water mark to answer with: `hw`,
-/// or, after [`MAX_SCAN_ROUNDS`] reads of internal entries only, the offset where
-/// the scan stopped, so an empty answer never makes a consumer skip data records.
+/// Why a scan of data records stopped short.
+#[derive(Debug)]
+pub(super) enum ScanError {
+    /// The log could not be read.
+    Storage(crate::storage::StorageError),
+    /// A stored v1 payload does not decode (a bug) and nothing was read before it.
+    Bad(BadPayload),
+}
+
+/// Data records from `from` below `hw` within `budget` bytes (wire bytes of
+/// `format`, headers counted; at least one record), each handed to `push` as
+/// `format` presents it; internal entries are skipped and reading continues after
+/// them (bounded). Returns the high-water mark to answer with: `hw`, or, after
+/// [`MAX_SCAN_ROUNDS`] reads of internal entries only, the offset where the scan
+/// stopped, so an empty answer never makes a consumer skip data records. A payload
+/// that does not decode ends the answer before it, or is the error when first.
 pub(super) fn scan_data(
     log: &crate::storage::Log,
-    from: Offset,
-    hw: Offset,
+    (from, hw): (Offset, Offset),
     budget: u64,
-    push: &mut dyn FnMut(&crate::storage::RecordRef<'_>),
-) -> Result<Offset, crate::storage::StorageError> {
+    format: ReadFormat,
+    push: &mut dyn FnMut(&crate::storage::RecordRef<'_>, Served<'_>),
+) -> Result<Offset, ScanError> {
     let mut at = from;
     for _ in 0..MAX_SCAN_ROUNDS {
-        let (mut used, mut next, mut pushed) = (0u64, None, false);
+        let (mut used, mut next, mut pushed, mut bad) = (0u64, None, false, None);
         log.read_range_with(at, budget, |r| {
-            let size = r.value.len() as u64 + wire::RECORD_HEADER_BYTES as u64;
-            if r.offset >= hw || (next.is_some() && used + size > budget) {
+            if r.offset >= hw {
+                return false;
+            }
+            let served = match (!r.kind.is_internal())
+                .then(|| served::serve(format, r.offset, r.kind, r.value))
+                .transpose()
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    bad = Some(e);
+                    return false;
+                }
+            };
+            let size = served.map_or(r.value.len(), |s| s.len()) as u64 + format.header_bytes();
+            if next.is_some() && used + size > budget {
                 return false;
             }
             used += size;
             next = Some(Offset(r.offset.0 + 1));
-            if !r.kind.is_internal() {
-                push(&r);
+            if let Some(s) = served {
+                push(&r, s);
                 pushed = true;
             }
             true
-        })?;
-        match next {
-            Some(n) if !pushed && n < hw => at = n,
+        })
+        .map_err(ScanError::Storage)?;
+        match (bad, next) {
+            (Some(e), _) if !pushed => return Err(ScanError::Bad(e)),
+            (None, Some(n)) if !pushed && n < hw => at = n,
             _ => return Ok(hw),
         }
     }
@@ -405,6 +442,15 @@ fn failed(group: &GroupState, reply: Responder, e: &crate::storage::StorageError
     answer::read_failed(reply, e, out_of_range(group, asked))
 }
 
+/// A scan failed: storage errors as [`failed`]; a stored payload that does not
+/// decode is a bug, answered INTERNAL naming its offset.
+fn scan_failed(group: &GroupState, reply: Responder, e: &ScanError, asked: Offset) {
+    match e {
+        ScanError::Storage(e) => failed(group, reply, e, asked),
+        ScanError::Bad(bad) => answer::bad_payload(reply, bad),
+    }
+}
+
 /// A damaged record met by any read goes to the healer.
 fn report_damage(group: &GroupState, e: &crate::storage::StorageError) {
     if let crate::storage::StorageError::CorruptRecord { offset, .. } = e {
@@ -418,8 +464,9 @@ impl ReadShared {
             Job::Consume {
                 group,
                 offset,
+                format,
                 reply,
-            } => self.consume(&group, offset, reply),
+            } => self.consume(&group, offset, format, reply),
             Job::Fetch {
                 group,
                 offset,
@@ -454,7 +501,7 @@ impl ReadShared {
         }
         let budget = u32::try_from(reply.max_response_bytes()).unwrap_or(u32::MAX);
         let parts = fetch.read(self.cfg.max_fetch_bytes.min(budget));
-        answer::fetched_partitions(reply, parts);
+        answer::fetched_partitions(reply, fetch.format, parts);
     }
 
     /// Parks `want` until woken or `wait` passes. Gives it back when it can be
@@ -527,52 +574,38 @@ impl ReadShared {
         answer::entries(reply, anchor_term, commit_index, records)
     }
 
-    /// The first data record at an offset >= `offset` below the high-water mark.
-    fn consume(&self, group: &GroupState, offset: Offset, reply: Responder) {
-        let hw = group.hw();
-        let mut at = offset;
-        for _ in 0..MAX_SCAN_ROUNDS {
-            if at >= hw {
-                break;
+    /// The first data record at an offset >= `offset` below the high-water mark
+    /// (internal entries skipped, one record per read round, bounded).
+    fn consume(&self, group: &GroupState, offset: Offset, format: ReadFormat, reply: Responder) {
+        let mut found = None;
+        let scanned = scan_data(&group.log, (offset, group.hw()), 1, format, &mut |r, s| {
+            if found.is_none() {
+                found = Some((r.offset, r.term, s.to_vec()));
             }
-            let records = match group.log.read_range(at, 1) {
-                Ok(r) => r,
-                Err(e) => return failed(group, reply, &e, offset),
-            };
-            let Some(last) = records.last().map(|r| r.offset) else {
-                break;
-            };
-            if let Some(r) = records.into_iter().find(|r| !r.kind.is_internal()) {
-                if r.offset < hw {
-                    let record = WireRecord {
-                        offset: r.offset,
-                        term: r.term,
-                        kind: r.kind,
-                        value: r.value,
-                    };
-                    return answer::record(reply, record);
-                }
-                break;
-            }
-            at = Offset(last.0 + 1);
+        });
+        match (found, scanned) {
+            (Some((at, term, bytes)), _) => answer::record(reply, format, (at, term), bytes),
+            (None, Ok(_)) => answer::refuse(reply, out_of_range(group, offset)),
+            (None, Err(e)) => scan_failed(group, reply, &e, offset),
         }
-        answer::refuse(reply, out_of_range(group, offset))
     }
 
-    /// Data records from `offset` below the high-water mark. If a read returns only
-    /// internal entries, reading continues after them (bounded), so an empty answer
-    /// with `high_watermark > offset` never makes a consumer skip data records.
+    /// Data records from `offset` below the high-water mark, values only (Fetch v0).
+    /// If a read returns only internal entries, reading continues after them
+    /// (bounded), so an empty answer with `high_watermark > offset` never makes a
+    /// consumer skip data records.
     fn fetch(&self, group: &GroupState, offset: Offset, max_bytes: u32, reply: Responder) {
         let budget = u64::from(max_bytes.min(self.cfg.max_fetch_bytes)).max(1);
-        // Records are encoded straight from the storage read buffer (one copy each),
-        // as on a single node.
+        // Records are encoded straight from the storage read buffer (one copy each
+        // of the value, a sub-slice of a v1 payload), as on a single node.
         let mut builder = reply.fetch_builder(usize::try_from(budget).unwrap_or(usize::MAX));
-        let scanned = scan_data(&group.log, offset, group.hw(), budget, &mut |r| {
-            builder.push(r.offset, r.term, r.kind, r.value)
+        let range = (offset, group.hw());
+        let scanned = scan_data(&group.log, range, budget, ReadFormat::Value, &mut |r, s| {
+            builder.push(r.offset, r.term, RecordKind::Data, s.as_value())
         });
         match scanned {
             Ok(mark) => reply.respond_fetch_built(mark, builder),
-            Err(e) => failed(group, reply, &e, offset),
+            Err(e) => scan_failed(group, reply, &e, offset),
         }
     }
 
@@ -603,5 +636,102 @@ impl ReadShared {
                 .min(Duration::from_secs(1));
             parked = crate::sync::wait_timeout(&self.changed, parked, wait).0;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{self, Timestamp, TimestampSource};
+    use crate::storage::tests::TempDir;
+    use crate::storage::{Log, LogConfig, NewRecord};
+    use crate::types::Term;
+
+    /// What `scan_data` hands out from `log`, whole.
+    fn scan_all(log: &Log, format: ReadFormat) -> Result<Vec<(Offset, Vec<u8>)>, ScanError> {
+        let range = (log.first_offset(), log.next_offset());
+        let mut got = Vec::new();
+        scan_data(log, range, 1 << 20, format, &mut |r, s| {
+            got.push((r.offset, s.to_vec()))
+        })?;
+        Ok(got)
+    }
+
+    fn log_of(dir: &TempDir, entries: &[(RecordKind, &[u8])]) -> Log {
+        let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        for (kind, value) in entries {
+            let record = NewRecord {
+                term: Term(1),
+                kind: *kind,
+                value,
+            };
+            log.append(record).unwrap();
+        }
+        log.sync().unwrap();
+        log
+    }
+
+    /// A log written before record format v1 (bare `Data` values), with v1 records
+    /// and internal entries after it: version 2 reads the old records with no key,
+    /// no headers and time -1; versions 0/1 read every value.
+    #[test]
+    fn old_v0_records_read_through_v2_with_unknown_time() {
+        let dir = TempDir::new("reads-v0-log");
+        let stamp = Timestamp {
+            unix_ms: 5,
+            source: TimestampSource::Leader,
+        };
+        let v1 = records::encode_value_only(b"new", stamp);
+        let entries: [(RecordKind, &[u8]); 4] = [
+            (RecordKind::Data, b"old"),
+            (RecordKind::NoOp, b""),
+            (RecordKind::DataV1, &v1),
+            (RecordKind::Data, b""),
+        ];
+        let log = log_of(&dir, &entries);
+        let v2 = scan_all(&log, ReadFormat::V1).unwrap();
+        assert_eq!(v2.len(), 3, "the no-op is skipped");
+        let decoded: Vec<_> = v2
+            .iter()
+            .map(|(_, p)| records::decode(p).unwrap().to_record())
+            .collect();
+        assert_eq!(decoded[0].value, b"old");
+        assert_eq!(decoded[0].timestamp.unix_ms, -1);
+        assert_eq!(decoded[0].key, None);
+        assert!(decoded[0].headers.is_empty());
+        assert_eq!(v2[1].1, v1, "a v1 record is answered as stored");
+        assert_eq!(
+            (decoded[2].value.len(), decoded[2].timestamp.unix_ms),
+            (0, -1)
+        );
+        let values: Vec<Vec<u8>> = scan_all(&log, ReadFormat::Value)
+            .unwrap()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(values, [b"old".to_vec(), b"new".to_vec(), Vec::new()]);
+    }
+
+    /// A stored v1 payload that does not decode ends the answer before it, or is
+    /// the error (naming its offset) when nothing comes before it.
+    #[test]
+    fn an_undecodable_v1_payload_is_an_error_naming_its_offset() {
+        let dir = TempDir::new("reads-bad-v1");
+        let log = log_of(
+            &dir,
+            &[(RecordKind::DataV1, &[9, 9]), (RecordKind::Data, b"x")],
+        );
+        match scan_all(&log, ReadFormat::Value) {
+            Err(ScanError::Bad(bad)) => assert_eq!(bad.offset, log.first_offset()),
+            Err(ScanError::Storage(e)) => panic!("storage error {e}"),
+            Ok(got) => panic!("read {got:?}"),
+        }
+        let dir = TempDir::new("reads-bad-v1-later");
+        let log = log_of(
+            &dir,
+            &[(RecordKind::Data, b"x"), (RecordKind::DataV1, &[9])],
+        );
+        let got = scan_all(&log, ReadFormat::V1).unwrap();
+        assert_eq!(got.len(), 1, "the records before it are answered");
     }
 }

@@ -482,3 +482,27 @@ pub fn set_leader_timestamp(payload: &mut [u8], unix_ms: i64) -> Result<(), Deco
     head[2..].copy_from_slice(&unix_ms.to_be_bytes());
     Ok(())
 }
+
+/// The bytes a payload with no key and no headers has before its value: version,
+/// flags, `timestamp`, a zero header count. A bare value after them is a whole v1
+/// payload, so a v0 value is wrapped (or a v0 record presented as v1) without
+/// building a [`RecordV1`] (which would copy the value once more).
+pub fn value_only_prefix(timestamp: Timestamp) -> [u8; MIN_PAYLOAD_BYTES] {
+    let mut out = [0u8; MIN_PAYLOAD_BYTES];
+    out[0] = VERSION;
+    if timestamp.source == TimestampSource::Leader {
+        out[1] = FLAG_LEADER_TIME;
+    }
+    out[2..10].copy_from_slice(&timestamp.unix_ms.to_be_bytes());
+    // Bytes 10..12, the header count, stay 0.
+    out
+}
+
+/// The v1 payload of a bare value: no key, no headers, `timestamp`. One allocation
+/// of exactly the payload's length.
+pub fn encode_value_only(value: &[u8], timestamp: Timestamp) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MIN_PAYLOAD_BYTES + value.len());
+    out.extend_from_slice(&value_only_prefix(timestamp));
+    out.extend_from_slice(value);
+    out
+}

@@ -70,8 +70,9 @@ mod partition;
 mod tests;
 
 pub use codec::{
-    decode, set_leader_timestamp, DecodeError, HeaderRef, HeadersIter, HeadersRef, LimitError,
-    RecordHeaderV1, RecordV1, RecordV1Ref, Timestamp, TimestampSource,
+    decode, encode_value_only, set_leader_timestamp, value_only_prefix, DecodeError, HeaderRef,
+    HeadersIter, HeadersRef, LimitError, RecordHeaderV1, RecordV1, RecordV1Ref, Timestamp,
+    TimestampSource,
 };
 pub use partition::{murmur2, partition_for_key};
 

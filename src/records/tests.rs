@@ -528,3 +528,31 @@ fn spec_partition_table_is_what_the_hash_gives() {
         assert_eq!(partition_for_key(key.as_bytes(), 100).to_string(), row[3]);
     }
 }
+
+#[test]
+fn a_bare_value_wraps_into_the_same_bytes_the_encoder_writes() {
+    for (value, timestamp) in [
+        (&b""[..], producer_time(-1)),
+        (&b"hello"[..], producer_time(1_765_000_000_000)),
+        (
+            &b"stamped"[..],
+            Timestamp {
+                unix_ms: 42,
+                source: TimestampSource::Leader,
+            },
+        ),
+    ] {
+        let owned = RecordV1 {
+            timestamp,
+            ..bare(value)
+        };
+        let wrapped = encode_value_only(value, timestamp);
+        assert_eq!(wrapped, encoded(&owned), "value {value:?}");
+        let back = decode(&wrapped).unwrap();
+        assert_eq!(back.value(), value);
+        assert_eq!(back.timestamp(), timestamp);
+        assert_eq!(back.key(), None);
+        assert!(back.headers().is_empty());
+        assert_eq!(&wrapped[..MIN_PAYLOAD_BYTES], &value_only_prefix(timestamp));
+    }
+}

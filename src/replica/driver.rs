@@ -9,6 +9,7 @@ use crate::raft::{
     HardState, Index, Message, MessageBody, NodeId, ProposeError, RaftError, RaftNode, ReadyAck,
     Role, SoftState, Term,
 };
+use crate::types::RecordKind;
 
 /// Most Readies drained before one `Sync`.
 const MAX_READIES_PER_ROUND: usize = 64;
@@ -75,11 +76,11 @@ impl Values {
         self.as_slice().iter().map(Vec::len).sum()
     }
 
-    /// Moves the values to the end of `out`, leaving none here.
-    fn move_to(&mut self, out: &mut Vec<Vec<u8>>) {
+    /// Moves the values to the end of `out` as entries of `kind`, leaving none here.
+    fn move_to(&mut self, kind: RecordKind, out: &mut Vec<(RecordKind, Vec<u8>)>) {
         match std::mem::replace(self, Values::Many(Vec::new())) {
-            Values::One(v) => out.push(v),
-            Values::Many(mut vs) => out.append(&mut vs),
+            Values::One(v) => out.push((kind, v)),
+            Values::Many(vs) => out.extend(vs.into_iter().map(|v| (kind, v))),
         }
     }
 }
@@ -95,6 +96,9 @@ impl From<Vec<Vec<u8>>> for Values {
 pub struct ProduceRequest<R> {
     /// The values, appended contiguously, all or none.
     pub values: Values,
+    /// The kind of log entry each value becomes: `DataV1` for a client's records
+    /// (already encoded by the caller), `Data` for the metadata group's commands.
+    pub kind: RecordKind,
     /// Answered `Timeout` when not committed by then (same clock as `now_ms`).
     pub deadline_ms: u64,
     /// Handed back in [`Effect::Complete`].
@@ -299,7 +303,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         let mut counts = Vec::with_capacity(reqs.len());
         for r in &mut reqs {
             counts.push(r.values.len() as u64);
-            r.values.move_to(&mut values);
+            r.values.move_to(r.kind, &mut values);
         }
         if values.is_empty() {
             // Only empty batches: nothing to replicate, nothing to wait for.
@@ -315,7 +319,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
             }
             return Ok(());
         }
-        match self.node.propose(values) {
+        match self.node.propose_entries(values) {
             Ok(p) => {
                 self.uncommitted_batches.push_back(p.last);
                 let mut at = p.first;

@@ -31,6 +31,7 @@ use super::messages::{
     ApiKey, RecordView, Request, RequestFrame, ResponseBody, ResponseFrame, ServerInfo, ServerRole,
     StatusInfo, WireRecord,
 };
+use super::records_v2;
 use super::topics::{
     changes_len, decode_alter_topic, decode_create_topic, decode_description,
     decode_fetch_partitions, decode_fetched_partitions, decode_metadata_request,
@@ -181,6 +182,12 @@ fn decode_request_body(
             target: decode_version_target(version, r)?,
             value: r.bytes_u32("Produce value")?.to_vec(),
         },
+        ApiKey::ProduceBatch if version >= 2 => records_v2::decode_produce_batch_v2(r)?,
+        ApiKey::Consume if version >= 2 => Request::ConsumeV2 {
+            target: decode_target(r)?,
+            offset: Offset(r.u64("Consume offset")?),
+        },
+        ApiKey::Fetch if version >= 2 => records_v2::decode_fetch_v2(r)?,
         ApiKey::ProduceBatch => {
             let target = decode_version_target(version, r)?;
             let count = r.count_u32(4, "ProduceBatch count")?;
@@ -323,6 +330,20 @@ fn encode_request_body(request: &Request, version: u16, out: &mut Vec<u8>) {
             put_u32(out, *max_bytes);
         }
         Request::ListOffsets { queries } => super::list_offsets::put_request(out, queries),
+        Request::ProduceBatchV2 {
+            target,
+            producer,
+            records,
+        } => records_v2::put_produce_batch_v2(out, target, producer.as_ref(), records),
+        Request::ConsumeV2 { target, offset } => {
+            put_target(out, target);
+            put_u64(out, offset.0);
+        }
+        Request::FetchV2 {
+            max_wait_ms,
+            max_bytes,
+            partitions,
+        } => records_v2::put_fetch_v2(out, *max_wait_ms, *max_bytes, partitions),
     }
 }
 
@@ -361,6 +382,18 @@ pub fn request_frame_len(frame: &RequestFrame) -> usize {
             node_name,
             ..
         } => str_len(cluster_name) + 8 + str_len(node_name),
+        Request::ProduceBatchV2 {
+            target: t,
+            producer,
+            records,
+        } => records_v2::produce_batch_v2_len(t, producer.as_ref(), records),
+        Request::ConsumeV2 { target: t, .. } => target_len(t) + 8,
+        Request::FetchV2 { partitions, .. } => {
+            12 + partitions
+                .iter()
+                .map(|p| target_len(&p.target) + 12)
+                .sum::<usize>()
+        }
     };
     LEN_PREFIX_BYTES + REQUEST_HEADER_BYTES + body
 }
@@ -466,7 +499,7 @@ pub(crate) fn decode_record_ref<'a>(
     let kind_byte = r.u8("record kind")?;
     let Some(kind) = RecordKind::from_u8(kind_byte) else {
         return Err(DecodeError::malformed(format!(
-            "record kind {kind_byte} is not 0, 1 or 2"
+            "record kind {kind_byte} is not 0..=4"
         )));
     };
     let value = r.bytes_u32("record value")?;
@@ -503,6 +536,11 @@ fn decode_response_body(
     r: &mut ByteReader<'_>,
 ) -> Result<ResponseBody, DecodeError> {
     Ok(match api {
+        ApiKey::ProduceBatch if version >= 2 => records_v2::decode_produce_batch_v2_response(r)?,
+        ApiKey::Consume if version >= 2 => ResponseBody::ConsumeV2 {
+            record: records_v2::decode_record_v1(r)?,
+        },
+        ApiKey::Fetch if version >= 2 => records_v2::decode_fetched_partitions_v2(r)?,
         ApiKey::Fetch if version >= 1 => decode_fetched_partitions(r)?,
         ApiKey::Metadata => decode_metadata_response(r)?,
         ApiKey::CreateTopic => ResponseBody::CreateTopic(decode_description(r)?),
@@ -708,6 +746,15 @@ fn encode_response_body(body: &ResponseBody, out: &mut Vec<u8>) {
             put_u64(out, s.first_index.0);
         }
         ResponseBody::Raft { payload } => out.extend_from_slice(payload),
+        ResponseBody::ProduceBatchV2 {
+            first_offset,
+            count,
+            duplicate,
+        } => records_v2::put_produce_batch_v2_response(out, *first_offset, *count, *duplicate),
+        ResponseBody::ConsumeV2 { record } => records_v2::put_record_v1(out, record),
+        ResponseBody::FetchV2 { partitions } => {
+            records_v2::put_fetched_partitions_v2(out, partitions)
+        }
         ResponseBody::ListOffsets { partitions } => {
             super::list_offsets::put_response(out, partitions)
         }

@@ -41,10 +41,12 @@ use std::fmt;
 
 use crate::types::{GroupId, NodeId, Offset, RecordKind, Term};
 
+use super::records_v2::{FetchedPartitionV2, WireRecordV1};
 use super::topics::{
     FetchPartition, FetchedPartition, GroupMessage, NodeInfo, TopicChanges, TopicDescription,
     TopicMetadata, TopicPartition, TopicSettings, DEFAULT_TOPIC,
 };
+use crate::replica::dedup::BatchMeta;
 
 /// Identifies an API in a request header. Keys 32..=47 are reserved for peer (Raft)
 /// traffic; keys not listed here are answered with `UNSUPPORTED_API`.
@@ -123,12 +125,9 @@ impl ApiKey {
     /// address a topic partition or a Raft group, 0 for the others.
     pub fn max_version(self) -> u16 {
         match self {
-            ApiKey::Produce
-            | ApiKey::ProduceBatch
-            | ApiKey::Consume
-            | ApiKey::Fetch
-            | ApiKey::RaftMessage
-            | ApiKey::ReadEntries => 1,
+            // Version 2: records of format v1 (wire-spec §14).
+            ApiKey::ProduceBatch | ApiKey::Consume | ApiKey::Fetch => 2,
+            ApiKey::Produce | ApiKey::RaftMessage | ApiKey::ReadEntries => 1,
             _ => 0,
         }
     }
@@ -290,6 +289,33 @@ pub enum Request {
         /// Soft cap on record bytes returned.
         max_bytes: u32,
     },
+    /// ProduceBatch version 2: records of format v1, all or none (wire-spec §14).
+    ProduceBatchV2 {
+        /// The partition written.
+        target: TopicPartition,
+        /// An idempotent producer's batch meta (its record count is the batch's).
+        producer: Option<BatchMeta>,
+        /// The records' v1 payloads (§13), in order; the server checks each.
+        records: Vec<Vec<u8>>,
+    },
+    /// Consume version 2: the first data record at an offset ≥ `offset`, as a
+    /// [`WireRecordV1`].
+    ConsumeV2 {
+        /// The partition read.
+        target: TopicPartition,
+        /// Offset asked for.
+        offset: Offset,
+    },
+    /// Fetch version 2: as [`Request::FetchPartitions`], answered with
+    /// [`ResponseBody::FetchV2`] (records of format v1).
+    FetchV2 {
+        /// Long-poll bound when no partition has records yet.
+        max_wait_ms: u32,
+        /// Soft cap on the record bytes of the whole answer.
+        max_bytes: u32,
+        /// The partitions, each with its offset and its own cap.
+        partitions: Vec<FetchPartition>,
+    },
     /// Offsets by position or time, per partition (`wire/list_offsets.rs`).
     ListOffsets {
         /// At most [`super::MAX_LIST_OFFSETS_PARTITIONS`] partitions.
@@ -317,6 +343,9 @@ impl Request {
             Request::RaftBatch { .. } => ApiKey::RaftBatch,
             Request::PeerHandshake { .. } => ApiKey::PeerHandshake,
             Request::ReadEntries { .. } => ApiKey::ReadEntries,
+            Request::ProduceBatchV2 { .. } => ApiKey::ProduceBatch,
+            Request::ConsumeV2 { .. } => ApiKey::Consume,
+            Request::FetchV2 { .. } => ApiKey::Fetch,
             Request::ListOffsets { .. } => ApiKey::ListOffsets,
         }
     }
@@ -335,6 +364,9 @@ impl Request {
                 by_target(*group == GroupId::DEFAULT_PARTITION)
             }
             Request::FetchPartitions { .. } => (1, 1),
+            Request::ProduceBatchV2 { .. }
+            | Request::ConsumeV2 { .. }
+            | Request::FetchV2 { .. } => (2, 2),
             _ => (0, 0),
         }
     }
@@ -352,9 +384,14 @@ impl Request {
             | Request::ProduceBatch { target, .. }
             | Request::Consume { target, .. } => add_topic(&mut topics, &target.topic),
             Request::Fetch { .. } => add_topic(&mut topics, DEFAULT_TOPIC),
-            Request::FetchPartitions { partitions, .. } => partitions
-                .iter()
-                .for_each(|p| add_topic(&mut topics, &p.target.topic)),
+            Request::FetchPartitions { partitions, .. } | Request::FetchV2 { partitions, .. } => {
+                partitions
+                    .iter()
+                    .for_each(|p| add_topic(&mut topics, &p.target.topic))
+            }
+            Request::ProduceBatchV2 { target, .. } | Request::ConsumeV2 { target, .. } => {
+                add_topic(&mut topics, &target.topic)
+            }
             Request::ListOffsets { queries } => queries
                 .iter()
                 .for_each(|q| add_topic(&mut topics, &q.target.topic)),
@@ -625,6 +662,27 @@ pub enum ResponseBody {
         /// or the byte cap.
         records: Vec<WireRecord>,
     },
+    /// ProduceBatch version 2: the batch occupies `first_offset .. first_offset +
+    /// count`.
+    ProduceBatchV2 {
+        /// Offset of the first record.
+        first_offset: Offset,
+        /// Number of records.
+        count: u32,
+        /// True when this batch was a producer's retry, answered with the offsets
+        /// of the original (nothing was appended).
+        duplicate: bool,
+    },
+    /// Consume version 2: the record found.
+    ConsumeV2 {
+        /// The record.
+        record: WireRecordV1,
+    },
+    /// Fetch version 2: one entry per partition asked, in the order asked.
+    FetchV2 {
+        /// The partitions' records or errors.
+        partitions: Vec<FetchedPartitionV2>,
+    },
     /// One entry per partition asked, in the order asked.
     ListOffsets {
         /// The partitions' offsets or errors.
@@ -652,6 +710,9 @@ impl ResponseBody {
             ResponseBody::Raft { .. } => ApiKey::RaftMessage,
             ResponseBody::PeerHandshake => ApiKey::PeerHandshake,
             ResponseBody::ReadEntries { .. } => ApiKey::ReadEntries,
+            ResponseBody::ProduceBatchV2 { .. } => ApiKey::ProduceBatch,
+            ResponseBody::ConsumeV2 { .. } => ApiKey::Consume,
+            ResponseBody::FetchV2 { .. } => ApiKey::Fetch,
             ResponseBody::ListOffsets { .. } => ApiKey::ListOffsets,
         }
     }

@@ -53,6 +53,7 @@ mod frame;
 pub mod fuzzing;
 mod list_offsets;
 mod messages;
+mod records_v2;
 pub mod text;
 mod topics;
 
@@ -60,7 +61,7 @@ mod topics;
 mod tests;
 
 pub use errors::{offset_out_of_range_message, DecodeError, ErrorBody, ErrorCode, LeaderHint};
-pub use examples::{SpecExample, SPEC_EXAMPLES, V1_EXAMPLES};
+pub use examples::{SpecExample, SPEC_EXAMPLES, V1_EXAMPLES, V2_EXAMPLES};
 pub use fetch::{
     decode_fetch_partitions_response, decode_fetch_response, encode_fetch_response,
     fetch_response_prefix, peek_fetch_max_bytes, record_header, BorrowedRecord, FetchBody,
@@ -79,6 +80,9 @@ pub use list_offsets::{
 pub use messages::{
     ApiKey, RecordView, Request, RequestFrame, ResponseBody, ResponseFrame, ServerInfo, ServerRole,
     StatusInfo, WireRecord,
+};
+pub use records_v2::{
+    FetchedPartitionV2, WireRecordV1, PRODUCE_FLAG_PRODUCER, RECORD_V1_HEADER_BYTES,
 };
 pub use topics::{
     FetchPartition, FetchedPartition, GroupMessage, NodeInfo, PartitionInfo, TopicChanges,

@@ -35,6 +35,7 @@
 
 pub mod cache;
 mod list_offsets;
+mod record_calls;
 pub mod report;
 pub mod retry;
 pub mod routing;
@@ -50,6 +51,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use cache::MemberCache;
+pub use record_calls::ProducedBatch;
 pub use retry::{classify, classify_topic, Backoff, Jitter, Next, RetryPolicy};
 pub use routing::{Member, Router, MAX_MEMBERS};
 pub use topics::{Partitioner, TopicCache};

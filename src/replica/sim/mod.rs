@@ -646,6 +646,7 @@ impl Cluster {
                     Ok([one]) => Values::One(one),
                     Err(many) => Values::Many(many),
                 },
+                kind: crate::types::RecordKind::Data,
                 deadline_ms: q.deadline_ms,
                 reply: q.req,
             })

@@ -463,6 +463,7 @@ impl Multi {
             .drain(..)
             .map(|q| ProduceRequest {
                 values: Values::Many(q.values),
+                kind: crate::types::RecordKind::Data,
                 deadline_ms: q.deadline_ms,
                 reply: q.req,
             })
