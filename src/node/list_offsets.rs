@@ -66,3 +66,14 @@ fn lookup_error(g: &GroupState, e: &StorageError) -> ErrorBody {
     };
     ErrorBody::new(code, format!("offset lookup by time failed: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::auth::Action;
+    use crate::wire::ApiKey;
+
+    #[test]
+    fn list_offsets_needs_consume() {
+        assert_eq!(Action::for_api(ApiKey::ListOffsets), Some(Action::Consume));
+    }
+}

@@ -309,3 +309,29 @@ fn v0_segments_age_from_their_files() {
     assert!(log.apply_retention(now + 2 * hour).unwrap() > 0);
     assert_eq!(log.segment_count(), 1);
 }
+
+/// Descriptors of this process open on files in `dir`.
+fn fds_in(dir: &Path) -> usize {
+    let dir = std::fs::canonicalize(dir).unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|target| target.starts_with(&dir))
+        .count()
+}
+
+#[test]
+fn an_idle_log_holds_no_time_index_file_open() {
+    let dir = TempDir::new("time-idle");
+    let log = Log::open(dir.path(), config()).unwrap();
+    let shapes = shapes(600, 1_000);
+    append(&log, &shapes);
+    check_all(&log, 0, &shapes, 1_000);
+    log.release_idle_files().unwrap();
+    assert_eq!(fds_in(dir.path()), 1, "only LOCK");
+    // Lookups on the idle log open what they read for the call only.
+    check_all(&log, 0, &shapes, 1_000);
+    log.release_idle_files().unwrap();
+    assert_eq!(fds_in(dir.path()), 1, "only LOCK");
+}
