@@ -134,7 +134,7 @@ impl Action {
             ApiKey::Ping => None,
             // InitProducer names no topic: checked on object `*`.
             ApiKey::Produce | ApiKey::ProduceBatch | ApiKey::InitProducer => Some(Action::Produce),
-            ApiKey::Consume | ApiKey::Fetch => Some(Action::Consume),
+            ApiKey::Consume | ApiKey::Fetch | ApiKey::ListOffsets => Some(Action::Consume),
             ApiKey::GetServers | ApiKey::Status | ApiKey::Metadata | ApiKey::DescribeTopic => {
                 Some(Action::Describe)
             }

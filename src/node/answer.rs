@@ -416,6 +416,11 @@ fn partition_v2(p: wire::FetchedPartition) -> wire::FetchedPartitionV2 {
     }
 }
 
+/// The answer to a ListOffsets.
+pub(crate) fn listed_offsets(reply: Responder, partitions: Vec<wire::ListedOffset>) {
+    reply.ok(ResponseBody::ListOffsets { partitions })
+}
+
 /// Acknowledges a RaftBatch (the receiver's replies travel on its own connections).
 pub(crate) fn raft_batch_queued(reply: Responder) {
     reply.ok(ResponseBody::RaftBatch)

@@ -442,6 +442,17 @@ impl Service for ClusterService {
                 let format = ReadFormat::Value;
                 self.fetch_partitions(partitions, max_bytes, max_wait_ms, format, reply)
             }
+            Request::ListOffsets { queries } => {
+                let lookups = queries
+                    .into_iter()
+                    .map(|q| super::list_offsets::Lookup {
+                        group: topics::route(s, &q.target).map_err(answer::error_body),
+                        target: q.target,
+                        spec: q.spec,
+                    })
+                    .collect();
+                self.reads.list_offsets(lookups, reply)
+            }
             Request::GetServers => answer::servers(reply, self.servers()),
             Request::Status => answer::status(reply, self.status()),
             Request::Metadata { topics } => topics::metadata(s, &topics, reply),

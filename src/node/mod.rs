@@ -49,6 +49,7 @@ pub mod heal;
 mod hosting;
 mod inbox;
 mod journal;
+mod list_offsets;
 mod membership;
 pub mod meta;
 mod metadata;

@@ -147,6 +147,10 @@ enum Job {
         max_bytes: u32,
         reply: Responder,
     },
+    ListOffsets {
+        lookups: Vec<super::list_offsets::Lookup>,
+        reply: Responder,
+    },
 }
 
 impl Job {
@@ -155,7 +159,8 @@ impl Job {
             Job::Consume { reply, .. }
             | Job::Fetch { reply, .. }
             | Job::FetchMany { reply, .. }
-            | Job::ReadEntries { reply, .. } => reply,
+            | Job::ReadEntries { reply, .. }
+            | Job::ListOffsets { reply, .. } => reply,
         }
     }
 
@@ -265,6 +270,11 @@ impl Reads {
             max_bytes,
             reply,
         });
+    }
+
+    /// ListOffsets: on the pool (a lookup by time may read the disk).
+    pub(crate) fn list_offsets(&self, lookups: Vec<super::list_offsets::Lookup>, reply: Responder) {
+        self.submit(Job::ListOffsets { lookups, reply });
     }
 
     fn submit(&self, job: Job) {
@@ -472,6 +482,9 @@ impl ReadShared {
                 reply,
             } => self.read_entries(&group, (from, end, anchor), max_bytes, reply),
             Job::FetchMany { fetch, park, reply } => self.fetch_many(fetch, park, reply),
+            Job::ListOffsets { lookups, reply } => {
+                answer::listed_offsets(reply, super::list_offsets::answer(lookups))
+            }
         }
     }
 

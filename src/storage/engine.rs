@@ -46,6 +46,7 @@ macro_rules! write_lock {
 mod maintenance;
 mod read;
 mod rebuild;
+mod time;
 
 pub use read::RecordRef;
 pub use rebuild::{RebuildError, RebuildReport};
@@ -161,6 +162,8 @@ pub struct Log {
     /// Retention limits in force (bytes, age): the configuration's, until a topic's
     /// settings change them ([`Log::set_retention`]).
     retention: Mutex<Retention>,
+    /// Time indexes kept in memory (`engine/time.rs`).
+    time: Mutex<time::TimeState>,
 }
 
 /// Retention limits: total bytes, age.
@@ -442,6 +445,7 @@ impl Log {
             closed: AtomicBool::new(false),
             checkpoint_written: Mutex::new(written.then(|| (std::time::Instant::now(), opened))),
             retention: Mutex::new((config.retention_bytes, config.retention_age)),
+            time: Mutex::new(time::TimeState::default()),
             config,
         };
         let recovery = ReplicaRecovery {
@@ -918,6 +922,7 @@ impl Log {
     pub fn release_idle_files(&self) -> Result<bool> {
         self.check_open()?;
         let sealed = lock!(self.cache).clear() > 0;
+        self.drop_building_time_index();
         let unsynced = {
             let w = lock!(self.writer);
             if !w.active.files_open() {

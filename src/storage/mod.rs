@@ -11,6 +11,11 @@
 //!   memory-mapped while the segment is active (through `storage/mmap.rs`, the
 //!   only module with `unsafe`), read with `pread` once it is sealed.
 //!
+//! A sealed segment may also have `<base>.timeindex`, its sparse time index
+//! (`storage/timeindex.rs`: derived data, rebuilt when damaged or stale, never
+//! needed to open the log), used by [`Log::offset_for_timestamp`] and by retention
+//! by age.
+//!
 //! The directory also holds `LOCK`, on which an open log keeps an exclusive
 //! `flock`, so the same log cannot be opened twice at once. A process that opens
 //! many logs under one directory (a node: one log per Raft group) locks that
@@ -157,6 +162,7 @@ pub mod repair;
 mod retention;
 pub mod scrub;
 mod segment;
+mod timeindex;
 
 #[cfg(test)]
 mod compact_tests;
@@ -168,6 +174,8 @@ mod heal_tests;
 mod idle_tests;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod time_tests;
 
 pub use self::engine::{DirLock, Log, OuterLock, RebuildError, RebuildReport, RecordRef};
 pub use self::error::{Damage, Result, StorageError};
@@ -189,8 +197,10 @@ pub struct LogConfig {
     /// Retention by total size: drop the oldest whole segments while the log is
     /// larger than this. `None` (the default) keeps everything.
     pub retention_bytes: Option<u64>,
-    /// Retention by age: drop the oldest whole segments last written longer ago than
-    /// this. `None` (the default) keeps everything.
+    /// Retention by age: drop the oldest whole segments older than this, a
+    /// segment's time being its newest record timestamp capped at its last write
+    /// (its last write alone without timestamps; `storage/retention.rs`). `None`
+    /// (the default) keeps everything.
     pub retention_age: Option<std::time::Duration>,
     /// How the directory is kept to this log: its own `flock` on `<dir>/LOCK`
     /// (the default), or an outer lock covering it ([`DirLock::Covered`]).

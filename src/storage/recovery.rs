@@ -374,7 +374,8 @@ fn list_segments(dir: &Path) -> Result<BTreeMap<u64, Found>> {
 }
 
 fn remove_segment_files(dir: &Path, base: u64) -> Result<()> {
-    for path in [store_path(dir, base), index_path(dir, base)] {
+    let timeindex = crate::storage::timeindex::path(dir, base);
+    for path in [store_path(dir, base), index_path(dir, base), timeindex] {
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

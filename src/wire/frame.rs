@@ -239,6 +239,7 @@ fn decode_request_body(
             anchor: Offset(r.u64("ReadEntries anchor")?),
             max_bytes: r.u32("ReadEntries max_bytes")?,
         },
+        ApiKey::ListOffsets => super::list_offsets::decode_request(r)?,
     })
 }
 
@@ -340,6 +341,7 @@ fn encode_request_body(request: &Request, version: u16, out: &mut Vec<u8>) {
             put_u64(out, anchor.0);
             put_u32(out, *max_bytes);
         }
+        Request::ListOffsets { queries } => super::list_offsets::put_request(out, queries),
         Request::ProduceBatchV2 {
             target,
             producer,
@@ -386,6 +388,7 @@ pub fn request_frame_len(frame: &RequestFrame) -> usize {
         Request::InitProducer { name } => 1 + name.as_deref().map_or(0, str_len),
         Request::ReadEntries { .. } => group + 28,
         Request::Group(g) => super::groups::request_len(g),
+        Request::ListOffsets { queries } => super::list_offsets::request_len(queries),
         Request::Raft { payload, .. } => group + payload.len(),
         Request::RaftBatch { messages } => {
             4 + messages.iter().map(|m| 12 + m.payload.len()).sum::<usize>()
@@ -645,6 +648,7 @@ fn decode_response_body(
             payload: r.rest().to_vec(),
         },
         ApiKey::PeerHandshake => ResponseBody::PeerHandshake,
+        ApiKey::ListOffsets => super::list_offsets::decode_response(r)?,
     })
 }
 
@@ -797,5 +801,8 @@ fn encode_response_body(body: &ResponseBody, out: &mut Vec<u8>) {
             records_v2::put_fetched_partitions_v2(out, partitions)
         }
         ResponseBody::Group(g) => super::groups::put_response(out, g),
+        ResponseBody::ListOffsets { partitions } => {
+            super::list_offsets::put_response(out, partitions)
+        }
     }
 }

@@ -94,6 +94,8 @@ pub enum ApiKey {
     DeleteGroup = 16,
     /// Get a producer id and epoch for idempotent produces.
     InitProducer = 12,
+    /// Offsets by position or time (earliest, latest, first at or after a time).
+    ListOffsets = 17,
     /// A Raft message between peers (opaque to the wire codec).
     RaftMessage = 32,
     /// First frame on a peer connection.
@@ -106,7 +108,7 @@ pub enum ApiKey {
 
 impl ApiKey {
     /// Every key this codec speaks.
-    pub const ALL: [ApiKey; 21] = [
+    pub const ALL: [ApiKey; 22] = [
         ApiKey::Ping,
         ApiKey::Produce,
         ApiKey::ProduceBatch,
@@ -128,6 +130,7 @@ impl ApiKey {
         ApiKey::FetchOffset,
         ApiKey::ListGroups,
         ApiKey::DeleteGroup,
+        ApiKey::ListOffsets,
     ];
 
     /// Decodes a wire value; `None` for unknown (including reserved) keys.
@@ -177,6 +180,7 @@ impl ApiKey {
             ApiKey::FetchOffset => "FetchOffset",
             ApiKey::ListGroups => "ListGroups",
             ApiKey::DeleteGroup => "DeleteGroup",
+            ApiKey::ListOffsets => "ListOffsets",
         }
     }
 
@@ -185,9 +189,9 @@ impl ApiKey {
         (32..=47).contains(&self.as_u16())
     }
 
-    /// `"0-16, 32-35"`, for error messages.
+    /// `"0-17, 32-35"`, for error messages.
     pub(crate) fn supported_list() -> &'static str {
-        "0-16, 32-35"
+        "0-17, 32-35"
     }
 }
 
@@ -349,6 +353,11 @@ pub enum Request {
     },
     /// A consumer group API (CommitOffset, FetchOffset, ListGroups, DeleteGroup).
     Group(GroupRequest),
+    /// Offsets by position or time, per partition (`wire/list_offsets.rs`).
+    ListOffsets {
+        /// At most [`super::MAX_LIST_OFFSETS_PARTITIONS`] partitions.
+        queries: Vec<super::OffsetQuery>,
+    },
 }
 
 impl Request {
@@ -376,6 +385,7 @@ impl Request {
             Request::ConsumeV2 { .. } => ApiKey::Consume,
             Request::FetchV2 { .. } => ApiKey::Fetch,
             Request::Group(g) => g.api_key(),
+            Request::ListOffsets { .. } => ApiKey::ListOffsets,
         }
     }
 
@@ -428,6 +438,9 @@ impl Request {
             Request::ProduceBatchV2 { target, .. } | Request::ConsumeV2 { target, .. } => {
                 add_topic(&mut topics, &target.topic)
             }
+            Request::ListOffsets { queries } => queries
+                .iter()
+                .for_each(|q| add_topic(&mut topics, &q.target.topic)),
             Request::Metadata { topics: names } => {
                 names.iter().for_each(|t| add_topic(&mut topics, t))
             }
@@ -730,6 +743,11 @@ pub enum ResponseBody {
         /// The partitions' records or errors.
         partitions: Vec<FetchedPartitionV2>,
     },
+    /// One entry per partition asked, in the order asked.
+    ListOffsets {
+        /// The partitions' offsets or errors.
+        partitions: Vec<super::ListedOffset>,
+    },
 }
 
 impl ResponseBody {
@@ -757,6 +775,7 @@ impl ResponseBody {
             ResponseBody::ConsumeV2 { .. } => ApiKey::Consume,
             ResponseBody::FetchV2 { .. } => ApiKey::Fetch,
             ResponseBody::Group(g) => g.api_key(),
+            ResponseBody::ListOffsets { .. } => ApiKey::ListOffsets,
         }
     }
 }

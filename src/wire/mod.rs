@@ -56,6 +56,7 @@ mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 mod groups;
+mod list_offsets;
 mod messages;
 mod records_v2;
 pub mod text;
@@ -80,6 +81,10 @@ pub use frame::{
 pub use groups::{
     CommitResult, FetchedCursor, GroupListing, GroupRequest, GroupResponse, OffsetCommit,
     MAX_GROUP_REQUEST_PARTITIONS,
+};
+pub use list_offsets::{
+    ListedOffset, OffsetQuery, OffsetSpec, MAX_LIST_OFFSETS_PARTITIONS, NO_TIMESTAMP,
+    SPEC_EARLIEST, SPEC_LATEST,
 };
 pub use messages::{
     ApiKey, RecordView, Request, RequestFrame, ResponseBody, ResponseFrame, ServerInfo, ServerRole,

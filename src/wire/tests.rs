@@ -257,6 +257,18 @@ fn random_request(rng: &mut Rng, api: ApiKey, version: u16) -> Request {
         ApiKey::CommitOffset | ApiKey::FetchOffset | ApiKey::ListGroups | ApiKey::DeleteGroup => {
             Request::Group(random_group_request(rng, api))
         }
+        ApiKey::ListOffsets => Request::ListOffsets {
+            queries: (0..rng.below(4))
+                .map(|_| crate::wire::OffsetQuery {
+                    target: rng.target(),
+                    spec: match rng.below(3) {
+                        0 => crate::wire::OffsetSpec::Earliest,
+                        1 => crate::wire::OffsetSpec::Latest,
+                        _ => crate::wire::OffsetSpec::Time((rng.u64_edge() >> 1) as i64),
+                    },
+                })
+                .collect(),
+        },
     }
 }
 
@@ -308,6 +320,16 @@ fn random_body(rng: &mut Rng, api: ApiKey, version: u16) -> ResponseBody {
                     error: rng.maybe(random_error),
                     high_watermark: Offset(rng.u64_edge()),
                     records: (0..rng.below(3)).map(|_| rng.record_v1()).collect(),
+                })
+                .collect(),
+        },
+        ApiKey::ListOffsets => ResponseBody::ListOffsets {
+            partitions: (0..rng.below(4))
+                .map(|_| crate::wire::ListedOffset {
+                    target: rng.target(),
+                    error: rng.maybe(random_error),
+                    offset: Offset(rng.u64_edge()),
+                    timestamp: rng.u64_edge() as i64,
                 })
                 .collect(),
         },
@@ -693,7 +715,7 @@ fn unknown_api_and_version_keep_the_correlation_id() {
     let err = decode_request(&frame(99, 0)).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "api key 99 is not supported; this server speaks api keys 0-16, 32-35"
+        "api key 99 is not supported; this server speaks api keys 0-17, 32-35"
     );
     for api in ApiKey::ALL {
         assert_eq!(ApiKey::from_u16(api.as_u16()), Some(api));

@@ -252,6 +252,7 @@ pub fn format_command(cmd: &TextCommand, out: &mut Vec<u8>) -> bool {
             | Request::RaftBatch { .. }
             | Request::PeerHandshake { .. }
             | Request::ReadEntries { .. }
+            | Request::ListOffsets { .. }
             | Request::ProduceBatchV2 { .. }
             | Request::ConsumeV2 { .. }
             | Request::FetchV2 { .. }
@@ -349,6 +350,24 @@ pub fn format_response(result: &Result<ResponseBody, ErrorBody>, out: &mut Vec<u
         ResponseBody::FetchPartitions { partitions } => {
             for p in partitions {
                 put_fetched_lines(p, out);
+            }
+            out.extend_from_slice(b"+END\r\n");
+        }
+        ResponseBody::ListOffsets { partitions } => {
+            for p in partitions {
+                out.push(b'@');
+                escape(p.target.topic.as_bytes(), out);
+                out.extend_from_slice(format!("/{}", p.target.partition).as_bytes());
+                match &p.error {
+                    None => out.extend_from_slice(
+                        format!(" offset={} timestamp={}", p.offset, p.timestamp).as_bytes(),
+                    ),
+                    Some(err) => {
+                        out.extend_from_slice(format!(" {} ", err.code).as_bytes());
+                        escape(err.message.as_bytes(), out);
+                    }
+                }
+                out.extend_from_slice(b"\r\n");
             }
             out.extend_from_slice(b"+END\r\n");
         }

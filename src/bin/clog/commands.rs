@@ -18,6 +18,7 @@ use commitlog::wire::{ErrorCode, TopicPartition, DEFAULT_TOPIC};
 
 use crate::fail::{explain, Failure};
 use crate::format::{unescape, Print, RecordFormat, Shown};
+use crate::from;
 use crate::{
     connect, ConsumeArgs, Out, Output, OutputKind, ProduceArgs, RecordOutput, Settings, TailArgs,
 };
@@ -348,10 +349,11 @@ pub(crate) fn consume(s: &Settings, args: &ConsumeArgs, out: &mut Out<'_>) -> Re
     // for the records (unless -e).
     let follow = args.follow || (args.count.is_some() && !args.exit_at_end);
     let want = args.count.unwrap_or(u64::MAX);
-    let mut next = Offset(args.from);
-    if args.from == 0 {
-        next = first_offset(&mut client, &target).map_err(|e| explain(&s.addr, e))?;
-    }
+    let mut next = match from::resolve(&mut client, &target, args.from) {
+        Ok(Some(offset)) => offset,
+        Ok(None) => first_offset(&mut client, &target).map_err(|e| explain(&s.addr, e))?,
+        Err(e) => return Err(explain(&s.addr, e).into()),
+    };
     let mut printed = 0u64;
     // Bounded: without `follow` every pass advances toward the end or stops.
     while printed < want {
@@ -386,6 +388,19 @@ pub(crate) fn tail(s: &Settings, args: &TailArgs, out: &mut Out<'_>) -> Result<(
     let target = TopicPartition::new(args.topic.as_str(), args.partition.unwrap_or(0));
     let mut client = connect(s)?;
     let fail = |e| -> Output { explain(&s.addr, e).into() };
+    if let Some(at) = args.from {
+        let start = match from::resolve(&mut client, &target, at).map_err(fail)? {
+            Some(offset) => offset,
+            None => first_offset(&mut client, &target).map_err(fail)?,
+        };
+        return tail_from(
+            s,
+            (&mut client, &target),
+            start,
+            args.follow,
+            (&format, out),
+        );
+    }
     // The high-water mark (exclusive end) as a reader sees it.
     let first = first_offset(&mut client, &target).map_err(fail)?;
     let end = client
@@ -418,6 +433,33 @@ pub(crate) fn tail(s: &Settings, args: &TailArgs, out: &mut Out<'_>) -> Result<(
             next = Offset(record.offset.0 + 1);
         }
         out.flush()?;
+    }
+}
+
+/// `tail --from`: every record from `next` to the end, then (with `follow`) new
+/// ones as they arrive.
+fn tail_from(
+    s: &Settings,
+    (client, target): (&mut ClusterClient, &TopicPartition),
+    mut next: Offset,
+    follow: bool,
+    (format, out): (&RecordFormat, &mut Out<'_>),
+) -> Result<(), Output> {
+    // Bounded: without `follow` every pass advances toward the end or stops.
+    loop {
+        let wait_ms = if follow { FOLLOW_WAIT_MS } else { 0 };
+        let fetched = client
+            .fetch_records_from(target, next, FETCH_BYTES, wait_ms)
+            .map_err(|e| explain(&s.addr, e))?;
+        let got_any = !fetched.records.is_empty();
+        for record in &fetched.records {
+            format.write_record(out, target, &Shown::of(record))?;
+            next = Offset(record.offset.0 + 1);
+        }
+        out.flush()?;
+        if !follow && (!got_any || next >= fetched.high_watermark) {
+            return Ok(());
+        }
     }
 }
 

@@ -19,11 +19,12 @@ use commitlog::client::cluster::ClusterClient;
 use commitlog::client::records::ConsumedRecord;
 use commitlog::client::ClientError;
 use commitlog::types::Offset;
-use commitlog::wire::{ErrorCode, OffsetCommit, TopicPartition};
+use commitlog::wire::{ErrorCode, OffsetCommit, OffsetSpec, TopicPartition};
 
 use crate::commands::{first_offset, record_format};
 use crate::fail::{explain, Failure};
 use crate::format::{RecordFormat, Shown};
+use crate::from;
 use crate::{connect, ConsumeArgs, Out, Output, OutputKind, Settings};
 
 /// Bytes asked per Fetch.
@@ -413,13 +414,13 @@ fn print_batch(
     Ok(())
 }
 
-/// Where a group consumer starts: its cursor, else `from` (0: the first retained
+/// Where a group consumer starts: its cursor, else `--from` (default: the first retained
 /// record); a cursor below the first retained record starts at that record.
 fn start(
     client: &mut ClusterClient,
     group: &str,
     target: &TopicPartition,
-    from: u64,
+    from: from::StartAt,
 ) -> Result<Offset, ClientError> {
     let cursors = client.fetch_offsets(group, std::slice::from_ref(target))?;
     let cursor = match cursors.first() {
@@ -433,34 +434,21 @@ fn start(
         Some(c) => c.offset,
         None => 0,
     };
-    let at = if cursor != 0 { cursor } else { from };
-    if at == 0 {
-        return first_offset(client, target);
+    if cursor == 0 {
+        return match from::resolve(client, target, from)? {
+            Some(offset) => Ok(offset),
+            None => first_offset(client, target),
+        };
     }
-    match client.fetch_from(target, Offset(at), 1, 0) {
-        Err(ClientError::Server {
-            code: ErrorCode::OffsetOutOfRange,
-            message,
-            ..
-        }) => {
-            // `... the log holds [first, end)`: below it, retention removed the
-            // records; past the end the read fails and says so.
-            let first = message
-                .split_once("holds [")
-                .and_then(|(_, rest)| rest.split(',').next())
-                .and_then(|n| n.trim().parse::<u64>().ok());
-            match first {
-                Some(first) if first > at => {
-                    eprintln!(
-                        "clog: group {group}'s position {at} on {target} was removed by \
-                         retention; starting at {first}"
-                    );
-                    Ok(Offset(first))
-                }
-                _ => Ok(Offset(at)),
-            }
-        }
-        Err(e) => Err(e),
-        Ok(_) => Ok(Offset(at)),
+    // Below the first retained offset, retention removed the records the group had
+    // not read yet: say so and go on from what is left.
+    let first = client.list_offset(target, OffsetSpec::Earliest)?.offset;
+    if first.0 > cursor {
+        eprintln!(
+            "clog: group {group}'s position {cursor} on {target} was removed by retention; \
+             starting at {first}"
+        );
+        return Ok(first);
     }
+    Ok(Offset(cursor))
 }

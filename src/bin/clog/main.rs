@@ -15,6 +15,7 @@ mod bench;
 mod commands;
 mod fail;
 mod format;
+mod from;
 mod group;
 mod profile;
 mod records;
@@ -155,7 +156,11 @@ Examples:
   clog consume --print-key --print-timestamp # offset, timestamp ms, key, value
   clog consume --print-headers               # headers as name=value,... before the value
   clog consume -f '%o %T %k %h %v\\n'         # kcat-style: %k key, %T timestamp, %h headers
-  clog consume -o json | jq '.key, .headers, .timestamp_ms'")]
+  clog consume -o json | jq '.key, .headers, .timestamp_ms'
+  clog consume --from -100                   # the last 100 offsets
+  clog consume --from @-10m --follow         # the last 10 minutes, then follow
+  clog consume --from @2026-12-06T10:00:00Z  # from the first record at or after 10:00 UTC
+  clog consume --from end --follow           # only records produced from now on")]
     Consume(ConsumeArgs),
     /// Print the last records; with -f keep printing new ones as they arrive.
     #[command(after_help = "\
@@ -164,7 +169,8 @@ Examples:
   clog tail -n 100 -f                        # the last 100, then follow (Ctrl-C to stop)
   clog tail -o json -n 1                     # the last record as JSON
   clog tail -t orders -p 1 -f                # partition 1 of topic orders
-  clog tail --print-key --print-timestamp    # with each record's key and time")]
+  clog tail --print-key --print-timestamp    # with each record's key and time
+  clog tail --from @-1h -f                   # the last hour, then follow")]
     Tail(TailArgs),
     /// Create, list, describe, alter and delete topics.
     #[command(
@@ -340,10 +346,13 @@ pub(crate) struct ConsumeArgs {
     /// every partition of a topic, run one consume per partition.
     #[arg(short = 'p', long)]
     pub(crate) partition: Option<u32>,
-    /// First offset to read; 0 means the first record the log still holds. With
-    /// --group, only where the group has no cursor yet.
-    #[arg(long, default_value_t = 0)]
-    pub(crate) from: u64,
+    /// Where to start: start (the first record still held; also 0), end (only new
+    /// records), -N (the last N offsets), N (offset N), @TIME (the first record at or
+    /// after an RFC 3339 time, e.g. @2026-12-06T10:00:00Z or @2026-12-06T11:00:00+01:00)
+    /// or @-DURATION (e.g. @-10m; units s, m, h, d). With --group, only where the
+    /// group has no cursor yet.
+    #[arg(long, default_value = "start", value_parser = from::parse_from, allow_hyphen_values = true)]
+    pub(crate) from: from::StartAt,
     /// Stop after this many records, waiting for new ones if needed (unless -e).
     #[arg(short = 'n', long)]
     pub(crate) count: Option<u64>,
@@ -383,8 +392,12 @@ pub(crate) struct TailArgs {
     #[arg(short = 'f', long)]
     pub(crate) follow: bool,
     /// How many of the last records to print first.
-    #[arg(short = 'n', long, default_value_t = 10)]
+    #[arg(short = 'n', long, default_value_t = 10, conflicts_with = "from")]
     pub(crate) lines: u64,
+    /// Print from here to the end instead of the last -n records (then follow with
+    /// -f): start, end, -N, an offset, @TIME or @-DURATION, as `consume --from`.
+    #[arg(long, value_parser = from::parse_from, allow_hyphen_values = true)]
+    pub(crate) from: Option<from::StartAt>,
     /// Record format as `consume -f` (here -f is --follow, as in tail -f).
     #[arg(long)]
     pub(crate) format: Option<String>,

@@ -35,6 +35,7 @@
 
 pub mod cache;
 mod groups;
+mod list_offsets;
 mod record_calls;
 pub mod report;
 pub mod retry;

@@ -86,6 +86,8 @@ impl Log {
         w.next_offset = new_next;
         self.publication.publish(new_next, w.store_bytes);
         self.durable_offset.fetch_min(new_next, Ordering::AcqRel);
+        // `segments` is released; `writer` keeps appends out until this is done.
+        self.forget_times_from(new_next);
         // Readers already see the new end; make it durable without blocking them.
         let active = &w.active;
         let result = active
@@ -347,24 +349,30 @@ impl Log {
         self.first_offset.store(start.0, Ordering::Release);
         self.publication.publish(start.0, 0);
         self.durable_offset.store(start.0, Ordering::Release);
+        drop(segments);
+        self.forget_times_from(0);
         log::info!("log {}: reset to start at {start}", self.dir.display());
         Ok(())
     }
 
     /// Applies the configured retention (total bytes and/or age, both off by
     /// default): drops the oldest whole sealed segments, never the active one.
-    /// A segment's age is measured from its store file's modification time (its
-    /// last write) to `now`. Returns the bytes freed.
+    /// A segment's age is measured from its newest record timestamp, capped at
+    /// its store file's modification time (its last write), or from that time
+    /// alone when it has no timestamped record (`storage/retention.rs`), to `now`.
+    /// Returns the bytes freed.
     pub fn apply_retention(&self, now: SystemTime) -> Result<u64> {
         self.check_open()?;
         if self.retention() == (None, None) {
             return Ok(0);
         }
+        // Before any lock: it may read segments to rebuild their time indexes.
+        let expired = self.expired_by_age(now)?;
         let _sync = lock!(self.sync_lock);
         let (bases, freed) = {
             let mut w = lock!(self.writer);
             let mut segments = write_lock!(self.segments);
-            let n = self.retention_count(&w, &segments, now)?;
+            let n = self.retention_count(&w, &segments, &expired)?;
             self.detach_oldest(&mut w, &mut segments, n)?
         };
         self.delete_detached(&bases, freed)?;
@@ -377,43 +385,42 @@ impl Log {
     /// prefix up to there, then calls [`Log::truncate_prefix`].
     pub fn retention_point(&self, now: SystemTime) -> Result<Offset> {
         self.check_open()?;
+        let expired = self.expired_by_age(now)?;
         let w = lock!(self.writer);
         let segments = read_lock!(self.segments);
-        let n = self.retention_count(&w, &segments, now)?;
+        let n = self.retention_count(&w, &segments, &expired)?;
         if n == 0 {
             return Ok(Offset(segments.first_offset()));
         }
         Ok(Offset(segments.sealed_next(n - 1)))
     }
 
-    /// How many of the oldest sealed segments the configured retention drops.
-    fn retention_count(&self, w: &Writer, segments: &Segments, now: SystemTime) -> Result<usize> {
+    /// Bases of the oldest sealed segments the configured age limit drops at `now`.
+    fn expired_by_age(&self, now: SystemTime) -> Result<Vec<u64>> {
+        match self.retention().1 {
+            Some(max_age) => self.age_expired_bases(max_age, now),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// How many of the oldest sealed segments the configured retention drops;
+    /// `expired` are the bases the age limit drops (computed before the locks
+    /// were taken: only the oldest segments still listed in that order count).
+    fn retention_count(&self, w: &Writer, segments: &Segments, expired: &[u64]) -> Result<usize> {
         let sizes: Vec<u64> = (0..segments.sealed.len())
             .map(|i| segments.sealed_bytes(i))
             .collect();
         let active_bytes = w.store_bytes + (w.next_offset - w.active.base) * SLOT_BYTES;
-        let (retention_bytes, retention_age) = self.retention();
+        let retention_bytes = self.retention().0;
         let by_bytes = retention_bytes.map_or(0, |limit| {
             retention::drop_for_bytes(&sizes, active_bytes, limit)
         });
-        let by_age = match retention_age {
-            None => 0,
-            Some(max_age) => {
-                let mut modified = |i: usize| -> Result<SystemTime> {
-                    let path = segment::store_path(&self.dir, segments.sealed[i].base);
-                    match fs::metadata(&path).and_then(|m| m.modified()) {
-                        Ok(time) => Ok(time),
-                        // A quarantined segment may have no store: it holds
-                        // nothing readable, so it may go as soon as its turn comes.
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                            Ok(SystemTime::UNIX_EPOCH)
-                        }
-                        Err(e) => Err(io_err("stat", &path)(e)),
-                    }
-                };
-                retention::drop_for_age(sizes.len(), max_age, now, &mut modified)?
-            }
-        };
+        let by_age = segments
+            .sealed
+            .iter()
+            .zip(expired)
+            .take_while(|(meta, base)| meta.base == **base)
+            .count();
         Ok(by_bytes.max(by_age))
     }
 }
