@@ -58,13 +58,23 @@ impl Client {
         records: &[&ProducerRecord],
         meta: BatchMeta,
     ) -> Result<IdempotentProduced> {
+        self.produce_batch_v2(target, records, Some(meta))
+    }
+
+    /// ProduceBatch v2, with or without producer meta.
+    pub(crate) fn produce_batch_v2(
+        &mut self,
+        target: &TopicPartition,
+        records: &[&ProducerRecord],
+        producer: Option<BatchMeta>,
+    ) -> Result<IdempotentProduced> {
         let payloads = records
             .iter()
             .map(|r| r.encode())
             .collect::<Result<Vec<_>>>()?;
         let request = Request::ProduceBatchV2 {
             target: target.clone(),
-            producer: Some(meta),
+            producer,
             records: payloads,
         };
         match self.call(request, Duration::ZERO)? {

@@ -165,23 +165,8 @@ impl Client {
         target: &TopicPartition,
         records: &[&ProducerRecord],
     ) -> Result<Offset> {
-        let payloads = records
-            .iter()
-            .map(|r| r.encode())
-            .collect::<Result<Vec<_>>>()?;
-        let request = Request::ProduceBatchV2 {
-            target: target.clone(),
-            producer: None,
-            records: payloads,
-        };
-        match self.call(request, Duration::ZERO)? {
-            ResponseBody::ProduceBatchV2 {
-                first_offset,
-                count,
-                ..
-            } if count as usize == records.len() => Ok(first_offset),
-            other => Err(unexpected(&other)),
-        }
+        self.produce_batch_v2(target, records, None)
+            .map(|p| p.first_offset)
     }
 
     /// Consume v2: the first record of `target` at an offset ≥ `offset`, with its
