@@ -162,7 +162,8 @@ fn bench_produce_and_consume_print_result_lines() {
         .find(|l| l.starts_with("RESULT\t"))
         .expect("a RESULT line");
     let fields: Vec<&str> = result.split('\t').collect();
-    assert_eq!(fields.len(), 12, "{result}");
+    assert_eq!(fields.len(), 13, "{result}");
+    assert_eq!(fields[12], "idempotence=on", "the default mode");
     assert_eq!(&fields[1..5], &["Commitlog", "Produce", "T1", "400"]);
     let out = server.clog(&["bench", "--consume", "--label", "T4"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -82,8 +82,8 @@ fn usage_unreachable_not_found_and_data_errors_have_their_exit_codes() {
         6,
     );
     assert!(err.contains("argument 1") && err.contains("hex"), "{err}");
-    let err = failure(&clog_at(&addr, &cache, &["consume", "-f", "%k"]), 2);
-    assert!(err.contains("%k"), "{err}");
+    let err = failure(&clog_at(&addr, &cache, &["consume", "-f", "%q"]), 2);
+    assert!(err.contains("%q"), "{err}");
 }
 
 #[test]

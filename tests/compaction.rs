@@ -8,7 +8,10 @@
 //! a reader sees the newest record of each key at its original offset, and a
 //! tombstone and its key's older records are gone once it expired; on three
 //! nodes, a follower that was down while its leader compacted catches up and
-//! serves the newest record of each key at the same offsets.
+//! serves the newest record of each key at the same offsets. Consumer cursors
+//! bound compaction: below the lowest cursor of any group only the newest record
+//! of each key stays, at or above it every record stays; once the cursor moves to
+//! the end, the rest is compacted too.
 
 mod cluster_common;
 mod common;
@@ -21,7 +24,10 @@ use cluster_common::topics::{create, leaders};
 use cluster_common::{wait_for, Cluster, SETTLE_DEADLINE};
 use commitlog::client::records::{ConsumedRecord, ProducerRecord};
 use commitlog::types::Offset;
-use commitlog::wire::{FetchPartition, TopicPartition, TopicSettings};
+use commitlog::wire::{
+    ErrorCode, FetchPartition, GroupRequest, GroupResponse, OffsetCommit, TopicPartition,
+    TopicSettings,
+};
 use common::Server;
 use serde_json::Value;
 
@@ -203,9 +209,17 @@ type Produced = BTreeMap<u64, (Vec<u8>, Vec<u8>)>;
 /// 4,000 records of 1 KiB over [`KEYS`] keys (about 4 MiB: several sealed 1 MiB
 /// segments), in batches of 50 through `produce` (which returns a batch's first
 /// offset).
-fn produce_keyed(mut produce: impl FnMut(&[&ProducerRecord]) -> Offset) -> Produced {
+fn produce_keyed(produce: impl FnMut(&[&ProducerRecord]) -> Offset) -> Produced {
+    produce_keyed_batches(0..80, produce)
+}
+
+/// The `batches` (of 50 records, 1 KiB each, keys round robin) of [`produce_keyed`].
+fn produce_keyed_batches(
+    batches: std::ops::Range<usize>,
+    mut produce: impl FnMut(&[&ProducerRecord]) -> Offset,
+) -> Produced {
     let mut produced = Produced::new();
-    for batch in 0..80 {
+    for batch in batches {
         let records: Vec<ProducerRecord> = (0..50)
             .map(|i| {
                 let n = batch * 50 + i;
@@ -354,4 +368,191 @@ fn read_all_or_none(
         return None;
     }
     Some(read_all(c, target))
+}
+
+/// A compacted topic of one partition on the node, 1 MiB segments; returns it and
+/// the directory of its log files.
+fn create_compacted(
+    server: &Server,
+    c: &mut commitlog::client::Client,
+    name: &str,
+) -> (TopicPartition, std::path::PathBuf) {
+    let settings = TopicSettings {
+        partitions: 1,
+        replication: 1,
+        segment_bytes: 1 << 20,
+        max_record_bytes: 64 << 10,
+        cleanup_policy: 1,
+        ..TopicSettings::default()
+    };
+    let d = c.create_topic(name, settings).expect("create");
+    let group = d.partitions[0].group.0;
+    let dir = server.data_dir().join("groups").join(group.to_string());
+    (TopicPartition::new(name, 0), dir)
+}
+
+/// Base offsets of the segments under `dir` (files `<base, 20 digits>.store`).
+fn segment_bases(dir: &std::path::Path) -> Vec<u64> {
+    let mut bases = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    // Bounded: a group directory is a couple of levels deep.
+    for _ in 0..4 {
+        let mut deeper = Vec::new();
+        for d in dirs {
+            for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    deeper.push(path);
+                } else if let Some(base) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".store"))
+                    .filter(|b| b.len() == 20)
+                    .and_then(|b| b.parse::<u64>().ok())
+                {
+                    bases.push(base);
+                }
+            }
+        }
+        dirs = deeper;
+    }
+    bases.sort_unstable();
+    bases
+}
+
+/// Stores `group`'s cursor of `target` at `offset` (the next offset it reads).
+fn commit_cursor(
+    c: &mut commitlog::client::Client,
+    group: &str,
+    target: &TopicPartition,
+    offset: u64,
+) {
+    let answer = c
+        .group_call(GroupRequest::CommitOffset {
+            group: group.to_string(),
+            offsets: vec![OffsetCommit {
+                target: target.clone(),
+                offset,
+                metadata: Vec::new(),
+            }],
+        })
+        .expect("commit offset");
+    match answer {
+        GroupResponse::CommitOffset(results) => {
+            assert_eq!(results.len(), 1);
+            assert_eq!(results[0].error, ErrorCode::None, "{results:?}");
+        }
+        other => panic!("CommitOffset answered {other:?}"),
+    }
+}
+
+/// Reads `target` until `done` holds for two reads in a row (a read of many
+/// fetches that a compaction pass overtook mixes the log before and after it);
+/// panics after 60 s.
+fn wait_read(
+    c: &mut commitlog::client::Client,
+    target: &TopicPartition,
+    what: &str,
+    done: impl Fn(&[u64]) -> bool,
+) -> Vec<ConsumedRecord> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut previous: Vec<ConsumedRecord> = Vec::new();
+    loop {
+        let visible = read_all(c, target);
+        let offsets: Vec<u64> = visible.iter().map(|r| r.offset.0).collect();
+        if done(&offsets) && visible == previous {
+            return visible;
+        }
+        previous = visible;
+        assert!(
+            Instant::now() < deadline,
+            "{target}: not {what} within 60 s ({} records visible)",
+            previous.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What compaction below `cursor` leaves of `produced` (everything produced is
+/// below it): segments are rewritten whole, so the one holding `cursor` (from
+/// `straddling_base`) keeps all its records below the cursor; below that, the
+/// newest record of each key there.
+fn expected_below_cursor(produced: &Produced, straddling_base: u64) -> Vec<u64> {
+    let mut newest: BTreeMap<&[u8], u64> = BTreeMap::new();
+    for (offset, (key, _)) in produced.range(..straddling_base) {
+        newest.insert(key, *offset);
+    }
+    let mut kept: Vec<u64> = newest.into_values().collect();
+    kept.extend(produced.range(straddling_base..).map(|(o, _)| *o));
+    kept.sort_unstable();
+    kept
+}
+
+#[test]
+fn compaction_never_passes_the_lowest_consumer_cursor() {
+    let server = Server::start(&["--compact-interval-ms", "100"]);
+    let mut c = server.client();
+    let (kv, kv_dir) = create_compacted(&server, &mut c, "kv");
+    let first_half = produce_keyed_batches(0..40, |batch| {
+        c.produce_records(&kv, batch).expect("produce")
+    });
+    // Group `slow` has read the first half (before anything after it is sealed);
+    // group `fast` is past everything produced: the lower one bounds compaction.
+    let cursor = first_half.keys().last().unwrap() + 1;
+    commit_cursor(&mut c, "slow", &kv, cursor);
+    let second_half = produce_keyed_batches(40..80, |batch| {
+        c.produce_records(&kv, batch).expect("produce")
+    });
+    let end = second_half.keys().last().unwrap() + 1;
+    commit_cursor(&mut c, "fast", &kv, end);
+    let straddling_base = segment_bases(&kv_dir)
+        .into_iter()
+        .filter(|b| *b <= cursor)
+        .max()
+        .expect("kv has segments");
+    assert!(
+        segment_bases(&kv_dir)
+            .iter()
+            .filter(|b| **b > cursor)
+            .count()
+            >= 2,
+        "the second half fills sealed segments: {:?}",
+        segment_bases(&kv_dir)
+    );
+
+    // A topic without cursors, produced after kv: once it is compacted, the
+    // compactor (which visits every compacted partition each tick) has also run
+    // on kv with all of kv's segments above written and sealed.
+    let (free, _) = create_compacted(&server, &mut c, "free");
+    let free_produced = produce_keyed(|batch| c.produce_records(&free, batch).expect("produce"));
+    let compacted_free = wait_compacted(&mut c, &free, &free_produced, |_| true);
+    check_compacted(&compacted_free, &free_produced);
+
+    // Below the cursor: the newest record of each key (in whole segments).
+    let mut expected = expected_below_cursor(&first_half, straddling_base);
+    // At or above it: every record, older duplicates of a key included.
+    expected.extend(second_half.keys());
+    let mut produced = first_half.clone();
+    produced.extend(second_half.clone());
+    // Records that are gone stay gone, so the wait ends once the compactor has
+    // removed all it may below the cursor; a removal at or above it fails below.
+    let visible = wait_read(&mut c, &kv, "compacted below the cursor", |offsets| {
+        offsets.len() <= expected.len()
+    });
+    let offsets: Vec<u64> = visible.iter().map(|r| r.offset.0).collect();
+    assert_eq!(
+        offsets.iter().filter(|o| **o >= cursor).count(),
+        second_half.len(),
+        "a record the slow group has not read was removed"
+    );
+    assert_eq!(offsets, expected);
+    check_compacted(&visible, &produced);
+
+    // The slow group reads to the end: the older duplicates above its old cursor
+    // are compacted too.
+    commit_cursor(&mut c, "slow", &kv, end);
+    let visible = wait_read(&mut c, &kv, "compacted above the old cursor", |offsets| {
+        offsets.iter().filter(|o| **o >= cursor).count() < second_half.len() / 2
+    });
+    check_compacted(&visible, &produced);
 }

@@ -6,6 +6,13 @@
 //! connection to its partition's leader; the result has the aggregate and one line
 //! per partition.
 //!
+//! With `--idempotence on` (the default, as `clog produce`) each producer asks for
+//! a producer id (InitProducer) and sends every record as a ProduceBatch v2 batch
+//! of one with the next sequence of its partition, pipelined like the plain path;
+//! after a failure it takes a new producer id before producing again (the outcome
+//! of what was in flight is unknown: the library does the same). `off` sends plain
+//! Produce requests, as before. The output names the mode.
+//!
 //! `--consume` reads the same partitions (it creates none: an unknown topic or
 //! partition is an error before anything is read), one reader thread per partition
 //! with its own connection to one of the partition's replicas and two fetches in
@@ -19,15 +26,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use clap::Args as ClapArgs;
+use clap::{Args as ClapArgs, ValueEnum};
 
 use commitlog::client::cluster::{
     classify, Backoff, ClusterClient, ClusterConfig, Jitter, Next, RetryPolicy,
 };
 use commitlog::client::histogram::Histogram;
-use commitlog::client::{Ack, Client, ClientError, Pipeline};
+use commitlog::client::records::ProducerRecord;
+use commitlog::client::{Ack, Client, ClientError, Pipeline, ProducerGrant};
+use commitlog::replica::dedup::{BatchMeta, BatchSeq, ProducerEpoch, ProducerId};
 use commitlog::types::Offset;
-use commitlog::wire::{ErrorCode, TopicPartition, TopicSettings, DEFAULT_TOPIC};
+use commitlog::wire::{
+    ErrorCode, Request, ResponseBody, TopicPartition, TopicSettings, DEFAULT_TOPIC,
+};
 
 use crate::fail::{explain, Failure};
 use crate::{connect, Out, Output, Settings};
@@ -97,6 +108,27 @@ pub(crate) struct BenchArgs {
     /// a second. On by default when stderr is a terminal.
     #[arg(long)]
     progress: bool,
+    /// Produce as idempotent producers (InitProducer, then a sequence per batch of
+    /// one record), as `clog produce` does by default, or with plain Produce
+    /// requests (`off`). The produce and RESULT lines say which.
+    #[arg(long, value_enum, default_value = "on", value_name = "on|off")]
+    idempotence: Switch,
+}
+
+/// A flag's `on` / `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Switch {
+    On,
+    Off,
+}
+
+impl Switch {
+    fn name(self) -> &'static str {
+        match self {
+            Switch::On => "on",
+            Switch::Off => "off",
+        }
+    }
 }
 
 /// The retry budget of a stream of operations (a producer, the consumer): a
@@ -223,6 +255,10 @@ struct Producer {
     value: Vec<u8>,
     deadline: Instant,
     done: Arc<AtomicU64>,
+    /// With `--idempotence on`: the v1 payload of `value`, sent as a batch of one.
+    record_payload: Option<Vec<u8>>,
+    /// With `--idempotence on`: the producer id of the first session.
+    first_grant: Option<ProducerGrant>,
 }
 
 pub(crate) fn bench(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
@@ -241,12 +277,29 @@ pub(crate) fn bench(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result
     let progress = Progress::start(args.progress, Some(total));
     let mut handles = Vec::new();
     let config = s.cluster_config()?;
+    let value: Vec<u8> = (0..args.size).map(|i| b'a' + (i % 26) as u8).collect();
+    let record_payload = match args.idempotence {
+        Switch::On => Some(
+            ProducerRecord::new(value.clone())
+                .encode()
+                .map_err(|e| explain(&s.addr, e))?,
+        ),
+        Switch::Off => None,
+    };
     for p in 0..producers {
         let share = share(total, producers, p);
         let target = targets[p % targets.len()].clone();
         let first = cluster
             .partition_connection(&target)
             .map_err(|e| explain(&s.addr, e))?;
+        let first_grant = match args.idempotence {
+            Switch::On => Some(
+                cluster
+                    .init_producer(None)
+                    .map_err(|e| explain(&s.addr, e))?,
+            ),
+            Switch::Off => None,
+        };
         let barrier = Arc::clone(&barrier);
         let producer = Producer {
             target,
@@ -254,9 +307,11 @@ pub(crate) fn bench(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result
             retry: s.retry_policy(),
             share,
             window: args.window.clamp(1, 65_536),
-            value: (0..args.size).map(|i| b'a' + (i % 26) as u8).collect(),
+            value: value.clone(),
             deadline,
             done: progress.counter(),
+            record_payload: record_payload.clone(),
+            first_grant,
         };
         handles.push(std::thread::spawn(move || {
             barrier.wait();
@@ -335,14 +390,16 @@ fn print_produce_result(
         h.quantile(0.999),
         h.max(),
     );
+    let idempotence = args.idempotence.name();
     writeln!(
         out,
-        "produce: {acked} records of {} B in {secs:.3} s with {producers} producer(s) x window {}: {rps:.0} records/s, {mbps:.2} MB/s, latency p50 {p50} us, p99 {p99} us, p99.9 {p999} us, max {max} us, {} retries",
+        "produce: {acked} records of {} B in {secs:.3} s with {producers} producer(s) x window {}, idempotence {idempotence}: {rps:.0} records/s, {mbps:.2} MB/s, latency p50 {p50} us, p99 {p99} us, p99.9 {p999} us, max {max} us, {} retries",
         args.size, args.window, report.retries
     )?;
+    // peerbench's 12 columns, then the mode (readers of the 12 ignore extra ones).
     writeln!(
         out,
-        "RESULT\tCommitlog\tProduce\t{}\t{acked}\t{secs:.3}\t{rps:.0}\t{mbps:.2}\t{p50}\t{p99}\t{p999}\t{max}",
+        "RESULT\tCommitlog\tProduce\t{}\t{acked}\t{secs:.3}\t{rps:.0}\t{mbps:.2}\t{p50}\t{p99}\t{p999}\t{max}\tidempotence={idempotence}",
         args.label
     )
 }
@@ -358,11 +415,24 @@ impl Producer {
         };
         let mut retrier = Retrier::new(self.retry.clone(), seed);
         let mut conn = Some(first);
+        let mut grant = self.first_grant;
         let mut cluster: Option<ClusterClient> = None;
         // Bounded by the share, the deadline and the retry budget.
         while report.acked < self.share && Instant::now() < self.deadline {
             let result = match conn.take() {
-                Some(mut c) => self.session(&mut c, &mut report, &mut retrier),
+                Some(mut c) => match (&self.record_payload, grant.take()) {
+                    (None, _) => self.session(&mut c, &mut report, &mut retrier),
+                    (Some(payload), Some(g)) => {
+                        let mut idem = IdempotentPipeline::new(&self.target, payload, g);
+                        self.idempotent_session(&mut c, &mut idem, &mut report, &mut retrier)
+                    }
+                    // The last session ended with its producer id (see the module
+                    // doc): a new one before producing again.
+                    (Some(_), None) => self.new_grant(&mut cluster).map(|g| {
+                        grant = Some(g);
+                        conn = Some(c);
+                    }),
+                },
                 None => self.reconnect(&mut cluster).map(|c| conn = Some(c)),
             };
             if let Err(e) = result {
@@ -378,12 +448,52 @@ impl Producer {
 
     /// A new connection to the partition's leader as the cluster now sees it.
     fn reconnect(&self, cluster: &mut Option<ClusterClient>) -> Result<Client, ClientError> {
-        let cluster = match cluster {
-            Some(c) => c,
-            None => cluster.insert(ClusterClient::connect(self.config.clone())?),
-        };
+        let cluster = self.cluster_client(cluster)?;
         cluster.forget_topic(&self.target.topic);
         cluster.partition_connection(&self.target)
+    }
+
+    /// A new producer id (idempotent mode, after a session ended).
+    fn new_grant(&self, cluster: &mut Option<ClusterClient>) -> Result<ProducerGrant, ClientError> {
+        self.cluster_client(cluster)?.init_producer(None)
+    }
+
+    fn cluster_client<'c>(
+        &self,
+        cluster: &'c mut Option<ClusterClient>,
+    ) -> Result<&'c mut ClusterClient, ClientError> {
+        match cluster {
+            Some(c) => Ok(c),
+            None => Ok(cluster.insert(ClusterClient::connect(self.config.clone())?)),
+        }
+    }
+
+    /// [`Producer::session`] as an idempotent producer: each record a batch of one
+    /// with the next sequence. Any error ends the session and its producer id (the
+    /// next session asks for a new one: see the module doc).
+    fn idempotent_session(
+        &self,
+        conn: &mut Client,
+        idem: &mut IdempotentPipeline<'_>,
+        report: &mut ProducerReport,
+        retrier: &mut Retrier,
+    ) -> Result<(), ClientError> {
+        let todo = self.share - report.acked;
+        let mut sent = 0u64;
+        while sent < todo && Instant::now() < self.deadline {
+            if idem.sent_at.len() >= self.window {
+                let ack = idem.next_ack(conn)?;
+                self.count(ack, report, retrier)?;
+            }
+            idem.send(conn)?;
+            sent += 1;
+        }
+        // Bounded by the number in flight.
+        while !idem.sent_at.is_empty() {
+            let ack = idem.next_ack(conn)?;
+            self.count(ack, report, retrier)?;
+        }
+        Ok(())
     }
 
     /// Produces on `conn` until the share is done, the deadline passes, or an error
@@ -421,6 +531,72 @@ impl Producer {
         report.histogram.record(ack.latency.as_micros() as u64);
         retrier.progress();
         Ok(())
+    }
+}
+
+/// Up to a window of idempotent batches of one record in flight on one
+/// connection, with consecutive sequences of one producer id.
+struct IdempotentPipeline<'a> {
+    target: &'a TopicPartition,
+    payload: &'a [u8],
+    grant: ProducerGrant,
+    next_seq: u32,
+    sent_at: std::collections::HashMap<u32, Instant>,
+}
+
+impl<'a> IdempotentPipeline<'a> {
+    fn new(target: &'a TopicPartition, payload: &'a [u8], grant: ProducerGrant) -> Self {
+        IdempotentPipeline {
+            target,
+            payload,
+            grant,
+            next_seq: 0,
+            sent_at: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Sends the next batch (sequences wrap, as the partition expects).
+    fn send(&mut self, conn: &mut Client) -> Result<(), ClientError> {
+        let seq = BatchSeq::new(self.next_seq, 1)
+            .map_err(|e| ClientError::Protocol(format!("sequence {}: {e}", self.next_seq)))?;
+        let meta = BatchMeta {
+            producer: ProducerId(self.grant.producer_id),
+            epoch: ProducerEpoch(self.grant.epoch),
+            seq,
+        };
+        let id = conn.send(Request::ProduceBatchV2 {
+            target: self.target.clone(),
+            producer: Some(meta),
+            records: vec![self.payload.to_vec()],
+        })?;
+        self.next_seq = seq.next_seq();
+        self.sent_at.insert(id, Instant::now());
+        Ok(())
+    }
+
+    /// The next acknowledgement, in completion order.
+    fn next_ack(&mut self, conn: &mut Client) -> Result<Ack, ClientError> {
+        let (correlation_id, result) = conn.recv()?;
+        let latency = self
+            .sent_at
+            .remove(&correlation_id)
+            .map_or(Duration::ZERO, |t| t.elapsed());
+        let result = result.and_then(|body| match body {
+            ResponseBody::ProduceBatchV2 {
+                first_offset,
+                count: 1,
+                ..
+            } => Ok(first_offset),
+            other => Err(ClientError::Protocol(format!(
+                "unexpected {} response",
+                other.api_key()
+            ))),
+        });
+        Ok(Ack {
+            correlation_id,
+            result,
+            latency,
+        })
     }
 }
 
