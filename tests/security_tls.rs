@@ -217,7 +217,16 @@ fn clog_with_ca_cert_key_flags_and_env() {
     let out = common::clog(
         &addr,
         &[
-            "--ca", &ca, "--cert", &cert, "--key", &key, "produce", "one", "two",
+            "--ca",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "produce",
+            "--no-idempotence",
+            "one",
+            "two",
         ],
         None,
     );
