@@ -22,7 +22,7 @@ use crate::replica::dedup::{encode_batch_meta, read_batch_meta, BatchMeta, BATCH
 use crate::types::Offset;
 
 use super::buf::{len_u32, put_bytes, put_u32, put_u64, put_u8};
-use super::errors::{DecodeError, ErrorBody};
+use super::errors::DecodeError;
 use super::messages::{Request, ResponseBody};
 use super::topics::{
     decode_partition_error, decode_target, put_partition_error, put_target, target_len,
@@ -45,18 +45,9 @@ pub struct WireRecordV1 {
     pub payload: Vec<u8>,
 }
 
-/// One partition of a Fetch v2 answer (as [`super::FetchedPartition`], v1 records).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FetchedPartitionV2 {
-    /// Which partition (as asked).
-    pub target: TopicPartition,
-    /// Why this partition could not be read; `None` on success.
-    pub error: Option<ErrorBody>,
-    /// Next offset a consumer can read up to in this partition, exclusive.
-    pub high_watermark: Offset,
-    /// The records.
-    pub records: Vec<WireRecordV1>,
-}
+/// One partition of a Fetch v2 answer: [`super::FetchedPartition`] with records of
+/// format v1.
+pub type FetchedPartitionV2 = super::FetchedPartition<WireRecordV1>;
 
 /// ProduceBatch v2 request body, after the header.
 pub(crate) fn decode_produce_batch_v2(r: &mut ByteReader<'_>) -> Result<Request, DecodeError> {

@@ -106,9 +106,10 @@ pub struct FetchPartition {
     pub max_bytes: u32,
 }
 
-/// One partition of a Fetch v1 response.
+/// One partition of a Fetch v1 response (`R` = [`WireRecord`]); Fetch v2 answers
+/// the same shape with records of format v1 (`super::FetchedPartitionV2`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FetchedPartition {
+pub struct FetchedPartition<R = WireRecord> {
     /// Which partition (as asked).
     pub target: TopicPartition,
     /// Why this partition could not be read (`NOT_LEADER` carries its hint); `None`
@@ -116,8 +117,8 @@ pub struct FetchedPartition {
     pub error: Option<ErrorBody>,
     /// Next offset a consumer can read up to in this partition, exclusive.
     pub high_watermark: Offset,
-    /// The records, as in a v0 Fetch answer.
-    pub records: Vec<WireRecord>,
+    /// The records: as in a v0 Fetch answer (v1), or of format v1 (v2).
+    pub records: Vec<R>,
 }
 
 /// A node as Metadata lists it.
