@@ -30,7 +30,7 @@ impl GroupId {
     pub const DEFAULT_PARTITION: GroupId = GroupId(1);
 }
 
-/// What a log entry is. Only `Data` and `DataV1` records are visible to consumers;
+/// What a log entry is. Only `Data`, `DataV1` and `DataV1Batch` records are visible to consumers;
 /// the others are internal entries that live in the same log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -47,8 +47,19 @@ pub enum RecordKind {
     DataV1 = 3,
     /// The header of an idempotent producer's batch (`crate::replica::dedup`): the
     /// batch meta and the leader's append time, written just before the batch's
-    /// records. Internal: consumers never see it.
+    /// records. Internal: consumers never see it. Written by the first builds of
+    /// idempotence; read, no longer written (`DataV1Batch` replaced it).
     ProducerBatch = 4,
+    /// A `DataV1` record that opens an idempotent producer's batch: its payload is
+    /// the batch header (batch meta and the leader's append time,
+    /// `crate::records::PRODUCER_HEADER_BYTES`) followed by the v1 payload. One
+    /// entry per one-record batch, as Kafka carries producer id, epoch and
+    /// sequence in its record batch header.
+    DataV1Batch = 5,
+    /// What compaction leaves of a `DataV1Batch` record it removed: the batch
+    /// header alone, so the producer's dedup state survives a restart.
+    /// Internal: consumers skip it as they skip no-ops.
+    CompactedBatchStart = 6,
 }
 
 impl RecordKind {
@@ -60,13 +71,28 @@ impl RecordKind {
             2 => Some(RecordKind::Config),
             3 => Some(RecordKind::DataV1),
             4 => Some(RecordKind::ProducerBatch),
+            5 => Some(RecordKind::DataV1Batch),
+            6 => Some(RecordKind::CompactedBatchStart),
             _ => None,
         }
     }
 
     /// True for entries that consumers never see.
     pub fn is_internal(self) -> bool {
-        !matches!(self, RecordKind::Data | RecordKind::DataV1)
+        !matches!(
+            self,
+            RecordKind::Data | RecordKind::DataV1 | RecordKind::DataV1Batch
+        )
+    }
+
+    /// True for a record compaction left in place of another (same offset and
+    /// term): an empty no-op, or a batch start's header.
+    pub fn is_placeholder(self, value_len: usize) -> bool {
+        match self {
+            RecordKind::NoOp => value_len == 0,
+            RecordKind::CompactedBatchStart => true,
+            _ => false,
+        }
     }
 }
 
@@ -106,10 +132,17 @@ mod tests {
             RecordKind::Config,
             RecordKind::DataV1,
             RecordKind::ProducerBatch,
+            RecordKind::DataV1Batch,
+            RecordKind::CompactedBatchStart,
         ] {
             assert_eq!(RecordKind::from_u8(kind as u8), Some(kind));
         }
-        assert_eq!(RecordKind::from_u8(5), None);
+        assert_eq!(RecordKind::from_u8(7), None);
+        assert!(!RecordKind::DataV1Batch.is_internal());
+        assert!(RecordKind::CompactedBatchStart.is_internal());
+        assert!(RecordKind::NoOp.is_placeholder(0) && !RecordKind::NoOp.is_placeholder(1));
+        assert!(RecordKind::CompactedBatchStart.is_placeholder(27));
+        assert!(!RecordKind::DataV1Batch.is_placeholder(27));
         assert!(!RecordKind::DataV1.is_internal());
         assert!(RecordKind::ProducerBatch.is_internal());
         assert!(!RecordKind::Data.is_internal());

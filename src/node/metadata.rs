@@ -172,7 +172,10 @@ impl Metadata {
                 self.remember(index, change.clone());
                 return Ok(change.ok());
             }
-            RecordKind::DataV1 | RecordKind::ProducerBatch => {
+            RecordKind::DataV1
+            | RecordKind::ProducerBatch
+            | RecordKind::DataV1Batch
+            | RecordKind::CompactedBatchStart => {
                 // Producers never write to the metadata group.
                 self.stuck(index, &format!("a {kind:?} entry in the metadata log"));
                 return Err(());

@@ -4,7 +4,8 @@
 //!   (wire kind `Data`): a `DataV1` record's value is a sub-slice of its payload, a
 //!   v0 (`Data`) record's payload is its value. Old clients keep working unchanged.
 //! * Consume / Fetch version 2 get the **v1 payload** (`RecordV1`): a `DataV1`
-//!   record's payload as stored; a v0 record converted to one with no key, no
+//!   record's payload as stored (a `DataV1Batch` record's without its producer
+//!   batch header, `records::stored_v1_payload`); a v0 record converted to one with no key, no
 //!   headers, flags 0 and `timestamp_ms = -1` (unknown), its value not copied.
 //!
 //! A stored `DataV1` payload passed its crc32c, so one that does not decode is a
@@ -118,7 +119,9 @@ pub(crate) fn serve(
     payload: &[u8],
 ) -> Result<Served<'_>, BadPayload> {
     match (kind, format) {
-        (RecordKind::DataV1, format) => {
+        (RecordKind::DataV1 | RecordKind::DataV1Batch, format) => {
+            // A batch start shorter than its header does not decode (cut short).
+            let payload = records::stored_v1_payload(kind, payload).unwrap_or_default();
             let record = records::decode(payload).map_err(|error| BadPayload { offset, error })?;
             Ok(Served::Slice(match format {
                 ReadFormat::Value => record.value(),
@@ -186,6 +189,23 @@ mod tests {
         assert_eq!(bytes[1], 0, "flags 0");
         let same = serve(ReadFormat::Value, Offset(4), RecordKind::Data, b"old").unwrap();
         assert_eq!(same, Served::Slice(b"old"));
+    }
+
+    #[test]
+    fn a_batch_start_is_served_without_its_producer_header() {
+        let p = v1_payload();
+        let stored = records::batch_start_bytes(&[9; records::PRODUCER_HEADER_BYTES], &p);
+        let v1 = serve(ReadFormat::V1, Offset(3), RecordKind::DataV1Batch, &stored).unwrap();
+        assert_eq!(v1.to_vec(), p);
+        let value = serve(
+            ReadFormat::Value,
+            Offset(3),
+            RecordKind::DataV1Batch,
+            &stored,
+        );
+        assert_eq!(value.unwrap().as_value(), b"hello");
+        let short = serve(ReadFormat::V1, Offset(5), RecordKind::DataV1Batch, &[9; 4]);
+        assert_eq!(short.unwrap_err().offset, Offset(5));
     }
 
     #[test]

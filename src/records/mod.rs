@@ -66,6 +66,7 @@
 mod codec;
 pub mod fuzzing;
 mod partition;
+mod stored;
 #[cfg(test)]
 mod tests;
 
@@ -75,6 +76,9 @@ pub use codec::{
     TimestampSource,
 };
 pub use partition::{murmur2, partition_for_key};
+pub use stored::{
+    batch_start_bytes, stored_batch_header, stored_v1_payload, PRODUCER_HEADER_BYTES,
+};
 
 /// The version byte that starts every v1 payload.
 pub const VERSION: u8 = 1;

@@ -3,9 +3,13 @@
 //! The driver calls it with every slice of entries it appends to the log (leader,
 //! follower, the Raft cut of an uncommitted tail), with the leader's own batches
 //! as it proposes them, and once at start-up over the retained log
-//! ([`DedupLog::rebuild`]). The producer batch headers
-//! ([`RecordKind::ProducerBatch`] entries: [`encode_header`]) are the only entries
-//! it reads; every other entry only tells where a batch's records end.
+//! ([`DedupLog::rebuild`]). The producer batch headers ([`encode_header`]) are
+//! the only bytes it reads: the first record of an idempotent batch
+//! ([`RecordKind::DataV1Batch`]) starts with one (`records::stored`), and so does
+//! what compaction leaves of it ([`RecordKind::CompactedBatchStart`]); logs of
+//! the first idempotence builds hold it as an entry of its own before the records
+//! ([`RecordKind::ProducerBatch`]), still read. Every other entry only tells where
+//! a batch's records end.
 //!
 //! # Why every replica keeps it (not only the leader)
 //! A follower records batches as it appends them, so a follower that wins an
@@ -16,13 +20,15 @@
 //! each replica.
 //!
 //! # A batch's extent
-//! A header at index `h` with `count` records means the records are at
-//! `h + 1 ..= h + count`, all of the header's term (the leader appends them in one
-//! proposal). A follower may receive them in several AppendEntries: the batch is
-//! recorded once its last record is appended. If an entry of another term (a new
-//! leader's no-op) or another kind takes a place the batch should have had, the log
-//! keeps only a prefix of the batch, and that prefix is recorded (the dedup
-//! contract: as far as the log holds it).
+//! A batch of `count` records whose first record is at `f` (the batch start
+//! itself; for a `ProducerBatch` entry at `h`, `f = h + 1`) holds
+//! `f ..= f + count - 1`, all of the header's term: the leader appends them in one
+//! proposal, so by Raft's log matching an entry of that term at the next index is
+//! the batch's next record (or compaction's placeholder of it). A follower may
+//! receive them in several AppendEntries: the batch is recorded once its last
+//! record is appended. If an entry of another term (a new leader's no-op) takes a
+//! place the batch should have had, the log keeps only a prefix of the batch, and
+//! that prefix is recorded (the dedup contract: as far as the log holds it).
 //!
 //! # Rebuild at open: the whole retained log
 //! [`DedupLog::rebuild`] reads every retained entry once (only headers are
@@ -42,11 +48,22 @@
 //! with a higher id than every producer of the retained log, all of whose batches
 //! were cut, retrying its first batch; it needs a retry older than the retained
 //! log, while retries come within the client's delivery timeout. The simulator
-//! cuts logs within seconds and checks for duplicates. The same holds after a
-//! rebuild that met an unreadable entry (a damaged header names no producer).
+//! cuts logs within seconds and checks for duplicates.
+//!
+//! # A rebuild that met damaged entries
+//! A damaged entry may be a batch start: the batch it opened is not known, and
+//! no rule can tell which producer's retry to refuse (a producer whose first
+//! batch it was is not even seen). So the state is *incomplete*
+//! ([`DedupLog::is_complete`]) until the unreadable entries read again (the
+//! healer rebuilt them from a peer's copy, or Raft cut them), and then it is
+//! rebuilt from the log once more ([`DedupLog::try_complete`]). Meanwhile a
+//! leader refuses idempotent batches with a retriable error (never appends one it
+//! cannot check); other produces go on. The simulator damages batch starts and
+//! checks that no value is stored twice.
 
 use crate::bytes::ByteReader;
 use crate::raft::{Entry, Index, Storage, Term};
+use crate::records::{stored_batch_header, PRODUCER_HEADER_BYTES};
 use crate::types::{Offset, RecordKind};
 
 use super::dedup::{
@@ -54,14 +71,21 @@ use super::dedup::{
     DedupState, ProducerId, Verdict, BATCH_META_BYTES,
 };
 
-/// Encoded size of a producer batch header entry: the batch meta, then the
-/// leader's append time.
+/// Encoded size of a producer batch header: the batch meta, then the leader's
+/// append time.
 pub const HEADER_BYTES: usize = BATCH_META_BYTES + 8;
+// Readers that only skip the header know its size from `records`.
+const _: () = assert!(HEADER_BYTES == PRODUCER_HEADER_BYTES);
 
 /// Bytes read per storage call while rebuilding.
 const REBUILD_READ_BYTES: u64 = 4 << 20;
 
-/// The payload of a [`RecordKind::ProducerBatch`] entry.
+/// Runs of unreadable entries kept; past it the last run grows over the readable
+/// entries between (they read, so the check stays right, only longer).
+const MAX_UNREADABLE_RUNS: usize = 4096;
+
+/// A producer batch header: what a [`RecordKind::DataV1Batch`] record starts
+/// with (and a legacy [`RecordKind::ProducerBatch`] entry holds).
 pub fn encode_header(meta: &BatchMeta, append_ms: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_BYTES);
     encode_batch_meta(meta, &mut out);
@@ -69,8 +93,8 @@ pub fn encode_header(meta: &BatchMeta, append_ms: u64) -> Vec<u8> {
     out
 }
 
-/// Decodes a [`RecordKind::ProducerBatch`] payload: the batch meta and its append
-/// time (ms).
+/// Decodes a producer batch header (exactly [`HEADER_BYTES`]): the batch meta and
+/// its append time (ms).
 pub fn decode_header(bytes: &[u8]) -> Result<(BatchMeta, u64), BatchMetaError> {
     let mut r = ByteReader::new(bytes);
     let meta = read_batch_meta(&mut r)?;
@@ -80,11 +104,12 @@ pub fn decode_header(bytes: &[u8]) -> Result<(BatchMeta, u64), BatchMetaError> {
     Ok((meta, append_ms))
 }
 
-/// A header whose records are not all appended yet.
+/// A batch whose records are not all appended yet.
 #[derive(Clone, Copy, Debug)]
 struct Partial {
     meta: BatchMeta,
-    header: Index,
+    /// Where its first record is.
+    first: Index,
     term: Term,
     append_ms: u64,
     /// Records of the batch appended so far.
@@ -102,6 +127,8 @@ pub struct DedupLog {
     fed: Option<(Index, Term)>,
     /// The highest producer id of any header fed.
     max_producer: Option<ProducerId>,
+    /// Runs `[first, end)` of entries the rebuild could not read (module doc).
+    unreadable: Vec<(Index, Index)>,
 }
 
 impl DedupLog {
@@ -112,6 +139,7 @@ impl DedupLog {
             partial: None,
             fed: None,
             max_producer: None,
+            unreadable: Vec::new(),
         }
     }
 
@@ -122,7 +150,6 @@ impl DedupLog {
         let last = storage.last_index();
         let lo_start = storage.first_index();
         let mut lo = lo_start;
-        let mut lost = false;
         while lo <= last {
             let read = storage.entries(lo, last + 1, REBUILD_READ_BYTES);
             match read {
@@ -137,21 +164,53 @@ impl DedupLog {
                         Ok(ents) => d.feed(&ents),
                         Err(_) => {
                             log::warn!(
-                                "dedup: entry {lo} is unreadable ({e}); producers seen so far \
-                                 must re-init if their batch header was there"
+                                "dedup: entry {lo} is unreadable ({e}); idempotent batches \
+                                 wait until it is healed"
                             );
                             d.unreadable(lo, storage.term(lo).ok());
-                            lost = true;
                         }
                     }
                     lo = lo + 1;
                 }
             }
         }
-        if lost || lo_start > Index(1) {
+        if lo_start > Index(1) {
             d.forget_unseen();
         }
         d
+    }
+
+    /// False while entries the state was derived from could not be read (module
+    /// doc): a leader must not check a batch against it.
+    pub fn is_complete(&self) -> bool {
+        self.unreadable.is_empty()
+    }
+
+    /// When every entry the rebuild could not read reads now (healed) or is gone
+    /// (cut, or below the log start), rebuilds the state from `storage`; true
+    /// when the state is complete. Reads the unreadable runs, then the whole log
+    /// once: call it rarely (the driver does at most once a second, and only
+    /// while an idempotent batch waits).
+    pub fn try_complete<S: Storage>(&mut self, storage: &S) -> bool {
+        if self.is_complete() {
+            return true;
+        }
+        let readable = self.unreadable.iter().all(|&(first, end)| {
+            let end = end.min(storage.last_index() + 1);
+            let mut lo = first.max(storage.first_index());
+            while lo < end {
+                match storage.entries(lo, end, REBUILD_READ_BYTES) {
+                    Ok(ents) if !ents.is_empty() => lo = ents[ents.len() - 1].index + 1,
+                    _ => return false,
+                }
+            }
+            true
+        });
+        if readable {
+            log::info!("dedup: the damaged entries read again: rebuilding the producer state");
+            *self = DedupLog::rebuild(self.state.config(), storage);
+        }
+        self.is_complete()
     }
 
     /// The log lost its beginning (retention before a restart, a log start
@@ -169,6 +228,8 @@ impl DedupLog {
     pub fn install_start(&mut self, first: Index) {
         self.truncate_from(first);
         self.forget_unseen();
+        // The log was discarded whole: what could not be read is gone with it.
+        self.unreadable.clear();
     }
 
     /// The state, read-only.
@@ -206,14 +267,19 @@ impl DedupLog {
         if cut > 0 {
             log::info!("dedup: the log was cut at {index}: {cut} producer batches dropped");
         }
+        // Unreadable entries cut away no longer make the state incomplete.
+        self.unreadable.retain_mut(|run| {
+            run.1 = run.1.min(index);
+            run.0 < run.1
+        });
         if let Some(p) = &mut self.partial {
-            if p.header >= index {
+            if p.first >= index {
                 self.partial = None;
             } else {
                 // Records kept: those below the cut.
                 p.seen = p
                     .seen
-                    .min(u32::try_from(index.0 - p.header.0 - 1).unwrap_or(0));
+                    .min(u32::try_from(index.0 - p.first.0).unwrap_or(u32::MAX));
             }
         }
         self.fed = None;
@@ -226,12 +292,12 @@ impl DedupLog {
         self.state.check(meta, now_ms)
     }
 
-    /// Leader: the batch `meta` is proposed with its header at `header` (records
-    /// follow). Recorded now, so the next check of the same proposal sees it.
-    pub fn record_own(&mut self, meta: &BatchMeta, header: Index, append_ms: u64) {
+    /// Leader: the batch `meta` is proposed with its first record at `first`.
+    /// Recorded now, so the next check of the same proposal sees it.
+    pub fn record_own(&mut self, meta: &BatchMeta, first: Index, append_ms: u64) {
         self.flush_partial();
-        if let Err(e) = self.state.record(meta, Offset(header.0 + 1), append_ms) {
-            log::error!("dedup: cannot record the batch at {header}: {e}");
+        if let Err(e) = self.state.record(meta, Offset(first.0), append_ms) {
+            log::error!("dedup: cannot record the batch at {first}: {e}");
         }
     }
 
@@ -259,8 +325,13 @@ impl DedupLog {
     /// Rebuild: the entry at `index` (of `term`, if known) cannot be read. It
     /// still counts as a record of a pending batch when its term says it is one.
     fn unreadable(&mut self, index: Index, term: Option<Term>) {
+        let full = self.unreadable.len() >= MAX_UNREADABLE_RUNS;
+        match self.unreadable.last_mut() {
+            Some(run) if run.1 == index || full => run.1 = index + 1,
+            _ => self.unreadable.push((index, index + 1)),
+        }
         if let Some(p) = &mut self.partial {
-            let next = p.header + (u64::from(p.seen) + 1);
+            let next = p.first + u64::from(p.seen);
             if index == next && term == Some(p.term) {
                 p.seen += 1;
                 if p.seen == p.meta.seq.count() {
@@ -277,7 +348,7 @@ impl DedupLog {
                 "dedup: a record of producer {}'s batch at {} is unreadable: the producer \
                  is forgotten here",
                 p.meta.producer,
-                p.header
+                p.first
             );
             self.state.forget_producer(p.meta.producer);
         }
@@ -293,9 +364,8 @@ impl DedupLog {
 
     fn feed_one(&mut self, e: &Entry) {
         if let Some(p) = &mut self.partial {
-            let next = p.header + (u64::from(p.seen) + 1);
-            let continues = e.index == next && e.term == p.term && !e.kind.is_internal();
-            if continues {
+            // Same term at the next index: the batch's record (module doc).
+            if e.index == p.first + u64::from(p.seen) && e.term == p.term {
                 p.seen += 1;
                 if p.seen == p.meta.seq.count() {
                     self.flush_partial();
@@ -304,23 +374,37 @@ impl DedupLog {
             }
             self.flush_partial();
         }
-        if e.kind != RecordKind::ProducerBatch {
-            return;
-        }
-        match decode_header(&e.data) {
-            Ok((meta, append_ms)) => {
+        // The header, where the batch's first record is, and how many of its
+        // records this entry is.
+        let (header, first, seen) = match e.kind {
+            RecordKind::ProducerBatch => (Some(&e.data[..]), e.index + 1, 0),
+            RecordKind::DataV1Batch | RecordKind::CompactedBatchStart => {
+                (stored_batch_header(e.kind, &e.data), e.index, 1)
+            }
+            _ => return,
+        };
+        match header.map(decode_header) {
+            Some(Ok((meta, append_ms))) => {
                 self.max_producer = self.max_producer.max(Some(meta.producer));
                 self.partial = Some(Partial {
                     meta,
-                    header: e.index,
+                    first,
                     term: e.term,
                     append_ms,
-                    seen: 0,
-                })
+                    seen,
+                });
+                if seen == meta.seq.count() {
+                    self.flush_partial();
+                }
             }
-            Err(err) => log::warn!(
-                "dedup: producer batch header at {} does not decode ({err}); its batch is \
-                 not known here",
+            Some(Err(err)) => log::warn!(
+                "dedup: the producer batch header at {} does not decode ({err}); its batch \
+                 is not known here",
+                e.index
+            ),
+            None => log::warn!(
+                "dedup: the batch start at {} is shorter than its header; its batch is not \
+                 known here",
                 e.index
             ),
         }
@@ -341,17 +425,14 @@ impl DedupLog {
             log::info!(
                 "dedup: producer {} batch at {} kept {} of {} records",
                 p.meta.producer,
-                p.header,
+                p.first,
                 p.seen,
                 p.meta.seq.count()
             );
             BatchMeta { seq, ..p.meta }
         };
-        if let Err(e) = self
-            .state
-            .record(&meta, Offset(p.header.0 + 1), p.append_ms)
-        {
-            log::error!("dedup: cannot record the batch at {}: {e}", p.header);
+        if let Err(e) = self.state.record(&meta, Offset(p.first.0), p.append_ms) {
+            log::error!("dedup: cannot record the batch at {}: {e}", p.first);
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The leader's produce path for idempotent batches (`replica::dedup`): each batch
 //! with producer meta is checked against the dedup state; a new one is proposed
-//! after a [`RecordKind::ProducerBatch`] header entry and recorded at once (the
-//! next batch of the same proposal must see it); a retry is answered with its
+//! with its producer batch header inside its first record (a
+//! [`RecordKind::DataV1Batch`] entry: one entry per one-record batch) and recorded
+//! at once (the next batch of the same proposal must see it); a retry is answered with its
 //! original offsets once they commit; a refused one gets its typed error. Produces
 //! without meta ride in the same proposal as before.
 
@@ -12,7 +13,11 @@ use super::{
     refusal, Driver, DriverError, Pending, ProduceError, ProduceRequest, Produced, ProducerRefusal,
 };
 use crate::raft::{Index, ProposeError, Term};
+use crate::records::batch_start_bytes;
 use crate::types::RecordKind;
+
+/// How often an incomplete dedup state is tried again while batches wait.
+const DEDUP_RETRY_MS: u64 = 1000;
 
 /// Where one request of a proposal goes.
 enum Placement {
@@ -94,7 +99,8 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         self.process()
     }
 
-    /// Checks one idempotent batch and, if new, queues its header and records.
+    /// Checks one idempotent batch and, if new, queues its records (the header in
+    /// the first).
     fn place_batch(
         &mut self,
         meta: &BatchMeta,
@@ -109,17 +115,30 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
                 values: n,
             }));
         }
+        if !self.dedup_complete() {
+            return Placement::Refused(ProduceError::Unavailable(
+                "this replica's producer state is incomplete (log entries it is derived from \
+                 are damaged here and being healed from peers); retry in a moment"
+                    .into(),
+            ));
+        }
         let refused = |why| Placement::Refused(ProduceError::Producer(why));
         match self.dedup.check(meta, self.wall_ms) {
             Verdict::Append => {
-                let header = *at;
-                entries.push((RecordKind::ProducerBatch, encode_header(meta, self.wall_ms)));
-                self.dedup.record_own(meta, header, self.wall_ms);
+                let first = *at;
+                let header = encode_header(meta, self.wall_ms);
+                self.dedup.record_own(meta, first, self.wall_ms);
+                let start = entries.len();
                 push_values(r, entries);
-                *at = header + (n as u64 + 1);
+                // The count matches (checked above), so the batch has a first record.
+                if let Some((kind, value)) = entries.get_mut(start) {
+                    *kind = RecordKind::DataV1Batch;
+                    *value = batch_start_bytes(&header, value);
+                }
+                *at = first + n as u64;
                 Placement::New {
-                    first: header + 1,
-                    last: header + n as u64,
+                    first,
+                    last: (first + n as u64) - 1,
                 }
             }
             Verdict::Duplicate {
@@ -141,6 +160,19 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
             Verdict::UnknownProducer => refused(ProducerRefusal::UnknownProducer),
             Verdict::DuplicateTooOld => refused(ProducerRefusal::DuplicateTooOld),
         }
+    }
+
+    /// True when the dedup state may check batches: complete, or completed now
+    /// (tried at most once a second: it reads the log).
+    fn dedup_complete(&mut self) -> bool {
+        if self.dedup.is_complete() {
+            return true;
+        }
+        if self.now_ms < self.dedup_retry_at_ms {
+            return false;
+        }
+        self.dedup_retry_at_ms = self.now_ms + DEDUP_RETRY_MS;
+        self.dedup.try_complete(self.node.storage())
     }
 
     /// Answers a placed request now, or queues it until its entries commit.

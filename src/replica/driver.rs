@@ -279,6 +279,9 @@ pub struct Driver<S: ReplicaStorage, R> {
     dedup: DedupLog,
     /// Wall clock (ms since the epoch) for producer batch append times.
     wall_ms: u64,
+    /// While the dedup state is incomplete: when (`now_ms`) to try completing it
+    /// again (`DedupLog::try_complete` reads the log).
+    dedup_retry_at_ms: u64,
 }
 
 impl<S: ReplicaStorage, R> Driver<S, R> {
@@ -305,6 +308,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
             members: BTreeMap::new(),
             dedup,
             wall_ms: 0,
+            dedup_retry_at_ms: 0,
         }
     }
 

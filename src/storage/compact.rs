@@ -2,7 +2,7 @@
 //!
 //! # What is removed
 //!
-//! Only records of kind `DataV1` whose v1 payload (`crate::records`) has a key. Such
+//! Only v1 records (`DataV1`, `DataV1Batch`) whose payload (`crate::records`) has a key. Such
 //! a record at offset `o` is removed when a record with the same key exists at a
 //! higher offset below the *floor*. A *tombstone* (a keyed record with an empty
 //! value) that is the newest of its key is removed once its timestamp is more than
@@ -17,7 +17,10 @@
 //! # The placeholder invariant
 //!
 //! A removed record becomes a *placeholder*: the same offset and term,
-//! `RecordKind::NoOp`, an empty value (28 bytes). Offsets never change, every
+//! `RecordKind::NoOp`, an empty value (28 bytes); the first record of an
+//! idempotent batch (`DataV1Batch`) becomes a `CompactedBatchStart` holding its
+//! producer batch header (55 bytes), so a restart's dedup state still knows the
+//! batch and a late retry of it is not appended again. Offsets never change, every
 //! offset of a segment still has a record (the index keeps its shape), Raft's log
 //! matching (the term at each index) holds, and readers, the scrubber and the
 //! healer (`ReadEntries` by offset range) work unchanged; consumers skip
@@ -42,14 +45,16 @@
 //! A segment with damage (quarantined, or a record that does not read) ends the
 //! range a pass considers: it is healed first, then compacted by a later pass.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use super::engine::{Log, RebuildError};
+use super::engine::{Log, RebuildError, RecordRef};
 use super::error::{Result, StorageError};
+use super::record::Record;
 use super::segment;
-use crate::types::{Offset, RecordKind, Term};
+use crate::records;
+use crate::types::{Offset, RecordKind};
 
 /// Default bound of a pass's key map: 64 MiB of keys and entries.
 pub const DEFAULT_KEY_MAP_BYTES: usize = 64 * 1024 * 1024;
@@ -113,10 +118,8 @@ struct Keyed<'a> {
 /// The key of a record compaction may remove; `None` for every record it keeps
 /// whatever happens (other kinds, keyless, a payload that does not decode).
 fn keyed(kind: RecordKind, value: &[u8]) -> Option<Keyed<'_>> {
-    if kind != RecordKind::DataV1 {
-        return None;
-    }
-    let record = crate::records::decode(value).ok()?;
+    let payload = records::stored_v1_payload(kind, value)?;
+    let record = records::decode(payload).ok()?;
     Some(Keyed {
         key: record.key()?,
         tombstone: record.value().is_empty(),
@@ -235,9 +238,26 @@ fn build_map(
     Ok(next)
 }
 
+/// What compaction writes in place of the record `r`: an empty no-op, or for the
+/// first record of an idempotent batch its producer batch header alone, so the
+/// dedup state rebuilt from the log still knows the batch (`replica::dedup_log`).
+fn placeholder(r: &RecordRef<'_>) -> Record {
+    let (kind, value) = match records::stored_batch_header(r.kind, r.value) {
+        Some(header) => (RecordKind::CompactedBatchStart, header.to_vec()),
+        None => (RecordKind::NoOp, Vec::new()),
+    };
+    Record {
+        offset: r.offset,
+        term: r.term,
+        kind,
+        value,
+    }
+}
+
 /// What to replace in one segment.
 struct SegmentPlan {
-    placeholders: BTreeMap<u64, Term>,
+    /// In offset order.
+    placeholders: Vec<Record>,
     tombstones: u64,
     tombstone_due_ms: Option<i64>,
     store_bytes: u64,
@@ -254,7 +274,7 @@ fn plan_segment(
     params: &PassParams,
 ) -> Result<SegmentPlan> {
     let mut plan = SegmentPlan {
-        placeholders: BTreeMap::new(),
+        placeholders: Vec::new(),
         tombstones: 0,
         tombstone_due_ms: None,
         store_bytes: 0,
@@ -276,13 +296,13 @@ fn plan_segment(
                 return true;
             };
             if newest > r.offset.0 {
-                plan.placeholders.insert(r.offset.0, r.term);
+                plan.placeholders.push(placeholder(&r));
             } else if k.tombstone && newest == r.offset.0 && r.offset.0 >= from && r.offset.0 < to {
                 let due = k.timestamp_ms.saturating_add(
                     i64::try_from(params.tombstone_retention_ms).unwrap_or(i64::MAX),
                 );
                 if due <= params.now_ms {
-                    plan.placeholders.insert(r.offset.0, r.term);
+                    plan.placeholders.push(placeholder(&r));
                     plan.tombstones += 1;
                 } else {
                     plan.tombstone_due_ms = Some(plan.tombstone_due_ms.map_or(due, |d| d.min(due)));

@@ -22,8 +22,9 @@ fn config() -> LogConfig {
 }
 
 /// Records 0..RECORDS: every 11th is keyless, every 13th a v0 record, every 17th a
-/// no-op; the others have key `k{i % KEYS}`, but TOMB_OLD and TOMB (a tombstone)
-/// have key `tomb`.
+/// no-op, every 5th (of the others) an idempotent batch's first record (its
+/// producer header, then the v1 payload); the others have key `k{i % KEYS}`, but
+/// TOMB_OLD and TOMB (a tombstone) have key `tomb`.
 const RECORDS: u64 = 300;
 const KEYS: u64 = 7;
 const TOMB: u64 = 150;
@@ -45,14 +46,25 @@ fn kind_of(i: u64) -> RecordKind {
         RecordKind::NoOp
     } else if i.is_multiple_of(13) {
         RecordKind::Data
+    } else if i.is_multiple_of(5) {
+        RecordKind::DataV1Batch
     } else {
         RecordKind::DataV1
     }
 }
 
+fn is_v1(i: u64) -> bool {
+    matches!(kind_of(i), RecordKind::DataV1 | RecordKind::DataV1Batch)
+}
+
+/// Record `i`'s producer batch header (when it is a batch start).
+fn batch_header(i: u64) -> Vec<u8> {
+    vec![i as u8; crate::records::PRODUCER_HEADER_BYTES]
+}
+
 fn payload(i: u64) -> Vec<u8> {
     match kind_of(i) {
-        RecordKind::DataV1 => {
+        RecordKind::DataV1 | RecordKind::DataV1Batch => {
             let value = if i == TOMB {
                 Vec::new()
             } else {
@@ -68,6 +80,9 @@ fn payload(i: u64) -> Vec<u8> {
                 value,
             };
             let mut out = Vec::new();
+            if kind_of(i) == RecordKind::DataV1Batch {
+                out = batch_header(i);
+            }
             record.encode_into(&mut out).unwrap();
             out
         }
@@ -123,7 +138,7 @@ fn params(floor: u64, now_ms: i64) -> PassParams {
 fn model_removed(floor: u64, expire_tombstone: bool) -> Vec<bool> {
     let mut newest: HashMap<Vec<u8>, u64> = HashMap::new();
     for i in 0..floor {
-        if kind_of(i) == RecordKind::DataV1 {
+        if is_v1(i) {
             if let Some(k) = key_of(i) {
                 newest.insert(k, i);
             }
@@ -131,7 +146,7 @@ fn model_removed(floor: u64, expire_tombstone: bool) -> Vec<bool> {
     }
     (0..RECORDS)
         .map(|i| {
-            let Some(k) = key_of(i).filter(|_| kind_of(i) == RecordKind::DataV1) else {
+            let Some(k) = key_of(i).filter(|_| is_v1(i)) else {
                 return false;
             };
             match newest.get(&k) {
@@ -143,11 +158,14 @@ fn model_removed(floor: u64, expire_tombstone: bool) -> Vec<bool> {
         .collect()
 }
 
+/// `r` is compaction's placeholder of record `i`: an empty no-op, or a batch
+/// start's header alone.
 fn is_placeholder(r: &Record, i: u64) -> bool {
-    r.offset == Offset(i)
-        && r.term == original(i).term
-        && r.kind == RecordKind::NoOp
-        && r.value.is_empty()
+    let (kind, value) = match kind_of(i) {
+        RecordKind::DataV1Batch => (RecordKind::CompactedBatchStart, batch_header(i)),
+        _ => (RecordKind::NoOp, Vec::new()),
+    };
+    r.offset == Offset(i) && r.term == original(i).term && r.kind == kind && r.value == value
 }
 
 /// Every offset holds the original or, where the model says, its placeholder.
@@ -233,8 +251,7 @@ fn tombstones_expire_after_their_retention_and_only_then() {
     // record of its key lies below it: check the model's premise.
     let tomb_key = key_of(TOMB).unwrap();
     assert!(
-        (TOMB + 1..floor)
-            .all(|i| key_of(i) != Some(tomb_key.clone()) || kind_of(i) != RecordKind::DataV1),
+        (TOMB + 1..floor).all(|i| key_of(i) != Some(tomb_key.clone()) || !is_v1(i)),
         "premise: TOMB is its key's newest"
     );
     let tomb_ms = BASE_MS + TOMB as i64;

@@ -4,8 +4,9 @@
 //!
 //! # What is indexed
 //!
-//! Only `RecordKind::DataV1` records have a time: bytes `[2..10]` of their payload,
-//! a big-endian i64 of ms since the epoch (`crate::records`, wire-spec §13). v0
+//! Only v1 records (`DataV1`, `DataV1Batch`) have a time: bytes `[2..10]` of their
+//! v1 payload (`records::stored_v1_payload`), a big-endian i64 of ms since the
+//! epoch (`crate::records`, wire-spec §13). v0
 //! `Data` records have none, and internal records are never consumer-visible;
 //! both are skipped by lookups (never answered) but count for the spacing.
 //!
@@ -70,12 +71,10 @@ pub(crate) fn path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}.{TIMEINDEX_EXT}"))
 }
 
-/// The timestamp of a stored record: DataV1 records only.
+/// The timestamp of a stored record: v1 records only (`DataV1`, `DataV1Batch`).
 pub(crate) fn record_timestamp(kind: RecordKind, value: &[u8]) -> Option<i64> {
-    if kind != RecordKind::DataV1 {
-        return None;
-    }
-    let bytes: [u8; 8] = value.get(2..10)?.try_into().ok()?;
+    let payload = crate::records::stored_v1_payload(kind, value)?;
+    let bytes: [u8; 8] = payload.get(2..10)?.try_into().ok()?;
     Some(i64::from_be_bytes(bytes))
 }
 
@@ -316,6 +315,12 @@ mod tests {
         v1.extend_from_slice(&(-5i64).to_be_bytes());
         assert_eq!(record_timestamp(RecordKind::DataV1, &v1), Some(-5));
         assert_eq!(record_timestamp(RecordKind::DataV1, &v1[..9]), None);
+        let start = crate::records::batch_start_bytes(&[0; 27], &v1);
+        assert_eq!(record_timestamp(RecordKind::DataV1Batch, &start), Some(-5));
+        assert_eq!(
+            record_timestamp(RecordKind::CompactedBatchStart, &start),
+            None
+        );
     }
 
     #[test]

@@ -744,9 +744,9 @@ fn bad_enum_bytes_are_malformed() {
     });
     let kind_at = 4 + RESPONSE_HEADER_BYTES + 16;
     assert_eq!(bytes[kind_at], 0);
-    bytes[kind_at] = 5;
+    bytes[kind_at] = 7;
     let reason = malformed_reason(decode_response(&bytes, ApiKey::Consume));
-    assert!(reason.contains("kind 5"), "{reason}");
+    assert!(reason.contains("kind 7"), "{reason}");
 
     let server = ServerInfo {
         id: NodeId(1),

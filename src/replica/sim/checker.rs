@@ -60,12 +60,26 @@ pub(crate) fn fnv(data: &[u8]) -> u64 {
 struct Content {
     kind: RecordKind,
     hash: u64,
+    /// The hash of the client's value a data entry holds.
+    value: Option<u64>,
 }
 
 fn content(e: &Entry) -> Content {
     Content {
         kind: e.kind,
         hash: fnv(&e.data),
+        value: client_value(e).map(fnv),
+    }
+}
+
+/// The value a client produced that entry `e` holds: a `Data` entry's bytes, or
+/// what follows the producer batch header of an idempotent batch's first record
+/// (the simulator's values are raw bytes, not v1 payloads).
+pub(crate) fn client_value(e: &Entry) -> Option<&[u8]> {
+    match e.kind {
+        RecordKind::Data => Some(&e.data),
+        RecordKind::DataV1Batch => e.data.get(crate::records::PRODUCER_HEADER_BYTES..),
+        _ => None,
     }
 }
 
@@ -319,8 +333,10 @@ impl Checker {
                     self.config = (e.index, m);
                 }
             }
-            RecordKind::Data => {
-                let h = fnv(&e.data);
+            RecordKind::Data | RecordKind::DataV1Batch => {
+                let Some(h) = client_value(e).map(fnv) else {
+                    return Err(format!("data entry {} is shorter than its header", e.index));
+                };
                 if let Some(j) = self.value_at.insert(h, e.index) {
                     if j != e.index {
                         return Err(format!(
@@ -432,9 +448,9 @@ impl Checker {
             };
             for (k, v) in r.values.iter().enumerate() {
                 let i = first + k as u64;
-                let ok = self.committed_at(i).is_some_and(|c| {
-                    c.content.kind == RecordKind::Data && c.content.hash == fnv(v)
-                });
+                let ok = self
+                    .committed_at(i)
+                    .is_some_and(|c| c.content.value == Some(fnv(v)));
                 if !ok {
                     return Err(format!(
                         "ACKNOWLEDGED PRODUCE violated: request {req} acked at {i} but the entry \

@@ -277,7 +277,7 @@ impl SimDisk {
     pub(crate) fn durable_data_entry(&self, i: Index) -> Option<Term> {
         self.durable
             .entry(i)
-            .filter(|e| e.kind == RecordKind::Data && !self.durable.damaged.contains(&i))
+            .filter(|e| !e.kind.is_internal() && !self.durable.damaged.contains(&i))
             .map(|e| e.term)
     }
 
@@ -297,10 +297,7 @@ impl SimDisk {
 
     /// The next read of entry `i` fails once.
     pub(crate) fn read_error(&mut self, i: Index) {
-        let data = self
-            .cache
-            .entry(i)
-            .is_some_and(|e| e.kind == RecordKind::Data);
+        let data = self.cache.entry(i).is_some_and(|e| !e.kind.is_internal());
         if data {
             self.read_errors.insert(i);
         }

@@ -994,7 +994,8 @@ impl Cluster {
                         continue;
                     }
                     let intact = !d.durable.damaged.contains(&i);
-                    if !intact || !d.durable.entry(i).is_some_and(|e| e.data == *v) {
+                    let holds = d.durable.entry(i).and_then(checker::client_value) == Some(&v[..]);
+                    if !intact || !holds {
                         return Err(format!(
                             "ACKNOWLEDGED PRODUCE violated: request {req} value {k} acked at {i} \
                              is not intact in node {id}'s durable log (high-water mark {hw})"

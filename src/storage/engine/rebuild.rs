@@ -188,9 +188,9 @@ enum Source {
     Local(Local),
     /// Index into the supplied records.
     Supplied(usize),
-    /// Compaction: a placeholder (no-op, empty value) of this term in place of the
-    /// local record, which must still have that term.
-    Placeholder(Local, Term),
+    /// Compaction: the placeholder at this index of the supplied records in place
+    /// of the local record, which must still have the placeholder's term.
+    Placeholder(Local, usize),
 }
 
 /// The rebuilt files, written to their temporary names and fsynced.
@@ -249,9 +249,10 @@ impl Log {
         self.swap_in(first, built)
     }
 
-    /// Compaction: rewrites the sealed segment that starts at `base` with each
-    /// offset of `placeholders` replaced by a placeholder of the given term
-    /// (`RecordKind::NoOp`, empty value), every other record kept byte for byte.
+    /// Compaction: rewrites the sealed segment that starts at `base` with the
+    /// record at each offset of `placeholders` (sorted by offset) replaced by that
+    /// placeholder (same term: an empty no-op, or a batch start's header; see
+    /// `RecordKind::is_placeholder`), every other record kept byte for byte.
     /// Offsets, terms and the index shape stay; only the store shrinks. Refuses,
     /// changing nothing, when the segment has damage ([`RebuildError::Incomplete`]:
     /// heal it first), when it is no longer a sealed segment starting at `base`,
@@ -260,7 +261,7 @@ impl Log {
     pub(crate) fn compact_sealed(
         &self,
         base: Offset,
-        placeholders: &BTreeMap<u64, Term>,
+        placeholders: &[Record],
     ) -> std::result::Result<RebuildReport, RebuildError> {
         self.check_open()?;
         let _rebuild = lock!(self.rebuild_lock);
@@ -275,12 +276,14 @@ impl Log {
         check_complete(start, end, &locals, &BTreeMap::new())?;
         let sources: Vec<Source> = locals
             .iter()
-            .map(|(offset, &local)| match placeholders.get(offset) {
-                Some(&term) => Source::Placeholder(local, term),
-                None => Source::Local(local),
+            .map(|(&offset, &local)| {
+                match placeholders.binary_search_by_key(&offset, |p| p.offset.0) {
+                    Ok(k) => Source::Placeholder(local, k),
+                    Err(_) => Source::Local(local),
+                }
             })
             .collect();
-        let built = write_files(&self.dir, (start, end), &sources, &[])?;
+        let built = write_files(&self.dir, (start, end), &sources, placeholders)?;
         self.swap_in(base, Built { epoch, ..built })
     }
 
@@ -645,11 +648,12 @@ fn plan_sources(
             let local_term = Term(u64::from_le_bytes(term));
             // Compaction: one side may hold the placeholder of the other's record
             // (same offset and term); the intact local record stays.
-            let placeholder_bytes = encoded_bytes(0) as usize;
-            let either_placeholder = (records[k].kind == RecordKind::NoOp
-                && records[k].value.is_empty())
-                || (local_bytes.len() == placeholder_bytes
-                    && local_bytes[24] == RecordKind::NoOp as u8);
+            let local_value_len = local_bytes.len().saturating_sub(encoded_bytes(0) as usize);
+            let local_placeholder = (local_bytes.get(24).copied())
+                .and_then(RecordKind::from_u8)
+                .is_some_and(|kind| kind.is_placeholder(local_value_len));
+            let either_placeholder =
+                records[k].kind.is_placeholder(records[k].value.len()) || local_placeholder;
             if local_term == records[k].term && either_placeholder {
                 continue;
             }
@@ -748,6 +752,7 @@ fn write_store(
     let mut positions = Vec::with_capacity(sources.len());
     let mut buf = Vec::new();
     let mut position = 0u64;
+    let mut placeholders = 0u64;
     for (source, offset) in sources.iter().zip(built.base..) {
         let start = buf.len();
         match (*source, &old) {
@@ -760,15 +765,11 @@ fn write_store(
                 encode_into(&mut buf, offset, &new_record(&records[k]));
                 report.supplied_records += 1;
             }
-            (Source::Placeholder(local, term), Some(file)) => {
-                check_term(file, old_store, (offset, local, term))?;
-                let placeholder = NewRecord {
-                    term,
-                    kind: RecordKind::NoOp,
-                    value: &[],
-                };
-                encode_into(&mut buf, offset, &placeholder);
+            (Source::Placeholder(local, k), Some(file)) if k < records.len() => {
+                check_term(file, old_store, (offset, local, records[k].term))?;
+                encode_into(&mut buf, offset, &new_record(&records[k]));
                 report.local_records += 1;
+                placeholders += 1;
             }
             _ => {
                 return Err(StorageError::corrupt(old_store, 0, "internal: no source").into());
@@ -803,7 +804,7 @@ fn write_store(
     out.sync_all()
         .map_err(io_err("writing", &built.store_temp))?;
     report.store_bytes = position;
-    report.ignored_records = records.len() as u64 - report.supplied_records;
+    report.ignored_records = records.len() as u64 - report.supplied_records - placeholders;
     Ok((positions, report))
 }
 

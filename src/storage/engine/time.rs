@@ -103,7 +103,7 @@ impl Log {
 
     /// The first record below `end` (the caller's commit bound) whose timestamp is
     /// at least `ts_ms`, with that timestamp; `None` when there is none (the
-    /// caller answers its end). Only `DataV1` records have a time (v0 and internal
+    /// caller answers its end). Only v1 records have a time (v0 and internal
     /// records are skipped). Reads the time index, then at most about one index
     /// interval of records (more only when a segment's index must be rebuilt).
     pub fn offset_for_timestamp(&self, ts_ms: i64, end: Offset) -> Result<Option<(Offset, i64)>> {

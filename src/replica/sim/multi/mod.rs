@@ -796,7 +796,8 @@ impl Multi {
                         if i > hw || i <= d.durable.start.index {
                             continue;
                         }
-                        if !d.durable.entry(i).is_some_and(|e| e.data == *v) {
+                        let value = d.durable.entry(i).and_then(super::checker::client_value);
+                        if value != Some(&v[..]) {
                             return Err(format!(
                                 "ACKNOWLEDGED PRODUCE violated: group {g} request {req} value \
                                  {k} acked at {i} is not in node {id}'s durable log (hw {hw})"
