@@ -3,9 +3,12 @@
 # one fresh single node per run: W1 (1 producer, window 1, 100 B), W2 (16 producers,
 # window 1, 1 KiB), W3 (4 producers, window 256, 1 KiB), ROUNDS rounds of
 #   before (BEFORE checkout's binaries, its default produce path)
-#   off    (this checkout, clog bench --idempotence off)
-#   on     (this checkout, clog bench --idempotence on)
+#   plain  (this checkout, clog bench --plain: plain Produce, values only)
+#   off    (this checkout, clog bench --idempotence off: record batches, no meta)
+#   on     (this checkout, clog bench --idempotence on: idempotent record batches)
 # then medians and ratios. Each checkout needs `cargo build --release --bins`.
+# Runs last a few seconds each (W2 300k, W3 600k records): a run's first ~0.2 s
+# (16 InitProducers, the first batches) would otherwise weigh on the ratio.
 #   scripts/bench-idem.sh /path/to/before-checkout
 # Env: ROUNDS (default 5), PORT (default 18494), BENCH_DIR (default target/bench-idem).
 set -euo pipefail
@@ -30,8 +33,8 @@ run_side() { # side dir extra-flags
   [ -s "$data/ready" ] || { echo "commitlogd ($side) did not start" >&2; exit 1; }
   local C="$dir/target/release/clog --addr 127.0.0.1:$PORT"
   for w in "--producers 1 --window 1 --size 100 --count 20000 --label W1" \
-           "--producers 16 --window 1 --size 1024 --count 100000 --label W2" \
-           "--producers 4 --window 256 --size 1024 --count 200000 --label W3"; do
+           "--producers 16 --window 1 --size 1024 --count 300000 --label W2" \
+           "--producers 4 --window 256 --size 1024 --count 600000 --label W3"; do
     # shellcheck disable=SC2086
     line=$($C bench $w $extra 2>&1 | grep RESULT | cut -f4,7,10)
     echo "$side $line" | tee -a "$OUT"
@@ -42,6 +45,7 @@ run_side() { # side dir extra-flags
 }
 for _ in $(seq "$ROUNDS"); do
   run_side before "$BEFORE" ""
+  run_side plain "$HERE" "--plain"
   run_side off "$HERE" "--idempotence off"
   run_side on "$HERE" "--idempotence on"
 done
@@ -54,9 +58,11 @@ for line in open(sys.argv[1]):
     if len(p) == 4:
         runs[(p[0], p[1])].append((float(p[2]), float(p[3])))
 for w in ["W1", "W2", "W3"]:
-    m = {s: statistics.median(x[0] for x in runs[(s, w)]) for s in ("before", "off", "on") if runs[(s, w)]}
-    if len(m) < 3:
+    sides = ("before", "plain", "off", "on")
+    m = {s: statistics.median(x[0] for x in runs[(s, w)]) for s in sides if runs[(s, w)]}
+    if len(m) < 4:
         continue
-    print(f"{w}: before {m['before']:,.0f}  off {m['off']:,.0f}  on {m['on']:,.0f}  "
-          f"off/before {m['off'] / m['before']:.2f}  on/off {m['on'] / m['off']:.2f}")
+    print(f"{w}: before {m['before']:,.0f}  plain {m['plain']:,.0f}  off {m['off']:,.0f}  "
+          f"on {m['on']:,.0f}  plain/before {m['plain'] / m['before']:.2f}  "
+          f"off/plain {m['off'] / m['plain']:.2f}  on/off {m['on'] / m['off']:.2f}")
 PY

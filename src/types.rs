@@ -51,8 +51,8 @@ pub enum RecordKind {
     /// idempotence; read, no longer written (`DataV1Batch` replaced it).
     ProducerBatch = 4,
     /// A `DataV1` record that opens an idempotent producer's batch: its payload is
-    /// the batch header (batch meta and the leader's append time,
-    /// `crate::records::PRODUCER_HEADER_BYTES`) followed by the v1 payload. One
+    /// the v1 payload followed by the batch header (batch meta and the leader's
+    /// append time, `crate::records::PRODUCER_HEADER_BYTES`). One
     /// entry per one-record batch, as Kafka carries producer id, epoch and
     /// sequence in its record batch header.
     DataV1Batch = 5,

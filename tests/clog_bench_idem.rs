@@ -1,6 +1,6 @@
 //! `clog bench --idempotence on|off` against a real `commitlogd --dev`: the output
 //! names the mode, every acknowledged record is in the log once, and the mode is
-//! the one used (on: producer ids were handed out; off: none). Either way the
+//! the one used (on: producer ids were handed out; off and --plain: none). The
 //! records sit at adjacent offsets: a batch's producer header rides inside its
 //! first record, it takes no offset.
 
@@ -124,8 +124,31 @@ fn bench_names_its_idempotence_mode_and_writes_each_record_once() {
     let off_log = &all[200..];
     assert!(off_log.iter().all(|(_, v)| *v == bench_value()));
     for pair in off_log.windows(2) {
-        assert_eq!(pair[1].0, pair[0].0 + 1, "plain produces are adjacent");
+        assert_eq!(
+            pair[1].0,
+            pair[0].0 + 1,
+            "batches without meta are adjacent"
+        );
     }
+
+    // --plain: plain Produce requests (values only), never idempotent.
+    let (fields, human) = run_bench(&server, &["--plain", "--count", "50", "--label", "PL"]);
+    assert_eq!(&fields[1..5], &["Commitlog", "Produce", "PL", "50"]);
+    assert_eq!(fields[12], "idempotence=plain");
+    assert!(human.contains("idempotence plain"), "{human}");
+    assert_eq!(
+        next_producer_id(&mut c),
+        after_on + 2,
+        "no producer id taken"
+    );
+    let all = log(&mut c);
+    assert_eq!(all.len(), 350);
+    assert!(all[300..].iter().all(|(_, v)| *v == bench_value()));
+    let clash = server.clog(&["bench", "--plain", "--idempotence", "on", "--count", "1"]);
+    assert!(
+        !clash.status.success(),
+        "--plain is never idempotent: a usage error"
+    );
 
     let bad = server.clog(&["bench", "--idempotence", "maybe", "--count", "1"]);
     assert!(!bad.status.success(), "an unknown mode is a usage error");

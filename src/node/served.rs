@@ -4,8 +4,8 @@
 //!   (wire kind `Data`): a `DataV1` record's value is a sub-slice of its payload, a
 //!   v0 (`Data`) record's payload is its value. Old clients keep working unchanged.
 //! * Consume / Fetch version 2 get the **v1 payload** (`RecordV1`): a `DataV1`
-//!   record's payload as stored (a `DataV1Batch` record's without its producer
-//!   batch header, `records::stored_v1_payload`); a v0 record converted to one with no key, no
+//!   record's payload as stored (a `DataV1Batch` record's without the producer
+//!   batch header it ends with, `records::stored_v1_payload`); a v0 record converted to one with no key, no
 //!   headers, flags 0 and `timestamp_ms = -1` (unknown), its value not copied.
 //!
 //! A stored `DataV1` payload passed its crc32c, so one that does not decode is a
@@ -194,7 +194,7 @@ mod tests {
     #[test]
     fn a_batch_start_is_served_without_its_producer_header() {
         let p = v1_payload();
-        let stored = records::batch_start_bytes(&[9; records::PRODUCER_HEADER_BYTES], &p);
+        let stored = records::batch_start_bytes(&p, &[9; records::PRODUCER_HEADER_BYTES]);
         let v1 = serve(ReadFormat::V1, Offset(3), RecordKind::DataV1Batch, &stored).unwrap();
         assert_eq!(v1.to_vec(), p);
         let value = serve(

@@ -3,15 +3,17 @@
 //! | kind | stored bytes |
 //! |---|---|
 //! | `DataV1` | the v1 payload |
-//! | `DataV1Batch` | the producer batch header ([`PRODUCER_HEADER_BYTES`]), then the v1 payload |
+//! | `DataV1Batch` | the v1 payload, then the producer batch header ([`PRODUCER_HEADER_BYTES`]) |
 //! | `CompactedBatchStart` | the producer batch header alone |
 //!
 //! The header (batch meta and the leader's append time) is the dedup state's
-//! (`replica::dedup_log`); readers, the time index and compaction only skip it.
+//! (`replica::dedup_log`); readers, the time index and compaction only cut it
+//! off. It goes after the payload so the leader adds it in place: the request
+//! decoder leaves room for it (`wire::records_v2`), no copy of the record.
 
 use crate::types::RecordKind;
 
-/// Bytes of the producer batch header a `DataV1Batch` record starts with: the
+/// Bytes of the producer batch header a `DataV1Batch` record ends with: the
 /// batch meta (`replica::dedup::BATCH_META_BYTES`, 19) and a u64 append time.
 pub const PRODUCER_HEADER_BYTES: usize = 19 + 8;
 
@@ -20,7 +22,7 @@ pub const PRODUCER_HEADER_BYTES: usize = 19 + 8;
 pub fn stored_v1_payload(kind: RecordKind, stored: &[u8]) -> Option<&[u8]> {
     match kind {
         RecordKind::DataV1 => Some(stored),
-        RecordKind::DataV1Batch => stored.get(PRODUCER_HEADER_BYTES..),
+        RecordKind::DataV1Batch => stored.get(..stored.len().checked_sub(PRODUCER_HEADER_BYTES)?),
         _ => None,
     }
 }
@@ -31,17 +33,17 @@ pub fn stored_v1_payload(kind: RecordKind, stored: &[u8]) -> Option<&[u8]> {
 pub fn stored_batch_header(kind: RecordKind, stored: &[u8]) -> Option<&[u8]> {
     match kind {
         RecordKind::DataV1Batch | RecordKind::CompactedBatchStart => {
-            stored.get(..PRODUCER_HEADER_BYTES)
+            stored.get(stored.len().checked_sub(PRODUCER_HEADER_BYTES)?..)
         }
         _ => None,
     }
 }
 
-/// The stored bytes of a `DataV1Batch` record: `header` then `payload`.
-pub fn batch_start_bytes(header: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(header.len() + payload.len());
-    out.extend_from_slice(header);
+/// The stored bytes of a `DataV1Batch` record: `payload` then `header`.
+pub fn batch_start_bytes(payload: &[u8], header: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + header.len());
     out.extend_from_slice(payload);
+    out.extend_from_slice(header);
     out
 }
 
@@ -52,7 +54,7 @@ mod tests {
     #[test]
     fn kinds_frame_payload_and_header() {
         let header = [7u8; PRODUCER_HEADER_BYTES];
-        let stored = batch_start_bytes(&header, b"v1");
+        let stored = batch_start_bytes(b"v1", &header);
         assert_eq!(
             stored_v1_payload(RecordKind::DataV1Batch, &stored),
             Some(&b"v1"[..])

@@ -83,8 +83,8 @@
 //! | u32 first sequence | u32 record count`, big-endian, [`BATCH_META_BYTES`] bytes.
 //! Decoding is total: any input gives a [`BatchMeta`] or a typed error.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::num::{NonZeroU32, NonZeroU64};
 
@@ -351,7 +351,9 @@ impl<'a> ProducerView<'a> {
 #[derive(Clone, Debug)]
 pub struct DedupState {
     config: DedupConfig,
-    producers: HashMap<ProducerId, Producer>,
+    /// A B-tree, not a hash map: no hashing per batch, and ids chosen by a client
+    /// cannot collide on purpose (at most `max_producers` entries).
+    producers: BTreeMap<ProducerId, Producer>,
     /// Producers by recency of their last batch, least recent first. Stamps grow
     /// with every record, and so (never decreasing) does the clock they were taken
     /// at, so the front is also the longest idle.
@@ -371,7 +373,7 @@ impl DedupState {
     pub fn new(config: DedupConfig) -> DedupState {
         DedupState {
             config,
-            producers: HashMap::new(),
+            producers: BTreeMap::new(),
             lru: BTreeMap::new(),
             next_stamp: 0,
             clock_ms: 0,

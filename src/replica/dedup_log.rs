@@ -88,9 +88,14 @@ const MAX_UNREADABLE_RUNS: usize = 4096;
 /// with (and a legacy [`RecordKind::ProducerBatch`] entry holds).
 pub fn encode_header(meta: &BatchMeta, append_ms: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_BYTES);
-    encode_batch_meta(meta, &mut out);
-    out.extend_from_slice(&append_ms.to_be_bytes());
+    append_header(meta, append_ms, &mut out);
     out
+}
+
+/// Appends the producer batch header of `meta` to `out` (a record's payload).
+pub fn append_header(meta: &BatchMeta, append_ms: u64, out: &mut Vec<u8>) {
+    encode_batch_meta(meta, out);
+    out.extend_from_slice(&append_ms.to_be_bytes());
 }
 
 /// Decodes a producer batch header (exactly [`HEADER_BYTES`]): the batch meta and

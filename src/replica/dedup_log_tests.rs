@@ -52,7 +52,7 @@ fn batch(f: u64, t: Term, m: &BatchMeta) -> Vec<Entry> {
         index: Index(f),
         term: t,
         kind: RecordKind::DataV1Batch,
-        data: crate::records::batch_start_bytes(&encode_header(m, 1000 + f), b"v").into(),
+        data: crate::records::batch_start_bytes(b"v", &encode_header(m, 1000 + f)).into(),
     };
     let mut v = vec![start];
     v.extend((1..u64::from(m.seq.count())).map(|k| data(f + k, t)));

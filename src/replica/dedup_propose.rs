@@ -1,19 +1,18 @@
 //! The leader's produce path for idempotent batches (`replica::dedup`): each batch
 //! with producer meta is checked against the dedup state; a new one is proposed
-//! with its producer batch header inside its first record (a
+//! with its producer batch header at the end of its first record (a
 //! [`RecordKind::DataV1Batch`] entry: one entry per one-record batch) and recorded
 //! at once (the next batch of the same proposal must see it); a retry is answered with its
 //! original offsets once they commit; a refused one gets its typed error. Produces
 //! without meta ride in the same proposal as before.
 
 use super::super::dedup::{BatchMeta, Verdict};
-use super::super::dedup_log::encode_header;
+use super::super::dedup_log::append_header;
 use super::ReplicaStorage;
 use super::{
     refusal, Driver, DriverError, Pending, ProduceError, ProduceRequest, Produced, ProducerRefusal,
 };
 use crate::raft::{Index, ProposeError, Term};
-use crate::records::batch_start_bytes;
 use crate::types::RecordKind;
 
 /// How often an incomplete dedup state is tried again while batches wait.
@@ -126,14 +125,15 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         match self.dedup.check(meta, self.wall_ms) {
             Verdict::Append => {
                 let first = *at;
-                let header = encode_header(meta, self.wall_ms);
                 self.dedup.record_own(meta, first, self.wall_ms);
                 let start = entries.len();
                 push_values(r, entries);
                 // The count matches (checked above), so the batch has a first record.
+                // The header goes after its payload (`records::stored`), in the
+                // room the request decoder left: no copy.
                 if let Some((kind, value)) = entries.get_mut(start) {
                     *kind = RecordKind::DataV1Batch;
-                    *value = batch_start_bytes(&header, value);
+                    append_header(meta, self.wall_ms, value);
                 }
                 *at = first + n as u64;
                 Placement::New {

@@ -22,8 +22,8 @@ fn config() -> LogConfig {
 }
 
 /// Records 0..RECORDS: every 11th is keyless, every 13th a v0 record, every 17th a
-/// no-op, every 5th (of the others) an idempotent batch's first record (its
-/// producer header, then the v1 payload); the others have key `k{i % KEYS}`, but
+/// no-op, every 5th (of the others) an idempotent batch's first record (the v1
+/// payload, then its producer header); the others have key `k{i % KEYS}`, but
 /// TOMB_OLD and TOMB (a tombstone) have key `tomb`.
 const RECORDS: u64 = 300;
 const KEYS: u64 = 7;
@@ -80,10 +80,10 @@ fn payload(i: u64) -> Vec<u8> {
                 value,
             };
             let mut out = Vec::new();
-            if kind_of(i) == RecordKind::DataV1Batch {
-                out = batch_header(i);
-            }
             record.encode_into(&mut out).unwrap();
+            if kind_of(i) == RecordKind::DataV1Batch {
+                out.extend_from_slice(&batch_header(i));
+            }
             out
         }
         RecordKind::NoOp => Vec::new(),

@@ -315,7 +315,7 @@ mod tests {
         v1.extend_from_slice(&(-5i64).to_be_bytes());
         assert_eq!(record_timestamp(RecordKind::DataV1, &v1), Some(-5));
         assert_eq!(record_timestamp(RecordKind::DataV1, &v1[..9]), None);
-        let start = crate::records::batch_start_bytes(&[0; 27], &v1);
+        let start = crate::records::batch_start_bytes(&v1, &[0; 27]);
         assert_eq!(record_timestamp(RecordKind::DataV1Batch, &start), Some(-5));
         assert_eq!(
             record_timestamp(RecordKind::CompactedBatchStart, &start),

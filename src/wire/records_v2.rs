@@ -81,8 +81,17 @@ pub(crate) fn decode_produce_batch_v2(r: &mut ByteReader<'_>) -> Result<Request,
         }
     }
     let mut records = Vec::with_capacity(count);
-    for _ in 0..count {
-        records.push(r.bytes_u32("ProduceBatch record")?.to_vec());
+    for k in 0..count {
+        let bytes = r.bytes_u32("ProduceBatch record")?;
+        // The leader ends an idempotent batch's first record with the producer
+        // batch header (`records::stored`): room for it now saves a copy later.
+        let room = match (k, &producer) {
+            (0, Some(_)) => crate::records::PRODUCER_HEADER_BYTES,
+            _ => 0,
+        };
+        let mut record = Vec::with_capacity(bytes.len() + room);
+        record.extend_from_slice(bytes);
+        records.push(record);
     }
     Ok(Request::ProduceBatchV2 {
         target,

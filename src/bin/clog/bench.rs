@@ -6,12 +6,15 @@
 //! connection to its partition's leader; the result has the aggregate and one line
 //! per partition.
 //!
-//! With `--idempotence on` (the default, as `clog produce`) each producer asks for
-//! a producer id (InitProducer) and sends every record as a ProduceBatch v2 batch
-//! of one with the next sequence of its partition, pipelined like the plain path;
-//! after a failure it takes a new producer id before producing again (the outcome
-//! of what was in flight is unknown: the library does the same). `off` sends plain
-//! Produce requests, as before. The output names the mode.
+//! Each record goes as a ProduceBatch v2 batch of one, as `clog produce` sends
+//! records. With `--idempotence on` (the default, as `clog produce`) each producer
+//! asks for a producer id (InitProducer) and every batch carries the next sequence
+//! of its partition; after a failure it takes a new producer id before producing
+//! again (the outcome of what was in flight is unknown: the library does the
+//! same). `off` sends the same batches without producer meta (`clog produce
+//! --no-idempotence`), so on vs off is the cost of idempotence alone. `--plain`
+//! sends plain Produce requests instead (values only: no key, headers or time; the
+//! oldest and lightest path). The output names the mode.
 //!
 //! `--consume` reads the same partitions (it creates none: an unknown topic or
 //! partition is an error before anything is read), one reader thread per partition
@@ -109,10 +112,29 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     progress: bool,
     /// Produce as idempotent producers (InitProducer, then a sequence per batch of
-    /// one record), as `clog produce` does by default, or with plain Produce
-    /// requests (`off`). The produce and RESULT lines say which.
+    /// one record), as `clog produce` does by default, or the same record batches
+    /// without producer meta (`off`). The produce and RESULT lines say which.
     #[arg(long, value_enum, default_value = "on", value_name = "on|off")]
     idempotence: Switch,
+    /// Send plain Produce requests (values only, no record batches; never
+    /// idempotent) instead of ProduceBatch v2.
+    #[arg(long, conflicts_with = "idempotence")]
+    plain: bool,
+}
+
+impl BenchArgs {
+    /// The produce mode, as the produce and RESULT lines name it.
+    fn mode_name(&self) -> &'static str {
+        if self.plain {
+            "plain"
+        } else {
+            self.idempotence.name()
+        }
+    }
+
+    fn idempotent(&self) -> bool {
+        !self.plain && self.idempotence == Switch::On
+    }
 }
 
 /// A flag's `on` / `off`.
@@ -255,10 +277,12 @@ struct Producer {
     value: Vec<u8>,
     deadline: Instant,
     done: Arc<AtomicU64>,
-    /// With `--idempotence on`: the v1 payload of `value`, sent as a batch of one.
+    /// Without `--plain`: the v1 payload of `value`, sent as a batch of one.
     record_payload: Option<Vec<u8>>,
     /// With `--idempotence on`: the producer id of the first session.
     first_grant: Option<ProducerGrant>,
+    /// Batches carry producer meta (a session ends with its producer id).
+    idempotent: bool,
 }
 
 pub(crate) fn bench(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
@@ -278,13 +302,13 @@ pub(crate) fn bench(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result
     let mut handles = Vec::new();
     let config = s.cluster_config()?;
     let value: Vec<u8> = (0..args.size).map(|i| b'a' + (i % 26) as u8).collect();
-    let record_payload = match args.idempotence {
-        Switch::On => Some(
+    let record_payload = match args.plain {
+        false => Some(
             ProducerRecord::new(value.clone())
                 .encode()
                 .map_err(|e| explain(&s.addr, e))?,
         ),
-        Switch::Off => None,
+        true => None,
     };
     for p in 0..producers {
         let share = share(total, producers, p);
@@ -292,13 +316,13 @@ pub(crate) fn bench(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result
         let first = cluster
             .partition_connection(&target)
             .map_err(|e| explain(&s.addr, e))?;
-        let first_grant = match args.idempotence {
-            Switch::On => Some(
+        let first_grant = match args.idempotent() {
+            true => Some(
                 cluster
                     .init_producer(None)
                     .map_err(|e| explain(&s.addr, e))?,
             ),
-            Switch::Off => None,
+            false => None,
         };
         let barrier = Arc::clone(&barrier);
         let producer = Producer {
@@ -311,6 +335,7 @@ pub(crate) fn bench(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result
             deadline,
             done: progress.counter(),
             record_payload: record_payload.clone(),
+            idempotent: args.idempotent(),
             first_grant,
         };
         handles.push(std::thread::spawn(move || {
@@ -390,7 +415,7 @@ fn print_produce_result(
         h.quantile(0.999),
         h.max(),
     );
-    let idempotence = args.idempotence.name();
+    let idempotence = args.mode_name();
     writeln!(
         out,
         "produce: {acked} records of {} B in {secs:.3} s with {producers} producer(s) x window {}, idempotence {idempotence}: {rps:.0} records/s, {mbps:.2} MB/s, latency p50 {p50} us, p99 {p99} us, p99.9 {p999} us, max {max} us, {} retries",
@@ -422,9 +447,13 @@ impl Producer {
             let result = match conn.take() {
                 Some(mut c) => match (&self.record_payload, grant.take()) {
                     (None, _) => self.session(&mut c, &mut report, &mut retrier),
+                    (Some(payload), None) if !self.idempotent => {
+                        let mut batches = BatchPipeline::new(&self.target, payload, None);
+                        self.batch_session(&mut c, &mut batches, &mut report, &mut retrier)
+                    }
                     (Some(payload), Some(g)) => {
-                        let mut idem = IdempotentPipeline::new(&self.target, payload, g);
-                        self.idempotent_session(&mut c, &mut idem, &mut report, &mut retrier)
+                        let mut batches = BatchPipeline::new(&self.target, payload, Some(g));
+                        self.batch_session(&mut c, &mut batches, &mut report, &mut retrier)
                     }
                     // The last session ended with its producer id (see the module
                     // doc): a new one before producing again.
@@ -468,13 +497,13 @@ impl Producer {
         }
     }
 
-    /// [`Producer::session`] as an idempotent producer: each record a batch of one
-    /// with the next sequence. Any error ends the session and its producer id (the
+    /// [`Producer::session`] with record batches of one; idempotent: each with
+    /// the next sequence, and any error ends the session and its producer id (the
     /// next session asks for a new one: see the module doc).
-    fn idempotent_session(
+    fn batch_session(
         &self,
         conn: &mut Client,
-        idem: &mut IdempotentPipeline<'_>,
+        idem: &mut BatchPipeline<'_>,
         report: &mut ProducerReport,
         retrier: &mut Retrier,
     ) -> Result<(), ClientError> {
@@ -534,19 +563,19 @@ impl Producer {
     }
 }
 
-/// Up to a window of idempotent batches of one record in flight on one
-/// connection, with consecutive sequences of one producer id.
-struct IdempotentPipeline<'a> {
+/// Up to a window of ProduceBatch v2 batches of one record in flight on one
+/// connection; idempotent ones with consecutive sequences of one producer id.
+struct BatchPipeline<'a> {
     target: &'a TopicPartition,
     payload: &'a [u8],
-    grant: ProducerGrant,
+    grant: Option<ProducerGrant>,
     next_seq: u32,
     sent_at: std::collections::HashMap<u32, Instant>,
 }
 
-impl<'a> IdempotentPipeline<'a> {
-    fn new(target: &'a TopicPartition, payload: &'a [u8], grant: ProducerGrant) -> Self {
-        IdempotentPipeline {
+impl<'a> BatchPipeline<'a> {
+    fn new(target: &'a TopicPartition, payload: &'a [u8], grant: Option<ProducerGrant>) -> Self {
+        BatchPipeline {
             target,
             payload,
             grant,
@@ -559,14 +588,14 @@ impl<'a> IdempotentPipeline<'a> {
     fn send(&mut self, conn: &mut Client) -> Result<(), ClientError> {
         let seq = BatchSeq::new(self.next_seq, 1)
             .map_err(|e| ClientError::Protocol(format!("sequence {}: {e}", self.next_seq)))?;
-        let meta = BatchMeta {
-            producer: ProducerId(self.grant.producer_id),
-            epoch: ProducerEpoch(self.grant.epoch),
+        let meta = self.grant.map(|g| BatchMeta {
+            producer: ProducerId(g.producer_id),
+            epoch: ProducerEpoch(g.epoch),
             seq,
-        };
+        });
         let id = conn.send(Request::ProduceBatchV2 {
             target: self.target.clone(),
-            producer: Some(meta),
+            producer: meta,
             records: vec![self.payload.to_vec()],
         })?;
         self.next_seq = seq.next_seq();

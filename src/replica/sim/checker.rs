@@ -73,12 +73,18 @@ fn content(e: &Entry) -> Content {
 }
 
 /// The value a client produced that entry `e` holds: a `Data` entry's bytes, or
-/// what follows the producer batch header of an idempotent batch's first record
+/// what precedes the producer batch header of an idempotent batch's first record
 /// (the simulator's values are raw bytes, not v1 payloads).
 pub(crate) fn client_value(e: &Entry) -> Option<&[u8]> {
     match e.kind {
         RecordKind::Data => Some(&e.data),
-        RecordKind::DataV1Batch => e.data.get(crate::records::PRODUCER_HEADER_BYTES..),
+        RecordKind::DataV1Batch => {
+            let len = e
+                .data
+                .len()
+                .checked_sub(crate::records::PRODUCER_HEADER_BYTES)?;
+            e.data.get(..len)
+        }
         _ => None,
     }
 }
