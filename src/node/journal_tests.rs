@@ -280,16 +280,42 @@ fn a_hole_in_unsynced_segment_bytes_is_cut_and_refilled_from_the_journal() {
 #[test]
 fn a_group_journaled_alone_releases_itself_and_others_keep_it() {
     let root = Dir::new("release");
-    let (j, mut a, _) = two_groups_journaled(&root.0);
-    // Another group is journaled too: `a` may not leave on its own.
-    assert!(!j.release_if_alone(GroupId(1)).unwrap());
+    let (mut j, mut a, _) = two_groups_journaled(&root.0);
+    // Another group is journaled too and wrote within the idle time: `a` may not
+    // leave.
+    j.release_idle = Duration::from_secs(3600);
+    assert!(!j.release(GroupId(1)).unwrap());
     assert!(j.covers(GroupId(1)));
     j.checkpoint().unwrap();
     a.append(&entries(3, 3, 1, b'a')).unwrap();
     journal_round(&j, &mut [(GroupId(1), &mut a)]);
-    assert!(j.release_if_alone(GroupId(1)).unwrap());
+    assert!(j.release(GroupId(1)).unwrap());
     assert!(!j.covers(GroupId(1)));
     assert_eq!(a.log().durable_offset(), Offset(4), "its log was fsynced");
+    drop(j);
+    assert!(NodeJournal::open(&root.0)
+        .unwrap()
+        .pending_groups()
+        .is_empty());
+}
+
+#[test]
+fn a_lone_group_releases_the_journal_once_the_others_are_idle() {
+    let root = Dir::new("release-idle");
+    let (mut j, mut a, b) = two_groups_journaled(&root.0);
+    a.append(&entries(3, 3, 1, b'a')).unwrap();
+    journal_round(&j, &mut [(GroupId(1), &mut a)]);
+    // Group 2 wrote within the idle time: group 1 stays journaled.
+    j.release_idle = Duration::from_secs(3600);
+    assert!(!j.release(GroupId(1)).unwrap());
+    assert!(j.covers(GroupId(1)) && j.covers(GroupId(2)));
+    // Group 2 idle long enough (here: any time): both logs are fsynced, the
+    // journal files removed, neither group journaled.
+    j.release_idle = Duration::ZERO;
+    assert!(j.release(GroupId(1)).unwrap());
+    assert!(!j.covers(GroupId(1)) && !j.covers(GroupId(2)));
+    assert_eq!(a.log().durable_offset(), Offset(4));
+    assert_eq!(b.log().durable_offset(), Offset(3));
     drop(j);
     assert!(NodeJournal::open(&root.0)
         .unwrap()
@@ -302,6 +328,7 @@ fn a_lone_group_that_cannot_release_itself_still_gets_checkpoints() {
     let root = Dir::new("lone-checkpoints");
     let (mut j, mut a, _b) = two_groups_journaled(&root.0);
     j.checkpoint_bytes = 1;
+    j.release_idle = Duration::from_secs(3600);
     // Group 1 appends alone round after round while group 2 is still journaled:
     // it cannot release itself, so the size limit must start checkpoints (in the
     // background: awaited with a deadline), and then group 1 releases itself.
