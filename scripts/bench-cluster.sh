@@ -1,23 +1,35 @@
 #!/usr/bin/env bash
-# Replicated benchmark: a 3-node cluster (release build, fsync always, default Raft
-# timings) on 127.0.0.1, peerbench workloads W1-W3 against the leader, then the
-# catch-up speed of a wiped follower (MB/s of log replicated until its commit index
-# reaches the leader's).
-# Env: BENCH_DIR (default target/bench-cluster), W1_COUNT W2_COUNT W3_COUNT,
-# PARTITIONS (default 12; 0 skips the many-partition lines).
+# Replicated benchmark: ROUNDS rounds of a fresh 3-node cluster (release build, fsync
+# always, default Raft timings) on 127.0.0.1 with peerbench workloads W1-W3 against
+# the leader and W4 from a follower, each round followed by the same workloads on
+# the peers' 3-node setups (../shared/peerbench: etcd and NATS JetStream R3) when
+# installed; in the last round also W2/W3 over many partitions and the catch-up
+# speed of a wiped follower (MB/s of log replicated until its commit index reaches
+# the leader's). Then medians and ratios (scripts/bench_summary.py).
+# Env: BENCH_DIR (default target/bench-cluster), ROUNDS (3), PEERS ("etcd3 nats3";
+# "" for none), W1_COUNT W2_COUNT W3_COUNT, PARTITIONS (default 12; 0 skips the
+# many-partition lines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH_DIR=${BENCH_DIR:-$PWD/target/bench-cluster}
 W1_COUNT=${W1_COUNT:-20000}
 W2_COUNT=${W2_COUNT:-100000}
 W3_COUNT=${W3_COUNT:-200000}
+ROUNDS=${ROUNDS:-3}
+PEERS=${PEERS-etcd3 nats3}
+# shellcheck source=scripts/peers.sh
+. scripts/peers.sh
 D=./target/release/commitlogd
 C=./target/release/clog
 
 rm -rf "$BENCH_DIR"; mkdir -p "$BENCH_DIR"
+OUT="$BENCH_DIR/results.txt"
+: >"$OUT"
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
 trap cleanup EXIT
+# shellcheck disable=SC2086
+if [ -n "$PEERS" ] && ! peers_available $PEERS; then PEERS=""; fi
 
 start() { # id, extra args...
   local id=$1; shift
@@ -33,45 +45,70 @@ start() { # id, extra args...
 rpc() { grep '^rpc=' "$BENCH_DIR/ready$1" | cut -d= -f2; }
 gsp() { grep '^gossip=' "$BENCH_DIR/ready$1" | cut -d= -f2; }
 
-start 1 --bootstrap
-start 2 --join "$(gsp 1)"
-start 3 --join "$(gsp 1)"
-for _ in $(seq 100); do
-  [ "$($C --addr "$(rpc 1)" servers | grep -c follower)" = 2 ] && break; sleep 0.1
-done
-L=$(rpc 1)
-$C --addr "$L" bench --producers 1 --window 1 --size 100 --count "$W1_COUNT" --label W1
-$C --addr "$L" bench --producers 16 --window 1 --size 1024 --count "$W2_COUNT" --label W2
-$C --addr "$L" bench --producers 4 --window 256 --size 1024 --count "$W3_COUNT" --label W3
-$C --addr "$(rpc 2)" bench --consume --from 1 --label W4-follower
+cluster_round() { # last-round? (1 = also partitions and catch-up)
+  rm -rf "$BENCH_DIR"/n[123]
+  start 1 --bootstrap
+  start 2 --join "$(gsp 1)"
+  start 3 --join "$(gsp 1)"
+  for _ in $(seq 100); do
+    [ "$($C --addr "$(rpc 1)" servers | grep -c follower)" = 2 ] && break; sleep 0.1
+  done
+  L=$(rpc 1)
+  fsync_probe "before W1"
+  $C --addr "$L" bench --producers 1 --window 1 --size 100 --count "$W1_COUNT" --label W1
+  fsync_probe "after W1"
+  $C --addr "$L" bench --producers 16 --window 1 --size 1024 --count "$W2_COUNT" --label W2
+  $C --addr "$L" bench --producers 4 --window 256 --size 1024 --count "$W3_COUNT" --label W3
+  $C --addr "$(rpc 2)" bench --consume --from 1 --label W4
 
-# Many partitions: W2 and W3 over one topic of $PARTITIONS partitions (replication 3,
-# leaders spread by the assignment), to compare with the one-partition lines above.
-PARTITIONS=${PARTITIONS:-12}
-if [ "$PARTITIONS" -gt 0 ]; then
-  $C --addr "$L" topic create bench-0 --partitions "$PARTITIONS" --replication-factor 3 >/dev/null
-  # Leadership moves to each partition's preferred leader within a few seconds.
-  sleep 5
-  $C --addr "$L" topic describe bench-0 | tail -n +1 >&2
-  $C --addr "$L" bench --topics 1 --partitions "$PARTITIONS" --producers 16 --window 1 \
-    --size 1024 --count "$W2_COUNT" --label "W2-${PARTITIONS}p"
-  $C --addr "$L" bench --topics 1 --partitions "$PARTITIONS" --producers "$PARTITIONS" --window 256 \
-    --size 1024 --count "$W3_COUNT" --label "W3-${PARTITIONS}p"
-fi
+  if [ "$1" = 1 ]; then
+    partitions_and_catch_up
+  fi
+  cleanup
+}
 
-# Catch-up: wipe node 3 and time until its commit index equals the leader's.
-kill -9 "$PID3"; wait "$PID3" 2>/dev/null || true
-rm -rf "$BENCH_DIR/n3"
-BYTES=$(cat "$BENCH_DIR"/n1/log/*.store | wc -c)
-# Timed from the restart: includes process start and gossip discovery.
-T0=$(date +%s.%N)
-start 3 --join "$(gsp 1)"
-TARGET=$($C --addr "$L" health | sed -n 's/.*commit=\([0-9]*\).*/\1/p')
-for _ in $(seq 6000); do
-  # `health` exits non-zero while the node catches up (not ready yet): keep polling.
-  C3=$($C --addr "$(rpc 3)" health 2>/dev/null | sed -n 's/.*commit=\([0-9]*\).*/\1/p' || true)
-  [ -n "$C3" ] && [ "$C3" -ge "$TARGET" ] && break
-  sleep 0.05
+partitions_and_catch_up() {
+  # Many partitions: W2 and W3 over one topic of $PARTITIONS partitions (replication 3,
+  # leaders spread by the assignment), to compare with the one-partition lines above.
+  PARTITIONS=${PARTITIONS:-12}
+  if [ "$PARTITIONS" -gt 0 ]; then
+    $C --addr "$L" topic create bench-0 --partitions "$PARTITIONS" --replication-factor 3 >/dev/null
+    # Leadership moves to each partition's preferred leader within a few seconds.
+    sleep 5
+    $C --addr "$L" topic describe bench-0 | tail -n +1 >&2
+    $C --addr "$L" bench --topics 1 --partitions "$PARTITIONS" --producers 16 --window 1 \
+      --size 1024 --count "$W2_COUNT" --label "W2-${PARTITIONS}p"
+    $C --addr "$L" bench --topics 1 --partitions "$PARTITIONS" --producers "$PARTITIONS" --window 256 \
+      --size 1024 --count "$W3_COUNT" --label "W3-${PARTITIONS}p"
+  fi
+
+  # Catch-up: wipe node 3 and time until its commit index equals the leader's.
+  kill -9 "$PID3"; wait "$PID3" 2>/dev/null || true
+  rm -rf "$BENCH_DIR/n3"
+  BYTES=$(cat "$BENCH_DIR"/n1/log/*.store | wc -c)
+  # Timed from the restart: includes process start and gossip discovery.
+  T0=$(date +%s.%N)
+  start 3 --join "$(gsp 1)"
+  TARGET=$($C --addr "$L" health | sed -n 's/.*commit=\([0-9]*\).*/\1/p')
+  for _ in $(seq 6000); do
+    # `health` exits non-zero while the node catches up (not ready yet): keep polling.
+    C3=$($C --addr "$(rpc 3)" health 2>/dev/null | sed -n 's/.*commit=\([0-9]*\).*/\1/p' || true)
+    [ -n "$C3" ] && [ "$C3" -ge "$TARGET" ] && break
+    sleep 0.05
+  done
+  T1=$(date +%s.%N)
+  python3 -c "b=$BYTES; t=$T1-$T0; print(f'RESULT catch-up bytes={b} secs={t:.2f} MBps={b/t/1e6:.0f}')"
+}
+
+for r in $(seq "$ROUNDS"); do
+  echo "== round $r/$ROUNDS: commitlog, 3 nodes (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  last=0; [ "$r" = "$ROUNDS" ] && last=1
+  cluster_round "$last" | tee -a "$OUT"
+  if [ -n "$PEERS" ]; then
+    echo "== round $r/$ROUNDS: $PEERS"
+    # shellcheck disable=SC2086
+    peers_round "$OUT" $PEERS || echo "peers: round $r failed (see above)" >&2
+  fi
 done
-T1=$(date +%s.%N)
-python3 -c "b=$BYTES; t=$T1-$T0; print(f'RESULT catch-up bytes={b} secs={t:.2f} MBps={b/t/1e6:.0f}')"
+echo "== medians over $ROUNDS rounds; load now $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 scripts/bench_summary.py "$OUT"

@@ -1,0 +1,43 @@
+# Sourced by bench.sh and bench-cluster.sh: the fsync probe, and one round of peer
+# systems with
+# ../shared/peerbench (its run.sh starts each server on loopback, runs W1-W4 once,
+# stops it). Skipped, with a message, when peerbench or a server is not installed.
+# Env: PEERBENCH (default ../shared/peerbench next to this checkout).
+PEERBENCH=${PEERBENCH:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/shared/peerbench}
+
+# peers_available CONFIG... -> 0 if run.sh, its binary and each config's server exist.
+peers_available() {
+  [ -x "$PEERBENCH/run.sh" ] || { echo "peers: no $PEERBENCH/run.sh: peers skipped" >&2; return 1; }
+  local bin=${CARGO_TARGET_DIR_PEERS:-/tmp/peerbench-target}/release/peerbench cfg
+  [ -x "$bin" ] || { echo "peers: build it first: (cd $PEERBENCH && CARGO_TARGET_DIR=/tmp/peerbench-target cargo build --release); peers skipped" >&2; return 1; }
+  for cfg in "$@"; do
+    case $cfg in
+      redis-*) command -v redis-server >/dev/null || { echo "peers: redis-server not installed: peers skipped" >&2; return 1; } ;;
+      etcd*) command -v etcd >/dev/null || { echo "peers: etcd not installed: peers skipped" >&2; return 1; } ;;
+      nats*) command -v nats-server >/dev/null || { echo "peers: nats-server not installed: peers skipped" >&2; return 1; } ;;
+    esac
+  done
+}
+
+# peers_round OUT CONFIG...: one rep of each config; appends its RESULT lines to OUT.
+peers_round() {
+  local out=$1 work; shift
+  work=$(mktemp -d "${TMPDIR:-/tmp}/peers.XXXXXX")
+  CARGO_TARGET_DIR=${CARGO_TARGET_DIR_PEERS:-/tmp/peerbench-target} REPS=1 WORK="$work" \
+    W1_COUNT="$W1_COUNT" W2_COUNT="$W2_COUNT" W3_COUNT="$W3_COUNT" \
+    "$PEERBENCH/run.sh" "$@" >"$work/log.txt" 2>&1 || { tail -5 "$work/log.txt" >&2; rm -rf "$work"; return 1; }
+  grep '^RESULT' "$work/results.tsv" >>"$out"
+  rm -rf "$work"
+}
+
+# The disk's fsync rate (it drifts by 10x within minutes here): 1000 appends of
+# 100 B to a growing file in $BENCH_DIR, each with O_DSYNC, the same kind of write
+# + sync as the log's. W1 is compared with it (bench_summary.py).
+fsync_probe() { # label
+  local f="$BENCH_DIR/fsync-probe" t0 t1
+  t0=$(date +%s%N)
+  dd if=/dev/zero of="$f" bs=100 count=1000 oflag=dsync status=none
+  t1=$(date +%s%N)
+  rm -f "$f"
+  echo "PROBE $1: $((1000 * 1000000000 / (t1 - t0))) fsyncs/s (100 B appends + O_DSYNC, growing file)"
+}
