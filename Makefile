@@ -85,13 +85,13 @@ loom: ## model-check the cross-thread hand-offs with loom
 	RUSTFLAGS="--cfg commitlog_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
 		$(CARGO) test --release --lib loom_
 
-bench: ## storage append benchmark + clog bench W1-W4 against a release commitlogd (see BENCHMARKS.md)
+bench: ## storage bench + ROUNDS rounds of clog bench W1-W4 interleaved with Redis (when installed), fsync probe, ratios
 	./scripts/bench.sh
 
 bench-tls: ## produce throughput (W2/W3-like) and handshakes/s, plaintext vs TLS, against a release node
 	./scripts/bench_tls.sh
 
-bench-cluster: ## 3-node replicated W1-W3 against the leader, W4 from a follower, wiped-follower catch-up MB/s
+bench-cluster: ## ROUNDS rounds of 3-node W1-W4 interleaved with etcd / NATS R3 (when installed), fsync probe, catch-up MB/s, ratios
 	$(CARGO) build --release --bins
 	./scripts/bench-cluster.sh
 
