@@ -100,15 +100,4 @@ partitions_and_catch_up() {
   python3 -c "b=$BYTES; t=$T1-$T0; print(f'RESULT catch-up bytes={b} secs={t:.2f} MBps={b/t/1e6:.0f}')"
 }
 
-for r in $(seq "$ROUNDS"); do
-  echo "== round $r/$ROUNDS: commitlog, 3 nodes (load $(cut -d' ' -f1-3 /proc/loadavg))"
-  last=0; [ "$r" = "$ROUNDS" ] && last=1
-  cluster_round "$last" | tee -a "$OUT"
-  if [ -n "$PEERS" ]; then
-    echo "== round $r/$ROUNDS: $PEERS"
-    # shellcheck disable=SC2086
-    peers_round "$OUT" $PEERS || echo "peers: round $r failed (see above)" >&2
-  fi
-done
-echo "== medians over $ROUNDS rounds; load now $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 scripts/bench_summary.py "$OUT"
+run_rounds cluster_round

@@ -50,14 +50,4 @@ ours_round() {
   kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
 }
 
-for r in $(seq "$ROUNDS"); do
-  echo "== round $r/$ROUNDS: commitlog (load $(cut -d' ' -f1-3 /proc/loadavg))"
-  ours_round | tee -a "$OUT"
-  if [ -n "$PEERS" ]; then
-    echo "== round $r/$ROUNDS: $PEERS"
-    # shellcheck disable=SC2086
-    peers_round "$OUT" $PEERS || echo "peers: round $r failed (see above)" >&2
-  fi
-done
-echo "== medians over $ROUNDS rounds; load now $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 scripts/bench_summary.py "$OUT"
+run_rounds ours_round

@@ -1,5 +1,5 @@
-# Sourced by bench.sh and bench-cluster.sh: the fsync probe, and one round of peer
-# systems with
+# Sourced by bench.sh and bench-cluster.sh: the rounds loop, the fsync probe, and one
+# round of peer systems with
 # ../shared/peerbench (its run.sh starts each server on loopback, runs W1-W4 once,
 # stops it). Skipped, with a message, when peerbench or a server is not installed.
 # Env: PEERBENCH (default ../shared/peerbench next to this checkout).
@@ -40,4 +40,24 @@ fsync_probe() { # label
   t1=$(date +%s%N)
   rm -f "$f"
   echo "PROBE $1: $((1000 * 1000000000 / (t1 - t0))) fsyncs/s (100 B appends + O_DSYNC, growing file)"
+}
+
+# run_rounds OUR_ROUND: ROUNDS rounds of OUR_ROUND (called with 1 in the last round,
+# else 0) followed by the peers of $PEERS, every line appended to $OUT; then the
+# medians and ratios.
+run_rounds() {
+  local our=$1 r last
+  for r in $(seq "$ROUNDS"); do
+    echo "== round $r/$ROUNDS: commitlog (load $(cut -d' ' -f1-3 /proc/loadavg))"
+    last=0
+    [ "$r" = "$ROUNDS" ] && last=1
+    "$our" "$last" | tee -a "$OUT"
+    if [ -n "$PEERS" ]; then
+      echo "== round $r/$ROUNDS: $PEERS"
+      # shellcheck disable=SC2086
+      peers_round "$OUT" $PEERS || echo "peers: round $r failed (see above)" >&2
+    fi
+  done
+  echo "== medians over $ROUNDS rounds; load now $(cut -d' ' -f1-3 /proc/loadavg)"
+  python3 "$(dirname "${BASH_SOURCE[0]}")/bench_summary.py" "$OUT"
 }
