@@ -3,9 +3,9 @@
 # always, default Raft timings) on 127.0.0.1 with peerbench workloads W1-W3 against
 # the leader and W4 from a follower, each round followed by the same workloads on
 # the peers' 3-node setups (../shared/peerbench: etcd and NATS JetStream R3) when
-# installed; in the last round also W2/W3 over many partitions and the catch-up
-# speed of a wiped follower (MB/s of log replicated until its commit index reaches
-# the leader's). Then medians and ratios (scripts/bench_summary.py).
+# installed; in the last round also the catch-up speed of a wiped follower (MB/s of
+# log replicated until its commit index reaches the leader's), then W2/W3 over many
+# partitions. Then medians and ratios (scripts/bench_summary.py).
 # Env: BENCH_DIR (default target/bench-cluster), ROUNDS (3), PEERS ("etcd3 nats3";
 # "" for none), W1_COUNT W2_COUNT W3_COUNT, PARTITIONS (default 12; 0 skips the
 # many-partition lines).
@@ -16,6 +16,7 @@ W1_COUNT=${W1_COUNT:-20000}
 W2_COUNT=${W2_COUNT:-100000}
 W3_COUNT=${W3_COUNT:-200000}
 ROUNDS=${ROUNDS:-3}
+CATCH_UP_W3_COUNT=${CATCH_UP_W3_COUNT:-100000}
 PEERS=${PEERS-etcd3 nats3}
 # shellcheck source=scripts/peers.sh
 . scripts/peers.sh
@@ -62,12 +63,39 @@ cluster_round() { # last-round? (1 = also partitions and catch-up)
   $C --addr "$(rpc 2)" bench --consume --from 1 --label W4
 
   if [ "$1" = 1 ]; then
-    partitions_and_catch_up
+    catch_up_and_partitions
   fi
   cleanup
 }
 
-partitions_and_catch_up() {
+catch_up_and_partitions() {
+  # Catch-up first, while the default partition is the only group (measured with
+  # the many-partition topic present, 13 groups caught up at once and only one
+  # group's bytes were counted): wipe node 3 and time until its commit index equals
+  # the leader's.
+  kill -9 "$PID3"; wait "$PID3" 2>/dev/null || true
+  rm -rf "$BENCH_DIR/n3"
+  BYTES=$(cat "$BENCH_DIR"/n1/log/*.store | wc -c)
+  # Timed from the restart: includes process start and gossip discovery.
+  T0=$(date +%s.%N)
+  start 3 --join "$(gsp 1)"
+  TARGET=$($C --addr "$L" health | sed -n 's/.*commit=\([0-9]*\).*/\1/p')
+  # The leader's own produce rate while it feeds the catch-up (W3's shape, about as
+  # long as the catch-up), then the same once it is over.
+  $C --addr "$L" bench --producers 4 --window 256 --size 1024 --count "$CATCH_UP_W3_COUNT" \
+    --label W3-during-catch-up | grep RESULT &
+  DURING=$!
+  for _ in $(seq 6000); do
+    # `health` exits non-zero while the node catches up (not ready yet): keep polling.
+    C3=$($C --addr "$(rpc 3)" health 2>/dev/null | sed -n 's/.*commit=\([0-9]*\).*/\1/p' || true)
+    [ -n "$C3" ] && [ "$C3" -ge "$TARGET" ] && break
+    sleep 0.05
+  done
+  T1=$(date +%s.%N)
+  python3 -c "b=$BYTES; t=$T1-$T0; print(f'RESULT catch-up bytes={b} secs={t:.2f} MBps={b/t/1e6:.0f}')"
+  wait "$DURING" || true
+  $C --addr "$L" bench --producers 4 --window 256 --size 1024 --count "$CATCH_UP_W3_COUNT" \
+    --label W3-after-catch-up | grep RESULT
   # Many partitions: W2 and W3 over one topic of $PARTITIONS partitions (replication 3,
   # leaders spread by the assignment), to compare with the one-partition lines above.
   PARTITIONS=${PARTITIONS:-12}
@@ -82,22 +110,6 @@ partitions_and_catch_up() {
       --size 1024 --count "$W3_COUNT" --label "W3-${PARTITIONS}p"
   fi
 
-  # Catch-up: wipe node 3 and time until its commit index equals the leader's.
-  kill -9 "$PID3"; wait "$PID3" 2>/dev/null || true
-  rm -rf "$BENCH_DIR/n3"
-  BYTES=$(cat "$BENCH_DIR"/n1/log/*.store | wc -c)
-  # Timed from the restart: includes process start and gossip discovery.
-  T0=$(date +%s.%N)
-  start 3 --join "$(gsp 1)"
-  TARGET=$($C --addr "$L" health | sed -n 's/.*commit=\([0-9]*\).*/\1/p')
-  for _ in $(seq 6000); do
-    # `health` exits non-zero while the node catches up (not ready yet): keep polling.
-    C3=$($C --addr "$(rpc 3)" health 2>/dev/null | sed -n 's/.*commit=\([0-9]*\).*/\1/p' || true)
-    [ -n "$C3" ] && [ "$C3" -ge "$TARGET" ] && break
-    sleep 0.05
-  done
-  T1=$(date +%s.%N)
-  python3 -c "b=$BYTES; t=$T1-$T0; print(f'RESULT catch-up bytes={b} secs={t:.2f} MBps={b/t/1e6:.0f}')"
 }
 
 run_rounds cluster_round

@@ -32,17 +32,18 @@ def med(xs, k):
 
 workloads = sorted({w for (_, w) in runs})
 peers = sorted({s for (s, _) in runs if s != "Commitlog"})
-print(f"{'workload':<14}{'system':<26}{'runs':>5}{'records/s':>12}{'p50 us':>9}{'p99 us':>9}{'ours/peer':>11}")
+W = max([14] + [len(w) + 2 for w in workloads])
+print(f"{'workload':<{W}}{'system':<26}{'runs':>5}{'records/s':>12}{'p50 us':>9}{'p99 us':>9}{'ours/peer':>11}")
 for w in workloads:
     ours = runs.get(("Commitlog", w))
     if ours:
-        print(f"{w:<14}{'commitlog':<26}{len(ours):>5}{med(ours, 0):>12,.0f}{med(ours, 1):>9,.0f}{med(ours, 2):>9,.0f}")
+        print(f"{w:<{W}}{'commitlog':<26}{len(ours):>5}{med(ours, 0):>12,.0f}{med(ours, 1):>9,.0f}{med(ours, 2):>9,.0f}")
     for p in peers:
         theirs = runs.get((p, w))
         if not theirs:
             continue
         ratio = f"{med(ours, 0) / med(theirs, 0):.2f}x" if ours else "-"
-        print(f"{'':<14}{p:<26}{len(theirs):>5}{med(theirs, 0):>12,.0f}{med(theirs, 1):>9,.0f}{med(theirs, 2):>9,.0f}{ratio:>11}")
+        print(f"{'':<{W}}{p:<26}{len(theirs):>5}{med(theirs, 0):>12,.0f}{med(theirs, 1):>9,.0f}{med(theirs, 2):>9,.0f}{ratio:>11}")
 if probes:
     p = statistics.median(probes)
     print(f"fsync probe: median {p:,.0f} fsyncs/s over {len(probes)} probes (min {min(probes):,.0f}, max {max(probes):,.0f})")
