@@ -153,3 +153,24 @@ fn bench_names_its_idempotence_mode_and_writes_each_record_once() {
     let bad = server.clog(&["bench", "--idempotence", "maybe", "--count", "1"]);
     assert!(!bad.status.success(), "an unknown mode is a usage error");
 }
+
+/// `clog produce` with record options (`-k`) takes a producer id by default and
+/// none with `--no-idempotence`, as the value-only path does.
+#[test]
+fn produce_with_a_key_honours_no_idempotence() {
+    let server = Server::start(&[]);
+    let mut c = server.client();
+    let before = next_producer_id(&mut c);
+    let plain = server.clog(&["produce", "-k", "k1", "--no-idempotence", "v1"]);
+    assert!(plain.status.success(), "{plain:?}");
+    assert_eq!(next_producer_id(&mut c), before + 1, "no producer id taken");
+    let idem = server.clog(&["produce", "-k", "k2", "v2"]);
+    assert!(idem.status.success(), "{idem:?}");
+    assert_eq!(
+        next_producer_id(&mut c),
+        before + 3,
+        "one producer id taken"
+    );
+    let values: Vec<Vec<u8>> = log(&mut c).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values, vec![b"v1".to_vec(), b"v2".to_vec()]);
+}

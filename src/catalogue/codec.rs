@@ -44,7 +44,7 @@ pub(super) fn get_name(r: &mut ByteReader<'_>) -> Result<TopicName, CatalogueErr
     TopicName::from_bytes(raw).map_err(|e| malformed(e.to_string()))
 }
 
-fn put_opt(out: &mut Vec<u8>, value: Option<u64>) {
+pub(super) fn put_opt(out: &mut Vec<u8>, value: Option<u64>) {
     match value {
         None => out.push(0),
         Some(v) => {
@@ -54,7 +54,10 @@ fn put_opt(out: &mut Vec<u8>, value: Option<u64>) {
     }
 }
 
-fn get_opt(r: &mut ByteReader<'_>, field: &'static str) -> Result<Option<u64>, CatalogueError> {
+pub(super) fn get_opt(
+    r: &mut ByteReader<'_>,
+    field: &'static str,
+) -> Result<Option<u64>, CatalogueError> {
     match r.u8(field)? {
         0 => Ok(None),
         1 => Ok(Some(r.u64(field)?)),

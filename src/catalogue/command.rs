@@ -29,8 +29,8 @@ use crate::bytes::ByteReader;
 use crate::types::NodeId;
 
 use super::codec::{
-    get_assignment, get_cleanup_policy, get_name, get_settings, get_timestamp_type, malformed,
-    put_assignment, put_name, put_settings, settings_fit_v1,
+    get_assignment, get_cleanup_policy, get_name, get_opt, get_settings, get_timestamp_type,
+    malformed, put_assignment, put_name, put_opt, put_settings, settings_fit_v1,
 };
 use super::error::CatalogueError;
 use super::groups::{CursorCommit, GroupName};
@@ -232,12 +232,8 @@ fn get_producer_name(r: &mut ByteReader<'_>) -> Result<Option<String>, Catalogue
     match r.u8("producer name flag")? {
         0 => Ok(None),
         1 => {
-            let len = r.u8("producer name length")?;
-            let raw = r.take(usize::from(len), "producer name")?;
             // Checked (charset) by apply, identically on every node.
-            let name = std::str::from_utf8(raw)
-                .map_err(|_| malformed("producer name is not UTF-8".into()))?;
-            Ok(Some(name.to_string()))
+            Ok(Some(r.str_u8("producer name")?.to_string()))
         }
         flag => Err(malformed(format!("producer name has presence flag {flag}"))),
     }
@@ -291,16 +287,6 @@ fn put_opt_u8(out: &mut Vec<u8>, value: Option<u8>) {
     }
 }
 
-fn put_opt_u64(out: &mut Vec<u8>, value: Option<u64>) {
-    match value {
-        None => out.push(0),
-        Some(v) => {
-            out.push(1);
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-    }
-}
-
 fn present(r: &mut ByteReader<'_>, field: &'static str) -> Result<bool, CatalogueError> {
     match r.u8(field)? {
         0 => Ok(false),
@@ -317,7 +303,7 @@ fn put_change(out: &mut Vec<u8>, change: &SettingsChange, version: u8) {
     if version >= FORMAT_VERSION_2 {
         put_opt_u8(out, change.timestamp_type.map(|t| t.code()));
         put_opt_u8(out, change.cleanup_policy.map(|p| p.code()));
-        put_opt_u64(out, change.tombstone_retention_ms);
+        put_opt(out, change.tombstone_retention_ms);
     }
 }
 
@@ -336,9 +322,7 @@ fn get_change(r: &mut ByteReader<'_>, version: u8) -> Result<SettingsChange, Cat
         if present(r, "cleanup_policy")? {
             change.cleanup_policy = Some(get_cleanup_policy(r)?);
         }
-        if present(r, "tombstone_retention_ms")? {
-            change.tombstone_retention_ms = Some(r.u64("tombstone_retention_ms")?);
-        }
+        change.tombstone_retention_ms = get_opt(r, "tombstone_retention_ms")?;
     }
     Ok(change)
 }

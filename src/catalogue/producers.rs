@@ -75,16 +75,6 @@ impl Producers {
         self.next_id
     }
 
-    /// Named producers kept.
-    pub fn named_count(&self) -> usize {
-        self.named.len()
-    }
-
-    /// The grant of a named producer.
-    pub fn named(&self, name: &str) -> Option<ProducerGrant> {
-        self.named.get(name).copied()
-    }
-
     /// InitProducer: a new id at epoch 0, or for a known name its id at the next
     /// epoch. Deterministic (module doc).
     pub fn init(&mut self, name: Option<&str>) -> Result<ProducerGrant, CatalogueError> {
@@ -153,11 +143,7 @@ impl Producers {
         let mut named = BTreeMap::new();
         let mut last: Option<String> = None;
         for _ in 0..count {
-            let len = r.u8("producer name length")?;
-            let raw = r.take(usize::from(len), "producer name")?;
-            let name = std::str::from_utf8(raw)
-                .map_err(|_| malformed("producer name is not UTF-8".into()))?
-                .to_string();
+            let name = r.str_u8("producer name")?.to_string();
             check_producer_name(&name).map_err(|e| malformed(e.to_string()))?;
             if last.as_ref().is_some_and(|l| *l >= name) {
                 return Err(malformed("producer names out of order".into()));

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::group::GroupState;
 use super::Shared;
@@ -143,7 +143,7 @@ impl Compactor {
 
     fn pass(&mut self, g: &GroupState, settings: &TopicSettings, cursor_floor: Option<u64>) {
         let mut progress = self.progress.get(&g.id).copied().unwrap_or_default();
-        let now_ms = now_ms();
+        let now_ms = super::produce_v1::leader_now_ms();
         if progress.tombstone_due_ms.is_some_and(|due| due <= now_ms) {
             // A new round from the start expires the tombstone.
             progress = Progress::default();
@@ -209,12 +209,6 @@ pub(crate) fn worth_a_pass(sealed: &[(u64, u64)], from: u64) -> bool {
 /// to the lowest consumer cursor when there is one.
 pub(crate) fn floor(hw: u64, cursor_floor: Option<u64>) -> u64 {
     cursor_floor.map_or(hw, |c| c.min(hw))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -44,6 +44,9 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 /// A group appending alone releases the journal once every other journaled
 /// group has written nothing for this long ([`NodeJournal::release`]).
 const RELEASE_IDLE: Duration = Duration::from_millis(50);
+/// A release fsyncs at most this many logs on the raft thread; more go to a
+/// background checkpoint.
+const MAX_INLINE_RELEASE_LOGS: usize = 4;
 
 /// The node's journal and what it covers.
 pub(crate) struct NodeJournal {
@@ -213,25 +216,7 @@ impl NodeJournal {
         if inner.running.is_some() || !due {
             return Ok(());
         }
-        let through = inner.rotate()?;
-        let logs: Vec<(GroupId, Arc<Log>)> = inner
-            .journaled
-            .iter()
-            .map(|(id, l)| (*id, Arc::clone(l)))
-            .collect();
-        let dir = inner.journal.dir().to_path_buf();
-        let spawned = std::thread::Builder::new()
-            .name("journal-checkpoint".into())
-            .spawn(move || checkpoint_logs(&logs, &dir, through));
-        match spawned {
-            Ok(t) => inner.running = Some(t),
-            // No thread: this round waits for the fsyncs instead.
-            Err(e) => {
-                log::warn!("journal checkpoint thread not started ({e}): checkpointing here");
-                inner.sync_and_remove(through)?;
-            }
-        }
-        Ok(())
+        inner.start_checkpoint()
     }
 
     /// After a round's drivers heard `synced`: `lone` is the group that appended
@@ -255,6 +240,8 @@ impl NodeJournal {
     /// partition) would otherwise double that partition's writes for up to
     /// `CHECKPOINT_INTERVAL` (measured: a 64 MiB journal in a 6 s single-partition
     /// run). The idle wait keeps groups that do write often journaled together.
+    /// More than [`MAX_INLINE_RELEASE_LOGS`] journaled logs start the background
+    /// checkpoint instead (the raft thread does not wait for their fsyncs).
     /// True if it released.
     pub(crate) fn release(&self, id: GroupId) -> Result<bool, StorageError> {
         let mut inner = lock(&self.inner);
@@ -268,6 +255,12 @@ impl NodeJournal {
                 .is_none_or(|t| t.elapsed() >= self.release_idle)
         });
         if inner.running.is_some() || !inner.journaled.contains_key(&id) || !others_idle {
+            return Ok(false);
+        }
+        if inner.journaled.len() > MAX_INLINE_RELEASE_LOGS {
+            // Too many fsyncs for the raft thread: the background checkpoint does
+            // them, and `id` releases itself once it is the only one journaled.
+            inner.start_checkpoint()?;
             return Ok(false);
         }
         let through = inner.rotate()?;
@@ -289,6 +282,30 @@ impl NodeJournal {
 }
 
 impl Inner {
+    /// Rotates the journal and fsyncs the covered logs on a checkpoint thread
+    /// (here, if no thread starts).
+    fn start_checkpoint(&mut self) -> Result<(), StorageError> {
+        let through = self.rotate()?;
+        let logs: Vec<(GroupId, Arc<Log>)> = self
+            .journaled
+            .iter()
+            .map(|(id, l)| (*id, Arc::clone(l)))
+            .collect();
+        let dir = self.journal.dir().to_path_buf();
+        let spawned = std::thread::Builder::new()
+            .name("journal-checkpoint".into())
+            .spawn(move || checkpoint_logs(&logs, &dir, through));
+        match spawned {
+            Ok(t) => self.running = Some(t),
+            // No thread: this round waits for the fsyncs instead.
+            Err(e) => {
+                log::warn!("journal checkpoint thread not started ({e}): checkpointing here");
+                self.sync_and_remove(through)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Starts a new journal file holding the records still waiting for their
     /// groups; returns the last generation to remove once the logs are fsynced.
     fn rotate(&mut self) -> Result<u64, StorageError> {

@@ -14,8 +14,6 @@
 //! Size limits apply to the stored payload (value plus the v1 fields), since that
 //! is what a segment and a Raft frame hold.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::records::{self, Timestamp, TimestampSource, FLAG_LEADER_TIME};
 use crate::replica::Values;
 
@@ -26,9 +24,7 @@ pub(crate) use crate::catalogue::TimestampType;
 
 /// The leader's clock in ms since the Unix epoch (0 for a clock set before it).
 pub(crate) fn leader_now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    i64::try_from(super::producers::wall_clock_ms()).unwrap_or(i64::MAX)
 }
 
 /// Version 0/1 produce: every bare value as a v1 payload with the leader's time.

@@ -76,9 +76,9 @@ pub use codec::{
     TimestampSource,
 };
 pub use partition::{murmur2, partition_for_key};
-pub use stored::{
-    batch_start_bytes, stored_batch_header, stored_v1_payload, PRODUCER_HEADER_BYTES,
-};
+#[cfg(test)]
+pub use stored::batch_start_bytes;
+pub use stored::{stored_batch_header, stored_v1_payload, PRODUCER_HEADER_BYTES};
 
 /// The version byte that starts every v1 payload.
 pub const VERSION: u8 = 1;

@@ -14,8 +14,8 @@
 use crate::types::RecordKind;
 
 /// Bytes of the producer batch header a `DataV1Batch` record ends with: the
-/// batch meta (`replica::dedup::BATCH_META_BYTES`, 19) and a u64 append time.
-pub const PRODUCER_HEADER_BYTES: usize = 19 + 8;
+/// batch meta and a u64 append time.
+pub const PRODUCER_HEADER_BYTES: usize = crate::replica::dedup::BATCH_META_BYTES + 8;
 
 /// The v1 payload of a stored record of `kind`; `None` for kinds without one (v0
 /// `Data`, internal entries) and for a `DataV1Batch` shorter than its header.
@@ -39,7 +39,9 @@ pub fn stored_batch_header(kind: RecordKind, stored: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// The stored bytes of a `DataV1Batch` record: `payload` then `header`.
+/// The stored bytes of a `DataV1Batch` record: `payload` then `header` (tests:
+/// the leader appends the header in place, `replica::dedup_propose`).
+#[cfg(test)]
 pub fn batch_start_bytes(payload: &[u8], header: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + header.len());
     out.extend_from_slice(payload);

@@ -68,14 +68,12 @@ use crate::types::{Offset, RecordKind};
 
 use super::dedup::{
     encode_batch_meta, read_batch_meta, BatchMeta, BatchMetaError, BatchSeq, DedupConfig,
-    DedupState, ProducerId, Verdict, BATCH_META_BYTES,
+    DedupState, ProducerId, Verdict,
 };
 
 /// Encoded size of a producer batch header: the batch meta, then the leader's
-/// append time.
-pub const HEADER_BYTES: usize = BATCH_META_BYTES + 8;
-// Readers that only skip the header know its size from `records`.
-const _: () = assert!(HEADER_BYTES == PRODUCER_HEADER_BYTES);
+/// append time (`records::stored` frames it in a record).
+pub const HEADER_BYTES: usize = PRODUCER_HEADER_BYTES;
 
 /// Bytes read per storage call while rebuilding.
 const REBUILD_READ_BYTES: u64 = 4 << 20;

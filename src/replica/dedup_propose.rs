@@ -43,7 +43,6 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         let mut entries: Vec<(RecordKind, Vec<u8>)> = Vec::new();
         let mut placed = Vec::with_capacity(reqs.len());
         let leader = self.node.role() == crate::raft::Role::Leader;
-        let mut recorded = false;
         for mut r in reqs {
             let placement = match r.producer {
                 // Not the leader: the proposal is refused below, as any produce.
@@ -59,8 +58,6 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
                     placement
                 }
             };
-            recorded |=
-                matches!(placement, Placement::New { .. }) && r.producer.is_some() && leader;
             placed.push((r.deadline_ms, r.reply, placement));
         }
         let proposed = if entries.is_empty() {
@@ -78,10 +75,9 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
             Ok(None) => None,
             Err(ProposeError::Fatal(e)) => return Err(e.into()),
             Err(e) => {
-                // Nothing was appended: the batches recorded for it go again.
-                if recorded {
-                    self.dedup.retract(first);
-                }
+                // Nothing was appended: the batches recorded for it go again (a
+                // no-op when none was).
+                self.dedup.retract(first);
                 let err = refusal(&e);
                 for (_, reply, placement) in placed {
                     match placement {

@@ -373,7 +373,7 @@ pub fn request_frame_len(frame: &RequestFrame) -> usize {
         }
         Request::Consume { target: t, .. } => target(t) + 8,
         Request::Fetch { .. } => 16,
-        Request::FetchPartitions { partitions, .. } => {
+        Request::FetchPartitions { partitions, .. } | Request::FetchV2 { partitions, .. } => {
             12 + partitions
                 .iter()
                 .map(|p| target_len(&p.target) + 12)
@@ -404,12 +404,6 @@ pub fn request_frame_len(frame: &RequestFrame) -> usize {
             records,
         } => records_v2::produce_batch_v2_len(t, producer.as_ref(), records),
         Request::ConsumeV2 { target: t, .. } => target_len(t) + 8,
-        Request::FetchV2 { partitions, .. } => {
-            12 + partitions
-                .iter()
-                .map(|p| target_len(&p.target) + 12)
-                .sum::<usize>()
-        }
     };
     LEN_PREFIX_BYTES + REQUEST_HEADER_BYTES + body
 }

@@ -281,8 +281,6 @@ struct Producer {
     record_payload: Option<Vec<u8>>,
     /// With `--idempotence on`: the producer id of the first session.
     first_grant: Option<ProducerGrant>,
-    /// Batches carry producer meta (a session ends with its producer id).
-    idempotent: bool,
 }
 
 pub(crate) fn bench(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result<(), Output> {
@@ -335,7 +333,6 @@ pub(crate) fn bench(s: &Settings, args: &BenchArgs, out: &mut Out<'_>) -> Result
             deadline,
             done: progress.counter(),
             record_payload: record_payload.clone(),
-            idempotent: args.idempotent(),
             first_grant,
         };
         handles.push(std::thread::spawn(move || {
@@ -447,17 +444,14 @@ impl Producer {
             let result = match conn.take() {
                 Some(mut c) => match (&self.record_payload, grant.take()) {
                     (None, _) => self.session(&mut c, &mut report, &mut retrier),
-                    (Some(payload), None) if !self.idempotent => {
-                        let mut batches = BatchPipeline::new(&self.target, payload, None);
-                        self.batch_session(&mut c, &mut batches, &mut report, &mut retrier)
-                    }
-                    (Some(payload), Some(g)) => {
-                        let mut batches = BatchPipeline::new(&self.target, payload, Some(g));
+                    // Idempotent exactly when the first session had a producer id.
+                    (Some(payload), g) if g.is_some() || self.first_grant.is_none() => {
+                        let mut batches = BatchPipeline::new(&self.target, payload, g);
                         self.batch_session(&mut c, &mut batches, &mut report, &mut retrier)
                     }
                     // The last session ended with its producer id (see the module
                     // doc): a new one before producing again.
-                    (Some(_), None) => self.new_grant(&mut cluster).map(|g| {
+                    (Some(_), _) => self.new_grant(&mut cluster).map(|g| {
                         grant = Some(g);
                         conn = Some(c);
                     }),

@@ -51,58 +51,80 @@ pub(crate) fn produce(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Re
     if v1 {
         return crate::records::produce_stdin(s, args, out, (&delimiter, strip_cr));
     }
-    let stdin = io::stdin();
-    if stdin.is_terminal() {
-        eprintln!("clog: reading records from the terminal, one per line; Ctrl-D to end, Ctrl-C to cancel");
-    }
-    let mut client = connect(s)?;
-    client.set_idempotence(!args.no_idempotence);
+    let mut client = produce_client(s, args)?;
     let fixed = fixed_partition(s, &mut client, &args.topic, args.partition)?;
-    let mut input = stdin.lock();
-    let batch_max = args.batch.clamp(1, commitlog::wire::MAX_BATCH_RECORDS);
-    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(batch_max.min(4096));
-    let mut batch_bytes = 0usize;
-    let mut produced = 0u64;
     let mut ranges = Ranges::new();
-    // Bounded by the input: each pass consumes one record or ends.
-    loop {
-        let record = read_record(
-            &mut input,
-            &delimiter,
-            strip_cr,
-            produced + batch.len() as u64 + 1,
-        )?;
-        let end = record.is_none();
-        if let Some(raw) = record {
-            let value = args.input_format.decode(&raw).map_err(|e| {
-                Failure::data(format!(
-                    "record {} of stdin: {e}",
-                    produced + batch.len() as u64 + 1
-                ))
-            })?;
-            batch_bytes += value.len();
-            batch.push(value);
-        }
-        if !batch.is_empty() && (end || batch.len() >= batch_max || batch_bytes >= 1 << 20) {
-            let values: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
-            let (partition, offset) = send_batch(&mut client, &args.topic, fixed, &values)
-                .map_err(|e| explain(&s.addr, e))?;
-            produced += values.len() as u64;
-            let last = Offset(offset.0 + values.len() as u64 - 1);
-            let range = ranges.entry(partition).or_insert((offset, last, 0));
-            (range.1, range.2) = (last, range.2 + values.len() as u64);
-            batch.clear();
-            batch_bytes = 0;
-        }
-        if end {
-            break;
-        }
-    }
+    let parse = |raw: &[u8], number: u64| {
+        (args.input_format.decode(raw))
+            .map_err(|e| Failure::data(format!("record {number} of stdin: {e}")))
+    };
+    let send = |batch: &[Vec<u8>]| {
+        let values: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+        let (partition, offset) = send_batch(&mut client, &args.topic, fixed, &values)
+            .map_err(|e| explain(&s.addr, e))?;
+        let n = values.len() as u64;
+        add_range(&mut ranges, partition, offset, n);
+        Ok(n)
+    };
+    let produced = stdin_batches(args, (&delimiter, strip_cr), parse, Vec::len, send)?;
     match s.output {
         OutputKind::Json => write_summary_json(out, &args.topic, &ranges)?,
         OutputKind::Text => write_summary(out, &args.topic, fixed, produced, &ranges)?,
     }
     Ok(())
+}
+
+/// A connection for `produce`, idempotent unless `--no-idempotence`.
+pub(crate) fn produce_client(s: &Settings, args: &ProduceArgs) -> Result<ClusterClient, Failure> {
+    let mut client = connect(s)?;
+    client.set_idempotence(!args.no_idempotence);
+    Ok(client)
+}
+
+/// Reads stdin, one record per delimited input (`parse` gets its bytes and its
+/// number from 1), and hands batches of at most `--batch` records or 1 MiB (by
+/// `size`) to `send`, which returns the records it wrote. Returns them all.
+pub(crate) fn stdin_batches<T>(
+    args: &ProduceArgs,
+    (delimiter, strip_cr): (&[u8], bool),
+    mut parse: impl FnMut(&[u8], u64) -> Result<T, Failure>,
+    size: impl Fn(&T) -> usize,
+    mut send: impl FnMut(&[T]) -> Result<u64, Failure>,
+) -> Result<u64, Failure> {
+    let stdin = io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("clog: reading records from the terminal, one per line; Ctrl-D to end, Ctrl-C to cancel");
+    }
+    let mut input = stdin.lock();
+    let batch_max = args.batch.clamp(1, commitlog::wire::MAX_BATCH_RECORDS);
+    let mut batch: Vec<T> = Vec::with_capacity(batch_max.min(4096));
+    let (mut batch_bytes, mut produced) = (0usize, 0u64);
+    // Bounded by the input: each pass consumes one record or ends.
+    loop {
+        let number = produced + batch.len() as u64 + 1;
+        let raw = read_record(&mut input, delimiter, strip_cr, number)?;
+        let end = raw.is_none();
+        if let Some(raw) = raw {
+            let item = parse(&raw, number)?;
+            batch_bytes += size(&item);
+            batch.push(item);
+        }
+        if !batch.is_empty() && (end || batch.len() >= batch_max || batch_bytes >= 1 << 20) {
+            produced += send(&batch)?;
+            batch.clear();
+            batch_bytes = 0;
+        }
+        if end {
+            return Ok(produced);
+        }
+    }
+}
+
+/// Adds `n` records written at `first` of `partition` to `ranges`.
+pub(crate) fn add_range(ranges: &mut Ranges, partition: u32, first: Offset, n: u64) {
+    let last = Offset(first.0 + n - 1);
+    let range = ranges.entry(partition).or_insert((first, last, 0));
+    (range.1, range.2) = (last, range.2 + n);
 }
 
 /// Per partition written to: the first and last offset written, and the records.
@@ -244,8 +266,7 @@ fn produce_given(s: &Settings, args: &ProduceArgs, out: &mut Out<'_>) -> Result<
             .map_err(|e| Failure::data(format!("--value-file {}: {e}", path.display())))?;
         values.push(value);
     }
-    let mut client = connect(s)?;
-    client.set_idempotence(!args.no_idempotence);
+    let mut client = produce_client(s, args)?;
     let fixed = fixed_partition(s, &mut client, &args.topic, args.partition)?;
     for value in &values {
         let (partition, offset) = send_batch(&mut client, &args.topic, fixed, &[value])

@@ -4,16 +4,19 @@
 //! keyless records go where the partitioner sends them, as plain produces do.
 //! Without any of these flags `produce` keeps its plain path (bare values).
 
-use std::io::{self, IsTerminal};
+use std::io;
 
 use commitlog::client::cluster::ClusterClient;
 use commitlog::client::records::ProducerRecord;
 use commitlog::types::Offset;
 
-use crate::commands::{fixed_partition, read_record, write_summary, write_summary_json, Ranges};
+use crate::commands::{
+    add_range, fixed_partition, produce_client, stdin_batches, write_summary, write_summary_json,
+    Ranges,
+};
 use crate::fail::{explain, Failure};
 use crate::format::unescape;
-use crate::{connect, Out, Output, OutputKind, ProduceArgs, Settings};
+use crate::{Out, Output, OutputKind, ProduceArgs, Settings};
 
 /// True when `produce` must send records of format v1.
 pub(crate) fn wanted(args: &ProduceArgs) -> bool {
@@ -114,7 +117,7 @@ pub(crate) fn produce_given(
         .enumerate()
         .map(|(i, v)| template.record(args, v.as_bytes(), &format!("argument {}", i + 1)))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut client = connect(s)?;
+    let mut client = produce_client(s, args)?;
     let fixed = fixed_partition(s, &mut client, &args.topic, args.partition)?;
     for record in &records {
         let produced = client
@@ -166,36 +169,14 @@ pub(crate) fn produce_stdin(
     (delimiter, strip_cr): (&[u8], bool),
 ) -> Result<(), Output> {
     let template = Template::from_args(args)?;
-    let stdin = io::stdin();
-    if stdin.is_terminal() {
-        eprintln!("clog: reading records from the terminal, one per line; Ctrl-D to end, Ctrl-C to cancel");
-    }
-    let mut client = connect(s)?;
+    let mut client = produce_client(s, args)?;
     let fixed = fixed_partition(s, &mut client, &args.topic, args.partition)?;
-    let mut input = stdin.lock();
-    let batch_max = args.batch.clamp(1, commitlog::wire::MAX_BATCH_RECORDS);
-    let mut batch: Vec<ProducerRecord> = Vec::with_capacity(batch_max.min(4096));
-    let (mut batch_bytes, mut produced) = (0usize, 0u64);
     let mut ranges = Ranges::new();
-    // Bounded by the input: each pass consumes one record or ends.
-    loop {
-        let number = produced + batch.len() as u64 + 1;
-        let raw = read_record(&mut input, delimiter, strip_cr, number)?;
-        let end = raw.is_none();
-        if let Some(raw) = raw {
-            let record = template.record(args, &raw, &format!("record {number} of stdin"))?;
-            batch_bytes += record.value.len() + record.key.as_ref().map_or(0, Vec::len);
-            batch.push(record);
-        }
-        if !batch.is_empty() && (end || batch.len() >= batch_max || batch_bytes >= 1 << 20) {
-            produced += send(s, &mut client, args, &batch, &mut ranges)?;
-            batch.clear();
-            batch_bytes = 0;
-        }
-        if end {
-            break;
-        }
-    }
+    let parse =
+        |raw: &[u8], number: u64| template.record(args, raw, &format!("record {number} of stdin"));
+    let size = |r: &ProducerRecord| r.value.len() + r.key.as_ref().map_or(0, Vec::len);
+    let send = |batch: &[ProducerRecord]| send(s, &mut client, args, batch, &mut ranges);
+    let produced = stdin_batches(args, (delimiter, strip_cr), parse, size, send)?;
     match s.output {
         OutputKind::Json => write_summary_json(out, &args.topic, &ranges)?,
         OutputKind::Text => write_summary(out, &args.topic, fixed, produced, &ranges)?,
@@ -217,11 +198,7 @@ fn send(
     let mut n = 0;
     for b in produced {
         let count = u64::from(b.count);
-        let last = Offset(b.first_offset.0 + count - 1);
-        let range = ranges
-            .entry(b.partition)
-            .or_insert((b.first_offset, last, 0));
-        (range.1, range.2) = (last, range.2 + count);
+        add_range(ranges, b.partition, b.first_offset, count);
         n += count;
     }
     Ok(n)

@@ -339,8 +339,13 @@ impl Log {
             // files stay for the reopen to finish the swap.
             if self.check_open().is_ok() {
                 built.discard();
-                if let Err(e) = crate::storage::compact::clear_swap_marker(&self.dir, built.base) {
-                    log::warn!("{e}");
+                // A marker left behind would make a later open roll a later,
+                // unfinished swap of this segment forward: stop instead.
+                if let Err(clear) =
+                    crate::storage::compact::clear_swap_marker(&self.dir, built.base)
+                {
+                    log::warn!("swap of segment {} failed: {e}", built.base);
+                    return Err(self.fail(clear).into());
                 }
             }
             return Err(e);
@@ -373,27 +378,7 @@ impl Log {
         {
             let mut segments = write_lock!(self.segments);
             let first_offset = self.first_offset.load(Ordering::Acquire);
-            // The same range is not enough: cut away and written again, it may
-            // hold other records (the epoch says).
-            let still = segments
-                .sealed
-                .iter()
-                .position(|m| m.base == built.base)
-                .filter(|&i| segments.sealed_next(i) == built.end && built.base >= first_offset)
-                .filter(|_| segments.epoch == built.epoch);
-            let Some(i) = still else {
-                return Err(if first.0 >= segments.active.base {
-                    RebuildError::NotSealed {
-                        offset: first,
-                        active_base: Offset(segments.active.base),
-                    }
-                } else {
-                    RebuildError::Removed {
-                        offset: first,
-                        first: Offset(first_offset),
-                    }
-                });
-            };
+            let i = sealed_position(&segments, first_offset, first, built)?;
             let store = segment::store_path(&self.dir, built.base);
             fs::rename(&built.store_temp, &store).map_err(io_err("renaming", &built.store_temp))?;
             let index = segment::index_path(&self.dir, built.base);
@@ -417,30 +402,39 @@ impl Log {
     fn still_sealed(&self, first: Offset, built: &Built) -> std::result::Result<(), RebuildError> {
         let segments = read_lock!(self.segments);
         let first_offset = self.first_offset.load(Ordering::Acquire);
-        let same = segments
-            .sealed
-            .iter()
-            .position(|m| m.base == built.base)
-            .is_some_and(|i| {
-                segments.sealed_next(i) == built.end
-                    && built.base >= first_offset
-                    && segments.epoch == built.epoch
-            });
-        if same {
-            return Ok(());
-        }
-        Err(if first.0 >= segments.active.base {
-            RebuildError::NotSealed {
-                offset: first,
-                active_base: Offset(segments.active.base),
-            }
-        } else {
-            RebuildError::Removed {
-                offset: first,
-                first: Offset(first_offset),
-            }
-        })
+        sealed_position(&segments, first_offset, first, built).map(|_| ())
     }
+}
+
+/// Where the built segment sits in the sealed list, if it is still the sealed
+/// segment it was built from: the same range is not enough (cut away and written
+/// again, it may hold other records: the epoch says).
+fn sealed_position(
+    segments: &super::Segments,
+    first_offset: u64,
+    first: Offset,
+    built: &Built,
+) -> std::result::Result<usize, RebuildError> {
+    let same = segments
+        .sealed
+        .iter()
+        .position(|m| m.base == built.base)
+        .filter(|&i| {
+            segments.sealed_next(i) == built.end
+                && built.base >= first_offset
+                && segments.epoch == built.epoch
+        });
+    same.ok_or(if first.0 >= segments.active.base {
+        RebuildError::NotSealed {
+            offset: first,
+            active_base: Offset(segments.active.base),
+        }
+    } else {
+        RebuildError::Removed {
+            offset: first,
+            first: Offset(first_offset),
+        }
+    })
 }
 
 /// Every intact record of segment `base..end` in its local files: a sequential

@@ -329,6 +329,14 @@ impl Log {
     /// whole segments to rebuild their indexes.
     pub(super) fn age_expired_bases(&self, max_age: Duration, now: SystemTime) -> Result<Vec<u64>> {
         let layout = self.time_layout()?;
+        // Segments removed or rewritten since (retention, compaction) leave
+        // their keys behind: forget them here too, not only on lookups.
+        {
+            let mut state = lock!(self.time);
+            let listed = |k: &SegmentKey| layout.sealed.iter().any(|s| s.key() == *k);
+            state.newest.retain(|k, _| listed(k));
+            state.loaded.retain(|(k, _)| listed(k));
+        }
         let mut time_of = |i: usize| -> Result<SystemTime> {
             let seg = &layout.sealed[i];
             let path = segment::store_path(&self.dir, seg.base);
