@@ -25,7 +25,7 @@ use super::topics;
 use super::{hosting, produce_v1};
 use super::{lock, Shared};
 use crate::net::{ConnContext, Responder, Service};
-use crate::raft::{decode_message, Role};
+use crate::raft::{decode_message_owned, Role};
 use crate::replica::dedup::BatchMeta;
 use crate::replica::Values;
 use crate::storage::RECORD_HEADER_BYTES;
@@ -279,10 +279,10 @@ impl ClusterService {
             return answer::refuse(reply, Refusal::NotAPeer);
         }
         let queued = match request {
-            Request::Raft { group, payload } => self.queue_raft(group, &payload),
+            Request::Raft { group, payload } => self.queue_raft(group, payload),
             Request::RaftBatch { messages } => messages
-                .iter()
-                .try_for_each(|m| self.queue_raft(m.group, &m.payload)),
+                .into_iter()
+                .try_for_each(|m| self.queue_raft(m.group, m.payload)),
             _ => Ok(()),
         };
         match queued {
@@ -294,9 +294,10 @@ impl ClusterService {
         }
     }
 
-    /// Decodes a peer's Raft message and queues it for the raft thread.
-    fn queue_raft(&self, group: GroupId, payload: &[u8]) -> Result<(), Refusal> {
-        match decode_message(payload) {
+    /// Decodes a peer's Raft message and queues it for the raft thread (its entries
+    /// share `payload`).
+    fn queue_raft(&self, group: GroupId, payload: Vec<u8>) -> Result<(), Refusal> {
+        match decode_message_owned(payload) {
             Ok(m) if m.to == self.shared.cfg.node_id => self.inbox.push_peer(group, m),
             Ok(m) => log::debug!("dropping a Raft message for node {}", m.to),
             Err(e) => return Err(Refusal::BadRaftMessage(e.to_string())),

@@ -53,9 +53,11 @@ pub(crate) fn raft_config(cfg: &NodeConfig) -> RaftConfig {
     raft_cfg.election_tick = cfg.election_ticks;
     raft_cfg.heartbeat_tick = cfg.heartbeat_ticks;
     raft_cfg.max_size_per_msg = (u64::from(cfg.max_frame_bytes) / 2).clamp(4096, 1 << 20);
-    // 64 x 1 MiB in flight per follower: enough to stream a catch-up, and within
-    // the receiver's inbox byte bound.
+    // At most 64 messages and 8 of the largest (8 MiB) in flight per follower: a
+    // catch-up streams at the follower's pace (it acknowledges after its fsync),
+    // and the leader holds at most 8 MiB read ahead per follower and group.
     raft_cfg.max_inflight_msgs = 64;
+    raft_cfg.max_inflight_bytes = 8 * raft_cfg.max_size_per_msg;
     // Idle groups stop heartbeating; the raft thread reports dead nodes (gossip's
     // failure detector) so a quiesced follower notices a dead leader.
     raft_cfg.quiesce = true;

@@ -43,6 +43,8 @@ pub const IDENTITY_FILE: &str = "node.meta";
 pub const HARD_STATE_FILE: &str = "raft.hardstate";
 /// Name of the log-start file.
 pub const LOG_START_FILE: &str = "raft.logstart";
+/// Name of the dedup producer floor file (a partition's `meta` directory).
+pub const PRODUCER_FLOOR_FILE: &str = "dedup.floor";
 /// Name of the file with the gossip addresses of the last known members.
 pub const SEEDS_FILE: &str = "gossip.seeds";
 /// Most addresses kept in the seeds file.
@@ -59,6 +61,7 @@ const KIND_IDENTITY: u8 = 1;
 const KIND_HARD_STATE: u8 = 2;
 const KIND_LOG_START: u8 = 3;
 const KIND_SEEDS: u8 = 4;
+const KIND_PRODUCER_FLOOR: u8 = 6;
 
 /// Why a metadata file could not be read or written.
 #[derive(Debug)]
@@ -342,6 +345,30 @@ fn decode_log_start(p: &[u8]) -> Result<LogStart, Invalid> {
     })
 }
 
+/// Writes the dedup producer floor (`replica::dedup_log`: the highest producer id
+/// whose batches a move of the log start may have removed).
+pub fn write_producer_floor(dir: &Path, id: u64) -> Result<(), MetaError> {
+    write_atomic(
+        dir,
+        PRODUCER_FLOOR_FILE,
+        &encode(KIND_PRODUCER_FLOOR, &id.to_be_bytes()),
+    )
+}
+
+/// Reads the dedup producer floor (0 if never written).
+pub fn read_producer_floor(dir: &Path) -> Result<u64, MetaError> {
+    let Some(p) = read_record(dir, PRODUCER_FLOOR_FILE, KIND_PRODUCER_FLOOR)? else {
+        return Ok(0);
+    };
+    let decode = |p: &[u8]| -> Result<u64, Invalid> {
+        let mut r = ByteReader::new(p);
+        let id = r.u64("producer floor")?;
+        r.finish("producer floor")?;
+        Ok(id)
+    };
+    decode(&p).map_err(|e| e.in_file(dir, PRODUCER_FLOOR_FILE))
+}
+
 /// Writes the seeds file (at most [`MAX_SEEDS`] addresses).
 pub fn write_seeds(dir: &Path, seeds: &[std::net::SocketAddr]) -> Result<(), MetaError> {
     let text: Vec<String> = seeds
@@ -514,6 +541,14 @@ mod tests {
         };
         write_log_start(&d, &start).unwrap();
         assert_eq!(read_log_start(&d).unwrap(), Some(start));
+        assert_eq!(read_producer_floor(&d).unwrap(), 0, "never written");
+        write_producer_floor(&d, 41).unwrap();
+        assert_eq!(read_producer_floor(&d).unwrap(), 41);
+        fs::write(d.join(PRODUCER_FLOOR_FILE), b"CLGM").unwrap();
+        assert!(
+            read_producer_floor(&d).is_err(),
+            "a torn floor file is an error"
+        );
         assert!(
             !d.join("raft.logstart.tmp").exists(),
             "temp file renamed away"

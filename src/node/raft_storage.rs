@@ -31,10 +31,11 @@ use std::sync::Arc;
 
 use super::meta::{self, MetaError};
 use crate::raft::{
-    Entry, HardState, Index, LogStart, Storage, StorageError as RaftStorageError, Term,
+    Entry, HardState, Index, LogStart, Payload, Storage, StorageError as RaftStorageError, Term,
 };
 use crate::storage::journal::JournalRecord;
 use crate::storage::{Log, NewRecord, Offset, StorageError};
+use crate::types::RecordKind;
 
 /// Failure of a write to the Raft storage: fail-stop for the node.
 #[derive(Debug)]
@@ -95,6 +96,8 @@ pub struct LogStorage {
     unjournaled_bytes: u64,
     /// The node journal (checkpointed before a reset: see `node::journal`).
     journal: Option<Arc<super::journal::NodeJournal>>,
+    /// The dedup producer floor last persisted (`meta::write_producer_floor`).
+    producer_floor: u64,
 }
 
 /// Most term runs remembered (a run per leader term; older ones are read from disk).
@@ -177,6 +180,7 @@ impl LogStorage {
             unjournaled_from: None,
             unjournaled_bytes: 0,
             journal: None,
+            producer_floor: meta::read_producer_floor(meta_dir)?,
         };
         storage.load_configs()?;
         Ok(storage)
@@ -558,42 +562,59 @@ impl Storage for LogStorage {
         if hi - 1 > self.last_index() {
             return Err(RaftStorageError::Unavailable);
         }
-        let mut out: Vec<Entry> = Vec::new();
+        // One buffer for every payload read (entries share it: one allocation per
+        // call, not one per entry; a catch-up reads 1 MiB at a time).
+        let mut data: Vec<u8> = Vec::new();
+        let mut heads: Vec<(Index, Term, RecordKind, usize)> = Vec::new();
         let mut bytes = 0u64;
         let mut at = lo;
+        let mut full = false;
         // Bounded: every round reads at least one record and moves `at` past it.
-        while at < hi {
+        while at < hi && !full {
             let budget = max_bytes.saturating_sub(bytes).max(1);
-            let records = self
-                .log
-                .read_range(Offset(at.0), budget)
+            let mut misplaced = None;
+            let mut read_any = false;
+            self.log
+                .read_range_with(Offset(at.0), budget, |r| {
+                    read_any = true;
+                    if r.offset.0 != at.0 {
+                        misplaced = Some(r.offset);
+                        return false;
+                    }
+                    let size = r.value.len() as u64 + 13;
+                    if at >= hi || (!heads.is_empty() && bytes + size > max_bytes) {
+                        full = true;
+                        return false;
+                    }
+                    bytes += size;
+                    data.extend_from_slice(r.value);
+                    heads.push((at, r.term, r.kind, data.len()));
+                    at = at + 1;
+                    true
+                })
                 .map_err(|e| self.read_error(e))?;
-            if records.is_empty() {
+            if let Some(offset) = misplaced {
+                return Err(RaftStorageError::Io(format!(
+                    "expected entry {at}, read offset {offset}"
+                )));
+            }
+            if !read_any {
                 return Err(RaftStorageError::Unavailable);
             }
-            for r in records {
-                if r.offset.0 != at.0 {
-                    return Err(RaftStorageError::Io(format!(
-                        "expected entry {at}, read offset {}",
-                        r.offset
-                    )));
-                }
-                if at >= hi {
-                    return Ok(out);
-                }
-                let size = r.value.len() as u64 + 13;
-                if !out.is_empty() && bytes + size > max_bytes {
-                    return Ok(out);
-                }
-                bytes += size;
-                out.push(Entry {
-                    index: at,
-                    term: r.term,
-                    kind: r.kind,
-                    data: r.value.into(),
-                });
-                at = at + 1;
-            }
+        }
+        let data = Arc::new(data);
+        let mut start = 0;
+        let mut out = Vec::with_capacity(heads.len());
+        for (index, term, kind, end) in heads {
+            let payload = Payload::shared(&data, start..end)
+                .ok_or_else(|| RaftStorageError::Io("payload outside its read".to_string()))?;
+            out.push(Entry {
+                index,
+                term,
+                kind,
+                data: payload,
+            });
+            start = end;
         }
         Ok(out)
     }
@@ -623,6 +644,18 @@ impl crate::replica::ReplicaStorage for LogStorage {
 
     fn persisted_hard_state(&self) -> HardState {
         self.hard_state
+    }
+
+    fn persist_producer_floor(&mut self, id: u64) -> Result<(), WriteError> {
+        if id > self.producer_floor {
+            meta::write_producer_floor(&self.meta_dir, id)?;
+            self.producer_floor = id;
+        }
+        Ok(())
+    }
+
+    fn producer_floor(&self) -> u64 {
+        self.producer_floor
     }
 
     fn is_no_space(e: &WriteError) -> bool {

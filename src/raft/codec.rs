@@ -31,11 +31,13 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::bytes::{ByteReader, ReadError, TrailingBytes};
 
 use super::types::{
-    Entry, Index, LogStart, Membership, Message, MessageBody, NodeId, RecordKind, Term, MAX_MEMBERS,
+    Entry, Index, LogStart, Membership, Message, MessageBody, NodeId, Payload, RecordKind, Term,
+    MAX_MEMBERS,
 };
 
 /// Bytes of an entry's header on the wire (term, kind, length).
@@ -203,8 +205,13 @@ pub fn encode_message(m: &Message, out: &mut Vec<u8>) {
     }
 }
 
-/// `count:u32 count × entry`; entry indexes follow `prev_index`.
-fn read_entries(r: &mut ByteReader<'_>, prev_index: Index) -> Result<Vec<Entry>, CodecError> {
+/// `count:u32 count × entry`; entry indexes follow `prev_index`. `data` makes each
+/// entry's payload from its bytes in the message.
+fn read_entries(
+    r: &mut ByteReader<'_>,
+    prev_index: Index,
+    data: &dyn Fn(&[u8]) -> Payload,
+) -> Result<Vec<Entry>, CodecError> {
     let count = r.count_u32(ENTRY_HEADER_BYTES, "entry count")?;
     let mut entries = Vec::with_capacity(count);
     for i in 0..count {
@@ -215,20 +222,35 @@ fn read_entries(r: &mut ByteReader<'_>, prev_index: Index) -> Result<Vec<Entry>,
         let term = Term(r.u64("entry term")?);
         let k = r.u8("entry kind")?;
         let kind = RecordKind::from_u8(k).ok_or(CodecError::BadKind(k))?;
-        // The one copy out of the frame buffer; the entry then shares it.
-        let data = r.bytes_u32("entry data")?.to_vec();
+        let bytes = r.bytes_u32("entry data")?;
         entries.push(Entry {
             index: Index(index),
             term,
             kind,
-            data: data.into(),
+            data: data(bytes),
         });
     }
     Ok(entries)
 }
 
-/// Decodes one message occupying all of `buf`.
+/// Decodes one message occupying all of `buf` (entries copy their bytes out of it).
 pub fn decode_message(buf: &[u8]) -> Result<Message, CodecError> {
+    decode_with(buf, &|bytes: &[u8]| Payload::from(bytes))
+}
+
+/// Decodes one message occupying all of `buf`, which its entries share (one
+/// allocation for a whole AppendEntries, not one per entry; `Payload::shared`).
+pub fn decode_message_owned(buf: Vec<u8>) -> Result<Message, CodecError> {
+    let buf = Arc::new(buf);
+    let base = buf.as_ptr() as usize;
+    decode_with(&buf, &|bytes: &[u8]| {
+        // `bytes` is a sub-slice of `buf` (the reader only lends those).
+        let start = (bytes.as_ptr() as usize).wrapping_sub(base);
+        Payload::shared(&buf, start..start + bytes.len()).unwrap_or_else(|| Payload::from(bytes))
+    })
+}
+
+fn decode_with(buf: &[u8], data: &dyn Fn(&[u8]) -> Payload) -> Result<Message, CodecError> {
     let mut r = ByteReader::new(buf);
     let ty = r.u8("type")?;
     let from = NodeId(r.u64("from")?);
@@ -259,7 +281,7 @@ pub fn decode_message(buf: &[u8]) -> Result<Message, CodecError> {
                 prev_index,
                 prev_term,
                 commit,
-                entries: read_entries(&mut r, prev_index)?,
+                entries: read_entries(&mut r, prev_index, data)?,
             }
         }
         T_APPEND_RESP => {

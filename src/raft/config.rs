@@ -20,6 +20,9 @@ pub struct Config {
     /// Maximum AppendEntries messages in flight (unacknowledged) per follower in
     /// replicate state: the pipelining window.
     pub max_inflight_msgs: usize,
+    /// Entry bytes in flight to one follower at which the leader stops sending more
+    /// (0: no limit): the flow control of a catch-up.
+    pub max_inflight_bytes: u64,
     /// Entry payload bytes per AppendEntries message (at least one entry is always
     /// sent, so one entry larger than this still goes alone).
     pub max_size_per_msg: u64,
@@ -76,6 +79,7 @@ impl Config {
             election_tick: 10,
             heartbeat_tick: 1,
             max_inflight_msgs: 256,
+            max_inflight_bytes: 0,
             max_size_per_msg: 1024 * 1024,
             pre_vote: true,
             check_quorum: true,

@@ -207,14 +207,23 @@ impl<S: Storage> RaftNode<S> {
         let last = self.log.last_index();
         let members: Vec<NodeId> = self.membership.members().collect();
         for id in members {
-            self.progress
-                .insert(id, Progress::new(last, self.cfg.max_inflight_msgs));
+            self.progress.insert(
+                id,
+                Progress::new(
+                    last,
+                    self.cfg.max_inflight_msgs,
+                    self.cfg.max_inflight_bytes,
+                ),
+            );
         }
         let persisted = self.log.persisted;
-        let me = self
-            .progress
-            .entry(self.id)
-            .or_insert_with(|| Progress::new(last, self.cfg.max_inflight_msgs));
+        let me = self.progress.entry(self.id).or_insert_with(|| {
+            Progress::new(
+                last,
+                self.cfg.max_inflight_msgs,
+                self.cfg.max_inflight_bytes,
+            )
+        });
         me.maybe_update(persisted);
         me.become_replicate();
         me.recent_active = true;

@@ -94,9 +94,13 @@ impl<S: Storage> RaftNode<S> {
             let last = self.log.last_index();
             let members: Vec<NodeId> = self.membership.members().collect();
             for id in &members {
-                self.progress
-                    .entry(*id)
-                    .or_insert_with(|| Progress::new(last, self.cfg.max_inflight_msgs));
+                self.progress.entry(*id).or_insert_with(|| {
+                    Progress::new(
+                        last,
+                        self.cfg.max_inflight_msgs,
+                        self.cfg.max_inflight_bytes,
+                    )
+                });
             }
             let me = self.id;
             self.progress

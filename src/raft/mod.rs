@@ -141,7 +141,7 @@ mod types;
 #[cfg(test)]
 mod sim;
 
-pub use codec::{decode_message, encode_message, CodecError};
+pub use codec::{decode_message, decode_message_owned, encode_message, CodecError};
 pub use config::{Config, ConfigError};
 pub use membership::TransferError;
 pub use node::{

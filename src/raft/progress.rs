@@ -7,7 +7,10 @@
 //!   most one AppendEntries per heartbeat interval and waits for the answer.
 //! * `Replicate`: the follower accepted an append; the leader streams entries
 //!   optimistically (advancing `next` at send time) with at most
-//!   `max_inflight_msgs` unacknowledged messages.
+//!   `max_inflight_msgs` unacknowledged messages holding at most
+//!   `max_inflight_bytes` of entries (the flow control of a catch-up: the leader
+//!   reads the log no faster than the follower stores it, and the bytes in flight
+//!   per follower stay bounded).
 //! * `Snapshot`: an InstallSnapshot is outstanding; nothing else is sent until the
 //!   follower answers (or a heartbeat response shows it is still behind).
 
@@ -26,59 +29,77 @@ pub enum ProgressState {
     Snapshot(Index),
 }
 
-/// A bounded FIFO of the last index carried by each unacknowledged AppendEntries.
+/// A bounded FIFO of the last index and the entry bytes of each unacknowledged
+/// AppendEntries.
 #[derive(Clone, Debug)]
 pub struct Inflights {
     cap: usize,
-    last_indexes: VecDeque<Index>,
+    /// Entry bytes in flight at which the window is full (0: no limit).
+    max_bytes: u64,
+    bytes: u64,
+    messages: VecDeque<(Index, u64)>,
 }
 
 impl Inflights {
-    /// A window of at most `cap` messages.
-    pub fn new(cap: usize) -> Inflights {
+    /// A window of at most `cap` messages and `max_bytes` of entries (0: no byte
+    /// limit; a message is always let in when the window is empty).
+    pub fn new(cap: usize, max_bytes: u64) -> Inflights {
         Inflights {
             cap,
-            last_indexes: VecDeque::with_capacity(cap.min(64)),
+            max_bytes,
+            bytes: 0,
+            messages: VecDeque::with_capacity(cap.min(64)),
         }
     }
 
     /// True when no more messages may be sent.
     pub fn full(&self) -> bool {
-        self.last_indexes.len() >= self.cap
+        self.messages.len() >= self.cap || (self.max_bytes > 0 && self.bytes >= self.max_bytes)
     }
 
     /// Number of messages in flight.
     pub fn len(&self) -> usize {
-        self.last_indexes.len()
+        self.messages.len()
+    }
+
+    /// Entry bytes in flight.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// True when nothing is in flight.
     #[cfg_attr(not(test), allow(dead_code))]
     pub fn is_empty(&self) -> bool {
-        self.last_indexes.is_empty()
+        self.messages.is_empty()
     }
 
-    /// Records a message whose last entry is `last`. Callers check `full()` first.
-    pub fn add(&mut self, last: Index) {
+    /// Records a message whose last entry is `last`, carrying `bytes` of entries.
+    /// Callers check `full()` first.
+    pub fn add(&mut self, last: Index, bytes: u64) {
         debug_assert!(!self.full());
-        self.last_indexes.push_back(last);
+        self.messages.push_back((last, bytes));
+        self.bytes = self.bytes.saturating_add(bytes);
     }
 
     /// Frees every message whose last entry is <= `index` (acknowledged).
     pub fn free_le(&mut self, index: Index) {
-        while self.last_indexes.front().is_some_and(|&i| i <= index) {
-            self.last_indexes.pop_front();
+        while self.messages.front().is_some_and(|&(i, _)| i <= index) {
+            self.free_first_one();
         }
     }
 
     /// Frees the oldest message (assumed lost), so a stalled window can make progress.
     pub fn free_first_one(&mut self) {
-        self.last_indexes.pop_front();
+        if let Some((_, bytes)) = self.messages.pop_front() {
+            self.bytes = self.bytes.saturating_sub(bytes);
+        }
     }
 
     /// Forgets everything in flight.
     pub fn reset(&mut self) {
-        self.last_indexes.clear();
+        self.messages.clear();
+        self.bytes = 0;
     }
 }
 
@@ -100,14 +121,15 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// A fresh progress for a member when the leader's last index is `last`.
-    pub fn new(last: Index, max_inflight: usize) -> Progress {
+    /// A fresh progress for a member when the leader's last index is `last`, with
+    /// a window of `max_inflight` messages and `max_bytes` of entries.
+    pub fn new(last: Index, max_inflight: usize, max_bytes: u64) -> Progress {
         Progress {
             matched: Index(0),
             next: last + 1,
             state: ProgressState::Probe,
             probe_sent: false,
-            inflights: Inflights::new(max_inflight),
+            inflights: Inflights::new(max_inflight, max_bytes),
             recent_active: false,
         }
     }
@@ -161,13 +183,14 @@ impl Progress {
         updated
     }
 
-    /// Records that entries through `last` were sent (optimistic in replicate state).
-    pub fn sent_entries(&mut self, last: Index, count: usize) {
+    /// Records that `count` entries of `bytes` through `last` were sent (optimistic
+    /// in replicate state).
+    pub fn sent_entries(&mut self, last: Index, count: usize, bytes: u64) {
         match self.state {
             ProgressState::Replicate => {
                 if count > 0 {
                     self.next = last + 1;
-                    self.inflights.add(last);
+                    self.inflights.add(last, bytes);
                 }
             }
             ProgressState::Probe => self.probe_sent = true,
@@ -209,10 +232,10 @@ mod tests {
 
     #[test]
     fn inflight_window_is_bounded_and_frees_in_order() {
-        let mut w = Inflights::new(3);
+        let mut w = Inflights::new(3, 0);
         for i in [5, 7, 9] {
             assert!(!w.full());
-            w.add(Index(i));
+            w.add(Index(i), 1 << 20);
         }
         assert!(w.full());
         w.free_le(Index(7));
@@ -222,15 +245,34 @@ mod tests {
     }
 
     #[test]
+    fn inflight_window_is_bounded_by_bytes_and_frees_them() {
+        let mut w = Inflights::new(64, 1000);
+        w.add(Index(3), 600);
+        assert!(!w.full(), "under the byte bound");
+        w.add(Index(4), 600);
+        assert!(w.full(), "1200 bytes in flight");
+        assert_eq!(w.bytes(), 1200);
+        w.free_le(Index(3));
+        assert!(!w.full());
+        assert_eq!(w.bytes(), 600);
+        w.add(Index(9), 5000);
+        w.free_first_one();
+        assert_eq!(w.bytes(), 5000);
+        assert!(w.full(), "one message over the bound still goes, alone");
+        w.reset();
+        assert_eq!((w.len(), w.bytes()), (0, 0));
+    }
+
+    #[test]
     fn probe_back_tracks_with_hint_and_ignores_stale_rejections() {
-        let mut p = Progress::new(Index(10), 4);
+        let mut p = Progress::new(Index(10), 4, 0);
         assert_eq!(p.next, Index(11));
         assert!(!p.maybe_decr_to(Index(3), Index(0)), "stale: next-1 != 3");
         assert!(p.maybe_decr_to(Index(10), Index(4)));
         assert_eq!(p.next, Index(5));
         assert!(p.maybe_update(Index(4)));
         p.become_replicate();
-        p.sent_entries(Index(8), 4);
+        p.sent_entries(Index(8), 4, 400);
         assert_eq!(p.next, Index(9));
         assert!(
             !p.maybe_decr_to(Index(4), Index(0)),

@@ -57,8 +57,9 @@ impl<S: Storage> RaftNode<S> {
             return Ok(false);
         }
         let n = entries.len();
+        let bytes = entries.iter().map(Entry::size_bytes).sum();
         if let Some(pr) = self.progress.get_mut(&to) {
-            pr.sent_entries(prev + n as u64, n);
+            pr.sent_entries(prev + n as u64, n, bytes);
         }
         let commit = self.log.committed;
         self.send(

@@ -73,40 +73,71 @@ impl Entry {
 
 /// An entry's bytes: immutable and shared, so the entry can sit in the unstable log,
 /// in a Ready and in one AppendEntries per follower without copying the payload
-/// (a clone is a reference-count increment). Made from a `Vec<u8>` without copying.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Payload(Arc<Vec<u8>>);
+/// (a clone is a reference-count increment). Made from a `Vec<u8>` without copying,
+/// or as a range of a buffer many entries share ([`Payload::shared`]: the entries of
+/// one received AppendEntries, or of one catch-up read), so a batch of entries costs
+/// one allocation, not one per entry. A shared payload keeps its whole buffer alive.
+#[derive(Clone, Default)]
+pub struct Payload {
+    buf: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
 
 impl Payload {
+    /// `buf[range]`, sharing `buf`; `None` if the range is not within it.
+    pub fn shared(buf: &Arc<Vec<u8>>, range: std::ops::Range<usize>) -> Option<Payload> {
+        buf.get(range.clone())?;
+        Some(Payload {
+            buf: Arc::clone(buf),
+            start: range.start,
+            end: range.end,
+        })
+    }
+
     /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
-        &self.0
+        // In bounds: checked when made (`shared`) or the whole vector (`from`).
+        self.buf.get(self.start..self.end).unwrap_or_default()
     }
 }
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Payload) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Payload {}
 
 impl Deref for Payload {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.0
+        self.as_slice()
     }
 }
 
 impl AsRef<[u8]> for Payload {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        self.as_slice()
     }
 }
 
 impl From<Vec<u8>> for Payload {
     fn from(v: Vec<u8>) -> Payload {
-        Payload(Arc::new(v))
+        let end = v.len();
+        Payload {
+            buf: Arc::new(v),
+            start: 0,
+            end,
+        }
     }
 }
 
 /// Copies the bytes.
 impl From<&[u8]> for Payload {
     fn from(v: &[u8]) -> Payload {
-        Payload(Arc::new(v.to_vec()))
+        Payload::from(v.to_vec())
     }
 }
 

@@ -44,11 +44,16 @@
 //! replica was too far behind), the batches before the start are not known. Every
 //! producer id up to the highest one seen in any header is then made unknown
 //! ([`DedupState::forget_producers_through`]): such a producer's retry is refused
-//! `UNKNOWN_PRODUCER`, never appended a second time. The one case left: a producer
-//! with a higher id than every producer of the retained log, all of whose batches
-//! were cut, retrying its first batch; it needs a retry older than the retained
-//! log, while retries come within the client's delivery timeout. The simulator
-//! cuts logs within seconds and checks for duplicates.
+//! `UNKNOWN_PRODUCER`, never appended a second time. A producer with a higher id
+//! than every producer of the retained log, all of whose batches were cut, is
+//! covered by the *producer floor*: before the driver moves the log start
+//! (retention), it persists the highest producer id the log held
+//! (`ReplicaStorage::persist_producer_floor`), and a rebuild forgets through it
+//! too. (Without it the simulator found such a producer's first batch, cut while
+//! the client kept retrying it, appended a second time after a restart.) The case
+//! left: a log start installed from the leader on a replica that never saw that
+//! producer (the leader does not send its floor); it needs the replica to lag a
+//! whole retention period behind while the client retries.
 //!
 //! # A rebuild that met damaged entries
 //! A damaged entry may be a batch start: the batch it opened is not known, and
@@ -128,7 +133,7 @@ pub struct DedupLog {
     /// with this term holds the same entries up to it (Raft's log matching), which
     /// were fed already (the leader records its batches as it proposes them).
     fed: Option<(Index, Term)>,
-    /// The highest producer id of any header fed.
+    /// The highest producer id of any header fed, or of the persisted floor.
     max_producer: Option<ProducerId>,
     /// Runs `[first, end)` of entries the rebuild could not read (module doc).
     unreadable: Vec<(Index, Index)>,
@@ -148,8 +153,11 @@ impl DedupLog {
 
     /// The state of the log `storage` holds: every retained entry is read once
     /// (a damaged range is skipped entry by entry, logged). Bounded by the log.
-    pub fn rebuild<S: Storage>(config: DedupConfig, storage: &S) -> DedupLog {
+    pub fn rebuild<S: Storage>(config: DedupConfig, storage: &S, floor: u64) -> DedupLog {
         let mut d = DedupLog::new(config);
+        // Producers whose batches a cut of the log start removed (persisted by the
+        // driver before each cut): as if their headers were still fed.
+        d.max_producer = (floor > 0).then_some(ProducerId(floor));
         let last = storage.last_index();
         let lo_start = storage.first_index();
         let mut lo = lo_start;
@@ -211,7 +219,8 @@ impl DedupLog {
         });
         if readable {
             log::info!("dedup: the damaged entries read again: rebuilding the producer state");
-            *self = DedupLog::rebuild(self.state.config(), storage);
+            let floor = self.max_producer.map_or(0, |p| p.0);
+            *self = DedupLog::rebuild(self.state.config(), storage, floor);
         }
         self.is_complete()
     }
@@ -233,6 +242,12 @@ impl DedupLog {
         self.forget_unseen();
         // The log was discarded whole: what could not be read is gone with it.
         self.unreadable.clear();
+    }
+
+    /// The highest producer id this replica's log held a batch of (0: none): what
+    /// the driver persists before it moves the log start.
+    pub fn producer_high_water(&self) -> u64 {
+        self.max_producer.map_or(0, |p| p.0)
     }
 
     /// The state, read-only.

@@ -162,7 +162,7 @@ fn rebuild_from_storage_equals_feeding() {
     ents.extend(batch(5, T1, &meta(2, 0, 1)));
     ents.extend(batch(6, T1, &meta(1, 2, 3)));
     s.append(&ents).unwrap();
-    let mut d = DedupLog::rebuild(DedupConfig::default(), &s);
+    let mut d = DedupLog::rebuild(DedupConfig::default(), &s, 0);
     assert_eq!(duplicate_at(&mut d, &meta(1, 0, 2)), Some((2, 3)));
     assert_eq!(duplicate_at(&mut d, &meta(2, 0, 1)), Some((5, 5)));
     assert_eq!(duplicate_at(&mut d, &meta(1, 2, 3)), Some((6, 8)));
@@ -199,7 +199,7 @@ fn legacy_header_entries_are_still_read() {
     ents.extend(batch(4, T1, &meta(1, 2, 1)));
     ents.extend(legacy_batch(5, T1, &meta(2, 0, 1)));
     s.append(&ents).unwrap();
-    let mut d = DedupLog::rebuild(DedupConfig::default(), &s);
+    let mut d = DedupLog::rebuild(DedupConfig::default(), &s, 0);
     assert_eq!(duplicate_at(&mut d, &meta(1, 0, 2)), Some((2, 3)));
     assert_eq!(duplicate_at(&mut d, &meta(1, 2, 1)), Some((4, 4)));
     assert_eq!(duplicate_at(&mut d, &meta(2, 0, 1)), Some((6, 6)));
@@ -219,7 +219,7 @@ fn compaction_placeholders_keep_their_batch_known() {
     ents[3].data = encode_header(&meta(3, 3, 1), 1004).into();
     let mut s = MemStorage::new(LogStart::default());
     s.append(&ents).unwrap();
-    let mut d = DedupLog::rebuild(DedupConfig::default(), &s);
+    let mut d = DedupLog::rebuild(DedupConfig::default(), &s, 0);
     assert_eq!(duplicate_at(&mut d, &m), Some((1, 3)));
     assert_eq!(duplicate_at(&mut d, &meta(3, 3, 1)), Some((4, 4)));
     assert_eq!(d.check(&meta(3, 4, 1), 2000), Verdict::Append);
@@ -267,7 +267,7 @@ fn a_damaged_batch_start_makes_the_state_incomplete_until_healed() {
         inner,
         damaged: std::cell::RefCell::new([3].into()),
     };
-    let mut d = DedupLog::rebuild(DedupConfig::default(), &s);
+    let mut d = DedupLog::rebuild(DedupConfig::default(), &s, 0);
     assert!(!d.is_complete());
     assert!(!d.try_complete(&s), "still damaged");
     // Healed: the retry is now answered with the original offsets.
@@ -285,9 +285,33 @@ fn cutting_the_unreadable_entries_away_completes_the_state() {
         inner,
         damaged: std::cell::RefCell::new([3].into()),
     };
-    let mut d = DedupLog::rebuild(DedupConfig::default(), &s);
+    let mut d = DedupLog::rebuild(DedupConfig::default(), &s, 0);
     assert!(!d.is_complete());
     // A new leader overwrites from 3 on.
     d.appended(&[noop(3, T2)]);
     assert!(d.is_complete());
+}
+
+#[test]
+fn the_producer_floor_keeps_a_producer_whose_batches_were_all_cut_unknown() {
+    // Producer 9 wrote only the batch at 1..=2, then retention cut through 4 (the
+    // simulator's seed 1210: its client kept retrying that batch). Producer 1 is
+    // the only one the retained log shows.
+    let start = LogStart {
+        index: Index(4),
+        term: T1,
+        membership: crate::raft::Membership::with_voters([1]),
+    };
+    let mut s = MemStorage::new(start);
+    s.append(&batch(5, T1, &meta(1, 0, 2))).unwrap();
+    // Without the floor the retry looks like a new producer's first batch.
+    let mut blind = DedupLog::rebuild(DedupConfig::default(), &s, 0);
+    assert_eq!(blind.check(&meta(9, 0, 2), 2000), Verdict::Append);
+    // With the floor the driver persisted before the cut, it is refused.
+    let mut d = DedupLog::rebuild(DedupConfig::default(), &s, 9);
+    assert_eq!(d.check(&meta(9, 0, 2), 2000), Verdict::UnknownProducer);
+    assert_eq!(duplicate_at(&mut d, &meta(1, 0, 2)), Some((5, 6)));
+    // A producer handed out later is new.
+    assert_eq!(d.check(&meta(10, 0, 1), 2000), Verdict::Append);
+    assert_eq!(d.producer_high_water(), 9);
 }

@@ -289,7 +289,8 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
     pub fn new(node: RaftNode<S>, cfg: DriverConfig, recovering: Option<Recovering>) -> Self {
         let hs = node.storage().persisted_hard_state();
         let commit = node.log_start().index;
-        let dedup = DedupLog::rebuild(cfg.dedup, node.storage());
+        let floor = node.storage().producer_floor();
+        let dedup = DedupLog::rebuild(cfg.dedup, node.storage(), floor);
         Driver {
             node,
             cfg,
@@ -568,6 +569,14 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
             .min(self.node.persisted_index());
         if through <= self.node.log_start().index {
             return Ok(());
+        }
+        // Before any batch goes: its producer must stay refused once unknown.
+        let high = self.dedup.producer_high_water();
+        if high > self.node.storage().producer_floor() {
+            self.node
+                .storage_mut()
+                .persist_producer_floor(high)
+                .map_err(write_error::<S>)?;
         }
         match self.node.compact(through) {
             Ok(start) => {

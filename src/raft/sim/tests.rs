@@ -110,11 +110,20 @@ pub(crate) fn run_seed(seed: u64, plan: Plan) -> Result<RunStats, String> {
     // missed its removal disrupts elections forever (thesis §4.2.3) and liveness is
     // not expected.
     let check_quorum = !pre_vote || rng.chance(75);
+    // Half the seeds bound the in-flight window by bytes too (drawn apart from
+    // `rng`, so the other draws stay as they were).
+    let window_draw = SplitMix64::new(seed ^ 0x000B_17E5_u64).next_u64();
+    let max_inflight_bytes = if window_draw.is_multiple_of(2) {
+        64 * (1 + (window_draw >> 8) % 8)
+    } else {
+        0
+    };
     let bugs = plan.bugs;
     let mut c = Cluster::new(seed, &ids, &voters, |id| {
         let mut cfg = sim_config(id);
         cfg.pre_vote = pre_vote;
         cfg.check_quorum = check_quorum;
+        cfg.max_inflight_bytes = max_inflight_bytes;
         cfg.bugs = bugs;
         if let Some(m) = plan.max_size_per_msg {
             cfg.max_size_per_msg = m;

@@ -182,6 +182,8 @@ pub(crate) struct SimDisk {
     /// node that crashes while catching up after a wipe still does not vote when it
     /// comes back.
     pub(crate) recovering_marker: bool,
+    /// The durable producer floor (production: `node::meta`'s `dedup.floor`).
+    producer_floor: u64,
 }
 
 impl SimDisk {
@@ -203,6 +205,7 @@ impl SimDisk {
             hard_state: hs,
             written_hs: hs,
             recovering_marker: false,
+            producer_floor: 0,
             unsynced: Vec::new(),
             journal: Vec::new(),
             lazy_hard_state: false,
@@ -515,6 +518,16 @@ impl ReplicaStorage for SimStorage {
 
     fn persisted_hard_state(&self) -> HardState {
         self.0.borrow().written_hs
+    }
+
+    fn persist_producer_floor(&mut self, id: u64) -> Result<(), String> {
+        let mut d = self.0.borrow_mut();
+        d.producer_floor = d.producer_floor.max(id);
+        Ok(())
+    }
+
+    fn producer_floor(&self) -> u64 {
+        self.0.borrow().producer_floor
     }
 
     fn is_no_space(_: &Self::Error) -> bool {

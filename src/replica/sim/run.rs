@@ -42,6 +42,8 @@ pub(crate) struct Plan {
     pub(crate) healable_bound: bool,
     /// Client slots (of 3) that are idempotent producers.
     pub(crate) idempotent_slots: u64,
+    /// Half the seeds bound the leader's in-flight window by bytes too.
+    pub(crate) byte_windows: bool,
 }
 
 impl Plan {
@@ -63,6 +65,7 @@ impl Plan {
             knobs: Knobs::default(),
             healable_bound: true,
             idempotent_slots: 2,
+            byte_windows: true,
         }
     }
 
@@ -85,6 +88,14 @@ pub(crate) fn run_seed(seed: u64, plan: &Plan, trace_cap: usize) -> Result<Stats
     raft_cfg.heartbeat_tick = 2;
     raft_cfg.max_inflight_msgs = 4;
     raft_cfg.max_size_per_msg = 256;
+    // Half the seeds bound the window by bytes too (one to four messages' worth),
+    // drawn apart from `rng` so the other draws stay as they were.
+    let window_draw = SplitMix64::new(seed ^ 0x000B_17E5_u64).next_u64();
+    raft_cfg.max_inflight_bytes = if plan.byte_windows && window_draw.is_multiple_of(2) {
+        256 * (1 + (window_draw >> 8) % 4)
+    } else {
+        0
+    };
     raft_cfg.max_uncommitted_entries = 200;
     raft_cfg.pre_vote = rng.chance(75);
     raft_cfg.check_quorum = !raft_cfg.pre_vote || rng.chance(75);
