@@ -5,7 +5,8 @@
 # from /proc/<pid>/task/*/status), read around one `clog bench` run.
 #   scripts/ack-profile.sh            # W1 W2 W3
 #   scripts/ack-profile.sh W2         # one
-# Env: PORT (18620), MPORT (18621), BENCH_DIR (target/ack-profile), IDEMPOTENCE (off).
+# Env: PORT (18620), MPORT (18621), BENCH_DIR (target/ack-profile), IDEMPOTENCE (off),
+# FSYNC (always; `never` measures what an ack costs besides the fsync).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT=${PORT:-18620}
@@ -37,7 +38,7 @@ printf '%-3s %10s %7s %9s %10s %9s %11s\n' wl "records/s" "p50 us" fsyncs "rec/f
 for w in ${@:-W1 W2 W3}; do
   rm -rf "$BENCH_DIR"; mkdir -p "$BENCH_DIR"
   $D --data-dir "$BENCH_DIR/node" --listen "127.0.0.1:$PORT" --metrics-addr "127.0.0.1:$MPORT" \
-    --log-level warn --ready-file "$BENCH_DIR/ready" &
+    --log-level warn --ready-file "$BENCH_DIR/ready" --fsync "${FSYNC:-always}" &
   PID=$!
   for _ in $(seq 100); do [ -s "$BENCH_DIR/ready" ] && break; sleep 0.1; done
   [ -s "$BENCH_DIR/ready" ] || { echo "commitlogd did not start" >&2; exit 1; }

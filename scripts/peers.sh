@@ -45,19 +45,33 @@ fsync_probe() { # label
 # run_rounds OUR_ROUND: ROUNDS rounds of OUR_ROUND (called with 1 in the last round,
 # else 0) followed by the peers of $PEERS, every line appended to $OUT; then the
 # medians and ratios.
+# CPU time (jiffies): "total steal" from /proc/stat's cpu line.
+cpu_jiffies() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9 }' /proc/stat; }
+# Share of CPU time the hypervisor took (steal) since "total steal" $1 $2: on a VM,
+# a run with much steal measured the host's other tenants, not us.
+steal_since() { cpu_jiffies | awk -v t0="$1" -v s0="$2" '{ d = $1 - t0; s = d > 0 ? 100 * ($2 - s0) / d : 0; printf "%.0f%%", s }'; }
+
 run_rounds() {
-  local our=$1 r last
+  local our=$1 r last j0 jr
+  j0=$(cpu_jiffies)
   for r in $(seq "$ROUNDS"); do
     echo "== round $r/$ROUNDS: commitlog (load $(cut -d' ' -f1-3 /proc/loadavg))"
+    jr=$(cpu_jiffies)
     last=0
     [ "$r" = "$ROUNDS" ] && last=1
     "$our" "$last" | tee -a "$OUT"
+    # shellcheck disable=SC2086
+    echo "== round $r/$ROUNDS: commitlog done; CPU steal during it $(steal_since $jr)"
     if [ -n "$PEERS" ]; then
       echo "== round $r/$ROUNDS: $PEERS"
+      jr=$(cpu_jiffies)
       # shellcheck disable=SC2086
       peers_round "$OUT" $PEERS || echo "peers: round $r failed (see above)" >&2
+      # shellcheck disable=SC2086
+      echo "== round $r/$ROUNDS: peers done; CPU steal during them $(steal_since $jr)"
     fi
   done
-  echo "== medians over $ROUNDS rounds; load now $(cut -d' ' -f1-3 /proc/loadavg)"
+  # shellcheck disable=SC2086
+  echo "== medians over $ROUNDS rounds; load now $(cut -d' ' -f1-3 /proc/loadavg); CPU steal over the run $(steal_since $j0)"
   python3 "$(dirname "${BASH_SOURCE[0]}")/bench_summary.py" "$OUT"
 }
