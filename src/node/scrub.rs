@@ -96,6 +96,9 @@ impl ScrubAll {
             .map(|(id, _)| *id)
             .collect();
         let mut left = budget;
+        // At most one segment read for a time index per step (retention by age
+        // does not read segments on the raft thread: `Log::retention_point`).
+        let mut built_time_index = false;
         // Bounded: a step looks at most at MAX_GROUPS_PER_STEP groups (thousands
         // of groups without sealed segments would otherwise all be visited 10
         // times a second).
@@ -108,6 +111,9 @@ impl ScrubAll {
                 report(group, &fault);
             }
             let used = self.counters.bytes_verified.load(Ordering::Relaxed) - before;
+            if !built_time_index {
+                built_time_index = build_time_index(group);
+            }
             self.cursor = GroupId(id.0 + 1);
             left = left.saturating_sub(used);
             if left == 0 {
@@ -130,6 +136,18 @@ impl ScrubAll {
                 let s = Scrubber::with_counters(Arc::clone(&g.log), Arc::clone(&self.counters));
                 self.scrubbers.insert(g.id, (g, s));
             }
+        }
+    }
+}
+
+/// Builds one missing time index of the group's log (retention by age counts such
+/// a segment by its file time until then); true if it read a segment.
+fn build_time_index(group: &GroupState) -> bool {
+    match group.log.build_time_index() {
+        Ok(built) => built,
+        Err(e) => {
+            log::debug!("group {}: time index not built: {e}", group.id);
+            false
         }
     }
 }

@@ -335,3 +335,46 @@ fn an_idle_log_holds_no_time_index_file_open() {
     log.release_idle_files().unwrap();
     assert_eq!(fds_in(dir.path()), 1, "only LOCK");
 }
+
+#[test]
+fn the_retention_point_never_reads_a_segment_and_the_builder_catches_up() {
+    let dir = TempDir::new("time-retention-point");
+    let hour = Duration::from_secs(3_600);
+    let cfg = LogConfig {
+        retention_age: Some(hour),
+        ..config()
+    };
+    let now = SystemTime::now();
+    {
+        let log = Log::open(dir.path(), cfg.clone()).unwrap();
+        // Two-day-old records in sealed segments, then recent ones.
+        append(&log, &shapes(300, ms(now) - 48 * 3_600_000));
+        append(&log, &shapes(300, ms(now)));
+        log.sync().unwrap();
+    }
+    // A restart without the `.timeindex` files (as after an upgrade): the sealed
+    // segments' record times are not known without reading them.
+    for f in timeindex_files(dir.path()) {
+        std::fs::remove_file(f).unwrap();
+    }
+    let log = Log::open(dir.path(), cfg).unwrap();
+    let first = log.first_offset();
+    assert!(log.segment_count() > 2);
+    assert_eq!(
+        log.retention_point(now).unwrap(),
+        first,
+        "the files are new: without reading, nothing is old enough"
+    );
+    assert!(timeindex_files(dir.path()).is_empty(), "no segment was read");
+    // The background builder reads one segment per call until all are known.
+    let mut built = 0;
+    while log.build_time_index().unwrap() {
+        built += 1;
+        assert!(built < 100, "bounded by the segment count");
+    }
+    assert!(built > 0);
+    assert!(
+        log.retention_point(now).unwrap() > first,
+        "with the record times known, the two-day-old segments go"
+    );
+}

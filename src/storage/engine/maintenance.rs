@@ -367,7 +367,7 @@ impl Log {
             return Ok(0);
         }
         // Before any lock: it may read segments to rebuild their time indexes.
-        let expired = self.expired_by_age(now)?;
+        let expired = self.expired_by_age(now, true)?;
         let _sync = lock!(self.sync_lock);
         let (bases, freed) = {
             let mut w = lock!(self.writer);
@@ -383,9 +383,16 @@ impl Log {
     /// current first offset when it would drop nothing), without dropping anything.
     /// A Raft node uses it to pick its compaction point: it compacts its committed
     /// prefix up to there, then calls [`Log::truncate_prefix`].
+    ///
+    /// It never reads a segment (it runs on the raft thread, where reading a big
+    /// segment would stall every produce): a sealed segment whose newest record
+    /// time is not known yet (no `.timeindex` file: a segment sealed before a
+    /// restart, or rewritten by compaction) counts by its file's modification time
+    /// alone, which is never earlier than its capped record time, so it is kept
+    /// at least as long; [`Log::build_time_index`] fills the gap in the background.
     pub fn retention_point(&self, now: SystemTime) -> Result<Offset> {
         self.check_open()?;
-        let expired = self.expired_by_age(now)?;
+        let expired = self.expired_by_age(now, false)?;
         let w = lock!(self.writer);
         let segments = read_lock!(self.segments);
         let n = self.retention_count(&w, &segments, &expired)?;
@@ -395,10 +402,11 @@ impl Log {
         Ok(Offset(segments.sealed_next(n - 1)))
     }
 
-    /// Bases of the oldest sealed segments the configured age limit drops at `now`.
-    fn expired_by_age(&self, now: SystemTime) -> Result<Vec<u64>> {
+    /// Bases of the oldest sealed segments the configured age limit drops at `now`;
+    /// `read`: segments without a time index may be read to build one.
+    fn expired_by_age(&self, now: SystemTime, read: bool) -> Result<Vec<u64>> {
         match self.retention().1 {
-            Some(max_age) => self.age_expired_bases(max_age, now),
+            Some(max_age) => self.age_expired_bases(max_age, now, read),
             None => Ok(Vec::new()),
         }
     }

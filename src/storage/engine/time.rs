@@ -321,13 +321,64 @@ impl Log {
         Ok(self.sealed_index(&mut state, seg, epoch)?.max_ts)
     }
 
+    /// `sealed_newest` without reading the segment: from memory or its
+    /// `.timeindex` file; `None` when only a read of the segment would tell.
+    fn sealed_newest_known(&self, seg: &Sealed) -> Result<Option<Option<i64>>> {
+        let mut state = lock!(self.time);
+        if let Some(newest) = state.newest.get(&seg.key()) {
+            return Ok(Some(*newest));
+        }
+        if let Some((_, index)) = state.loaded.iter().find(|(k, _)| *k == seg.key()) {
+            return Ok(Some(index.max_ts));
+        }
+        // The index built while it was the active segment, complete.
+        if let Some(b) = state
+            .building
+            .as_ref()
+            .filter(|b| b.base == seg.base && b.next == seg.next)
+        {
+            return Ok(Some(b.max_ts));
+        }
+        let stamp = self.segment_stamp(seg)?;
+        Ok(self.load_index(seg, stamp).map(|index| {
+            state.newest.insert(seg.key(), index.max_ts);
+            index.max_ts
+        }))
+    }
+
+    /// Builds the time index of the oldest sealed segment that has none yet (a
+    /// read of that segment), so retention by age (which does not read segments on
+    /// the raft thread, [`Log::retention_point`]) knows its record times; for a
+    /// background thread. Returns true if it built one; false when every sealed
+    /// segment's newest time is known, or no age limit is set.
+    pub fn build_time_index(&self) -> Result<bool> {
+        self.check_open()?;
+        if self.retention().1.is_none() {
+            return Ok(false);
+        }
+        let layout = self.time_layout()?;
+        for seg in layout.sealed.iter().filter(|s| !s.unreadable) {
+            if self.sealed_newest_known(seg)?.is_none() {
+                self.sealed_newest(seg, layout.epoch)?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Bases of the oldest sealed segments that retention by age drops at `now`:
     /// a segment's time is its newest record timestamp, capped at its store's
     /// modification time (a timestamp in the future cannot keep it longer than its
     /// last write would); with no timestamped record (or an unreadable index),
-    /// the modification time alone. Called without any lock held: it may read
-    /// whole segments to rebuild their indexes.
-    pub(super) fn age_expired_bases(&self, max_age: Duration, now: SystemTime) -> Result<Vec<u64>> {
+    /// the modification time alone. Called without any lock held: with `read` it
+    /// may read whole segments to rebuild their indexes; without, a segment whose
+    /// index is not at hand counts by its modification time alone.
+    pub(super) fn age_expired_bases(
+        &self,
+        max_age: Duration,
+        now: SystemTime,
+        read: bool,
+    ) -> Result<Vec<u64>> {
         let layout = self.time_layout()?;
         // Segments removed or rewritten since (retention, compaction) leave
         // their keys behind: forget them here too, not only on lookups.
@@ -349,6 +400,10 @@ impl Log {
             };
             let newest = if seg.unreadable {
                 None
+            } else if !read {
+                // Unknown without a read: the file's time alone (kept as long, or
+                // longer; `build_time_index` reads it in the background).
+                self.sealed_newest_known(seg).ok().flatten().flatten()
             } else {
                 self.sealed_newest(seg, layout.epoch).unwrap_or_else(|e| {
                     log::warn!(
