@@ -86,8 +86,10 @@ pub(crate) fn stamp_records(
                 ts.unix_ms
             )));
         }
-        if ty == TimestampType::Leader || ts.unix_ms == UNSET_TIMESTAMP_MS {
-            records::set_leader_timestamp(payload, now_ms).map_err(|e| bad(e.to_string()))?;
+        // Decoded once, just above: stamped in place without a second decode.
+        let stamp = ty == TimestampType::Leader || ts.unix_ms == UNSET_TIMESTAMP_MS;
+        if stamp && !records::stamp_decoded(payload, now_ms) {
+            return Err(bad("shorter than a record".into()));
         }
     }
     Ok(())

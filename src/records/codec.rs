@@ -476,11 +476,21 @@ fn read_header<'a>(r: &mut ByteReader<'a>, index: usize) -> Result<HeaderRef<'a>
 /// payload is validated first; on error nothing is changed.
 pub fn set_leader_timestamp(payload: &mut [u8], unix_ms: i64) -> Result<(), DecodeError> {
     decode(payload)?;
-    // decode read the version, flags and 8 timestamp bytes, so they are present.
-    let (head, _) = payload.split_at_mut(MIN_PAYLOAD_BYTES - 2);
+    stamp_decoded(payload, unix_ms);
+    Ok(())
+}
+
+/// [`set_leader_timestamp`] for a payload [`decode`] already accepted (the produce
+/// path decodes each record once): sets the flag and the time in place. Returns
+/// false, writing nothing, for a payload shorter than any valid one.
+pub fn stamp_decoded(payload: &mut [u8], unix_ms: i64) -> bool {
+    // Every valid payload starts with version, flags and 8 timestamp bytes.
+    let Some(head) = payload.get_mut(..MIN_PAYLOAD_BYTES - 2) else {
+        return false;
+    };
     head[1] |= FLAG_LEADER_TIME;
     head[2..].copy_from_slice(&unix_ms.to_be_bytes());
-    Ok(())
+    true
 }
 
 /// The bytes a payload with no key and no headers has before its value: version,

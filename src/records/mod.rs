@@ -71,9 +71,9 @@ mod stored;
 mod tests;
 
 pub use codec::{
-    decode, encode_value_only, set_leader_timestamp, value_only_prefix, DecodeError, HeaderRef,
-    HeadersIter, HeadersRef, LimitError, RecordHeaderV1, RecordV1, RecordV1Ref, Timestamp,
-    TimestampSource,
+    decode, encode_value_only, set_leader_timestamp, stamp_decoded, value_only_prefix, DecodeError,
+    HeaderRef, HeadersIter, HeadersRef, LimitError, RecordHeaderV1, RecordV1, RecordV1Ref,
+    Timestamp, TimestampSource,
 };
 pub use partition::{murmur2, partition_for_key};
 #[cfg(test)]

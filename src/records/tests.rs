@@ -377,6 +377,7 @@ fn the_leader_stamps_its_time_in_place() {
         ..bare(b"value")
     };
     let mut bytes = encoded(&record);
+    let mut again = bytes.clone();
     let len = bytes.len();
     set_leader_timestamp(&mut bytes, 1_796_551_200_000).unwrap();
     assert_eq!(bytes.len(), len);
@@ -393,6 +394,11 @@ fn the_leader_stamps_its_time_in_place() {
     );
     let mut bad = vec![1, 0x80, 0, 0];
     assert!(set_leader_timestamp(&mut bad, 3).is_err());
+    assert_eq!(bad, [1, 0x80, 0, 0]);
+    // The produce path's stamp of an already decoded payload writes the same bytes.
+    assert!(stamp_decoded(&mut again, 1_796_551_200_000));
+    assert_eq!(again, bytes);
+    assert!(!stamp_decoded(&mut bad, 3), "shorter than any record");
     assert_eq!(bad, [1, 0x80, 0, 0]);
 }
 

@@ -365,7 +365,10 @@ fn the_retention_point_never_reads_a_segment_and_the_builder_catches_up() {
         first,
         "the files are new: without reading, nothing is old enough"
     );
-    assert!(timeindex_files(dir.path()).is_empty(), "no segment was read");
+    assert!(
+        timeindex_files(dir.path()).is_empty(),
+        "no segment was read"
+    );
     // The background builder reads one segment per call until all are known.
     let mut built = 0;
     while log.build_time_index().unwrap() {
