@@ -449,7 +449,9 @@ mod tests {
             let mut buf = Vec::new();
             encode_message(&m, &mut buf);
             seen.insert(buf[0]);
-            assert_eq!(decode_message(&buf), Ok(m));
+            assert_eq!(decode_message(&buf), Ok(m.clone()));
+            // The owned decode (entries share the buffer) reads the same message.
+            assert_eq!(decode_message_owned(buf), Ok(m));
         }
         assert_eq!(seen.len(), 9, "all message types generated");
     }
