@@ -484,11 +484,30 @@ fn tail_from(
     }
 }
 
-/// Where "from the start" begins: offset 0 where the server takes 0 to mean its
-/// first record; otherwise the start of the range its `OFFSET_OUT_OF_RANGE` names
-/// (`the log holds [1, 308)`), else 1 (a cluster log's first offset). Only the
-/// `consume` action is needed (no Status).
+/// Where "from the start" begins: the partition's first retained offset
+/// (ListOffsets earliest; the `consume` action, no Status). A server older than
+/// ListOffsets is asked the old way: a fetch at offset 0 (0 means its first record),
+/// else the start of the range its `OFFSET_OUT_OF_RANGE` names (`the log holds
+/// [1, 308)`), else 1.
 pub(crate) fn first_offset(
+    client: &mut ClusterClient,
+    target: &TopicPartition,
+) -> commitlog::client::Result<Offset> {
+    match client.list_offset(target, commitlog::wire::OffsetSpec::Earliest) {
+        Ok(listed) => Ok(listed.offset),
+        Err(e)
+            if matches!(
+                e.code(),
+                Some(ErrorCode::UnsupportedApi | ErrorCode::UnsupportedVersion)
+            ) =>
+        {
+            first_offset_by_fetch(client, target)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn first_offset_by_fetch(
     client: &mut ClusterClient,
     target: &TopicPartition,
 ) -> commitlog::client::Result<Offset> {
