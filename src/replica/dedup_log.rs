@@ -76,10 +76,6 @@ use super::dedup::{
     DedupState, ProducerId, Verdict,
 };
 
-/// Encoded size of a producer batch header: the batch meta, then the leader's
-/// append time (`records::stored` frames it in a record).
-pub const HEADER_BYTES: usize = PRODUCER_HEADER_BYTES;
-
 /// Bytes read per storage call while rebuilding.
 const REBUILD_READ_BYTES: u64 = 4 << 20;
 
@@ -90,7 +86,7 @@ const MAX_UNREADABLE_RUNS: usize = 4096;
 /// A producer batch header: what a [`RecordKind::DataV1Batch`] record starts
 /// with (and a legacy [`RecordKind::ProducerBatch`] entry holds).
 pub fn encode_header(meta: &BatchMeta, append_ms: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_BYTES);
+    let mut out = Vec::with_capacity(PRODUCER_HEADER_BYTES);
     append_header(meta, append_ms, &mut out);
     out
 }
@@ -101,8 +97,8 @@ pub fn append_header(meta: &BatchMeta, append_ms: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(&append_ms.to_be_bytes());
 }
 
-/// Decodes a producer batch header (exactly [`HEADER_BYTES`]): the batch meta and
-/// its append time (ms).
+/// Decodes a producer batch header (exactly [`PRODUCER_HEADER_BYTES`]): the batch
+/// meta and its append time (ms).
 pub fn decode_header(bytes: &[u8]) -> Result<(BatchMeta, u64), BatchMetaError> {
     let mut r = ByteReader::new(bytes);
     let meta = read_batch_meta(&mut r)?;

@@ -173,9 +173,9 @@ fn rebuild_from_storage_equals_feeding() {
 fn headers_round_trip_and_bad_ones_are_typed_errors() {
     let m = meta(9, 4, 2);
     let bytes = encode_header(&m, 123);
-    assert_eq!(bytes.len(), HEADER_BYTES);
+    assert_eq!(bytes.len(), PRODUCER_HEADER_BYTES);
     assert_eq!(decode_header(&bytes), Ok((m, 123)));
-    assert!(decode_header(&bytes[..HEADER_BYTES - 1]).is_err());
+    assert!(decode_header(&bytes[..PRODUCER_HEADER_BYTES - 1]).is_err());
     let mut long = bytes.clone();
     long.push(0);
     assert!(decode_header(&long).is_err());
@@ -187,7 +187,7 @@ fn headers_round_trip_and_bad_ones_are_typed_errors() {
     let mut short = batch(3, T1, &m).remove(0);
     short.data = vec![1u8; 5].into();
     let mut garbled = batch(4, T1, &m).remove(0);
-    garbled.data = vec![9u8; HEADER_BYTES + 4].into();
+    garbled.data = vec![9u8; PRODUCER_HEADER_BYTES + 4].into();
     d.appended(&[bad, data(2, T1), short, garbled, data(5, T1)]);
     assert_eq!(d.state().producer_count(), 0);
 }

@@ -359,7 +359,14 @@ impl Log {
         let layout = self.time_layout()?;
         for seg in layout.sealed.iter().filter(|s| !s.unreadable) {
             if self.sealed_newest_known(seg)?.is_none() {
-                self.sealed_newest(seg, layout.epoch)?;
+                if let Err(e) = self.sealed_newest(seg, layout.epoch) {
+                    // Not read again at every call: its age stays its file's.
+                    log::warn!(
+                        "segment {}: record time unknown ({e}); its age is its file's",
+                        seg.base
+                    );
+                    lock!(self.time).newest.insert(seg.key(), None);
+                }
                 return Ok(true);
             }
         }
