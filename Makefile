@@ -5,7 +5,7 @@ REPLICA_SEEDS ?= 20000
 FUZZ_SECS ?= 60
 FUZZ_TARGETS ?= frame_decoder text_decoder gossip_packet raft_message record_format index_slots log_recovery node_meta record_v1
 
-.PHONY: help build release install man run run-node run-clean dev run-tls gencert bench-tls test lint fmt loom sim bench bench-cluster fuzz clean gossip-sim gossip-bench
+.PHONY: help build release install man run run-node run-clean dev run-tls gencert bench-tls test lint fmt loom sim bench bench-cluster bench-catch-up fuzz clean gossip-sim gossip-bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -94,6 +94,10 @@ bench-tls: ## produce throughput (W2/W3-like) and handshakes/s, plaintext vs TLS
 bench-cluster: ## ROUNDS rounds of 3-node W1-W4 interleaved with etcd / NATS R3 (when installed), fsync probe, catch-up MB/s, ratios
 	$(CARGO) build --release --bins
 	./scripts/bench-cluster.sh
+
+bench-catch-up: ## wiped-follower catch-up MB/s vs the leader's W3 during it, per --catch-up-bytes-per-sec in RATES
+	$(CARGO) build --release --bins
+	./scripts/bench-catch-up.sh
 
 fuzz: ## fuzz each decoder in FUZZ_TARGETS for FUZZ_SECS seconds (nightly + cargo-fuzz, installed if missing)
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked

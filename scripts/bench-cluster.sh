@@ -94,6 +94,13 @@ catch_up_and_partitions() {
   T1=$(date +%s.%N)
   python3 -c "b=$BYTES; t=$T1-$T0; print(f'RESULT catch-up bytes={b} secs={t:.2f} MBps={b/t/1e6:.0f}')"
   wait "$DURING" || true
+  # "After" starts once node 3 holds the during-run's records too.
+  T2=$($C --addr "$L" health | sed -n 's/.*commit=\([0-9]*\).*/\1/p')
+  for _ in $(seq 6000); do
+    C3=$($C --addr "$(rpc 3)" health 2>/dev/null | sed -n 's/.*commit=\([0-9]*\).*/\1/p' || true)
+    [ -n "$C3" ] && [ "$C3" -ge "$T2" ] && break
+    sleep 0.05
+  done
   $C --addr "$L" bench --producers 4 --window 256 --size 1024 --count "$CATCH_UP_W3_COUNT" \
     --label W3-after-catch-up | grep RESULT
   # Many partitions: W2 and W3 over one topic of $PARTITIONS partitions (replication 3,

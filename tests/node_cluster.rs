@@ -402,9 +402,12 @@ fn a_node_added_through_gossip_is_promoted_and_removed_by_a_decommissioning_leav
 }
 
 #[test]
-fn a_wiped_follower_catches_up_without_new_produces() {
+fn a_wiped_follower_catches_up_without_new_produces_under_the_catch_up_throttle() {
     let root = TempDir::new("node-wiped");
-    let mut nodes = three_nodes(root.path());
+    // A throttle of about one record per (10 ms) tick: the catch-up is paced over
+    // ~100 ticks (the resumption after each refill is what this exercises), and
+    // still ends.
+    let mut nodes = three_nodes_with(root.path(), &["--catch-up-bytes-per-sec", "2KiB"]);
     let values: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
     let offsets = produce_all(&nodes, &values);
     let l = leader_index(&nodes);

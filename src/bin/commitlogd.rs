@@ -258,6 +258,15 @@ struct Args {
     #[arg(long, env = "COMMITLOGD_SCRUB_BYTES_PER_SEC", default_value = "4MiB", value_parser = parse_bytes)]
     scrub_bytes_per_sec: u64,
 
+    /// The catch-up throttle: bytes per second of already-committed entries each
+    /// partition's leader sends to one follower that is behind (a wiped or new
+    /// node catching up), so the catch-up leaves the leader's disk, CPU and network
+    /// to its produces. Entries not yet committed are never held back, so it never
+    /// slows a commit; a follower behind by more than this rate of new data does
+    /// not catch up while it holds. 0 (the default): no limit. Example: 100MiB.
+    #[arg(long, env = "COMMITLOGD_CATCH_UP_BYTES_PER_SEC", default_value = "0", value_parser = parse_bytes)]
+    catch_up_bytes_per_sec: u64,
+
     /// How often the compactor runs a pass over each partition of a topic with
     /// cleanup policy `compact` (keep the newest record per key). 0 turns it off.
     #[arg(long, env = "COMMITLOGD_COMPACT_INTERVAL_MS", default_value_t = 30_000)]
@@ -755,6 +764,7 @@ fn node_config(
     cfg.read.threads = args.read_threads.max(1);
     cfg.leave_on_shutdown = args.leave_on_shutdown;
     cfg.scrub_bytes_per_sec = args.scrub_bytes_per_sec;
+    cfg.catch_up_bytes_per_sec = args.catch_up_bytes_per_sec;
     cfg.compact_interval_ms = args.compact_interval_ms;
     cfg.metrics_partition_series = args.metrics_partition_series;
     cfg.fsync = match args.fsync {

@@ -58,10 +58,22 @@ pub(crate) fn raft_config(cfg: &NodeConfig) -> RaftConfig {
     // and the leader holds at most 8 MiB read ahead per follower and group.
     raft_cfg.max_inflight_msgs = 64;
     raft_cfg.max_inflight_bytes = 8 * raft_cfg.max_size_per_msg;
+    raft_cfg.catch_up_bytes_per_tick =
+        catch_up_per_tick(cfg.catch_up_bytes_per_sec, cfg.raft_tick_ms);
     // Idle groups stop heartbeating; the raft thread reports dead nodes (gossip's
     // failure detector) so a quiesced follower notices a dead leader.
     raft_cfg.quiesce = true;
     raft_cfg
+}
+
+/// The catch-up throttle's budget per tick (at least one byte when it is on, so
+/// a throttled follower still gets one entry per tick).
+fn catch_up_per_tick(bytes_per_sec: u64, tick_ms: u64) -> u64 {
+    if bytes_per_sec == 0 {
+        return 0;
+    }
+    (u128::from(bytes_per_sec) * u128::from(tick_ms.max(1)) / 1000).clamp(1, u128::from(u64::MAX))
+        as u64
 }
 
 fn seed(id: GroupId) -> u64 {

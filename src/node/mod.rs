@@ -183,6 +183,10 @@ pub struct NodeConfig {
     pub fsync: FsyncPolicy,
     /// Rate of the background scrubber over sealed segments; 0 turns it off.
     pub scrub_bytes_per_sec: u64,
+    /// The catch-up throttle: bytes per second of already-committed entries a
+    /// group's leader sends to one follower (a follower that is behind); 0: no
+    /// limit. Entries not yet committed are never held back.
+    pub catch_up_bytes_per_sec: u64,
     /// How often the compactor runs a pass over each compacted partition
     /// (`node::compactor`); 0 turns it off.
     pub compact_interval_ms: u64,
@@ -242,6 +246,7 @@ impl NodeConfig {
             peer_tls: None,
             fsync: FsyncPolicy::Always,
             scrub_bytes_per_sec: 4 << 20,
+            catch_up_bytes_per_sec: 0,
             compact_interval_ms: 30_000,
             compact_key_map_bytes: crate::storage::compact::DEFAULT_KEY_MAP_BYTES,
             metrics: None,

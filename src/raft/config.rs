@@ -23,6 +23,12 @@ pub struct Config {
     /// Entry bytes in flight to one follower at which the leader stops sending more
     /// (0: no limit): the flow control of a catch-up.
     pub max_inflight_bytes: u64,
+    /// Bytes of already-committed entries sent to one follower per tick (0: no
+    /// limit): the catch-up throttle (see `progress`). Entries not yet committed are
+    /// never held back. A follower whose log falls behind by more than this rate
+    /// of produced bytes does not catch up while the throttle holds (as with Kafka's
+    /// replication quotas): the operator chooses.
+    pub catch_up_bytes_per_tick: u64,
     /// Entry payload bytes per AppendEntries message (at least one entry is always
     /// sent, so one entry larger than this still goes alone).
     pub max_size_per_msg: u64,
@@ -80,6 +86,7 @@ impl Config {
             heartbeat_tick: 1,
             max_inflight_msgs: 256,
             max_inflight_bytes: 0,
+            catch_up_bytes_per_tick: 0,
             max_size_per_msg: 1024 * 1024,
             pre_vote: true,
             check_quorum: true,

@@ -3,7 +3,6 @@
 //! term makes the receiver a follower in that term; stale terms are ignored).
 
 use super::node::{RaftError, RaftNode};
-use super::progress::Progress;
 use super::storage::{Storage, StorageError};
 use super::types::{Entry, Index, Message, MessageBody, NodeId, Payload, RecordKind, Role, Term};
 
@@ -37,6 +36,7 @@ impl<S: Storage> RaftNode<S> {
     }
 
     pub(crate) fn tick_leader(&mut self) -> Result<(), RaftError> {
+        self.refill_catch_up()?;
         self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
         self.election_elapsed = self.election_elapsed.saturating_add(1);
         if self.election_elapsed >= self.cfg.election_tick {
@@ -207,23 +207,11 @@ impl<S: Storage> RaftNode<S> {
         let last = self.log.last_index();
         let members: Vec<NodeId> = self.membership.members().collect();
         for id in members {
-            self.progress.insert(
-                id,
-                Progress::new(
-                    last,
-                    self.cfg.max_inflight_msgs,
-                    self.cfg.max_inflight_bytes,
-                ),
-            );
+            self.progress.insert(id, self.new_progress(last));
         }
         let persisted = self.log.persisted;
-        let me = self.progress.entry(self.id).or_insert_with(|| {
-            Progress::new(
-                last,
-                self.cfg.max_inflight_msgs,
-                self.cfg.max_inflight_bytes,
-            )
-        });
+        let fresh = self.new_progress(last);
+        let me = self.progress.entry(self.id).or_insert(fresh);
         me.maybe_update(persisted);
         me.become_replicate();
         me.recent_active = true;

@@ -12,7 +12,6 @@
 //!   steps down and sends TimeoutNow to the most up-to-date voter.
 
 use super::node::{decode_config, ProposeError, RaftError, RaftNode};
-use super::progress::Progress;
 use super::storage::Storage;
 use super::types::{ConfChange, Entry, Index, Membership, MessageBody, NodeId, RecordKind, Role};
 
@@ -93,14 +92,9 @@ impl<S: Storage> RaftNode<S> {
         if self.role == Role::Leader {
             let last = self.log.last_index();
             let members: Vec<NodeId> = self.membership.members().collect();
+            let fresh = self.new_progress(last);
             for id in &members {
-                self.progress.entry(*id).or_insert_with(|| {
-                    Progress::new(
-                        last,
-                        self.cfg.max_inflight_msgs,
-                        self.cfg.max_inflight_bytes,
-                    )
-                });
+                self.progress.entry(*id).or_insert_with(|| fresh.clone());
             }
             let me = self.id;
             self.progress

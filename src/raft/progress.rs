@@ -13,6 +13,12 @@
 //!   per follower stay bounded).
 //! * `Snapshot`: an InstallSnapshot is outstanding; nothing else is sent until the
 //!   follower answers (or a heartbeat response shows it is still behind).
+//!
+//! The catch-up throttle (`Config::catch_up_bytes_per_tick`, Kafka's replication
+//! quota in spirit): entries a follower needs that are already committed (the quorum
+//! does not wait for them) are sent to it at most that many bytes per tick. The
+//! leader's fresh entries are never held back, so the throttle never slows a commit;
+//! it bounds what a catch-up takes from the leader's disk, CPU and network.
 
 use std::collections::VecDeque;
 
@@ -118,6 +124,11 @@ pub struct Progress {
     pub inflights: Inflights,
     /// Heard from during the current check-quorum period.
     pub recent_active: bool,
+    /// Bytes of already-committed entries that may still be sent this tick (used
+    /// only when the catch-up throttle is on).
+    pub catch_up_tokens: u64,
+    /// A send was held back by the throttle this tick: resume at the next refill.
+    pub catch_up_throttled: bool,
 }
 
 impl Progress {
@@ -131,7 +142,32 @@ impl Progress {
             probe_sent: false,
             inflights: Inflights::new(max_inflight, max_bytes),
             recent_active: false,
+            catch_up_tokens: 0,
+            catch_up_throttled: false,
         }
+    }
+
+    /// A new tick's catch-up budget (`per_tick` bytes; unused budget does not
+    /// accumulate). Returns true if a send was held back since the last refill.
+    pub fn refill_catch_up(&mut self, per_tick: u64) -> bool {
+        self.catch_up_tokens = per_tick;
+        std::mem::take(&mut self.catch_up_throttled)
+    }
+
+    /// Entry bytes of already-committed entries that may be sent now (`None`: held
+    /// back until the next tick, remembered). At least one entry always goes when
+    /// this is `Some`, so a message may overshoot it by one entry.
+    pub fn catch_up_allowance(&mut self) -> Option<u64> {
+        if self.catch_up_tokens == 0 {
+            self.catch_up_throttled = true;
+            return None;
+        }
+        Some(self.catch_up_tokens)
+    }
+
+    /// `bytes` of already-committed entries were sent.
+    pub fn spend_catch_up(&mut self, bytes: u64) {
+        self.catch_up_tokens = self.catch_up_tokens.saturating_sub(bytes);
     }
 
     /// Enters probe state (after a rejection, a snapshot, or a lost connection).

@@ -4,7 +4,7 @@
 
 use super::log::Fit;
 use super::node::{RaftError, RaftNode};
-use super::progress::ProgressState;
+use super::progress::{Progress, ProgressState};
 use super::storage::{Storage, StorageError};
 use super::types::{Entry, Index, LogStart, Message, MessageBody, NodeId, Role, Term};
 
@@ -43,8 +43,22 @@ impl<S: Storage> RaftNode<S> {
             Err(StorageError::Damaged(at)) => return Ok(self.hold_for_heal(to, at)),
             Err(e) => return Err(e.into()),
         };
+        let mut max_bytes = self.cfg.max_size_per_msg;
+        let catch_up = self.cfg.catch_up_bytes_per_tick > 0 && next <= self.log.committed;
+        if catch_up && next <= last {
+            match self
+                .progress
+                .get_mut(&to)
+                .and_then(Progress::catch_up_allowance)
+            {
+                Some(allowed) => max_bytes = max_bytes.min(allowed),
+                // Throttled: at most an empty append (commit index, probe) now.
+                None if send_if_empty => return Ok(self.send_empty_append(to, prev, prev_term)),
+                None => return Ok(false),
+            }
+        }
         let entries = if next <= last {
-            match self.log.entries(next, last + 1, self.cfg.max_size_per_msg) {
+            match self.log.entries(next, last + 1, max_bytes) {
                 Ok(e) => e,
                 Err(StorageError::Compacted) => return Ok(self.send_snapshot(to)),
                 Err(StorageError::Damaged(at)) => return Ok(self.hold_for_heal(to, at)),
@@ -60,6 +74,9 @@ impl<S: Storage> RaftNode<S> {
         let bytes = entries.iter().map(Entry::size_bytes).sum();
         if let Some(pr) = self.progress.get_mut(&to) {
             pr.sent_entries(prev + n as u64, n, bytes);
+            if catch_up {
+                pr.spend_catch_up(bytes);
+            }
         }
         let commit = self.log.committed;
         self.send(
@@ -72,6 +89,60 @@ impl<S: Storage> RaftNode<S> {
             },
         );
         Ok(true)
+    }
+
+    /// An AppendEntries without entries (carries the commit index; in probe state it
+    /// is the probe).
+    fn send_empty_append(&mut self, to: NodeId, prev_index: Index, prev_term: Term) -> bool {
+        if let Some(pr) = self.progress.get_mut(&to) {
+            pr.sent_entries(prev_index, 0, 0);
+        }
+        let commit = self.log.committed;
+        self.send(
+            to,
+            MessageBody::AppendEntries {
+                prev_index,
+                prev_term,
+                commit,
+                entries: Vec::new(),
+            },
+        );
+        true
+    }
+
+    /// The catch-up throttle's tick: every follower gets a new tick's budget, and
+    /// those held back since the last tick get their window filled again.
+    pub(crate) fn refill_catch_up(&mut self) -> Result<(), RaftError> {
+        let per_tick = self.cfg.catch_up_bytes_per_tick;
+        if per_tick == 0 {
+            return Ok(());
+        }
+        let me = self.id;
+        let held: Vec<NodeId> = self
+            .progress
+            .iter_mut()
+            .filter(|(id, _)| **id != me)
+            .filter_map(|(id, pr)| pr.refill_catch_up(per_tick).then_some(*id))
+            .collect();
+        for id in held {
+            for _ in 0..self.cfg.max_inflight_msgs {
+                if !self.send_append(id, false)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A fresh progress for a member when the leader's last index is `last`.
+    pub(crate) fn new_progress(&self, last: Index) -> Progress {
+        let mut p = Progress::new(
+            last,
+            self.cfg.max_inflight_msgs,
+            self.cfg.max_inflight_bytes,
+        );
+        p.refill_catch_up(self.cfg.catch_up_bytes_per_tick);
+        p
     }
 
     /// Our copy of entry `at`, which `to` needs next, is damaged: send nothing now.

@@ -804,3 +804,63 @@ fn campaign_now_elects_the_caller_without_waiting_for_a_timeout() {
     c.stabilize();
     assert_eq!(c.node(2).term(), term);
 }
+
+/// The catch-up throttle (`Config::catch_up_bytes_per_tick`): a follower that missed
+/// committed entries gets at most one tick's budget of them per tick (plus the one
+/// entry a message always carries), while a proposal still commits at once with the
+/// caught-up follower; the lagging follower does catch up, tick by tick.
+#[test]
+fn the_catch_up_throttle_bounds_committed_bytes_per_tick_but_never_a_commit() {
+    const PER_TICK: u64 = 100;
+    let ids = [1, 2, 3];
+    let mut c = Cluster::new(7, &ids, &ids, |id| {
+        let mut cfg = sim_config(id);
+        cfg.catch_up_bytes_per_tick = PER_TICK;
+        cfg
+    });
+    elect(&mut c, 1);
+    c.isolate(3);
+    for _ in 0..10 {
+        c.propose(1, 20).expect("propose");
+        c.stabilize();
+    }
+    c.heal();
+    let target = c.node(1).commit_index();
+    assert!(target.0 >= 200, "committed without node 3");
+    let mut ticks = 0;
+    while c.node(3).last_index() < target {
+        ticks += 1;
+        assert!(ticks <= 200, "node 3 did not catch up in 200 ticks");
+        c.tick(1, 1);
+        let commit_at_tick = c.node(1).commit_index();
+        let (mut sent, mut largest) = (0u64, 0u64);
+        // Deliver until quiet (bounded), counting committed entry bytes to node 3.
+        for _ in 0..10_000 {
+            let msgs = c.take_messages();
+            if msgs.is_empty() {
+                break;
+            }
+            for m in msgs {
+                if let (NodeId(3), MessageBody::AppendEntries { entries, .. }) = (m.to, &m.body) {
+                    for e in entries.iter().filter(|e| e.index <= commit_at_tick) {
+                        sent += e.size_bytes();
+                        largest = largest.max(e.size_bytes());
+                    }
+                }
+                c.inject(m);
+            }
+        }
+        assert!(
+            sent <= PER_TICK + largest,
+            "tick {ticks}: {sent} committed bytes sent, budget {PER_TICK}"
+        );
+        if ticks == 3 {
+            // Mid catch-up: a proposal commits with nodes 1 and 2 alone, no tick.
+            let i = c.propose(1, 1).expect("propose");
+            c.stabilize();
+            assert!(c.node(1).commit_index() >= i, "the throttle held a commit");
+            assert!(c.node(3).last_index() < i, "node 3 is still behind");
+        }
+    }
+    assert!(ticks >= 20, "{ticks} ticks: the throttle did not hold");
+}

@@ -118,12 +118,19 @@ pub(crate) fn run_seed(seed: u64, plan: Plan) -> Result<RunStats, String> {
     } else {
         0
     };
+    // A third of the seeds throttle catch-up (one to four entries' worth per tick).
+    let catch_up_bytes_per_tick = if (window_draw >> 16).is_multiple_of(3) {
+        32 * (1 + (window_draw >> 24) % 4)
+    } else {
+        0
+    };
     let bugs = plan.bugs;
     let mut c = Cluster::new(seed, &ids, &voters, |id| {
         let mut cfg = sim_config(id);
         cfg.pre_vote = pre_vote;
         cfg.check_quorum = check_quorum;
         cfg.max_inflight_bytes = max_inflight_bytes;
+        cfg.catch_up_bytes_per_tick = catch_up_bytes_per_tick;
         cfg.bugs = bugs;
         if let Some(m) = plan.max_size_per_msg {
             cfg.max_size_per_msg = m;

@@ -96,6 +96,13 @@ pub(crate) fn run_seed(seed: u64, plan: &Plan, trace_cap: usize) -> Result<Stats
     } else {
         0
     };
+    // A third of the seeds throttle catch-up (one to four messages' worth per tick).
+    raft_cfg.catch_up_bytes_per_tick = if plan.byte_windows && (window_draw >> 16).is_multiple_of(3)
+    {
+        256 * (1 + (window_draw >> 24) % 4)
+    } else {
+        0
+    };
     raft_cfg.max_uncommitted_entries = 200;
     raft_cfg.pre_vote = rng.chance(75);
     raft_cfg.check_quorum = !raft_cfg.pre_vote || rng.chance(75);
