@@ -53,6 +53,7 @@ mod list_offsets;
 mod membership;
 pub mod meta;
 mod metadata;
+mod peer_link;
 mod peers;
 mod produce_v1;
 mod producers;

@@ -47,6 +47,7 @@ use crate::net::tls as net_tls;
 use rustls::pki_types::ServerName;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::peer_link::{Direct, Link};
 use crate::raft::{encode_message, Message, NodeId};
 use crate::types::GroupId;
 use crate::wire::{self, Request, RequestFrame};
@@ -84,15 +85,25 @@ struct Counters {
     dropped_full: AtomicU64,
     dropped_disconnected: AtomicU64,
     sent: AtomicU64,
+    /// Of `sent`: written by the raft thread itself (`peer_link`).
+    direct: AtomicU64,
 }
 
 /// A Raft message of one group.
 type GroupMsg = (GroupId, Message);
 
+/// What a peer's writer thread is handed.
+enum Job {
+    Msg(GroupMsg),
+    /// Write what a partial direct write left (`Link`'s pending bytes).
+    Flush,
+}
+
 struct PeerHandle {
-    tx: SyncSender<GroupMsg>,
+    tx: SyncSender<Job>,
     addr: Arc<Mutex<Option<SocketAddr>>>,
     thread: Option<JoinHandle<()>>,
+    link: Arc<Link>,
 }
 
 /// The set of outgoing peer connections.
@@ -101,7 +112,13 @@ pub(crate) struct Peers {
     peers: Mutex<HashMap<NodeId, PeerHandle>>,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
+    /// The current round's messages (raft thread), sent by [`Peers::flush`].
+    round: Mutex<Vec<GroupMsg>>,
 }
+
+/// Most entry bytes a round may carry to one peer to be written by the raft thread
+/// itself (a catch-up's big appends go through the writer thread).
+const DIRECT_MAX_BYTES: usize = 64 * 1024;
 
 /// Most peers a node keeps writers for (bounds threads; far above MAX voters used).
 const MAX_PEERS: usize = 256;
@@ -113,6 +130,7 @@ impl Peers {
             peers: Mutex::new(HashMap::new()),
             stop: Arc::new(AtomicBool::new(false)),
             counters: Arc::new(Counters::default()),
+            round: Mutex::new(Vec::new()),
         }
     }
 
@@ -139,12 +157,14 @@ impl Peers {
         }
         let (tx, rx) = mpsc::sync_channel(self.cfg.queue_cap.max(1));
         let addr = Arc::new(Mutex::new(addr));
+        let link = Arc::new(Link::default());
         let writer = Writer {
             cfg: self.cfg.clone(),
             peer: id,
             addr: Arc::clone(&addr),
             stop: Arc::clone(&self.stop),
             counters: Arc::clone(&self.counters),
+            link: Arc::clone(&link),
         };
         let thread = std::thread::Builder::new()
             .name(format!("peer-{id}"))
@@ -157,6 +177,7 @@ impl Peers {
                         tx,
                         addr,
                         thread: Some(t),
+                        link,
                     },
                 );
             }
@@ -164,26 +185,79 @@ impl Peers {
         }
     }
 
-    /// Queues a message for its recipient; never blocks (drops when full).
+    /// Adds a message to the current round; [`Peers::flush`] sends the round.
     pub(crate) fn send(&self, group: GroupId, m: Message) {
-        let to = m.to;
-        let mut peers = lock(&self.peers);
-        if !peers.contains_key(&to) {
-            // Address unknown yet (gossip will tell); the writer waits for it.
-            self.spawn(&mut peers, to, None);
-        }
-        let Some(p) = peers.get(&to) else {
+        lock(&self.round).push((group, m));
+    }
+
+    /// Sends the round's messages; never blocks. Per recipient, in order: written
+    /// to its socket by the calling (raft) thread when nothing is queued for it
+    /// (`peer_link`), else queued for its writer (dropped when the queue is full:
+    /// Raft retransmits).
+    pub(crate) fn flush(&self) {
+        let round = std::mem::take(&mut *lock(&self.round));
+        if round.is_empty() {
             return;
-        };
-        match p.tx.try_send((group, m)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+        }
+        let mut by_peer: Vec<(NodeId, Vec<GroupMsg>)> = Vec::new();
+        for gm in round {
+            let to = gm.1.to;
+            match by_peer.iter_mut().find(|(id, _)| *id == to) {
+                Some((_, msgs)) => msgs.push(gm),
+                None => by_peer.push((to, vec![gm])),
+            }
+        }
+        let mut peers = lock(&self.peers);
+        for (to, msgs) in by_peer {
+            if !peers.contains_key(&to) {
+                // Address unknown yet (gossip will tell); the writer waits for it.
+                self.spawn(&mut peers, to, None);
+            }
+            if let Some(p) = peers.get(&to) {
+                self.deliver(to, p, msgs);
+            }
+        }
+    }
+
+    fn deliver(&self, to: NodeId, p: &PeerHandle, msgs: Vec<GroupMsg>) {
+        let bytes: usize = msgs.iter().map(|m| super::inbox::message_bytes(&m.1)).sum();
+        if self.cfg.tls.is_none() && bytes <= DIRECT_MAX_BYTES {
+            let mut frames = Vec::with_capacity(bytes + 64 * msgs.len());
+            let mut correlation = 0;
+            encode_frames(&msgs, &mut correlation, &mut frames);
+            match p.link.try_write(&frames) {
+                Direct::Written => {
+                    self.count_direct(msgs.len());
+                    return;
+                }
+                Direct::Partial => {
+                    self.count_direct(msgs.len());
+                    if p.tx.try_send(Job::Flush).is_err() {
+                        // The writer writes the rest before its next batch anyway.
+                        p.link.count_down(1);
+                    }
+                    return;
+                }
+                Direct::NotWritten => {}
+            }
+        }
+        for m in msgs {
+            p.link.count_up(1);
+            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                p.tx.try_send(Job::Msg(m))
+            {
+                p.link.count_down(1);
                 let n = self.counters.dropped_full.fetch_add(1, Ordering::Relaxed);
                 if n.is_power_of_two() {
                     log::debug!("peer {to}: queue full, {} message(s) dropped so far", n + 1);
                 }
             }
         }
+    }
+
+    fn count_direct(&self, n: usize) {
+        self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+        self.counters.direct.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Stops every writer (their connections close).
@@ -197,8 +271,9 @@ impl Peers {
             }
         }
         log::debug!(
-            "peers stopped: {} sent, {} dropped (queue full), {} dropped (disconnected)",
+            "peers stopped: {} sent ({} by the raft thread), {} dropped (queue full), {} dropped (disconnected)",
             self.counters.sent.load(Ordering::Relaxed),
+            self.counters.direct.load(Ordering::Relaxed),
             self.counters.dropped_full.load(Ordering::Relaxed),
             self.counters.dropped_disconnected.load(Ordering::Relaxed)
         );
@@ -211,6 +286,7 @@ struct Writer {
     addr: Arc<Mutex<Option<SocketAddr>>>,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
+    link: Arc<Link>,
 }
 
 /// A TLS peer connection: shared by the writer and the response reader.
@@ -266,20 +342,31 @@ impl Conn {
     }
 }
 
+/// The writer's connection and its reconnect state.
+struct Session {
+    conn: Option<Conn>,
+    backoff_ms: u64,
+    next_attempt: Instant,
+    buf: Vec<u8>,
+    correlation: u32,
+}
+
 impl Writer {
-    fn run(self, rx: Receiver<GroupMsg>) {
-        let mut conn: Option<Conn> = None;
-        let mut backoff_ms = self.cfg.backoff_min_ms.max(1);
-        let mut next_attempt = Instant::now();
-        let mut buf = Vec::new();
-        let mut correlation: u32 = 0;
+    fn run(self, rx: Receiver<Job>) {
+        let mut s = Session {
+            conn: None,
+            backoff_ms: self.cfg.backoff_min_ms.max(1),
+            next_attempt: Instant::now(),
+            buf: Vec::new(),
+            correlation: 0,
+        };
         while !self.stop.load(Ordering::Acquire) {
             // Connect as soon as the address is known, before any message: the peer
             // hears "connected" (a node that restarted), which wakes its quiesced
             // groups and makes their leaders probe this node's logs.
-            if conn.is_none() && Instant::now() >= next_attempt {
+            if s.conn.is_none() && Instant::now() >= s.next_attempt {
                 if let Some(addr) = *lock(&self.addr) {
-                    conn = self.try_connect(addr, &mut backoff_ms, &mut next_attempt);
+                    self.connect_session(&mut s, addr);
                 }
             }
             let first = match rx.recv_timeout(Duration::from_millis(200)) {
@@ -292,72 +379,103 @@ impl Writer {
             let mut approx = 0usize;
             while approx < self.cfg.max_batch_bytes && batch.len() < self.cfg.queue_cap {
                 match rx.try_recv() {
-                    Ok(m) => {
-                        approx += super::inbox::message_bytes(&m.1);
-                        batch.push(m);
+                    Ok(job) => {
+                        if let Job::Msg((_, m)) = &job {
+                            approx += super::inbox::message_bytes(m);
+                        }
+                        batch.push(job);
                     }
                     Err(_) => break,
                 }
             }
-            let want = *lock(&self.addr);
-            if let Some(c) = &conn {
-                let broken = c.broken.load(Ordering::Acquire);
-                if broken || Some(c.addr) != want {
-                    let lived = c.opened_at.elapsed();
-                    if let Some(c) = conn.take() {
-                        c.close();
-                    }
-                    if broken && lived < Duration::from_millis(self.cfg.backoff_max_ms.max(1)) {
-                        // Refused soon after connecting (certificate rejected after
-                        // the handshake, PeerHandshake refused): back off as for a
-                        // failed connect.
-                        next_attempt = Instant::now() + Duration::from_millis(backoff_ms);
-                        backoff_ms = (backoff_ms * 2).min(self.cfg.backoff_max_ms.max(1));
-                    } else {
-                        backoff_ms = self.cfg.backoff_min_ms.max(1);
-                    }
-                }
-            }
-            if conn.is_none() {
-                let Some(addr) = want else {
-                    self.drop_batch(batch.len());
-                    continue;
-                };
-                if Instant::now() < next_attempt {
-                    self.drop_batch(batch.len());
-                    continue;
-                }
-                conn = self.try_connect(addr, &mut backoff_ms, &mut next_attempt);
-                if conn.is_none() {
-                    self.drop_batch(batch.len());
-                    continue;
-                }
-            }
-            buf.clear();
-            encode_frames(&batch, &mut correlation, &mut buf);
-            let Some(c) = conn.as_mut() else {
-                continue;
-            };
-            match c.write_all(&buf) {
-                Ok(()) => {
-                    self.counters
-                        .sent
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    log::info!(
-                        "peer {}: write to {} failed: {e}; reconnecting",
-                        self.peer,
-                        c.addr
-                    );
-                    if let Some(c) = conn.take() {
-                        c.close();
-                    }
-                    next_attempt = Instant::now() + Duration::from_millis(backoff_ms);
+            self.write_batch(&mut s, &batch);
+            // Counted down only once written (or dropped): the raft thread writes
+            // directly only when nothing handed over earlier is still unwritten.
+            self.link.count_down(batch.len());
+        }
+        self.close_session(&mut s);
+    }
+
+    /// Writes one batch (after what a partial direct write left), reconnecting
+    /// first if the connection broke or the peer's address changed.
+    fn write_batch(&self, s: &mut Session, batch: &[Job]) {
+        let messages = batch.iter().filter(|j| matches!(j, Job::Msg(_))).count();
+        let want = *lock(&self.addr);
+        if let Some(c) = &s.conn {
+            let broken = c.broken.load(Ordering::Acquire);
+            if broken || Some(c.addr) != want {
+                let lived = c.opened_at.elapsed();
+                self.close_session(s);
+                if broken && lived < Duration::from_millis(self.cfg.backoff_max_ms.max(1)) {
+                    // Refused soon after connecting (certificate rejected after
+                    // the handshake, PeerHandshake refused): back off as for a
+                    // failed connect.
+                    s.next_attempt = Instant::now() + Duration::from_millis(s.backoff_ms);
+                    s.backoff_ms = (s.backoff_ms * 2).min(self.cfg.backoff_max_ms.max(1));
+                } else {
+                    s.backoff_ms = self.cfg.backoff_min_ms.max(1);
                 }
             }
         }
-        if let Some(c) = conn.take() {
+        if s.conn.is_none() {
+            match want {
+                Some(addr) if Instant::now() >= s.next_attempt => self.connect_session(s, addr),
+                _ => {}
+            }
+        }
+        let Some(c) = s.conn.as_mut() else {
+            self.drop_batch(messages);
+            return;
+        };
+        s.buf.clear();
+        let msgs = batch.iter().filter_map(|j| match j {
+            Job::Msg(m) => Some(m),
+            Job::Flush => None,
+        });
+        encode_frames(msgs, &mut s.correlation, &mut s.buf);
+        let buf = &s.buf;
+        let written = self.link.write_locked(|pending| {
+            if !pending.is_empty() {
+                c.write_all(pending)?;
+            }
+            if buf.is_empty() {
+                return Ok(());
+            }
+            c.write_all(buf)
+        });
+        match written {
+            Ok(()) => {
+                self.counters
+                    .sent
+                    .fetch_add(messages as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                log::info!(
+                    "peer {}: write to {} failed: {e}; reconnecting",
+                    self.peer,
+                    c.addr
+                );
+                self.close_session(s);
+                s.next_attempt = Instant::now() + Duration::from_millis(s.backoff_ms);
+            }
+        }
+    }
+
+    fn connect_session(&self, s: &mut Session, addr: SocketAddr) {
+        s.conn = self.try_connect(addr, &mut s.backoff_ms, &mut s.next_attempt);
+        if let Some(c) = &s.conn {
+            if let Transport::Plain(stream) = &c.transport {
+                match stream.try_clone() {
+                    Ok(clone) => self.link.attach(clone, Arc::clone(&c.broken)),
+                    Err(e) => log::debug!("peer {}: no direct path: {e}", self.peer),
+                }
+            }
+        }
+    }
+
+    fn close_session(&self, s: &mut Session) {
+        self.link.detach();
+        if let Some(c) = s.conn.take() {
             c.close();
         }
     }
@@ -493,7 +611,11 @@ const COALESCE_BYTES: usize = 64 * 1024;
 
 /// Encodes a batch of queued messages as frames: runs of small messages as
 /// RaftBatch frames, big ones as RaftMessage v1 frames.
-fn encode_frames(batch: &[GroupMsg], correlation: &mut u32, out: &mut Vec<u8>) {
+fn encode_frames<'a>(
+    batch: impl IntoIterator<Item = &'a GroupMsg>,
+    correlation: &mut u32,
+    out: &mut Vec<u8>,
+) {
     let mut run: Vec<&GroupMsg> = Vec::new();
     let mut run_bytes = 0usize;
     for m in batch {

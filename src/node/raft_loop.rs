@@ -291,6 +291,8 @@ impl RaftLoop {
             self.host_pending();
         }
         self.execute()?;
+        // Messages sent outside an execution round (a disk-full rebuild's) too.
+        self.peers.flush();
         self.publish(ticked);
         // After publishing: a new metadata leader may have become ready to serve.
         super::groups::serve_waiting(&self.shared);
@@ -547,6 +549,9 @@ impl RaftLoop {
                     syncs.push((id, seq));
                 }
             }
+            // The round's messages leave before its fsync: followers write and fsync
+            // while this node does.
+            self.peers.flush();
             if self.touched.is_empty() && syncs.is_empty() {
                 return Ok(());
             }
