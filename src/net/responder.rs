@@ -376,6 +376,15 @@ impl Responder {
         self.respond(Ok(body));
     }
 
+    /// Completes the request without writing an answer (a request whose protocol
+    /// answers only refusals: RaftBatch v1). The connection's in-flight slot and
+    /// memory reservation are released as for an answer.
+    pub fn no_answer(mut self) {
+        self.done = true;
+        self.count(ErrorCode::None, None);
+        self.deliver(Vec::new(), false);
+    }
+
     /// Shorthand for an error response without a leader hint.
     pub fn error(self, code: ErrorCode, message: impl Into<String>) {
         self.respond(Err(error_body(code, message)));

@@ -421,6 +421,11 @@ pub(crate) fn listed_offsets(reply: Responder, partitions: Vec<wire::ListedOffse
     reply.ok(ResponseBody::ListOffsets { partitions })
 }
 
+/// A RaftBatch v1 was queued: no answer (the sender hears only refusals).
+pub(crate) fn raft_batch_queued_quietly(reply: Responder) {
+    reply.no_answer()
+}
+
 /// Acknowledges a RaftBatch (the receiver's replies travel on its own connections).
 pub(crate) fn raft_batch_queued(reply: Responder) {
     reply.ok(ResponseBody::RaftBatch)

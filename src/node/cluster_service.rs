@@ -266,7 +266,7 @@ impl ClusterService {
 
     /// The peer APIs: handshake and Raft messages (version 0 means group 1, as the
     /// codec decodes it).
-    fn peer_call(&self, request: Request, ctx: &ConnContext, reply: Responder) {
+    fn peer_call(&self, request: Request, quiet: bool, ctx: &ConnContext, reply: Responder) {
         if let Request::PeerHandshake {
             cluster_name,
             node_id,
@@ -287,6 +287,9 @@ impl ClusterService {
         };
         match queued {
             Err(e) => answer::refuse(reply, e),
+            Ok(()) if reply.api_key() == wire::ApiKey::RaftBatch && quiet => {
+                answer::raft_batch_queued_quietly(reply)
+            }
             Ok(()) if reply.api_key() == wire::ApiKey::RaftBatch => {
                 answer::raft_batch_queued(reply)
             }
@@ -395,8 +398,9 @@ impl Service for ClusterService {
         if s.closing.load(Ordering::Acquire) {
             return answer::refuse(reply, Refusal::ShuttingDown);
         }
+        let version_1 = frame.wire_version() >= 1;
         // Version 1 of the topic APIs answers with settings v2 (wire-spec §18).
-        let settings_v2 = frame.wire_version() >= 1;
+        let settings_v2 = version_1;
         match frame.request {
             Request::Ping => answer::pong(reply),
             Request::Produce { target, value } => {
@@ -506,9 +510,10 @@ impl Service for ClusterService {
                     Refusal::UnknownTopic(format!("group {group} is not hosted here")),
                 ),
             },
+            // RaftBatch v1 is answered only when refused.
             peer @ (Request::PeerHandshake { .. }
             | Request::Raft { .. }
-            | Request::RaftBatch { .. }) => self.peer_call(peer, ctx, reply),
+            | Request::RaftBatch { .. }) => self.peer_call(peer, version_1, ctx, reply),
         }
     }
 

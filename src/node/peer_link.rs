@@ -27,6 +27,8 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 pub(crate) struct Link {
     /// Items handed to the writer and not yet written or dropped.
     queued: AtomicUsize,
+    /// The attached connection speaks RaftBatch v1 (no answers; `peers`).
+    quiet: AtomicBool,
     state: Mutex<LinkState>,
 }
 
@@ -101,11 +103,17 @@ impl Link {
 
     /// Writer: its new plaintext connection (a clone of the socket) and the flag its
     /// reader sets when the peer closes it.
-    pub(crate) fn attach(&self, socket: TcpStream, broken: Arc<AtomicBool>) {
+    pub(crate) fn attach(&self, socket: TcpStream, broken: Arc<AtomicBool>, quiet: bool) {
+        self.quiet.store(quiet, Ordering::Release);
         let mut state = self.lock();
         state.socket = Some(socket);
         state.broken = Some(broken);
         state.pending.clear();
+    }
+
+    /// The attached connection's frames are RaftBatch v1 (answered only when refused).
+    pub(crate) fn quiet(&self) -> bool {
+        self.quiet.load(Ordering::Acquire)
     }
 
     /// Writer: the connection is gone (with any partial frame on it).
@@ -148,7 +156,7 @@ mod tests {
         assert_eq!(link.try_write(b"x"), Direct::NotWritten, "no connection");
         let (a, mut b) = pair();
         let broken = Arc::new(AtomicBool::new(false));
-        link.attach(a, Arc::clone(&broken));
+        link.attach(a, Arc::clone(&broken), true);
         assert_eq!(link.try_write(b"hello"), Direct::Written);
         let mut got = [0u8; 5];
         b.read_exact(&mut got).expect("read");
@@ -167,7 +175,7 @@ mod tests {
     fn a_full_socket_never_blocks_and_the_rest_goes_first() {
         let link = Link::default();
         let (a, mut b) = pair();
-        link.attach(a, Arc::new(AtomicBool::new(false)));
+        link.attach(a, Arc::new(AtomicBool::new(false)), false);
         // Nobody reads `b`: the socket buffers fill, and a write must not block.
         let chunk = vec![7u8; 1 << 20];
         let mut outcomes = Vec::new();

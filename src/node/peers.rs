@@ -165,6 +165,7 @@ impl Peers {
             stop: Arc::clone(&self.stop),
             counters: Arc::clone(&self.counters),
             link: Arc::clone(&link),
+            old_peer: Arc::new(AtomicBool::new(false)),
         };
         let thread = std::thread::Builder::new()
             .name(format!("peer-{id}"))
@@ -224,7 +225,7 @@ impl Peers {
         if self.cfg.tls.is_none() && bytes <= DIRECT_MAX_BYTES {
             let mut frames = Vec::with_capacity(bytes + 64 * msgs.len());
             let mut correlation = 0;
-            encode_frames(&msgs, &mut correlation, &mut frames);
+            encode_frames(&msgs, &mut correlation, &mut frames, p.link.quiet());
             match p.link.try_write(&frames) {
                 Direct::Written => {
                     self.count_direct(msgs.len());
@@ -287,6 +288,9 @@ struct Writer {
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
     link: Arc<Link>,
+    /// The peer answered a RaftBatch v1 with UNSUPPORTED_VERSION (an older build):
+    /// its connections use answered frames until one of them ends.
+    old_peer: Arc<AtomicBool>,
 }
 
 /// A TLS peer connection: shared by the writer and the response reader.
@@ -305,6 +309,8 @@ struct Conn {
     opened_at: Instant,
     reader: Option<JoinHandle<()>>,
     broken: Arc<AtomicBool>,
+    /// Frames are RaftBatch v1: the peer answers only refusals.
+    quiet: bool,
 }
 
 /// Plaintext bytes rustls takes per `writer()` call (below its default 64 KiB send
@@ -405,8 +411,17 @@ impl Writer {
             let broken = c.broken.load(Ordering::Acquire);
             if broken || Some(c.addr) != want {
                 let lived = c.opened_at.elapsed();
+                let old_peer = self.old_peer.load(Ordering::Acquire);
+                // A quiet connection refused as too new: reconnect at once, answered.
+                let downgrade = broken && c.quiet && old_peer;
+                if broken && !c.quiet {
+                    // The old peer may come back upgraded: try quiet frames again.
+                    self.old_peer.store(false, Ordering::Release);
+                }
                 self.close_session(s);
-                if broken && lived < Duration::from_millis(self.cfg.backoff_max_ms.max(1)) {
+                if downgrade {
+                    s.next_attempt = Instant::now();
+                } else if broken && lived < Duration::from_millis(self.cfg.backoff_max_ms.max(1)) {
                     // Refused soon after connecting (certificate rejected after
                     // the handshake, PeerHandshake refused): back off as for a
                     // failed connect.
@@ -432,7 +447,7 @@ impl Writer {
             Job::Msg(m) => Some(m),
             Job::Flush => None,
         });
-        encode_frames(msgs, &mut s.correlation, &mut s.buf);
+        encode_frames(msgs, &mut s.correlation, &mut s.buf, c.quiet);
         let buf = &s.buf;
         let written = self.link.write_locked(|pending| {
             if !pending.is_empty() {
@@ -466,7 +481,7 @@ impl Writer {
         if let Some(c) = &s.conn {
             if let Transport::Plain(stream) = &c.transport {
                 match stream.try_clone() {
-                    Ok(clone) => self.link.attach(clone, Arc::clone(&c.broken)),
+                    Ok(clone) => self.link.attach(clone, Arc::clone(&c.broken), c.quiet),
                     Err(e) => log::debug!("peer {}: no direct path: {e}", self.peer),
                 }
             }
@@ -557,6 +572,7 @@ impl Writer {
             Transport::Plain(_) => None,
             Transport::Tls(shared) => Some(Arc::clone(shared)),
         };
+        let quiet = !self.old_peer.load(Ordering::Acquire);
         let mut conn = Conn {
             transport,
             ctl,
@@ -564,14 +580,18 @@ impl Writer {
             opened_at: Instant::now(),
             reader: None,
             broken,
+            quiet,
         };
+        let old_peer = quiet.then(|| Arc::clone(&self.old_peer));
         if let Err(e) = conn.write_all(&hello) {
             conn.close();
             return Err(e);
         }
         let reader = std::thread::Builder::new()
             .name(format!("peer-{peer}-rx"))
-            .spawn(move || drain_responses(peer, reader_stream, reader_tls, &reader_broken));
+            .spawn(move || {
+                drain_responses(peer, reader_stream, reader_tls, &reader_broken, old_peer)
+            });
         match reader {
             Ok(r) => {
                 conn.reader = Some(r);
@@ -611,40 +631,40 @@ const COALESCE_BYTES: usize = 64 * 1024;
 
 /// Encodes a batch of queued messages as frames: runs of small messages as
 /// RaftBatch frames, big ones as RaftMessage v1 frames.
+/// `quiet`: every frame is a RaftBatch v1 (the receiver answers only refusals);
+/// otherwise big and lone messages are RaftMessage v1 frames and runs RaftBatch v0,
+/// each answered.
 fn encode_frames<'a>(
     batch: impl IntoIterator<Item = &'a GroupMsg>,
     correlation: &mut u32,
     out: &mut Vec<u8>,
+    quiet: bool,
 ) {
     let mut run: Vec<&GroupMsg> = Vec::new();
     let mut run_bytes = 0usize;
+    let mut frame = |run: &[&GroupMsg], out: &mut Vec<u8>| {
+        *correlation = correlation.wrapping_add(1);
+        match run {
+            [] => {}
+            [one] if !quiet => encode_raft_frame(one, *correlation, out),
+            _ => encode_batch_frame(run, *correlation, out, u16::from(quiet)),
+        }
+    };
     for m in batch {
         let bytes = super::inbox::message_bytes(&m.1);
         if bytes > COALESCE_BYTES {
-            *correlation = correlation.wrapping_add(1);
-            encode_raft_frame(m, *correlation, out);
+            frame(&[m], out);
             continue;
         }
         if run_bytes + bytes > COALESCE_BYTES || run.len() >= wire::MAX_RAFT_BATCH_MESSAGES {
-            *correlation = correlation.wrapping_add(1);
-            encode_batch_frame(&run, *correlation, out);
+            frame(&run, out);
             run.clear();
             run_bytes = 0;
         }
         run.push(m);
         run_bytes += bytes;
     }
-    match run.as_slice() {
-        [] => {}
-        [one] => {
-            *correlation = correlation.wrapping_add(1);
-            encode_raft_frame(one, *correlation, out);
-        }
-        _ => {
-            *correlation = correlation.wrapping_add(1);
-            encode_batch_frame(&run, *correlation, out);
-        }
-    }
+    frame(&run, out);
 }
 
 /// Starts a request frame (length patched by `end_frame`); returns its start.
@@ -670,9 +690,9 @@ fn encode_raft_frame((group, m): &GroupMsg, correlation: u32, out: &mut Vec<u8>)
     end_frame(start, out);
 }
 
-/// RaftBatch: `u32 count, count × (u64 group, u32 len, message)` (wire-spec §5).
-fn encode_batch_frame(run: &[&GroupMsg], correlation: u32, out: &mut Vec<u8>) {
-    let start = begin_frame(wire::ApiKey::RaftBatch, 0, correlation, out);
+/// RaftBatch: `u32 count, count × (u64 group, u32 len, message)` (wire-spec §11).
+fn encode_batch_frame(run: &[&GroupMsg], correlation: u32, out: &mut Vec<u8>, version: u16) {
+    let start = begin_frame(wire::ApiKey::RaftBatch, version, correlation, out);
     out.extend_from_slice(&(run.len() as u32).to_be_bytes());
     for (group, m) in run {
         out.extend_from_slice(&group.0.to_be_bytes());
@@ -688,17 +708,20 @@ fn encode_batch_frame(run: &[&GroupMsg], correlation: u32, out: &mut Vec<u8>) {
 /// Reads responses until the connection closes; an error response (or a TLS error)
 /// marks the connection broken (the writer reconnects). With TLS the socket is read
 /// without the session lock; the lock is held only to decrypt what was read.
+/// `old_peer` (quiet connections): set when the peer does not know RaftBatch v1.
 fn drain_responses(
     peer: NodeId,
     mut stream: TcpStream,
     tls: Option<Arc<Mutex<TlsStream>>>,
     broken: &AtomicBool,
+    old_peer: Option<Arc<AtomicBool>>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut plain = vec![0u8; 64 * 1024];
     let mut responses = Responses {
         peer,
         pending: Vec::new(),
+        old_peer,
     };
     loop {
         let n = match stream.read(&mut buf) {
@@ -764,6 +787,7 @@ fn decrypt(
 struct Responses {
     peer: NodeId,
     pending: Vec<u8>,
+    old_peer: Option<Arc<AtomicBool>>,
 }
 
 impl Responses {
@@ -790,6 +814,16 @@ impl Responses {
                 break;
             }
             let code = u16::from_be_bytes([pending[at + 8], pending[at + 9]]);
+            if code == wire::ErrorCode::UnsupportedVersion as u16 {
+                if let Some(old) = &self.old_peer {
+                    log::info!(
+                        "peer {peer}: runs an older version (no RaftBatch v1); \
+                         reconnecting with answered frames"
+                    );
+                    old.store(true, Ordering::Release);
+                    return false;
+                }
+            }
             if code != 0 {
                 let msg = match wire::decode_response(
                     &pending[at..at + 4 + len],
@@ -880,7 +914,7 @@ mod tests {
         batch.push((GroupId(500), big.clone()));
         let mut buf = Vec::new();
         let mut correlation = 0;
-        encode_frames(&batch, &mut correlation, &mut buf);
+        encode_frames(&batch, &mut correlation, &mut buf, false);
         let mut frames = Vec::new();
         let mut at = 0;
         while at < buf.len() {
@@ -911,5 +945,56 @@ mod tests {
                 (g, Ok(m))
             );
         }
+        // Quiet: the same frames, each a RaftBatch v1 (the big message a batch of one).
+        buf.clear();
+        encode_frames(&batch, &mut correlation, &mut buf, true);
+        let (mut at, mut sizes) = (0, Vec::new());
+        while at < buf.len() {
+            let len = u32::from_be_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let frame = wire::decode_request(&buf[at..at + 4 + len]).expect("a frame");
+            assert_eq!(frame.api_version, 1, "{:?}", frame.request.api_key());
+            let Request::RaftBatch { messages } = frame.request else {
+                panic!("quiet frames are RaftBatch v1");
+            };
+            sizes.push(messages.len());
+            at += 4 + len;
+        }
+        assert_eq!(sizes, vec![1, 100]);
+    }
+
+    /// An UNSUPPORTED_VERSION answer on a quiet connection marks the peer old (the
+    /// writer reconnects with answered frames); on an answered one it is an error.
+    #[test]
+    fn an_old_peer_refusing_quiet_frames_is_told_apart() {
+        let refusal = |correlation: u32| {
+            let mut out = Vec::new();
+            let body = wire::ErrorBody {
+                code: wire::ErrorCode::UnsupportedVersion,
+                message: "RaftBatch v1".into(),
+                leader_hint: None,
+            };
+            wire::encode_response(
+                &wire::ResponseFrame {
+                    correlation_id: correlation,
+                    result: Err(body),
+                },
+                &mut out,
+            );
+            out
+        };
+        let old = Arc::new(AtomicBool::new(false));
+        let mut quiet = Responses {
+            peer: NodeId(2),
+            pending: Vec::new(),
+            old_peer: Some(Arc::clone(&old)),
+        };
+        assert!(!quiet.feed(&refusal(1)), "the connection is dropped");
+        assert!(old.load(Ordering::Acquire), "and the peer known old");
+        let mut answered = Responses {
+            peer: NodeId(2),
+            pending: Vec::new(),
+            old_peer: None,
+        };
+        assert!(!answered.feed(&refusal(1)));
     }
 }

@@ -150,6 +150,8 @@ impl ApiKey {
             // Version 2: records of format v1 (wire-spec §14).
             ApiKey::ProduceBatch | ApiKey::Consume | ApiKey::Fetch => 2,
             ApiKey::Produce | ApiKey::RaftMessage | ApiKey::ReadEntries => 1,
+            // Version 1: answered only when refused (wire-spec §11).
+            ApiKey::RaftBatch => 1,
             // Settings v2 (wire-spec §18).
             ApiKey::CreateTopic | ApiKey::DescribeTopic | ApiKey::AlterTopic => 1,
             _ => 0,
@@ -412,7 +414,7 @@ impl Request {
             Request::AlterTopic { changes, .. } => {
                 by_target(changes.flags() & !TopicChanges::ALL_FLAGS == 0)
             }
-            Request::DescribeTopic { .. } => (0, 1),
+            Request::DescribeTopic { .. } | Request::RaftBatch { .. } => (0, 1),
             _ => (0, 0),
         }
     }
