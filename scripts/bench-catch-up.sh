@@ -27,44 +27,15 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
 trap cleanup EXIT
 
-start() { # id, extra args...
-  local id=$1; shift
-  rm -f "$BENCH_DIR/ready$id"
-  $D --node-id "$id" --data-dir "$BENCH_DIR/n$id" --listen 127.0.0.1:0 \
-    --gossip-listen 127.0.0.1:0 --ready-file "$BENCH_DIR/ready$id" --log-level warn \
-    --catch-up-bytes-per-sec "$RATE" "$@" 2>"$BENCH_DIR/stderr$id" &
-  PIDS+=($!)
-  eval "PID$id=$!"
-  for _ in $(seq 200); do [ -s "$BENCH_DIR/ready$id" ] && break; sleep 0.05; done
-  [ -s "$BENCH_DIR/ready$id" ] || { echo "node $id did not start" >&2; cat "$BENCH_DIR/stderr$id"; exit 1; }
-}
-rpc() { grep '^rpc=' "$BENCH_DIR/ready$1" | cut -d= -f2; }
-gsp() { grep '^gossip=' "$BENCH_DIR/ready$1" | cut -d= -f2; }
-commit_of() { $C --addr "$1" health 2>/dev/null | sed -n 's/.*commit=\([0-9]*\).*/\1/p' || true; }
-# Waits (bounded: 10 minutes) until node 3's commit index reaches $1.
-await_node3() {
-  local c3
-  for _ in $(seq 12000); do
-    c3=$(commit_of "$(rpc 3)")
-    [ -n "$c3" ] && [ "$c3" -ge "$1" ] && return 0
-    sleep 0.05
-  done
-  echo "node 3 did not catch up to $1" >&2; return 1
-}
+# shellcheck source=scripts/cluster-nodes.sh
+. scripts/cluster-nodes.sh
 w3() { # label -> records/s
   $C --addr "$L" bench --producers 4 --window 256 --size 1024 --count "$W3_COUNT" \
     --label "$1" | awk -F'\t' '/^RESULT/ { print $7 }'  # records/s
 }
 
 one() {
-  rm -rf "$BENCH_DIR"/n[123]
-  start 1 --bootstrap
-  start 2 --join "$(gsp 1)"
-  start 3 --join "$(gsp 1)"
-  for _ in $(seq 100); do
-    [ "$($C --addr "$(rpc 1)" servers | grep -c follower)" = 2 ] && break; sleep 0.1
-  done
-  L=$(rpc 1)
+  start_three
   $C --addr "$L" bench --producers 4 --window 256 --size 1024 --count "$FILL" --label fill >/dev/null
   kill -9 "$PID3"; wait "$PID3" 2>/dev/null || true
   rm -rf "$BENCH_DIR/n3"
@@ -75,10 +46,10 @@ one() {
   target=$(commit_of "$L")
   w3 during >"$BENCH_DIR/during" &
   local w=$!
-  await_node3 "$target"
+  await_commit 3 "$target"
   t1=$(date +%s.%N)
   wait "$w"; during=$(cat "$BENCH_DIR/during")
-  await_node3 "$(commit_of "$L")"
+  await_commit 3 "$(commit_of "$L")"
   after=$(w3 after)
   python3 -c "b=$bytes; t=$t1-$t0; d=$during; a=$after; print(f'RESULT rate=$RATE MBps={b/t/1e6:.0f} secs={t:.2f} during={d:.0f} after={a:.0f} ratio={d/a:.2f}')" | tee -a "$OUT"
   cleanup
@@ -86,7 +57,7 @@ one() {
 
 for r in $(seq "$ROUNDS"); do
   echo "== round $r/$ROUNDS (load $(cut -d' ' -f1-3 /proc/loadavg))"
-  for RATE in $RATES; do one; done
+  for RATE in $RATES; do NODE_ARGS=(--catch-up-bytes-per-sec "$RATE"); one; done
 done
 echo "== medians per --catch-up-bytes-per-sec (catch-up MB/s; the leader's W3 during / after)"
 python3 - "$OUT" <<'EOF'

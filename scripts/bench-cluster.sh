@@ -32,29 +32,11 @@ trap cleanup EXIT
 # shellcheck disable=SC2086
 if [ -n "$PEERS" ] && ! peers_available $PEERS; then PEERS=""; fi
 
-start() { # id, extra args...
-  local id=$1; shift
-  rm -f "$BENCH_DIR/ready$id"
-  $D --node-id "$id" --data-dir "$BENCH_DIR/n$id" --listen 127.0.0.1:0 \
-    --gossip-listen 127.0.0.1:0 --ready-file "$BENCH_DIR/ready$id" --log-level warn "$@" \
-    2>"$BENCH_DIR/stderr$id" &
-  PIDS+=($!)
-  eval "PID$id=$!"
-  for _ in $(seq 200); do [ -s "$BENCH_DIR/ready$id" ] && break; sleep 0.05; done
-  [ -s "$BENCH_DIR/ready$id" ] || { echo "node $id did not start" >&2; cat "$BENCH_DIR/stderr$id"; exit 1; }
-}
-rpc() { grep '^rpc=' "$BENCH_DIR/ready$1" | cut -d= -f2; }
-gsp() { grep '^gossip=' "$BENCH_DIR/ready$1" | cut -d= -f2; }
+# shellcheck source=scripts/cluster-nodes.sh
+. scripts/cluster-nodes.sh
 
 cluster_round() { # last-round? (1 = also partitions and catch-up)
-  rm -rf "$BENCH_DIR"/n[123]
-  start 1 --bootstrap
-  start 2 --join "$(gsp 1)"
-  start 3 --join "$(gsp 1)"
-  for _ in $(seq 100); do
-    [ "$($C --addr "$(rpc 1)" servers | grep -c follower)" = 2 ] && break; sleep 0.1
-  done
-  L=$(rpc 1)
+  start_three
   fsync_probe "before W1"
   $C --addr "$L" bench --producers 1 --window 1 --size 100 --count "$W1_COUNT" --label W1
   fsync_probe "after W1"
@@ -79,28 +61,19 @@ catch_up_and_partitions() {
   # Timed from the restart: includes process start and gossip discovery.
   T0=$(date +%s.%N)
   start 3 --join "$(gsp 1)"
-  TARGET=$($C --addr "$L" health | sed -n 's/.*commit=\([0-9]*\).*/\1/p')
+  TARGET=$(commit_of "$L")
   # The leader's own produce rate while it feeds the catch-up (W3's shape, about as
   # long as the catch-up), then the same once it is over.
   $C --addr "$L" bench --producers 4 --window 256 --size 1024 --count "$CATCH_UP_W3_COUNT" \
     --label W3-during-catch-up | grep RESULT &
   DURING=$!
-  for _ in $(seq 6000); do
-    # `health` exits non-zero while the node catches up (not ready yet): keep polling.
-    C3=$($C --addr "$(rpc 3)" health 2>/dev/null | sed -n 's/.*commit=\([0-9]*\).*/\1/p' || true)
-    [ -n "$C3" ] && [ "$C3" -ge "$TARGET" ] && break
-    sleep 0.05
-  done
+  # `health` fails while the node catches up (not ready yet): commit_of is empty.
+  await_commit 3 "$TARGET" || true
   T1=$(date +%s.%N)
   python3 -c "b=$BYTES; t=$T1-$T0; print(f'RESULT catch-up bytes={b} secs={t:.2f} MBps={b/t/1e6:.0f}')"
   wait "$DURING" || true
   # "After" starts once node 3 holds the during-run's records too.
-  T2=$($C --addr "$L" health | sed -n 's/.*commit=\([0-9]*\).*/\1/p')
-  for _ in $(seq 6000); do
-    C3=$($C --addr "$(rpc 3)" health 2>/dev/null | sed -n 's/.*commit=\([0-9]*\).*/\1/p' || true)
-    [ -n "$C3" ] && [ "$C3" -ge "$T2" ] && break
-    sleep 0.05
-  done
+  await_commit 3 "$(commit_of "$L")" || true
   $C --addr "$L" bench --producers 4 --window 256 --size 1024 --count "$CATCH_UP_W3_COUNT" \
     --label W3-after-catch-up | grep RESULT
   # Many partitions: W2 and W3 over one topic of $PARTITIONS partitions (replication 3,

@@ -52,7 +52,10 @@
 //!   InitProducer hands out a new producer id instead of epoch `u16::MAX + 1`.
 //! - **Unknown producers**: a producer not in the state may start only with
 //!   sequence 0, and only if its id is above the *unknown floor*, the highest id
-//!   this state ever forgot. Anything else is `UnknownProducer`.
+//!   this state ever forgot, or if the state remembers the epoch it forgot that id
+//!   at and the batch's epoch is newer (a named producer re-initialised: InitProducer
+//!   gives it the same id and a higher epoch, and every batch of the forgotten epoch,
+//!   retries included, stays refused). Anything else is `UnknownProducer`.
 //!
 //! # Bounds, eviction and expiry
 //! At most [`DedupConfig::max_producers`] producers, each with at most
@@ -364,8 +367,22 @@ pub struct DedupState {
     clock_ms: u64,
     /// The highest producer id ever forgotten (None: none).
     unknown_floor: Option<ProducerId>,
+    /// The epoch each recently forgotten producer had (at most `max_producers`,
+    /// the lowest ids dropped first): a newer epoch of it may start again.
+    forgotten: BTreeMap<ProducerId, ProducerEpoch>,
     /// One past the last offset recorded (after truncation: at most the cut).
     end_offset: Offset,
+}
+
+/// A producer forgotten at `forgotten_epoch` may start again only re-initialised: a
+/// newer epoch, at sequence 0. Its batches of that epoch or older (retries, zombies)
+/// are unknown: they may have been appended before it was forgotten.
+fn restart_or_unknown(meta: &BatchMeta, forgotten_epoch: ProducerEpoch) -> Verdict {
+    if meta.epoch > forgotten_epoch && meta.seq.first_seq() == 0 {
+        Verdict::Append
+    } else {
+        Verdict::UnknownProducer
+    }
 }
 
 impl DedupState {
@@ -378,6 +395,7 @@ impl DedupState {
             next_stamp: 0,
             clock_ms: 0,
             unknown_floor: None,
+            forgotten: BTreeMap::new(),
             end_offset: Offset(0),
         }
     }
@@ -391,9 +409,9 @@ impl DedupState {
             return self.check_absent(meta);
         };
         if self.is_expired(p, now_ms) {
-            // Idle past expiry: as unknown as after `expire` removes it, so the
-            // verdict does not depend on when the runner's timer fired.
-            return Verdict::UnknownProducer;
+            // Idle past expiry: as unknown as after `expire` removes it (forgotten at
+            // its epoch), so the verdict does not depend on when the timer fired.
+            return restart_or_unknown(meta, p.epoch);
         }
         if meta.epoch < p.epoch {
             return Verdict::Fenced {
@@ -409,8 +427,12 @@ impl DedupState {
         p.check_seq(meta.seq)
     }
 
-    /// A producer not in the state may start at sequence 0 unless it was forgotten.
+    /// A producer not in the state may start at sequence 0 unless it was forgotten;
+    /// a forgotten one whose epoch is remembered, with a newer epoch.
     fn check_absent(&self, meta: &BatchMeta) -> Verdict {
+        if let Some(&epoch) = self.forgotten.get(&meta.producer) {
+            return restart_or_unknown(meta, epoch);
+        }
         if meta.seq.first_seq() == 0 && !self.is_below_floor(meta.producer) {
             Verdict::Append
         } else {
@@ -483,13 +505,16 @@ impl DedupState {
                 self.lru.remove(&p.stamp);
                 p
             }
-            Entry::Vacant(e) => e.insert(Producer {
-                epoch,
-                next_seq: batch.seq.first_seq(),
-                batches: VecDeque::with_capacity(BATCHES_PER_PRODUCER),
-                last_append_ms: 0,
-                stamp: 0,
-            }),
+            Entry::Vacant(e) => {
+                self.forgotten.remove(&pid);
+                e.insert(Producer {
+                    epoch,
+                    next_seq: batch.seq.first_seq(),
+                    batches: VecDeque::with_capacity(BATCHES_PER_PRODUCER),
+                    last_append_ms: 0,
+                    stamp: 0,
+                })
+            }
         };
         p.push(pid, epoch, batch);
         p.last_append_ms = self.clock_ms;
@@ -536,7 +561,13 @@ impl DedupState {
 
     fn forget(&mut self, stamp: u64, pid: ProducerId) {
         self.lru.remove(&stamp);
-        self.producers.remove(&pid);
+        if let Some(p) = self.producers.remove(&pid) {
+            self.forgotten.insert(pid, p.epoch);
+            let max = self.config.max_producers.get() as usize;
+            while self.forgotten.len() > max {
+                self.forgotten.pop_first();
+            }
+        }
         self.unknown_floor = Some(self.unknown_floor.map_or(pid, |f| f.max(pid)));
     }
 
@@ -608,8 +639,20 @@ impl DedupState {
     /// Checks the state's invariants (for tests and simulators): bounds, the LRU
     /// index, and per producer contiguous, non-overlapping batches below the end.
     pub fn check_invariants(&self) -> Result<(), String> {
-        if self.producers.len() > self.config.max_producers.get() as usize {
-            return Err(format!("{} producers kept", self.producers.len()));
+        let max = self.config.max_producers.get() as usize;
+        if self.producers.len() > max || self.forgotten.len() > max {
+            return Err(format!(
+                "{} producers kept, {} forgotten epochs",
+                self.producers.len(),
+                self.forgotten.len()
+            ));
+        }
+        if let Some(pid) = self
+            .forgotten
+            .keys()
+            .find(|p| self.producers.contains_key(p))
+        {
+            return Err(format!("producer {pid} both kept and forgotten"));
         }
         if self.lru.len() != self.producers.len() {
             return Err(format!(

@@ -248,7 +248,9 @@ fn an_expired_producer_is_unknown_even_for_a_retry_of_its_first_batch() {
     assert_eq!(l.state.expire(11_000), 1);
     assert!(l.state.producer(ProducerId(7)).is_none());
     assert_eq!(l.state.unknown_floor(), Some(ProducerId(7)));
-    for m in [meta(7, 0, 0, 2), meta(7, 0, 2, 1), meta(7, 1, 0, 1)] {
+    // Its retries and any later batch of its epoch are unknown (so is a newer epoch
+    // that does not start at 0; a re-initialised one that does: next test).
+    for m in [meta(7, 0, 0, 2), meta(7, 0, 2, 1), meta(7, 1, 1, 1)] {
         assert_eq!(l.produce(m, 11_001), Verdict::UnknownProducer, "{m:?}");
     }
     // Producer 3 appended later and is still known; a new id above the floor may
@@ -260,6 +262,61 @@ fn an_expired_producer_is_unknown_even_for_a_retry_of_its_first_batch() {
         Verdict::UnknownProducer
     );
     assert_eq!(l.log.len(), 4);
+}
+
+/// A named producer keeps its id across InitProducer (a higher epoch): once the
+/// partition forgot it (expiry, eviction), the re-initialised producer may start
+/// again at sequence 0 of a newer epoch, while every batch of the forgotten epoch,
+/// its retries included, stays unknown (never a second append).
+#[test]
+fn a_forgotten_named_producer_restarts_with_a_newer_epoch() {
+    let mut l = Leader::new(config(2, EXPIRY_MS));
+    l.produce(meta(4, 2, 0, 2), 1_000);
+    // Idle past expiry but not yet removed: the same verdicts as once removed.
+    assert_eq!(
+        l.state.check(&meta(4, 2, 0, 2), 11_000),
+        Verdict::UnknownProducer
+    );
+    assert_eq!(l.state.check(&meta(4, 3, 0, 1), 11_000), Verdict::Append);
+    assert_eq!(l.state.expire(11_000), 1);
+    for m in [meta(4, 2, 0, 2), meta(4, 1, 0, 1), meta(4, 3, 1, 1)] {
+        assert_eq!(l.produce(m, 11_001), Verdict::UnknownProducer, "{m:?}");
+    }
+    assert_eq!(l.produce(meta(4, 3, 0, 1), 11_001), Verdict::Append);
+    assert_eq!(l.produce(meta(4, 3, 0, 1), 11_002), dup(3, 3, 11_001));
+    assert_eq!(
+        l.produce(meta(4, 2, 0, 2), 11_002),
+        Verdict::Fenced {
+            current_epoch: ProducerEpoch(3)
+        }
+    );
+    // Evicted (bound 2) rather than expired: the same.
+    l.produce(meta(5, 0, 0, 1), 11_003);
+    l.produce(meta(6, 0, 0, 1), 11_004);
+    assert!(
+        l.state.producer(ProducerId(4)).is_none(),
+        "4 was least recent"
+    );
+    assert_eq!(
+        l.produce(meta(4, 3, 0, 1), 11_005),
+        Verdict::UnknownProducer
+    );
+    assert_eq!(l.produce(meta(4, 4, 0, 1), 11_005), Verdict::Append);
+    l.state.check_invariants().expect("invariants");
+    // A rebuild from the log answers the same.
+    let rebuilt = l.rebuild();
+    for m in [
+        meta(4, 3, 0, 1),
+        meta(4, 4, 0, 1),
+        meta(4, 5, 0, 1),
+        meta(5, 1, 0, 1),
+    ] {
+        assert_eq!(
+            rebuilt.check(&m, 11_006),
+            l.state.check(&m, 11_006),
+            "{m:?}"
+        );
+    }
 }
 
 #[test]
@@ -548,6 +605,10 @@ struct Coverage {
     /// Producers forgotten (expired or evicted), seen as the floor rising.
     floor_raises: u64,
     truncations: u64,
+    /// Clients that re-initialised as named producers (same id, newer epoch)...
+    named_reinits: u64,
+    /// ...and forgotten ids that appended again that way.
+    named_restarts: u64,
 }
 
 fn verdict_kind(v: Verdict) -> usize {
@@ -683,7 +744,16 @@ impl Walk {
     fn send(&mut self, c: usize, m: BatchMeta) {
         let completeness = expected_verdict(&self.leader, &m, self.now_ms, self.truncations);
         let before = self.leader.log.len();
+        let forgotten = self.leader.state.producer(m.producer).is_none()
+            && self
+                .leader
+                .state
+                .unknown_floor()
+                .is_some_and(|f| m.producer <= f);
         let v = self.leader.produce(m, self.now_ms);
+        if forgotten && v == Verdict::Append {
+            self.stats.named_restarts += 1;
+        }
         let l = &self.leader;
         assert_sound(&l.state, &l.log[..before], &m, v, self.now_ms);
         if let Some(want) = completeness {
@@ -703,6 +773,12 @@ impl Walk {
                 // A naive client trusts the server: if the state were wrong this
                 // would produce duplicates, which `assert_sound` would catch.
                 cl.next_seq = expected_seq;
+            }
+            Verdict::UnknownProducer if self.rng.chance(50) => {
+                // Re-initialise as a named producer: the same id, a newer epoch.
+                cl.epoch += 1;
+                cl.next_seq = 0;
+                self.stats.named_reinits += 1;
             }
             Verdict::UnknownProducer | Verdict::Fenced { .. } => {
                 // Re-initialise: a fresh id.
@@ -887,12 +963,15 @@ fn random_walks_stay_sound_bounded_and_rebuildable() {
         total.predicted += c.predicted;
         total.floor_raises += c.floor_raises;
         total.truncations += c.truncations;
+        total.named_reinits += c.named_reinits;
+        total.named_restarts += c.named_restarts;
     }
     // The walk reached every verdict, predicted many, forgot and truncated often.
     assert!(total.verdicts.iter().all(|&n| n >= 100), "{total:?}");
     assert!(total.predicted >= 10_000, "{total:?}");
     assert!(total.floor_raises >= 1_000, "{total:?}");
     assert!(total.truncations >= 1_000, "{total:?}");
+    assert!(total.named_restarts >= 100, "{total:?}");
 }
 
 /// Replays one seed: `DEDUP_SEED=<n> cargo test --lib replica::dedup::tests::replay_seed`.
