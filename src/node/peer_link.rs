@@ -80,7 +80,10 @@ impl Link {
             Err(TryLockError::WouldBlock) => return Direct::NotWritten,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
         };
+        // The rest of an earlier partial frame goes first (through the writer), even
+        // if its Flush could not be queued.
         let usable = state.socket.is_some()
+            && state.pending.is_empty()
             && state
                 .broken
                 .as_ref()
@@ -195,6 +198,13 @@ mod tests {
                 Direct::NotWritten,
                 "the rest is queued"
             );
+            link.count_down(1);
+            assert_eq!(
+                link.try_write(b"x"),
+                Direct::NotWritten,
+                "the rest goes first even when its Flush was not queued"
+            );
+            link.count_up(1);
             let rest = link.write_locked(|p| p.len());
             assert!(rest > 0 && rest < chunk.len(), "{rest}");
             link.count_down(1);

@@ -12,10 +12,16 @@
 //! * Connect failures back off exponentially from `backoff_min_ms` to
 //!   `backoff_max_ms`; messages queued meanwhile are dropped (they are stale by the
 //!   time a connection exists; Raft resends what matters).
-//! * Responses (empty Raft acks; the receiver answers over its own connections) are
-//!   read and discarded by a small reader thread per connection, so the receiver's
-//!   per-connection output buffer never fills. An error response (say
-//!   PERMISSION_DENIED for a wrong cluster name) is logged and closes the connection.
+//! * Frames are RaftBatch v1, which the receiver answers only when it refuses them
+//!   (wire-spec §11; Raft's own replies travel on the receiver's connections). A
+//!   small reader thread per connection reads what does come back: an error response
+//!   (say PERMISSION_DENIED for a wrong cluster name) is logged and closes the
+//!   connection; `UNSUPPORTED_VERSION` (a peer of an older build) makes the writer
+//!   reconnect with answered frames (RaftBatch v0 / RaftMessage v1, read and
+//!   discarded) until that connection ends.
+//! * The raft thread hands a round's messages over with [`Peers::flush`]; small
+//!   ones to an idle plaintext peer it writes itself (`peer_link`), the rest go to
+//!   the peer's writer thread.
 //! * Writes have a timeout (`write_timeout_ms`): a peer that stops reading (SIGSTOP)
 //!   costs its own writer a reconnect, nothing else.
 //! * TLS ([`PeerConfig::tls`], from `--peer-tls-*`): the connection is a rustls client
