@@ -18,7 +18,7 @@
 //!   connection; Raft resends). TLS connections are not shared: their session state
 //!   lives in the writer.
 
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
@@ -40,6 +40,14 @@ struct LinkState {
     broken: Option<Arc<AtomicBool>>,
     /// The unwritten rest of a frame a direct write left; written first by the writer.
     pending: Vec<u8>,
+}
+
+impl LinkState {
+    fn clear(&mut self) {
+        self.socket = None;
+        self.broken = None;
+        self.pending.clear();
+    }
 }
 
 /// The outcome of [`Link::try_write`].
@@ -119,12 +127,19 @@ impl Link {
         self.quiet.load(Ordering::Acquire)
     }
 
+    /// The peer moved to `addr`: stops direct writes to a connection elsewhere (the
+    /// writer reconnects); one to `addr` already (the writer was quicker) stays.
+    pub(crate) fn detach_unless_to(&self, addr: SocketAddr) {
+        let mut state = self.lock();
+        let connected_to = state.socket.as_ref().and_then(|s| s.peer_addr().ok());
+        if connected_to != Some(addr) {
+            state.clear();
+        }
+    }
+
     /// Writer: the connection is gone (with any partial frame on it).
     pub(crate) fn detach(&self) {
-        let mut state = self.lock();
-        state.socket = None;
-        state.broken = None;
-        state.pending.clear();
+        self.lock().clear();
     }
 
     /// Writer: runs `write` with the link held (no direct write interleaves), first
@@ -170,6 +185,17 @@ mod tests {
         broken.store(true, Ordering::Release);
         assert_eq!(link.try_write(b"x"), Direct::NotWritten, "broken");
         broken.store(false, Ordering::Release);
+        let to = b.local_addr().expect("addr");
+        link.detach_unless_to(to);
+        assert_eq!(
+            link.try_write(b"y"),
+            Direct::Written,
+            "still connected there"
+        );
+        link.detach_unless_to("127.0.0.1:1".parse().expect("addr"));
+        assert_eq!(link.try_write(b"x"), Direct::NotWritten, "the peer moved");
+        let (a2, _b2) = pair();
+        link.attach(a2, Arc::clone(&broken), true);
         link.detach();
         assert_eq!(link.try_write(b"x"), Direct::NotWritten, "detached");
     }

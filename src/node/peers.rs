@@ -146,15 +146,23 @@ impl Peers {
             return;
         }
         let mut peers = lock(&self.peers);
-        if let Some(p) = peers.get(&id) {
-            let mut a = lock(&p.addr);
-            if *a != Some(addr) {
-                log::info!("peer {id}: address {addr}");
-                *a = Some(addr);
-            }
+        let Some(p) = peers.get(&id) else {
+            self.spawn(&mut peers, id, Some(addr));
+            return;
+        };
+        let mut a = lock(&p.addr);
+        if *a == Some(addr) {
             return;
         }
-        self.spawn(&mut peers, id, Some(addr));
+        log::info!("peer {id}: address {addr}");
+        *a = Some(addr);
+        drop(a);
+        let link = Arc::clone(&p.link);
+        drop(peers);
+        // No more direct writes to the old address: the next message goes to the
+        // writer, which reconnects. (Outside the peers lock: the writer may hold the
+        // link through a slow write, and the raft thread takes the peers lock.)
+        link.detach_unless_to(addr);
     }
 
     fn spawn(&self, peers: &mut HashMap<NodeId, PeerHandle>, id: NodeId, addr: Option<SocketAddr>) {
