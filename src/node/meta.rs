@@ -36,6 +36,8 @@ use std::path::{Path, PathBuf};
 
 use crate::bytes::{ByteReader, ReadError, TrailingBytes};
 use crate::raft::{HardState, Index, LogStart, Membership, NodeId, Term};
+use crate::replica::dedup_log::MAX_FLOOR_EPOCHS;
+use crate::replica::ProducerFloor;
 
 /// Name of the identity file.
 pub const IDENTITY_FILE: &str = "node.meta";
@@ -345,26 +347,46 @@ fn decode_log_start(p: &[u8]) -> Result<LogStart, Invalid> {
     })
 }
 
-/// Writes the dedup producer floor (`replica::dedup_log`: the highest producer id
-/// whose batches a move of the log start may have removed).
-pub fn write_producer_floor(dir: &Path, id: u64) -> Result<(), MetaError> {
-    write_atomic(
-        dir,
-        PRODUCER_FLOOR_FILE,
-        &encode(KIND_PRODUCER_FLOOR, &id.to_be_bytes()),
-    )
+/// Writes the dedup producer floor (`replica::dedup_log::ProducerFloor`: the highest
+/// producer id whose batches a move of the log start may have removed, and the
+/// newest epoch of each producer then known). Layout: `u64 high`, then (since the
+/// epochs) `u32 n`, n x (`u64 id`, `u16 epoch`); a file of the `u64` alone (written
+/// by earlier builds) reads as no epochs.
+pub fn write_producer_floor(dir: &Path, floor: &ProducerFloor) -> Result<(), MetaError> {
+    let mut p = Vec::with_capacity(12 + 10 * floor.epochs.len());
+    p.extend_from_slice(&floor.high.to_be_bytes());
+    let n = floor.epochs.len().min(MAX_FLOOR_EPOCHS);
+    p.extend_from_slice(&(n as u32).to_be_bytes());
+    for (id, epoch) in &floor.epochs[floor.epochs.len() - n..] {
+        p.extend_from_slice(&id.to_be_bytes());
+        p.extend_from_slice(&epoch.to_be_bytes());
+    }
+    write_atomic(dir, PRODUCER_FLOOR_FILE, &encode(KIND_PRODUCER_FLOOR, &p))
 }
 
-/// Reads the dedup producer floor (0 if never written).
-pub fn read_producer_floor(dir: &Path) -> Result<u64, MetaError> {
+/// Reads the dedup producer floor (none if never written).
+pub fn read_producer_floor(dir: &Path) -> Result<ProducerFloor, MetaError> {
     let Some(p) = read_record(dir, PRODUCER_FLOOR_FILE, KIND_PRODUCER_FLOOR)? else {
-        return Ok(0);
+        return Ok(ProducerFloor::default());
     };
-    let decode = |p: &[u8]| -> Result<u64, Invalid> {
+    let decode = |p: &[u8]| -> Result<ProducerFloor, Invalid> {
         let mut r = ByteReader::new(p);
-        let id = r.u64("producer floor")?;
+        let high = r.u64("producer floor")?;
+        let mut epochs = Vec::new();
+        if r.remaining() > 0 {
+            let n = r.u32("producer floor epochs")? as usize;
+            if n > MAX_FLOOR_EPOCHS {
+                return Err(Invalid(format!(
+                    "{n} producer epochs (at most {MAX_FLOOR_EPOCHS})"
+                )));
+            }
+            epochs.reserve(n);
+            for _ in 0..n {
+                epochs.push((r.u64("producer id")?, r.u16("producer epoch")?));
+            }
+        }
         r.finish("producer floor")?;
-        Ok(id)
+        Ok(ProducerFloor { high, epochs })
     };
     decode(&p).map_err(|e| e.in_file(dir, PRODUCER_FLOOR_FILE))
 }
@@ -541,9 +563,31 @@ mod tests {
         };
         write_log_start(&d, &start).unwrap();
         assert_eq!(read_log_start(&d).unwrap(), Some(start));
-        assert_eq!(read_producer_floor(&d).unwrap(), 0, "never written");
-        write_producer_floor(&d, 41).unwrap();
-        assert_eq!(read_producer_floor(&d).unwrap(), 41);
+        assert_eq!(
+            read_producer_floor(&d).unwrap(),
+            ProducerFloor::default(),
+            "never written"
+        );
+        let floor = ProducerFloor {
+            high: 41,
+            epochs: vec![(3, 2), (41, 0)],
+        };
+        write_producer_floor(&d, &floor).unwrap();
+        assert_eq!(read_producer_floor(&d).unwrap(), floor);
+        // An earlier build's file: the id alone.
+        write_atomic(
+            &d,
+            PRODUCER_FLOOR_FILE,
+            &encode(KIND_PRODUCER_FLOOR, &9u64.to_be_bytes()),
+        )
+        .unwrap();
+        let old = read_producer_floor(&d).unwrap();
+        assert_eq!((old.high, old.epochs.len()), (9, 0));
+        // A count beyond the bound is refused before anything is allocated for it.
+        let mut p = 41u64.to_be_bytes().to_vec();
+        p.extend_from_slice(&u32::MAX.to_be_bytes());
+        write_atomic(&d, PRODUCER_FLOOR_FILE, &encode(KIND_PRODUCER_FLOOR, &p)).unwrap();
+        assert!(read_producer_floor(&d).is_err());
         fs::write(d.join(PRODUCER_FLOOR_FILE), b"CLGM").unwrap();
         assert!(
             read_producer_floor(&d).is_err(),

@@ -33,6 +33,7 @@ use super::meta::{self, MetaError};
 use crate::raft::{
     Entry, HardState, Index, LogStart, Payload, Storage, StorageError as RaftStorageError, Term,
 };
+use crate::replica::ProducerFloor;
 use crate::storage::journal::JournalRecord;
 use crate::storage::{Log, NewRecord, Offset, StorageError};
 use crate::types::RecordKind;
@@ -97,7 +98,7 @@ pub struct LogStorage {
     /// The node journal (checkpointed before a reset: see `node::journal`).
     journal: Option<Arc<super::journal::NodeJournal>>,
     /// The dedup producer floor last persisted (`meta::write_producer_floor`).
-    producer_floor: u64,
+    producer_floor: ProducerFloor,
 }
 
 /// Most term runs remembered (a run per leader term; older ones are read from disk).
@@ -646,16 +647,20 @@ impl crate::replica::ReplicaStorage for LogStorage {
         self.hard_state
     }
 
-    fn persist_producer_floor(&mut self, id: u64) -> Result<(), WriteError> {
-        if id > self.producer_floor {
-            meta::write_producer_floor(&self.meta_dir, id)?;
-            self.producer_floor = id;
+    fn persist_producer_floor(&mut self, floor: &ProducerFloor) -> Result<(), WriteError> {
+        let next = ProducerFloor {
+            high: self.producer_floor.high.max(floor.high),
+            epochs: floor.epochs.clone(),
+        };
+        if next != self.producer_floor {
+            meta::write_producer_floor(&self.meta_dir, &next)?;
+            self.producer_floor = next;
         }
         Ok(())
     }
 
-    fn producer_floor(&self) -> u64 {
-        self.producer_floor
+    fn producer_floor(&self) -> ProducerFloor {
+        self.producer_floor.clone()
     }
 
     fn is_no_space(e: &WriteError) -> bool {

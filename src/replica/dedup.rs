@@ -608,6 +608,30 @@ impl DedupState {
         }
     }
 
+    /// The newest epoch of every producer kept or remembered as forgotten, by id.
+    pub fn epochs(&self) -> Vec<(ProducerId, ProducerEpoch)> {
+        let mut all: BTreeMap<ProducerId, ProducerEpoch> = self.forgotten.clone();
+        for (&pid, p) in &self.producers {
+            let e = all.entry(pid).or_insert(p.epoch);
+            *e = (*e).max(p.epoch);
+        }
+        all.into_iter().collect()
+    }
+
+    /// Remembers that producer `pid`, not kept, was forgotten at `epoch` (from the
+    /// persisted floor: its batches were all cut): a newer epoch may start again.
+    pub fn remember_forgotten(&mut self, pid: ProducerId, epoch: ProducerEpoch) {
+        if self.producers.contains_key(&pid) {
+            return;
+        }
+        let e = self.forgotten.entry(pid).or_insert(epoch);
+        *e = (*e).max(epoch);
+        let max = self.config.max_producers.get() as usize;
+        while self.forgotten.len() > max {
+            self.forgotten.pop_first();
+        }
+    }
+
     /// The highest producer id forgotten, if any.
     pub fn unknown_floor(&self) -> Option<ProducerId> {
         self.unknown_floor

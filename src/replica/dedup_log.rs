@@ -50,7 +50,9 @@
 //! (retention), it persists the highest producer id the log held
 //! (`ReplicaStorage::persist_producer_floor`), and a rebuild forgets through it
 //! too. (Without it the simulator found such a producer's first batch, cut while
-//! the client kept retrying it, appended a second time after a restart.) The case
+//! the client kept retrying it, appended a second time after a restart.) The floor
+//! also carries each known producer's newest epoch ([`ProducerFloor`]), so a named
+//! producer whose batches were all cut may start again with a newer epoch. The case
 //! left: a log start installed from the leader on a replica that never saw that
 //! producer (the leader does not send its floor); it needs the replica to lag a
 //! whole retention period behind while the client retries.
@@ -73,7 +75,7 @@ use crate::types::{Offset, RecordKind};
 
 use super::dedup::{
     encode_batch_meta, read_batch_meta, BatchMeta, BatchMetaError, BatchSeq, DedupConfig,
-    DedupState, ProducerId, Verdict,
+    DedupState, ProducerEpoch, ProducerId, Verdict,
 };
 
 /// Bytes read per storage call while rebuilding.
@@ -131,9 +133,29 @@ pub struct DedupLog {
     fed: Option<(Index, Term)>,
     /// The highest producer id of any header fed, or of the persisted floor.
     max_producer: Option<ProducerId>,
+    /// The persisted floor's epochs (kept for a later rebuild: `try_complete`).
+    floor_epochs: Vec<(u64, u16)>,
     /// Runs `[first, end)` of entries the rebuild could not read (module doc).
     unreadable: Vec<(Index, Index)>,
 }
+
+/// What the driver persists before it moves the log start
+/// (`ReplicaStorage::persist_producer_floor`): the highest producer id the log held,
+/// and the newest epoch of each producer the state keeps or remembers as forgotten
+/// (at most [`MAX_FLOOR_EPOCHS`], the highest ids), so a rebuild over the cut log
+/// refuses the cut batches' retries but lets a re-initialised producer (a named one
+/// keeps its id, with a newer epoch) start again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProducerFloor {
+    /// The highest producer id the log held (0: none).
+    pub high: u64,
+    /// (producer id, newest epoch), by id.
+    pub epochs: Vec<(u64, u16)>,
+}
+
+/// Most epochs a persisted floor carries (two partitions' worth of producers at the
+/// default bound).
+pub const MAX_FLOOR_EPOCHS: usize = 4096;
 
 impl DedupLog {
     /// The state of an empty log.
@@ -143,17 +165,23 @@ impl DedupLog {
             partial: None,
             fed: None,
             max_producer: None,
+            floor_epochs: Vec::new(),
             unreadable: Vec::new(),
         }
     }
 
     /// The state of the log `storage` holds: every retained entry is read once
     /// (a damaged range is skipped entry by entry, logged). Bounded by the log.
-    pub fn rebuild<S: Storage>(config: DedupConfig, storage: &S, floor: u64) -> DedupLog {
+    pub fn rebuild<S: Storage>(
+        config: DedupConfig,
+        storage: &S,
+        floor: &ProducerFloor,
+    ) -> DedupLog {
         let mut d = DedupLog::new(config);
         // Producers whose batches a cut of the log start removed (persisted by the
         // driver before each cut): as if their headers were still fed.
-        d.max_producer = (floor > 0).then_some(ProducerId(floor));
+        d.max_producer = (floor.high > 0).then_some(ProducerId(floor.high));
+        d.floor_epochs = floor.epochs.clone();
         let last = storage.last_index();
         let lo_start = storage.first_index();
         let mut lo = lo_start;
@@ -183,8 +211,31 @@ impl DedupLog {
         }
         if lo_start > Index(1) {
             d.forget_unseen();
+            // Their epochs when the driver cut the log (never older than any epoch
+            // of theirs that was cut): a newer one is a re-initialised producer.
+            for &(pid, epoch) in &floor.epochs {
+                d.state
+                    .remember_forgotten(ProducerId(pid), ProducerEpoch(epoch));
+            }
         }
         d
+    }
+
+    /// What the driver persists before it moves the log start (module doc).
+    pub fn floor(&self) -> ProducerFloor {
+        let mut epochs: Vec<(u64, u16)> = self
+            .state
+            .epochs()
+            .into_iter()
+            .map(|(pid, epoch)| (pid.0, epoch.0))
+            .collect();
+        // The highest ids when over the bound (the lowest are the longest forgotten).
+        let over = epochs.len().saturating_sub(MAX_FLOOR_EPOCHS);
+        epochs.drain(..over);
+        ProducerFloor {
+            high: self.producer_high_water(),
+            epochs,
+        }
     }
 
     /// False while entries the state was derived from could not be read (module
@@ -215,8 +266,11 @@ impl DedupLog {
         });
         if readable {
             log::info!("dedup: the damaged entries read again: rebuilding the producer state");
-            let floor = self.max_producer.map_or(0, |p| p.0);
-            *self = DedupLog::rebuild(self.state.config(), storage, floor);
+            let floor = ProducerFloor {
+                high: self.max_producer.map_or(0, |p| p.0),
+                epochs: std::mem::take(&mut self.floor_epochs),
+            };
+            *self = DedupLog::rebuild(self.state.config(), storage, &floor);
         }
         self.is_complete()
     }

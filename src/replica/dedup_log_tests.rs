@@ -162,7 +162,7 @@ fn rebuild_from_storage_equals_feeding() {
     ents.extend(batch(5, T1, &meta(2, 0, 1)));
     ents.extend(batch(6, T1, &meta(1, 2, 3)));
     s.append(&ents).unwrap();
-    let mut d = DedupLog::rebuild(DedupConfig::default(), &s, 0);
+    let mut d = DedupLog::rebuild(DedupConfig::default(), &s, &ProducerFloor::default());
     assert_eq!(duplicate_at(&mut d, &meta(1, 0, 2)), Some((2, 3)));
     assert_eq!(duplicate_at(&mut d, &meta(2, 0, 1)), Some((5, 5)));
     assert_eq!(duplicate_at(&mut d, &meta(1, 2, 3)), Some((6, 8)));
@@ -199,7 +199,7 @@ fn legacy_header_entries_are_still_read() {
     ents.extend(batch(4, T1, &meta(1, 2, 1)));
     ents.extend(legacy_batch(5, T1, &meta(2, 0, 1)));
     s.append(&ents).unwrap();
-    let mut d = DedupLog::rebuild(DedupConfig::default(), &s, 0);
+    let mut d = DedupLog::rebuild(DedupConfig::default(), &s, &ProducerFloor::default());
     assert_eq!(duplicate_at(&mut d, &meta(1, 0, 2)), Some((2, 3)));
     assert_eq!(duplicate_at(&mut d, &meta(1, 2, 1)), Some((4, 4)));
     assert_eq!(duplicate_at(&mut d, &meta(2, 0, 1)), Some((6, 6)));
@@ -219,7 +219,7 @@ fn compaction_placeholders_keep_their_batch_known() {
     ents[3].data = encode_header(&meta(3, 3, 1), 1004).into();
     let mut s = MemStorage::new(LogStart::default());
     s.append(&ents).unwrap();
-    let mut d = DedupLog::rebuild(DedupConfig::default(), &s, 0);
+    let mut d = DedupLog::rebuild(DedupConfig::default(), &s, &ProducerFloor::default());
     assert_eq!(duplicate_at(&mut d, &m), Some((1, 3)));
     assert_eq!(duplicate_at(&mut d, &meta(3, 3, 1)), Some((4, 4)));
     assert_eq!(d.check(&meta(3, 4, 1), 2000), Verdict::Append);
@@ -267,7 +267,7 @@ fn a_damaged_batch_start_makes_the_state_incomplete_until_healed() {
         inner,
         damaged: std::cell::RefCell::new([3].into()),
     };
-    let mut d = DedupLog::rebuild(DedupConfig::default(), &s, 0);
+    let mut d = DedupLog::rebuild(DedupConfig::default(), &s, &ProducerFloor::default());
     assert!(!d.is_complete());
     assert!(!d.try_complete(&s), "still damaged");
     // Healed: the retry is now answered with the original offsets.
@@ -285,7 +285,7 @@ fn cutting_the_unreadable_entries_away_completes_the_state() {
         inner,
         damaged: std::cell::RefCell::new([3].into()),
     };
-    let mut d = DedupLog::rebuild(DedupConfig::default(), &s, 0);
+    let mut d = DedupLog::rebuild(DedupConfig::default(), &s, &ProducerFloor::default());
     assert!(!d.is_complete());
     // A new leader overwrites from 3 on.
     d.appended(&[noop(3, T2)]);
@@ -305,13 +305,58 @@ fn the_producer_floor_keeps_a_producer_whose_batches_were_all_cut_unknown() {
     let mut s = MemStorage::new(start);
     s.append(&batch(5, T1, &meta(1, 0, 2))).unwrap();
     // Without the floor the retry looks like a new producer's first batch.
-    let mut blind = DedupLog::rebuild(DedupConfig::default(), &s, 0);
+    let mut blind = DedupLog::rebuild(DedupConfig::default(), &s, &ProducerFloor::default());
     assert_eq!(blind.check(&meta(9, 0, 2), 2000), Verdict::Append);
     // With the floor the driver persisted before the cut, it is refused.
-    let mut d = DedupLog::rebuild(DedupConfig::default(), &s, 9);
+    let floor = ProducerFloor {
+        high: 9,
+        epochs: Vec::new(),
+    };
+    let mut d = DedupLog::rebuild(DedupConfig::default(), &s, &floor);
     assert_eq!(d.check(&meta(9, 0, 2), 2000), Verdict::UnknownProducer);
     assert_eq!(duplicate_at(&mut d, &meta(1, 0, 2)), Some((5, 6)));
     // A producer handed out later is new.
     assert_eq!(d.check(&meta(10, 0, 1), 2000), Verdict::Append);
     assert_eq!(d.producer_high_water(), 9);
+}
+
+/// A named producer whose batches retention cut entirely, before a restart: the
+/// floor the driver persisted carries its epoch, so the rebuilt state refuses the cut
+/// batch's retries but lets the re-initialised producer (same id, newer epoch) start.
+#[test]
+fn the_persisted_floor_lets_a_named_producer_whose_batches_were_cut_start_again() {
+    // Producer 9 (epoch 2) wrote 1..=2 and producer 1 wrote 5..=6; the driver
+    // persisted its floor, then retention cut through 4.
+    let mut full = MemStorage::new(LogStart::default());
+    let named = BatchMeta {
+        epoch: ProducerEpoch(2),
+        ..meta(9, 0, 2)
+    };
+    full.append(&batch(1, T1, &named)).unwrap();
+    full.append(&[data(3, T1), data(4, T1)]).unwrap();
+    full.append(&batch(5, T1, &meta(1, 0, 2))).unwrap();
+    let floor = DedupLog::rebuild(DedupConfig::default(), &full, &ProducerFloor::default()).floor();
+    assert_eq!(floor.high, 9);
+    assert_eq!(floor.epochs, vec![(1, 0), (9, 2)]);
+    let start = LogStart {
+        index: Index(4),
+        term: T1,
+        membership: crate::raft::Membership::with_voters([1]),
+    };
+    let mut cut = MemStorage::new(start);
+    cut.append(&batch(5, T1, &meta(1, 0, 2))).unwrap();
+    let mut d = DedupLog::rebuild(DedupConfig::default(), &cut, &floor);
+    assert_eq!(d.check(&named, 2000), Verdict::UnknownProducer, "a retry");
+    let restarted = BatchMeta {
+        epoch: ProducerEpoch(3),
+        ..meta(9, 0, 1)
+    };
+    assert_eq!(d.check(&restarted, 2000), Verdict::Append);
+    // An older floor file (no epochs): refused, as before.
+    let old = ProducerFloor {
+        high: 9,
+        epochs: Vec::new(),
+    };
+    let mut d = DedupLog::rebuild(DedupConfig::default(), &cut, &old);
+    assert_eq!(d.check(&restarted, 2000), Verdict::UnknownProducer);
 }

@@ -290,7 +290,7 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         let hs = node.storage().persisted_hard_state();
         let commit = node.log_start().index;
         let floor = node.storage().producer_floor();
-        let dedup = DedupLog::rebuild(cfg.dedup, node.storage(), floor);
+        let dedup = DedupLog::rebuild(cfg.dedup, node.storage(), &floor);
         Driver {
             node,
             cfg,
@@ -570,12 +570,13 @@ impl<S: ReplicaStorage, R> Driver<S, R> {
         if through <= self.node.log_start().index {
             return Ok(());
         }
-        // Before any batch goes: its producer must stay refused once unknown.
-        let high = self.dedup.producer_high_water();
-        if high > self.node.storage().producer_floor() {
+        // Before any batch goes: its producer must stay refused once unknown (and
+        // its epoch known, so a re-initialised one may start again).
+        let floor = self.dedup.floor();
+        if floor != self.node.storage().producer_floor() {
             self.node
                 .storage_mut()
-                .persist_producer_floor(high)
+                .persist_producer_floor(&floor)
                 .map_err(write_error::<S>)?;
         }
         match self.node.compact(through) {

@@ -66,6 +66,7 @@
 
 pub mod dedup;
 pub mod dedup_log;
+pub use dedup_log::ProducerFloor;
 mod driver;
 pub mod heal;
 mod policy;
@@ -97,13 +98,14 @@ pub trait ReplicaStorage: Storage {
     fn persist_hard_state(&mut self, hs: HardState) -> Result<(), Self::Error>;
     /// The hard state last persisted.
     fn persisted_hard_state(&self) -> HardState;
-    /// Durably records that producer ids up to `id` wrote batches that a move of
-    /// the log start may remove (`replica::dedup_log`, "A log that lost its
-    /// beginning"); keeps the highest ever recorded.
-    fn persist_producer_floor(&mut self, id: u64) -> Result<(), Self::Error>;
-    /// The highest id [`persist_producer_floor`](Self::persist_producer_floor)
-    /// recorded (0: none).
-    fn producer_floor(&self) -> u64;
+    /// Durably records that producer ids up to `floor.high` wrote batches that a
+    /// move of the log start may remove, with their newest epochs
+    /// (`replica::dedup_log`, "A log that lost its beginning"); keeps the highest
+    /// `high` ever recorded.
+    fn persist_producer_floor(&mut self, floor: &ProducerFloor) -> Result<(), Self::Error>;
+    /// What [`persist_producer_floor`](Self::persist_producer_floor) recorded last
+    /// (default: none).
+    fn producer_floor(&self) -> ProducerFloor;
     /// True if `e` means the disk is full (ENOSPC): not fail-stop, the caller steps
     /// back to its durable state and retries once space frees.
     fn is_no_space(e: &Self::Error) -> bool;

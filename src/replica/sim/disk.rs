@@ -38,7 +38,7 @@ use crate::raft::{
     Entry, HardState, Index, LogStart, RecordKind, SplitMix64, Storage, StorageError, Term,
 };
 use crate::replica::heal::{Anchor, FetchAnswer, FetchRequest};
-use crate::replica::ReplicaStorage;
+use crate::replica::{ProducerFloor, ReplicaStorage};
 
 /// Most damaged reads recorded before the healer takes them (the scrubber finds the
 /// rest).
@@ -183,7 +183,7 @@ pub(crate) struct SimDisk {
     /// comes back.
     pub(crate) recovering_marker: bool,
     /// The durable producer floor (production: `node::meta`'s `dedup.floor`).
-    producer_floor: u64,
+    producer_floor: ProducerFloor,
 }
 
 impl SimDisk {
@@ -205,7 +205,7 @@ impl SimDisk {
             hard_state: hs,
             written_hs: hs,
             recovering_marker: false,
-            producer_floor: 0,
+            producer_floor: ProducerFloor::default(),
             unsynced: Vec::new(),
             journal: Vec::new(),
             lazy_hard_state: false,
@@ -520,14 +520,17 @@ impl ReplicaStorage for SimStorage {
         self.0.borrow().written_hs
     }
 
-    fn persist_producer_floor(&mut self, id: u64) -> Result<(), String> {
+    fn persist_producer_floor(&mut self, floor: &ProducerFloor) -> Result<(), String> {
         let mut d = self.0.borrow_mut();
-        d.producer_floor = d.producer_floor.max(id);
+        d.producer_floor = ProducerFloor {
+            high: d.producer_floor.high.max(floor.high),
+            epochs: floor.epochs.clone(),
+        };
         Ok(())
     }
 
-    fn producer_floor(&self) -> u64 {
-        self.0.borrow().producer_floor
+    fn producer_floor(&self) -> ProducerFloor {
+        self.0.borrow().producer_floor.clone()
     }
 
     fn is_no_space(_: &Self::Error) -> bool {
