@@ -17,18 +17,9 @@ ROUNDS=${ROUNDS:-2}
 RATES=${RATES:-0 300MiB 200MiB 100MiB}
 FILL=${FILL:-300000}
 W3_COUNT=${W3_COUNT:-100000}
-D=./target/release/commitlogd
-C=./target/release/clog
-[ -x "$D" ] && [ -x "$C" ] || cargo build --release --bins
-rm -rf "$BENCH_DIR"; mkdir -p "$BENCH_DIR"
-OUT="$BENCH_DIR/results.txt"
-: >"$OUT"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
-trap cleanup EXIT
-
 # shellcheck source=scripts/cluster-nodes.sh
 . scripts/cluster-nodes.sh
+[ -x "$D" ] && [ -x "$C" ] || cargo build --release --bins
 w3() { # label -> records/s
   $C --addr "$L" bench --producers 4 --window 256 --size 1024 --count "$W3_COUNT" \
     --label "$1" | awk -F'\t' '/^RESULT/ { print $7 }'  # records/s

@@ -20,20 +20,10 @@ CATCH_UP_W3_COUNT=${CATCH_UP_W3_COUNT:-100000}
 PEERS=${PEERS-etcd3 nats3}
 # shellcheck source=scripts/peers.sh
 . scripts/peers.sh
-D=./target/release/commitlogd
-C=./target/release/clog
-
-rm -rf "$BENCH_DIR"; mkdir -p "$BENCH_DIR"
-OUT="$BENCH_DIR/results.txt"
-: >"$OUT"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
-trap cleanup EXIT
-# shellcheck disable=SC2086
-if [ -n "$PEERS" ] && ! peers_available $PEERS; then PEERS=""; fi
-
 # shellcheck source=scripts/cluster-nodes.sh
 . scripts/cluster-nodes.sh
+# shellcheck disable=SC2086
+if [ -n "$PEERS" ] && ! peers_available $PEERS; then PEERS=""; fi
 
 cluster_round() { # last-round? (1 = also partitions and catch-up)
   start_three

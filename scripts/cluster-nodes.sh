@@ -1,6 +1,15 @@
 # Sourced by bench-cluster.sh and bench-catch-up.sh: a 3-node release cluster on
-# 127.0.0.1 with OS-assigned ports. Needs D (commitlogd), C (clog), BENCH_DIR and a
-# PIDS array; NODE_ARGS (an array, may be empty) is added to every node's flags.
+# 127.0.0.1 with OS-assigned ports. Needs BENCH_DIR; sets D (commitlogd), C (clog),
+# OUT (an emptied results file in a fresh BENCH_DIR) and PIDS (killed on exit);
+# NODE_ARGS (an array, may be empty) is added to every node's flags.
+D=./target/release/commitlogd
+C=./target/release/clog
+rm -rf "$BENCH_DIR"; mkdir -p "$BENCH_DIR"
+OUT="$BENCH_DIR/results.txt"
+: >"$OUT"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
+trap cleanup EXIT
 
 start() { # id, extra args...
   local id=$1; shift
