@@ -77,10 +77,16 @@ impl Link {
             });
     }
 
+    /// Nothing is queued for the writer: a direct write may be tried (a cheap check
+    /// before encoding; [`Link::try_write`] checks the rest).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.queued.load(Ordering::Acquire) == 0
+    }
+
     /// Raft thread: writes `frames` to the peer's socket if nothing is queued and the
     /// writer is not using it; never blocks.
     pub(crate) fn try_write(&self, frames: &[u8]) -> Direct {
-        if frames.is_empty() || self.queued.load(Ordering::Acquire) != 0 {
+        if frames.is_empty() || !self.is_idle() {
             return Direct::NotWritten;
         }
         let mut state = match self.state.try_lock() {

@@ -120,6 +120,8 @@ pub(crate) struct Peers {
     counters: Arc<Counters>,
     /// The current round's messages (raft thread), sent by [`Peers::flush`].
     round: Mutex<Vec<GroupMsg>>,
+    /// The raft thread's encoding buffer for direct writes (kept between rounds).
+    frames: Mutex<Vec<u8>>,
 }
 
 /// Most entry bytes a round may carry to one peer to be written by the raft thread
@@ -137,6 +139,7 @@ impl Peers {
             stop: Arc::new(AtomicBool::new(false)),
             counters: Arc::new(Counters::default()),
             round: Mutex::new(Vec::new()),
+            frames: Mutex::new(Vec::new()),
         }
     }
 
@@ -223,24 +226,26 @@ impl Peers {
             }
         }
         let mut peers = lock(&self.peers);
+        let mut frames = lock(&self.frames);
         for (to, msgs) in by_peer {
             if !peers.contains_key(&to) {
                 // Address unknown yet (gossip will tell); the writer waits for it.
                 self.spawn(&mut peers, to, None);
             }
             if let Some(p) = peers.get(&to) {
-                self.deliver(to, p, msgs);
+                self.deliver(to, p, msgs, &mut frames);
             }
         }
     }
 
-    fn deliver(&self, to: NodeId, p: &PeerHandle, msgs: Vec<GroupMsg>) {
+    fn deliver(&self, to: NodeId, p: &PeerHandle, msgs: Vec<GroupMsg>, frames: &mut Vec<u8>) {
         let bytes: usize = msgs.iter().map(|m| super::inbox::message_bytes(&m.1)).sum();
-        if self.cfg.tls.is_none() && bytes <= DIRECT_MAX_BYTES {
-            let mut frames = Vec::with_capacity(bytes + 64 * msgs.len());
+        // Encoded only when a direct write may happen (the writer encodes the rest).
+        if self.cfg.tls.is_none() && bytes <= DIRECT_MAX_BYTES && p.link.is_idle() {
+            frames.clear();
             let mut correlation = 0;
-            encode_frames(&msgs, &mut correlation, &mut frames, p.link.quiet());
-            match p.link.try_write(&frames) {
+            encode_frames(&msgs, &mut correlation, frames, p.link.quiet());
+            match p.link.try_write(frames) {
                 Direct::Written => {
                     self.count_direct(msgs.len());
                     return;

@@ -648,10 +648,7 @@ impl crate::replica::ReplicaStorage for LogStorage {
     }
 
     fn persist_producer_floor(&mut self, floor: &ProducerFloor) -> Result<(), WriteError> {
-        let next = ProducerFloor {
-            high: self.producer_floor.high.max(floor.high),
-            epochs: floor.epochs.clone(),
-        };
+        let next = floor.over(&self.producer_floor);
         if next != self.producer_floor {
             meta::write_producer_floor(&self.meta_dir, &next)?;
             self.producer_floor = next;

@@ -43,29 +43,25 @@ impl<S: Storage> RaftNode<S> {
             Err(StorageError::Damaged(at)) => return Ok(self.hold_for_heal(to, at)),
             Err(e) => return Err(e.into()),
         };
-        let mut max_bytes = self.cfg.max_size_per_msg;
+        // The catch-up throttle: already-committed entries go within this tick's
+        // budget; held back (None), at most an empty append (commit index, probe).
         let catch_up = self.cfg.catch_up_bytes_per_tick > 0 && next <= self.log.committed;
-        if catch_up && next <= last {
-            match self
-                .progress
+        let max_bytes = if catch_up && next <= last {
+            self.progress
                 .get_mut(&to)
                 .and_then(Progress::catch_up_allowance)
-            {
-                Some(allowed) => max_bytes = max_bytes.min(allowed),
-                // Throttled: at most an empty append (commit index, probe) now.
-                None if send_if_empty => return Ok(self.send_empty_append(to, prev, prev_term)),
-                None => return Ok(false),
-            }
-        }
-        let entries = if next <= last {
-            match self.log.entries(next, last + 1, max_bytes) {
+                .map(|allowed| allowed.min(self.cfg.max_size_per_msg))
+        } else {
+            Some(self.cfg.max_size_per_msg)
+        };
+        let entries = match max_bytes {
+            Some(max_bytes) if next <= last => match self.log.entries(next, last + 1, max_bytes) {
                 Ok(e) => e,
                 Err(StorageError::Compacted) => return Ok(self.send_snapshot(to)),
                 Err(StorageError::Damaged(at)) => return Ok(self.hold_for_heal(to, at)),
                 Err(e) => return Err(e.into()),
-            }
-        } else {
-            Vec::new()
+            },
+            _ => Vec::new(),
         };
         if entries.is_empty() && !send_if_empty {
             return Ok(false);
@@ -89,25 +85,6 @@ impl<S: Storage> RaftNode<S> {
             },
         );
         Ok(true)
-    }
-
-    /// An AppendEntries without entries (carries the commit index; in probe state it
-    /// is the probe).
-    fn send_empty_append(&mut self, to: NodeId, prev_index: Index, prev_term: Term) -> bool {
-        if let Some(pr) = self.progress.get_mut(&to) {
-            pr.sent_entries(prev_index, 0, 0);
-        }
-        let commit = self.log.committed;
-        self.send(
-            to,
-            MessageBody::AppendEntries {
-                prev_index,
-                prev_term,
-                commit,
-                entries: Vec::new(),
-            },
-        );
-        true
     }
 
     /// The catch-up throttle's tick: every follower gets a new tick's budget, and

@@ -562,11 +562,7 @@ impl DedupState {
     fn forget(&mut self, stamp: u64, pid: ProducerId) {
         self.lru.remove(&stamp);
         if let Some(p) = self.producers.remove(&pid) {
-            self.forgotten.insert(pid, p.epoch);
-            let max = self.config.max_producers.get() as usize;
-            while self.forgotten.len() > max {
-                self.forgotten.pop_first();
-            }
+            self.remember_forgotten(pid, p.epoch);
         }
         self.unknown_floor = Some(self.unknown_floor.map_or(pid, |f| f.max(pid)));
     }
@@ -610,12 +606,12 @@ impl DedupState {
 
     /// The newest epoch of every producer kept or remembered as forgotten, by id.
     pub fn epochs(&self) -> Vec<(ProducerId, ProducerEpoch)> {
-        let mut all: BTreeMap<ProducerId, ProducerEpoch> = self.forgotten.clone();
-        for (&pid, p) in &self.producers {
-            let e = all.entry(pid).or_insert(p.epoch);
-            *e = (*e).max(p.epoch);
-        }
-        all.into_iter().collect()
+        // The two maps never share an id (`check_invariants`).
+        let mut all: Vec<(ProducerId, ProducerEpoch)> =
+            self.forgotten.iter().map(|(&pid, &e)| (pid, e)).collect();
+        all.extend(self.producers.iter().map(|(&pid, p)| (pid, p.epoch)));
+        all.sort_unstable();
+        all
     }
 
     /// Remembers that producer `pid`, not kept, was forgotten at `epoch` (from the

@@ -133,8 +133,6 @@ pub struct DedupLog {
     fed: Option<(Index, Term)>,
     /// The highest producer id of any header fed, or of the persisted floor.
     max_producer: Option<ProducerId>,
-    /// The persisted floor's epochs (kept for a later rebuild: `try_complete`).
-    floor_epochs: Vec<(u64, u16)>,
     /// Runs `[first, end)` of entries the rebuild could not read (module doc).
     unreadable: Vec<(Index, Index)>,
 }
@@ -153,6 +151,17 @@ pub struct ProducerFloor {
     pub epochs: Vec<(u64, u16)>,
 }
 
+impl ProducerFloor {
+    /// `self` persisted over `older`: the highest id ever recorded stays, the epochs
+    /// are the newest state's.
+    pub fn over(&self, older: &ProducerFloor) -> ProducerFloor {
+        ProducerFloor {
+            high: self.high.max(older.high),
+            epochs: self.epochs.clone(),
+        }
+    }
+}
+
 /// Most epochs a persisted floor carries (two partitions' worth of producers at the
 /// default bound).
 pub const MAX_FLOOR_EPOCHS: usize = 4096;
@@ -165,7 +174,6 @@ impl DedupLog {
             partial: None,
             fed: None,
             max_producer: None,
-            floor_epochs: Vec::new(),
             unreadable: Vec::new(),
         }
     }
@@ -181,7 +189,6 @@ impl DedupLog {
         // Producers whose batches a cut of the log start removed (persisted by the
         // driver before each cut): as if their headers were still fed.
         d.max_producer = (floor.high > 0).then_some(ProducerId(floor.high));
-        d.floor_epochs = floor.epochs.clone();
         let last = storage.last_index();
         let lo_start = storage.first_index();
         let mut lo = lo_start;
@@ -213,7 +220,13 @@ impl DedupLog {
             d.forget_unseen();
             // Their epochs when the driver cut the log (never older than any epoch
             // of theirs that was cut): a newer one is a re-initialised producer.
-            for &(pid, epoch) in &floor.epochs {
+            // Not for a state that could not read all of its log (see `floor`).
+            let epochs = if d.is_complete() {
+                &floor.epochs[..]
+            } else {
+                &[]
+            };
+            for &(pid, epoch) in epochs {
                 d.state
                     .remember_forgotten(ProducerId(pid), ProducerEpoch(epoch));
             }
@@ -221,11 +234,17 @@ impl DedupLog {
         d
     }
 
-    /// What the driver persists before it moves the log start (module doc).
+    /// What the driver persists before it moves the log start (module doc). An
+    /// incomplete state carries no epochs: a batch in an entry it could not read may
+    /// have a newer epoch than it knows, and remembering the older one would let
+    /// that batch's retry in again once the entry is cut.
     pub fn floor(&self) -> ProducerFloor {
-        let mut epochs: Vec<(u64, u16)> = self
-            .state
-            .epochs()
+        let epochs = if self.is_complete() {
+            self.state.epochs()
+        } else {
+            Vec::new()
+        };
+        let mut epochs: Vec<(u64, u16)> = epochs
             .into_iter()
             .map(|(pid, epoch)| (pid.0, epoch.0))
             .collect();
@@ -266,9 +285,11 @@ impl DedupLog {
         });
         if readable {
             log::info!("dedup: the damaged entries read again: rebuilding the producer state");
+            // Without epochs: the ones persisted may be older than a batch in the
+            // entries this state could not read (see `floor`).
             let floor = ProducerFloor {
                 high: self.max_producer.map_or(0, |p| p.0),
-                epochs: std::mem::take(&mut self.floor_epochs),
+                epochs: Vec::new(),
             };
             *self = DedupLog::rebuild(self.state.config(), storage, &floor);
         }

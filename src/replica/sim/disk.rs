@@ -522,10 +522,7 @@ impl ReplicaStorage for SimStorage {
 
     fn persist_producer_floor(&mut self, floor: &ProducerFloor) -> Result<(), String> {
         let mut d = self.0.borrow_mut();
-        d.producer_floor = ProducerFloor {
-            high: d.producer_floor.high.max(floor.high),
-            epochs: floor.epochs.clone(),
-        };
+        d.producer_floor = floor.over(&d.producer_floor);
         Ok(())
     }
 
